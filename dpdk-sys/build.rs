@@ -1,0 +1,45 @@
+//! Build script: with feature `dpdk`, find libdpdk through pkg-config, compile the inline shim
+//! and generate bindings; without it, do nothing.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "dpdk")]
+    dpdk::generate();
+}
+
+#[cfg(feature = "dpdk")]
+mod dpdk {
+    use std::path::PathBuf;
+
+    pub fn generate() {
+        println!("cargo:rerun-if-changed=shim/shim.h");
+        println!("cargo:rerun-if-changed=shim/shim.c");
+        let lib = pkg_config::Config::new()
+            .atleast_version("22.11")
+            .probe("libdpdk")
+            .expect("feature `dpdk` needs DPDK 22.11 or later: apt-get install libdpdk-dev pkg-config");
+        let mut shim = cc::Build::new();
+        shim.file("shim/shim.c").flag("-march=native");
+        for path in &lib.include_paths {
+            shim.include(path);
+        }
+        shim.compile("dve_dpdk_shim");
+        let mut builder = bindgen::Builder::default()
+            .header("shim/shim.h")
+            .allowlist_function("rte_.*|dve_shim_.*")
+            .allowlist_type("rte_.*")
+            .allowlist_var("RTE_.*")
+            .derive_debug(true)
+            .layout_tests(false)
+            .clang_arg("-march=native");
+        for path in &lib.include_paths {
+            builder = builder.clang_arg(format!("-I{}", path.display()));
+        }
+        let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        builder
+            .generate()
+            .expect("bindgen failed on the DPDK headers")
+            .write_to_file(out.join("dpdk_bindings.rs"))
+            .expect("write DPDK bindings");
+    }
+}

@@ -1,0 +1,3 @@
+//! `dve-fastpath`: the per-port fast-path workers. A sans-I/O worker core translates host
+//! reads and writes through cached extent tables and runs the remap, stripe, write-split and
+//! journal primitives; everything else faults to the control path over the FP API.

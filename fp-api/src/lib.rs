@@ -1,0 +1,1 @@
+//! `dve-fp-api`: the fast-path API.
