@@ -1,0 +1,343 @@
+//! Frame buffers: fixed-size pooled storage shared by reference count. A received frame, or
+//! any slice of it (a data payload), can go to several places (every mirror side, the
+//! control path) without a copy, and the storage returns to its pool when the last reference
+//! drops, so a worker in steady state does not allocate per frame.
+
+use core::fmt;
+use core::ops::Range;
+use std::sync::{Arc, Weak};
+
+use crossbeam_queue::ArrayQueue;
+
+/// Bytes of storage per frame: an FCoE frame with a 2112-byte FC payload, its headers,
+/// CRC, EOF and an 802.1Q tag fits.
+pub const FRAME_CAPACITY: usize = 2240;
+
+struct Slot {
+    bytes: Box<[u8]>,
+    home: Weak<ArrayQueue<Arc<Slot>>>,
+}
+
+/// A pool of frame storage. Cloning the pool shares it.
+#[derive(Clone)]
+pub struct FramePool {
+    free: Arc<ArrayQueue<Arc<Slot>>>,
+}
+
+impl fmt::Debug for FramePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FramePool")
+            .field("free", &self.free.len())
+            .field("capacity", &self.free.capacity())
+            .finish()
+    }
+}
+
+impl FramePool {
+    /// A pool that keeps up to `capacity` free buffers, `prefill` of them allocated now.
+    pub fn new(capacity: usize, prefill: usize) -> FramePool {
+        let pool = FramePool { free: Arc::new(ArrayQueue::new(capacity.max(1))) };
+        for _ in 0..prefill.min(capacity) {
+            let _ = pool.free.push(pool.fresh_slot());
+        }
+        pool
+    }
+
+    fn fresh_slot(&self) -> Arc<Slot> {
+        Arc::new(Slot { bytes: vec![0; FRAME_CAPACITY].into_boxed_slice(), home: Arc::downgrade(&self.free) })
+    }
+
+    /// A writable buffer of `len` bytes (at most [`FRAME_CAPACITY`]), zeroed only if fresh:
+    /// callers write every byte they emit. Falls back to allocating when the pool is empty.
+    pub fn alloc(&self, len: usize) -> Option<FrameMut> {
+        if len > FRAME_CAPACITY {
+            return None;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| self.fresh_slot());
+        Some(FrameMut { slot: Some(slot), len })
+    }
+
+    /// Free buffers in the pool now.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// Return a slot to its pool if this is the last reference; otherwise just drop the reference.
+fn release(mut slot: Arc<Slot>) {
+    if Arc::get_mut(&mut slot).is_some()
+        && let Some(home) = slot.home.upgrade()
+    {
+        // A full pool lets the storage go back to the allocator.
+        let _ = home.push(slot);
+    }
+}
+
+/// A frame being built: exclusive, writable.
+pub struct FrameMut {
+    slot: Option<Arc<Slot>>,
+    len: usize,
+}
+
+impl FrameMut {
+    /// A standalone buffer holding `bytes` (tests, control-path frames), not from a pool.
+    pub fn from_slice(bytes: &[u8]) -> Option<FrameMut> {
+        if bytes.len() > FRAME_CAPACITY {
+            return None;
+        }
+        let mut storage = vec![0; FRAME_CAPACITY].into_boxed_slice();
+        storage[..bytes.len()].copy_from_slice(bytes);
+        Some(FrameMut { slot: Some(Arc::new(Slot { bytes: storage, home: Weak::new() })), len: bytes.len() })
+    }
+
+    /// Change the length (at most [`FRAME_CAPACITY`]); returns false if too long.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        if len > FRAME_CAPACITY {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+
+    /// The frame's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        match self.slot.as_mut().and_then(Arc::get_mut) {
+            Some(slot) => &mut slot.bytes[..len],
+            // A FrameMut is only ever built around a slot nobody else references.
+            None => &mut [],
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.slot.as_ref().map_or(&[][..], |s| &s.bytes[..self.len])
+    }
+
+    /// Make it shareable.
+    pub fn freeze(mut self) -> Frame {
+        let slot = self.slot.take();
+        Frame { slot, start: 0, end: self.len as u32 }
+    }
+}
+
+impl Drop for FrameMut {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            release(slot);
+        }
+    }
+}
+
+impl fmt::Debug for FrameMut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FrameMut({} bytes)", self.len)
+    }
+}
+
+/// A shared, read-only frame or slice of one. Cloning and slicing never copy bytes.
+pub struct Frame {
+    slot: Option<Arc<Slot>>,
+    start: u32,
+    end: u32,
+}
+
+impl Frame {
+    /// An empty frame.
+    pub const fn empty() -> Frame {
+        Frame { slot: None, start: 0, end: 0 }
+    }
+
+    /// A frame holding a copy of `bytes` (tests, the simulator's links).
+    pub fn copy_from(bytes: &[u8]) -> Option<Frame> {
+        FrameMut::from_slice(bytes).map(FrameMut::freeze)
+    }
+
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        self.slot.as_ref().map_or(&[][..], |s| &s.bytes[self.start as usize..self.end as usize])
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// A sub-range of this frame sharing its storage; `None` if out of bounds.
+    pub fn slice(&self, range: Range<usize>) -> Option<Frame> {
+        if range.start > range.end || range.end > self.len() {
+            return None;
+        }
+        Some(Frame {
+            slot: self.slot.clone(),
+            start: self.start + range.start as u32,
+            end: self.start + range.end as u32,
+        })
+    }
+
+    /// Whether two frames share storage (for tests of zero-copy paths).
+    pub fn shares_storage_with(&self, other: &Frame) -> bool {
+        match (&self.slot, &other.slot) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Clone for Frame {
+    fn clone(&self) -> Frame {
+        Frame { slot: self.slot.clone(), start: self.start, end: self.end }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            release(slot);
+        }
+    }
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Frame {}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Frame({} bytes)", self.len())
+    }
+}
+
+/// A frame to transmit as up to three pieces: headers built for this destination, a payload
+/// shared with other frames (the same write data to every mirror side), and a short trailer
+/// (FCoE's CRC and EOF). Ports gather the pieces; nothing is copied before the wire.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TxFrame {
+    /// Headers (or the whole frame).
+    pub head: Frame,
+    /// Shared payload, if any.
+    pub body: Option<Frame>,
+    /// Trailer bytes.
+    pub tail: Trailer,
+}
+
+/// Up to 8 trailer bytes carried inline.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct Trailer {
+    bytes: [u8; 8],
+    len: u8,
+}
+
+impl Trailer {
+    /// No trailer.
+    pub const NONE: Trailer = Trailer { bytes: [0; 8], len: 0 };
+
+    /// A trailer of up to 8 bytes; `None` if longer.
+    pub fn new(bytes: &[u8]) -> Option<Trailer> {
+        if bytes.len() > 8 {
+            return None;
+        }
+        let mut t = Trailer { bytes: [0; 8], len: bytes.len() as u8 };
+        t.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(t)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl TxFrame {
+    /// A frame that is a single piece.
+    pub fn whole(frame: Frame) -> TxFrame {
+        TxFrame { head: frame, body: None, tail: Trailer::NONE }
+    }
+
+    /// Total length on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, Frame::len) + self.tail.as_slice().len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        [Some(self.head.as_slice()), self.body.as_ref().map(Frame::as_slice), Some(self.tail.as_slice())]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Append the bytes as they go on the wire (what a link or a capture sees).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for piece in self.pieces() {
+            out.extend_from_slice(piece);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_returns_to_the_pool_when_the_last_reference_drops() {
+        let pool = FramePool::new(4, 2);
+        assert_eq!(pool.available(), 2);
+        let mut f = pool.alloc(100).unwrap();
+        f.as_mut_slice()[..3].copy_from_slice(b"abc");
+        let frame = f.freeze();
+        let payload = frame.slice(1..3).unwrap();
+        assert_eq!(payload.as_slice(), b"bc");
+        assert!(payload.shares_storage_with(&frame));
+        assert_eq!(pool.available(), 1);
+        drop(frame);
+        assert_eq!(pool.available(), 1, "the payload slice still holds the storage");
+        drop(payload);
+        assert_eq!(pool.available(), 2);
+        assert!(pool.alloc(FRAME_CAPACITY + 1).is_none());
+    }
+
+    #[test]
+    fn tx_frames_gather_their_pieces() {
+        let head = Frame::copy_from(b"head").unwrap();
+        let body = Frame::copy_from(b"-body-").unwrap();
+        let tx = TxFrame { head, body: Some(body.clone()), tail: Trailer::new(b"crc!").unwrap() };
+        let mut wire = Vec::new();
+        tx.write_to(&mut wire);
+        assert_eq!(wire, b"head-body-crc!");
+        assert_eq!(tx.len(), wire.len());
+        assert!(tx.body.as_ref().unwrap().shares_storage_with(&body));
+        assert!(Frame::copy_from(b"x").unwrap().slice(0..2).is_none());
+    }
+}
