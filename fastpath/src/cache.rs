@@ -1,0 +1,528 @@
+//! A worker's private mapping cache: target exposures by virtual D_ID, volumes with their LUN
+//! masks and pause state, device paths, this worker's journals, and per segment the whole
+//! redirect table plus the part of the Rmap loaded so far, searched through an `RmapIndex`
+//! and trimmed least-recently-used first when it holds more extents than configured.
+
+use core::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
+
+use dve_fp_api::Error;
+use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, LvId, VsegId, WorkerId};
+use dve_fp_api::lookup::{Fit, RmapIndex};
+use dve_fp_api::mapping::{
+    DevicePath, ExtentMap, JournalRegion, LunMask, LvDescriptor, RedirectEntry, RedirectIndex, RedirectTable,
+    TargetExposure, VsegDescriptor,
+};
+use dve_fp_api::message::{MappingEntry, MappingKey};
+
+/// Multiply-shift hashing for small integer keys: the cache is consulted on every command,
+/// and SipHash's resistance to collision attacks buys nothing for ids the control path assigns.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+/// A hash map keyed by small ids.
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// How a worker's cache is bounded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CacheConfig {
+    /// Most Rmap extents cached across all segments (the working-set window).
+    pub max_extents: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_extents: 64 * 1024 }
+    }
+}
+
+/// What the index stores per extent: the redirect index and where its use is recorded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct CachedValue {
+    redirect: RedirectIndex,
+    slot: u32,
+}
+
+/// One segment's cached state.
+#[derive(Debug)]
+struct SegmentCache {
+    descriptor: VsegDescriptor,
+    redirects: Option<RedirectTable>,
+    extents: ExtentMap<RedirectIndex>,
+    /// Built from `extents` when they change, before the next lookup.
+    index: Option<RmapIndex<CachedValue>>,
+    /// Last use tick per extent, by the slot stored in the index.
+    last_used: Vec<u64>,
+    /// Starts of the extents, by slot (to evict by slot).
+    slot_starts: Vec<(u64, u64)>,
+}
+
+impl SegmentCache {
+    fn new(descriptor: VsegDescriptor) -> SegmentCache {
+        SegmentCache {
+            descriptor,
+            redirects: None,
+            extents: ExtentMap::new(usize::MAX),
+            index: None,
+            last_used: Vec::new(),
+            slot_starts: Vec::new(),
+        }
+    }
+
+    /// Rebuild the index; extents new since the last build count as used at `now` (they were
+    /// just loaded for an I/O that missed).
+    fn rebuild(&mut self, now: u64) {
+        let mut last_used = Vec::with_capacity(self.extents.len());
+        let mut slot_starts = Vec::with_capacity(self.extents.len());
+        let mut entries = Vec::with_capacity(self.extents.len());
+        for (slot, extent) in self.extents.iter().enumerate() {
+            // Keep the recency of extents that survive a rebuild.
+            let used = self.lookup_used(extent.start).unwrap_or(now);
+            last_used.push(used);
+            slot_starts.push((extent.start, extent.end));
+            entries.push((extent.range(), CachedValue { redirect: extent.value, slot: slot as u32 }));
+        }
+        self.index = RmapIndex::build(&entries).ok();
+        self.last_used = last_used;
+        self.slot_starts = slot_starts;
+    }
+
+    fn lookup_used(&self, start: u64) -> Option<u64> {
+        let slot = self.slot_starts.binary_search_by_key(&start, |&(s, _)| s).ok()?;
+        self.last_used.get(slot).copied()
+    }
+}
+
+/// What a lookup of `[block, block + blocks)` in a segment found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExtentLookup {
+    /// The segment is not cached at all.
+    UnknownSegment,
+    /// The segment's redirect table is not loaded yet (first access: load it whole).
+    NoRedirects,
+    /// The first block's extent is not cached.
+    Miss,
+    /// The range lies inside one cached extent.
+    Inside {
+        /// Extent start (segment block).
+        start: u64,
+        /// Extent end.
+        end: u64,
+        /// Its redirect entry.
+        redirect: RedirectIndex,
+    },
+    /// The range starts in this cached extent and runs past its end.
+    Spans {
+        /// Extent start (segment block).
+        start: u64,
+        /// Extent end.
+        end: u64,
+        /// Its redirect entry.
+        redirect: RedirectIndex,
+    },
+}
+
+/// A volume as the worker knows it.
+#[derive(Clone, Debug)]
+pub struct CachedLv {
+    /// Its descriptor.
+    pub descriptor: LvDescriptor,
+    /// The LUN mask, if the control path set one; without one every host may use the fast path.
+    pub mask: Option<LunMask>,
+    /// Whether new I/O is held.
+    pub paused: bool,
+}
+
+/// One of this worker's journals and its append position.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CachedJournal {
+    /// The region.
+    pub region: JournalRegion,
+    /// Next block to append at, relative to the region's start.
+    pub next: u64,
+}
+
+/// A worker's mapping cache.
+#[derive(Debug)]
+pub struct MappingCache {
+    worker: WorkerId,
+    config: CacheConfig,
+    exposures: IdMap<u32, TargetExposure>,
+    exposure_by_id: IdMap<ExposureId, FcId>,
+    lvs: IdMap<LvId, CachedLv>,
+    segments: IdMap<VsegId, SegmentCache>,
+    devices: IdMap<DeviceId, DevicePath>,
+    journals: IdMap<JournalGroupId, CachedJournal>,
+    tick: u64,
+    cached_extents: usize,
+    /// Extents evicted so far.
+    pub evicted: u64,
+}
+
+impl MappingCache {
+    /// An empty cache for `worker`.
+    pub fn new(worker: WorkerId, config: CacheConfig) -> MappingCache {
+        MappingCache {
+            worker,
+            config,
+            exposures: IdMap::default(),
+            exposure_by_id: IdMap::default(),
+            lvs: IdMap::default(),
+            segments: IdMap::default(),
+            devices: IdMap::default(),
+            journals: IdMap::default(),
+            tick: 0,
+            cached_extents: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Extents cached now.
+    pub fn cached_extents(&self) -> usize {
+        self.cached_extents
+    }
+
+    /// Add a target exposure (`FPExpose`), replacing one at the same D_ID.
+    pub fn expose(&mut self, exposure: TargetExposure) {
+        if let Some(old) = self.exposure_by_id.insert(exposure.id, exposure.fc_id) {
+            self.exposures.remove(&old.get());
+        }
+        self.exposures.insert(exposure.fc_id.get(), exposure);
+    }
+
+    /// Remove a target exposure (`FPHide`).
+    pub fn hide(&mut self, id: ExposureId) -> Result<(), Error> {
+        let fc_id = self.exposure_by_id.remove(&id).ok_or(Error::UnknownExposure(id))?;
+        self.exposures.remove(&fc_id.get());
+        Ok(())
+    }
+
+    /// The exposure at virtual D_ID `d_id`.
+    #[inline]
+    pub fn exposure_at(&self, d_id: FcId) -> Option<&TargetExposure> {
+        self.exposures.get(&d_id.get())
+    }
+
+    /// The exposure with id `id`.
+    pub fn exposure(&self, id: ExposureId) -> Option<&TargetExposure> {
+        self.exposures.get(&self.exposure_by_id.get(&id)?.get())
+    }
+
+    /// The volume `id`.
+    #[inline]
+    pub fn lv(&self, id: LvId) -> Option<&CachedLv> {
+        self.lvs.get(&id)
+    }
+
+    /// Set an LV's LUN mask.
+    pub fn set_mask(&mut self, mask: LunMask) -> Result<(), Error> {
+        let lv = self.lvs.get_mut(&mask.lv).ok_or(Error::UnknownLv(mask.lv))?;
+        lv.mask = Some(mask);
+        Ok(())
+    }
+
+    /// Pause or resume an LV.
+    pub fn set_paused(&mut self, id: LvId, paused: bool) -> Result<(), Error> {
+        self.lvs.get_mut(&id).ok_or(Error::UnknownLv(id))?.paused = paused;
+        Ok(())
+    }
+
+    /// The path to `device`.
+    #[inline]
+    pub fn device(&self, device: DeviceId) -> Option<&DevicePath> {
+        self.devices.get(&device)
+    }
+
+    /// This worker's journal in `group`.
+    pub fn journal_mut(&mut self, group: JournalGroupId) -> Option<&mut CachedJournal> {
+        self.journals.get_mut(&group)
+    }
+
+    /// The segment descriptor `vseg`.
+    pub fn segment(&self, vseg: VsegId) -> Option<&VsegDescriptor> {
+        self.segments.get(&vseg).map(|s| &s.descriptor)
+    }
+
+    /// Redirect entry `index` of `vseg`.
+    #[inline]
+    pub fn redirect(&self, vseg: VsegId, index: RedirectIndex) -> Option<&RedirectEntry> {
+        self.segments.get(&vseg)?.redirects.as_ref()?.get(index)
+    }
+
+    /// Look up segment blocks `[block, block + blocks)`, recording the use for replacement.
+    #[inline]
+    pub fn lookup(&mut self, vseg: VsegId, block: u64, blocks: u64) -> ExtentLookup {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some(segment) = self.segments.get_mut(&vseg) else { return ExtentLookup::UnknownSegment };
+        if segment.redirects.is_none() {
+            return ExtentLookup::NoRedirects;
+        }
+        if segment.index.is_none() {
+            segment.rebuild(tick);
+        }
+        let Some(index) = segment.index.as_ref() else { return ExtentLookup::Miss };
+        match index.fit(block, blocks) {
+            Fit::Miss => ExtentLookup::Miss,
+            Fit::Inside { start, end, value } => {
+                segment.last_used[value.slot as usize] = tick;
+                ExtentLookup::Inside { start, end, redirect: value.redirect }
+            }
+            Fit::Spans { start, end, value } => {
+                segment.last_used[value.slot as usize] = tick;
+                ExtentLookup::Spans { start, end, redirect: value.redirect }
+            }
+        }
+    }
+
+    /// Add mapping the control path granted (`FPAddMapping`, or the new half of
+    /// `FPReplaceMapping`).
+    pub fn add(&mut self, entry: MappingEntry) -> Result<(), Error> {
+        match entry {
+            MappingEntry::Lv(descriptor) => {
+                for seg in &descriptor.segments {
+                    self.segments.entry(seg.id).or_insert_with(|| SegmentCache::new(*seg)).descriptor = *seg;
+                }
+                let mask = self.lvs.get(&descriptor.id).and_then(|lv| lv.mask.clone());
+                let paused = self.lvs.get(&descriptor.id).is_some_and(|lv| lv.paused);
+                self.lvs.insert(descriptor.id, CachedLv { descriptor, mask, paused });
+            }
+            MappingEntry::Redirects { vseg, table } => {
+                let segment =
+                    self.segments.get_mut(&vseg).ok_or(Error::InvalidDescriptor("unknown segment"))?;
+                segment.redirects = Some(table);
+            }
+            MappingEntry::Extents { vseg, extents } => {
+                let segment =
+                    self.segments.get_mut(&vseg).ok_or(Error::InvalidDescriptor("unknown segment"))?;
+                let before = segment.extents.len();
+                for extent in extents {
+                    if extent.end > segment.descriptor.blocks {
+                        return Err(Error::OutOfRange {
+                            what: "extent end",
+                            index: extent.end,
+                            len: segment.descriptor.blocks,
+                        });
+                    }
+                    segment.extents.set(extent.range(), extent.value)?;
+                }
+                self.cached_extents = self.cached_extents + segment.extents.len() - before;
+                segment.index = None;
+                self.trim();
+            }
+            MappingEntry::DevicePath(path) => {
+                self.devices.insert(path.device, path);
+            }
+            MappingEntry::Journal(region) => {
+                if region.worker == self.worker {
+                    self.journals.insert(region.group, CachedJournal { region, next: 0 });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove mapping (`FPRemoveMapping`): I/O that needed it faults from now on.
+    pub fn remove(&mut self, key: &MappingKey) {
+        match key {
+            MappingKey::Lv(id) => {
+                if let Some(lv) = self.lvs.remove(id) {
+                    for seg in &lv.descriptor.segments {
+                        self.drop_segment(seg.id);
+                    }
+                }
+            }
+            MappingKey::Vseg(vseg) => {
+                if let Some(segment) = self.segments.get_mut(vseg) {
+                    segment.redirects = None;
+                    self.clear_extents(*vseg, 0..u64::MAX);
+                }
+            }
+            MappingKey::Redirects(vseg) => {
+                if let Some(segment) = self.segments.get_mut(vseg) {
+                    segment.redirects = None;
+                }
+                self.clear_extents(*vseg, 0..u64::MAX);
+            }
+            MappingKey::Extents { vseg, blocks } => self.clear_extents(*vseg, blocks.clone()),
+            MappingKey::DevicePath(device) => {
+                self.devices.remove(device);
+            }
+            MappingKey::Journal { group, worker } => {
+                if *worker == self.worker {
+                    self.journals.remove(group);
+                }
+            }
+        }
+    }
+
+    fn drop_segment(&mut self, vseg: VsegId) {
+        if let Some(segment) = self.segments.remove(&vseg) {
+            self.cached_extents -= segment.extents.len();
+        }
+    }
+
+    fn clear_extents(&mut self, vseg: VsegId, blocks: core::ops::Range<u64>) {
+        let Some(segment) = self.segments.get_mut(&vseg) else { return };
+        if blocks.start >= blocks.end {
+            return;
+        }
+        let before = segment.extents.len();
+        // Clearing whole extents never needs more extents, and partly covered ones are
+        // dropped whole: the cache may hold less, never something the control path revoked.
+        let touched: Vec<_> = segment.extents.overlapping(blocks).map(|e| e.range()).collect();
+        for range in touched {
+            let _ = segment.extents.clear(range);
+        }
+        self.cached_extents = self.cached_extents + segment.extents.len() - before;
+        segment.index = None;
+    }
+
+    /// Evict least recently used extents until the cache is within its bound.
+    fn trim(&mut self) {
+        if self.cached_extents <= self.config.max_extents {
+            return;
+        }
+        // Leave room so that trimming is not repeated on every miss.
+        let target = self.config.max_extents - self.config.max_extents / 8;
+        let mut candidates: Vec<(u64, VsegId, u64, u64)> = Vec::new();
+        self.tick += 1;
+        for (&vseg, segment) in &mut self.segments {
+            if segment.index.is_none() {
+                segment.rebuild(self.tick);
+            }
+            for (slot, &(start, end)) in segment.slot_starts.iter().enumerate() {
+                candidates.push((segment.last_used[slot], vseg, start, end));
+            }
+        }
+        candidates.sort_unstable_by_key(|&(used, vseg, start, _)| (used, vseg, start));
+        let excess = self.cached_extents.saturating_sub(target);
+        for &(_, vseg, start, end) in candidates.iter().take(excess) {
+            if let Some(segment) = self.segments.get_mut(&vseg) {
+                if segment.extents.clear(start..end).is_ok() {
+                    self.cached_extents -= 1;
+                    self.evicted += 1;
+                }
+                segment.index = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_fp_api::ids::{Lun, Wwn};
+    use dve_fp_api::mapping::{Extent, HostSet, LunMapping, Placement, StorageDescriptor};
+
+    fn lv() -> LvDescriptor {
+        let seg = VsegDescriptor { id: VsegId(7), lv: LvId(1), start: 0, blocks: 1000 };
+        LvDescriptor::new(LvId(1), 512, vec![seg]).unwrap()
+    }
+
+    fn table() -> RedirectTable {
+        let mut t = RedirectTable::new(4);
+        t.insert(RedirectEntry::read_write(StorageDescriptor::Single(Placement {
+            device: DeviceId(1),
+            lba: 0,
+        })))
+        .unwrap();
+        t
+    }
+
+    fn extents(ranges: &[(u64, u64)]) -> MappingEntry {
+        MappingEntry::Extents {
+            vseg: VsegId(7),
+            extents: ranges
+                .iter()
+                .map(|&(start, end)| Extent { start, end, value: RedirectIndex(0) })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_segment_needs_its_redirect_table_then_extents() {
+        let mut cache = MappingCache::new(WorkerId(0), CacheConfig::default());
+        assert_eq!(cache.lookup(VsegId(7), 0, 8), ExtentLookup::UnknownSegment);
+        cache.add(MappingEntry::Lv(lv())).unwrap();
+        assert_eq!(cache.lookup(VsegId(7), 0, 8), ExtentLookup::NoRedirects);
+        cache.add(MappingEntry::Redirects { vseg: VsegId(7), table: table() }).unwrap();
+        assert_eq!(cache.lookup(VsegId(7), 0, 8), ExtentLookup::Miss);
+        cache.add(extents(&[(0, 100)])).unwrap();
+        assert_eq!(
+            cache.lookup(VsegId(7), 0, 8),
+            ExtentLookup::Inside { start: 0, end: 100, redirect: RedirectIndex(0) }
+        );
+        assert_eq!(
+            cache.lookup(VsegId(7), 96, 8),
+            ExtentLookup::Spans { start: 0, end: 100, redirect: RedirectIndex(0) }
+        );
+        assert!(cache.add(extents(&[(900, 1001)])).is_err(), "beyond the segment");
+        cache.remove(&MappingKey::Extents { vseg: VsegId(7), blocks: 50..51 });
+        assert_eq!(cache.lookup(VsegId(7), 0, 8), ExtentLookup::Miss, "a partly revoked extent goes whole");
+        assert_eq!(cache.cached_extents(), 0);
+    }
+
+    #[test]
+    fn least_recently_used_extents_go_first() {
+        let mut cache = MappingCache::new(WorkerId(0), CacheConfig { max_extents: 8 });
+        cache.add(MappingEntry::Lv(lv())).unwrap();
+        cache.add(MappingEntry::Redirects { vseg: VsegId(7), table: table() }).unwrap();
+        // Distinct extents: separated by gaps so they do not coalesce.
+        let ranges: Vec<(u64, u64)> = (0..8).map(|i| (i * 20, i * 20 + 10)).collect();
+        cache.add(extents(&ranges)).unwrap();
+        for &(start, _) in ranges.iter().skip(1) {
+            assert!(matches!(cache.lookup(VsegId(7), start, 1), ExtentLookup::Inside { .. }));
+        }
+        cache.add(extents(&[(500, 510)])).unwrap();
+        assert!(cache.cached_extents() <= 8);
+        assert_eq!(cache.lookup(VsegId(7), 0, 1), ExtentLookup::Miss, "extent 0 was never used");
+        assert!(matches!(cache.lookup(VsegId(7), 500, 1), ExtentLookup::Inside { .. }));
+        assert!(cache.evicted >= 1);
+    }
+
+    #[test]
+    fn exposures_are_found_by_virtual_address() {
+        let mut cache = MappingCache::new(WorkerId(0), CacheConfig::default());
+        let fc_id = FcId::new(0x0A0001).unwrap();
+        cache.expose(TargetExposure {
+            id: ExposureId(1),
+            port_name: Wwn(0x2000),
+            node_name: Wwn(0x1000),
+            fc_id,
+            luns: vec![LunMapping { lun: Lun(0), lv: LvId(1), hosts: HostSet::All }],
+        });
+        assert_eq!(cache.exposure_at(fc_id).unwrap().id, ExposureId(1));
+        cache.hide(ExposureId(1)).unwrap();
+        assert!(cache.exposure_at(fc_id).is_none());
+        assert_eq!(cache.hide(ExposureId(1)), Err(Error::UnknownExposure(ExposureId(1))));
+    }
+}

@@ -1,0 +1,276 @@
+//! The software port: two ends of an in-memory cable, each a bounded lock-free ring, with
+//! fault hooks in the manner of smoltcp's `FaultInjector` (drop, corrupt, delay, link down)
+//! driven by a seeded generator so that runs repeat exactly.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use dve_fp_api::frame::{Frame, FramePool, TxFrame};
+use dve_fp_api::ids::PortId;
+use dve_fp_api::port::PacketIo;
+
+/// Faults a port injects into what it transmits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FaultConfig {
+    /// Frames dropped, per million.
+    pub drop_per_million: u32,
+    /// Frames with one byte flipped, per million.
+    pub corrupt_per_million: u32,
+    /// Receive polls a frame waits before it can be received.
+    pub delay_polls: u32,
+    /// Seed of the fault generator.
+    pub seed: u64,
+}
+
+/// One direction of the cable.
+#[derive(Debug)]
+struct Lane {
+    frames: ArrayQueue<Frame>,
+}
+
+#[derive(Debug)]
+struct Cable {
+    lanes: [Lane; 2],
+    up: AtomicBool,
+}
+
+/// One end of a software cable.
+#[derive(Debug)]
+pub struct SoftwarePort {
+    id: PortId,
+    cable: Arc<Cable>,
+    /// Which lane this end transmits on; it receives on the other.
+    side: usize,
+    pool: FramePool,
+    faults: FaultConfig,
+    rng: u64,
+    polls: u64,
+    /// Received frames held back by the delay fault, with the poll they become visible at.
+    delayed: VecDeque<(u64, Frame)>,
+    /// Frames lost to faults or a down link.
+    pub dropped: u64,
+    /// Frames corrupted.
+    pub corrupted: u64,
+}
+
+/// Make a cable of two ports, each direction holding up to `capacity` frames. Multi-piece
+/// frames are gathered into one buffer from `pool` on transmission, as a wire would.
+pub fn software_link(a: PortId, b: PortId, capacity: usize, pool: FramePool) -> (SoftwarePort, SoftwarePort) {
+    let cable = Arc::new(Cable {
+        lanes: [
+            Lane { frames: ArrayQueue::new(capacity.max(1)) },
+            Lane { frames: ArrayQueue::new(capacity.max(1)) },
+        ],
+        up: AtomicBool::new(true),
+    });
+    let end = |id, side| SoftwarePort {
+        id,
+        cable: cable.clone(),
+        side,
+        pool: pool.clone(),
+        faults: FaultConfig::default(),
+        rng: 0,
+        polls: 0,
+        delayed: VecDeque::new(),
+        dropped: 0,
+        corrupted: 0,
+    };
+    (end(a, 0), end(b, 1))
+}
+
+impl SoftwarePort {
+    /// Inject faults into what this end transmits (and delay what it receives).
+    pub fn set_faults(&mut self, faults: FaultConfig) {
+        self.faults = faults;
+        self.rng = faults.seed | 1;
+    }
+
+    /// Bring the cable up or down (both ends see it).
+    pub fn set_link_up(&self, up: bool) {
+        self.cable.up.store(up, Ordering::Release);
+    }
+
+    /// xorshift64*: cheap, seeded, good enough to pick frames to fault.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn chance(&mut self, per_million: u32) -> bool {
+        per_million > 0 && (self.next_random() % 1_000_000) < u64::from(per_million)
+    }
+
+    /// The frame as one buffer: zero-copy when it already is one piece.
+    fn gather(&self, frame: TxFrame) -> Option<Frame> {
+        if frame.body.is_none() && frame.tail.as_slice().is_empty() {
+            return Some(frame.head);
+        }
+        let mut out = self.pool.alloc(frame.len())?;
+        let mut at = 0;
+        let buf = out.as_mut_slice();
+        for piece in frame.pieces() {
+            buf[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        Some(out.freeze())
+    }
+
+    fn corrupt(&mut self, frame: Frame) -> Frame {
+        if frame.is_empty() {
+            return frame;
+        }
+        let at = (self.next_random() % frame.len() as u64) as usize;
+        let mut bytes = frame.as_slice().to_vec();
+        bytes[at] ^= 0x5A;
+        self.corrupted += 1;
+        Frame::copy_from(&bytes).unwrap_or(frame)
+    }
+}
+
+impl PacketIo for SoftwarePort {
+    fn id(&self) -> PortId {
+        self.id
+    }
+
+    fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
+        self.polls += 1;
+        if !self.link_up() {
+            return 0;
+        }
+        let lane = &self.cable.lanes[1 - self.side];
+        let mut received = 0;
+        if self.faults.delay_polls == 0 && self.delayed.is_empty() {
+            while received < max {
+                let Some(frame) = lane.frames.pop() else { break };
+                out.push(frame);
+                received += 1;
+            }
+            return received;
+        }
+        while let Some(frame) = lane.frames.pop() {
+            self.delayed.push_back((self.polls + u64::from(self.faults.delay_polls), frame));
+        }
+        while received < max {
+            match self.delayed.front() {
+                Some(&(due, _)) if due <= self.polls => {
+                    if let Some((_, frame)) = self.delayed.pop_front() {
+                        out.push(frame);
+                        received += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        received
+    }
+
+    fn tx_burst(&mut self, frames: &mut Vec<TxFrame>) -> usize {
+        let mut sent = 0;
+        let mut accepted = 0;
+        let up = self.link_up();
+        for frame in frames.iter() {
+            if !up || self.chance(self.faults.drop_per_million) {
+                self.dropped += 1;
+                accepted += 1;
+                continue;
+            }
+            let Some(mut whole) = self.gather(frame.clone()) else { break };
+            if self.chance(self.faults.corrupt_per_million) {
+                whole = self.corrupt(whole);
+            }
+            if self.cable.lanes[self.side].frames.push(whole).is_err() {
+                break;
+            }
+            accepted += 1;
+            sent += 1;
+        }
+        frames.drain(..accepted);
+        sent
+    }
+
+    fn link_up(&self) -> bool {
+        self.cable.up.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_fp_api::frame::Trailer;
+
+    fn tx(bytes: &[u8]) -> TxFrame {
+        TxFrame::whole(Frame::copy_from(bytes).unwrap())
+    }
+
+    fn pair(capacity: usize) -> (SoftwarePort, SoftwarePort) {
+        software_link(PortId(0), PortId(1), capacity, FramePool::new(64, 0))
+    }
+
+    #[test]
+    fn frames_cross_in_order_and_a_full_ring_pushes_back() {
+        let (mut a, mut b) = pair(2);
+        let mut out = vec![tx(b"one"), tx(b"two"), tx(b"three")];
+        assert_eq!(a.tx_burst(&mut out), 2);
+        assert_eq!(out, vec![tx(b"three")], "the frame the ring refused stays with the caller");
+        let mut got = Vec::new();
+        assert_eq!(b.rx_burst(&mut got, 8), 2);
+        assert_eq!(got[0].as_slice(), b"one");
+        assert_eq!(got[1].as_slice(), b"two");
+    }
+
+    #[test]
+    fn pieces_are_gathered_and_single_pieces_are_not_copied() {
+        let (mut a, mut b) = pair(8);
+        let whole = Frame::copy_from(b"whole").unwrap();
+        let gathered = TxFrame {
+            head: Frame::copy_from(b"he").unwrap(),
+            body: Some(Frame::copy_from(b"ad").unwrap()),
+            tail: Trailer::new(b"!").unwrap(),
+        };
+        a.tx_burst(&mut vec![TxFrame::whole(whole.clone()), gathered]);
+        let mut got = Vec::new();
+        b.rx_burst(&mut got, 8);
+        assert!(got[0].shares_storage_with(&whole));
+        assert_eq!(got[1].as_slice(), b"head!");
+    }
+
+    #[test]
+    fn faults_drop_corrupt_delay_and_cut_the_link() {
+        let (mut a, mut b) = pair(1024);
+        a.set_faults(FaultConfig { drop_per_million: 500_000, seed: 7, ..Default::default() });
+        let mut out: Vec<TxFrame> = (0..200u8).map(|i| tx(&[i; 16])).collect();
+        a.tx_burst(&mut out);
+        let mut got = Vec::new();
+        b.rx_burst(&mut got, 1024);
+        assert_eq!(got.len() as u64 + a.dropped, 200);
+        assert!((60..140).contains(&got.len()), "about half dropped: {}", got.len());
+
+        a.set_faults(FaultConfig { corrupt_per_million: 1_000_000, seed: 3, ..Default::default() });
+        a.tx_burst(&mut vec![tx(&[0u8; 16])]);
+        got.clear();
+        b.rx_burst(&mut got, 8);
+        assert_eq!(got[0].as_slice().iter().filter(|&&x| x != 0).count(), 1);
+
+        a.set_faults(FaultConfig::default());
+        b.set_faults(FaultConfig { delay_polls: 3, ..Default::default() });
+        a.tx_burst(&mut vec![tx(b"late")]);
+        got.clear();
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
+        assert_eq!(b.rx_burst(&mut got, 8), 1);
+
+        a.set_link_up(false);
+        assert!(!b.link_up());
+        a.tx_burst(&mut vec![tx(b"lost")]);
+        a.set_link_up(true);
+        got.clear();
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
+    }
+}
