@@ -1,0 +1,138 @@
+//! `RmapIndex` against a plain `BTreeMap` model: random extent sets (one-block and huge
+//! extents, gaps, crowds of tiny extents beside huge ones, keys up to `u64::MAX`), probed at
+//! random keys and at every extent's edges with `get`, `fit` and `get_batch`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use dve_fp_api::lookup::{Fit, IndexError, RmapIndex};
+use proptest::prelude::*;
+
+/// The reference: extent start to (end, value).
+struct Model(BTreeMap<u64, (u64, u16)>);
+
+impl Model {
+    fn get(&self, lba: u64) -> Option<(Range<u64>, u16)> {
+        let (&start, &(end, value)) = self.0.range(..=lba).next_back()?;
+        (lba < end).then_some((start..end, value))
+    }
+
+    fn fit(&self, lba: u64, blocks: u64) -> Fit<u16> {
+        match self.get(lba) {
+            None => Fit::Miss,
+            Some((extent, value)) if lba.checked_add(blocks).is_some_and(|end| end <= extent.end) => {
+                Fit::Inside { start: extent.start, end: extent.end, value }
+            }
+            Some((extent, value)) => Fit::Spans { start: extent.start, end: extent.end, value },
+        }
+    }
+}
+
+fn gap() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        300 => Just(0u64),
+        200 => 1u64..16,
+        200 => 1u64..100_000,
+        1 => 1u64..(1 << 40),
+    ]
+}
+
+fn length() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        300 => Just(1u64),
+        300 => 1u64..16,
+        300 => 1u64..70_000,
+        10 => 1u64..(1 << 44),
+        1 => (1u64 << 60)..(1 << 62),
+    ]
+}
+
+fn base() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => 0u64..1000,
+        1 => any::<u64>(),
+        1 => (u64::MAX - 10_000_000)..=u64::MAX,
+    ]
+}
+
+/// Sorted, disjoint extents laid from `base`, cut short where the next one would pass
+/// `u64::MAX` (an extent may end exactly at `u64::MAX`).
+fn extents() -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
+    (base(), prop::collection::vec((gap(), length(), 0u16..16), 0..3000)).prop_map(|(base, steps)| {
+        let mut cursor = base;
+        let mut extents = Vec::with_capacity(steps.len());
+        for (gap, length, value) in steps {
+            let Some(start) = cursor.checked_add(gap) else { break };
+            let Some(end) = start.checked_add(length) else { break };
+            extents.push((start..end, value));
+            cursor = end;
+        }
+        extents
+    })
+}
+
+/// Random keys, mostly inside the mapped span, and both sides of every extent edge.
+fn probes(extents: &[(Range<u64>, u16)], seeds: &[u64]) -> Vec<u64> {
+    let mut keys = vec![0, 1, u64::MAX - 1, u64::MAX];
+    if let (Some(first), Some(last)) = (extents.first(), extents.last()) {
+        let span = last.0.end - first.0.start;
+        keys.extend(seeds.iter().map(|seed| first.0.start + seed % span));
+    }
+    keys.extend(seeds.iter().copied());
+    for (extent, _) in extents {
+        keys.extend(
+            [extent.start.checked_sub(1), Some(extent.start), Some(extent.end - 1), Some(extent.end)]
+                .into_iter()
+                .flatten(),
+        );
+    }
+    keys
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn index_agrees_with_btreemap(extents in extents(), seeds in prop::collection::vec(any::<u64>(), 64)) {
+        let index = RmapIndex::build(&extents).expect("generated extents are valid");
+        let model = Model(extents.iter().map(|(extent, value)| (extent.start, (extent.end, *value))).collect());
+        prop_assert_eq!(index.len(), extents.len());
+        prop_assert_eq!(index.is_empty(), extents.is_empty());
+
+        let keys = probes(&extents, &seeds);
+        for &lba in &keys {
+            let expected = model.get(lba);
+            prop_assert_eq!(index.get(lba), expected.clone(), "get({})", lba);
+            let mut block_counts = vec![1, 2, 4096, u64::MAX, seeds[(lba % 64) as usize] % 100_000 + 1];
+            if let Some((extent, _)) = &expected {
+                block_counts.extend([extent.end - lba, extent.end - lba + 1]);
+            }
+            for blocks in block_counts {
+                prop_assert_eq!(index.fit(lba, blocks), model.fit(lba, blocks), "fit({}, {})", lba, blocks);
+            }
+        }
+
+        let mut batch = vec![Some(u16::MAX); keys.len()];
+        index.get_batch(&keys, &mut batch);
+        for (&lba, value) in keys.iter().zip(&batch) {
+            prop_assert_eq!(*value, model.get(lba).map(|(_, value)| value), "get_batch at {}", lba);
+        }
+    }
+
+    #[test]
+    fn build_rejects_unsorted_or_overlapping_extents(extents in extents(), pick in any::<prop::sample::Index>(), shift in 1u64..1000) {
+        prop_assume!(extents.len() >= 2);
+        let i = pick.index(extents.len() - 1) + 1;
+        let mut broken = extents.clone();
+        // Pull extent i back so it starts inside, or before, extent i - 1.
+        let before = broken[i - 1].0.clone();
+        let new_start = before.end.saturating_sub(shift).max(before.start.saturating_sub(shift));
+        broken[i].0.start = new_start.min(broken[i].0.end - 1);
+        prop_assume!(broken[i].0.start < before.end);
+        let error = RmapIndex::build(&broken).unwrap_err();
+        prop_assert!(
+            matches!(error, IndexError::Overlapping { index, .. } | IndexError::Unsorted { index, .. } if index == i),
+            "{:?}", error
+        );
+    }
+}
