@@ -1,3 +1,78 @@
 //! `dve-coherency`: coherency between engines. Oplock state machines, cluster membership,
 //! eviction and caretaker recovery, and the transports that carry their messages (gRPC between
 //! processes, an in-memory network for the simulator).
+//!
+//! # Shape
+//!
+//! [`Engine`] is a sans-I/O core in the style of quinn-proto: no threads, clocks or sockets.
+//! Time is an input (`u64` nanoseconds of the caller's clock). Inputs are
+//! [`Engine::handle_message`], [`Engine::handle_timeout`], the local requests
+//! ([`Engine::request_share`], [`Engine::request_acquire`], [`Engine::release`], ...) and the
+//! completions of work the control path was asked to do ([`Engine::purge_complete`],
+//! [`Engine::cleanup_complete`], [`Engine::replay_complete`]). Outputs are polled:
+//! [`Engine::poll_transmit`] (messages), [`Engine::poll_event`] ([`Event`]s for the control
+//! path) and [`Engine::poll_timeout`] (the next timer). The shared metadata store (jlist,
+//! elist, oplock journals, ownership records) is the [`SharedStore`] trait, passed to every
+//! input; [`MemoryStore`] is the deterministic in-memory implementation.
+//!
+//! Transports sit below the core and give per-peer FIFO, exactly-once delivery while both ends
+//! live: [`transport::memory`] for the simulator, [`transport::grpc`] between processes.
+//!
+//! # The protocol
+//!
+//! Seed 003's oplock state machine (Boot, Uninterested, Want-to-join, Joined, Want-to-share,
+//! Sharing, Want-to-acquire, Acquired) with its handlers, see [`oplock`]. Deviations from the
+//! seed's pseudo-code, each to close a hole it leaves:
+//!
+//! - Replies carry the round number of the broadcast they answer, so late replies to an
+//!   abandoned round are ignored.
+//! - An ack to `share` says whether the responder shares (or is about to); only then is it
+//!   added to the acquire list. So an engine that is the only sharer acquires with no message
+//!   at all, as the seed's active/passive example requires (the literal pseudo-code would add
+//!   every joined peer to alist).
+//! - Uninterested and booting engines ack `share` and `acquire` (they cache nothing).
+//! - A preempted acquirer purges (and drains) like a sharer before acking the winner.
+//! - An engine in Want-to-share that receives `acquire` restarts its share round (the acks it
+//!   collected predate the acquire). `release` also wakes a nak'd Want-to-share.
+//! - A dirty (unrestrictive) oplock flushes before a voluntary unshare; afterwards nobody
+//!   would ask it to.
+//! - `release` goes to alist and to every peer nak'd meanwhile.
+//!
+//! # Tie-break for competing acquires
+//!
+//! Each acquire request carries an [`AcquirePriority`] `(requested_at, engine)`, fixed when
+//! the control path asks and kept across retries. The lowest wins: the oldest request, then
+//! the lowest engine id. An engine in Want-to-acquire that receives an acquire with a lower
+//! priority than its own gives way (purges, acks, waits for the release); otherwise it naks.
+//! Since priorities never change and new requests are newer, the oldest pending request is
+//! nak'd only by a holder in Acquired (which releases) or a caretaker (which finishes): no
+//! livelock.
+//!
+//! # Fencing
+//!
+//! An engine evicted while alive (partition) learns it at its next membership check and
+//! reboots; until then it may still believe it holds an oplock. The store is the fence: an
+//! evicted engine's writes must be refused by the metadata store (the checker does so), and
+//! its messages are dropped by everyone (it is not in the jlist any more).
+
+pub mod address;
+mod boot;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod journal;
+mod membership;
+pub mod message;
+pub mod oplock;
+pub mod store;
+mod sweep;
+pub mod transport;
+
+pub use address::{EngineId, OplockAddress, OplockKind, Volatility};
+pub use engine::{Engine, EngineConfig};
+pub use error::Error;
+pub use event::{Event, PurgeReason, UpdateKind};
+pub use journal::{OplockJournal, RecoveredOplock};
+pub use message::{AcquirePriority, Body, Envelope, Message};
+pub use oplock::{Interest, Oplock, OplockState};
+pub use store::{EvictOutcome, EvictionRecord, Inheritance, MemoryStore, SharedMemoryStore, SharedStore};
