@@ -10,8 +10,8 @@ use dve_fp_api::Error;
 use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, LvId, VsegId, WorkerId};
 use dve_fp_api::lookup::{Fit, RmapIndex};
 use dve_fp_api::mapping::{
-    DevicePath, ExtentMap, JournalRegion, LunMask, LvDescriptor, RedirectEntry, RedirectIndex, RedirectTable,
-    TargetExposure, VsegDescriptor,
+    DevicePath, ExtentMap, FabricRoute, JournalRegion, LunMask, LvDescriptor, RedirectEntry, RedirectIndex,
+    RedirectTable, TargetExposure, VsegDescriptor,
 };
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
@@ -181,6 +181,7 @@ pub struct MappingCache {
     segments: IdMap<VsegId, SegmentCache>,
     devices: IdMap<DeviceId, DevicePath>,
     journals: IdMap<JournalGroupId, CachedJournal>,
+    routes: IdMap<u32, FabricRoute>,
     tick: u64,
     cached_extents: usize,
     /// Extents evicted so far.
@@ -199,6 +200,7 @@ impl MappingCache {
             segments: IdMap::default(),
             devices: IdMap::default(),
             journals: IdMap::default(),
+            routes: IdMap::default(),
             tick: 0,
             cached_extents: 0,
             evicted: 0,
@@ -259,6 +261,12 @@ impl MappingCache {
     #[inline]
     pub fn device(&self, device: DeviceId) -> Option<&DevicePath> {
         self.devices.get(&device)
+    }
+
+    /// The route to physical N_Port `fc_id`.
+    #[inline]
+    pub fn route(&self, fc_id: FcId) -> Option<&FabricRoute> {
+        self.routes.get(&fc_id.get())
     }
 
     /// This worker's journal in `group`.
@@ -346,6 +354,9 @@ impl MappingCache {
                     self.journals.insert(region.group, CachedJournal { region, next: 0 });
                 }
             }
+            MappingEntry::Route(route) => {
+                self.routes.insert(route.fc_id.get(), route);
+            }
         }
         Ok(())
     }
@@ -380,6 +391,9 @@ impl MappingCache {
                 if *worker == self.worker {
                     self.journals.remove(group);
                 }
+            }
+            MappingKey::Route(fc_id) => {
+                self.routes.remove(&fc_id.get());
             }
         }
     }

@@ -6,5 +6,6 @@
 //! ([`exchange`]) and the per-worker mapping cache ([`cache`]).
 
 pub mod cache;
+pub mod crc_patch;
 pub mod exchange;
 pub mod port;

@@ -192,6 +192,18 @@ impl Frame {
         })
     }
 
+    /// The frame as a writable buffer, if nothing else references its storage and it starts
+    /// at the storage's start (a frame fresh from a port): headers can then be rewritten in
+    /// place. Otherwise the frame comes back unchanged.
+    pub fn try_into_mut(mut self) -> Result<FrameMut, Frame> {
+        let unique = self.start == 0 && self.slot.as_mut().is_some_and(|s| Arc::get_mut(s).is_some());
+        if !unique {
+            return Err(self);
+        }
+        let len = self.end as usize;
+        Ok(FrameMut { slot: self.slot.take(), len })
+    }
+
     /// Whether two frames share storage (for tests of zero-copy paths).
     pub fn shares_storage_with(&self, other: &Frame) -> bool {
         match (&self.slot, &other.slot) {
@@ -325,6 +337,13 @@ mod tests {
         assert_eq!(pool.available(), 1, "the payload slice still holds the storage");
         drop(payload);
         assert_eq!(pool.available(), 2);
+        let unique = pool.alloc(10).unwrap().freeze();
+        let shared = unique.clone();
+        let back = unique.try_into_mut().unwrap_err();
+        drop(shared);
+        let mut writable = back.try_into_mut().unwrap();
+        writable.as_mut_slice()[0] = 1;
+        assert_eq!(writable.freeze().as_slice()[0], 1);
         assert!(pool.alloc(FRAME_CAPACITY + 1).is_none());
     }
 

@@ -7,13 +7,15 @@ use core::ops::Range;
 use bytes::Bytes;
 
 use crate::error::Error;
+use crate::frame::{Frame, TxFrame};
 use crate::ids::{
-    DeviceId, DispatchTag, ExposureId, IoTag, JournalGroupId, LvId, RequestId, Timestamp, VsegId, WorkerId,
+    DeviceId, DispatchTag, ExposureId, FcId, IoTag, JournalGroupId, LvId, PortId, RequestId, Timestamp,
+    VsegId, WorkerId,
 };
 use crate::io::{DownstreamRequest, HostIo, IoStatus, PendingFilter, PendingIo, QueueReason};
 use crate::mapping::{
-    DevicePath, DiscoveredDevice, Extent, JournalRegion, LunMask, LvDescriptor, RedirectIndex, RedirectTable,
-    TargetExposure,
+    DevicePath, DiscoveredDevice, Extent, FabricRoute, JournalRegion, LunMask, LvDescriptor, RedirectIndex,
+    RedirectTable, TargetExposure,
 };
 use crate::stats::FpStatistics;
 
@@ -40,6 +42,8 @@ pub enum MappingEntry {
     DevicePath(DevicePath),
     /// A worker's journal in a journal group (a swap replaces it).
     Journal(JournalRegion),
+    /// Where a physical N_Port is: frames to its address are forwarded there unchanged.
+    Route(FabricRoute),
 }
 
 impl MappingEntry {
@@ -57,6 +61,7 @@ impl MappingEntry {
             MappingEntry::Journal(region) => {
                 MappingKey::Journal { group: region.group, worker: region.worker }
             }
+            MappingEntry::Route(route) => MappingKey::Route(route.fc_id),
         }
     }
 }
@@ -86,6 +91,8 @@ pub enum MappingKey {
         /// The worker.
         worker: crate::ids::WorkerId,
     },
+    /// The route to a physical N_Port.
+    Route(FcId),
 }
 
 /// The control path's answer to a mapping miss (`CpMappingMiss` returns).
@@ -189,6 +196,15 @@ pub enum ToCp {
         io: IoTag,
         /// The bytes, or why not.
         result: Result<Bytes, Error>,
+    },
+    /// A frame the worker does not handle itself: fabric login and services, link services to
+    /// virtual targets, frames of exchanges the control path originated, aborts. The control
+    /// path reaches hosts and disks only through the workers' ports (seed 003 Fig. 4A).
+    ControlFrame {
+        /// The port it arrived on.
+        port: PortId,
+        /// The whole Ethernet frame.
+        frame: Frame,
     },
     /// Reply to requests that return nothing else (`FPExpose`, `FPHide`, `FPAddMapping`,
     /// `FPPutData`, the LUN mask, pause and resume): done, or why not.
@@ -317,6 +333,14 @@ pub enum ToFp {
         /// The volume.
         lv: LvId,
     },
+    /// Transmit a frame the control path built (fabric and link-service replies, its own
+    /// exchanges) on one of the worker's ports.
+    SendFrame {
+        /// The port.
+        port: PortId,
+        /// The frame.
+        frame: TxFrame,
+    },
     /// The answer to [`ToCp::MappingMiss`].
     MappingMissReply {
         /// The upstream I/O.
@@ -380,6 +404,8 @@ pub const API_CALLS: &[ApiCall] = &[
     call("pause LV", "ToFp::PauseLv", Direction::CpToFp),
     call("resume LV", "ToFp::ResumeLv", Direction::CpToFp),
     call("(completion of requests without data)", "ToCp::Done", Direction::FpToCp),
+    call("(CP reaches hosts through the FP: frame to CP)", "ToCp::ControlFrame", Direction::FpToCp),
+    call("(CP reaches hosts through the FP: frame from CP)", "ToFp::SendFrame", Direction::CpToFp),
 ];
 
 impl ToCp {
@@ -395,6 +421,7 @@ impl ToCp {
             ToCp::Aborted { .. } => "ToCp::Aborted",
             ToCp::Statistics { .. } => "ToCp::Statistics",
             ToCp::Data { .. } => "ToCp::Data",
+            ToCp::ControlFrame { .. } => "ToCp::ControlFrame",
             ToCp::Done { .. } => "ToCp::Done",
         }
     }
@@ -420,6 +447,7 @@ impl ToFp {
             ToFp::SetLunMask { .. } => "ToFp::SetLunMask",
             ToFp::PauseLv { .. } => "ToFp::PauseLv",
             ToFp::ResumeLv { .. } => "ToFp::ResumeLv",
+            ToFp::SendFrame { .. } => "ToFp::SendFrame",
             ToFp::MappingMissReply { .. } => "ToFp::MappingMissReply",
         }
     }
@@ -469,6 +497,7 @@ mod tests {
             ToCp::Statistics { req, stats: Box::default() },
             ToCp::Data { req, io: tag(), result: Ok(Bytes::new()) },
             ToCp::Done { req, result: Ok(()) },
+            ToCp::ControlFrame { port: PortId(0), frame: Frame::empty() },
         ];
         let mask = LunMask { lv: LvId(1), readers: HostSet::All, writers: HostSet::All };
         let to_fp = [
@@ -502,6 +531,7 @@ mod tests {
             ToFp::PauseLv { req, lv: LvId(1) },
             ToFp::ResumeLv { req, lv: LvId(1) },
             ToFp::MappingMissReply { io: tag(), verdict: MissVerdict::Queue },
+            ToFp::SendFrame { port: PortId(0), frame: TxFrame::whole(Frame::empty()) },
         ];
         let mut names: Vec<&str> = to_cp.iter().map(ToCp::rust_name).collect();
         names.extend(to_fp.iter().map(ToFp::rust_name));

@@ -208,3 +208,13 @@ mod tests {
         assert!(HostSet::All.contains(Wwn(99)));
     }
 }
+
+/// A fabric route: the port behind which a physical N_Port sits, and its MAC address (FCoE
+/// fabric-provided MAC addresses are derived from the FC address, but a route may override it).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FabricRoute {
+    /// The N_Port's address.
+    pub fc_id: FcId,
+    /// The switch port it is attached to.
+    pub port: PortId,
+}
