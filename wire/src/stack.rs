@@ -13,7 +13,7 @@ use crate::ethernet::{ETHERTYPE_FCOE, ETHERTYPE_FIP, EthernetFrame, EthernetRepr
 use crate::fc::{self, FcFrame, FcHeaderRepr, f_ctl, fc_type, r_ctl};
 use crate::fcoe::{self, FcoeFrame, FcoeRepr};
 use crate::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr};
-use crate::fip::FipRepr;
+use crate::fip::{FipDescriptor, FipRepr};
 use crate::scsi::cdb::Cdb;
 use crate::scsi::sense::SenseRepr;
 
@@ -163,7 +163,8 @@ pub enum Packet<'a> {
     },
 }
 
-/// Decodes an Ethernet frame through every layer (FCoE or FIP, FC-2, FCP/ELS/BLS/CT, SCSI).
+/// Decodes an Ethernet frame through every layer (FCoE or FIP, FC-2, FCP/ELS/BLS/CT, SCSI);
+/// the ELS frames that FIP descriptors encapsulate are checked too.
 pub fn parse_packet(frame: &[u8]) -> Result<Packet<'_>> {
     let eth = EthernetFrame::new_checked(frame)?;
     match eth.ethertype() {
@@ -176,6 +177,11 @@ pub fn parse_packet(frame: &[u8]) -> Result<Packet<'_>> {
             let ethernet = EthernetRepr::parse(&eth)?;
             let at = eth.header_len();
             let fip = FipRepr::parse(&frame[at..])?;
+            for d in fip.descriptors.iter() {
+                if let FipDescriptor::Flogi(f) | FipDescriptor::Fdisc(f) | FipDescriptor::Logo(f) = d? {
+                    parse_encapsulated_els(f)?;
+                }
+            }
             Ok(Packet::Fip { ethernet, fip })
         }
         other => Err(Error::UnknownEthertype(other)),

@@ -686,3 +686,43 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RwCdb<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_cdb_names_opcode_and_lengths() {
+        assert_eq!(
+            Cdb::parse(&[op::READ_10, 0, 0]),
+            Err(Error::CdbLength { opcode: op::READ_10, expected: 10, found: 3 })
+        );
+        assert_eq!(
+            Cdb::parse(&[op::READ_16; 12]),
+            Err(Error::CdbLength { opcode: op::READ_16, expected: 16, found: 12 })
+        );
+        assert_eq!(Cdb::parse(&[]), Err(Error::CdbLength { opcode: 0, expected: 6, found: 0 }));
+        assert!(matches!(RwCdb::new_checked(&[op::WRITE_6, 0][..]), Err(Error::CdbLength { .. })));
+    }
+
+    #[test]
+    fn unknown_and_unsupported_opcodes() {
+        assert_eq!(Cdb::parse(&[0xC5; 16]), Err(Error::UnknownOpcode(0xC5)));
+        assert_eq!(Cdb::parse(&[0x7F; 16]), Err(Error::UnknownOpcode(0x7F)));
+        let mut sai = [0u8; 16];
+        sai[0] = op::SERVICE_ACTION_IN_16;
+        sai[1] = 0x11;
+        assert!(matches!(Cdb::parse(&sai), Err(Error::Unsupported { .. })));
+    }
+
+    #[test]
+    fn rw_cdb_rejects_values_that_do_not_fit() {
+        let mut c = [0u8; 10];
+        c[0] = op::READ_10;
+        let mut v = RwCdb::new_checked(&mut c[..]).unwrap();
+        assert!(matches!(v.set_lba(1 << 32), Err(Error::ValueTooLarge { .. })));
+        assert!(matches!(v.set_transfer_length(1 << 16), Err(Error::ValueTooLarge { .. })));
+        v.set_lba(0xdead_beef).unwrap();
+        assert_eq!(v.lba(), 0xdead_beef);
+    }
+}
