@@ -7,7 +7,7 @@ use core::hash::{BuildHasherDefault, Hasher};
 use std::collections::HashMap;
 
 use dve_fp_api::Error;
-use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, LvId, VsegId, WorkerId};
+use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, LvId, VsegId, WorkerId, Wwn};
 use dve_fp_api::lookup::{Fit, RmapIndex};
 use dve_fp_api::mapping::{
     DevicePath, ExtentMap, FabricRoute, JournalRegion, LunMask, LvDescriptor, RedirectEntry, RedirectIndex,
@@ -182,6 +182,9 @@ pub struct MappingCache {
     devices: IdMap<DeviceId, DevicePath>,
     journals: IdMap<JournalGroupId, CachedJournal>,
     routes: IdMap<u32, FabricRoute>,
+    logins: IdMap<u32, Wwn>,
+    /// Per segment and redirect entry: the mirror side the last read used.
+    read_cursors: IdMap<(VsegId, RedirectIndex), usize>,
     tick: u64,
     cached_extents: usize,
     /// Extents evicted so far.
@@ -201,6 +204,8 @@ impl MappingCache {
             devices: IdMap::default(),
             journals: IdMap::default(),
             routes: IdMap::default(),
+            logins: IdMap::default(),
+            read_cursors: IdMap::default(),
             tick: 0,
             cached_extents: 0,
             evicted: 0,
@@ -267,6 +272,18 @@ impl MappingCache {
     #[inline]
     pub fn route(&self, fc_id: FcId) -> Option<&FabricRoute> {
         self.routes.get(&fc_id.get())
+    }
+
+    /// The port name of the N_Port logged in at `fc_id`.
+    #[inline]
+    pub fn login(&self, fc_id: FcId) -> Option<Wwn> {
+        self.logins.get(&fc_id.get()).copied()
+    }
+
+    /// The mirror side the last read through `(vseg, redirect)` used, to change it.
+    #[inline]
+    pub fn read_cursor(&mut self, vseg: VsegId, redirect: RedirectIndex) -> &mut usize {
+        self.read_cursors.entry((vseg, redirect)).or_insert(0)
     }
 
     /// This worker's journal in `group`.
@@ -357,6 +374,9 @@ impl MappingCache {
             MappingEntry::Route(route) => {
                 self.routes.insert(route.fc_id.get(), route);
             }
+            MappingEntry::Login(login) => {
+                self.logins.insert(login.fc_id.get(), login.port_name);
+            }
         }
         Ok(())
     }
@@ -394,6 +414,9 @@ impl MappingCache {
             }
             MappingKey::Route(fc_id) => {
                 self.routes.remove(&fc_id.get());
+            }
+            MappingKey::Login(fc_id) => {
+                self.logins.remove(&fc_id.get());
             }
         }
     }
@@ -454,7 +477,7 @@ impl MappingCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dve_fp_api::ids::{Lun, Wwn};
+    use dve_fp_api::ids::Lun;
     use dve_fp_api::mapping::{Extent, HostSet, LunMapping, Placement, StorageDescriptor};
 
     fn lv() -> LvDescriptor {

@@ -260,23 +260,27 @@ pub struct TxFrame {
     pub tail: Trailer,
 }
 
-/// Up to 8 trailer bytes carried inline.
+/// Up to 12 trailer bytes carried inline: fill bytes (up to 3), the FC CRC (4) and the
+/// FCoE EOF with its reserved bytes (4).
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub struct Trailer {
-    bytes: [u8; 8],
+    bytes: [u8; Trailer::MAX],
     len: u8,
 }
 
 impl Trailer {
-    /// No trailer.
-    pub const NONE: Trailer = Trailer { bytes: [0; 8], len: 0 };
+    /// The longest trailer.
+    pub const MAX: usize = 12;
 
-    /// A trailer of up to 8 bytes; `None` if longer.
+    /// No trailer.
+    pub const NONE: Trailer = Trailer { bytes: [0; Trailer::MAX], len: 0 };
+
+    /// A trailer of up to [`Trailer::MAX`] bytes; `None` if longer.
     pub fn new(bytes: &[u8]) -> Option<Trailer> {
-        if bytes.len() > 8 {
+        if bytes.len() > Trailer::MAX {
             return None;
         }
-        let mut t = Trailer { bytes: [0; 8], len: bytes.len() as u8 };
+        let mut t = Trailer { bytes: [0; Trailer::MAX], len: bytes.len() as u8 };
         t.bytes[..bytes.len()].copy_from_slice(bytes);
         Some(t)
     }

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod frame;
 pub mod ids;
 pub mod io;
+pub mod journal;
 pub mod lookup;
 pub mod mapping;
 pub mod message;

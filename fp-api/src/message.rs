@@ -14,8 +14,8 @@ use crate::ids::{
 };
 use crate::io::{DownstreamRequest, HostIo, IoStatus, PendingFilter, PendingIo, QueueReason};
 use crate::mapping::{
-    DevicePath, DiscoveredDevice, Extent, FabricRoute, JournalRegion, LunMask, LvDescriptor, RedirectIndex,
-    RedirectTable, TargetExposure,
+    DevicePath, DiscoveredDevice, Extent, FabricRoute, JournalRegion, LunMask, LvDescriptor, PortLogin,
+    RedirectIndex, RedirectTable, TargetExposure,
 };
 use crate::stats::FpStatistics;
 
@@ -44,6 +44,8 @@ pub enum MappingEntry {
     Journal(JournalRegion),
     /// Where a physical N_Port is: frames to its address are forwarded there unchanged.
     Route(FabricRoute),
+    /// A host's fabric login: its port name behind its address.
+    Login(PortLogin),
 }
 
 impl MappingEntry {
@@ -62,6 +64,7 @@ impl MappingEntry {
                 MappingKey::Journal { group: region.group, worker: region.worker }
             }
             MappingEntry::Route(route) => MappingKey::Route(route.fc_id),
+            MappingEntry::Login(login) => MappingKey::Login(login.fc_id),
         }
     }
 }
@@ -93,6 +96,8 @@ pub enum MappingKey {
     },
     /// The route to a physical N_Port.
     Route(FcId),
+    /// A host's login (after LOGO): its frames fault until it logs in again.
+    Login(FcId),
 }
 
 /// The control path's answer to a mapping miss (`CpMappingMiss` returns).

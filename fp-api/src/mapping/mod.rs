@@ -19,7 +19,7 @@ pub use descriptor::{
 pub use extent_map::{Extent, ExtentMap};
 pub use redirect::{RedirectEntry, RedirectIndex, RedirectTable};
 pub use volume::{
-    DevicePath, DiscoveredDevice, FabricRoute, HostSet, LunMapping, LunMask, LvDescriptor, TargetExposure,
-    VsegDescriptor,
+    DevicePath, DiscoveredDevice, FabricRoute, HostSet, LunMapping, LunMask, LvDescriptor, PortLogin,
+    TargetExposure, VsegDescriptor,
 };
 pub use vseg_map::{VsegLimits, VsegMap};

@@ -218,3 +218,13 @@ pub struct FabricRoute {
     /// The switch port it is attached to.
     pub port: PortId,
 }
+
+/// A fabric login: which port name an N_Port ID belongs to, so the fast path can apply LUN
+/// maps and masks (kept by port name) to frames (which carry addresses).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PortLogin {
+    /// The address the fabric assigned.
+    pub fc_id: FcId,
+    /// The N_Port's port name.
+    pub port_name: Wwn,
+}
