@@ -93,17 +93,16 @@ impl Engine {
                     let journals = store.journals_held_by(me);
                     let oplocks = recovery_set(store, me, &journals);
                     if oplocks.is_empty() {
-                        self.finish_boot(now, store, Vec::new());
+                        self.finish_boot(now, store, &[], Vec::new());
                     } else {
                         boot.stage = Some(BootStage::Replaying);
                         let mut victims: Vec<EngineId> = boot.inherited.iter().copied().collect();
                         victims.extend(journals.iter().copied().filter(|j| *j != me));
                         victims.sort_unstable();
                         victims.dedup();
-                        self.caretaking.begin(
-                            me,
-                            Cleanup { victims, oplocks: oplocks.iter().map(|o| o.oplock).collect() },
-                        );
+                        let addresses: Vec<_> = oplocks.iter().map(|o| o.oplock).collect();
+                        store.mark_recovering(me, &addresses);
+                        self.caretaking.begin(me, Cleanup { victims, oplocks: addresses });
                         // Own journal first, as the seed orders the replay.
                         let mut ordered = vec![me];
                         ordered.extend(journals.into_iter().filter(|j| *j != me));
@@ -120,6 +119,7 @@ impl Engine {
         &mut self,
         now: u64,
         store: &mut dyn SharedStore,
+        replayed: &[crate::address::OplockAddress],
         waiters: crate::membership::EndedDefences,
     ) {
         let me = self.config.id;
@@ -128,7 +128,8 @@ impl Engine {
         };
         let mut victims: Vec<EngineId> = boot.inherited.into_iter().collect();
         victims.extend(store.journals_held_by(me).into_iter().filter(|j| *j != me));
-        let owned = store.owned_by(me);
+        let mut owned = store.owned_by(me);
+        owned.extend(replayed.iter().copied());
         // Step 5: release the replayed journals of others; clear our own records.
         store.finish_cleanup(me, &victims, &owned);
         store.update_journal(me, &mut |j| j.clear());
@@ -157,26 +158,6 @@ pub(crate) fn recovery_set(
     me: EngineId,
     journals: &[EngineId],
 ) -> Vec<RecoveredOplock> {
-    let mut found: std::collections::BTreeMap<_, RecoveredOplock> = store
-        .owned_by(me)
-        .into_iter()
-        .map(|oplock| {
-            (oplock, RecoveredOplock { oplock, from: me, owned: true, in_progress: false, dirty: false })
-        })
-        .collect();
-    for journal in journals {
-        let content = store.journal(*journal);
-        for oplock in content.in_progress.iter().chain(&content.dirty) {
-            let entry = found.entry(*oplock).or_insert(RecoveredOplock {
-                oplock: *oplock,
-                from: *journal,
-                owned: false,
-                in_progress: false,
-                dirty: false,
-            });
-            entry.in_progress |= content.in_progress.contains(oplock);
-            entry.dirty |= content.dirty.contains(oplock);
-        }
-    }
-    found.into_values().collect()
+    let contents: Vec<_> = journals.iter().map(|j| (*j, store.journal(*j))).collect();
+    crate::journal::recovery_set(&store.owned_by(me), me, &contents)
 }

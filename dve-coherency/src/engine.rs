@@ -252,11 +252,12 @@ impl Engine {
             return Err(Error::NotReplaying);
         }
         if self.evicted_while_booting(store) {
+            self.events.push_back(Event::Evicted);
             self.restart_boot(now, store);
             return Ok(());
         }
-        let (_, ended) = self.caretaking.end(me).ok_or(Error::NotReplaying)?;
-        self.finish_boot(now, store, ended);
+        let (cleanup, ended) = self.caretaking.end(me).ok_or(Error::NotReplaying)?;
+        self.finish_boot(now, store, &cleanup.oplocks, ended);
         Ok(())
     }
 
@@ -276,6 +277,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: u64, store: &mut dyn SharedStore) {
         if self.boot.is_some() {
             if self.evicted_while_booting(store) {
+                self.events.push_back(Event::Evicted);
                 self.restart_boot(now, store);
             } else if self.boot.as_ref().and_then(Boot::deadline).is_some_and(|d| d <= now) {
                 self.boot_progress(now, store);
@@ -356,8 +358,13 @@ impl Engine {
             next_token: &mut self.next_token,
             defended,
             defence_waiters,
+            evicted: false,
         };
-        f(oplock, &mut cx)
+        let result = f(oplock, &mut cx);
+        if cx.evicted {
+            self.check_evicted(now, store);
+        }
+        result
     }
 
     pub(crate) fn wake_waiters(

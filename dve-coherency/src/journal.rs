@@ -34,13 +34,40 @@ impl OplockJournal {
 pub struct RecoveredOplock {
     /// The oplock.
     pub oplock: OplockAddress,
-    /// The engine whose journal or ownership record named it.
-    pub from: EngineId,
-    /// Its non-volatile ownership record named that engine (e.g. a mirror extent to reconcile,
-    /// a taskset to restart).
-    pub owned: bool,
-    /// Acquired and never released: an update may be half done.
-    pub in_progress: bool,
-    /// Unrestrictive updates are in that engine's journal only: replay them into the metadata.
-    pub dirty: bool,
+    /// Its non-volatile ownership record named this (evicted or rebooting) engine: e.g. a
+    /// mirror extent to reconcile, a taskset to restart.
+    pub owned_by: Option<EngineId>,
+    /// Journals where it was acquired and never released: an update may be half done.
+    pub in_progress: Vec<EngineId>,
+    /// Journals holding unrestrictive updates of it: replay them into the metadata.
+    pub dirty: Vec<EngineId>,
+}
+
+impl RecoveredOplock {
+    /// An empty record for `oplock`.
+    pub fn new(oplock: OplockAddress) -> Self {
+        RecoveredOplock { oplock, owned_by: None, in_progress: Vec::new(), dirty: Vec::new() }
+    }
+}
+
+/// Gather what to recover: ownership records naming `owner`, and every in-progress or dirty
+/// entry of `journals`.
+pub fn recovery_set(
+    owned: &[OplockAddress],
+    owner: EngineId,
+    journals: &[(EngineId, OplockJournal)],
+) -> Vec<RecoveredOplock> {
+    let mut found: std::collections::BTreeMap<OplockAddress, RecoveredOplock> = owned
+        .iter()
+        .map(|oplock| (*oplock, RecoveredOplock { owned_by: Some(owner), ..RecoveredOplock::new(*oplock) }))
+        .collect();
+    for (journal, content) in journals {
+        for oplock in &content.in_progress {
+            found.entry(*oplock).or_insert_with(|| RecoveredOplock::new(*oplock)).in_progress.push(*journal);
+        }
+        for oplock in &content.dirty {
+            found.entry(*oplock).or_insert_with(|| RecoveredOplock::new(*oplock)).dirty.push(*journal);
+        }
+    }
+    found.into_values().collect()
 }

@@ -86,8 +86,8 @@ enum Phase {
 struct PurgeJob {
     token: u64,
     flush_dirty: bool,
-    /// (acquirer, round, old dirty)
-    replies: Vec<(EngineId, u64, bool)>,
+    /// Replies held until the purge (and flush) is done: (peer, round, reply).
+    replies: Vec<(EngineId, u64, Body)>,
     /// Sweep: clear the non-volatile ownership record when done.
     clear_owner: bool,
 }
@@ -108,11 +108,23 @@ pub(crate) struct Context<'a> {
     pub defended: bool,
     /// Peers nak'd while defending; woken when the defence ends.
     pub defence_waiters: &'a mut BTreeSet<EngineId>,
+    /// Set when a handler found, at a store write, that this engine has been evicted.
+    pub evicted: bool,
 }
 
 impl Context<'_> {
     fn send(&mut self, to: EngineId, message: Message) {
         self.transmit.push_back(Envelope { from: self.me, incarnation: self.incarnation, to, message });
+    }
+
+    /// Store writes are fenced: an engine that has been evicted must not write. Returns true
+    /// (and flags the engine for reboot) if this one has.
+    fn fenced(&mut self) -> bool {
+        if self.members.get(&self.me) != Some(&self.incarnation) || self.store.eviction_of(self.me).is_some()
+        {
+            self.evicted = true;
+        }
+        self.evicted
     }
 
     fn is_member(&self, engine: EngineId) -> bool {
@@ -150,6 +162,8 @@ pub struct Oplock {
     nakked: BTreeSet<EngineId>,
     purge_job: Option<PurgeJob>,
     last_used: u64,
+    /// Another acquire was requested while Acquired: acquire again after the release.
+    acquire_again: bool,
 }
 
 impl Oplock {
@@ -170,6 +184,7 @@ impl Oplock {
             nakked: BTreeSet::new(),
             purge_job: None,
             last_used: 0,
+            acquire_again: false,
         }
     }
 
@@ -230,6 +245,11 @@ impl Oplock {
 
     pub(crate) fn set_interest(&mut self, cx: &mut Context<'_>, interest: Interest) {
         self.last_used = cx.now;
+        if let Interest::Acquire(_) = interest
+            && self.state == OplockState::Acquired
+        {
+            self.acquire_again = true;
+        }
         if let Interest::Acquire(_) = interest {
             if self.priority.is_none() {
                 self.priority = Some(AcquirePriority { requested_at: cx.now, engine: cx.me });
@@ -247,6 +267,9 @@ impl Oplock {
             return false;
         }
         self.last_used = cx.now;
+        if cx.fenced() {
+            return true;
+        }
         if self.address.is_non_volatile() {
             let oplock = self.address;
             cx.store.update_journal(cx.me, &mut |j| {
@@ -263,7 +286,9 @@ impl Oplock {
         self.state = OplockState::Sharing;
         self.update = None;
         self.priority = None;
-        if let Interest::Acquire(_) = self.interest {
+        if let Interest::Acquire(_) = self.interest
+            && !std::mem::take(&mut self.acquire_again)
+        {
             self.interest = Interest::Share;
         }
         self.advance(cx);
@@ -275,6 +300,9 @@ impl Oplock {
             return false;
         };
         let oplock = self.address;
+        if cx.fenced() {
+            return true;
+        }
         if job.flush_dirty {
             cx.store.update_journal(cx.me, &mut |j| {
                 j.dirty.remove(&oplock);
@@ -283,8 +311,8 @@ impl Oplock {
         if job.clear_owner && cx.store.owner(oplock) == Some(cx.me) {
             cx.store.set_owner(oplock, None);
         }
-        for (peer, round, old_dirty) in job.replies {
-            self.reply(cx, peer, round, Body::Ack { old_dirty, sharing: false });
+        for (peer, round, body) in job.replies {
+            self.reply(cx, peer, round, body);
         }
         self.advance(cx);
         true
@@ -292,7 +320,8 @@ impl Oplock {
 
     /// Sweep: stop sharing a non-volatile oplock this engine owns and clear its ownership.
     pub(crate) fn sweep(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.is_busy() || !matches!(self.state, OplockState::Sharing | OplockState::Joined) {
+        if self.is_busy() || !matches!(self.state, OplockState::Sharing | OplockState::Joined) || cx.fenced()
+        {
             return false;
         }
         if matches!(self.interest, Interest::Share | Interest::Acquire(_)) {
@@ -369,11 +398,7 @@ impl Oplock {
             self.purge_job = Some(PurgeJob { token, flush_dirty, replies: Vec::new(), clear_owner });
         }
         self.cache_valid = false;
-        for peer in self.alist.clone() {
-            if cx.is_member(peer) {
-                self.send_request(cx, peer, Body::Unshare, 0);
-            }
-        }
+        self.unshare_to_alist(cx);
         self.state = OplockState::Joined;
     }
 
@@ -464,6 +489,16 @@ impl Oplock {
     }
 
     fn enter_acquired(&mut self, cx: &mut Context<'_>) {
+        // The store fences evicted engines: no ownership record or journal write from one.
+        if cx.fenced() {
+            return;
+        }
+        if cx.store.is_recovering(self.address) {
+            // A caretaker inherited it after our round began: it defends it until its
+            // cleanup is done. Wait, then try again.
+            self.phase = Phase::Retry { deadline: cx.now + cx.retry_interval };
+            return;
+        }
         self.state = OplockState::Acquired;
         let reread = self.purge || !self.cache_valid;
         self.purge = false;
@@ -515,9 +550,15 @@ impl Oplock {
     /// Acknowledge an acquire; behind any purge in progress, so the acquirer never proceeds
     /// while this engine may still use the old value.
     fn ack_acquire(&mut self, cx: &mut Context<'_>, to: EngineId, round: u64, old_dirty: bool) {
+        self.reply_after_purge(cx, to, round, Body::Ack { old_dirty, sharing: false });
+    }
+
+    /// Send a reply, or hold it until the purge in progress is done: while a flush runs, the
+    /// metadata on media is not current.
+    fn reply_after_purge(&mut self, cx: &mut Context<'_>, to: EngineId, round: u64, body: Body) {
         match &mut self.purge_job {
-            Some(job) => job.replies.push((to, round, old_dirty)),
-            None => self.reply(cx, to, round, Body::Ack { old_dirty, sharing: false }),
+            Some(job) => job.replies.push((to, round, body)),
+            None => self.reply(cx, to, round, body),
         }
     }
 
@@ -546,13 +587,13 @@ impl Oplock {
                 Some(job) => {
                     // Already purging: the earlier token now covers the flush too.
                     job.flush_dirty |= old_dirty;
-                    job.replies.push((to, round, old_dirty));
+                    job.replies.push((to, round, Body::Ack { old_dirty, sharing: false }));
                 }
                 None => {
                     self.purge_job = Some(PurgeJob {
                         token,
                         flush_dirty: old_dirty,
-                        replies: vec![(to, round, old_dirty)],
+                        replies: vec![(to, round, Body::Ack { old_dirty, sharing: false })],
                         clear_owner: false,
                     })
                 }
@@ -585,13 +626,16 @@ impl Oplock {
                 }
                 match self.state {
                     S::WantToAcquire | S::Acquired => self.nak(cx, from, round, false),
-                    S::Boot | S::Uninterested => {
-                        self.reply(cx, from, round, Body::Ack { old_dirty: false, sharing: false })
-                    }
+                    S::Boot | S::Uninterested => self.reply_after_purge(
+                        cx,
+                        from,
+                        round,
+                        Body::Ack { old_dirty: false, sharing: false },
+                    ),
                     S::WantToJoin | S::Joined | S::WantToShare | S::Sharing => {
                         self.alist.insert(from);
                         let sharing = matches!(self.state, S::WantToShare | S::Sharing);
-                        self.reply(cx, from, round, Body::Ack { old_dirty: false, sharing });
+                        self.reply_after_purge(cx, from, round, Body::Ack { old_dirty: false, sharing });
                     }
                 }
             }
@@ -653,11 +697,11 @@ impl Oplock {
         }
     }
 
+    /// Tell the acquire list we stopped sharing, once any flush is done: until then we must
+    /// stay in their acquire lists so that their next acquire waits for the flush.
     fn unshare_to_alist(&mut self, cx: &mut Context<'_>) {
         for peer in self.alist.clone() {
-            if cx.is_member(peer) {
-                self.send_request(cx, peer, Body::Unshare, 0);
-            }
+            self.reply_after_purge(cx, peer, 0, Body::Unshare);
         }
     }
 

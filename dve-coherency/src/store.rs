@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::address::{EngineId, OplockAddress};
-use crate::journal::{OplockJournal, RecoveredOplock};
+use crate::journal::{OplockJournal, RecoveredOplock, recovery_set};
 
 /// An entry of the eviction list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +62,11 @@ pub trait SharedStore {
     /// Cleanup of `victims` by `caretaker` is complete: release the listed inherited oplocks,
     /// clear and release the victims' journals, and mark their eviction records done.
     fn finish_cleanup(&mut self, caretaker: EngineId, victims: &[EngineId], oplocks: &[OplockAddress]);
+    /// The oplock is being recovered (inherited by a caretaker, or replayed by a booting
+    /// engine): nobody may acquire it until that cleanup finishes.
+    fn is_recovering(&self, oplock: OplockAddress) -> bool;
+    /// Mark oplocks as being recovered (boot replay); `finish_cleanup` unmarks them.
+    fn mark_recovering(&mut self, engine: EngineId, oplocks: &[OplockAddress]);
     /// Who holds an engine's journal (its owner, a caretaker, or nobody).
     fn journal_holder(&self, journal: EngineId) -> Option<EngineId>;
     /// Set or clear the holder of a journal.
@@ -91,6 +96,8 @@ pub struct MemoryStore {
     journals: BTreeMap<EngineId, OplockJournal>,
     holders: BTreeMap<EngineId, EngineId>,
     owners: BTreeMap<OplockAddress, EngineId>,
+    /// Oplock → the engine recovering it.
+    recovering: BTreeMap<OplockAddress, EngineId>,
 }
 
 impl MemoryStore {
@@ -102,6 +109,11 @@ impl MemoryStore {
     /// Every elist entry (for checkers and diagnostics).
     pub fn elist(&self) -> &BTreeMap<EngineId, EvictionRecord> {
         &self.elist
+    }
+
+    /// Oplocks under recovery (for checkers and diagnostics).
+    pub fn recovering(&self) -> &BTreeMap<OplockAddress, EngineId> {
+        &self.recovering
     }
 
     /// Every ownership record (for checkers and diagnostics).
@@ -163,43 +175,34 @@ impl SharedStore for MemoryStore {
         for journal in &journals {
             self.holders.insert(*journal, evictor);
         }
-        let mut oplocks: BTreeMap<OplockAddress, RecoveredOplock> = BTreeMap::new();
+        let mut owned = Vec::new();
         for (oplock, owner) in &mut self.owners {
             if *owner == victim {
                 *owner = evictor;
-                oplocks.insert(
-                    *oplock,
-                    RecoveredOplock {
-                        oplock: *oplock,
-                        from: victim,
-                        owned: true,
-                        in_progress: false,
-                        dirty: false,
-                    },
-                );
+                owned.push(*oplock);
             }
         }
-        for journal in &journals {
-            let Some(content) = self.journals.get(journal) else {
-                continue;
-            };
-            for oplock in content.in_progress.iter().chain(&content.dirty) {
-                let entry = oplocks.entry(*oplock).or_insert(RecoveredOplock {
-                    oplock: *oplock,
-                    from: *journal,
-                    owned: false,
-                    in_progress: false,
-                    dirty: false,
-                });
-                entry.in_progress |= content.in_progress.contains(oplock);
-                entry.dirty |= content.dirty.contains(oplock);
+        let contents: Vec<(EngineId, OplockJournal)> =
+            journals.iter().map(|j| (*j, self.journals.get(j).cloned().unwrap_or_default())).collect();
+        let mut oplocks = recovery_set(&owned, victim, &contents);
+        // Cascade: what the victim was itself recovering is recovered by the evictor now.
+        for (oplock, by) in &mut self.recovering {
+            if *by == victim {
+                *by = evictor;
+                if !oplocks.iter().any(|o| o.oplock == *oplock) {
+                    oplocks.push(RecoveredOplock::new(*oplock));
+                }
             }
+        }
+        oplocks.sort();
+        for o in &oplocks {
+            self.recovering.insert(o.oplock, evictor);
         }
         EvictOutcome::Evicted(Inheritance {
             victim,
             cascaded,
             journals: journals.into_iter().collect(),
-            oplocks: oplocks.into_values().collect(),
+            oplocks,
         })
     }
 
@@ -207,6 +210,9 @@ impl SharedStore for MemoryStore {
         for oplock in oplocks {
             if self.owners.get(oplock) == Some(&caretaker) {
                 self.owners.remove(oplock);
+            }
+            if self.recovering.get(oplock) == Some(&caretaker) {
+                self.recovering.remove(oplock);
             }
         }
         for victim in victims {
@@ -225,6 +231,14 @@ impl SharedStore for MemoryStore {
                 self.holders.remove(&journal);
             }
         }
+    }
+
+    fn is_recovering(&self, oplock: OplockAddress) -> bool {
+        self.recovering.contains_key(&oplock)
+    }
+
+    fn mark_recovering(&mut self, engine: EngineId, oplocks: &[OplockAddress]) {
+        self.recovering.extend(oplocks.iter().map(|o| (*o, engine)));
     }
 
     fn journal_holder(&self, journal: EngineId) -> Option<EngineId> {
@@ -310,6 +324,12 @@ impl SharedStore for SharedMemoryStore {
     }
     fn finish_cleanup(&mut self, caretaker: EngineId, victims: &[EngineId], oplocks: &[OplockAddress]) {
         self.lock().finish_cleanup(caretaker, victims, oplocks);
+    }
+    fn is_recovering(&self, oplock: OplockAddress) -> bool {
+        self.lock().is_recovering(oplock)
+    }
+    fn mark_recovering(&mut self, engine: EngineId, oplocks: &[OplockAddress]) {
+        self.lock().mark_recovering(engine, oplocks);
     }
     fn journal_holder(&self, journal: EngineId) -> Option<EngineId> {
         self.lock().journal_holder(journal)
