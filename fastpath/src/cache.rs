@@ -262,6 +262,11 @@ impl MappingCache {
         Ok(())
     }
 
+    /// Every device path.
+    pub fn device_paths(&self) -> impl Iterator<Item = &DevicePath> + '_ {
+        self.devices.values()
+    }
+
     /// The path to `device`.
     #[inline]
     pub fn device(&self, device: DeviceId) -> Option<&DevicePath> {
@@ -280,10 +285,16 @@ impl MappingCache {
         self.logins.get(&fc_id.get()).copied()
     }
 
-    /// The mirror side the last read through `(vseg, redirect)` used, to change it.
+    /// The mirror side the last read through `(vseg, redirect)` used.
     #[inline]
-    pub fn read_cursor(&mut self, vseg: VsegId, redirect: RedirectIndex) -> &mut usize {
-        self.read_cursors.entry((vseg, redirect)).or_insert(0)
+    pub fn read_cursor(&self, vseg: VsegId, redirect: RedirectIndex) -> usize {
+        self.read_cursors.get(&(vseg, redirect)).copied().unwrap_or(0)
+    }
+
+    /// Record the mirror side a read used.
+    #[inline]
+    pub fn set_read_cursor(&mut self, vseg: VsegId, redirect: RedirectIndex, side: usize) {
+        self.read_cursors.insert((vseg, redirect), side);
     }
 
     /// This worker's journal in `group`.

@@ -29,6 +29,13 @@ impl Cdb {
         Some(cdb)
     }
 
+    /// A one-byte CDB holding only an operation code (a placeholder where none was given).
+    pub const fn from_opcode(opcode: u8) -> Cdb {
+        let mut bytes = [0; Cdb::MAX];
+        bytes[0] = opcode;
+        Cdb { bytes, len: 1 }
+    }
+
     /// The CDB bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]

@@ -1,0 +1,428 @@
+//! Moving data through a worker: host write data kept as shared frames and sent to each leg
+//! as the leg asks for it (XFER_RDY), solicited from the host only as far as some leg needs,
+//! and released once every leg that needs it has had it; journal header blocks; and the
+//! data of control-path I/O (`FPDispatchIO` writes, `FPPutData`, `FPGetData`).
+
+use bytes::Bytes;
+use dve_fp_api::frame::TxFrame;
+use dve_fp_api::ids::{ExchangeId, FcId, IoTag, Timestamp};
+use dve_fp_api::io::IoKind;
+use dve_fp_api::journal::JournalEntryHeader;
+use dve_fp_api::message::ToCp;
+use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
+use dve_wire::fcoe::{Eof, Sof};
+use dve_wire::fcp::FcpXferRdyRepr;
+
+use super::emit::{self, FC_HEADER};
+use super::state::{DownOwner, HostPiece, UpState};
+use super::{Received, Worker};
+
+/// Most payload bytes the worker puts in a data frame it builds.
+const DATA_FRAME_BYTES: usize = 2048;
+
+/// A slice of leg data ready to send.
+struct LegPayload {
+    body: dve_fp_api::frame::Frame,
+    len: u32,
+    fill: usize,
+    /// The original frame's header and CRC, when the body is that frame's whole payload.
+    patch_from: Option<([u8; FC_HEADER], u32, usize)>,
+}
+
+impl Worker {
+    /// Host write data for exchange `rx.header.rx_id`.
+    pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: Received) {
+        let xid = ExchangeId(rx.header.rx_id);
+        let Some(up) = self.up.get_mut(xid) else { return };
+        let offset = rx.header.parameter;
+        let len = rx.payload_len as u32;
+        let in_range = offset.checked_add(len).is_some_and(|end| end <= up.request.data_len);
+        if up.request.kind != IoKind::Write
+            || !in_range
+            || !matches!(up.state, UpState::Active | UpState::Queued)
+        {
+            return;
+        }
+        let fc_end = rx.fc_start + rx.fc_len;
+        let mut stored = [0u8; 4];
+        stored.copy_from_slice(&frame.as_slice()[fc_end..fc_end + 4]);
+        let piece = HostPiece {
+            offset,
+            len,
+            frame,
+            fc_start: rx.fc_start as u32,
+            fc_len: rx.fc_len as u32,
+            crc: u32::from_le_bytes(stored),
+        };
+        let at = up.pieces.partition_point(|p| p.offset < offset);
+        if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
+            return; // a retransmitted frame
+        }
+        up.pieces.insert(at, piece);
+        // Advance the contiguous mark over every piece that now joins it.
+        for p in &up.pieces[at..] {
+            if p.offset > up.received_upto {
+                break;
+            }
+            up.received_upto = up.received_upto.max(p.end());
+        }
+        if up.state == UpState::Queued {
+            self.serve_get_data(xid);
+        } else {
+            self.pump(xid);
+        }
+    }
+
+    /// Send every leg of host write `up_xid` what it asked for and has arrived, ask the host
+    /// for more if a leg waits for it, and drop data no leg needs any more.
+    pub(super) fn pump(&mut self, up_xid: ExchangeId) {
+        let Some(up) = self.up.get(up_xid) else { return };
+        if up.request.kind != IoKind::Write {
+            return;
+        }
+        let legs = up.legs;
+        for down in legs.iter().flatten() {
+            self.serve_leg(up_xid, *down);
+        }
+        let Some(up) = self.up.get(up_xid) else { return };
+        let mut needed = up.needed_upto;
+        let mut keep_from = u32::MAX;
+        for down in legs.iter().flatten() {
+            let Some(d) = self.down.get(*down) else { continue };
+            let leg_start = d.leg.data_offset;
+            let leg_end = leg_start + d.leg.blocks * up.plan.map_or(0, |p| p.block_size);
+            if let Some((_, want_end)) = d.wanted {
+                needed = needed.max((leg_start + want_end.saturating_sub(d.leg.header_bytes)).min(leg_end));
+            }
+            let next = leg_start + d.sent_upto.saturating_sub(d.leg.header_bytes);
+            if next < leg_end {
+                keep_from = keep_from.min(next);
+            }
+        }
+        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
+            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
+        let Some(up) = self.up.get_mut(up_xid) else { return };
+        up.needed_upto = needed;
+        let drop = up.pieces.iter().take_while(|p| p.end() <= keep_from).count();
+        up.pieces.drain(..drop);
+        if let Some((ro, len)) = solicit {
+            self.solicit(up_xid, ro, len);
+        }
+    }
+
+    /// Ask the host for `len` bytes of write data at `ro` (an upstream FCP_XFER_RDY).
+    pub(super) fn solicit(&mut self, up_xid: ExchangeId, ro: u32, len: u32) {
+        let Some(up) = self.up.get_mut(up_xid) else { return };
+        up.solicited_upto = ro + len;
+        let seq_id = up.take_seq_id();
+        let (port, host, target, ox) = (up.port, up.host, up.target, up.host_ox_id);
+        let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+        let header = FcHeaderRepr {
+            r_ctl: r_ctl::DATA_DESCRIPTOR,
+            d_id: WireFcId(host.get()),
+            cs_ctl: 0,
+            s_id: WireFcId(target.get()),
+            fc_type: fc_type::FCP,
+            f_ctl: f_ctl::EXCHANGE_CONTEXT | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+            seq_id,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id: ox,
+            rx_id: up_xid.0,
+            parameter: 0,
+        };
+        let ready = FcpXferRdyRepr { data_ro: ro, burst_len: len };
+        if let Some(frame) =
+            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, &ready, self.config.fc_map)
+        {
+            self.send(port, TxFrame::whole(frame));
+        }
+    }
+
+    /// Send leg `down_xid` as much of its requested range as the worker has.
+    fn serve_leg(&mut self, up_xid: ExchangeId, down_xid: ExchangeId) {
+        loop {
+            let Some(down) = self.down.get(down_xid) else { return };
+            let Some((_, want_end)) = down.wanted else { return };
+            let sent = down.sent_upto;
+            if sent >= want_end {
+                if let Some(down) = self.down.get_mut(down_xid) {
+                    down.wanted = None;
+                }
+                return;
+            }
+            let leg = down.leg;
+            let payload = if sent < leg.header_bytes {
+                let end = want_end.min(leg.header_bytes).min(sent + DATA_FRAME_BYTES as u32);
+                let Some(body) = self.journal_header_bytes(up_xid, sent, end) else { return };
+                let len = end - sent;
+                LegPayload { body, len, fill: ((4 - len % 4) % 4) as usize, patch_from: None }
+            } else {
+                let Some(up) = self.up.get(up_xid) else { return };
+                let u = leg.data_offset + (sent - leg.header_bytes);
+                let at = up.pieces.partition_point(|p| p.end() <= u);
+                let Some(piece) = up.pieces.get(at).filter(|p| p.offset <= u) else { return };
+                let take_end = piece.end().min(u + (want_end - sent));
+                match leg_payload(piece, u, take_end) {
+                    Some(payload) => payload,
+                    None => return,
+                }
+            };
+            let last = sent + payload.len >= want_end;
+            let Some(down) = self.down.get_mut(down_xid) else { return };
+            let seq_cnt = down.seq_cnt;
+            down.seq_cnt = down.seq_cnt.wrapping_add(1);
+            down.sent_upto = sent + payload.len;
+            let mut f = f_ctl::RELATIVE_OFFSET | payload.fill as u32;
+            if last {
+                f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+            }
+            let header = FcHeaderRepr {
+                r_ctl: r_ctl::SOLICITED_DATA,
+                d_id: WireFcId(down.target.get()),
+                cs_ctl: 0,
+                s_id: WireFcId(down.initiator.get()),
+                fc_type: fc_type::FCP,
+                f_ctl: f,
+                seq_id: down.seq_id,
+                df_ctl: 0,
+                seq_cnt,
+                ox_id: down_xid.0,
+                rx_id: down.target_rx_id,
+                parameter: sent,
+            };
+            let port = down.port;
+            let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+            let crc = payload.patch_from.and_then(|(old, crc, trailing)| {
+                self.crc.patch(crc, &old, &emit::header_bytes(&header), trailing)
+            });
+            let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
+            let eof = if last { Eof::T } else { Eof::N };
+            let frame = emit::gathered_data_frame(
+                &self.pool,
+                src,
+                &header,
+                sof,
+                eof,
+                payload.body,
+                payload.fill,
+                crc,
+                self.config.fc_map,
+            );
+            if let Some(frame) = frame {
+                self.send(port, frame);
+            }
+            if last && let Some(down) = self.down.get_mut(down_xid) {
+                down.wanted = None;
+                return;
+            }
+        }
+    }
+
+    /// Bytes `[from, to)` of the journal header block of host write `up_xid`.
+    fn journal_header_bytes(
+        &self,
+        up_xid: ExchangeId,
+        from: u32,
+        to: u32,
+    ) -> Option<dve_fp_api::frame::Frame> {
+        let up = self.up.get(up_xid)?;
+        let plan = up.plan?;
+        let journal = plan.journal?;
+        let header = JournalEntryHeader {
+            journal_sequence: journal.region.sequence,
+            position: journal.position,
+            worker: self.config.id,
+            lv: plan.lv,
+            vseg: plan.vseg,
+            lba: up.request.lba,
+            blocks: plan.blocks,
+            block_size: plan.block_size,
+            timestamp: up.request.received.0,
+        };
+        let mut block = [0u8; dve_fp_api::journal::JOURNAL_HEADER_LEN];
+        header.encode(&mut block).ok()?;
+        let mut buf = self.pool.alloc((to - from) as usize)?;
+        let out = buf.as_mut_slice();
+        out.fill(0);
+        for (i, byte) in out.iter_mut().enumerate() {
+            if let Some(b) = block.get(from as usize + i) {
+                *byte = *b;
+            }
+        }
+        Some(buf.freeze())
+    }
+
+    /// `FPGetData` for a queued write: answer when all the data is in, asking the host for the
+    /// rest meanwhile.
+    pub(super) fn serve_get_data(&mut self, xid: ExchangeId) {
+        let Some(tag) = self.up.tag_of(xid) else { return };
+        let Some(up) = self.up.get_mut(xid) else { return };
+        let Some(req) = up.get_data else { return };
+        let total = up.request.data_len;
+        if up.received_upto >= total {
+            let mut data = Vec::with_capacity(total as usize);
+            for piece in &up.pieces {
+                let start = piece.fc_start as usize + FC_HEADER;
+                data.extend_from_slice(&piece.frame.as_slice()[start..start + piece.len as usize]);
+            }
+            data.truncate(total as usize);
+            up.get_data = None;
+            self.upcalls.push_back(ToCp::Data { req, io: tag, result: Ok(Bytes::from(data)) });
+            return;
+        }
+        if up.received_upto >= up.solicited_upto {
+            let from = up.solicited_upto;
+            let len = (total - from).min(self.config.max_burst);
+            self.solicit(xid, from, len);
+        }
+    }
+
+    /// Send the data of a control-path write leg the device asked for.
+    pub(super) fn send_dispatch_data(&mut self, down_xid: ExchangeId) {
+        loop {
+            let Some(down) = self.down.get_mut(down_xid) else { return };
+            let Some((_, want_end)) = down.wanted else { return };
+            let Some(data) = down.data_out.clone() else { return };
+            let sent = down.sent_upto;
+            let end = want_end.min(data.len() as u32);
+            if sent >= end {
+                down.wanted = None;
+                return;
+            }
+            let chunk_end = end.min(sent + DATA_FRAME_BYTES as u32);
+            let last = chunk_end >= end;
+            let seq_cnt = down.seq_cnt;
+            down.seq_cnt = down.seq_cnt.wrapping_add(1);
+            down.sent_upto = chunk_end;
+            let mut f = f_ctl::RELATIVE_OFFSET;
+            if last {
+                f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+                down.wanted = None;
+            }
+            let header = FcHeaderRepr {
+                r_ctl: r_ctl::SOLICITED_DATA,
+                d_id: WireFcId(down.target.get()),
+                cs_ctl: 0,
+                s_id: WireFcId(down.initiator.get()),
+                fc_type: fc_type::FCP,
+                f_ctl: f,
+                seq_id: down.seq_id,
+                df_ctl: 0,
+                seq_cnt,
+                ox_id: down_xid.0,
+                rx_id: down.target_rx_id,
+                parameter: sent,
+            };
+            let port = down.port;
+            let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+            let payload = &data[sent as usize..chunk_end as usize];
+            let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
+            let eof = if last { Eof::T } else { Eof::N };
+            if let Some(frame) =
+                emit::whole_frame(&self.pool, src, &header, sof, eof, payload, self.config.fc_map)
+            {
+                self.send(port, TxFrame::whole(frame));
+            }
+            if last {
+                return;
+            }
+        }
+    }
+
+    /// `FPPutData`: send read data to the host of a queued I/O.
+    pub(super) fn put_data(&mut self, tag: IoTag, offset: u32, data: &[u8]) -> Result<(), dve_fp_api::Error> {
+        let up = self.up.get_tagged_mut(tag).ok_or(dve_fp_api::Error::UnknownIo(tag))?;
+        let end = offset.checked_add(data.len() as u32);
+        if end.is_none_or(|end| end > up.request.data_len) {
+            return Err(dve_fp_api::Error::DataOutOfRange {
+                offset,
+                len: data.len() as u32,
+                data_len: up.request.data_len,
+            });
+        }
+        let seq_id = up.take_seq_id();
+        up.read_bytes += data.len() as u32;
+        let (port, host, target, ox) = (up.port, up.host, up.target, up.host_ox_id);
+        let src = self.port_config(port).map(|p| p.mac).ok_or(dve_fp_api::Error::NoRoom("port"))?;
+        let chunks = data.len().div_ceil(DATA_FRAME_BYTES).max(1);
+        for (i, chunk) in data.chunks(DATA_FRAME_BYTES).enumerate() {
+            let last = i + 1 == chunks;
+            let mut f = f_ctl::EXCHANGE_CONTEXT | f_ctl::RELATIVE_OFFSET;
+            if last {
+                f |= f_ctl::END_SEQUENCE;
+            }
+            let header = FcHeaderRepr {
+                r_ctl: r_ctl::SOLICITED_DATA,
+                d_id: WireFcId(host.get()),
+                cs_ctl: 0,
+                s_id: WireFcId(target.get()),
+                fc_type: fc_type::FCP,
+                f_ctl: f,
+                seq_id,
+                df_ctl: 0,
+                seq_cnt: i as u16,
+                ox_id: ox,
+                rx_id: tag.xid.0,
+                parameter: offset + (i * DATA_FRAME_BYTES) as u32,
+            };
+            let sof = if i == 0 { Sof::I3 } else { Sof::N3 };
+            let eof = if last { Eof::T } else { Eof::N };
+            let frame = emit::whole_frame(&self.pool, src, &header, sof, eof, chunk, self.config.fc_map)
+                .ok_or(dve_fp_api::Error::NoRoom("frame buffers"))?;
+            self.send(port, TxFrame::whole(frame));
+        }
+        Ok(())
+    }
+
+    /// Held I/O of a resumed volume goes through the chain again, in arrival order.
+    pub(super) fn release_held(&mut self, _now: Timestamp) {
+        let held: Vec<ExchangeId> = self.held.drain(..).collect();
+        for xid in held {
+            let paused = self
+                .up
+                .get(xid)
+                .and_then(|u| u.request.lv)
+                .and_then(|lv| self.cache.lv(lv))
+                .is_some_and(|lv| lv.paused);
+            if paused {
+                self.held.push_back(xid);
+            } else {
+                self.start(xid);
+            }
+        }
+    }
+
+    /// Whether host `host` has an exchange open with OX_ID `ox` (duplicate command detection).
+    pub fn has_exchange_from(&self, host: FcId, ox: u16) -> bool {
+        self.up.iter().any(|(_, u)| u.host == host && u.host_ox_id == ox)
+    }
+
+    /// The data owner of a downstream exchange, for tests.
+    pub fn downstream_owner(&self, xid: ExchangeId) -> Option<DownOwner> {
+        self.down.get(xid).map(|d| d.owner)
+    }
+}
+
+/// The part `[from, to)` (host data offsets) of `piece` as a leg payload; the whole payload
+/// keeps the original frame's fill bytes so its CRC can be patched.
+fn leg_payload(piece: &HostPiece, from: u32, to: u32) -> Option<LegPayload> {
+    let payload_start = piece.fc_start as usize + FC_HEADER;
+    if from == piece.offset && to == piece.end() {
+        let fc_end = (piece.fc_start + piece.fc_len) as usize;
+        let fill = fc_end - payload_start - piece.len as usize;
+        let body = piece.frame.slice(payload_start..payload_start + piece.len as usize)?;
+        let mut old = [0u8; FC_HEADER];
+        old.copy_from_slice(&piece.frame.as_slice()[piece.fc_start as usize..payload_start]);
+        // Fill bytes were zero in every frame we accept into a piece? Not necessarily: only
+        // patch when they are, since the gathered frame always carries zero fill.
+        let fill_zero =
+            piece.frame.as_slice()[payload_start + piece.len as usize..fc_end].iter().all(|&b| b == 0);
+        let patch_from = fill_zero.then_some((old, piece.crc, fc_end - piece.fc_start as usize - FC_HEADER));
+        return Some(LegPayload { body, len: piece.len, fill, patch_from });
+    }
+    let start = payload_start + (from - piece.offset) as usize;
+    let len = to - from;
+    let body = piece.frame.slice(start..start + len as usize)?;
+    Some(LegPayload { body, len, fill: ((4 - len % 4) % 4) as usize, patch_from: None })
+}

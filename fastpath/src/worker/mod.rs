@@ -1,0 +1,818 @@
+//! The fast-path worker: a sans-I/O core fed with frames and FP API messages (and the current
+//! time), producing frames to transmit, messages for the control path and frames to hand to
+//! the worker that owns their exchange. [`run`] holds the poll loop for real threads.
+//!
+//! Frames are classified by D_ID (virtual target, the switch's own initiator address, a
+//! routed physical N_Port, or the control path's), then by R_CTL. Host commands go through
+//! the decision chain ([`translate`]); the plan's legs become downstream exchanges; data
+//! frames are rewritten and forwarded without copying the payload.
+
+pub mod config;
+mod control;
+mod data;
+pub mod emit;
+pub mod run;
+pub mod state;
+pub mod translate;
+
+use std::collections::VecDeque;
+
+use dve_fp_api::fault::FaultCause;
+use dve_fp_api::frame::{Frame, FramePool, TxFrame};
+use dve_fp_api::ids::{ExchangeId, FcId, IoTag, Lun, PortId, Timestamp, VsegId, WorkerId};
+use dve_fp_api::io::{
+    Cdb, DownstreamFailure, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus, Sense, VDevice,
+};
+use dve_fp_api::message::ToCp;
+use dve_fp_api::stats::{FpStatistics, PortStatistics};
+use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetFrame};
+use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
+use dve_wire::fcoe::{Eof, Sof};
+use dve_wire::fcp::{
+    FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index, lun_index,
+};
+use dve_wire::scsi::{self, sense::SenseRepr};
+use dve_wire::stack::parse_fcoe_frame;
+
+use crate::cache::MappingCache;
+use crate::crc_patch::CrcPatcher;
+use crate::exchange::ExchangeTable;
+use crate::worker::config::{PortConfig, WorkerConfig};
+use crate::worker::state::{DownOwner, DownState, Downstream, HostPiece, UpState, Upstream};
+use crate::worker::translate::{Command, Leg, Plan, Resolution};
+
+/// A fast-path worker.
+#[derive(Debug)]
+pub struct Worker {
+    config: WorkerConfig,
+    cache: MappingCache,
+    up: ExchangeTable<Upstream>,
+    down: ExchangeTable<Downstream>,
+    pool: FramePool,
+    crc: CrcPatcher,
+    stats: FpStatistics,
+    /// Frames to transmit, with their port.
+    tx: Vec<(PortId, TxFrame)>,
+    /// Messages for the control path.
+    upcalls: VecDeque<ToCp>,
+    /// Frames for other workers: they own the exchange.
+    handoffs: Vec<(WorkerId, PortId, Frame)>,
+    /// Host I/Os held while their volume is paused, in arrival order.
+    held: VecDeque<ExchangeId>,
+    /// Mirror and journal writes in flight: segment, block range, exchange.
+    serialized: Vec<(VsegId, u64, u64, ExchangeId)>,
+    /// Recycled write-data lists, so host writes do not allocate in steady state.
+    spare_pieces: Vec<Vec<HostPiece>>,
+    /// The worker number the control path uses for its own exchanges' OX_IDs.
+    cp_worker: WorkerId,
+}
+
+/// Owned facts about a received FCoE frame, so the frame itself can move on.
+#[derive(Clone, Copy, Debug)]
+struct Received {
+    header: FcHeaderRepr,
+    fc_start: usize,
+    payload_start: usize,
+    payload_len: usize,
+    fc_len: usize,
+}
+
+impl Worker {
+    /// A worker with an empty cache.
+    pub fn new(config: WorkerConfig) -> Worker {
+        let up = ExchangeTable::new(config.layout, config.id, config.upstream_slots);
+        let down = ExchangeTable::new(config.layout, config.id, config.downstream_slots);
+        let pool = FramePool::new(config.pool_frames, config.pool_frames / 4);
+        let cp_worker = WorkerId((config.layout.max_workers() - 1) as u8);
+        let ports =
+            config.ports.iter().map(|p| PortStatistics { port: p.id, ..PortStatistics::default() }).collect();
+        let stats = FpStatistics { worker: config.id, ports, ..FpStatistics::default() };
+        Worker {
+            cache: MappingCache::new(config.id, config.cache),
+            up,
+            down,
+            pool,
+            crc: CrcPatcher::new(),
+            stats,
+            tx: Vec::with_capacity(256),
+            upcalls: VecDeque::with_capacity(64),
+            handoffs: Vec::new(),
+            held: VecDeque::new(),
+            serialized: Vec::with_capacity(64),
+            spare_pieces: Vec::new(),
+            cp_worker,
+            config,
+        }
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.config.id
+    }
+
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// The mapping cache (read-only: only the control path changes it, through messages).
+    pub fn cache(&self) -> &MappingCache {
+        &self.cache
+    }
+
+    /// The frame pool (ports may receive into it).
+    pub fn pool(&self) -> &FramePool {
+        &self.pool
+    }
+
+    /// Counters as they stand.
+    pub fn statistics(&self, now: Timestamp) -> FpStatistics {
+        let mut stats = self.stats.clone();
+        stats.at = now;
+        stats.cached_extents = self.cache.cached_extents() as u64;
+        stats.evicted_extents = self.cache.evicted;
+        stats.pending_upstream = self.up.len() as u64;
+        stats.pending_downstream = self.down.len() as u64;
+        stats
+    }
+
+    /// Frames to transmit, drained by the caller.
+    pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (PortId, TxFrame)> {
+        self.tx.drain(..)
+    }
+
+    /// Whether frames are waiting to be transmitted.
+    pub fn has_transmits(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// The next message for the control path.
+    pub fn poll_upcall(&mut self) -> Option<ToCp> {
+        self.upcalls.pop_front()
+    }
+
+    /// Put back a message the control-path ring refused; it goes first next time.
+    pub fn unpoll_upcall(&mut self, message: ToCp) {
+        self.upcalls.push_front(message);
+    }
+
+    /// Frames for other workers, drained by the caller.
+    pub fn take_handoffs(&mut self) -> std::vec::Drain<'_, (WorkerId, PortId, Frame)> {
+        self.handoffs.drain(..)
+    }
+
+    fn port_config(&self, port: PortId) -> Option<&PortConfig> {
+        self.config.ports.iter().find(|p| p.id == port)
+    }
+
+    fn port_stats(&mut self, port: PortId) -> Option<&mut PortStatistics> {
+        self.stats.ports.iter_mut().find(|p| p.port == port)
+    }
+
+    fn send(&mut self, port: PortId, frame: TxFrame) {
+        let len = frame.len() as u64;
+        if let Some(stats) = self.port_stats(port) {
+            stats.frames_out += 1;
+            stats.bytes_out += len;
+        }
+        self.tx.push((port, frame));
+    }
+
+    fn control_frame(&mut self, port: PortId, frame: Frame) {
+        self.upcalls.push_back(ToCp::ControlFrame { port, frame });
+    }
+
+    /// Handle one received frame.
+    pub fn handle_frame(&mut self, now: Timestamp, port: PortId, frame: Frame) {
+        if let Some(stats) = self.port_stats(port) {
+            stats.frames_in += 1;
+            stats.bytes_in += frame.len() as u64;
+        }
+        let is_fcoe =
+            EthernetFrame::new_checked(frame.as_slice()).is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
+        if !is_fcoe {
+            // FIP and anything else that is not FCoE belongs to the fabric services.
+            self.control_frame(port, frame);
+            return;
+        }
+        let received = match parse_fcoe_frame(frame.as_slice()) {
+            Ok(view) => Received {
+                header: view.header,
+                fc_start: view.fc_range.start,
+                payload_start: view.fc_range.start + FC_HEADER_LEN,
+                payload_len: view.payload.len(),
+                fc_len: view.fc_range.len(),
+            },
+            Err(_) => {
+                if let Some(stats) = self.port_stats(port) {
+                    stats.malformed += 1;
+                }
+                return;
+            }
+        };
+        let d_id = FcId::new(received.header.d_id.0).unwrap_or_default();
+        if self.cache.exposure_at(d_id).is_some() {
+            self.frame_to_virtual(now, port, frame, received);
+        } else if self.config.ports.iter().any(|p| p.initiator_fc_id == d_id) {
+            self.frame_from_device(now, port, frame, received);
+        } else if let Some(route) = self.cache.route(d_id).copied() {
+            self.forward(route.port, frame, received);
+        } else {
+            self.control_frame(port, frame);
+        }
+    }
+
+    /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet
+    /// addresses change, which the FC CRC does not cover.
+    fn forward(&mut self, out: PortId, frame: Frame, received: Received) {
+        let Some(src) = self.port_config(out).map(|p| p.mac) else { return };
+        let dst = emit::fpma(self.config.fc_map, received.header.d_id.0);
+        let mut buf = match frame.try_into_mut() {
+            Ok(buf) => buf,
+            Err(shared) => match dve_fp_api::frame::FrameMut::from_slice(shared.as_slice()) {
+                Some(buf) => buf,
+                None => return,
+            },
+        };
+        let bytes = buf.as_mut_slice();
+        bytes[0..6].copy_from_slice(&dst.0);
+        bytes[6..12].copy_from_slice(&src.0);
+        self.stats.forwarded_frames += 1;
+        self.send(out, TxFrame::whole(buf.freeze()));
+    }
+
+    fn owner_of(&self, xid: u16) -> WorkerId {
+        self.config.layout.worker(ExchangeId(xid))
+    }
+
+    fn frame_to_virtual(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+        let h = rx.header;
+        match (h.r_ctl, h.fc_type) {
+            (r_ctl::UNSOLICITED_COMMAND, fc_type::FCP) => self.host_command(now, port, frame, rx),
+            (r_ctl::SOLICITED_DATA, fc_type::FCP) => {
+                if self.owner_of(h.rx_id) != self.config.id {
+                    self.handoffs.push((self.owner_of(h.rx_id), port, frame));
+                } else {
+                    self.host_data(frame, rx);
+                }
+            }
+            (r_ctl::BLS_ABTS, fc_type::BLS) => {
+                if h.rx_id != UNASSIGNED_X_ID && self.owner_of(h.rx_id) != self.config.id {
+                    self.handoffs.push((self.owner_of(h.rx_id), port, frame));
+                } else {
+                    self.host_abort(port, frame, rx);
+                }
+            }
+            _ => self.control_frame(port, frame),
+        }
+    }
+
+    fn frame_from_device(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+        let h = rx.header;
+        let owner = self.owner_of(h.ox_id);
+        if owner == self.cp_worker {
+            self.control_frame(port, frame);
+            return;
+        }
+        if owner != self.config.id {
+            self.handoffs.push((owner, port, frame));
+            return;
+        }
+        let xid = ExchangeId(h.ox_id);
+        let Some(down) = self.down.get_mut(xid) else {
+            self.control_frame(port, frame);
+            return;
+        };
+        if down.state == DownState::Aborting {
+            if matches!(h.r_ctl, r_ctl::BLS_BA_ACC | r_ctl::BLS_BA_RJT) {
+                self.down.remove(xid);
+            }
+            return;
+        }
+        down.target_rx_id = h.rx_id;
+        match (h.r_ctl, h.fc_type) {
+            (r_ctl::DATA_DESCRIPTOR, fc_type::FCP) => {
+                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let Ok(ready) = FcpXferRdyRepr::parse(payload) else {
+                    self.control_frame(port, frame);
+                    return;
+                };
+                let end = ready.data_ro.saturating_add(ready.burst_len);
+                down.wanted = Some((ready.data_ro, end));
+                down.sent_upto = ready.data_ro;
+                down.seq_cnt = 0;
+                down.seq_id = down.seq_id.wrapping_add(1);
+                match down.owner {
+                    DownOwner::Host { up, .. } => self.pump(up),
+                    DownOwner::ControlPath(_) => self.send_dispatch_data(xid),
+                }
+            }
+            (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
+                DownOwner::Host { up, .. } => {
+                    let offset = down.leg.data_offset;
+                    self.read_data(up, offset, frame, rx);
+                }
+                DownOwner::ControlPath(_) => {
+                    let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                    let at = h.parameter as usize;
+                    if down.collected.len() < at + payload.len() {
+                        down.collected.resize(at + payload.len(), 0);
+                    }
+                    down.collected[at..at + payload.len()].copy_from_slice(payload);
+                }
+            },
+            (r_ctl::COMMAND_STATUS, fc_type::FCP) => {
+                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let status = match FcpRspRepr::parse(payload) {
+                    Ok(rsp) => io_status(&rsp),
+                    Err(_) => IoStatus { status: ScsiStatus(0xFF), sense: None, residual: 0 },
+                };
+                self.leg_complete(now, xid, status);
+            }
+            _ => self.control_frame(port, frame),
+        }
+    }
+
+    fn take_pieces(&mut self) -> Vec<HostPiece> {
+        self.spare_pieces.pop().unwrap_or_default()
+    }
+
+    fn recycle_pieces(&mut self, mut pieces: Vec<HostPiece>) {
+        pieces.clear();
+        if self.spare_pieces.len() < 1024 {
+            self.spare_pieces.push(pieces);
+        }
+    }
+
+    /// A new host command to a virtual target.
+    fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+        let h = rx.header;
+        let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+        let Ok(cmnd) = FcpCmndRepr::parse(payload) else {
+            if let Some(stats) = self.port_stats(port) {
+                stats.malformed += 1;
+            }
+            self.control_frame(port, frame);
+            return;
+        };
+        self.stats.upstream_ios += 1;
+        let target = FcId::new(h.d_id.0).unwrap_or_default();
+        let host = FcId::new(h.s_id.0).unwrap_or_default();
+        let Some(exposure) = self.cache.exposure_at(target).map(|e| e.id) else { return };
+        // Additional CDB bytes beyond what the API carries are cut: only the control path
+        // sees such commands, and it re-reads nothing but the opcode and standard fields.
+        let cdb = Cdb::new(&cmnd.cdb[..cmnd.cdb.len().min(Cdb::MAX)]).unwrap_or(Cdb::from_opcode(0));
+        let (kind, lba, blocks) = classify(cmnd.cdb, cmnd.task_management);
+        let request = HostIo {
+            initiator: self.cache.login(host).unwrap_or_default(),
+            initiator_fc_id: host,
+            vdevice: VDevice { exposure, lun: Lun(lun_index(&cmnd.lun).unwrap_or(u16::MAX)) },
+            lv: None,
+            vseg: None,
+            kind,
+            lba,
+            blocks,
+            data_len: cmnd.fcp_dl,
+            cdb,
+            received: now,
+        };
+        let pieces = self.take_pieces();
+        let upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
+        match self.up.insert(upstream) {
+            Ok(tag) => self.start(tag.xid),
+            Err(upstream) => {
+                // No slot: the host retries after TASK SET FULL.
+                self.recycle_pieces(upstream.pieces);
+                let status = IoStatus { status: ScsiStatus::TASK_SET_FULL, sense: None, residual: 0 };
+                self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, cmnd.fcp_dl);
+            }
+        }
+    }
+
+    /// Run the decision chain for host I/O `xid` and act on the outcome.
+    fn start(&mut self, xid: ExchangeId) {
+        let Some(up) = self.up.get(xid) else { return };
+        let req = up.request;
+        let cmd = Command {
+            target: up.target,
+            lun: req.vdevice.lun,
+            initiator: up.host,
+            kind: req.kind,
+            lba: req.lba,
+            blocks: req.blocks,
+        };
+        let serialized = &self.serialized;
+        let overlaps = |vseg: VsegId, start: u64, end: u64| {
+            serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
+        };
+        let (resolution, resolved) = translate::resolve(&mut self.cache, &self.config, &cmd, overlaps);
+        if let Some(up) = self.up.get_mut(xid) {
+            up.request.lv = resolved.lv;
+            up.request.vseg = resolved.vseg;
+        }
+        match resolution {
+            Resolution::Dispatch(plan) => self.dispatch(xid, plan),
+            Resolution::Hold => {
+                if self.held.len() >= self.config.max_held {
+                    self.queue_to_cp(xid, FaultCause::Paused, None);
+                } else if let Some(up) = self.up.get_mut(xid) {
+                    up.state = UpState::Held;
+                    self.held.push_back(xid);
+                }
+            }
+            Resolution::Miss => {
+                let Some(tag) = self.up.tag_of(xid) else { return };
+                let Some(up) = self.up.get_mut(xid) else { return };
+                up.state = UpState::AwaitingVerdict;
+                let request = up.request;
+                self.stats.faults.record(FaultCause::Miss);
+                self.upcalls.push_back(ToCp::MappingMiss { io: tag, request });
+            }
+            Resolution::Fault(cause) => self.queue_to_cp(xid, cause, None),
+        }
+    }
+
+    /// `CpQueueIO`: the control path takes the I/O over.
+    fn queue_to_cp(&mut self, xid: ExchangeId, cause: FaultCause, failure: Option<DownstreamFailure>) {
+        let Some(tag) = self.up.tag_of(xid) else { return };
+        let Some(up) = self.up.get_mut(xid) else { return };
+        up.state = UpState::Queued;
+        let request = up.request;
+        self.stats.faults.record(cause);
+        self.upcalls.push_back(ToCp::QueueIo { io: tag, request, reason: QueueReason { cause, failure } });
+    }
+
+    /// Start every leg of a plan.
+    fn dispatch(&mut self, xid: ExchangeId, plan: Plan) {
+        let timestamp = match self.up.get(xid) {
+            Some(up) => up.request.received,
+            None => return,
+        };
+        let write = self.up.get(xid).is_some_and(|u| u.request.kind == IoKind::Write);
+        let mut started = [None; translate::MAX_LEGS];
+        for (i, leg) in plan.legs.as_slice().iter().enumerate() {
+            match self.start_leg(DownOwner::Host { up: xid, leg: i as u8 }, *leg, write, timestamp, None) {
+                Some(down) => started[i] = Some(down),
+                None => {
+                    // Out of downstream slots (or no path): undo, and let the control path cope.
+                    for down in started.iter().flatten() {
+                        self.down.remove(*down);
+                    }
+                    self.tx.truncate(self.tx.len().saturating_sub(i));
+                    self.queue_to_cp(xid, FaultCause::Capacity, None);
+                    return;
+                }
+            }
+        }
+        if plan.serialized {
+            let end = plan.seg_block + u64::from(plan.blocks);
+            self.serialized.push((plan.vseg, plan.seg_block, end, xid));
+        }
+        let Some(up) = self.up.get_mut(xid) else { return };
+        up.state = UpState::Active;
+        up.legs = started;
+        up.outstanding = plan.legs.len() as u8;
+        up.serialized = plan.serialized;
+        up.plan = Some(plan);
+        self.stats.hits += 1;
+        let bytes = u64::from(plan.blocks) * u64::from(plan.block_size);
+        if write {
+            self.stats.writes += 1;
+            self.stats.write_bytes += bytes;
+        } else {
+            self.stats.reads += 1;
+            self.stats.read_bytes += bytes;
+        }
+    }
+
+    /// Originate one downstream exchange: send its FCP_CMND.
+    fn start_leg(
+        &mut self,
+        owner: DownOwner,
+        leg: Leg,
+        write: bool,
+        timestamp: Timestamp,
+        cdb: Option<(Cdb, u32)>,
+    ) -> Option<ExchangeId> {
+        let path = *self.cache.device(leg.device)?;
+        let port = *self.port_config(path.port)?;
+        let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
+        let down = Downstream {
+            owner,
+            port: path.port,
+            target: path.target_fc_id,
+            target_rx_id: UNASSIGNED_X_ID,
+            initiator: port.initiator_fc_id,
+            device: leg.device,
+            leg,
+            write,
+            wanted: None,
+            sent_upto: 0,
+            seq_id: 0,
+            seq_cnt: 0,
+            timestamp,
+            state: DownState::Active,
+            collected: Vec::new(),
+            data_out: None,
+        };
+        let tag = self.down.insert(down).ok()?;
+        let mut cdb16 = [0u8; 16];
+        let (cdb_bytes, fcp_dl, rddata, wrdata): (&[u8], u32, bool, bool) = match &cdb {
+            Some((cdb, data_len)) => (cdb.as_bytes(), *data_len, !write && *data_len > 0, write),
+            None => {
+                let header_blocks = leg.header_bytes / path.block_size.max(1);
+                cdb16[0] = if write { scsi::opcode::WRITE_16 } else { scsi::opcode::READ_16 };
+                cdb16[2..10].copy_from_slice(&leg.lba.to_be_bytes());
+                cdb16[10..14].copy_from_slice(&(leg.blocks + header_blocks).to_be_bytes());
+                (&cdb16, data_bytes, !write, write)
+            }
+        };
+        let cmnd = FcpCmndRepr {
+            lun: lun_from_index(path.lun.0),
+            crn: 0,
+            priority: 0,
+            task_attribute: TaskAttribute::Simple,
+            task_management: 0,
+            wrdata,
+            rddata,
+            cdb: cdb_bytes,
+            fcp_dl,
+        };
+        let header = FcHeaderRepr {
+            r_ctl: r_ctl::UNSOLICITED_COMMAND,
+            d_id: WireFcId(path.target_fc_id.get()),
+            cs_ctl: 0,
+            s_id: WireFcId(port.initiator_fc_id.get()),
+            fc_type: fc_type::FCP,
+            f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+            seq_id: 0,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id: tag.xid.0,
+            rx_id: UNASSIGNED_X_ID,
+            parameter: 0,
+        };
+        let Some(frame) =
+            emit::whole_frame(&self.pool, port.mac, &header, Sof::I3, Eof::T, &cmnd, self.config.fc_map)
+        else {
+            self.down.remove(tag.xid);
+            return None;
+        };
+        self.stats.downstream_ios += 1;
+        self.send(path.port, TxFrame::whole(frame));
+        Some(tag.xid)
+    }
+
+    /// Read data from a leg: rewrite it as the virtual target's and cut it through to the host.
+    fn read_data(&mut self, up_xid: ExchangeId, leg_offset: u32, frame: Frame, rx: Received) {
+        let Some(up) = self.up.get_mut(up_xid) else { return };
+        let (port, host, target, host_ox) = (up.port, up.host, up.target, up.host_ox_id);
+        up.read_bytes += rx.payload_len as u32;
+        let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+        let dst = emit::fpma(self.config.fc_map, host.get());
+        let rewritten = emit::rewrite_frame(frame, rx.fc_start, dst, src, &self.crc, |h| {
+            h.d_id = WireFcId(host.get());
+            h.s_id = WireFcId(target.get());
+            h.ox_id = host_ox;
+            h.rx_id = up_xid.0;
+            h.parameter = h.parameter.wrapping_add(leg_offset);
+        });
+        if let Some(frame) = rewritten {
+            self.send(port, TxFrame::whole(frame));
+        }
+    }
+
+    /// A leg's FCP_RSP arrived.
+    fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
+        let Some(down) = self.down.remove(down_xid) else { return };
+        match down.owner {
+            DownOwner::ControlPath(tag) => {
+                let data = (!down.collected.is_empty()).then(|| bytes::Bytes::from(down.collected));
+                self.upcalls.push_back(ToCp::DispatchIoComplete { tag, status, data });
+            }
+            DownOwner::Host { up: up_xid, leg } => {
+                let Some(up) = self.up.get_mut(up_xid) else { return };
+                up.legs[usize::from(leg)] = None;
+                up.outstanding = up.outstanding.saturating_sub(1);
+                if !status.is_good() && up.failure.is_none() {
+                    up.failure = Some(DownstreamFailure { device: down.device, status: Some(status), leg });
+                }
+                if up.outstanding == 0 {
+                    self.complete_upstream(now, up_xid);
+                } else if up.request.kind == IoKind::Write {
+                    // A finished leg no longer holds write data back.
+                    self.pump(up_xid);
+                }
+            }
+        }
+    }
+
+    /// Every leg is done: answer the host, or give the I/O to the control path.
+    fn complete_upstream(&mut self, _now: Timestamp, xid: ExchangeId) {
+        let Some(up) = self.up.get(xid) else { return };
+        if let Some(failure) = up.failure {
+            self.unserialize(xid);
+            if let Some(up) = self.up.get_mut(xid) {
+                up.plan = None;
+                let pieces = std::mem::take(&mut up.pieces);
+                self.recycle_pieces(pieces);
+            }
+            self.queue_to_cp(xid, FaultCause::DownstreamError, Some(failure));
+            return;
+        }
+        let (port, host, target, ox, data_len) =
+            (up.port, up.host, up.target, up.host_ox_id, up.request.data_len);
+        let transferred = match up.request.kind {
+            IoKind::Read => up.read_bytes,
+            _ => up.plan.map_or(0, |p| p.blocks * p.block_size),
+        };
+        let status = IoStatus { residual: i64::from(data_len) - i64::from(transferred), ..IoStatus::GOOD };
+        self.finish_upstream(xid, port, host, target, ox, &status, data_len);
+    }
+
+    /// Send the host its FCP_RSP and free the exchange.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_upstream(
+        &mut self,
+        xid: ExchangeId,
+        port: PortId,
+        host: FcId,
+        target: FcId,
+        ox: u16,
+        status: &IoStatus,
+        data_len: u32,
+    ) {
+        let seq = self.up.get_mut(xid).map_or(1, Upstream::take_seq_id);
+        self.send_response(port, host, target, ox, xid.0, seq, status, data_len);
+        self.unserialize(xid);
+        if let Some(up) = self.up.remove(xid) {
+            self.recycle_pieces(up.pieces);
+        }
+    }
+
+    fn unserialize(&mut self, xid: ExchangeId) {
+        self.serialized.retain(|&(_, _, _, x)| x != xid);
+    }
+
+    /// Build and send an FCP_RSP.
+    #[allow(clippy::too_many_arguments)]
+    fn send_response(
+        &mut self,
+        port: PortId,
+        host: FcId,
+        target: FcId,
+        ox: u16,
+        rx: u16,
+        seq_id: u8,
+        status: &IoStatus,
+        _data_len: u32,
+    ) {
+        let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+        let mut sense_buf = [0u8; 32];
+        let sense = status.sense.and_then(|s| {
+            let repr = SenseRepr::fixed(
+                scsi::sense::SenseKey::from_code(s.key),
+                scsi::sense::Asc { asc: s.asc, ascq: s.ascq },
+            );
+            let len = dve_wire::emit::WireEmit::emit(&repr, &mut sense_buf).ok()?;
+            Some(len)
+        });
+        let residual = match status.residual {
+            0 => Residual::None,
+            r if r > 0 => Residual::Under(r as u32),
+            r => Residual::Over(r.unsigned_abs() as u32),
+        };
+        let rsp = FcpRspRepr {
+            status_qualifier: 0,
+            confirm_requested: false,
+            scsi_status: status.status.0,
+            residual,
+            response_info: None,
+            sense: sense.map(|len| &sense_buf[..len]),
+        };
+        let header = FcHeaderRepr {
+            r_ctl: r_ctl::COMMAND_STATUS,
+            d_id: WireFcId(host.get()),
+            cs_ctl: 0,
+            s_id: WireFcId(target.get()),
+            fc_type: fc_type::FCP,
+            f_ctl: f_ctl::EXCHANGE_CONTEXT
+                | f_ctl::LAST_SEQUENCE
+                | f_ctl::END_SEQUENCE
+                | f_ctl::SEQUENCE_INITIATIVE,
+            seq_id,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id: ox,
+            rx_id: rx,
+            parameter: 0,
+        };
+        if let Some(frame) =
+            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, &rsp, self.config.fc_map)
+        {
+            self.send(port, TxFrame::whole(frame));
+        }
+    }
+
+    /// The host aborted an exchange: drop the worker's state (aborting its legs) and let the
+    /// control path answer the ABTS.
+    fn host_abort(&mut self, port: PortId, frame: Frame, rx: Received) {
+        let h = rx.header;
+        let host = FcId::new(h.s_id.0).unwrap_or_default();
+        let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some() {
+            Some(ExchangeId(h.rx_id))
+        } else {
+            self.up.iter().find(|(_, u)| u.host == host && u.host_ox_id == h.ox_id).map(|(t, _)| t.xid)
+        };
+        if let Some(xid) = xid {
+            self.abort_upstream(xid);
+            self.stats.faults.record(FaultCause::Aborted);
+        }
+        self.control_frame(port, frame);
+    }
+
+    /// Abort host I/O `xid`: abort its legs downstream and free it.
+    fn abort_upstream(&mut self, xid: ExchangeId) {
+        let Some(up) = self.up.remove(xid) else { return };
+        for down in up.legs.iter().flatten() {
+            self.abort_downstream(*down);
+        }
+        self.held.retain(|&x| x != xid);
+        self.unserialize(xid);
+        self.recycle_pieces(up.pieces);
+    }
+
+    /// Send ABTS for a downstream exchange and park its slot until the device answers.
+    fn abort_downstream(&mut self, xid: ExchangeId) {
+        let Some(down) = self.down.get_mut(xid) else { return };
+        down.state = DownState::Aborting;
+        let (port, target, initiator, rx) = (down.port, down.target, down.initiator, down.target_rx_id);
+        let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
+        let header = FcHeaderRepr {
+            r_ctl: r_ctl::BLS_ABTS,
+            d_id: WireFcId(target.get()),
+            cs_ctl: 0,
+            s_id: WireFcId(initiator.get()),
+            fc_type: fc_type::BLS,
+            f_ctl: f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+            seq_id: 0,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id: xid.0,
+            rx_id: rx,
+            parameter: 0,
+        };
+        let empty: &[u8] = &[];
+        if let Some(frame) =
+            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, empty, self.config.fc_map)
+        {
+            self.send(port, TxFrame::whole(frame));
+        }
+    }
+
+    /// The tag of host I/O `xid`, for tests and the control path's bookkeeping.
+    pub fn tag_of(&self, xid: ExchangeId) -> Option<IoTag> {
+        self.up.tag_of(xid)
+    }
+}
+
+const FC_HEADER_LEN: usize = dve_wire::fc::HEADER_LEN;
+
+/// Classify a CDB: reads and writes with their extent, anything else as other. Task
+/// management functions are never reads or writes.
+fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
+    use scsi::opcode::*;
+    if task_management != 0 || cdb.is_empty() {
+        return (IoKind::Other, 0, 0);
+    }
+    let kind = match cdb[0] {
+        READ_6 | READ_10 | READ_16 => IoKind::Read,
+        WRITE_6 | WRITE_10 | WRITE_16 => IoKind::Write,
+        _ => return (IoKind::Other, 0, 0),
+    };
+    match scsi::cdb::Cdb::parse(cdb).ok().and_then(|c| c.read_write_extent()) {
+        Some((lba, blocks)) => (kind, lba, blocks),
+        None => (IoKind::Other, 0, 0),
+    }
+}
+
+/// The completion status an FCP_RSP reports.
+fn io_status(rsp: &FcpRspRepr<'_>) -> IoStatus {
+    let sense = rsp.sense.and_then(|s| SenseRepr::parse(s).ok()).map(|s| Sense {
+        key: s.key as u8,
+        asc: s.asc.asc,
+        ascq: s.asc.ascq,
+    });
+    let residual = match rsp.residual {
+        Residual::None => 0,
+        Residual::Under(n) => i64::from(n),
+        Residual::Over(n) => -i64::from(n),
+    };
+    // A response code other than "no failure" is a failure whatever the status byte says.
+    let status = if rsp.response_code().is_some_and(|c| c != 0) {
+        ScsiStatus(0xFF)
+    } else {
+        ScsiStatus(rsp.scsi_status)
+    };
+    IoStatus { status, sense, residual }
+}

@@ -1,0 +1,199 @@
+//! Per-exchange state: the upstream (host) I/O a worker terminates as the virtual target, and
+//! the downstream I/Os it originates to devices, linked to their parent by leg. These are the
+//! entries of the upstream and downstream pending lists of seed 003 Fig. 13.
+
+use dve_fp_api::frame::Frame;
+use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
+use dve_fp_api::io::{DownstreamFailure, HostIo, PendingState};
+
+use crate::worker::translate::{Leg, MAX_LEGS, Plan};
+
+/// One frame of host write data, kept whole so its CRC can be patched rather than recomputed
+/// when it is forwarded with new headers.
+#[derive(Clone, Debug)]
+pub struct HostPiece {
+    /// Relative offset of the payload in the host I/O's data.
+    pub offset: u32,
+    /// Payload bytes (without fill).
+    pub len: u32,
+    /// The whole Ethernet frame as received.
+    pub frame: Frame,
+    /// Where the FC frame starts in it.
+    pub fc_start: u32,
+    /// The FC frame's length (header, payload, fill).
+    pub fc_len: u32,
+    /// The FC CRC the frame arrived with.
+    pub crc: u32,
+}
+
+impl HostPiece {
+    /// One past the last payload byte, as an offset in the host data.
+    pub fn end(&self) -> u32 {
+        self.offset + self.len
+    }
+}
+
+/// Where an upstream I/O is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UpState {
+    /// Waiting for the control path's answer to a mapping miss.
+    AwaitingVerdict,
+    /// Held while its volume is paused.
+    Held,
+    /// Its legs are in flight on the fast path.
+    Active,
+    /// The control path owns it (`CpQueueIO`).
+    Queued,
+}
+
+impl UpState {
+    /// The pending-list state reported to the control path.
+    pub fn pending_state(self) -> PendingState {
+        match self {
+            UpState::AwaitingVerdict | UpState::Queued => PendingState::Queued,
+            UpState::Held => PendingState::Paused,
+            UpState::Active => PendingState::Pending,
+        }
+    }
+}
+
+/// A host I/O on the upstream pending list.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The port the host is on.
+    pub port: PortId,
+    /// The host's address.
+    pub host: FcId,
+    /// The virtual target's address.
+    pub target: FcId,
+    /// The host's OX_ID.
+    pub host_ox_id: u16,
+    /// What the host asked, stamped before the Rmap was read.
+    pub request: HostIo,
+    /// Where it is.
+    pub state: UpState,
+    /// The plan being carried out, when active.
+    pub plan: Option<Plan>,
+    /// Downstream exchange of each leg of the plan.
+    pub legs: [Option<ExchangeId>; MAX_LEGS],
+    /// Legs not yet completed.
+    pub outstanding: u8,
+    /// The first leg that failed.
+    pub failure: Option<DownstreamFailure>,
+    /// Host write data received and not yet sent to every leg that needs it.
+    pub pieces: Vec<HostPiece>,
+    /// Host data received contiguously from offset 0.
+    pub received_upto: u32,
+    /// Host data asked for with XFER_RDY.
+    pub solicited_upto: u32,
+    /// Host data some leg has asked for.
+    pub needed_upto: u32,
+    /// Bytes of read data sent to the host.
+    pub read_bytes: u32,
+    /// A control-path `FPGetData` waiting for all the write data.
+    pub get_data: Option<RequestId>,
+    /// SEQ_ID for the next sequence the worker originates in this exchange.
+    pub next_seq_id: u8,
+    /// Whether it is on the serialization list.
+    pub serialized: bool,
+}
+
+impl Upstream {
+    /// A new host I/O.
+    pub fn new(
+        port: PortId,
+        host: FcId,
+        target: FcId,
+        host_ox_id: u16,
+        request: HostIo,
+        pieces: Vec<HostPiece>,
+    ) -> Self {
+        Upstream {
+            port,
+            host,
+            target,
+            host_ox_id,
+            request,
+            state: UpState::Active,
+            plan: None,
+            legs: [None; MAX_LEGS],
+            outstanding: 0,
+            failure: None,
+            pieces,
+            received_upto: 0,
+            solicited_upto: 0,
+            needed_upto: 0,
+            read_bytes: 0,
+            get_data: None,
+            next_seq_id: 1,
+            serialized: false,
+        }
+    }
+
+    /// Take a SEQ_ID for a new sequence.
+    pub fn take_seq_id(&mut self) -> u8 {
+        let id = self.next_seq_id;
+        self.next_seq_id = self.next_seq_id.wrapping_add(1);
+        id
+    }
+}
+
+/// Who a downstream I/O works for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DownOwner {
+    /// A leg of a host I/O.
+    Host {
+        /// The host I/O's exchange.
+        up: ExchangeId,
+        /// Which leg.
+        leg: u8,
+    },
+    /// The control path (`FPDispatchIO`).
+    ControlPath(DispatchTag),
+}
+
+/// Where a downstream I/O is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DownState {
+    /// Command sent, in progress.
+    Active,
+    /// Aborted; the slot waits for the device's BA_ACC so no late frame reaches a new exchange.
+    Aborting,
+}
+
+/// A device I/O on the downstream pending list.
+#[derive(Debug)]
+pub struct Downstream {
+    /// Who it works for.
+    pub owner: DownOwner,
+    /// The port towards the device.
+    pub port: PortId,
+    /// The device's target address.
+    pub target: FcId,
+    /// The device's RX_ID, once it answered.
+    pub target_rx_id: u16,
+    /// The switch's address as initiator on that port.
+    pub initiator: FcId,
+    /// The device.
+    pub device: DeviceId,
+    /// The leg geometry (for control-path I/O: its device range, no offset).
+    pub leg: Leg,
+    /// Whether it writes.
+    pub write: bool,
+    /// The range of leg data the device asked for (XFER_RDY) and not yet fully sent.
+    pub wanted: Option<(u32, u32)>,
+    /// How far into `wanted` the worker has sent.
+    pub sent_upto: u32,
+    /// SEQ_ID of the data sequence being sent.
+    pub seq_id: u8,
+    /// SEQ_CNT of the next frame of that sequence.
+    pub seq_cnt: u16,
+    /// When it was dispatched.
+    pub timestamp: Timestamp,
+    /// Where it is.
+    pub state: DownState,
+    /// Data a control-path read collects.
+    pub collected: Vec<u8>,
+    /// Data a control-path write sends.
+    pub data_out: Option<bytes::Bytes>,
+}

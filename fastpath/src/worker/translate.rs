@@ -1,0 +1,391 @@
+//! The decision chain of seed 003 Fig. 7 from the target exposure down to dispatch, and the
+//! four primitives that turn a host read or write into downstream legs: remap, stripe,
+//! write split (mirror) and journal. Pure over the mapping cache: the worker applies the
+//! result, so every fault cause can be produced and tested here in isolation.
+
+use dve_fp_api::fault::FaultCause;
+use dve_fp_api::ids::{DeviceId, FcId, JournalGroupId, Lun, LvId, VsegId};
+use dve_fp_api::io::IoKind;
+use dve_fp_api::mapping::{JournalRegion, Location, StorageDescriptor};
+
+use crate::cache::{ExtentLookup, MappingCache};
+use crate::worker::config::WorkerConfig;
+
+/// Most downstream legs one host I/O can have.
+pub const MAX_LEGS: usize = 16;
+
+/// One downstream I/O of a host I/O.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Leg {
+    /// The device.
+    pub device: DeviceId,
+    /// First device block.
+    pub lba: u64,
+    /// Blocks of host data the leg moves.
+    pub blocks: u32,
+    /// Where the leg's data starts in the host I/O's data, in bytes.
+    pub data_offset: u32,
+    /// Bytes the leg sends before the host data (a journal entry's header block).
+    pub header_bytes: u32,
+    /// Mirror side (or 0).
+    pub side: u8,
+}
+
+/// A fixed-capacity list of legs (no allocation per I/O).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LegList {
+    legs: [Leg; MAX_LEGS],
+    len: usize,
+}
+
+impl LegList {
+    fn push(&mut self, leg: Leg) -> bool {
+        if self.len == MAX_LEGS {
+            return false;
+        }
+        self.legs[self.len] = leg;
+        self.len += 1;
+        true
+    }
+
+    /// The legs.
+    pub fn as_slice(&self) -> &[Leg] {
+        &self.legs[..self.len]
+    }
+
+    /// Number of legs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Where a journaled write's entry goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct JournalAppend {
+    /// The journal group.
+    pub group: JournalGroupId,
+    /// The worker's journal region.
+    pub region: JournalRegion,
+    /// The header block's position in the region, in blocks.
+    pub position: u64,
+}
+
+/// A host I/O the fast path will carry out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Plan {
+    /// The volume.
+    pub lv: LvId,
+    /// The segment.
+    pub vseg: VsegId,
+    /// First segment block.
+    pub seg_block: u64,
+    /// Blocks.
+    pub blocks: u32,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// The downstream legs.
+    pub legs: LegList,
+    /// A mirror or journal write: it must not overlap another such write in flight.
+    pub serialized: bool,
+    /// The journal entry, for a journaled write.
+    pub journal: Option<JournalAppend>,
+}
+
+/// The outcome of the decision chain.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(clippy::large_enum_variant, reason = "boxing the plan would allocate per I/O")]
+pub enum Resolution {
+    /// Dispatch on the fast path.
+    Dispatch(Plan),
+    /// The volume is paused: hold the I/O.
+    Hold,
+    /// Mapping is missing from the cache: ask the control path (`CpMappingMiss`).
+    Miss,
+    /// Hand the I/O to the control path with this cause (`CpQueueIO`).
+    Fault(FaultCause),
+}
+
+/// What the chain needs to know about a host command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Command {
+    /// The virtual D_ID it was sent to.
+    pub target: FcId,
+    /// The LUN.
+    pub lun: Lun,
+    /// The initiator's address.
+    pub initiator: FcId,
+    /// Read, write or other.
+    pub kind: IoKind,
+    /// First volume block.
+    pub lba: u64,
+    /// Blocks.
+    pub blocks: u32,
+}
+
+/// What the chain resolved besides the outcome, for the control path's benefit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Resolved {
+    /// The volume, once found.
+    pub lv: Option<LvId>,
+    /// The segment, once found.
+    pub vseg: Option<VsegId>,
+}
+
+/// Run the decision chain of Fig. 7 for `cmd`. `overlaps(vseg, start, end)` says whether a
+/// serialized write in flight overlaps segment blocks `[start, end)`. A journaled write that
+/// dispatches has its journal space reserved.
+pub fn resolve(
+    cache: &mut MappingCache,
+    config: &WorkerConfig,
+    cmd: &Command,
+    overlaps: impl Fn(VsegId, u64, u64) -> bool,
+) -> (Resolution, Resolved) {
+    let mut resolved = Resolved::default();
+    let outcome = chain(cache, config, cmd, &overlaps, &mut resolved);
+    (outcome, resolved)
+}
+
+fn chain(
+    cache: &mut MappingCache,
+    config: &WorkerConfig,
+    cmd: &Command,
+    overlaps: &dyn Fn(VsegId, u64, u64) -> bool,
+    resolved: &mut Resolved,
+) -> Resolution {
+    use FaultCause::*;
+    // Step 88: only reads and writes stay on the fast path.
+    if cmd.kind == IoKind::Other {
+        return Resolution::Fault(NotReadWrite);
+    }
+    // Step 92: the target exposure.
+    let Some(exposure) = cache.exposure_at(cmd.target) else { return Resolution::Fault(NotExposed) };
+    let Some(mapping) = exposure.lun(cmd.lun) else { return Resolution::Fault(NotExposed) };
+    let lv_id = mapping.lv;
+    let Some(host) = cache.login(cmd.initiator) else { return Resolution::Fault(NotExposed) };
+    let exposed = mapping.hosts.contains(host);
+    resolved.lv = Some(lv_id);
+    // Step 96: the volume.
+    let Some(lv) = cache.lv(lv_id) else { return Resolution::Miss };
+    // Step 93: the LUN mask (access, reservations, pending unit attention).
+    if let Some(mask) = &lv.mask {
+        let allowed = match cmd.kind {
+            IoKind::Write => mask.writers.contains(host),
+            _ => mask.readers.contains(host),
+        };
+        if !allowed {
+            return Resolution::Fault(MaskedLun);
+        }
+    }
+    // Step 94: the LUN is exposed to this host.
+    if !exposed {
+        return Resolution::Fault(NotExposed);
+    }
+    if lv.paused {
+        return Resolution::Hold;
+    }
+    if cmd.blocks == 0 {
+        // Nothing to move: the control path answers (a zero-length transfer is legal SCSI).
+        return Resolution::Fault(NotReadWrite);
+    }
+    if cmd.blocks > config.max_io_blocks {
+        return Resolution::Fault(Capacity);
+    }
+    let block_size = lv.descriptor.block_size;
+    // Steps 98 and 100: the segment, and I/O that leaves it.
+    let Some(seg) = lv.descriptor.segment_of(cmd.lba).copied() else {
+        return Resolution::Fault(SpansSegment);
+    };
+    resolved.vseg = Some(seg.id);
+    let Some(end) = cmd.lba.checked_add(u64::from(cmd.blocks)) else {
+        return Resolution::Fault(SpansSegment);
+    };
+    if end > seg.end() {
+        return Resolution::Fault(SpansSegment);
+    }
+    let seg_block = cmd.lba - seg.start;
+    let seg_end = seg_block + u64::from(cmd.blocks);
+
+    let mut plan = Plan {
+        lv: lv_id,
+        vseg: seg.id,
+        seg_block,
+        blocks: cmd.blocks,
+        block_size,
+        legs: LegList::default(),
+        serialized: false,
+        journal: None,
+    };
+    let mut journal_group = None;
+    let mut block = seg_block;
+    while block < seg_end {
+        let left = seg_end - block;
+        // Steps 102 to 108: the extent, cached or not, and I/O that spans extents.
+        let (extent_end, redirect) = match cache.lookup(seg.id, block, left) {
+            ExtentLookup::Inside { end, redirect, .. } => (end, redirect),
+            ExtentLookup::Spans { end, redirect, .. } if config.split_extents => (end, redirect),
+            ExtentLookup::Spans { .. } => return Resolution::Fault(SpansExtent),
+            ExtentLookup::Miss | ExtentLookup::NoRedirects | ExtentLookup::UnknownSegment => {
+                return Resolution::Miss;
+            }
+        };
+        let piece = extent_end.min(seg_end) - block;
+        // Step 110: the redirect entry; step 112: fault on read / fault on write.
+        let Some(entry) = cache.redirect(seg.id, redirect) else { return Resolution::Miss };
+        if !entry.allows(cmd.kind) {
+            return Resolution::Fault(Permission);
+        }
+        let data_offset = ((block - seg_block) * u64::from(block_size)) as u32;
+        // Step 114: the storage descriptor, and the primitive it calls for.
+        let mut read_side = None;
+        let legs = &mut plan.legs;
+        let pushed = match &entry.descriptor {
+            StorageDescriptor::Single(p) => {
+                Ok(legs.push(leg(Location { device: p.device, lba: p.lba + block }, piece, data_offset, 0)))
+            }
+            StorageDescriptor::Stripe(set) => {
+                layout_legs(|b| set.locate(b), block, piece, data_offset, block_size, 0, config, legs)
+            }
+            StorageDescriptor::Mirror(mirror) if cmd.kind == IoKind::Write => {
+                plan.serialized = true;
+                let mut result = Ok(mirror.writable().next().is_some());
+                for side in mirror.writable() {
+                    let layout = &mirror.sides()[side].layout;
+                    let pushed = layout_legs(
+                        |b| layout.locate(b),
+                        block,
+                        piece,
+                        data_offset,
+                        block_size,
+                        side as u8,
+                        config,
+                        legs,
+                    );
+                    result = match (result, pushed) {
+                        (Ok(a), Ok(b)) => Ok(a && b),
+                        (Err(e), _) | (_, Err(e)) => Err(e),
+                    };
+                }
+                result
+            }
+            StorageDescriptor::Mirror(mirror) => {
+                let Some(side) = mirror.pick_read_side(cache.read_cursor(seg.id, redirect)) else {
+                    return Resolution::Fault(Permission);
+                };
+                read_side = Some(side);
+                let layout = &mirror.sides()[side].layout;
+                layout_legs(
+                    |b| layout.locate(b),
+                    block,
+                    piece,
+                    data_offset,
+                    block_size,
+                    side as u8,
+                    config,
+                    legs,
+                )
+            }
+            StorageDescriptor::Journaled(journaled) => {
+                if cmd.kind == IoKind::Write {
+                    plan.serialized = true;
+                    match journal_group {
+                        Some(group) if group != journaled.group => return Resolution::Fault(Capacity),
+                        _ => journal_group = Some(journaled.group),
+                    }
+                }
+                let primary = &journaled.primary;
+                layout_legs(|b| primary.locate(b), block, piece, data_offset, block_size, 0, config, legs)
+            }
+        };
+        let ok = match pushed {
+            Ok(ok) => ok,
+            Err(cause) => return Resolution::Fault(cause),
+        };
+        if let Some(side) = read_side {
+            cache.set_read_cursor(seg.id, redirect, side);
+        }
+        // Step 116: capacity, devices per I/O.
+        if !ok || plan.legs.len() > config.max_legs {
+            return Resolution::Fault(Capacity);
+        }
+        block += piece;
+    }
+    // Every device needs a path.
+    for leg in plan.legs.as_slice() {
+        match cache.device(leg.device) {
+            None => return Resolution::Miss,
+            Some(path) if path.block_size != block_size => return Resolution::Fault(Capacity),
+            Some(_) => {}
+        }
+    }
+    // Steps 118 and 120: serialization of mirror and journal writes.
+    if plan.serialized && overlaps(seg.id, seg_block, seg_end) {
+        return Resolution::Fault(SerializationConflict);
+    }
+    // Step 122: journal space; reserved now, since dispatch follows.
+    if let Some(group) = journal_group {
+        let Some(journal) = cache.journal_mut(group) else { return Resolution::Fault(JournalFull) };
+        let need = 1 + u64::from(cmd.blocks);
+        if journal.next + need > journal.region.blocks {
+            return Resolution::Fault(JournalFull);
+        }
+        let position = journal.next;
+        journal.next += need;
+        let region = journal.region;
+        let at = Location { device: region.placement.device, lba: region.placement.lba + position };
+        let journal_leg = Leg { header_bytes: block_size, ..leg(at, cmd.blocks as u64, 0, 0) };
+        plan.journal = Some(JournalAppend { group, region, position });
+        if !plan.legs.push(journal_leg) || plan.legs.len() > config.max_legs {
+            // Give the space back: the I/O goes to the control path instead.
+            if let Some(journal) = cache.journal_mut(group) {
+                journal.next = position;
+            }
+            return Resolution::Fault(Capacity);
+        }
+        if cache.device(region.placement.device).is_none() {
+            if let Some(journal) = cache.journal_mut(group) {
+                journal.next = position;
+            }
+            return Resolution::Miss;
+        }
+    }
+    Resolution::Dispatch(plan)
+}
+
+fn leg(at: Location, blocks: u64, data_offset: u32, side: u8) -> Leg {
+    Leg { device: at.device, lba: at.lba, blocks: blocks as u32, data_offset, header_bytes: 0, side }
+}
+
+/// Legs for `piece` blocks from segment block `block` on one layout, given its `locate`: one
+/// for a placement, one per stripe unit crossed for a stripe set (the stripe primitive;
+/// crossing a unit is split or faulted as configured). Returns false when the leg list is full.
+#[allow(clippy::too_many_arguments)]
+fn layout_legs(
+    locate: impl Fn(u64) -> (Location, u64),
+    block: u64,
+    piece: u64,
+    data_offset: u32,
+    block_size: u32,
+    side: u8,
+    config: &WorkerConfig,
+    legs: &mut LegList,
+) -> Result<bool, FaultCause> {
+    let mut done = 0u64;
+    while done < piece {
+        let (at, run) = locate(block + done);
+        let n = run.min(piece - done);
+        if n < piece - done && done == 0 && !config.split_stripe_units {
+            return Err(FaultCause::Capacity);
+        }
+        let offset = data_offset + (done * u64::from(block_size)) as u32;
+        if !legs.push(leg(at, n, offset, side)) {
+            return Ok(false);
+        }
+        done += n;
+    }
+    Ok(true)
+}
