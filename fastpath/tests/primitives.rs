@@ -1,0 +1,155 @@
+//! Frame-level tests of the four primitives: a read and a write through remap, stripe,
+//! mirror (write split) and journal produce the right downstream commands and data, and the
+//! host gets its data and one good status.
+
+mod support;
+
+use dve_fp_api::ids::{DeviceId, JournalGroupId, WorkerId};
+use dve_fp_api::journal::JournalEntryHeader;
+use dve_fp_api::mapping::{
+    JournalRegion, JournaledLayout, MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry, SideLayout,
+    SideState, StorageDescriptor, StripeSet,
+};
+use dve_fp_api::message::MappingEntry;
+use support::*;
+
+fn placement(device: u32, lba: u64) -> Placement {
+    Placement { device: DeviceId(device), lba }
+}
+
+fn good(bed: &Testbed, ox: u16) {
+    assert_eq!(bed.result(ox).status, Some(0), "GOOD status; upcalls: {:?}", bed.upcalls);
+}
+
+#[test]
+fn remap_read_and_write_go_to_the_mapped_device_and_lba() {
+    let mut bed = Testbed::single(|_| {}, 10_000, table(vec![single(3, 5000)]));
+    let data = pattern(1, 12);
+    let ox = bed.write(100, data.clone());
+    good(&bed, ox);
+    assert_eq!(bed.disks.commands, vec![DeviceCommand { device: 3, write: true, lba: 5100, blocks: 12 }]);
+    assert_eq!(bed.result(ox).xfer_rdys, 1, "the host is asked for its data once");
+    let ox = bed.read(100, 12);
+    good(&bed, ox);
+    assert_eq!(bed.result(ox).data, data);
+    assert_eq!(bed.disks.commands[1], DeviceCommand { device: 3, write: false, lba: 5100, blocks: 12 });
+    let stats = bed.worker.statistics(dve_fp_api::ids::Timestamp(0));
+    assert_eq!((stats.hits, stats.reads, stats.writes), (2, 1, 1));
+}
+
+#[test]
+fn write_data_is_sent_in_the_bursts_the_disk_asks_for() {
+    let mut bed = Testbed::single(|_| {}, 10_000, table(vec![single(1, 0)]));
+    bed.disks.burst = 3 * BLOCK as u32;
+    let data = pattern(7, 16);
+    let ox = bed.write(40, data.clone());
+    good(&bed, ox);
+    for b in 0..16u64 {
+        assert_eq!(bed.disks.read_block(1, 40 + b), data[b as usize * BLOCK..(b as usize + 1) * BLOCK]);
+    }
+}
+
+#[test]
+fn stripe_splits_an_io_crossing_units_and_reassembles_reads() {
+    let members: Vec<Placement> = (1..=4).map(|d| placement(d, 1000 * u64::from(d))).collect();
+    let sd = StorageDescriptor::Stripe(StripeSet::new(3, members).unwrap());
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    let data = pattern(2, 32);
+    // Blocks 4..36 with 8-block units: 4..8 on dev 1, 8..16 dev 2, 16..24 dev 3, 24..32 dev 4,
+    // 32..36 dev 1 (row 1).
+    let ox = bed.write(4, data.clone());
+    good(&bed, ox);
+    let expected = [(1, 1004, 4), (2, 2000, 8), (3, 3000, 8), (4, 4000, 8), (1, 1008, 4)];
+    let got: Vec<(u32, u64, u32)> = bed.disks.commands.iter().map(|c| (c.device, c.lba, c.blocks)).collect();
+    assert_eq!(got, expected);
+    let ox = bed.read(4, 32);
+    good(&bed, ox);
+    assert_eq!(bed.result(ox).data, data);
+}
+
+#[test]
+fn stripe_crossing_faults_when_splitting_is_off() {
+    let members: Vec<Placement> = (1..=2).map(|d| placement(d, 0)).collect();
+    let sd = StorageDescriptor::Stripe(StripeSet::new(3, members).unwrap());
+    let mut bed =
+        Testbed::single(|c| c.split_stripe_units = false, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    bed.read(6, 4);
+    assert_eq!(bed.queued_causes(), vec![dve_fp_api::FaultCause::Capacity]);
+    assert!(bed.disks.commands.is_empty());
+}
+
+fn mirror(sides: &[(u32, SideState)]) -> RedirectEntry {
+    let sides = sides
+        .iter()
+        .map(|&(d, state)| MirrorSide { layout: SideLayout::Single(placement(d, 100)), state, read_cost: 1 })
+        .collect();
+    RedirectEntry::read_write(StorageDescriptor::Mirror(
+        MirrorSet::new(sides, ReadPolicy::RoundRobin).unwrap(),
+    ))
+}
+
+#[test]
+fn mirror_writes_split_to_every_writable_side_and_reads_balance() {
+    let entry =
+        mirror(&[(1, SideState::Alive), (2, SideState::Alive), (3, SideState::Resync), (4, SideState::Dead)]);
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![entry]));
+    let data = pattern(3, 8);
+    let ox = bed.write(10, data.clone());
+    good(&bed, ox);
+    assert_eq!(bed.result(ox).xfer_rdys, 1, "one host burst feeds every side");
+    let mut written: Vec<u32> = bed.disks.commands.iter().map(|c| c.device).collect();
+    written.sort_unstable();
+    assert_eq!(written, [1, 2, 3], "alive and resyncing sides are written, the dead one is not");
+    for device in [1, 2, 3] {
+        for b in 0..8u64 {
+            assert_eq!(
+                bed.disks.read_block(device, 110 + b),
+                data[b as usize * BLOCK..(b as usize + 1) * BLOCK]
+            );
+        }
+    }
+    bed.disks.commands.clear();
+    for _ in 0..4 {
+        let ox = bed.read(10, 8);
+        assert_eq!(bed.result(ox).data, data);
+    }
+    let read_from: Vec<u32> = bed.disks.commands.iter().map(|c| c.device).collect();
+    assert_eq!(read_from, [2, 1, 2, 1], "round robin over the readable sides only");
+}
+
+#[test]
+fn journal_writes_append_header_and_data_at_the_workers_index() {
+    let group = JournalGroupId(1);
+    let sd =
+        StorageDescriptor::Journaled(JournaledLayout { primary: SideLayout::Single(placement(1, 0)), group });
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    bed.grant(MappingEntry::Journal(JournalRegion {
+        group,
+        worker: WorkerId(0),
+        placement: placement(2, 500),
+        blocks: 20,
+        sequence: 7,
+    }));
+    let first = pattern(4, 4);
+    let ox = bed.write(8, first.clone());
+    good(&bed, ox);
+    let second = pattern(5, 2);
+    let ox = bed.write(100, second.clone());
+    good(&bed, ox);
+    let header = JournalEntryHeader::decode(&bed.disks.read_block(2, 500)).expect("a header block");
+    assert_eq!((header.journal_sequence, header.position, header.lba, header.blocks), (7, 0, 8, 4));
+    for b in 0..4u64 {
+        assert_eq!(bed.disks.read_block(2, 501 + b), first[b as usize * BLOCK..(b as usize + 1) * BLOCK]);
+        assert_eq!(bed.disks.read_block(1, 8 + b), first[b as usize * BLOCK..(b as usize + 1) * BLOCK]);
+    }
+    let header = JournalEntryHeader::decode(&bed.disks.read_block(2, 505)).expect("second header");
+    assert_eq!((header.position, header.lba, header.blocks), (5, 100, 2));
+    // A third write of 14 blocks needs 15 of the 12 left: the journal is full.
+    bed.write(0, pattern(6, 14));
+    assert_eq!(bed.queued_causes(), vec![dve_fp_api::FaultCause::JournalFull]);
+    // Reads of a journaled volume go to the primary only.
+    bed.disks.commands.clear();
+    let ox = bed.read(8, 4);
+    assert_eq!(bed.result(ox).data, first);
+    assert_eq!(bed.disks.commands.len(), 1);
+}
