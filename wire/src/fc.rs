@@ -135,10 +135,17 @@ impl<T: AsRef<[u8]>> FcFrame<T> {
     }
 
     /// Wraps a buffer after checking that it holds the header and the fill bytes F_CTL
-    /// announces.
+    /// announces, and that the payload is at most [`MAX_PAYLOAD_LEN`] bytes.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
         check_len("FC header", b, HEADER_LEN)?;
+        if b.len() - HEADER_LEN > MAX_PAYLOAD_LEN {
+            return Err(Error::BadLength {
+                what: "FC payload (at most 2112 bytes)",
+                expected: MAX_PAYLOAD_LEN,
+                found: b.len() - HEADER_LEN,
+            });
+        }
         let frame = FcFrame { buffer };
         let fill = frame.fill_bytes();
         let have = frame.buffer.as_ref().len() - HEADER_LEN;

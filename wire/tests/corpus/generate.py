@@ -63,6 +63,7 @@ def main():
     f = fr(34); f[-4] = 0x40; case("fcoe-bad-eof", f, "BadEof")
     f = fr(34); f[-2] = 0x01; case("fcoe-trailer-reserved", f, "Reserved")
     f = fr(34); f[-8] ^= 0xFF; case("fcoe-bad-crc", f, "BadCrc")
+    f = fr(35); f[-8:-8] = bytes(128); case("fc-payload-longer-than-2112", fix_crc(f), "BadLength")
     f = fr(35); f[100] ^= 0x01; case("fcp-data-flipped-bit", f, "BadCrc")
     # FC_CTL says 3 fill bytes but the frame has no payload.
     f = fr(48); f[fc(f, 11)] |= 0x03; case("fc-fill-longer-than-payload", fix_crc(f), "BadLength")
