@@ -66,6 +66,7 @@ pub fn fcoe<P: WireEmit + ?Sized>(header: &FcHeaderRepr, sof: Sof, eof: Eof, pay
     buf
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn header(r: u8, d_id: u32, s_id: u32, ty: u8, f: u32, ox: u16, rx: u16, parameter: u32) -> FcHeaderRepr {
     FcHeaderRepr {
         r_ctl: r,
