@@ -122,3 +122,32 @@ impl<R: Read> PcapReader<R> {
         Ok(Some(PcapRecord { timestamp_ns, orig_len: word(12), data }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_read_back_with_their_timestamps() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write_frame(1_500_000_123, &[1, 2, 3]).unwrap();
+        w.write_frame(2_000_000_000, &[0xaa; 70]).unwrap();
+        let bytes = w.into_inner();
+        assert_eq!(&bytes[0..4], &MAGIC_NANOS.to_le_bytes());
+        let mut r = PcapReader::new(&bytes[..]).unwrap();
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!((a.timestamp_ns, a.orig_len, a.data), (1_500_000_123, 3, vec![1, 2, 3]));
+        let b = r.next_record().unwrap().unwrap();
+        assert_eq!((b.timestamp_ns, b.data.len()), (2_000_000_000, 70));
+        assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn snaplen_cuts_long_frames() {
+        let mut w = PcapWriter::with_snaplen(Vec::new(), 16).unwrap();
+        w.write_frame(0, &[7; 100]).unwrap();
+        let bytes = w.into_inner();
+        let rec = PcapReader::new(&bytes[..]).unwrap().next_record().unwrap().unwrap();
+        assert_eq!((rec.orig_len, rec.data.len()), (100, 16));
+    }
+}

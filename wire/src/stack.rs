@@ -78,8 +78,8 @@ pub enum FcPayload<'a> {
     FcpCmnd {
         /// The information unit.
         cmnd: FcpCmndRepr<'a>,
-        /// The decoded CDB.
-        cdb: Cdb,
+        /// The decoded CDB; `None` for a task management request, whose CDB is ignored.
+        cdb: Option<Cdb>,
     },
     /// FCP_XFER_RDY.
     FcpXferRdy(FcpXferRdyRepr),
@@ -115,11 +115,7 @@ pub fn decode_fc_payload<'a>(header: &FcHeaderRepr, payload: &'a [u8]) -> Result
     Ok(match (header.fc_type, header.r_ctl) {
         (fc_type::FCP, r_ctl::UNSOLICITED_COMMAND) => {
             let cmnd = FcpCmndRepr::parse(payload)?;
-            let cdb = if cmnd.task_management != 0 {
-                Cdb::TestUnitReady { control: 0 }
-            } else {
-                Cdb::parse(cmnd.cdb)?
-            };
+            let cdb = if cmnd.task_management != 0 { None } else { Some(Cdb::parse(cmnd.cdb)?) };
             FcPayload::FcpCmnd { cmnd, cdb }
         }
         (fc_type::FCP, r_ctl::DATA_DESCRIPTOR) => FcPayload::FcpXferRdy(FcpXferRdyRepr::parse(payload)?),

@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
                 FcPayload::FcpCmnd { cmnd, cdb } => {
                     let m = cmnd.emit(&mut out).expect("re-emit FCP_CMND");
                     assert_eq!(&out[..m], frame.payload);
-                    let _ = cdb.emit(&mut out);
+                    if let Some(cdb) = cdb {
+                        let m = cdb.emit(&mut out).expect("re-emit CDB");
+                        assert_eq!(&out[..m], &cmnd.cdb[..m]);
+                    }
                     if let Ok(v) = RwCdb::new_checked(cmnd.cdb) {
                         let _ = (v.lba(), v.transfer_length());
                     }
