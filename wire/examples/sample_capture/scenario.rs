@@ -1,7 +1,9 @@
 //! The frames of the sample capture: a host logs in to the fabric through FIP, registers with
 //! and queries the name server, logs in to a target and runs INQUIRY, REPORT LUNS, a READ(10),
-//! a WRITE(16) with XFER_RDY, a failing READ (CHECK CONDITION), an aborted READ(16) (ABTS)
-//! and a PRLI that is rejected (LS_RJT); then keep-alive and clear virtual links. Shared by
+//! a WRITE(16) with XFER_RDY, a failing READ (CHECK CONDITION), an aborted READ(16) (ABTS,
+//! BA_ACC, BA_RJT) and a PRLI that is rejected (LS_RJT); then keep-alive and clear virtual
+//! links. Also FDISC (NPIV), TEST UNIT READY with a unit attention in descriptor-format
+//! sense, and READ CAPACITY(16). Shared by
 //! the `sample-capture` example and the test that decodes it with tshark.
 
 use dve_wire::bls::BlsRepr;
@@ -14,7 +16,7 @@ use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
 use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index};
 use dve_wire::fip::{FipDescriptor, FipDescriptors, FipOperation, FipRepr, flags};
 use dve_wire::scsi::cdb::{Cdb, Lba10, Lba16};
-use dve_wire::scsi::data::ReportLunsData;
+use dve_wire::scsi::data::{ReadCapacity16Data, ReportLunsData};
 use dve_wire::scsi::inquiry::{Designator, Designators, StandardInquiry, VpdPage, VpdRepr};
 use dve_wire::scsi::sense::{Asc, SenseKey, SenseRepr};
 use dve_wire::scsi::status;
@@ -59,11 +61,21 @@ pub struct Expected {
     pub r_ctl: Option<u8>,
     /// Sense key and ASC of a CHECK CONDITION.
     pub sense: Option<(u8, u8)>,
+    /// The one expert info Wireshark is known to add to this frame, if any.
+    pub known_expert: Option<&'static str>,
 }
 
 impl Expected {
     fn of(protocol: &'static str) -> Expected {
-        Expected { protocol, exchange: None, rw: None, scsi_status: None, r_ctl: None, sense: None }
+        Expected {
+            protocol,
+            exchange: None,
+            rw: None,
+            scsi_status: None,
+            r_ctl: None,
+            sense: None,
+            known_expert: None,
+        }
     }
 }
 
@@ -134,10 +146,14 @@ impl Capture {
     }
 
     fn fip(&mut self, ethernet: EthernetRepr, fip: &FipRepr<'_>) {
+        self.fip_with(ethernet, fip, Expected::of("fip"));
+    }
+
+    fn fip_with(&mut self, ethernet: EthernetRepr, fip: &FipRepr<'_>, expected: Expected) {
         let mut buf = vec![0u8; 2048];
         let n = emit_fip_frame(&mut buf, &ethernet, fip).expect("FIP frame");
         buf.truncate(n);
-        self.push(buf, Expected::of("fip"));
+        self.push(buf, expected);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -435,6 +451,37 @@ pub fn build() -> Capture {
         },
     );
 
+    // NPIV: a second N_Port ID for the same ENode through FIP FDISC.
+    let fdisc_hdr = FcHeaderRepr { ox_id: 0x000a, ..flogi_hdr };
+    let n =
+        emit_fc_frame(&mut flogi, &fdisc_hdr, &ElsRepr::Fdisc(LoginParams::n_port(HOST_WWPN + 1, HOST_WWNN)))
+            .expect("FDISC");
+    let req = [FipDescriptor::Fdisc(&flogi[..n]), FipDescriptor::MacAddress(MacAddr::default())];
+    c.fip(
+        eth(HOST_ENODE_MAC, FCF_MAC),
+        &FipRepr {
+            operation: FipOperation::LinkServiceRequest,
+            flags: flags::FP,
+            descriptors: FipDescriptors::List(&req),
+        },
+    );
+    let npiv_id = FcId(HOST_ID.0 + 2);
+    let acc_hdr = FcHeaderRepr { d_id: npiv_id, rx_id: 0x010a, ..acc_hdr };
+    let n = emit_fc_frame(&mut acc, &acc_hdr, &ElsRepr::AccLogin(fabric)).expect("FDISC ACC");
+    let rep = [FipDescriptor::Fdisc(&acc[..n]), FipDescriptor::MacAddress(MacAddr::fpma(FC_MAP, npiv_id))];
+    // Wireshark matches an ELS reply to its request by address; it makes an exception for
+    // FLOGI from S_ID 0 but not for FDISC, so it cannot tell what this ACC accepts.
+    let known_expert = Some("No record of Exchange. Unable to decode ACC");
+    c.fip_with(
+        eth(FCF_MAC, HOST_ENODE_MAC),
+        &FipRepr {
+            operation: FipOperation::LinkServiceReply,
+            flags: flags::FP,
+            descriptors: FipDescriptors::List(&rep),
+        },
+        Expected { known_expert, ..Expected::of("fip") },
+    );
+
     // Name server: log in, register, query.
     let ns_login = ElsRepr::Plogi(LoginParams::n_port(HOST_WWPN, HOST_WWNN));
     c.els_exchange(
@@ -501,6 +548,26 @@ pub fn build() -> Capture {
         ..prli
     };
     c.els_exchange(TARGET_ID, 0x0011, 0x0111, &ElsRepr::Prli(prli), &ElsRepr::AccPrli(prli_acc));
+
+    // TEST UNIT READY: the first command after login sees a unit attention, in descriptor format.
+    c.command(0x001e, &Cdb::TestUnitReady { control: 0 }, 0, None);
+    let ua = SenseRepr::descriptor(SenseKey::UnitAttention, Asc::POWER_ON_RESET);
+    let mut ua_bytes = vec![0u8; ua.buffer_len()];
+    ua.emit(&mut ua_bytes).expect("sense");
+    c.response(
+        0x001e,
+        0x011e,
+        &FcpRspRepr { scsi_status: status::CHECK_CONDITION, sense: Some(&ua_bytes), ..FcpRspRepr::good() },
+        None,
+    );
+
+    // READ CAPACITY(16).
+    c.command(0x001f, &Cdb::ReadCapacity16 { allocation_length: 32, control: 0 }, 32, None);
+    let cap = ReadCapacity16Data { last_lba: (1 << 33) - 1, block_len: BLOCK, flags: [0; 4] };
+    let mut data = vec![0u8; cap.buffer_len()];
+    cap.emit(&mut data).expect("READ CAPACITY data");
+    c.data(0x001f, 0x011f, true, &data, None);
+    c.response(0x001f, 0x011f, &FcpRspRepr::good(), None);
 
     // INQUIRY, standard data, tagged with a VLAN.
     let vlan = Some(VlanTag { pcp: 3, dei: false, vid: 100 });
@@ -618,6 +685,39 @@ pub fn build() -> Capture {
         parameter: 0,
     };
     c.single(false, hdr, &ba_acc, "fc");
+
+    // A second ABTS for the exchange already aborted: BA_RJT.
+    let abts = Hdr {
+        r_ctl: r_ctl::BLS_ABTS,
+        fc_type: fc_type::BLS,
+        s_id: HOST_ID,
+        d_id: TARGET_ID,
+        f_ctl: f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+        seq_id: 6,
+        seq_cnt: 0,
+        ox_id: 0x0033,
+        rx_id: 0x0133,
+        parameter: 0,
+    };
+    c.single(true, abts, &BlsRepr::Abts, "fc");
+    let ba_rjt = BlsRepr::BaRjt {
+        reason: dve_wire::bls::reject_reason::LOGICAL_ERROR,
+        explanation: dve_wire::bls::reject_explanation::INVALID_OX_RX_ID,
+        vendor: 0,
+    };
+    let hdr = Hdr {
+        r_ctl: r_ctl::BLS_BA_RJT,
+        fc_type: fc_type::BLS,
+        s_id: TARGET_ID,
+        d_id: HOST_ID,
+        f_ctl: RESP_LAST,
+        seq_id: 6,
+        seq_cnt: 0,
+        ox_id: 0x0033,
+        rx_id: 0x0133,
+        parameter: 0,
+    };
+    c.single(false, hdr, &ba_rjt, "fc");
 
     // Logout, then a PRLI without a login: LS_RJT.
     c.els_exchange(
