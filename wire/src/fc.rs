@@ -369,6 +369,11 @@ impl FcHeaderRepr {
         self.f_ctl & f_ctl::EXCHANGE_CONTEXT != 0
     }
 
+    /// The relative offset of a data frame, if F_CTL says the parameter holds one.
+    pub fn relative_offset(&self) -> Option<u32> {
+        (self.f_ctl & f_ctl::RELATIVE_OFFSET != 0).then_some(self.parameter)
+    }
+
     /// Whether this is the last frame of its sequence.
     pub fn is_end_of_sequence(&self) -> bool {
         self.f_ctl & f_ctl::END_SEQUENCE != 0

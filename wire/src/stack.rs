@@ -125,7 +125,16 @@ pub fn decode_fc_payload<'a>(header: &FcHeaderRepr, payload: &'a [u8]) -> Result
             let sense = rsp.sense.map(SenseRepr::parse).transpose()?;
             FcPayload::FcpRsp { rsp, sense }
         }
-        (fc_type::ELS, r_ctl::ELS_REQUEST | r_ctl::ELS_REPLY) => FcPayload::Els(ElsRepr::parse(payload)?),
+        (fc_type::ELS, r_ctl::ELS_REQUEST | r_ctl::ELS_REPLY) => {
+            let els = ElsRepr::parse(payload)?;
+            if els.is_reply() != (header.r_ctl == r_ctl::ELS_REPLY) {
+                return Err(Error::Unsupported {
+                    field: "R_CTL for this ELS command",
+                    value: u64::from(header.r_ctl),
+                });
+            }
+            FcPayload::Els(els)
+        }
         (fc_type::BLS, r_ctl::BLS_ABTS | r_ctl::BLS_BA_ACC | r_ctl::BLS_BA_RJT) => {
             FcPayload::Bls(BlsRepr::parse(header.r_ctl, payload)?)
         }
@@ -231,7 +240,9 @@ pub fn emit_fc_frame<P: WireEmit + ?Sized>(
 
 /// Writes a complete FCoE Ethernet frame: Ethernet header (ethertype forced to FCoE), FCoE
 /// header, FC header with the fill-byte count, payload, fill, CRC and EOF. No allocation.
-/// Returns the frame length ([`fcoe_frame_len`]).
+/// Returns the frame length ([`fcoe_frame_len`]). No Ethernet padding is ever needed: the
+/// shortest FCoE frame (no FC payload, untagged) is exactly the 60-byte Ethernet minimum, and
+/// Wireshark takes everything between the FCoE header and the 8-byte trailer as the FC frame.
 pub fn emit_fcoe_frame<P: WireEmit + ?Sized>(
     buf: &mut [u8],
     ethernet: &EthernetRepr,

@@ -79,6 +79,7 @@ def main():
     f = fr(48); f[fc(f, 24 + 8)] = 1; case("xfer-rdy-reserved", fix_crc(f), "Reserved")
     f = fr(7); f[fc(f, 24)] = 0x77; case("els-unknown-command", fix_crc(f), "UnknownElsCommand")
     f = fr(7); f[fc(f, 24 + 1)] = 0x01; case("els-reserved-byte", fix_crc(f), "Reserved")
+    f = fr(8); f[fc(f, 0)] = 0x22; case("els-acc-with-request-r-ctl", fix_crc(f), "Unsupported")
     f = fr(62); f[fc(f, 24 + 4)] = 0x01; case("ls-rjt-reserved", fix_crc(f), "Reserved")
     f = fr(26); f[fc(f, 24 + 3)] = 0x24; case("prli-acc-payload-length", fix_crc(f), "BadLength")
     f = fr(56); f[fc(f, 24)] = 0x40; case("ba-acc-seq-id-validity", fix_crc(f), "Reserved")
