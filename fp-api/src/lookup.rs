@@ -1,26 +1,33 @@
 //! The Rmap lookup index: which extent holds LBA `x`, asked on every fast-path I/O.
 //!
 //! A compressed radix trie after seed 003 Fig. 34: a directory on the high bits of the LBA
-//! whose slots point straight at 64-byte range leaves, with sub-directories only where
-//! extents crowd, so a lookup usually touches one directory slot and one cache line.
+//! whose slots point straight at packed 64-byte range leaves, with sub-directories only where
+//! extents crowd, so a lookup usually reads one cached slot and one pair of adjacent lines.
 
 use core::fmt;
 use core::ops::Range;
 
-/// Segments (extents or gaps between them) per leaf. Four bounds, a fence, four small values
-/// and a mask fill one 64-byte cache line when the value is at most 4 bytes.
-const SEGMENTS_PER_LEAF: usize = 4;
+/// Segments (extents or gaps between them) per leaf: with 32-bit interior bounds, six fit in
+/// one 64-byte cache line with their values when a value is at most 4 bytes.
+const SEGMENTS_PER_LEAF: usize = 6;
 
-/// Directory slots per segment in the root directory, before rounding up to a power of two.
-/// Two keeps most buckets down to at most four segments (one leaf) at 8 bytes per segment.
-const ROOT_SLOTS_PER_SEGMENT: usize = 2;
+/// Root directory slots per leaf, at least (the root gets between this and twice as many).
+/// Four keep most buckets down to two leaves even where extent sizes vary widely, which keeps
+/// lookups off the sub-directories and their unpredictable branches, at 1 byte per 6 bytes
+/// of leaves.
+const ROOT_SLOTS_PER_LEAF: usize = 4;
 
-/// A sub-directory gets `2^(ceil_log2(segments) + SUBDIR_EXTRA_BITS)` slots, so that its
-/// buckets are sparse enough to fit in one leaf after one more level, mostly.
+/// A sub-directory over a bucket that meets `n` leaves gets `2^(ceil_log2(n) + 1)` slots, so
+/// that its own buckets meet at most two leaves, mostly.
 const SUBDIR_EXTRA_BITS: u32 = 1;
 
 /// Tag bit of a directory slot that names a sub-directory instead of a leaf.
 const NODE_TAG: u32 = 1 << 31;
+
+/// Where the root directory starts in the slots. Slot 0 is a sub-directory header with one
+/// child (slot 1), which keys that already reached their leaf go through harmlessly, so that
+/// [`RmapIndex::get_batch`] can take every key down one level without a branch per key.
+const ROOT_START: usize = 2;
 
 /// Keys resolved together by [`RmapIndex::get_batch`]: enough independent cache misses in
 /// flight to hide memory latency, few enough for the slots to stay in registers and L1.
@@ -93,49 +100,60 @@ pub enum Fit<V> {
     Miss,
 }
 
-/// One cache line of the trie's leaf level: up to four consecutive segments of the key space.
-/// Segment `i` is `bounds[i]..bounds[i + 1]`; a segment is either an extent (its bit set in
-/// `extent_mask`, value in `values[i]`) or a gap. Unused trailing segments repeat the fence,
-/// so they are empty and no key selects them.
+/// One cache line of the trie's leaf level: up to six consecutive segments of the key space,
+/// `first..fence`. Segment 0 starts at `first`, segment `i > 0` at `first + interior[i - 1]`,
+/// and each ends where the next starts, the last (`last`) at `fence`. A segment is an extent
+/// (its bit set in `extent_mask`, value in `values[i]`) or a gap. Interior bounds past the
+/// last segment are `u32::MAX`; the builder ends a leaf early rather than store an interior
+/// bound 2^32 or more past `first`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Leaf<V> {
-    bounds: [u64; SEGMENTS_PER_LEAF + 1],
-    values: [V; SEGMENTS_PER_LEAF],
+    first: u64,
+    fence: u64,
+    interior: [u32; SEGMENTS_PER_LEAF - 1],
+    last: u8,
     extent_mask: u8,
+    values: [V; SEGMENTS_PER_LEAF],
 }
 
 impl<V: Copy> Leaf<V> {
     /// The segment of this leaf that holds `lba`, and whether it is an extent. The caller
-    /// guarantees `bounds[0] <= lba < bounds[SEGMENTS_PER_LEAF]`; counting instead of
-    /// searching keeps it branch-free.
+    /// guarantees `first <= lba < fence`. Counting instead of searching keeps it branch-free;
+    /// the clamp to `last` covers a long last segment whose offsets pass `u32::MAX`.
     #[inline(always)]
     fn segment_of(&self, lba: u64) -> (usize, bool) {
-        let segment = usize::from(self.bounds[1] <= lba)
-            + usize::from(self.bounds[2] <= lba)
-            + usize::from(self.bounds[3] <= lba);
+        // Wrapping: `get_batch` also runs keys outside the span through leaf 0, and drops them.
+        let offset = lba.wrapping_sub(self.first);
+        let passed: usize = self.interior.iter().map(|&bound| usize::from(u64::from(bound) <= offset)).sum();
+        let segment = passed.min(usize::from(self.last));
         (segment, (self.extent_mask >> segment) & 1 != 0)
     }
-}
 
-/// A sub-directory: the slots `first_slot..` split the bucket starting at offset `base` (from
-/// the index's lowest LBA) into `2^k` buckets of `2^shift` LBAs.
-#[derive(Clone, Copy, Debug)]
-struct SubDirectory {
-    base: u64,
-    shift: u32,
-    first_slot: u32,
+    /// The bounds of segment `segment`.
+    #[inline(always)]
+    fn range_of(&self, segment: usize) -> Range<u64> {
+        let start_offset = if segment == 0 { 0 } else { self.interior[segment.saturating_sub(1)] };
+        let end = if segment == usize::from(self.last) {
+            self.fence
+        } else {
+            self.first + u64::from(self.interior[segment.min(SEGMENTS_PER_LEAF - 2)])
+        };
+        self.first + u64::from(start_offset)..end
+    }
 }
 
 /// Immutable predecessor index over an extent map's boundaries, built once per mapping
 /// snapshot (the control path publishes snapshots by pointer swap; the fast path only reads).
 ///
-/// Keys are offsets from the lowest mapped LBA. The root directory splits the mapped span into
-/// about two buckets per extent; a slot names either a leaf (a cache line holding every
-/// segment that meets the bucket, so the leaf alone answers) or, where more than four
-/// segments crowd into one bucket, a sub-directory over that bucket, recursively. Leaves
-/// overlap (a segment may be copied into the leaves of neighbouring buckets), which is what
-/// lets a bucket's answer sit in one line.
+/// The mapped span (first extent start to last extent end) is cut into segments, one per
+/// extent and one per gap between extents, packed six to a 64-byte leaf in key order. Keys
+/// are offsets from the lowest mapped LBA; the root directory splits the span into about one
+/// bucket per leaf, and a slot names the leaf holding its bucket's first offset. The build
+/// guarantees that a bucket meets at most two leaves, so a lookup reads that leaf and the next
+/// one together (adjacent lines, one memory round trip) and picks by the first leaf's fence.
+/// Where more leaves crowd into one bucket the slot names a sub-directory over it instead,
+/// recursively; uniform keys rarely go there, since crowds are made of small extents.
 #[derive(Clone)]
 pub struct RmapIndex<V: Copy> {
     /// Lowest mapped LBA: the start of the first extent.
@@ -144,9 +162,12 @@ pub struct RmapIndex<V: Copy> {
     span: u64,
     /// Bucket width of the root directory, as a shift.
     root_shift: u32,
-    /// The root directory in `slots[..root_len]`, sub-directories after it.
+    /// A do-nothing sub-directory (see [`ROOT_START`]), the root directory, then the
+    /// sub-directories: each a header slot (child shift in the low byte, child index bits
+    /// above it) followed by its children.
     slots: Vec<u32>,
-    sub_directories: Vec<SubDirectory>,
+    sub_directories: usize,
+    /// Packed leaves, plus a copy of the last one so that `leaf + 1` always exists.
     leaves: Vec<Leaf<V>>,
     extent_count: usize,
 }
@@ -159,8 +180,8 @@ impl<V: Copy> fmt::Debug for RmapIndex<V> {
             .field("span", &self.span)
             .field("root_shift", &self.root_shift)
             .field("slots", &self.slots.len())
-            .field("sub_directories", &self.sub_directories.len())
-            .field("leaves", &self.leaves.len())
+            .field("sub_directories", &self.sub_directories)
+            .field("leaves", &self.leaves.len().saturating_sub(1))
             .finish()
     }
 }
@@ -177,46 +198,47 @@ impl<V: Copy> RmapIndex<V> {
                 span: 0,
                 root_shift: 0,
                 slots: Vec::new(),
-                sub_directories: Vec::new(),
+                sub_directories: 0,
                 leaves: Vec::new(),
                 extent_count: 0,
             });
         };
         let too_many = IndexError::TooManyExtents { count: extents.len() };
-        if extents.len() >= (NODE_TAG as usize) / 8 {
+        if extents.len() >= (NODE_TAG as usize) / 4 {
             return Err(too_many);
         }
         let lowest = first.0.start;
         let span = last.0.end - lowest;
-        let segments = Segments::of(extents);
-        let root_target = (segments.starts.len() * ROOT_SLOTS_PER_SEGMENT).next_power_of_two() as u64;
+        let mut leaves = Segments::of(extents).into_leaves(first.1);
+        let leaf_firsts: Vec<u64> = leaves.iter().map(|leaf| leaf.first).collect();
+        leaves.push(leaves[leaves.len() - 1]);
+        // At least two slots, so the bucket width (2^root_shift) stays below 2^64.
+        let root_target = (leaf_firsts.len() * ROOT_SLOTS_PER_LEAF).max(2) as u64;
         let mut root_shift = 0;
         while (span - 1) >> root_shift >= root_target {
             root_shift += 1;
         }
+        // Rounding the bucket width to a power of two may leave up to twice the target.
         let root_len = ((span - 1) >> root_shift) + 1;
-        let mut builder = TrieBuilder {
-            segments: &segments,
+        let mut directory = DirectoryBuilder {
+            leaf_firsts: &leaf_firsts,
             lowest,
             span,
-            filler: first.1,
             cursor: 0,
-            slots: vec![0; root_len as usize],
-            sub_directories: Vec::new(),
-            leaves: Vec::new(),
-            open_window: None,
+            slots: vec![0; ROOT_START + root_len as usize],
+            sub_directories: 0,
         };
-        builder.fill(0, root_len, 0, root_shift)?;
-        if builder.slots.len() >= NODE_TAG as usize || builder.leaves.len() >= NODE_TAG as usize {
+        directory.fill(ROOT_START, root_len, 0, root_shift)?;
+        if directory.slots.len() >= NODE_TAG as usize {
             return Err(too_many);
         }
         Ok(RmapIndex {
             lowest,
             span,
             root_shift,
-            slots: builder.slots,
-            sub_directories: builder.sub_directories,
-            leaves: builder.leaves,
+            slots: directory.slots,
+            sub_directories: directory.sub_directories,
+            leaves,
             extent_count: extents.len(),
         })
     }
@@ -231,11 +253,9 @@ impl<V: Copy> RmapIndex<V> {
         self.extent_count == 0
     }
 
-    /// Heap bytes of the lookup structure (directory, sub-directories, leaves).
+    /// Heap bytes of the lookup structure (directory and leaves).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * size_of::<u32>()
-            + self.sub_directories.len() * size_of::<SubDirectory>()
-            + self.leaves.len() * size_of::<Leaf<V>>()
+        self.slots.len() * size_of::<u32>() + self.leaves.len() * size_of::<Leaf<V>>()
     }
 
     /// The extent holding `lba`, with its value.
@@ -245,9 +265,12 @@ impl<V: Copy> RmapIndex<V> {
         if offset >= self.span {
             return None;
         }
-        let leaf = &self.leaves[self.leaf_of(self.slots[(offset >> self.root_shift) as usize], offset)];
-        let (segment, is_extent) = leaf.segment_of(lba);
-        is_extent.then(|| (leaf.bounds[segment]..leaf.bounds[segment + 1], leaf.values[segment]))
+        let first = self.leaf_of(self.slots[ROOT_START + (offset >> self.root_shift) as usize], offset);
+        // Touch the second leaf now, so that its line is on the way while the first one's
+        // fence decides which of the two holds `lba`.
+        core::hint::black_box(self.leaves[first + 1].first);
+        let (leaf, segment, is_extent) = self.locate(first, lba);
+        is_extent.then(|| (leaf.range_of(segment), leaf.values[segment]))
     }
 
     /// Whether `[lba, lba + blocks)` lies in one extent. A range that would run past
@@ -283,28 +306,47 @@ impl<V: Copy> RmapIndex<V> {
     }
 
     /// [`get_batch`](Self::get_batch) for at most [`BATCH`] keys of a non-empty index.
+    ///
+    /// Each trie level for every key before the next level for any, and no branch on loaded
+    /// data per key: the loads of one level do not depend on each other, so the core keeps
+    /// them all in flight, and no mispredicted branch waiting on a miss throws them away.
     #[inline(always)]
     fn get_group(&self, lbas: &[u64], out: &mut [Option<V>]) {
-        let mut root_slots = [0u32; BATCH];
-        // Level 1 for every key before level 2 for any: these loads do not depend on each
-        // other, so the core keeps them all in flight. Keys outside the span read slot 0
-        // and are dropped below.
-        for (slot, &lba) in root_slots.iter_mut().zip(lbas) {
-            let offset = lba.wrapping_sub(self.lowest);
-            let bucket = if offset < self.span { offset >> self.root_shift } else { 0 };
-            *slot = self.slots[bucket as usize];
+        let mut offsets = [0u64; BATCH];
+        let mut slots = [0u32; BATCH];
+        // Keys outside the span go straight to leaf 0; their answer is dropped at the end.
+        for ((offset, slot), &lba) in offsets.iter_mut().zip(slots.iter_mut()).zip(lbas) {
+            *offset = lba.wrapping_sub(self.lowest);
+            let in_span = *offset < self.span;
+            let root_slot =
+                self.slots[ROOT_START + if in_span { *offset >> self.root_shift } else { 0 } as usize];
+            *slot = if in_span { root_slot } else { 0 };
         }
-        for ((&slot, &lba), value) in root_slots.iter().zip(lbas).zip(out.iter_mut()) {
-            let offset = lba.wrapping_sub(self.lowest);
-            let in_span = offset < self.span;
-            let leaf = if in_span { self.leaf_of(slot, offset) } else { 0 };
-            let leaf = &self.leaves[leaf];
-            let (segment, is_extent) = leaf.segment_of(lba);
-            *value = (in_span & is_extent).then_some(leaf.values[segment]);
+        // One branch per level for the whole group, taken only where extents crowd.
+        while slots.iter().any(|&slot| slot & NODE_TAG != 0) {
+            for (slot, &offset) in slots.iter_mut().zip(&offsets) {
+                let is_sub_directory = *slot & NODE_TAG != 0;
+                let child = self.descend(if is_sub_directory { *slot } else { NODE_TAG }, offset);
+                *slot = if is_sub_directory { child } else { *slot };
+            }
+        }
+        // Software prefetch: a short loop that loads one word of both leaves of every key,
+        // so all their lines are in flight at once; the search below then hits L1. A longer
+        // loop body would fit fewer keys' misses in the core's reorder window.
+        let mut touched = 0u64;
+        for &slot in &slots {
+            let pair = &self.leaves[slot as usize..slot as usize + 2];
+            touched ^= pair[0].first ^ pair[1].first;
+        }
+        core::hint::black_box(touched);
+        for (((&slot, &offset), &lba), value) in slots.iter().zip(&offsets).zip(lbas).zip(out.iter_mut()) {
+            let (leaf, segment, is_extent) = self.locate(slot as usize, lba);
+            let found = leaf.values[segment];
+            *value = ((offset < self.span) & is_extent).then_some(found);
         }
     }
 
-    /// Follows sub-directories from `slot` down to the leaf for `offset`.
+    /// Follows sub-directories from `slot` down to the first of the two leaves for `offset`.
     #[inline(always)]
     fn leaf_of(&self, mut slot: u32, offset: u64) -> usize {
         while slot & NODE_TAG != 0 {
@@ -313,11 +355,27 @@ impl<V: Copy> RmapIndex<V> {
         slot as usize
     }
 
-    /// One sub-directory level; out of line because crowded buckets are rare.
-    #[inline(never)]
+    /// One sub-directory level: the child of sub-directory `slot` that holds `offset`.
+    #[inline(always)]
     fn descend(&self, slot: u32, offset: u64) -> u32 {
-        let sub = &self.sub_directories[(slot & !NODE_TAG) as usize];
-        self.slots[sub.first_slot as usize + ((offset - sub.base) >> sub.shift) as usize]
+        let header_at = (slot & !NODE_TAG) as usize;
+        let header = self.slots[header_at];
+        let child = (offset >> (header & 0x3f)) & ((1u64 << (header >> 8)) - 1);
+        self.slots[header_at + 1 + child as usize]
+    }
+
+    /// Of leaf `first` and the next one, the leaf holding `lba`, the segment and whether it
+    /// is an extent. Picking by index, not by `if`, keeps the choice a data dependency rather
+    /// than a branch the core might mispredict while a miss is outstanding.
+    #[inline(always)]
+    fn locate(&self, first: usize, lba: u64) -> (&Leaf<V>, usize, bool) {
+        let pair = &self.leaves[first..first + 2];
+        // Packed leaves: the second starts at the first's fence. The copy of the last leaf
+        // that ends the array only keeps `first + 1` in bounds; no key in the span passes
+        // the last leaf's fence.
+        let leaf = &pair[usize::from(lba >= pair[0].fence)];
+        let (segment, is_extent) = leaf.segment_of(lba);
+        (leaf, segment, is_extent)
     }
 }
 
@@ -376,38 +434,70 @@ impl<V: Copy> Segments<V> {
         self.is_extent.push(is_extent);
     }
 
+    /// The segments packed into leaves, greedily in key order. `filler` stands in for the
+    /// value of gaps and unused slots; it is never returned.
+    fn into_leaves(self, filler: V) -> Vec<Leaf<V>> {
+        let mut leaves = Vec::with_capacity(self.starts.len() / SEGMENTS_PER_LEAF + 2);
+        let mut first = 0;
+        while first < self.starts.len() {
+            let end = self.leaf_end(first);
+            let mut leaf = Leaf {
+                first: self.starts[first],
+                fence: self.start_or_end(end),
+                interior: [u32::MAX; SEGMENTS_PER_LEAF - 1],
+                last: (end - first - 1) as u8,
+                extent_mask: 0,
+                values: [filler; SEGMENTS_PER_LEAF],
+            };
+            for (i, segment) in (first..end).enumerate() {
+                if let Some(bound) = i.checked_sub(1) {
+                    leaf.interior[bound] = (self.starts[segment] - leaf.first) as u32;
+                }
+                leaf.values[i] = self.values[segment];
+                leaf.extent_mask |= u8::from(self.is_extent[segment]) << i;
+            }
+            leaves.push(leaf);
+            first = end;
+        }
+        leaves
+    }
+
     /// Start of segment `i`, or the end of the span past the last one.
     fn start_or_end(&self, i: usize) -> u64 {
         self.starts.get(i).copied().unwrap_or(self.end)
     }
+
+    /// The segment after the last one a leaf starting at segment `first` can hold: at most
+    /// [`SEGMENTS_PER_LEAF`], all starting less than 2^32 after `first`.
+    fn leaf_end(&self, first: usize) -> usize {
+        let limit = self.starts.len().min(first + SEGMENTS_PER_LEAF);
+        (first + 1..limit)
+            .find(|&i| self.starts[i] - self.starts[first] > u64::from(u32::MAX))
+            .unwrap_or(limit)
+    }
 }
 
-/// Builds the trie depth-first in key order, so buckets meet segments in increasing order.
-struct TrieBuilder<'a, V> {
-    segments: &'a Segments<V>,
+/// Fills the directory depth-first in key order, so buckets meet leaves in increasing order.
+struct DirectoryBuilder<'a> {
+    /// The first LBA of each leaf.
+    leaf_firsts: &'a [u64],
     lowest: u64,
     span: u64,
-    /// A value for leaf slots that hold no extent; never returned.
-    filler: V,
-    /// The last segment starting at or before the bucket being filled; only moves forward.
+    /// The last leaf starting at or before the bucket being filled; only moves forward.
     cursor: usize,
     slots: Vec<u32>,
-    sub_directories: Vec<SubDirectory>,
-    leaves: Vec<Leaf<V>>,
-    /// The last leaf made: (its first segment, its index). The next bucket reuses it when its
-    /// segments are a subset, which is what keeps leaf copies few.
-    open_window: Option<(usize, u32)>,
+    sub_directories: usize,
 }
 
-impl<V: Copy> TrieBuilder<'_, V> {
+impl DirectoryBuilder<'_> {
     /// Fills `count` slots from `first_slot`: buckets of `2^shift` offsets from `base`.
     fn fill(&mut self, first_slot: usize, count: u64, base: u64, shift: u32) -> Result<(), IndexError> {
         for bucket in 0..count {
             let bucket_first = base + (bucket << shift);
+            // Past the span (the tail of the last root bucket's sub-directory) no key gets
+            // here: lookups check the span first. Leaf 0 is as good as any.
             let slot = if bucket_first >= self.span {
-                // Past the span, in the tail of the last root bucket's sub-directory: no key
-                // gets here (lookups check the span first), any leaf will do.
-                self.open_window.map_or(0, |(_, leaf)| leaf)
+                0
             } else {
                 let bucket_last = bucket_first.saturating_add((1u64 << shift) - 1).min(self.span - 1);
                 self.slot_for(bucket_first, bucket_last, shift)?
@@ -417,64 +507,31 @@ impl<V: Copy> TrieBuilder<'_, V> {
         Ok(())
     }
 
-    /// The slot for the bucket of offsets `first..=last`: a leaf if its segments fit in one,
-    /// else a new sub-directory.
+    /// The slot for the bucket of offsets `first..=last`: the first of its leaves if it meets
+    /// at most two, else a new sub-directory.
     fn slot_for(&mut self, first: u64, last: u64, shift: u32) -> Result<u32, IndexError> {
-        let starts = &self.segments.starts;
+        let firsts = self.leaf_firsts;
         let (first_lba, last_lba) = (self.lowest + first, self.lowest + last);
-        while self.cursor + 1 < starts.len() && starts[self.cursor + 1] <= first_lba {
+        while self.cursor + 1 < firsts.len() && firsts[self.cursor + 1] <= first_lba {
             self.cursor += 1;
         }
-        let first_segment = self.cursor;
-        let beyond = (first_segment + 1..starts.len().min(first_segment + SEGMENTS_PER_LEAF + 1))
-            .find(|&i| starts[i] > last_lba);
-        if let Some(end_segment) =
-            beyond.or_else(|| (starts.len() <= first_segment + SEGMENTS_PER_LEAF).then_some(starts.len()))
-        {
-            return Ok(self.leaf_for(first_segment, end_segment - 1));
+        let leaf = self.cursor;
+        if firsts.get(leaf + 2).is_none_or(|&third| third > last_lba) {
+            return Ok(leaf as u32);
         }
-        let crowd = starts[first_segment..].partition_point(|&start| start <= last_lba);
+        let crowd = firsts[leaf..].partition_point(|&first| first <= last_lba);
         let bits = (usize::BITS - (crowd - 1).leading_zeros() + SUBDIR_EXTRA_BITS).min(shift);
         let child_shift = shift - bits;
-        let first_child = self.slots.len();
-        if first_child + (1usize << bits) >= NODE_TAG as usize {
-            return Err(IndexError::TooManyExtents { count: starts.len() });
+        let header_at = self.slots.len();
+        let children = 1usize << bits;
+        if header_at + 1 + children >= NODE_TAG as usize {
+            return Err(IndexError::TooManyExtents { count: firsts.len() });
         }
-        self.slots.resize(first_child + (1usize << bits), 0);
-        let sub_directory = self.sub_directories.len() as u32;
-        self.sub_directories.push(SubDirectory {
-            base: first,
-            shift: child_shift,
-            first_slot: first_child as u32,
-        });
-        self.fill(first_child, 1u64 << bits, first, child_shift)?;
-        Ok(NODE_TAG | sub_directory)
-    }
-
-    /// A leaf holding segments `first..=last`, reusing the last leaf made if it holds them.
-    fn leaf_for(&mut self, first: usize, last: usize) -> u32 {
-        if let Some((window, leaf)) = self.open_window
-            && window <= first
-            && last < window + SEGMENTS_PER_LEAF
-        {
-            return leaf;
-        }
-        let segments = self.segments;
-        let fence = segments.start_or_end(first + SEGMENTS_PER_LEAF);
-        let mut leaf = Leaf {
-            bounds: [fence; SEGMENTS_PER_LEAF + 1],
-            values: [self.filler; SEGMENTS_PER_LEAF],
-            extent_mask: 0,
-        };
-        for (i, segment) in (first..segments.starts.len().min(first + SEGMENTS_PER_LEAF)).enumerate() {
-            leaf.bounds[i] = segments.starts[segment];
-            leaf.values[i] = segments.values[segment];
-            leaf.extent_mask |= u8::from(segments.is_extent[segment]) << i;
-        }
-        let index = self.leaves.len() as u32;
-        self.leaves.push(leaf);
-        self.open_window = Some((first, index));
-        index
+        self.slots.resize(header_at + 1 + children, 0);
+        self.slots[header_at] = child_shift | (bits << 8);
+        self.sub_directories += 1;
+        self.fill(header_at + 1, children as u64, first, child_shift)?;
+        Ok(NODE_TAG | header_at as u32)
     }
 }
 
@@ -548,7 +605,7 @@ mod tests {
             (0..1000u32).map(|i| (u64::from(i) * 2..u64::from(i) * 2 + 1, i)).collect();
         extents.push((1 << 40..1 << 50, 1000));
         let skewed = index(&extents);
-        assert!(!skewed.sub_directories.is_empty());
+        assert!(skewed.sub_directories > 0);
         for (i, (extent, value)) in extents.iter().enumerate() {
             assert_eq!(skewed.get(extent.start), Some((extent.clone(), *value)), "extent {i}");
             assert_eq!(skewed.get(extent.end), None, "after extent {i}");
@@ -592,6 +649,7 @@ mod tests {
     #[test]
     fn leaves_fill_one_cache_line_for_small_values() {
         assert_eq!(size_of::<Leaf<u32>>(), 64);
+        assert_eq!(size_of::<Leaf<u16>>(), 64);
         assert_eq!(size_of::<Leaf<u8>>(), 64);
     }
 }
