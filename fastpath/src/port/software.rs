@@ -24,10 +24,11 @@ pub struct FaultConfig {
     pub seed: u64,
 }
 
-/// One direction of the cable.
+/// One direction of the cable. Frames travel as their pieces (scatter-gather, as DPDK
+/// chains mbufs): a payload shared by several frames is never copied on the way.
 #[derive(Debug)]
 struct Lane {
-    frames: ArrayQueue<Frame>,
+    frames: ArrayQueue<TxFrame>,
 }
 
 #[derive(Debug)]
@@ -48,7 +49,7 @@ pub struct SoftwarePort {
     rng: u64,
     polls: u64,
     /// Received frames held back by the delay fault, with the poll they become visible at.
-    delayed: VecDeque<(u64, Frame)>,
+    delayed: VecDeque<(u64, TxFrame)>,
     /// Frames lost to faults or a down link.
     pub dropped: u64,
     /// Frames corrupted.
@@ -56,7 +57,7 @@ pub struct SoftwarePort {
 }
 
 /// Make a cable of two ports, each direction holding up to `capacity` frames. Multi-piece
-/// frames are gathered into one buffer from `pool` on transmission, as a wire would.
+/// frames are gathered into one buffer from `pool` when received through [`PacketIo`].
 pub fn software_link(a: PortId, b: PortId, capacity: usize, pool: FramePool) -> (SoftwarePort, SoftwarePort) {
     let cable = Arc::new(Cable {
         lanes: [
@@ -121,15 +122,33 @@ impl SoftwarePort {
         Some(out.freeze())
     }
 
-    fn corrupt(&mut self, frame: Frame) -> Frame {
+    fn corrupt(&mut self, frame: TxFrame) -> TxFrame {
         if frame.is_empty() {
             return frame;
         }
         let at = (self.next_random() % frame.len() as u64) as usize;
-        let mut bytes = frame.as_slice().to_vec();
+        let mut bytes = Vec::with_capacity(frame.len());
+        frame.write_to(&mut bytes);
         bytes[at] ^= 0x5A;
         self.corrupted += 1;
-        Frame::copy_from(&bytes).unwrap_or(frame)
+        Frame::copy_from(&bytes).map_or(frame, TxFrame::whole)
+    }
+
+    /// Receive frames as the pieces they were sent in, without gathering them: for consumers
+    /// that read headers only (benchmark emulators).
+    pub fn rx_burst_pieces(&mut self, out: &mut Vec<TxFrame>, max: usize) -> usize {
+        self.polls += 1;
+        if !self.link_up() {
+            return 0;
+        }
+        let lane = &self.cable.lanes[1 - self.side];
+        let mut received = 0;
+        while received < max {
+            let Some(frame) = lane.frames.pop() else { break };
+            out.push(frame);
+            received += 1;
+        }
+        received
     }
 }
 
@@ -148,8 +167,10 @@ impl PacketIo for SoftwarePort {
         if self.faults.delay_polls == 0 && self.delayed.is_empty() {
             while received < max {
                 let Some(frame) = lane.frames.pop() else { break };
-                out.push(frame);
-                received += 1;
+                if let Some(frame) = self.gather(frame) {
+                    out.push(frame);
+                    received += 1;
+                }
             }
             return received;
         }
@@ -159,7 +180,7 @@ impl PacketIo for SoftwarePort {
         while received < max {
             match self.delayed.front() {
                 Some(&(due, _)) if due <= self.polls => {
-                    if let Some((_, frame)) = self.delayed.pop_front() {
+                    if let Some(frame) = self.delayed.pop_front().and_then(|(_, f)| self.gather(f)) {
                         out.push(frame);
                         received += 1;
                     }
@@ -172,25 +193,24 @@ impl PacketIo for SoftwarePort {
 
     fn tx_burst(&mut self, frames: &mut Vec<TxFrame>) -> usize {
         let mut sent = 0;
-        let mut accepted = 0;
         let up = self.link_up();
-        for frame in frames.iter() {
+        // Pop from the back after one reversal: frames move into the ring without clones.
+        frames.reverse();
+        while let Some(mut frame) = frames.pop() {
             if !up || self.chance(self.faults.drop_per_million) {
                 self.dropped += 1;
-                accepted += 1;
                 continue;
             }
-            let Some(mut whole) = self.gather(frame.clone()) else { break };
             if self.chance(self.faults.corrupt_per_million) {
-                whole = self.corrupt(whole);
+                frame = self.corrupt(frame);
             }
-            if self.cable.lanes[self.side].frames.push(whole).is_err() {
+            if let Err(frame) = self.cable.lanes[self.side].frames.push(frame) {
+                frames.push(frame);
                 break;
             }
-            accepted += 1;
             sent += 1;
         }
-        frames.drain(..accepted);
+        frames.reverse();
         sent
     }
 

@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     pub cache: CacheConfig,
     /// Frame buffers kept in the worker's pool.
     pub pool_frames: usize,
+    /// Forward data frames without verifying their CRC (it is patched, so end ports still
+    /// catch corruption); frames the worker acts on are always verified.
+    pub cut_through: bool,
 }
 
 impl WorkerConfig {
@@ -70,6 +73,7 @@ impl WorkerConfig {
             max_burst: 256 * 1024,
             cache: CacheConfig::default(),
             pool_frames: 4096,
+            cut_through: true,
         }
     }
 }

@@ -26,13 +26,13 @@ use dve_fp_api::io::{
 use dve_fp_api::message::ToCp;
 use dve_fp_api::stats::{FpStatistics, PortStatistics};
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetFrame};
-use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
+use dve_wire::fc::{FcFrame, FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::{
     FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index, lun_index,
 };
 use dve_wire::scsi::{self, sense::SenseRepr};
-use dve_wire::stack::parse_fcoe_frame;
+use dve_wire::stack::{fcoe_fc_range, parse_fcoe_frame};
 
 use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
@@ -53,6 +53,8 @@ pub struct Worker {
     stats: FpStatistics,
     /// Frames to transmit, with their port.
     tx: Vec<(PortId, TxFrame)>,
+    /// Reused buffer for one port's burst.
+    tx_batch: Vec<TxFrame>,
     /// Messages for the control path.
     upcalls: VecDeque<ToCp>,
     /// Frames for other workers: they own the exchange.
@@ -95,6 +97,7 @@ impl Worker {
             crc: CrcPatcher::new(),
             stats,
             tx: Vec::with_capacity(256),
+            tx_batch: Vec::with_capacity(64),
             upcalls: VecDeque::with_capacity(64),
             handoffs: Vec::new(),
             held: VecDeque::new(),
@@ -195,20 +198,11 @@ impl Worker {
             self.control_frame(port, frame);
             return;
         }
-        let received = match parse_fcoe_frame(frame.as_slice()) {
-            Ok(view) => Received {
-                header: view.header,
-                fc_start: view.fc_range.start,
-                payload_start: view.fc_range.start + FC_HEADER_LEN,
-                payload_len: view.payload.len(),
-                fc_len: view.fc_range.len(),
-            },
-            Err(_) => {
-                if let Some(stats) = self.port_stats(port) {
-                    stats.malformed += 1;
-                }
-                return;
+        let Some(received) = self.parse(frame.as_slice()) else {
+            if let Some(stats) = self.port_stats(port) {
+                stats.malformed += 1;
             }
+            return;
         };
         let d_id = FcId::new(received.header.d_id.0).unwrap_or_default();
         if self.cache.exposure_at(d_id).is_some() {
@@ -220,6 +214,28 @@ impl Worker {
         } else {
             self.control_frame(port, frame);
         }
+    }
+
+    /// Check and decode a received FCoE frame. Data frames are forwarded cut-through: their
+    /// CRC is not verified here but patched, so a corrupted payload still carries a bad CRC
+    /// and the receiving end port discards it, as FC cut-through switches do. Every frame
+    /// the worker acts on (commands, transfer-ready, status, link services) is verified.
+    fn parse(&self, bytes: &[u8]) -> Option<Received> {
+        let fc_range = fcoe_fc_range(bytes).ok()?;
+        let fc_frame = FcFrame::new_checked(&bytes[fc_range.clone()]).ok()?;
+        let header = FcHeaderRepr::parse(&fc_frame).ok()?;
+        let payload_len = fc_frame.payload().len();
+        let cut_through = self.config.cut_through && header.r_ctl == r_ctl::SOLICITED_DATA;
+        if !cut_through {
+            parse_fcoe_frame(bytes).ok()?;
+        }
+        Some(Received {
+            header,
+            fc_start: fc_range.start,
+            payload_start: fc_range.start + FC_HEADER_LEN,
+            payload_len,
+            fc_len: fc_range.len(),
+        })
     }
 
     /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet

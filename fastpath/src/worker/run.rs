@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use dve_fp_api::frame::{Frame, TxFrame};
+use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
 use dve_fp_api::port::PacketIo;
 use dve_fp_api::transport::FpEndpoint;
@@ -50,13 +50,13 @@ pub struct PollReport {
 const BURST: usize = 32;
 
 impl Worker {
-    /// One pass of the poll loop. `rx` are the ports this worker receives on; `tx` every port
-    /// of the engine, indexed by port number, that this worker may transmit on.
+    /// One pass of the poll loop over `ports` (every port of the engine, which this worker
+    /// may transmit on), receiving only from those whose ids are in `receive_from`.
     pub fn poll<P: PacketIo>(
         &mut self,
         now: Timestamp,
-        rx: &mut [P],
-        tx: &mut [P],
+        ports: &mut [P],
+        receive_from: &[PortId],
         mesh: &WorkerMesh,
         fp: &FpEndpoint,
         scratch: &mut Vec<Frame>,
@@ -70,7 +70,7 @@ impl Worker {
             self.handle_frame(now, port, frame);
             report.frames_in += 1;
         }
-        for port in rx.iter_mut() {
+        for port in ports.iter_mut().filter(|p| receive_from.contains(&p.id())) {
             scratch.clear();
             let n = port.rx_burst(scratch, BURST);
             let id = port.id();
@@ -79,8 +79,8 @@ impl Worker {
             }
             report.frames_in += n;
         }
-        report.frames_out += self.flush(tx);
-        for (worker, port, frame) in self.take_handoffs().collect::<Vec<_>>() {
+        report.frames_out += self.flush(ports);
+        for (worker, port, frame) in self.handoffs.drain(..) {
             mesh.hand_to(worker, port, frame);
         }
         while let Some(message) = self.poll_upcall() {
@@ -92,22 +92,32 @@ impl Worker {
         report
     }
 
-    /// Transmit what the core produced; frames a full port refuses are dropped and counted.
-    fn flush<P: PacketIo>(&mut self, tx: &mut [P]) -> usize {
+    /// Transmit what the core produced, in bursts per port; frames a full port refuses are
+    /// dropped and counted (the exchange recovers as from any lost frame).
+    pub fn flush<P: PacketIo>(&mut self, ports: &mut [P]) -> usize {
         let mut sent = 0;
-        let mut batch: Vec<TxFrame> = Vec::new();
-        let frames: Vec<(PortId, TxFrame)> = self.take_transmits().collect();
-        for (port, frame) in frames {
-            let Some(out) = tx.iter_mut().find(|p| p.id() == port) else { continue };
-            batch.push(frame);
-            sent += out.tx_burst(&mut batch);
+        let mut pending = std::mem::take(&mut self.tx);
+        let mut batch = std::mem::take(&mut self.tx_batch);
+        for port in ports.iter_mut() {
+            let id = port.id();
+            batch.clear();
+            batch.extend(pending.extract_if(.., |(p, _)| *p == id).map(|(_, f)| f));
+            if batch.is_empty() {
+                continue;
+            }
+            let n = port.tx_burst(&mut batch);
+            sent += n;
             if !batch.is_empty() {
+                let dropped = batch.len() as u64;
                 batch.clear();
-                if let Some(stats) = self.port_stats(port) {
-                    stats.tx_dropped += 1;
+                if let Some(stats) = self.port_stats(id) {
+                    stats.tx_dropped += dropped;
                 }
             }
         }
+        pending.clear();
+        self.tx = pending;
+        self.tx_batch = batch;
         sent
     }
 }

@@ -124,7 +124,7 @@ impl Disks {
     }
 
     /// React to a frame sent to a disk; returns the frames the disk sends back.
-    fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let view = parse_fcoe_frame(bytes).expect("the worker sent a well-formed frame to a disk");
         let h = view.header;
         let device = h.d_id.0 - 0x02_0000;
@@ -286,7 +286,7 @@ pub struct Host {
 }
 
 impl Host {
-    fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let view = parse_fcoe_frame(bytes).expect("the worker sent a well-formed frame to the host");
         let h = view.header;
         assert_eq!(h.d_id.0, HOST_FC);
@@ -339,7 +339,7 @@ impl Host {
         out
     }
 
-    fn command(&mut self, cdb: &[u8], data: Option<Vec<u8>>, fcp_dl: u32) -> (u16, Vec<u8>) {
+    pub fn command(&mut self, cdb: &[u8], data: Option<Vec<u8>>, fcp_dl: u32) -> (u16, Vec<u8>) {
         self.next_ox = self.next_ox.wrapping_add(1);
         let ox = self.next_ox;
         let write = data.is_some();
