@@ -211,7 +211,7 @@ impl<'a> Designator<'a> {
 /// The designators of a device identification page, on the wire or to emit.
 #[derive(Debug, Clone, Copy)]
 pub enum Designators<'a> {
-    /// Page bytes after the header, validated by [`VpdPage::parse`].
+    /// Page bytes after the header, validated by [`VpdRepr::parse`].
     Wire(&'a [u8]),
     /// Designators to emit.
     List(&'a [Designator<'a>]),
