@@ -6,7 +6,7 @@ use crate::address::{EngineId, OplockAddress};
 use crate::journal::RecoveredOplock;
 
 /// How an update changes authority (seed 003, extract 5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UpdateKind {
     /// Takes authority away: peers purge and drain I/O that used the old value first.
     Restrictive,
