@@ -63,6 +63,7 @@ pub mod event;
 pub mod journal;
 mod membership;
 pub mod message;
+pub mod node;
 pub mod oplock;
 pub mod store;
 mod sweep;

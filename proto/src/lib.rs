@@ -7,3 +7,7 @@
 pub mod management {
     tonic::include_proto!("dve.management.v1");
 }
+
+/// Ordered reliable datagrams between engines (`proto/coherency.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+pub mod coherency { tonic::include_proto!("dve.coherency.v1"); }

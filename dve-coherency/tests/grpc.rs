@@ -1,0 +1,196 @@
+//! Three engines, each in its own tokio runtime with its own gRPC server on an ephemeral
+//! loopback port, one shared metadata store: share, acquire with purge at the peers, release,
+//! then kill one engine (drop its runtime) and watch the survivors evict it, recover its
+//! non-volatile oplock as caretaker and acquire again.
+
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use dve_coherency::node::{Command, run_engine};
+use dve_coherency::transport::grpc::GrpcTransport;
+use dve_coherency::{
+    EngineConfig, EngineId, Event, OplockAddress, OplockState, SharedMemoryStore, SharedStore, UpdateKind,
+};
+use tokio::sync::{mpsc, oneshot};
+
+const MS: u64 = 1_000_000;
+/// Generous bound so a slow CI machine cannot hang the test; never asserted on.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(id: EngineId) -> EngineConfig {
+    EngineConfig {
+        id,
+        ack_timeout: 400 * MS,
+        retry_interval: 100 * MS,
+        boot_wait: 1_000 * MS,
+        membership_check_interval: 200 * MS,
+        sweep_interval: 3_600_000 * MS,
+        sweep_age: 3_600_000 * MS,
+    }
+}
+
+struct Node {
+    id: EngineId,
+    runtime: Option<tokio::runtime::Runtime>,
+    commands: mpsc::UnboundedSender<Command>,
+    events: std_mpsc::Receiver<Event>,
+}
+
+impl Node {
+    fn send(&self, command: Command) {
+        self.commands.send(command).expect("engine running");
+    }
+
+    fn wait(&self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+        loop {
+            let event = self
+                .events
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("engine {} never saw {what}", self.id));
+            if matches(&event) {
+                return event;
+            }
+        }
+    }
+
+    fn state(&self, oplock: OplockAddress) -> Option<OplockState> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::State(oplock, tx));
+        futures::executor::block_on(rx).expect("engine answers")
+    }
+
+    /// A crash: the runtime and everything on it (server, links, engine) vanish.
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The control path of the test: completes purges, cleanups and replays at once and reports
+/// every event.
+async fn auto_control_path(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+    report: std_mpsc::Sender<Event>,
+) {
+    while let Some(event) = events.recv().await {
+        match &event {
+            Event::Purge { oplock, blocking: true, token, .. } => {
+                let _ = commands.send(Command::PurgeComplete(*oplock, *token));
+            }
+            Event::Caretaker { victim, .. } => {
+                let _ = commands.send(Command::CleanupComplete(*victim));
+            }
+            Event::Replay { .. } => {
+                let _ = commands.send(Command::ReplayComplete);
+            }
+            _ => {}
+        }
+        let _ = report.send(event);
+    }
+}
+
+fn start_cluster(store: &SharedMemoryStore) -> Vec<Node> {
+    let ids: [EngineId; 3] = [0, 1, 2];
+    let mut runtimes = Vec::new();
+    let mut transports = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for id in ids {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let bind: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let transport = runtime.block_on(GrpcTransport::bind(id, 1000 + id as u64, bind)).expect("bind");
+        addrs.push(transport.local_addr());
+        transports.push(transport);
+        runtimes.push(runtime);
+    }
+    let mut nodes = Vec::new();
+    for ((id, runtime), mut transport) in ids.into_iter().zip(runtimes).zip(transports) {
+        let _guard = runtime.enter();
+        for (peer, addr) in ids.into_iter().zip(&addrs) {
+            if peer != id {
+                transport.add_peer(peer, format!("http://{addr}"));
+            }
+        }
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let (report, events) = std_mpsc::channel();
+        runtime.spawn(run_engine(config(id), store.clone(), transport, command_rx, event_tx));
+        runtime.spawn(auto_control_path(event_rx, commands.clone(), report));
+        drop(_guard);
+        nodes.push(Node { id, runtime: Some(runtime), commands, events });
+    }
+    nodes
+}
+
+#[test]
+fn acquire_purge_release_and_eviction_of_a_killed_peer_over_grpc() {
+    let store = SharedMemoryStore::new();
+    let mut nodes = start_cluster(&store);
+    for node in &nodes {
+        node.wait("online", |e| matches!(e, Event::Online { .. }));
+    }
+
+    // Everyone shares the Rmap oplock of one block.
+    let rmap = OplockAddress::rmap(42, 0, 64);
+    for node in &nodes {
+        node.send(Command::Share(rmap));
+    }
+    for node in &nodes {
+        node.wait("shared", |e| matches!(e, Event::Shared { oplock } if *oplock == rmap));
+    }
+
+    // Engine 0 acquires for a restrictive update: the others purge and drain first.
+    nodes[0].send(Command::Acquire(rmap, UpdateKind::Restrictive));
+    for node in &nodes[1..] {
+        node.wait("purge", |e| {
+            matches!(e, Event::Purge { oplock, drain_before: Some(_), blocking: true, .. } if *oplock == rmap)
+        });
+    }
+    nodes[0].wait("acquired", |e| matches!(e, Event::Acquired { oplock, .. } if *oplock == rmap));
+    assert_eq!(nodes[0].state(rmap), Some(OplockState::Acquired));
+    for node in &nodes[1..] {
+        assert_ne!(node.state(rmap), Some(OplockState::Sharing));
+        assert_ne!(node.state(rmap), Some(OplockState::Acquired));
+    }
+    // Release: the others are woken and share again.
+    nodes[0].send(Command::Release(rmap));
+    for node in &nodes[1..] {
+        node.wait("shared again", |e| matches!(e, Event::Shared { oplock } if *oplock == rmap));
+    }
+
+    // Engine 2 takes write authority over a mirror extent (non-volatile) and keeps it.
+    let extent = OplockAddress::mirror_write(42, 0, 64);
+    nodes[2].send(Command::Acquire(extent, UpdateKind::Restrictive));
+    nodes[2].wait("acquired extent", |e| matches!(e, Event::Acquired { oplock, .. } if *oplock == extent));
+    nodes[2].send(Command::Release(extent));
+    assert_eq!(store.owner(extent), Some(2));
+
+    // Kill engine 2. Engine 1 wants the extent: the share asks the recent owner, which is
+    // silent, so engine 1 evicts it and becomes caretaker of the extent.
+    nodes[2].kill();
+    nodes[1].send(Command::Acquire(extent, UpdateKind::Restrictive));
+    let caretaker = nodes[1].wait("caretaker", |e| matches!(e, Event::Caretaker { victim: 2, .. }));
+    let Event::Caretaker { oplocks, .. } = caretaker else { unreachable!() };
+    assert!(oplocks.iter().any(|o| o.oplock == extent && o.owned_by == Some(2)));
+    nodes[1].wait("acquired extent", |e| matches!(e, Event::Acquired { oplock, .. } if *oplock == extent));
+    assert_eq!(store.owner(extent), Some(1));
+    let record = store.eviction_of(2).expect("engine 2 is on the elist");
+    assert_eq!(record.caretaker, 1);
+    assert!(record.done);
+    assert!(!store.members().contains_key(&2));
+
+    // Engine 0 acquires the Rmap oplock that engine 2 was sharing: no answer needed from it now.
+    nodes[0].send(Command::Acquire(rmap, UpdateKind::Restrictive));
+    nodes[0].wait("acquired again", |e| matches!(e, Event::Acquired { oplock, .. } if *oplock == rmap));
+    nodes[0].send(Command::Release(rmap));
+
+    for node in &mut nodes {
+        node.kill();
+    }
+}
