@@ -8,20 +8,32 @@ mod common;
 use common::{run_seed, scenario_for};
 
 fn run_range(range: std::ops::Range<u64>) {
-    let mut evictions = 0;
-    let mut acquisitions = 0;
-    let mut steps = 0;
+    let mut totals = [0u64; 7];
     for seed in range.clone() {
         match run_seed(seed, scenario_for(seed), false) {
             Ok(world) => {
-                evictions += world.evictions;
-                acquisitions += world.acquisitions;
-                steps += world.steps;
+                let counts = [
+                    world.steps,
+                    world.acquisitions,
+                    world.evictions,
+                    world.cascades,
+                    world.self_evictions,
+                    world.replays,
+                    world.sweeps,
+                ];
+                for (total, n) in totals.iter_mut().zip(counts) {
+                    *total += n;
+                }
             }
             Err(failure) => panic!("{failure}"),
         }
     }
-    eprintln!("seeds {range:?}: {steps} steps, {acquisitions} acquisitions, {evictions} evictions");
+    let [steps, acquisitions, evictions, cascades, self_evictions, replays, sweeps] = totals;
+    eprintln!(
+        "seeds {range:?}: {steps} steps, {acquisitions} acquisitions, {evictions} evictions \
+         ({cascades} cascading), {self_evictions} engines found themselves evicted, \
+         {replays} boot replays, {sweeps} sweeps"
+    );
 }
 
 #[test]

@@ -90,6 +90,10 @@ pub struct World {
     pub verbose: bool,
     pub evictions: u64,
     pub acquisitions: u64,
+    pub cascades: u64,
+    pub replays: u64,
+    pub sweeps: u64,
+    pub self_evictions: u64,
     last_was_action: bool,
 }
 
@@ -135,6 +139,10 @@ impl World {
             verbose: false,
             evictions: 0,
             acquisitions: 0,
+            cascades: 0,
+            replays: 0,
+            sweeps: 0,
+            self_evictions: 0,
             last_was_action: false,
         };
         for id in 0..scenario.engines as EngineId {
@@ -220,23 +228,31 @@ impl World {
                 let delay = self.rng.random_range(1..300);
                 self.schedule(id, delay, Work::Update { oplock, kind });
             }
-            Event::Purge { oplock, flush_dirty, blocking, token, .. } => {
+            Event::Purge { oplock, flush_dirty, blocking, token, reason, .. } => {
+                if reason == dve_coherency::PurgeReason::Sweep {
+                    self.sweeps += 1;
+                }
                 self.cps[id].cache.remove(&oplock);
                 if blocking {
                     let delay = self.rng.random_range(1..200);
                     self.schedule(id, delay, Work::Purge { oplock, token, flush: flush_dirty });
                 }
             }
-            Event::Caretaker { victim, oplocks, .. } => {
+            Event::Caretaker { victim, oplocks, cascaded, .. } => {
                 self.evictions += 1;
+                if !cascaded.is_empty() {
+                    self.cascades += 1;
+                }
                 let delay = self.rng.random_range(100..1_000);
                 self.schedule(id, delay, Work::Cleanup { victim, recovered: oplocks });
             }
             Event::Replay { oplocks, .. } => {
+                self.replays += 1;
                 let delay = self.rng.random_range(100..1_000);
                 self.schedule(id, delay, Work::Replay { recovered: oplocks });
             }
             Event::Evicted => {
+                self.self_evictions += 1;
                 self.cps[id] = Cp::default();
             }
         }
