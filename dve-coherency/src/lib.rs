@@ -18,6 +18,28 @@
 //! Transports sit below the core and give per-peer FIFO, exactly-once delivery while both ends
 //! live: [`transport::memory`] for the simulator, [`transport::grpc`] between processes.
 //!
+//! # Using it from the control path
+//!
+//! 1. At start, `Engine::boot(config, now, store)`. Boot replays journals if needed
+//!    ([`Event::Replay`] → replay, then [`Engine::replay_complete`]) and ends with
+//!    [`Event::Online`].
+//! 2. To cache metadata: [`Engine::request_share`], wait for [`Event::Shared`], then read and
+//!    cache. To update: [`Engine::request_acquire`] with an [`UpdateKind`], wait for
+//!    [`Event::Acquired`] (re-read first if `reread`), update, then [`Engine::release`].
+//!    Addresses come from the catalogue ([`OplockAddress::rmap`], [`OplockAddress::redirs`],
+//!    [`OplockAddress::mirror_write`], [`OplockAddress::taskset`], ...).
+//! 3. On [`Event::Purge`]: drop cached copies in the CP and the FP, drain I/O timestamped
+//!    before `drain_before` (restrictive updates), flush the metadata journal if
+//!    `flush_dirty`, then [`Engine::purge_complete`] if `blocking`.
+//! 4. On [`Event::Caretaker`]: reconcile mirror extents, complete journals, restart tasksets
+//!    of the evicted engine, then [`Engine::cleanup_complete`].
+//! 5. On [`Event::Evicted`]: this engine was evicted; it dropped every oplock and reboots.
+//!    Forget every cache and pending request.
+//! 6. Drive it: after every input send [`Engine::poll_transmit`]'s envelopes through a
+//!    transport, handle [`Engine::poll_event`]s, and call [`Engine::handle_timeout`] at
+//!    [`Engine::poll_timeout`]. [`node::run_engine`] does exactly this on tokio with the gRPC
+//!    transport.
+//!
 //! # The protocol
 //!
 //! Seed 003's oplock state machine (Boot, Uninterested, Want-to-join, Joined, Want-to-share,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use dve_coherency::node::{Command, run_engine};
 use dve_coherency::transport::grpc::GrpcTransport;
 use dve_coherency::{
-    EngineConfig, EngineId, Event, OplockAddress, OplockState, SharedMemoryStore, SharedStore, UpdateKind,
+    EngineConfig, EngineId, Envelope, Event, OplockAddress, OplockState, SharedMemoryStore, SharedStore,
+    UpdateKind,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -193,4 +194,57 @@ fn acquire_purge_release_and_eviction_of_a_killed_peer_over_grpc() {
     for node in &mut nodes {
         node.kill();
     }
+}
+
+/// The receiving side delivers every sequence number once and in order across reconnects of
+/// one session, and starts over for a new session (the sender restarted).
+#[test]
+fn datagrams_are_deduplicated_across_reconnects_and_reset_by_a_new_session() {
+    use dve_coherency::transport::grpc::to_datagram;
+    use dve_coherency::{Body, Message};
+    use dve_proto::coherency::coherency_client::CoherencyClient;
+    use dve_proto::coherency::{Frame, Hello, frame};
+    use tokio_stream::StreamExt;
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    runtime.block_on(async {
+        let mut receiver =
+            GrpcTransport::bind(1, 1, "127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let uri = format!("http://{}", receiver.local_addr());
+        let envelope = |round: u64| Envelope {
+            from: 0,
+            incarnation: 1,
+            to: 1,
+            message: Message { oplock: OplockAddress::rmap(1, 0, 64), round, body: Body::Release },
+        };
+        // One stream: hello, then the datagrams with these sequence numbers; wait for the acks.
+        let stream = |session: u64, seqs: Vec<u64>| {
+            let uri = uri.clone();
+            async move {
+                let mut client = CoherencyClient::connect(uri).await.expect("connect");
+                let mut frames = vec![Frame { frame: Some(frame::Frame::Hello(Hello { from: 0, session })) }];
+                for seq in &seqs {
+                    frames.push(Frame {
+                        frame: Some(frame::Frame::Datagram(to_datagram(&envelope(*seq), *seq))),
+                    });
+                }
+                let mut acks =
+                    client.exchange(tokio_stream::iter(frames)).await.expect("exchange").into_inner();
+                for _ in 0..=seqs.len() {
+                    acks.next().await.expect("ack").expect("ok");
+                }
+            }
+        };
+        stream(7, vec![1, 2, 2, 1, 3]).await;
+        stream(7, vec![2, 3, 4]).await; // reconnect: resend of 2 and 3 is suppressed
+        stream(8, vec![1]).await; // a new session starts over
+        let mut rounds = Vec::new();
+        for _ in 0..5 {
+            let envelope =
+                tokio::time::timeout(WAIT, receiver.recv()).await.expect("delivered").expect("open");
+            rounds.push(envelope.message.round);
+        }
+        assert_eq!(rounds, vec![1, 2, 3, 4, 1]);
+    });
 }
