@@ -5,12 +5,16 @@
 
 mod common;
 
-use common::{run_seed, scenario_for};
+use common::{Scenario, harsh_scenario_for, run_seed, scenario_for};
 
 fn run_range(range: std::ops::Range<u64>) {
+    run_range_of(range, scenario_for);
+}
+
+fn run_range_of(range: std::ops::Range<u64>, scenario: fn(u64) -> Scenario) {
     let mut totals = [0u64; 7];
     for seed in range.clone() {
-        match run_seed(seed, scenario_for(seed), false) {
+        match run_seed(seed, scenario(seed), false) {
             Ok(world) => {
                 let counts = [
                     world.steps,
@@ -63,17 +67,28 @@ fn replay() {
         return;
     };
     let seed: u64 = seed.parse().expect("DVE_COHERENCY_SEED is a number");
-    if let Err(failure) = run_seed(seed, scenario_for(seed), true) {
+    let scenario =
+        if std::env::var("DVE_COHERENCY_HARSH").is_ok() { harsh_scenario_for } else { scenario_for };
+    if let Err(failure) = run_seed(seed, scenario(seed), true) {
         panic!("{failure}");
     }
 }
 
-/// More seeds on demand: `DVE_COHERENCY_SEEDS=10000..100000` (does nothing without it).
+/// More seeds on demand: `DVE_COHERENCY_SEEDS=10000..100000`, harsh ones with
+/// `DVE_COHERENCY_HARSH=1` (does nothing without it).
 #[test]
 fn extra_seeds() {
     let Ok(range) = std::env::var("DVE_COHERENCY_SEEDS") else {
         return;
     };
     let (start, end) = range.split_once("..").expect("DVE_COHERENCY_SEEDS is start..end");
-    run_range(start.parse().expect("start")..end.parse().expect("end"));
+    let scenario =
+        if std::env::var("DVE_COHERENCY_HARSH").is_ok() { harsh_scenario_for } else { scenario_for };
+    run_range_of(start.parse().expect("start")..end.parse().expect("end"), scenario);
+}
+
+/// Frequent crashes, 10% raw loss and duplication, longer schedules.
+#[test]
+fn harsh_schedules() {
+    run_range_of(100_000..101_000, harsh_scenario_for);
 }

@@ -138,7 +138,10 @@ impl State {
                     self.work[id].insert(Work::Update { kind });
                 }
                 Event::Purge { flush_dirty, blocking, token, .. } => {
-                    self.caches[id] = None;
+                    // A blocking purge keeps using the old copy until it completes (drain).
+                    if !blocking {
+                        self.caches[id] = None;
+                    }
                     if blocking {
                         self.work[id].insert(Work::Purge { token, flush: flush_dirty });
                     }
@@ -172,6 +175,7 @@ impl State {
             self.store.eviction_of(me).is_some() && self.engines[id].as_ref().is_some_and(|e| e.is_online());
         match work {
             Work::Purge { token, flush } => {
+                self.caches[id] = None;
                 if flush && !fenced {
                     self.flush(me);
                 }
@@ -182,6 +186,16 @@ impl State {
                 let engine = self.engines[id].as_ref().expect("live");
                 if engine.oplock(&OPLOCK).map(|o| o.state()) != Some(OplockState::Acquired) {
                     return Ok(());
+                }
+                if !fenced && kind == UpdateKind::Restrictive {
+                    for other in 0..self.engines.len() {
+                        if other != id && self.authoritative(other) && self.uses_copy(other) {
+                            return Err(format!(
+                                "e{id} updates restrictively while e{other} uses {:?}",
+                                self.caches[other]
+                            ));
+                        }
+                    }
                 }
                 if !fenced {
                     let version = self.latest + 1;
@@ -231,6 +245,16 @@ impl State {
             }
         }
         self.drain(id)
+    }
+
+    /// Holds a copy that its state allows, or is still draining it.
+    fn uses_copy(&self, id: usize) -> bool {
+        let state = self.engines[id].as_ref().and_then(|e| e.oplock(&OPLOCK)).map(|o| o.state());
+        self.caches[id].is_some()
+            && (matches!(
+                state,
+                Some(OplockState::Sharing | OplockState::WantToAcquire | OplockState::Acquired)
+            ) || self.work[id].iter().any(|w| matches!(w, Work::Purge { .. })))
     }
 
     fn check(&self) -> Result<(), String> {

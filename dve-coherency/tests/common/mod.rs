@@ -24,6 +24,10 @@ pub struct Scenario {
     pub crashes: bool,
     pub partitions: bool,
     pub raw_loss: bool,
+    /// Raw loss and duplication probability when `raw_loss`.
+    pub loss: f64,
+    /// Percentage of actions that crash an engine (when `crashes`).
+    pub crash_percent: u32,
 }
 
 pub const ACK_TIMEOUT: u64 = 1_000;
@@ -115,8 +119,8 @@ impl World {
         let net_config = NetworkConfig {
             min_delay: 1,
             max_delay: 100,
-            loss: if scenario.raw_loss { 0.02 } else { 0.0 },
-            duplication: if scenario.raw_loss { 0.02 } else { 0.0 },
+            loss: if scenario.raw_loss { scenario.loss } else { 0.0 },
+            duplication: if scenario.raw_loss { scenario.loss } else { 0.0 },
         };
         let net = SimNetwork::new(net_config, rng.random());
         let oplocks = oplock_set(scenario.oplocks);
@@ -232,7 +236,11 @@ impl World {
                 if reason == dve_coherency::PurgeReason::Sweep {
                     self.sweeps += 1;
                 }
-                self.cps[id].cache.remove(&oplock);
+                // A blocking purge keeps using the old copy (FP I/O draining) until the control
+                // path completes it.
+                if !blocking {
+                    self.cps[id].cache.remove(&oplock);
+                }
                 if blocking {
                     let delay = self.rng.random_range(1..200);
                     self.schedule(id, delay, Work::Purge { oplock, token, flush: flush_dirty });
@@ -278,6 +286,7 @@ impl World {
         };
         match work {
             Work::Purge { oplock, token, flush } => {
+                self.cps[id].cache.remove(&oplock);
                 if flush && !fenced {
                     self.flush(me, oplock);
                 }
@@ -287,6 +296,17 @@ impl World {
             Work::Update { oplock, kind } => {
                 if engine.oplock(&oplock).map(|o| o.state()) != Some(OplockState::Acquired) {
                     return Ok(());
+                }
+                if !fenced && kind == UpdateKind::Restrictive {
+                    // Restrictive: every peer purged and drained the old value first.
+                    for other in 0..self.engines.len() {
+                        if other != id && self.is_authoritative(other) && self.uses_copy(other, oplock) {
+                            return Err(format!(
+                                "e{id} updates {oplock} restrictively while e{other} still uses version {:?}",
+                                self.cps[other].cache.get(&oplock)
+                            ));
+                        }
+                    }
                 }
                 if !fenced {
                     let meta = self.meta.get_mut(&oplock).expect("oplock");
@@ -378,14 +398,14 @@ impl World {
         let n = self.scenario.engines;
         let roll = self.rng.random_range(0..100);
         let down = self.engines.iter().filter(|e| e.is_none()).count();
-        if self.scenario.crashes && roll < 6 && down + 1 < n {
+        if self.scenario.crashes && roll < self.scenario.crash_percent && down + 1 < n {
             let id = self.rng.random_range(0..n);
             if self.engines[id].is_some() {
                 self.crash(id);
             }
             return;
         }
-        if self.scenario.partitions && (6..10).contains(&roll) {
+        if self.scenario.partitions && (90..94).contains(&roll) {
             let a = self.rng.random_range(0..n) as EngineId;
             let b = self.rng.random_range(0..n) as EngineId;
             if a != b {
@@ -422,6 +442,18 @@ impl World {
             self.log(|| format!("e{id} request leave {oplock}"));
         }
         self.drain(id);
+    }
+
+    /// The engine's control path may still use a copy of the oplock's metadata: it holds one
+    /// and either its state lets it cache, or it has a purge (drain) not yet completed. (After a
+    /// voluntary unshare the control path has stopped using its copy by contract.)
+    fn uses_copy(&self, id: usize, oplock: OplockAddress) -> bool {
+        if !self.cps[id].cache.contains_key(&oplock) {
+            return false;
+        }
+        let state = self.engines[id].as_ref().and_then(|e| e.oplock(&oplock)).map(|o| o.state());
+        matches!(state, Some(OplockState::Sharing | OplockState::WantToAcquire | OplockState::Acquired))
+            || self.cps[id].work.values().any(|w| matches!(w, Work::Purge { oplock: o, .. } if *o == oplock))
     }
 
     /// Check every invariant.
@@ -706,5 +738,22 @@ pub fn scenario_for(seed: u64) -> Scenario {
         crashes: rng.random_bool(0.6),
         partitions: rng.random_bool(0.4),
         raw_loss: rng.random_bool(0.25),
+        loss: 0.02,
+        crash_percent: 6,
+    }
+}
+
+/// A harsher scenario: more actions, frequent crashes, 10% raw loss and duplication.
+pub fn harsh_scenario_for(seed: u64) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xba5e);
+    Scenario {
+        engines: rng.random_range(3..=5),
+        oplocks: rng.random_range(1..=3),
+        actions: rng.random_range(30..80),
+        crashes: true,
+        partitions: rng.random_bool(0.5),
+        raw_loss: true,
+        loss: 0.1,
+        crash_percent: 12,
     }
 }
