@@ -57,8 +57,18 @@
 //! - An engine in Want-to-share that receives `acquire` restarts its share round (the acks it
 //!   collected predate the acquire). `release` also wakes a nak'd Want-to-share.
 //! - A dirty (unrestrictive) oplock flushes before a voluntary unshare; afterwards nobody
-//!   would ask it to.
+//!   would ask it to. While a purge or flush runs, the engine holds its answers to share and
+//!   acquire and its own unshare messages until the control path completes it, so nobody reads
+//!   the metadata before the flush and the flusher stays in everyone's acquire list.
 //! - `release` goes to alist and to every peer nak'd meanwhile.
+//! - Share and acquire rounds also ask every caretaker with a cleanup in progress (elist
+//!   entries not done): the caretaker of an evicted engine's dirty journal may not be in the
+//!   requester's lists. A booting engine that replays an oplock acks joins for it (instead of
+//!   nak) so that it is asked too.
+//! - An acquire whose round completes while a caretaker recovers the oplock (inherited after
+//!   the round began) waits and retries instead of entering Acquired.
+//! - Every store write of an engine (ownership, journal) first checks that the engine has not
+//!   been evicted; one that has reboots instead of writing.
 //!
 //! # Tie-break for competing acquires
 //!
