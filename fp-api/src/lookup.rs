@@ -17,6 +17,11 @@ const SEGMENTS_PER_LEAF: usize = 6;
 /// of leaves.
 const ROOT_SLOTS_PER_LEAF: usize = 4;
 
+/// Root directory slots, at least: 16 KiB that a small (hot) map can afford, so that its
+/// buckets are fine enough for few lookups to take a sub-directory (a branch that depends on
+/// the key). Also keeps the bucket width below 2^64.
+const SMALL_ROOT_SLOTS: usize = 4096;
+
 /// A sub-directory over a bucket that meets `n` leaves gets `2^(ceil_log2(n) + 1)` slots, so
 /// that its own buckets meet at most two leaves, mostly.
 const SUBDIR_EXTRA_BITS: u32 = 1;
@@ -212,8 +217,7 @@ impl<V: Copy> RmapIndex<V> {
         let mut leaves = Segments::of(extents).into_leaves(first.1);
         let leaf_firsts: Vec<u64> = leaves.iter().map(|leaf| leaf.first).collect();
         leaves.push(leaves[leaves.len() - 1]);
-        // At least two slots, so the bucket width (2^root_shift) stays below 2^64.
-        let root_target = (leaf_firsts.len() * ROOT_SLOTS_PER_LEAF).max(2) as u64;
+        let root_target = (leaf_firsts.len() * ROOT_SLOTS_PER_LEAF).max(SMALL_ROOT_SLOTS) as u64;
         let mut root_shift = 0;
         while (span - 1) >> root_shift >= root_target {
             root_shift += 1;
@@ -259,16 +263,15 @@ impl<V: Copy> RmapIndex<V> {
     }
 
     /// The extent holding `lba`, with its value.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, lba: u64) -> Option<(Range<u64>, V)> {
         let offset = lba.wrapping_sub(self.lowest);
         if offset >= self.span {
             return None;
         }
+        // A branch per sub-directory level: cheaper than going through the do-nothing
+        // header every time, as `get_batch` does, when the directory is in cache.
         let first = self.leaf_of(self.slots[ROOT_START + (offset >> self.root_shift) as usize], offset);
-        // Touch the second leaf now, so that its line is on the way while the first one's
-        // fence decides which of the two holds `lba`.
-        core::hint::black_box(self.leaves[first + 1].first);
         let (leaf, segment, is_extent) = self.locate(first, lba);
         is_extent.then(|| (leaf.range_of(segment), leaf.values[segment]))
     }
@@ -350,9 +353,17 @@ impl<V: Copy> RmapIndex<V> {
     #[inline(always)]
     fn leaf_of(&self, mut slot: u32, offset: u64) -> usize {
         while slot & NODE_TAG != 0 {
-            slot = self.descend(slot, offset);
+            slot = self.descend_out_of_line(slot, offset);
         }
         slot as usize
+    }
+
+    /// [`descend`](Self::descend) kept out of [`get`](Self::get), which is inlined into
+    /// callers and should stay small: crowded buckets are the exception.
+    #[cold]
+    #[inline(never)]
+    fn descend_out_of_line(&self, slot: u32, offset: u64) -> u32 {
+        self.descend(slot, offset)
     }
 
     /// One sub-directory level: the child of sub-directory `slot` that holds `offset`.
@@ -370,10 +381,11 @@ impl<V: Copy> RmapIndex<V> {
     #[inline(always)]
     fn locate(&self, first: usize, lba: u64) -> (&Leaf<V>, usize, bool) {
         let pair = &self.leaves[first..first + 2];
-        // Packed leaves: the second starts at the first's fence. The copy of the last leaf
-        // that ends the array only keeps `first + 1` in bounds; no key in the span passes
-        // the last leaf's fence.
-        let leaf = &pair[usize::from(lba >= pair[0].fence)];
+        // Packed leaves: the second starts at the first's fence, so both tests say the same;
+        // asking both reads both lines, so their misses overlap. The copy of the last leaf
+        // that ends the array answers like the last leaf.
+        let second = usize::from(lba >= pair[0].fence) & usize::from(lba >= pair[1].first);
+        let leaf = &pair[second];
         let (segment, is_extent) = leaf.segment_of(lba);
         (leaf, segment, is_extent)
     }
