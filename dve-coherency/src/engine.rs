@@ -31,6 +31,11 @@ pub struct EngineConfig {
     pub sweep_interval: u64,
     /// Non-volatile oplocks unused for this long are released by the sweep.
     pub sweep_age: u64,
+    /// After evicting a peer, wait this long before rebroadcasting and before starting the
+    /// cleanup: an evicted engine that is in fact alive (partition) notices at its next
+    /// membership check and drops its caches first. At least `membership_check_interval`
+    /// plus the time the control path needs to drop caches and drain.
+    pub eviction_grace: u64,
 }
 
 impl EngineConfig {
@@ -46,6 +51,7 @@ impl EngineConfig {
             membership_check_interval: S,
             sweep_interval: 60 * S,
             sweep_age: 60 * S,
+            eviction_grace: 2 * S,
         }
     }
 }
@@ -64,6 +70,10 @@ pub struct Engine {
     pub(crate) next_token: u64,
     pub(crate) membership_deadline: u64,
     pub(crate) sweep_deadline: u64,
+    /// Caretaker events held for the eviction grace.
+    pub(crate) delayed_events: Vec<(u64, Event)>,
+    /// (peer, eviction sequence) → when this engine first saw that eviction.
+    pub(crate) evictions_seen: BTreeMap<(EngineId, u64), u64>,
 }
 
 impl Engine {
@@ -81,6 +91,8 @@ impl Engine {
             next_token: 0,
             membership_deadline: u64::MAX,
             sweep_deadline: u64::MAX,
+            delayed_events: Vec::new(),
+            evictions_seen: BTreeMap::new(),
         };
         engine.boot_progress(now, store);
         engine
@@ -149,6 +161,7 @@ impl Engine {
         if let Some(boot) = &self.boot {
             consider(boot.deadline());
         }
+        consider(self.delayed_events.iter().map(|(t, _)| *t).min());
         if self.online {
             consider(Some(self.membership_deadline));
             consider(Some(self.sweep_deadline));
@@ -275,6 +288,11 @@ impl Engine {
 
     /// Timers due at `now` fire.
     pub fn handle_timeout(&mut self, now: u64, store: &mut dyn SharedStore) {
+        if self.delayed_events.iter().any(|(t, _)| *t <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = self.delayed_events.drain(..).partition(|(t, _)| *t <= now);
+            self.delayed_events = later;
+            self.events.extend(due.into_iter().map(|(_, event)| event));
+        }
         if self.boot.is_some() {
             if self.evicted_while_booting(store) {
                 self.events.push_back(Event::Evicted);
@@ -307,8 +325,10 @@ impl Engine {
             for victim in silent {
                 self.evict(now, store, victim);
             }
+            // Whoever evicted them, they may be alive: give them the grace to notice.
+            let resume = now + self.config.eviction_grace;
             if self.oplocks.contains_key(&address) {
-                self.with_oplock(now, store, address, |op, cx| op.restart(cx));
+                self.with_oplock(now, store, address, |op, cx| op.restart_at(cx, resume));
             }
         }
         if self.online && self.sweep_deadline <= now {
@@ -359,6 +379,8 @@ impl Engine {
             defended,
             defence_waiters,
             evicted: false,
+            eviction_grace: self.config.eviction_grace,
+            evictions_seen: &mut self.evictions_seen,
         };
         let result = f(oplock, &mut cx);
         if cx.evicted {
@@ -388,7 +410,7 @@ impl Engine {
 
     /// Evict a silent peer. If we win the eviction we become its caretaker and defend what it
     /// left; if somebody else is evicting it, the caller's rebroadcast waits for them.
-    fn evict(&mut self, _now: u64, store: &mut dyn SharedStore, victim: EngineId) {
+    fn evict(&mut self, now: u64, store: &mut dyn SharedStore, victim: EngineId) {
         if let EvictOutcome::Evicted(inheritance) = store.evict(self.config.id, victim) {
             tracing::debug!(engine = self.config.id, victim, "evicted");
             let mut victims = vec![victim];
@@ -397,12 +419,13 @@ impl Engine {
                 victim,
                 Cleanup { victims, oplocks: inheritance.oplocks.iter().map(|o| o.oplock).collect() },
             );
-            self.events.push_back(Event::Caretaker {
+            let event = Event::Caretaker {
                 victim,
                 cascaded: inheritance.cascaded,
                 journals: inheritance.journals,
                 oplocks: inheritance.oplocks,
-            });
+            };
+            self.delayed_events.push((now + self.config.eviction_grace, event));
         }
     }
 
@@ -433,6 +456,7 @@ impl Engine {
         self.oplocks.clear();
         self.caretaking = Caretaking::default();
         self.transmit.clear();
+        self.delayed_events.clear();
         self.incarnation = store.members().get(&self.config.id).copied().unwrap_or(0);
         self.boot = Some(Boot::new(store, self.config.id));
         self.membership_deadline = u64::MAX;

@@ -110,6 +110,10 @@ pub(crate) struct Context<'a> {
     pub defence_waiters: &'a mut BTreeSet<EngineId>,
     /// Set when a handler found, at a store write, that this engine has been evicted.
     pub evicted: bool,
+    /// See `EngineConfig::eviction_grace`.
+    pub eviction_grace: u64,
+    /// (peer, eviction sequence) → when this engine first saw that eviction.
+    pub evictions_seen: &'a mut BTreeMap<(EngineId, u64), u64>,
 }
 
 impl Context<'_> {
@@ -164,6 +168,8 @@ pub struct Oplock {
     last_used: u64,
     /// Another acquire was requested while Acquired: acquire again after the release.
     acquire_again: bool,
+    /// No broadcast before this (eviction grace).
+    not_before: u64,
 }
 
 impl Oplock {
@@ -185,6 +191,7 @@ impl Oplock {
             purge_job: None,
             last_used: 0,
             acquire_again: false,
+            not_before: 0,
         }
     }
 
@@ -417,6 +424,10 @@ impl Oplock {
             self.phase = Phase::Idle;
             return;
         };
+        if cx.now < self.not_before {
+            self.phase = Phase::Retry { deadline: self.not_before };
+            return;
+        }
         if cx.defended && kind != RoundKind::Join {
             // Caretaker cleanup first: the release at its end wakes us.
             self.phase = Phase::Retry { deadline: cx.now + cx.retry_interval };
@@ -438,6 +449,21 @@ impl Oplock {
         let mut targets = targets;
         if kind != RoundKind::Join {
             targets.extend(cx.store.pending_caretakers());
+        }
+        // A peer evicted by anyone may be alive and still caching until its next membership
+        // check: leave it out only once the grace has passed since we first saw it evicted.
+        // That holds for every evicted engine, not only those in our lists: one evicted before
+        // we joined may be a sharer we never heard of.
+        let mut resume = cx.now;
+        for (peer, record) in cx.store.eviction_list() {
+            if cx.eviction_grace > 0 && peer != cx.me && !cx.members.contains_key(&peer) {
+                let first_seen = *cx.evictions_seen.entry((peer, record.seq)).or_insert(cx.now);
+                resume = resume.max(first_seen + cx.eviction_grace);
+            }
+        }
+        if resume > cx.now {
+            self.phase = Phase::Retry { deadline: resume };
+            return;
         }
         let targets: BTreeSet<EngineId> = targets.into_iter().filter(|peer| cx.is_member(*peer)).collect();
         self.rounds += 1;
@@ -789,7 +815,14 @@ impl Oplock {
         }
     }
 
-    /// After evictions, rebroadcast from the start (or wait if this engine must clean up).
+    /// After evictions, rebroadcast from the start at `at` (or wait if this engine must clean
+    /// up).
+    pub(crate) fn restart_at(&mut self, cx: &mut Context<'_>, at: u64) {
+        self.not_before = at;
+        self.restart(cx);
+    }
+
+    /// Rebroadcast from the start (or wait if this engine must clean up).
     pub(crate) fn restart(&mut self, cx: &mut Context<'_>) {
         if self.phase == Phase::Idle {
             if self.round_kind().is_some() {

@@ -53,6 +53,8 @@ pub trait SharedStore {
     fn join_cluster(&mut self, engine: EngineId) -> u64;
     /// The elist entry of an engine.
     fn eviction_of(&self, engine: EngineId) -> Option<EvictionRecord>;
+    /// Every elist entry (victim → record).
+    fn eviction_list(&self) -> BTreeMap<EngineId, EvictionRecord>;
     /// Caretakers with a cleanup still running: every share and acquire asks them too, so
     /// nobody reads metadata an evicted engine's journal has not yet replayed.
     fn pending_caretakers(&self) -> BTreeSet<EngineId>;
@@ -138,6 +140,10 @@ impl SharedStore for MemoryStore {
 
     fn eviction_of(&self, engine: EngineId) -> Option<EvictionRecord> {
         self.elist.get(&engine).copied()
+    }
+
+    fn eviction_list(&self) -> BTreeMap<EngineId, EvictionRecord> {
+        self.elist.clone()
     }
 
     fn pending_caretakers(&self) -> BTreeSet<EngineId> {
@@ -315,6 +321,9 @@ impl SharedStore for SharedMemoryStore {
     }
     fn eviction_of(&self, engine: EngineId) -> Option<EvictionRecord> {
         self.lock().eviction_of(engine)
+    }
+    fn eviction_list(&self) -> BTreeMap<EngineId, EvictionRecord> {
+        self.lock().eviction_list()
     }
     fn pending_caretakers(&self) -> BTreeSet<EngineId> {
         self.lock().pending_caretakers()

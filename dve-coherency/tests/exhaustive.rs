@@ -23,6 +23,8 @@ fn config(id: EngineId, bounds: Bounds) -> EngineConfig {
         membership_check_interval: bounds.membership_check,
         sweep_interval: u64::MAX / 4,
         sweep_age: u64::MAX / 4,
+        // The exploration checks engines that are not evicted only; no grace needed.
+        eviction_grace: 0,
     }
 }
 

@@ -28,6 +28,7 @@ fn config(id: EngineId) -> EngineConfig {
         membership_check_interval: 200 * MS,
         sweep_interval: 3_600_000 * MS,
         sweep_age: 3_600_000 * MS,
+        eviction_grace: 300 * MS,
     }
 }
 

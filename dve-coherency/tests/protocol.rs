@@ -18,6 +18,7 @@ fn config(id: EngineId) -> EngineConfig {
         membership_check_interval: 1_000_000,
         sweep_interval: 1_000_000,
         sweep_age: 1_000_000,
+        eviction_grace: 0,
     }
 }
 

@@ -42,6 +42,7 @@ pub fn engine_config(id: EngineId) -> EngineConfig {
         membership_check_interval: 500,
         sweep_interval: 4_000,
         sweep_age: 3_000,
+        eviction_grace: 600,
     }
 }
 
@@ -300,7 +301,7 @@ impl World {
                 if !fenced && kind == UpdateKind::Restrictive {
                     // Restrictive: every peer purged and drained the old value first.
                     for other in 0..self.engines.len() {
-                        if other != id && self.is_authoritative(other) && self.uses_copy(other, oplock) {
+                        if other != id && self.engines[other].is_some() && self.uses_copy(other, oplock) {
                             return Err(format!(
                                 "e{id} updates {oplock} restrictively while e{other} still uses version {:?}",
                                 self.cps[other].cache.get(&oplock)
