@@ -2,7 +2,7 @@
 //!
 //! A compressed radix trie after seed 003 Fig. 34: a directory on the high bits of the LBA
 //! whose slots point straight at packed 64-byte range leaves, with sub-directories only where
-//! extents crowd, so a lookup usually reads one cached slot and one pair of adjacent lines.
+//! extents crowd, so a lookup usually reads one directory slot and one pair of adjacent lines.
 
 use core::fmt;
 use core::ops::Range;
@@ -11,10 +11,10 @@ use core::ops::Range;
 /// one 64-byte cache line with their values when a value is at most 4 bytes.
 const SEGMENTS_PER_LEAF: usize = 6;
 
-/// Root directory slots per leaf, at least (the root gets between this and twice as many).
-/// Four keep most buckets down to two leaves even where extent sizes vary widely, which keeps
-/// lookups off the sub-directories and their unpredictable branches, at 1 byte per 6 bytes
-/// of leaves.
+/// Root directory slots per leaf, at most (rounding the bucket width to a power of two leaves
+/// between half this and this). Four keep most buckets down to two leaves even where extent
+/// sizes vary widely, which keeps lookups off the sub-directories and their unpredictable
+/// branches, for at most 16 bytes of directory per 64-byte leaf.
 const ROOT_SLOTS_PER_LEAF: usize = 4;
 
 /// Root directory slots, at least: 16 KiB that a small (hot) map can afford, so that its
@@ -222,7 +222,7 @@ impl<V: Copy> RmapIndex<V> {
         while (span - 1) >> root_shift >= root_target {
             root_shift += 1;
         }
-        // Rounding the bucket width to a power of two may leave up to twice the target.
+        // Rounding the bucket width to a power of two leaves between half the target and it.
         let root_len = ((span - 1) >> root_shift) + 1;
         let mut directory = DirectoryBuilder {
             leaf_firsts: &leaf_firsts,
