@@ -10,4 +10,6 @@ pub mod management {
 
 /// Ordered reliable datagrams between engines (`proto/coherency.proto`).
 #[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
-pub mod coherency { tonic::include_proto!("dve.coherency.v1"); }
+pub mod coherency {
+    tonic::include_proto!("dve.coherency.v1");
+}
