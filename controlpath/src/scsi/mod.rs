@@ -1,0 +1,1 @@
+//! Placeholder: SCSI emulation for virtual LUNs (being written).

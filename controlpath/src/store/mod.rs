@@ -1,0 +1,1 @@
+//! Placeholder: the metadata store (being written).

@@ -1,0 +1,2 @@
+//! The `dve-sim` binary (being written).
+fn main() {}
