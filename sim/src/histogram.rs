@@ -15,6 +15,7 @@ const SUB_BUCKETS: u64 = 1 << SUB_BUCKET_BITS;
 /// Values below this have a bucket each.
 const EXACT_LIMIT: u64 = 2 * SUB_BUCKETS;
 /// The number of buckets needed for every `u64`.
+#[cfg(test)]
 const BUCKET_COUNT: usize = EXACT_LIMIT as usize + (63 - SUB_BUCKET_BITS as usize) * SUB_BUCKETS as usize;
 
 /// The bucket holding `value`.
