@@ -8,6 +8,7 @@ macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
         pub struct $name(pub $inner);
 
         impl fmt::Debug for $name {
@@ -78,6 +79,7 @@ id_newtype!(
 
 /// A Fibre Channel port or node name (WWPN / WWNN), 64 bits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 pub struct Wwn(pub u64);
 
 impl fmt::Debug for Wwn {
@@ -99,6 +101,7 @@ impl fmt::Display for Wwn {
 
 /// A 24-bit Fibre Channel address (S_ID / D_ID), stored in the low bits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 pub struct FcId(u32);
 
 impl FcId {
@@ -139,6 +142,7 @@ impl fmt::Display for FcId {
 
 /// A SCSI logical unit number as the host addresses it (single-level, 0..16383).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 pub struct Lun(pub u16);
 
 /// An exchange id (OX_ID or RX_ID) the switch assigned: a slot index into the owning worker's

@@ -48,6 +48,8 @@ pub struct FpStatistics {
     pub write_bytes: u64,
     /// Frames forwarded unchanged to physical addresses.
     pub forwarded_frames: u64,
+    /// Device I/Os aborted because the device did not answer in time.
+    pub downstream_timeouts: u64,
     /// Extents in the worker's mapping cache now.
     pub cached_extents: u64,
     /// Extents evicted from the cache.

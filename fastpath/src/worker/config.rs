@@ -47,6 +47,10 @@ pub struct WorkerConfig {
     pub max_burst: u32,
     /// The mapping cache's bounds.
     pub cache: CacheConfig,
+    /// A device I/O unanswered for this long is aborted and failed to the control path
+    /// (seed 003 section 7.4: a silent device). An aborted exchange's slot is reused only
+    /// after the device's BA_ACC, or after twice this long.
+    pub downstream_timeout_ns: u64,
     /// Frame buffers kept in the worker's pool. Sized to the working set, not generously:
     /// the pool recycles first-in first-out, so a large pool walks cold memory (measured in
     /// `fp-bench`: 8192 buffers made every frame a cache miss).
@@ -76,6 +80,7 @@ impl WorkerConfig {
             cache: CacheConfig::default(),
             pool_frames: 1024,
             cut_through: true,
+            downstream_timeout_ns: 2_000_000_000,
         }
     }
 }

@@ -67,7 +67,7 @@ impl Worker {
             }
             ToFp::DispatchIo(request) => self.dispatch_for_cp(now, request),
             ToFp::GetData { req, io } => match self.up.get_tagged_mut(io) {
-                Some(up) if up.request.kind == IoKind::Write && up.state == UpState::Queued => {
+                Some(up) if up.data_out && up.state == UpState::Queued => {
                     up.get_data = Some(req);
                     self.serve_get_data(io.xid);
                 }
@@ -75,7 +75,7 @@ impl Worker {
                     req,
                     io,
                     result: Err(Error::InvalidDescriptor(
-                        "FPGetData needs a write queued to the control path",
+                        "FPGetData needs a command with data out, queued to the control path",
                     )),
                 }),
                 None => self.upcalls.push_back(ToCp::Data { req, io, result: Err(Error::UnknownIo(io)) }),

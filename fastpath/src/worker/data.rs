@@ -37,10 +37,7 @@ impl Worker {
         let offset = rx.header.parameter;
         let len = rx.payload_len as u32;
         let in_range = offset.checked_add(len).is_some_and(|end| end <= up.request.data_len);
-        if up.request.kind != IoKind::Write
-            || !in_range
-            || !matches!(up.state, UpState::Active | UpState::Queued)
-        {
+        if !up.data_out || !in_range || !matches!(up.state, UpState::Active | UpState::Queued) {
             return;
         }
         let fc_end = rx.fc_start + rx.fc_len;

@@ -11,6 +11,7 @@ pub mod config;
 mod control;
 mod data;
 pub mod emit;
+mod expiry;
 pub mod run;
 pub mod state;
 pub mod translate;
@@ -67,6 +68,10 @@ pub struct Worker {
     spare_pieces: Vec<Vec<HostPiece>>,
     /// The worker number the control path uses for its own exchanges' OX_IDs.
     cp_worker: WorkerId,
+    /// When the downstream list is next scanned for expired I/O.
+    next_expiry_scan: u64,
+    /// Reused list of expired downstream exchanges.
+    expired: Vec<ExchangeId>,
 }
 
 /// Owned facts about a received FCoE frame, so the frame itself can move on.
@@ -104,6 +109,8 @@ impl Worker {
             serialized: Vec::with_capacity(64),
             spare_pieces: Vec::new(),
             cp_worker,
+            next_expiry_scan: 0,
+            expired: Vec::with_capacity(64),
             config,
         }
     }
@@ -393,7 +400,8 @@ impl Worker {
             received: now,
         };
         let pieces = self.take_pieces();
-        let upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
+        let mut upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
+        upstream.data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
         match self.up.insert(upstream) {
             Ok(tag) => self.start(tag.xid),
             Err(upstream) => {

@@ -62,6 +62,7 @@ impl Worker {
         scratch: &mut Vec<Frame>,
     ) -> PollReport {
         let mut report = PollReport::default();
+        self.expire(now);
         while let Some(message) = fp.try_recv() {
             self.handle_message(now, message);
             report.messages += 1;

@@ -4,7 +4,7 @@
 
 use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
-use dve_fp_api::io::{DownstreamFailure, HostIo, PendingState};
+use dve_fp_api::io::{DownstreamFailure, HostIo, IoKind, PendingState};
 
 use crate::worker::translate::{Leg, MAX_LEGS, Plan};
 
@@ -96,6 +96,9 @@ pub struct Upstream {
     pub next_seq_id: u8,
     /// Whether it is on the serialization list.
     pub serialized: bool,
+    /// The command carries data from the host (FCP_CMND WRDATA): a write, or a command the
+    /// control path emulates with a parameter list (PERSISTENT RESERVE OUT, UNMAP, ...).
+    pub data_out: bool,
 }
 
 impl Upstream {
@@ -126,6 +129,7 @@ impl Upstream {
             read_bytes: 0,
             get_data: None,
             next_seq_id: 1,
+            data_out: request.kind == IoKind::Write,
             serialized: false,
         }
     }

@@ -146,6 +146,7 @@ impl SideLayout {
 
 /// State of a mirror side (seed 003 section 6.5).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SideState {
     /// Current: read and written.
     Alive,

@@ -1,0 +1,417 @@
+//! I/O the control path executes itself (`CpQueueIO`): it translates with its own,
+//! authoritative maps, serializes mirror and journal writes by revoking the fast path's
+//! authority over the range first (seed 003 Fig. 17, so serialization happens in one place
+//! only), fetches write data (`FPGetData`), dispatches the device legs (`FPDispatchIO`),
+//! returns read data (`FPPutData`) and completes the host I/O (`FPQueueIOComplete`).
+
+use bytes::Bytes;
+use dve_fp_api::fault::FaultCause;
+use dve_fp_api::ids::{IoTag, LvId, WorkerId};
+use dve_fp_api::io::{
+    DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter, QueueReason, Sense,
+};
+use dve_fp_api::message::{MappingKey, ToFp};
+
+use super::revocation::AfterRevocation;
+use super::{ControlPath, DispatchPurpose, RequestPurpose};
+use crate::volume::{DeviceLeg, LayoutSpec};
+
+/// Sense of a command the host should simply retry (ABORTED COMMAND, no additional sense).
+pub(super) const RETRY: Sense = Sense { key: 0x0B, asc: 0x00, ascq: 0x00 };
+/// LOGICAL BLOCK ADDRESS OUT OF RANGE.
+pub(super) const LBA_OUT_OF_RANGE: Sense = Sense { key: 0x05, asc: 0x21, ascq: 0x00 };
+/// LOGICAL UNIT NOT SUPPORTED.
+pub(super) const LUN_NOT_SUPPORTED: Sense = Sense { key: 0x05, asc: 0x25, ascq: 0x00 };
+
+/// Counters of manual I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ManualIoCounters {
+    /// Reads executed by the control path.
+    pub reads: u64,
+    /// Writes executed by the control path.
+    pub writes: u64,
+    /// Writes that first revoked the fast path's authority over their range.
+    pub serialized_writes: u64,
+    /// I/O completed with an error status.
+    pub errors: u64,
+}
+
+/// Where a manual I/O stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stage {
+    /// Waiting for a range lock another operation holds.
+    WaitingLock,
+    /// Revoking the fast path's authority and fetching data.
+    Preparing,
+    /// Legs dispatched.
+    Dispatched,
+    /// Waiting for a mirror side's death procedure before completing.
+    WaitingSideDeath,
+}
+
+/// One I/O the control path runs.
+#[derive(Clone, Debug)]
+pub(super) struct ManualIo {
+    io: IoTag,
+    request: HostIo,
+    lv: LvId,
+    write: bool,
+    stage: Stage,
+    /// Revocations (with range locks) this I/O holds or waits for.
+    locks: Vec<u64>,
+    locks_pending: usize,
+    data: Option<Bytes>,
+    data_pending: bool,
+    legs: Vec<DeviceLeg>,
+    results: Vec<Option<Result<(), Option<IoStatus>>>>,
+    read_buf: Vec<u8>,
+    read_side: usize,
+    attempts: u32,
+}
+
+impl ControlPath {
+    /// Take over an upstream read or write.
+    pub(super) fn start_manual(&mut self, io: IoTag, request: HostIo) {
+        if !matches!(request.kind, IoKind::Read | IoKind::Write) {
+            self.scsi_command(io, request, QueueReason { cause: FaultCause::NotReadWrite, failure: None });
+            return;
+        }
+        let Some(lv) = request.lv.filter(|lv| self.volumes.contains_key(lv)) else {
+            self.complete_io(io, IoStatus::check_condition(LUN_NOT_SUPPORTED));
+            return;
+        };
+        let write = request.kind == IoKind::Write;
+        let capacity = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        if request.lba.checked_add(u64::from(request.blocks)).is_none_or(|end| end > capacity) {
+            self.complete_io(io, IoStatus::check_condition(LBA_OUT_OF_RANGE));
+            return;
+        }
+        if write {
+            self.counters.manual.writes += 1;
+        } else {
+            self.counters.manual.reads += 1;
+        }
+        let id = self.op_id();
+        let op = ManualIo {
+            io,
+            request,
+            lv,
+            write,
+            stage: Stage::WaitingLock,
+            locks: Vec::new(),
+            locks_pending: 0,
+            data: None,
+            data_pending: false,
+            legs: Vec::new(),
+            results: Vec::new(),
+            read_buf: Vec::new(),
+            read_side: 0,
+            attempts: 0,
+        };
+        self.manual.insert(id, op);
+        self.prepare_manual(id);
+    }
+
+    /// Whether writes to `lv` must be serialized against the fast path's.
+    fn serializes_writes(&self, lv: LvId) -> bool {
+        self.volumes.get(&lv).is_some_and(|v| {
+            matches!(
+                v.record.layout,
+                LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. } | LayoutSpec::Journal { .. }
+            )
+        })
+    }
+
+    /// Take the range locks (if needed) and fetch the data (for writes).
+    fn prepare_manual(&mut self, id: u64) {
+        let Some(op) = self.manual.get(&id) else { return };
+        let (lv, lba, blocks, write, io) =
+            (op.lv, op.request.lba, u64::from(op.request.blocks), op.write, op.io);
+        let pieces = self.volumes.get(&lv).map(|v| v.pieces(lba, blocks)).unwrap_or_default();
+        let serialize = write && self.serializes_writes(lv);
+        if serialize && pieces.iter().any(|(vseg, range, _)| self.is_locked(*vseg, range)) {
+            return; // Retried when a lock is released.
+        }
+        let mut locks = Vec::new();
+        if serialize {
+            self.counters.manual.serialized_writes += 1;
+            for (vseg, range, _) in &pieces {
+                let key = MappingKey::Extents { vseg: *vseg, blocks: range.clone() };
+                let drain = PendingFilter {
+                    vseg: Some(*vseg),
+                    range: Some((range.start, range.end - range.start)),
+                    writes_only: true,
+                    ..PendingFilter::default()
+                };
+                locks.push(self.revoke(
+                    vec![key],
+                    vec![drain],
+                    Some((*vseg, range.clone())),
+                    AfterRevocation::ManualIo(id),
+                ));
+            }
+        }
+        let data_req = write.then(|| self.request(RequestPurpose::ManualData(id)));
+        let Some(op) = self.manual.get_mut(&id) else { return };
+        op.stage = Stage::Preparing;
+        op.locks_pending = locks.len();
+        op.locks = locks;
+        if let Some(req) = data_req {
+            op.data_pending = true;
+            self.send(io.worker, ToFp::GetData { req, io });
+        }
+        self.maybe_dispatch_manual(id);
+    }
+
+    /// Work waiting for a range lock tries again.
+    pub(super) fn retry_lock_waiters(&mut self) {
+        let waiting: Vec<u64> =
+            self.manual.iter().filter(|(_, op)| op.stage == Stage::WaitingLock).map(|(id, _)| *id).collect();
+        for id in waiting {
+            self.prepare_manual(id);
+        }
+        self.resync_lock_released();
+    }
+
+    pub(super) fn manual_revoked(&mut self, id: u64, _revocation: u64) {
+        if let Some(op) = self.manual.get_mut(&id) {
+            op.locks_pending = op.locks_pending.saturating_sub(1);
+        }
+        self.maybe_dispatch_manual(id);
+    }
+
+    pub(super) fn manual_data(&mut self, id: u64, _io: IoTag, result: Result<Bytes, dve_fp_api::Error>) {
+        let Some(op) = self.manual.get_mut(&id) else { return };
+        op.data_pending = false;
+        match result {
+            Ok(data)
+                if data.len() as u64
+                    >= u64::from(op.request.blocks)
+                        * u64::from(op.request.data_len / op.request.blocks.max(1)) =>
+            {
+                op.data = Some(data);
+                self.maybe_dispatch_manual(id);
+            }
+            _ => self.finish_manual(id, IoStatus::check_condition(RETRY)),
+        }
+    }
+
+    pub(super) fn manual_put_failed(&mut self, id: u64) {
+        // The host is gone or aborted; nothing else to do but forget the I/O.
+        if let Some(op) = self.manual.remove(&id) {
+            for lock in op.locks {
+                self.release_lock(lock);
+            }
+        }
+    }
+
+    fn maybe_dispatch_manual(&mut self, id: u64) {
+        let Some(op) = self.manual.get(&id) else { return };
+        if op.stage != Stage::Preparing || op.locks_pending > 0 || op.data_pending {
+            return;
+        }
+        let (lv, lba, blocks, write) = (op.lv, op.request.lba, u64::from(op.request.blocks), op.write);
+        let mut read_side = op.read_side;
+        let legs = match self.volumes.get(&lv).map(|v| v.legs(lba, blocks, write, &mut read_side)) {
+            Some(Ok(legs)) => legs,
+            _ => {
+                self.finish_manual(id, IoStatus::check_condition(RETRY));
+                return;
+            }
+        };
+        let block_size = self.volumes.get(&lv).map_or(512, |v| u64::from(v.record.block_size));
+        let mut sends = Vec::with_capacity(legs.len());
+        let mut immediate_failures = Vec::new();
+        for (i, leg) in legs.iter().enumerate() {
+            let device = self.devices.get(leg.device);
+            let Some((port, _)) = device.filter(|d| d.online).and_then(|d| d.path) else {
+                immediate_failures.push(i);
+                continue;
+            };
+            let worker = self.plan.worker_of(port).unwrap_or(WorkerId(0));
+            let dop = if write {
+                let data = op.data.clone().unwrap_or_default();
+                let from = (leg.offset * block_size) as usize;
+                let to = ((leg.offset + leg.blocks) * block_size) as usize;
+                if to > data.len() {
+                    immediate_failures.push(i);
+                    continue;
+                }
+                DownstreamOp::Write { lba: leg.lba, blocks: leg.blocks as u32, data: data.slice(from..to) }
+            } else {
+                DownstreamOp::Read { lba: leg.lba, blocks: leg.blocks as u32 }
+            };
+            sends.push((i, worker, leg.device, dop));
+        }
+        let buf_len = if write { 0 } else { (blocks * block_size) as usize };
+        if let Some(op) = self.manual.get_mut(&id) {
+            op.stage = Stage::Dispatched;
+            op.read_side = read_side;
+            op.results = vec![None; legs.len()];
+            op.read_buf = vec![0; buf_len];
+            op.legs = legs;
+            for i in &immediate_failures {
+                op.results[*i] = Some(Err(None));
+            }
+        }
+        for (leg, worker, device, dop) in sends {
+            let tag = self.dispatch_tag(DispatchPurpose::ManualLeg { op: id, leg });
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device, op: dop }));
+        }
+        self.maybe_complete_manual(id);
+    }
+
+    pub(super) fn manual_leg_done(&mut self, id: u64, leg: usize, status: IoStatus, data: Option<Bytes>) {
+        let block_size =
+            self.manual.get(&id).and_then(|op| self.volumes.get(&op.lv)).map_or(512, |v| v.record.block_size);
+        let Some(op) = self.manual.get_mut(&id) else { return };
+        let Some(info) = op.legs.get(leg).copied() else { return };
+        if status.is_good() {
+            if let Some(data) = data.filter(|_| !op.write) {
+                let at = (info.offset * u64::from(block_size)) as usize;
+                let n = data.len().min(op.read_buf.len().saturating_sub(at));
+                op.read_buf[at..at + n].copy_from_slice(&data[..n]);
+            }
+            op.results[leg] = Some(Ok(()));
+        } else {
+            op.results[leg] = Some(Err(Some(status)));
+        }
+        self.maybe_complete_manual(id);
+    }
+
+    fn maybe_complete_manual(&mut self, id: u64) {
+        let Some(op) = self.manual.get(&id) else { return };
+        if op.stage != Stage::Dispatched || op.results.iter().any(Option::is_none) {
+            return;
+        }
+        let failed: Vec<(DeviceLeg, Option<IoStatus>)> = op
+            .legs
+            .iter()
+            .zip(&op.results)
+            .filter_map(|(leg, r)| match r {
+                Some(Err(status)) => Some((*leg, *status)),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            let op = op.clone();
+            if !op.write && !op.read_buf.is_empty() {
+                let len = (op.request.data_len as usize).min(op.read_buf.len());
+                let req = self.request(RequestPurpose::ManualPut(id));
+                let data = Bytes::from(op.read_buf[..len].to_vec());
+                self.send(op.io.worker, ToFp::PutData { req, io: op.io, offset: 0, data });
+            }
+            self.finish_manual(id, IoStatus::GOOD);
+            return;
+        }
+        let lv = op.lv;
+        let write = op.write;
+        // Mirror legs that failed: declare their sides dead first (seed 003 section 6.5).
+        let sides: Vec<usize> = failed.iter().filter_map(|(leg, _)| leg.side).collect();
+        if sides.len() == failed.len() {
+            let covered = !write || self.every_piece_written(id);
+            for side in &sides {
+                self.side_failed(lv, *side);
+            }
+            if let Some(op) = self.manual.get_mut(&id) {
+                op.stage = Stage::WaitingSideDeath;
+                op.attempts += 1;
+            }
+            if !covered || self.manual.get(&id).is_some_and(|op| op.attempts > 3) {
+                self.finish_manual(id, IoStatus::check_condition(RETRY));
+            }
+            return;
+        }
+        // No redundancy: the host gets the device's own error, or a retry if it said nothing.
+        let status = failed.iter().find_map(|(_, s)| *s).unwrap_or(IoStatus::check_condition(RETRY));
+        self.counters.manual.errors += 1;
+        self.finish_manual(id, status);
+    }
+
+    /// For a write whose mirror legs partly failed: whether every block reached some side.
+    fn every_piece_written(&self, id: u64) -> bool {
+        let Some(op) = self.manual.get(&id) else { return false };
+        let blocks = u64::from(op.request.blocks);
+        let mut covered = vec![false; blocks as usize];
+        for (leg, result) in op.legs.iter().zip(&op.results) {
+            if matches!(result, Some(Ok(()))) {
+                for b in leg.offset..(leg.offset + leg.blocks).min(blocks) {
+                    covered[b as usize] = true;
+                }
+            }
+        }
+        covered.iter().all(|c| *c)
+    }
+
+    /// A mirror side's death procedure finished: I/O waiting on it completes (writes that
+    /// reached a live side) or runs again (reads).
+    pub(super) fn resume_after_side_death(&mut self, lv: LvId) {
+        let waiting: Vec<u64> = self
+            .manual
+            .iter()
+            .filter(|(_, op)| op.lv == lv && op.stage == Stage::WaitingSideDeath)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            let Some(op) = self.manual.get_mut(&id) else { continue };
+            if op.write {
+                self.finish_manual(id, IoStatus::GOOD);
+            } else {
+                op.stage = Stage::Preparing;
+                op.results.clear();
+                self.maybe_dispatch_manual(id);
+            }
+        }
+    }
+
+    fn finish_manual(&mut self, id: u64, status: IoStatus) {
+        let Some(op) = self.manual.remove(&id) else { return };
+        if !status.is_good() {
+            self.counters.manual.errors += 1;
+        }
+        for lock in &op.locks {
+            self.release_lock(*lock);
+        }
+        let residual = if status.is_good() { 0 } else { status.residual };
+        self.send(op.io.worker, ToFp::QueueIoComplete { io: op.io, status: IoStatus { residual, ..status } });
+    }
+
+    /// Complete a queued I/O the control path answers without device I/O.
+    pub(super) fn complete_io(&mut self, io: IoTag, status: IoStatus) {
+        if !status.is_good() {
+            self.counters.manual.errors += 1;
+        }
+        self.send(io.worker, ToFp::QueueIoComplete { io, status });
+    }
+
+    /// A downstream leg of a fast-path I/O failed (Fig. 6): a mirror side is declared dead
+    /// and the I/O retried on the live sides (a read by the control path; a write by the
+    /// host, since its data has already left the switch); anything else returns the
+    /// device's error.
+    pub(super) fn downstream_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        let Some(failure) = reason.failure else {
+            self.complete_io(io, IoStatus::check_condition(RETRY));
+            return;
+        };
+        let side = request.lv.and_then(|lv| self.side_of(lv, failure.device).map(|s| (lv, s)));
+        if let Some((lv, side)) = side {
+            self.side_failed(lv, side);
+            if request.kind == IoKind::Read {
+                self.start_manual(io, request);
+            } else {
+                self.complete_io(io, IoStatus::check_condition(RETRY));
+            }
+            return;
+        }
+        if failure.status.is_none() {
+            if let Some(d) = self.devices.get_mut(failure.device) {
+                if d.online {
+                    d.online = false;
+                    self.events.push(super::ControlEvent::DeviceFailed { device: failure.device });
+                }
+            }
+        }
+        let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
+        self.complete_io(io, status);
+    }
+}

@@ -1,0 +1,592 @@
+//! Mirrors (seed 003 section 6.5). Side death: revoke the segments, bump the generation, mark
+//! the side DEAD and set fault-on-write on every extent, before any failed write's status
+//! returns. The first write to each age extent afterwards stamps the live sides' age lists
+//! and re-enables fast-path writes there. Fast resync: the returning side is written (not
+//! read) in RESYNC while only the age extents whose age differs are copied, one range lock
+//! at a time; then it is ALIVE again.
+
+use core::ops::Range;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, EngineId, LvId, VsegId, WorkerId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter};
+use dve_fp_api::mapping::{
+    Age, AgeList, RedirectEntry, RedirectIndex, SideState, StorageDescriptor, VsegMap,
+};
+use dve_fp_api::message::{MappingEntry, MappingKey};
+
+use super::revocation::AfterRevocation;
+use super::{ControlEvent, ControlPath, DispatchPurpose};
+use crate::volume::{DeviceLeg, LayoutSpec};
+
+/// Progress of one resync.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ResyncProgress {
+    /// The volume.
+    pub lv: LvId,
+    /// The returning side.
+    pub side: usize,
+    /// Stale age extents found when it started.
+    pub total: u64,
+    /// Copied so far.
+    pub copied: u64,
+}
+
+/// A copy step of a resync: one age extent, read from a live side, written to the
+/// returning side.
+#[derive(Clone, Debug)]
+struct CopyStep {
+    /// The revocation holding the range lock.
+    lock: u64,
+    vseg: VsegId,
+    blocks: Range<u64>,
+    reads: Vec<DeviceLeg>,
+    writes: Vec<DeviceLeg>,
+    outstanding: usize,
+    buf: Vec<u8>,
+    failed: bool,
+    writing: bool,
+}
+
+/// A resync in progress.
+#[derive(Clone, Debug)]
+struct Resync {
+    side: usize,
+    stale: VecDeque<(VsegId, Range<u64>)>,
+    total: u64,
+    copied: u64,
+    step: Option<CopyStep>,
+    finishing: bool,
+}
+
+/// Mirror bookkeeping of the control path.
+#[derive(Clone, Debug, Default)]
+pub(super) struct MirrorWork {
+    /// Sides whose death procedure is running.
+    dying: BTreeSet<(LvId, usize)>,
+    /// Age lists per segment and side.
+    ages: BTreeMap<(VsegId, usize), AgeList>,
+    /// The redirect entry extents move to once written after a death (fast-path writes
+    /// allowed), per segment.
+    written: BTreeMap<VsegId, RedirectIndex>,
+    /// Resyncs in progress, per volume.
+    resyncs: BTreeMap<LvId, Resync>,
+}
+
+impl MirrorWork {
+    pub(super) fn progress(&self) -> Vec<ResyncProgress> {
+        self.resyncs
+            .iter()
+            .map(|(lv, r)| ResyncProgress { lv: *lv, side: r.side, total: r.total, copied: r.copied })
+            .collect()
+    }
+}
+
+/// Set side `side` to `state` in every mirror entry of a segment, with `generation`.
+fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generation: u32) {
+    let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
+    for index in indexes {
+        if let Ok(entry) = map.redirect_mut(index) {
+            if let StorageDescriptor::Mirror(m) = &mut entry.descriptor {
+                let _ = m.set_state(side, state);
+                m.generation = generation;
+            }
+        }
+    }
+}
+
+impl ControlPath {
+    /// Commit a volume's record (side states, generation) before the change reaches the
+    /// fast path.
+    fn commit_volume(&mut self, lv: LvId) {
+        if self.persist(&[], &[lv]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+    }
+
+    fn engine_id(&self) -> EngineId {
+        EngineId(u16::from(self.config.domain))
+    }
+
+    /// The mirror side of `lv` that `device` belongs to.
+    pub(super) fn side_of(&self, lv: LvId, device: DeviceId) -> Option<usize> {
+        let v = self.volumes.get(&lv)?;
+        match &v.record.layout {
+            LayoutSpec::Mirror { sides } => sides.iter().position(|d| *d == device),
+            LayoutSpec::Raid10 { side_a, side_b, .. } => {
+                if side_a.contains(&device) {
+                    Some(0)
+                } else if side_b.contains(&device) {
+                    Some(1)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A mirror side failed an I/O: run the death procedure unless it is dead or dying.
+    pub(super) fn side_failed(&mut self, lv: LvId, side: usize) {
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let state = v.record.side_states.get(side).copied();
+        let others_alive =
+            v.record.side_states.iter().enumerate().any(|(i, s)| i != side && *s == SideState::Alive);
+        if state == Some(SideState::Dead) || !others_alive {
+            // Already dead, or the last good side (a volume is never left without one):
+            // waiting I/O proceeds and fails on its own if the side keeps failing.
+            self.resume_after_side_death(lv);
+            return;
+        }
+        if !self.mirror.dying.insert((lv, side)) {
+            return;
+        }
+        if state == Some(SideState::Resync) {
+            self.mirror.resyncs.remove(&lv);
+        }
+        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
+        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains = vsegs
+            .iter()
+            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
+            .collect();
+        self.revoke(keys, drains, None, AfterRevocation::SideDeath { lv, side });
+    }
+
+    pub(super) fn side_death_revoked(&mut self, lv: LvId, side: usize) {
+        self.mirror.dying.remove(&(lv, side));
+        let engine = self.engine_id();
+        let age_blocks = self.config.age_extent_blocks;
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        if let Some(s) = v.record.side_states.get_mut(side) {
+            *s = SideState::Dead;
+        }
+        v.record.generation += 1;
+        let generation = v.record.generation;
+        let sides = v.record.side_states.len();
+        let mut grants = Vec::new();
+        for map in &mut v.segments {
+            let seg = *map.descriptor();
+            set_side_everywhere(map, side, SideState::Dead, generation);
+            for s in 0..sides {
+                if !self.mirror.ages.contains_key(&(seg.id, s)) {
+                    if let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine }) {
+                        self.mirror.ages.insert((seg.id, s), list);
+                    }
+                }
+            }
+            // Every extent faults on its next write, so that write stamps the live ages.
+            let base = map.redirects().get(RedirectIndex(0)).cloned();
+            let Some(base) = base else { continue };
+            let written = RedirectEntry { fault_on_write: false, ..base.clone() };
+            let written_index = match self.mirror.written.get(&seg.id) {
+                Some(i) => {
+                    if let Ok(e) = map.redirect_mut(*i) {
+                        *e = written;
+                    }
+                    *i
+                }
+                None => match map.add_redirect(written) {
+                    Ok(i) => {
+                        self.mirror.written.insert(seg.id, i);
+                        i
+                    }
+                    Err(_) => continue,
+                },
+            };
+            let _ = written_index;
+            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+                e.fault_on_write = true;
+            }
+            let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
+            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
+        }
+        self.commit_volume(lv);
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        self.events.push(ControlEvent::SideDead { lv, side });
+        self.resume_after_side_death(lv);
+    }
+
+    /// A write met fault-on-write: on a degraded mirror, stamp the live sides' ages for the
+    /// age extents it covers, let the fast path write there again, and run this write.
+    pub(super) fn permission_fault(&mut self, io: dve_fp_api::ids::IoTag, request: HostIo) {
+        if request.kind == IoKind::Write {
+            if let Some(lv) = request.lv {
+                self.stamp_written(lv, request.lba, u64::from(request.blocks));
+            }
+        }
+        self.start_manual(io, request);
+    }
+
+    fn stamp_written(&mut self, lv: LvId, lba: u64, blocks: u64) {
+        let engine = self.engine_id();
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        let generation = v.record.generation;
+        let live: Vec<usize> =
+            v.record.side_states.iter().enumerate().filter(|(_, s)| s.writable()).map(|(i, _)| i).collect();
+        let pieces = v.pieces(lba, blocks);
+        let mut granted = Vec::new();
+        for (vseg, range, _) in pieces {
+            let Some(written) = self.mirror.written.get(&vseg).copied() else { continue };
+            let Some(map) = v.segment_mut(vseg) else { continue };
+            let seg_blocks = map.descriptor().blocks;
+            let Some(list) = self.mirror.ages.get(&(vseg, 0)) else { continue };
+            let first = list.extent_of(range.start);
+            let last = list.extent_of(range.end.saturating_sub(1).max(range.start));
+            let extent_range = |i: usize| list.blocks_of(i, seg_blocks);
+            let ranges: Vec<(usize, Range<u64>)> = (first..=last).map(|i| (i, extent_range(i))).collect();
+            for (i, blocks) in ranges {
+                for side in &live {
+                    if let Some(list) = self.mirror.ages.get_mut(&(vseg, *side)) {
+                        let _ = list.set(i, Age { generation, engine });
+                    }
+                }
+                if map.set_range(blocks.clone(), written).is_ok() {
+                    granted.push((vseg, blocks));
+                }
+            }
+        }
+        for (vseg, blocks) in granted {
+            self.grant_extents(lv, vseg, blocks);
+        }
+    }
+
+    /// A device answered again: resynchronize every mirror side it holds that is dead.
+    pub(super) fn device_returned(&mut self, device: DeviceId) {
+        let returning: Vec<(LvId, usize)> = self
+            .volumes
+            .keys()
+            .filter_map(|lv| self.side_of(*lv, device).map(|s| (*lv, s)))
+            .filter(|(lv, s)| {
+                self.volumes.get(lv).and_then(|v| v.record.side_states.get(*s)).copied()
+                    == Some(SideState::Dead)
+            })
+            .collect();
+        for (lv, side) in returning {
+            self.start_resync(lv, side);
+        }
+    }
+
+    /// Start resynchronizing a dead side (management API, or when its device returns).
+    pub fn start_resync(&mut self, lv: LvId, side: usize) {
+        if self.mirror.resyncs.contains_key(&lv) || self.mirror.dying.iter().any(|(l, _)| *l == lv) {
+            return;
+        }
+        let Some(v) = self.volumes.get(&lv) else { return };
+        if v.record.side_states.get(side).copied() != Some(SideState::Dead) {
+            return;
+        }
+        let online =
+            self.side_devices(lv, side).iter().all(|d| self.devices.get(*d).is_some_and(|d| d.online));
+        if !online {
+            return;
+        }
+        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
+        self.mirror.resyncs.insert(
+            lv,
+            Resync { side, stale: VecDeque::new(), total: 0, copied: 0, step: None, finishing: false },
+        );
+        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains = vsegs
+            .iter()
+            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
+            .collect();
+        self.revoke(keys, drains, None, AfterRevocation::ResyncStart { lv, side });
+    }
+
+    fn side_devices(&self, lv: LvId, side: usize) -> Vec<DeviceId> {
+        let Some(v) = self.volumes.get(&lv) else { return Vec::new() };
+        match &v.record.layout {
+            LayoutSpec::Mirror { sides } => sides.get(side).copied().into_iter().collect(),
+            LayoutSpec::Raid10 { side_a, side_b, .. } => {
+                if side == 0 {
+                    side_a.clone()
+                } else {
+                    side_b.clone()
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn resync_start_revoked(&mut self, lv: LvId, side: usize) {
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        if let Some(s) = v.record.side_states.get_mut(side) {
+            *s = SideState::Resync;
+        }
+        v.record.generation += 1;
+        let generation = v.record.generation;
+        let live = v.record.side_states.iter().position(|s| *s == SideState::Alive);
+        let mut stale = VecDeque::new();
+        let mut grants = Vec::new();
+        for map in &mut v.segments {
+            let seg = *map.descriptor();
+            set_side_everywhere(map, side, SideState::Resync, generation);
+            // Writes now reach the returning side, so ages need no more stamping.
+            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+                e.fault_on_write = false;
+            }
+            if let (Some(live), Some(back)) =
+                (live.and_then(|l| self.mirror.ages.get(&(seg.id, l))), self.mirror.ages.get(&(seg.id, side)))
+            {
+                for i in live.stale_against(back) {
+                    stale.push_back((seg.id, live.blocks_of(i, seg.blocks)));
+                }
+            }
+            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
+        }
+        self.commit_volume(lv);
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
+            r.total = stale.len() as u64;
+            r.stale = stale;
+        }
+    }
+
+    /// Rate-limited progress of every resync: one copy step at a time per volume.
+    pub(super) fn resync_tick(&mut self) {
+        let lvs: Vec<LvId> = self.mirror.resyncs.keys().copied().collect();
+        for lv in lvs {
+            let Some(r) = self.mirror.resyncs.get_mut(&lv) else { continue };
+            if r.step.is_some() || r.finishing {
+                continue;
+            }
+            let Some((vseg, blocks)) = r.stale.front().cloned() else {
+                if r.total == r.copied && self.resync_started(lv) {
+                    self.finish_resync(lv);
+                }
+                continue;
+            };
+            if self.is_locked(vseg, &blocks) {
+                continue;
+            }
+            if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
+                r.stale.pop_front();
+            }
+            let key = MappingKey::Extents { vseg, blocks: blocks.clone() };
+            let drain = PendingFilter {
+                vseg: Some(vseg),
+                range: Some((blocks.start, blocks.end - blocks.start)),
+                writes_only: true,
+                ..PendingFilter::default()
+            };
+            let step = self.op_id();
+            let lock = self.revoke(
+                vec![key],
+                vec![drain],
+                Some((vseg, blocks.clone())),
+                AfterRevocation::ResyncCopy { lv, step },
+            );
+            if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
+                r.step = Some(CopyStep {
+                    lock,
+                    vseg,
+                    blocks,
+                    reads: Vec::new(),
+                    writes: Vec::new(),
+                    outstanding: 0,
+                    buf: Vec::new(),
+                    failed: false,
+                    writing: false,
+                });
+            }
+        }
+    }
+
+    fn resync_started(&self, lv: LvId) -> bool {
+        let side = self.mirror.resyncs.get(&lv).map(|r| r.side);
+        side.is_some_and(|s| {
+            self.volumes.get(&lv).and_then(|v| v.record.side_states.get(s)).copied()
+                == Some(SideState::Resync)
+        })
+    }
+
+    pub(super) fn resync_lock_released(&mut self) {}
+
+    pub(super) fn resync_copy_revoked(&mut self, lv: LvId, _step: u64, _revocation: u64) {
+        let Some(r) = self.mirror.resyncs.get(&lv) else { return };
+        let side = r.side;
+        let Some(step) = r.step.as_ref() else { return };
+        let (vseg, blocks) = (step.vseg, step.blocks.clone());
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let Some(map) = v.segment(vseg) else { return };
+        let Some(StorageDescriptor::Mirror(m)) = map.redirects().get(RedirectIndex(0)).map(|e| &e.descriptor)
+        else {
+            return;
+        };
+        let Some(live) = m.sides().iter().position(|s| s.state == SideState::Alive) else { return };
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        side_legs(&m.sides()[live].layout, blocks.clone(), &mut reads);
+        side_legs(&m.sides()[side].layout, blocks.clone(), &mut writes);
+        let block_size = v.record.block_size as usize;
+        let len = (blocks.end - blocks.start) as usize * block_size;
+        let sends: Vec<(DeviceLeg, DownstreamOp)> =
+            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        if let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) {
+            step.reads = reads;
+            step.writes = writes;
+            step.buf = vec![0; len];
+            step.outstanding = sends.len();
+        }
+        self.send_resync_legs(lv, sends);
+    }
+
+    fn send_resync_legs(&mut self, lv: LvId, sends: Vec<(DeviceLeg, DownstreamOp)>) {
+        for (i, (leg, op)) in sends.into_iter().enumerate() {
+            let worker = self
+                .devices
+                .get(leg.device)
+                .and_then(|d| d.path)
+                .and_then(|(port, _)| self.plan.worker_of(port))
+                .unwrap_or(WorkerId(0));
+            let tag = self.dispatch_tag(DispatchPurpose::Resync { lv, step: i as u64 });
+            self.send(
+                worker,
+                dve_fp_api::message::ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }),
+            );
+        }
+    }
+
+    pub(super) fn resync_step_done(&mut self, lv: LvId, leg: u64, status: IoStatus, data: Option<Bytes>) {
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) else { return };
+        if !status.is_good() {
+            step.failed = true;
+        } else if !step.writing {
+            if let (Some(data), Some(info)) = (data, step.reads.get(leg as usize)) {
+                let at = info.offset as usize * block_size;
+                let n = data.len().min(step.buf.len().saturating_sub(at));
+                step.buf[at..at + n].copy_from_slice(&data[..n]);
+            }
+        }
+        step.outstanding = step.outstanding.saturating_sub(1);
+        if step.outstanding > 0 {
+            return;
+        }
+        if step.failed {
+            let lock = step.lock;
+            let side = self.mirror.resyncs.get(&lv).map_or(0, |r| r.side);
+            if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
+                r.step = None;
+            }
+            self.release_lock(lock);
+            // The returning side (or the source) failed again: it is declared dead anew.
+            self.mirror.resyncs.remove(&lv);
+            self.side_failed(lv, side);
+            return;
+        }
+        if !step.writing {
+            step.writing = true;
+            let buf = Bytes::from(std::mem::take(&mut step.buf));
+            let sends: Vec<(DeviceLeg, DownstreamOp)> = step
+                .writes
+                .iter()
+                .map(|l| {
+                    let from = l.offset as usize * block_size;
+                    let to = (l.offset + l.blocks) as usize * block_size;
+                    (
+                        *l,
+                        DownstreamOp::Write {
+                            lba: l.lba,
+                            blocks: l.blocks as u32,
+                            data: buf.slice(from..to),
+                        },
+                    )
+                })
+                .collect();
+            step.outstanding = sends.len();
+            self.send_resync_legs(lv, sends);
+            return;
+        }
+        let lock = step.lock;
+        let (vseg, blocks) = (step.vseg, step.blocks.clone());
+        if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
+            r.step = None;
+            r.copied += 1;
+        }
+        // The copied extent is current on the returning side.
+        let side = self.mirror.resyncs.get(&lv).map_or(0, |r| r.side);
+        let live = self
+            .volumes
+            .get(&lv)
+            .and_then(|v| v.record.side_states.iter().position(|s| *s == SideState::Alive));
+        if let Some(live) = live {
+            let age = self.mirror.ages.get(&(vseg, live)).map(|l| (l.extent_of(blocks.start), l.clone()));
+            if let (Some((i, list)), Some(back)) = (age, self.mirror.ages.get_mut(&(vseg, side))) {
+                if let Some(a) = list.get(i) {
+                    let _ = back.set(i, a);
+                }
+            }
+        }
+        self.release_lock(lock);
+    }
+
+    fn finish_resync(&mut self, lv: LvId) {
+        let Some(r) = self.mirror.resyncs.get_mut(&lv) else { return };
+        r.finishing = true;
+        let side = r.side;
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
+        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains = vsegs
+            .iter()
+            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
+            .collect();
+        self.revoke(keys, drains, None, AfterRevocation::ResyncFinish { lv, side });
+    }
+
+    pub(super) fn resync_finish_revoked(&mut self, lv: LvId, side: usize) {
+        let Some(r) = self.mirror.resyncs.remove(&lv) else { return };
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        if let Some(s) = v.record.side_states.get_mut(side) {
+            *s = SideState::Alive;
+        }
+        v.record.generation += 1;
+        let generation = v.record.generation;
+        let mut grants = Vec::new();
+        for map in &mut v.segments {
+            let seg = *map.descriptor();
+            set_side_everywhere(map, side, SideState::Alive, generation);
+            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+                e.fault_on_write = false;
+            }
+            let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
+            map.remove_unreferenced();
+            self.mirror.written.remove(&seg.id);
+            let live = self.mirror.ages.get(&(seg.id, 0)).cloned();
+            if let Some(list) = live {
+                for s in 0..v.record.side_states.len() {
+                    self.mirror.ages.insert((seg.id, s), list.clone());
+                }
+            }
+            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
+        }
+        self.commit_volume(lv);
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        self.events.push(ControlEvent::ResyncDone { lv, side, extents_copied: r.copied });
+    }
+}
+
+fn side_legs(layout: &dve_fp_api::mapping::SideLayout, blocks: Range<u64>, out: &mut Vec<DeviceLeg>) {
+    let mut block = blocks.start;
+    while block < blocks.end {
+        let (location, room) = layout.locate(block);
+        let n = room.min(blocks.end - block);
+        out.push(DeviceLeg {
+            device: location.device,
+            lba: location.lba,
+            blocks: n,
+            offset: block - blocks.start,
+            side: None,
+        });
+        block += n;
+    }
+}

@@ -1,0 +1,607 @@
+//! The control path of one engine as a sans-I/O state machine: fed with the workers' FP API
+//! upcalls and the time, it answers faults, runs the fabric services, executes the I/O it
+//! takes over, and emits FP API downcalls addressed to workers. Management requests are
+//! method calls that validate, commit and push the change to the fast path.
+
+mod grants;
+mod manual_io;
+mod mirror;
+mod persist;
+mod revocation;
+mod scsi_queue;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dve_fp_api::fault::{FaultCause, FaultCounters};
+use dve_fp_api::ids::{
+    DeviceId, DispatchTag, ExchangeIdLayout, ExposureId, IoTag, LvId, PortId, RequestId, Timestamp, WorkerId,
+    Wwn,
+};
+use dve_fp_api::io::{HostIo, QueueReason};
+use dve_fp_api::mapping::{FabricRoute, HostSet, LunMapping, PortLogin, TargetExposure};
+use dve_fp_api::message::{MappingEntry, ToCp, ToFp};
+
+use crate::address::AddressPlan;
+use crate::device::DeviceRegistry;
+use crate::error::Error;
+use crate::fabric::{Fabric, FabricEvent, NodeLogin, VirtualTarget};
+use crate::frames::{ControlExchangeIds, DEFAULT_FC_MAP, FrameBuilder};
+use crate::volume::{LayoutSpec, Volume};
+
+pub use manual_io::ManualIoCounters;
+pub use mirror::ResyncProgress;
+
+use manual_io::ManualIo;
+use mirror::MirrorWork;
+use revocation::Revocation;
+use scsi_queue::ScsiQueue;
+
+/// How an engine's control path is set up.
+#[derive(Clone, Debug)]
+pub struct ControlPathConfig {
+    /// The engine's FC domain.
+    pub domain: u8,
+    /// Ports of the engine.
+    pub ports: u16,
+    /// Fast-path workers (ports are dealt to them round robin).
+    pub workers: u8,
+    /// The fabric's name (also the switch's node name).
+    pub switch_name: Wwn,
+    /// The FCoE FC-MAP.
+    pub fc_map: u32,
+    /// How exchange ids split between worker and slot (must match the workers').
+    pub layout: ExchangeIdLayout,
+    /// Blocks per age-list extent of mirrors (the resync granularity).
+    pub age_extent_blocks: u64,
+    /// Age-list extents a resync copies per tick (its rate limit).
+    pub resync_extents_per_tick: usize,
+}
+
+impl ControlPathConfig {
+    /// Defaults for an engine in `domain` with `ports` ports and `workers` workers.
+    pub fn new(domain: u8, ports: u16, workers: u8) -> ControlPathConfig {
+        ControlPathConfig {
+            domain,
+            ports,
+            workers,
+            switch_name: Wwn(0x1000_0000_0000_0000 | u64::from(domain) << 32 | 0xD5E),
+            fc_map: DEFAULT_FC_MAP,
+            layout: ExchangeIdLayout::new(4)
+                .unwrap_or_else(|| unreachable!("4 worker bits is a valid layout")),
+            age_extent_blocks: 2048,
+            resync_extents_per_tick: 4,
+        }
+    }
+}
+
+/// Something the control path wants its owner (the daemon, the simulator) to know.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ControlEvent {
+    /// An N_Port logged in to the fabric.
+    NodeLoggedIn {
+        /// Its port name.
+        port_name: Wwn,
+        /// Its port.
+        port: PortId,
+    },
+    /// A physical device answered discovery and can hold volumes.
+    DeviceOnline {
+        /// The device.
+        device: DeviceId,
+        /// Its target's port name.
+        target: Wwn,
+        /// Capacity in blocks.
+        blocks: u64,
+    },
+    /// A device stopped answering.
+    DeviceFailed {
+        /// The device.
+        device: DeviceId,
+    },
+    /// A mirror side was declared dead.
+    SideDead {
+        /// The volume.
+        lv: LvId,
+        /// The side.
+        side: usize,
+    },
+    /// A mirror side finished resynchronizing.
+    ResyncDone {
+        /// The volume.
+        lv: LvId,
+        /// The side.
+        side: usize,
+        /// Age-list extents copied.
+        extents_copied: u64,
+    },
+}
+
+/// What a pending FP API request is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RequestPurpose {
+    /// A grant or exposure: only failures matter.
+    Grant,
+    /// An invalidation acknowledgement or a drain query of a revocation.
+    Revocation(u64),
+    /// `FPGetData` of a manual I/O.
+    ManualData(u64),
+    /// `FPPutData` of a manual I/O.
+    ManualPut(u64),
+}
+
+/// What a control-path dispatch is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DispatchPurpose {
+    /// READ CAPACITY(16) of a newly discovered device.
+    Capacity(DeviceId),
+    /// A leg of a manual I/O.
+    ManualLeg { op: u64, leg: usize },
+    /// A resync copy step.
+    Resync { lv: LvId, step: u64 },
+}
+
+/// Counters of the control path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlCounters {
+    /// Faults received, by cause (mapping misses under `Miss`).
+    pub faults: FaultCounters,
+    /// Mapping misses answered CONTINUE.
+    pub misses_continued: u64,
+    /// Mapping misses answered QUEUE.
+    pub misses_queued: u64,
+    /// Non-read/write commands answered.
+    pub scsi_commands: u64,
+    /// Manual I/O.
+    pub manual: ManualIoCounters,
+    /// FP API requests that failed.
+    pub failed_requests: u64,
+    /// Metadata commits that failed (the change was not made).
+    pub failed_commits: u64,
+    /// Revocations completed.
+    pub revocations: u64,
+}
+
+/// The control path of one engine.
+#[derive(Debug)]
+pub struct ControlPath {
+    config: ControlPathConfig,
+    plan: AddressPlan,
+    fabric: Fabric,
+    devices: DeviceRegistry,
+    volumes: BTreeMap<LvId, Volume>,
+    exposure: TargetExposure,
+    /// Hosts that completed a fabric login, by port name.
+    hosts: BTreeMap<Wwn, NodeLogin>,
+    out: VecDeque<(WorkerId, ToFp)>,
+    events: Vec<ControlEvent>,
+    next_request: u64,
+    next_dispatch: u64,
+    next_op: u64,
+    requests: BTreeMap<RequestId, RequestPurpose>,
+    dispatches: BTreeMap<DispatchTag, DispatchPurpose>,
+    revocations: BTreeMap<u64, Revocation>,
+    /// Range locks held by revocations: misses inside them are queued.
+    locks: BTreeMap<u64, (dve_fp_api::ids::VsegId, core::ops::Range<u64>)>,
+    manual: BTreeMap<u64, ManualIo>,
+    mirror: MirrorWork,
+    scsi: ScsiQueue,
+    counters: ControlCounters,
+    store: Option<Box<dyn crate::store::MetadataStore>>,
+    now: u64,
+}
+
+impl ControlPath {
+    /// A control path with no devices and no volumes yet.
+    pub fn new(config: ControlPathConfig) -> ControlPath {
+        let plan = AddressPlan::new(config.domain, config.ports, config.workers);
+        let builder = FrameBuilder { fc_map: config.fc_map };
+        let ids = ControlExchangeIds::new(config.layout);
+        let fabric = Fabric::new(plan.clone(), builder, config.switch_name, ids);
+        let exposure = TargetExposure {
+            id: ExposureId(1),
+            port_name: Wwn(0x5000_0000_0000_0000 | u64::from(config.domain) << 24 | 1),
+            node_name: Wwn(0x5000_0000_0000_0000 | u64::from(config.domain) << 24),
+            fc_id: plan.virtual_target_address(1).unwrap_or_default(),
+            luns: Vec::new(),
+        };
+        ControlPath {
+            plan,
+            fabric,
+            devices: DeviceRegistry::default(),
+            volumes: BTreeMap::new(),
+            exposure,
+            hosts: BTreeMap::new(),
+            out: VecDeque::new(),
+            events: Vec::new(),
+            next_request: 0,
+            next_dispatch: 0,
+            next_op: 0,
+            requests: BTreeMap::new(),
+            dispatches: BTreeMap::new(),
+            revocations: BTreeMap::new(),
+            locks: BTreeMap::new(),
+            manual: BTreeMap::new(),
+            mirror: MirrorWork::default(),
+            scsi: ScsiQueue::default(),
+            counters: ControlCounters::default(),
+            store: None,
+            now: 0,
+            config,
+        }
+    }
+
+    /// The engine's address plan (ports, workers, addresses).
+    pub fn plan(&self) -> &AddressPlan {
+        &self.plan
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ControlPathConfig {
+        &self.config
+    }
+
+    /// Counters as they stand.
+    pub fn counters(&self) -> &ControlCounters {
+        &self.counters
+    }
+
+    /// The fabric services.
+    pub fn fabric(&self) -> &Fabric {
+        &self.fabric
+    }
+
+    /// Known devices.
+    pub fn devices(&self) -> &DeviceRegistry {
+        &self.devices
+    }
+
+    /// A volume.
+    pub fn volume(&self, lv: LvId) -> Option<&Volume> {
+        self.volumes.get(&lv)
+    }
+
+    /// Every volume.
+    pub fn volumes(&self) -> impl Iterator<Item = &Volume> + '_ {
+        self.volumes.values()
+    }
+
+    /// The engine's virtual target.
+    pub fn exposure(&self) -> &TargetExposure {
+        &self.exposure
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<ControlEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The next downcall, with the worker it is for.
+    pub fn poll_downcall(&mut self) -> Option<(WorkerId, ToFp)> {
+        self.out.pop_front()
+    }
+
+    /// Whether downcalls are waiting.
+    pub fn has_downcalls(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Resync progress of every mirror being resynchronized.
+    pub fn resyncs(&self) -> Vec<ResyncProgress> {
+        self.mirror.progress()
+    }
+
+    fn request(&mut self, purpose: RequestPurpose) -> RequestId {
+        self.next_request += 1;
+        let req = RequestId(self.next_request);
+        if purpose != RequestPurpose::Grant {
+            self.requests.insert(req, purpose);
+        }
+        req
+    }
+
+    fn dispatch_tag(&mut self, purpose: DispatchPurpose) -> DispatchTag {
+        self.next_dispatch += 1;
+        let tag = DispatchTag(self.next_dispatch);
+        self.dispatches.insert(tag, purpose);
+        tag
+    }
+
+    fn op_id(&mut self) -> u64 {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    fn send(&mut self, worker: WorkerId, message: ToFp) {
+        self.out.push_back((worker, message));
+    }
+
+    /// Send to every worker.
+    fn broadcast(&mut self, make: impl Fn(RequestId) -> ToFp, purpose: RequestPurpose) {
+        for worker in self.plan.workers() {
+            let req = self.request(purpose);
+            self.send(worker, make(req));
+        }
+    }
+
+    fn grant_all(&mut self, entry: MappingEntry) {
+        self.broadcast(|req| ToFp::AddMapping { req, entry: entry.clone() }, RequestPurpose::Grant);
+    }
+
+    /// Handle one upcall from `worker`.
+    pub fn handle_upcall(&mut self, now: Timestamp, worker: WorkerId, message: ToCp) {
+        self.now = self.now.max(now.0);
+        match message {
+            ToCp::MappingMiss { io, request } => {
+                self.counters.faults.record(FaultCause::Miss);
+                self.mapping_miss(io, request);
+            }
+            ToCp::QueueIo { io, request, reason } => {
+                self.counters.faults.record(reason.cause);
+                self.queued_io(io, request, reason);
+            }
+            ToCp::DispatchIoComplete { tag, status, data } => match self.dispatches.remove(&tag) {
+                Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
+                Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
+                Some(DispatchPurpose::Resync { lv, step }) => self.resync_step_done(lv, step, status, data),
+                None => {}
+            },
+            ToCp::InvalidationAck { req, worker, at } => {
+                if let Some(RequestPurpose::Revocation(id)) = self.requests.remove(&req) {
+                    self.revocation_acked(id, worker, at);
+                }
+            }
+            ToCp::PendingIos { req, worker, ios } => {
+                if let Some(RequestPurpose::Revocation(id)) = self.requests.remove(&req) {
+                    self.revocation_pending(id, worker, &ios);
+                }
+            }
+            ToCp::Data { req, io, result } => {
+                if let Some(RequestPurpose::ManualData(op)) = self.requests.remove(&req) {
+                    self.manual_data(op, io, result);
+                } else if let Some(RequestPurpose::ManualData(op)) = self.scsi.data_request(req) {
+                    self.scsi_data(op, io, result);
+                }
+            }
+            ToCp::Done { req, result } => {
+                let purpose = self.requests.remove(&req);
+                if result.is_err() {
+                    self.counters.failed_requests += 1;
+                    if let Some(RequestPurpose::ManualPut(op)) = purpose {
+                        self.manual_put_failed(op);
+                    }
+                }
+            }
+            ToCp::ControlFrame { port, frame } => {
+                if !self.fabric.handle_frame(self.now, port, frame.as_slice()) {
+                    // Frames of the control path's exchanges the fabric does not track.
+                }
+                self.fabric_events();
+            }
+            ToCp::Discovered { .. } | ToCp::Aborted { .. } | ToCp::Statistics { .. } => {}
+        }
+        let _ = worker;
+    }
+
+    /// Advance timers: login retries, drains, resync steps.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now.0);
+        self.fabric.tick(self.now);
+        self.fabric_events();
+        self.poll_revocations();
+        self.resync_tick();
+    }
+
+    fn fabric_events(&mut self) {
+        for event in self.fabric.take_events() {
+            match event {
+                FabricEvent::Send { port, frame } => {
+                    if let Some(worker) = self.plan.worker_of(port) {
+                        self.send(worker, ToFp::SendFrame { port, frame });
+                    }
+                }
+                FabricEvent::LoggedIn(node) => {
+                    self.grant_all(MappingEntry::Login(PortLogin {
+                        fc_id: node.fc_id,
+                        port_name: node.port_name,
+                    }));
+                    self.grant_all(MappingEntry::Route(FabricRoute { fc_id: node.fc_id, port: node.port }));
+                    self.hosts.insert(node.port_name, node);
+                    self.events
+                        .push(ControlEvent::NodeLoggedIn { port_name: node.port_name, port: node.port });
+                }
+                FabricEvent::LoggedOut(node) => {
+                    let key = dve_fp_api::message::MappingKey::Login(node.fc_id);
+                    self.broadcast(
+                        |req| ToFp::RemoveMapping { req, key: key.clone() },
+                        RequestPurpose::Grant,
+                    );
+                    self.hosts.remove(&node.port_name);
+                }
+                FabricEvent::TargetReady(node) => self.target_ready(node),
+                FabricEvent::HostAbort { .. } => {
+                    self.counters.faults.record(FaultCause::Aborted);
+                }
+            }
+        }
+    }
+
+    /// A physical target accepted our login: give its LUN 0 a device id and path, then ask
+    /// its capacity.
+    fn target_ready(&mut self, node: NodeLogin) {
+        let device = self.devices.find_or_add(node.port_name, dve_fp_api::ids::Lun(0));
+        device.path = Some((node.port, node.fc_id));
+        let id = device.id;
+        if let Some(path) = device.device_path() {
+            self.grant_all(MappingEntry::DevicePath(path));
+        }
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x9E;
+        cdb[1] = 0x10;
+        cdb[13] = 32;
+        let Some(cdb) = dve_fp_api::io::Cdb::new(&cdb) else { return };
+        let tag = self.dispatch_tag(DispatchPurpose::Capacity(id));
+        let worker = self.plan.worker_of(node.port).unwrap_or(WorkerId(0));
+        self.send(
+            worker,
+            ToFp::DispatchIo(dve_fp_api::io::DownstreamRequest {
+                tag,
+                device: id,
+                op: dve_fp_api::io::DownstreamOp::Command {
+                    cdb,
+                    data_out: bytes::Bytes::new(),
+                    data_in_len: 32,
+                },
+            }),
+        );
+    }
+
+    fn capacity_answered(
+        &mut self,
+        device: DeviceId,
+        status: &dve_fp_api::io::IoStatus,
+        data: Option<bytes::Bytes>,
+    ) {
+        let parsed = data.filter(|_| status.is_good()).filter(|d| d.len() >= 12).map(|d| {
+            let last = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+            let block = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+            (last + 1, block)
+        });
+        let Some((blocks, block_size)) = parsed else {
+            // The device answered badly or not at all: try again at its next login.
+            return;
+        };
+        let Some(d) = self.devices.get_mut(device) else { return };
+        let was_online = d.online;
+        d.blocks = blocks;
+        d.block_size = block_size;
+        d.online = true;
+        let target = d.target;
+        let path = d.device_path();
+        if self.persist(&[device], &[]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+        if let Some(path) = path {
+            self.grant_all(MappingEntry::DevicePath(path));
+        }
+        self.events.push(ControlEvent::DeviceOnline { device, target, blocks });
+        if !was_online {
+            self.device_returned(device);
+        }
+    }
+
+    /// Create a volume (management API). Devices are named by their target's port name.
+    pub fn create_volume(&mut self, name: &str, blocks: u64, layout: LayoutSpec) -> Result<LvId, Error> {
+        if name.is_empty() {
+            return Err(Error::invalid("name", "a volume needs a name"));
+        }
+        if self.volumes.values().any(|v| v.record.name == name) {
+            return Err(Error::DuplicateVolume(name.to_string()));
+        }
+        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let block_size =
+            layout.devices().first().and_then(|d| self.devices.get(*d)).map_or(512, |d| d.block_size);
+        let before = self.devices.clone();
+        let volume = Volume::create(id, name.to_string(), blocks, block_size, layout, &mut self.devices)?;
+        let descriptor = volume.descriptor()?;
+        let claimed: Vec<DeviceId> = volume.record.allocations.iter().map(|a| a.device).collect();
+        self.volumes.insert(id, volume);
+        if let Err(e) = self.persist(&claimed, &[id]) {
+            self.volumes.remove(&id);
+            self.devices = before;
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        self.grant_all(MappingEntry::Lv(descriptor));
+        self.journal_regions(id);
+        // Nobody may use the fast path until its first command has met its unit attention.
+        self.push_mask(id);
+        Ok(id)
+    }
+
+    /// The device of a target port name (for management requests that name devices).
+    pub fn device_of(&self, target: Wwn) -> Result<DeviceId, Error> {
+        self.devices.by_target(target).map(|d| d.id).ok_or(Error::UnknownTarget(target))
+    }
+
+    /// The volume named `name`.
+    pub fn volume_named(&self, name: &str) -> Result<LvId, Error> {
+        self.volumes
+            .values()
+            .find(|v| v.record.name == name)
+            .map(|v| v.record.id)
+            .ok_or_else(|| Error::UnknownVolumeName(name.to_string()))
+    }
+
+    /// Expose a volume to hosts (by port name) as a LUN of the engine's virtual target.
+    pub fn expose(&mut self, lv: LvId, hosts: &[Wwn]) -> Result<u16, Error> {
+        let used: BTreeSet<u16> = self.exposure.luns.iter().filter(|m| m.lv != lv).map(|m| m.lun.0).collect();
+        let saved = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?.record.clone();
+        let volume = self.volumes.get_mut(&lv).ok_or(Error::UnknownVolume(lv))?;
+        let lun = match self.exposure.luns.iter().find(|m| m.lv == lv) {
+            Some(m) => m.lun.0,
+            None => (0..16_384u16)
+                .find(|l| !used.contains(l))
+                .ok_or_else(|| Error::invalid("LUN", "no free LUN"))?,
+        };
+        volume.record.lun = lun;
+        for h in hosts {
+            if !volume.record.hosts.contains(h) {
+                volume.record.hosts.push(*h);
+            }
+        }
+        if let Err(e) = self.persist(&[], &[lv]) {
+            if let Some(v) = self.volumes.get_mut(&lv) {
+                v.record = saved;
+            }
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        let Some(volume) = self.volumes.get(&lv) else { return Err(Error::UnknownVolume(lv)) };
+        let mapping = LunMapping {
+            lun: dve_fp_api::ids::Lun(lun),
+            lv,
+            hosts: HostSet::only(volume.record.hosts.clone()),
+        };
+        self.exposure.luns.retain(|m| m.lv != lv);
+        self.exposure.luns.push(mapping);
+        self.exposure.luns.sort_by_key(|m| m.lun);
+        self.scsi.volume_exposed(lv, volume);
+        self.push_exposure();
+        Ok(lun)
+    }
+
+    fn push_exposure(&mut self) {
+        let exposure = self.exposure.clone();
+        self.broadcast(|req| ToFp::Expose { req, exposure: exposure.clone() }, RequestPurpose::Grant);
+        let visible_to: BTreeSet<Wwn> =
+            self.volumes.values().flat_map(|v| v.record.hosts.iter().copied()).collect();
+        self.fabric.set_virtual_target(VirtualTarget {
+            fc_id: self.exposure.fc_id,
+            port_name: self.exposure.port_name,
+            node_name: self.exposure.node_name,
+            visible_to,
+        });
+    }
+
+    fn mapping_miss(&mut self, io: IoTag, request: HostIo) {
+        let verdict = self.miss_verdict(&request);
+        if matches!(verdict, dve_fp_api::message::MissVerdict::Queue) {
+            self.counters.misses_queued += 1;
+        } else {
+            self.counters.misses_continued += 1;
+        }
+        self.send(io.worker, ToFp::MappingMissReply { io, verdict });
+    }
+
+    fn queued_io(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        match reason.cause {
+            FaultCause::NotReadWrite | FaultCause::NotExposed | FaultCause::MaskedLun => {
+                self.scsi_command(io, request, reason)
+            }
+            FaultCause::Aborted => {}
+            FaultCause::DownstreamError => self.downstream_error(io, request, reason),
+            FaultCause::Permission => self.permission_fault(io, request),
+            _ => self.start_manual(io, request),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The integrity oracle: a shadow of what every volume must contain, built from the writes
+//! the hosts issued and the times they were acknowledged. Every block a read returns must be
+//! a write that was not yet superseded when the read started (the last acknowledged one, or
+//! any write in flight during the read: seed 003's rule for concurrent mirror reads).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::workload::{BlockContent, decode_block};
+
+/// The write id of a block nobody wrote: it reads as zeros.
+pub const NEVER_WRITTEN: u64 = 0;
+
+/// One write of one block, as the oracle remembers it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct BlockWrite {
+    id: u64,
+    submitted: u64,
+    /// When the host got its status, and whether it was good.
+    completed: Option<(u64, bool)>,
+}
+
+/// A read that returned something it must not have.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize)]
+pub struct Violation {
+    /// Simulated time of the read's completion.
+    pub time_ns: u64,
+    /// The host that read.
+    pub host: String,
+    /// The volume.
+    pub volume: String,
+    /// The block.
+    pub lba: u64,
+    /// What it could have returned.
+    pub expected: String,
+    /// What it returned.
+    pub found: String,
+}
+
+/// The shadow of every volume and the verdict so far.
+#[derive(Debug, Default)]
+pub struct Oracle {
+    volumes: BTreeMap<String, HashMap<u64, Vec<BlockWrite>>>,
+    /// Start times of reads in flight (for pruning): time -> count.
+    reads_in_flight: BTreeMap<u64, u32>,
+    violations: Vec<Violation>,
+    violation_count: u64,
+    reads_checked: u64,
+    blocks_checked: u64,
+}
+
+/// Violations kept in full; the rest are only counted.
+const KEPT_VIOLATIONS: usize = 64;
+
+impl Oracle {
+    /// An empty oracle: every volume reads as zeros.
+    pub fn new() -> Oracle {
+        Oracle::default()
+    }
+
+    /// A host submitted a write of `blocks` blocks at `lba`, stamped with `id`.
+    pub fn write_submitted(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64) {
+        let shadow = self.volumes.entry(volume.to_string()).or_default();
+        for b in lba..lba + blocks {
+            shadow.entry(b).or_default().push(BlockWrite { id, submitted: now, completed: None });
+        }
+    }
+
+    /// The write `id` completed; `ok` if the host got GOOD status.
+    pub fn write_completed(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64, ok: bool) {
+        let horizon = self.reads_in_flight.keys().next().copied().unwrap_or(u64::MAX).min(now);
+        let Some(shadow) = self.volumes.get_mut(volume) else { return };
+        for b in lba..lba + blocks {
+            let Some(history) = shadow.get_mut(&b) else { continue };
+            if let Some(w) = history.iter_mut().find(|w| w.id == id) {
+                w.completed = Some((now, ok));
+            }
+            prune(history, horizon);
+        }
+    }
+
+    /// A host submitted a read at `now` (its start bounds what may be pruned).
+    pub fn read_submitted(&mut self, now: u64) {
+        *self.reads_in_flight.entry(now).or_default() += 1;
+    }
+
+    /// A read submitted at `submitted` completed at `now` with `data` (GOOD status only);
+    /// every block is checked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_completed(
+        &mut self,
+        host: &str,
+        volume: &str,
+        lba: u64,
+        block_size: usize,
+        submitted: u64,
+        now: u64,
+        data: &[u8],
+    ) {
+        self.read_finished(submitted);
+        self.reads_checked += 1;
+        let empty = HashMap::new();
+        let shadow = self.volumes.get(volume).unwrap_or(&empty);
+        let mut found_violations = Vec::new();
+        for (i, block) in data.chunks(block_size).enumerate() {
+            let b = lba + i as u64;
+            self.blocks_checked += 1;
+            let history = shadow.get(&b).map(Vec::as_slice).unwrap_or(&[]);
+            let valid = valid_ids(history, submitted, now);
+            let found = match decode_block(block, b) {
+                BlockContent::Zero => Ok(NEVER_WRITTEN),
+                BlockContent::Stamped { write_id } => Ok(write_id),
+                BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason}")),
+            };
+            let ok = matches!(found, Ok(id) if valid.contains(&id));
+            if !ok {
+                found_violations.push(Violation {
+                    time_ns: now,
+                    host: host.to_string(),
+                    volume: volume.to_string(),
+                    lba: b,
+                    expected: describe(&valid),
+                    found: match found {
+                        Ok(NEVER_WRITTEN) => "never-written (zeros)".to_string(),
+                        Ok(id) => format!("write #{id}"),
+                        Err(e) => e,
+                    },
+                });
+            }
+        }
+        for v in found_violations {
+            self.violation_count += 1;
+            if self.violations.len() < KEPT_VIOLATIONS {
+                self.violations.push(v);
+            }
+        }
+    }
+
+    /// A read ended without data to check (error status, aborted).
+    pub fn read_finished(&mut self, submitted: u64) {
+        if let Some(n) = self.reads_in_flight.get_mut(&submitted) {
+            *n -= 1;
+            if *n == 0 {
+                self.reads_in_flight.remove(&submitted);
+            }
+        }
+    }
+
+    /// What an image of `volume` must hold at block `lba` once nothing is in flight: the
+    /// ids a read started now may return.
+    pub fn settled_ids(&self, volume: &str, lba: u64, now: u64) -> Vec<u64> {
+        let history = self.volumes.get(volume).and_then(|s| s.get(&lba)).map(Vec::as_slice).unwrap_or(&[]);
+        valid_ids(history, now, now)
+    }
+
+    /// Violations kept (the first ones).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Every violation found.
+    pub fn violation_count(&self) -> u64 {
+        self.violation_count
+    }
+
+    /// Reads checked.
+    pub fn reads_checked(&self) -> u64 {
+        self.reads_checked
+    }
+
+    /// Blocks checked.
+    pub fn blocks_checked(&self) -> u64 {
+        self.blocks_checked
+    }
+}
+
+/// The ids a read over `[start, end]` may return for a block with this history: every write
+/// submitted before the read ended that no write acknowledged before the read started has
+/// superseded. A superseding write is one submitted after the other completed.
+fn valid_ids(history: &[BlockWrite], start: u64, end: u64) -> Vec<u64> {
+    let superseded = |w: &BlockWrite| -> bool {
+        let done = w.completed.map(|(t, _)| t);
+        history.iter().any(|w2| {
+            matches!(w2.completed, Some((t2, true)) if t2 < start) && done.is_some_and(|d| w2.submitted > d)
+        })
+    };
+    let zero_superseded = history.iter().any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < start));
+    let mut valid: Vec<u64> = Vec::new();
+    if !zero_superseded {
+        valid.push(NEVER_WRITTEN);
+    }
+    valid.extend(history.iter().filter(|w| w.submitted < end && !superseded(w)).map(|w| w.id));
+    valid
+}
+
+/// Drop writes no read starting at or after `horizon` could return.
+fn prune(history: &mut Vec<BlockWrite>, horizon: u64) {
+    if history.len() < 2 {
+        return;
+    }
+    let snapshot = history.clone();
+    history.retain(|w| {
+        let Some((done, _)) = w.completed else { return true };
+        !snapshot
+            .iter()
+            .any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < horizon) && w2.submitted > done)
+    });
+}
+
+fn describe(ids: &[u64]) -> String {
+    let names: Vec<String> = ids
+        .iter()
+        .map(|id| if *id == NEVER_WRITTEN { "never-written".to_string() } else { format!("write #{id}") })
+        .collect();
+    if names.is_empty() { "nothing (no valid value)".to_string() } else { names.join(" or ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(id: u64, submitted: u64, completed: Option<(u64, bool)>) -> BlockWrite {
+        BlockWrite { id, submitted, completed }
+    }
+
+    #[test]
+    fn a_read_after_an_acknowledged_write_must_see_it() {
+        let h = [w(1, 10, Some((20, true)))];
+        assert_eq!(valid_ids(&h, 25, 30), vec![1]);
+        // A read overlapping the write may see either.
+        assert_eq!(valid_ids(&h, 15, 30), vec![0, 1]);
+        // A read that ended before the write was submitted sees only zeros.
+        assert_eq!(valid_ids(&h, 1, 5), vec![0]);
+    }
+
+    #[test]
+    fn concurrent_writes_leave_either_value_until_a_later_write() {
+        let h = [w(1, 10, Some((30, true))), w(2, 12, Some((25, true)))];
+        assert_eq!(valid_ids(&h, 40, 50), vec![1, 2]);
+        let h3 = [w(1, 10, Some((30, true))), w(2, 12, Some((25, true))), w(3, 35, Some((38, true)))];
+        assert_eq!(valid_ids(&h3, 40, 50), vec![3]);
+    }
+
+    #[test]
+    fn a_failed_write_may_or_may_not_have_landed() {
+        let h = [w(1, 10, Some((20, true))), w(2, 30, Some((40, false)))];
+        assert_eq!(valid_ids(&h, 50, 60), vec![1, 2]);
+    }
+
+    #[test]
+    fn pruning_keeps_what_a_read_in_flight_may_return() {
+        let mut h = vec![w(1, 10, Some((20, true))), w(2, 30, Some((40, true)))];
+        prune(&mut h, 35);
+        assert_eq!(h.len(), 2, "a read started at 35 may still return write 1");
+        prune(&mut h, 50);
+        assert_eq!(h, vec![w(2, 30, Some((40, true)))]);
+    }
+}

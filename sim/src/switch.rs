@@ -1,0 +1,137 @@
+//! A DVE engine in the simulator: the real fast-path workers and the real control path of one
+//! engine, wired together in-process. Frames that arrive on a port go to the worker serving
+//! it; FP API messages, hand-offs between workers and transmitted frames are moved until
+//! nothing is left to do, so one call settles everything a frame caused at that instant.
+
+use dve_controlpath::control_path::{ControlPath, ControlPathConfig};
+use dve_fastpath::{PortConfig, Worker, WorkerConfig};
+use dve_fp_api::frame::Frame;
+use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
+use dve_fp_api::stats::FpStatistics;
+
+/// One engine: workers plus control path.
+#[derive(Debug)]
+pub struct SwitchNode {
+    workers: Vec<Worker>,
+    control: ControlPath,
+    /// Frames dropped because they could not be copied into a frame buffer (too long).
+    pub oversized_frames: u64,
+    /// FP API messages moved between workers and the control path.
+    pub messages: u64,
+    /// Whether the engine is running (a killed engine drops everything).
+    pub running: bool,
+}
+
+/// Settling stops after this many rounds; a frame never causes anywhere near as many.
+const MAX_ROUNDS: usize = 10_000;
+
+impl SwitchNode {
+    /// An engine in FC domain `domain` with `ports` ports served by `workers` workers.
+    pub fn new(domain: u8, ports: u16, workers: u8, downstream_timeout_ns: u64) -> SwitchNode {
+        let control = ControlPath::new(ControlPathConfig::new(domain, ports, workers));
+        let plan = control.plan().clone();
+        let port_configs: Vec<PortConfig> = plan
+            .ports()
+            .iter()
+            .map(|p| PortConfig { id: p.id, mac: p.mac, initiator_fc_id: p.initiator_fc_id })
+            .collect();
+        let workers = plan
+            .workers()
+            .into_iter()
+            .map(|id| {
+                let mut config = WorkerConfig::new(id, port_configs.clone());
+                config.downstream_timeout_ns = downstream_timeout_ns;
+                Worker::new(config)
+            })
+            .collect();
+        SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true }
+    }
+
+    /// The control path (management calls go here).
+    pub fn control(&self) -> &ControlPath {
+        &self.control
+    }
+
+    /// The control path, mutably; call [`SwitchNode::settle`] after changing anything.
+    pub fn control_mut(&mut self) -> &mut ControlPath {
+        &mut self.control
+    }
+
+    /// Statistics of every worker.
+    pub fn statistics(&self, now: u64) -> Vec<FpStatistics> {
+        self.workers.iter().map(|w| w.statistics(Timestamp(now))).collect()
+    }
+
+    fn worker_index(&self, id: WorkerId) -> Option<usize> {
+        self.workers.iter().position(|w| w.id() == id)
+    }
+
+    /// A frame arrived on `port`; returns the frames to transmit, by port.
+    pub fn receive(&mut self, now: u64, port: PortId, bytes: &[u8]) -> Vec<(PortId, Vec<u8>)> {
+        if !self.running {
+            return Vec::new();
+        }
+        let Some(frame) = Frame::copy_from(bytes) else {
+            self.oversized_frames += 1;
+            return Vec::new();
+        };
+        let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
+        if let Some(worker) = self.workers.get_mut(owner) {
+            worker.handle_frame(Timestamp(now), port, frame);
+        }
+        self.settle(now)
+    }
+
+    /// Timers: control-path ticks and downstream expiry.
+    pub fn tick(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
+        if !self.running {
+            return Vec::new();
+        }
+        for worker in &mut self.workers {
+            worker.expire(Timestamp(now));
+        }
+        self.control.tick(Timestamp(now));
+        self.settle(now)
+    }
+
+    /// Move messages and frames until nothing moves; returns what to transmit.
+    pub fn settle(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
+        let mut out = Vec::new();
+        let at = Timestamp(now);
+        for _ in 0..MAX_ROUNDS {
+            let mut moved = false;
+            for i in 0..self.workers.len() {
+                let handoffs: Vec<_> = self.workers[i].take_handoffs().collect();
+                for (to, port, frame) in handoffs {
+                    moved = true;
+                    if let Some(j) = self.worker_index(to) {
+                        self.workers[j].handle_frame(at, port, frame);
+                    }
+                }
+                let id = self.workers[i].id();
+                while let Some(message) = self.workers[i].poll_upcall() {
+                    moved = true;
+                    self.messages += 1;
+                    self.control.handle_upcall(at, id, message);
+                }
+                for (port, tx) in self.workers[i].take_transmits() {
+                    moved = true;
+                    let mut bytes = Vec::with_capacity(tx.len());
+                    tx.write_to(&mut bytes);
+                    out.push((port, bytes));
+                }
+            }
+            while let Some((worker, message)) = self.control.poll_downcall() {
+                moved = true;
+                self.messages += 1;
+                if let Some(j) = self.worker_index(worker) {
+                    self.workers[j].handle_message(at, message);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        out
+    }
+}
