@@ -1,1 +1,587 @@
-//! Placeholder (being written).
+//! The report of a run: what the JSON holds, the summary printed after a run, the HTML page,
+//! and the recorders the simulation fills as it goes.
+//!
+//! The [`Report`] is deterministic: the same scenario and seed give the same JSON byte for
+//! byte. Everything in it is derived from virtual time and seeded randomness; maps are
+//! `BTreeMap`s and lists keep scenario order. Wall-clock figures (how long the run took, frames
+//! per wall second) appear only in [`Report::summary_text`], never in the JSON or the HTML.
+//!
+//! How the simulation builds one: a [`VolumeRecorder`] per volume (every completed host I/O,
+//! error and retry), an [`OracleTally`] for the integrity oracle, an [`EngineReport`] per engine
+//! ([`EngineReport::new`] computes the fast-path hit ratio), a [`LinkReport`] per cable, and a
+//! [`TimelineEntry`] per event run. The options a run takes ([`RunOptions`], [`PcapRequest`])
+//! and the progress bar ([`ProgressSink`]) are in [`options`].
+
+mod html;
+pub mod options;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::{NS_PER_SEC, SimTime};
+use crate::histogram::{Histogram, LatencyStats};
+use crate::link::LinkCounters;
+
+pub use options::{NoProgress, PcapRequest, ProgressSink, RunOptions, StderrProgress};
+
+/// How many violations a report lists; the rest are only counted.
+pub const MAX_VIOLATIONS_KEPT: usize = 100;
+
+/// Everything a run produced that is a function of the scenario and the seed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed the run used.
+    pub seed: u64,
+    /// Virtual time simulated, nanoseconds.
+    pub simulated_ns: u64,
+    /// The time-series resolution, nanoseconds.
+    pub sample_interval_ns: u64,
+    /// Frames that crossed a link (the simulator's unit of work).
+    pub frames_simulated: u64,
+    /// Per volume, in scenario order.
+    pub volumes: Vec<VolumeReport>,
+    /// Per engine, in scenario order.
+    pub engines: Vec<EngineReport>,
+    /// Per cable, in the order the simulation built them.
+    pub links: Vec<LinkReport>,
+    /// The timeline's events as they ran.
+    pub timeline: Vec<TimelineEntry>,
+    /// The integrity oracle's verdict.
+    pub oracle: OracleVerdict,
+}
+
+impl Report {
+    /// The JSON report: pretty-printed, with a final newline.
+    pub fn to_json(&self) -> String {
+        match serde_json::to_string_pretty(self) {
+            Ok(mut json) => {
+                json.push('\n');
+                json
+            }
+            // Serializing plain data cannot fail; say so rather than panic if it ever does.
+            Err(err) => format!("{{\"error\": \"{err}\"}}\n"),
+        }
+    }
+
+    /// Whether the oracle found nothing wrong.
+    pub fn is_clean(&self) -> bool {
+        matches!(self.oracle, OracleVerdict::Clean { .. })
+    }
+
+    /// Virtual time simulated.
+    pub fn simulated(&self) -> SimTime {
+        SimTime(self.simulated_ns)
+    }
+
+    /// The readable summary printed after a run. `wall` is how long the run took; it is shown
+    /// (with the simulator's speed) but is not part of the report proper.
+    pub fn summary_text(&self, wall: Duration) -> String {
+        summary::summary_text(self, wall)
+    }
+
+    /// A self-contained HTML page (inline SVG, no scripts or external resources): IOPS and
+    /// latency over time per volume with the timeline's events marked, and the summary tables.
+    pub fn html(&self) -> String {
+        html::html(self)
+    }
+}
+
+/// Figures for one volume.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VolumeReport {
+    /// The volume's name.
+    pub name: String,
+    /// Its layout (`linear`, `stripe`, ...).
+    pub layout: String,
+    /// Reads completed.
+    pub reads: u64,
+    /// Writes completed.
+    pub writes: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// I/Os per second of virtual time over the whole run.
+    pub iops: f64,
+    /// Megabytes (10^6 bytes) per second, reads and writes together.
+    pub mb_per_s: f64,
+    /// Completion latency of reads, writes and both.
+    pub latency: LatencyBreakdown,
+    /// I/Os that completed with an error status.
+    pub errors: u64,
+    /// Commands the hosts retried.
+    pub retries: u64,
+    /// One point per sample interval.
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Latency of reads, writes and all I/Os.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LatencyBreakdown {
+    /// Reads only.
+    pub read: LatencyStats,
+    /// Writes only.
+    pub write: LatencyStats,
+    /// Both.
+    pub all: LatencyStats,
+}
+
+/// A volume's figures over one sample interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Start of the interval, nanoseconds.
+    pub start_ns: u64,
+    /// I/Os completed in it.
+    pub ios: u64,
+    /// I/Os per second.
+    pub iops: f64,
+    /// Megabytes per second.
+    pub mb_per_s: f64,
+    /// Mean completion latency, nanoseconds (0 when nothing completed).
+    pub mean_latency_ns: u64,
+    /// 99th percentile completion latency, nanoseconds.
+    pub p99_latency_ns: u64,
+}
+
+/// Whether a host I/O read or wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoKind {
+    /// A read.
+    Read,
+    /// A write.
+    Write,
+}
+
+/// One sample interval's accumulation.
+#[derive(Clone, Debug, Default)]
+struct Interval {
+    latency: Histogram,
+    bytes: u64,
+}
+
+/// Collects one volume's completions during a run and turns them into a [`VolumeReport`].
+///
+/// Completions may be recorded in any order; everything is keyed by virtual time.
+#[derive(Clone, Debug)]
+pub struct VolumeRecorder {
+    name: String,
+    layout: String,
+    sample_interval_ns: u64,
+    reads: u64,
+    writes: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    read_latency: Histogram,
+    write_latency: Histogram,
+    errors: u64,
+    retries: u64,
+    intervals: BTreeMap<u64, Interval>,
+}
+
+impl VolumeRecorder {
+    /// A recorder for volume `name` of layout `layout`, sampling every `sample_interval_ns`.
+    pub fn new(
+        name: impl Into<String>,
+        layout: impl Into<String>,
+        sample_interval_ns: u64,
+    ) -> VolumeRecorder {
+        VolumeRecorder {
+            name: name.into(),
+            layout: layout.into(),
+            sample_interval_ns: sample_interval_ns.max(1),
+            reads: 0,
+            writes: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            read_latency: Histogram::new(),
+            write_latency: Histogram::new(),
+            errors: 0,
+            retries: 0,
+            intervals: BTreeMap::new(),
+        }
+    }
+
+    /// Records a host I/O that completed successfully at `completed_at` after `latency_ns`.
+    pub fn record(&mut self, completed_at: SimTime, kind: IoKind, bytes: u64, latency_ns: u64) {
+        match kind {
+            IoKind::Read => {
+                self.reads += 1;
+                self.bytes_read += bytes;
+                self.read_latency.record(latency_ns);
+            }
+            IoKind::Write => {
+                self.writes += 1;
+                self.bytes_written += bytes;
+                self.write_latency.record(latency_ns);
+            }
+        }
+        let interval = self.intervals.entry(completed_at.as_ns() / self.sample_interval_ns).or_default();
+        interval.latency.record(latency_ns);
+        interval.bytes += bytes;
+    }
+
+    /// Records a host I/O that completed with an error status.
+    pub fn record_error(&mut self) {
+        self.errors += 1;
+    }
+
+    /// Records a command a host retried.
+    pub fn record_retry(&mut self) {
+        self.retries += 1;
+    }
+
+    /// The report for a run of `simulated_ns`.
+    pub fn finish(&self, simulated_ns: u64) -> VolumeReport {
+        let seconds = simulated_ns as f64 / NS_PER_SEC as f64;
+        let per_second = |value: f64| if seconds > 0.0 { value / seconds } else { 0.0 };
+        let mut all = self.read_latency.clone();
+        all.merge(&self.write_latency);
+        let ios = self.reads + self.writes;
+        let bytes = self.bytes_read + self.bytes_written;
+
+        let interval = self.sample_interval_ns;
+        let last_recorded = self.intervals.keys().next_back().map_or(0, |&index| index + 1);
+        let samples = simulated_ns.div_ceil(interval).max(last_recorded);
+        let empty = Interval::default();
+        let series = (0..samples)
+            .map(|index| {
+                let start_ns = index * interval;
+                // The last interval may be cut short by the end of the run.
+                let length_ns = interval.min(simulated_ns.saturating_sub(start_ns)).max(1);
+                let length_s = length_ns as f64 / NS_PER_SEC as f64;
+                let sample = self.intervals.get(&index).unwrap_or(&empty);
+                SeriesPoint {
+                    start_ns,
+                    ios: sample.latency.count(),
+                    iops: sample.latency.count() as f64 / length_s,
+                    mb_per_s: sample.bytes as f64 / 1e6 / length_s,
+                    mean_latency_ns: sample.latency.mean(),
+                    p99_latency_ns: sample.latency.percentile(99.0),
+                }
+            })
+            .collect();
+
+        VolumeReport {
+            name: self.name.clone(),
+            layout: self.layout.clone(),
+            reads: self.reads,
+            writes: self.writes,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            iops: per_second(ios as f64),
+            mb_per_s: per_second(bytes as f64 / 1e6),
+            latency: LatencyBreakdown {
+                read: self.read_latency.stats(),
+                write: self.write_latency.stats(),
+                all: all.stats(),
+            },
+            errors: self.errors,
+            retries: self.retries,
+            series,
+        }
+    }
+}
+
+/// Figures for one engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EngineReport {
+    /// The engine's name.
+    pub name: String,
+    /// Host I/Os the engine completed.
+    pub host_ios: u64,
+    /// Of those, the ones the fast path completed without the control path.
+    pub fast_path_ios: u64,
+    /// `fast_path_ios / host_ios` (0 when there were none).
+    pub fast_path_hit_ratio: f64,
+    /// Faults the fast path raised to the control path, by cause name.
+    pub faults: BTreeMap<String, u64>,
+    /// Frames the engine's ports received.
+    pub frames: u64,
+}
+
+impl EngineReport {
+    /// An engine's figures; the hit ratio is computed from the counts.
+    pub fn new(
+        name: impl Into<String>,
+        host_ios: u64,
+        fast_path_ios: u64,
+        faults: BTreeMap<String, u64>,
+        frames: u64,
+    ) -> EngineReport {
+        let fast_path_hit_ratio = if host_ios == 0 { 0.0 } else { fast_path_ios as f64 / host_ios as f64 };
+        EngineReport { name: name.into(), host_ios, fast_path_ios, fast_path_hit_ratio, faults, frames }
+    }
+
+    /// All faults, whatever the cause.
+    pub fn total_faults(&self) -> u64 {
+        self.faults.values().sum()
+    }
+}
+
+/// Counters of one cable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkReport {
+    /// The port at end A, e.g. `h1` or `d2:1`.
+    pub a: String,
+    /// The port at end B, e.g. `dve1:0`.
+    pub b: String,
+    /// Frames from A to B.
+    pub a_to_b: LinkCounters,
+    /// Frames from B to A.
+    pub b_to_a: LinkCounters,
+}
+
+/// One timeline event as it ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When it ran, nanoseconds.
+    pub at_ns: u64,
+    /// What it was, e.g. `fail-disk d5`.
+    pub event: String,
+    /// What came of it, e.g. `done`, `resync finished at 7.210s`, `refused: ...`.
+    pub outcome: String,
+}
+
+/// A read that returned data the oracle did not expect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// When the read completed, nanoseconds.
+    pub time_ns: u64,
+    /// The host that read.
+    pub host: String,
+    /// The volume it read.
+    pub volume: String,
+    /// The first block that differed.
+    pub lba: u64,
+    /// What the oracle expected there (a short description, e.g. a write's stamp).
+    pub expected: String,
+    /// What the read returned.
+    pub found: String,
+}
+
+/// The integrity oracle's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum OracleVerdict {
+    /// Every checked read returned what was last acknowledged as written.
+    Clean {
+        /// Reads checked.
+        reads_checked: u64,
+        /// Blocks checked.
+        blocks_checked: u64,
+    },
+    /// Some reads returned wrong data.
+    Violations {
+        /// Reads checked.
+        reads_checked: u64,
+        /// Blocks checked.
+        blocks_checked: u64,
+        /// How many violations there were.
+        total: u64,
+        /// The first ones, at most [`MAX_VIOLATIONS_KEPT`].
+        first: Vec<Violation>,
+    },
+}
+
+/// Counts what the oracle checked and keeps the first violations.
+#[derive(Clone, Debug, Default)]
+pub struct OracleTally {
+    reads_checked: u64,
+    blocks_checked: u64,
+    total_violations: u64,
+    kept: Vec<Violation>,
+}
+
+impl OracleTally {
+    /// Nothing checked yet.
+    pub fn new() -> OracleTally {
+        OracleTally::default()
+    }
+
+    /// A read of `blocks` blocks was checked.
+    pub fn read_checked(&mut self, blocks: u64) {
+        self.reads_checked += 1;
+        self.blocks_checked += blocks;
+    }
+
+    /// A violation was found (only the first [`MAX_VIOLATIONS_KEPT`] are kept).
+    pub fn violation(&mut self, violation: Violation) {
+        self.total_violations += 1;
+        if self.kept.len() < MAX_VIOLATIONS_KEPT {
+            self.kept.push(violation);
+        }
+    }
+
+    /// Violations found so far.
+    pub fn violations(&self) -> u64 {
+        self.total_violations
+    }
+
+    /// The verdict.
+    pub fn verdict(&self) -> OracleVerdict {
+        if self.total_violations == 0 {
+            OracleVerdict::Clean { reads_checked: self.reads_checked, blocks_checked: self.blocks_checked }
+        } else {
+            OracleVerdict::Violations {
+                reads_checked: self.reads_checked,
+                blocks_checked: self.blocks_checked,
+                total: self.total_violations,
+                first: self.kept.clone(),
+            }
+        }
+    }
+}
+
+/// A report with made-up but plausible figures, for the formatting tests.
+#[cfg(test)]
+pub(crate) fn sample_report(violations: usize) -> Report {
+    use crate::engine::NS_PER_MS;
+    let interval = 100 * NS_PER_MS;
+    let simulated_ns = 2_000 * NS_PER_MS;
+    let mut volumes = Vec::new();
+    for (index, (name, layout)) in [("linear0", "linear"), ("mirror0", "mirror")].into_iter().enumerate() {
+        let mut recorder = VolumeRecorder::new(name, layout, interval);
+        for i in 0..4_000u64 {
+            let at = SimTime(i * 500_000 + index as u64);
+            let kind = if i % 3 == 0 { IoKind::Write } else { IoKind::Read };
+            let latency = 80_000 + (i * 7919 % 50_000) + if (800..1200).contains(&i) { 2_000_000 } else { 0 };
+            recorder.record(at, kind, 4096, latency);
+        }
+        recorder.record_error();
+        recorder.record_retry();
+        volumes.push(recorder.finish(simulated_ns));
+    }
+    let mut faults = BTreeMap::new();
+    faults.insert("MappingMiss".to_string(), 12);
+    faults.insert("QueueIo".to_string(), 3);
+    let mut oracle = OracleTally::new();
+    for _ in 0..5000 {
+        oracle.read_checked(8);
+    }
+    for i in 0..violations {
+        oracle.violation(Violation {
+            time_ns: 1_500_000_000 + i as u64,
+            host: "h1".into(),
+            volume: "mirror0".into(),
+            lba: 4096 + i as u64,
+            expected: "write #17 <stamp>".into(),
+            found: "zeros & <garbage>".into(),
+        });
+    }
+    Report {
+        scenario: "sample".into(),
+        seed: 1,
+        simulated_ns,
+        sample_interval_ns: interval,
+        frames_simulated: 123_456,
+        volumes,
+        engines: vec![EngineReport::new("dve1", 8000, 7800, faults, 100_000)],
+        links: vec![LinkReport {
+            a: "h1".into(),
+            b: "dve1:0".into(),
+            a_to_b: LinkCounters { frames: 10, bytes: 20_000, dropped_lost: 1, ..LinkCounters::default() },
+            b_to_a: LinkCounters::default(),
+        }],
+        timeline: vec![
+            TimelineEntry { at_ns: 400 * NS_PER_MS, event: "fail-disk d5".into(), outcome: "done".into() },
+            TimelineEntry {
+                at_ns: 1_300 * NS_PER_MS,
+                event: "restore-disk d5".into(),
+                outcome: "done".into(),
+            },
+        ],
+        oracle: oracle.verdict(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NS_PER_MS;
+
+    #[test]
+    fn recorder_counts_and_series() {
+        let mut recorder = VolumeRecorder::new("v", "linear", 100 * NS_PER_MS);
+        recorder.record(SimTime::from_ms(10), IoKind::Read, 4096, 100_000);
+        recorder.record(SimTime::from_ms(20), IoKind::Write, 8192, 300_000);
+        recorder.record(SimTime::from_ms(250), IoKind::Read, 4096, 200_000);
+        let report = recorder.finish(300 * NS_PER_MS);
+        assert_eq!((report.reads, report.writes), (2, 1));
+        assert_eq!((report.bytes_read, report.bytes_written), (8192, 8192));
+        assert!((report.iops - 10.0).abs() < 1e-9);
+        assert_eq!(report.latency.all.count, 3);
+        assert_eq!(report.latency.read.max_ns, 200_000);
+        assert_eq!(report.series.len(), 3);
+        assert_eq!(report.series[0].ios, 2);
+        assert!((report.series[0].iops - 20.0).abs() < 1e-9);
+        assert_eq!(report.series[0].mean_latency_ns, 200_000);
+        assert_eq!(report.series[1].ios, 0);
+        assert_eq!(report.series[2].start_ns, 200 * NS_PER_MS);
+        // A partial last interval: 50 ms long.
+        let short = recorder.finish(250 * NS_PER_MS + 1);
+        assert_eq!(short.series.len(), 3);
+        // Nothing simulated: no division by zero.
+        let empty = VolumeRecorder::new("e", "mirror", 0).finish(0);
+        assert_eq!((empty.iops, empty.mb_per_s, empty.series.len()), (0.0, 0.0, 0));
+    }
+
+    #[test]
+    fn oracle_keeps_the_first_violations_and_counts_all() {
+        let mut tally = OracleTally::new();
+        tally.read_checked(8);
+        assert_eq!(tally.verdict(), OracleVerdict::Clean { reads_checked: 1, blocks_checked: 8 });
+        for i in 0..(MAX_VIOLATIONS_KEPT as u64 + 5) {
+            tally.violation(Violation {
+                time_ns: i,
+                host: "h".into(),
+                volume: "v".into(),
+                lba: i,
+                expected: "a".into(),
+                found: "b".into(),
+            });
+        }
+        match tally.verdict() {
+            OracleVerdict::Violations { total, first, .. } => {
+                assert_eq!(total, MAX_VIOLATIONS_KEPT as u64 + 5);
+                assert_eq!(first.len(), MAX_VIOLATIONS_KEPT);
+                assert_eq!(first[0].lba, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_is_deterministic_and_has_no_wall_clock() {
+        let report = sample_report(2);
+        let json = report.to_json();
+        assert_eq!(json, sample_report(2).to_json());
+        assert!(json.ends_with("}\n"));
+        assert!(!json.contains("wall"));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(value["oracle"]["verdict"], "violations");
+        assert_eq!(value["oracle"]["total"], 2);
+        assert_eq!(value["engines"][0]["faults"]["MappingMiss"], 12);
+        assert_eq!(value["volumes"][0]["series"].as_array().map(Vec::len), Some(20));
+        // Field order is the declaration order.
+        let scenario = json.find("\"scenario\"").unwrap_or(usize::MAX);
+        let seed = json.find("\"seed\"").unwrap_or(0);
+        assert!(scenario < seed);
+        assert!(!report.is_clean());
+        assert!(sample_report(0).is_clean());
+        assert_eq!(sample_report(0).to_json().matches("\"verdict\": \"clean\"").count(), 1);
+    }
+
+    #[test]
+    fn engine_hit_ratio() {
+        let engine = EngineReport::new("e", 200, 150, BTreeMap::new(), 0);
+        assert!((engine.fast_path_hit_ratio - 0.75).abs() < 1e-12);
+        assert_eq!(EngineReport::new("e", 0, 0, BTreeMap::new(), 0).fast_path_hit_ratio, 0.0);
+        assert_eq!(sample_report(0).engines[0].total_faults(), 15);
+    }
+}

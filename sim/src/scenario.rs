@@ -948,7 +948,10 @@ impl Scenario {
             let ports = self.engine_ports(engine).len();
             return match index {
                 Some(port) if port < ports => Ok(PortRef::Engine { engine, port }),
-                _ => Err(format!("port `{text}`: name an engine port as `{name}:N`, N from 0 to {}", ports.max(1) - 1)),
+                _ => Err(format!(
+                    "port `{text}`: name an engine port as `{name}:N`, N from 0 to {}",
+                    ports.max(1) - 1
+                )),
             };
         }
         Err(format!("port `{text}`: no host, disk or engine is named `{name}`"))
@@ -1064,9 +1067,9 @@ impl<'a> Builder<'a> {
         if let Some(block_bytes) = &simulation.block_bytes
             && *block_bytes.get_ref() != BLOCK_BYTES
         {
-            return Err(
-                self.source.error(block_bytes, format!("only {BLOCK_BYTES}-byte blocks are supported")),
-            );
+            return Err(self
+                .source
+                .error(block_bytes, format!("only {BLOCK_BYTES}-byte blocks are supported")));
         }
         let name = match &simulation.name {
             Some(name) => {
@@ -1085,10 +1088,8 @@ impl<'a> Builder<'a> {
         };
 
         let engines = raw.engine.iter().map(|engine| self.engine(engine)).collect::<Result<Vec<_>>>()?;
-        let hosts =
-            raw.host.iter().map(|host| self.host(host, &default_link)).collect::<Result<Vec<_>>>()?;
-        let disks =
-            raw.disk.iter().map(|disk| self.disk(disk, &default_link)).collect::<Result<Vec<_>>>()?;
+        let hosts = raw.host.iter().map(|host| self.host(host, &default_link)).collect::<Result<Vec<_>>>()?;
+        let disks = raw.disk.iter().map(|disk| self.disk(disk, &default_link)).collect::<Result<Vec<_>>>()?;
         self.check_wwpns(&raw, &hosts, &disks)?;
         self.disk_fill = vec![0; disks.len()];
 
@@ -1105,7 +1106,8 @@ impl<'a> Builder<'a> {
 
         let mut raw_events: Vec<&Spanned<RawEvent>> = raw.event.iter().collect();
         raw_events.sort_by_key(|event| *event.get_ref().at_ms.get_ref());
-        let mut current_disks: Vec<Vec<usize>> = volumes.iter().map(|volume| volume.layout.data_disks()).collect();
+        let mut current_disks: Vec<Vec<usize>> =
+            volumes.iter().map(|volume| volume.layout.data_disks()).collect();
         let mut events = Vec::with_capacity(raw_events.len());
         for event in raw_events {
             events.push(self.event(event, duration_ms, &hosts, &disks, &volumes, &mut current_disks)?);
@@ -1133,9 +1135,12 @@ impl<'a> Builder<'a> {
     fn check_name_syntax(&self, name: &Spanned<String>) -> Result<()> {
         let text = name.get_ref();
         if text.is_empty() || text.len() > MAX_NAME_LEN {
-            return Err(self.source.error(name, format!("a name must be 1 to {MAX_NAME_LEN} characters long")));
+            return Err(self
+                .source
+                .error(name, format!("a name must be 1 to {MAX_NAME_LEN} characters long")));
         }
-        if let Some(bad) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        if let Some(bad) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
             return Err(self.source.error(
                 name,
                 format!("name `{text}` contains `{bad}`; use letters, digits, `_`, `-` and `.`"),
@@ -1164,10 +1169,9 @@ impl<'a> Builder<'a> {
         kind: &str,
         reference: &Spanned<String>,
     ) -> Result<usize> {
-        table
-            .get(reference.get_ref())
-            .copied()
-            .ok_or_else(|| self.source.error(reference, format!("no {kind} is named `{}`", reference.get_ref())))
+        table.get(reference.get_ref()).copied().ok_or_else(|| {
+            self.source.error(reference, format!("no {kind} is named `{}`", reference.get_ref()))
+        })
     }
 
     fn fraction(&self, value: &Spanned<f64>, what: &str) -> Result<f64> {
@@ -1238,7 +1242,9 @@ impl<'a> Builder<'a> {
             Some(workers) => {
                 let value = *workers.get_ref();
                 if value == 0 || value > MAX_WORKERS {
-                    return Err(self.source.error(workers, format!("workers must be from 1 to {MAX_WORKERS}")));
+                    return Err(self
+                        .source
+                        .error(workers, format!("workers must be from 1 to {MAX_WORKERS}")));
                 }
                 value as usize
             }
@@ -1274,10 +1280,9 @@ impl<'a> Builder<'a> {
             Some(latency) => {
                 let value = *latency.get_ref();
                 if !(value.is_finite() && (0.0..=1e9).contains(&value)) {
-                    return Err(self.source.error(
-                        latency,
-                        format!("latency_us must be a number from 0 to 1e9, not {value}"),
-                    ));
+                    return Err(self
+                        .source
+                        .error(latency, format!("latency_us must be a number from 0 to 1e9, not {value}")));
                 }
                 (value * NS_PER_US as f64).round() as u64
             }
@@ -1320,7 +1325,9 @@ impl<'a> Builder<'a> {
         let nodes = hosts
             .iter()
             .zip(&raw.host)
-            .map(|(host, raw)| (host.name.as_str(), host.wwpn, host.paths, &raw.get_ref().wwpn, &raw.get_ref().name))
+            .map(|(host, raw)| {
+                (host.name.as_str(), host.wwpn, host.paths, &raw.get_ref().wwpn, &raw.get_ref().name)
+            })
             .chain(disks.iter().zip(&raw.disk).map(|(disk, raw)| {
                 (disk.name.as_str(), disk.wwpn, disk.paths, &raw.get_ref().wwpn, &raw.get_ref().name)
             }));
@@ -1328,8 +1335,10 @@ impl<'a> Builder<'a> {
             for path in 0..paths {
                 let wwpn = port_wwpn(base, path);
                 if let Some(other) = seen.get(&wwpn) {
-                    let reason =
-                        format!("WWPN {} of `{name}` path {path} is already used by {other}", format_wwpn(wwpn));
+                    let reason = format!(
+                        "WWPN {} of `{name}` path {path} is already used by {other}",
+                        format_wwpn(wwpn)
+                    );
                     return Err(match raw_wwpn {
                         Some(text) => self.source.error(text, reason),
                         None => self.source.error(raw_name, reason),
@@ -1347,7 +1356,9 @@ impl<'a> Builder<'a> {
         for reference in list {
             let disk = self.lookup(&self.disks, "disk", reference)?;
             if disks.contains(&disk) {
-                return Err(self.source.error(reference, format!("disk `{}` is listed twice", reference.get_ref())));
+                return Err(self
+                    .source
+                    .error(reference, format!("disk `{}` is listed twice", reference.get_ref())));
             }
             disks.push(disk);
         }
@@ -1436,13 +1447,17 @@ impl<'a> Builder<'a> {
         let striped = matches!(kind, LayoutKind::Stripe | LayoutKind::Raid10);
         let stripe_kib = match (&volume.stripe_kib, striped) {
             (Some(stripe), false) => {
-                return Err(self.source.error(stripe, "stripe_kib applies only to stripe and raid10 volumes"));
+                return Err(self
+                    .source
+                    .error(stripe, "stripe_kib applies only to stripe and raid10 volumes"));
             }
             (None, _) => 64,
             (Some(stripe), true) => {
                 let value = *stripe.get_ref();
                 if !value.is_power_of_two() {
-                    return Err(self.source.error(stripe, format!("stripe_kib must be a power of two, not {value}")));
+                    return Err(self
+                        .source
+                        .error(stripe, format!("stripe_kib must be a power of two, not {value}")));
                 }
                 value
             }
@@ -1450,7 +1465,7 @@ impl<'a> Builder<'a> {
         if striped {
             let columns = if kind == LayoutKind::Raid10 { count / 2 } else { count } as u64;
             let row_blocks = stripe_kib.saturating_mul(BLOCKS_PER_KIB).saturating_mul(columns);
-            if row_blocks == 0 || size_blocks % row_blocks != 0 {
+            if row_blocks == 0 || !size_blocks.is_multiple_of(row_blocks) {
                 return Err(self.source.error(
                     &volume.size_mib,
                     format!(
@@ -1498,7 +1513,13 @@ impl<'a> Builder<'a> {
         let journal_region = match journal_disk {
             Some((disk, reference)) => {
                 let journal_blocks = (size_blocks / 4).max(MIN_JOURNAL_MIB * BLOCKS_PER_MIB);
-                Some(self.allocate(disks, disk, journal_blocks, &format!("the journal of `{name}`"), reference)?)
+                Some(self.allocate(
+                    disks,
+                    disk,
+                    journal_blocks,
+                    &format!("the journal of `{name}`"),
+                    reference,
+                )?)
             }
             None => None,
         };
@@ -1507,7 +1528,9 @@ impl<'a> Builder<'a> {
         for reference in &volume.exposed_to {
             let host = self.lookup(&self.hosts, "host", reference)?;
             if exposures.iter().any(|exposure| exposure.host == host) {
-                return Err(self.source.error(reference, format!("host `{}` is listed twice", reference.get_ref())));
+                return Err(self
+                    .source
+                    .error(reference, format!("host `{}` is listed twice", reference.get_ref())));
             }
             let lun = luns_per_host[host];
             luns_per_host[host] = lun
@@ -1548,7 +1571,10 @@ impl<'a> Builder<'a> {
             None => 4,
             Some(block) => {
                 let value = *block.get_ref();
-                if value == 0 || value > MAX_BLOCK_KIB || value.saturating_mul(BLOCKS_PER_KIB) > spec.size_blocks() {
+                if value == 0
+                    || value > MAX_BLOCK_KIB
+                    || value.saturating_mul(BLOCKS_PER_KIB) > spec.size_blocks()
+                {
                     return Err(self.source.error(
                         block,
                         format!("block_kib must be from 1 to {MAX_BLOCK_KIB} and fit in the volume"),
@@ -1566,7 +1592,9 @@ impl<'a> Builder<'a> {
         if let Some(stop) = &workload.stop_ms
             && stop_ms > duration_ms
         {
-            return Err(self.source.error(stop, format!("stop_ms {stop_ms} is after the end (duration_ms {duration_ms})")));
+            return Err(self
+                .source
+                .error(stop, format!("stop_ms {stop_ms} is after the end (duration_ms {duration_ms})")));
         }
         if start_ms >= stop_ms {
             let reason = format!("start_ms {start_ms} must be before stop_ms {stop_ms}");
@@ -1608,7 +1636,8 @@ impl<'a> Builder<'a> {
         }
         let kind = *event.action.get_ref();
         self.check_event_fields(event, kind)?;
-        let missing = |field: &str| self.source.error(&event.action, format!("`{}` needs `{field}`", kind.name()));
+        let missing =
+            |field: &str| self.source.error(&event.action, format!("`{}` needs `{field}`", kind.name()));
 
         let disk_of = |this: &Self| -> Result<usize> {
             let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
@@ -1632,7 +1661,10 @@ impl<'a> Builder<'a> {
             let path = event.path.as_ref().map_or(0, |path| *path.get_ref());
             if path >= paths as u64 {
                 let at = event.path.as_ref().map_or_else(|| event.action.span(), |path| path.span());
-                return Err(this.source.error_at(at, format!("path {path} does not exist: it has {paths} path(s), numbered from 0")));
+                return Err(this.source.error_at(
+                    at,
+                    format!("path {path} does not exist: it has {paths} path(s), numbered from 0"),
+                ));
             }
             Ok((node, path as usize))
         };
@@ -1719,10 +1751,15 @@ impl<'a> Builder<'a> {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
                 if !matches!(spec.layout.kind(), LayoutKind::Mirror | LayoutKind::Raid10) {
-                    let at = event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
                     return Err(self.source.error_at(
                         at,
-                        format!("resync needs a mirror or raid10 volume; `{}` is {}", spec.name, spec.layout.kind().name()),
+                        format!(
+                            "resync needs a mirror or raid10 volume; `{}` is {}",
+                            spec.name,
+                            spec.layout.kind().name()
+                        ),
                     ));
                 }
                 let disk = match &event.disk {
@@ -1732,7 +1769,11 @@ impl<'a> Builder<'a> {
                         if !current_disks[volume].contains(&disk) {
                             return Err(self.source.error(
                                 reference,
-                                format!("disk `{}` is not a side of `{}` at that time", reference.get_ref(), spec.name),
+                                format!(
+                                    "disk `{}` is not a side of `{}` at that time",
+                                    reference.get_ref(),
+                                    spec.name
+                                ),
                             ));
                         }
                         Some(disk)
@@ -1760,7 +1801,15 @@ impl<'a> Builder<'a> {
         use ActionKind::*;
         let disk_ok = matches!(
             kind,
-            FailDisk | RestoreDisk | DiskHang | DiskWriteErrors | FailLink | RestoreLink | FailPath | RestorePath | Resync
+            FailDisk
+                | RestoreDisk
+                | DiskHang
+                | DiskWriteErrors
+                | FailLink
+                | RestoreLink
+                | FailPath
+                | RestorePath
+                | Resync
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
         let volume_ok = matches!(kind, Snapshot | Migrate | Resync);
@@ -1775,11 +1824,15 @@ impl<'a> Builder<'a> {
         ];
         for (span, allowed, field) in checks {
             if let (Some(span), false) = (span, allowed) {
-                return Err(self.source.error_at(span, format!("`{field}` does not apply to `{}`", kind.name())));
+                return Err(self
+                    .source
+                    .error_at(span, format!("`{field}` does not apply to `{}`", kind.name())));
             }
         }
         if let (Some(fraction), false) = (&event.fraction, kind == DiskWriteErrors) {
-            return Err(self.source.error(fraction, format!("`fraction` does not apply to `{}`", kind.name())));
+            return Err(self
+                .source
+                .error(fraction, format!("`fraction` does not apply to `{}`", kind.name())));
         }
         Ok(())
     }
@@ -1807,7 +1860,9 @@ fn describe(
         EventAction::FailDisk { disk: index }
         | EventAction::RestoreDisk { disk: index }
         | EventAction::DiskHang { disk: index } => disk(*index).to_string(),
-        EventAction::DiskWriteErrors { disk: index, fraction } => format!("{} ({:.0}% of writes)", disk(*index), fraction * 100.0),
+        EventAction::DiskWriteErrors { disk: index, fraction } => {
+            format!("{} ({:.0}% of writes)", disk(*index), fraction * 100.0)
+        }
         EventAction::FailLink { node: target, path }
         | EventAction::RestoreLink { node: target, path }
         | EventAction::FailPath { node: target, path }
@@ -1818,7 +1873,9 @@ fn describe(
             format!("{} to {}", volume(*index), names.join(","))
         }
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
-        EventAction::Resync { volume: index, disk: Some(side) } => format!("{} ({})", volume(*index), disk(*side)),
+        EventAction::Resync { volume: index, disk: Some(side) } => {
+            format!("{} ({})", volume(*index), disk(*side))
+        }
         EventAction::KillEngine { engine } | EventAction::RestartEngine { engine } => {
             engines.get(*engine).copied().unwrap_or("?").to_string()
         }
@@ -1862,7 +1919,7 @@ pub fn format_wwpn(wwpn: u64) -> String {
 
 /// A block count as MiB or KiB, e.g. `16 MiB`, `1.5 MiB`, `64 KiB`.
 fn format_blocks(blocks: u64) -> String {
-    if blocks % BLOCKS_PER_MIB == 0 {
+    if blocks.is_multiple_of(BLOCKS_PER_MIB) {
         format!("{} MiB", blocks / BLOCKS_PER_MIB)
     } else if blocks >= BLOCKS_PER_MIB {
         format!("{:.2} MiB", blocks as f64 / BLOCKS_PER_MIB as f64)
@@ -2019,10 +2076,18 @@ exposed_to = ["h1"]
         let d = |name: &str| scenario.disk_index(name).unwrap_or(usize::MAX);
         assert_eq!(scenario.volumes[0].regions, [Region { disk: d("d1"), start_block: 0, blocks: 32 * mib }]);
         // Stripe: 16 MiB on each of d2, d3, d4.
-        assert!(scenario.volumes[1].regions.iter().all(|region| region.blocks == 16 * mib && region.start_block == 0));
+        assert!(
+            scenario.volumes[1]
+                .regions
+                .iter()
+                .all(|region| region.blocks == 16 * mib && region.start_block == 0)
+        );
         // Journal: primary after the stripe's part of d3; journal region of 4 MiB on d6 after
         // the mirror's side.
-        assert_eq!(scenario.volumes[3].regions, [Region { disk: d("d3"), start_block: 16 * mib, blocks: 16 * mib }]);
+        assert_eq!(
+            scenario.volumes[3].regions,
+            [Region { disk: d("d3"), start_block: 16 * mib, blocks: 16 * mib }]
+        );
         assert_eq!(
             scenario.volumes[3].journal_region,
             Some(Region { disk: d("d6"), start_block: 32 * mib, blocks: 4 * mib })
@@ -2065,10 +2130,15 @@ disk = "d2"
 "#,
         ))
         .unwrap_or_else(|err| panic!("{err}"));
-        let order: Vec<_> = scenario.events.iter().map(|event| (event.at_ms, event.description.clone())).collect();
+        let order: Vec<_> =
+            scenario.events.iter().map(|event| (event.at_ms, event.description.clone())).collect();
         assert_eq!(
             order,
-            [(100, "fail-disk d1".to_string()), (500, "fail-disk d2".to_string()), (500, "restore-disk d2".to_string())]
+            [
+                (100, "fail-disk d1".to_string()),
+                (500, "fail-disk d2".to_string()),
+                (500, "restore-disk d2".to_string())
+            ]
         );
         assert_eq!(scenario.events[1].at(), SimTime::from_ms(500));
         assert_eq!(scenario.events[0].line, BASE.lines().count() + 7);
@@ -2132,7 +2202,10 @@ disk = "d2"
         assert_eq!(err.to_string(), "test.toml:2:15: duration_ms must be at least 1");
         let missing = Scenario::load(Path::new("/nonexistent/dir/s.toml")).err();
         let missing = missing.unwrap_or_else(|| panic!("loaded"));
-        assert!(missing.to_string().starts_with("/nonexistent/dir/s.toml: cannot read the scenario"), "{missing}");
+        assert!(
+            missing.to_string().starts_with("/nonexistent/dir/s.toml: cannot read the scenario"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -2181,10 +2254,7 @@ disk = "d2"
     #[test]
     fn rejects_unknown_layouts_patterns_and_actions() {
         rejects(&replaced("layout = \"mirror\"", "layout = \"raid5\" # <-"), "raid5");
-        rejects(
-            &with("[[workload]]\nhost = \"h1\"\nvolume = \"v1\"\npattern = \"zigzag\" # <-\n"),
-            "zigzag",
-        );
+        rejects(&with("[[workload]]\nhost = \"h1\"\nvolume = \"v1\"\npattern = \"zigzag\" # <-\n"), "zigzag");
         rejects(&with("[[event]]\nat_ms = 1\naction = \"explode\" # <-\n"), "explode");
     }
 
@@ -2197,8 +2267,14 @@ disk = "d2"
 
     #[test]
     fn rejects_bad_sample_intervals() {
-        rejects(&replaced("duration_ms = 1000", "duration_ms = 1000\nsample_interval_ms = 0 # <-"), "sample_interval_ms");
-        rejects(&replaced("duration_ms = 1000", "duration_ms = 1000\nsample_interval_ms = 2000 # <-"), "sample_interval_ms");
+        rejects(
+            &replaced("duration_ms = 1000", "duration_ms = 1000\nsample_interval_ms = 0 # <-"),
+            "sample_interval_ms",
+        );
+        rejects(
+            &replaced("duration_ms = 1000", "duration_ms = 1000\nsample_interval_ms = 2000 # <-"),
+            "sample_interval_ms",
+        );
         rejects(
             &replaced("duration_ms = 1000", "duration_ms = 1000000\nsample_interval_ms = 1 # <-"),
             "samples",
@@ -2234,8 +2310,14 @@ disk = "d2"
 
     #[test]
     fn rejects_unknown_engines() {
-        rejects(&replaced("name = \"h1\"\nengine = \"e1\"", "name = \"h1\"\nengine = \"e9\" # <-"), "no engine is named `e9`");
-        rejects(&replaced("name = \"d1\"\nengine = \"e1\"", "name = \"d1\"\nengine = \"e9\" # <-"), "no engine is named `e9`");
+        rejects(
+            &replaced("name = \"h1\"\nengine = \"e1\"", "name = \"h1\"\nengine = \"e9\" # <-"),
+            "no engine is named `e9`",
+        );
+        rejects(
+            &replaced("name = \"d1\"\nengine = \"e1\"", "name = \"d1\"\nengine = \"e9\" # <-"),
+            "no engine is named `e9`",
+        );
     }
 
     #[test]
@@ -2267,8 +2349,11 @@ disk = "d2"
         );
         // h2's path 1 is 21:01:..., colliding with h1's explicit WWPN.
         rejects(
-            &replaced("name = \"h1\"\nengine = \"e1\"", "name = \"h1\"\nengine = \"e1\"\nwwpn = \"21:01:00:00:00:00:00:05\"")
-                .replacen("paths = 2", "paths = 2\nwwpn = \"21:00:00:00:00:00:00:05\" # <-", 1),
+            &replaced(
+                "name = \"h1\"\nengine = \"e1\"",
+                "name = \"h1\"\nengine = \"e1\"\nwwpn = \"21:01:00:00:00:00:00:05\"",
+            )
+            .replacen("paths = 2", "paths = 2\nwwpn = \"21:00:00:00:00:00:00:05\" # <-", 1),
             "path 1 is already used by `h1` path 0",
         );
     }
@@ -2295,7 +2380,10 @@ disk = "d2"
 
     #[test]
     fn rejects_unknown_and_repeated_volume_disks() {
-        rejects(&replaced("disks = [\"d1\", \"d2\"]", "disks = [\"d1\", \"d9\"] # <-"), "no disk is named `d9`");
+        rejects(
+            &replaced("disks = [\"d1\", \"d2\"]", "disks = [\"d1\", \"d9\"] # <-"),
+            "no disk is named `d9`",
+        );
         rejects(&replaced("disks = [\"d1\", \"d2\"]", "disks = [\"d1\", \"d1\"] # <-"), "listed twice");
     }
 
@@ -2335,31 +2423,48 @@ disk = "d2"
         );
         rejects(&journal, "needs a journal_disk");
         rejects(
-            &journal.replace(" # <-", "").replacen("disks = [\"d1\"]", "disks = [\"d1\"]\njournal_disk = \"d1\" # <-", 1),
+            &journal.replace(" # <-", "").replacen(
+                "disks = [\"d1\"]",
+                "disks = [\"d1\"]\njournal_disk = \"d1\" # <-",
+                1,
+            ),
             "must not be the primary",
         );
         rejects(
-            &journal.replace(" # <-", "").replacen("disks = [\"d1\"]", "disks = [\"d1\"]\njournal_disk = \"d7\" # <-", 1),
+            &journal.replace(" # <-", "").replacen(
+                "disks = [\"d1\"]",
+                "disks = [\"d1\"]\njournal_disk = \"d7\" # <-",
+                1,
+            ),
             "no disk is named `d7`",
         );
-        rejects(&replaced("size_mib = 16", "size_mib = 16\njournal_disk = \"d3\" # <-"), "applies only to journal");
+        rejects(
+            &replaced("size_mib = 16", "size_mib = 16\njournal_disk = \"d3\" # <-"),
+            "applies only to journal",
+        );
     }
 
     #[test]
     fn rejects_volumes_that_do_not_fit() {
         // The mirror takes 16 MiB of d1 and d2; 50 more on d2 does not fit in 64.
         rejects(
-            &with("\n[[volume]]\nname = \"big\"\nlayout = \"linear\"\nsize_mib = 50\ndisks = [\"d2\"] # <-\n"),
+            &with(
+                "\n[[volume]]\nname = \"big\"\nlayout = \"linear\"\nsize_mib = 50\ndisks = [\"d2\"] # <-\n",
+            ),
             "disk `d2` is full: volume `big` needs 50 MiB on it but only 48 MiB of its 64 MiB are free",
         );
         // A stripe over d3, d4 of 130 MiB needs 65 MiB each (rows of 2 x 64 KiB divide it).
         rejects(
-            &with("\n[[volume]]\nname = \"big\"\nlayout = \"stripe\"\nsize_mib = 130\ndisks = [\"d3\", \"d4\"] # <-\n"),
+            &with(
+                "\n[[volume]]\nname = \"big\"\nlayout = \"stripe\"\nsize_mib = 130\ndisks = [\"d3\", \"d4\"] # <-\n",
+            ),
             "disk `d3` is full",
         );
         // Raid10: 128 MiB over 2 pairs is 64 MiB per disk; d1 already holds 16.
         rejects(
-            &with("\n[[volume]]\nname = \"big\"\nlayout = \"raid10\"\nsize_mib = 128\ndisks = [\"d3\", \"d4\", \"d1\", \"d2\"] # <-\n"),
+            &with(
+                "\n[[volume]]\nname = \"big\"\nlayout = \"raid10\"\nsize_mib = 128\ndisks = [\"d3\", \"d4\", \"d1\", \"d2\"] # <-\n",
+            ),
             "disk `d1` is full",
         );
         // A 200 MiB journal volume needs a 50 MiB journal region.
@@ -2373,12 +2478,20 @@ disk = "d2"
             "the journal of `j` needs 15 MiB",
         );
         // Exactly full is fine.
-        assert!(parse(&with("\n[[volume]]\nname = \"full\"\nlayout = \"linear\"\nsize_mib = 48\ndisks = [\"d2\"]\n")).is_ok());
+        assert!(
+            parse(&with(
+                "\n[[volume]]\nname = \"full\"\nlayout = \"linear\"\nsize_mib = 48\ndisks = [\"d2\"]\n"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
     fn rejects_bad_exposures() {
-        rejects(&replaced("exposed_to = [\"h1\"]", "exposed_to = [\"h1\", \"h7\"] # <-"), "no host is named `h7`");
+        rejects(
+            &replaced("exposed_to = [\"h1\"]", "exposed_to = [\"h1\", \"h7\"] # <-"),
+            "no host is named `h7`",
+        );
         rejects(&replaced("exposed_to = [\"h1\"]", "exposed_to = [\"h1\", \"h1\"] # <-"), "listed twice");
     }
 
@@ -2448,10 +2561,22 @@ disk = "d2"
 
     #[test]
     fn rejects_fields_that_do_not_apply() {
-        rejects(&event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d1\"\nvolume = \"v1\" # <-"), "`volume` does not apply to `fail-disk`");
-        rejects(&event("at_ms = 1\naction = \"kill-engine\"\nengine = \"e1\"\nhost = \"h1\" # <-"), "`host` does not apply");
-        rejects(&event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d1\"\nfraction = 0.5 # <-"), "`fraction` does not apply");
-        rejects(&event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\nto = [\"d3\"] # <-"), "`to` does not apply");
+        rejects(
+            &event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d1\"\nvolume = \"v1\" # <-"),
+            "`volume` does not apply to `fail-disk`",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"kill-engine\"\nengine = \"e1\"\nhost = \"h1\" # <-"),
+            "`host` does not apply",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d1\"\nfraction = 0.5 # <-"),
+            "`fraction` does not apply",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\nto = [\"d3\"] # <-"),
+            "`to` does not apply",
+        );
     }
 
     #[test]
@@ -2459,13 +2584,19 @@ disk = "d2"
         rejects(&event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d9\" # <-"), "no disk is named `d9`");
         rejects(&event("at_ms = 1\naction = \"fail-link\"\nhost = \"h9\" # <-"), "no host is named `h9`");
         rejects(&event("at_ms = 1\naction = \"resync\"\nvolume = \"v9\" # <-"), "no volume is named `v9`");
-        rejects(&event("at_ms = 1\naction = \"restart-engine\"\nengine = \"e9\" # <-"), "no engine is named `e9`");
+        rejects(
+            &event("at_ms = 1\naction = \"restart-engine\"\nengine = \"e9\" # <-"),
+            "no engine is named `e9`",
+        );
     }
 
     #[test]
     fn rejects_bad_link_and_path_events() {
         rejects(&event("at_ms = 1\naction = \"fail-link\"\nhost = \"h1\"\ndisk = \"d1\" # <-"), "not both");
-        rejects(&event("at_ms = 1\naction = \"fail-path\"\nhost = \"h1\"\npath = 1 # <-"), "path 1 does not exist");
+        rejects(
+            &event("at_ms = 1\naction = \"fail-path\"\nhost = \"h1\"\npath = 1 # <-"),
+            "path 1 does not exist",
+        );
         let ok = parse(&event("at_ms = 1\naction = \"fail-path\"\nhost = \"h2\"\npath = 1"));
         let ok = ok.unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(ok.events[0].action, EventAction::FailPath { node: NodeRef::Host(1), path: 1 });
@@ -2477,7 +2608,10 @@ disk = "d2"
 
     #[test]
     fn rejects_bad_write_error_fractions() {
-        rejects(&event("at_ms = 1\naction = \"disk-write-errors\"\ndisk = \"d1\"\nfraction = 2.0 # <-"), "fraction must be from 0 to 1");
+        rejects(
+            &event("at_ms = 1\naction = \"disk-write-errors\"\ndisk = \"d1\"\nfraction = 2.0 # <-"),
+            "fraction must be from 0 to 1",
+        );
         let ok = parse(&event("at_ms = 1\naction = \"disk-write-errors\"\ndisk = \"d1\""));
         let ok = ok.unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(ok.events[0].action, EventAction::DiskWriteErrors { disk: 0, fraction: 1.0 });
@@ -2485,7 +2619,10 @@ disk = "d2"
 
     #[test]
     fn rejects_snapshot_names_in_use() {
-        rejects(&event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"d1\" # <-"), "already used by the disk");
+        rejects(
+            &event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"d1\" # <-"),
+            "already used by the disk",
+        );
         let twice = format!(
             "{}\n[[event]]\nat_ms = 2\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s1\" # <-\n",
             event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s1\"")
@@ -2495,9 +2632,18 @@ disk = "d2"
 
     #[test]
     fn rejects_bad_migrations() {
-        rejects(&event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\"] # <-"), "must list 2 disk(s)");
-        rejects(&event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-"), "already holds volume `v1`");
-        rejects(&event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d3\"] # <-"), "listed twice");
+        rejects(
+            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\"] # <-"),
+            "must list 2 disk(s)",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-"),
+            "already holds volume `v1`",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d3\"] # <-"),
+            "listed twice",
+        );
         // The destination must have room: fill d4 first.
         let full = with(
             "\n[[volume]]\nname = \"filler\"\nlayout = \"linear\"\nsize_mib = 60\ndisks = [\"d4\"]\n\n[[event]]\nat_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"] # <-\n",
@@ -2513,9 +2659,18 @@ disk = "d2"
 
     #[test]
     fn rejects_bad_resyncs() {
-        let linear = replaced("layout = \"mirror\"\nsize_mib = 16\ndisks = [\"d1\", \"d2\"]", "layout = \"linear\"\nsize_mib = 16\ndisks = [\"d1\"]");
-        rejects(&format!("{linear}\n[[event]]\nat_ms = 1\naction = \"resync\"\nvolume = \"v1\" # <-\n"), "needs a mirror or raid10 volume");
-        rejects(&event("at_ms = 1\naction = \"resync\"\nvolume = \"v1\"\ndisk = \"d3\" # <-"), "not a side of `v1`");
+        let linear = replaced(
+            "layout = \"mirror\"\nsize_mib = 16\ndisks = [\"d1\", \"d2\"]",
+            "layout = \"linear\"\nsize_mib = 16\ndisks = [\"d1\"]",
+        );
+        rejects(
+            &format!("{linear}\n[[event]]\nat_ms = 1\naction = \"resync\"\nvolume = \"v1\" # <-\n"),
+            "needs a mirror or raid10 volume",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"resync\"\nvolume = \"v1\"\ndisk = \"d3\" # <-"),
+            "not a side of `v1`",
+        );
         let ok = parse(&event("at_ms = 1\naction = \"resync\"\nvolume = \"v1\"\ndisk = \"d2\""));
         assert!(ok.is_ok());
     }
