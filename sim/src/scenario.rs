@@ -837,9 +837,11 @@ impl Scenario {
         self.sample_interval_ms.saturating_mul(NS_PER_MS)
     }
 
-    /// This scenario with another seed and/or a different length. A shorter run stops
-    /// workloads at the new end, drops events at or after it and shortens the sample interval
-    /// if needed. A duration of 0 is ignored. Applying the same overrides twice changes nothing.
+    /// This scenario with another seed and/or a different length. Workloads that ran to the
+    /// end run to the new end; a shorter run also stops the others at the new end, drops events
+    /// at or after it and shortens the sample interval if needed (a much longer one lengthens
+    /// it to stay within [`MAX_SAMPLES`]). A duration of 0 is ignored. Applying the same
+    /// overrides twice changes nothing.
     pub fn with_overrides(&self, seed: Option<u64>, duration_ms: Option<u64>) -> Scenario {
         let mut scenario = self.clone();
         if let Some(seed) = seed {
@@ -852,7 +854,13 @@ impl Scenario {
                 scenario.sample_interval_ms.max(duration_ms.div_ceil(MAX_SAMPLES)).max(1);
             scenario.events.retain(|event| event.at_ms < duration_ms);
             for workload in &mut scenario.workloads {
-                workload.stop_ms = workload.stop_ms.min(duration_ms);
+                // A workload that ran to the end still does; others stop where they did, or at
+                // the new end if that is sooner.
+                workload.stop_ms = if workload.stop_ms == self.duration_ms {
+                    duration_ms
+                } else {
+                    workload.stop_ms.min(duration_ms)
+                };
                 workload.start_ms = workload.start_ms.min(workload.stop_ms);
             }
         }
@@ -1022,7 +1030,8 @@ struct Builder<'a> {
     disk_fill: Vec<u64>,
 }
 
-type Result<T, E = ScenarioError> = std::result::Result<T, E>;
+/// What a validation step returns.
+type Checked<T> = Result<T, ScenarioError>;
 
 impl<'a> Builder<'a> {
     fn new(source: Source<'a>) -> Self {
@@ -1037,7 +1046,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn build(mut self, raw: RawScenario) -> Result<Scenario> {
+    fn build(mut self, raw: RawScenario) -> Checked<Scenario> {
         let simulation = raw.simulation.get_ref();
         let duration_ms = *simulation.duration_ms.get_ref();
         if duration_ms == 0 {
@@ -1087,9 +1096,11 @@ impl<'a> Builder<'a> {
             None => LinkParams::default(),
         };
 
-        let engines = raw.engine.iter().map(|engine| self.engine(engine)).collect::<Result<Vec<_>>>()?;
-        let hosts = raw.host.iter().map(|host| self.host(host, &default_link)).collect::<Result<Vec<_>>>()?;
-        let disks = raw.disk.iter().map(|disk| self.disk(disk, &default_link)).collect::<Result<Vec<_>>>()?;
+        let engines = raw.engine.iter().map(|engine| self.engine(engine)).collect::<Checked<Vec<_>>>()?;
+        let hosts =
+            raw.host.iter().map(|host| self.host(host, &default_link)).collect::<Checked<Vec<_>>>()?;
+        let disks =
+            raw.disk.iter().map(|disk| self.disk(disk, &default_link)).collect::<Checked<Vec<_>>>()?;
         self.check_wwpns(&raw, &hosts, &disks)?;
         self.disk_fill = vec![0; disks.len()];
 
@@ -1102,7 +1113,7 @@ impl<'a> Builder<'a> {
             .workload
             .iter()
             .map(|workload| self.workload(workload, duration_ms, &volumes))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Checked<Vec<_>>>()?;
 
         let mut raw_events: Vec<&Spanned<RawEvent>> = raw.event.iter().collect();
         raw_events.sort_by_key(|event| *event.get_ref().at_ms.get_ref());
@@ -1132,7 +1143,7 @@ impl<'a> Builder<'a> {
         self.source.line_column(value.span().start).0
     }
 
-    fn check_name_syntax(&self, name: &Spanned<String>) -> Result<()> {
+    fn check_name_syntax(&self, name: &Spanned<String>) -> Checked<()> {
         let text = name.get_ref();
         if text.is_empty() || text.len() > MAX_NAME_LEN {
             return Err(self
@@ -1150,7 +1161,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Checks a new name's syntax and uniqueness and records it.
-    fn claim_name(&mut self, name: &Spanned<String>, kind: &'static str) -> Result<String> {
+    fn claim_name(&mut self, name: &Spanned<String>, kind: &'static str) -> Checked<String> {
         self.check_name_syntax(name)?;
         let text = name.get_ref();
         if let Some(owner) = self.names.get(text) {
@@ -1168,13 +1179,13 @@ impl<'a> Builder<'a> {
         table: &BTreeMap<String, usize>,
         kind: &str,
         reference: &Spanned<String>,
-    ) -> Result<usize> {
+    ) -> Checked<usize> {
         table.get(reference.get_ref()).copied().ok_or_else(|| {
             self.source.error(reference, format!("no {kind} is named `{}`", reference.get_ref()))
         })
     }
 
-    fn fraction(&self, value: &Spanned<f64>, what: &str) -> Result<f64> {
+    fn fraction(&self, value: &Spanned<f64>, what: &str) -> Checked<f64> {
         let fraction = *value.get_ref();
         if !(0.0..=1.0).contains(&fraction) {
             return Err(self.source.error(value, format!("{what} must be from 0 to 1, not {fraction}")));
@@ -1182,7 +1193,7 @@ impl<'a> Builder<'a> {
         Ok(fraction)
     }
 
-    fn link_params(&self, base: &LinkParams, raw: &RawLink) -> Result<LinkParams> {
+    fn link_params(&self, base: &LinkParams, raw: &RawLink) -> Checked<LinkParams> {
         let mut params = base.clone();
         if let Some(latency_ns) = raw.latency_ns {
             params.latency_ns = latency_ns;
@@ -1209,7 +1220,7 @@ impl<'a> Builder<'a> {
         Ok(params)
     }
 
-    fn paths(&self, paths: &Option<Spanned<u64>>) -> Result<usize> {
+    fn paths(&self, paths: &Option<Spanned<u64>>) -> Checked<usize> {
         match paths {
             None => Ok(1),
             Some(paths) => {
@@ -1222,7 +1233,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn wwpn(&self, wwpn: &Option<Spanned<String>>, prefix: u64, name: &str) -> Result<u64> {
+    fn wwpn(&self, wwpn: &Option<Spanned<String>>, prefix: u64, name: &str) -> Checked<u64> {
         match wwpn {
             None => Ok((prefix << 48) | (name_hash(name) & 0x0000_ffff_ffff_ffff)),
             Some(text) => parse_wwpn(text.get_ref()).ok_or_else(|| {
@@ -1234,7 +1245,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn engine(&mut self, raw: &Spanned<RawEngine>) -> Result<EngineSpec> {
+    fn engine(&mut self, raw: &Spanned<RawEngine>) -> Checked<EngineSpec> {
         let engine = raw.get_ref();
         let name = self.claim_name(&engine.name, "engine")?;
         let workers = match &engine.workers {
@@ -1253,7 +1264,7 @@ impl<'a> Builder<'a> {
         Ok(EngineSpec { name, workers })
     }
 
-    fn host(&mut self, raw: &Spanned<RawHost>, default_link: &LinkParams) -> Result<HostSpec> {
+    fn host(&mut self, raw: &Spanned<RawHost>, default_link: &LinkParams) -> Checked<HostSpec> {
         let host = raw.get_ref();
         let name = self.claim_name(&host.name, "host")?;
         let engine = self.lookup(&self.engines, "engine", &host.engine)?;
@@ -1267,7 +1278,7 @@ impl<'a> Builder<'a> {
         Ok(HostSpec { name, engine, paths, wwpn, link })
     }
 
-    fn disk(&mut self, raw: &Spanned<RawDisk>, default_link: &LinkParams) -> Result<DiskSpec> {
+    fn disk(&mut self, raw: &Spanned<RawDisk>, default_link: &LinkParams) -> Checked<DiskSpec> {
         let disk = raw.get_ref();
         let name = self.claim_name(&disk.name, "disk")?;
         let engine = self.lookup(&self.engines, "engine", &disk.engine)?;
@@ -1311,7 +1322,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn queue_depth(&self, depth: &Spanned<u64>) -> Result<usize> {
+    fn queue_depth(&self, depth: &Spanned<u64>) -> Checked<usize> {
         let value = *depth.get_ref();
         if value == 0 || value > MAX_QUEUE_DEPTH {
             return Err(self.source.error(depth, format!("queue_depth must be from 1 to {MAX_QUEUE_DEPTH}")));
@@ -1320,7 +1331,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Every port's WWPN is unique; the error points at the later node's `wwpn` (or name).
-    fn check_wwpns(&self, raw: &RawScenario, hosts: &[HostSpec], disks: &[DiskSpec]) -> Result<()> {
+    fn check_wwpns(&self, raw: &RawScenario, hosts: &[HostSpec], disks: &[DiskSpec]) -> Checked<()> {
         let mut seen: BTreeMap<u64, String> = BTreeMap::new();
         let nodes = hosts
             .iter()
@@ -1351,7 +1362,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Resolves a list of disk references: each exists, none repeats.
-    fn disk_list(&self, list: &[Spanned<String>]) -> Result<Vec<usize>> {
+    fn disk_list(&self, list: &[Spanned<String>]) -> Checked<Vec<usize>> {
         let mut disks = Vec::with_capacity(list.len());
         for reference in list {
             let disk = self.lookup(&self.disks, "disk", reference)?;
@@ -1373,7 +1384,7 @@ impl<'a> Builder<'a> {
         blocks: u64,
         what: &str,
         at: &Spanned<String>,
-    ) -> Result<Region> {
+    ) -> Checked<Region> {
         let spec = &disks[disk];
         let start_block = self.disk_fill[disk];
         let free = spec.capacity_blocks().saturating_sub(start_block);
@@ -1417,7 +1428,7 @@ impl<'a> Builder<'a> {
         raw: &Spanned<RawVolume>,
         disks: &[DiskSpec],
         luns_per_host: &mut [u16],
-    ) -> Result<VolumeSpec> {
+    ) -> Checked<VolumeSpec> {
         let volume = raw.get_ref();
         let name = self.claim_name(&volume.name, "volume")?;
         let kind = *volume.layout.get_ref();
@@ -1548,7 +1559,7 @@ impl<'a> Builder<'a> {
         raw: &Spanned<RawWorkload>,
         duration_ms: u64,
         volumes: &[VolumeSpec],
-    ) -> Result<WorkloadSpec> {
+    ) -> Checked<WorkloadSpec> {
         let workload = raw.get_ref();
         let host = self.lookup(&self.hosts, "host", &workload.host)?;
         let volume = self.lookup(&self.volumes, "volume", &workload.volume)?;
@@ -1625,7 +1636,7 @@ impl<'a> Builder<'a> {
         disks: &[DiskSpec],
         volumes: &[VolumeSpec],
         current_disks: &mut [Vec<usize>],
-    ) -> Result<TimelineEvent> {
+    ) -> Checked<TimelineEvent> {
         let event = raw.get_ref();
         let at_ms = *event.at_ms.get_ref();
         if at_ms >= duration_ms {
@@ -1639,11 +1650,11 @@ impl<'a> Builder<'a> {
         let missing =
             |field: &str| self.source.error(&event.action, format!("`{}` needs `{field}`", kind.name()));
 
-        let disk_of = |this: &Self| -> Result<usize> {
+        let disk_of = |this: &Self| -> Checked<usize> {
             let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
             this.lookup(&this.disks, "disk", reference)
         };
-        let node_of = |this: &Self| -> Result<(NodeRef, usize)> {
+        let node_of = |this: &Self| -> Checked<(NodeRef, usize)> {
             let (node, paths) = match (&event.host, &event.disk) {
                 (Some(host), None) => {
                     let host = this.lookup(&this.hosts, "host", host)?;
@@ -1668,11 +1679,11 @@ impl<'a> Builder<'a> {
             }
             Ok((node, path as usize))
         };
-        let volume_of = |this: &Self| -> Result<usize> {
+        let volume_of = |this: &Self| -> Checked<usize> {
             let reference = event.volume.as_ref().ok_or_else(|| missing("volume"))?;
             this.lookup(&this.volumes, "volume", reference)
         };
-        let engine_of = |this: &Self| -> Result<usize> {
+        let engine_of = |this: &Self| -> Checked<usize> {
             let reference = event.engine.as_ref().ok_or_else(|| missing("engine"))?;
             this.lookup(&this.engines, "engine", reference)
         };
@@ -1797,7 +1808,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Rejects fields that do not apply to the action (each points at itself).
-    fn check_event_fields(&self, event: &RawEvent, kind: ActionKind) -> Result<()> {
+    fn check_event_fields(&self, event: &RawEvent, kind: ActionKind) -> Checked<()> {
         use ActionKind::*;
         let disk_ok = matches!(
             kind,
@@ -2179,6 +2190,9 @@ disk = "d2"
         assert_eq!(scenario.with_overrides(None, Some(0)), scenario);
         let tiny = scenario.with_overrides(None, Some(10));
         assert_eq!(tiny.sample_interval_ms, 10);
+        let long = scenario.with_overrides(None, Some(20_000));
+        assert!(long.workloads.iter().all(|workload| workload.stop_ms == 20_000));
+        assert_eq!(long.events, scenario.events);
     }
 
     #[test]

@@ -106,7 +106,8 @@ fn chart(report: &Report, title: &str, unit: &str, lines: &[Line<'_>]) -> String
     let span_ns = report.simulated_ns.max(1) as f64;
     let max_value =
         lines.iter().flat_map(|line| line.points.iter().map(|&(_, value)| value)).fold(0.0, f64::max);
-    let y_max = nice_ceiling(max_value);
+    // A little headroom so a flat line does not run along the frame.
+    let y_max = nice_ceiling(max_value * 1.05);
     let x = |ns: u64| LEFT + plot_width * (ns as f64 / span_ns).min(1.0);
     let y = |value: f64| TOP + plot_height * (1.0 - (value / y_max).clamp(0.0, 1.0));
 

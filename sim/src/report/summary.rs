@@ -273,7 +273,7 @@ pub(super) fn summary_text(report: &Report, wall: Duration) -> String {
         format!(
             "{:.2}x real time, {} frames per wall second",
             simulated_s / wall_s,
-            rate(report.frames_simulated as f64 / wall_s)
+            thousands((report.frames_simulated as f64 / wall_s).round() as u64)
         )
     } else {
         "speed not measured".to_string()
@@ -350,7 +350,7 @@ mod tests {
             "scenario `sample`, seed 1",
             "simulated 2.000 s in 0.50 s",
             "4.00x real time",
-            "246,912.0 frames per wall second",
+            "246,912 frames per wall second",
             "linear0",
             "mirror0",
             "p99.9",
