@@ -1,1 +1,1070 @@
-//! Placeholder (being written).
+//! The simulator's disk ([`DiskTarget`]): an FCP target with one logical unit (LUN 0) of
+//! sparse blocks, a latency model with queueing, and failure modes that can be switched at
+//! any time.
+//!
+//! At start it logs in to the fabric (FLOGI, PLOGI to the name server, RFT_ID for FCP, RNN_ID).
+//! It then answers any initiator: PLOGI, PRLI (target function), LOGO, ABTS (BA_ACC, the
+//! exchange is dropped), task management (the initiator's other exchanges are cleared), and
+//! SCSI: INQUIRY (standard data and VPD pages 0x00, 0x80, 0x83 with an NAA designator made
+//! from its port name), REPORT LUNS (LUN 0), READ CAPACITY(10)/(16), TEST UNIT READY,
+//! REQUEST SENSE, READ and WRITE (6, 10, 16) and SYNCHRONIZE CACHE (GOOD). Anything else gets
+//! CHECK CONDITION, ILLEGAL REQUEST with INVALID COMMAND OPERATION CODE; an access past the
+//! last block LBA OUT OF RANGE; a CDB it cannot parse INVALID FIELD IN CDB; another LUN
+//! LOGICAL UNIT NOT SUPPORTED (INQUIRY there returns peripheral qualifier 3).
+//!
+//! An FCP_CMND from an initiator without PLOGI and PRLI is refused with a LOGO to it (FC-LS:
+//! a frame from an N_Port that is not logged in is discarded and answered with LOGO); its
+//! exchange is not opened.
+//!
+//! Timing: a command is executed when its service ends: data and status for reads, status
+//! after all data arrived for writes (write data is applied to the blocks then, with GOOD).
+//! Service takes [`LatencyModel::service_time`]; at most `queue_depth` commands are in service
+//! and the rest wait, first come first served. Write data is asked for as soon as the command
+//! arrives, in bursts of at most `max_burst` bytes (FCP_XFER_RDY), and the command queues for
+//! service once all of it has arrived. So [`DiskTarget::receive`] often returns nothing and
+//! [`DiskTarget::on_timer`] emits what became due at [`DiskTarget::next_timer`].
+//!
+//! No frame can make it panic; malformed or unexpected frames are counted and dropped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use dve_wire::Error as WireError;
+use dve_wire::WireEmit;
+use dve_wire::bls::BlsRepr;
+use dve_wire::els::{
+    ElsRepr, LogoRepr, LsRjtRepr, PrliPage, prli_fcp, prli_flags, reject_explanation, reject_reason,
+};
+use dve_wire::fc::{FcHeaderRepr, FcId, f_ctl, fc_type, r_ctl};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, lun_from_index, lun_index};
+use dve_wire::scsi::cdb::Cdb;
+use dve_wire::scsi::data::{ReadCapacity10Data, ReadCapacity16Data, ReportLunsData};
+use dve_wire::scsi::inquiry::{
+    Designator, Designators, NO_LUN, StandardInquiry, VpdPage, VpdRepr, code_set, designator_type, vpd_page,
+};
+use dve_wire::scsi::sense::{Asc, SenseKey, SenseRepr};
+use dve_wire::scsi::status;
+
+use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
+
+/// The usual block size.
+pub const DEFAULT_BLOCK_SIZE: u32 = 512;
+/// Longest transfer one command may ask for; longer ones get INVALID FIELD IN CDB.
+pub const MAX_TRANSFER_BYTES: u64 = 32 * 1024 * 1024;
+/// How long the disk waits for the fabric's answer to a login request.
+pub const FABRIC_TIMEOUT_NS: u64 = 200_000_000;
+/// T10 vendor identification in INQUIRY data.
+pub const VENDOR: &str = "DVESIM";
+/// Product revision level in INQUIRY data.
+pub const REVISION: &str = "0001";
+
+/// How long a command takes once in service, and how many are served at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LatencyModel {
+    /// Time every command takes.
+    pub fixed_ns: u64,
+    /// Additional time per KiB transferred (data in or out).
+    pub per_kib_ns: u64,
+    /// Commands served in parallel (0 counts as 1).
+    pub queue_depth: u32,
+}
+
+impl Default for LatencyModel {
+    /// A fast SSD: 50 µs per command, about 2 GB/s, 16 commands in parallel.
+    fn default() -> LatencyModel {
+        LatencyModel { fixed_ns: 50_000, per_kib_ns: 500, queue_depth: 16 }
+    }
+}
+
+impl LatencyModel {
+    /// Service time of a command moving `bytes`, multiplied by `slowdown`.
+    pub fn service_time(&self, bytes: u64, slowdown: u32) -> u64 {
+        let transfer = bytes.saturating_mul(self.per_kib_ns) / 1024;
+        self.fixed_ns.saturating_add(transfer).saturating_mul(u64::from(slowdown.max(1)))
+    }
+
+    fn slots(&self) -> usize {
+        self.queue_depth.max(1) as usize
+    }
+}
+
+/// How a [`DiskTarget`] is set up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DiskConfig {
+    /// Name in reports; also the INQUIRY product identification (first 16 bytes).
+    pub name: String,
+    /// World-wide port name.
+    pub port_name: u64,
+    /// World-wide node name.
+    pub node_name: u64,
+    /// Burned-in MAC address, used until fabric login assigns a fabric-provided one.
+    pub mac: [u8; 6],
+    /// Block length in bytes.
+    pub block_size: u32,
+    /// Capacity in blocks.
+    pub blocks: u64,
+    /// Service time and parallelism.
+    pub latency: LatencyModel,
+    /// Largest write burst asked for in one FCP_XFER_RDY (0: the whole transfer at once).
+    pub max_burst: u32,
+}
+
+impl DiskConfig {
+    /// A disk of `blocks` 512-byte blocks with the default latency model and whole-transfer
+    /// bursts.
+    pub fn new(
+        name: impl Into<String>,
+        port_name: u64,
+        node_name: u64,
+        mac: [u8; 6],
+        blocks: u64,
+    ) -> DiskConfig {
+        DiskConfig {
+            name: name.into(),
+            port_name,
+            node_name,
+            mac,
+            block_size: DEFAULT_BLOCK_SIZE,
+            blocks,
+            latency: LatencyModel::default(),
+            max_burst: 0,
+        }
+    }
+}
+
+/// How the disk behaves; switch with [`DiskTarget::set_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DiskMode {
+    /// Everything works.
+    #[default]
+    Healthy,
+    /// Answers nothing at all, not even login; switching to it loses every login and
+    /// command in progress (a power loss), but not the blocks.
+    Dead,
+    /// Writes end with CHECK CONDITION, MEDIUM ERROR, WRITE ERROR (03h/0Ch/00h); their data
+    /// is not applied.
+    WriteErrors,
+    /// Reads end with CHECK CONDITION, MEDIUM ERROR, UNRECOVERED READ ERROR (03h/11h/00h)
+    /// and send no data.
+    ReadErrors,
+    /// Accepts commands and never answers them (links services and ABTS still work).
+    Hang,
+    /// Every service time is multiplied by `factor`.
+    Slow {
+        /// The slowdown.
+        factor: u32,
+    },
+}
+
+/// Commands received, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandCounts {
+    /// READ(6/10/16).
+    pub read: u64,
+    /// WRITE(6/10/16).
+    pub write: u64,
+    /// INQUIRY.
+    pub inquiry: u64,
+    /// REPORT LUNS.
+    pub report_luns: u64,
+    /// READ CAPACITY(10/16).
+    pub read_capacity: u64,
+    /// TEST UNIT READY.
+    pub test_unit_ready: u64,
+    /// SYNCHRONIZE CACHE(10/16).
+    pub synchronize_cache: u64,
+    /// REQUEST SENSE.
+    pub request_sense: u64,
+    /// Task management functions.
+    pub task_management: u64,
+    /// Unsupported or unparsable commands.
+    pub unsupported: u64,
+}
+
+/// Counters of a disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    /// Frames received (while not dead).
+    pub frames_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Received frames dropped as malformed or unexpected.
+    pub dropped_frames: u64,
+    /// Frames ignored because the disk was dead.
+    pub ignored_while_dead: u64,
+    /// Commands by kind.
+    pub commands: CommandCounts,
+    /// Bytes of data read from the blocks and sent.
+    pub bytes_read: u64,
+    /// Bytes of data written to the blocks.
+    pub bytes_written: u64,
+    /// CHECK CONDITION statuses sent.
+    pub check_conditions: u64,
+    /// Medium errors reported (failure modes).
+    pub medium_errors: u64,
+    /// Exchanges aborted by ABTS.
+    pub aborts: u64,
+    /// Process logins accepted.
+    pub logins: u64,
+    /// LOGOs sent to initiators that were not logged in.
+    pub logouts_sent: u64,
+}
+
+/// The blocks: a sparse map, unwritten blocks read as zeros.
+#[derive(Debug)]
+struct BlockStore {
+    block_size: usize,
+    blocks: HashMap<u64, Box<[u8]>>,
+}
+
+impl BlockStore {
+    fn read(&self, lba: u64, count: u64) -> Vec<u8> {
+        let mut out = vec![0u8; (count as usize).saturating_mul(self.block_size)];
+        for (i, chunk) in out.chunks_exact_mut(self.block_size).enumerate() {
+            if let Some(block) = self.blocks.get(&(lba + i as u64)) {
+                chunk.copy_from_slice(block);
+            }
+        }
+        out
+    }
+
+    /// Writes whole blocks (a trailing partial block is ignored).
+    fn write(&mut self, lba: u64, data: &[u8]) {
+        for (i, chunk) in data.chunks_exact(self.block_size).enumerate() {
+            self.blocks.insert(lba + i as u64, chunk.into());
+        }
+    }
+}
+
+/// What the disk records about a control request it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DiskControl {
+    Fabric(FabricStep),
+    /// LOGO to an initiator that sent a command without being logged in.
+    Logo(FcId),
+}
+
+/// An initiator's login with the disk.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    process_login: bool,
+    max_payload: usize,
+}
+
+/// A prepared answer: data in (before truncation to FCP_DL) or the count of data out
+/// received, and the status.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u8,
+    sense: Option<SenseRepr>,
+    data: Vec<u8>,
+    received: usize,
+}
+
+impl Reply {
+    fn good(data: Vec<u8>) -> Reply {
+        Reply { status: status::GOOD, sense: None, data, received: 0 }
+    }
+
+    fn check(key: SenseKey, asc: Asc) -> Reply {
+        Reply {
+            status: status::CHECK_CONDITION,
+            sense: Some(SenseRepr::fixed(key, asc)),
+            data: Vec::new(),
+            received: 0,
+        }
+    }
+
+    /// The residual against FCP_DL of the bytes this reply moved, either way.
+    fn residual(&self, fcp_dl: u32) -> Residual {
+        let moved = self.data.len().max(self.received) as u64;
+        match moved.cmp(&u64::from(fcp_dl)) {
+            std::cmp::Ordering::Less => Residual::Under(fcp_dl - moved as u32),
+            std::cmp::Ordering::Equal => Residual::None,
+            std::cmp::Ordering::Greater => {
+                Residual::Over(u32::try_from(moved - u64::from(fcp_dl)).unwrap_or(u32::MAX))
+            }
+        }
+    }
+
+    fn illegal(asc: Asc) -> Reply {
+        Reply::check(SenseKey::IllegalRequest, asc)
+    }
+}
+
+/// What a command does when its service ends.
+#[derive(Debug)]
+enum Work {
+    Read { lba: u64, blocks: u64 },
+    Write { lba: u64, data: Vec<u8> },
+    Answer(Reply),
+}
+
+impl Work {
+    fn bytes(&self, block_size: u32) -> u64 {
+        match self {
+            Work::Read { blocks, .. } => blocks * u64::from(block_size),
+            Work::Write { data, .. } => data.len() as u64,
+            Work::Answer(reply) => reply.data.len() as u64,
+        }
+    }
+}
+
+/// Where a command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Write data arriving: the next offset expected, the end of the burst asked for, the
+    /// end of the whole transfer.
+    Receiving {
+        next: u32,
+        burst_end: u32,
+        total: u32,
+    },
+    Queued,
+    InService {
+        due: u64,
+    },
+    /// Accepted while hung: never answered.
+    Hung,
+}
+
+/// A command's exchange, keyed by the RX_ID the disk assigned.
+#[derive(Debug)]
+struct TargetExchange {
+    initiator: FcId,
+    ox_id: u16,
+    fcp_dl: u32,
+    work: Work,
+    stage: Stage,
+}
+
+/// The FCP disk target (see the module documentation).
+#[derive(Debug)]
+pub struct DiskTarget {
+    config: DiskConfig,
+    mode: DiskMode,
+    port: NPort<DiskControl>,
+    fabric: FabricLogin,
+    sessions: BTreeMap<FcId, Session>,
+    exchanges: BTreeMap<u16, TargetExchange>,
+    waiting: VecDeque<u16>,
+    in_service: BTreeSet<(u64, u16)>,
+    next_rx_id: u16,
+    store: BlockStore,
+    stats: DiskStats,
+}
+
+impl DiskTarget {
+    /// A healthy disk with every block zero, not logged in.
+    pub fn new(config: DiskConfig) -> DiskTarget {
+        let port = NPort::new(config.mac, config.port_name, config.node_name);
+        let registrations = vec![Registration::Fc4TypeFcp, Registration::NodeName];
+        let store = BlockStore { block_size: config.block_size.max(1) as usize, blocks: HashMap::new() };
+        DiskTarget {
+            config,
+            mode: DiskMode::Healthy,
+            port,
+            fabric: FabricLogin::new(registrations, FABRIC_TIMEOUT_NS),
+            sessions: BTreeMap::new(),
+            exchanges: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            in_service: BTreeSet::new(),
+            next_rx_id: 1,
+            store,
+            stats: DiskStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DiskConfig {
+        &self.config
+    }
+
+    /// The N_Port ID the fabric assigned, once logged in.
+    pub fn fc_id(&self) -> Option<u32> {
+        self.port.fc_id().map(|id| id.0)
+    }
+
+    /// Whether fabric login and the name-server registrations have completed.
+    pub fn is_online(&self) -> bool {
+        self.fabric.phase() == nport::FabricPhase::Online
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> DiskMode {
+        self.mode
+    }
+
+    /// Starts (or restarts) fabric login. Nothing is sent while dead.
+    pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+        if self.mode == DiskMode::Dead {
+            return Vec::new();
+        }
+        self.port.clear_requests();
+        self.fabric.start(now, &mut self.port, DiskControl::Fabric)
+    }
+
+    /// Switches the failure mode. Becoming [`DiskMode::Dead`] forgets every initiator login
+    /// and every command in progress; fabric login survives (requests it had outstanding are
+    /// sent again once the disk is back). Leaving it keeps the blocks; [`DiskTarget::wipe`]
+    /// clears them.
+    pub fn set_mode(&mut self, mode: DiskMode) {
+        if mode == DiskMode::Dead && self.mode != DiskMode::Dead {
+            self.sessions.clear();
+            self.exchanges.clear();
+            self.waiting.clear();
+            self.in_service.clear();
+        }
+        self.mode = mode;
+    }
+
+    /// Sets every block to zero.
+    pub fn wipe(&mut self) {
+        self.store.blocks.clear();
+    }
+
+    /// Reads `blocks` blocks at `lba` directly (for the simulator's checks); blocks beyond
+    /// the capacity read as zeros too.
+    pub fn read_blocks(&self, lba: u64, blocks: u64) -> Vec<u8> {
+        self.store.read(lba, blocks)
+    }
+
+    /// Writes whole blocks at `lba` directly (for the simulator's setup).
+    pub fn write_blocks(&mut self, lba: u64, data: &[u8]) {
+        self.store.write(lba, data);
+    }
+
+    /// Number of blocks ever written (the rest read as zeros).
+    pub fn blocks_written(&self) -> u64 {
+        self.store.blocks.len() as u64
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> DiskStats {
+        let frames = self.port.counters();
+        DiskStats {
+            frames_in: frames.frames_in,
+            bytes_in: frames.bytes_in,
+            frames_out: frames.frames_out,
+            bytes_out: frames.bytes_out,
+            dropped_frames: frames.dropped_frames,
+            ..self.stats
+        }
+    }
+
+    /// Commands accepted and not answered yet (receiving data, queued, in service, hung).
+    pub fn outstanding(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// The earliest time [`DiskTarget::on_timer`] has work (none while dead).
+    pub fn next_timer(&self) -> Option<u64> {
+        if self.mode == DiskMode::Dead {
+            return None;
+        }
+        let service = self.in_service.first().map(|(due, _)| *due);
+        [service, self.port.next_deadline(), self.fabric.next_timer()].into_iter().flatten().min()
+    }
+
+    /// Emits what became due at `now`: finished commands (data and status), fabric login
+    /// retries.
+    pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+        if self.mode == DiskMode::Dead {
+            return Vec::new();
+        }
+        let mut out = self.fabric.on_timer(now, &mut self.port, DiskControl::Fabric);
+        for request in self.port.expire(now) {
+            if let DiskControl::Fabric(step) = request.purpose {
+                out.extend(self.fabric.on_timeout(now, &mut self.port, step, DiskControl::Fabric));
+            }
+        }
+        while let Some(&(due, rx_id)) = self.in_service.first() {
+            if due > now {
+                break;
+            }
+            self.in_service.remove(&(due, rx_id));
+            out.extend(self.complete(rx_id));
+            // The freed slot was free from `due` on.
+            self.start_service(due);
+        }
+        out
+    }
+
+    /// Handles a received Ethernet frame; returns the frames to send at once. Never panics.
+    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
+        if self.mode == DiskMode::Dead {
+            self.stats.ignored_while_dead += 1;
+            return Vec::new();
+        }
+        let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
+        let h = inbound.header;
+        let handled = match (h.fc_type, h.r_ctl) {
+            (fc_type::ELS, r_ctl::ELS_REPLY) | (fc_type::CT, r_ctl::SOLICITED_CONTROL) => {
+                self.on_reply(now, &inbound)
+            }
+            (fc_type::ELS, r_ctl::ELS_REQUEST) => self.on_els_request(&inbound),
+            (fc_type::FCP, r_ctl::UNSOLICITED_COMMAND) => self.on_command(now, &inbound),
+            (fc_type::FCP, r_ctl::SOLICITED_DATA) => self.on_data(now, &inbound),
+            (fc_type::BLS, r_ctl::BLS_ABTS) => self.on_abts(now, &inbound),
+            _ => None,
+        };
+        handled.unwrap_or_else(|| {
+            self.port.count_dropped();
+            Vec::new()
+        })
+    }
+
+    // ---- link services ------------------------------------------------------------------
+
+    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+        let (request, reply) = self.port.take_reply(inbound)?;
+        Some(match request.purpose {
+            DiskControl::Fabric(step) => {
+                let assigned = inbound.header.d_id;
+                self.fabric.on_reply(now, &mut self.port, step, assigned, &reply, DiskControl::Fabric).frames
+            }
+            DiskControl::Logo(_) => Vec::new(),
+        })
+    }
+
+    fn on_els_request(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+        let h = inbound.header;
+        if h.is_from_responder() || inbound.payload.is_empty() {
+            return None;
+        }
+        let reply = match ElsRepr::parse(inbound.payload) {
+            Ok(ElsRepr::Plogi(params)) => {
+                self.end_session(h.s_id);
+                let session = Session {
+                    process_login: false,
+                    max_payload: nport::data_payload_for(params.rcv_data_field_size()),
+                };
+                self.sessions.insert(h.s_id, session);
+                ElsRepr::AccLogin(self.port.login_params())
+            }
+            Ok(ElsRepr::Prli(page)) => self.process_login(h.s_id, page),
+            Ok(ElsRepr::Logo(_)) => {
+                self.end_session(h.s_id);
+                ElsRepr::Acc
+            }
+            _ => reject(reject_reason::COMMAND_NOT_SUPPORTED, reject_explanation::NONE),
+        };
+        Some(self.port.reply_els(&h, &reply).into_iter().collect())
+    }
+
+    fn process_login(&mut self, from: FcId, page: PrliPage) -> ElsRepr {
+        let Some(session) = self.sessions.get_mut(&from) else {
+            return reject(reject_reason::UNABLE_TO_PERFORM, reject_explanation::LOGIN_REQUIRED);
+        };
+        if page.fc_type != fc_type::FCP {
+            return reject(reject_reason::UNABLE_TO_PERFORM, reject_explanation::REQUEST_NOT_SUPPORTED);
+        }
+        session.process_login = true;
+        self.stats.logins += 1;
+        ElsRepr::AccPrli(PrliPage {
+            flags: prli_flags::IMAGE_PAIR_ESTABLISHED | 1,
+            originator_pa: 0,
+            responder_pa: 0,
+            service_params: prli_fcp::TARGET | prli_fcp::READ_XFER_RDY_DISABLED,
+            ..page
+        })
+    }
+
+    /// Logs an initiator out: its session and every exchange it had.
+    fn end_session(&mut self, initiator: FcId) {
+        self.sessions.remove(&initiator);
+        self.drop_exchanges(|e| e.initiator == initiator);
+    }
+
+    fn drop_exchanges(&mut self, doomed: impl Fn(&TargetExchange) -> bool) -> usize {
+        let rx_ids: Vec<u16> = self.exchanges.iter().filter(|(_, e)| doomed(e)).map(|(rx, _)| *rx).collect();
+        for rx_id in &rx_ids {
+            self.drop_exchange(*rx_id);
+        }
+        rx_ids.len()
+    }
+
+    fn drop_exchange(&mut self, rx_id: u16) {
+        if let Some(exchange) = self.exchanges.remove(&rx_id) {
+            self.waiting.retain(|rx| *rx != rx_id);
+            if let Stage::InService { due } = exchange.stage {
+                self.in_service.remove(&(due, rx_id));
+            }
+        }
+    }
+
+    /// ABTS: drop the exchange (if known) and accept.
+    fn on_abts(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+        let h = inbound.header;
+        BlsRepr::parse(h.r_ctl, inbound.payload).ok()?;
+        if h.is_from_responder() || !self.sessions.contains_key(&h.s_id) {
+            return None;
+        }
+        let found = self
+            .exchanges
+            .iter()
+            .find(|(rx, e)| {
+                e.initiator == h.s_id && e.ox_id == h.ox_id && (h.rx_id == 0xFFFF || **rx == h.rx_id)
+            })
+            .map(|(rx, _)| *rx);
+        let rx_id = match found {
+            Some(rx_id) => {
+                self.stats.aborts += 1;
+                self.drop_exchange(rx_id);
+                self.start_service(now);
+                rx_id
+            }
+            None => h.rx_id,
+        };
+        let accept =
+            BlsRepr::BaAcc { seq_id: None, ox_id: h.ox_id, rx_id, low_seq_cnt: 0, high_seq_cnt: 0xFFFF };
+        let header = FcHeaderRepr {
+            seq_id: self.port.next_seq_id(),
+            ..fc_header(h.s_id, r_ctl::BLS_BA_ACC, fc_type::BLS, nport::F_CTL_FINAL_REPLY, h.ox_id, rx_id)
+        };
+        Some(self.port.emit(&header, &accept).into_iter().collect())
+    }
+
+    /// LOGO to an initiator that is not logged in (one at a time per initiator).
+    fn refuse_initiator(&mut self, now: u64, initiator: FcId) -> Vec<Vec<u8>> {
+        if self.port.requests().any(|r| r.purpose == DiskControl::Logo(initiator)) {
+            return Vec::new();
+        }
+        let Some(own) = self.port.fc_id() else { return Vec::new() };
+        self.stats.logouts_sent += 1;
+        let logo = ElsRepr::Logo(LogoRepr { port_id: own, port_name: self.config.port_name });
+        let deadline = now.saturating_add(FABRIC_TIMEOUT_NS);
+        self.port.send_els(deadline, initiator, &logo, DiskControl::Logo(initiator)).into_iter().collect()
+    }
+
+    // ---- commands -------------------------------------------------------------------
+
+    fn allocate_rx_id(&mut self) -> Option<u16> {
+        for _ in 0..=u32::from(u16::MAX) {
+            let candidate = self.next_rx_id;
+            self.next_rx_id = candidate.wrapping_add(1);
+            if candidate != 0xFFFF && !self.exchanges.contains_key(&candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    fn on_command(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+        let h = inbound.header;
+        if h.is_from_responder() {
+            return None;
+        }
+        if !self.sessions.get(&h.s_id).is_some_and(|s| s.process_login) {
+            return Some(self.refuse_initiator(now, h.s_id));
+        }
+        let cmnd = FcpCmndRepr::parse(inbound.payload).ok()?;
+        if self.exchanges.values().any(|e| e.initiator == h.s_id && e.ox_id == h.ox_id) {
+            // A duplicate of a command in progress.
+            return None;
+        }
+        let rx_id = self.allocate_rx_id()?;
+        if cmnd.task_management != 0 {
+            return Some(self.task_management(&h, rx_id, &cmnd));
+        }
+        let work = self.plan(&cmnd);
+        let stage = if self.mode == DiskMode::Hang { Stage::Hung } else { Stage::Queued };
+        let mut exchange =
+            TargetExchange { initiator: h.s_id, ox_id: h.ox_id, fcp_dl: cmnd.fcp_dl, work, stage };
+        let mut out = Vec::new();
+        if stage == Stage::Queued
+            && let Work::Write { data, .. } = &exchange.work
+            && !data.is_empty()
+        {
+            let total = data.len() as u32;
+            let burst_end = self.burst_end(0, total);
+            exchange.stage = Stage::Receiving { next: 0, burst_end, total };
+            out.extend(self.xfer_rdy(h.s_id, h.ox_id, rx_id, 0, burst_end));
+        }
+        let queued = exchange.stage == Stage::Queued;
+        self.exchanges.insert(rx_id, exchange);
+        if queued {
+            self.waiting.push_back(rx_id);
+            self.start_service(now);
+        }
+        Some(out)
+    }
+
+    fn burst_end(&self, from: u32, total: u32) -> u32 {
+        match self.config.max_burst {
+            0 => total,
+            burst => from.saturating_add(burst).min(total),
+        }
+    }
+
+    fn xfer_rdy(&mut self, to: FcId, ox_id: u16, rx_id: u16, from: u32, to_offset: u32) -> Option<Vec<u8>> {
+        let ready = FcpXferRdyRepr { data_ro: from, burst_len: to_offset - from };
+        let f_ctl = f_ctl::EXCHANGE_CONTEXT | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        let header = FcHeaderRepr {
+            seq_id: self.port.next_seq_id(),
+            ..fc_header(to, r_ctl::DATA_DESCRIPTOR, fc_type::FCP, f_ctl, ox_id, rx_id)
+        };
+        self.port.emit(&header, &ready)
+    }
+
+    /// Write data: accepted in order within the burst asked for; the next burst is asked
+    /// for when one is complete, and the command queues for service when all has arrived.
+    fn on_data(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+        let h = inbound.header;
+        let exchange = self.exchanges.get_mut(&h.rx_id)?;
+        if exchange.initiator != h.s_id || exchange.ox_id != h.ox_id || h.is_from_responder() {
+            return None;
+        }
+        let Stage::Receiving { next, burst_end, total } = exchange.stage else { return None };
+        let Work::Write { data, .. } = &mut exchange.work else { return None };
+        let offset = h.relative_offset().unwrap_or(next);
+        let len = inbound.payload.len() as u32;
+        if offset != next || offset.checked_add(len)? > burst_end || len == 0 {
+            return None;
+        }
+        data[offset as usize..(offset + len) as usize].copy_from_slice(inbound.payload);
+        let next = offset + len;
+        if next < burst_end {
+            exchange.stage = Stage::Receiving { next, burst_end, total };
+            return Some(Vec::new());
+        }
+        if next < total {
+            let burst_end = self.burst_end(next, total);
+            if let Some(exchange) = self.exchanges.get_mut(&h.rx_id) {
+                exchange.stage = Stage::Receiving { next, burst_end, total };
+            }
+            return Some(self.xfer_rdy(h.s_id, h.ox_id, h.rx_id, next, burst_end).into_iter().collect());
+        }
+        exchange.stage = Stage::Queued;
+        self.waiting.push_back(h.rx_id);
+        self.start_service(now);
+        Some(Vec::new())
+    }
+
+    /// Starts serving waiting commands while slots are free, from time `at`.
+    fn start_service(&mut self, at: u64) {
+        let slowdown = match self.mode {
+            DiskMode::Slow { factor } => factor,
+            _ => 1,
+        };
+        while self.in_service.len() < self.config.latency.slots() {
+            let Some(rx_id) = self.waiting.pop_front() else { break };
+            let Some(exchange) = self.exchanges.get_mut(&rx_id) else { continue };
+            let bytes = exchange.work.bytes(self.config.block_size);
+            let due = at.saturating_add(self.config.latency.service_time(bytes, slowdown));
+            exchange.stage = Stage::InService { due };
+            self.in_service.insert((due, rx_id));
+        }
+    }
+
+    /// A command's service ended: execute it and answer, unless the disk hangs.
+    fn complete(&mut self, rx_id: u16) -> Vec<Vec<u8>> {
+        if self.mode == DiskMode::Hang {
+            if let Some(exchange) = self.exchanges.get_mut(&rx_id) {
+                exchange.stage = Stage::Hung;
+            }
+            return Vec::new();
+        }
+        let Some(exchange) = self.exchanges.remove(&rx_id) else { return Vec::new() };
+        let reply = self.execute(exchange.work);
+        self.answer(exchange.initiator, exchange.ox_id, rx_id, exchange.fcp_dl, &reply)
+    }
+
+    fn execute(&mut self, work: Work) -> Reply {
+        match work {
+            Work::Read { .. } if self.mode == DiskMode::ReadErrors => {
+                self.stats.medium_errors += 1;
+                Reply::check(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)
+            }
+            Work::Read { lba, blocks } => {
+                let data = self.store.read(lba, blocks);
+                self.stats.bytes_read += data.len() as u64;
+                Reply::good(data)
+            }
+            Work::Write { data, .. } if self.mode == DiskMode::WriteErrors => {
+                self.stats.medium_errors += 1;
+                Reply { received: data.len(), ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
+            }
+            Work::Write { lba, data } => {
+                self.store.write(lba, &data);
+                self.stats.bytes_written += data.len() as u64;
+                Reply { received: data.len(), ..Reply::good(Vec::new()) }
+            }
+            Work::Answer(reply) => reply,
+        }
+    }
+
+    /// Sends a reply: its data (cut to FCP_DL) as one sequence, then FCP_RSP with the
+    /// residual and sense.
+    fn answer(
+        &mut self,
+        initiator: FcId,
+        ox_id: u16,
+        rx_id: u16,
+        fcp_dl: u32,
+        reply: &Reply,
+    ) -> Vec<Vec<u8>> {
+        let max_payload = self.sessions.get(&initiator).map_or(nport::MAX_DATA_PAYLOAD, |s| s.max_payload);
+        let sent = reply.data.len().min(fcp_dl as usize);
+        let mut out = self.send_data(initiator, ox_id, rx_id, &reply.data[..sent], max_payload);
+        let residual = reply.residual(fcp_dl);
+        if reply.status == status::CHECK_CONDITION {
+            self.stats.check_conditions += 1;
+        }
+        let mut sense = [0u8; 64];
+        let sense_len = reply.sense.and_then(|s| s.emit(&mut sense).ok());
+        let rsp = FcpRspRepr {
+            scsi_status: reply.status,
+            residual,
+            sense: sense_len.map(|n| &sense[..n]),
+            ..FcpRspRepr::good()
+        };
+        let f_ctl =
+            f_ctl::EXCHANGE_CONTEXT | f_ctl::LAST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        let header = FcHeaderRepr {
+            seq_id: self.port.next_seq_id(),
+            ..fc_header(initiator, r_ctl::COMMAND_STATUS, fc_type::FCP, f_ctl, ox_id, rx_id)
+        };
+        out.extend(self.port.emit(&header, &rsp));
+        out
+    }
+
+    /// Read data as one sequence: frames of at most `max_payload` bytes with relative offsets;
+    /// the disk keeps the sequence initiative (FCP_RSP follows).
+    fn send_data(
+        &mut self,
+        to: FcId,
+        ox_id: u16,
+        rx_id: u16,
+        data: &[u8],
+        max_payload: usize,
+    ) -> Vec<Vec<u8>> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let seq_id = self.port.next_seq_id();
+        let count = data.len().div_ceil(max_payload);
+        let mut out = Vec::with_capacity(count);
+        for (i, chunk) in data.chunks(max_payload).enumerate() {
+            let last = i + 1 == count;
+            let f_ctl =
+                f_ctl::EXCHANGE_CONTEXT | f_ctl::RELATIVE_OFFSET | if last { f_ctl::END_SEQUENCE } else { 0 };
+            let header = FcHeaderRepr {
+                seq_id,
+                seq_cnt: i as u16,
+                parameter: (i * max_payload) as u32,
+                ..fc_header(to, r_ctl::SOLICITED_DATA, fc_type::FCP, f_ctl, ox_id, rx_id)
+            };
+            out.extend(self.port.emit(&header, chunk));
+        }
+        out
+    }
+
+    /// A task management function: the initiator's other exchanges (on the LUN, for a
+    /// LOGICAL UNIT RESET) are cleared and the function reported complete.
+    fn task_management(&mut self, h: &FcHeaderRepr, rx_id: u16, cmnd: &FcpCmndRepr<'_>) -> Vec<Vec<u8>> {
+        self.stats.commands.task_management += 1;
+        let initiator = h.s_id;
+        if cmnd.task_management & dve_wire::fcp::tmf::TARGET_RESET != 0 {
+            self.drop_exchanges(|_| true);
+        } else if cmnd.task_management & dve_wire::fcp::tmf::CLEAR_ACA == 0 {
+            self.drop_exchanges(|e| e.initiator == initiator);
+        }
+        let info = [0u8, 0, 0, dve_wire::fcp::rsp_code::COMPLETE];
+        let rsp = FcpRspRepr { response_info: Some(&info), ..FcpRspRepr::good() };
+        let f_ctl =
+            f_ctl::EXCHANGE_CONTEXT | f_ctl::LAST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        let header = FcHeaderRepr {
+            seq_id: self.port.next_seq_id(),
+            ..fc_header(initiator, r_ctl::COMMAND_STATUS, fc_type::FCP, f_ctl, h.ox_id, rx_id)
+        };
+        self.port.emit(&header, &rsp).into_iter().collect()
+    }
+
+    // ---- SCSI -------------------------------------------------------------------------
+
+    /// Decides what a command will do, checking what can be checked at once.
+    fn plan(&mut self, cmnd: &FcpCmndRepr<'_>) -> Work {
+        let lun = lun_index(&cmnd.lun);
+        let cdb = match Cdb::parse(cmnd.cdb) {
+            Ok(cdb) => cdb,
+            Err(WireError::UnknownOpcode(_)) => {
+                self.stats.commands.unsupported += 1;
+                return Work::Answer(Reply::illegal(Asc::INVALID_COMMAND_OPERATION_CODE));
+            }
+            Err(_) => {
+                self.stats.commands.unsupported += 1;
+                return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
+            }
+        };
+        self.count_command(&cdb);
+        match cdb {
+            Cdb::ReportLuns { allocation_length, .. } => Work::Answer(report_luns(allocation_length)),
+            Cdb::Inquiry { evpd, page_code, allocation_length, .. } => {
+                Work::Answer(self.inquiry(lun, evpd, page_code, allocation_length))
+            }
+            _ if lun != Some(0) => Work::Answer(Reply::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED)),
+            Cdb::ReadCapacity10 { .. } => Work::Answer(self.read_capacity_10()),
+            Cdb::ReadCapacity16 { allocation_length, .. } => {
+                Work::Answer(self.read_capacity_16(allocation_length))
+            }
+            Cdb::TestUnitReady { .. } | Cdb::SynchronizeCache10(_) | Cdb::SynchronizeCache16(_) => {
+                Work::Answer(Reply::good(Vec::new()))
+            }
+            Cdb::RequestSense { allocation_length, .. } => Work::Answer(request_sense(allocation_length)),
+            Cdb::Read6(_)
+            | Cdb::Read10(_)
+            | Cdb::Read16(_)
+            | Cdb::Write6(_)
+            | Cdb::Write10(_)
+            | Cdb::Write16(_) => self.plan_read_write(&cdb, cmnd.fcp_dl),
+            _ => Work::Answer(Reply::illegal(Asc::INVALID_COMMAND_OPERATION_CODE)),
+        }
+    }
+
+    fn count_command(&mut self, cdb: &Cdb) {
+        let counts = &mut self.stats.commands;
+        let counter = match cdb {
+            Cdb::Read6(_) | Cdb::Read10(_) | Cdb::Read16(_) => &mut counts.read,
+            Cdb::Write6(_) | Cdb::Write10(_) | Cdb::Write16(_) => &mut counts.write,
+            Cdb::Inquiry { .. } => &mut counts.inquiry,
+            Cdb::ReportLuns { .. } => &mut counts.report_luns,
+            Cdb::ReadCapacity10 { .. } | Cdb::ReadCapacity16 { .. } => &mut counts.read_capacity,
+            Cdb::TestUnitReady { .. } => &mut counts.test_unit_ready,
+            Cdb::SynchronizeCache10(_) | Cdb::SynchronizeCache16(_) => &mut counts.synchronize_cache,
+            Cdb::RequestSense { .. } => &mut counts.request_sense,
+            _ => &mut counts.unsupported,
+        };
+        *counter += 1;
+    }
+
+    fn plan_read_write(&self, cdb: &Cdb, fcp_dl: u32) -> Work {
+        let Some((lba, blocks)) = cdb.read_write_extent() else {
+            return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
+        };
+        let blocks = u64::from(blocks);
+        if lba.checked_add(blocks).is_none_or(|end| end > self.config.blocks) {
+            return Work::Answer(Reply::illegal(Asc::LBA_OUT_OF_RANGE));
+        }
+        let bytes = blocks * u64::from(self.config.block_size);
+        if bytes > MAX_TRANSFER_BYTES {
+            return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
+        }
+        if matches!(cdb, Cdb::Read6(_) | Cdb::Read10(_) | Cdb::Read16(_)) {
+            return Work::Read { lba, blocks };
+        }
+        if bytes != u64::from(fcp_dl) {
+            // The data the initiator would send does not match the blocks to write.
+            return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
+        }
+        Work::Write { lba, data: vec![0; bytes as usize] }
+    }
+
+    fn inquiry(&self, lun: Option<u16>, evpd: bool, page_code: u8, allocation_length: u16) -> Reply {
+        let mut data = [0u8; 256];
+        let emitted = match (lun, evpd) {
+            (Some(0), false) => StandardInquiry::disk(VENDOR, &self.config.name, REVISION).emit(&mut data),
+            (_, false) => {
+                let none =
+                    StandardInquiry { peripheral: NO_LUN, ..StandardInquiry::disk(VENDOR, "", REVISION) };
+                none.emit(&mut data)
+            }
+            (Some(0), true) => match self.vpd_page(page_code, &mut data) {
+                Some(result) => result,
+                None => return Reply::illegal(Asc::INVALID_FIELD_IN_CDB),
+            },
+            (_, true) => return Reply::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED),
+        };
+        match emitted {
+            Ok(len) => Reply::good(data[..len.min(usize::from(allocation_length))].to_vec()),
+            Err(_) => Reply::check(SenseKey::HardwareError, Asc::INTERNAL_TARGET_FAILURE),
+        }
+    }
+
+    /// Emits VPD page `page_code` into `out`; `None` for a page the disk does not have.
+    fn vpd_page(&self, page_code: u8, out: &mut [u8]) -> Option<Result<usize, WireError>> {
+        let serial = format!("{:016X}", self.config.port_name);
+        let port_name = self.config.port_name.to_be_bytes();
+        let naa = naa_identifier(self.config.port_name).to_be_bytes();
+        let designators = [
+            Designator {
+                protocol_id: 0,
+                code_set: code_set::BINARY,
+                piv: false,
+                association: 0,
+                designator_type: designator_type::NAA,
+                designator: &naa,
+            },
+            Designator {
+                protocol_id: 0,
+                code_set: code_set::BINARY,
+                piv: true,
+                association: 1,
+                designator_type: designator_type::NAA,
+                designator: &port_name,
+            },
+        ];
+        let page = match page_code {
+            vpd_page::SUPPORTED_PAGES => VpdPage::SupportedPages(&[
+                vpd_page::SUPPORTED_PAGES,
+                vpd_page::UNIT_SERIAL_NUMBER,
+                vpd_page::DEVICE_IDENTIFICATION,
+            ]),
+            vpd_page::UNIT_SERIAL_NUMBER => VpdPage::UnitSerialNumber(serial.as_bytes()),
+            vpd_page::DEVICE_IDENTIFICATION => VpdPage::DeviceIdentification(Designators::List(&designators)),
+            _ => return None,
+        };
+        Some(VpdRepr { peripheral: 0, page }.emit(out))
+    }
+
+    fn read_capacity_10(&self) -> Reply {
+        let last_lba = u32::try_from(self.config.blocks.saturating_sub(1)).unwrap_or(u32::MAX);
+        emitted(&ReadCapacity10Data { last_lba, block_len: self.config.block_size }, u32::MAX)
+    }
+
+    fn read_capacity_16(&self, allocation_length: u32) -> Reply {
+        let data = ReadCapacity16Data {
+            last_lba: self.config.blocks.saturating_sub(1),
+            block_len: self.config.block_size,
+            flags: [0; 4],
+        };
+        emitted(&data, allocation_length)
+    }
+}
+
+/// GOOD with `data` as parameter data, cut to `allocation_length`.
+fn emitted<W: WireEmit>(data: &W, allocation_length: u32) -> Reply {
+    let mut buf = vec![0u8; data.buffer_len()];
+    match data.emit(&mut buf) {
+        Ok(_) => {
+            buf.truncate(buf.len().min(allocation_length as usize));
+            Reply::good(buf)
+        }
+        Err(_) => Reply::check(SenseKey::HardwareError, Asc::INTERNAL_TARGET_FAILURE),
+    }
+}
+
+fn report_luns(allocation_length: u32) -> Reply {
+    if allocation_length < 16 {
+        return Reply::illegal(Asc::INVALID_FIELD_IN_CDB);
+    }
+    emitted(&ReportLunsData::List(&[lun_from_index(0)]), allocation_length)
+}
+
+/// REQUEST SENSE: nothing to report (errors are reported with their status).
+fn request_sense(allocation_length: u8) -> Reply {
+    emitted(&SenseRepr::fixed(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE), u32::from(allocation_length))
+}
+
+/// The logical unit's NAA designator: the port name if it is NAA 5 (IEEE registered),
+/// otherwise NAA 5 with the port name's low 60 bits.
+fn naa_identifier(port_name: u64) -> u64 {
+    if port_name >> 60 == 5 { port_name } else { (5 << 60) | (port_name & 0x0FFF_FFFF_FFFF_FFFF) }
+}
+
+fn reject(reason: u8, explanation: u8) -> ElsRepr {
+    ElsRepr::LsRjt(LsRjtRepr { reason, explanation, vendor: 0 })
+}

@@ -1,1 +1,475 @@
-//! Placeholder (being written).
+//! The fio-like workload generator ([`Workload`]) that drives one initiator against one
+//! (target, LUN), and the [`stamp_block`]/[`decode_block`] codec that makes every written
+//! block say which write put it there.
+//!
+//! A workload keeps `queue_depth` operations in flight between its start and stop times:
+//! reads or writes (by `read_fraction`) of `block_size_blocks` blocks, sequential through the
+//! region (wrapping) or at random block-size-aligned offsets in it, with `think_time_ns`
+//! between an operation's completion and the next use of its slot. Two of its operations never
+//! overlap while in flight, so what a read returns is decided by completed writes only. With
+//! `verify_after_write`, each successful write is followed by a read of the same blocks
+//! ([`PlannedOp::VerifyRead`]), issued before new operations and even after the stop time.
+//! All randomness comes from a ChaCha8 generator seeded by the caller: the same seed and the
+//! same sequence of calls give the same operations.
+//!
+//! The workload plans; the simulator submits: it allocates write ids (globally), stamps write
+//! data with [`stamp_blocks`], submits through the initiator, keeps latency histograms from
+//! each completion (`completed - submitted`), and reports back with
+//! [`Workload::on_complete`].
+//!
+//! Stamped block layout (big-endian): bytes 0..4 the magic `DVE1`, 4..12 the write id,
+//! 12..20 the volume LBA, 20..24 an FNV-1a checksum of bytes 4..20 and the payload, then a
+//! payload that is a deterministic function of (write id, LBA).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::host::{IoFailure, IoOutcome};
+
+/// First bytes of every stamped block.
+pub const STAMP_MAGIC: [u8; 4] = *b"DVE1";
+/// Length of a stamped block's header (magic, write id, LBA, checksum).
+pub const STAMP_HEADER_LEN: usize = 24;
+/// Attempts at finding a random offset that overlaps nothing in flight.
+const RANDOM_PICK_ATTEMPTS: usize = 8;
+
+/// Where in the region operations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AccessPattern {
+    /// One after the other from the region's start, wrapping at its end.
+    Sequential,
+    /// At uniformly random offsets aligned to the operation size.
+    Random,
+}
+
+/// What a workload does.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadSpec {
+    /// Fraction of operations that are reads (0.0 to 1.0); the rest are writes.
+    pub read_fraction: f64,
+    /// Blocks per operation.
+    pub block_size_blocks: u32,
+    /// Operations kept in flight.
+    pub queue_depth: u32,
+    /// Sequential or random offsets.
+    pub pattern: AccessPattern,
+    /// Pause between an operation's completion and the next use of its slot.
+    pub think_time_ns: u64,
+    /// Read back every successfully written range.
+    pub verify_after_write: bool,
+    /// The region: first block and number of blocks.
+    pub region: (u64, u64),
+    /// When the first operations go out.
+    pub start_ns: u64,
+    /// No new operation goes out at or after this time (verify reads still do).
+    pub stop_ns: u64,
+}
+
+/// An operation the workload wants submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlannedOp {
+    /// Read `blocks` blocks at `lba`.
+    Read {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+    },
+    /// Write `blocks` blocks at `lba`, with data the simulator stamps ([`stamp_blocks`]).
+    Write {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+    },
+    /// Read back what a completed write put at `lba`.
+    VerifyRead {
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+    },
+}
+
+impl PlannedOp {
+    /// First block.
+    pub fn lba(&self) -> u64 {
+        match *self {
+            PlannedOp::Read { lba, .. }
+            | PlannedOp::Write { lba, .. }
+            | PlannedOp::VerifyRead { lba, .. } => lba,
+        }
+    }
+
+    /// Number of blocks.
+    pub fn blocks(&self) -> u32 {
+        match *self {
+            PlannedOp::Read { blocks, .. }
+            | PlannedOp::Write { blocks, .. }
+            | PlannedOp::VerifyRead { blocks, .. } => blocks,
+        }
+    }
+
+    /// Whether it writes.
+    pub fn is_write(&self) -> bool {
+        matches!(self, PlannedOp::Write { .. })
+    }
+
+    fn end(&self) -> u64 {
+        self.lba().saturating_add(u64::from(self.blocks()))
+    }
+
+    fn overlaps(&self, other: &PlannedOp) -> bool {
+        self.lba() < other.end() && other.lba() < self.end()
+    }
+}
+
+/// Counters of a workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkloadStats {
+    /// Operations handed out.
+    pub issued: u64,
+    /// Operations reported complete.
+    pub completed: u64,
+    /// Completions that failed or ended with a status other than GOOD.
+    pub failed: u64,
+    /// Reads handed out (verify reads not included).
+    pub reads: u64,
+    /// Writes handed out.
+    pub writes: u64,
+    /// Verify reads handed out.
+    pub verify_reads: u64,
+    /// Blocks read by successful reads and verify reads.
+    pub blocks_read: u64,
+    /// Blocks written by successful writes.
+    pub blocks_written: u64,
+}
+
+/// The workload generator (see the module documentation).
+#[derive(Debug)]
+pub struct Workload {
+    spec: WorkloadSpec,
+    rng: ChaCha8Rng,
+    /// Next sequential offset.
+    cursor: u64,
+    /// When each free slot may be used again, earliest first.
+    free_slots: VecDeque<u64>,
+    in_flight: Vec<PlannedOp>,
+    verifies: VecDeque<PlannedOp>,
+    /// The caller's in-flight count at the last [`Workload::next_ops`].
+    caller_in_flight: usize,
+    /// Nothing could be planned without overlapping an operation in flight.
+    blocked: bool,
+    stats: WorkloadStats,
+}
+
+impl Workload {
+    /// A workload with its own ChaCha8 generator seeded with `seed`.
+    pub fn new(spec: WorkloadSpec, seed: u64) -> Workload {
+        let slots = spec.queue_depth.max(1) as usize;
+        Workload {
+            cursor: spec.region.0,
+            free_slots: std::iter::repeat_n(spec.start_ns, slots).collect(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            spec,
+            in_flight: Vec::new(),
+            verifies: VecDeque::new(),
+            caller_in_flight: 0,
+            blocked: false,
+            stats: WorkloadStats::default(),
+        }
+    }
+
+    /// The specification.
+    pub fn spec(&self) -> &WorkloadSpec {
+        &self.spec
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> WorkloadStats {
+        self.stats
+    }
+
+    /// Operations handed out and not reported complete.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether the workload will plan nothing more: stop time reached, nothing in flight,
+    /// no verify read pending.
+    pub fn is_done(&self, now: u64) -> bool {
+        now >= self.spec.stop_ns && self.in_flight.is_empty() && self.verifies.is_empty()
+    }
+
+    /// Blocks per operation (the region's size if smaller).
+    fn op_blocks(&self) -> u32 {
+        let region = u32::try_from(self.spec.region.1).unwrap_or(u32::MAX);
+        self.spec.block_size_blocks.max(1).min(region)
+    }
+
+    fn slots(&self) -> usize {
+        self.spec.queue_depth.max(1) as usize
+    }
+
+    /// What to submit now. `in_flight` is how many of this workload's operations the caller
+    /// has in flight (normally [`Workload::in_flight`]); the larger count limits new ones.
+    pub fn next_ops(&mut self, now: u64, in_flight: usize) -> Vec<PlannedOp> {
+        self.caller_in_flight = in_flight;
+        let mut ops = Vec::new();
+        if now < self.spec.start_ns || self.spec.region.1 == 0 {
+            return ops;
+        }
+        while in_flight.max(self.in_flight.len()) < self.slots() {
+            match self.free_slots.front() {
+                Some(ready) if *ready <= now => {}
+                _ => break,
+            }
+            let Some(op) = self.take_verify().or_else(|| self.plan(now)) else { break };
+            self.free_slots.pop_front();
+            self.count_issued(&op);
+            self.in_flight.push(op);
+            ops.push(op);
+        }
+        ops
+    }
+
+    /// The next verify read that overlaps nothing in flight.
+    fn take_verify(&mut self) -> Option<PlannedOp> {
+        let at = self.verifies.iter().position(|v| !self.in_flight.iter().any(|op| op.overlaps(v)))?;
+        self.verifies.remove(at)
+    }
+
+    /// A new read or write, unless the stop time passed or every candidate offset overlaps
+    /// an operation in flight.
+    fn plan(&mut self, now: u64) -> Option<PlannedOp> {
+        if now >= self.spec.stop_ns {
+            return None;
+        }
+        let blocks = self.op_blocks();
+        let lba = match self.spec.pattern {
+            AccessPattern::Sequential => self.sequential_lba(blocks),
+            AccessPattern::Random => self.random_lba(blocks),
+        };
+        let Some(lba) = lba else {
+            self.blocked = true;
+            return None;
+        };
+        let read = self.rng.random::<f64>() < self.spec.read_fraction;
+        Some(if read { PlannedOp::Read { lba, blocks } } else { PlannedOp::Write { lba, blocks } })
+    }
+
+    fn is_free(&self, lba: u64, blocks: u32) -> bool {
+        let candidate = PlannedOp::Read { lba, blocks };
+        !self.in_flight.iter().any(|op| op.overlaps(&candidate))
+    }
+
+    fn sequential_lba(&mut self, blocks: u32) -> Option<u64> {
+        let (start, len) = self.spec.region;
+        let end = start.saturating_add(len);
+        let lba = self.cursor;
+        if !self.is_free(lba, blocks) {
+            return None;
+        }
+        let next = lba + u64::from(blocks);
+        self.cursor = if next.saturating_add(u64::from(blocks)) > end { start } else { next };
+        Some(lba)
+    }
+
+    fn random_lba(&mut self, blocks: u32) -> Option<u64> {
+        let (start, len) = self.spec.region;
+        let offsets = (len / u64::from(blocks)).max(1);
+        for _ in 0..RANDOM_PICK_ATTEMPTS {
+            let lba = start + self.rng.random_range(0..offsets) * u64::from(blocks);
+            if self.is_free(lba, blocks) {
+                return Some(lba);
+            }
+        }
+        None
+    }
+
+    fn count_issued(&mut self, op: &PlannedOp) {
+        self.stats.issued += 1;
+        match op {
+            PlannedOp::Read { .. } => self.stats.reads += 1,
+            PlannedOp::Write { .. } => self.stats.writes += 1,
+            PlannedOp::VerifyRead { .. } => self.stats.verify_reads += 1,
+        }
+    }
+
+    /// Reports that `op` (as [`Workload::next_ops`] returned it) completed at `now`. Its slot
+    /// becomes free after the think time; a successful write is queued for verification if
+    /// the spec asks for it. An operation the workload does not have in flight is ignored.
+    pub fn on_complete(&mut self, now: u64, op: PlannedOp, outcome: &Result<IoOutcome, IoFailure>) {
+        let Some(at) = self.in_flight.iter().position(|o| *o == op) else { return };
+        self.in_flight.swap_remove(at);
+        self.blocked = false;
+        let ready = now.saturating_add(self.spec.think_time_ns);
+        let slot = self.free_slots.partition_point(|t| *t <= ready);
+        self.free_slots.insert(slot, ready);
+        self.stats.completed += 1;
+        let good = outcome.as_ref().is_ok_and(IoOutcome::is_good);
+        if !good {
+            self.stats.failed += 1;
+            return;
+        }
+        let blocks = u64::from(op.blocks());
+        match op {
+            PlannedOp::Write { lba, blocks: n } => {
+                self.stats.blocks_written += blocks;
+                if self.spec.verify_after_write {
+                    self.verifies.push_back(PlannedOp::VerifyRead { lba, blocks: n });
+                }
+            }
+            PlannedOp::Read { .. } | PlannedOp::VerifyRead { .. } => self.stats.blocks_read += blocks,
+        }
+    }
+
+    /// When [`Workload::next_ops`] next has something to hand out, if no completion comes
+    /// first; `None` when only a completion can unblock it (or it is done).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        if self.spec.region.1 == 0 || self.caller_in_flight.max(self.in_flight.len()) >= self.slots() {
+            return None;
+        }
+        let at = (*self.free_slots.front()?).max(self.spec.start_ns);
+        let verify_ready = self.verifies.iter().any(|v| !self.in_flight.iter().any(|op| op.overlaps(v)));
+        if verify_ready || (!self.blocked && at < self.spec.stop_ns) { Some(at) } else { None }
+    }
+}
+
+/// What a block read back holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockContent {
+    /// Every byte zero: never written (or written with zeros).
+    Zero,
+    /// Intact data of this write.
+    Stamped {
+        /// The write id it was stamped with.
+        write_id: u64,
+    },
+    /// Neither zero nor an intact stamp.
+    Corrupt(CorruptReason),
+}
+
+/// Why a block is not an intact stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CorruptReason {
+    /// Shorter than a stamp's header.
+    TooShort,
+    /// The magic is wrong (random or foreign data).
+    BadMagic,
+    /// A stamp for another block (data landed at the wrong LBA).
+    WrongLba {
+        /// The LBA stamped in it.
+        found: u64,
+    },
+    /// The checksum does not match (a torn or damaged block).
+    BadChecksum,
+    /// Header and checksum fine, payload not what the write id and LBA produce.
+    PayloadMismatch,
+}
+
+/// Stamps one block of write `write_id` at volume LBA `lba` into `out` (its whole length).
+/// A buffer shorter than the header gets payload bytes only.
+pub fn stamp_block(write_id: u64, lba: u64, out: &mut [u8]) {
+    if out.len() < STAMP_HEADER_LEN {
+        fill_payload(write_id, lba, out);
+        return;
+    }
+    out[0..4].copy_from_slice(&STAMP_MAGIC);
+    out[4..12].copy_from_slice(&write_id.to_be_bytes());
+    out[12..20].copy_from_slice(&lba.to_be_bytes());
+    fill_payload(write_id, lba, &mut out[STAMP_HEADER_LEN..]);
+    let check = stamp_checksum(out);
+    out[20..24].copy_from_slice(&check.to_be_bytes());
+}
+
+/// The data of a write of `blocks` blocks of `block_size` bytes at volume LBA `lba`, every
+/// block stamped with `write_id`.
+pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> Bytes {
+    let block_size = block_size.max(1) as usize;
+    let mut data = vec![0u8; blocks as usize * block_size];
+    for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
+        stamp_block(write_id, lba + i as u64, block);
+    }
+    Bytes::from(data)
+}
+
+/// Decodes a block read back from volume LBA `lba`.
+pub fn decode_block(block: &[u8], lba: u64) -> BlockContent {
+    if block.iter().all(|b| *b == 0) {
+        return BlockContent::Zero;
+    }
+    if block.len() < STAMP_HEADER_LEN {
+        return BlockContent::Corrupt(CorruptReason::TooShort);
+    }
+    if block[0..4] != STAMP_MAGIC {
+        return BlockContent::Corrupt(CorruptReason::BadMagic);
+    }
+    let write_id = be64(&block[4..12]);
+    let found = be64(&block[12..20]);
+    if found != lba {
+        return BlockContent::Corrupt(CorruptReason::WrongLba { found });
+    }
+    if be32(&block[20..24]) != stamp_checksum(block) {
+        return BlockContent::Corrupt(CorruptReason::BadChecksum);
+    }
+    if !payload_matches(write_id, lba, &block[STAMP_HEADER_LEN..]) {
+        return BlockContent::Corrupt(CorruptReason::PayloadMismatch);
+    }
+    BlockContent::Stamped { write_id }
+}
+
+fn be64(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(b);
+    u64::from_be_bytes(v)
+}
+
+fn be32(b: &[u8]) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(b);
+    u32::from_be_bytes(v)
+}
+
+/// FNV-1a (32-bit) over write id, LBA and payload of a stamped block.
+fn stamp_checksum(block: &[u8]) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811C_9DC5;
+    const PRIME: u32 = 0x0100_0193;
+    block[4..20]
+        .iter()
+        .chain(&block[STAMP_HEADER_LEN..])
+        .fold(OFFSET_BASIS, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(PRIME))
+}
+
+/// The payload stream of (write id, LBA): splitmix64 outputs, big-endian.
+struct PayloadStream(u64);
+
+impl PayloadStream {
+    fn new(write_id: u64, lba: u64) -> PayloadStream {
+        PayloadStream(write_id.rotate_left(32) ^ lba.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x4456_4531)
+    }
+
+    fn next_word(&mut self) -> [u8; 8] {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).to_be_bytes()
+    }
+}
+
+fn fill_payload(write_id: u64, lba: u64, out: &mut [u8]) {
+    let mut stream = PayloadStream::new(write_id, lba);
+    for chunk in out.chunks_mut(8) {
+        let word = stream.next_word();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+}
+
+fn payload_matches(write_id: u64, lba: u64, payload: &[u8]) -> bool {
+    let mut stream = PayloadStream::new(write_id, lba);
+    payload.chunks(8).all(|chunk| chunk == &stream.next_word()[..chunk.len()])
+}
