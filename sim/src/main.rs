@@ -77,12 +77,9 @@ struct CheckArgs {
     scenario: Option<PathBuf>,
 }
 
-/// Runs the simulation proper. `dve_sim::world` (being written) provides
-/// `run(&Scenario, &RunOptions) -> Result<Report, RunError>`; once it is in, this body becomes
-/// `dve_sim::world::run(scenario, options).map_err(|err| err.to_string())`.
+/// Runs the simulation proper.
 fn run_world(scenario: &Scenario, options: &RunOptions) -> Result<Report, String> {
-    let _ = (scenario, options);
-    Err("world not wired yet: the simulation proper (dve_sim::world) is not in this build".to_string())
+    dve_sim::world::run(scenario, options).map_err(|err| err.to_string())
 }
 
 fn main() -> ExitCode {

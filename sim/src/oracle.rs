@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use crate::report::Violation;
 use crate::workload::{BlockContent, decode_block};
 
 /// The write id of a block nobody wrote: it reads as zeros.
@@ -17,23 +18,6 @@ struct BlockWrite {
     submitted: u64,
     /// When the host got its status, and whether it was good.
     completed: Option<(u64, bool)>,
-}
-
-/// A read that returned something it must not have.
-#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize)]
-pub struct Violation {
-    /// Simulated time of the read's completion.
-    pub time_ns: u64,
-    /// The host that read.
-    pub host: String,
-    /// The volume.
-    pub volume: String,
-    /// The block.
-    pub lba: u64,
-    /// What it could have returned.
-    pub expected: String,
-    /// What it returned.
-    pub found: String,
 }
 
 /// The shadow of every volume and the verdict so far.
@@ -109,7 +93,7 @@ impl Oracle {
             let found = match decode_block(block, b) {
                 BlockContent::Zero => Ok(NEVER_WRITTEN),
                 BlockContent::Stamped { write_id } => Ok(write_id),
-                BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason}")),
+                BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason:?}")),
             };
             let ok = matches!(found, Ok(id) if valid.contains(&id));
             if !ok {

@@ -68,6 +68,9 @@ impl ControlPath {
         let Some(volume) = self.volumes.get(&lv) else { return };
         let (readers, writers) = self.scsi.fast_path_hosts(lv, &volume.record.hosts);
         let mask = LunMask { lv, readers, writers };
+        if !self.scsi.mask_changed(&mask) {
+            return;
+        }
         self.broadcast(|req| ToFp::SetLunMask { req, mask: mask.clone() }, RequestPurpose::Grant);
     }
 

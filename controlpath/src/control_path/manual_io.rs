@@ -72,6 +72,15 @@ pub(super) struct ManualIo {
 impl ControlPath {
     /// Take over an upstream read or write.
     pub(super) fn start_manual(&mut self, io: IoTag, request: HostIo) {
+        self.start_manual_inner(io, request, None);
+    }
+
+    /// Run a write whose data the control path already has (WRITE SAME's expanded block).
+    pub(super) fn start_manual_with_data(&mut self, io: IoTag, request: HostIo, data: Bytes) {
+        self.start_manual_inner(io, request, Some(data));
+    }
+
+    fn start_manual_inner(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
         if !matches!(request.kind, IoKind::Read | IoKind::Write) {
             self.scsi_command(io, request, QueueReason { cause: FaultCause::NotReadWrite, failure: None });
             return;
@@ -100,7 +109,7 @@ impl ControlPath {
             stage: Stage::WaitingLock,
             locks: Vec::new(),
             locks_pending: 0,
-            data: None,
+            data,
             data_pending: false,
             legs: Vec::new(),
             results: Vec::new(),
@@ -151,7 +160,8 @@ impl ControlPath {
                 ));
             }
         }
-        let data_req = write.then(|| self.request(RequestPurpose::ManualData(id)));
+        let has_data = self.manual.get(&id).is_some_and(|op| op.data.is_some());
+        let data_req = (write && !has_data).then(|| self.request(RequestPurpose::ManualData(id)));
         let Some(op) = self.manual.get_mut(&id) else { return };
         op.stage = Stage::Preparing;
         op.locks_pending = locks.len();
@@ -310,15 +320,18 @@ impl ControlPath {
         let sides: Vec<usize> = failed.iter().filter_map(|(leg, _)| leg.side).collect();
         if sides.len() == failed.len() {
             let covered = !write || self.every_piece_written(id);
-            for side in &sides {
-                self.side_failed(lv, *side);
-            }
+            let mut attempts = 0;
             if let Some(op) = self.manual.get_mut(&id) {
                 op.stage = Stage::WaitingSideDeath;
                 op.attempts += 1;
+                attempts = op.attempts;
             }
-            if !covered || self.manual.get(&id).is_some_and(|op| op.attempts > 3) {
+            if !covered || attempts > 3 {
                 self.finish_manual(id, IoStatus::check_condition(RETRY));
+            }
+            // The I/O resumes once every failed side is declared dead (at once if it is).
+            for side in sides {
+                self.side_failed(lv, side);
             }
             return;
         }

@@ -187,6 +187,8 @@ pub struct ControlPath {
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
+    /// The last journal sequence given to each worker's journal of a volume.
+    journal_sequences: BTreeMap<(LvId, WorkerId), u64>,
     now: u64,
 }
 
@@ -225,6 +227,7 @@ impl ControlPath {
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
+            journal_sequences: BTreeMap::new(),
             now: 0,
             config,
         }
@@ -565,7 +568,8 @@ impl ControlPath {
         self.exposure.luns.retain(|m| m.lv != lv);
         self.exposure.luns.push(mapping);
         self.exposure.luns.sort_by_key(|m| m.lun);
-        self.scsi.volume_exposed(lv, volume);
+        let system = self.config.switch_name.0;
+        self.scsi.volume_exposed(lv, volume, system, self.exposure.port_name);
         self.push_exposure();
         Ok(lun)
     }

@@ -1,74 +1,184 @@
-//! Non-read/write commands of virtual LUNs (and reads and writes the LUN mask sent to the
-//! control path): REPORT LUNS per host, LUN-not-supported answers, and everything else
-//! through the SCSI emulation with the LUN's reservation and unit-attention state; the LUN
-//! mask pushed to the fast path follows that state.
+//! Commands of virtual LUNs the fast path hands over: REPORT LUNS per host, answers for LUNs
+//! a host may not see, and everything else through the SCSI emulation with each volume's
+//! reservation and unit-attention state. Reads and writes the LUN mask sent here run as
+//! manual I/O once the emulation allows them; the mask pushed to the fast path follows the
+//! state after every command.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{IoTag, LvId, RequestId, Wwn};
 use dve_fp_api::io::{HostIo, IoKind, IoStatus, QueueReason};
-use dve_fp_api::mapping::HostSet;
+use dve_fp_api::mapping::{HostSet, LunMask};
 use dve_fp_api::message::ToFp;
 
-use super::manual_io::LUN_NOT_SUPPORTED;
 use super::{ControlPath, RequestPurpose};
+use crate::scsi::{
+    LayoutEffect, LunScsiState, ScsiOutcome, SystemIdentity, TargetPort, VirtualLun, execute, execute_no_lun,
+    execute_report_luns,
+};
 use crate::volume::Volume;
 
-/// SCSI state of the control path's virtual LUNs.
+/// REPORT LUNS.
+const REPORT_LUNS: u8 = 0xA0;
+/// Commands whose data goes from the host to the target (parameter lists, WRITE SAME's block).
+const DATA_OUT_OPCODES: [u8; 6] = [0x15, 0x55, 0x5F, 0x42, 0x41, 0x93];
+/// The company id in DVE's device identifiers (locally administered).
+const DVE_OUI: u32 = 0x00_D5_E0;
+
+/// SCSI state of the engine's virtual LUNs.
 #[derive(Debug, Default)]
 pub(super) struct ScsiQueue {
-    /// Hosts past their first command's unit attention, per volume.
-    attended: BTreeMap<LvId, Vec<Wwn>>,
+    luns: BTreeMap<LvId, (VirtualLun, LunScsiState)>,
+    /// `FPGetData` requests of commands with a parameter list: request -> command.
+    data_requests: BTreeMap<RequestId, u64>,
+    /// Commands waiting for their parameter list.
+    waiting: BTreeMap<u64, (IoTag, HostIo, LvId)>,
+    /// The masks last pushed, so an unchanged mask is not pushed again.
+    pushed: BTreeMap<LvId, LunMask>,
 }
 
 impl ScsiQueue {
-    pub(super) fn volume_exposed(&mut self, lv: LvId, _volume: &Volume) {
-        self.attended.entry(lv).or_default();
+    /// A volume is exposed (or exposed again, perhaps with a new size).
+    pub(super) fn volume_exposed(&mut self, lv: LvId, volume: &Volume, system: u64, port: Wwn) {
+        let blocks = volume.record.blocks;
+        let entry = self.luns.entry(lv).or_insert_with(|| {
+            let mut lun = VirtualLun::new(
+                lv,
+                volume.record.block_size,
+                blocks,
+                SystemIdentity { oui: DVE_OUI, serial: system },
+            );
+            lun.port = TargetPort { wwpn: port.0, relative_id: 1 };
+            (lun, LunScsiState::new())
+        });
+        if entry.0.capacity_blocks != blocks {
+            entry.0.capacity_blocks = blocks;
+            entry.1.capacity_changed();
+        }
     }
 
+    /// The hosts (of `hosts`) whose reads and writes may use the fast path.
     pub(super) fn fast_path_hosts(&self, lv: LvId, hosts: &[Wwn]) -> (HostSet, HostSet) {
-        let seen = self.attended.get(&lv).cloned().unwrap_or_default();
-        let allowed: Vec<Wwn> = hosts.iter().copied().filter(|h| seen.contains(h)).collect();
-        (HostSet::only(allowed.clone()), HostSet::only(allowed))
+        let Some((_, state)) = self.luns.get(&lv) else {
+            return (HostSet::only(Vec::new()), HostSet::only(Vec::new()));
+        };
+        let pick = |allowed: &dyn Fn(u64) -> bool| {
+            HostSet::only(
+                hosts
+                    .iter()
+                    .copied()
+                    .filter(|h| state.unit_attentions.has_seen(h.0) && allowed(h.0))
+                    .collect(),
+            )
+        };
+        (pick(&|h| state.fast_path_reads(h)), pick(&|h| state.fast_path_writes(h)))
     }
 
-    pub(super) fn data_request(&mut self, _req: RequestId) -> Option<RequestPurpose> {
-        None
+    /// Whether `mask` differs from the last one pushed (and remember it).
+    pub(super) fn mask_changed(&mut self, mask: &LunMask) -> bool {
+        if self.pushed.get(&mask.lv) == Some(mask) {
+            return false;
+        }
+        self.pushed.insert(mask.lv, mask.clone());
+        true
+    }
+
+    /// The command waiting for `req`'s data, if any.
+    pub(super) fn data_request(&mut self, req: RequestId) -> Option<RequestPurpose> {
+        self.data_requests.remove(&req).map(RequestPurpose::ManualData)
     }
 }
 
 impl ControlPath {
     pub(super) fn scsi_command(&mut self, io: IoTag, request: HostIo, _reason: QueueReason) {
         self.counters.scsi_commands += 1;
+        let host = request.initiator;
+        let cdb = *request.cdb.as_bytes().first().unwrap_or(&0);
+        if cdb == REPORT_LUNS {
+            let luns: Vec<u16> =
+                self.exposure.luns.iter().filter(|m| m.hosts.contains(host)).map(|m| m.lun.0).collect();
+            let outcome = execute_report_luns(&luns, request.cdb.as_bytes());
+            self.answer(io, &request, &outcome);
+            return;
+        }
         let lv = self
             .exposure
             .luns
             .iter()
-            .find(|m| m.lun == request.vdevice.lun && m.hosts.contains(request.initiator))
-            .map(|m| m.lv);
+            .find(|m| m.lun == request.vdevice.lun && m.hosts.contains(host))
+            .map(|m| m.lv)
+            .filter(|lv| self.scsi.luns.contains_key(lv));
         let Some(lv) = lv else {
-            self.complete_io(io, IoStatus::check_condition(LUN_NOT_SUPPORTED));
+            let outcome = execute_no_lun(request.cdb.as_bytes());
+            self.answer(io, &request, &outcome);
             return;
         };
-        if matches!(request.kind, IoKind::Read | IoKind::Write) {
-            let seen = self.scsi.attended.entry(lv).or_default();
-            if !seen.contains(&request.initiator) {
-                seen.push(request.initiator);
-                self.push_mask(lv);
-            }
-            self.start_manual(io, HostIo { lv: Some(lv), ..request });
+        let needs_data =
+            request.kind == IoKind::Other && request.data_len > 0 && DATA_OUT_OPCODES.contains(&cdb);
+        if needs_data {
+            let op = self.op_id();
+            let req = self.request(RequestPurpose::Grant);
+            self.scsi.data_requests.insert(req, op);
+            self.scsi.waiting.insert(op, (io, request, lv));
+            self.send(io.worker, ToFp::GetData { req, io });
             return;
         }
-        self.complete_io(io, IoStatus::GOOD);
+        self.run_scsi(io, request, lv, &[]);
     }
 
-    pub(super) fn scsi_data(&mut self, _op: u64, io: IoTag, _result: Result<Bytes, dve_fp_api::Error>) {
-        self.send(io.worker, ToFp::QueueIoComplete { io, status: IoStatus::GOOD });
+    /// A parameter list arrived.
+    pub(super) fn scsi_data(&mut self, op: u64, io: IoTag, result: Result<Bytes, dve_fp_api::Error>) {
+        let Some((io_waiting, request, lv)) = self.scsi.waiting.remove(&op) else { return };
+        debug_assert_eq!(io_waiting, io);
+        match result {
+            Ok(data) => self.run_scsi(io, request, lv, &data),
+            Err(_) => self.complete_io(io, IoStatus::check_condition(super::manual_io::RETRY)),
+        }
+    }
+
+    fn run_scsi(&mut self, io: IoTag, request: HostIo, lv: LvId, data_out: &[u8]) {
+        let Some((lun, state)) = self.scsi.luns.get_mut(&lv) else { return };
+        let outcome = execute(lun, state, request.initiator.0, request.cdb.as_bytes(), data_out);
+        let block_size = lun.block_size as usize;
+        match outcome.effect.clone() {
+            Some(LayoutEffect::Read { .. } | LayoutEffect::Write { .. }) if outcome.is_good() => {
+                self.push_mask(lv);
+                self.start_manual(io, HostIo { lv: Some(lv), ..request });
+            }
+            Some(LayoutEffect::WriteSame { lba, blocks, block, .. }) if outcome.is_good() => {
+                let mut data = Vec::with_capacity(blocks as usize * block_size);
+                for _ in 0..blocks {
+                    data.extend_from_slice(&block[..block_size.min(block.len())]);
+                    data.resize(data.len().div_ceil(block_size) * block_size, 0);
+                }
+                let write = HostIo { lv: Some(lv), kind: IoKind::Write, lba, blocks, ..request };
+                self.push_mask(lv);
+                self.start_manual_with_data(io, write, Bytes::from(data));
+            }
+            _ => {
+                // UNMAP on a fully provisioned volume never reaches here (the emulation
+                // refuses it); everything else is answered as emulated.
+                self.answer(io, &request, &outcome);
+                self.push_mask(lv);
+            }
+        }
+    }
+
+    fn answer(&mut self, io: IoTag, request: &HostIo, outcome: &ScsiOutcome) {
+        if !outcome.data_in.is_empty() && outcome.is_good() {
+            let req = self.request(RequestPurpose::Grant);
+            let len = outcome.data_in.len().min(request.data_len as usize);
+            let data = Bytes::copy_from_slice(&outcome.data_in[..len]);
+            self.send(io.worker, ToFp::PutData { req, io, offset: 0, data });
+        }
+        self.complete_io(io, outcome.io_status(request.data_len));
     }
 
     /// The next journal sequence of a worker's journal of `lv`.
-    pub(super) fn journal_sequence(&mut self, _lv: LvId, _worker: dve_fp_api::ids::WorkerId) -> u64 {
-        1
+    pub(super) fn journal_sequence(&mut self, lv: LvId, worker: dve_fp_api::ids::WorkerId) -> u64 {
+        let next = self.journal_sequences.entry((lv, worker)).or_insert(0);
+        *next += 1;
+        *next
     }
 }

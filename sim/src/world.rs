@@ -1,0 +1,931 @@
+//! The simulation proper: a scenario's hosts, disks, links and engines wired together and run
+//! in virtual time. Hosts are real FCP initiators driven by workloads, disks are FCP targets,
+//! engines run the real fast-path workers and control path ([`crate::switch`]); links carry
+//! byte-exact frames. Every write is recorded in the integrity oracle and every read checked
+//! against it. The same scenario and seed give the same report, byte for byte.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+
+use dve_controlpath::ControlEvent;
+use dve_controlpath::volume::LayoutSpec;
+use dve_fp_api::fault::FaultCause;
+use dve_fp_api::ids::{LvId, PortId, Wwn};
+use dve_wire::pcap::PcapWriter;
+
+use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
+use crate::engine::{EventQueue, NS_PER_MS, SimRng, SimTime};
+use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
+use crate::link::{Link, LinkVerdict};
+use crate::oracle::Oracle;
+use crate::report::options::RunOptions;
+use crate::report::{EngineReport, IoKind, LinkReport, OracleVerdict, Report, TimelineEntry, VolumeRecorder};
+use crate::scenario::{EventAction, Layout, NodeRef, Pattern, PortRef, Scenario};
+use crate::switch::SwitchNode;
+use crate::workload::{AccessPattern, PlannedOp, Workload, WorkloadSpec, stamp_blocks};
+
+/// Block size every simulated device uses.
+const BLOCK: u32 = 512;
+/// How often engines run their timers (control-path drains, resync steps, expiry).
+const ENGINE_TICK_NS: u64 = 100_000;
+/// A device I/O unanswered this long is aborted by the fast path.
+const DOWNSTREAM_TIMEOUT_NS: u64 = 200 * NS_PER_MS;
+/// Hosts give up on an exchange after this long (longer than the fast path's timeout, so
+/// the switch recovers first).
+const HOST_IO_TIMEOUT_NS: u64 = 1_000 * NS_PER_MS;
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A capture file could not be created or written.
+    #[error("capture {path}: {reason}")]
+    Capture {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The scenario asks for something the engine refused at set-up.
+    #[error("set-up of engine {engine}: {reason}")]
+    Setup {
+        /// The engine.
+        engine: String,
+        /// What it refused.
+        reason: String,
+    },
+}
+
+/// Something scheduled.
+#[derive(Debug)]
+enum Event {
+    /// A frame arrives at one end of a link.
+    Deliver {
+        link: usize,
+        to_engine: bool,
+        epoch: u64,
+        frame: Vec<u8>,
+    },
+    HostTimer(usize),
+    DiskTimer(usize),
+    EngineTick(usize),
+    WorkloadWake(usize),
+    Timeline(usize),
+}
+
+/// One cable between a node (a host's or disk's path) and an engine port.
+#[derive(Debug)]
+struct Cable {
+    link: Link,
+    node: NodeRef,
+    engine: usize,
+    port: u16,
+    rng_to_engine: SimRng,
+    rng_to_node: SimRng,
+    /// Parameters before a black hole, to restore them.
+    saved: Option<crate::link::LinkParams>,
+    capture: Option<PcapWriter<BufWriter<File>>>,
+    capture_path: String,
+}
+
+#[derive(Debug)]
+struct HostNode {
+    initiator: Initiator,
+    cable: usize,
+    timer_at: Option<u64>,
+    started: bool,
+}
+
+#[derive(Debug)]
+struct DiskNode {
+    target: DiskTarget,
+    cable: usize,
+    timer_at: Option<u64>,
+}
+
+/// Where one engine is in its set-up.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Setup {
+    /// Waiting for its disks to be discovered.
+    Discovering,
+    /// Volumes created and exposed; hosts started.
+    Running,
+}
+
+#[derive(Debug)]
+struct EngineNode {
+    switch: SwitchNode,
+    setup: Setup,
+    /// Volume index -> the engine's volume.
+    volumes: BTreeMap<usize, LvId>,
+    /// Frames in and out of its ports.
+    frames: u64,
+}
+
+/// A workload bound to its host and volume.
+#[derive(Debug)]
+struct WorkloadNode {
+    workload: Workload,
+    host: usize,
+    volume: usize,
+    started: bool,
+    wake_at: Option<u64>,
+}
+
+/// An I/O a host has in flight.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    workload: usize,
+    op: PlannedOp,
+    write_id: u64,
+}
+
+/// The whole simulated fabric.
+struct World<'a> {
+    scenario: &'a Scenario,
+    now: u64,
+    end: u64,
+    queue: EventQueue<Event>,
+    cables: Vec<Cable>,
+    hosts: Vec<HostNode>,
+    disks: Vec<DiskNode>,
+    engines: Vec<EngineNode>,
+    workloads: Vec<WorkloadNode>,
+    in_flight: BTreeMap<(usize, RequestId), InFlight>,
+    recorders: Vec<VolumeRecorder>,
+    oracle: Oracle,
+    timeline: Vec<TimelineEntry>,
+    next_write_id: u64,
+    frames: u64,
+}
+
+/// Run a scenario to its end and report.
+pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    let scenario = options.effective_scenario(scenario);
+    let mut world = World::build(&scenario)?;
+    world.open_captures(options)?;
+    let mut progress = options.progress_sink();
+    let total = SimTime(world.end);
+    let mut events = 0u64;
+    while let Some((at, event)) = world.queue.pop() {
+        if at.as_ns() > world.end {
+            break;
+        }
+        world.now = at.as_ns();
+        world.handle(event)?;
+        events += 1;
+        if events % 4096 == 0 {
+            progress.update(SimTime(world.now), total);
+        }
+    }
+    world.now = world.end;
+    progress.update(total, total);
+    progress.finish();
+    world.finish_captures()?;
+    Ok(world.report())
+}
+
+fn node_mac(kind: u8, index: usize) -> [u8; 6] {
+    [0x02, 0x51, kind, 0, (index >> 8) as u8, index as u8]
+}
+
+impl<'a> World<'a> {
+    fn build(scenario: &'a Scenario) -> Result<World<'a>, RunError> {
+        let rng = SimRng::new(scenario.seed);
+        let mut engines = Vec::new();
+        for (i, spec) in scenario.engines.iter().enumerate() {
+            let ports = scenario.engine_ports(i).len().max(1) as u16;
+            let workers = spec.workers.clamp(1, 14) as u8;
+            let domain = (i + 1).min(239) as u8;
+            engines.push(EngineNode {
+                switch: SwitchNode::new(domain, ports, workers, DOWNSTREAM_TIMEOUT_NS),
+                setup: Setup::Discovering,
+                volumes: BTreeMap::new(),
+                frames: 0,
+            });
+        }
+        let mut cables = Vec::new();
+        let mut hosts = Vec::new();
+        let mut disks = Vec::new();
+        for engine in 0..scenario.engines.len() {
+            for port in scenario.engine_ports(engine) {
+                if port.path != 0 {
+                    // Only each node's first path is cabled: initiators and disks have one port.
+                    continue;
+                }
+                let params = match port.peer {
+                    NodeRef::Host(h) => scenario.hosts[h].link.clone(),
+                    NodeRef::Disk(d) => scenario.disks[d].link.clone(),
+                };
+                let label = format!("{}:{}", scenario.node_name(port.peer), port.path);
+                cables.push(Cable {
+                    link: Link::new(params),
+                    node: port.peer,
+                    engine,
+                    port: port.port as u16,
+                    rng_to_engine: rng.fork(&format!("link:{label}:up")),
+                    rng_to_node: rng.fork(&format!("link:{label}:down")),
+                    saved: None,
+                    capture: None,
+                    capture_path: String::new(),
+                });
+            }
+        }
+        let cable_of = |node: NodeRef| cables.iter().position(|c| c.node == node).unwrap_or(usize::MAX);
+        for (h, spec) in scenario.hosts.iter().enumerate() {
+            let mut config = InitiatorConfig::new(
+                spec.name.clone(),
+                spec.port_wwpn(0),
+                spec.wwpn | (1 << 60),
+                node_mac(1, h),
+            );
+            config.io_timeout_ns = HOST_IO_TIMEOUT_NS;
+            hosts.push(HostNode {
+                initiator: Initiator::new(config),
+                cable: cable_of(NodeRef::Host(h)),
+                timer_at: None,
+                started: false,
+            });
+        }
+        for (d, spec) in scenario.disks.iter().enumerate() {
+            let mut config = DiskConfig::new(
+                spec.name.clone(),
+                spec.port_wwpn(0),
+                spec.wwpn | (1 << 60),
+                node_mac(2, d),
+                spec.capacity_blocks(),
+            );
+            config.block_size = BLOCK;
+            config.latency = LatencyModel {
+                fixed_ns: spec.latency_ns,
+                per_kib_ns: spec.ns_per_kib,
+                queue_depth: spec.queue_depth.max(1) as u32,
+            };
+            disks.push(DiskNode {
+                target: DiskTarget::new(config),
+                cable: cable_of(NodeRef::Disk(d)),
+                timer_at: None,
+            });
+        }
+        let workloads = scenario
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let volume = &scenario.volumes[w.volume];
+                let spec = WorkloadSpec {
+                    read_fraction: w.read_fraction,
+                    block_size_blocks: w.block_blocks() as u32,
+                    queue_depth: w.queue_depth as u32,
+                    pattern: match w.pattern {
+                        Pattern::Random => AccessPattern::Random,
+                        Pattern::Sequential => AccessPattern::Sequential,
+                    },
+                    think_time_ns: w.think_ns,
+                    verify_after_write: w.verify,
+                    region: (0, volume.size_blocks()),
+                    start_ns: w.start_ms * NS_PER_MS,
+                    stop_ns: w.stop_ms * NS_PER_MS,
+                };
+                let seed = rng.fork(&format!("workload:{i}")).below(u64::MAX);
+                WorkloadNode {
+                    workload: Workload::new(spec, seed),
+                    host: w.host,
+                    volume: w.volume,
+                    started: false,
+                    wake_at: None,
+                }
+            })
+            .collect();
+        let interval = scenario.sample_interval_ns();
+        let recorders = scenario
+            .volumes
+            .iter()
+            .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval))
+            .collect();
+        let mut world = World {
+            scenario,
+            now: 0,
+            end: scenario.duration().as_ns(),
+            queue: EventQueue::new(),
+            cables,
+            hosts,
+            disks,
+            engines,
+            workloads,
+            in_flight: BTreeMap::new(),
+            recorders,
+            oracle: Oracle::new(),
+            timeline: Vec::new(),
+            next_write_id: 1,
+            frames: 0,
+        };
+        for e in 0..world.engines.len() {
+            world.queue.push(SimTime(0), Event::EngineTick(e));
+        }
+        for d in 0..world.disks.len() {
+            let frames = world.disks[d].target.start(0);
+            world.node_sends(NodeRef::Disk(d), frames);
+        }
+        for (i, event) in scenario.events.iter().enumerate() {
+            world.queue.push(event.at(), Event::Timeline(i));
+        }
+        Ok(world)
+    }
+
+    fn open_captures(&mut self, options: &RunOptions) -> Result<(), RunError> {
+        for request in &options.pcaps {
+            let path = request.path.display().to_string();
+            let port = request
+                .resolve(self.scenario)
+                .map_err(|reason| RunError::Capture { path: path.clone(), reason })?;
+            let cable = match port {
+                PortRef::Node { node, path: 0 } => self.cables.iter().position(|c| c.node == node),
+                PortRef::Node { .. } => None,
+                PortRef::Engine { engine, port } => {
+                    self.cables.iter().position(|c| c.engine == engine && usize::from(c.port) == port)
+                }
+            };
+            let Some(cable) = cable else {
+                return Err(RunError::Capture {
+                    path,
+                    reason: "that port is not cabled in the simulation (only first paths are)".into(),
+                });
+            };
+            let file = File::create(&request.path)
+                .map_err(|e| RunError::Capture { path: path.clone(), reason: e.to_string() })?;
+            let writer = PcapWriter::new(BufWriter::new(file))
+                .map_err(|e| RunError::Capture { path: path.clone(), reason: e.to_string() })?;
+            self.cables[cable].capture = Some(writer);
+            self.cables[cable].capture_path = path;
+        }
+        Ok(())
+    }
+
+    fn finish_captures(&mut self) -> Result<(), RunError> {
+        for cable in &mut self.cables {
+            if let Some(mut writer) = cable.capture.take() {
+                writer.flush().map_err(|e| RunError::Capture {
+                    path: cable.capture_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), RunError> {
+        match event {
+            Event::Deliver { link, to_engine, epoch, frame } => {
+                self.deliver(link, to_engine, epoch, frame)?
+            }
+            Event::HostTimer(h) => {
+                self.hosts[h].timer_at = None;
+                let frames = self.hosts[h].initiator.on_timer(self.now);
+                self.node_sends(NodeRef::Host(h), frames);
+                self.after_host(h);
+            }
+            Event::DiskTimer(d) => {
+                self.disks[d].timer_at = None;
+                let frames = self.disks[d].target.on_timer(self.now);
+                self.node_sends(NodeRef::Disk(d), frames);
+                self.after_disk(d);
+            }
+            Event::EngineTick(e) => {
+                let out = self.engines[e].switch.tick(self.now);
+                self.engine_sends(e, out);
+                self.engine_events(e)?;
+                self.queue.push(SimTime(self.now + ENGINE_TICK_NS), Event::EngineTick(e));
+            }
+            Event::WorkloadWake(w) => {
+                self.workloads[w].wake_at = None;
+                self.pump_workload(w);
+            }
+            Event::Timeline(i) => self.timeline_event(i),
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, link: usize, to_engine: bool, epoch: u64, frame: Vec<u8>) -> Result<(), RunError> {
+        let cable = &mut self.cables[link];
+        let direction = if to_engine { &cable.link.a_to_b } else { &cable.link.b_to_a };
+        if !direction.is_delivery_valid(epoch) {
+            return Ok(());
+        }
+        self.frames += 1;
+        if let Some(writer) = cable.capture.as_mut() {
+            writer
+                .write_frame(self.now, &frame)
+                .map_err(|e| RunError::Capture { path: cable.capture_path.clone(), reason: e.to_string() })?;
+        }
+        let (node, engine, port) = (cable.node, cable.engine, cable.port);
+        if to_engine {
+            self.engines[engine].frames += 1;
+            let out = self.engines[engine].switch.receive(self.now, PortId(port), &frame);
+            self.engine_sends(engine, out);
+            self.engine_events(engine)?;
+        } else {
+            match node {
+                NodeRef::Host(h) => {
+                    let frames = self.hosts[h].initiator.receive(self.now, &frame);
+                    self.node_sends(node, frames);
+                    self.after_host(h);
+                }
+                NodeRef::Disk(d) => {
+                    let frames = self.disks[d].target.receive(self.now, &frame);
+                    self.node_sends(node, frames);
+                    self.after_disk(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self, cable: usize, to_engine: bool, mut frame: Vec<u8>) {
+        let Some(c) = self.cables.get_mut(cable) else { return };
+        let (direction, rng) = if to_engine {
+            (&mut c.link.a_to_b, &mut c.rng_to_engine)
+        } else {
+            (&mut c.link.b_to_a, &mut c.rng_to_node)
+        };
+        let verdict = direction.send(SimTime(self.now), frame.len(), rng);
+        let (at, epoch) = match verdict {
+            LinkVerdict::Deliver { at, epoch } => (at, epoch),
+            LinkVerdict::Corrupt { at, epoch, byte_index, bit } => {
+                if let Some(b) = frame.get_mut(byte_index) {
+                    *b ^= 1 << (bit % 8);
+                }
+                (at, epoch)
+            }
+            LinkVerdict::Drop(_) => return,
+        };
+        self.queue.push(at, Event::Deliver { link: cable, to_engine, epoch, frame });
+    }
+
+    fn node_sends(&mut self, node: NodeRef, frames: Vec<Vec<u8>>) {
+        let cable = match node {
+            NodeRef::Host(h) => self.hosts[h].cable,
+            NodeRef::Disk(d) => self.disks[d].cable,
+        };
+        for frame in frames {
+            self.transmit(cable, true, frame);
+        }
+    }
+
+    fn engine_sends(&mut self, engine: usize, out: Vec<(PortId, Vec<u8>)>) {
+        for (port, frame) in out {
+            self.engines[engine].frames += 1;
+            if let Some(cable) = self.cables.iter().position(|c| c.engine == engine && c.port == port.0) {
+                self.transmit(cable, false, frame);
+            }
+        }
+    }
+
+    fn after_disk(&mut self, d: usize) {
+        if let Some(at) = self.disks[d].target.next_timer() {
+            if self.disks[d].timer_at.is_none_or(|t| at < t) {
+                self.disks[d].timer_at = Some(at);
+                self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d));
+            }
+        }
+    }
+
+    fn after_host(&mut self, h: usize) {
+        while let Some(completion) = self.hosts[h].initiator.poll_completion() {
+            self.completed(h, completion);
+        }
+        if !self.hosts[h].started && self.hosts[h].initiator.is_ready() {
+            self.hosts[h].started = true;
+            for w in 0..self.workloads.len() {
+                if self.workloads[w].host == h {
+                    self.workloads[w].started = true;
+                    self.pump_workload(w);
+                }
+            }
+        }
+        if let Some(at) = self.hosts[h].initiator.next_timer() {
+            if self.hosts[h].timer_at.is_none_or(|t| at < t) {
+                self.hosts[h].timer_at = Some(at);
+                self.queue.push(SimTime(at.max(self.now)), Event::HostTimer(h));
+            }
+        }
+    }
+
+    /// The engine serving the volume, its target port name and the volume's LUN.
+    fn volume_address(&self, volume: usize) -> Option<(u64, u16)> {
+        let engine = self.engines.iter().find(|e| e.volumes.contains_key(&volume))?;
+        let lv = engine.volumes.get(&volume)?;
+        let control = engine.switch.control();
+        let lun = control.volume(*lv)?.record.lun;
+        Some((control.exposure().port_name.0, lun))
+    }
+
+    fn pump_workload(&mut self, w: usize) {
+        if !self.workloads[w].started {
+            return;
+        }
+        let (h, volume) = (self.workloads[w].host, self.workloads[w].volume);
+        let in_flight = self.workloads[w].workload.in_flight();
+        let ops = self.workloads[w].workload.next_ops(self.now, in_flight);
+        let address = self.volume_address(volume);
+        let volume_name = self.scenario.volumes[volume].name.clone();
+        for op in ops {
+            let Some((target, lun)) = address else {
+                self.workloads[w].workload.on_complete(self.now, op, &Err(IoFailure::TargetGone));
+                self.recorders[volume].record_error();
+                continue;
+            };
+            let mut write_id = 0;
+            let host_op = match op {
+                PlannedOp::Write { lba, blocks } => {
+                    write_id = self.next_write_id;
+                    self.next_write_id += 1;
+                    HostOp::Write { lba, data: stamp_blocks(write_id, lba, blocks, BLOCK) }
+                }
+                PlannedOp::Read { lba, blocks } | PlannedOp::VerifyRead { lba, blocks } => {
+                    HostOp::Read { lba, blocks }
+                }
+            };
+            match self.hosts[h].initiator.submit(self.now, HostRequest { target, lun, op: host_op }) {
+                Ok((id, frames)) => {
+                    if op.is_write() {
+                        self.oracle.write_submitted(
+                            &volume_name,
+                            op.lba(),
+                            u64::from(op.blocks()),
+                            write_id,
+                            self.now,
+                        );
+                    } else {
+                        self.oracle.read_submitted(self.now);
+                    }
+                    self.in_flight.insert((h, id), InFlight { workload: w, op, write_id });
+                    self.node_sends(NodeRef::Host(h), frames);
+                }
+                Err(_) => {
+                    self.workloads[w].workload.on_complete(self.now, op, &Err(IoFailure::TargetGone));
+                    self.recorders[volume].record_error();
+                }
+            }
+        }
+        if let Some(at) = self.workloads[w].workload.next_wakeup() {
+            if at > self.now && self.workloads[w].wake_at.is_none_or(|t| at < t) {
+                self.workloads[w].wake_at = Some(at);
+                self.queue.push(SimTime(at), Event::WorkloadWake(w));
+            }
+        }
+        self.after_host(h);
+    }
+
+    fn completed(&mut self, h: usize, completion: Completion) {
+        let Some(io) = self.in_flight.remove(&(h, completion.id)) else { return };
+        let volume = self.workloads[io.workload].volume;
+        let name = self.scenario.volumes[volume].name.clone();
+        let (lba, blocks) = (io.op.lba(), u64::from(io.op.blocks()));
+        let ok = completion.result.as_ref().is_ok_and(|o| o.is_good());
+        for _ in 0..completion.retries {
+            self.recorders[volume].record_retry();
+        }
+        let bytes = blocks * u64::from(BLOCK);
+        if ok {
+            let kind = if io.op.is_write() { IoKind::Write } else { IoKind::Read };
+            self.recorders[volume].record(SimTime(self.now), kind, bytes, completion.latency());
+        } else {
+            self.recorders[volume].record_error();
+        }
+        if io.op.is_write() {
+            self.oracle.write_completed(&name, lba, blocks, io.write_id, self.now, ok);
+        } else if let Some(outcome) = completion.result.as_ref().ok().filter(|_| ok) {
+            let host = self.scenario.hosts[h].name.clone();
+            self.oracle.read_completed(
+                &host,
+                &name,
+                lba,
+                BLOCK as usize,
+                completion.submitted,
+                self.now,
+                &outcome.data,
+            );
+        } else {
+            self.oracle.read_finished(completion.submitted);
+        }
+        self.workloads[io.workload].workload.on_complete(self.now, io.op, &completion.result);
+        let w = io.workload;
+        self.pump_workload(w);
+    }
+
+    /// React to what an engine's control path reported: finish set-up once its disks are
+    /// discovered, and note mirror events on the timeline.
+    fn engine_events(&mut self, e: usize) -> Result<(), RunError> {
+        let events = self.engines[e].switch.control_mut().take_events();
+        for event in events {
+            let text = match event {
+                ControlEvent::SideDead { lv, side } => {
+                    Some(format!("{} side {side} declared dead", self.lv_name(e, lv)))
+                }
+                ControlEvent::ResyncDone { lv, side, extents_copied } => Some(format!(
+                    "{} side {side} resynchronized: {extents_copied} stale extents copied",
+                    self.lv_name(e, lv)
+                )),
+                ControlEvent::DeviceOnline { target, .. } if self.engines[e].setup == Setup::Running => {
+                    Some(format!("device {target} online"))
+                }
+                _ => None,
+            };
+            if let Some(outcome) = text {
+                let name = self.scenario.engines[e].name.clone();
+                self.timeline.push(TimelineEntry {
+                    at_ns: self.now,
+                    event: format!("{name}: control path"),
+                    outcome,
+                });
+            }
+        }
+        if self.engines[e].setup == Setup::Discovering {
+            self.try_setup(e)?;
+        }
+        Ok(())
+    }
+
+    fn lv_name(&self, e: usize, lv: LvId) -> String {
+        self.engines[e]
+            .volumes
+            .iter()
+            .find(|(_, l)| **l == lv)
+            .map_or_else(|| format!("{lv}"), |(v, _)| self.scenario.volumes[*v].name.clone())
+    }
+
+    /// Once every disk cabled to engine `e` is discovered: create and expose its volumes and
+    /// start its hosts.
+    fn try_setup(&mut self, e: usize) -> Result<(), RunError> {
+        let scenario = self.scenario;
+        let disks: Vec<usize> =
+            (0..scenario.disks.len()).filter(|d| scenario.disks[*d].engine == e).collect();
+        let control = self.engines[e].switch.control();
+        let device = |d: usize| control.device_of(Wwn(scenario.disks[d].port_wwpn(0)));
+        let ready = disks
+            .iter()
+            .all(|d| device(*d).is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online)));
+        if !ready {
+            return Ok(());
+        }
+        let engine_name = scenario.engines[e].name.clone();
+        let setup_error = |reason: String| RunError::Setup { engine: engine_name.clone(), reason };
+        for (v, spec) in scenario.volumes.iter().enumerate() {
+            let data = spec.layout.data_disks();
+            if data.first().is_none_or(|d| scenario.disks[*d].engine != e) {
+                continue;
+            }
+            let control = self.engines[e].switch.control();
+            let dev = |d: usize| control.device_of(Wwn(scenario.disks[d].port_wwpn(0)));
+            let layout = match &spec.layout {
+                Layout::Linear { disks } => LayoutSpec::Linear {
+                    devices: disks
+                        .iter()
+                        .map(|d| dev(*d))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| setup_error(e.to_string()))?,
+                },
+                Layout::Stripe { disks, stripe_kib } => LayoutSpec::Stripe {
+                    devices: disks
+                        .iter()
+                        .map(|d| dev(*d))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| setup_error(e.to_string()))?,
+                    unit_blocks: stripe_kib * 1024 / u64::from(BLOCK),
+                },
+                Layout::Mirror { disks } => LayoutSpec::Mirror {
+                    sides: disks
+                        .iter()
+                        .map(|d| dev(*d))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| setup_error(e.to_string()))?,
+                },
+                Layout::Raid10 { disks, stripe_kib } => LayoutSpec::Raid10 {
+                    side_a: disks
+                        .iter()
+                        .step_by(2)
+                        .map(|d| dev(*d))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| setup_error(e.to_string()))?,
+                    side_b: disks
+                        .iter()
+                        .skip(1)
+                        .step_by(2)
+                        .map(|d| dev(*d))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| setup_error(e.to_string()))?,
+                    unit_blocks: stripe_kib * 1024 / u64::from(BLOCK),
+                },
+                Layout::Journal { primary, journal_disk } => LayoutSpec::Journal {
+                    primary: dev(*primary).map_err(|e| setup_error(e.to_string()))?,
+                    journal: dev(*journal_disk).map_err(|e| setup_error(e.to_string()))?,
+                    journal_blocks: spec.journal_region.map_or(8192, |r| r.blocks),
+                },
+            };
+            let control = self.engines[e].switch.control_mut();
+            let lv = control
+                .create_volume(&spec.name, spec.size_blocks(), layout)
+                .map_err(|err| setup_error(format!("volume {}: {err}", spec.name)))?;
+            let hosts: Vec<Wwn> =
+                spec.exposures.iter().map(|x| Wwn(scenario.hosts[x.host].port_wwpn(0))).collect();
+            control
+                .expose(lv, &hosts)
+                .map_err(|err| setup_error(format!("exposing {}: {err}", spec.name)))?;
+            self.engines[e].volumes.insert(v, lv);
+        }
+        self.engines[e].setup = Setup::Running;
+        let out = self.engines[e].switch.settle(self.now);
+        self.engine_sends(e, out);
+        self.timeline.push(TimelineEntry {
+            at_ns: self.now,
+            event: format!("{engine_name}: set-up"),
+            outcome: format!(
+                "{} disks discovered, {} volumes created and exposed",
+                disks.len(),
+                self.engines[e].volumes.len()
+            ),
+        });
+        for h in 0..self.hosts.len() {
+            if scenario.hosts[h].engine == e {
+                let frames = self.hosts[h].initiator.start(self.now);
+                self.node_sends(NodeRef::Host(h), frames);
+                self.after_host(h);
+            }
+        }
+        Ok(())
+    }
+
+    fn timeline_event(&mut self, i: usize) {
+        let event = &self.scenario.events[i];
+        let outcome = match &event.action {
+            EventAction::FailDisk { disk } => {
+                self.disks[*disk].target.set_mode(DiskMode::Dead);
+                "the disk stops answering".to_string()
+            }
+            EventAction::RestoreDisk { disk } => {
+                self.disks[*disk].target.set_mode(DiskMode::Healthy);
+                let frames = self.disks[*disk].target.start(self.now);
+                self.node_sends(NodeRef::Disk(*disk), frames);
+                self.after_disk(*disk);
+                "the disk answers again and logs in to the fabric".to_string()
+            }
+            EventAction::DiskWriteErrors { disk, fraction } => {
+                self.disks[*disk].target.set_mode(DiskMode::WriteErrors);
+                if *fraction < 1.0 {
+                    format!("every write fails (a fraction of {fraction} is not modelled: all writes fail)")
+                } else {
+                    "every write fails with MEDIUM ERROR".to_string()
+                }
+            }
+            EventAction::DiskHang { disk } => {
+                self.disks[*disk].target.set_mode(DiskMode::Hang);
+                "the disk accepts commands and never answers".to_string()
+            }
+            EventAction::FailLink { node, path } | EventAction::RestoreLink { node, path } => {
+                let up = matches!(event.action, EventAction::RestoreLink { .. });
+                self.set_link(*node, *path, up)
+            }
+            EventAction::FailPath { node, path } | EventAction::RestorePath { node, path } => {
+                let restore = matches!(event.action, EventAction::RestorePath { .. });
+                self.black_hole(*node, *path, !restore)
+            }
+            EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
+            EventAction::Snapshot { .. } => "not run: snapshots are not implemented yet".to_string(),
+            EventAction::Migrate { .. } => "not run: online migration is not implemented yet".to_string(),
+            EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
+                "not run: engine kill and restart are not implemented in the simulator yet".to_string()
+            }
+        };
+        self.timeline.push(TimelineEntry { at_ns: self.now, event: event.description.clone(), outcome });
+    }
+
+    fn set_link(&mut self, node: NodeRef, path: usize, up: bool) -> String {
+        let Some(c) = self.cables.iter().position(|c| c.node == node).filter(|_| path == 0) else {
+            return "not run: only first paths are cabled".to_string();
+        };
+        self.cables[c].link.set_up(SimTime(self.now), up);
+        match node {
+            NodeRef::Host(h) if !up => self.hosts[h].initiator.link_down(self.now),
+            NodeRef::Host(h) => {
+                let frames = self.hosts[h].initiator.start(self.now);
+                self.node_sends(node, frames);
+                self.after_host(h);
+            }
+            NodeRef::Disk(d) if up => {
+                let frames = self.disks[d].target.start(self.now);
+                self.node_sends(node, frames);
+                self.after_disk(d);
+            }
+            NodeRef::Disk(_) => {}
+        }
+        if up { "the cable is back up".to_string() } else { "the cable is down".to_string() }
+    }
+
+    fn black_hole(&mut self, node: NodeRef, path: usize, on: bool) -> String {
+        let Some(c) = self.cables.iter().position(|c| c.node == node).filter(|_| path == 0) else {
+            return "not run: only first paths are cabled".to_string();
+        };
+        let cable = &mut self.cables[c];
+        if on {
+            let params = cable.link.a_to_b.params().clone();
+            let lossy = crate::link::LinkParams { loss: 1.0, ..params.clone() };
+            cable.saved = Some(params);
+            cable.link.a_to_b.set_params(lossy.clone());
+            cable.link.b_to_a.set_params(lossy);
+            "every frame on the path is lost".to_string()
+        } else {
+            if let Some(params) = cable.saved.take() {
+                cable.link.a_to_b.set_params(params.clone());
+                cable.link.b_to_a.set_params(params);
+            }
+            "the path carries frames again".to_string()
+        }
+    }
+
+    fn resync(&mut self, volume: usize, disk: Option<usize>) -> String {
+        let scenario = self.scenario;
+        let Some((e, lv)) =
+            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+        else {
+            return "not run: the volume does not exist (yet)".to_string();
+        };
+        let sides: Vec<usize> = match (&scenario.volumes[volume].layout, disk) {
+            (Layout::Mirror { disks }, Some(d)) => disks.iter().position(|x| *x == d).into_iter().collect(),
+            (Layout::Mirror { disks }, None) => (0..disks.len()).collect(),
+            (Layout::Raid10 { disks, .. }, Some(d)) => {
+                disks.iter().position(|x| *x == d).map(|i| i % 2).into_iter().collect()
+            }
+            (Layout::Raid10 { .. }, None) => vec![0, 1],
+            _ => Vec::new(),
+        };
+        let control = self.engines[e].switch.control_mut();
+        for side in sides {
+            control.start_resync(lv, side);
+        }
+        let out = self.engines[e].switch.settle(self.now);
+        self.engine_sends(e, out);
+        let running = self.engines[e].switch.control().resyncs();
+        if running.is_empty() {
+            "nothing to resynchronize now (the side resynchronizes when its disk logs in again)".to_string()
+        } else {
+            format!("resync running: {} stale extents to copy", running.iter().map(|r| r.total).sum::<u64>())
+        }
+    }
+
+    fn report(&self) -> Report {
+        let simulated = self.end;
+        let volumes = self.recorders.iter().map(|r| r.finish(simulated)).collect();
+        let engines = self
+            .engines
+            .iter()
+            .enumerate()
+            .map(|(e, node)| {
+                let stats = node.switch.statistics(self.now);
+                let host_ios: u64 = stats.iter().map(|s| s.upstream_ios).sum();
+                let hits: u64 = stats.iter().map(|s| s.hits).sum();
+                let mut faults = BTreeMap::new();
+                for cause in FaultCause::ALL {
+                    let n: u64 = stats.iter().map(|s| s.faults.get(cause)).sum();
+                    if n > 0 {
+                        faults.insert(cause.name().to_string(), n);
+                    }
+                }
+                EngineReport::new(self.scenario.engines[e].name.clone(), host_ios, hits, faults, node.frames)
+            })
+            .collect();
+        let links = self
+            .cables
+            .iter()
+            .map(|c| LinkReport {
+                a: format!("{}", self.scenario.node_name(c.node)),
+                b: format!("{}:{}", self.scenario.engines[c.engine].name, c.port),
+                a_to_b: c.link.a_to_b.counters().clone(),
+                b_to_a: c.link.b_to_a.counters().clone(),
+            })
+            .collect();
+        let (reads_checked, blocks_checked) = (self.oracle.reads_checked(), self.oracle.blocks_checked());
+        let oracle = if self.oracle.violation_count() == 0 {
+            OracleVerdict::Clean { reads_checked, blocks_checked }
+        } else {
+            OracleVerdict::Violations {
+                reads_checked,
+                blocks_checked,
+                total: self.oracle.violation_count(),
+                first: self.oracle.violations().to_vec(),
+            }
+        };
+        Report {
+            scenario: self.scenario.name.clone(),
+            seed: self.scenario.seed,
+            simulated_ns: simulated,
+            sample_interval_ns: self.scenario.sample_interval_ns(),
+            frames_simulated: self.frames,
+            volumes,
+            engines,
+            links,
+            timeline: self.timeline.clone(),
+            oracle,
+        }
+    }
+}
