@@ -1068,3 +1068,303 @@ fn naa_identifier(port_name: u64) -> u64 {
 fn reject(reason: u8, explanation: u8) -> ElsRepr {
     ElsRepr::LsRjt(LsRjtRepr { reason, explanation, vendor: 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use dve_wire::els::ElsRepr;
+    use dve_wire::fc::{FcHeaderRepr, FcId, f_ctl, fc_type, r_ctl};
+    use dve_wire::fcp::{FcpCmndRepr, TaskAttribute, lun_from_index};
+    use dve_wire::scsi::data::{ReadCapacity10Data, ReadCapacity16Data, ReportLunsData};
+    use dve_wire::scsi::inquiry::{StandardInquiry, VpdPage, VpdRepr};
+    use dve_wire::scsi::status;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::host::nport::{F_CTL_REQUEST, fc_header};
+    use crate::host::testbed::{Bench, disk_config, disk_wwpn, forge};
+    use crate::host::{Completion, HostOp, HostRequest, IoOutcome};
+
+    fn outcome(c: &Completion) -> &IoOutcome {
+        c.result.as_ref().expect("the request completes with a status")
+    }
+
+    fn command(bench: &mut Bench, lun: u16, cdb: &[u8], data_in_len: u32) -> IoOutcome {
+        let op = HostOp::Command { cdb: cdb.to_vec(), data_out: Vec::new(), data_in_len };
+        let request = HostRequest { target: disk_wwpn(0), lun, op };
+        let (id, frames) = bench.host.submit(bench.now, request).expect("accepted");
+        bench.send(0, frames);
+        outcome(&bench.wait(id)).clone()
+    }
+
+    fn check(key: u8, asc: Asc) -> Option<(u8, u8, u8)> {
+        Some((key, asc.asc, asc.ascq))
+    }
+
+    #[test]
+    fn write_and_read_errors_give_medium_errors() {
+        let mut bench = Bench::ready();
+        bench.disks[0].set_mode(DiskMode::WriteErrors);
+        let done = bench.io(HostOp::Write { lba: 4, data: Bytes::from(vec![7; 1024]) });
+        assert_eq!(outcome(&done).status, status::CHECK_CONDITION);
+        assert_eq!(outcome(&done).sense, check(0x03, Asc::WRITE_ERROR));
+        assert_eq!((done.retries, outcome(&done).residual), (0, 0));
+        assert_eq!(bench.disks[0].read_blocks(4, 2), vec![0; 1024], "failed write data is not applied");
+        assert_eq!(bench.disks[0].blocks_written(), 0);
+
+        bench.disks[0].set_mode(DiskMode::Healthy);
+        assert!(outcome(&bench.io(HostOp::Write { lba: 4, data: Bytes::from(vec![7; 1024]) })).is_good());
+        bench.disks[0].set_mode(DiskMode::ReadErrors);
+        let read = bench.io(HostOp::Read { lba: 4, blocks: 2 });
+        assert_eq!(outcome(&read).sense, check(0x03, Asc::UNRECOVERED_READ_ERROR));
+        assert_eq!(outcome(&read).residual, 1024, "no data sent");
+        assert!(bench.tapped(r_ctl::SOLICITED_DATA, fc_type::FCP).iter().all(|t| t.from != 1));
+        let stats = bench.disks[0].stats();
+        assert_eq!((stats.medium_errors, stats.check_conditions, stats.bytes_written), (2, 2, 1024));
+    }
+
+    #[test]
+    fn slow_mode_multiplies_service_time() {
+        let mut bench = Bench::ready();
+        let healthy = bench.io(HostOp::Read { lba: 0, blocks: 8 }).latency();
+        bench.disks[0].set_mode(DiskMode::Slow { factor: 10 });
+        let slow = bench.io(HostOp::Read { lba: 0, blocks: 8 }).latency();
+        let service = disk_config(0).latency.service_time(4096, 1);
+        assert_eq!((healthy, slow), (service, 10 * service));
+    }
+
+    #[test]
+    fn hang_accepts_commands_and_answers_only_abts() {
+        let mut bench = Bench::ready();
+        bench.disks[0].set_mode(DiskMode::Hang);
+        bench.submit(HostOp::Write { lba: 0, data: Bytes::from(vec![1; 512]) });
+        bench.submit(HostOp::Read { lba: 0, blocks: 1 });
+        bench.run_for(crate::host::testbed::IO_TIMEOUT_NS / 2);
+        assert_eq!(bench.disks[0].outstanding(), 2);
+        assert!(bench.tap.iter().all(|t| t.from != 1), "nothing answered");
+        assert_eq!(bench.disks[0].next_timer(), None);
+        bench.run_for(crate::host::testbed::IO_TIMEOUT_NS);
+        assert_eq!(bench.disks[0].stats().aborts, 2);
+        assert_eq!(bench.tapped(r_ctl::BLS_BA_ACC, fc_type::BLS).len(), 2);
+    }
+
+    #[test]
+    fn unsupported_out_of_range_and_other_luns_are_refused() {
+        let mut bench = Bench::ready();
+        let illegal = |asc| check(0x05, asc);
+        assert_eq!(
+            command(&mut bench, 0, &[0xC5; 16], 0).sense,
+            illegal(Asc::INVALID_COMMAND_OPERATION_CODE)
+        );
+        let mode_sense = [0x1A, 0, 0x3F, 0, 255, 0];
+        assert_eq!(
+            command(&mut bench, 0, &mode_sense, 255).sense,
+            illegal(Asc::INVALID_COMMAND_OPERATION_CODE)
+        );
+        let bad_field = [0x00, 0, 0, 1, 0, 0];
+        assert_eq!(command(&mut bench, 0, &bad_field, 0).sense, illegal(Asc::INVALID_FIELD_IN_CDB));
+        let done = bench.io(HostOp::Read { lba: 4095, blocks: 2 });
+        assert_eq!(outcome(&done).sense, illegal(Asc::LBA_OUT_OF_RANGE));
+        let done = bench.io(HostOp::Write { lba: 4096, data: Bytes::from(vec![0; 512]) });
+        assert_eq!(outcome(&done).sense, illegal(Asc::LBA_OUT_OF_RANGE));
+        assert!(bench.tapped(r_ctl::DATA_DESCRIPTOR, fc_type::FCP).is_empty(), "no data asked for");
+        let tur = [0u8; 6];
+        assert_eq!(command(&mut bench, 1, &tur, 0).sense, illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED));
+        let inquiry = command(&mut bench, 1, &[0x12, 0, 0, 0, 36, 0], 36);
+        assert_eq!(StandardInquiry::parse(&inquiry.data).unwrap().peripheral, NO_LUN);
+        assert_eq!(bench.disks[0].stats().commands.unsupported, 3);
+    }
+
+    #[test]
+    fn inquiry_pages_identify_the_disk() {
+        let mut bench = Bench::ready();
+        let standard = command(&mut bench, 0, &[0x12, 0, 0, 0, 96, 0], 96);
+        let inquiry = StandardInquiry::parse(&standard.data).unwrap();
+        assert_eq!((&inquiry.vendor[..6], &inquiry.product[..5]), (&b"DVESIM"[..], &b"disk0"[..]));
+        assert_eq!(standard.residual, 96 - 36);
+        let page = |bench: &mut Bench, code: u8| command(bench, 0, &[0x12, 1, code, 0, 255, 0], 255).data;
+        let supported = page(&mut bench, 0x00);
+        assert_eq!(VpdRepr::parse(&supported).unwrap().page, VpdPage::SupportedPages(&[0x00, 0x80, 0x83]));
+        let serial = page(&mut bench, 0x80);
+        let expected = format!("{:016X}", disk_wwpn(0));
+        assert_eq!(VpdRepr::parse(&serial).unwrap().page, VpdPage::UnitSerialNumber(expected.as_bytes()));
+        let ids = page(&mut bench, 0x83);
+        let VpdPage::DeviceIdentification(designators) = VpdRepr::parse(&ids).unwrap().page else { panic!() };
+        let list: Vec<_> = designators.iter().collect();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].association, list[0].designator_type), (0, designator_type::NAA));
+        assert_eq!(list[0].designator, &naa_identifier(disk_wwpn(0)).to_be_bytes());
+        assert_eq!(list[0].designator[0] >> 4, 5, "NAA 5");
+        assert_eq!((list[1].association, list[1].piv), (1, true));
+        assert_eq!(list[1].designator, &disk_wwpn(0).to_be_bytes());
+        let unknown = command(&mut bench, 0, &[0x12, 1, 0xB0, 0, 255, 0], 255);
+        assert_eq!(unknown.sense, check(0x05, Asc::INVALID_FIELD_IN_CDB));
+    }
+
+    #[test]
+    fn capacity_luns_and_housekeeping_commands() {
+        let mut bench = Bench::ready();
+        let rc10 = command(&mut bench, 0, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8);
+        assert_eq!(
+            ReadCapacity10Data::parse(&rc10.data).unwrap(),
+            ReadCapacity10Data { last_lba: 4095, block_len: 512 }
+        );
+        let mut rc16 = [0u8; 16];
+        rc16[0] = 0x9E;
+        rc16[1] = 0x10;
+        rc16[13] = 32;
+        let data = command(&mut bench, 0, &rc16, 32).data;
+        assert_eq!(ReadCapacity16Data::parse(&data).unwrap().last_lba, 4095);
+        let report = command(&mut bench, 5, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], 256);
+        let luns: Vec<[u8; 8]> = ReportLunsData::parse(&report.data).unwrap().iter().collect();
+        assert_eq!(luns, vec![lun_from_index(0)]);
+        let short = command(&mut bench, 0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0], 8);
+        assert_eq!(short.sense, check(0x05, Asc::INVALID_FIELD_IN_CDB));
+        assert!(command(&mut bench, 0, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0).is_good());
+        let sense = command(&mut bench, 0, &[0x03, 0, 0, 0, 18, 0], 18);
+        assert_eq!(SenseRepr::parse(&sense.data).unwrap().key, SenseKey::NoSense);
+        let counts = bench.disks[0].stats().commands;
+        assert_eq!((counts.read_capacity, counts.synchronize_cache, counts.request_sense), (3, 1, 1));
+    }
+
+    #[test]
+    fn queue_depth_limits_commands_in_service() {
+        let mut config = disk_config(0);
+        config.latency = LatencyModel { fixed_ns: 1_000_000, per_kib_ns: 0, queue_depth: 2 };
+        let mut bench = Bench::ready_with(config);
+        let ids: Vec<_> = (0..5).map(|i| bench.submit(HostOp::Read { lba: i, blocks: 1 })).collect();
+        let latencies: Vec<u64> = ids.into_iter().map(|id| bench.wait(id).latency()).collect();
+        assert_eq!(latencies, [1_000_000, 1_000_000, 2_000_000, 2_000_000, 3_000_000]);
+    }
+
+    fn cmnd_frame(from: FcId, to: FcId, ox_id: u16, task_management: u8) -> Vec<u8> {
+        let cdb = [0u8; 16];
+        let cmnd = FcpCmndRepr {
+            lun: lun_from_index(0),
+            crn: 0,
+            priority: 0,
+            task_attribute: TaskAttribute::Simple,
+            task_management,
+            wrdata: false,
+            rddata: false,
+            cdb: &cdb,
+            fcp_dl: 0,
+        };
+        let header = FcHeaderRepr {
+            s_id: from,
+            ..fc_header(to, r_ctl::UNSOLICITED_COMMAND, fc_type::FCP, F_CTL_REQUEST, ox_id, 0xFFFF)
+        };
+        forge(&header, &cmnd)
+    }
+
+    #[test]
+    fn a_command_from_an_initiator_not_logged_in_gets_a_logo() {
+        let mut bench = Bench::ready();
+        let disk_id = bench.fc_id_of(1);
+        let stranger = FcId(0x01_0F0F);
+        let disk = &mut bench.disks[0];
+        let out = disk.receive(1, &cmnd_frame(stranger, disk_id, 1, 0));
+        assert_eq!(out.len(), 1);
+        let view = dve_wire::parse_fcoe_frame(&out[0]).unwrap();
+        assert_eq!((view.header.d_id, view.header.r_ctl), (stranger, r_ctl::ELS_REQUEST));
+        assert!(matches!(ElsRepr::parse(view.payload), Ok(ElsRepr::Logo(l)) if l.port_id == disk_id));
+        assert!(disk.receive(2, &cmnd_frame(stranger, disk_id, 2, 0)).is_empty(), "one LOGO at a time");
+        assert_eq!((disk.outstanding(), disk.stats().logouts_sent), (0, 1));
+    }
+
+    #[test]
+    fn task_management_clears_the_initiators_commands() {
+        let mut bench = Bench::ready();
+        bench.disks[0].set_mode(DiskMode::Hang);
+        bench.submit(HostOp::Read { lba: 0, blocks: 1 });
+        bench.settle();
+        assert_eq!(bench.disks[0].outstanding(), 1);
+        let (host_id, disk_id) = (bench.fc_id_of(0), bench.fc_id_of(1));
+        let out = bench.disks[0].receive(bench.now, &cmnd_frame(host_id, disk_id, 0x4000, 0x02));
+        assert_eq!((out.len(), bench.disks[0].outstanding()), (1, 0));
+        let view = dve_wire::parse_fcoe_frame(&out[0]).unwrap();
+        let rsp = dve_wire::fcp::FcpRspRepr::parse(view.payload).unwrap();
+        assert_eq!(rsp.response_code(), Some(0));
+        assert_eq!(view.header.f_ctl & f_ctl::EXCHANGE_CONTEXT, f_ctl::EXCHANGE_CONTEXT);
+    }
+
+    #[test]
+    fn dead_answers_nothing_and_comes_back_with_its_data() {
+        let mut bench = Bench::ready();
+        let data = vec![0x5A; 1024];
+        assert!(outcome(&bench.io(HostOp::Write { lba: 100, data: Bytes::from(data.clone()) })).is_good());
+        bench.disks[0].set_mode(DiskMode::Dead);
+        let (host_id, disk_id) = (bench.fc_id_of(0), bench.fc_id_of(1));
+        assert!(bench.disks[0].receive(bench.now, &cmnd_frame(host_id, disk_id, 9, 0)).is_empty());
+        assert_eq!(bench.disks[0].stats().ignored_while_dead, 1);
+        bench.disks[0].set_mode(DiskMode::Healthy);
+        assert_eq!(outcome(&bench.io(HostOp::Read { lba: 100, blocks: 2 })).data, data);
+        bench.disks[0].wipe();
+        assert_eq!(bench.disks[0].blocks_written(), 0);
+        assert_eq!(outcome(&bench.io(HostOp::Read { lba: 100, blocks: 2 })).data, vec![0; 1024]);
+    }
+
+    #[test]
+    fn direct_block_access() {
+        let mut disk = DiskTarget::new(DiskConfig::new("d", 1, 2, [2, 0, 0, 0, 0, 3], 64));
+        assert_eq!(disk.read_blocks(3, 2), vec![0; 1024]);
+        disk.write_blocks(3, &[9; 1100]);
+        assert_eq!(disk.blocks_written(), 2, "a trailing partial block is ignored");
+        assert_eq!(disk.read_blocks(2, 3), [vec![0; 512], vec![9; 1024]].concat());
+        assert_eq!(disk.next_timer(), None);
+    }
+
+    #[test]
+    fn fabric_login_registers_fcp_and_the_node_name() {
+        let mut bench = Bench::new(vec![disk_config(0)]);
+        bench.start();
+        let ct: Vec<u16> = bench
+            .tap
+            .iter()
+            .filter(|t| t.from == 1 && t.header.fc_type == fc_type::CT)
+            .map(|t| u16::from_be_bytes([t.payload[8], t.payload[9]]))
+            .collect();
+        assert_eq!(ct, [dve_wire::ct::code::RFT_ID, dve_wire::ct::code::RNN_ID]);
+        assert!(bench.disks[0].is_online());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic_the_disk(frames in vec(vec(any::<u8>(), 0..120), 1..8)) {
+            let mut disk = DiskTarget::new(disk_config(0));
+            let _ = disk.start(0);
+            for frame in &frames {
+                prop_assert!(disk.receive(1, frame).is_empty());
+            }
+            prop_assert_eq!(disk.stats().dropped_frames, frames.len() as u64);
+        }
+
+        #[test]
+        fn forged_frames_never_panic_a_busy_disk(
+            frames in vec((any::<u8>(), prop_oneof![Just(1u8), Just(8), Just(0), any::<u8>()], 0u32..0x100_0000, any::<u16>(), 0u16..4, any::<u32>(), vec(any::<u8>(), 0..64)), 1..12),
+            cdb in vec(any::<u8>(), 16),
+            fcp_dl in 0u32..70_000,
+        ) {
+            let mut bench = Bench::ready_with(DiskConfig { max_burst: 700, ..disk_config(0) });
+            bench.submit(HostOp::Write { lba: 8, data: Bytes::from(vec![5; 4096]) });
+            let (host_id, disk_id) = (bench.fc_id_of(0), bench.fc_id_of(1));
+            let cmnd = FcpCmndRepr {
+                lun: lun_from_index(0), crn: 0, priority: 0, task_attribute: TaskAttribute::Simple,
+                task_management: 0, wrdata: cdb[0] & 1 == 0, rddata: cdb[0] & 1 == 1, cdb: &cdb, fcp_dl,
+            };
+            let header = FcHeaderRepr { s_id: host_id, ..fc_header(disk_id, r_ctl::UNSOLICITED_COMMAND, fc_type::FCP, F_CTL_REQUEST, 0x5000, 0xFFFF) };
+            let out = bench.disks[0].receive(bench.now, &forge(&header, &cmnd));
+            bench.send(1, out);
+            for (r_ctl, fc_type, f_ctl, ox_id, rx_id, parameter, payload) in frames {
+                let header = FcHeaderRepr { s_id: host_id, parameter, ..fc_header(disk_id, r_ctl, fc_type, f_ctl, ox_id, rx_id) };
+                let out = bench.disks[0].receive(bench.now, &forge(&header, &payload[..]));
+                bench.send(1, out);
+            }
+            bench.run_for(50 * crate::host::testbed::IO_TIMEOUT_NS);
+            prop_assert!(bench.disks[0].outstanding() <= 2);
+        }
+    }
+}

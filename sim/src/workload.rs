@@ -159,7 +159,7 @@ pub struct Workload {
     free_slots: VecDeque<u64>,
     in_flight: Vec<PlannedOp>,
     verifies: VecDeque<PlannedOp>,
-    /// The caller's in-flight count at the last [`Workload::next_ops`].
+    /// The caller's in-flight count at the last [`Workload::next_ops`], less completions since.
     caller_in_flight: usize,
     /// Nothing could be planned without overlapping an operation in flight.
     blocked: bool,
@@ -305,6 +305,7 @@ impl Workload {
     pub fn on_complete(&mut self, now: u64, op: PlannedOp, outcome: &Result<IoOutcome, IoFailure>) {
         let Some(at) = self.in_flight.iter().position(|o| *o == op) else { return };
         self.in_flight.swap_remove(at);
+        self.caller_in_flight = self.caller_in_flight.saturating_sub(1);
         self.blocked = false;
         let ready = now.saturating_add(self.spec.think_time_ns);
         let slot = self.free_slots.partition_point(|t| *t <= ready);
@@ -472,4 +473,205 @@ fn fill_payload(write_id: u64, lba: u64, out: &mut [u8]) {
 fn payload_matches(write_id: u64, lba: u64, payload: &[u8]) -> bool {
     let mut stream = PayloadStream::new(write_id, lba);
     payload.chunks(8).all(|chunk| chunk == &stream.next_word()[..chunk.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use rand::Rng;
+
+    use super::*;
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            read_fraction: 0.5,
+            block_size_blocks: 8,
+            queue_depth: 4,
+            pattern: AccessPattern::Random,
+            think_time_ns: 0,
+            verify_after_write: false,
+            region: (1000, 1024),
+            start_ns: 100,
+            stop_ns: 1_000_000,
+        }
+    }
+
+    fn good() -> Result<IoOutcome, IoFailure> {
+        Ok(IoOutcome { status: 0, sense: None, data: Vec::new(), residual: 0 })
+    }
+
+    #[test]
+    fn stamps_decode_and_damage_is_named() {
+        let mut block = [0u8; 512];
+        stamp_block(42, 7, &mut block);
+        assert_eq!(&block[..4], b"DVE1");
+        assert_eq!(decode_block(&block, 7), BlockContent::Stamped { write_id: 42 });
+        assert_eq!(decode_block(&block, 8), BlockContent::Corrupt(CorruptReason::WrongLba { found: 7 }));
+        assert_eq!(decode_block(&[0u8; 512], 7), BlockContent::Zero);
+        assert_eq!(decode_block(&[1u8; 512], 7), BlockContent::Corrupt(CorruptReason::BadMagic));
+        assert_eq!(decode_block(&[1u8; 10], 7), BlockContent::Corrupt(CorruptReason::TooShort));
+        for at in [5, 300, 511] {
+            let mut damaged = block;
+            damaged[at] ^= 0x10;
+            assert_eq!(
+                decode_block(&damaged, 7),
+                BlockContent::Corrupt(CorruptReason::BadChecksum),
+                "byte {at}"
+            );
+        }
+        // A consistent header and checksum over another write's payload.
+        let mut other = [0u8; 512];
+        stamp_block(43, 7, &mut other);
+        let mut spliced = block;
+        spliced[STAMP_HEADER_LEN..].copy_from_slice(&other[STAMP_HEADER_LEN..]);
+        let check = stamp_checksum(&spliced);
+        spliced[20..24].copy_from_slice(&check.to_be_bytes());
+        assert_eq!(decode_block(&spliced, 7), BlockContent::Corrupt(CorruptReason::PayloadMismatch));
+        assert_ne!(block[STAMP_HEADER_LEN..], other[STAMP_HEADER_LEN..], "payloads differ by write id");
+    }
+
+    #[test]
+    fn stamp_blocks_stamps_each_block_with_its_lba() {
+        let data = stamp_blocks(9, 100, 3, 512);
+        assert_eq!(data.len(), 1536);
+        for (i, block) in data.chunks(512).enumerate() {
+            assert_eq!(decode_block(block, 100 + i as u64), BlockContent::Stamped { write_id: 9 });
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn stamp_round_trips(write_id in any::<u64>(), lba in any::<u64>(), len in 24usize..4200) {
+            let mut block = vec![0u8; len];
+            stamp_block(write_id, lba, &mut block);
+            prop_assert_eq!(decode_block(&block, lba), BlockContent::Stamped { write_id });
+        }
+
+        #[test]
+        fn damage_never_decodes_as_intact(write_id in any::<u64>(), lba in 0u64..1 << 40, at in 0usize..512, bit in 0u8..8) {
+            let mut block = [0u8; 512];
+            stamp_block(write_id, lba, &mut block);
+            block[at] ^= 1 << bit;
+            prop_assert!(matches!(decode_block(&block, lba), BlockContent::Corrupt(_)));
+        }
+
+        #[test]
+        fn ops_stay_in_the_region_aligned_and_never_overlap(seed in any::<u64>(), sequential in any::<bool>(), steps in 1usize..200) {
+            let pattern = if sequential { AccessPattern::Sequential } else { AccessPattern::Random };
+            let spec = WorkloadSpec { pattern, queue_depth: 6, region: (1000, 100), block_size_blocks: 7, ..spec() };
+            let mut w = Workload::new(spec, seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 1);
+            let mut now = 100;
+            for _ in 0..steps {
+                let ops = w.next_ops(now, w.in_flight());
+                for op in &ops {
+                    prop_assert!(op.lba() >= 1000 && op.lba() + u64::from(op.blocks()) <= 1100);
+                    prop_assert_eq!((op.lba() - 1000) % 7, 0);
+                }
+                let flying = w.in_flight.clone();
+                for (i, a) in flying.iter().enumerate() {
+                    for b in &flying[i + 1..] {
+                        prop_assert!(!a.overlaps(b), "{:?} overlaps {:?}", a, b);
+                    }
+                }
+                prop_assert!(w.in_flight() <= 6);
+                if !flying.is_empty() {
+                    let done = flying[rng.random_range(0..flying.len())];
+                    w.on_complete(now, done, &good());
+                }
+                now += 10;
+            }
+        }
+    }
+
+    #[test]
+    fn keeps_the_queue_full_between_start_and_stop() {
+        let mut w = Workload::new(WorkloadSpec { stop_ns: 1000, ..spec() }, 1);
+        assert!(w.next_ops(50, 0).is_empty(), "nothing before the start");
+        assert_eq!(w.next_wakeup(), Some(100));
+        let ops = w.next_ops(100, 0);
+        assert_eq!(ops.len(), 4);
+        assert!(w.next_ops(100, 4).is_empty());
+        assert_eq!(w.next_wakeup(), None, "only a completion frees a slot");
+        w.on_complete(200, ops[0], &good());
+        assert_eq!(w.next_wakeup(), Some(200));
+        assert_eq!(w.next_ops(200, 3).len(), 1);
+        for op in w.in_flight.clone() {
+            w.on_complete(1000, op, &good());
+        }
+        assert!(w.next_ops(1000, 0).is_empty(), "nothing new at the stop time");
+        assert_eq!(w.next_wakeup(), None);
+        assert!(w.is_done(1000));
+        assert_eq!((w.stats().issued, w.stats().completed), (5, 5));
+    }
+
+    #[test]
+    fn think_time_delays_the_slot() {
+        let mut w = Workload::new(WorkloadSpec { queue_depth: 1, think_time_ns: 500, ..spec() }, 1);
+        let op = w.next_ops(100, 0)[0];
+        w.on_complete(300, op, &good());
+        assert_eq!(w.next_wakeup(), Some(800));
+        assert!(w.next_ops(799, 0).is_empty());
+        assert_eq!(w.next_ops(800, 0).len(), 1);
+    }
+
+    #[test]
+    fn sequential_ops_walk_the_region_and_wrap() {
+        let spec =
+            WorkloadSpec { pattern: AccessPattern::Sequential, region: (10, 20), queue_depth: 1, ..spec() };
+        let mut w = Workload::new(spec, 3);
+        let mut lbas = Vec::new();
+        for t in 0..5 {
+            let op = w.next_ops(100 + t, 0)[0];
+            lbas.push(op.lba());
+            w.on_complete(100 + t, op, &good());
+        }
+        assert_eq!(lbas, [10, 18, 10, 18, 10], "an 8-block op does not fit at 26");
+    }
+
+    #[test]
+    fn successful_writes_are_read_back_first() {
+        let spec = WorkloadSpec { read_fraction: 0.0, verify_after_write: true, queue_depth: 2, ..spec() };
+        let mut w = Workload::new(spec, 5);
+        let ops = w.next_ops(100, 0);
+        assert!(ops.iter().all(PlannedOp::is_write));
+        w.on_complete(200, ops[0], &good());
+        w.on_complete(200, ops[1], &Err(IoFailure::TimedOut));
+        let next = w.next_ops(200, 0);
+        let (lba, blocks) = (ops[0].lba(), ops[0].blocks());
+        assert_eq!(next[0], PlannedOp::VerifyRead { lba, blocks });
+        assert!(next[1].is_write(), "a failed write is not verified");
+        let stats = w.stats();
+        assert_eq!((stats.writes, stats.verify_reads, stats.failed, stats.blocks_written), (3, 1, 1, 8));
+        // Verify reads still go out after the stop time.
+        w.on_complete(2_000_000, next[1], &good());
+        assert_eq!(w.next_ops(2_000_000, 1), [PlannedOp::VerifyRead { lba: next[1].lba(), blocks: 8 }]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_ops() {
+        let run = |seed| {
+            let mut w = Workload::new(spec(), seed);
+            let mut all = Vec::new();
+            for t in 0..50 {
+                let ops = w.next_ops(100 + t, w.in_flight());
+                all.extend(ops.iter().copied());
+                if let Some(op) = w.in_flight.first().copied() {
+                    w.on_complete(100 + t, op, &good());
+                }
+            }
+            all
+        };
+        assert_eq!(run(11), run(11));
+        assert_ne!(run(11), run(12));
+        let reads = run(11).iter().filter(|op| matches!(op, PlannedOp::Read { .. })).count();
+        assert!(reads > 10 && reads < 45, "about half reads, got {reads}");
+    }
+
+    #[test]
+    fn an_empty_region_plans_nothing() {
+        let mut w = Workload::new(WorkloadSpec { region: (0, 0), ..spec() }, 1);
+        assert!(w.next_ops(100, 0).is_empty());
+        assert_eq!(w.next_wakeup(), None);
+    }
 }
