@@ -268,7 +268,12 @@ impl Fabric {
         let name = Wwn(params.port_name);
         let existing = self.nodes.values().find(|n| n.port_name == name).copied();
         let fc_id = match existing {
-            Some(n) if n.port == port => Some(n.fc_id),
+            Some(n) if n.port == port => {
+                // A port logging in again has lost every session: ours to it too.
+                self.target_logins.remove(&n.fc_id.get());
+                self.port_logins.retain(|&(host, _)| host != n.fc_id.get());
+                Some(n.fc_id)
+            }
             Some(n) => {
                 self.logout(n.fc_id.get());
                 self.assign(port)

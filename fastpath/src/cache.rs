@@ -444,11 +444,14 @@ impl MappingCache {
             return;
         }
         let before = segment.extents.len();
-        // Clearing whole extents never needs more extents, and partly covered ones are
-        // dropped whole: the cache may hold less, never something the control path revoked.
-        let touched: Vec<_> = segment.extents.overlapping(blocks).map(|e| e.range()).collect();
-        for range in touched {
-            let _ = segment.extents.clear(range);
+        // Revoke exactly the blocks named, so I/O elsewhere in a partly covered extent keeps
+        // its fast path; if cutting would exceed the extent bound, drop the touched extents
+        // whole (the cache may hold less, never something the control path revoked).
+        if segment.extents.clear(blocks.clone()).is_err() {
+            let touched: Vec<_> = segment.extents.overlapping(blocks).map(|e| e.range()).collect();
+            for range in touched {
+                let _ = segment.extents.clear(range);
+            }
         }
         self.cached_extents = self.cached_extents + segment.extents.len() - before;
         segment.index = None;

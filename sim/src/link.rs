@@ -54,9 +54,16 @@ pub struct LinkParams {
 }
 
 impl Default for LinkParams {
-    /// 500 ns, 10 Gb/s, 512 KiB of queue, no loss, no corruption.
+    /// 500 ns, 10 Gb/s, 16 MiB of queue (FCoE runs on lossless Ethernet: a deep queue
+    /// stands for PFC pause), no loss, no corruption.
     fn default() -> Self {
-        LinkParams { latency_ns: 500, gbps: 10.0, queue_limit_bytes: 512 * 1024, loss: 0.0, corrupt: 0.0 }
+        LinkParams {
+            latency_ns: 500,
+            gbps: 10.0,
+            queue_limit_bytes: 16 * 1024 * 1024,
+            loss: 0.0,
+            corrupt: 0.0,
+        }
     }
 }
 

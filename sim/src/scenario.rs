@@ -23,7 +23,8 @@
 //! [defaults.link]           # optional; every link starts from these values
 //! latency_ns = 500          # propagation latency, default 500
 //! gbps = 10.0               # bandwidth, > 0, default 10
-//! queue_limit_kib = 512     # tail-drop limit per direction, default 512
+//! queue_limit_kib = 16384   # tail-drop limit per direction, default 16384 (FCoE runs on
+//!                           # lossless Ethernet: a deep queue stands for PFC pause)
 //! loss = 0.0                # probability a frame is lost, 0..=1, default 0
 //! corrupt = 0.0             # probability a frame arrives with a flipped bit, 0..=1
 //!

@@ -29,6 +29,8 @@ use crate::workload::{AccessPattern, PlannedOp, Workload, WorkloadSpec, stamp_bl
 const BLOCK: u32 = 512;
 /// How often engines run their timers (control-path drains, resync steps, expiry).
 const ENGINE_TICK_NS: u64 = 100_000;
+/// Largest burst a disk asks for in one XFER_RDY, as real targets limit it.
+const DISK_MAX_BURST: u32 = 256 * 1024;
 /// A device I/O unanswered this long is aborted by the fast path.
 const DOWNSTREAM_TIMEOUT_NS: u64 = 200 * NS_PER_MS;
 /// Hosts give up on an exchange after this long (longer than the fast path's timeout, so
@@ -174,7 +176,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
         world.now = at.as_ns();
         world.handle(event)?;
         events += 1;
-        if events % 4096 == 0 {
+        if events.is_multiple_of(4096) {
             progress.update(SimTime(world.now), total);
         }
     }
@@ -256,6 +258,7 @@ impl<'a> World<'a> {
                 spec.capacity_blocks(),
             );
             config.block_size = BLOCK;
+            config.max_burst = DISK_MAX_BURST;
             config.latency = LatencyModel {
                 fixed_ns: spec.latency_ns,
                 per_kib_ns: spec.ns_per_kib,
@@ -482,12 +485,11 @@ impl<'a> World<'a> {
     }
 
     fn after_disk(&mut self, d: usize) {
-        if let Some(at) = self.disks[d].target.next_timer() {
-            if self.disks[d].timer_at.is_none_or(|t| at < t) {
+        if let Some(at) = self.disks[d].target.next_timer()
+            && self.disks[d].timer_at.is_none_or(|t| at < t) {
                 self.disks[d].timer_at = Some(at);
                 self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d));
             }
-        }
     }
 
     fn after_host(&mut self, h: usize) {
@@ -503,12 +505,11 @@ impl<'a> World<'a> {
                 }
             }
         }
-        if let Some(at) = self.hosts[h].initiator.next_timer() {
-            if self.hosts[h].timer_at.is_none_or(|t| at < t) {
+        if let Some(at) = self.hosts[h].initiator.next_timer()
+            && self.hosts[h].timer_at.is_none_or(|t| at < t) {
                 self.hosts[h].timer_at = Some(at);
                 self.queue.push(SimTime(at.max(self.now)), Event::HostTimer(h));
             }
-        }
     }
 
     /// The engine serving the volume, its target port name and the volume's LUN.
@@ -568,12 +569,11 @@ impl<'a> World<'a> {
                 }
             }
         }
-        if let Some(at) = self.workloads[w].workload.next_wakeup() {
-            if at > self.now && self.workloads[w].wake_at.is_none_or(|t| at < t) {
+        if let Some(at) = self.workloads[w].workload.next_wakeup()
+            && at > self.now && self.workloads[w].wake_at.is_none_or(|t| at < t) {
                 self.workloads[w].wake_at = Some(at);
                 self.queue.push(SimTime(at), Event::WorkloadWake(w));
             }
-        }
         self.after_host(h);
     }
 
@@ -898,7 +898,7 @@ impl<'a> World<'a> {
             .cables
             .iter()
             .map(|c| LinkReport {
-                a: format!("{}", self.scenario.node_name(c.node)),
+                a: self.scenario.node_name(c.node).to_string(),
                 b: format!("{}:{}", self.scenario.engines[c.engine].name, c.port),
                 a_to_b: c.link.a_to_b.counters().clone(),
                 b_to_a: c.link.b_to_a.counters().clone(),

@@ -4,7 +4,7 @@
 
 use core::ops::Range;
 
-use dve_fp_api::ids::{JournalGroupId, LvId, VsegId};
+use dve_fp_api::ids::{JournalGroupId, LvId, VsegId, WorkerId};
 use dve_fp_api::io::HostIo;
 use dve_fp_api::mapping::{Extent, JournalRegion, LunMask, Placement, RedirectIndex};
 use dve_fp_api::message::{MappingEntry, MissVerdict, ToFp};
@@ -74,26 +74,44 @@ impl ControlPath {
         self.broadcast(|req| ToFp::SetLunMask { req, mask: mask.clone() }, RequestPurpose::Grant);
     }
 
+    /// A worker's journal of the volume `request` wrote to is full: swap in an empty one
+    /// (the same region under the next sequence number). A fault raised before the last
+    /// swap reached the worker is not a reason to swap again.
+    pub(super) fn swap_journal(&mut self, worker: WorkerId, request: &HostIo) {
+        let Some(lv) = request.lv else { return };
+        let swapped_at = self.journal_sequences.get(&(lv, worker)).map_or(0, |s| s.1);
+        if request.received.0 < swapped_at {
+            return;
+        }
+        self.journal_region_for(lv, worker);
+    }
+
     /// Give every worker its own region of a journaled volume's journal device.
     pub(super) fn journal_regions(&mut self, lv: LvId) {
+        for worker in self.plan.workers() {
+            self.journal_region_for(lv, worker);
+        }
+    }
+
+    /// Grant `worker` its region of `lv`'s journal, under a new sequence number.
+    fn journal_region_for(&mut self, lv: LvId, worker: WorkerId) {
         let Some(volume) = self.volumes.get(&lv) else { return };
         let LayoutSpec::Journal { .. } = volume.record.layout else { return };
         let Some(alloc) = volume.record.allocations.get(1).copied() else { return };
         let workers = self.plan.workers();
+        let Some(i) = workers.iter().position(|w| *w == worker) else { return };
         let each = alloc.blocks / workers.len().max(1) as u64;
         let group = JournalGroupId(lv.0);
-        for (i, worker) in workers.into_iter().enumerate() {
-            let sequence = self.journal_sequence(lv, worker);
-            let region = JournalRegion {
-                group,
-                worker,
-                placement: Placement { device: alloc.device, lba: alloc.lba + i as u64 * each },
-                blocks: each,
-                sequence,
-            };
-            let req = self.request(RequestPurpose::Grant);
-            self.send(worker, ToFp::AddMapping { req, entry: MappingEntry::Journal(region) });
-        }
+        let sequence = self.journal_sequence(lv, worker);
+        let region = JournalRegion {
+            group,
+            worker,
+            placement: Placement { device: alloc.device, lba: alloc.lba + i as u64 * each },
+            blocks: each,
+            sequence,
+        };
+        let req = self.request(RequestPurpose::Grant);
+        self.send(worker, ToFp::AddMapping { req, entry: MappingEntry::Journal(region) });
     }
 }
 
@@ -104,7 +122,8 @@ fn clip(
 ) -> Vec<Extent<RedirectIndex>> {
     let mut out = Vec::new();
     for extent in extents {
-        let mut pieces = vec![extent.start..extent.end];
+        let mut pieces = Vec::with_capacity(2);
+        pieces.push(extent.start..extent.end);
         for lock in locked {
             pieces = pieces
                 .into_iter()
@@ -139,6 +158,7 @@ mod tests {
         let out = clip(e.into_iter(), &[10..20, 50..60]);
         let ranges: Vec<_> = out.iter().map(|e| e.start..e.end).collect();
         assert_eq!(ranges, vec![0..10, 20..50, 60..100]);
-        assert!(clip(e.into_iter(), &[0..200]).is_empty());
+        let everything = [Range { start: 0, end: 200 }];
+        assert!(clip(e.into_iter(), &everything).is_empty());
     }
 }

@@ -276,13 +276,20 @@ impl ControlPath {
             self.manual.get(&id).and_then(|op| self.volumes.get(&op.lv)).map_or(512, |v| v.record.block_size);
         let Some(op) = self.manual.get_mut(&id) else { return };
         let Some(info) = op.legs.get(leg).copied() else { return };
-        if status.is_good() {
-            if let Some(data) = data.filter(|_| !op.write) {
-                let at = (info.offset * u64::from(block_size)) as usize;
-                let n = data.len().min(op.read_buf.len().saturating_sub(at));
-                op.read_buf[at..at + n].copy_from_slice(&data[..n]);
-            }
+        let expected = (info.blocks * u64::from(block_size)) as usize;
+        if status.is_good() && op.write {
             op.results[leg] = Some(Ok(()));
+        } else if status.is_good() {
+            match data {
+                Some(data) if data.len() >= expected => {
+                    let at = (info.offset * u64::from(block_size)) as usize;
+                    let n = expected.min(op.read_buf.len().saturating_sub(at));
+                    op.read_buf[at..at + n].copy_from_slice(&data[..n]);
+                    op.results[leg] = Some(Ok(()));
+                }
+                // GOOD status but data frames lost on the way: not a success.
+                _ => op.results[leg] = Some(Err(Some(IoStatus::check_condition(RETRY)))),
+            }
         } else {
             op.results[leg] = Some(Err(Some(status)));
         }
@@ -416,14 +423,12 @@ impl ControlPath {
             }
             return;
         }
-        if failure.status.is_none() {
-            if let Some(d) = self.devices.get_mut(failure.device) {
-                if d.online {
+        if failure.status.is_none()
+            && let Some(d) = self.devices.get_mut(failure.device)
+                && d.online {
                     d.online = false;
                     self.events.push(super::ControlEvent::DeviceFailed { device: failure.device });
                 }
-            }
-        }
         let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
         self.complete_io(io, status);
     }

@@ -87,12 +87,11 @@ impl MirrorWork {
 fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generation: u32) {
     let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
     for index in indexes {
-        if let Ok(entry) = map.redirect_mut(index) {
-            if let StorageDescriptor::Mirror(m) = &mut entry.descriptor {
+        if let Ok(entry) = map.redirect_mut(index)
+            && let StorageDescriptor::Mirror(m) = &mut entry.descriptor {
                 let _ = m.set_state(side, state);
                 m.generation = generation;
             }
-        }
     }
 }
 
@@ -170,11 +169,10 @@ impl ControlPath {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Dead, generation);
             for s in 0..sides {
-                if !self.mirror.ages.contains_key(&(seg.id, s)) {
-                    if let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine }) {
+                if !self.mirror.ages.contains_key(&(seg.id, s))
+                    && let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine }) {
                         self.mirror.ages.insert((seg.id, s), list);
                     }
-                }
             }
             // Every extent faults on its next write, so that write stamps the live ages.
             let base = map.redirects().get(RedirectIndex(0)).cloned();
@@ -206,6 +204,14 @@ impl ControlPath {
         for entry in grants {
             self.grant_all(entry);
         }
+        // The side's devices failed: they are used again only once they answer discovery.
+        for device in self.side_devices(lv, side) {
+            if let Some(d) = self.devices.get_mut(device)
+                && d.online {
+                    d.online = false;
+                    self.events.push(ControlEvent::DeviceFailed { device });
+                }
+        }
         self.events.push(ControlEvent::SideDead { lv, side });
         self.resume_after_side_death(lv);
     }
@@ -213,11 +219,10 @@ impl ControlPath {
     /// A write met fault-on-write: on a degraded mirror, stamp the live sides' ages for the
     /// age extents it covers, let the fast path write there again, and run this write.
     pub(super) fn permission_fault(&mut self, io: dve_fp_api::ids::IoTag, request: HostIo) {
-        if request.kind == IoKind::Write {
-            if let Some(lv) = request.lv {
+        if request.kind == IoKind::Write
+            && let Some(lv) = request.lv {
                 self.stamp_written(lv, request.lba, u64::from(request.blocks));
             }
-        }
         self.start_manual(io, request);
     }
 
@@ -279,9 +284,19 @@ impl ControlPath {
         if v.record.side_states.get(side).copied() != Some(SideState::Dead) {
             return;
         }
-        let online =
-            self.side_devices(lv, side).iter().all(|d| self.devices.get(*d).is_some_and(|d| d.online));
-        if !online {
+        let offline: Vec<dve_fp_api::ids::FcId> = self
+            .side_devices(lv, side)
+            .iter()
+            .filter_map(|d| self.devices.get(*d))
+            .filter(|d| !d.online)
+            .filter_map(|d| d.path.map(|(_, fc_id)| fc_id))
+            .collect();
+        if !offline.is_empty() {
+            // Probe the devices: once they answer discovery the resync starts by itself.
+            for fc_id in offline {
+                self.fabric.relogin(fc_id, self.now);
+            }
+            self.fabric_events();
             return;
         }
         let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
@@ -459,10 +474,15 @@ impl ControlPath {
         if !status.is_good() {
             step.failed = true;
         } else if !step.writing {
-            if let (Some(data), Some(info)) = (data, step.reads.get(leg as usize)) {
-                let at = info.offset as usize * block_size;
-                let n = data.len().min(step.buf.len().saturating_sub(at));
-                step.buf[at..at + n].copy_from_slice(&data[..n]);
+            let info = step.reads.get(leg as usize).copied();
+            match (data, info) {
+                // A read that lost data frames on the way is no source for a copy.
+                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
+                    let at = info.offset as usize * block_size;
+                    let n = (info.blocks as usize * block_size).min(step.buf.len().saturating_sub(at));
+                    step.buf[at..at + n].copy_from_slice(&data[..n]);
+                }
+                _ => step.failed = true,
             }
         }
         step.outstanding = step.outstanding.saturating_sub(1);
@@ -518,11 +538,10 @@ impl ControlPath {
             .and_then(|v| v.record.side_states.iter().position(|s| *s == SideState::Alive));
         if let Some(live) = live {
             let age = self.mirror.ages.get(&(vseg, live)).map(|l| (l.extent_of(blocks.start), l.clone()));
-            if let (Some((i, list)), Some(back)) = (age, self.mirror.ages.get_mut(&(vseg, side))) {
-                if let Some(a) = list.get(i) {
+            if let (Some((i, list)), Some(back)) = (age, self.mirror.ages.get_mut(&(vseg, side)))
+                && let Some(a) = list.get(i) {
                     let _ = back.set(i, a);
                 }
-            }
         }
         self.release_lock(lock);
     }

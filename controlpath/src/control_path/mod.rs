@@ -187,8 +187,8 @@ pub struct ControlPath {
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
-    /// The last journal sequence given to each worker's journal of a volume.
-    journal_sequences: BTreeMap<(LvId, WorkerId), u64>,
+    /// The last journal sequence given to each worker's journal of a volume, and when.
+    journal_sequences: BTreeMap<(LvId, WorkerId), (u64, u64)>,
     now: u64,
 }
 
@@ -605,6 +605,10 @@ impl ControlPath {
             FaultCause::Aborted => {}
             FaultCause::DownstreamError => self.downstream_error(io, request, reason),
             FaultCause::Permission => self.permission_fault(io, request),
+            FaultCause::JournalFull => {
+                self.swap_journal(io.worker, &request);
+                self.start_manual(io, request);
+            }
             _ => self.start_manual(io, request),
         }
     }
