@@ -141,9 +141,10 @@ impl ControlExchangeIds {
             let slot = self.next % slots.max(1);
             self.next = self.next.wrapping_add(1);
             if let Some(id) = self.layout.compose(self.worker(), slot)
-                && id.0 != dve_wire::fc::UNASSIGNED_X_ID {
-                    return id;
-                }
+                && id.0 != dve_wire::fc::UNASSIGNED_X_ID
+            {
+                return id;
+            }
         }
     }
 }

@@ -112,10 +112,15 @@ impl Oracle {
             }
         }
         for v in found_violations {
-            self.violation_count += 1;
-            if self.violations.len() < KEPT_VIOLATIONS {
-                self.violations.push(v);
-            }
+            self.record_violation(v);
+        }
+    }
+
+    /// A violation found by another check (mirror copies that differ).
+    pub fn record_violation(&mut self, violation: Violation) {
+        self.violation_count += 1;
+        if self.violations.len() < KEPT_VIOLATIONS {
+            self.violations.push(violation);
         }
     }
 

@@ -70,6 +70,7 @@
 //! pattern = "random"        # optional, random | sequential, default random
 //! think_us = 0              # optional, pause between an I/O's end and the next, default 0
 //! verify = true             # optional, check reads against the oracle, default true
+//! span_mib = 4              # optional, only the volume's first span_mib MiB, default all
 //! start_ms = 0              # optional, default 0
 //! stop_ms = 10000           # optional, default duration_ms; start_ms < stop_ms <= duration
 //!
@@ -295,6 +296,7 @@ struct RawWorkload {
     pattern: Option<Pattern>,
     think_us: Option<u64>,
     verify: Option<bool>,
+    span_mib: Option<Spanned<u64>>,
     start_ms: Option<Spanned<u64>>,
     stop_ms: Option<Spanned<u64>>,
 }
@@ -642,6 +644,8 @@ pub struct WorkloadSpec {
     pub think_ns: u64,
     /// Whether reads are checked against the oracle.
     pub verify: bool,
+    /// Blocks from LBA 0 the workload touches.
+    pub span_blocks: u64,
     /// When it starts, milliseconds.
     pub start_ms: u64,
     /// When it stops issuing, milliseconds.
@@ -1599,6 +1603,22 @@ impl<'a> Builder<'a> {
             None => 1,
             Some(depth) => self.queue_depth(depth)?,
         };
+        let span_blocks = match &workload.span_mib {
+            None => spec.size_blocks(),
+            Some(span) => {
+                let blocks = span.get_ref().saturating_mul(1024 * BLOCKS_PER_KIB);
+                if blocks == 0 || blocks > spec.size_blocks() || blocks < block_kib * BLOCKS_PER_KIB {
+                    return Err(self.source.error(
+                        span,
+                        format!(
+                            "span_mib must be at least one I/O and at most the volume's {} MiB",
+                            spec.size_mib
+                        ),
+                    ));
+                }
+                blocks
+            }
+        };
         let start_ms = workload.start_ms.as_ref().map_or(0, |start| *start.get_ref());
         let stop_ms = workload.stop_ms.as_ref().map_or(duration_ms, |stop| *stop.get_ref());
         if let Some(stop) = &workload.stop_ms
@@ -1624,6 +1644,7 @@ impl<'a> Builder<'a> {
             pattern: workload.pattern.unwrap_or_default(),
             think_ns: workload.think_us.unwrap_or(0).saturating_mul(NS_PER_US),
             verify: workload.verify.unwrap_or(true),
+            span_blocks,
             start_ms,
             stop_ms,
         })
@@ -2544,6 +2565,8 @@ disk = "d2"
         rejects(&workload("block_kib = 0 # <-"), "block_kib");
         rejects(&workload("block_kib = 2048 # <-"), "block_kib");
         rejects(&workload("queue_depth = 0 # <-"), "queue_depth");
+        rejects(&workload("span_mib = 0 # <-"), "span_mib");
+        rejects(&workload("span_mib = 100000 # <-"), "span_mib");
     }
 
     #[test]

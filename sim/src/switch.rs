@@ -27,7 +27,15 @@ const MAX_ROUNDS: usize = 10_000;
 
 impl SwitchNode {
     /// An engine in FC domain `domain` with `ports` ports served by `workers` workers.
-    pub fn new(domain: u8, ports: u16, workers: u8, downstream_timeout_ns: u64) -> SwitchNode {
+    /// `misdirect_write` is test-only fault injection for worker 0 (see
+    /// [`WorkerConfig::misdirect_write`]).
+    pub fn new(
+        domain: u8,
+        ports: u16,
+        workers: u8,
+        downstream_timeout_ns: u64,
+        misdirect_write: Option<u64>,
+    ) -> SwitchNode {
         let control = ControlPath::new(ControlPathConfig::new(domain, ports, workers));
         let plan = control.plan().clone();
         let port_configs: Vec<PortConfig> = plan
@@ -41,6 +49,9 @@ impl SwitchNode {
             .map(|id| {
                 let mut config = WorkerConfig::new(id, port_configs.clone());
                 config.downstream_timeout_ns = downstream_timeout_ns;
+                if id.0 == 0 {
+                    config.misdirect_write = misdirect_write;
+                }
                 Worker::new(config)
             })
             .collect();

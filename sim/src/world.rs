@@ -12,6 +12,7 @@ use dve_controlpath::ControlEvent;
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::fault::FaultCause;
 use dve_fp_api::ids::{LvId, PortId, Wwn};
+use dve_fp_api::mapping::SideState;
 use dve_wire::pcap::PcapWriter;
 
 use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
@@ -20,7 +21,9 @@ use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, I
 use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
 use crate::report::options::RunOptions;
-use crate::report::{EngineReport, IoKind, LinkReport, OracleVerdict, Report, TimelineEntry, VolumeRecorder};
+use crate::report::{
+    EngineReport, IoKind, LinkReport, OracleVerdict, Report, TimelineEntry, Violation, VolumeRecorder,
+};
 use crate::scenario::{EventAction, Layout, NodeRef, Pattern, PortRef, Scenario};
 use crate::switch::SwitchNode;
 use crate::workload::{AccessPattern, PlannedOp, Workload, WorkloadSpec, stamp_blocks};
@@ -161,18 +164,40 @@ struct World<'a> {
     frames: u64,
 }
 
+/// Faults injected into the real code, for tests that prove the oracle catches them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InjectedFaults {
+    /// The first engine's worker 0 misdirects its n-th fast-path write by one block.
+    pub misdirect_write: Option<u64>,
+}
+
+/// After the end, I/O still in flight is given this long to finish before mirrors are
+/// compared.
+const DRAIN_NS: u64 = 5_000 * NS_PER_MS;
+
 /// Run a scenario to its end and report.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError> {
+    run_with_faults(scenario, options, InjectedFaults::default())
+}
+
+/// [`run`], with faults injected (tests only).
+pub fn run_with_faults(
+    scenario: &Scenario,
+    options: &RunOptions,
+    faults: InjectedFaults,
+) -> Result<Report, RunError> {
     let scenario = options.effective_scenario(scenario);
-    let mut world = World::build(&scenario)?;
+    let mut world = World::build(&scenario, faults)?;
     world.open_captures(options)?;
     let mut progress = options.progress_sink();
     let total = SimTime(world.end);
     let mut events = 0u64;
-    while let Some((at, event)) = world.queue.pop() {
-        if at.as_ns() > world.end {
+    while let Some(at) = world.queue.peek_time() {
+        // Past the end only I/O already in flight is finished, so mirrors can be compared.
+        if at.as_ns() > world.end && (world.in_flight.is_empty() || at.as_ns() > world.end + DRAIN_NS) {
             break;
         }
+        let Some((at, event)) = world.queue.pop() else { break };
         world.now = at.as_ns();
         world.handle(event)?;
         events += 1;
@@ -180,10 +205,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, RunError
             progress.update(SimTime(world.now), total);
         }
     }
-    world.now = world.end;
+    world.now = world.now.max(world.end);
     progress.update(total, total);
     progress.finish();
     world.finish_captures()?;
+    world.compare_mirrors();
     Ok(world.report())
 }
 
@@ -192,7 +218,7 @@ fn node_mac(kind: u8, index: usize) -> [u8; 6] {
 }
 
 impl<'a> World<'a> {
-    fn build(scenario: &'a Scenario) -> Result<World<'a>, RunError> {
+    fn build(scenario: &'a Scenario, faults: InjectedFaults) -> Result<World<'a>, RunError> {
         let rng = SimRng::new(scenario.seed);
         let mut engines = Vec::new();
         for (i, spec) in scenario.engines.iter().enumerate() {
@@ -200,7 +226,13 @@ impl<'a> World<'a> {
             let workers = spec.workers.clamp(1, 14) as u8;
             let domain = (i + 1).min(239) as u8;
             engines.push(EngineNode {
-                switch: SwitchNode::new(domain, ports, workers, DOWNSTREAM_TIMEOUT_NS),
+                switch: SwitchNode::new(
+                    domain,
+                    ports,
+                    workers,
+                    DOWNSTREAM_TIMEOUT_NS,
+                    faults.misdirect_write.filter(|_| i == 0),
+                ),
                 setup: Setup::Discovering,
                 volumes: BTreeMap::new(),
                 frames: 0,
@@ -286,7 +318,7 @@ impl<'a> World<'a> {
                     },
                     think_time_ns: w.think_ns,
                     verify_after_write: w.verify,
-                    region: (0, volume.size_blocks()),
+                    region: (0, w.span_blocks.min(volume.size_blocks())),
                     start_ns: w.start_ms * NS_PER_MS,
                     stop_ns: w.stop_ms * NS_PER_MS,
                 };
@@ -486,10 +518,11 @@ impl<'a> World<'a> {
 
     fn after_disk(&mut self, d: usize) {
         if let Some(at) = self.disks[d].target.next_timer()
-            && self.disks[d].timer_at.is_none_or(|t| at < t) {
-                self.disks[d].timer_at = Some(at);
-                self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d));
-            }
+            && self.disks[d].timer_at.is_none_or(|t| at < t)
+        {
+            self.disks[d].timer_at = Some(at);
+            self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d));
+        }
     }
 
     fn after_host(&mut self, h: usize) {
@@ -506,10 +539,11 @@ impl<'a> World<'a> {
             }
         }
         if let Some(at) = self.hosts[h].initiator.next_timer()
-            && self.hosts[h].timer_at.is_none_or(|t| at < t) {
-                self.hosts[h].timer_at = Some(at);
-                self.queue.push(SimTime(at.max(self.now)), Event::HostTimer(h));
-            }
+            && self.hosts[h].timer_at.is_none_or(|t| at < t)
+        {
+            self.hosts[h].timer_at = Some(at);
+            self.queue.push(SimTime(at.max(self.now)), Event::HostTimer(h));
+        }
     }
 
     /// The engine serving the volume, its target port name and the volume's LUN.
@@ -570,10 +604,12 @@ impl<'a> World<'a> {
             }
         }
         if let Some(at) = self.workloads[w].workload.next_wakeup()
-            && at > self.now && self.workloads[w].wake_at.is_none_or(|t| at < t) {
-                self.workloads[w].wake_at = Some(at);
-                self.queue.push(SimTime(at), Event::WorkloadWake(w));
-            }
+            && at > self.now
+            && self.workloads[w].wake_at.is_none_or(|t| at < t)
+        {
+            self.workloads[w].wake_at = Some(at);
+            self.queue.push(SimTime(at), Event::WorkloadWake(w));
+        }
         self.after_host(h);
     }
 
@@ -870,6 +906,63 @@ impl<'a> World<'a> {
             "nothing to resynchronize now (the side resynchronizes when its disk logs in again)".to_string()
         } else {
             format!("resync running: {} stale extents to copy", running.iter().map(|r| r.total).sum::<u64>())
+        }
+    }
+
+    /// Every mirror whose sides are all current must hold the same bytes on each side (seed
+    /// 003: mirrors are identical after resync); a difference is a violation.
+    fn compare_mirrors(&mut self) {
+        let scenario = self.scenario;
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let mut differences = Vec::new();
+        for engine in &self.engines {
+            let control = engine.switch.control();
+            for (v, lv) in &engine.volumes {
+                let Some(volume) = control.volume(*lv) else { continue };
+                let record = &volume.record;
+                if record.side_states.is_empty() || record.side_states.iter().any(|s| *s != SideState::Alive)
+                {
+                    continue;
+                }
+                let a = &record.allocations;
+                let pairs: Vec<(usize, usize)> = match &record.layout {
+                    LayoutSpec::Mirror { sides } => (1..sides.len()).map(|i| (0, i)).collect(),
+                    LayoutSpec::Raid10 { side_a, .. } => {
+                        (0..side_a.len()).map(|k| (k, k + side_a.len())).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                for (x, y) in pairs {
+                    let (Some(ax), Some(ay)) = (a.get(x), a.get(y)) else { continue };
+                    let device = |id| control.devices().get(id).map(|d| d.target).and_then(disk_of);
+                    let (Some(dx), Some(dy)) = (device(ax.device), device(ay.device)) else { continue };
+                    const CHUNK: u64 = 2048;
+                    let mut block = 0;
+                    while block < ax.blocks.min(ay.blocks) {
+                        let n = CHUNK.min(ax.blocks - block);
+                        let bx = self.disks[dx].target.read_blocks(ax.lba + block, n);
+                        let by = self.disks[dy].target.read_blocks(ay.lba + block, n);
+                        if bx != by {
+                            let at = bx
+                                .chunks(BLOCK as usize)
+                                .zip(by.chunks(BLOCK as usize))
+                                .position(|(p, q)| p != q);
+                            differences.push((*v, x, y, block + at.unwrap_or(0) as u64));
+                        }
+                        block += n;
+                    }
+                }
+            }
+        }
+        for (v, x, y, block) in differences {
+            self.oracle.record_violation(Violation {
+                time_ns: self.now,
+                host: "-".to_string(),
+                volume: self.scenario.volumes[v].name.clone(),
+                lba: block,
+                expected: format!("the same data on mirror copies {x} and {y}"),
+                found: format!("copies differ from side block {block}"),
+            });
         }
     }
 

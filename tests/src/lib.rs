@@ -1,2 +1,37 @@
 //! `dve-tests`: cross-crate integration and system tests, one file per scenario under `tests/`.
-//! The library part holds the scaffolding those scenarios share.
+//! The library part holds the scaffolding those scenarios share: loading the scenario files
+//! under `tests/scenarios/` and running them in the simulator.
+
+use std::path::PathBuf;
+
+use dve_sim::report::options::RunOptions;
+use dve_sim::report::{OracleVerdict, Report};
+use dve_sim::scenario::Scenario;
+
+/// The scenario file `tests/scenarios/NAME.toml`.
+pub fn scenario(name: &str) -> Scenario {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"));
+    Scenario::load(&path).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// Options for a quiet run.
+pub fn quiet() -> RunOptions {
+    RunOptions { seed_override: None, duration_override_ms: None, pcaps: Vec::new(), progress: false }
+}
+
+/// Run a scenario quietly; panics if the run itself fails (not if the oracle objects).
+pub fn run(scenario: &Scenario) -> Report {
+    dve_sim::world::run(scenario, &quiet()).unwrap_or_else(|err| panic!("run failed: {err}"))
+}
+
+/// Panic with the first violations unless the oracle found nothing.
+pub fn assert_clean(report: &Report) {
+    if let OracleVerdict::Violations { total, first, .. } = &report.oracle {
+        panic!("{total} integrity violations, first: {first:#?}");
+    }
+}
+
+/// The outcomes on the timeline that contain `text`.
+pub fn timeline_outcomes<'a>(report: &'a Report, text: &str) -> Vec<&'a str> {
+    report.timeline.iter().map(|t| t.outcome.as_str()).filter(|o| o.contains(text)).collect()
+}

@@ -425,10 +425,11 @@ impl ControlPath {
         }
         if failure.status.is_none()
             && let Some(d) = self.devices.get_mut(failure.device)
-                && d.online {
-                    d.online = false;
-                    self.events.push(super::ControlEvent::DeviceFailed { device: failure.device });
-                }
+            && d.online
+        {
+            d.online = false;
+            self.events.push(super::ControlEvent::DeviceFailed { device: failure.device });
+        }
         let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
         self.complete_io(io, status);
     }

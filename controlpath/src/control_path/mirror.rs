@@ -88,10 +88,11 @@ fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generat
     let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
     for index in indexes {
         if let Ok(entry) = map.redirect_mut(index)
-            && let StorageDescriptor::Mirror(m) = &mut entry.descriptor {
-                let _ = m.set_state(side, state);
-                m.generation = generation;
-            }
+            && let StorageDescriptor::Mirror(m) = &mut entry.descriptor
+        {
+            let _ = m.set_state(side, state);
+            m.generation = generation;
+        }
     }
 }
 
@@ -170,9 +171,10 @@ impl ControlPath {
             set_side_everywhere(map, side, SideState::Dead, generation);
             for s in 0..sides {
                 if !self.mirror.ages.contains_key(&(seg.id, s))
-                    && let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine }) {
-                        self.mirror.ages.insert((seg.id, s), list);
-                    }
+                    && let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine })
+                {
+                    self.mirror.ages.insert((seg.id, s), list);
+                }
             }
             // Every extent faults on its next write, so that write stamps the live ages.
             let base = map.redirects().get(RedirectIndex(0)).cloned();
@@ -207,10 +209,11 @@ impl ControlPath {
         // The side's devices failed: they are used again only once they answer discovery.
         for device in self.side_devices(lv, side) {
             if let Some(d) = self.devices.get_mut(device)
-                && d.online {
-                    d.online = false;
-                    self.events.push(ControlEvent::DeviceFailed { device });
-                }
+                && d.online
+            {
+                d.online = false;
+                self.events.push(ControlEvent::DeviceFailed { device });
+            }
         }
         self.events.push(ControlEvent::SideDead { lv, side });
         self.resume_after_side_death(lv);
@@ -220,9 +223,10 @@ impl ControlPath {
     /// age extents it covers, let the fast path write there again, and run this write.
     pub(super) fn permission_fault(&mut self, io: dve_fp_api::ids::IoTag, request: HostIo) {
         if request.kind == IoKind::Write
-            && let Some(lv) = request.lv {
-                self.stamp_written(lv, request.lba, u64::from(request.blocks));
-            }
+            && let Some(lv) = request.lv
+        {
+            self.stamp_written(lv, request.lba, u64::from(request.blocks));
+        }
         self.start_manual(io, request);
     }
 
@@ -539,9 +543,10 @@ impl ControlPath {
         if let Some(live) = live {
             let age = self.mirror.ages.get(&(vseg, live)).map(|l| (l.extent_of(blocks.start), l.clone()));
             if let (Some((i, list)), Some(back)) = (age, self.mirror.ages.get_mut(&(vseg, side)))
-                && let Some(a) = list.get(i) {
-                    let _ = back.set(i, a);
-                }
+                && let Some(a) = list.get(i)
+            {
+                let _ = back.set(i, a);
+            }
         }
         self.release_lock(lock);
     }

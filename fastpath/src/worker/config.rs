@@ -51,6 +51,10 @@ pub struct WorkerConfig {
     /// (seed 003 section 7.4: a silent device). An aborted exchange's slot is reused only
     /// after the device's BA_ACC, or after twice this long.
     pub downstream_timeout_ns: u64,
+    /// Test-only fault injection: the n-th host write (from 1) that the fast path dispatches
+    /// goes to the block after the right one on its first leg. The simulator's tests use it
+    /// to prove the integrity oracle catches a misdirected write; `None` in any real use.
+    pub misdirect_write: Option<u64>,
     /// Frame buffers kept in the worker's pool. Sized to the working set, not generously:
     /// the pool recycles first-in first-out, so a large pool walks cold memory (measured in
     /// `fp-bench`: 8192 buffers made every frame a cache miss).
@@ -81,6 +85,7 @@ impl WorkerConfig {
             pool_frames: 1024,
             cut_through: true,
             downstream_timeout_ns: 2_000_000_000,
+            misdirect_write: None,
         }
     }
 }

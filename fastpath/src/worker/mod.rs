@@ -435,7 +435,13 @@ impl Worker {
             up.request.vseg = resolved.vseg;
         }
         match resolution {
-            Resolution::Dispatch(plan) => self.dispatch(xid, plan),
+            Resolution::Dispatch(mut plan) => {
+                // `stats.writes` counts this write once it is dispatched.
+                if cmd.kind == IoKind::Write && self.config.misdirect_write == Some(self.stats.writes + 1) {
+                    plan.misdirect_first_leg();
+                }
+                self.dispatch(xid, plan)
+            }
             Resolution::Hold => {
                 if self.held.len() >= self.config.max_held {
                     self.queue_to_cp(xid, FaultCause::Paused, None);

@@ -96,6 +96,16 @@ pub struct Plan {
     pub journal: Option<JournalAppend>,
 }
 
+impl Plan {
+    /// Test-only fault injection ([`WorkerConfig::misdirect_write`]): move the first leg one
+    /// block further on its device.
+    pub fn misdirect_first_leg(&mut self) {
+        if let Some(leg) = self.legs.legs.first_mut().filter(|_| self.legs.len > 0) {
+            leg.lba += 1;
+        }
+    }
+}
+
 /// The outcome of the decision chain.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[allow(clippy::large_enum_variant, reason = "boxing the plan would allocate per I/O")]
