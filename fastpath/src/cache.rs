@@ -538,8 +538,17 @@ mod tests {
         );
         assert!(cache.add(extents(&[(900, 1001)])).is_err(), "beyond the segment");
         cache.remove(&MappingKey::Extents { vseg: VsegId(7), blocks: 50..51 });
-        assert_eq!(cache.lookup(VsegId(7), 0, 8), ExtentLookup::Miss, "a partly revoked extent goes whole");
-        assert_eq!(cache.cached_extents(), 0);
+        // Revocation is exact: the blocks named go, the rest of the extent stays cached.
+        assert_eq!(cache.lookup(VsegId(7), 50, 1), ExtentLookup::Miss);
+        assert_eq!(
+            cache.lookup(VsegId(7), 0, 8),
+            ExtentLookup::Inside { start: 0, end: 50, redirect: RedirectIndex(0) }
+        );
+        assert_eq!(
+            cache.lookup(VsegId(7), 60, 8),
+            ExtentLookup::Inside { start: 51, end: 100, redirect: RedirectIndex(0) }
+        );
+        assert_eq!(cache.cached_extents(), 2);
     }
 
     #[test]

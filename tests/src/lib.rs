@@ -35,3 +35,5 @@ pub fn assert_clean(report: &Report) {
 pub fn timeline_outcomes<'a>(report: &'a Report, text: &str) -> Vec<&'a str> {
     report.timeline.iter().map(|t| t.outcome.as_str()).filter(|o| o.contains(text)).collect()
 }
+
+pub mod bench;

@@ -73,3 +73,134 @@ impl ControlPath {
         store.commit(batch).map_err(|e| Error::Store(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use dve_fp_api::ids::{Lun, Wwn};
+
+    use super::*;
+    use crate::control_path::ControlPathConfig;
+    use crate::store::{MemoryStore, Record, StoreError};
+    use crate::volume::LayoutSpec;
+
+    /// A memory store the test keeps a handle on, to look at what was committed after the
+    /// engine "crashed".
+    #[derive(Clone, Debug)]
+    struct SharedStore(Arc<Mutex<MemoryStore>>);
+
+    impl MetadataStore for SharedStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.get(table, key)
+        }
+        fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.scan(table)
+        }
+        fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.commit(batch)
+        }
+    }
+
+    /// Two discovered disks of 100,000 blocks, as a store holds them.
+    fn store_with_disks() -> MemoryStore {
+        let mut store = MemoryStore::new();
+        let mut batch = Batch::new();
+        for i in 1..=2u32 {
+            let device = Device {
+                id: DeviceId(i),
+                target: Wwn(0x2200 + u64::from(i)),
+                lun: Lun(0),
+                blocks: 100_000,
+                block_size: 512,
+                allocated: 0,
+                path: None,
+                online: false,
+            };
+            batch.put_json(Table::Devices, device_key(device.id), &device).unwrap();
+        }
+        store.commit(batch).unwrap();
+        store
+    }
+
+    /// The management operations, in order; each makes one metadata transaction. They stop
+    /// at the first that fails (the engine crashed there).
+    fn operations(cp: &mut ControlPath) -> Vec<Result<(), Error>> {
+        let (d1, d2) = (DeviceId(1), DeviceId(2));
+        let mut out = Vec::new();
+        macro_rules! step {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => {
+                        out.push(Ok(()));
+                        v
+                    }
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            };
+        }
+        let v1 = step!(cp.create_volume("v1", 10_000, LayoutSpec::Linear { devices: vec![d1] }));
+        step!(cp.expose(v1, &[Wwn(1)]));
+        let v2 = step!(cp.create_volume("v2", 20_000, LayoutSpec::Mirror { sides: vec![d1, d2] }));
+        step!(cp.expose(v2, &[Wwn(1), Wwn(2)]));
+        step!(cp.create_volume("v3", 5_000, LayoutSpec::Linear { devices: vec![d2] }));
+        out
+    }
+
+    /// What an engine loaded from `store` holds: volumes with their claims and hosts, and
+    /// device allocation marks.
+    fn image(store: MemoryStore) -> (Vec<VolumeRecord>, Vec<u64>) {
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+        cp.attach_store(Box::new(store)).expect("the committed state loads");
+        let volumes: Vec<VolumeRecord> = cp.volumes().map(|v| v.record.clone()).collect();
+        let marks = cp.devices().iter().map(|d| d.allocated).collect();
+        (volumes, marks)
+    }
+
+    #[test]
+    fn a_crash_before_any_commit_restarts_into_the_last_committed_state() {
+        let steps = {
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+            cp.attach_store(Box::new(store_with_disks())).unwrap();
+            let results = operations(&mut cp);
+            assert!(results.iter().all(Result::is_ok));
+            results.len()
+        };
+        assert_eq!(steps, 5);
+        for crash_at in 0..steps as u64 {
+            let mut store = store_with_disks();
+            store.fail_after(crash_at);
+            let shared = SharedStore(Arc::new(Mutex::new(store)));
+            let handle = shared.clone();
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+            cp.attach_store(Box::new(shared)).unwrap();
+            let results = operations(&mut cp);
+            assert_eq!(results.len() as u64, crash_at + 1, "the operations stop at the crash");
+            assert!(results.last().is_some_and(Result::is_err), "the crashed operation reports an error");
+            // The crashed operation changed nothing in memory either.
+            let live: Vec<VolumeRecord> = cp.volumes().map(|v| v.record.clone()).collect();
+            let (volumes, marks) = image(handle.0.lock().unwrap().snapshot());
+            assert_eq!(live, volumes, "memory and disk agree after a refused commit (crash at {crash_at})");
+            // Exactly the committed prefix: every volume's claims lie within its devices'
+            // allocation marks and no two claims overlap.
+            let created = crash_at as usize;
+            let expected_volumes = [0, 1, 1, 2, 2][created];
+            assert_eq!(volumes.len(), expected_volumes, "crash at {crash_at}");
+            let mut claims: Vec<(u32, u64, u64)> = Vec::new();
+            for v in &volumes {
+                for a in &v.allocations {
+                    assert!(a.lba + a.blocks <= marks[(a.device.0 - 1) as usize]);
+                    for (d, s, e) in &claims {
+                        assert!(*d != a.device.0 || a.lba >= *e || a.lba + a.blocks <= *s, "claims overlap");
+                    }
+                    claims.push((a.device.0, a.lba, a.lba + a.blocks));
+                }
+            }
+            let exposed: usize = volumes.iter().filter(|v| !v.hosts.is_empty()).count();
+            assert_eq!(exposed, [0, 0, 1, 1, 2][created], "crash at {crash_at}");
+        }
+    }
+}

@@ -157,10 +157,11 @@ impl ControlPath {
                 self.start_manual_with_data(io, write, Bytes::from(data));
             }
             _ => {
-                // UNMAP on a fully provisioned volume never reaches here (the emulation
-                // refuses it); everything else is answered as emulated.
-                self.answer(io, &request, &outcome);
+                // The mask goes out before the status, so no worker lets a host through that
+                // the command (a reservation, say) has just excluded. UNMAP on a fully
+                // provisioned volume never reaches here (the emulation refuses it).
                 self.push_mask(lv);
+                self.answer(io, &request, &outcome);
             }
         }
     }

@@ -1,0 +1,262 @@
+//! A zero-latency fabric for control-path scenarios that need to send hosts' commands one by
+//! one and look at the answers: one engine (the real workers and control path), real FCP
+//! initiators and real disk targets, frames handed over at once, time advanced from timer
+//! to timer.
+
+use std::collections::VecDeque;
+
+use dve_controlpath::volume::LayoutSpec;
+use dve_fp_api::ids::{LvId, PortId, Wwn};
+use dve_sim::disk::{DiskConfig, DiskTarget};
+use dve_sim::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoOutcome};
+use dve_sim::switch::SwitchNode;
+
+/// How often the engine's timers run.
+const TICK_NS: u64 = 100_000;
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug)]
+enum Dest {
+    Engine(u16),
+    Host(usize),
+    Disk(usize),
+}
+
+/// One engine with hosts on ports `0..hosts` and disks on the ports after.
+#[derive(Debug)]
+pub struct Bench {
+    /// The engine.
+    pub switch: SwitchNode,
+    /// The hosts.
+    pub hosts: Vec<Initiator>,
+    /// The disks.
+    pub disks: Vec<DiskTarget>,
+    queue: VecDeque<(Dest, Vec<u8>)>,
+    completions: Vec<(usize, Completion)>,
+    /// Virtual time, ns.
+    pub now: u64,
+    next_tick: u64,
+}
+
+/// The WWPN of host `i`.
+pub fn host_wwpn(i: usize) -> u64 {
+    0x2100_0000_0000_0001 + i as u64
+}
+
+/// The WWPN of disk `i`.
+pub fn disk_wwpn(i: usize) -> u64 {
+    0x2200_0000_0000_0001 + i as u64
+}
+
+impl Bench {
+    /// `hosts` hosts and one disk of `disk_blocks` per entry of `disks`, discovered by the
+    /// engine (the hosts are not started: call [`Bench::start_hosts`] after exposing).
+    pub fn new(hosts: usize, disks: &[u64]) -> Bench {
+        let ports = (hosts + disks.len()) as u16;
+        let mut bench = Bench {
+            switch: SwitchNode::new(1, ports, 2, 200_000_000, None),
+            hosts: (0..hosts)
+                .map(|i| {
+                    let mac = [0x02, 0x10, 0, 0, 0, i as u8];
+                    Initiator::new(InitiatorConfig::new(
+                        format!("h{i}"),
+                        host_wwpn(i),
+                        host_wwpn(i) | 1 << 60,
+                        mac,
+                    ))
+                })
+                .collect(),
+            disks: disks
+                .iter()
+                .enumerate()
+                .map(|(i, blocks)| {
+                    let mac = [0x02, 0x20, 0, 0, 0, i as u8];
+                    DiskTarget::new(DiskConfig::new(
+                        format!("d{i}"),
+                        disk_wwpn(i),
+                        disk_wwpn(i) | 1 << 60,
+                        mac,
+                        *blocks,
+                    ))
+                })
+                .collect(),
+            queue: VecDeque::new(),
+            completions: Vec::new(),
+            now: 1,
+            next_tick: 0,
+        };
+        for d in 0..bench.disks.len() {
+            let frames = bench.disks[d].start(bench.now);
+            bench.queue_from_node(Dest::Disk(d), frames);
+        }
+        let n = bench.disks.len();
+        bench.run_until(1_000_000_000, |b| {
+            (0..n).all(|d| {
+                let control = b.switch.control();
+                control
+                    .device_of(Wwn(disk_wwpn(d)))
+                    .is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online))
+            })
+        });
+        bench
+    }
+
+    fn port_of(&self, dest: Dest) -> u16 {
+        match dest {
+            Dest::Host(h) => h as u16,
+            Dest::Disk(d) => (self.hosts.len() + d) as u16,
+            Dest::Engine(p) => p,
+        }
+    }
+
+    fn queue_from_node(&mut self, node: Dest, frames: Vec<Vec<u8>>) {
+        let port = self.port_of(node);
+        for f in frames {
+            self.queue.push_back((Dest::Engine(port), f));
+        }
+    }
+
+    fn queue_from_engine(&mut self, out: Vec<(PortId, Vec<u8>)>) {
+        let hosts = self.hosts.len();
+        for (port, frame) in out {
+            let p = usize::from(port.0);
+            let dest = if p < hosts { Dest::Host(p) } else { Dest::Disk(p - hosts) };
+            self.queue.push_back((dest, frame));
+        }
+    }
+
+    /// Deliver every frame in flight (at the current instant).
+    fn settle(&mut self) {
+        while let Some((dest, frame)) = self.queue.pop_front() {
+            match dest {
+                Dest::Engine(port) => {
+                    let out = self.switch.receive(self.now, PortId(port), &frame);
+                    self.queue_from_engine(out);
+                }
+                Dest::Host(h) => {
+                    let out = self.hosts[h].receive(self.now, &frame);
+                    self.queue_from_node(dest, out);
+                    while let Some(c) = self.hosts[h].poll_completion() {
+                        self.completions.push((h, c));
+                    }
+                }
+                Dest::Disk(d) => {
+                    let out = self.disks[d].receive(self.now, &frame);
+                    self.queue_from_node(dest, out);
+                }
+            }
+        }
+    }
+
+    /// Run until `done` holds or `limit_ns` of virtual time passed; returns whether it held.
+    pub fn run_until(&mut self, limit_ns: u64, mut done: impl FnMut(&Bench) -> bool) -> bool {
+        let deadline = self.now + limit_ns;
+        loop {
+            self.settle();
+            if done(self) {
+                return true;
+            }
+            let timers = self
+                .hosts
+                .iter()
+                .filter_map(Initiator::next_timer)
+                .chain(self.disks.iter().filter_map(DiskTarget::next_timer))
+                .chain(std::iter::once(self.next_tick));
+            let next = timers.min().unwrap_or(deadline).max(self.now);
+            if next > deadline {
+                return false;
+            }
+            self.now = next;
+            if self.now >= self.next_tick {
+                self.next_tick = self.now + TICK_NS;
+                let out = self.switch.tick(self.now);
+                self.queue_from_engine(out);
+            }
+            for h in 0..self.hosts.len() {
+                if self.hosts[h].next_timer().is_some_and(|t| t <= self.now) {
+                    let out = self.hosts[h].on_timer(self.now);
+                    self.queue_from_node(Dest::Host(h), out);
+                    while let Some(c) = self.hosts[h].poll_completion() {
+                        self.completions.push((h, c));
+                    }
+                }
+            }
+            for d in 0..self.disks.len() {
+                if self.disks[d].next_timer().is_some_and(|t| t <= self.now) {
+                    let out = self.disks[d].on_timer(self.now);
+                    self.queue_from_node(Dest::Disk(d), out);
+                }
+            }
+        }
+    }
+
+    /// Create a volume of `blocks` blocks with `layout` over the disks numbered in
+    /// `disks` (the layout's devices are replaced by theirs, in order).
+    pub fn volume(
+        &mut self,
+        name: &str,
+        blocks: u64,
+        layout: impl FnOnce(Vec<dve_fp_api::ids::DeviceId>) -> LayoutSpec,
+        disks: &[usize],
+    ) -> LvId {
+        let control = self.switch.control_mut();
+        let devices =
+            disks.iter().map(|d| control.device_of(Wwn(disk_wwpn(*d))).expect("disk discovered")).collect();
+        let lv = control.create_volume(name, blocks, layout(devices)).expect("volume created");
+        let out = self.switch.settle(self.now);
+        self.queue_from_engine(out);
+        lv
+    }
+
+    /// Expose `lv` to hosts `hosts`; returns its LUN.
+    pub fn expose(&mut self, lv: LvId, hosts: &[usize]) -> u16 {
+        let wwpns: Vec<Wwn> = hosts.iter().map(|h| Wwn(host_wwpn(*h))).collect();
+        let lun = self.switch.control_mut().expose(lv, &wwpns).expect("exposed");
+        let out = self.switch.settle(self.now);
+        self.queue_from_engine(out);
+        lun
+    }
+
+    /// Start every host and wait until each finished discovery.
+    pub fn start_hosts(&mut self) {
+        for h in 0..self.hosts.len() {
+            let frames = self.hosts[h].start(self.now);
+            self.queue_from_node(Dest::Host(h), frames);
+        }
+        let ready = self.run_until(2_000_000_000, |b| b.hosts.iter().all(Initiator::is_ready));
+        assert!(ready, "hosts finished discovery");
+    }
+
+    /// The engine's virtual target port name.
+    pub fn target(&self) -> u64 {
+        self.switch.control().exposure().port_name.0
+    }
+
+    /// Run one request of host `h` to completion.
+    pub fn request(&mut self, h: usize, lun: u16, op: HostOp) -> Result<IoOutcome, String> {
+        let target = self.target();
+        let (id, frames) = self.hosts[h]
+            .submit(self.now, HostRequest { target, lun, op })
+            .map_err(|e| format!("not submitted: {e}"))?;
+        self.queue_from_node(Dest::Host(h), frames);
+        let finished =
+            self.run_until(10_000_000_000, |b| b.completions.iter().any(|(x, c)| *x == h && c.id == id));
+        assert!(finished, "request completed");
+        let at = self.completions.iter().position(|(x, c)| *x == h && c.id == id).expect("completion");
+        let (_, completion) = self.completions.remove(at);
+        completion.result.map_err(|e| format!("failed: {e}"))
+    }
+
+    /// A SCSI command with its CDB.
+    pub fn command(
+        &mut self,
+        h: usize,
+        lun: u16,
+        cdb: &[u8],
+        data_out: &[u8],
+        data_in_len: u32,
+    ) -> IoOutcome {
+        let op = HostOp::Command { cdb: cdb.to_vec(), data_out: data_out.to_vec(), data_in_len };
+        self.request(h, lun, op).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
