@@ -44,6 +44,14 @@ pub enum LayoutSpec {
         /// Stripe unit in blocks.
         unit_blocks: u64,
     },
+    /// A snapshot of `source` (copy-on-write): blocks not yet pushed are read through the
+    /// source's storage, pushed ones from `store`. Made by `ControlPath::create_snapshot`.
+    Snapshot {
+        /// The volume it is a snapshot of.
+        source: LvId,
+        /// The device holding pushed blocks.
+        store: DeviceId,
+    },
     /// A primary device whose writes are also journaled (asynchronous ordered replication)
     /// to per-worker regions of `journal`.
     Journal {
@@ -64,6 +72,7 @@ impl LayoutSpec {
             LayoutSpec::Mirror { sides } => sides.clone(),
             LayoutSpec::Raid10 { side_a, side_b, .. } => side_a.iter().chain(side_b).copied().collect(),
             LayoutSpec::Journal { primary, journal, .. } => vec![*primary, *journal],
+            LayoutSpec::Snapshot { store, .. } => vec![*store],
         }
     }
 }
@@ -242,6 +251,9 @@ impl Volume {
                 let each = rows(side_a.len(), *unit_blocks);
                 all.iter().map(|d| (*d, each)).collect()
             }
+            LayoutSpec::Snapshot { .. } => {
+                return Err(Error::invalid("layout", "snapshots are made from their source, not created"));
+            }
             LayoutSpec::Journal { primary, journal, journal_blocks } => {
                 if primary == journal {
                     return Err(Error::invalid("journal", "the journal needs its own device"));
@@ -295,6 +307,12 @@ impl Volume {
                 let mut set = MirrorSet::new(sides, ReadPolicy::RoundRobin)?;
                 set.generation = record.generation;
                 descriptors.push((record.blocks, StorageDescriptor::Mirror(set)));
+            }
+            LayoutSpec::Snapshot { .. } => {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {} cannot be rebuilt from its record alone",
+                    record.name
+                )));
             }
             LayoutSpec::Journal { .. } => {
                 let layout = JournaledLayout {

@@ -20,6 +20,14 @@ struct BlockWrite {
     completed: Option<(u64, bool)>,
 }
 
+/// A volume's block histories as they stood at a snapshot instant.
+#[derive(Debug, Clone)]
+struct PointInTime {
+    volume: String,
+    at: u64,
+    histories: HashMap<u64, Vec<BlockWrite>>,
+}
+
 /// The shadow of every volume and the verdict so far.
 #[derive(Debug, Default)]
 pub struct Oracle {
@@ -28,6 +36,8 @@ pub struct Oracle {
     reads_in_flight: BTreeMap<u64, u32>,
     violations: Vec<Violation>,
     violation_count: u64,
+    /// Point-in-time images by snapshot name.
+    snapshots: BTreeMap<String, PointInTime>,
     reads_checked: u64,
     blocks_checked: u64,
 }
@@ -139,6 +149,55 @@ impl Oracle {
     pub fn settled_ids(&self, volume: &str, lba: u64, now: u64) -> Vec<u64> {
         let history = self.volumes.get(volume).and_then(|s| s.get(&lba)).map(Vec::as_slice).unwrap_or(&[]);
         valid_ids(history, now, now)
+    }
+
+    /// A snapshot of `volume` named `snapshot` was taken at `now`: remember what each block
+    /// may hold in it.
+    pub fn snapshot_taken(&mut self, volume: &str, snapshot: &str, now: u64) {
+        let histories = self.volumes.get(volume).cloned().unwrap_or_default();
+        self.snapshots
+            .insert(snapshot.to_string(), PointInTime { volume: volume.to_string(), at: now, histories });
+    }
+
+    /// Check blocks of a snapshot's image, read at `now` from where the snapshot keeps them:
+    /// each must be what its source held at the snapshot instant.
+    pub fn check_snapshot(&mut self, snapshot: &str, lba: u64, block_size: usize, data: &[u8], now: u64) {
+        let Some(PointInTime { at, histories, .. }) = self.snapshots.get(snapshot) else { return };
+        let at = *at;
+        let mut found_violations = Vec::new();
+        for (i, block) in data.chunks(block_size).enumerate() {
+            let b = lba + i as u64;
+            self.blocks_checked += 1;
+            let history = histories.get(&b).map(Vec::as_slice).unwrap_or(&[]);
+            let valid = valid_ids(history, at, at);
+            let found = match decode_block(block, b) {
+                BlockContent::Zero => Ok(NEVER_WRITTEN),
+                BlockContent::Stamped { write_id } => Ok(write_id),
+                BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason:?}")),
+            };
+            if !matches!(found, Ok(id) if valid.contains(&id)) {
+                found_violations.push(Violation {
+                    time_ns: now,
+                    host: "-".to_string(),
+                    volume: snapshot.to_string(),
+                    lba: b,
+                    expected: format!("the source's block at the snapshot instant: {}", describe(&valid)),
+                    found: match found {
+                        Ok(NEVER_WRITTEN) => "never-written (zeros)".to_string(),
+                        Ok(id) => format!("write #{id}"),
+                        Err(e) => e,
+                    },
+                });
+            }
+        }
+        for v in found_violations {
+            self.record_violation(v);
+        }
+    }
+
+    /// Snapshots taken, with their volume and instant.
+    pub fn snapshots(&self) -> Vec<(String, String, u64)> {
+        self.snapshots.iter().map(|(name, p)| (name.clone(), p.volume.clone(), p.at)).collect()
     }
 
     /// Violations kept (the first ones).

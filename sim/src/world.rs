@@ -123,6 +123,8 @@ struct EngineNode {
     setup: Setup,
     /// Volume index -> the engine's volume.
     volumes: BTreeMap<usize, LvId>,
+    /// Snapshot volumes -> (source volume index, snapshot name).
+    snapshots: BTreeMap<LvId, (usize, String)>,
     /// Frames in and out of its ports.
     frames: u64,
 }
@@ -210,6 +212,7 @@ pub fn run_with_faults(
     progress.finish();
     world.finish_captures()?;
     world.compare_mirrors();
+    world.check_snapshots();
     Ok(world.report())
 }
 
@@ -235,6 +238,7 @@ impl<'a> World<'a> {
                 ),
                 setup: Setup::Discovering,
                 volumes: BTreeMap::new(),
+                snapshots: BTreeMap::new(),
                 frames: 0,
             });
         }
@@ -666,6 +670,18 @@ impl<'a> World<'a> {
                 ControlEvent::DeviceOnline { target, .. } if self.engines[e].setup == Setup::Running => {
                     Some(format!("device {target} online"))
                 }
+                ControlEvent::SnapshotTaken { snapshot, .. } => {
+                    self.engines[e].snapshots.get(&snapshot).cloned().map(|(volume, name)| {
+                        let source = self.scenario.volumes[volume].name.clone();
+                        self.oracle.snapshot_taken(&source, &name, self.now);
+                        format!("snapshot {name} of {source} taken")
+                    })
+                }
+                ControlEvent::SnapshotComplete { snapshot, .. } => {
+                    self.engines[e].snapshots.get(&snapshot).map(|(_, name)| {
+                        format!("snapshot {name} complete: every block pushed, Rmaps coalesced")
+                    })
+                }
                 _ => None,
             };
             if let Some(outcome) = text {
@@ -827,13 +843,30 @@ impl<'a> World<'a> {
                 self.black_hole(*node, *path, !restore)
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
-            EventAction::Snapshot { .. } => "not run: snapshots are not implemented yet".to_string(),
+            EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
             EventAction::Migrate { .. } => "not run: online migration is not implemented yet".to_string(),
             EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
                 "not run: engine kill and restart are not implemented in the simulator yet".to_string()
             }
         };
         self.timeline.push(TimelineEntry { at_ns: self.now, event: event.description.clone(), outcome });
+    }
+
+    fn snapshot(&mut self, volume: usize, name: &str) -> String {
+        let Some((e, lv)) =
+            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+        else {
+            return "not run: the volume does not exist (yet)".to_string();
+        };
+        match self.engines[e].switch.control_mut().create_snapshot(lv, name, false) {
+            Ok(snap) => {
+                self.engines[e].snapshots.insert(snap, (volume, name.to_string()));
+                let out = self.engines[e].switch.settle(self.now);
+                self.engine_sends(e, out);
+                "taking: the source's writes in flight drain first".to_string()
+            }
+            Err(err) => format!("refused: {err}"),
+        }
     }
 
     fn set_link(&mut self, node: NodeRef, path: usize, up: bool) -> String {
@@ -963,6 +996,42 @@ impl<'a> World<'a> {
                 expected: format!("the same data on mirror copies {x} and {y}"),
                 found: format!("copies differ from side block {block}"),
             });
+        }
+    }
+
+    /// Every snapshot's image, read from the devices through the control path's map, must
+    /// be its source's image at the snapshot instant.
+    fn check_snapshots(&mut self) {
+        let scenario = self.scenario;
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let mut images: Vec<(String, u64, Vec<u8>)> = Vec::new();
+        for engine in &self.engines {
+            let control = engine.switch.control();
+            for (snap, (_, name)) in &engine.snapshots {
+                let Some(volume) = control.volume(*snap) else { continue };
+                const CHUNK: u64 = 2048;
+                let mut lba = 0;
+                while lba < volume.record.blocks {
+                    let n = CHUNK.min(volume.record.blocks - lba);
+                    let mut side = 0;
+                    let Ok(legs) = volume.legs(lba, n, false, &mut side) else { break };
+                    let mut data = vec![0u8; (n * u64::from(BLOCK)) as usize];
+                    for leg in legs {
+                        let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of)
+                        else {
+                            continue;
+                        };
+                        let bytes = self.disks[d].target.read_blocks(leg.lba, leg.blocks);
+                        let at = (leg.offset * u64::from(BLOCK)) as usize;
+                        data[at..at + bytes.len()].copy_from_slice(&bytes);
+                    }
+                    images.push((name.clone(), lba, data));
+                    lba += n;
+                }
+            }
+        }
+        for (name, lba, data) in images {
+            self.oracle.check_snapshot(&name, lba, BLOCK as usize, &data, self.now);
         }
     }
 

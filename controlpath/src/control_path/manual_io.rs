@@ -81,6 +81,16 @@ impl ControlPath {
     }
 
     fn start_manual_inner(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        if request.kind == IoKind::Write && request.lv.is_some_and(|lv| self.snapshot_involves(lv)) {
+            self.snapshot_write(io, request, data);
+            return;
+        }
+        self.run_manual(io, request, data);
+    }
+
+    /// Run an I/O without looking at snapshots (the snapshot path calls this once the
+    /// blocks are pushed).
+    pub(super) fn run_manual(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
         if !matches!(request.kind, IoKind::Read | IoKind::Write) {
             self.scsi_command(io, request, QueueReason { cause: FaultCause::NotReadWrite, failure: None });
             return;

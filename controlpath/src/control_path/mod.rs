@@ -9,6 +9,7 @@ mod mirror;
 mod persist;
 mod revocation;
 mod scsi_queue;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -105,6 +106,20 @@ pub enum ControlEvent {
         /// The side.
         side: usize,
     },
+    /// A snapshot's image is fixed (the source's writes in flight drained).
+    SnapshotTaken {
+        /// The source.
+        source: LvId,
+        /// The snapshot volume.
+        snapshot: LvId,
+    },
+    /// Every block of a snapshot is in its store; both Rmaps are one extent again.
+    SnapshotComplete {
+        /// The source.
+        source: LvId,
+        /// The snapshot volume.
+        snapshot: LvId,
+    },
     /// A mirror side finished resynchronizing.
     ResyncDone {
         /// The volume.
@@ -138,6 +153,8 @@ enum DispatchPurpose {
     ManualLeg { op: u64, leg: usize },
     /// A resync copy step.
     Resync { lv: LvId, step: u64 },
+    /// A leg of a snapshot push.
+    Push { source: LvId, push: u64, leg: usize },
 }
 
 /// Counters of the control path.
@@ -184,6 +201,7 @@ pub struct ControlPath {
     locks: BTreeMap<u64, (dve_fp_api::ids::VsegId, core::ops::Range<u64>)>,
     manual: BTreeMap<u64, ManualIo>,
     mirror: MirrorWork,
+    snapshots: snapshot::Snapshots,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
@@ -224,6 +242,7 @@ impl ControlPath {
             locks: BTreeMap::new(),
             manual: BTreeMap::new(),
             mirror: MirrorWork::default(),
+            snapshots: snapshot::Snapshots::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
@@ -346,6 +365,9 @@ impl ControlPath {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
                 Some(DispatchPurpose::Resync { lv, step }) => self.resync_step_done(lv, step, status, data),
+                Some(DispatchPurpose::Push { source, push, leg }) => {
+                    self.push_leg_done(source, push, leg, status, data)
+                }
                 None => {}
             },
             ToCp::InvalidationAck { req, worker, at } => {
@@ -392,6 +414,7 @@ impl ControlPath {
         self.fabric_events();
         self.poll_revocations();
         self.resync_tick();
+        self.snapshot_tick();
     }
 
     fn fabric_events(&mut self) {

@@ -27,6 +27,12 @@ pub(super) enum AfterRevocation {
     ResyncCopy { lv: LvId, step: u64 },
     /// The resynchronized side may become ALIVE.
     ResyncFinish { lv: LvId, side: usize },
+    /// A snapshot's source has drained its writes: the snapshot instant.
+    SnapshotTake { source: LvId },
+    /// Reads under a snapshot's old mapping of a pushed range have drained.
+    SnapshotPushed { source: LvId, push: u64 },
+    /// Everything is pushed and both volumes drained: coalesce.
+    SnapshotComplete { source: LvId },
 }
 
 /// One revocation in progress.
@@ -171,6 +177,9 @@ impl ControlPath {
             AfterRevocation::ResyncStart { lv, side } => self.resync_start_revoked(lv, side),
             AfterRevocation::ResyncCopy { lv, step } => self.resync_copy_revoked(lv, step, id),
             AfterRevocation::ResyncFinish { lv, side } => self.resync_finish_revoked(lv, side),
+            AfterRevocation::SnapshotTake { source } => self.snapshot_take_revoked(source),
+            AfterRevocation::SnapshotPushed { source, push } => self.snapshot_pushed_revoked(source, push),
+            AfterRevocation::SnapshotComplete { source } => self.snapshot_complete_revoked(source),
         }
     }
 }

@@ -1,0 +1,590 @@
+//! Copy-on-write snapshots (seed 003 section 6.1, Figs. 20, 21, 29). Taking one revokes the
+//! source's redirect tables and drains its writes, then gives each source segment two states:
+//! its entry made fault-on-write (unpushed) and a read/write twin (pushed); the snapshot's
+//! segments read unpushed blocks through the source's storage (read-only) and pushed ones
+//! from the snapshot store. The first write to an unpushed range faults; the control path
+//! pushes the old data at the copy granularity and then, in this order: updates the
+//! snapshot's Rmap, waits for reads under the old snapshot mapping to drain, updates the
+//! source's Rmap, lets the write proceed. A background completion task pushes the rest and
+//! coalesces both Rmaps to one extent, removing the entries no longer referenced.
+
+use core::ops::Range;
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId, WorkerId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, PendingFilter, Sense};
+use dve_fp_api::mapping::{
+    Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
+};
+use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+
+use super::revocation::AfterRevocation;
+use super::{ControlEvent, ControlPath, DispatchPurpose};
+use crate::error::Error;
+use crate::volume::{Allocation, DeviceLeg, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+
+/// Blocks pushed at least, around a faulting write (64 KiB of 512-byte blocks).
+pub const COPY_GRANULARITY_BLOCKS: u64 = 128;
+/// Blocks the completion task pushes per step.
+const COMPLETION_STEP_BLOCKS: u64 = 2048;
+/// DATA PROTECT, WRITE PROTECTED: a write to a read-only snapshot.
+const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
+
+/// Where a push stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PushStage {
+    Reading,
+    Writing,
+    /// The snapshot's Rmap points at the store; reads under the old mapping are draining.
+    Draining,
+}
+
+/// One push: old data of `blocks` of a segment copied from the source's storage to the
+/// snapshot store.
+#[derive(Clone, Debug)]
+struct Push {
+    segment: usize,
+    blocks: Range<u64>,
+    stage: PushStage,
+    reads: Vec<DeviceLeg>,
+    writes: Vec<DeviceLeg>,
+    outstanding: usize,
+    failed: bool,
+    buf: Vec<u8>,
+}
+
+/// A snapshot whose source still has unpushed blocks.
+#[derive(Clone, Debug)]
+pub(super) struct ActiveSnapshot {
+    snapshot: LvId,
+    /// Per source segment: the unpushed (fault-on-write) entry and its read/write twin.
+    unpushed: Vec<RedirectIndex>,
+    twin: Vec<RedirectIndex>,
+    /// Pushes in flight, by id.
+    pushes: BTreeMap<u64, Push>,
+    /// Writes waiting for pushes (to the source or a writable snapshot).
+    waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
+    /// Where the completion task is: segment and block.
+    cursor: (usize, u64),
+    /// Taken (the source's revocation drained) and serving.
+    taken: bool,
+    /// The final revocation is running.
+    finishing: bool,
+}
+
+/// Snapshot bookkeeping: active snapshots by source, and which snapshot each volume is.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Snapshots {
+    active: BTreeMap<LvId, ActiveSnapshot>,
+    /// Snapshot volume -> its source.
+    sources: BTreeMap<LvId, LvId>,
+    /// Snapshot volume -> whether hosts may write it.
+    writable: BTreeMap<LvId, bool>,
+}
+
+impl ControlPath {
+    /// Take a snapshot of `source` named `name` (management API): a new volume holding the
+    /// source's image at this instant, read-only unless `writable`. The store is claimed on
+    /// the device with the most free space outside the source. Returns the snapshot volume;
+    /// the image is fixed once the source's writes in flight have drained
+    /// ([`ControlEvent::SnapshotTaken`]).
+    pub fn create_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
+        if name.is_empty() || self.volumes.values().any(|v| v.record.name == name) {
+            return Err(Error::invalid("name", format!("{name:?} is empty or taken")));
+        }
+        let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
+        if self.snapshots.sources.contains_key(&source) {
+            return Err(Error::FailedPrecondition("a snapshot of a snapshot is not supported".into()));
+        }
+        if self.snapshots.active.contains_key(&source) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has a snapshot still completing",
+                v.record.name
+            )));
+        }
+        if matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. }) {
+            return Err(Error::FailedPrecondition(
+                "snapshots of mirrored volumes are not supported yet".into(),
+            ));
+        }
+        if v.segments.iter().any(|s| s.redirects().len() != 1) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is being reconfigured (migration or another operation): try again when it ends",
+                v.record.name
+            )));
+        }
+        let used = v.record.layout.devices();
+        let blocks = v.record.blocks;
+        let store = self
+            .devices
+            .iter()
+            .filter(|d| d.online && !used.contains(&d.id))
+            .chain(self.devices.iter().filter(|d| d.online && used.contains(&d.id)))
+            .filter(|d| d.blocks.saturating_sub(d.allocated) >= blocks)
+            .max_by_key(|d| (!used.contains(&d.id), d.blocks - d.allocated))
+            .map(|d| d.id)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!("no device has {blocks} free blocks for the snapshot"))
+            })?;
+        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let lba = self.devices.allocate(store, blocks)?;
+        let mut segments = Vec::new();
+        for (i, seg) in v.segments.iter().enumerate() {
+            let d = *seg.descriptor();
+            let base = seg
+                .redirects()
+                .iter()
+                .next()
+                .map(|(_, e)| e.descriptor.clone())
+                .ok_or_else(|| Error::FailedPrecondition("a segment without a redirect entry".into()))?;
+            let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
+            let through_source =
+                RedirectEntry { descriptor: base, fault_on_read: false, fault_on_write: true };
+            let mut map = VsegMap::new(desc, through_source, VsegLimits::default())?;
+            let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
+            map.add_redirect(RedirectEntry {
+                descriptor: own,
+                fault_on_read: false,
+                fault_on_write: !writable,
+            })?;
+            segments.push(map);
+        }
+        let block_size = v.record.block_size;
+        let record = VolumeRecord {
+            id,
+            name: name.to_string(),
+            blocks,
+            block_size,
+            layout: LayoutSpec::Snapshot { source, store },
+            allocations: vec![Allocation { device: store, lba, blocks }],
+            hosts: Vec::new(),
+            lun: 0,
+            side_states: Vec::new(),
+            generation: 0,
+        };
+        let snapshot = Volume { record, segments };
+        let descriptor = snapshot.descriptor()?;
+        let source_segments: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
+        self.volumes.insert(id, snapshot);
+        if self.persist(&[store], &[]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+        self.snapshots.sources.insert(id, source);
+        self.snapshots.writable.insert(id, writable);
+        self.snapshots.active.insert(
+            source,
+            ActiveSnapshot {
+                snapshot: id,
+                unpushed: Vec::new(),
+                twin: Vec::new(),
+                pushes: BTreeMap::new(),
+                waiting: Vec::new(),
+                cursor: (0, 0),
+                taken: false,
+                finishing: false,
+            },
+        );
+        self.grant_all(MappingEntry::Lv(descriptor));
+        self.push_mask(id);
+        // The image is the source's once its writes in flight have drained.
+        let keys = source_segments.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains = source_segments
+            .iter()
+            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
+            .collect();
+        self.revoke(keys, drains, None, AfterRevocation::SnapshotTake { source });
+        Ok(id)
+    }
+
+    /// The source's writes drained: give its segments the unpushed and pushed states.
+    pub(super) fn snapshot_take_revoked(&mut self, source: LvId) {
+        let Some(v) = self.volumes.get_mut(&source) else { return };
+        let mut unpushed = Vec::new();
+        let mut twin = Vec::new();
+        let mut grants = Vec::new();
+        for map in &mut v.segments {
+            let Some((base, entry)) = map.redirects().iter().next().map(|(i, e)| (i, e.clone())) else {
+                continue;
+            };
+            let pushed = RedirectEntry { fault_on_write: false, ..entry };
+            let Ok(t) = map.add_redirect(pushed) else { continue };
+            if let Ok(e) = map.redirect_mut(base) {
+                e.fault_on_write = true;
+            }
+            unpushed.push(base);
+            twin.push(t);
+            grants
+                .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
+        }
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        let Some(active) = self.snapshots.active.get_mut(&source) else { return };
+        active.unpushed = unpushed;
+        active.twin = twin;
+        active.taken = true;
+        let snapshot = active.snapshot;
+        self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
+        self.retry_snapshot_waiters(source);
+    }
+
+    /// Whether a write to `lv` must go through the snapshot path (it is a snapshot, or the
+    /// source of one still completing).
+    pub(super) fn snapshot_involves(&self, lv: LvId) -> bool {
+        self.snapshots.active.contains_key(&lv) || self.snapshots.sources.contains_key(&lv)
+    }
+
+    /// A write to a snapshot's source or to a snapshot: push what it covers that is not
+    /// pushed yet, then run it.
+    pub(super) fn snapshot_write(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        let Some(lv) = request.lv else {
+            self.run_manual(io, request, data);
+            return;
+        };
+        if let Some(source) = self.snapshots.sources.get(&lv).copied() {
+            if !self.snapshots.writable.get(&lv).copied().unwrap_or(false) {
+                self.complete_io(io, IoStatus::check_condition(WRITE_PROTECTED));
+                return;
+            }
+            if !self.snapshots.active.contains_key(&source) {
+                self.run_manual(io, request, data);
+                return;
+            }
+            self.push_for(source, io, request, data);
+            return;
+        }
+        if self.snapshots.active.contains_key(&lv) {
+            self.push_for(lv, io, request, data);
+            return;
+        }
+        self.run_manual(io, request, data);
+    }
+
+    /// The unpushed blocks of source segment `segment` within `blocks`.
+    fn unpushed_in(&self, source: LvId, segment: usize, blocks: Range<u64>) -> Vec<Range<u64>> {
+        let Some(active) = self.snapshots.active.get(&source) else { return Vec::new() };
+        let Some(snap) = self.volumes.get(&active.snapshot).and_then(|v| v.segments.get(segment)) else {
+            return Vec::new();
+        };
+        snap.rmap()
+            .overlapping(blocks.clone())
+            .filter(|e| e.value == RedirectIndex(0))
+            .map(|e| e.start.max(blocks.start)..e.end.min(blocks.end))
+            .filter(|r| r.start < r.end)
+            .collect()
+    }
+
+    fn push_for(&mut self, source: LvId, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        let taken = self.snapshots.active.get(&source).is_some_and(|a| a.taken);
+        if !taken {
+            if let Some(a) = self.snapshots.active.get_mut(&source) {
+                a.waiting.push((io, request, data));
+            }
+            return;
+        }
+        let Some(v) = self.volumes.get(&source) else { return };
+        let mut needed = Vec::new();
+        for (i, seg) in v.segments.iter().enumerate() {
+            let d = *seg.descriptor();
+            let from = request.lba.max(d.start);
+            let to = (request.lba + u64::from(request.blocks)).min(d.end());
+            if from >= to {
+                continue;
+            }
+            let g = COPY_GRANULARITY_BLOCKS;
+            let rounded = ((from - d.start) / g * g)..((to - d.start).div_ceil(g) * g).min(d.blocks);
+            for r in self.unpushed_in(source, i, rounded) {
+                needed.push((i, r));
+            }
+        }
+        if needed.is_empty() {
+            self.run_manual(io, request, data);
+            return;
+        }
+        let busy = |a: &ActiveSnapshot, i: usize, r: &Range<u64>| {
+            a.pushes.values().any(|p| p.segment == i && p.blocks.start < r.end && r.start < p.blocks.end)
+        };
+        let mut starts = Vec::new();
+        if let Some(a) = self.snapshots.active.get_mut(&source) {
+            for (i, r) in needed {
+                if !busy(a, i, &r) {
+                    starts.push((i, r));
+                }
+            }
+            a.waiting.push((io, request, data));
+        }
+        for (i, r) in starts {
+            self.start_push(source, i, r);
+        }
+    }
+
+    fn start_push(&mut self, source: LvId, segment: usize, blocks: Range<u64>) {
+        let Some(active) = self.snapshots.active.get(&source) else { return };
+        let Some(snap) = self.volumes.get(&active.snapshot) else { return };
+        let Some(map) = snap.segments.get(segment) else { return };
+        let (Some(p1), Some(p2)) =
+            (map.redirects().get(RedirectIndex(0)), map.redirects().get(RedirectIndex(1)))
+        else {
+            return;
+        };
+        let mut side = 0;
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        if descriptor_legs(&p1.descriptor, blocks.clone(), 0, false, &mut side, &mut reads).is_err()
+            || descriptor_legs(&p2.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err()
+        {
+            return;
+        }
+        let block_size = snap.record.block_size as usize;
+        let len = (blocks.end - blocks.start) as usize * block_size;
+        let id = self.op_id();
+        let sends: Vec<(DeviceLeg, DownstreamOp)> =
+            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        let push = Push {
+            segment,
+            blocks,
+            stage: PushStage::Reading,
+            outstanding: sends.len(),
+            reads,
+            writes,
+            failed: false,
+            buf: vec![0; len],
+        };
+        if let Some(a) = self.snapshots.active.get_mut(&source) {
+            a.pushes.insert(id, push);
+        }
+        self.send_push_legs(source, id, sends);
+    }
+
+    fn send_push_legs(&mut self, source: LvId, push: u64, sends: Vec<(DeviceLeg, DownstreamOp)>) {
+        for (i, (leg, op)) in sends.into_iter().enumerate() {
+            let worker = self.worker_for_device(leg.device);
+            let tag = self.dispatch_tag(DispatchPurpose::Push { source, push, leg: i });
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
+        }
+    }
+
+    /// The worker whose port reaches `device`.
+    pub(super) fn worker_for_device(&self, device: DeviceId) -> WorkerId {
+        self.devices
+            .get(device)
+            .and_then(|d| d.path)
+            .and_then(|(port, _)| self.plan.worker_of(port))
+            .unwrap_or(WorkerId(0))
+    }
+
+    pub(super) fn push_leg_done(
+        &mut self,
+        source: LvId,
+        id: u64,
+        leg: usize,
+        status: IoStatus,
+        data: Option<Bytes>,
+    ) {
+        let Some(active) = self.snapshots.active.get_mut(&source) else { return };
+        let snapshot = active.snapshot;
+        let block_size = self.volumes.get(&snapshot).map_or(512, |v| v.record.block_size as usize);
+        let Some(push) = active.pushes.get_mut(&id) else { return };
+        if !status.is_good() {
+            push.failed = true;
+        } else if push.stage == PushStage::Reading {
+            match (data, push.reads.get(leg)) {
+                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
+                    let at = info.offset as usize * block_size;
+                    let n = info.blocks as usize * block_size;
+                    if at + n <= push.buf.len() {
+                        push.buf[at..at + n].copy_from_slice(&data[..n]);
+                    }
+                }
+                _ => push.failed = true,
+            }
+        }
+        push.outstanding = push.outstanding.saturating_sub(1);
+        if push.outstanding > 0 {
+            return;
+        }
+        if push.failed {
+            // Nothing changed in the maps: drop the push; waiting writes try again.
+            active.pushes.remove(&id);
+            self.retry_snapshot_waiters(source);
+            return;
+        }
+        match push.stage {
+            PushStage::Reading => {
+                push.stage = PushStage::Writing;
+                let buf = Bytes::from(std::mem::take(&mut push.buf));
+                let sends: Vec<(DeviceLeg, DownstreamOp)> = push
+                    .writes
+                    .iter()
+                    .map(|l| {
+                        let from = l.offset as usize * block_size;
+                        let to = (l.offset + l.blocks) as usize * block_size;
+                        (
+                            *l,
+                            DownstreamOp::Write {
+                                lba: l.lba,
+                                blocks: l.blocks as u32,
+                                data: buf.slice(from..to),
+                            },
+                        )
+                    })
+                    .collect();
+                push.outstanding = sends.len();
+                self.send_push_legs(source, id, sends);
+            }
+            PushStage::Writing => {
+                // Pushed. Now, in this order: the snapshot's Rmap, drain the reads that
+                // used the old snapshot mapping, then the source's Rmap.
+                push.stage = PushStage::Draining;
+                let (segment, blocks) = (push.segment, push.blocks.clone());
+                let Some(map) = self.volumes.get_mut(&snapshot).and_then(|v| v.segments.get_mut(segment))
+                else {
+                    return;
+                };
+                let vseg = map.descriptor().id;
+                if map.set_range(blocks.clone(), RedirectIndex(1)).is_err() {
+                    return;
+                }
+                let drain = PendingFilter {
+                    vseg: Some(vseg),
+                    range: Some((blocks.start, blocks.end - blocks.start)),
+                    ..PendingFilter::default()
+                };
+                let key = MappingKey::Extents { vseg, blocks };
+                self.revoke(
+                    vec![key],
+                    vec![drain],
+                    None,
+                    AfterRevocation::SnapshotPushed { source, push: id },
+                );
+            }
+            PushStage::Draining => {}
+        }
+    }
+
+    /// The snapshot's old mapping has drained: the source may write over the old data.
+    pub(super) fn snapshot_pushed_revoked(&mut self, source: LvId, id: u64) {
+        let Some(active) = self.snapshots.active.get_mut(&source) else { return };
+        let Some(push) = active.pushes.remove(&id) else { return };
+        let twin = active.twin.get(push.segment).copied();
+        let Some(twin) = twin else { return };
+        let Some(map) = self.volumes.get_mut(&source).and_then(|v| v.segments.get_mut(push.segment)) else {
+            return;
+        };
+        let vseg = map.descriptor().id;
+        if map.set_range(push.blocks.clone(), twin).is_ok() {
+            self.grant_extents(source, vseg, push.blocks.clone());
+        }
+        self.retry_snapshot_waiters(source);
+    }
+
+    fn retry_snapshot_waiters(&mut self, source: LvId) {
+        let waiting = self
+            .snapshots
+            .active
+            .get_mut(&source)
+            .map(|a| std::mem::take(&mut a.waiting))
+            .unwrap_or_default();
+        for (io, request, data) in waiting {
+            self.snapshot_write(io, request, data);
+        }
+    }
+
+    /// The completion task: one push at a time of what no write pushed yet; when nothing
+    /// is left, both Rmaps coalesce to one extent and the unused entries go.
+    pub(super) fn snapshot_tick(&mut self) {
+        let sources: Vec<LvId> = self.snapshots.active.keys().copied().collect();
+        for source in sources {
+            let Some(a) = self.snapshots.active.get(&source) else { continue };
+            if !a.taken || a.finishing || !a.pushes.is_empty() || !a.waiting.is_empty() {
+                continue;
+            }
+            let segments = self.volumes.get(&source).map_or(0, |v| v.segments.len());
+            let mut cursor = a.cursor;
+            let mut next = None;
+            while cursor.0 < segments {
+                let seg_blocks =
+                    self.volumes.get(&source).map_or(0, |v| v.segments[cursor.0].descriptor().blocks);
+                if cursor.1 >= seg_blocks {
+                    cursor = (cursor.0 + 1, 0);
+                    continue;
+                }
+                let window = cursor.1..(cursor.1 + COMPLETION_STEP_BLOCKS).min(seg_blocks);
+                let found = self.unpushed_in(source, cursor.0, window.clone());
+                if let Some(first) = found.first() {
+                    next = Some((cursor.0, first.clone()));
+                    cursor.1 = first.end;
+                    break;
+                }
+                cursor.1 = window.end;
+            }
+            if let Some(a) = self.snapshots.active.get_mut(&source) {
+                a.cursor = cursor;
+            }
+            match next {
+                Some((segment, blocks)) => self.start_push(source, segment, blocks),
+                None => self.finish_snapshot(source),
+            }
+        }
+    }
+
+    fn finish_snapshot(&mut self, source: LvId) {
+        let Some(a) = self.snapshots.active.get_mut(&source) else { return };
+        a.finishing = true;
+        let snapshot = a.snapshot;
+        let mut keys = Vec::new();
+        let mut drains = Vec::new();
+        for lv in [source, snapshot] {
+            for s in self
+                .volumes
+                .get(&lv)
+                .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                keys.push(MappingKey::Redirects(s));
+                drains.push(PendingFilter { vseg: Some(s), ..PendingFilter::default() });
+            }
+        }
+        self.revoke(keys, drains, None, AfterRevocation::SnapshotComplete { source });
+    }
+
+    pub(super) fn snapshot_complete_revoked(&mut self, source: LvId) {
+        let Some(a) = self.snapshots.active.remove(&source) else { return };
+        let mut grants = Vec::new();
+        if let Some(v) = self.volumes.get_mut(&source) {
+            for (i, map) in v.segments.iter_mut().enumerate() {
+                let all = 0..map.descriptor().blocks;
+                if let Some(t) = a.twin.get(i) {
+                    let _ = map.set_range(all, *t);
+                }
+                map.coalesce();
+                map.remove_unreferenced();
+                grants.push(MappingEntry::Redirects {
+                    vseg: map.descriptor().id,
+                    table: map.redirects().clone(),
+                });
+            }
+        }
+        if let Some(v) = self.volumes.get_mut(&a.snapshot) {
+            for map in &mut v.segments {
+                let all = 0..map.descriptor().blocks;
+                let _ = map.set_range(all, RedirectIndex(1));
+                map.coalesce();
+                map.remove_unreferenced();
+                grants.push(MappingEntry::Redirects {
+                    vseg: map.descriptor().id,
+                    table: map.redirects().clone(),
+                });
+            }
+        }
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        let waiting = a.waiting;
+        self.events.push(ControlEvent::SnapshotComplete { source, snapshot: a.snapshot });
+        for (io, request, data) in waiting {
+            self.run_manual(io, request, data);
+        }
+    }
+}
