@@ -670,6 +670,26 @@ impl<'a> World<'a> {
                 ControlEvent::DeviceOnline { target, .. } if self.engines[e].setup == Setup::Running => {
                     Some(format!("device {target} online"))
                 }
+                ControlEvent::MigrationDone { lv, blocks } => {
+                    let devices = self.engines[e]
+                        .switch
+                        .control()
+                        .volume(lv)
+                        .map(|v| v.record.layout.devices())
+                        .unwrap_or_default();
+                    let names: Vec<String> = devices
+                        .iter()
+                        .filter_map(|d| self.engines[e].switch.control().devices().get(*d).map(|d| d.target))
+                        .filter_map(|t| {
+                            self.scenario.disks.iter().find(|d| d.port_wwpn(0) == t.0).map(|d| d.name.clone())
+                        })
+                        .collect();
+                    Some(format!(
+                        "{} migrated: {blocks} blocks copied, now on {}",
+                        self.lv_name(e, lv),
+                        names.join(", ")
+                    ))
+                }
                 ControlEvent::SnapshotTaken { snapshot, .. } => {
                     self.engines[e].snapshots.get(&snapshot).cloned().map(|(volume, name)| {
                         let source = self.scenario.volumes[volume].name.clone();
@@ -844,7 +864,7 @@ impl<'a> World<'a> {
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
-            EventAction::Migrate { .. } => "not run: online migration is not implemented yet".to_string(),
+            EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
             EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
                 "not run: engine kill and restart are not implemented in the simulator yet".to_string()
             }
@@ -867,6 +887,25 @@ impl<'a> World<'a> {
             }
             Err(err) => format!("refused: {err}"),
         }
+    }
+
+    fn migrate(&mut self, volume: usize, to: &[usize]) -> String {
+        let scenario = self.scenario;
+        let Some((e, lv)) =
+            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+        else {
+            return "not run: the volume does not exist (yet)".to_string();
+        };
+        let control = self.engines[e].switch.control_mut();
+        let devices: Result<Vec<_>, _> =
+            to.iter().map(|d| control.device_of(Wwn(scenario.disks[*d].port_wwpn(0)))).collect();
+        let outcome = match devices.and_then(|devices| control.start_migration(lv, &devices)) {
+            Ok(()) => "copying, one barrier chunk at a time".to_string(),
+            Err(err) => format!("refused: {err}"),
+        };
+        let out = self.engines[e].switch.settle(self.now);
+        self.engine_sends(e, out);
+        outcome
     }
 
     fn set_link(&mut self, node: NodeRef, path: usize, up: bool) -> String {

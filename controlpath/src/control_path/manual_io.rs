@@ -80,7 +80,15 @@ impl ControlPath {
         self.start_manual_inner(io, request, Some(data));
     }
 
+    /// Take over an upstream I/O, with its data if the control path already has it.
+    pub(super) fn start_manual_with(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        self.start_manual_inner(io, request, data);
+    }
+
     fn start_manual_inner(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        if request.kind == IoKind::Write && self.hold_at_barrier(io, &request, &data) {
+            return;
+        }
         if request.kind == IoKind::Write && request.lv.is_some_and(|lv| self.snapshot_involves(lv)) {
             self.snapshot_write(io, request, data);
             return;
@@ -129,6 +137,18 @@ impl ControlPath {
         };
         self.manual.insert(id, op);
         self.prepare_manual(id);
+    }
+
+    /// Whether a write the control path runs on `lv` overlaps `blocks` (volume blocks) and
+    /// may still reach a device.
+    pub(super) fn manual_writes_overlap(&self, lv: LvId, blocks: core::ops::Range<u64>) -> bool {
+        self.manual.values().any(|op| {
+            op.lv == lv
+                && op.write
+                && op.stage != Stage::WaitingLock
+                && op.request.lba < blocks.end
+                && blocks.start < op.request.lba + u64::from(op.request.blocks)
+        })
     }
 
     /// Whether writes to `lv` must be serialized against the fast path's.

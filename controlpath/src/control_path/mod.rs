@@ -5,6 +5,7 @@
 
 mod grants;
 mod manual_io;
+mod migration;
 mod mirror;
 mod persist;
 mod revocation;
@@ -30,6 +31,7 @@ use crate::frames::{ControlExchangeIds, DEFAULT_FC_MAP, FrameBuilder};
 use crate::volume::{LayoutSpec, Volume};
 
 pub use manual_io::ManualIoCounters;
+pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
 
 use manual_io::ManualIo;
@@ -56,6 +58,9 @@ pub struct ControlPathConfig {
     pub age_extent_blocks: u64,
     /// Age-list extents a resync copies per tick (its rate limit).
     pub resync_extents_per_tick: usize,
+    /// Blocks a migration copies per step: the size of its copy barrier (seed 003: the copy
+    /// granularity, 64 KiB).
+    pub copy_chunk_blocks: u64,
 }
 
 impl ControlPathConfig {
@@ -71,6 +76,7 @@ impl ControlPathConfig {
                 .unwrap_or_else(|| unreachable!("4 worker bits is a valid layout")),
             age_extent_blocks: 2048,
             resync_extents_per_tick: 4,
+            copy_chunk_blocks: 128,
         }
     }
 }
@@ -105,6 +111,13 @@ pub enum ControlEvent {
         lv: LvId,
         /// The side.
         side: usize,
+    },
+    /// A volume finished migrating: its layout names the new devices only.
+    MigrationDone {
+        /// The volume.
+        lv: LvId,
+        /// Blocks copied.
+        blocks: u64,
     },
     /// A snapshot's image is fixed (the source's writes in flight drained).
     SnapshotTaken {
@@ -155,6 +168,8 @@ enum DispatchPurpose {
     Resync { lv: LvId, step: u64 },
     /// A leg of a snapshot push.
     Push { source: LvId, push: u64, leg: usize },
+    /// A leg of a migration copy.
+    Migration { lv: LvId, leg: usize },
 }
 
 /// Counters of the control path.
@@ -202,6 +217,7 @@ pub struct ControlPath {
     manual: BTreeMap<u64, ManualIo>,
     mirror: MirrorWork,
     snapshots: snapshot::Snapshots,
+    migrations: migration::Migrations,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
@@ -243,6 +259,7 @@ impl ControlPath {
             manual: BTreeMap::new(),
             mirror: MirrorWork::default(),
             snapshots: snapshot::Snapshots::default(),
+            migrations: migration::Migrations::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
@@ -368,6 +385,9 @@ impl ControlPath {
                 Some(DispatchPurpose::Push { source, push, leg }) => {
                     self.push_leg_done(source, push, leg, status, data)
                 }
+                Some(DispatchPurpose::Migration { lv, leg }) => {
+                    self.migration_leg_done(lv, leg, status, data)
+                }
                 None => {}
             },
             ToCp::InvalidationAck { req, worker, at } => {
@@ -415,6 +435,7 @@ impl ControlPath {
         self.poll_revocations();
         self.resync_tick();
         self.snapshot_tick();
+        self.migration_tick();
     }
 
     fn fabric_events(&mut self) {

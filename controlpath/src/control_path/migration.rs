@@ -1,0 +1,529 @@
+//! Online migration (seed 003 section 6.3, Figs. 23, 24). Each segment gets three redirect
+//! states: not yet migrated (the old storage, read/write), the copy barrier (the old
+//! storage, fault-on-write) and migrated (the new storage, read/write). A copy agent moves
+//! the barrier chunk by chunk: fence the chunk (revoke it and drain its writes), copy it
+//! old to new, point it at the new storage. Only writes inside the barrier fault; they wait
+//! and run when it moves. Reads never fault. At the end the old states go and the volume's
+//! layout names the new devices only.
+
+use core::ops::Range;
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, IoTag, LvId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, PendingFilter};
+use dve_fp_api::mapping::{
+    MirrorSet, Placement, RedirectEntry, RedirectIndex, SideLayout, StorageDescriptor, StripeSet,
+};
+use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+
+use super::revocation::AfterRevocation;
+use super::{ControlEvent, ControlPath, DispatchPurpose};
+use crate::error::Error;
+use crate::volume::{Allocation, DeviceLeg, LayoutSpec, descriptor_legs};
+
+/// The three redirect states of a migrating segment (Fig. 23).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct SegmentStates {
+    /// The old storage, read/write: not migrated yet.
+    #[allow(dead_code, reason = "kept for the record; the end of a migration drops it")]
+    not_migrated: RedirectIndex,
+    /// The old storage, fault-on-write: the copy barrier.
+    barrier: RedirectIndex,
+    /// The new storage, read/write: migrated.
+    migrated: RedirectIndex,
+}
+
+/// Progress of one migration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MigrationProgress {
+    /// The volume.
+    pub lv: LvId,
+    /// Blocks copied.
+    pub copied: u64,
+    /// Blocks in all.
+    pub total: u64,
+    /// Whether it is paused.
+    pub paused: bool,
+}
+
+/// The copy of the barrier chunk.
+#[derive(Clone, Debug)]
+struct Copy {
+    reads: Vec<DeviceLeg>,
+    writes: Vec<DeviceLeg>,
+    outstanding: usize,
+    writing: bool,
+    failed: bool,
+    buf: Vec<u8>,
+}
+
+/// A migration in progress.
+#[derive(Clone, Debug)]
+pub(super) struct Migration {
+    /// Old device -> new device, position by position.
+    moves: Vec<(DeviceId, DeviceId)>,
+    /// Per segment, its three states.
+    states: Vec<SegmentStates>,
+    /// The new claims, in the layout's allocation order.
+    allocations: Vec<Allocation>,
+    /// The barrier: segment and block range, while one is up.
+    barrier: Option<(usize, Range<u64>)>,
+    /// Where the next chunk starts.
+    cursor: (usize, u64),
+    copy: Option<Copy>,
+    /// The barrier is fenced from the fast path (its writes drained).
+    fenced: bool,
+    copied: u64,
+    total: u64,
+    /// Writes that met the barrier, waiting for it to move.
+    waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
+    paused: bool,
+    finishing: bool,
+}
+
+/// Migrations by volume.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Migrations {
+    active: BTreeMap<LvId, Migration>,
+}
+
+/// `descriptor` with every placement on a moved device rewritten to the new device, at the
+/// same offset within the new claim.
+fn moved(
+    descriptor: &StorageDescriptor,
+    map: &dyn Fn(Placement) -> Placement,
+) -> Result<StorageDescriptor, Error> {
+    let side = |s: &SideLayout| -> Result<SideLayout, Error> {
+        Ok(match s {
+            SideLayout::Single(p) => SideLayout::Single(map(*p)),
+            SideLayout::Stripe(set) => SideLayout::Stripe(StripeSet::new(
+                set.unit_shift(),
+                set.members().iter().map(|p| map(*p)).collect(),
+            )?),
+        })
+    };
+    Ok(match descriptor {
+        StorageDescriptor::Single(p) => StorageDescriptor::Single(map(*p)),
+        StorageDescriptor::Stripe(set) => StorageDescriptor::Stripe(StripeSet::new(
+            set.unit_shift(),
+            set.members().iter().map(|p| map(*p)).collect(),
+        )?),
+        StorageDescriptor::Mirror(m) => {
+            let sides = m
+                .sides()
+                .iter()
+                .map(|s| Ok(dve_fp_api::mapping::MirrorSide { layout: side(&s.layout)?, ..*s }))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let mut set = MirrorSet::new(sides, m.read_policy)?;
+            set.generation = m.generation;
+            StorageDescriptor::Mirror(set)
+        }
+        StorageDescriptor::Journaled(j) => {
+            StorageDescriptor::Journaled(dve_fp_api::mapping::JournaledLayout {
+                primary: side(&j.primary)?,
+                group: j.group,
+            })
+        }
+    })
+}
+
+impl ControlPath {
+    /// Migrate `lv` online (management API): its data devices, in layout order, move to
+    /// `to`, one for one. Copying starts at the next tick, one chunk at a time.
+    pub fn start_migration(&mut self, lv: LvId, to: &[DeviceId]) -> Result<(), Error> {
+        let v = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?;
+        if self.migrations.active.contains_key(&lv) {
+            return Err(Error::FailedPrecondition(format!("{} is already migrating", v.record.name)));
+        }
+        let data: Vec<DeviceId> = match &v.record.layout {
+            LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => devices.clone(),
+            LayoutSpec::Journal { primary, .. } => vec![*primary],
+            LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. } => {
+                return Err(Error::FailedPrecondition(
+                    "migrating mirrored volumes is not supported yet".into(),
+                ));
+            }
+            LayoutSpec::Snapshot { .. } => {
+                return Err(Error::FailedPrecondition("a snapshot cannot be migrated".into()));
+            }
+        };
+        if to.len() != data.len() {
+            return Err(Error::invalid(
+                "to",
+                format!("{} destination devices for {} data devices", to.len(), data.len()),
+            ));
+        }
+        if self.snapshot_involves(lv) || v.segments.iter().any(|s| s.redirects().len() != 1) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is being reconfigured (a snapshot completing, a mirror resync): try again when it ends",
+                v.record.name
+            )));
+        }
+        let used = v.record.layout.devices();
+        if let Some(d) = to.iter().find(|d| used.contains(d)) {
+            return Err(Error::invalid("to", format!("{d:?} already holds the volume")));
+        }
+        let moves: Vec<(DeviceId, DeviceId)> = data.iter().copied().zip(to.iter().copied()).collect();
+        // Claim the new space for every allocation on a moved device, checked first.
+        let wanted: Vec<(usize, DeviceId, u64)> = v
+            .record
+            .allocations
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                moves.iter().find(|(old, _)| *old == a.device).map(|(_, new)| (i, *new, a.blocks))
+            })
+            .collect();
+        let mut need: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        for (_, d, n) in &wanted {
+            *need.entry(*d).or_default() += n;
+        }
+        for (d, n) in &need {
+            let dev = self.devices.get(*d).ok_or(Error::UnknownDevice(*d))?;
+            let free = dev.blocks.saturating_sub(dev.allocated);
+            if !dev.online || free < *n {
+                return Err(Error::NoSpace { device: *d, wanted: *n, free });
+            }
+        }
+        let old_allocations = v.record.allocations.clone();
+        let mut allocations = old_allocations.clone();
+        for (i, d, n) in wanted {
+            let lba = self.devices.allocate(d, n)?;
+            allocations[i] = Allocation { device: d, lba, blocks: n };
+        }
+        let rewrite = |p: Placement| -> Placement {
+            for (old, new) in old_allocations.iter().zip(&allocations) {
+                if old.device == p.device && p.lba >= old.lba && p.lba < old.lba + old.blocks.max(1) {
+                    return Placement { device: new.device, lba: new.lba + (p.lba - old.lba) };
+                }
+            }
+            p
+        };
+        let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
+        let mut grants = Vec::new();
+        let mut states = Vec::new();
+        for map in &mut v.segments {
+            let Some((not_migrated, base)) = map.redirects().iter().next().map(|(i, e)| (i, e.clone()))
+            else {
+                return Err(Error::FailedPrecondition("a segment without a redirect entry".into()));
+            };
+            let target = moved(&base.descriptor, &rewrite)?;
+            let barrier = map.add_redirect(RedirectEntry { fault_on_write: true, ..base.clone() })?;
+            let migrated = map.add_redirect(RedirectEntry::read_write(target))?;
+            states.push(SegmentStates { not_migrated, barrier, migrated });
+            grants
+                .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
+        }
+        let total = v.record.blocks;
+        let devices: Vec<DeviceId> = need.keys().copied().collect();
+        if self.persist(&devices, &[]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+        // New entries nothing refers to yet: adding them is unrestrictive.
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        self.migrations.active.insert(
+            lv,
+            Migration {
+                moves,
+                states,
+                allocations,
+                barrier: None,
+                cursor: (0, 0),
+                copy: None,
+                fenced: false,
+                copied: 0,
+                total,
+                waiting: Vec::new(),
+                paused: false,
+                finishing: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Pause or resume a migration (management API).
+    pub fn pause_migration(&mut self, lv: LvId, paused: bool) -> Result<(), Error> {
+        let m = self
+            .migrations
+            .active
+            .get_mut(&lv)
+            .ok_or_else(|| Error::FailedPrecondition("not migrating".into()))?;
+        m.paused = paused;
+        Ok(())
+    }
+
+    /// Progress of every migration.
+    pub fn migrations(&self) -> Vec<MigrationProgress> {
+        self.migrations
+            .active
+            .iter()
+            .map(|(lv, m)| MigrationProgress { lv: *lv, copied: m.copied, total: m.total, paused: m.paused })
+            .collect()
+    }
+
+    /// A write that meets the barrier waits for it to move; `true` if it was taken.
+    pub(super) fn hold_at_barrier(&mut self, io: IoTag, request: &HostIo, data: &Option<Bytes>) -> bool {
+        let Some(lv) = request.lv else { return false };
+        let Some(m) = self.migrations.active.get(&lv) else { return false };
+        let Some((segment, range)) = m.barrier.clone() else { return false };
+        let Some(seg) = self.volumes.get(&lv).and_then(|v| v.segments.get(segment)).map(|s| *s.descriptor())
+        else {
+            return false;
+        };
+        let start = seg.start + range.start;
+        let end = seg.start + range.end;
+        let overlaps = request.lba < end && start < request.lba + u64::from(request.blocks);
+        if overlaps && let Some(m) = self.migrations.active.get_mut(&lv) {
+            m.waiting.push((io, *request, data.clone()));
+            return true;
+        }
+        false
+    }
+
+    /// The copy agent: one chunk at a time (the rate limit), unless paused.
+    pub(super) fn migration_tick(&mut self) {
+        let lvs: Vec<LvId> = self.migrations.active.keys().copied().collect();
+        for lv in lvs {
+            let Some(m) = self.migrations.active.get(&lv) else { continue };
+            if m.fenced && m.copy.is_none() {
+                self.start_copy(lv);
+                continue;
+            }
+            if m.paused || m.finishing || m.barrier.is_some() {
+                continue;
+            }
+            let (mut segment, mut block) = m.cursor;
+            let chunk = self.config.copy_chunk_blocks.max(1);
+            let segments = self.volumes.get(&lv).map_or(0, |v| v.segments.len());
+            loop {
+                if segment >= segments {
+                    self.finish_migration(lv);
+                    break;
+                }
+                let blocks = self.volumes.get(&lv).map_or(0, |v| v.segments[segment].descriptor().blocks);
+                if block >= blocks {
+                    segment += 1;
+                    block = 0;
+                    continue;
+                }
+                let range = block..(block + chunk).min(blocks);
+                self.raise_barrier(lv, segment, range);
+                break;
+            }
+        }
+    }
+
+    /// Step 1: the chunk becomes the barrier (fault-on-write); its writes drain.
+    fn raise_barrier(&mut self, lv: LvId, segment: usize, range: Range<u64>) {
+        let Some(states) = self.migrations.active.get(&lv).and_then(|m| m.states.get(segment)).copied()
+        else {
+            return;
+        };
+        let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
+        let vseg = map.descriptor().id;
+        if map.set_range(range.clone(), states.barrier).is_err() {
+            return;
+        }
+        if let Some(m) = self.migrations.active.get_mut(&lv) {
+            m.barrier = Some((segment, range.clone()));
+            m.cursor = (segment, range.end);
+        }
+        let drain = PendingFilter {
+            vseg: Some(vseg),
+            range: Some((range.start, range.end - range.start)),
+            writes_only: true,
+            ..PendingFilter::default()
+        };
+        let key = MappingKey::Extents { vseg, blocks: range };
+        self.revoke(vec![key], vec![drain], None, AfterRevocation::MigrationBarrier { lv });
+    }
+
+    /// Step 2: the barrier is fenced from the fast path; copy it once the control path's
+    /// own writes there have finished too.
+    pub(super) fn migration_barrier_revoked(&mut self, lv: LvId) {
+        if let Some(m) = self.migrations.active.get_mut(&lv) {
+            m.fenced = true;
+        }
+        self.start_copy(lv);
+    }
+
+    fn start_copy(&mut self, lv: LvId) {
+        let Some((segment, range)) = self.migrations.active.get(&lv).and_then(|m| m.barrier.clone()) else {
+            return;
+        };
+        let Some(seg) = self.volumes.get(&lv).and_then(|v| v.segments.get(segment)).map(|s| *s.descriptor())
+        else {
+            return;
+        };
+        if self.manual_writes_overlap(lv, seg.start + range.start..seg.start + range.end) {
+            return; // The next tick tries again.
+        }
+        let Some((segment, range)) = self.migrations.active.get(&lv).and_then(|m| m.barrier.clone()) else {
+            return;
+        };
+        let Some(states) = self.migrations.active.get(&lv).and_then(|m| m.states.get(segment)).copied()
+        else {
+            return;
+        };
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let Some(map) = v.segments.get(segment) else { return };
+        let vseg = map.descriptor().id;
+        let (Some(from), Some(to)) =
+            (map.redirects().get(states.barrier), map.redirects().get(states.migrated))
+        else {
+            return;
+        };
+        let mut side = 0;
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        if descriptor_legs(&from.descriptor, range.clone(), 0, false, &mut side, &mut reads).is_err()
+            || descriptor_legs(&to.descriptor, range.clone(), 0, true, &mut side, &mut writes).is_err()
+        {
+            return;
+        }
+        let len = (range.end - range.start) as usize * v.record.block_size as usize;
+        // Extents outside the barrier may be granted again while it is copied.
+        self.grant_extents(lv, vseg, range.clone());
+        let sends: Vec<(DeviceLeg, DownstreamOp)> =
+            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        if let Some(m) = self.migrations.active.get_mut(&lv) {
+            m.copy = Some(Copy {
+                reads,
+                writes,
+                outstanding: sends.len(),
+                writing: false,
+                failed: false,
+                buf: vec![0; len],
+            });
+        }
+        self.send_migration_legs(lv, sends);
+    }
+
+    fn send_migration_legs(&mut self, lv: LvId, sends: Vec<(DeviceLeg, DownstreamOp)>) {
+        for (i, (leg, op)) in sends.into_iter().enumerate() {
+            let worker = self.worker_for_device(leg.device);
+            let tag = self.dispatch_tag(DispatchPurpose::Migration { lv, leg: i });
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
+        }
+    }
+
+    pub(super) fn migration_leg_done(&mut self, lv: LvId, leg: usize, status: IoStatus, data: Option<Bytes>) {
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return };
+        let Some(copy) = m.copy.as_mut() else { return };
+        if !status.is_good() {
+            copy.failed = true;
+        } else if !copy.writing {
+            match (data, copy.reads.get(leg)) {
+                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
+                    let at = info.offset as usize * block_size;
+                    let n = info.blocks as usize * block_size;
+                    if at + n <= copy.buf.len() {
+                        copy.buf[at..at + n].copy_from_slice(&data[..n]);
+                    }
+                }
+                _ => copy.failed = true,
+            }
+        }
+        copy.outstanding = copy.outstanding.saturating_sub(1);
+        if copy.outstanding > 0 {
+            return;
+        }
+        if copy.failed {
+            // Try the chunk again at the next tick; the barrier stays up meanwhile.
+            m.copy = None;
+            return;
+        }
+        if !copy.writing {
+            copy.writing = true;
+            let buf = Bytes::from(std::mem::take(&mut copy.buf));
+            let sends: Vec<(DeviceLeg, DownstreamOp)> = copy
+                .writes
+                .iter()
+                .map(|l| {
+                    let from = l.offset as usize * block_size;
+                    let to = (l.offset + l.blocks) as usize * block_size;
+                    (
+                        *l,
+                        DownstreamOp::Write {
+                            lba: l.lba,
+                            blocks: l.blocks as u32,
+                            data: buf.slice(from..to),
+                        },
+                    )
+                })
+                .collect();
+            copy.outstanding = sends.len();
+            self.send_migration_legs(lv, sends);
+            return;
+        }
+        // Steps 3 and 4: the chunk is migrated; the barrier moves on.
+        m.copy = None;
+        m.fenced = false;
+        let Some((segment, range)) = m.barrier.take() else { return };
+        m.copied += range.end - range.start;
+        let waiting = std::mem::take(&mut m.waiting);
+        let Some(states) = m.states.get(segment).copied() else { return };
+        let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
+        let vseg = map.descriptor().id;
+        if map.set_range(range.clone(), states.migrated).is_ok() {
+            self.grant_extents(lv, vseg, range);
+        }
+        for (io, request, data) in waiting {
+            self.start_manual_with(io, request, data);
+        }
+    }
+
+    fn finish_migration(&mut self, lv: LvId) {
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return };
+        m.finishing = true;
+        let vsegs: Vec<_> = self
+            .volumes
+            .get(&lv)
+            .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect())
+            .unwrap_or_default();
+        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains =
+            vsegs.iter().map(|s| PendingFilter { vseg: Some(*s), ..PendingFilter::default() }).collect();
+        self.revoke(keys, drains, None, AfterRevocation::MigrationDone { lv });
+    }
+
+    /// Everything copied and the old mapping drained: the old states go, the volume's
+    /// layout and claims name the new devices.
+    pub(super) fn migration_done_revoked(&mut self, lv: LvId) {
+        let Some(m) = self.migrations.active.remove(&lv) else { return };
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        let mut grants = Vec::new();
+        for (map, states) in v.segments.iter_mut().zip(&m.states) {
+            let all = 0..map.descriptor().blocks;
+            let _ = map.set_range(all, states.migrated);
+            map.coalesce();
+            map.remove_unreferenced();
+            grants
+                .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
+        }
+        let swap = |d: &mut DeviceId| {
+            if let Some((_, new)) = m.moves.iter().find(|(old, _)| old == d) {
+                *d = *new;
+            }
+        };
+        match &mut v.record.layout {
+            LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => {
+                devices.iter_mut().for_each(swap)
+            }
+            LayoutSpec::Journal { primary, .. } => swap(primary),
+            _ => {}
+        }
+        v.record.allocations = m.allocations;
+        if self.persist(&[], &[lv]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        self.events.push(ControlEvent::MigrationDone { lv, blocks: m.copied });
+    }
+}
