@@ -26,7 +26,6 @@ use crate::volume::{Allocation, DeviceLeg, LayoutSpec, descriptor_legs};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct SegmentStates {
     /// The old storage, read/write: not migrated yet.
-    #[allow(dead_code, reason = "kept for the record; the end of a migration drops it")]
     not_migrated: RedirectIndex,
     /// The old storage, fault-on-write: the copy barrier.
     barrier: RedirectIndex,
@@ -79,6 +78,8 @@ pub(super) struct Migration {
     /// Writes that met the barrier, waiting for it to move.
     waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
     paused: bool,
+    /// A snapshot of the volume is being taken or completed: no new chunk until it ends.
+    held_for_snapshot: bool,
     finishing: bool,
 }
 
@@ -238,6 +239,7 @@ impl ControlPath {
                 total,
                 waiting: Vec::new(),
                 paused: false,
+                held_for_snapshot: false,
                 finishing: false,
             },
         );
@@ -292,7 +294,7 @@ impl ControlPath {
                 self.start_copy(lv);
                 continue;
             }
-            if m.paused || m.finishing || m.barrier.is_some() {
+            if m.paused || m.held_for_snapshot || m.finishing || m.barrier.is_some() {
                 continue;
             }
             let (mut segment, mut block) = m.cursor;
@@ -474,6 +476,52 @@ impl ControlPath {
         }
         for (io, request, data) in waiting {
             self.start_manual_with(io, request, data);
+        }
+        // A snapshot waiting for the barrier to come down is taken now (Fig. 33).
+        self.take_pending_snapshot(lv);
+    }
+
+    /// A snapshot of `lv` is about to be taken: hold the copy agent. Returns whether a
+    /// barrier is up, in which case the take waits until it comes down.
+    pub(super) fn migration_holds_for_snapshot(&mut self, lv: LvId) -> bool {
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return false };
+        m.held_for_snapshot = true;
+        m.barrier.is_some()
+    }
+
+    /// The snapshot of a migrating volume completed: its states were replaced by their
+    /// read/write twins, so the migration's states follow them, its barrier state comes
+    /// back, and copying goes on.
+    pub(super) fn migration_after_snapshot(
+        &mut self,
+        lv: LvId,
+        twins: &[BTreeMap<RedirectIndex, RedirectIndex>],
+    ) {
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return };
+        m.held_for_snapshot = false;
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        let mut grants = Vec::new();
+        for ((map, states), twins) in v.segments.iter_mut().zip(m.states.iter_mut()).zip(twins) {
+            if let Some(t) = twins.get(&states.not_migrated) {
+                states.not_migrated = *t;
+            }
+            if let Some(t) = twins.get(&states.migrated) {
+                states.migrated = *t;
+            }
+            if map.redirects().get(states.barrier).is_none_or(|_| map.references(states.barrier) == 0) {
+                let base = map.redirects().get(states.not_migrated).cloned();
+                if let Some(base) = base {
+                    let _ = map.remove_redirect(states.barrier);
+                    if let Ok(b) = map.add_redirect(RedirectEntry { fault_on_write: true, ..base }) {
+                        states.barrier = b;
+                    }
+                }
+            }
+            grants
+                .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
+        }
+        for entry in grants {
+            self.grant_all(entry);
         }
     }
 

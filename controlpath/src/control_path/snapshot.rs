@@ -24,6 +24,8 @@ use super::{ControlEvent, ControlPath, DispatchPurpose};
 use crate::error::Error;
 use crate::volume::{Allocation, DeviceLeg, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
 
+/// The snapshot store's entry in each snapshot segment.
+const STORE: RedirectIndex = RedirectIndex(0);
 /// Blocks pushed at least, around a faulting write (64 KiB of 512-byte blocks).
 pub const COPY_GRANULARITY_BLOCKS: u64 = 128;
 /// Blocks the completion task pushes per step.
@@ -58,9 +60,10 @@ struct Push {
 #[derive(Clone, Debug)]
 pub(super) struct ActiveSnapshot {
     snapshot: LvId,
-    /// Per source segment: the unpushed (fault-on-write) entry and its read/write twin.
-    unpushed: Vec<RedirectIndex>,
-    twin: Vec<RedirectIndex>,
+    /// Per source segment: each unpushed (fault-on-write) entry and its read/write twin.
+    twins: Vec<BTreeMap<RedirectIndex, RedirectIndex>>,
+    /// The take waits for a migration's copy barrier to come down.
+    take_pending: bool,
     /// Pushes in flight, by id.
     pushes: BTreeMap<u64, Push>,
     /// Writes waiting for pushes (to the source or a writable snapshot).
@@ -108,12 +111,6 @@ impl ControlPath {
                 "snapshots of mirrored volumes are not supported yet".into(),
             ));
         }
-        if v.segments.iter().any(|s| s.redirects().len() != 1) {
-            return Err(Error::FailedPrecondition(format!(
-                "{} is being reconfigured (migration or another operation): try again when it ends",
-                v.record.name
-            )));
-        }
         let used = v.record.layout.devices();
         let blocks = v.record.blocks;
         let store = self
@@ -129,26 +126,14 @@ impl ControlPath {
             })?;
         let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
         let lba = self.devices.allocate(store, blocks)?;
+        // Until it is taken the snapshot allows no access at all; taking it gives it the
+        // source's states (read through the source) beside its store.
         let mut segments = Vec::new();
         for (i, seg) in v.segments.iter().enumerate() {
             let d = *seg.descriptor();
-            let base = seg
-                .redirects()
-                .iter()
-                .next()
-                .map(|(_, e)| e.descriptor.clone())
-                .ok_or_else(|| Error::FailedPrecondition("a segment without a redirect entry".into()))?;
             let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
-            let through_source =
-                RedirectEntry { descriptor: base, fault_on_read: false, fault_on_write: true };
-            let mut map = VsegMap::new(desc, through_source, VsegLimits::default())?;
             let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
-            map.add_redirect(RedirectEntry {
-                descriptor: own,
-                fault_on_read: false,
-                fault_on_write: !writable,
-            })?;
-            segments.push(map);
+            segments.push(VsegMap::new(desc, RedirectEntry::no_access(own), VsegLimits::default())?);
         }
         let block_size = v.record.block_size;
         let record = VolumeRecord {
@@ -176,8 +161,8 @@ impl ControlPath {
             source,
             ActiveSnapshot {
                 snapshot: id,
-                unpushed: Vec::new(),
-                twin: Vec::new(),
+                twins: Vec::new(),
+                take_pending: false,
                 pushes: BTreeMap::new(),
                 waiting: Vec::new(),
                 cursor: (0, 0),
@@ -187,44 +172,111 @@ impl ControlPath {
         );
         self.grant_all(MappingEntry::Lv(descriptor));
         self.push_mask(id);
-        // The image is the source's once its writes in flight have drained.
-        let keys = source_segments.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains = source_segments
+        if self.migration_holds_for_snapshot(source) {
+            // A copy barrier is up: the take starts when it comes down.
+            if let Some(a) = self.snapshots.active.get_mut(&source) {
+                a.take_pending = true;
+            }
+        } else {
+            self.start_take(source, &source_segments);
+        }
+        Ok(id)
+    }
+
+    /// Take a pending snapshot of `source` (a migration's barrier came down).
+    pub(super) fn take_pending_snapshot(&mut self, source: LvId) {
+        let pending = self.snapshots.active.get(&source).is_some_and(|a| a.take_pending);
+        if !pending {
+            return;
+        }
+        if let Some(a) = self.snapshots.active.get_mut(&source) {
+            a.take_pending = false;
+        }
+        let segments: Vec<VsegId> = self
+            .volumes
+            .get(&source)
+            .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect())
+            .unwrap_or_default();
+        self.start_take(source, &segments);
+    }
+
+    /// The image is the source's once its writes in flight have drained.
+    fn start_take(&mut self, source: LvId, segments: &[VsegId]) {
+        let keys = segments.iter().map(|s| MappingKey::Redirects(*s)).collect();
+        let drains = segments
             .iter()
             .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
             .collect();
         self.revoke(keys, drains, None, AfterRevocation::SnapshotTake { source });
-        Ok(id)
     }
 
     /// The source's writes drained: give its segments the unpushed and pushed states.
     pub(super) fn snapshot_take_revoked(&mut self, source: LvId) {
+        let Some(snapshot) = self.snapshots.active.get(&source).map(|a| a.snapshot) else { return };
+        let writable = self.snapshots.writable.get(&snapshot).copied().unwrap_or(false);
         let Some(v) = self.volumes.get_mut(&source) else { return };
-        let mut unpushed = Vec::new();
-        let mut twin = Vec::new();
+        let mut twins = Vec::new();
+        let mut through = Vec::new();
         let mut grants = Vec::new();
         for map in &mut v.segments {
-            let Some((base, entry)) = map.redirects().iter().next().map(|(i, e)| (i, e.clone())) else {
-                continue;
-            };
-            let pushed = RedirectEntry { fault_on_write: false, ..entry };
-            let Ok(t) = map.add_redirect(pushed) else { continue };
-            if let Ok(e) = map.redirect_mut(base) {
-                e.fault_on_write = true;
+            // Every state the source's extents use gets a fault-on-write (unpushed) and a
+            // read/write (pushed) form.
+            let used: Vec<(RedirectIndex, RedirectEntry)> = map
+                .redirects()
+                .iter()
+                .filter(|(i, _)| map.references(*i) > 0)
+                .map(|(i, e)| (i, e.clone()))
+                .collect();
+            let mut segment_twins = BTreeMap::new();
+            for (index, entry) in &used {
+                let Ok(t) = map.add_redirect(RedirectEntry { fault_on_write: false, ..entry.clone() }) else {
+                    continue;
+                };
+                if let Ok(e) = map.redirect_mut(*index) {
+                    e.fault_on_write = true;
+                }
+                segment_twins.insert(*index, t);
             }
-            unpushed.push(base);
-            twin.push(t);
+            through.push((used, map.rmap().iter().collect::<Vec<_>>()));
+            twins.push(segment_twins);
             grants
                 .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
+        }
+        // The snapshot reads unpushed blocks through the source's storage, read-only.
+        if let Some(snap) = self.volumes.get_mut(&snapshot) {
+            for (map, (used, extents)) in snap.segments.iter_mut().zip(through) {
+                let mut via = BTreeMap::new();
+                for (index, entry) in used {
+                    let read_only = RedirectEntry {
+                        descriptor: entry.descriptor,
+                        fault_on_read: false,
+                        fault_on_write: true,
+                    };
+                    if let Ok(i) = map.add_redirect(read_only) {
+                        via.insert(index, i);
+                    }
+                }
+                for e in extents {
+                    if let Some(i) = via.get(&e.value) {
+                        let _ = map.set_range(e.range(), *i);
+                    }
+                }
+                if let Ok(store) = map.redirect_mut(STORE) {
+                    store.fault_on_read = false;
+                    store.fault_on_write = !writable;
+                }
+                grants.push(MappingEntry::Redirects {
+                    vseg: map.descriptor().id,
+                    table: map.redirects().clone(),
+                });
+            }
         }
         for entry in grants {
             self.grant_all(entry);
         }
         let Some(active) = self.snapshots.active.get_mut(&source) else { return };
-        active.unpushed = unpushed;
-        active.twin = twin;
+        active.twins = twins;
         active.taken = true;
-        let snapshot = active.snapshot;
         self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
         self.retry_snapshot_waiters(source);
     }
@@ -269,7 +321,7 @@ impl ControlPath {
         };
         snap.rmap()
             .overlapping(blocks.clone())
-            .filter(|e| e.value == RedirectIndex(0))
+            .filter(|e| e.value != STORE)
             .map(|e| e.start.max(blocks.start)..e.end.min(blocks.end))
             .filter(|r| r.start < r.end)
             .collect()
@@ -323,17 +375,20 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get(&source) else { return };
         let Some(snap) = self.volumes.get(&active.snapshot) else { return };
         let Some(map) = snap.segments.get(segment) else { return };
-        let (Some(p1), Some(p2)) =
-            (map.redirects().get(RedirectIndex(0)), map.redirects().get(RedirectIndex(1)))
-        else {
-            return;
-        };
+        let Some(store) = map.redirects().get(STORE) else { return };
         let mut side = 0;
         let mut reads = Vec::new();
         let mut writes = Vec::new();
-        if descriptor_legs(&p1.descriptor, blocks.clone(), 0, false, &mut side, &mut reads).is_err()
-            || descriptor_legs(&p2.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err()
-        {
+        // Old data is read through whatever state each extent of the range is in.
+        for e in map.rmap().overlapping(blocks.clone()) {
+            let Some(via) = map.redirects().get(e.value) else { return };
+            let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
+            let at = piece.start - blocks.start;
+            if descriptor_legs(&via.descriptor, piece, at, false, &mut side, &mut reads).is_err() {
+                return;
+            }
+        }
+        if descriptor_legs(&store.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err() {
             return;
         }
         let block_size = snap.record.block_size as usize;
@@ -443,7 +498,7 @@ impl ControlPath {
                     return;
                 };
                 let vseg = map.descriptor().id;
-                if map.set_range(blocks.clone(), RedirectIndex(1)).is_err() {
+                if map.set_range(blocks.clone(), STORE).is_err() {
                     return;
                 }
                 let drain = PendingFilter {
@@ -467,15 +522,19 @@ impl ControlPath {
     pub(super) fn snapshot_pushed_revoked(&mut self, source: LvId, id: u64) {
         let Some(active) = self.snapshots.active.get_mut(&source) else { return };
         let Some(push) = active.pushes.remove(&id) else { return };
-        let twin = active.twin.get(push.segment).copied();
-        let Some(twin) = twin else { return };
+        let Some(twins) = active.twins.get(push.segment).cloned() else { return };
         let Some(map) = self.volumes.get_mut(&source).and_then(|v| v.segments.get_mut(push.segment)) else {
             return;
         };
         let vseg = map.descriptor().id;
-        if map.set_range(push.blocks.clone(), twin).is_ok() {
-            self.grant_extents(source, vseg, push.blocks.clone());
+        let extents: Vec<_> = map.rmap().overlapping(push.blocks.clone()).collect();
+        for e in extents {
+            if let Some(t) = twins.get(&e.value) {
+                let piece = e.start.max(push.blocks.start)..e.end.min(push.blocks.end);
+                let _ = map.set_range(piece, *t);
+            }
         }
+        self.grant_extents(source, vseg, push.blocks.clone());
         self.retry_snapshot_waiters(source);
     }
 
@@ -553,10 +612,12 @@ impl ControlPath {
         let Some(a) = self.snapshots.active.remove(&source) else { return };
         let mut grants = Vec::new();
         if let Some(v) = self.volumes.get_mut(&source) {
-            for (i, map) in v.segments.iter_mut().enumerate() {
-                let all = 0..map.descriptor().blocks;
-                if let Some(t) = a.twin.get(i) {
-                    let _ = map.set_range(all, *t);
+            for (map, twins) in v.segments.iter_mut().zip(&a.twins) {
+                let extents: Vec<_> = map.rmap().iter().collect();
+                for e in extents {
+                    if let Some(t) = twins.get(&e.value) {
+                        let _ = map.set_range(e.range(), *t);
+                    }
                 }
                 map.coalesce();
                 map.remove_unreferenced();
@@ -569,7 +630,7 @@ impl ControlPath {
         if let Some(v) = self.volumes.get_mut(&a.snapshot) {
             for map in &mut v.segments {
                 let all = 0..map.descriptor().blocks;
-                let _ = map.set_range(all, RedirectIndex(1));
+                let _ = map.set_range(all, STORE);
                 map.coalesce();
                 map.remove_unreferenced();
                 grants.push(MappingEntry::Redirects {
@@ -583,6 +644,8 @@ impl ControlPath {
         }
         let waiting = a.waiting;
         self.events.push(ControlEvent::SnapshotComplete { source, snapshot: a.snapshot });
+        // A migration held for the snapshot goes on with its states renamed to the twins.
+        self.migration_after_snapshot(source, &a.twins);
         for (io, request, data) in waiting {
             self.run_manual(io, request, data);
         }
