@@ -168,7 +168,8 @@ impl ControlPath {
             (op.lv, op.request.lba, u64::from(op.request.blocks), op.write, op.io);
         let pieces = self.volumes.get(&lv).map(|v| v.pieces(lba, blocks)).unwrap_or_default();
         let serialize = write && self.serializes_writes(lv);
-        if serialize && pieces.iter().any(|(vseg, range, _)| self.is_locked(*vseg, range)) {
+        // A write never starts inside a range the control path is changing or serializing.
+        if write && pieces.iter().any(|(vseg, range, _)| self.is_locked(*vseg, range)) {
             return; // Retried when a lock is released.
         }
         let mut locks = Vec::new();

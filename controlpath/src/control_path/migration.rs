@@ -528,15 +528,8 @@ impl ControlPath {
     fn finish_migration(&mut self, lv: LvId) {
         let Some(m) = self.migrations.active.get_mut(&lv) else { return };
         m.finishing = true;
-        let vsegs: Vec<_> = self
-            .volumes
-            .get(&lv)
-            .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect())
-            .unwrap_or_default();
-        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains =
-            vsegs.iter().map(|s| PendingFilter { vseg: Some(*s), ..PendingFilter::default() }).collect();
-        self.revoke(keys, drains, None, AfterRevocation::MigrationDone { lv });
+        let segments = self.segments_of(lv);
+        self.revoke_segments(&segments, false, AfterRevocation::MigrationDone { lv });
     }
 
     /// Everything copied and the old mapping drained: the old states go, the volume's

@@ -145,13 +145,8 @@ impl ControlPath {
         if state == Some(SideState::Resync) {
             self.mirror.resyncs.remove(&lv);
         }
-        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
-        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains = vsegs
-            .iter()
-            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
-            .collect();
-        self.revoke(keys, drains, None, AfterRevocation::SideDeath { lv, side });
+        let segments = self.segments_of(lv);
+        self.revoke_segments(&segments, true, AfterRevocation::SideDeath { lv, side });
     }
 
     pub(super) fn side_death_revoked(&mut self, lv: LvId, side: usize) {
@@ -303,17 +298,12 @@ impl ControlPath {
             self.fabric_events();
             return;
         }
-        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
         self.mirror.resyncs.insert(
             lv,
             Resync { side, stale: VecDeque::new(), total: 0, copied: 0, step: None, finishing: false },
         );
-        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains = vsegs
-            .iter()
-            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
-            .collect();
-        self.revoke(keys, drains, None, AfterRevocation::ResyncStart { lv, side });
+        let segments = self.segments_of(lv);
+        self.revoke_segments(&segments, true, AfterRevocation::ResyncStart { lv, side });
     }
 
     fn side_devices(&self, lv: LvId, side: usize) -> Vec<DeviceId> {
@@ -555,14 +545,8 @@ impl ControlPath {
         let Some(r) = self.mirror.resyncs.get_mut(&lv) else { return };
         r.finishing = true;
         let side = r.side;
-        let Some(v) = self.volumes.get(&lv) else { return };
-        let vsegs: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
-        let keys = vsegs.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains = vsegs
-            .iter()
-            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
-            .collect();
-        self.revoke(keys, drains, None, AfterRevocation::ResyncFinish { lv, side });
+        let segments = self.segments_of(lv);
+        self.revoke_segments(&segments, true, AfterRevocation::ResyncFinish { lv, side });
     }
 
     pub(super) fn resync_finish_revoked(&mut self, lv: LvId, side: usize) {

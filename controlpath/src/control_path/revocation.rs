@@ -50,6 +50,8 @@ pub(super) struct Revocation {
     draining: BTreeMap<WorkerId, Timestamp>,
     /// Workers with a drain query outstanding.
     querying: BTreeSet<WorkerId>,
+    /// Whole-segment locks released as soon as `then` has run.
+    segment_locks: Vec<u64>,
     then: AfterRevocation,
 }
 
@@ -69,7 +71,14 @@ impl ControlPath {
         let acks = workers.iter().map(|w| (*w, (keys.len(), Timestamp(0)))).collect();
         self.revocations.insert(
             id,
-            Revocation { drains, acks, draining: BTreeMap::new(), querying: BTreeSet::new(), then },
+            Revocation {
+                drains,
+                acks,
+                draining: BTreeMap::new(),
+                querying: BTreeSet::new(),
+                segment_locks: Vec::new(),
+                then,
+            },
         );
         if let Some((vseg, range)) = lock {
             self.locks.insert(id, (vseg, range));
@@ -87,6 +96,48 @@ impl ControlPath {
             }
         }
         id
+    }
+
+    /// Revoke the redirect tables of `segments` (segment, blocks) and drain their writes
+    /// (every I/O unless `writes_only`). The segments stay locked until `then` has run:
+    /// meanwhile misses are answered QUEUE and the control path's own writes wait, so no
+    /// I/O starts under the table being replaced.
+    pub(super) fn revoke_segments(
+        &mut self,
+        segments: &[(VsegId, u64)],
+        writes_only: bool,
+        then: AfterRevocation,
+    ) -> u64 {
+        let keys = segments.iter().map(|(s, _)| MappingKey::Redirects(*s)).collect();
+        let drains = segments
+            .iter()
+            .map(|(s, _)| PendingFilter { vseg: Some(*s), writes_only, ..PendingFilter::default() })
+            .collect();
+        let mut locks = Vec::with_capacity(segments.len());
+        for (vseg, blocks) in segments {
+            let lock = self.op_id();
+            self.locks.insert(lock, (*vseg, 0..*blocks));
+            locks.push(lock);
+        }
+        let id = self.revoke(keys, drains, None, then);
+        match self.revocations.get_mut(&id) {
+            Some(rev) => rev.segment_locks = locks,
+            // It finished at once: nothing to hold.
+            None => {
+                for lock in locks {
+                    self.locks.remove(&lock);
+                }
+            }
+        }
+        id
+    }
+
+    /// Every segment of `lv` with its size.
+    pub(super) fn segments_of(&self, lv: LvId) -> Vec<(VsegId, u64)> {
+        self.volumes
+            .get(&lv)
+            .map(|v| v.segments.iter().map(|s| (s.descriptor().id, s.descriptor().blocks)).collect())
+            .unwrap_or_default()
     }
 
     /// Whether `range` of `vseg` overlaps a range lock.
@@ -175,6 +226,7 @@ impl ControlPath {
         }
         let Some(rev) = self.revocations.remove(&id) else { return };
         self.counters.revocations += 1;
+        let segment_locks = rev.segment_locks.clone();
         match rev.then {
             AfterRevocation::ManualIo(op) => self.manual_revoked(op, id),
             AfterRevocation::SideDeath { lv, side } => self.side_death_revoked(lv, side),
@@ -186,6 +238,12 @@ impl ControlPath {
             AfterRevocation::SnapshotComplete { source } => self.snapshot_complete_revoked(source),
             AfterRevocation::MigrationBarrier { lv } => self.migration_barrier_revoked(lv),
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
+        }
+        if !segment_locks.is_empty() {
+            for lock in segment_locks {
+                self.locks.remove(&lock);
+            }
+            self.retry_lock_waiters();
         }
     }
 }

@@ -12,7 +12,7 @@ use core::ops::Range;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId, WorkerId};
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, WorkerId};
 use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, PendingFilter, Sense};
 use dve_fp_api::mapping::{
     Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
@@ -150,7 +150,6 @@ impl ControlPath {
         };
         let snapshot = Volume { record, segments };
         let descriptor = snapshot.descriptor()?;
-        let source_segments: Vec<VsegId> = v.segments.iter().map(|s| s.descriptor().id).collect();
         self.volumes.insert(id, snapshot);
         if self.persist(&[store], &[]).is_err() {
             self.counters.failed_commits += 1;
@@ -178,7 +177,7 @@ impl ControlPath {
                 a.take_pending = true;
             }
         } else {
-            self.start_take(source, &source_segments);
+            self.start_take(source);
         }
         Ok(id)
     }
@@ -192,22 +191,13 @@ impl ControlPath {
         if let Some(a) = self.snapshots.active.get_mut(&source) {
             a.take_pending = false;
         }
-        let segments: Vec<VsegId> = self
-            .volumes
-            .get(&source)
-            .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect())
-            .unwrap_or_default();
-        self.start_take(source, &segments);
+        self.start_take(source);
     }
 
     /// The image is the source's once its writes in flight have drained.
-    fn start_take(&mut self, source: LvId, segments: &[VsegId]) {
-        let keys = segments.iter().map(|s| MappingKey::Redirects(*s)).collect();
-        let drains = segments
-            .iter()
-            .map(|s| PendingFilter { vseg: Some(*s), writes_only: true, ..PendingFilter::default() })
-            .collect();
-        self.revoke(keys, drains, None, AfterRevocation::SnapshotTake { source });
+    fn start_take(&mut self, source: LvId) {
+        let segments = self.segments_of(source);
+        self.revoke_segments(&segments, true, AfterRevocation::SnapshotTake { source });
     }
 
     /// The source's writes drained: give its segments the unpushed and pushed states.
@@ -592,20 +582,9 @@ impl ControlPath {
         let Some(a) = self.snapshots.active.get_mut(&source) else { return };
         a.finishing = true;
         let snapshot = a.snapshot;
-        let mut keys = Vec::new();
-        let mut drains = Vec::new();
-        for lv in [source, snapshot] {
-            for s in self
-                .volumes
-                .get(&lv)
-                .map(|v| v.segments.iter().map(|s| s.descriptor().id).collect::<Vec<_>>())
-                .unwrap_or_default()
-            {
-                keys.push(MappingKey::Redirects(s));
-                drains.push(PendingFilter { vseg: Some(s), ..PendingFilter::default() });
-            }
-        }
-        self.revoke(keys, drains, None, AfterRevocation::SnapshotComplete { source });
+        let mut segments = self.segments_of(source);
+        segments.extend(self.segments_of(snapshot));
+        self.revoke_segments(&segments, false, AfterRevocation::SnapshotComplete { source });
     }
 
     pub(super) fn snapshot_complete_revoked(&mut self, source: LvId) {
