@@ -89,6 +89,7 @@
 //! | `disk-write-errors` | `disk`, `fraction` (optional, share of writes failed, default 1) |
 //! | `fail-link`, `restore-link`, `fail-path`, `restore-path` | `host` or `disk`, `path` (optional, 0-based, default 0) |
 //! | `snapshot` | `volume`, `name` (the snapshot's name) |
+//! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`) |
 //! | `migrate` | `volume`, `to` (as many disks as the volume has data disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
 //! | `kill-engine`, `restart-engine` | `engine` |
@@ -312,6 +313,7 @@ struct RawEvent {
     volume: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     to: Option<Spanned<Vec<Spanned<String>>>>,
+    volumes: Option<Spanned<Vec<Spanned<String>>>>,
     engine: Option<Spanned<String>>,
     fraction: Option<Spanned<f64>>,
 }
@@ -374,6 +376,8 @@ pub enum ActionKind {
     RestorePath,
     /// Take a snapshot of a volume.
     Snapshot,
+    /// Take mutually consistent snapshots of several volumes at one instant.
+    GroupSnapshot,
     /// Move a volume's data to other disks.
     Migrate,
     /// Resynchronize a mirror.
@@ -399,6 +403,7 @@ impl ActionKind {
             ActionKind::FailPath => "fail-path",
             ActionKind::RestorePath => "restore-path",
             ActionKind::Snapshot => "snapshot",
+            ActionKind::GroupSnapshot => "group-snapshot",
             ActionKind::Migrate => "migrate",
             ActionKind::Resync => "resync",
             ActionKind::KillEngine => "kill-engine",
@@ -720,6 +725,13 @@ pub enum EventAction {
         node: NodeRef,
         /// Which of its paths.
         path: usize,
+    },
+    /// Snapshot several volumes at one instant; snapshot `k` is named `{name}.{volume}`.
+    GroupSnapshot {
+        /// Indexes of the volumes.
+        volumes: Vec<usize>,
+        /// The group's name.
+        name: String,
     },
     /// Snapshot a volume.
     Snapshot {
@@ -1744,6 +1756,25 @@ impl<'a> Builder<'a> {
                 let name = self.claim_name(name, "snapshot")?;
                 EventAction::Snapshot { volume, name }
             }
+            ActionKind::GroupSnapshot => {
+                let list = event.volumes.as_ref().ok_or_else(|| missing("volumes"))?;
+                let mut members = Vec::new();
+                for reference in list.get_ref() {
+                    let volume = self.lookup(&self.volumes, "volume", reference)?;
+                    if members.contains(&volume) {
+                        return Err(self
+                            .source
+                            .error(reference, format!("volume `{}` is listed twice", reference.get_ref())));
+                    }
+                    members.push(volume);
+                }
+                if members.len() < 2 {
+                    return Err(self.source.error(list, "a group snapshot needs at least two volumes"));
+                }
+                let name = event.name.as_ref().ok_or_else(|| missing("name"))?;
+                let name = self.claim_name(name, "group snapshot")?;
+                EventAction::GroupSnapshot { volumes: members, name }
+            }
             ActionKind::Migrate => {
                 let volume = volume_of(self)?;
                 let to = event.to.as_ref().ok_or_else(|| missing("to"))?;
@@ -1846,12 +1877,13 @@ impl<'a> Builder<'a> {
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
         let volume_ok = matches!(kind, Snapshot | Migrate | Resync);
-        let checks: [(Option<Range<usize>>, bool, &str); 7] = [
+        let checks: [(Option<Range<usize>>, bool, &str); 8] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
             (event.path.as_ref().map(Spanned::span), node_ok, "path"),
             (event.volume.as_ref().map(Spanned::span), volume_ok, "volume"),
-            (event.name.as_ref().map(Spanned::span), kind == Snapshot, "name"),
+            (event.name.as_ref().map(Spanned::span), matches!(kind, Snapshot | GroupSnapshot), "name"),
+            (event.volumes.as_ref().map(Spanned::span), kind == GroupSnapshot, "volumes"),
             (event.to.as_ref().map(Spanned::span), kind == Migrate, "to"),
             (event.engine.as_ref().map(Spanned::span), matches!(kind, KillEngine | RestartEngine), "engine"),
         ];
@@ -1901,6 +1933,10 @@ fn describe(
         | EventAction::FailPath { node: target, path }
         | EventAction::RestorePath { node: target, path } => node(*target, *path),
         EventAction::Snapshot { volume: index, name } => format!("{} as {name}", volume(*index)),
+        EventAction::GroupSnapshot { volumes, name } => {
+            let names: Vec<&str> = volumes.iter().map(|&index| volume(index)).collect();
+            format!("{} as {name}", names.join(","))
+        }
         EventAction::Migrate { volume: index, to, .. } => {
             let names: Vec<&str> = to.iter().map(|&index| disk(index)).collect();
             format!("{} to {}", volume(*index), names.join(","))

@@ -864,6 +864,7 @@ impl<'a> World<'a> {
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
+            EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
             EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
             EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
                 "not run: engine kill and restart are not implemented in the simulator yet".to_string()
@@ -906,6 +907,35 @@ impl<'a> World<'a> {
         let out = self.engines[e].switch.settle(self.now);
         self.engine_sends(e, out);
         outcome
+    }
+
+    fn group_snapshot(&mut self, volumes: &[usize], name: &str) -> String {
+        let members: Vec<(usize, usize, LvId)> = volumes
+            .iter()
+            .filter_map(|v| {
+                self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(v).map(|lv| (*v, e, *lv)))
+            })
+            .collect();
+        let Some(&(_, e, _)) = members.first() else {
+            return "not run: the volumes do not exist (yet)".to_string();
+        };
+        if members.len() != volumes.len() || members.iter().any(|m| m.1 != e) {
+            return "not run: a group snapshot needs its volumes on one engine".to_string();
+        }
+        let lvs: Vec<LvId> = members.iter().map(|m| m.2).collect();
+        let names: Vec<String> =
+            members.iter().map(|m| format!("{name}.{}", self.scenario.volumes[m.0].name)).collect();
+        match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names) {
+            Ok(snaps) => {
+                for ((volume, _, _), (snap, snap_name)) in members.iter().zip(snaps.into_iter().zip(names)) {
+                    self.engines[e].snapshots.insert(snap, (*volume, snap_name));
+                }
+                let out = self.engines[e].switch.settle(self.now);
+                self.engine_sends(e, out);
+                "taking: every member's writes in flight drain first, then all are taken at once".to_string()
+            }
+            Err(err) => format!("refused: {err}"),
+        }
     }
 
     fn set_link(&mut self, node: NodeRef, path: usize, up: bool) -> String {

@@ -246,6 +246,11 @@ impl ControlPath {
         Ok(())
     }
 
+    /// Whether `lv` is migrating.
+    pub(super) fn migrations_of(&self, lv: LvId) -> bool {
+        self.migrations.active.contains_key(&lv)
+    }
+
     /// Pause or resume a migration (management API).
     pub fn pause_migration(&mut self, lv: LvId, paused: bool) -> Result<(), Error> {
         let m = self

@@ -33,6 +33,8 @@ pub(super) enum AfterRevocation {
     SnapshotPushed { source: LvId, push: u64 },
     /// Everything is pushed and both volumes drained: coalesce.
     SnapshotComplete { source: LvId },
+    /// Every source of a group snapshot drained at once.
+    GroupSnapshotTake { group: u64 },
     /// A migration's barrier chunk is fenced: copy it.
     MigrationBarrier { lv: LvId },
     /// A migration copied everything and drained: drop the old states.
@@ -236,6 +238,7 @@ impl ControlPath {
             AfterRevocation::SnapshotTake { source } => self.snapshot_take_revoked(source),
             AfterRevocation::SnapshotPushed { source, push } => self.snapshot_pushed_revoked(source, push),
             AfterRevocation::SnapshotComplete { source } => self.snapshot_complete_revoked(source),
+            AfterRevocation::GroupSnapshotTake { group } => self.group_snapshot_take_revoked(group),
             AfterRevocation::MigrationBarrier { lv } => self.migration_barrier_revoked(lv),
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
         }

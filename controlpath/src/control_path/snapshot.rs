@@ -84,6 +84,8 @@ pub(super) struct Snapshots {
     sources: BTreeMap<LvId, LvId>,
     /// Snapshot volume -> whether hosts may write it.
     writable: BTreeMap<LvId, bool>,
+    /// Group snapshots being taken: their sources.
+    groups: BTreeMap<u64, Vec<LvId>>,
 }
 
 impl ControlPath {
@@ -93,6 +95,81 @@ impl ControlPath {
     /// the image is fixed once the source's writes in flight have drained
     /// ([`ControlEvent::SnapshotTaken`]).
     pub fn create_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
+        let id = self.prepare_snapshot(source, name, writable)?;
+        if self.migration_holds_for_snapshot(source) {
+            // A copy barrier is up: the take starts when it comes down.
+            if let Some(a) = self.snapshots.active.get_mut(&source) {
+                a.take_pending = true;
+            }
+        } else {
+            self.start_take(source);
+        }
+        Ok(id)
+    }
+
+    /// Snapshots of several volumes at one instant (a group-atomic operation, seed 003
+    /// section 6.8): one revocation drains the writes of every source before any is taken,
+    /// so the images are mutually consistent. `names[i]` names the snapshot of `sources[i]`.
+    pub fn create_group_snapshot(&mut self, sources: &[LvId], names: &[String]) -> Result<Vec<LvId>, Error> {
+        if sources.len() != names.len() || sources.len() < 2 {
+            return Err(Error::invalid("sources", "a group needs two or more volumes, each with a name"));
+        }
+        for (i, s) in sources.iter().enumerate() {
+            if sources[..i].contains(s) {
+                return Err(Error::invalid("sources", format!("{s:?} is listed twice")));
+            }
+            if self.migrations_of(*s) {
+                return Err(Error::FailedPrecondition(format!("{s:?} is migrating: snapshot it on its own")));
+            }
+            self.check_snapshot(*s, &names[i])?;
+        }
+        let mut ids = Vec::with_capacity(sources.len());
+        for (source, name) in sources.iter().zip(names) {
+            ids.push(self.prepare_snapshot(*source, name, false)?);
+        }
+        let mut segments = Vec::new();
+        for source in sources {
+            segments.extend(self.segments_of(*source));
+        }
+        let group = self.op_id();
+        self.snapshots.groups.insert(group, sources.to_vec());
+        self.revoke_segments(&segments, true, AfterRevocation::GroupSnapshotTake { group });
+        Ok(ids)
+    }
+
+    /// Every source of a group drained at once: take them all.
+    pub(super) fn group_snapshot_take_revoked(&mut self, group: u64) {
+        for source in self.snapshots.groups.remove(&group).unwrap_or_default() {
+            self.snapshot_take_revoked(source);
+        }
+    }
+
+    /// Why `source` cannot be snapshotted as `name`, if it cannot.
+    fn check_snapshot(&self, source: LvId, name: &str) -> Result<(), Error> {
+        if name.is_empty() || self.volumes.values().any(|v| v.record.name == name) {
+            return Err(Error::invalid("name", format!("{name:?} is empty or taken")));
+        }
+        let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
+        if self.snapshots.sources.contains_key(&source) {
+            return Err(Error::FailedPrecondition("a snapshot of a snapshot is not supported".into()));
+        }
+        if self.snapshots.active.contains_key(&source) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has a snapshot still completing",
+                v.record.name
+            )));
+        }
+        if matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. }) {
+            return Err(Error::FailedPrecondition(
+                "snapshots of mirrored volumes are not supported yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Claim the store and make the snapshot volume (no access until it is taken).
+    fn prepare_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
+        self.check_snapshot(source, name)?;
         if name.is_empty() || self.volumes.values().any(|v| v.record.name == name) {
             return Err(Error::invalid("name", format!("{name:?} is empty or taken")));
         }
@@ -171,14 +248,6 @@ impl ControlPath {
         );
         self.grant_all(MappingEntry::Lv(descriptor));
         self.push_mask(id);
-        if self.migration_holds_for_snapshot(source) {
-            // A copy barrier is up: the take starts when it comes down.
-            if let Some(a) = self.snapshots.active.get_mut(&source) {
-                a.take_pending = true;
-            }
-        } else {
-            self.start_take(source);
-        }
         Ok(id)
     }
 
