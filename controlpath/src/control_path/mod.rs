@@ -8,6 +8,7 @@ mod manual_io;
 mod migration;
 mod mirror;
 mod persist;
+mod reconfigure;
 mod revocation;
 mod scsi_queue;
 mod snapshot;
@@ -111,6 +112,13 @@ pub enum ControlEvent {
         lv: LvId,
         /// The side.
         side: usize,
+    },
+    /// A volume grew; its initiators are told by a unit attention.
+    VolumeGrown {
+        /// The volume.
+        lv: LvId,
+        /// Its size now, in blocks.
+        blocks: u64,
     },
     /// A volume finished migrating: its layout names the new devices only.
     MigrationDone {
