@@ -219,12 +219,24 @@ impl Bench {
 
     /// Start every host and wait until each finished discovery.
     pub fn start_hosts(&mut self) {
-        for h in 0..self.hosts.len() {
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        self.start(&all);
+    }
+
+    /// Start hosts `hosts` and wait until they finished discovery.
+    pub fn start(&mut self, hosts: &[usize]) {
+        for &h in hosts {
             let frames = self.hosts[h].start(self.now);
             self.queue_from_node(Dest::Host(h), frames);
         }
-        let ready = self.run_until(2_000_000_000, |b| b.hosts.iter().all(Initiator::is_ready));
+        let ready = self.run_until(2_000_000_000, |b| hosts.iter().all(|&h| b.hosts[h].is_ready()));
         assert!(ready, "hosts finished discovery");
+    }
+
+    /// Let the engine's timers run for `ns` of virtual time.
+    pub fn idle(&mut self, ns: u64) {
+        let until = self.now + ns;
+        self.run_until(ns, |b| b.now >= until);
     }
 
     /// The engine's virtual target port name.

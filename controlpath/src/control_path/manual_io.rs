@@ -89,6 +89,10 @@ impl ControlPath {
         if request.kind == IoKind::Write && self.hold_at_barrier(io, &request, &data) {
             return;
         }
+        if request.kind == IoKind::Write && request.lv.is_some_and(|lv| self.incremental_involves(lv)) {
+            self.incremental_write(io, request, data);
+            return;
+        }
         if request.kind == IoKind::Write && request.lv.is_some_and(|lv| self.snapshot_involves(lv)) {
             self.snapshot_write(io, request, data);
             return;

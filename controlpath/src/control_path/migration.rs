@@ -155,7 +155,10 @@ impl ControlPath {
                 format!("{} destination devices for {} data devices", to.len(), data.len()),
             ));
         }
-        if self.snapshot_involves(lv) || v.segments.iter().any(|s| s.redirects().len() != 1) {
+        if self.snapshot_involves(lv)
+            || self.incremental_involves(lv)
+            || v.segments.iter().any(|s| s.redirects().len() != 1)
+        {
             return Err(Error::FailedPrecondition(format!(
                 "{} is being reconfigured (a snapshot completing, a mirror resync): try again when it ends",
                 v.record.name

@@ -4,6 +4,7 @@
 //! method calls that validate, commit and push the change to the fast path.
 
 mod grants;
+mod incremental;
 mod manual_io;
 mod migration;
 mod mirror;
@@ -178,6 +179,8 @@ enum DispatchPurpose {
     Push { source: LvId, push: u64, leg: usize },
     /// A leg of a migration copy.
     Migration { lv: LvId, leg: usize },
+    /// A leg of an incremental's granule copy.
+    Granule { lv: LvId, copy: u64, leg: usize },
 }
 
 /// Counters of the control path.
@@ -226,6 +229,7 @@ pub struct ControlPath {
     mirror: MirrorWork,
     snapshots: snapshot::Snapshots,
     migrations: migration::Migrations,
+    incrementals: incremental::Incrementals,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
@@ -268,6 +272,7 @@ impl ControlPath {
             mirror: MirrorWork::default(),
             snapshots: snapshot::Snapshots::default(),
             migrations: migration::Migrations::default(),
+            incrementals: incremental::Incrementals::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
@@ -395,6 +400,9 @@ impl ControlPath {
                 }
                 Some(DispatchPurpose::Migration { lv, leg }) => {
                     self.migration_leg_done(lv, leg, status, data)
+                }
+                Some(DispatchPurpose::Granule { lv, copy, leg }) => {
+                    self.granule_leg_done(lv, copy, leg, status, data)
                 }
                 None => {}
             },

@@ -25,7 +25,7 @@ impl ControlPath {
         if blocks == 0 {
             return Err(Error::invalid("blocks", "a volume grows by at least one block"));
         }
-        if self.snapshot_involves(lv) || self.migrations_of(lv) {
+        if self.snapshot_involves(lv) || self.migrations_of(lv) || self.incremental_involves(lv) {
             return Err(Error::FailedPrecondition(format!(
                 "{} is being reconfigured: try again when it ends",
                 v.record.name

@@ -33,6 +33,8 @@ pub(super) enum AfterRevocation {
     SnapshotPushed { source: LvId, push: u64 },
     /// Everything is pushed and both volumes drained: coalesce.
     SnapshotComplete { source: LvId },
+    /// A base's writes drained: it becomes read-only and its incrementals usable.
+    IncrementalBase { base: LvId },
     /// Every source of a group snapshot drained at once.
     GroupSnapshotTake { group: u64 },
     /// A migration's barrier chunk is fenced: copy it.
@@ -239,6 +241,7 @@ impl ControlPath {
             AfterRevocation::SnapshotPushed { source, push } => self.snapshot_pushed_revoked(source, push),
             AfterRevocation::SnapshotComplete { source } => self.snapshot_complete_revoked(source),
             AfterRevocation::GroupSnapshotTake { group } => self.group_snapshot_take_revoked(group),
+            AfterRevocation::IncrementalBase { base } => self.incremental_base_revoked(base),
             AfterRevocation::MigrationBarrier { lv } => self.migration_barrier_revoked(lv),
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
         }

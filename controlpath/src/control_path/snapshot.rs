@@ -164,6 +164,9 @@ impl ControlPath {
                 "snapshots of mirrored volumes are not supported yet".into(),
             ));
         }
+        if self.incremental_involves(source) {
+            return Err(Error::FailedPrecondition(format!("{} is an incremental or a base", v.record.name)));
+        }
         Ok(())
     }
 

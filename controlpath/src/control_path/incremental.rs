@@ -1,0 +1,391 @@
+//! Incremental volumes (seed 003 section 6.2, Fig. 22): several writable volumes share a
+//! base that becomes read-only for good. Each incremental reads through the base until it
+//! writes; its writes go to its own private store and are never pushed back. The rule for
+//! partial writes (the seed leaves it open, extract section 10 item 7): storage is switched
+//! per copy granule (64 KiB), and a granule's first write copies the whole granule from the
+//! base to the private store before the incremental's Rmap points there, so every granule is
+//! read either entirely from the base or entirely from the private store.
+
+use core::ops::Range;
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, IoTag, LvId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, Sense};
+use dve_fp_api::mapping::{
+    Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
+};
+use dve_fp_api::message::{MappingEntry, ToFp};
+
+use super::revocation::AfterRevocation;
+use super::snapshot::COPY_GRANULARITY_BLOCKS;
+use super::{ControlPath, DispatchPurpose};
+use crate::error::Error;
+use crate::volume::{Allocation, DeviceLeg, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+
+/// The private store's entry in each incremental segment.
+const PRIVATE: RedirectIndex = RedirectIndex(0);
+/// DATA PROTECT, WRITE PROTECTED: a write to a base.
+const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
+
+/// A granule copy: base to private store.
+#[derive(Clone, Debug)]
+struct GranuleCopy {
+    segment: usize,
+    blocks: Range<u64>,
+    reads: Vec<DeviceLeg>,
+    writes: Vec<DeviceLeg>,
+    outstanding: usize,
+    writing: bool,
+    failed: bool,
+    buf: Vec<u8>,
+}
+
+/// One incremental volume.
+#[derive(Clone, Debug)]
+struct Incremental {
+    base: LvId,
+    /// Usable (its base's writes drained).
+    ready: bool,
+    copies: BTreeMap<u64, GranuleCopy>,
+    waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
+}
+
+/// Bases and incrementals.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Incrementals {
+    /// Volumes made read-only for good because incrementals share them.
+    bases: BTreeSet<LvId>,
+    incrementals: BTreeMap<LvId, Incremental>,
+}
+
+impl ControlPath {
+    /// Make an incremental volume of `base` named `name` (management API). The first one
+    /// makes the base read-only for good; the incremental is usable once the base's writes in
+    /// flight have drained. Its private store (the base's size) is claimed on `store`.
+    pub fn create_incremental(&mut self, base: LvId, name: &str, store: DeviceId) -> Result<LvId, Error> {
+        if name.is_empty() || self.volumes.values().any(|v| v.record.name == name) {
+            return Err(Error::invalid("name", format!("{name:?} is empty or taken")));
+        }
+        let b = self.volumes.get(&base).ok_or(Error::UnknownVolume(base))?;
+        if !matches!(b.record.layout, LayoutSpec::Linear { .. } | LayoutSpec::Stripe { .. }) {
+            return Err(Error::FailedPrecondition("only linear and striped volumes can be bases".into()));
+        }
+        if self.snapshot_involves(base)
+            || self.migrations_of(base)
+            || self.incrementals.incrementals.contains_key(&base)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is being reconfigured or is incremental",
+                b.record.name
+            )));
+        }
+        let blocks = b.record.blocks;
+        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let lba = self.devices.allocate(store, blocks)?;
+        let mut segments = Vec::new();
+        for (i, seg) in b.segments.iter().enumerate() {
+            let d = *seg.descriptor();
+            let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
+            let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
+            // No access until the base has drained.
+            segments.push(VsegMap::new(desc, RedirectEntry::no_access(own), VsegLimits::default())?);
+        }
+        let record = VolumeRecord {
+            id,
+            name: name.to_string(),
+            blocks,
+            block_size: b.record.block_size,
+            layout: LayoutSpec::Snapshot { source: base, store },
+            allocations: vec![Allocation { device: store, lba, blocks }],
+            hosts: Vec::new(),
+            lun: 0,
+            side_states: Vec::new(),
+            generation: 0,
+        };
+        let volume = Volume { record, segments };
+        let descriptor = volume.descriptor()?;
+        self.volumes.insert(id, volume);
+        if self.persist(&[store], &[]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+        self.incrementals
+            .incrementals
+            .insert(id, Incremental { base, ready: false, copies: BTreeMap::new(), waiting: Vec::new() });
+        self.grant_all(MappingEntry::Lv(descriptor));
+        self.push_mask(id);
+        if self.incrementals.bases.contains(&base) {
+            self.incremental_base_revoked(base);
+        } else {
+            let segments = self.segments_of(base);
+            self.revoke_segments(&segments, true, AfterRevocation::IncrementalBase { base });
+        }
+        Ok(id)
+    }
+
+    /// The base's writes drained: it is read-only from now on, and its incrementals read
+    /// through it until they write.
+    pub(super) fn incremental_base_revoked(&mut self, base: LvId) {
+        let mut grants = Vec::new();
+        let mut base_states: Vec<(Vec<(RedirectIndex, RedirectEntry)>, Vec<_>)> = Vec::new();
+        if let Some(b) = self.volumes.get_mut(&base) {
+            for map in &mut b.segments {
+                let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
+                for i in indexes {
+                    if let Ok(e) = map.redirect_mut(i) {
+                        e.fault_on_write = true;
+                    }
+                }
+                let used: Vec<(RedirectIndex, RedirectEntry)> = map
+                    .redirects()
+                    .iter()
+                    .filter(|(i, _)| map.references(*i) > 0)
+                    .map(|(i, e)| (i, e.clone()))
+                    .collect();
+                base_states.push((used, map.rmap().iter().collect()));
+                if !self.incrementals.bases.contains(&base) {
+                    grants.push(MappingEntry::Redirects {
+                        vseg: map.descriptor().id,
+                        table: map.redirects().clone(),
+                    });
+                }
+            }
+        }
+        self.incrementals.bases.insert(base);
+        let pending: Vec<LvId> = self
+            .incrementals
+            .incrementals
+            .iter()
+            .filter(|(_, inc)| inc.base == base && !inc.ready)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &pending {
+            let Some(v) = self.volumes.get_mut(id) else { continue };
+            for (map, (used, extents)) in v.segments.iter_mut().zip(&base_states) {
+                let mut via = BTreeMap::new();
+                for (index, entry) in used {
+                    let read_only = RedirectEntry {
+                        descriptor: entry.descriptor.clone(),
+                        fault_on_read: false,
+                        fault_on_write: true,
+                    };
+                    if let Ok(i) = map.add_redirect(read_only) {
+                        via.insert(*index, i);
+                    }
+                }
+                for e in extents {
+                    if let Some(i) = via.get(&e.value) {
+                        let _ = map.set_range(e.range(), *i);
+                    }
+                }
+                if let Ok(private) = map.redirect_mut(PRIVATE) {
+                    private.fault_on_read = false;
+                    private.fault_on_write = false;
+                }
+                grants.push(MappingEntry::Redirects {
+                    vseg: map.descriptor().id,
+                    table: map.redirects().clone(),
+                });
+            }
+            if let Some(inc) = self.incrementals.incrementals.get_mut(id) {
+                inc.ready = true;
+            }
+        }
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        for id in pending {
+            self.retry_incremental_waiters(id);
+        }
+    }
+
+    /// Whether writes to `lv` are the incrementals' business (it is a base or one of them).
+    pub(super) fn incremental_involves(&self, lv: LvId) -> bool {
+        self.incrementals.bases.contains(&lv) || self.incrementals.incrementals.contains_key(&lv)
+    }
+
+    /// A write to a base is refused; a write to an incremental first copies the granules it
+    /// touches that still read through the base.
+    pub(super) fn incremental_write(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        let Some(lv) = request.lv else { return };
+        if self.incrementals.bases.contains(&lv) {
+            self.complete_io(io, IoStatus::check_condition(WRITE_PROTECTED));
+            return;
+        }
+        let Some(inc) = self.incrementals.incrementals.get(&lv) else {
+            self.run_manual(io, request, data);
+            return;
+        };
+        if !inc.ready {
+            if let Some(inc) = self.incrementals.incrementals.get_mut(&lv) {
+                inc.waiting.push((io, request, data));
+            }
+            return;
+        }
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let mut needed = Vec::new();
+        for (i, seg) in v.segments.iter().enumerate() {
+            let d = *seg.descriptor();
+            let from = request.lba.max(d.start);
+            let to = (request.lba + u64::from(request.blocks)).min(d.end());
+            if from >= to {
+                continue;
+            }
+            let g = COPY_GRANULARITY_BLOCKS;
+            let rounded = ((from - d.start) / g * g)..((to - d.start).div_ceil(g) * g).min(d.blocks);
+            for e in seg.rmap().overlapping(rounded.clone()).filter(|e| e.value != PRIVATE) {
+                needed.push((i, e.start.max(rounded.start)..e.end.min(rounded.end)));
+            }
+        }
+        if needed.is_empty() {
+            self.run_manual(io, request, data);
+            return;
+        }
+        let mut starts = Vec::new();
+        if let Some(inc) = self.incrementals.incrementals.get_mut(&lv) {
+            for (i, r) in needed {
+                let busy = inc
+                    .copies
+                    .values()
+                    .any(|c| c.segment == i && c.blocks.start < r.end && r.start < c.blocks.end);
+                if !busy {
+                    starts.push((i, r));
+                }
+            }
+            inc.waiting.push((io, request, data));
+        }
+        for (i, r) in starts {
+            self.start_granule_copy(lv, i, r);
+        }
+    }
+
+    fn start_granule_copy(&mut self, lv: LvId, segment: usize, blocks: Range<u64>) {
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let Some(map) = v.segments.get(segment) else { return };
+        let Some(private) = map.redirects().get(PRIVATE) else { return };
+        let mut side = 0;
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        for e in map.rmap().overlapping(blocks.clone()) {
+            let Some(via) = map.redirects().get(e.value) else { return };
+            let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
+            let at = piece.start - blocks.start;
+            if descriptor_legs(&via.descriptor, piece, at, false, &mut side, &mut reads).is_err() {
+                return;
+            }
+        }
+        if descriptor_legs(&private.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err() {
+            return;
+        }
+        let len = (blocks.end - blocks.start) as usize * v.record.block_size as usize;
+        let id = self.op_id();
+        let sends: Vec<(DeviceLeg, DownstreamOp)> =
+            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        let copy = GranuleCopy {
+            segment,
+            blocks,
+            outstanding: sends.len(),
+            reads,
+            writes,
+            writing: false,
+            failed: false,
+            buf: vec![0; len],
+        };
+        if let Some(inc) = self.incrementals.incrementals.get_mut(&lv) {
+            inc.copies.insert(id, copy);
+        }
+        self.send_granule_legs(lv, id, sends);
+    }
+
+    fn send_granule_legs(&mut self, lv: LvId, copy: u64, sends: Vec<(DeviceLeg, DownstreamOp)>) {
+        for (i, (leg, op)) in sends.into_iter().enumerate() {
+            let worker = self.worker_for_device(leg.device);
+            let tag = self.dispatch_tag(DispatchPurpose::Granule { lv, copy, leg: i });
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
+        }
+    }
+
+    pub(super) fn granule_leg_done(
+        &mut self,
+        lv: LvId,
+        id: u64,
+        leg: usize,
+        status: IoStatus,
+        data: Option<Bytes>,
+    ) {
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let Some(inc) = self.incrementals.incrementals.get_mut(&lv) else { return };
+        let Some(copy) = inc.copies.get_mut(&id) else { return };
+        if !status.is_good() {
+            copy.failed = true;
+        } else if !copy.writing {
+            match (data, copy.reads.get(leg)) {
+                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
+                    let at = info.offset as usize * block_size;
+                    let n = info.blocks as usize * block_size;
+                    if at + n <= copy.buf.len() {
+                        copy.buf[at..at + n].copy_from_slice(&data[..n]);
+                    }
+                }
+                _ => copy.failed = true,
+            }
+        }
+        copy.outstanding = copy.outstanding.saturating_sub(1);
+        if copy.outstanding > 0 {
+            return;
+        }
+        if copy.failed {
+            inc.copies.remove(&id);
+            let waiting = std::mem::take(&mut inc.waiting);
+            for (io, _, _) in waiting {
+                self.complete_io(io, IoStatus::check_condition(super::manual_io::RETRY));
+            }
+            return;
+        }
+        if !copy.writing {
+            copy.writing = true;
+            let buf = Bytes::from(std::mem::take(&mut copy.buf));
+            let sends: Vec<(DeviceLeg, DownstreamOp)> = copy
+                .writes
+                .iter()
+                .map(|l| {
+                    let from = l.offset as usize * block_size;
+                    let to = (l.offset + l.blocks) as usize * block_size;
+                    (
+                        *l,
+                        DownstreamOp::Write {
+                            lba: l.lba,
+                            blocks: l.blocks as u32,
+                            data: buf.slice(from..to),
+                        },
+                    )
+                })
+                .collect();
+            copy.outstanding = sends.len();
+            self.send_granule_legs(lv, id, sends);
+            return;
+        }
+        // The granule is whole in the private store: the incremental reads it there now.
+        let Some(copy) = inc.copies.remove(&id) else { return };
+        let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(copy.segment)) else {
+            return;
+        };
+        let vseg = map.descriptor().id;
+        if map.set_range(copy.blocks.clone(), PRIVATE).is_ok() {
+            self.grant_extents(lv, vseg, copy.blocks);
+        }
+        self.retry_incremental_waiters(lv);
+    }
+
+    fn retry_incremental_waiters(&mut self, lv: LvId) {
+        let waiting = self
+            .incrementals
+            .incrementals
+            .get_mut(&lv)
+            .map(|i| std::mem::take(&mut i.waiting))
+            .unwrap_or_default();
+        for (io, request, data) in waiting {
+            self.incremental_write(io, request, data);
+        }
+    }
+}
