@@ -693,3 +693,162 @@ mod ct_code_explanation {
     pub const FC4_TYPES_NOT_REGISTERED: u8 = dve_wire::ct::reject_explanation::FC4_TYPES_NOT_REGISTERED;
     pub const ACCESS_DENIED: u8 = dve_wire::ct::reject_explanation::ACCESS_DENIED;
 }
+
+#[cfg(test)]
+mod tests {
+    use dve_fp_api::ids::{ExchangeIdLayout, PortId, Wwn};
+    use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
+    use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
+    use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
+    use dve_wire::stack::{emit_fcoe_frame, parse_packet};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::address::AddressPlan;
+    use crate::frames::{ControlExchangeIds, DEFAULT_FC_MAP, FrameBuilder};
+
+    fn fabric() -> Fabric {
+        let layout = ExchangeIdLayout::new(4).unwrap();
+        Fabric::new(
+            AddressPlan::new(1, 4, 2),
+            FrameBuilder { fc_map: DEFAULT_FC_MAP },
+            Wwn(0x10),
+            ControlExchangeIds::new(layout),
+        )
+    }
+
+    fn frame<P: dve_wire::emit::WireEmit + ?Sized>(
+        s_id: u32,
+        d_id: u32,
+        r: u8,
+        ty: u8,
+        payload: &P,
+    ) -> Vec<u8> {
+        let header = FcHeaderRepr {
+            r_ctl: r,
+            d_id: WireFcId(d_id),
+            cs_ctl: 0,
+            s_id: WireFcId(s_id),
+            fc_type: ty,
+            f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+            seq_id: 0,
+            df_ctl: 0,
+            seq_cnt: 0,
+            ox_id: 7,
+            rx_id: 0xFFFF,
+            parameter: 0,
+        };
+        let eth = EthernetRepr {
+            dst_addr: MacAddr([0x0e, 0xfc, 0, 0xff, 0xff, 0xfe]),
+            src_addr: MacAddr([2, 0, 0, 0, 0, 9]),
+            vlan: None,
+            ethertype: ETHERTYPE_FCOE,
+        };
+        let mut buf = vec![0u8; 2400];
+        let n = emit_fcoe_frame(&mut buf, &eth, &FcoeRepr { sof: Sof::I3, eof: Eof::T }, &header, payload)
+            .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn sent(f: &mut Fabric) -> Vec<Vec<u8>> {
+        f.take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                FabricEvent::Send { frame, .. } => {
+                    let mut out = Vec::new();
+                    frame.write_to(&mut out);
+                    Some(out)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flogi_assigns_an_address_on_the_port_and_the_same_one_again() {
+        let mut f = fabric();
+        let flogi = frame(
+            0,
+            FcId::FABRIC_LOGIN.get(),
+            r_ctl::ELS_REQUEST,
+            fc_type::ELS,
+            &ElsRepr::Flogi(LoginParams::n_port(0x21, 0x20)),
+        );
+        assert!(f.handle_frame(0, PortId(2), &flogi));
+        let replies = sent(&mut f);
+        assert_eq!(replies.len(), 1);
+        let Ok(Packet::Fcoe { frame, payload: FcPayload::Els(ElsRepr::AccLogin(params)) }) =
+            parse_packet(&replies[0])
+        else {
+            panic!("an LS_ACC with login parameters");
+        };
+        assert_eq!(frame.header.d_id.0, 0x01_03_01, "domain 1, area port+1, first N_Port");
+        assert_ne!(params.common_features & common_features::F_PORT, 0);
+        let node = *f.node(FcId::new(0x01_03_01).unwrap()).unwrap();
+        assert_eq!(node.port_name, Wwn(0x21));
+        // Logging in again on the same port keeps the address.
+        assert!(f.handle_frame(0, PortId(2), &flogi));
+        let again = sent(&mut f);
+        let Ok(Packet::Fcoe { frame, .. }) = parse_packet(&again[0]) else { panic!() };
+        assert_eq!(frame.header.d_id.0, 0x01_03_01);
+        assert_eq!(f.nodes().count(), 1);
+    }
+
+    #[test]
+    fn the_name_server_refuses_ports_that_did_not_log_in() {
+        let mut f = fabric();
+        let gid = (
+            CtHeaderRepr::name_server_request(dve_wire::ct::code::GID_FT),
+            NsRequest::GidFt { domain_scope: 0, area_scope: 0, fc_type: fc_type::FCP },
+        );
+        let q = frame(
+            0x01_01_05,
+            FcId::NAME_SERVER.get(),
+            r_ctl::UNSOLICITED_CONTROL,
+            fc_type::CT,
+            &dve_wire::emit::Concat(gid.0, gid.1),
+        );
+        assert!(f.handle_frame(0, PortId(0), &q));
+        let replies = sent(&mut f);
+        let Ok(Packet::Fcoe { payload: FcPayload::Ct { header, .. }, .. }) = parse_packet(&replies[0]) else {
+            panic!()
+        };
+        assert_eq!(header.command, dve_wire::ct::code::REJECT);
+        assert_eq!(f.counters().rejects, 1);
+    }
+
+    proptest! {
+        /// Any bytes at all, as a frame from any port: no panic, and nothing but replies.
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), port in 0u16..6) {
+            let mut f = fabric();
+            f.handle_frame(0, PortId(port), &bytes);
+            f.tick(1_000_000_000);
+            for e in f.take_events() {
+                let is_send = matches!(e, FabricEvent::Send { .. });
+                prop_assert!(is_send, "only replies come out of garbage: {:?}", e);
+            }
+        }
+
+        /// Well-formed headers around random ELS and CT payloads: no panic either.
+        #[test]
+        fn random_payloads_to_every_service_never_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            which in 0usize..4,
+        ) {
+            let mut f = fabric();
+            let flogi = frame(0, FcId::FABRIC_LOGIN.get(), r_ctl::ELS_REQUEST, fc_type::ELS, &ElsRepr::Flogi(LoginParams::n_port(0x21, 0x20)));
+            f.handle_frame(0, PortId(0), &flogi);
+            let (d_id, r, ty) = [
+                (FcId::FABRIC_LOGIN.get(), r_ctl::ELS_REQUEST, fc_type::ELS),
+                (FcId::NAME_SERVER.get(), r_ctl::UNSOLICITED_CONTROL, fc_type::CT),
+                (FcId::NAME_SERVER.get(), r_ctl::ELS_REQUEST, fc_type::ELS),
+                (0x01_01_FE, r_ctl::ELS_REPLY, fc_type::ELS),
+            ][which];
+            let bytes = frame(0x01_01_01, d_id, r, ty, &payload[..]);
+            f.handle_frame(1, PortId(0), &bytes);
+            f.tick(2_000_000_000);
+        }
+    }
+}
