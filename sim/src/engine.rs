@@ -10,8 +10,9 @@
 //! Same scenario, same seed: same events in the same order, and the same report byte for byte.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Add, AddAssign};
 
 use rand::{RngCore, SeedableRng};
@@ -189,6 +190,50 @@ impl<E> EventQueue<E> {
     /// How many events were ever pushed (a measure of the work a run did).
     pub fn pushed_total(&self) -> u64 {
         self.next_seq
+    }
+}
+
+/// A `HashMap` for integer keys with a cheap multiplicative hash instead of SipHash. The
+/// simulator's maps (blocks by LBA) are never iterated where order matters, and their keys do
+/// not come from an adversary.
+pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// The hasher of [`IntMap`]: a multiply and a fold per word (keys are a few integers).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        let product = u128::from(self.0 ^ value) * 0x9E37_79B9_7F4A_7C15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u16(&mut self, value: u16) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

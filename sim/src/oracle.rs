@@ -3,10 +3,11 @@
 //! a write that was not yet superseded when the read started (the last acknowledged one, or
 //! any write in flight during the read: seed 003's rule for concurrent mirror reads).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use crate::engine::IntMap;
 pub use crate::report::Violation;
-use crate::workload::{BlockContent, decode_block};
+use crate::workload::{BlockContent, decode_blocks};
 
 /// The write id of a block nobody wrote: it reads as zeros.
 pub const NEVER_WRITTEN: u64 = 0;
@@ -25,13 +26,13 @@ struct BlockWrite {
 struct PointInTime {
     volume: String,
     at: u64,
-    histories: HashMap<u64, Vec<BlockWrite>>,
+    histories: IntMap<u64, Vec<BlockWrite>>,
 }
 
 /// The shadow of every volume and the verdict so far.
 #[derive(Debug, Default)]
 pub struct Oracle {
-    volumes: BTreeMap<String, HashMap<u64, Vec<BlockWrite>>>,
+    volumes: BTreeMap<String, IntMap<u64, Vec<BlockWrite>>>,
     /// Start times of reads in flight (for pruning): time -> count.
     reads_in_flight: BTreeMap<u64, u32>,
     violations: Vec<Violation>,
@@ -40,6 +41,8 @@ pub struct Oracle {
     snapshots: BTreeMap<String, PointInTime>,
     reads_checked: u64,
     blocks_checked: u64,
+    /// Scratch space for decoded blocks.
+    decoded: Vec<BlockContent>,
 }
 
 /// Violations kept in full; the rest are only counted.
@@ -53,7 +56,10 @@ impl Oracle {
 
     /// A host submitted a write of `blocks` blocks at `lba`, stamped with `id`.
     pub fn write_submitted(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64) {
-        let shadow = self.volumes.entry(volume.to_string()).or_default();
+        if !self.volumes.contains_key(volume) {
+            self.volumes.insert(volume.to_string(), IntMap::default());
+        }
+        let Some(shadow) = self.volumes.get_mut(volume) else { return };
         for b in lba..lba + blocks {
             shadow.entry(b).or_default().push(BlockWrite { id, submitted: now, completed: None });
         }
@@ -92,21 +98,23 @@ impl Oracle {
     ) {
         self.read_finished(submitted);
         self.reads_checked += 1;
-        let empty = HashMap::new();
+        let empty = IntMap::default();
         let shadow = self.volumes.get(volume).unwrap_or(&empty);
         let mut found_violations = Vec::new();
-        for (i, block) in data.chunks(block_size).enumerate() {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decode_blocks(data, block_size, lba, &mut decoded);
+        for (i, content) in decoded.iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
             let history = shadow.get(&b).map(Vec::as_slice).unwrap_or(&[]);
-            let valid = valid_ids(history, submitted, now);
-            let found = match decode_block(block, b) {
+            let found = match *content {
                 BlockContent::Zero => Ok(NEVER_WRITTEN),
                 BlockContent::Stamped { write_id } => Ok(write_id),
                 BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason:?}")),
             };
-            let ok = matches!(found, Ok(id) if valid.contains(&id));
+            let ok = matches!(found, Ok(id) if is_valid(history, submitted, now, id));
             if !ok {
+                let valid = valid_ids(history, submitted, now);
                 found_violations.push(Violation {
                     time_ns: now,
                     host: host.to_string(),
@@ -121,6 +129,7 @@ impl Oracle {
                 });
             }
         }
+        self.decoded = decoded;
         for v in found_violations {
             self.record_violation(v);
         }
@@ -165,12 +174,14 @@ impl Oracle {
         let Some(PointInTime { at, histories, .. }) = self.snapshots.get(snapshot) else { return };
         let at = *at;
         let mut found_violations = Vec::new();
-        for (i, block) in data.chunks(block_size).enumerate() {
+        let mut decoded = Vec::new();
+        decode_blocks(data, block_size, lba, &mut decoded);
+        for (i, content) in decoded.into_iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
             let history = histories.get(&b).map(Vec::as_slice).unwrap_or(&[]);
             let valid = valid_ids(history, at, at);
-            let found = match decode_block(block, b) {
+            let found = match content {
                 BlockContent::Zero => Ok(NEVER_WRITTEN),
                 BlockContent::Stamped { write_id } => Ok(write_id),
                 BlockContent::Corrupt(reason) => Err(format!("corrupt block: {reason:?}")),
@@ -225,19 +236,36 @@ impl Oracle {
 /// submitted before the read ended that no write acknowledged before the read started has
 /// superseded. A superseding write is one submitted after the other completed.
 fn valid_ids(history: &[BlockWrite], start: u64, end: u64) -> Vec<u64> {
-    let superseded = |w: &BlockWrite| -> bool {
-        let done = w.completed.map(|(t, _)| t);
-        history.iter().any(|w2| {
-            matches!(w2.completed, Some((t2, true)) if t2 < start) && done.is_some_and(|d| w2.submitted > d)
-        })
-    };
-    let zero_superseded = history.iter().any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < start));
+    let latest = latest_superseding_submission(history, start);
     let mut valid: Vec<u64> = Vec::new();
-    if !zero_superseded {
+    if latest.is_none() {
         valid.push(NEVER_WRITTEN);
     }
-    valid.extend(history.iter().filter(|w| w.submitted < end && !superseded(w)).map(|w| w.id));
+    valid.extend(history.iter().filter(|w| w.submitted < end && !superseded(w, latest)).map(|w| w.id));
     valid
+}
+
+/// Whether `valid_ids(history, start, end)` contains `id`, without building the list.
+fn is_valid(history: &[BlockWrite], start: u64, end: u64, id: u64) -> bool {
+    let latest = latest_superseding_submission(history, start);
+    (id == NEVER_WRITTEN && latest.is_none())
+        || history.iter().any(|w| w.id == id && w.submitted < end && !superseded(w, latest))
+}
+
+/// The latest submission time among the writes acknowledged good before `start`: they have
+/// superseded the zeros and every write completed before they were submitted. `None` when
+/// there is none.
+fn latest_superseding_submission(history: &[BlockWrite], start: u64) -> Option<u64> {
+    history.iter().filter(|w| matches!(w.completed, Some((t, true)) if t < start)).map(|w| w.submitted).max()
+}
+
+/// Whether some write acknowledged before the read started (the latest submitted of which
+/// was submitted at `latest`) was submitted after `w` completed.
+fn superseded(w: &BlockWrite, latest: Option<u64>) -> bool {
+    match (w.completed, latest) {
+        (Some((done, _)), Some(latest)) => latest > done,
+        _ => false,
+    }
 }
 
 /// Drop writes no read starting at or after `horizon` could return.
@@ -245,13 +273,8 @@ fn prune(history: &mut Vec<BlockWrite>, horizon: u64) {
     if history.len() < 2 {
         return;
     }
-    let snapshot = history.clone();
-    history.retain(|w| {
-        let Some((done, _)) = w.completed else { return true };
-        !snapshot
-            .iter()
-            .any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < horizon) && w2.submitted > done)
-    });
+    let latest = latest_superseding_submission(history, horizon);
+    history.retain(|w| !superseded(w, latest));
 }
 
 fn describe(ids: &[u64]) -> String {
@@ -292,6 +315,63 @@ mod tests {
     fn a_failed_write_may_or_may_not_have_landed() {
         let h = [w(1, 10, Some((20, true))), w(2, 30, Some((40, false)))];
         assert_eq!(valid_ids(&h, 50, 60), vec![1, 2]);
+    }
+
+    /// The rules as first written: quadratic, obviously right.
+    fn valid_ids_reference(history: &[BlockWrite], start: u64, end: u64) -> Vec<u64> {
+        let superseded = |w: &BlockWrite| -> bool {
+            let done = w.completed.map(|(t, _)| t);
+            history.iter().any(|w2| {
+                matches!(w2.completed, Some((t2, true)) if t2 < start)
+                    && done.is_some_and(|d| w2.submitted > d)
+            })
+        };
+        let zero_superseded = history.iter().any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < start));
+        let mut valid: Vec<u64> = Vec::new();
+        if !zero_superseded {
+            valid.push(NEVER_WRITTEN);
+        }
+        valid.extend(history.iter().filter(|w| w.submitted < end && !superseded(w)).map(|w| w.id));
+        valid
+    }
+
+    fn prune_reference(history: &mut Vec<BlockWrite>, horizon: u64) {
+        if history.len() < 2 {
+            return;
+        }
+        let snapshot = history.clone();
+        history.retain(|w| {
+            let Some((done, _)) = w.completed else { return true };
+            !snapshot
+                .iter()
+                .any(|w2| matches!(w2.completed, Some((t2, true)) if t2 < horizon) && w2.submitted > done)
+        });
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_linear_rules_are_the_quadratic_ones(
+            writes in proptest::collection::vec((0u64..50, proptest::option::of((0u64..60, proptest::bool::ANY))), 0..8),
+            start in 0u64..70,
+            length in 0u64..20,
+            probe in 0u64..10,
+        ) {
+            let history: Vec<BlockWrite> = writes
+                .iter()
+                .enumerate()
+                .map(|(i, (submitted, completed))| {
+                    w(i as u64 + 1, *submitted, completed.map(|(d, ok)| (submitted + d, ok)))
+                })
+                .collect();
+            let end = start + length;
+            let valid = valid_ids(&history, start, end);
+            proptest::prop_assert_eq!(&valid, &valid_ids_reference(&history, start, end));
+            proptest::prop_assert_eq!(is_valid(&history, start, end, probe), valid.contains(&probe));
+            let (mut a, mut b) = (history.clone(), history);
+            prune(&mut a, start);
+            prune_reference(&mut b, start);
+            proptest::prop_assert_eq!(a, b);
+        }
     }
 
     #[test]
