@@ -100,7 +100,8 @@ impl ControlPath {
         let Some(alloc) = volume.record.allocations.get(1).copied() else { return };
         let workers = self.plan.workers();
         let Some(i) = workers.iter().position(|w| *w == worker) else { return };
-        let each = alloc.blocks / workers.len().max(1) as u64;
+        // One share per worker and a last one for the control path's own journal.
+        let each = alloc.blocks / (workers.len() as u64 + 1);
         let group = JournalGroupId(lv.0);
         let sequence = self.journal_sequence(lv, worker);
         let region = JournalRegion {
@@ -160,5 +161,80 @@ mod tests {
         assert_eq!(ranges, vec![0..10, 20..50, 60..100]);
         let everything = [Range { start: 0, end: 200 }];
         assert!(clip(e.into_iter(), &everything).is_empty());
+    }
+}
+
+/// The control path's own journal in a journal group: the last share of the journal device,
+/// after the workers' regions; it wraps to the start under the next sequence number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct ControlJournal {
+    placement: Placement,
+    blocks: u64,
+    next: u64,
+    sequence: u64,
+}
+
+impl ControlPath {
+    /// The journal leg of a write the control path runs on a journaled volume: the device leg
+    /// and the entry (header block, then the data). `None` for other volumes.
+    pub(super) fn journal_append(
+        &mut self,
+        lv: LvId,
+        lba: u64,
+        blocks: u64,
+        received: dve_fp_api::ids::Timestamp,
+        data: &bytes::Bytes,
+    ) -> Option<(crate::volume::DeviceLeg, bytes::Bytes)> {
+        let volume = self.volumes.get(&lv)?;
+        let LayoutSpec::Journal { .. } = volume.record.layout else { return None };
+        let alloc = *volume.record.allocations.get(1)?;
+        let block_size = volume.record.block_size;
+        let vseg = volume.pieces(lba, blocks).first().map(|p| p.0)?;
+        let parts = self.plan.workers().len() as u64 + 1;
+        let each = alloc.blocks / parts;
+        let worker = self.control_worker();
+        let journal = self.control_journals.entry(lv).or_insert(ControlJournal {
+            placement: Placement { device: alloc.device, lba: alloc.lba + (parts - 1) * each },
+            blocks: each,
+            next: 0,
+            sequence: 1,
+        });
+        let need = 1 + blocks;
+        if need > journal.blocks {
+            return None;
+        }
+        if journal.next + need > journal.blocks {
+            journal.next = 0;
+            journal.sequence += 1;
+        }
+        let position = journal.next;
+        journal.next += need;
+        let header = dve_fp_api::journal::JournalEntryHeader {
+            journal_sequence: journal.sequence,
+            position,
+            worker,
+            lv,
+            vseg,
+            lba,
+            blocks: blocks as u32,
+            block_size,
+            timestamp: received.0,
+        };
+        let mut entry = vec![0u8; block_size as usize];
+        header.encode(&mut entry).ok()?;
+        entry.extend_from_slice(data);
+        let leg = crate::volume::DeviceLeg {
+            device: journal.placement.device,
+            lba: journal.placement.lba + position,
+            blocks: need,
+            offset: 0,
+            side: None,
+        };
+        Some((leg, bytes::Bytes::from(entry)))
+    }
+
+    /// The worker number the control path's own journal entries carry.
+    fn control_worker(&self) -> WorkerId {
+        WorkerId((self.config.layout.max_workers() - 1) as u8)
     }
 }

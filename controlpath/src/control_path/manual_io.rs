@@ -257,13 +257,26 @@ impl ControlPath {
         }
         let (lv, lba, blocks, write) = (op.lv, op.request.lba, u64::from(op.request.blocks), op.write);
         let mut read_side = op.read_side;
-        let legs = match self.volumes.get(&lv).map(|v| v.legs(lba, blocks, write, &mut read_side)) {
+        let mut legs = match self.volumes.get(&lv).map(|v| v.legs(lba, blocks, write, &mut read_side)) {
             Some(Ok(legs)) => legs,
             _ => {
                 self.finish_manual(id, IoStatus::check_condition(RETRY));
                 return;
             }
         };
+        // A write to a journaled volume is also appended to the control path's own journal
+        // of its group, header block first, like the fast path's journal primitive.
+        let journal = if write {
+            let (received, data) = (op.request.received, op.data.clone().unwrap_or_default());
+            self.journal_append(lv, lba, blocks, received, &data)
+        } else {
+            None
+        };
+        let journal_leg = journal.as_ref().map(|(leg, _)| {
+            legs.push(*leg);
+            legs.len() - 1
+        });
+        let Some(op) = self.manual.get(&id) else { return };
         let block_size = self.volumes.get(&lv).map_or(512, |v| u64::from(v.record.block_size));
         let mut sends = Vec::with_capacity(legs.len());
         let mut immediate_failures = Vec::new();
@@ -274,7 +287,10 @@ impl ControlPath {
                 continue;
             };
             let worker = self.plan.worker_of(port).unwrap_or(WorkerId(0));
-            let dop = if write {
+            let entry = journal.as_ref().filter(|_| journal_leg == Some(i)).map(|(_, entry)| entry.clone());
+            let dop = if let Some(entry) = entry {
+                DownstreamOp::Write { lba: leg.lba, blocks: leg.blocks as u32, data: entry }
+            } else if write {
                 let data = op.data.clone().unwrap_or_default();
                 let from = (leg.offset * block_size) as usize;
                 let to = ((leg.offset + leg.blocks) * block_size) as usize;

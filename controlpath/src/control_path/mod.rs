@@ -235,6 +235,8 @@ pub struct ControlPath {
     store: Option<Box<dyn crate::store::MetadataStore>>,
     /// The last journal sequence given to each worker's journal of a volume, and when.
     journal_sequences: BTreeMap<(LvId, WorkerId), (u64, u64)>,
+    /// The control path's own journal of each journaled volume.
+    control_journals: BTreeMap<LvId, grants::ControlJournal>,
     now: u64,
 }
 
@@ -277,6 +279,7 @@ impl ControlPath {
             counters: ControlCounters::default(),
             store: None,
             journal_sequences: BTreeMap::new(),
+            control_journals: BTreeMap::new(),
             now: 0,
             config,
         }
