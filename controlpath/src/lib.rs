@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod fabric;
 pub mod frames;
+pub mod management;
 pub mod scsi;
 pub mod store;
 pub mod volume;

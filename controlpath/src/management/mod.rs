@@ -1,0 +1,417 @@
+//! The management gRPC API (`proto/management.proto`) served with tonic over a running
+//! engine. The control path is a sans-I/O core owned by whoever runs the engine (the daemon,
+//! a test bench), so the service reaches it only through [`EngineAccess`], which the owner
+//! implements.
+//!
+//! Every request is checked before the engine is touched ([`request`]): missing fields, zero
+//! sizes, malformed WWPNs and unsupported options are refused with `INVALID_ARGUMENT` (or
+//! `UNIMPLEMENTED`) naming the field. The control path's own refusals are mapped by one
+//! function, [`status::status_of`]. A refused request changes nothing: the control path
+//! checks every claim before making any and rolls back a failed commit.
+//!
+//! RPCs the control path does not support yet (`DeleteVolume`, `HideVolume`,
+//! `AddMirrorSide`, `StartReplication`, `WatchTask`) answer `UNIMPLEMENTED` with a message
+//! naming what is missing.
+//!
+//! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
+//! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
+//! zero-latency bench engine; `dvectl` is the client.
+
+pub mod reply;
+pub mod request;
+pub mod status;
+
+use dve_fp_api::ids::{LvId, Wwn};
+use dve_fp_api::stats::FpStatistics;
+use dve_proto::management as pb;
+use dve_proto::management::management_server::{Management, ManagementServer};
+use tonic::{Request, Response, Status};
+
+use crate::ControlPath;
+use crate::error::Error;
+use reply::TaskId;
+use request::{
+    LayoutRequest, SnapshotRequest, migration_destination, name_field, placement_field, wwpn_field,
+};
+use status::{invalid_field, missing_field, not_supported, status_of};
+
+/// How the management service reaches the engine's control path.
+///
+/// The contract: [`EngineAccess::with_control`] runs `f` with exclusive access to the
+/// control path (for a `Mutex`-wrapped engine: under the lock) and, before returning, the
+/// owner moves every downcall the call queued (`ControlPath::poll_downcall`) to its workers,
+/// so a change the service made reaches the fast path before the reply goes out. The
+/// service never polls downcalls or takes events itself: those stay the owner's.
+pub trait EngineAccess: Send + Sync + 'static {
+    /// Run `f` on the control path, then move its downcalls to the workers.
+    fn with_control<R>(&self, f: impl FnOnce(&mut ControlPath) -> R) -> R;
+
+    /// The fast-path workers' counters, for `GetStatistics`; none by default.
+    fn worker_statistics(&self) -> Vec<FpStatistics> {
+        Vec::new()
+    }
+}
+
+/// The `Management` gRPC service over an engine reached through `E`.
+#[derive(Debug)]
+pub struct ManagementService<E> {
+    engine: E,
+}
+
+impl<E: EngineAccess> ManagementService<E> {
+    /// A service over `engine`.
+    pub fn new(engine: E) -> ManagementService<E> {
+        ManagementService { engine }
+    }
+
+    /// The service wrapped for a tonic `Server` (`Server::builder().add_service(..)`).
+    pub fn into_server(self) -> ManagementServer<ManagementService<E>> {
+        ManagementServer::new(self)
+    }
+
+    /// Run `f` on the control path, mapping its error to a status.
+    fn control<T>(&self, f: impl FnOnce(&mut ControlPath) -> Result<T, Error>) -> Result<T, Status> {
+        self.engine.with_control(f).map_err(|e| status_of(&e))
+    }
+}
+
+/// The volume named `name`, with its id.
+fn volume_named(control: &ControlPath, name: &str) -> Result<LvId, Error> {
+    control.volume_named(name)
+}
+
+/// The reply for volume `lv` (which exists: it was just found or made).
+fn volume_of(control: &ControlPath, lv: LvId) -> Result<pb::Volume, Error> {
+    let volume = control.volume(lv).ok_or(Error::UnknownVolume(lv))?;
+    Ok(reply::volume_reply(control, volume))
+}
+
+/// The task `id` as it stands, or `NOT_FOUND`.
+fn task_of(control: &ControlPath, id: TaskId) -> Result<pb::Task, Error> {
+    let missing = || Error::FailedPrecondition(format!("task {:#x} is not running", id.to_wire()));
+    match id {
+        TaskId::Migration(lv) => control
+            .migrations()
+            .iter()
+            .find(|m| m.lv == lv)
+            .map(|m| reply::migration_task(control, m))
+            .ok_or_else(missing),
+        TaskId::Resync(lv, side) => control
+            .resyncs()
+            .iter()
+            .find(|r| r.lv == lv && r.side == usize::from(side))
+            .map(|r| reply::resync_task(control, r))
+            .ok_or_else(missing),
+        TaskId::SnapshotCompletion(_) => Err(missing()),
+    }
+}
+
+#[tonic::async_trait]
+impl<E: EngineAccess> Management for ManagementService<E> {
+    async fn list_devices(
+        &self,
+        _request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesReply>, Status> {
+        let devices = self.engine.with_control(|c| c.devices().iter().map(reply::device_reply).collect());
+        Ok(Response::new(pb::ListDevicesReply { devices }))
+    }
+
+    async fn create_volume(
+        &self,
+        request: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let r = request.into_inner();
+        let name = name_field("name", &r.name)?;
+        if r.blocks == 0 {
+            return Err(invalid_field("blocks", "a volume needs at least one block"));
+        }
+        if !matches!(r.block_size, 0 | 512 | 4096) {
+            return Err(invalid_field(
+                "block_size",
+                format!("{} is not 512 or 4096 (or 0: the devices'", r.block_size),
+            ));
+        }
+        let layout = LayoutRequest::parse("layout", r.layout.as_ref())?;
+        let volume = self.control(|c| {
+            let spec = layout.resolve(c)?;
+            if r.block_size != 0 {
+                for device in spec.devices() {
+                    let size = c.devices().get(device).map_or(0, |d| d.block_size);
+                    if size != r.block_size {
+                        return Err(Error::invalid(
+                            "block_size",
+                            format!("{device} has {size}-byte blocks, {} asked", r.block_size),
+                        ));
+                    }
+                }
+            }
+            let lv = c.create_volume(name, r.blocks, spec)?;
+            volume_of(c, lv)
+        })?;
+        Ok(Response::new(volume))
+    }
+
+    async fn delete_volume(&self, _request: Request<pb::VolumeRef>) -> Result<Response<pb::Empty>, Status> {
+        Err(not_supported(
+            "DeleteVolume: the control path cannot remove a volume (release its claims, revoke its grants)",
+        ))
+    }
+
+    async fn get_volume(&self, request: Request<pb::VolumeRef>) -> Result<Response<pb::Volume>, Status> {
+        let r = request.into_inner();
+        let name = name_field("name", &r.name)?;
+        let volume = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            volume_of(c, lv)
+        })?;
+        Ok(Response::new(volume))
+    }
+
+    async fn list_volumes(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListVolumesReply>, Status> {
+        let volumes = self.engine.with_control(|c| c.volumes().map(|v| reply::volume_reply(c, v)).collect());
+        Ok(Response::new(pb::ListVolumesReply { volumes }))
+    }
+
+    async fn grow_volume(
+        &self,
+        request: Request<pb::GrowVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let r = request.into_inner();
+        let name = name_field("name", &r.name)?;
+        if r.add_blocks == 0 {
+            return Err(invalid_field("add_blocks", "a volume grows by at least one block"));
+        }
+        let device = match LayoutRequest::parse("layout", r.layout.as_ref())? {
+            LayoutRequest::Linear(device) => device,
+            _ => return Err(invalid_field("layout", "a volume grows by a linear segment on one device")),
+        };
+        let volume = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            let device = c.device_of(device)?;
+            c.grow_volume(lv, r.add_blocks, device)?;
+            volume_of(c, lv)
+        })?;
+        Ok(Response::new(volume))
+    }
+
+    async fn expose_volume(
+        &self,
+        request: Request<pb::ExposeVolumeRequest>,
+    ) -> Result<Response<pb::Exposure>, Status> {
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        let target = if r.target_wwpn.trim().is_empty() {
+            None
+        } else {
+            Some(wwpn_field("target_wwpn", &r.target_wwpn)?)
+        };
+        if r.lun != 0 {
+            return Err(not_supported(
+                "choosing the LUN (lun): the control path assigns the next free one; leave it 0",
+            ));
+        }
+        if r.host_wwpns.is_empty() {
+            return Err(not_supported("exposing to every host (empty host_wwpns): name the hosts"));
+        }
+        let hosts = r
+            .host_wwpns
+            .iter()
+            .enumerate()
+            .map(|(i, h)| wwpn_field(&format!("host_wwpns[{i}]"), h))
+            .collect::<Result<Vec<Wwn>, Status>>()?;
+        let exposure = self.engine.with_control(|c| {
+            if let Some(target) = target
+                && target != c.exposure().port_name
+            {
+                return Err(not_supported(format!(
+                    "more virtual targets (target_wwpn {target}): the engine has one, {}",
+                    c.exposure().port_name
+                )));
+            }
+            let lv = volume_named(c, name).map_err(|e| status_of(&e))?;
+            c.expose(lv, &hosts).map_err(|e| status_of(&e))?;
+            reply::exposure_reply(c, lv).ok_or_else(|| Status::internal("the exposure just made is missing"))
+        })?;
+        Ok(Response::new(exposure))
+    }
+
+    async fn hide_volume(
+        &self,
+        _request: Request<pb::HideVolumeRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        Err(not_supported("HideVolume: the control path cannot withdraw a LUN mapping"))
+    }
+
+    async fn list_exposures(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListExposuresReply>, Status> {
+        let exposures = self.engine.with_control(|c| {
+            c.exposure().luns.iter().filter_map(|m| reply::exposure_reply(c, m.lv)).collect()
+        });
+        Ok(Response::new(pb::ListExposuresReply { exposures }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let r = SnapshotRequest::parse("", &request.into_inner())?;
+        let task = self.control(|c| {
+            let source = volume_named(c, &r.source)?;
+            let snapshot = c.create_snapshot(source, &r.snapshot, r.writable)?;
+            Ok(reply::snapshot_task(c, snapshot))
+        })?;
+        Ok(Response::new(task))
+    }
+
+    async fn create_group_snapshot(
+        &self,
+        request: Request<pb::CreateGroupSnapshotRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let r = request.into_inner();
+        if r.members.len() < 2 {
+            return Err(invalid_field("members", "a group snapshot needs two or more members"));
+        }
+        let members = r
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| SnapshotRequest::parse(&format!("members[{i}]."), m))
+            .collect::<Result<Vec<_>, Status>>()?;
+        if let Some(i) = members.iter().position(|m| m.writable) {
+            return Err(not_supported(format!("writable group snapshots (members[{i}].writable)")));
+        }
+        let task = self.control(|c| {
+            let sources =
+                members.iter().map(|m| volume_named(c, &m.source)).collect::<Result<Vec<_>, _>>()?;
+            let names: Vec<String> = members.iter().map(|m| m.snapshot.clone()).collect();
+            let snapshots = c.create_group_snapshot(&sources, &names)?;
+            let mut task = reply::snapshot_task(c, snapshots[0]);
+            task.volume = names.join(",");
+            task.total_blocks = snapshots.iter().filter_map(|s| c.volume(*s)).map(|v| v.record.blocks).sum();
+            Ok(task)
+        })?;
+        Ok(Response::new(task))
+    }
+
+    async fn create_incremental(
+        &self,
+        request: Request<pb::CreateIncrementalRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let r = request.into_inner();
+        let base = name_field("base", &r.base)?;
+        let name = name_field("name", &r.name)?;
+        let store = placement_field("store", r.store.as_ref())?;
+        let volume = self.control(|c| {
+            let base = volume_named(c, base)?;
+            let store = c.device_of(store)?;
+            let lv = c.create_incremental(base, name, store)?;
+            volume_of(c, lv)
+        })?;
+        Ok(Response::new(volume))
+    }
+
+    async fn start_migration(
+        &self,
+        request: Request<pb::StartMigrationRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        if r.segment != 0 {
+            return Err(not_supported(
+                "migrating one segment (segment): the control path migrates whole volumes; leave it 0",
+            ));
+        }
+        if r.rate_limit_bytes_per_sec != 0 {
+            return Err(not_supported(
+                "a migration rate limit (rate_limit_bytes_per_sec): the copy agent moves one chunk per tick; leave it 0",
+            ));
+        }
+        let destination = migration_destination(r.destination.as_ref())?;
+        let task = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            let to = destination.iter().map(|w| c.device_of(*w)).collect::<Result<Vec<_>, _>>()?;
+            c.start_migration(lv, &to)?;
+            task_of(c, TaskId::Migration(lv))
+        })?;
+        Ok(Response::new(task))
+    }
+
+    async fn add_mirror_side(
+        &self,
+        _request: Request<pb::AddMirrorSideRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(not_supported(
+            "AddMirrorSide: the control path cannot add a side to a mirror (only resync a dead one)",
+        ))
+    }
+
+    async fn start_replication(
+        &self,
+        _request: Request<pb::StartReplicationRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(not_supported(
+            "StartReplication: journaled volumes record writes, but nothing ships them to a remote site",
+        ))
+    }
+
+    async fn list_tasks(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ListTasksReply>, Status> {
+        let tasks = self.engine.with_control(|c| reply::tasks(c));
+        Ok(Response::new(pb::ListTasksReply { tasks }))
+    }
+
+    async fn control_task(
+        &self,
+        request: Request<pb::ControlTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let r = request.into_inner();
+        if r.id == 0 {
+            return Err(missing_field("id"));
+        }
+        let id = TaskId::from_wire(r.id)
+            .ok_or_else(|| invalid_field("id", format!("{:#x} names no task", r.id)))?;
+        let control = pb::TaskControl::try_from(r.control)
+            .map_err(|_| invalid_field("control", format!("{} is not a task control", r.control)))?;
+        let paused = match control {
+            pb::TaskControl::Unspecified => return Err(missing_field("control")),
+            pb::TaskControl::Pause => true,
+            pb::TaskControl::Resume => false,
+            pb::TaskControl::Cancel => return Err(not_supported("cancelling a task")),
+        };
+        let TaskId::Migration(lv) = id else {
+            return Err(not_supported("pausing or resuming anything but a migration"));
+        };
+        let task = self.control(|c| {
+            if c.volume(lv).is_none() {
+                return Err(Error::UnknownVolume(lv));
+            }
+            c.pause_migration(lv, paused)?;
+            task_of(c, id)
+        })?;
+        Ok(Response::new(task))
+    }
+
+    type WatchTaskStream = tonic::codegen::tokio_stream::Empty<Result<pb::Task, Status>>;
+
+    async fn watch_task(
+        &self,
+        _request: Request<pb::TaskRef>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        Err(not_supported(
+            "WatchTask: the control path has no progress notifications to stream; poll ListTasks",
+        ))
+    }
+
+    async fn get_statistics(&self, _request: Request<pb::Empty>) -> Result<Response<pb::Statistics>, Status> {
+        let (control, queued) =
+            self.engine.with_control(|c| (reply::control_statistics(c), u64::from(c.has_downcalls())));
+        let mut workers: Vec<pb::WorkerStatistics> =
+            self.engine.worker_statistics().iter().map(reply::worker_statistics).collect();
+        workers.push(control);
+        Ok(Response::new(pb::Statistics { workers, cp_queue_depth: queued }))
+    }
+}
