@@ -1,0 +1,358 @@
+//! The management gRPC API over a running engine: a tonic server on 127.0.0.1 serves the
+//! bench engine (a real switch with discovered disks), and the generated client lists the
+//! devices, creates a mirrored volume, exposes it, grows a linear one, takes a snapshot,
+//! starts, pauses and resumes a migration and follows it in the task list; bad requests get
+//! the status code that says why, name the field, and change nothing.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dve_controlpath::ControlPath;
+use dve_controlpath::management::{EngineAccess, ManagementService};
+use dve_fp_api::ids::Wwn;
+use dve_fp_api::stats::FpStatistics;
+use dve_proto::management as pb;
+use dve_proto::management::management_client::ManagementClient;
+use dve_tests::bench::{Bench, disk_wwpn, host_wwpn};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Disks of the bench: 32 MiB each.
+const DISK_BLOCKS: u64 = 65_536;
+
+/// The bench engine lent to the service: every call runs under the lock, then the
+/// control path's downcalls are moved to the workers.
+#[derive(Clone, Debug)]
+struct BenchEngine(Arc<Mutex<Bench>>);
+
+impl BenchEngine {
+    fn lock(&self) -> MutexGuard<'_, Bench> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl EngineAccess for BenchEngine {
+    fn with_control<R>(&self, f: impl FnOnce(&mut ControlPath) -> R) -> R {
+        let mut bench = self.lock();
+        let result = f(bench.switch.control_mut());
+        let now = bench.now;
+        let frames = bench.switch.settle(now);
+        // No host is started and management changes only reach the workers: nothing goes
+        // out on a port (the bench cannot take frames from outside its own loop).
+        assert!(frames.is_empty(), "a management call sent frames: {frames:?}");
+        result
+    }
+
+    fn worker_statistics(&self) -> Vec<FpStatistics> {
+        let bench = self.lock();
+        bench.switch.statistics(bench.now)
+    }
+}
+
+fn wwpn(w: u64) -> String {
+    Wwn(w).to_string()
+}
+
+fn disk(i: usize) -> String {
+    wwpn(disk_wwpn(i))
+}
+
+fn linear(device: &str) -> pb::Layout {
+    pb::Layout {
+        kind: Some(pb::layout::Kind::Linear(pb::Linear {
+            placement: Some(pb::Placement { device_id: device.to_string(), start_lba: 0 }),
+        })),
+    }
+}
+
+fn mirror(devices: &[String]) -> pb::Layout {
+    pb::Layout {
+        kind: Some(pb::layout::Kind::Mirror(pb::Mirror {
+            sides: devices.iter().map(|d| linear(d)).collect(),
+        })),
+    }
+}
+
+fn create(name: &str, blocks: u64, layout: pb::Layout) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest { name: name.to_string(), blocks, block_size: 0, layout: Some(layout) }
+}
+
+/// A runtime, the bench engine with `disks` disks, a server on an ephemeral port and a
+/// client connected to it.
+fn start(disks: usize) -> (tokio::runtime::Runtime, BenchEngine, ManagementClient<Channel>) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let engine = BenchEngine(Arc::new(Mutex::new(Bench::new(1, &vec![DISK_BLOCKS; disks]))));
+    let service = ManagementService::new(engine.clone()).into_server();
+    let client = runtime.block_on(async {
+        let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bound");
+        let address = incoming.local_addr().expect("local address");
+        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming));
+        ManagementClient::connect(format!("http://{address}")).await.expect("connected")
+    });
+    (runtime, engine, client)
+}
+
+fn layout_kind(segment: &pb::Segment) -> &pb::layout::Kind {
+    segment.layout.as_ref().and_then(|l| l.kind.as_ref()).expect("segment layout")
+}
+
+#[test]
+fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
+    let (runtime, engine, mut client) = start(5);
+    runtime.block_on(async {
+        // The discovered disks, by target port name.
+        let devices =
+            client.list_devices(pb::ListDevicesRequest {}).await.expect("devices").into_inner().devices;
+        assert_eq!(devices.len(), 5);
+        for i in 0..5 {
+            let d = devices.iter().find(|d| d.target_wwpn == disk(i)).expect("disk listed");
+            assert_eq!((d.blocks, d.block_size, d.lun), (DISK_BLOCKS, 512, 0));
+            assert_eq!(d.paths.len(), 1, "{d:?}");
+        }
+
+        // A mirror over d0 and d1, exposed to host 0.
+        let m0 = client
+            .create_volume(create("m0", 8192, mirror(&[disk(0), disk(1)])))
+            .await
+            .expect("m0")
+            .into_inner();
+        assert_eq!((m0.name.as_str(), m0.blocks, m0.block_size), ("m0", 8192, 512));
+        assert_eq!(m0.naa_id.len(), 16);
+        let [segment] = &m0.segments[..] else { panic!("one segment: {m0:?}") };
+        let pb::layout::Kind::Mirror(sides) = layout_kind(segment) else { panic!("a mirror: {segment:?}") };
+        assert_eq!(sides.sides.len(), 2);
+        let exposure = client
+            .expose_volume(pb::ExposeVolumeRequest {
+                volume: "m0".into(),
+                target_wwpn: String::new(),
+                lun: 0,
+                host_wwpns: vec![wwpn(host_wwpn(0))],
+            })
+            .await
+            .expect("exposed")
+            .into_inner();
+        assert_eq!(exposure.volume, "m0");
+        assert_eq!(exposure.host_wwpns, vec![wwpn(host_wwpn(0))]);
+        let target = engine.lock().target();
+        assert_eq!(exposure.target_wwpn, wwpn(target));
+        let exposures = client.list_exposures(pb::Empty {}).await.expect("exposures").into_inner().exposures;
+        assert_eq!(exposures, vec![exposure.clone()]);
+        let lv = engine.with_control(|c| c.volume_named("m0").expect("m0"));
+        assert_eq!(
+            engine.with_control(|c| c.volume(lv).map(|v| v.record.hosts.clone())),
+            Some(vec![Wwn(host_wwpn(0))])
+        );
+
+        // A linear volume on d2 grows by a segment on d3.
+        client.create_volume(create("l0", 4096, linear(&disk(2)))).await.expect("l0");
+        let grown = client
+            .grow_volume(pb::GrowVolumeRequest {
+                name: "l0".into(),
+                add_blocks: 2048,
+                layout: Some(linear(&disk(3))),
+            })
+            .await
+            .expect("grown")
+            .into_inner();
+        assert_eq!(grown.blocks, 6144);
+        assert_eq!(
+            grown.segments.iter().map(|s| (s.start_lba, s.blocks)).collect::<Vec<_>>(),
+            [(0, 4096), (4096, 2048)]
+        );
+        let fetched = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
+        assert_eq!(fetched, grown);
+
+        // A snapshot of another linear volume.
+        client.create_volume(create("s0", 2048, linear(&disk(4)))).await.expect("s0");
+        let snapshot = client
+            .create_snapshot(pb::CreateSnapshotRequest {
+                source: "s0".into(),
+                snapshot: "s0-snap".into(),
+                store: None,
+                writable: false,
+                copy_granularity_blocks: 0,
+            })
+            .await
+            .expect("snapshot")
+            .into_inner();
+        assert_eq!((snapshot.kind.as_str(), snapshot.volume.as_str()), ("snapshot-completion", "s0-snap"));
+        let snap =
+            client.get_volume(pb::VolumeRef { name: "s0-snap".into() }).await.expect("snapshot volume");
+        assert_eq!(snap.into_inner().blocks, 2048);
+
+        // l0 migrates from d2, d3 to d4, d1, is paused, resumed, and ends on the new disks.
+        let to = pb::Layout {
+            kind: Some(pb::layout::Kind::Stripe(pb::Stripe {
+                unit_blocks: 0,
+                members: [disk(4), disk(1)]
+                    .iter()
+                    .map(|d| pb::Placement { device_id: d.clone(), start_lba: 0 })
+                    .collect(),
+            })),
+        };
+        let task = client
+            .start_migration(pb::StartMigrationRequest {
+                volume: "l0".into(),
+                segment: 0,
+                destination: Some(to),
+                rate_limit_bytes_per_sec: 0,
+            })
+            .await
+            .expect("migration started")
+            .into_inner();
+        assert_eq!((task.kind.as_str(), task.volume.as_str(), task.total_blocks), ("migration", "l0", 6144));
+        assert_eq!(task.state(), pb::TaskState::Running);
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        assert_eq!(tasks.iter().filter(|t| t.id == task.id).count(), 1, "{tasks:?}");
+
+        let paused = client
+            .control_task(pb::ControlTaskRequest { id: task.id, control: pb::TaskControl::Pause.into() })
+            .await
+            .expect("paused")
+            .into_inner();
+        assert_eq!(paused.state(), pb::TaskState::Paused);
+        engine.lock().idle(5_000_000);
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        let held = tasks.iter().find(|t| t.id == task.id).expect("still listed");
+        assert_eq!((held.state(), held.done_blocks), (pb::TaskState::Paused, paused.done_blocks));
+
+        client
+            .control_task(pb::ControlTaskRequest { id: task.id, control: pb::TaskControl::Resume.into() })
+            .await
+            .expect("resumed");
+        let finished = engine.lock().run_until(5_000_000_000, |b| b.switch.control().migrations().is_empty());
+        assert!(finished, "the migration ends");
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        assert!(tasks.iter().all(|t| t.id != task.id), "{tasks:?}");
+        let moved = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
+        let on: Vec<String> = moved
+            .segments
+            .iter()
+            .map(|s| match layout_kind(s) {
+                pb::layout::Kind::Linear(l) => l.placement.as_ref().expect("placement").device_id.clone(),
+                other => panic!("linear segments: {other:?}"),
+            })
+            .collect();
+        assert_eq!(on, [disk(4), disk(1)]);
+
+        // Statistics: both workers and the control path's own counters.
+        let stats = client.get_statistics(pb::Empty {}).await.expect("statistics").into_inner();
+        assert_eq!(stats.workers.len(), 3, "{stats:?}");
+        let control = stats.workers.iter().find(|w| w.worker == 15).expect("control path counters");
+        assert!(control.faults.iter().any(|f| f.cause == "cp.revocations" && f.count > 0), "{control:?}");
+    });
+}
+
+#[test]
+fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
+    let (runtime, engine, mut client) = start(3);
+    runtime.block_on(async {
+        client.create_volume(create("v0", 4096, linear(&disk(0)))).await.expect("v0");
+        let before = client.list_volumes(pb::Empty {}).await.expect("volumes").into_inner();
+        let free_before =
+            engine.with_control(|c| c.devices().iter().map(|d| d.allocated).collect::<Vec<_>>());
+
+        let cases: Vec<(&str, pb::CreateVolumeRequest, Code, &str)> = vec![
+            (
+                "an unknown device",
+                create("v1", 4096, mirror(&[disk(1), wwpn(0x2200_0000_0000_0099)])),
+                Code::NotFound,
+                "22:00:00:00:00:00:00:99",
+            ),
+            ("a duplicate name", create("v0", 4096, linear(&disk(1))), Code::AlreadyExists, "v0"),
+            ("a zero size", create("v1", 0, linear(&disk(1))), Code::InvalidArgument, "blocks"),
+            (
+                "too little space",
+                create("v1", 2 * DISK_BLOCKS, mirror(&[disk(1), disk(2)])),
+                Code::ResourceExhausted,
+                "free blocks",
+            ),
+            (
+                "a malformed WWPN",
+                create("v1", 4096, linear("22:00:zz")),
+                Code::InvalidArgument,
+                "layout.linear.placement.device_id",
+            ),
+            (
+                "a placement at a chosen LBA",
+                pb::CreateVolumeRequest {
+                    layout: Some(pb::Layout {
+                        kind: Some(pb::layout::Kind::Linear(pb::Linear {
+                            placement: Some(pb::Placement { device_id: disk(1), start_lba: 8 }),
+                        })),
+                    }),
+                    ..create("v1", 4096, linear(&disk(1)))
+                },
+                Code::InvalidArgument,
+                "layout.linear.placement.start_lba",
+            ),
+            (
+                "no layout",
+                pb::CreateVolumeRequest { layout: None, ..create("v1", 1, linear(&disk(1))) },
+                Code::InvalidArgument,
+                "layout",
+            ),
+            ("no name", create("", 4096, linear(&disk(1))), Code::InvalidArgument, "name"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.create_volume(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+            let after = client.list_volumes(pb::Empty {}).await.expect("volumes").into_inner();
+            assert_eq!(after, before, "{what} changed the volumes");
+            let free_after =
+                engine.with_control(|c| c.devices().iter().map(|d| d.allocated).collect::<Vec<_>>());
+            assert_eq!(free_after, free_before, "{what} claimed space");
+        }
+
+        // Other refusals: unknown names, zero growth, unsupported RPCs and options.
+        let grow_unknown = client
+            .grow_volume(pb::GrowVolumeRequest {
+                name: "nope".into(),
+                add_blocks: 8,
+                layout: Some(linear(&disk(1))),
+            })
+            .await
+            .expect_err("unknown volume");
+        assert_eq!(grow_unknown.code(), Code::NotFound);
+        let grow_zero = client
+            .grow_volume(pb::GrowVolumeRequest {
+                name: "v0".into(),
+                add_blocks: 0,
+                layout: Some(linear(&disk(1))),
+            })
+            .await
+            .expect_err("zero growth");
+        assert_eq!(grow_zero.code(), Code::InvalidArgument);
+        assert!(grow_zero.message().contains("add_blocks"), "{}", grow_zero.message());
+        let expose_bad_host = client
+            .expose_volume(pb::ExposeVolumeRequest {
+                volume: "v0".into(),
+                target_wwpn: String::new(),
+                lun: 0,
+                host_wwpns: vec!["not-a-wwpn".into()],
+            })
+            .await
+            .expect_err("malformed host");
+        assert_eq!(expose_bad_host.code(), Code::InvalidArgument);
+        assert!(expose_bad_host.message().contains("host_wwpns[0]"), "{}", expose_bad_host.message());
+        let delete = client.delete_volume(pb::VolumeRef { name: "v0".into() }).await.expect_err("no delete");
+        assert_eq!(delete.code(), Code::Unimplemented);
+        assert!(delete.message().contains("DeleteVolume"), "{}", delete.message());
+        let pause_nothing = client
+            .control_task(pb::ControlTaskRequest { id: 1 << 48 | 1, control: pb::TaskControl::Pause.into() })
+            .await
+            .expect_err("not migrating");
+        assert_eq!(pause_nothing.code(), Code::FailedPrecondition);
+        let after = client.list_volumes(pb::Empty {}).await.expect("volumes").into_inner();
+        assert_eq!(after, before);
+        assert!(
+            client.list_exposures(pb::Empty {}).await.expect("exposures").into_inner().exposures.is_empty()
+        );
+    });
+}
