@@ -266,7 +266,7 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
                 "too little space",
                 create("v1", 2 * DISK_BLOCKS, mirror(&[disk(1), disk(2)])),
                 Code::ResourceExhausted,
-                "free blocks",
+                "wanted (dev2 is target 22:00:00:00:00:00:00:02)",
             ),
             (
                 "a malformed WWPN",

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 /// Command-line client of the DVE management API.
 #[derive(Debug, Parser)]
-#[command(name = "dvectl", version, about)]
+#[command(name = "dvectl", version)]
 struct Cli {
     /// The management endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50051", global = true)]
@@ -200,7 +200,7 @@ fn layout(c: &CreateVolume) -> Result<pb::Layout, String> {
             pb::layout::Kind::Mirror(pb::Mirror { sides: d.iter().map(|x| linear(x)).collect() })
         }
         LayoutKind::Raid10 => {
-            if d.len() % 2 != 0 {
+            if !d.len().is_multiple_of(2) {
                 return Err("RAID 10 takes an even number of --device: side 0 first, then side 1".into());
             }
             let (a, b) = d.split_at(d.len() / 2);
@@ -341,6 +341,11 @@ impl From<String> for Failure {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Refuse a malformed request before reaching for the server.
+    if let Command::Volume(VolumeCommand::Create(c)) = &cli.command {
+        layout(c)?;
+        blocks_of(c.size_mib, c.block_size)?;
+    }
     let mut client = ManagementClient::<Channel>::connect(cli.endpoint.clone())
         .await
         .map_err(|e| format!("cannot reach {}: {e}", cli.endpoint))?;

@@ -41,7 +41,9 @@ use status::{invalid_field, missing_field, not_supported, status_of};
 /// control path (for a `Mutex`-wrapped engine: under the lock) and, before returning, the
 /// owner moves every downcall the call queued (`ControlPath::poll_downcall`) to its workers,
 /// so a change the service made reaches the fast path before the reply goes out. The
-/// service never polls downcalls or takes events itself: those stay the owner's.
+/// service never polls downcalls or takes events itself: those stay the owner's. The call
+/// runs on a thread of the gRPC runtime and blocks it while it waits for the engine, so the
+/// owner should hold its lock only for short steps.
 pub trait EngineAccess: Send + Sync + 'static {
     /// Run `f` on the control path, then move its downcalls to the workers.
     fn with_control<R>(&self, f: impl FnOnce(&mut ControlPath) -> R) -> R;
@@ -69,9 +71,10 @@ impl<E: EngineAccess> ManagementService<E> {
         ManagementServer::new(self)
     }
 
-    /// Run `f` on the control path, mapping its error to a status.
+    /// Run `f` on the control path, mapping its error to a status whose message also names
+    /// the devices it mentions by target port name.
     fn control<T>(&self, f: impl FnOnce(&mut ControlPath) -> Result<T, Error>) -> Result<T, Status> {
-        self.engine.with_control(f).map_err(|e| status_of(&e))
+        self.engine.with_control(|c| f(c).map_err(|e| status::status_naming_devices(c, &e)))
     }
 }
 
@@ -290,7 +293,10 @@ impl<E: EngineAccess> Management for ManagementService<E> {
                 members.iter().map(|m| volume_named(c, &m.source)).collect::<Result<Vec<_>, _>>()?;
             let names: Vec<String> = members.iter().map(|m| m.snapshot.clone()).collect();
             let snapshots = c.create_group_snapshot(&sources, &names)?;
-            let mut task = reply::snapshot_task(c, snapshots[0]);
+            let first = *snapshots
+                .first()
+                .ok_or_else(|| Error::FailedPrecondition("the group snapshot made no snapshot".into()))?;
+            let mut task = reply::snapshot_task(c, first);
             task.volume = names.join(",");
             task.total_blocks = snapshots.iter().filter_map(|s| c.volume(*s)).map(|v| v.record.blocks).sum();
             Ok(task)

@@ -4,6 +4,7 @@
 
 use tonic::{Code, Status};
 
+use crate::ControlPath;
 use crate::error::Error;
 
 /// The gRPC status of a control-path error. Every variant is mapped explicitly:
@@ -25,6 +26,22 @@ pub fn status_of(error: &Error) -> Status {
         Error::Mapping(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
+}
+
+/// [`status_of`], with the device the error names (by id) also named by its target port
+/// name, the name requests use.
+pub fn status_naming_devices(control: &ControlPath, error: &Error) -> Status {
+    let status = status_of(error);
+    let device = match error {
+        Error::UnknownDevice(d) | Error::DeviceNotReady(d) | Error::NoSpace { device: d, .. } => *d,
+        _ => return status,
+    };
+    match control.devices().get(device) {
+        Some(d) => {
+            Status::new(status.code(), format!("{} ({device} is target {})", status.message(), d.target))
+        }
+        None => status,
+    }
 }
 
 /// `INVALID_ARGUMENT` naming `field`, for a request refused before it reaches the engine.
