@@ -199,6 +199,11 @@ impl ControlPath {
         }
     }
 
+    /// Whether `lv` is the read-only base of incrementals.
+    pub(super) fn is_incremental_base(&self, lv: LvId) -> bool {
+        self.incrementals.bases.contains(&lv)
+    }
+
     /// Whether writes to `lv` are the incrementals' business (it is a base or one of them).
     pub(super) fn incremental_involves(&self, lv: LvId) -> bool {
         self.incrementals.bases.contains(&lv) || self.incrementals.incrementals.contains_key(&lv)

@@ -343,6 +343,11 @@ impl ControlPath {
         self.retry_snapshot_waiters(source);
     }
 
+    /// Whether hosts may not write `lv`: a read-only snapshot, or the base of incrementals.
+    pub fn is_read_only(&self, lv: LvId) -> bool {
+        self.snapshots.writable.get(&lv).is_some_and(|w| !w) || self.is_incremental_base(lv)
+    }
+
     /// Whether a write to `lv` must go through the snapshot path (it is a snapshot, or the
     /// source of one still completing).
     pub(super) fn snapshot_involves(&self, lv: LvId) -> bool {

@@ -100,8 +100,7 @@ fn segment_layout(control: &ControlPath, volume: &Volume, descriptor: &StorageDe
     }
 }
 
-/// A volume as `GetVolume` and `ListVolumes` report it. `read_only` is not known outside
-/// the control path (snapshot and base flags are private) and is reported `false`.
+/// A volume as `GetVolume` and `ListVolumes` report it.
 pub fn volume_reply(control: &ControlPath, volume: &Volume) -> pb::Volume {
     let system = SystemIdentity { oui: DVE_OUI, serial: control.config().switch_name.0 };
     pb::Volume {
@@ -127,7 +126,7 @@ pub fn volume_reply(control: &ControlPath, volume: &Volume) -> pb::Volume {
                 }
             })
             .collect(),
-        read_only: false,
+        read_only: control.is_read_only(volume.record.id),
     }
 }
 
