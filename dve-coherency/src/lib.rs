@@ -54,6 +54,10 @@
 //!   every joined peer to alist).
 //! - Uninterested and booting engines ack `share` and `acquire` (they cache nothing).
 //! - A preempted acquirer purges (and drains) like a sharer before acking the winner.
+//! - Want-to-acquire does not reset `purge` at the start of every round, only on entering
+//!   Acquired: a dirty ack, or a preemption, in an abandoned round still means the media
+//!   changed under the cache (the literal pseudo-code sets `purge = true` after a preemption
+//!   and then clears it at the top of its loop).
 //! - An engine in Want-to-share that receives `acquire` restarts its share round (the acks it
 //!   collected predate the acquire). `release` also wakes a nak'd Want-to-share.
 //! - A dirty (unrestrictive) oplock flushes before a voluntary unshare; afterwards nobody
@@ -72,13 +76,31 @@
 //!
 //! # Tie-break for competing acquires
 //!
-//! Each acquire request carries an [`AcquirePriority`] `(requested_at, engine)`, fixed when
-//! the control path asks and kept across retries. The lowest wins: the oldest request, then
-//! the lowest engine id. An engine in Want-to-acquire that receives an acquire with a lower
-//! priority than its own gives way (purges, acks, waits for the release); otherwise it naks.
-//! Since priorities never change and new requests are newer, the oldest pending request is
-//! nak'd only by a holder in Acquired (which releases) or a caretaker (which finishes): no
-//! livelock.
+//! The seed leaves the preemption policy open (extract section 10, item 6); this crate uses
+//! the suggested one. Each acquire request carries an [`AcquirePriority`]
+//! `(requested_at, engine)`, fixed when the control path asks and kept across retries (and
+//! across preemptions) until the release. The lowest wins: the oldest request, then the
+//! lowest engine id. Priorities are compared as plain integers, so every engine decides the
+//! same way from the two messages alone, with no extra round.
+//!
+//! - An engine in Want-to-acquire that receives an acquire with a lower priority than its own
+//!   gives way: it sends `release` to the peers of its own round, purges (and drains, if the
+//!   winner's update is restrictive) and flushes its dirty updates, acks with the old dirty
+//!   value, and waits for the winner's `release` (or its retry timer) before retrying with its
+//!   unchanged priority, re-reading afterwards.
+//! - Otherwise it naks, and the loser waits for the release that the winner sends, at the end
+//!   of its update, to its acquire list and to every peer it nak'd.
+//! - Engines in Acquired nak every acquire whatever its priority: an update in progress is
+//!   never preempted.
+//!
+//! No livelock: priorities are a strict total order that never changes while a request
+//! waits, so among the contending requests the lowest is nak'd only by a holder in Acquired
+//! (which releases) or a caretaker (which finishes its cleanup), and wins its next round.
+//! Starvation is bounded only if `requested_at` values are comparable: they come from each
+//! requester's clock, so an engine whose clock runs behind keeps winning against older
+//! requests of the others for as long as the skew. [`node::run_engine`] therefore uses
+//! nanoseconds since the UNIX epoch; a caller with its own clock must keep engines' clocks
+//! within a small skew of each other (the simulator and the checkers share one clock).
 //!
 //! # Fencing
 //!

@@ -36,6 +36,11 @@ pub enum Command {
 }
 
 /// Run an engine until the command channel closes.
+///
+/// The engine's clock is nanoseconds since the UNIX epoch, read once at start and then
+/// advanced by a monotonic clock: timers never jump, and the timestamps of acquire requests
+/// (the tie-break between competing acquirers) are comparable between engines whose hosts'
+/// clocks are synchronized (NTP). `Event::Purge::drain_before` is in the same time base.
 pub async fn run_engine<S: SharedStore + Send>(
     config: EngineConfig,
     mut store: S,
@@ -44,7 +49,9 @@ pub async fn run_engine<S: SharedStore + Send>(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let start = Instant::now();
-    let clock = move || start.elapsed().as_nanos() as u64;
+    let epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let clock = move || epoch + start.elapsed().as_nanos() as u64;
     let mut engine = Engine::boot(config, clock(), &mut store);
     loop {
         while let Some(envelope) = engine.poll_transmit() {
@@ -57,7 +64,7 @@ pub async fn run_engine<S: SharedStore + Send>(
         }
         let deadline = engine
             .poll_timeout()
-            .map(|t| start + std::time::Duration::from_nanos(t.min(u64::MAX / 4)))
+            .map(|t| start + std::time::Duration::from_nanos(t.saturating_sub(epoch).min(u64::MAX / 4)))
             .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
             command = commands.recv() => {
