@@ -28,6 +28,8 @@ pub struct Scenario {
     pub loss: f64,
     /// Percentage of actions that crash an engine (when `crashes`).
     pub crash_percent: u32,
+    /// Made by `harsh_scenario_for` (the replay needs `DVE_COHERENCY_HARSH=1`).
+    pub harsh: bool,
 }
 
 pub const ACK_TIMEOUT: u64 = 1_000;
@@ -171,8 +173,12 @@ impl World {
 
     pub fn failure(&self, what: &str) -> String {
         let mut out = format!(
-            "seed {} ({:?}) failed at t={}: {what}\nreplay: DVE_COHERENCY_SEED={} cargo test -p dve-coherency --test checker replay -- --nocapture\nlast steps:\n",
-            self.seed, self.scenario, self.now, self.seed
+            "seed {} ({:?}) failed at t={}: {what}\nreplay: {}DVE_COHERENCY_SEED={} cargo test -p dve-coherency --test checker replay -- --nocapture\nlast steps:\n",
+            self.seed,
+            self.scenario,
+            self.now,
+            if self.scenario.harsh { "DVE_COHERENCY_HARSH=1 " } else { "" },
+            self.seed
         );
         for line in &self.trace {
             let _ = writeln!(out, "  {line}");
@@ -513,6 +519,29 @@ impl World {
                 return Err(format!("e{victim} has caretakers {who:?}"));
             }
         }
+        // An oplock under recovery has exactly one caretaker (the store's record), which
+        // defends it until its cleanup is complete: if that engine is live and not evicted by
+        // another, it defends the oplock, and no other engine that counts holds it Acquired.
+        for (oplock, caretaker) in self.store.recovering() {
+            let id = *caretaker as usize;
+            let evicted_by_other =
+                self.store.eviction_of(*caretaker).is_some_and(|r| r.caretaker != *caretaker);
+            if let Some(engine) = &self.engines[id]
+                && !evicted_by_other
+                && !engine.defended().any(|o| o == oplock)
+            {
+                return Err(format!("{oplock} is recovered by e{id}, which does not defend it"));
+            }
+            for other in 0..self.engines.len() {
+                if other != id
+                    && self.is_authoritative(other)
+                    && self.engines[other].as_ref().and_then(|e| e.oplock(oplock)).map(|o| o.state())
+                        == Some(OplockState::Acquired)
+                {
+                    return Err(format!("e{other} holds {oplock} Acquired while e{id} recovers it"));
+                }
+            }
+        }
         let _ = members;
         Ok(())
     }
@@ -741,6 +770,7 @@ pub fn scenario_for(seed: u64) -> Scenario {
         raw_loss: rng.random_bool(0.25),
         loss: 0.02,
         crash_percent: 6,
+        harsh: false,
     }
 }
 
@@ -756,5 +786,6 @@ pub fn harsh_scenario_for(seed: u64) -> Scenario {
         raw_loss: true,
         loss: 0.1,
         crash_percent: 12,
+        harsh: true,
     }
 }
