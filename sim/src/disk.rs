@@ -26,7 +26,7 @@
 //!
 //! No frame can make it panic; malformed or unexpected frames are counted and dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dve_wire::Error as WireError;
 use dve_wire::WireEmit;
@@ -44,6 +44,7 @@ use dve_wire::scsi::inquiry::{
 use dve_wire::scsi::sense::{Asc, SenseKey, SenseRepr};
 use dve_wire::scsi::status;
 
+use crate::engine::IntMap;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
 
 /// The usual block size.
@@ -213,19 +214,54 @@ pub struct DiskStats {
     pub logouts_sent: u64,
 }
 
-/// The blocks: a sparse map, unwritten blocks read as zeros.
+/// Blocks per page of the [`BlockStore`].
+const PAGE_BLOCKS: u64 = 128;
+
+/// [`PAGE_BLOCKS`] consecutive blocks, zero until written.
+#[derive(Debug)]
+struct Page {
+    data: Box<[u8]>,
+    /// Bit `i`: block `i` of the page was written.
+    written: u128,
+}
+
+/// The blocks: a sparse map of pages, unwritten blocks read as zeros.
 #[derive(Debug)]
 struct BlockStore {
     block_size: usize,
-    blocks: HashMap<u64, Box<[u8]>>,
+    pages: IntMap<u64, Page>,
+    /// Blocks ever written (since the last wipe).
+    written: u64,
 }
 
 impl BlockStore {
+    fn new(block_size: usize) -> BlockStore {
+        BlockStore { block_size, pages: IntMap::default(), written: 0 }
+    }
+
+    /// Splits `blocks` blocks from `lba` on into runs inside one page: (block index in the
+    /// run's page, page number, blocks in the run, blocks before the run).
+    fn runs(lba: u64, blocks: usize) -> impl Iterator<Item = (usize, u64, usize, usize)> {
+        let mut done = 0;
+        std::iter::from_fn(move || {
+            if done >= blocks {
+                return None;
+            }
+            let b = lba.wrapping_add(done as u64);
+            let first = (b % PAGE_BLOCKS) as usize;
+            let n = (PAGE_BLOCKS as usize - first).min(blocks - done);
+            let run = (first, b / PAGE_BLOCKS, n, done);
+            done += n;
+            Some(run)
+        })
+    }
+
     fn read(&self, lba: u64, count: u64) -> Vec<u8> {
-        let mut out = vec![0u8; (count as usize).saturating_mul(self.block_size)];
-        for (i, chunk) in out.chunks_exact_mut(self.block_size).enumerate() {
-            if let Some(block) = self.blocks.get(&(lba + i as u64)) {
-                chunk.copy_from_slice(block);
+        let bs = self.block_size;
+        let mut out = vec![0u8; (count as usize).saturating_mul(bs)];
+        for (first, page, n, done) in BlockStore::runs(lba, out.len() / bs) {
+            if let Some(page) = self.pages.get(&page) {
+                out[done * bs..(done + n) * bs].copy_from_slice(&page.data[first * bs..(first + n) * bs]);
             }
         }
         out
@@ -233,9 +269,22 @@ impl BlockStore {
 
     /// Writes whole blocks (a trailing partial block is ignored).
     fn write(&mut self, lba: u64, data: &[u8]) {
-        for (i, chunk) in data.chunks_exact(self.block_size).enumerate() {
-            self.blocks.insert(lba + i as u64, chunk.into());
+        let bs = self.block_size;
+        for (first, page, n, done) in BlockStore::runs(lba, data.len() / bs) {
+            let page = self.pages.entry(page).or_insert_with(|| Page {
+                data: vec![0u8; PAGE_BLOCKS as usize * bs].into_boxed_slice(),
+                written: 0,
+            });
+            page.data[first * bs..(first + n) * bs].copy_from_slice(&data[done * bs..(done + n) * bs]);
+            let bits = if n == 128 { u128::MAX } else { ((1u128 << n) - 1) << first };
+            self.written += u64::from((bits & !page.written).count_ones());
+            page.written |= bits;
         }
+    }
+
+    fn wipe(&mut self) {
+        self.pages.clear();
+        self.written = 0;
     }
 }
 
@@ -362,7 +411,7 @@ impl DiskTarget {
     pub fn new(config: DiskConfig) -> DiskTarget {
         let port = NPort::new(config.mac, config.port_name, config.node_name);
         let registrations = vec![Registration::Fc4TypeFcp, Registration::NodeName];
-        let store = BlockStore { block_size: config.block_size.max(1) as usize, blocks: HashMap::new() };
+        let store = BlockStore::new(config.block_size.max(1) as usize);
         DiskTarget {
             config,
             mode: DiskMode::Healthy,
@@ -423,7 +472,7 @@ impl DiskTarget {
 
     /// Sets every block to zero.
     pub fn wipe(&mut self) {
-        self.store.blocks.clear();
+        self.store.wipe();
     }
 
     /// Reads `blocks` blocks at `lba` directly (for the simulator's checks); blocks beyond
@@ -439,7 +488,7 @@ impl DiskTarget {
 
     /// Number of blocks ever written (the rest read as zeros).
     pub fn blocks_written(&self) -> u64 {
-        self.store.blocks.len() as u64
+        self.store.written
     }
 
     /// The counters.
@@ -1313,6 +1362,37 @@ mod tests {
         assert_eq!(disk.blocks_written(), 2, "a trailing partial block is ignored");
         assert_eq!(disk.read_blocks(2, 3), [vec![0; 512], vec![9; 1024]].concat());
         assert_eq!(disk.next_timer(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn the_paged_store_reads_what_a_map_of_blocks_would(
+            ops in vec((0u64..600, 0usize..300, any::<u8>(), any::<bool>()), 1..30),
+            block_size in prop::sample::select(vec![1usize, 8, 512]),
+        ) {
+            let mut store = BlockStore::new(block_size);
+            let mut model: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
+            for (lba, len, byte, is_write) in ops {
+                let lba = lba + (u64::MAX - 700) * u64::from(byte == 7);
+                if is_write {
+                    let data: Vec<u8> = (0..len * block_size / 4 + 1).map(|i| byte ^ i as u8).collect();
+                    store.write(lba, &data);
+                    for (i, chunk) in data.chunks_exact(block_size).enumerate() {
+                        model.insert(lba + i as u64, chunk.to_vec());
+                    }
+                } else {
+                    let count = (len / 4) as u64;
+                    let mut expected = vec![0u8; count as usize * block_size];
+                    for (i, chunk) in expected.chunks_exact_mut(block_size).enumerate() {
+                        if let Some(block) = model.get(&(lba + i as u64)) {
+                            chunk.copy_from_slice(block);
+                        }
+                    }
+                    prop_assert_eq!(store.read(lba, count), expected);
+                }
+                prop_assert_eq!(store.written, model.len() as u64);
+            }
+        }
     }
 
     #[test]
