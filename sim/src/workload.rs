@@ -409,8 +409,16 @@ pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> By
     // The checksums, several blocks at a time (the same values as `stamp_block`'s).
     let mut first = 0;
     while first < blocks as usize {
-        let region = &data[first * block_size..];
-        let (n, checks) = stamp_checksums(region, block_size);
+        let lanes: [&[u8]; CHECKSUM_LANES] = std::array::from_fn(|k| {
+            let j = (first + k).min(blocks as usize - 1);
+            &data[j * block_size..(j + 1) * block_size]
+        });
+        let (n, checks) = checksums_of(&lanes[..CHECKSUM_LANES.min(blocks as usize - first)]);
+        MEMO.with_borrow_mut(|memo| {
+            for (k, check) in checks[..n].iter().enumerate() {
+                memo.put(write_id, lba + (first + k) as u64, block_size, *check);
+            }
+        });
         for (k, check) in checks[..n].iter().enumerate() {
             let at = (first + k) * block_size;
             data[at + 20..at + 24].copy_from_slice(&check.to_be_bytes());
@@ -430,45 +438,102 @@ pub fn decode_block(block: &[u8], lba: u64) -> BlockContent {
 
 /// Decodes the blocks of `data` (blocks of `block_size` bytes, the last one possibly shorter)
 /// read back from volume LBA `lba` on: `out[i]` is what [`decode_block`] says of block `i`.
+///
+/// The same verdicts, found faster: the payload is compared first, and when it is what the
+/// header's write id and LBA produce, the block is that stamp's bytes, so its checksum is the
+/// one [`stamp_blocks`] computed (remembered in [`ChecksumMemo`]); other checksums are computed
+/// several blocks at a time.
 pub fn decode_blocks(data: &[u8], block_size: usize, lba: u64, out: &mut Vec<BlockContent>) {
     out.clear();
     let block_size = block_size.max(1);
-    let count = data.len().div_ceil(block_size);
-    let whole = data.len() / block_size;
-    let mut i = 0;
-    while i < count {
-        let b = lba + i as u64;
-        let block = &data[i * block_size..data.len().min((i + 1) * block_size)];
-        let write_id = match decode_header(block, b) {
-            Err(content) => {
-                out.push(content);
-                i += 1;
-                continue;
+    MEMO.with_borrow_mut(|memo| {
+        let mut pending = Pending::default();
+        for (i, block) in data.chunks(block_size).enumerate() {
+            let b = lba.wrapping_add(i as u64);
+            let write_id = match decode_header(block, b) {
+                Err(content) => {
+                    out.push(content);
+                    continue;
+                }
+                Ok(write_id) => write_id,
+            };
+            let matches = payload_matches(write_id, b, &block[STAMP_HEADER_LEN..]);
+            let stored = be32(&block[20..24]);
+            let known = if matches { memo.get(write_id, b, block.len()) } else { None };
+            if let Some(checksum) = known {
+                out.push(verdict(write_id, stored, checksum, matches));
+            } else if block.len() < block_size {
+                out.push(verdict(write_id, stored, stamp_checksum(block), matches));
+            } else {
+                out.push(BlockContent::Zero);
+                pending.push(PendingBlock { index: i, lba: b, write_id, stored, matches }, block);
+                if pending.len == CHECKSUM_LANES {
+                    pending.finish(out, memo);
+                }
             }
-            Ok(write_id) => write_id,
-        };
-        // Checksums of this whole block and the ones after it, several at a time.
-        if i < whole {
-            let (n, checks) = stamp_checksums(&data[i * block_size..whole * block_size], block_size);
-            for (k, check) in checks[..n].iter().enumerate() {
-                let j = i + k;
-                let block = &data[j * block_size..(j + 1) * block_size];
-                let content = if k == 0 {
-                    decode_rest(block, b, write_id, *check)
-                } else {
-                    match decode_header(block, lba + j as u64) {
-                        Err(content) => content,
-                        Ok(id) => decode_rest(block, lba + j as u64, id, *check),
-                    }
-                };
-                out.push(content);
-            }
-            i += n;
-        } else {
-            out.push(decode_rest(block, b, write_id, stamp_checksum(block)));
-            i += 1;
         }
+        pending.finish(out, memo);
+    });
+}
+
+/// What a block that passed the header checks is, given its stored and computed checksums
+/// and whether its payload is the one its header names.
+fn verdict(write_id: u64, stored: u32, checksum: u32, matches: bool) -> BlockContent {
+    if stored != checksum {
+        BlockContent::Corrupt(CorruptReason::BadChecksum)
+    } else if !matches {
+        BlockContent::Corrupt(CorruptReason::PayloadMismatch)
+    } else {
+        BlockContent::Stamped { write_id }
     }
+}
+
+/// A whole block of [`decode_blocks`] waiting for its checksum.
+#[derive(Clone, Copy, Debug, Default)]
+struct PendingBlock {
+    index: usize,
+    lba: u64,
+    write_id: u64,
+    stored: u32,
+    matches: bool,
+}
+
+/// Up to [`CHECKSUM_LANES`] whole blocks waiting for their checksums.
+#[derive(Default)]
+struct Pending<'a> {
+    blocks: [PendingBlock; CHECKSUM_LANES],
+    data: [&'a [u8]; CHECKSUM_LANES],
+    len: usize,
+}
+
+impl<'a> Pending<'a> {
+    fn push(&mut self, block: PendingBlock, data: &'a [u8]) {
+        self.blocks[self.len] = block;
+        self.data[self.len] = data;
+        self.len += 1;
+    }
+
+    /// Computes the checksums, writes the verdicts into `out` and empties the list.
+    fn finish(&mut self, out: &mut [BlockContent], memo: &mut ChecksumMemo) {
+        let mut done = 0;
+        while done < self.len {
+            let (n, checks) = checksums_of(&self.data[done..self.len]);
+            for (block, data, checksum) in
+                zip3(&self.blocks[done..done + n], &self.data[done..done + n], &checks[..n])
+            {
+                if block.matches {
+                    memo.put(block.write_id, block.lba, data.len(), *checksum);
+                }
+                out[block.index] = verdict(block.write_id, block.stored, *checksum, block.matches);
+            }
+            done += n;
+        }
+        self.len = 0;
+    }
+}
+
+fn zip3<'a, 'b, A, B, C>(a: &'a [A], b: &'a [B], c: &'b [C]) -> impl Iterator<Item = (&'a A, &'a B, &'b C)> {
+    a.iter().zip(b).zip(c).map(|((a, b), c)| (a, b, c))
 }
 
 /// The checks up to the checksum: the write id of a block that looks stamped for `lba`, or
@@ -531,40 +596,88 @@ fn stamp_checksum(block: &[u8]) -> u32 {
         .fold(FNV32_OFFSET_BASIS, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(FNV32_PRIME))
 }
 
-/// Blocks whose checksums [`stamp_checksums`] computes together.
+/// Blocks whose checksums [`checksums_of`] computes together.
 const CHECKSUM_LANES: usize = 8;
 
-/// [`stamp_checksum`] of the first blocks of `region` (consecutive blocks of `block_size`
-/// bytes, at least [`STAMP_HEADER_LEN`]): how many (1 to [`CHECKSUM_LANES`]) and their values.
-/// FNV-1a is one long dependency chain per block; interleaving several blocks' chains keeps
-/// the multiplier busy, which is several times faster than one block after the other.
-fn stamp_checksums(region: &[u8], block_size: usize) -> (usize, [u32; CHECKSUM_LANES]) {
+/// [`stamp_checksum`] of the first of `blocks` (1 to [`CHECKSUM_LANES`] of them, all of the
+/// same length, at least [`STAMP_HEADER_LEN`]): how many it did and their values. FNV-1a is one
+/// long dependency chain per block; interleaving several blocks' chains keeps the multiplier
+/// busy, which is several times faster than one block after the other.
+fn checksums_of(blocks: &[&[u8]]) -> (usize, [u32; CHECKSUM_LANES]) {
     let mut out = [0u32; CHECKSUM_LANES];
-    let available = region.len() / block_size;
-    if available >= CHECKSUM_LANES {
-        out = interleaved_checksums::<CHECKSUM_LANES>(region, block_size);
-        (CHECKSUM_LANES, out)
-    } else if available >= 4 {
-        out[..4].copy_from_slice(&interleaved_checksums::<4>(region, block_size));
-        (4, out)
-    } else if available >= 2 {
-        out[..2].copy_from_slice(&interleaved_checksums::<2>(region, block_size));
-        (2, out)
+    let n = if blocks.len() >= CHECKSUM_LANES {
+        out = interleaved_checksums::<CHECKSUM_LANES>(blocks);
+        CHECKSUM_LANES
+    } else if blocks.len() >= 4 {
+        out[..4].copy_from_slice(&interleaved_checksums::<4>(blocks));
+        4
+    } else if blocks.len() >= 2 {
+        out[..2].copy_from_slice(&interleaved_checksums::<2>(blocks));
+        2
     } else {
-        out[0] = stamp_checksum(&region[..block_size]);
-        (1, out)
-    }
+        out[0] = stamp_checksum(blocks[0]);
+        1
+    };
+    (n, out)
 }
 
-fn interleaved_checksums<const N: usize>(region: &[u8], block_size: usize) -> [u32; N] {
-    let blocks: [&[u8]; N] = std::array::from_fn(|k| &region[k * block_size..(k + 1) * block_size]);
+fn interleaved_checksums<const N: usize>(blocks: &[&[u8]]) -> [u32; N] {
+    let len = blocks[0].len();
+    let lanes: [&[u8]; N] = std::array::from_fn(|k| &blocks[k][..len]);
     let mut hash = [FNV32_OFFSET_BASIS; N];
-    for i in (4..20).chain(STAMP_HEADER_LEN..block_size) {
+    for i in (4..20).chain(STAMP_HEADER_LEN..len) {
         for k in 0..N {
-            hash[k] = (hash[k] ^ u32::from(blocks[k][i])).wrapping_mul(FNV32_PRIME);
+            hash[k] = (hash[k] ^ u32::from(lanes[k][i])).wrapping_mul(FNV32_PRIME);
         }
     }
     hash
+}
+
+/// Slots in [`ChecksumMemo`] (a power of two); 24 bytes each.
+const MEMO_SLOTS: usize = 1 << 19;
+
+/// One remembered checksum.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoSlot {
+    write_id: u64,
+    lba: u64,
+    /// The block's length plus one; 0 for an empty slot.
+    len: u32,
+    checksum: u32,
+}
+
+/// Checksums of recent stamps by (write id, LBA, block length), direct-mapped (a newer stamp
+/// overwrites an older one in its slot). Only an optimization: a checksum not found here is
+/// computed, so what it holds never changes a verdict.
+#[derive(Debug, Default)]
+struct ChecksumMemo {
+    slots: Vec<MemoSlot>,
+}
+
+impl ChecksumMemo {
+    fn index(write_id: u64, lba: u64) -> usize {
+        let h = (write_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ lba).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        (h >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
+    }
+
+    fn get(&self, write_id: u64, lba: u64, len: usize) -> Option<u32> {
+        let slot = self.slots.get(ChecksumMemo::index(write_id, lba))?;
+        let len = u32::try_from(len).ok()?.checked_add(1)?;
+        (slot.write_id == write_id && slot.lba == lba && slot.len == len).then_some(slot.checksum)
+    }
+
+    fn put(&mut self, write_id: u64, lba: u64, len: usize, checksum: u32) {
+        let Some(len) = u32::try_from(len).ok().and_then(|l| l.checked_add(1)) else { return };
+        if self.slots.is_empty() {
+            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
+        }
+        self.slots[ChecksumMemo::index(write_id, lba)] = MemoSlot { write_id, lba, len, checksum };
+    }
+}
+
+thread_local! {
+    /// The memo of this thread's stamps (a pure cache: see [`ChecksumMemo`]).
+    static MEMO: std::cell::RefCell<ChecksumMemo> = std::cell::RefCell::new(ChecksumMemo::default());
 }
 
 /// The payload stream of (write id, LBA): splitmix64 outputs, big-endian.
@@ -670,6 +783,24 @@ mod tests {
         spliced[20..24].copy_from_slice(&check.to_be_bytes());
         assert_eq!(decode_block(&spliced, 7), BlockContent::Corrupt(CorruptReason::PayloadMismatch));
         assert_ne!(block[STAMP_HEADER_LEN..], other[STAMP_HEADER_LEN..], "payloads differ by write id");
+    }
+
+    #[test]
+    fn remembered_checksums_still_catch_damage() {
+        let mut data = stamp_blocks(77, 500, 12, 512).to_vec();
+        data[3 * 512 + 21] ^= 4; // the stored checksum
+        data[5 * 512 + 100] ^= 1; // the payload
+        data[7 * 512 + 6] ^= 1; // the write id: another write's header over this payload
+        let mut out = Vec::new();
+        decode_blocks(&data, 512, 500, &mut out);
+        for (i, content) in out.iter().enumerate() {
+            let expected = match i {
+                3 | 5 | 7 => BlockContent::Corrupt(CorruptReason::BadChecksum),
+                _ => BlockContent::Stamped { write_id: 77 },
+            };
+            assert_eq!(*content, expected, "block {i}");
+            assert_eq!(decode_block(&data[i * 512..(i + 1) * 512], 500 + i as u64), expected);
+        }
     }
 
     #[test]
