@@ -414,11 +414,6 @@ pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> By
             &data[j * block_size..(j + 1) * block_size]
         });
         let (n, checks) = checksums_of(&lanes[..CHECKSUM_LANES.min(blocks as usize - first)]);
-        MEMO.with_borrow_mut(|memo| {
-            for (k, check) in checks[..n].iter().enumerate() {
-                memo.put(write_id, lba + (first + k) as u64, block_size, *check);
-            }
-        });
         for (k, check) in checks[..n].iter().enumerate() {
             let at = (first + k) * block_size;
             data[at + 20..at + 24].copy_from_slice(&check.to_be_bytes());
@@ -439,41 +434,52 @@ pub fn decode_block(block: &[u8], lba: u64) -> BlockContent {
 /// Decodes the blocks of `data` (blocks of `block_size` bytes, the last one possibly shorter)
 /// read back from volume LBA `lba` on: `out[i]` is what [`decode_block`] says of block `i`.
 ///
-/// The same verdicts, found faster: the payload is compared first, and when it is what the
-/// header's write id and LBA produce, the block is that stamp's bytes, so its checksum is the
-/// one [`stamp_blocks`] computed (remembered in [`ChecksumMemo`]); other checksums are computed
+/// The same verdicts, found faster. The payload is compared first; when it is the one the
+/// header's write id and LBA produce, the block holds that stamp's bytes, so its checksum is
+/// the one the stamp computed: `known(i, write_id, len)` may say it (the caller remembers the
+/// checksums of the writes it stamped; see [`stamp_checksum_of`]). Other checksums are computed,
 /// several blocks at a time.
-pub fn decode_blocks(data: &[u8], block_size: usize, lba: u64, out: &mut Vec<BlockContent>) {
+pub fn decode_blocks(
+    data: &[u8],
+    block_size: usize,
+    lba: u64,
+    known: impl Fn(usize, u64, usize) -> Option<u32>,
+    out: &mut Vec<BlockContent>,
+) {
     out.clear();
     let block_size = block_size.max(1);
-    MEMO.with_borrow_mut(|memo| {
-        let mut pending = Pending::default();
-        for (i, block) in data.chunks(block_size).enumerate() {
-            let b = lba.wrapping_add(i as u64);
-            let write_id = match decode_header(block, b) {
-                Err(content) => {
-                    out.push(content);
-                    continue;
-                }
-                Ok(write_id) => write_id,
-            };
-            let matches = payload_matches(write_id, b, &block[STAMP_HEADER_LEN..]);
-            let stored = be32(&block[20..24]);
-            let known = if matches { memo.get(write_id, b, block.len()) } else { None };
-            if let Some(checksum) = known {
-                out.push(verdict(write_id, stored, checksum, matches));
-            } else if block.len() < block_size {
-                out.push(verdict(write_id, stored, stamp_checksum(block), matches));
-            } else {
-                out.push(BlockContent::Zero);
-                pending.push(PendingBlock { index: i, lba: b, write_id, stored, matches }, block);
-                if pending.len == CHECKSUM_LANES {
-                    pending.finish(out, memo);
-                }
+    let mut pending = Pending::default();
+    for (i, block) in data.chunks(block_size).enumerate() {
+        let b = lba.wrapping_add(i as u64);
+        let write_id = match decode_header(block, b) {
+            Err(content) => {
+                out.push(content);
+                continue;
+            }
+            Ok(write_id) => write_id,
+        };
+        let matches = payload_matches(write_id, b, &block[STAMP_HEADER_LEN..]);
+        let stored = be32(&block[20..24]);
+        let remembered = if matches { known(i, write_id, block.len()) } else { None };
+        if let Some(checksum) = remembered {
+            out.push(verdict(write_id, stored, checksum, matches));
+        } else if block.len() < block_size {
+            out.push(verdict(write_id, stored, stamp_checksum(block), matches));
+        } else {
+            out.push(BlockContent::Zero);
+            pending.push(PendingBlock { index: i, write_id, stored, matches }, block);
+            if pending.len == CHECKSUM_LANES {
+                pending.finish(out);
             }
         }
-        pending.finish(out, memo);
-    });
+    }
+    pending.finish(out);
+}
+
+/// The checksum a stamped block carries (bytes 20..24), as [`decode_blocks`]'s `known` wants
+/// it: `None` for a block too short to have one.
+pub fn stamp_checksum_of(block: &[u8]) -> Option<u32> {
+    (block.len() >= STAMP_HEADER_LEN).then(|| be32(&block[20..24]))
 }
 
 /// What a block that passed the header checks is, given its stored and computed checksums
@@ -492,7 +498,6 @@ fn verdict(write_id: u64, stored: u32, checksum: u32, matches: bool) -> BlockCon
 #[derive(Clone, Copy, Debug, Default)]
 struct PendingBlock {
     index: usize,
-    lba: u64,
     write_id: u64,
     stored: u32,
     matches: bool,
@@ -514,26 +519,17 @@ impl<'a> Pending<'a> {
     }
 
     /// Computes the checksums, writes the verdicts into `out` and empties the list.
-    fn finish(&mut self, out: &mut [BlockContent], memo: &mut ChecksumMemo) {
+    fn finish(&mut self, out: &mut [BlockContent]) {
         let mut done = 0;
         while done < self.len {
             let (n, checks) = checksums_of(&self.data[done..self.len]);
-            for (block, data, checksum) in
-                zip3(&self.blocks[done..done + n], &self.data[done..done + n], &checks[..n])
-            {
-                if block.matches {
-                    memo.put(block.write_id, block.lba, data.len(), *checksum);
-                }
+            for (block, checksum) in self.blocks[done..done + n].iter().zip(&checks[..n]) {
                 out[block.index] = verdict(block.write_id, block.stored, *checksum, block.matches);
             }
             done += n;
         }
         self.len = 0;
     }
-}
-
-fn zip3<'a, 'b, A, B, C>(a: &'a [A], b: &'a [B], c: &'b [C]) -> impl Iterator<Item = (&'a A, &'a B, &'b C)> {
-    a.iter().zip(b).zip(c).map(|((a, b), c)| (a, b, c))
 }
 
 /// The checks up to the checksum: the write id of a block that looks stamped for `lba`, or
@@ -631,53 +627,6 @@ fn interleaved_checksums<const N: usize>(blocks: &[&[u8]]) -> [u32; N] {
         }
     }
     hash
-}
-
-/// Slots in [`ChecksumMemo`] (a power of two); 24 bytes each.
-const MEMO_SLOTS: usize = 1 << 19;
-
-/// One remembered checksum.
-#[derive(Clone, Copy, Debug, Default)]
-struct MemoSlot {
-    write_id: u64,
-    lba: u64,
-    /// The block's length plus one; 0 for an empty slot.
-    len: u32,
-    checksum: u32,
-}
-
-/// Checksums of recent stamps by (write id, LBA, block length), direct-mapped (a newer stamp
-/// overwrites an older one in its slot). Only an optimization: a checksum not found here is
-/// computed, so what it holds never changes a verdict.
-#[derive(Debug, Default)]
-struct ChecksumMemo {
-    slots: Vec<MemoSlot>,
-}
-
-impl ChecksumMemo {
-    fn index(write_id: u64, lba: u64) -> usize {
-        let h = (write_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ lba).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        (h >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
-    }
-
-    fn get(&self, write_id: u64, lba: u64, len: usize) -> Option<u32> {
-        let slot = self.slots.get(ChecksumMemo::index(write_id, lba))?;
-        let len = u32::try_from(len).ok()?.checked_add(1)?;
-        (slot.write_id == write_id && slot.lba == lba && slot.len == len).then_some(slot.checksum)
-    }
-
-    fn put(&mut self, write_id: u64, lba: u64, len: usize, checksum: u32) {
-        let Some(len) = u32::try_from(len).ok().and_then(|l| l.checked_add(1)) else { return };
-        if self.slots.is_empty() {
-            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
-        }
-        self.slots[ChecksumMemo::index(write_id, lba)] = MemoSlot { write_id, lba, len, checksum };
-    }
-}
-
-thread_local! {
-    /// The memo of this thread's stamps (a pure cache: see [`ChecksumMemo`]).
-    static MEMO: std::cell::RefCell<ChecksumMemo> = std::cell::RefCell::new(ChecksumMemo::default());
 }
 
 /// The payload stream of (write id, LBA): splitmix64 outputs, big-endian.
@@ -787,12 +736,16 @@ mod tests {
 
     #[test]
     fn remembered_checksums_still_catch_damage() {
-        let mut data = stamp_blocks(77, 500, 12, 512).to_vec();
+        let stamped = stamp_blocks(77, 500, 12, 512);
+        let mut data = stamped.to_vec();
         data[3 * 512 + 21] ^= 4; // the stored checksum
         data[5 * 512 + 100] ^= 1; // the payload
         data[7 * 512 + 6] ^= 1; // the write id: another write's header over this payload
+        let known = |i: usize, id: u64, len: usize| {
+            (id == 77 && len == 512).then(|| stamp_checksum_of(&stamped[i * 512..(i + 1) * 512])).flatten()
+        };
         let mut out = Vec::new();
-        decode_blocks(&data, 512, 500, &mut out);
+        decode_blocks(&data, 512, 500, known, &mut out);
         for (i, content) in out.iter().enumerate() {
             let expected = match i {
                 3 | 5 | 7 => BlockContent::Corrupt(CorruptReason::BadChecksum),
@@ -831,7 +784,8 @@ mod tests {
             tail in 0usize..600,
             other_lba in any::<bool>(),
         ) {
-            let data = stamp_blocks(write_id, lba, blocks, block_size);
+            let stamped = stamp_blocks(write_id, lba, blocks, block_size);
+            let data = stamped.clone();
             let bs = block_size as usize;
             for (i, block) in data.chunks(bs).enumerate() {
                 let mut one = vec![0u8; bs];
@@ -850,8 +804,18 @@ mod tests {
             }
             data.truncate(data.len().saturating_sub(tail % bs.max(1)).max(1));
             let first = if other_lba { lba + 1 } else { lba };
+            // The checksums the stamps carry, as a caller that remembers them knows them.
+            let known = |i: usize, id: u64, len: usize| {
+                let j = i + usize::from(other_lba);
+                (id == write_id && len == bs && j < blocks as usize)
+                    .then(|| stamp_checksum_of(&stamped[j * bs..(j + 1) * bs]))
+                    .flatten()
+            };
             let mut batch = Vec::new();
-            decode_blocks(&data, bs, first, &mut batch);
+            decode_blocks(&data, bs, first, known, &mut batch);
+            let mut unaided = Vec::new();
+            decode_blocks(&data, bs, first, |_, _, _| None, &mut unaided);
+            prop_assert_eq!(&batch, &unaided);
             let alone: Vec<_> =
                 data.chunks(bs).enumerate().map(|(i, b)| decode_block(b, first + i as u64)).collect();
             prop_assert_eq!(batch, alone);

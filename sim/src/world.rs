@@ -575,11 +575,14 @@ impl<'a> World<'a> {
                 continue;
             };
             let mut write_id = 0;
+            let mut stamped = None;
             let host_op = match op {
                 PlannedOp::Write { lba, blocks } => {
                     write_id = self.next_write_id;
                     self.next_write_id += 1;
-                    HostOp::Write { lba, data: stamp_blocks(write_id, lba, blocks, BLOCK) }
+                    let data = stamp_blocks(write_id, lba, blocks, BLOCK);
+                    stamped = Some(data.clone());
+                    HostOp::Write { lba, data }
                 }
                 PlannedOp::Read { lba, blocks } | PlannedOp::VerifyRead { lba, blocks } => {
                     HostOp::Read { lba, blocks }
@@ -595,6 +598,15 @@ impl<'a> World<'a> {
                             write_id,
                             self.now,
                         );
+                        if let Some(data) = &stamped {
+                            self.oracle.remember_checksums(
+                                &volume_name,
+                                op.lba(),
+                                write_id,
+                                data,
+                                BLOCK as usize,
+                            );
+                        }
                     } else {
                         self.oracle.read_submitted(self.now);
                     }
