@@ -237,6 +237,51 @@ impl Hasher for IntHasher {
     }
 }
 
+/// Spare frame buffers kept for reuse at most.
+const SPARE_BUFFERS: usize = 4096;
+/// Buffers larger than this are not kept (frames are at most a few KiB).
+const SPARE_BUFFER_CAPACITY: usize = 4096;
+/// A new buffer holds at least this much: any FCoE frame, so that reusing it never grows it.
+const FRAME_BUFFER_CAPACITY: usize = 2304;
+
+thread_local! {
+    /// Frame buffers delivered and done with, for the next frames to be built in: a frame is
+    /// built, carried and dropped millions of times a run, and the allocator is slow at it.
+    static SPARES: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer for a frame of up to `capacity` bytes, reused if one is spare.
+pub fn frame_buffer(capacity: usize) -> Vec<u8> {
+    let spare = SPARES.with_borrow_mut(Vec::pop);
+    match spare {
+        Some(mut buffer) => {
+            buffer.clear();
+            buffer.reserve(capacity);
+            buffer
+        }
+        None => Vec::with_capacity(capacity.max(FRAME_BUFFER_CAPACITY)),
+    }
+}
+
+/// A buffer of `len` zero bytes, reused if one is spare.
+pub fn zeroed_frame_buffer(len: usize) -> Vec<u8> {
+    let mut buffer = frame_buffer(len);
+    buffer.resize(len, 0);
+    buffer
+}
+
+/// Gives a frame buffer back for reuse (see [`frame_buffer`]).
+pub fn recycle_frame_buffer(buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > SPARE_BUFFER_CAPACITY {
+        return;
+    }
+    SPARES.with_borrow_mut(|spares| {
+        if spares.len() < SPARE_BUFFERS {
+            spares.push(buffer);
+        }
+    });
+}
+
 /// A seeded, deterministic random source (ChaCha8), forkable into independent streams.
 ///
 /// It implements [`rand::RngCore`], so every `rand::Rng` method works on it.

@@ -285,7 +285,7 @@ pub mod nport {
             };
             let sof = if header.seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if header.is_end_of_sequence() { Eof::T } else { Eof::N };
-            let mut buf = vec![0u8; fcoe_frame_len(&ethernet, payload.buffer_len())];
+            let mut buf = crate::engine::zeroed_frame_buffer(fcoe_frame_len(&ethernet, payload.buffer_len()));
             match emit_fcoe_frame(&mut buf, &ethernet, &FcoeRepr { sof, eof }, &header, payload) {
                 Ok(len) => {
                     buf.truncate(len);

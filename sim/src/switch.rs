@@ -9,6 +9,8 @@ use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
 use dve_fp_api::stats::FpStatistics;
 
+use crate::engine::frame_buffer;
+
 /// One engine: workers plus control path.
 #[derive(Debug)]
 pub struct SwitchNode {
@@ -20,6 +22,8 @@ pub struct SwitchNode {
     pub messages: u64,
     /// Whether the engine is running (a killed engine drops everything).
     pub running: bool,
+    /// Hand-offs between workers being moved (kept to reuse its storage).
+    handoffs: Vec<(WorkerId, PortId, Frame)>,
 }
 
 /// Settling stops after this many rounds; a frame never causes anywhere near as many.
@@ -55,7 +59,7 @@ impl SwitchNode {
                 Worker::new(config)
             })
             .collect();
-        SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true }
+        SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true, handoffs: Vec::new() }
     }
 
     /// The control path (management calls go here).
@@ -82,11 +86,19 @@ impl SwitchNode {
         if !self.running {
             return Vec::new();
         }
-        let Some(frame) = Frame::copy_from(bytes) else {
+        let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
+        // Received into the owning worker's pool, as a port would.
+        let frame = match self.workers.get(owner) {
+            Some(worker) => worker.pool().alloc(bytes.len()).map(|mut buffer| {
+                buffer.as_mut_slice().copy_from_slice(bytes);
+                buffer.freeze()
+            }),
+            None => Frame::copy_from(bytes),
+        };
+        let Some(frame) = frame else {
             self.oversized_frames += 1;
             return Vec::new();
         };
-        let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
         if let Some(worker) = self.workers.get_mut(owner) {
             worker.handle_frame(Timestamp(now), port, frame);
         }
@@ -112,13 +124,15 @@ impl SwitchNode {
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
             for i in 0..self.workers.len() {
-                let handoffs: Vec<_> = self.workers[i].take_handoffs().collect();
-                for (to, port, frame) in handoffs {
+                let mut handoffs = std::mem::take(&mut self.handoffs);
+                handoffs.extend(self.workers[i].take_handoffs());
+                for (to, port, frame) in handoffs.drain(..) {
                     moved = true;
                     if let Some(j) = self.worker_index(to) {
                         self.workers[j].handle_frame(at, port, frame);
                     }
                 }
+                self.handoffs = handoffs;
                 let id = self.workers[i].id();
                 while let Some(message) = self.workers[i].poll_upcall() {
                     moved = true;
@@ -127,7 +141,7 @@ impl SwitchNode {
                 }
                 for (port, tx) in self.workers[i].take_transmits() {
                     moved = true;
-                    let mut bytes = Vec::with_capacity(tx.len());
+                    let mut bytes = frame_buffer(tx.len());
                     tx.write_to(&mut bytes);
                     out.push((port, bytes));
                 }

@@ -477,6 +477,7 @@ impl<'a> World<'a> {
                 }
             }
         }
+        crate::engine::recycle_frame_buffer(frame);
         Ok(())
     }
 
