@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use dve_coherency::{
     Body, Engine, EngineConfig, EngineId, Envelope, Event, EvictOutcome, MemoryStore, OplockAddress,
-    OplockState, SharedStore, UpdateKind,
+    OplockState, PurgeReason, SharedStore, UpdateKind,
 };
 
 fn config(id: EngineId) -> EngineConfig {
@@ -241,4 +241,36 @@ fn a_rebooting_engine_replays_its_dirty_journal_before_going_online() {
     assert!(engine.is_online());
     assert!(!store.journal(0).is_dirty_shutdown());
     assert_eq!(store.owner(extent), None);
+}
+
+#[test]
+fn the_sweep_releases_idle_non_volatile_oplocks_only() {
+    let mut c = Cluster::new(2);
+    let extent = OplockAddress::mirror_write(1, 0, 64);
+    let rmap = OplockAddress::rmap(1, 0, 64);
+    for oplock in [extent, rmap] {
+        c.engines[0].request_acquire(c.now, &mut c.store, oplock, UpdateKind::Restrictive);
+        c.run();
+        assert!(c.acquired(0, oplock));
+        c.engines[0].release(c.now, &mut c.store, oplock).expect("release");
+        c.run();
+    }
+    assert_eq!(c.store.owner(extent), Some(0));
+    c.events.clear();
+    // Not yet idle long enough: the sweep leaves it alone.
+    c.now = 1_000_000;
+    c.engines[0].handle_timeout(c.now, &mut c.store);
+    c.run();
+    assert_eq!(c.store.owner(extent), Some(0));
+    assert_eq!(c.state(0, extent), Some(OplockState::Sharing));
+    // Idle for the sweep age at the next sweep: unshared (purge and drain first) and its
+    // ownership cleared; the volatile oplock has no ownership and stays shared.
+    c.now = 2_000_000;
+    c.engines[0].handle_timeout(c.now, &mut c.store);
+    c.run();
+    assert!(c.events.iter().any(|(e, ev)| *e == 0
+        && matches!(ev, Event::Purge { oplock, reason: PurgeReason::Sweep, blocking: true, .. } if *oplock == extent)));
+    assert_eq!(c.store.owner(extent), None);
+    assert_eq!(c.state(0, extent), Some(OplockState::Joined));
+    assert_eq!(c.state(0, rmap), Some(OplockState::Sharing));
 }
