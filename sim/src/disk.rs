@@ -258,10 +258,12 @@ impl BlockStore {
 
     fn read(&self, lba: u64, count: u64) -> Vec<u8> {
         let bs = self.block_size;
-        let mut out = vec![0u8; (count as usize).saturating_mul(bs)];
-        for (first, page, n, done) in BlockStore::runs(lba, out.len() / bs) {
-            if let Some(page) = self.pages.get(&page) {
-                out[done * bs..(done + n) * bs].copy_from_slice(&page.data[first * bs..(first + n) * bs]);
+        let len = (count as usize).saturating_mul(bs);
+        let mut out = Vec::with_capacity(len);
+        for (first, page, n, _) in BlockStore::runs(lba, len / bs) {
+            match self.pages.get(&page) {
+                Some(page) => out.extend_from_slice(&page.data[first * bs..(first + n) * bs]),
+                None => out.resize(out.len() + n * bs, 0),
             }
         }
         out

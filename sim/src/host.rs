@@ -679,6 +679,8 @@ const MAX_SCANNED_LUNS: usize = 512;
 const REPORT_LUNS_ALLOCATION: u32 = 4096;
 const INQUIRY_ALLOCATION: u16 = 96;
 const READ_CAPACITY_16_ALLOCATION: u32 = 32;
+/// Data in reserved for at an exchange's start at most (more grows as it arrives).
+const MAX_DATA_IN_RESERVE: usize = 1 << 20;
 /// RSCN's ELS command code (not decoded by `dve-wire`; only the code is looked at).
 const ELS_RSCN: u8 = 0x61;
 
@@ -1415,6 +1417,8 @@ impl Initiator {
         request.state = RequestState::InFlight(ox_id);
         let d_id = self.remote[request.port].fc_id;
         let command = &request.command;
+        // Room for the data in up front (up to a bound), so it is not regrown frame by frame.
+        let data_in = Vec::with_capacity((command.data_in_len as usize).min(MAX_DATA_IN_RESERVE));
         let cmnd = FcpCmndRepr {
             lun: lun_from_index(request.lun),
             crn: 0,
@@ -1444,7 +1448,7 @@ impl Initiator {
             rx_id: UNASSIGNED_X_ID,
             phase: ExchangePhase::Open,
             deadline: now.saturating_add(self.config.io_timeout_ns),
-            data_in: Vec::new(),
+            data_in,
             bytes_in: 0,
         };
         self.exchanges.insert(ox_id, exchange);

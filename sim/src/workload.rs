@@ -564,9 +564,8 @@ fn decode_rest(block: &[u8], lba: u64, write_id: u64, checksum: u32) -> BlockCon
 }
 
 fn is_zero(block: &[u8]) -> bool {
-    let mut words = block.chunks_exact(8);
-    words.all(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == 0)
-        && words.remainder().iter().all(|b| *b == 0)
+    // A whole line at a time (the OR of 64 bytes vectorizes), stopping at the first nonzero one.
+    block.chunks(64).all(|line| line.iter().fold(0u8, |acc, byte| acc | byte) == 0)
 }
 
 fn be64(b: &[u8]) -> u64 {

@@ -568,7 +568,8 @@ impl<'a> World<'a> {
         let in_flight = self.workloads[w].workload.in_flight();
         let ops = self.workloads[w].workload.next_ops(self.now, in_flight);
         let address = self.volume_address(volume);
-        let volume_name = self.scenario.volumes[volume].name.clone();
+        let scenario = self.scenario;
+        let volume_name = &scenario.volumes[volume].name;
         for op in ops {
             let Some((target, lun)) = address else {
                 self.workloads[w].workload.on_complete(self.now, op, &Err(IoFailure::TargetGone));
@@ -593,7 +594,7 @@ impl<'a> World<'a> {
                 Ok((id, frames)) => {
                     if op.is_write() {
                         self.oracle.write_submitted(
-                            &volume_name,
+                            volume_name,
                             op.lba(),
                             u64::from(op.blocks()),
                             write_id,
@@ -601,7 +602,7 @@ impl<'a> World<'a> {
                         );
                         if let Some(data) = &stamped {
                             self.oracle.remember_checksums(
-                                &volume_name,
+                                volume_name,
                                 op.lba(),
                                 write_id,
                                 data,
@@ -633,7 +634,8 @@ impl<'a> World<'a> {
     fn completed(&mut self, h: usize, completion: Completion) {
         let Some(io) = self.in_flight.remove(&(h, completion.id)) else { return };
         let volume = self.workloads[io.workload].volume;
-        let name = self.scenario.volumes[volume].name.clone();
+        let scenario = self.scenario;
+        let name = &scenario.volumes[volume].name;
         let (lba, blocks) = (io.op.lba(), u64::from(io.op.blocks()));
         let ok = completion.result.as_ref().is_ok_and(|o| o.is_good());
         for _ in 0..completion.retries {
@@ -647,12 +649,12 @@ impl<'a> World<'a> {
             self.recorders[volume].record_error();
         }
         if io.op.is_write() {
-            self.oracle.write_completed(&name, lba, blocks, io.write_id, self.now, ok);
+            self.oracle.write_completed(name, lba, blocks, io.write_id, self.now, ok);
         } else if let Some(outcome) = completion.result.as_ref().ok().filter(|_| ok) {
-            let host = self.scenario.hosts[h].name.clone();
+            let host = &scenario.hosts[h].name;
             self.oracle.read_completed(
-                &host,
-                &name,
+                host,
+                name,
                 lba,
                 BLOCK as usize,
                 completion.submitted,
