@@ -13,7 +13,7 @@ use crate::workload::{BlockContent, decode_blocks, stamp_checksum_of};
 pub const NEVER_WRITTEN: u64 = 0;
 
 /// One write of one block, as the oracle remembers it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 struct BlockWrite {
     id: u64,
     submitted: u64,
@@ -24,18 +24,116 @@ struct BlockWrite {
     stamp: Option<(usize, u32)>,
 }
 
+/// Writes a block's history holds without another allocation: usually the last one, and
+/// the next while it is in flight.
+const INLINE_WRITES: usize = 2;
+
+/// The writes of one block a read may still return, oldest first.
+#[derive(Clone, Debug, Default)]
+struct History {
+    inline: [BlockWrite; INLINE_WRITES],
+    /// Writes in `inline`, while `spilled` is empty.
+    len: u8,
+    /// Every write, while there are more than fit inline.
+    spilled: Vec<BlockWrite>,
+}
+
+impl History {
+    #[cfg(test)]
+    fn from_writes(writes: &[BlockWrite]) -> History {
+        let mut history = History::default();
+        for w in writes {
+            history.push(*w);
+        }
+        history
+    }
+
+    fn as_slice(&self) -> &[BlockWrite] {
+        if self.spilled.is_empty() { &self.inline[..usize::from(self.len)] } else { &self.spilled }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [BlockWrite] {
+        if self.spilled.is_empty() { &mut self.inline[..usize::from(self.len)] } else { &mut self.spilled }
+    }
+
+    fn push(&mut self, write: BlockWrite) {
+        if self.spilled.is_empty() {
+            let len = usize::from(self.len);
+            if len < INLINE_WRITES {
+                self.inline[len] = write;
+                self.len += 1;
+                return;
+            }
+            self.spilled.extend_from_slice(&self.inline[..len]);
+        }
+        self.spilled.push(write);
+    }
+
+    /// Keeps the writes `keep` accepts, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&BlockWrite) -> bool) {
+        if self.spilled.is_empty() {
+            let mut kept = 0;
+            for i in 0..usize::from(self.len) {
+                if keep(&self.inline[i]) {
+                    self.inline[kept] = self.inline[i];
+                    kept += 1;
+                }
+            }
+            self.len = kept as u8;
+        } else {
+            self.spilled.retain(|w| keep(w));
+            if self.spilled.len() <= INLINE_WRITES {
+                let n = self.spilled.len();
+                self.inline[..n].copy_from_slice(&self.spilled);
+                self.len = n as u8;
+                self.spilled.clear();
+            }
+        }
+    }
+}
+
+/// Blocks per page of a [`Shadow`].
+const SHADOW_PAGE: u64 = 64;
+
+/// A volume's block histories, in pages of consecutive blocks: the blocks of one I/O sit
+/// together in memory.
+#[derive(Clone, Debug, Default)]
+struct Shadow {
+    pages: IntMap<u64, Box<[History]>>,
+}
+
+impl Shadow {
+    /// The history of block `lba` (empty if never written).
+    fn get(&self, lba: u64) -> &[BlockWrite] {
+        self.pages.get(&(lba / SHADOW_PAGE)).map_or(&[], |page| page[(lba % SHADOW_PAGE) as usize].as_slice())
+    }
+
+    /// The history of block `lba`, if its page exists.
+    fn get_mut(&mut self, lba: u64) -> Option<&mut History> {
+        self.pages.get_mut(&(lba / SHADOW_PAGE)).map(|page| &mut page[(lba % SHADOW_PAGE) as usize])
+    }
+
+    fn push(&mut self, lba: u64, write: BlockWrite) {
+        let page = self
+            .pages
+            .entry(lba / SHADOW_PAGE)
+            .or_insert_with(|| vec![History::default(); SHADOW_PAGE as usize].into_boxed_slice());
+        page[(lba % SHADOW_PAGE) as usize].push(write);
+    }
+}
+
 /// A volume's block histories as they stood at a snapshot instant.
 #[derive(Debug, Clone)]
 struct PointInTime {
     volume: String,
     at: u64,
-    histories: IntMap<u64, Vec<BlockWrite>>,
+    histories: Shadow,
 }
 
 /// The shadow of every volume and the verdict so far.
 #[derive(Debug, Default)]
 pub struct Oracle {
-    volumes: BTreeMap<String, IntMap<u64, Vec<BlockWrite>>>,
+    volumes: BTreeMap<String, Shadow>,
     /// Start times of reads in flight (for pruning): time -> count.
     reads_in_flight: BTreeMap<u64, u32>,
     violations: Vec<Violation>,
@@ -60,16 +158,11 @@ impl Oracle {
     /// A host submitted a write of `blocks` blocks at `lba`, stamped with `id`.
     pub fn write_submitted(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64) {
         if !self.volumes.contains_key(volume) {
-            self.volumes.insert(volume.to_string(), IntMap::default());
+            self.volumes.insert(volume.to_string(), Shadow::default());
         }
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
         for b in lba..lba + blocks {
-            shadow.entry(b).or_default().push(BlockWrite {
-                id,
-                submitted: now,
-                completed: None,
-                stamp: None,
-            });
+            shadow.push(b, BlockWrite { id, submitted: now, completed: None, stamp: None });
         }
     }
 
@@ -80,8 +173,8 @@ impl Oracle {
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
         for (i, block) in data.chunks(block_size.max(1)).enumerate() {
             let Some(checksum) = stamp_checksum_of(block) else { continue };
-            let Some(history) = shadow.get_mut(&lba.wrapping_add(i as u64)) else { continue };
-            if let Some(w) = history.iter_mut().rev().find(|w| w.id == id) {
+            let Some(history) = shadow.get_mut(lba.wrapping_add(i as u64)) else { continue };
+            if let Some(w) = history.as_mut_slice().iter_mut().rev().find(|w| w.id == id) {
                 w.stamp = Some((block.len(), checksum));
             }
         }
@@ -92,8 +185,8 @@ impl Oracle {
         let horizon = self.reads_in_flight.keys().next().copied().unwrap_or(u64::MAX).min(now);
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
         for b in lba..lba + blocks {
-            let Some(history) = shadow.get_mut(&b) else { continue };
-            if let Some(w) = history.iter_mut().find(|w| w.id == id) {
+            let Some(history) = shadow.get_mut(b) else { continue };
+            if let Some(w) = history.as_mut_slice().iter_mut().find(|w| w.id == id) {
                 w.completed = Some((now, ok));
             }
             prune(history, horizon);
@@ -120,12 +213,12 @@ impl Oracle {
     ) {
         self.read_finished(submitted);
         self.reads_checked += 1;
-        let empty = IntMap::default();
+        let empty = Shadow::default();
         let shadow = self.volumes.get(volume).unwrap_or(&empty);
         let mut found_violations = Vec::new();
         let mut decoded = std::mem::take(&mut self.decoded);
         let known = |i: usize, id: u64, len: usize| {
-            let history = shadow.get(&lba.wrapping_add(i as u64))?;
+            let history = shadow.get(lba.wrapping_add(i as u64));
             let (stamped_len, checksum) = history.iter().find(|w| w.id == id)?.stamp?;
             (stamped_len == len).then_some(checksum)
         };
@@ -133,7 +226,7 @@ impl Oracle {
         for (i, content) in decoded.iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
-            let history = shadow.get(&b).map(Vec::as_slice).unwrap_or(&[]);
+            let history = shadow.get(b);
             let found = match *content {
                 BlockContent::Zero => Ok(NEVER_WRITTEN),
                 BlockContent::Stamped { write_id } => Ok(write_id),
@@ -183,7 +276,7 @@ impl Oracle {
     /// What an image of `volume` must hold at block `lba` once nothing is in flight: the
     /// ids a read started now may return.
     pub fn settled_ids(&self, volume: &str, lba: u64, now: u64) -> Vec<u64> {
-        let history = self.volumes.get(volume).and_then(|s| s.get(&lba)).map(Vec::as_slice).unwrap_or(&[]);
+        let history = self.volumes.get(volume).map_or(&[][..], |s| s.get(lba));
         valid_ids(history, now, now)
     }
 
@@ -206,7 +299,7 @@ impl Oracle {
         for (i, content) in decoded.into_iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
-            let history = histories.get(&b).map(Vec::as_slice).unwrap_or(&[]);
+            let history = histories.get(b);
             let valid = valid_ids(history, at, at);
             let found = match content {
                 BlockContent::Zero => Ok(NEVER_WRITTEN),
@@ -296,11 +389,11 @@ fn superseded(w: &BlockWrite, latest: Option<u64>) -> bool {
 }
 
 /// Drop writes no read starting at or after `horizon` could return.
-fn prune(history: &mut Vec<BlockWrite>, horizon: u64) {
-    if history.len() < 2 {
+fn prune(history: &mut History, horizon: u64) {
+    if history.as_slice().len() < 2 {
         return;
     }
-    let latest = latest_superseding_submission(history, horizon);
+    let latest = latest_superseding_submission(history.as_slice(), horizon);
     history.retain(|w| !superseded(w, latest));
 }
 
@@ -394,19 +487,25 @@ mod tests {
             let valid = valid_ids(&history, start, end);
             proptest::prop_assert_eq!(&valid, &valid_ids_reference(&history, start, end));
             proptest::prop_assert_eq!(is_valid(&history, start, end, probe), valid.contains(&probe));
-            let (mut a, mut b) = (history.clone(), history);
+            let (mut a, mut b) = (History::from_writes(&history), history);
             prune(&mut a, start);
             prune_reference(&mut b, start);
-            proptest::prop_assert_eq!(a, b);
+            proptest::prop_assert_eq!(a.as_slice(), &b[..]);
+            // Growing and shrinking across the inline size keeps the order.
+            let mut c = History::from_writes(&b);
+            c.push(w(99, 1, None));
+            c.retain(|x| x.id % 2 == 1);
+            let expected: Vec<BlockWrite> = b.iter().copied().chain([w(99, 1, None)]).filter(|x| x.id % 2 == 1).collect();
+            proptest::prop_assert_eq!(c.as_slice(), &expected[..]);
         }
     }
 
     #[test]
     fn pruning_keeps_what_a_read_in_flight_may_return() {
-        let mut h = vec![w(1, 10, Some((20, true))), w(2, 30, Some((40, true)))];
+        let mut h = History::from_writes(&[w(1, 10, Some((20, true))), w(2, 30, Some((40, true)))]);
         prune(&mut h, 35);
-        assert_eq!(h.len(), 2, "a read started at 35 may still return write 1");
+        assert_eq!(h.as_slice().len(), 2, "a read started at 35 may still return write 1");
         prune(&mut h, 50);
-        assert_eq!(h, vec![w(2, 30, Some((40, true)))]);
+        assert_eq!(h.as_slice(), &[w(2, 30, Some((40, true)))]);
     }
 }
