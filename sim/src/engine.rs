@@ -112,29 +112,30 @@ impl fmt::Display for SimTime {
     }
 }
 
-/// One queued event with its due time and the sequence number that breaks ties.
-#[derive(Debug)]
-struct QueuedEvent<E> {
+/// The heap's entry for one queued event: its due time, the sequence number that breaks
+/// ties, and where the event waits. Small, so that reordering the heap moves few bytes.
+#[derive(Debug, Clone, Copy)]
+struct QueuedEvent {
     at: SimTime,
     seq: u64,
-    event: E,
+    slot: usize,
 }
 
-impl<E> PartialEq for QueuedEvent<E> {
+impl PartialEq for QueuedEvent {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at && self.seq == other.seq
     }
 }
 
-impl<E> Eq for QueuedEvent<E> {}
+impl Eq for QueuedEvent {}
 
-impl<E> PartialOrd for QueuedEvent<E> {
+impl PartialOrd for QueuedEvent {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for QueuedEvent<E> {
+impl Ord for QueuedEvent {
     /// Reversed, so that the max-heap pops the earliest (time, sequence) first.
     fn cmp(&self, other: &Self) -> Ordering {
         other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
@@ -144,7 +145,11 @@ impl<E> Ord for QueuedEvent<E> {
 /// The pending events of a run, popped earliest first; equal times pop in insertion order.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<QueuedEvent<E>>,
+    heap: BinaryHeap<QueuedEvent>,
+    /// The events, by slot; `None` for a free slot.
+    events: Vec<Option<E>>,
+    /// Free slots of `events`.
+    free: Vec<usize>,
     next_seq: u64,
 }
 
@@ -157,19 +162,32 @@ impl<E> Default for EventQueue<E> {
 impl<E> EventQueue<E> {
     /// An empty queue.
     pub fn new() -> Self {
-        EventQueue { heap: BinaryHeap::new(), next_seq: 0 }
+        EventQueue { heap: BinaryHeap::new(), events: Vec::new(), free: Vec::new(), next_seq: 0 }
     }
 
     /// Schedules `event` at `at`. Events at the same time pop in the order they were pushed.
     pub fn push(&mut self, at: SimTime, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(QueuedEvent { at, seq, event });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.events[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.events.push(Some(event));
+                self.events.len() - 1
+            }
+        };
+        self.heap.push(QueuedEvent { at, seq, slot });
     }
 
     /// Removes and returns the earliest event with its time.
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        self.heap.pop().map(|queued| (queued.at, queued.event))
+        let queued = self.heap.pop()?;
+        self.free.push(queued.slot);
+        let event = self.events[queued.slot].take()?;
+        Some((queued.at, event))
     }
 
     /// The time of the earliest event, if any.
