@@ -11,17 +11,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, Sense};
+use dve_fp_api::io::{HostIo, IoStatus, Sense};
 use dve_fp_api::mapping::{
     Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
 };
-use dve_fp_api::message::{MappingEntry, ToFp};
+use dve_fp_api::message::MappingEntry;
 
+use super::ControlPath;
+use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
-use super::{ControlPath, DispatchPurpose};
 use crate::error::Error;
-use crate::volume::{Allocation, DeviceLeg, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
 
 /// The private store's entry in each incremental segment.
 const PRIVATE: RedirectIndex = RedirectIndex(0);
@@ -33,12 +34,6 @@ const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
 struct GranuleCopy {
     segment: usize,
     blocks: Range<u64>,
-    reads: Vec<DeviceLeg>,
-    writes: Vec<DeviceLeg>,
-    outstanding: usize,
-    writing: bool,
-    failed: bool,
-    buf: Vec<u8>,
 }
 
 /// One incremental volume.
@@ -282,92 +277,24 @@ impl ControlPath {
         if descriptor_legs(&private.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err() {
             return;
         }
-        let len = (blocks.end - blocks.start) as usize * v.record.block_size as usize;
+        let block_size = v.record.block_size as usize;
         let id = self.op_id();
-        let sends: Vec<(DeviceLeg, DownstreamOp)> =
-            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
-        let copy = GranuleCopy {
-            segment,
-            blocks,
-            outstanding: sends.len(),
-            reads,
-            writes,
-            writing: false,
-            failed: false,
-            buf: vec![0; len],
-        };
+        let n = blocks.end - blocks.start;
         if let Some(inc) = self.incrementals.incrementals.get_mut(&lv) {
-            inc.copies.insert(id, copy);
+            inc.copies.insert(id, GranuleCopy { segment, blocks });
         }
-        self.send_granule_legs(lv, id, sends);
+        self.start_block_copy(CopyOwner::Granule { lv, granule: id }, reads, writes, n, block_size);
     }
 
-    fn send_granule_legs(&mut self, lv: LvId, copy: u64, sends: Vec<(DeviceLeg, DownstreamOp)>) {
-        for (i, (leg, op)) in sends.into_iter().enumerate() {
-            let worker = self.worker_for_device(leg.device);
-            let tag = self.dispatch_tag(DispatchPurpose::Granule { lv, copy, leg: i });
-            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
-        }
-    }
-
-    pub(super) fn granule_leg_done(
-        &mut self,
-        lv: LvId,
-        id: u64,
-        leg: usize,
-        status: IoStatus,
-        data: Option<Bytes>,
-    ) {
-        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+    /// The copy of granule `id` ended.
+    pub(super) fn granule_copied(&mut self, lv: LvId, id: u64, copied: bool) {
         let Some(inc) = self.incrementals.incrementals.get_mut(&lv) else { return };
-        let Some(copy) = inc.copies.get_mut(&id) else { return };
-        if !status.is_good() {
-            copy.failed = true;
-        } else if !copy.writing {
-            match (data, copy.reads.get(leg)) {
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
-                    let at = info.offset as usize * block_size;
-                    let n = info.blocks as usize * block_size;
-                    if at + n <= copy.buf.len() {
-                        copy.buf[at..at + n].copy_from_slice(&data[..n]);
-                    }
-                }
-                _ => copy.failed = true,
-            }
-        }
-        copy.outstanding = copy.outstanding.saturating_sub(1);
-        if copy.outstanding > 0 {
-            return;
-        }
-        if copy.failed {
+        if !copied {
             inc.copies.remove(&id);
             let waiting = std::mem::take(&mut inc.waiting);
             for (io, _, _) in waiting {
                 self.complete_io(io, IoStatus::check_condition(super::manual_io::RETRY));
             }
-            return;
-        }
-        if !copy.writing {
-            copy.writing = true;
-            let buf = Bytes::from(std::mem::take(&mut copy.buf));
-            let sends: Vec<(DeviceLeg, DownstreamOp)> = copy
-                .writes
-                .iter()
-                .map(|l| {
-                    let from = l.offset as usize * block_size;
-                    let to = (l.offset + l.blocks) as usize * block_size;
-                    (
-                        *l,
-                        DownstreamOp::Write {
-                            lba: l.lba,
-                            blocks: l.blocks as u32,
-                            data: buf.slice(from..to),
-                        },
-                    )
-                })
-                .collect();
-            copy.outstanding = sends.len();
-            self.send_granule_legs(lv, id, sends);
             return;
         }
         // The granule is whole in the private store: the incremental reads it there now.

@@ -11,16 +11,17 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, PendingFilter};
+use dve_fp_api::io::{HostIo, PendingFilter};
 use dve_fp_api::mapping::{
     MirrorSet, Placement, RedirectEntry, RedirectIndex, SideLayout, StorageDescriptor, StripeSet,
 };
-use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+use dve_fp_api::message::{MappingEntry, MappingKey};
 
+use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
-use super::{ControlEvent, ControlPath, DispatchPurpose};
+use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::volume::{Allocation, DeviceLeg, LayoutSpec, descriptor_legs};
+use crate::volume::{Allocation, LayoutSpec, descriptor_legs};
 
 /// The three redirect states of a migrating segment (Fig. 23).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,17 +47,6 @@ pub struct MigrationProgress {
     pub paused: bool,
 }
 
-/// The copy of the barrier chunk.
-#[derive(Clone, Debug)]
-struct Copy {
-    reads: Vec<DeviceLeg>,
-    writes: Vec<DeviceLeg>,
-    outstanding: usize,
-    writing: bool,
-    failed: bool,
-    buf: Vec<u8>,
-}
-
 /// A migration in progress.
 #[derive(Clone, Debug)]
 pub(super) struct Migration {
@@ -70,7 +60,8 @@ pub(super) struct Migration {
     barrier: Option<(usize, Range<u64>)>,
     /// Where the next chunk starts.
     cursor: (usize, u64),
-    copy: Option<Copy>,
+    /// The block copy of the barrier chunk.
+    copy: Option<u64>,
     /// The barrier is fenced from the fast path (its writes drained).
     fenced: bool,
     copied: u64,
@@ -394,80 +385,30 @@ impl ControlPath {
         {
             return;
         }
-        let len = (range.end - range.start) as usize * v.record.block_size as usize;
+        let block_size = v.record.block_size as usize;
         // Extents outside the barrier may be granted again while it is copied.
         self.grant_extents(lv, vseg, range.clone());
-        let sends: Vec<(DeviceLeg, DownstreamOp)> =
-            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        let copy = self.start_block_copy(
+            CopyOwner::Migration { lv },
+            reads,
+            writes,
+            range.end - range.start,
+            block_size,
+        );
         if let Some(m) = self.migrations.active.get_mut(&lv) {
-            m.copy = Some(Copy {
-                reads,
-                writes,
-                outstanding: sends.len(),
-                writing: false,
-                failed: false,
-                buf: vec![0; len],
-            });
-        }
-        self.send_migration_legs(lv, sends);
-    }
-
-    fn send_migration_legs(&mut self, lv: LvId, sends: Vec<(DeviceLeg, DownstreamOp)>) {
-        for (i, (leg, op)) in sends.into_iter().enumerate() {
-            let worker = self.worker_for_device(leg.device);
-            let tag = self.dispatch_tag(DispatchPurpose::Migration { lv, leg: i });
-            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
+            m.copy = Some(copy);
         }
     }
 
-    pub(super) fn migration_leg_done(&mut self, lv: LvId, leg: usize, status: IoStatus, data: Option<Bytes>) {
-        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+    /// The copy of the barrier chunk ended.
+    pub(super) fn migration_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
         let Some(m) = self.migrations.active.get_mut(&lv) else { return };
-        let Some(copy) = m.copy.as_mut() else { return };
-        if !status.is_good() {
-            copy.failed = true;
-        } else if !copy.writing {
-            match (data, copy.reads.get(leg)) {
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
-                    let at = info.offset as usize * block_size;
-                    let n = info.blocks as usize * block_size;
-                    if at + n <= copy.buf.len() {
-                        copy.buf[at..at + n].copy_from_slice(&data[..n]);
-                    }
-                }
-                _ => copy.failed = true,
-            }
-        }
-        copy.outstanding = copy.outstanding.saturating_sub(1);
-        if copy.outstanding > 0 {
+        if m.copy != Some(copy) {
             return;
         }
-        if copy.failed {
+        if !copied {
             // Try the chunk again at the next tick; the barrier stays up meanwhile.
             m.copy = None;
-            return;
-        }
-        if !copy.writing {
-            copy.writing = true;
-            let buf = Bytes::from(std::mem::take(&mut copy.buf));
-            let sends: Vec<(DeviceLeg, DownstreamOp)> = copy
-                .writes
-                .iter()
-                .map(|l| {
-                    let from = l.offset as usize * block_size;
-                    let to = (l.offset + l.blocks) as usize * block_size;
-                    (
-                        *l,
-                        DownstreamOp::Write {
-                            lba: l.lba,
-                            blocks: l.blocks as u32,
-                            data: buf.slice(from..to),
-                        },
-                    )
-                })
-                .collect();
-            copy.outstanding = sends.len();
-            self.send_migration_legs(lv, sends);
             return;
         }
         // Steps 3 and 4: the chunk is migrated; the barrier moves on.

@@ -8,16 +8,16 @@
 use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, EngineId, LvId, VsegId, WorkerId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter};
+use dve_fp_api::ids::{DeviceId, EngineId, LvId, VsegId};
+use dve_fp_api::io::{HostIo, IoKind, PendingFilter};
 use dve_fp_api::mapping::{
     Age, AgeList, RedirectEntry, RedirectIndex, SideState, StorageDescriptor, VsegMap,
 };
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
+use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
-use super::{ControlEvent, ControlPath, DispatchPurpose};
+use super::{ControlEvent, ControlPath};
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Progress of one resync.
@@ -41,12 +41,8 @@ struct CopyStep {
     lock: u64,
     vseg: VsegId,
     blocks: Range<u64>,
-    reads: Vec<DeviceLeg>,
-    writes: Vec<DeviceLeg>,
-    outstanding: usize,
-    buf: Vec<u8>,
-    failed: bool,
-    writing: bool,
+    /// The block copy, once the range is fenced.
+    copy: Option<u64>,
 }
 
 /// A resync in progress.
@@ -392,17 +388,7 @@ impl ControlPath {
                 AfterRevocation::ResyncCopy { lv, step },
             );
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
-                r.step = Some(CopyStep {
-                    lock,
-                    vseg,
-                    blocks,
-                    reads: Vec::new(),
-                    writes: Vec::new(),
-                    outstanding: 0,
-                    buf: Vec::new(),
-                    failed: false,
-                    writing: false,
-                });
+                r.step = Some(CopyStep { lock, vseg, blocks, copy: None });
             }
         }
     }
@@ -434,56 +420,25 @@ impl ControlPath {
         side_legs(&m.sides()[live].layout, blocks.clone(), &mut reads);
         side_legs(&m.sides()[side].layout, blocks.clone(), &mut writes);
         let block_size = v.record.block_size as usize;
-        let len = (blocks.end - blocks.start) as usize * block_size;
-        let sends: Vec<(DeviceLeg, DownstreamOp)> =
-            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        let copy = self.start_block_copy(
+            CopyOwner::Resync { lv },
+            reads,
+            writes,
+            blocks.end - blocks.start,
+            block_size,
+        );
         if let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) {
-            step.reads = reads;
-            step.writes = writes;
-            step.buf = vec![0; len];
-            step.outstanding = sends.len();
-        }
-        self.send_resync_legs(lv, sends);
-    }
-
-    fn send_resync_legs(&mut self, lv: LvId, sends: Vec<(DeviceLeg, DownstreamOp)>) {
-        for (i, (leg, op)) in sends.into_iter().enumerate() {
-            let worker = self
-                .devices
-                .get(leg.device)
-                .and_then(|d| d.path)
-                .and_then(|(port, _)| self.plan.worker_of(port))
-                .unwrap_or(WorkerId(0));
-            let tag = self.dispatch_tag(DispatchPurpose::Resync { lv, step: i as u64 });
-            self.send(
-                worker,
-                dve_fp_api::message::ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }),
-            );
+            step.copy = Some(copy);
         }
     }
 
-    pub(super) fn resync_step_done(&mut self, lv: LvId, leg: u64, status: IoStatus, data: Option<Bytes>) {
-        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+    /// The copy of the current resync step ended.
+    pub(super) fn resync_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
         let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) else { return };
-        if !status.is_good() {
-            step.failed = true;
-        } else if !step.writing {
-            let info = step.reads.get(leg as usize).copied();
-            match (data, info) {
-                // A read that lost data frames on the way is no source for a copy.
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
-                    let at = info.offset as usize * block_size;
-                    let n = (info.blocks as usize * block_size).min(step.buf.len().saturating_sub(at));
-                    step.buf[at..at + n].copy_from_slice(&data[..n]);
-                }
-                _ => step.failed = true,
-            }
-        }
-        step.outstanding = step.outstanding.saturating_sub(1);
-        if step.outstanding > 0 {
+        if step.copy != Some(copy) {
             return;
         }
-        if step.failed {
+        if !copied {
             let lock = step.lock;
             let side = self.mirror.resyncs.get(&lv).map_or(0, |r| r.side);
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
@@ -493,29 +448,6 @@ impl ControlPath {
             // The returning side (or the source) failed again: it is declared dead anew.
             self.mirror.resyncs.remove(&lv);
             self.side_failed(lv, side);
-            return;
-        }
-        if !step.writing {
-            step.writing = true;
-            let buf = Bytes::from(std::mem::take(&mut step.buf));
-            let sends: Vec<(DeviceLeg, DownstreamOp)> = step
-                .writes
-                .iter()
-                .map(|l| {
-                    let from = l.offset as usize * block_size;
-                    let to = (l.offset + l.blocks) as usize * block_size;
-                    (
-                        *l,
-                        DownstreamOp::Write {
-                            lba: l.lba,
-                            blocks: l.blocks as u32,
-                            data: buf.slice(from..to),
-                        },
-                    )
-                })
-                .collect();
-            step.outstanding = sends.len();
-            self.send_resync_legs(lv, sends);
             return;
         }
         let lock = step.lock;

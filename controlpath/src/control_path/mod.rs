@@ -3,6 +3,7 @@
 //! takes over, and emits FP API downcalls addressed to workers. Management requests are
 //! method calls that validate, commit and push the change to the fast path.
 
+mod block_copy;
 mod grants;
 mod incremental;
 mod manual_io;
@@ -173,14 +174,8 @@ enum DispatchPurpose {
     Capacity(DeviceId),
     /// A leg of a manual I/O.
     ManualLeg { op: u64, leg: usize },
-    /// A resync copy step.
-    Resync { lv: LvId, step: u64 },
-    /// A leg of a snapshot push.
-    Push { source: LvId, push: u64, leg: usize },
-    /// A leg of a migration copy.
-    Migration { lv: LvId, leg: usize },
-    /// A leg of an incremental's granule copy.
-    Granule { lv: LvId, copy: u64, leg: usize },
+    /// A leg of a block copy (resync, snapshot push, migration, incremental granule).
+    Copy { copy: u64, leg: usize },
 }
 
 /// Counters of the control path.
@@ -226,6 +221,7 @@ pub struct ControlPath {
     /// Range locks held by revocations: misses inside them are queued.
     locks: BTreeMap<u64, (dve_fp_api::ids::VsegId, core::ops::Range<u64>)>,
     manual: BTreeMap<u64, ManualIo>,
+    copies: block_copy::BlockCopies,
     mirror: MirrorWork,
     snapshots: snapshot::Snapshots,
     migrations: migration::Migrations,
@@ -271,6 +267,7 @@ impl ControlPath {
             revocations: BTreeMap::new(),
             locks: BTreeMap::new(),
             manual: BTreeMap::new(),
+            copies: block_copy::BlockCopies::default(),
             mirror: MirrorWork::default(),
             snapshots: snapshot::Snapshots::default(),
             migrations: migration::Migrations::default(),
@@ -397,16 +394,7 @@ impl ControlPath {
             ToCp::DispatchIoComplete { tag, status, data } => match self.dispatches.remove(&tag) {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
-                Some(DispatchPurpose::Resync { lv, step }) => self.resync_step_done(lv, step, status, data),
-                Some(DispatchPurpose::Push { source, push, leg }) => {
-                    self.push_leg_done(source, push, leg, status, data)
-                }
-                Some(DispatchPurpose::Migration { lv, leg }) => {
-                    self.migration_leg_done(lv, leg, status, data)
-                }
-                Some(DispatchPurpose::Granule { lv, copy, leg }) => {
-                    self.granule_leg_done(lv, copy, leg, status, data)
-                }
+                Some(DispatchPurpose::Copy { copy, leg }) => self.copy_leg_done(copy, leg, status, data),
                 None => {}
             },
             ToCp::InvalidationAck { req, worker, at } => {

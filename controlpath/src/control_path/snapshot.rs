@@ -12,17 +12,18 @@ use core::ops::Range;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, IoTag, LvId, WorkerId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoStatus, PendingFilter, Sense};
+use dve_fp_api::ids::{IoTag, LvId};
+use dve_fp_api::io::{HostIo, IoStatus, PendingFilter, Sense};
 use dve_fp_api::mapping::{
     Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
 };
-use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+use dve_fp_api::message::{MappingEntry, MappingKey};
 
+use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
-use super::{ControlEvent, ControlPath, DispatchPurpose};
+use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::volume::{Allocation, DeviceLeg, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
 
 /// The snapshot store's entry in each snapshot segment.
 const STORE: RedirectIndex = RedirectIndex(0);
@@ -36,8 +37,8 @@ const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
 /// Where a push stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PushStage {
-    Reading,
-    Writing,
+    /// The old data is being copied to the store.
+    Copying,
     /// The snapshot's Rmap points at the store; reads under the old mapping are draining.
     Draining,
 }
@@ -49,11 +50,6 @@ struct Push {
     segment: usize,
     blocks: Range<u64>,
     stage: PushStage,
-    reads: Vec<DeviceLeg>,
-    writes: Vec<DeviceLeg>,
-    outstanding: usize,
-    failed: bool,
-    buf: Vec<u8>,
 }
 
 /// A snapshot whose source still has unpushed blocks.
@@ -459,103 +455,28 @@ impl ControlPath {
             return;
         }
         let block_size = snap.record.block_size as usize;
-        let len = (blocks.end - blocks.start) as usize * block_size;
         let id = self.op_id();
-        let sends: Vec<(DeviceLeg, DownstreamOp)> =
-            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
-        let push = Push {
-            segment,
-            blocks,
-            stage: PushStage::Reading,
-            outstanding: sends.len(),
-            reads,
-            writes,
-            failed: false,
-            buf: vec![0; len],
-        };
+        let n = blocks.end - blocks.start;
+        let push = Push { segment, blocks, stage: PushStage::Copying };
         if let Some(a) = self.snapshots.active.get_mut(&source) {
             a.pushes.insert(id, push);
         }
-        self.send_push_legs(source, id, sends);
+        self.start_block_copy(CopyOwner::Push { source, push: id }, reads, writes, n, block_size);
     }
 
-    fn send_push_legs(&mut self, source: LvId, push: u64, sends: Vec<(DeviceLeg, DownstreamOp)>) {
-        for (i, (leg, op)) in sends.into_iter().enumerate() {
-            let worker = self.worker_for_device(leg.device);
-            let tag = self.dispatch_tag(DispatchPurpose::Push { source, push, leg: i });
-            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: leg.device, op }));
-        }
-    }
-
-    /// The worker whose port reaches `device`.
-    pub(super) fn worker_for_device(&self, device: DeviceId) -> WorkerId {
-        self.devices
-            .get(device)
-            .and_then(|d| d.path)
-            .and_then(|(port, _)| self.plan.worker_of(port))
-            .unwrap_or(WorkerId(0))
-    }
-
-    pub(super) fn push_leg_done(
-        &mut self,
-        source: LvId,
-        id: u64,
-        leg: usize,
-        status: IoStatus,
-        data: Option<Bytes>,
-    ) {
+    /// The copy of push `id` ended.
+    pub(super) fn push_copied(&mut self, source: LvId, id: u64, copied: bool) {
         let Some(active) = self.snapshots.active.get_mut(&source) else { return };
         let snapshot = active.snapshot;
-        let block_size = self.volumes.get(&snapshot).map_or(512, |v| v.record.block_size as usize);
         let Some(push) = active.pushes.get_mut(&id) else { return };
-        if !status.is_good() {
-            push.failed = true;
-        } else if push.stage == PushStage::Reading {
-            match (data, push.reads.get(leg)) {
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * block_size => {
-                    let at = info.offset as usize * block_size;
-                    let n = info.blocks as usize * block_size;
-                    if at + n <= push.buf.len() {
-                        push.buf[at..at + n].copy_from_slice(&data[..n]);
-                    }
-                }
-                _ => push.failed = true,
-            }
-        }
-        push.outstanding = push.outstanding.saturating_sub(1);
-        if push.outstanding > 0 {
-            return;
-        }
-        if push.failed {
+        if !copied {
             // Nothing changed in the maps: drop the push; waiting writes try again.
             active.pushes.remove(&id);
             self.retry_snapshot_waiters(source);
             return;
         }
         match push.stage {
-            PushStage::Reading => {
-                push.stage = PushStage::Writing;
-                let buf = Bytes::from(std::mem::take(&mut push.buf));
-                let sends: Vec<(DeviceLeg, DownstreamOp)> = push
-                    .writes
-                    .iter()
-                    .map(|l| {
-                        let from = l.offset as usize * block_size;
-                        let to = (l.offset + l.blocks) as usize * block_size;
-                        (
-                            *l,
-                            DownstreamOp::Write {
-                                lba: l.lba,
-                                blocks: l.blocks as u32,
-                                data: buf.slice(from..to),
-                            },
-                        )
-                    })
-                    .collect();
-                push.outstanding = sends.len();
-                self.send_push_legs(source, id, sends);
-            }
-            PushStage::Writing => {
+            PushStage::Copying => {
                 // Pushed. Now, in this order: the snapshot's Rmap, drain the reads that
                 // used the old snapshot mapping, then the source's Rmap.
                 push.stage = PushStage::Draining;

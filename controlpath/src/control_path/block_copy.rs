@@ -1,0 +1,158 @@
+//! Block copies: a range read from its source legs into one buffer, then written to its
+//! destination legs, through control-path dispatches. The services that copy (mirror
+//! resync, snapshot push, migration chunk, incremental granule) only choose the legs and
+//! decide what changes in the maps once the copy has succeeded or failed.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, LvId, WorkerId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, IoStatus};
+use dve_fp_api::message::ToFp;
+
+use super::{ControlPath, DispatchPurpose};
+use crate::volume::DeviceLeg;
+
+/// Who a copy is for: the one told when it ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum CopyOwner {
+    /// The current step of a volume's mirror resync.
+    Resync { lv: LvId },
+    /// A snapshot push of a source volume.
+    Push { source: LvId, push: u64 },
+    /// The barrier chunk of a volume's migration.
+    Migration { lv: LvId },
+    /// A granule copy of an incremental volume.
+    Granule { lv: LvId, granule: u64 },
+}
+
+/// One copy in flight.
+#[derive(Clone, Debug)]
+struct BlockCopy {
+    owner: CopyOwner,
+    reads: Vec<DeviceLeg>,
+    writes: Vec<DeviceLeg>,
+    block_size: usize,
+    /// The range's data, assembled from the read legs.
+    buf: Vec<u8>,
+    /// Legs of the current phase not yet answered.
+    outstanding: usize,
+    /// Some leg failed or came back short: nothing is written (or the copy is not whole).
+    failed: bool,
+    /// The read phase is over; the write legs are out.
+    writing: bool,
+}
+
+/// Copies in flight, by id.
+#[derive(Clone, Debug, Default)]
+pub(super) struct BlockCopies {
+    next: u64,
+    active: BTreeMap<u64, BlockCopy>,
+}
+
+impl ControlPath {
+    /// Copy a range of `blocks` blocks of `block_size` bytes: the `reads` legs fill the buffer
+    /// at their offsets, then the `writes` legs write it out. Both leg lists must cover a
+    /// non-empty range. Returns the copy's id; `owner` hears the outcome.
+    pub(super) fn start_block_copy(
+        &mut self,
+        owner: CopyOwner,
+        reads: Vec<DeviceLeg>,
+        writes: Vec<DeviceLeg>,
+        blocks: u64,
+        block_size: usize,
+    ) -> u64 {
+        self.copies.next += 1;
+        let id = self.copies.next;
+        let sends: Vec<(DeviceLeg, DownstreamOp)> =
+            reads.iter().map(|l| (*l, DownstreamOp::Read { lba: l.lba, blocks: l.blocks as u32 })).collect();
+        let copy = BlockCopy {
+            owner,
+            outstanding: sends.len(),
+            reads,
+            writes,
+            block_size,
+            buf: vec![0; blocks as usize * block_size],
+            failed: false,
+            writing: false,
+        };
+        self.copies.active.insert(id, copy);
+        self.send_copy_legs(id, sends);
+        id
+    }
+
+    fn send_copy_legs(&mut self, copy: u64, sends: Vec<(DeviceLeg, DownstreamOp)>) {
+        for (leg, (target, op)) in sends.into_iter().enumerate() {
+            let worker = self.worker_for_device(target.device);
+            let tag = self.dispatch_tag(DispatchPurpose::Copy { copy, leg });
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: target.device, op }));
+        }
+    }
+
+    /// The worker whose port reaches `device`.
+    pub(super) fn worker_for_device(&self, device: DeviceId) -> WorkerId {
+        self.devices
+            .get(device)
+            .and_then(|d| d.path)
+            .and_then(|(port, _)| self.plan.worker_of(port))
+            .unwrap_or(WorkerId(0))
+    }
+
+    /// A leg of copy `id` completed.
+    pub(super) fn copy_leg_done(&mut self, id: u64, leg: usize, status: IoStatus, data: Option<Bytes>) {
+        let Some(copy) = self.copies.active.get_mut(&id) else { return };
+        if !status.is_good() {
+            copy.failed = true;
+        } else if !copy.writing {
+            let bs = copy.block_size;
+            match (data, copy.reads.get(leg)) {
+                // A read that lost data frames on the way is no source for a copy.
+                (Some(data), Some(info)) if data.len() >= info.blocks as usize * bs => {
+                    let at = info.offset as usize * bs;
+                    let n = info.blocks as usize * bs;
+                    match copy.buf.get_mut(at..at + n) {
+                        Some(into) => into.copy_from_slice(&data[..n]),
+                        None => copy.failed = true,
+                    }
+                }
+                _ => copy.failed = true,
+            }
+        }
+        copy.outstanding = copy.outstanding.saturating_sub(1);
+        if copy.outstanding > 0 {
+            return;
+        }
+        if copy.failed || copy.writing {
+            let Some(copy) = self.copies.active.remove(&id) else { return };
+            self.block_copy_ended(id, copy.owner, !copy.failed);
+            return;
+        }
+        let bs = copy.block_size;
+        if copy.writes.iter().any(|l| (l.offset + l.blocks) as usize * bs > copy.buf.len()) {
+            let Some(copy) = self.copies.active.remove(&id) else { return };
+            self.block_copy_ended(id, copy.owner, false);
+            return;
+        }
+        copy.writing = true;
+        let buf = Bytes::from(std::mem::take(&mut copy.buf));
+        let sends: Vec<(DeviceLeg, DownstreamOp)> = copy
+            .writes
+            .iter()
+            .map(|l| {
+                let data = buf.slice(l.offset as usize * bs..(l.offset + l.blocks) as usize * bs);
+                (*l, DownstreamOp::Write { lba: l.lba, blocks: l.blocks as u32, data })
+            })
+            .collect();
+        copy.outstanding = sends.len();
+        self.send_copy_legs(id, sends);
+    }
+
+    fn block_copy_ended(&mut self, id: u64, owner: CopyOwner, copied: bool) {
+        match owner {
+            CopyOwner::Resync { lv } => self.resync_copied(lv, id, copied),
+            CopyOwner::Push { source, push } => self.push_copied(source, push, copied),
+            CopyOwner::Migration { lv } => self.migration_copied(lv, id, copied),
+            CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
+        }
+    }
+}
