@@ -169,24 +169,7 @@ impl ControlPath {
     /// Claim the store and make the snapshot volume (no access until it is taken).
     fn prepare_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
         self.check_snapshot(source, name)?;
-        if name.is_empty() || self.volumes.values().any(|v| v.record.name == name) {
-            return Err(Error::invalid("name", format!("{name:?} is empty or taken")));
-        }
         let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
-        if self.snapshots.sources.contains_key(&source) {
-            return Err(Error::FailedPrecondition("a snapshot of a snapshot is not supported".into()));
-        }
-        if self.snapshots.active.contains_key(&source) {
-            return Err(Error::FailedPrecondition(format!(
-                "{} has a snapshot still completing",
-                v.record.name
-            )));
-        }
-        if matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. }) {
-            return Err(Error::FailedPrecondition(
-                "snapshots of mirrored volumes are not supported yet".into(),
-            ));
-        }
         let used = v.record.layout.devices();
         let blocks = v.record.blocks;
         let store = self
