@@ -3,15 +3,17 @@
 //! resync, snapshot push, migration chunk, incremental granule) only choose the legs and
 //! decide what changes in the maps once the copy has succeeded or failed.
 
+use core::ops::Range;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, LvId, WorkerId};
 use dve_fp_api::io::{DownstreamOp, DownstreamRequest, IoStatus};
+use dve_fp_api::mapping::{RedirectIndex, VsegMap};
 use dve_fp_api::message::ToFp;
 
 use super::{ControlPath, DispatchPurpose};
-use crate::volume::DeviceLeg;
+use crate::volume::{DeviceLeg, descriptor_legs};
 
 /// Who a copy is for: the one told when it ends.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -155,4 +157,26 @@ impl ControlPath {
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
         }
     }
+}
+
+/// The legs of copying `blocks` of a segment into its redirect entry `into`: each extent is
+/// read through the state it is in now, and the whole range is written through `into`.
+/// `None` when an extent's entry is missing or a descriptor cannot carry the range.
+pub(super) fn legs_into(
+    map: &VsegMap,
+    blocks: Range<u64>,
+    into: RedirectIndex,
+) -> Option<(Vec<DeviceLeg>, Vec<DeviceLeg>)> {
+    let to = map.redirects().get(into)?;
+    let mut side = 0;
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    for e in map.rmap().overlapping(blocks.clone()) {
+        let via = map.redirects().get(e.value)?;
+        let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
+        let at = piece.start - blocks.start;
+        descriptor_legs(&via.descriptor, piece, at, false, &mut side, &mut reads).ok()?;
+    }
+    descriptor_legs(&to.descriptor, blocks, 0, true, &mut side, &mut writes).ok()?;
+    Some((reads, writes))
 }

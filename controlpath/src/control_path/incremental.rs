@@ -18,11 +18,11 @@ use dve_fp_api::mapping::{
 use dve_fp_api::message::MappingEntry;
 
 use super::ControlPath;
-use super::block_copy::CopyOwner;
+use super::block_copy::{CopyOwner, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
-use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, segment_id};
 
 /// The private store's entry in each incremental segment.
 const PRIVATE: RedirectIndex = RedirectIndex(0);
@@ -262,21 +262,7 @@ impl ControlPath {
     fn start_granule_copy(&mut self, lv: LvId, segment: usize, blocks: Range<u64>) {
         let Some(v) = self.volumes.get(&lv) else { return };
         let Some(map) = v.segments.get(segment) else { return };
-        let Some(private) = map.redirects().get(PRIVATE) else { return };
-        let mut side = 0;
-        let mut reads = Vec::new();
-        let mut writes = Vec::new();
-        for e in map.rmap().overlapping(blocks.clone()) {
-            let Some(via) = map.redirects().get(e.value) else { return };
-            let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
-            let at = piece.start - blocks.start;
-            if descriptor_legs(&via.descriptor, piece, at, false, &mut side, &mut reads).is_err() {
-                return;
-            }
-        }
-        if descriptor_legs(&private.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err() {
-            return;
-        }
+        let Some((reads, writes)) = legs_into(map, blocks.clone(), PRIVATE) else { return };
         let block_size = v.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;

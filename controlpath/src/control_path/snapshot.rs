@@ -19,11 +19,11 @@ use dve_fp_api::mapping::{
 };
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
-use super::block_copy::CopyOwner;
+use super::block_copy::{CopyOwner, legs_into};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, descriptor_legs, segment_id};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, segment_id};
 
 /// The snapshot store's entry in each snapshot segment.
 const STORE: RedirectIndex = RedirectIndex(0);
@@ -421,22 +421,8 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get(&source) else { return };
         let Some(snap) = self.volumes.get(&active.snapshot) else { return };
         let Some(map) = snap.segments.get(segment) else { return };
-        let Some(store) = map.redirects().get(STORE) else { return };
-        let mut side = 0;
-        let mut reads = Vec::new();
-        let mut writes = Vec::new();
         // Old data is read through whatever state each extent of the range is in.
-        for e in map.rmap().overlapping(blocks.clone()) {
-            let Some(via) = map.redirects().get(e.value) else { return };
-            let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
-            let at = piece.start - blocks.start;
-            if descriptor_legs(&via.descriptor, piece, at, false, &mut side, &mut reads).is_err() {
-                return;
-            }
-        }
-        if descriptor_legs(&store.descriptor, blocks.clone(), 0, true, &mut side, &mut writes).is_err() {
-            return;
-        }
+        let Some((reads, writes)) = legs_into(map, blocks.clone(), STORE) else { return };
         let block_size = snap.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;
