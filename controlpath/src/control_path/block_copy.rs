@@ -13,7 +13,7 @@ use dve_fp_api::mapping::{RedirectIndex, VsegMap};
 use dve_fp_api::message::ToFp;
 
 use super::{ControlPath, DispatchPurpose};
-use crate::volume::{DeviceLeg, descriptor_legs};
+use crate::volume::{DeviceLeg, Volume, descriptor_legs};
 
 /// Who a copy is for: the one told when it ends.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -179,4 +179,26 @@ pub(super) fn legs_into(
     }
     descriptor_legs(&to.descriptor, blocks, 0, true, &mut side, &mut writes).ok()?;
     Some((reads, writes))
+}
+
+/// The pieces of `volume` that an I/O of `blocks` blocks at `lba` touches, by segment index,
+/// in segment blocks, rounded out to `granule` blocks (cut at the segment's end): what a
+/// copy-on-first-write must copy before the I/O may proceed.
+pub(super) fn granules_touched(
+    volume: &Volume,
+    lba: u64,
+    blocks: u64,
+    granule: u64,
+) -> Vec<(usize, Range<u64>)> {
+    let g = granule.max(1);
+    let mut touched = Vec::new();
+    for (i, seg) in volume.segments.iter().enumerate() {
+        let d = *seg.descriptor();
+        let from = lba.max(d.start);
+        let to = (lba + blocks).min(d.end());
+        if from < to {
+            touched.push((i, ((from - d.start) / g * g)..((to - d.start).div_ceil(g) * g).min(d.blocks)));
+        }
+    }
+    touched
 }

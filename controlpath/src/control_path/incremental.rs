@@ -18,7 +18,7 @@ use dve_fp_api::mapping::{
 use dve_fp_api::message::MappingEntry;
 
 use super::ControlPath;
-use super::block_copy::{CopyOwner, legs_into};
+use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
@@ -224,15 +224,9 @@ impl ControlPath {
         }
         let Some(v) = self.volumes.get(&lv) else { return };
         let mut needed = Vec::new();
-        for (i, seg) in v.segments.iter().enumerate() {
-            let d = *seg.descriptor();
-            let from = request.lba.max(d.start);
-            let to = (request.lba + u64::from(request.blocks)).min(d.end());
-            if from >= to {
-                continue;
-            }
-            let g = COPY_GRANULARITY_BLOCKS;
-            let rounded = ((from - d.start) / g * g)..((to - d.start).div_ceil(g) * g).min(d.blocks);
+        let touched = granules_touched(v, request.lba, u64::from(request.blocks), COPY_GRANULARITY_BLOCKS);
+        for (i, rounded) in touched {
+            let Some(seg) = v.segments.get(i) else { continue };
             for e in seg.rmap().overlapping(rounded.clone()).filter(|e| e.value != PRIVATE) {
                 needed.push((i, e.start.max(rounded.start)..e.end.min(rounded.end)));
             }
