@@ -36,4 +36,24 @@ pub fn timeline_outcomes<'a>(report: &'a Report, text: &str) -> Vec<&'a str> {
     report.timeline.iter().map(|t| t.outcome.as_str()).filter(|o| o.contains(text)).collect()
 }
 
+/// Panic with the whole timeline unless exactly one outcome contains `text`.
+pub fn assert_once_on_timeline(report: &Report, text: &str) {
+    let found = timeline_outcomes(report, text);
+    assert_eq!(
+        found.len(),
+        1,
+        "{text:?} found {} times on the timeline: {:#?}",
+        found.len(),
+        report.timeline
+    );
+}
+
+/// Panic unless each snapshot in `names` was taken once and completed once.
+pub fn assert_snapshots_taken_and_completed(report: &Report, names: &[&str]) {
+    for name in names {
+        assert_once_on_timeline(report, &format!("snapshot {name} of"));
+        assert_once_on_timeline(report, &format!("snapshot {name} complete"));
+    }
+}
+
 pub mod bench;

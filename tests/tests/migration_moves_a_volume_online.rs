@@ -2,24 +2,14 @@
 //! it wait, no host sees an error, every read is checked, and once migrated a volume no
 //! longer needs its source disk (which then dies without consequence).
 
-use dve_tests::{assert_clean, run, scenario, timeline_outcomes};
+use dve_tests::{assert_clean, assert_once_on_timeline, run, scenario};
 
 #[test]
 fn volumes_migrate_between_disks_under_load_and_the_source_can_then_be_removed() {
     let report = run(&scenario("migration_under_load"));
     assert_clean(&report);
-    assert_eq!(
-        timeline_outcomes(&report, "linear0 migrated: 16384 blocks copied, now on d4").len(),
-        1,
-        "{:#?}",
-        report.timeline
-    );
-    assert_eq!(
-        timeline_outcomes(&report, "stripe0 migrated: 16384 blocks copied, now on d1, d4").len(),
-        1,
-        "{:#?}",
-        report.timeline
-    );
+    assert_once_on_timeline(&report, "linear0 migrated: 16384 blocks copied, now on d4");
+    assert_once_on_timeline(&report, "stripe0 migrated: 16384 blocks copied, now on d1, d4");
     for v in &report.volumes {
         assert_eq!(v.errors, 0, "{} saw errors", v.name);
         assert!(

@@ -3,19 +3,14 @@
 //! copied (the workload touches 4 of them). Every read is checked by the oracle, and at the
 //! end both copies hold the same bytes.
 
-use dve_tests::{assert_clean, run, scenario, timeline_outcomes};
+use dve_tests::{assert_clean, assert_once_on_timeline, run, scenario};
 
 #[test]
 fn mirror_side_fails_under_write_load_and_is_resynced_by_copying_only_stale_extents() {
     let report = run(&scenario("mirror_side_failure"));
     assert_clean(&report);
-    assert_eq!(timeline_outcomes(&report, "side 0 declared dead").len(), 1, "{:#?}", report.timeline);
-    assert_eq!(
-        timeline_outcomes(&report, "side 0 resynchronized: 4 stale extents copied").len(),
-        1,
-        "{:#?}",
-        report.timeline
-    );
+    assert_once_on_timeline(&report, "side 0 declared dead");
+    assert_once_on_timeline(&report, "side 0 resynchronized: 4 stale extents copied");
     let volume = &report.volumes[0];
     assert_eq!(volume.errors, 0, "no host-visible error");
     assert!(volume.writes > 1000, "writes continued: {}", volume.writes);

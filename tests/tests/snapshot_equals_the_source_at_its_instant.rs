@@ -2,26 +2,13 @@
 //! snapshot instant, block by block, while the sources keep changing; the completion task
 //! pushes everything, and the fast path keeps serving nearly all I/O throughout.
 
-use dve_tests::{assert_clean, run, scenario, timeline_outcomes};
+use dve_tests::{assert_clean, assert_snapshots_taken_and_completed, run, scenario};
 
 #[test]
 fn snapshots_under_write_load_equal_the_source_image_at_the_snapshot_instant() {
     let report = run(&scenario("snapshot_under_load"));
     assert_clean(&report);
-    for name in ["snap-linear", "snap-stripe"] {
-        assert_eq!(
-            timeline_outcomes(&report, &format!("snapshot {name} of")).len(),
-            1,
-            "{:#?}",
-            report.timeline
-        );
-        assert_eq!(
-            timeline_outcomes(&report, &format!("snapshot {name} complete")).len(),
-            1,
-            "{:#?}",
-            report.timeline
-        );
-    }
+    assert_snapshots_taken_and_completed(&report, &["snap-linear", "snap-stripe"]);
     assert!(report.volumes.iter().all(|v| v.errors == 0 && v.writes > 500), "{:#?}", report.volumes);
     let engine = &report.engines[0];
     assert!(
