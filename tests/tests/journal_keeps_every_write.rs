@@ -2,8 +2,8 @@
 //! faulted write is run by the control path, which swaps the worker's journal and appends
 //! the write to its own journal of the group. Every acknowledged write is on the primary;
 //! every journal entry on the device decodes and carries exactly the data written there.
-//! (Swapped journals are reused in place: until a copy agent ships them, older entries are
-//! overwritten, which is why not every write is still found.)
+//! (The volume is not replicated, so closed journal slots are free again at once and older
+//! entries are overwritten, which is why not every write is still found.)
 
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::journal::JournalEntryHeader;
@@ -13,11 +13,11 @@ use dve_tests::bench::Bench;
 #[test]
 fn writes_past_a_full_journal_are_journaled_by_the_control_path_and_entries_are_exact() {
     let mut b = Bench::new(1, &[65_536, 65_536]);
-    // 96 journal blocks: 32 per worker and 32 for the control path.
+    // 192 journal blocks: two slots of 32 for each worker and for the control path.
     let lv = b.volume(
         "j",
         4096,
-        |d| LayoutSpec::Journal { primary: d[0], journal: d[1], journal_blocks: 96 },
+        |d| LayoutSpec::Journal { primary: d[0], journal: d[1], journal_blocks: 192 },
         &[0, 1],
     );
     let lun = b.expose(lv, &[0]);
@@ -34,9 +34,9 @@ fn writes_past_a_full_journal_are_journaled_by_the_control_path_and_entries_are_
         assert_eq!(&b.disks[0].read_blocks(*lba, 16), data);
     }
     // Every write is in a journal: scan the journal device's entries.
-    let journal = b.disks[1].read_blocks(0, 96);
+    let journal = b.disks[1].read_blocks(0, 192);
     let mut found = Vec::new();
-    for block in 0..96usize {
+    for block in 0..192usize {
         if let Some(h) = JournalEntryHeader::decode(&journal[block * 512..(block + 1) * 512]) {
             let data = journal[(block + 1) * 512..(block + 1 + h.blocks as usize) * 512].to_vec();
             found.push((h.worker.0, h.lba, data));

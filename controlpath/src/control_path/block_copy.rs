@@ -26,6 +26,8 @@ pub(super) enum CopyOwner {
     Migration { lv: LvId },
     /// A granule copy of an incremental volume.
     Granule { lv: LvId, granule: u64 },
+    /// A transfer of a replica's baseline copy.
+    Baseline { lv: LvId },
 }
 
 /// One copy in flight.
@@ -155,6 +157,7 @@ impl ControlPath {
             CopyOwner::Push { source, push } => self.push_copied(source, push, copied),
             CopyOwner::Migration { lv } => self.migration_copied(lv, id, copied),
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
+            CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
         }
     }
 }

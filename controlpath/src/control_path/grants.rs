@@ -1,16 +1,14 @@
 //! What the control path grants the fast path: the answer to a mapping miss (the segment's
-//! redirect table and the extents around the I/O, cut back at range locks), LUN masks, and
-//! the journal regions of journaled volumes.
+//! redirect table and the extents around the I/O, cut back at range locks) and LUN masks.
 
 use core::ops::Range;
 
-use dve_fp_api::ids::{JournalGroupId, LvId, VsegId, WorkerId};
+use dve_fp_api::ids::{LvId, VsegId};
 use dve_fp_api::io::HostIo;
-use dve_fp_api::mapping::{Extent, JournalRegion, LunMask, Placement, RedirectIndex};
+use dve_fp_api::mapping::{Extent, LunMask, RedirectIndex};
 use dve_fp_api::message::{MappingEntry, MissVerdict, ToFp};
 
 use super::{ControlPath, RequestPurpose};
-use crate::volume::LayoutSpec;
 
 /// Extents granted around a missed I/O on each side, in blocks: enough that a sequential
 /// stream does not miss again at once, little enough that a fragmented Rmap stays cheap.
@@ -73,47 +71,6 @@ impl ControlPath {
         }
         self.broadcast(|req| ToFp::SetLunMask { req, mask: mask.clone() }, RequestPurpose::Grant);
     }
-
-    /// A worker's journal of the volume `request` wrote to is full: swap in an empty one
-    /// (the same region under the next sequence number). A fault raised before the last
-    /// swap reached the worker is not a reason to swap again.
-    pub(super) fn swap_journal(&mut self, worker: WorkerId, request: &HostIo) {
-        let Some(lv) = request.lv else { return };
-        let swapped_at = self.journal_sequences.get(&(lv, worker)).map_or(0, |s| s.1);
-        if request.received.0 < swapped_at {
-            return;
-        }
-        self.journal_region_for(lv, worker);
-    }
-
-    /// Give every worker its own region of a journaled volume's journal device.
-    pub(super) fn journal_regions(&mut self, lv: LvId) {
-        for worker in self.plan.workers() {
-            self.journal_region_for(lv, worker);
-        }
-    }
-
-    /// Grant `worker` its region of `lv`'s journal, under a new sequence number.
-    fn journal_region_for(&mut self, lv: LvId, worker: WorkerId) {
-        let Some(volume) = self.volumes.get(&lv) else { return };
-        let LayoutSpec::Journal { .. } = volume.record.layout else { return };
-        let Some(alloc) = volume.record.allocations.get(1).copied() else { return };
-        let workers = self.plan.workers();
-        let Some(i) = workers.iter().position(|w| *w == worker) else { return };
-        // One share per worker and a last one for the control path's own journal.
-        let each = alloc.blocks / (workers.len() as u64 + 1);
-        let group = JournalGroupId(lv.0);
-        let sequence = self.journal_sequence(lv, worker);
-        let region = JournalRegion {
-            group,
-            worker,
-            placement: Placement { device: alloc.device, lba: alloc.lba + i as u64 * each },
-            blocks: each,
-            sequence,
-        };
-        let req = self.request(RequestPurpose::Grant);
-        self.send(worker, ToFp::AddMapping { req, entry: MappingEntry::Journal(region) });
-    }
 }
 
 /// Cut `extents` so none overlaps a locked range.
@@ -161,80 +118,5 @@ mod tests {
         assert_eq!(ranges, vec![0..10, 20..50, 60..100]);
         let everything = [Range { start: 0, end: 200 }];
         assert!(clip(e.into_iter(), &everything).is_empty());
-    }
-}
-
-/// The control path's own journal in a journal group: the last share of the journal device,
-/// after the workers' regions; it wraps to the start under the next sequence number.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) struct ControlJournal {
-    placement: Placement,
-    blocks: u64,
-    next: u64,
-    sequence: u64,
-}
-
-impl ControlPath {
-    /// The journal leg of a write the control path runs on a journaled volume: the device leg
-    /// and the entry (header block, then the data). `None` for other volumes.
-    pub(super) fn journal_append(
-        &mut self,
-        lv: LvId,
-        lba: u64,
-        blocks: u64,
-        received: dve_fp_api::ids::Timestamp,
-        data: &bytes::Bytes,
-    ) -> Option<(crate::volume::DeviceLeg, bytes::Bytes)> {
-        let volume = self.volumes.get(&lv)?;
-        let LayoutSpec::Journal { .. } = volume.record.layout else { return None };
-        let alloc = *volume.record.allocations.get(1)?;
-        let block_size = volume.record.block_size;
-        let vseg = volume.pieces(lba, blocks).first().map(|p| p.0)?;
-        let parts = self.plan.workers().len() as u64 + 1;
-        let each = alloc.blocks / parts;
-        let worker = self.control_worker();
-        let journal = self.control_journals.entry(lv).or_insert(ControlJournal {
-            placement: Placement { device: alloc.device, lba: alloc.lba + (parts - 1) * each },
-            blocks: each,
-            next: 0,
-            sequence: 1,
-        });
-        let need = 1 + blocks;
-        if need > journal.blocks {
-            return None;
-        }
-        if journal.next + need > journal.blocks {
-            journal.next = 0;
-            journal.sequence += 1;
-        }
-        let position = journal.next;
-        journal.next += need;
-        let header = dve_fp_api::journal::JournalEntryHeader {
-            journal_sequence: journal.sequence,
-            position,
-            worker,
-            lv,
-            vseg,
-            lba,
-            blocks: blocks as u32,
-            block_size,
-            timestamp: received.0,
-        };
-        let mut entry = vec![0u8; block_size as usize];
-        header.encode(&mut entry).ok()?;
-        entry.extend_from_slice(data);
-        let leg = crate::volume::DeviceLeg {
-            device: journal.placement.device,
-            lba: journal.placement.lba + position,
-            blocks: need,
-            offset: 0,
-            side: None,
-        };
-        Some((leg, bytes::Bytes::from(entry)))
-    }
-
-    /// The worker number the control path's own journal entries carry.
-    fn control_worker(&self) -> WorkerId {
-        WorkerId((self.config.layout.max_workers() - 1) as u8)
     }
 }

@@ -12,6 +12,7 @@ use dve_fp_api::io::{
 };
 use dve_fp_api::message::{MappingKey, ToFp};
 
+use super::journal::ControlAppend;
 use super::revocation::AfterRevocation;
 use super::{ControlPath, DispatchPurpose, RequestPurpose};
 use crate::volume::{DeviceLeg, LayoutSpec};
@@ -43,6 +44,8 @@ enum Stage {
     WaitingLock,
     /// Revoking the fast path's authority and fetching data.
     Preparing,
+    /// Ready, but the control path's journal has no free slot yet (journaled volumes).
+    WaitingJournal,
     /// Legs dispatched.
     Dispatched,
     /// Waiting for a mirror side's death procedure before completing.
@@ -150,6 +153,7 @@ impl ControlPath {
             op.lv == lv
                 && op.write
                 && op.stage != Stage::WaitingLock
+                && op.stage != Stage::WaitingJournal
                 && op.request.lba < blocks.end
                 && blocks.start < op.request.lba + u64::from(op.request.blocks)
         })
@@ -218,6 +222,22 @@ impl ControlPath {
         self.resync_lock_released();
     }
 
+    /// A journal slot of `lv` came free: writes waiting for journal space try again.
+    pub(super) fn retry_journal_waiters(&mut self, lv: LvId) {
+        let waiting: Vec<u64> = self
+            .manual
+            .iter()
+            .filter(|(_, op)| op.lv == lv && op.stage == Stage::WaitingJournal)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(op) = self.manual.get_mut(&id) {
+                op.stage = Stage::Preparing;
+            }
+            self.maybe_dispatch_manual(id);
+        }
+    }
+
     pub(super) fn manual_revoked(&mut self, id: u64, _revocation: u64) {
         if let Some(op) = self.manual.get_mut(&id) {
             op.locks_pending = op.locks_pending.saturating_sub(1);
@@ -267,15 +287,22 @@ impl ControlPath {
         // A write to a journaled volume is also appended to the control path's own journal
         // of its group, header block first, like the fast path's journal primitive.
         let journal = if write {
-            let (received, data) = (op.request.received, op.data.clone().unwrap_or_default());
-            self.journal_append(lv, lba, blocks, received, &data)
+            let data = op.data.clone().unwrap_or_default();
+            match self.journal_append(lv, lba, blocks, &data) {
+                ControlAppend::Entries(entries) => entries,
+                ControlAppend::NotJournaled => Vec::new(),
+                ControlAppend::NoSpace => {
+                    if let Some(op) = self.manual.get_mut(&id) {
+                        op.stage = Stage::WaitingJournal;
+                    }
+                    return;
+                }
+            }
         } else {
-            None
+            Vec::new()
         };
-        let journal_leg = journal.as_ref().map(|(leg, _)| {
-            legs.push(*leg);
-            legs.len() - 1
-        });
+        let first_journal_leg = legs.len();
+        legs.extend(journal.iter().map(|(leg, _)| *leg));
         let Some(op) = self.manual.get(&id) else { return };
         let block_size = self.volumes.get(&lv).map_or(512, |v| u64::from(v.record.block_size));
         let mut sends = Vec::with_capacity(legs.len());
@@ -287,7 +314,7 @@ impl ControlPath {
                 continue;
             };
             let worker = self.plan.worker_of(port).unwrap_or(WorkerId(0));
-            let entry = journal.as_ref().filter(|_| journal_leg == Some(i)).map(|(_, entry)| entry.clone());
+            let entry = i.checked_sub(first_journal_leg).and_then(|k| journal.get(k)).map(|(_, e)| e.clone());
             let dop = if let Some(entry) = entry {
                 DownstreamOp::Write { lba: leg.lba, blocks: leg.blocks as u32, data: entry }
             } else if write {

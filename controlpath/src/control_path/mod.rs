@@ -6,11 +6,13 @@
 mod block_copy;
 mod grants;
 mod incremental;
+mod journal;
 mod manual_io;
 mod migration;
 mod mirror;
 mod persist;
 mod reconfigure;
+mod replication;
 mod revocation;
 mod scsi_queue;
 mod snapshot;
@@ -36,6 +38,7 @@ use crate::volume::{LayoutSpec, Volume};
 pub use manual_io::ManualIoCounters;
 pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
+pub use replication::ReplicationProgress;
 
 use manual_io::ManualIo;
 use mirror::MirrorWork;
@@ -143,6 +146,25 @@ pub enum ControlEvent {
         /// The snapshot volume.
         snapshot: LvId,
     },
+    /// A replicated volume's consistency point: its journals were swapped with no write in
+    /// flight, so the primary held exactly the image cycle `cycle` ends with.
+    ConsistencyPoint {
+        /// The volume.
+        lv: LvId,
+        /// The cycle closed.
+        cycle: u64,
+    },
+    /// The replica of a volume moved to the image of consistency point `cycle`.
+    ReplicaApplied {
+        /// The volume.
+        lv: LvId,
+        /// The cycle applied.
+        cycle: u64,
+        /// Blocks written to the replica.
+        blocks: u64,
+        /// From the consistency point to now, in ns.
+        lag_ns: u64,
+    },
     /// A mirror side finished resynchronizing.
     ResyncDone {
         /// The volume.
@@ -176,6 +198,10 @@ enum DispatchPurpose {
     ManualLeg { op: u64, leg: usize },
     /// A leg of a block copy (resync, snapshot push, migration, incremental granule).
     Copy { copy: u64, leg: usize },
+    /// A read of a journal slot the copy agent ships.
+    JournalRead { lv: LvId, ship: u64, offset: u64 },
+    /// A write of a cycle applied to a replica.
+    ReplicaWrite { lv: LvId, apply: u64 },
 }
 
 /// Counters of the control path.
@@ -226,13 +252,12 @@ pub struct ControlPath {
     snapshots: snapshot::Snapshots,
     migrations: migration::Migrations,
     incrementals: incremental::Incrementals,
+    replications: replication::Replications,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
-    /// The last journal sequence given to each worker's journal of a volume, and when.
-    journal_sequences: BTreeMap<(LvId, WorkerId), (u64, u64)>,
-    /// The control path's own journal of each journaled volume.
-    control_journals: BTreeMap<LvId, grants::ControlJournal>,
+    /// The journal of each journaled volume.
+    journals: BTreeMap<LvId, journal::VolumeJournal>,
     now: u64,
 }
 
@@ -272,11 +297,11 @@ impl ControlPath {
             snapshots: snapshot::Snapshots::default(),
             migrations: migration::Migrations::default(),
             incrementals: incremental::Incrementals::default(),
+            replications: replication::Replications::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
-            journal_sequences: BTreeMap::new(),
-            control_journals: BTreeMap::new(),
+            journals: BTreeMap::new(),
             now: 0,
             config,
         }
@@ -395,6 +420,12 @@ impl ControlPath {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
                 Some(DispatchPurpose::Copy { copy, leg }) => self.copy_leg_done(copy, leg, status, data),
+                Some(DispatchPurpose::JournalRead { lv, ship, offset }) => {
+                    self.journal_read_done(lv, ship, offset, status, data)
+                }
+                Some(DispatchPurpose::ReplicaWrite { lv, apply }) => {
+                    self.replica_write_done(lv, apply, status)
+                }
                 None => {}
             },
             ToCp::InvalidationAck { req, worker, at } => {
@@ -443,6 +474,7 @@ impl ControlPath {
         self.resync_tick();
         self.snapshot_tick();
         self.migration_tick();
+        self.replication_tick();
     }
 
     fn fabric_events(&mut self) {

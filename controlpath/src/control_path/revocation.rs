@@ -41,6 +41,8 @@ pub(super) enum AfterRevocation {
     MigrationBarrier { lv: LvId },
     /// A migration copied everything and drained: drop the old states.
     MigrationDone { lv: LvId },
+    /// A replicated volume's writes drained for a consistency point.
+    ConsistencyPoint { lv: LvId },
 }
 
 /// One revocation in progress.
@@ -244,6 +246,7 @@ impl ControlPath {
             AfterRevocation::IncrementalBase { base } => self.incremental_base_revoked(base),
             AfterRevocation::MigrationBarrier { lv } => self.migration_barrier_revoked(lv),
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
+            AfterRevocation::ConsistencyPoint { lv } => self.consistency_point_revoked(lv),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {

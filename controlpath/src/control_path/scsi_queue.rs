@@ -175,13 +175,4 @@ impl ControlPath {
         }
         self.complete_io(io, outcome.io_status(request.data_len));
     }
-
-    /// The next journal sequence of a worker's journal of `lv`.
-    pub(super) fn journal_sequence(&mut self, lv: LvId, worker: dve_fp_api::ids::WorkerId) -> u64 {
-        let now = self.now;
-        let next = self.journal_sequences.entry((lv, worker)).or_insert((0, 0));
-        next.0 += 1;
-        next.1 = now;
-        next.0
-    }
 }

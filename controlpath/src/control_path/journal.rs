@@ -1,0 +1,321 @@
+//! Journals of journaled volumes. The journal device is cut into equal slots; every writer
+//! (each worker, and the control path for the writes it runs itself) appends into one open
+//! slot at a time. A full slot is closed and its writer opens a free one; closed slots wait
+//! for replication's copy agent, or are free again at once when nothing ships them.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, JournalGroupId, LvId, Timestamp, WorkerId};
+use dve_fp_api::io::HostIo;
+use dve_fp_api::journal::JournalEntryHeader;
+use dve_fp_api::mapping::{JournalRegion, Placement};
+use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+
+use super::{ControlPath, RequestPurpose};
+use crate::volume::{DeviceLeg, LayoutSpec};
+
+/// Slots per writer: one open, one to swap in while the closed one waits to be shipped.
+pub(super) const SLOTS_PER_WRITER: u64 = 2;
+
+/// A writer's open slot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct OpenSlot {
+    slot: usize,
+    sequence: u64,
+    /// Next free block (only tracked for the control path's own slot; workers keep theirs).
+    next: u64,
+    /// When it was opened: a worker's fault raised before then is not a reason to swap.
+    opened_at: u64,
+}
+
+/// A slot closed with what it holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct ClosedSlot {
+    /// The slot.
+    pub slot: usize,
+    /// Who wrote it.
+    pub writer: WorkerId,
+    /// Its entries carry this sequence; anything else in it is left from an earlier use.
+    pub sequence: u64,
+    /// The replication cycle its entries belong to.
+    pub cycle: u64,
+}
+
+/// The journal of one journaled volume.
+#[derive(Clone, Debug)]
+pub(super) struct VolumeJournal {
+    device: DeviceId,
+    lba: u64,
+    slot_blocks: u64,
+    free: VecDeque<usize>,
+    open: BTreeMap<WorkerId, OpenSlot>,
+    closed: Vec<ClosedSlot>,
+    next_sequence: u64,
+    /// The cycle entries appended now belong to (advanced at every consistency point).
+    cycle: u64,
+    /// Closed slots are kept until shipped (the volume is replicated).
+    keep_closed: bool,
+}
+
+impl VolumeJournal {
+    /// Blocks per slot.
+    pub(super) fn slot_blocks(&self) -> u64 {
+        self.slot_blocks
+    }
+
+    /// The device placement of slot `slot`.
+    pub(super) fn slot_placement(&self, slot: usize) -> Placement {
+        Placement { device: self.device, lba: self.lba + slot as u64 * self.slot_blocks }
+    }
+
+    /// The current cycle.
+    pub(super) fn cycle(&self) -> u64 {
+        self.cycle
+    }
+
+    /// Closed slots, oldest first.
+    pub(super) fn closed(&self) -> &[ClosedSlot] {
+        &self.closed
+    }
+}
+
+/// What the control path's own journal does with a write it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum ControlAppend {
+    /// The volume is not journaled.
+    NotJournaled,
+    /// Entries to write, each a device leg and its bytes (header block, then data).
+    Entries(Vec<(DeviceLeg, Bytes)>),
+    /// No slot has room: the write waits until the copy agent frees one.
+    NoSpace,
+}
+
+impl ControlPath {
+    /// Cut a journaled volume's journal device into slots and open one for every writer.
+    pub(super) fn journal_regions(&mut self, lv: LvId) {
+        let Some(volume) = self.volumes.get(&lv) else { return };
+        let LayoutSpec::Journal { .. } = volume.record.layout else { return };
+        let Some(alloc) = volume.record.allocations.get(1).copied() else { return };
+        let writers = self.journal_writers();
+        let slots = (writers.len() as u64 * SLOTS_PER_WRITER).max(1);
+        let journal = VolumeJournal {
+            device: alloc.device,
+            lba: alloc.lba,
+            slot_blocks: alloc.blocks / slots,
+            free: (0..slots as usize).collect(),
+            open: BTreeMap::new(),
+            closed: Vec::new(),
+            next_sequence: 0,
+            cycle: 0,
+            keep_closed: false,
+        };
+        self.journals.insert(lv, journal);
+        for writer in writers {
+            self.open_slot(lv, writer);
+        }
+    }
+
+    /// Every worker, then the control path.
+    pub(super) fn journal_writers(&self) -> Vec<WorkerId> {
+        let mut writers = self.plan.workers();
+        writers.push(self.control_worker());
+        writers
+    }
+
+    /// The worker number the control path's own journal entries carry.
+    pub(super) fn control_worker(&self) -> WorkerId {
+        WorkerId((self.config.layout.max_workers() - 1) as u8)
+    }
+
+    /// Open a free slot for `writer` (a worker is granted it as its region). Returns
+    /// whether there was one.
+    pub(super) fn open_slot(&mut self, lv: LvId, writer: WorkerId) -> bool {
+        let now = self.now;
+        let control = self.control_worker();
+        let Some(journal) = self.journals.get_mut(&lv) else { return false };
+        let Some(slot) = journal.free.pop_front() else { return false };
+        journal.next_sequence += 1;
+        let sequence = journal.next_sequence;
+        journal.open.insert(writer, OpenSlot { slot, sequence, next: 0, opened_at: now });
+        if writer != control {
+            let region = JournalRegion {
+                group: JournalGroupId(lv.0),
+                worker: writer,
+                placement: journal.slot_placement(slot),
+                blocks: journal.slot_blocks,
+                sequence,
+            };
+            let req = self.request(RequestPurpose::Grant);
+            self.send(writer, ToFp::AddMapping { req, entry: MappingEntry::Journal(region) });
+        }
+        true
+    }
+
+    /// Close `writer`'s open slot into the current cycle. A worker left without a slot is
+    /// told to stop appending (its journaled writes then come to the control path).
+    pub(super) fn close_slot(&mut self, lv: LvId, writer: WorkerId, replaced: bool) {
+        let control = self.control_worker();
+        let Some(journal) = self.journals.get_mut(&lv) else { return };
+        let Some(open) = journal.open.remove(&writer) else { return };
+        let closed = ClosedSlot { slot: open.slot, writer, sequence: open.sequence, cycle: journal.cycle };
+        if journal.keep_closed {
+            journal.closed.push(closed);
+        } else {
+            journal.free.push_back(open.slot);
+        }
+        if writer != control && !replaced {
+            let key = MappingKey::Journal { group: JournalGroupId(lv.0), worker: writer };
+            let req = self.request(RequestPurpose::Grant);
+            self.send(writer, ToFp::RemoveMapping { req, key });
+        }
+    }
+
+    /// Close and replace `writer`'s slot (when there is a free one).
+    pub(super) fn swap_slot(&mut self, lv: LvId, writer: WorkerId) {
+        let has_free = self.journals.get(&lv).is_some_and(|j| !j.free.is_empty());
+        self.close_slot(lv, writer, has_free);
+        if has_free {
+            self.open_slot(lv, writer);
+        }
+    }
+
+    /// A worker's journal of the volume `request` wrote to is full: swap in an empty slot.
+    /// A fault raised before the worker's slot was last opened is no reason to swap again,
+    /// nor is a write larger than any slot (the control path journals it in pieces).
+    pub(super) fn swap_journal(&mut self, worker: WorkerId, request: &HostIo) {
+        let Some(lv) = request.lv else { return };
+        let Some(journal) = self.journals.get(&lv) else { return };
+        if u64::from(request.blocks) + 1 > journal.slot_blocks {
+            return;
+        }
+        if let Some(open) = journal.open.get(&worker)
+            && request.received.0 < open.opened_at
+        {
+            return;
+        }
+        if journal.open.contains_key(&worker) {
+            self.swap_slot(lv, worker);
+        } else {
+            self.open_slot(lv, worker);
+        }
+    }
+
+    /// Free `slot` (shipped): writers without a slot get it first.
+    pub(super) fn slot_shipped(&mut self, lv: LvId, slot: usize) {
+        let writers = self.journal_writers();
+        let Some(journal) = self.journals.get_mut(&lv) else { return };
+        journal.closed.retain(|c| c.slot != slot);
+        journal.free.push_back(slot);
+        let waiting: Vec<WorkerId> = writers.into_iter().filter(|w| !journal.open.contains_key(w)).collect();
+        for writer in waiting {
+            if !self.open_slot(lv, writer) {
+                break;
+            }
+        }
+        self.retry_journal_waiters(lv);
+    }
+
+    /// Whether some writer of `lv` has no slot and none is free.
+    pub(super) fn journal_starved(&self, lv: LvId) -> bool {
+        let Some(journal) = self.journals.get(&lv) else { return false };
+        journal.free.is_empty() && self.journal_writers().iter().any(|w| !journal.open.contains_key(w))
+    }
+
+    /// Keep closed slots for shipping from now on (replication starts), or not.
+    pub(super) fn keep_closed_slots(&mut self, lv: LvId, keep: bool) {
+        if let Some(journal) = self.journals.get_mut(&lv) {
+            journal.keep_closed = keep;
+        }
+    }
+
+    /// A consistency point: close every writer's slot into the current cycle, advance the
+    /// cycle and open new slots where there are free ones. Returns the cycle closed.
+    pub(super) fn journal_cut(&mut self, lv: LvId) -> Option<u64> {
+        let cycle = self.journals.get(&lv)?.cycle;
+        for writer in self.journal_writers() {
+            self.swap_slot(lv, writer);
+        }
+        if let Some(journal) = self.journals.get_mut(&lv) {
+            journal.cycle += 1;
+        }
+        Some(cycle)
+    }
+
+    /// The journal legs of a write the control path runs on `lv`: entries in its own slot
+    /// (header block, then data), in pieces when the write is larger than a slot. Stamped
+    /// with the time of the append, which orders it after every write that completed before.
+    pub(super) fn journal_append(&mut self, lv: LvId, lba: u64, blocks: u64, data: &Bytes) -> ControlAppend {
+        let Some(volume) = self.volumes.get(&lv) else { return ControlAppend::NotJournaled };
+        if !matches!(volume.record.layout, LayoutSpec::Journal { .. }) {
+            return ControlAppend::NotJournaled;
+        }
+        let block_size = volume.record.block_size;
+        let Some(vseg) = volume.pieces(lba, blocks).first().map(|p| p.0) else {
+            return ControlAppend::NotJournaled;
+        };
+        let writer = self.control_worker();
+        let timestamp = Timestamp(self.now);
+        let Some(saved) = self.journals.get(&lv).cloned() else { return ControlAppend::NotJournaled };
+        let piece_blocks = saved.slot_blocks.saturating_sub(1);
+        if piece_blocks == 0 {
+            return ControlAppend::NotJournaled;
+        }
+        let bs = block_size as usize;
+        let mut entries = Vec::new();
+        let mut done = 0;
+        while done < blocks {
+            let n = piece_blocks.min(blocks - done);
+            let room = self
+                .journals
+                .get(&lv)
+                .and_then(|j| j.open.get(&writer).map(|o| j.slot_blocks - o.next))
+                .unwrap_or(0);
+            if room < 1 + n {
+                let has_free = self.journals.get(&lv).is_some_and(|j| !j.free.is_empty());
+                if !has_free {
+                    // Nothing appended: the write waits whole.
+                    self.journals.insert(lv, saved);
+                    return ControlAppend::NoSpace;
+                }
+                self.swap_slot(lv, writer);
+            }
+            let Some(journal) = self.journals.get_mut(&lv) else { return ControlAppend::NoSpace };
+            let Some(open) = journal.open.get_mut(&writer) else { return ControlAppend::NoSpace };
+            let position = open.next;
+            open.next += 1 + n;
+            let (slot, sequence) = (open.slot, open.sequence);
+            let header = JournalEntryHeader {
+                journal_sequence: sequence,
+                position,
+                worker: writer,
+                lv,
+                vseg,
+                lba: lba + done,
+                blocks: n as u32,
+                block_size,
+                timestamp: timestamp.0,
+            };
+            let placement = journal.slot_placement(slot);
+            let mut entry = vec![0u8; bs];
+            if header.encode(&mut entry).is_err() {
+                self.journals.insert(lv, saved);
+                return ControlAppend::NotJournaled;
+            }
+            let from = (done as usize * bs).min(data.len());
+            let to = ((done + n) as usize * bs).min(data.len());
+            entry.extend_from_slice(&data[from..to]);
+            entry.resize(bs * (1 + n as usize), 0);
+            let leg = DeviceLeg {
+                device: placement.device,
+                lba: placement.lba + position,
+                blocks: 1 + n,
+                offset: 0,
+                side: None,
+            };
+            entries.push((leg, Bytes::from(entry)));
+            done += n;
+        }
+        ControlAppend::Entries(entries)
+    }
+}

@@ -1,0 +1,594 @@
+//! Asynchronous ordered replication (seed 003 Fig. 32, section 6.6). Writes to a journaled
+//! volume are split to the primary and to the writer's journal slot. At every consistency
+//! point the volume is fenced (revoked, writes drained, misses queued), every writer's slot
+//! is closed into the cycle and fresh ones opened, and I/O resumes. The copy agent ships
+//! closed slots of finished cycles; the applier merges a cycle's entries (last write wins per
+//! block) and writes them to the replica only once the whole cycle has arrived, so the replica
+//! image only ever moves from one consistency point to the next. A baseline copy of the
+//! primary, started behind the first consistency point, precedes the first cycle applied;
+//! the replica shows a consistency point's image from the first cycle that closed after the
+//! baseline finished.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, LvId, WorkerId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, IoStatus};
+use dve_fp_api::journal::JournalEntryHeader;
+use dve_fp_api::mapping::Placement;
+use dve_fp_api::message::ToFp;
+
+use super::block_copy::CopyOwner;
+use super::journal::ClosedSlot;
+use super::revocation::AfterRevocation;
+use super::{ControlEvent, ControlPath, DispatchPurpose};
+use crate::error::Error;
+use crate::volume::{DeviceLeg, LayoutSpec};
+
+/// Blocks the copy agent reads, the baseline copies and the applier writes per dispatch.
+const TRANSFER_BLOCKS: u64 = 256;
+
+/// Where one replicated volume's replication stands, for the management API and reports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReplicationProgress {
+    /// The volume.
+    pub lv: LvId,
+    /// Where the replica image starts.
+    pub replica: Placement,
+    /// Blocks of the baseline copy done (the volume's size once it is complete).
+    pub baseline_blocks: u64,
+    /// The last cycle applied to the replica, if any.
+    pub applied_cycle: Option<u64>,
+    /// Cycles applied that the replica shows as a consistency point's image (those applied
+    /// while catching up behind the baseline copy are not).
+    pub cycles_applied: u64,
+    /// Blocks written to the replica by the applier.
+    pub blocks_applied: u64,
+    /// Replication lag when the last cycle was applied: from its consistency point to the
+    /// moment the replica showed it, in ns.
+    pub last_lag_ns: u64,
+    /// The largest such lag.
+    pub max_lag_ns: u64,
+}
+
+/// One journal entry received by the replica side.
+#[derive(Clone, Debug)]
+struct ShippedEntry {
+    timestamp: u64,
+    writer: WorkerId,
+    sequence: u64,
+    position: u64,
+    lba: u64,
+    blocks: u64,
+    data: Bytes,
+}
+
+/// The copy agent reading one closed slot.
+#[derive(Clone, Debug)]
+struct Shipping {
+    id: u64,
+    slot: ClosedSlot,
+    buf: Vec<u8>,
+    outstanding: usize,
+    failed: bool,
+}
+
+/// The applier writing one cycle.
+#[derive(Clone, Copy, Debug)]
+struct Applying {
+    id: u64,
+    cycle: u64,
+    blocks: u64,
+    outstanding: usize,
+    failed: bool,
+}
+
+/// A consistency point in progress.
+#[derive(Clone, Debug)]
+struct Cut {
+    /// Whole-segment locks held until the journals are swapped.
+    locks: Vec<u64>,
+    /// The fast path's writes have drained.
+    drained: bool,
+}
+
+/// One replicated volume.
+#[derive(Clone, Debug)]
+pub(super) struct Replication {
+    replica: Placement,
+    interval_ns: u64,
+    next_cut_at: u64,
+    cut: Option<Cut>,
+    /// The cycle closed by the consistency point replication started behind: it and older
+    /// cycles are covered by the baseline copy.
+    base_cycle: Option<u64>,
+    /// Next block of the baseline copy, and its copy in flight.
+    baseline_next: u64,
+    baseline_copy: Option<u64>,
+    /// The cycle open when the baseline finished: the first whose image the replica can show
+    /// (the baseline read blocks as they were after earlier consistency points).
+    first_consistent: Option<u64>,
+    /// Consistency point instants of closed cycles not yet applied.
+    cut_at: BTreeMap<u64, u64>,
+    shipping: Option<Shipping>,
+    received: BTreeMap<u64, Vec<ShippedEntry>>,
+    applying: Option<Applying>,
+    progress: ReplicationProgress,
+}
+
+/// Replications by volume.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Replications {
+    active: BTreeMap<LvId, Replication>,
+    next_id: u64,
+}
+
+impl ControlPath {
+    /// Replicate journaled volume `lv` asynchronously to `replica` (a device with room for
+    /// the whole volume), with a consistency point every `interval_ns`. Nothing changes when
+    /// the request is refused.
+    pub fn start_replication(&mut self, lv: LvId, replica: DeviceId, interval_ns: u64) -> Result<(), Error> {
+        let v = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?;
+        if !matches!(v.record.layout, LayoutSpec::Journal { .. }) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is not journaled: only journaled volumes replicate asynchronously",
+                v.record.name
+            )));
+        }
+        if self.replications.active.contains_key(&lv) {
+            return Err(Error::FailedPrecondition(format!("{} is already replicated", v.record.name)));
+        }
+        if interval_ns == 0 {
+            return Err(Error::invalid("consistency interval", "must be longer than zero"));
+        }
+        if v.record.layout.devices().contains(&replica) {
+            return Err(Error::invalid("replica device", "must not hold the volume or its journal"));
+        }
+        if self.journals.get(&lv).is_none_or(|j| j.slot_blocks() < 2) {
+            return Err(Error::FailedPrecondition(format!(
+                "{}'s journal is too small to cut into slots",
+                v.record.name
+            )));
+        }
+        let blocks = v.record.blocks;
+        let online = self.devices.get(replica).ok_or(Error::UnknownDevice(replica))?.online;
+        if !online {
+            return Err(Error::DeviceNotReady(replica));
+        }
+        let before = self.devices.clone();
+        let lba = self.devices.allocate(replica, blocks)?;
+        if let Err(e) = self.persist(&[replica], &[]) {
+            self.devices = before;
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        let placement = Placement { device: replica, lba };
+        self.keep_closed_slots(lv, true);
+        self.replications.active.insert(
+            lv,
+            Replication {
+                replica: placement,
+                interval_ns,
+                next_cut_at: self.now,
+                cut: None,
+                base_cycle: None,
+                baseline_next: 0,
+                baseline_copy: None,
+                first_consistent: None,
+                cut_at: BTreeMap::new(),
+                shipping: None,
+                received: BTreeMap::new(),
+                applying: None,
+                progress: ReplicationProgress {
+                    lv,
+                    replica: placement,
+                    baseline_blocks: 0,
+                    applied_cycle: None,
+                    cycles_applied: 0,
+                    blocks_applied: 0,
+                    last_lag_ns: 0,
+                    max_lag_ns: 0,
+                },
+            },
+        );
+        Ok(())
+    }
+
+    /// Progress of every replication.
+    pub fn replications(&self) -> Vec<ReplicationProgress> {
+        self.replications.active.values().map(|r| r.progress).collect()
+    }
+
+    fn replication_id(&mut self) -> u64 {
+        self.replications.next_id += 1;
+        self.replications.next_id
+    }
+
+    /// Advance every replication: consistency points, baseline, copy agent, applier.
+    pub(super) fn replication_tick(&mut self) {
+        let lvs: Vec<LvId> = self.replications.active.keys().copied().collect();
+        for lv in lvs {
+            self.cut_step(lv);
+            self.baseline_step(lv);
+            self.ship_step(lv);
+            self.apply_step(lv);
+        }
+    }
+
+    /// Start a consistency point when one is due (or a writer has no journal slot left),
+    /// and finish it once the fast path drained and the control path's own writes there
+    /// have reached their devices.
+    fn cut_step(&mut self, lv: LvId) {
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        match &r.cut {
+            None => {
+                // A writer without a slot waits for the copy agent; only when it has nothing
+                // left to ship does an early consistency point close slots for it to ship.
+                let shippable = r.shipping.is_some()
+                    || self.journals.get(&lv).is_some_and(|j| j.closed().iter().any(|c| c.cycle < j.cycle()));
+                if self.now >= r.next_cut_at || (self.journal_starved(lv) && !shippable) {
+                    self.start_cut(lv);
+                }
+            }
+            Some(cut) if cut.drained => {
+                let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+                if !self.manual_writes_overlap(lv, 0..blocks) {
+                    self.finish_cut(lv);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn start_cut(&mut self, lv: LvId) {
+        let segments = self.segments_of(lv);
+        // Held past the revocation's own locks, until the journals are swapped.
+        let mut locks = Vec::with_capacity(segments.len());
+        for (vseg, blocks) in &segments {
+            let lock = self.op_id();
+            self.locks.insert(lock, (*vseg, 0..*blocks));
+            locks.push(lock);
+        }
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.cut = Some(Cut { locks, drained: false });
+        }
+        self.revoke_segments(&segments, true, AfterRevocation::ConsistencyPoint { lv });
+    }
+
+    /// The fast path's writes to `lv` drained behind a consistency point's fence.
+    pub(super) fn consistency_point_revoked(&mut self, lv: LvId) {
+        if let Some(cut) = self.replications.active.get_mut(&lv).and_then(|r| r.cut.as_mut()) {
+            cut.drained = true;
+        }
+        self.cut_step(lv);
+    }
+
+    fn finish_cut(&mut self, lv: LvId) {
+        let Some(cycle) = self.journal_cut(lv) else { return };
+        let now = self.now;
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        let locks = r.cut.take().map(|c| c.locks).unwrap_or_default();
+        r.next_cut_at = now + r.interval_ns;
+        let first = r.base_cycle.is_none();
+        if first {
+            r.base_cycle = Some(cycle);
+        } else {
+            r.cut_at.insert(cycle, now);
+        }
+        for lock in locks {
+            self.release_lock(lock);
+        }
+        if !first {
+            self.events.push(ControlEvent::ConsistencyPoint { lv, cycle });
+        }
+    }
+
+    /// Copy the primary to the replica, a transfer at a time, once replication's first
+    /// consistency point is behind it (writes after it are in the journals).
+    fn baseline_step(&mut self, lv: LvId) {
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        if r.base_cycle.is_none() || r.baseline_copy.is_some() {
+            return;
+        }
+        let Some(v) = self.volumes.get(&lv) else { return };
+        let blocks = v.record.blocks;
+        let start = r.baseline_next;
+        if start >= blocks {
+            return;
+        }
+        let n = TRANSFER_BLOCKS.min(blocks - start);
+        let mut side = 0;
+        let Ok(reads) = v.legs(start, n, false, &mut side) else { return };
+        let writes = vec![DeviceLeg {
+            device: r.replica.device,
+            lba: r.replica.lba + start,
+            blocks: n,
+            offset: 0,
+            side: None,
+        }];
+        let block_size = v.record.block_size as usize;
+        let copy = self.start_block_copy(CopyOwner::Baseline { lv }, reads, writes, n, block_size);
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.baseline_copy = Some(copy);
+        }
+    }
+
+    /// A baseline transfer ended; a failed one is tried again at the next tick.
+    pub(super) fn baseline_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        if r.baseline_copy != Some(copy) {
+            return;
+        }
+        r.baseline_copy = None;
+        if copied {
+            let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+            r.baseline_next = (r.baseline_next + TRANSFER_BLOCKS).min(blocks);
+            r.progress.baseline_blocks = r.baseline_next;
+            if r.baseline_next >= blocks {
+                r.first_consistent = self.journals.get(&lv).map(|j| j.cycle());
+            }
+        }
+    }
+
+    /// The copy agent: read the oldest closed slot of a finished cycle (slots of cycles the
+    /// baseline covers are freed unread).
+    fn ship_step(&mut self, lv: LvId) {
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        if r.shipping.is_some() {
+            return;
+        }
+        let Some(base) = r.base_cycle else { return };
+        let Some(journal) = self.journals.get(&lv) else { return };
+        let current = journal.cycle();
+        let Some(slot) = journal.closed().iter().find(|c| c.cycle < current).copied() else { return };
+        if slot.cycle <= base {
+            self.slot_shipped(lv, slot.slot);
+            return;
+        }
+        let slot_blocks = journal.slot_blocks();
+        let placement = journal.slot_placement(slot.slot);
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let id = self.replication_id();
+        let mut sends = Vec::new();
+        let mut offset = 0;
+        while offset < slot_blocks {
+            let n = TRANSFER_BLOCKS.min(slot_blocks - offset);
+            sends.push((offset, n));
+            offset += n;
+        }
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.shipping = Some(Shipping {
+                id,
+                slot,
+                buf: vec![0; slot_blocks as usize * block_size],
+                outstanding: sends.len(),
+                failed: false,
+            });
+        }
+        let worker = self.worker_for_device(placement.device);
+        for (offset, n) in sends {
+            let tag = self.dispatch_tag(DispatchPurpose::JournalRead { lv, ship: id, offset });
+            let op = DownstreamOp::Read { lba: placement.lba + offset, blocks: n as u32 };
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: placement.device, op }));
+        }
+    }
+
+    /// A read of the slot being shipped completed.
+    pub(super) fn journal_read_done(
+        &mut self,
+        lv: LvId,
+        ship: u64,
+        offset: u64,
+        status: IoStatus,
+        data: Option<Bytes>,
+    ) {
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        let Some(s) = r.shipping.as_mut().filter(|s| s.id == ship) else { return };
+        let at = offset as usize * block_size;
+        let want = (TRANSFER_BLOCKS as usize * block_size).min(s.buf.len().saturating_sub(at));
+        match data {
+            Some(data) if status.is_good() && data.len() >= want => {
+                s.buf[at..at + want].copy_from_slice(&data[..want]);
+            }
+            _ => s.failed = true,
+        }
+        s.outstanding = s.outstanding.saturating_sub(1);
+        if s.outstanding > 0 {
+            return;
+        }
+        let Some(s) = r.shipping.take() else { return };
+        if s.failed {
+            return; // Read again at the next tick.
+        }
+        let entries = parse_slot(&s.buf, block_size, s.slot);
+        r.received.entry(s.slot.cycle).or_default().extend(entries);
+        self.slot_shipped(lv, s.slot.slot);
+    }
+
+    /// The applier: once every slot of the next cycle has been received, write its merged
+    /// blocks to the replica.
+    fn apply_step(&mut self, lv: LvId) {
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        let Some(base) = r.base_cycle else { return };
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        if r.applying.is_some() || r.baseline_next < blocks || r.baseline_copy.is_some() {
+            return;
+        }
+        let cycle = r.progress.applied_cycle.map_or(base + 1, |c| c + 1);
+        let Some(journal) = self.journals.get(&lv) else { return };
+        let closed = cycle < journal.cycle();
+        let all_received = !journal.closed().iter().any(|c| c.cycle <= cycle)
+            && r.shipping.as_ref().is_none_or(|s| s.slot.cycle > cycle);
+        if !closed || !all_received {
+            return;
+        }
+        let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
+        let replica = r.replica;
+        let mut entries = r.received.get(&cycle).cloned().unwrap_or_default();
+        // Last write wins: entries in the order they were written.
+        entries.sort_by_key(|e| (e.timestamp, e.writer, e.sequence, e.position));
+        let mut merged: BTreeMap<u64, Bytes> = BTreeMap::new();
+        for e in &entries {
+            for i in 0..e.blocks {
+                if e.lba + i < blocks {
+                    let at = i as usize * block_size;
+                    merged.insert(e.lba + i, e.data.slice(at..at + block_size));
+                }
+            }
+        }
+        let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (lba, data) in &merged {
+            match writes.last_mut() {
+                Some((start, buf))
+                    if *start + (buf.len() / block_size) as u64 == *lba
+                        && (buf.len() / block_size) < TRANSFER_BLOCKS as usize =>
+                {
+                    buf.extend_from_slice(data)
+                }
+                _ => writes.push((*lba, data.to_vec())),
+            }
+        }
+        let id = self.replication_id();
+        let outstanding = writes.len();
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.applying =
+                Some(Applying { id, cycle, blocks: merged.len() as u64, outstanding, failed: false });
+        }
+        if outstanding == 0 {
+            self.cycle_applied(lv);
+            return;
+        }
+        let worker = self.worker_for_device(replica.device);
+        for (lba, data) in writes {
+            let n = (data.len() / block_size) as u32;
+            let tag = self.dispatch_tag(DispatchPurpose::ReplicaWrite { lv, apply: id });
+            let op = DownstreamOp::Write { lba: replica.lba + lba, blocks: n, data: Bytes::from(data) };
+            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: replica.device, op }));
+        }
+    }
+
+    /// A write of the cycle being applied completed.
+    pub(super) fn replica_write_done(&mut self, lv: LvId, apply: u64, status: IoStatus) {
+        let Some(a) = self.replications.active.get_mut(&lv).and_then(|r| r.applying.as_mut()) else { return };
+        if a.id != apply {
+            return;
+        }
+        a.failed |= !status.is_good();
+        a.outstanding = a.outstanding.saturating_sub(1);
+        if a.outstanding > 0 {
+            return;
+        }
+        if a.failed {
+            // Applying a whole cycle again is harmless: the next tick retries it.
+            if let Some(r) = self.replications.active.get_mut(&lv) {
+                r.applying = None;
+            }
+            return;
+        }
+        self.cycle_applied(lv);
+    }
+
+    fn cycle_applied(&mut self, lv: LvId) {
+        let now = self.now;
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        let Some(a) = r.applying.take() else { return };
+        r.received.remove(&a.cycle);
+        let cut_at = r.cut_at.remove(&a.cycle).unwrap_or(now);
+        if r.first_consistent.is_none_or(|first| a.cycle < first) {
+            // Catching up behind the baseline: not an image of any consistency point yet.
+            r.progress.blocks_applied += a.blocks;
+            r.progress.applied_cycle = Some(a.cycle);
+            return;
+        }
+        let lag = now.saturating_sub(cut_at);
+        let p = &mut r.progress;
+        p.applied_cycle = Some(a.cycle);
+        p.cycles_applied += 1;
+        p.blocks_applied += a.blocks;
+        p.last_lag_ns = lag;
+        p.max_lag_ns = p.max_lag_ns.max(lag);
+        self.events.push(ControlEvent::ReplicaApplied { lv, cycle: a.cycle, blocks: a.blocks, lag_ns: lag });
+    }
+}
+
+/// The entries of a shipped slot: header blocks of the slot's sequence at the position they
+/// name, each followed by its data. Blocks left from an earlier use of the slot, or from a
+/// journal write that failed, are skipped.
+fn parse_slot(buf: &[u8], block_size: usize, slot: ClosedSlot) -> Vec<ShippedEntry> {
+    let slot_blocks = (buf.len() / block_size) as u64;
+    let mut entries = Vec::new();
+    let mut pos = 0u64;
+    while pos < slot_blocks {
+        let at = pos as usize * block_size;
+        let header = JournalEntryHeader::decode(&buf[at..at + block_size]).filter(|h| {
+            h.journal_sequence == slot.sequence
+                && h.position == pos
+                && h.block_size as usize == block_size
+                && pos + 1 + u64::from(h.blocks) <= slot_blocks
+        });
+        let Some(h) = header else {
+            pos += 1;
+            continue;
+        };
+        let data = Bytes::copy_from_slice(&buf[at + block_size..at + block_size * (1 + h.blocks as usize)]);
+        entries.push(ShippedEntry {
+            timestamp: h.timestamp,
+            writer: h.worker,
+            sequence: h.journal_sequence,
+            position: h.position,
+            lba: h.lba,
+            blocks: u64::from(h.blocks),
+            data,
+        });
+        pos += 1 + u64::from(h.blocks);
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_fp_api::ids::VsegId;
+
+    fn entry(sequence: u64, position: u64, lba: u64, blocks: u32, fill: u8) -> Vec<u8> {
+        let h = JournalEntryHeader {
+            journal_sequence: sequence,
+            position,
+            worker: WorkerId(1),
+            lv: LvId(1),
+            vseg: VsegId(1),
+            lba,
+            blocks,
+            block_size: 512,
+            timestamp: position,
+        };
+        let mut block = vec![0u8; 512];
+        h.encode(&mut block).unwrap();
+        block.extend(std::iter::repeat_n(fill, blocks as usize * 512));
+        block
+    }
+
+    #[test]
+    fn a_slot_parses_to_its_own_entries_past_holes_and_stale_ones() {
+        let slot = ClosedSlot { slot: 0, writer: WorkerId(1), sequence: 7, cycle: 3 };
+        let mut buf = entry(7, 0, 100, 2, 0xA1);
+        // A hole (a journal write that never landed), then an entry of an earlier use.
+        buf.extend(vec![0u8; 512]);
+        buf.extend(entry(6, 4, 900, 1, 0xEE));
+        buf.extend(entry(7, 6, 200, 1, 0xB2));
+        buf.resize(16 * 512, 0);
+        let entries = parse_slot(&buf, 512, slot);
+        let got: Vec<(u64, u64, u8)> = entries.iter().map(|e| (e.lba, e.blocks, e.data[0])).collect();
+        assert_eq!(got, vec![(100, 2, 0xA1), (200, 1, 0xB2)]);
+        assert!(entries.iter().all(|e| e.data.len() == e.blocks as usize * 512));
+    }
+
+    #[test]
+    fn an_entry_running_past_the_slot_is_not_taken() {
+        let slot = ClosedSlot { slot: 0, writer: WorkerId(1), sequence: 1, cycle: 0 };
+        let mut buf = entry(1, 0, 0, 8, 1);
+        buf.truncate(4 * 512);
+        assert!(parse_slot(&buf, 512, slot).is_empty());
+    }
+}
