@@ -326,6 +326,11 @@ impl Oracle {
         }
     }
 
+    /// Drop a point-in-time image no longer needed.
+    pub fn forget_snapshot(&mut self, snapshot: &str) {
+        self.snapshots.remove(snapshot);
+    }
+
     /// Snapshots taken, with their volume and instant.
     pub fn snapshots(&self) -> Vec<(String, String, u64)> {
         self.snapshots.iter().map(|(name, p)| (name.clone(), p.volume.clone(), p.at)).collect()

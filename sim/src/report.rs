@@ -51,6 +51,8 @@ pub struct Report {
     pub links: Vec<LinkReport>,
     /// The timeline's events as they ran.
     pub timeline: Vec<TimelineEntry>,
+    /// Per asynchronously replicated volume.
+    pub replicas: Vec<ReplicaReport>,
     /// The integrity oracle's verdict.
     pub oracle: OracleVerdict,
 }
@@ -337,6 +339,28 @@ pub struct LinkReport {
     pub b_to_a: LinkCounters,
 }
 
+/// One asynchronously replicated volume: how far its replica got and how far behind it was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicaReport {
+    /// The replicated volume.
+    pub volume: String,
+    /// The replica's disk.
+    pub disk: String,
+    /// Consistency points taken.
+    pub consistency_points: u64,
+    /// Cycles applied to the replica.
+    pub cycles_applied: u64,
+    /// Applied cycles whose replica image was compared with the primary's image at their
+    /// consistency point (every one, when the run is clean).
+    pub cycles_verified: u64,
+    /// Blocks the applier wrote.
+    pub blocks_applied: u64,
+    /// Lag when the last cycle was applied (consistency point to replica), ns.
+    pub last_lag_ns: u64,
+    /// The largest lag.
+    pub max_lag_ns: u64,
+}
+
 /// One timeline event as it ran.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelineEntry {
@@ -496,6 +520,16 @@ pub(crate) fn sample_report(violations: usize) -> Report {
                 outcome: "done".into(),
             },
         ],
+        replicas: vec![ReplicaReport {
+            volume: "v".into(),
+            disk: "d6".into(),
+            consistency_points: 4,
+            cycles_applied: 3,
+            cycles_verified: 3,
+            blocks_applied: 812,
+            last_lag_ns: 20 * NS_PER_MS,
+            max_lag_ns: 31 * NS_PER_MS,
+        }],
         oracle: oracle.verdict(),
     }
 }

@@ -92,6 +92,7 @@
 //! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`) |
 //! | `migrate` | `volume`, `to` (as many disks as the volume has data disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
+//! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
 //! | `kill-engine`, `restart-engine` | `engine` |
 //!
 //! `fail-link` takes a cable down (both ends see the loss of signal); `fail-path` leaves it up
@@ -117,7 +118,7 @@
 //! reserved). A volume of `S` MiB on `n` disks takes, per disk: linear `S/n` (the last disk
 //! takes the remainder; the disks are concatenated in order), stripe `S/n`, mirror `S` per side,
 //! raid10 `S/(n/2)`, journal `S` on the primary plus a journal region of `max(S/4, 4)` MiB on
-//! the journal disk. Stripe and raid10 sizes must be a whole number of stripe rows
+//! the journal disk; a replica `S` on its disk, at its `replicate` event. Stripe and raid10 sizes must be a whole number of stripe rows
 //! (`stripe_kib` times the number of columns). Snapshots take no space here. The sums must fit
 //! each disk's `capacity_mib`. The resulting [`Region`]s are part of the validated scenario.
 
@@ -316,6 +317,7 @@ struct RawEvent {
     volumes: Option<Spanned<Vec<Spanned<String>>>>,
     engine: Option<Spanned<String>>,
     fraction: Option<Spanned<f64>>,
+    interval_ms: Option<Spanned<u64>>,
 }
 
 /// A volume's layout kind, as written in the file.
@@ -382,6 +384,8 @@ pub enum ActionKind {
     Migrate,
     /// Resynchronize a mirror.
     Resync,
+    /// Replicate a journaled volume asynchronously to a disk.
+    Replicate,
     /// Kill an engine (its fast path and control path stop at once).
     KillEngine,
     /// Restart a killed engine.
@@ -406,6 +410,7 @@ impl ActionKind {
             ActionKind::GroupSnapshot => "group-snapshot",
             ActionKind::Migrate => "migrate",
             ActionKind::Resync => "resync",
+            ActionKind::Replicate => "replicate",
             ActionKind::KillEngine => "kill-engine",
             ActionKind::RestartEngine => "restart-engine",
             ActionKind::DiskWriteErrors => "disk-write-errors",
@@ -755,6 +760,17 @@ pub enum EventAction {
         volume: usize,
         /// Only this disk, if given.
         disk: Option<usize>,
+    },
+    /// Replicate a journaled volume asynchronously.
+    Replicate {
+        /// Index of the volume.
+        volume: usize,
+        /// The replica's disk.
+        disk: usize,
+        /// Between consistency points, ms.
+        interval_ms: u64,
+        /// Where the replica image goes.
+        region: Region,
     },
     /// Kill an engine.
     KillEngine {
@@ -1845,6 +1861,45 @@ impl<'a> Builder<'a> {
                 };
                 EventAction::Resync { volume, disk }
             }
+            ActionKind::Replicate => {
+                let volume = volume_of(self)?;
+                let spec = &volumes[volume];
+                if spec.layout.kind() != LayoutKind::Journal {
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    return Err(self.source.error_at(
+                        at,
+                        format!(
+                            "replicate needs a journal volume; `{}` is {}",
+                            spec.name,
+                            spec.layout.kind().name()
+                        ),
+                    ));
+                }
+                let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
+                let disk = self.lookup(&self.disks, "disk", reference)?;
+                let clash = current_disks[volume].contains(&disk)
+                    || matches!(spec.layout, Layout::Journal { journal_disk, .. } if journal_disk == disk);
+                if clash {
+                    return Err(self.source.error(
+                        reference,
+                        format!("disk `{}` already holds volume `{}`", reference.get_ref(), spec.name),
+                    ));
+                }
+                let interval_ms = match &event.interval_ms {
+                    None => 500,
+                    Some(interval) if (1..=60_000).contains(interval.get_ref()) => *interval.get_ref(),
+                    Some(interval) => {
+                        return Err(self.source.error(
+                            interval,
+                            format!("interval_ms must be from 1 to 60000, not {}", interval.get_ref()),
+                        ));
+                    }
+                };
+                let what = format!("the replica of `{}`", spec.name);
+                let region = self.allocate(disks, disk, spec.size_blocks(), &what, reference)?;
+                EventAction::Replicate { volume, disk, interval_ms, region }
+            }
             ActionKind::KillEngine => EventAction::KillEngine { engine: engine_of(self)? },
             ActionKind::RestartEngine => EventAction::RestartEngine { engine: engine_of(self)? },
         };
@@ -1874,10 +1929,11 @@ impl<'a> Builder<'a> {
                 | FailPath
                 | RestorePath
                 | Resync
+                | Replicate
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
-        let volume_ok = matches!(kind, Snapshot | Migrate | Resync);
-        let checks: [(Option<Range<usize>>, bool, &str); 8] = [
+        let volume_ok = matches!(kind, Snapshot | Migrate | Resync | Replicate);
+        let checks: [(Option<Range<usize>>, bool, &str); 9] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
             (event.path.as_ref().map(Spanned::span), node_ok, "path"),
@@ -1886,6 +1942,7 @@ impl<'a> Builder<'a> {
             (event.volumes.as_ref().map(Spanned::span), kind == GroupSnapshot, "volumes"),
             (event.to.as_ref().map(Spanned::span), kind == Migrate, "to"),
             (event.engine.as_ref().map(Spanned::span), matches!(kind, KillEngine | RestartEngine), "engine"),
+            (event.interval_ms.as_ref().map(Spanned::span), kind == Replicate, "interval_ms"),
         ];
         for (span, allowed, field) in checks {
             if let (Some(span), false) = (span, allowed) {
@@ -1944,6 +2001,9 @@ fn describe(
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: Some(side) } => {
             format!("{} ({})", volume(*index), disk(*side))
+        }
+        EventAction::Replicate { volume: index, disk: replica, interval_ms, .. } => {
+            format!("{} to {} (consistency point every {interval_ms} ms)", volume(*index), disk(*replica))
         }
         EventAction::KillEngine { engine } | EventAction::RestartEngine { engine } => {
             engines.get(*engine).copied().unwrap_or("?").to_string()

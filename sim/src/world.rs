@@ -22,7 +22,8 @@ use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
 use crate::report::options::RunOptions;
 use crate::report::{
-    EngineReport, IoKind, LinkReport, OracleVerdict, Report, TimelineEntry, Violation, VolumeRecorder,
+    EngineReport, IoKind, LinkReport, OracleVerdict, ReplicaReport, Report, TimelineEntry, Violation,
+    VolumeRecorder,
 };
 use crate::scenario::{EventAction, Layout, NodeRef, Pattern, PortRef, Scenario};
 use crate::switch::SwitchNode;
@@ -125,8 +126,21 @@ struct EngineNode {
     volumes: BTreeMap<usize, LvId>,
     /// Snapshot volumes -> (source volume index, snapshot name).
     snapshots: BTreeMap<LvId, (usize, String)>,
+    /// Replicated volumes.
+    replicas: BTreeMap<LvId, ReplicaWatch>,
     /// Frames in and out of its ports.
     frames: u64,
+}
+
+/// What the simulator keeps to verify a replica: the primary's image at every consistency
+/// point not yet applied, to compare with the replica once that cycle is.
+#[derive(Debug)]
+struct ReplicaWatch {
+    volume: usize,
+    disk: usize,
+    images: BTreeMap<u64, Vec<u8>>,
+    consistency_points: u64,
+    cycles_verified: u64,
 }
 
 /// A workload bound to its host and volume.
@@ -239,6 +253,7 @@ impl<'a> World<'a> {
                 setup: Setup::Discovering,
                 volumes: BTreeMap::new(),
                 snapshots: BTreeMap::new(),
+                replicas: BTreeMap::new(),
                 frames: 0,
             });
         }
@@ -712,6 +727,13 @@ impl<'a> World<'a> {
                         format!("snapshot {name} of {source} taken")
                     })
                 }
+                ControlEvent::ConsistencyPoint { lv, cycle } => {
+                    self.consistency_point(e, lv, cycle);
+                    None
+                }
+                ControlEvent::ReplicaApplied { lv, cycle, blocks, lag_ns } => {
+                    self.replica_applied(e, lv, cycle, blocks, lag_ns)
+                }
                 ControlEvent::SnapshotComplete { snapshot, .. } => {
                     self.engines[e].snapshots.get(&snapshot).map(|(_, name)| {
                         format!("snapshot {name} complete: every block pushed, Rmaps coalesced")
@@ -881,6 +903,9 @@ impl<'a> World<'a> {
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
             EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
             EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
+            EventAction::Replicate { volume, disk, interval_ms, .. } => {
+                self.replicate(*volume, *disk, *interval_ms)
+            }
             EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
                 "not run: engine kill and restart are not implemented in the simulator yet".to_string()
             }
@@ -922,6 +947,127 @@ impl<'a> World<'a> {
         let out = self.engines[e].switch.settle(self.now);
         self.engine_sends(e, out);
         outcome
+    }
+
+    fn replicate(&mut self, volume: usize, disk: usize, interval_ms: u64) -> String {
+        let scenario = self.scenario;
+        let Some((e, lv)) =
+            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+        else {
+            return "not run: the volume does not exist (yet)".to_string();
+        };
+        let control = self.engines[e].switch.control_mut();
+        let started = control
+            .device_of(Wwn(scenario.disks[disk].port_wwpn(0)))
+            .and_then(|device| control.start_replication(lv, device, interval_ms * NS_PER_MS));
+        let outcome = match started {
+            Ok(()) => {
+                self.engines[e].replicas.insert(
+                    lv,
+                    ReplicaWatch {
+                        volume,
+                        disk,
+                        images: BTreeMap::new(),
+                        consistency_points: 0,
+                        cycles_verified: 0,
+                    },
+                );
+                "replicating: a first consistency point, the baseline copy, then one cycle per interval"
+                    .to_string()
+            }
+            Err(err) => format!("refused: {err}"),
+        };
+        let out = self.engines[e].switch.settle(self.now);
+        self.engine_sends(e, out);
+        outcome
+    }
+
+    /// A volume's image as its devices hold it now, read through the control path's map.
+    fn volume_image(&self, e: usize, lv: LvId) -> Vec<u8> {
+        let scenario = self.scenario;
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let control = self.engines[e].switch.control();
+        let Some(volume) = control.volume(lv) else { return Vec::new() };
+        let mut image = vec![0u8; (volume.record.blocks * u64::from(BLOCK)) as usize];
+        let mut side = 0;
+        let Ok(legs) = volume.legs(0, volume.record.blocks, false, &mut side) else { return image };
+        for leg in legs {
+            let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
+                continue;
+            };
+            let bytes = self.disks[d].target.read_blocks(leg.lba, leg.blocks);
+            let at = (leg.offset * u64::from(BLOCK)) as usize;
+            image[at..at + bytes.len()].copy_from_slice(&bytes);
+        }
+        image
+    }
+
+    /// Name of the oracle's image of a replicated volume at consistency point `cycle`.
+    fn replica_image_name(&self, volume: usize, cycle: u64) -> String {
+        format!("replica of {} at consistency point {cycle}", self.scenario.volumes[volume].name)
+    }
+
+    /// A consistency point: nothing is in flight on the volume, so its devices hold exactly
+    /// the image the replica must show once this cycle is applied.
+    fn consistency_point(&mut self, e: usize, lv: LvId, cycle: u64) {
+        let Some(volume) = self.engines[e].replicas.get(&lv).map(|r| r.volume) else { return };
+        let image = self.volume_image(e, lv);
+        let name = self.replica_image_name(volume, cycle);
+        self.oracle.snapshot_taken(&self.scenario.volumes[volume].name, &name, self.now);
+        if let Some(watch) = self.engines[e].replicas.get_mut(&lv) {
+            watch.images.insert(cycle, image);
+            watch.consistency_points += 1;
+        }
+    }
+
+    /// A cycle was applied: the replica must now equal the primary's image at that cycle's
+    /// consistency point, byte for byte, and every block must be what the oracle allows there.
+    fn replica_applied(
+        &mut self,
+        e: usize,
+        lv: LvId,
+        cycle: u64,
+        blocks: u64,
+        lag_ns: u64,
+    ) -> Option<String> {
+        let scenario = self.scenario;
+        let volume = self.engines[e].replicas.get(&lv)?.volume;
+        let replica =
+            self.engines[e].switch.control().replications().into_iter().find(|r| r.lv == lv)?.replica;
+        let target = self.engines[e].switch.control().devices().get(replica.device)?.target;
+        let disk = scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0)?;
+        let expected = self.engines[e].replicas.get_mut(&lv)?.images.remove(&cycle)?;
+        let found =
+            self.disks[disk].target.read_blocks(replica.lba, (expected.len() / BLOCK as usize) as u64);
+        let name = self.replica_image_name(volume, cycle);
+        let differs =
+            expected.chunks(BLOCK as usize).zip(found.chunks(BLOCK as usize)).position(|(x, y)| x != y);
+        if let Some(block) = differs {
+            self.oracle.record_violation(Violation {
+                time_ns: self.now,
+                host: "-".to_string(),
+                volume: name.clone(),
+                lba: block as u64,
+                expected: "the primary's block at the consistency point".to_string(),
+                found: "a different block on the replica".to_string(),
+            });
+        }
+        self.oracle.check_snapshot(&name, 0, BLOCK as usize, &found, self.now);
+        self.oracle.forget_snapshot(&name);
+        if let Some(watch) = self.engines[e].replicas.get_mut(&lv) {
+            watch.images.retain(|c, _| *c > cycle);
+            watch.cycles_verified += u64::from(differs.is_none());
+        }
+        Some(format!(
+            "replica of {} at consistency point {cycle}: {blocks} blocks applied, lag {:.1} ms, {}",
+            scenario.volumes[volume].name,
+            lag_ns as f64 / NS_PER_MS as f64,
+            if differs.is_none() {
+                "equal to the primary's image"
+            } else {
+                "DIFFERS from the primary's image"
+            }
+        ))
     }
 
     fn group_snapshot(&mut self, volumes: &[usize], name: &str) -> String {
@@ -1161,6 +1307,23 @@ impl<'a> World<'a> {
                 first: self.oracle.violations().to_vec(),
             }
         };
+        let mut replicas = Vec::new();
+        for node in &self.engines {
+            let progress = node.switch.control().replications();
+            for (lv, watch) in &node.replicas {
+                let Some(p) = progress.iter().find(|p| p.lv == *lv) else { continue };
+                replicas.push(ReplicaReport {
+                    volume: self.scenario.volumes[watch.volume].name.clone(),
+                    disk: self.scenario.disks[watch.disk].name.clone(),
+                    consistency_points: watch.consistency_points,
+                    cycles_applied: p.cycles_applied,
+                    cycles_verified: watch.cycles_verified,
+                    blocks_applied: p.blocks_applied,
+                    last_lag_ns: p.last_lag_ns,
+                    max_lag_ns: p.max_lag_ns,
+                });
+            }
+        }
         Report {
             scenario: self.scenario.name.clone(),
             seed: self.scenario.seed,
@@ -1171,6 +1334,7 @@ impl<'a> World<'a> {
             engines,
             links,
             timeline: self.timeline.clone(),
+            replicas,
             oracle,
         }
     }

@@ -181,6 +181,39 @@ pub(super) fn engine_table(report: &Report) -> Table {
     }
 }
 
+/// The replicas table.
+pub(super) fn replica_table(report: &Report) -> Table {
+    Table {
+        headers: vec![
+            "volume",
+            "replica",
+            "consistency points",
+            "applied",
+            "verified",
+            "blocks",
+            "lag",
+            "max lag",
+        ],
+        numeric: vec![false, false, true, true, true, true, true, true],
+        rows: report
+            .replicas
+            .iter()
+            .map(|r| {
+                vec![
+                    r.volume.clone(),
+                    r.disk.clone(),
+                    thousands(r.consistency_points),
+                    thousands(r.cycles_applied),
+                    thousands(r.cycles_verified),
+                    thousands(r.blocks_applied),
+                    latency(r.last_lag_ns),
+                    latency(r.max_lag_ns),
+                ]
+            })
+            .collect(),
+    }
+}
+
 /// The timeline table.
 pub(super) fn timeline_table(report: &Report) -> Table {
     Table {
@@ -289,6 +322,7 @@ pub(super) fn summary_text(report: &Report, wall: Duration) -> String {
         ("Volumes", volume_table(report), "no volumes"),
         ("Latency by direction", latency_table(report), "no volumes"),
         ("Engines", engine_table(report), "no engines"),
+        ("Replicas", replica_table(report), "no replicated volumes"),
         ("Timeline", timeline_table(report), "no events"),
     ];
     for (title, table, empty) in sections {
