@@ -1,8 +1,9 @@
 //! Asynchronous ordered replication under write load (seed 003 Fig. 32): each journaled
 //! volume's replica moves from one consistency point to the next, and every image it shows
-//! equals, byte for byte, the primary's image at that consistency point (the simulator
-//! captures it there and compares once the cycle is applied; the oracle checks every block
-//! against the writes acknowledged by then). One volume's consistency points follow its
+//! equals, byte for byte, the primary's image at that consistency point (the simulator keeps
+//! the blocks each cycle wrote as the primary held them at its consistency point, checked by
+//! the oracle there, and compares them with the replica once the cycle is applied; the whole
+//! replica is compared at its first image and at the end). One volume's consistency points follow its
 //! interval; the other's journal fills first, so they come as often as its writers run out of
 //! journal slots. Hosts see no error and the fast path keeps serving.
 
@@ -19,11 +20,9 @@ fn each_replica_equals_the_primary_at_every_consistency_point_applied() {
         assert_eq!(replica.cycles_verified, replica.cycles_applied, "{replica:#?}");
         assert!(replica.consistency_points >= replica.cycles_applied, "{replica:#?}");
         assert!(replica.last_lag_ns > 0 && replica.max_lag_ns >= replica.last_lag_ns, "{replica:#?}");
-        assert!(
-            timeline_outcomes(&report, &format!("replica of {} at consistency point", replica.volume)).len()
-                as u64
-                == replica.cycles_applied
-        );
+        let shown =
+            timeline_outcomes(&report, &format!("replica of {} shows consistency point", replica.volume));
+        assert_eq!(shown.len(), 1, "the first image shown is on the timeline: {:#?}", report.timeline);
     }
     // j0 replicates every 200 ms from 100 ms: its interval sets the pace. j1's writers fill
     // their journal slots in tens of milliseconds: running out of slots does.
