@@ -35,6 +35,8 @@ pub struct ManualIoCounters {
     pub serialized_writes: u64,
     /// I/O completed with an error status.
     pub errors: u64,
+    /// Writes that waited for a free journal slot.
+    pub journal_waits: u64,
 }
 
 /// Where a manual I/O stands.
@@ -292,6 +294,7 @@ impl ControlPath {
                 ControlAppend::Entries(entries) => entries,
                 ControlAppend::NotJournaled => Vec::new(),
                 ControlAppend::NoSpace => {
+                    self.counters.manual.journal_waits += 1;
                     if let Some(op) = self.manual.get_mut(&id) {
                         op.stage = Stage::WaitingJournal;
                     }
