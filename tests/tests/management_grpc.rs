@@ -349,10 +349,57 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
             .await
             .expect_err("not migrating");
         assert_eq!(pause_nothing.code(), Code::FailedPrecondition);
+        let replicate = |volume: &str, replica: &str, interval: u32| pb::StartReplicationRequest {
+            volume: volume.into(),
+            replica: replica.into(),
+            consistency_interval_ms: interval,
+        };
+        let replication_cases = [
+            (
+                "a volume that is not journaled",
+                replicate("v0", &disk(2), 100),
+                Code::FailedPrecondition,
+                "journaled",
+            ),
+            ("no interval", replicate("v0", &disk(2), 0), Code::InvalidArgument, "consistency_interval_ms"),
+            ("a malformed replica", replicate("v0", "22:zz", 100), Code::InvalidArgument, "replica"),
+            ("an unknown volume", replicate("nope", &disk(2), 100), Code::NotFound, "nope"),
+        ];
+        for (what, request, code, named) in replication_cases {
+            let status = client.start_replication(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+        }
         let after = client.list_volumes(pb::Empty {}).await.expect("volumes").into_inner();
         assert_eq!(after, before);
+        let free_after = engine.with_control(|c| c.devices().iter().map(|d| d.allocated).collect::<Vec<_>>());
+        assert_eq!(free_after, free_before, "refused replications claimed space");
         assert!(
             client.list_exposures(pb::Empty {}).await.expect("exposures").into_inner().exposures.is_empty()
         );
+
+        // A journaled volume replicates: the task is listed with its baseline progress.
+        let journaled = pb::Layout {
+            kind: Some(pb::layout::Kind::Journaled(Box::new(pb::Journaled {
+                primary: Some(Box::new(linear(&disk(1)))),
+                journals: vec![pb::Placement { device_id: disk(2), start_lba: 0 }],
+                journal_blocks: 768,
+            }))),
+        };
+        client.create_volume(create("j0", 4096, journaled)).await.expect("journaled volume");
+        let task =
+            client.start_replication(replicate("j0", &disk(0), 100)).await.expect("replicating").into_inner();
+        assert_eq!(
+            (task.kind.as_str(), task.volume.as_str(), task.total_blocks),
+            ("replication", "j0", 4096)
+        );
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        assert!(tasks.iter().any(|t| t.id == task.id && t.kind == "replication"), "{tasks:?}");
+        let again = client.start_replication(replicate("j0", &disk(0), 100)).await.expect_err("twice");
+        assert_eq!(again.code(), Code::FailedPrecondition);
     });
 }

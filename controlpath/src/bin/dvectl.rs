@@ -39,7 +39,18 @@ enum Command {
     /// Online migration.
     #[command(subcommand)]
     Migrate(MigrateCommand),
-    /// Long-running tasks (migrations, resyncs).
+    /// Asynchronous replication of a journaled volume.
+    Replicate {
+        /// The journaled volume.
+        volume: String,
+        /// The target WWPN of the device (the remote site's volume) that holds the replica.
+        #[arg(long)]
+        to: String,
+        /// Milliseconds between consistency points.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u32,
+    },
+    /// Long-running tasks (migrations, resyncs, replications).
     #[command(subcommand)]
     Task(TaskCommand),
     /// Fast-path and control-path counters.
@@ -456,6 +467,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let request =
                 pb::ControlTaskRequest { id: parse_task_id(&id)?, control: pb::TaskControl::Resume.into() };
             print_tasks(&[client.control_task(request).await?.into_inner()]);
+        }
+        Command::Replicate { volume, to, interval_ms } => {
+            let request =
+                pb::StartReplicationRequest { volume, replica: to, consistency_interval_ms: interval_ms };
+            print_tasks(&[client.start_replication(request).await?.into_inner()]);
         }
         Command::Task(TaskCommand::List) => {
             let tasks = client.list_tasks(pb::Empty {}).await?.into_inner().tasks;

@@ -10,7 +10,7 @@
 //! checks every claim before making any and rolls back a failed commit.
 //!
 //! RPCs the control path does not support yet (`DeleteVolume`, `HideVolume`,
-//! `AddMirrorSide`, `StartReplication`, `WatchTask`) answer `UNIMPLEMENTED` with a message
+//! `AddMirrorSide`, `WatchTask`) answer `UNIMPLEMENTED` with a message
 //! naming what is missing.
 //!
 //! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
@@ -106,6 +106,12 @@ fn task_of(control: &ControlPath, id: TaskId) -> Result<pb::Task, Error> {
             .map(|r| reply::resync_task(control, r))
             .ok_or_else(missing),
         TaskId::SnapshotCompletion(_) => Err(missing()),
+        TaskId::Replication(lv) => control
+            .replications()
+            .iter()
+            .find(|r| r.lv == lv)
+            .map(|r| reply::replication_task(control, r))
+            .ok_or_else(missing),
     }
 }
 
@@ -356,13 +362,26 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         ))
     }
 
+    /// The replica is named by the port name of the target that holds it (a volume of the
+    /// remote site, reached through the fabric like any device).
     async fn start_replication(
         &self,
-        _request: Request<pb::StartReplicationRequest>,
+        request: Request<pb::StartReplicationRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        Err(not_supported(
-            "StartReplication: journaled volumes record writes, but nothing ships them to a remote site",
-        ))
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        let replica = wwpn_field("replica", &r.replica)?;
+        if r.consistency_interval_ms == 0 {
+            return Err(missing_field("consistency_interval_ms"));
+        }
+        let interval_ns = u64::from(r.consistency_interval_ms) * 1_000_000;
+        let task = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            let device = c.device_of(replica)?;
+            c.start_replication(lv, device, interval_ns)?;
+            task_of(c, TaskId::Replication(lv))
+        })?;
+        Ok(Response::new(task))
     }
 
     async fn list_tasks(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ListTasksReply>, Status> {

@@ -9,7 +9,7 @@ use dve_fp_api::stats::FpStatistics;
 use dve_proto::management as pb;
 
 use crate::ControlPath;
-use crate::control_path::{MigrationProgress, ResyncProgress};
+use crate::control_path::{MigrationProgress, ReplicationProgress, ResyncProgress};
 use crate::device::Device;
 use crate::scsi::SystemIdentity;
 use crate::scsi::lun::naa6;
@@ -154,12 +154,15 @@ pub enum TaskId {
     Resync(LvId, u16),
     /// The completion of a snapshot (by the snapshot volume).
     SnapshotCompletion(LvId),
+    /// A volume's asynchronous replication.
+    Replication(LvId),
 }
 
 impl TaskId {
     const MIGRATION: u64 = 1;
     const RESYNC: u64 = 2;
     const SNAPSHOT: u64 = 3;
+    const REPLICATION: u64 = 4;
 
     /// The wire id.
     pub fn to_wire(self) -> u64 {
@@ -167,6 +170,7 @@ impl TaskId {
             TaskId::Migration(lv) => Self::MIGRATION << 48 | u64::from(lv.0),
             TaskId::Resync(lv, side) => Self::RESYNC << 48 | u64::from(side) << 32 | u64::from(lv.0),
             TaskId::SnapshotCompletion(lv) => Self::SNAPSHOT << 48 | u64::from(lv.0),
+            TaskId::Replication(lv) => Self::REPLICATION << 48 | u64::from(lv.0),
         }
     }
 
@@ -178,6 +182,7 @@ impl TaskId {
             Self::MIGRATION if side == 0 => Some(TaskId::Migration(lv)),
             Self::RESYNC => Some(TaskId::Resync(lv, side)),
             Self::SNAPSHOT if side == 0 => Some(TaskId::SnapshotCompletion(lv)),
+            Self::REPLICATION if side == 0 => Some(TaskId::Replication(lv)),
             _ => None,
         }
     }
@@ -229,7 +234,20 @@ pub fn snapshot_task(control: &ControlPath, snapshot: LvId) -> pb::Task {
     }
 }
 
-/// Every task the control path reports: migrations, then resyncs.
+/// A replication as a task: it never ends; its blocks are the baseline copy's progress.
+pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::Task {
+    pb::Task {
+        id: TaskId::Replication(r.lv).to_wire(),
+        kind: "replication".into(),
+        volume: volume_name(control, r.lv),
+        state: pb::TaskState::Running.into(),
+        done_blocks: r.baseline_blocks,
+        total_blocks: control.volume(r.lv).map_or(0, |v| v.record.blocks),
+        error: String::new(),
+    }
+}
+
+/// Every task the control path reports: migrations, resyncs, then replications.
 pub fn tasks(control: &ControlPath) -> Vec<pb::Task> {
     let migrations = control.migrations();
     let resyncs = control.resyncs();
@@ -237,6 +255,7 @@ pub fn tasks(control: &ControlPath) -> Vec<pb::Task> {
         .iter()
         .map(|m| migration_task(control, m))
         .chain(resyncs.iter().map(|r| resync_task(control, r)))
+        .chain(control.replications().iter().map(|r| replication_task(control, r)))
         .collect()
 }
 
