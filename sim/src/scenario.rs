@@ -2166,6 +2166,7 @@ exposed_to = ["h1"]
         assert_eq!(
             descriptions,
             [
+                "replicate journal0 to d2 (consistency point every 1000 ms)",
                 "snapshot linear0 as snap0",
                 "migrate linear0 to d4",
                 "fail-disk d5",
@@ -2302,7 +2303,7 @@ disk = "d2"
         assert_eq!(short.seed, 9);
         assert_eq!(short.duration_ms, 3000);
         assert_eq!(short.duration(), SimTime::from_ms(3000));
-        assert_eq!(short.events.len(), 2);
+        assert_eq!(short.events.len(), 3);
         assert!(short.workloads.iter().all(|workload| workload.stop_ms == 3000));
         assert_eq!(short.with_overrides(Some(9), Some(3000)), short);
         assert_eq!(scenario.with_overrides(None, Some(0)), scenario);
@@ -2789,6 +2790,34 @@ disk = "d2"
             event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"]")
         );
         rejects(&chained, "disk `d3` already holds volume `v1`");
+    }
+
+    #[test]
+    fn rejects_bad_replications() {
+        let journal = "\n[[volume]]\nname = \"j\"\nlayout = \"journal\"\nsize_mib = 8\ndisks = [\"d3\"]\njournal_disk = \"d4\"\n";
+        let replicate = |fields: &str| {
+            with(&format!("{journal}\n[[event]]\nat_ms = 1\naction = \"replicate\"\n{fields}\n"))
+        };
+        rejects(&replicate("volume = \"v1\" # <-\ndisk = \"d3\""), "needs a journal volume; `v1` is mirror");
+        rejects(&replicate("volume = \"j\"\ndisk = \"d3\" # <-"), "disk `d3` already holds volume `j`");
+        rejects(&replicate("volume = \"j\"\ndisk = \"d4\" # <-"), "disk `d4` already holds volume `j`");
+        rejects(
+            &with(&format!("{journal}\n[[event]]\nat_ms = 1\naction = \"replicate\" # <-\nvolume = \"j\"\n")),
+            "`replicate` needs `disk`",
+        );
+        rejects(
+            &replicate("volume = \"j\"\ndisk = \"d1\"\ninterval_ms = 0 # <-"),
+            "interval_ms must be from 1 to 60000, not 0",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\ninterval_ms = 5 # <-"),
+            "`interval_ms` does not apply",
+        );
+        let ok = parse(&replicate("volume = \"j\"\ndisk = \"d1\"\ninterval_ms = 250"));
+        let ok = ok.unwrap_or_else(|err| panic!("{err}"));
+        let last = ok.events.last().unwrap_or_else(|| panic!("an event"));
+        assert!(matches!(last.action, EventAction::Replicate { volume: 1, disk: 0, interval_ms: 250, .. }));
+        assert_eq!(last.description, "replicate j to d1 (consistency point every 250 ms)");
     }
 
     #[test]
