@@ -7,6 +7,16 @@
 use core::fmt;
 use core::ops::Range;
 
+mod small;
+
+use small::SmallIndex;
+
+/// Most extents an index keeps in the small-map layout (extent starts searched directly under
+/// a directory sized to the extent count). Larger maps get the trie, whose build costs at least
+/// [`SMALL_ROOT_SLOTS`] directory slots and which is faster than the small layout only once its
+/// starts no longer fit a few cache lines per bucket.
+pub const SMALL_MAP_EXTENTS: usize = 256;
+
 /// Segments (extents or gaps between them) per leaf: with 32-bit interior bounds, six fit in
 /// one 64-byte cache line with their values when a value is at most 4 bytes.
 const SEGMENTS_PER_LEAF: usize = 6;
@@ -151,6 +161,129 @@ impl<V: Copy> Leaf<V> {
 /// Immutable predecessor index over an extent map's boundaries, built once per mapping
 /// snapshot (the control path publishes snapshots by pointer swap; the fast path only reads).
 ///
+/// Two layouts behind one interface. Maps of at most [`SMALL_MAP_EXTENTS`] extents search
+/// their extent starts directly under a small directory (see the `small` module), which is
+/// cheap to build and takes few instructions per lookup while it all sits in L1. Larger maps
+/// get a compressed radix trie over packed 64-byte leaves, which keeps a lookup to about one
+/// or two cache misses however large the map.
+#[derive(Clone)]
+pub struct RmapIndex<V: Copy> {
+    layout: Layout<V>,
+    extent_count: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Layout<V: Copy> {
+    Small(SmallIndex<V>),
+    Trie(TrieIndex<V>),
+}
+
+impl<V: Copy> fmt::Debug for RmapIndex<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.layout {
+            Layout::Small(small) => f
+                .debug_struct("RmapIndex")
+                .field("extents", &self.extent_count)
+                .field("layout", &"small")
+                .field("slots", &small.slot_count())
+                .field("crowded_buckets", &small.crowded_buckets())
+                .finish(),
+            Layout::Trie(trie) => f
+                .debug_struct("RmapIndex")
+                .field("extents", &self.extent_count)
+                .field("layout", &"trie")
+                .field("lowest", &trie.lowest)
+                .field("span", &trie.span)
+                .field("root_shift", &trie.root_shift)
+                .field("slots", &trie.slots.len())
+                .field("sub_directories", &trie.sub_directories)
+                .field("leaves", &trie.leaves.len().saturating_sub(1))
+                .finish(),
+        }
+    }
+}
+
+impl<V: Copy> RmapIndex<V> {
+    /// Builds the index. `extents` must be sorted by start, non-overlapping, half-open ranges
+    /// `[start, end)` with `end > start`; gaps between extents, and everything before the
+    /// first and after the last, are misses (the fast path caches only part of an Rmap).
+    pub fn build(extents: &[(Range<u64>, V)]) -> Result<Self, IndexError> {
+        validate(extents)?;
+        let layout = if extents.len() <= SMALL_MAP_EXTENTS {
+            Layout::Small(SmallIndex::build(extents))
+        } else {
+            Layout::Trie(TrieIndex::build(extents)?)
+        };
+        Ok(RmapIndex { layout, extent_count: extents.len() })
+    }
+
+    /// Number of extents.
+    pub fn len(&self) -> usize {
+        self.extent_count
+    }
+
+    /// Whether the index holds no extent (every lookup misses).
+    pub fn is_empty(&self) -> bool {
+        self.extent_count == 0
+    }
+
+    /// Whether the index uses the small-map layout (at most [`SMALL_MAP_EXTENTS`] extents).
+    pub fn is_small(&self) -> bool {
+        matches!(self.layout, Layout::Small(_))
+    }
+
+    /// Heap bytes of the lookup structure (directory, leaves or starts, values).
+    pub fn memory_bytes(&self) -> usize {
+        match &self.layout {
+            Layout::Small(small) => small.memory_bytes(),
+            Layout::Trie(trie) => trie.memory_bytes(),
+        }
+    }
+
+    /// The extent holding `lba`, with its value.
+    #[inline(always)]
+    pub fn get(&self, lba: u64) -> Option<(Range<u64>, V)> {
+        match &self.layout {
+            Layout::Small(small) => small.get(lba),
+            Layout::Trie(trie) => trie.get(lba),
+        }
+    }
+
+    /// Whether `[lba, lba + blocks)` lies in one extent. A range that would run past
+    /// `u64::MAX` spans (no extent reaches that far); `blocks == 0` is treated as one block.
+    #[inline]
+    pub fn fit(&self, lba: u64, blocks: u64) -> Fit<V> {
+        match self.get(lba) {
+            None => Fit::Miss,
+            Some((extent, value)) => match lba.checked_add(blocks.max(1)) {
+                Some(range_end) if range_end <= extent.end => {
+                    Fit::Inside { start: extent.start, end: extent.end, value }
+                }
+                _ => Fit::Spans { start: extent.start, end: extent.end, value },
+            },
+        }
+    }
+
+    /// The value of the extent holding each of `lbas`, into `out`; only the first
+    /// `min(lbas.len(), out.len())` keys are looked up.
+    ///
+    /// Faster per key than [`get`](Self::get) on maps larger than the cache: keys go through
+    /// the trie level by level in groups of 32, so their cache misses overlap instead of
+    /// following one another. A small map is in cache, and answers key by key.
+    pub fn get_batch(&self, lbas: &[u64], out: &mut [Option<V>]) {
+        match &self.layout {
+            Layout::Small(small) => {
+                for (value, &lba) in out.iter_mut().zip(lbas) {
+                    *value = small.value(lba);
+                }
+            }
+            Layout::Trie(trie) => trie.get_batch(lbas, out),
+        }
+    }
+}
+
+/// The layout of [`RmapIndex`] for maps of more than [`SMALL_MAP_EXTENTS`] extents.
+///
 /// The mapped span (first extent start to last extent end) is cut into segments, one per
 /// extent and one per gap between extents, packed six to a 64-byte leaf in key order. Keys
 /// are offsets from the lowest mapped LBA; the root directory splits the span into about one
@@ -159,8 +292,8 @@ impl<V: Copy> Leaf<V> {
 /// one together (adjacent lines, one memory round trip) and picks by the first leaf's fence.
 /// Where more leaves crowd into one bucket the slot names a sub-directory over it instead,
 /// recursively; uniform keys rarely go there, since crowds are made of small extents.
-#[derive(Clone)]
-pub struct RmapIndex<V: Copy> {
+#[derive(Clone, Debug)]
+struct TrieIndex<V: Copy> {
     /// Lowest mapped LBA: the start of the first extent.
     lowest: u64,
     /// Mapped span: end of the last extent minus `lowest`; zero for an empty index.
@@ -174,39 +307,13 @@ pub struct RmapIndex<V: Copy> {
     sub_directories: usize,
     /// Packed leaves, plus a copy of the last one so that `leaf + 1` always exists.
     leaves: Vec<Leaf<V>>,
-    extent_count: usize,
 }
 
-impl<V: Copy> fmt::Debug for RmapIndex<V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RmapIndex")
-            .field("extents", &self.extent_count)
-            .field("lowest", &self.lowest)
-            .field("span", &self.span)
-            .field("root_shift", &self.root_shift)
-            .field("slots", &self.slots.len())
-            .field("sub_directories", &self.sub_directories)
-            .field("leaves", &self.leaves.len().saturating_sub(1))
-            .finish()
-    }
-}
-
-impl<V: Copy> RmapIndex<V> {
-    /// Builds the index. `extents` must be sorted by start, non-overlapping, half-open ranges
-    /// `[start, end)` with `end > start`; gaps between extents, and everything before the
-    /// first and after the last, are misses (the fast path caches only part of an Rmap).
-    pub fn build(extents: &[(Range<u64>, V)]) -> Result<Self, IndexError> {
-        validate(extents)?;
+impl<V: Copy> TrieIndex<V> {
+    /// Builds the trie over extents that [`validate`] accepted, at least one.
+    fn build(extents: &[(Range<u64>, V)]) -> Result<Self, IndexError> {
         let (Some(first), Some(last)) = (extents.first(), extents.last()) else {
-            return Ok(RmapIndex {
-                lowest: 0,
-                span: 0,
-                root_shift: 0,
-                slots: Vec::new(),
-                sub_directories: 0,
-                leaves: Vec::new(),
-                extent_count: 0,
-            });
+            unreachable!("small maps, the empty one included, take the small layout")
         };
         let too_many = IndexError::TooManyExtents { count: extents.len() };
         if extents.len() >= (NODE_TAG as usize) / 4 {
@@ -236,35 +343,24 @@ impl<V: Copy> RmapIndex<V> {
         if directory.slots.len() >= NODE_TAG as usize {
             return Err(too_many);
         }
-        Ok(RmapIndex {
+        Ok(TrieIndex {
             lowest,
             span,
             root_shift,
             slots: directory.slots,
             sub_directories: directory.sub_directories,
             leaves,
-            extent_count: extents.len(),
         })
     }
 
-    /// Number of extents.
-    pub fn len(&self) -> usize {
-        self.extent_count
-    }
-
-    /// Whether the index holds no extent (every lookup misses).
-    pub fn is_empty(&self) -> bool {
-        self.extent_count == 0
-    }
-
     /// Heap bytes of the lookup structure (directory and leaves).
-    pub fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&self) -> usize {
         self.slots.len() * size_of::<u32>() + self.leaves.len() * size_of::<Leaf<V>>()
     }
 
     /// The extent holding `lba`, with its value.
     #[inline(always)]
-    pub fn get(&self, lba: u64) -> Option<(Range<u64>, V)> {
+    fn get(&self, lba: u64) -> Option<(Range<u64>, V)> {
         let offset = lba.wrapping_sub(self.lowest);
         if offset >= self.span {
             return None;
@@ -276,33 +372,9 @@ impl<V: Copy> RmapIndex<V> {
         is_extent.then(|| (leaf.range_of(segment), leaf.values[segment]))
     }
 
-    /// Whether `[lba, lba + blocks)` lies in one extent. A range that would run past
-    /// `u64::MAX` spans (no extent reaches that far); `blocks == 0` is treated as one block.
-    #[inline]
-    pub fn fit(&self, lba: u64, blocks: u64) -> Fit<V> {
-        match self.get(lba) {
-            None => Fit::Miss,
-            Some((extent, value)) => match lba.checked_add(blocks.max(1)) {
-                Some(range_end) if range_end <= extent.end => {
-                    Fit::Inside { start: extent.start, end: extent.end, value }
-                }
-                _ => Fit::Spans { start: extent.start, end: extent.end, value },
-            },
-        }
-    }
-
-    /// The value of the extent holding each of `lbas`, into `out`; only the first
-    /// `min(lbas.len(), out.len())` keys are looked up.
-    ///
-    /// Faster per key than [`get`](Self::get) on maps larger than the cache: keys go through
-    /// the trie level by level in groups of 32, so their cache misses overlap instead of
-    /// following one another.
-    pub fn get_batch(&self, lbas: &[u64], out: &mut [Option<V>]) {
+    /// [`RmapIndex::get_batch`] on the trie.
+    fn get_batch(&self, lbas: &[u64], out: &mut [Option<V>]) {
         let len = lbas.len().min(out.len());
-        if self.span == 0 {
-            out[..len].fill(None);
-            return;
-        }
         for (keys, values) in lbas[..len].chunks(BATCH).zip(out[..len].chunks_mut(BATCH)) {
             self.get_group(keys, values);
         }
@@ -617,7 +689,8 @@ mod tests {
             (0..1000u32).map(|i| (u64::from(i) * 2..u64::from(i) * 2 + 1, i)).collect();
         extents.push((1 << 40..1 << 50, 1000));
         let skewed = index(&extents);
-        assert!(skewed.sub_directories > 0);
+        let Layout::Trie(trie) = &skewed.layout else { panic!("1001 extents take the trie") };
+        assert!(trie.sub_directories > 0);
         for (i, (extent, value)) in extents.iter().enumerate() {
             assert_eq!(skewed.get(extent.start), Some((extent.clone(), *value)), "extent {i}");
             assert_eq!(skewed.get(extent.end), None, "after extent {i}");
@@ -627,6 +700,43 @@ mod tests {
         skewed.get_batch(&lbas, &mut out);
         for (&lba, value) in lbas.iter().zip(&out) {
             assert_eq!(*value, skewed.get(lba).map(|(_, v)| v), "lba {lba}");
+        }
+    }
+
+    #[test]
+    fn small_maps_take_the_small_layout_and_search_their_crowds() {
+        // A hundred one-block extents, then one huge one: the directory's buckets are far
+        // wider than the crowd, whose bucket must be marked and searched.
+        let mut extents: Vec<(Range<u64>, u32)> =
+            (0..100u32).map(|i| (u64::from(i) * 2..u64::from(i) * 2 + 1, i)).collect();
+        extents.push((1 << 40..1 << 50, 100));
+        let skewed = index(&extents);
+        let Layout::Small(small) = &skewed.layout else { panic!("101 extents take the small layout") };
+        assert!(small.crowded_buckets() > 0);
+        assert!(small.slot_count() <= 4 * extents.len());
+        for (i, (extent, value)) in extents.iter().enumerate() {
+            assert_eq!(skewed.get(extent.start), Some((extent.clone(), *value)), "extent {i}");
+            assert_eq!(skewed.get(extent.end - 1), Some((extent.clone(), *value)), "extent {i}");
+            assert_eq!(skewed.get(extent.end), None, "after extent {i}");
+        }
+        let lbas: Vec<u64> = (0..300).chain([(1 << 40) - 1, 1 << 45, (1 << 50) - 1, 1 << 50]).collect();
+        let mut out = vec![None; lbas.len()];
+        skewed.get_batch(&lbas, &mut out);
+        for (&lba, value) in lbas.iter().zip(&out) {
+            assert_eq!(*value, skewed.get(lba).map(|(_, v)| v), "lba {lba}");
+        }
+    }
+
+    #[test]
+    fn small_and_trie_layouts_meet_at_the_threshold() {
+        let extents: Vec<(Range<u64>, u32)> =
+            (0..=SMALL_MAP_EXTENTS as u64).map(|i| (i * 10..i * 10 + 7, (i % 16) as u32)).collect();
+        let small = index(&extents[..SMALL_MAP_EXTENTS]);
+        let trie = index(&extents);
+        assert!(small.is_small());
+        assert!(!trie.is_small());
+        for lba in 0..SMALL_MAP_EXTENTS as u64 * 10 {
+            assert_eq!(small.get(lba), trie.get(lba), "lba {lba}");
         }
     }
 

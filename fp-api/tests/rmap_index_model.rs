@@ -1,11 +1,13 @@
 //! `RmapIndex` against a plain `BTreeMap` model: random extent sets (one-block and huge
 //! extents, gaps, crowds of tiny extents beside huge ones, keys up to `u64::MAX`), probed at
-//! random keys and at every extent's edges with `get`, `fit` and `get_batch`.
+//! random keys and at every extent's edges with `get`, `fit` and `get_batch`. Sizes range up
+//! to 3000 extents, and a second property stays near the small-map threshold
+//! ([`SMALL_MAP_EXTENTS`]), on both sides of it, where the index switches layout.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use dve_fp_api::lookup::{Fit, IndexError, RmapIndex};
+use dve_fp_api::lookup::{Fit, IndexError, RmapIndex, SMALL_MAP_EXTENTS};
 use proptest::prelude::*;
 
 /// The reference: extent start to (end, value).
@@ -58,7 +60,21 @@ fn base() -> impl Strategy<Value = u64> {
 /// Sorted, disjoint extents laid from `base`, cut short where the next one would pass
 /// `u64::MAX` (an extent may end exactly at `u64::MAX`).
 fn extents() -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
-    (base(), prop::collection::vec((gap(), length(), 0u16..16), 0..3000)).prop_map(|(base, steps)| {
+    extents_of(0..3000)
+}
+
+/// As [`extents`], with small counts: mostly few extents (the fault path's case), and counts
+/// on both sides of [`SMALL_MAP_EXTENTS`].
+fn small_extents() -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
+    prop_oneof![
+        2 => extents_of(0..8),
+        2 => extents_of(8..SMALL_MAP_EXTENTS - 8),
+        1 => extents_of(SMALL_MAP_EXTENTS - 8..SMALL_MAP_EXTENTS + 8),
+    ]
+}
+
+fn extents_of(count: Range<usize>) -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
+    (base(), prop::collection::vec((gap(), length(), 0u16..16), count)).prop_map(|(base, steps)| {
         let mut cursor = base;
         let mut extents = Vec::with_capacity(steps.len());
         for (gap, length, value) in steps {
@@ -89,34 +105,46 @@ fn probes(extents: &[(Range<u64>, u16)], seeds: &[u64]) -> Vec<u64> {
     keys
 }
 
+/// `get`, `fit` and `get_batch` of an index over `extents` agree with the model at every probe.
+fn check_against_model(extents: &[(Range<u64>, u16)], seeds: &[u64]) -> Result<(), TestCaseError> {
+    let index = RmapIndex::build(extents).expect("generated extents are valid");
+    let model = Model(extents.iter().map(|(extent, value)| (extent.start, (extent.end, *value))).collect());
+    prop_assert_eq!(index.len(), extents.len());
+    prop_assert_eq!(index.is_empty(), extents.is_empty());
+    prop_assert_eq!(index.is_small(), extents.len() <= SMALL_MAP_EXTENTS);
+
+    let keys = probes(extents, seeds);
+    for &lba in &keys {
+        let expected = model.get(lba);
+        prop_assert_eq!(index.get(lba), expected.clone(), "get({})", lba);
+        let mut block_counts = vec![1, 2, 4096, u64::MAX, seeds[(lba % 64) as usize] % 100_000 + 1];
+        if let Some((extent, _)) = &expected {
+            block_counts.extend([extent.end - lba, extent.end - lba + 1]);
+        }
+        for blocks in block_counts {
+            prop_assert_eq!(index.fit(lba, blocks), model.fit(lba, blocks), "fit({}, {})", lba, blocks);
+        }
+    }
+
+    let mut batch = vec![Some(u16::MAX); keys.len()];
+    index.get_batch(&keys, &mut batch);
+    for (&lba, value) in keys.iter().zip(&batch) {
+        prop_assert_eq!(*value, model.get(lba).map(|(_, value)| value), "get_batch at {}", lba);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn index_agrees_with_btreemap(extents in extents(), seeds in prop::collection::vec(any::<u64>(), 64)) {
-        let index = RmapIndex::build(&extents).expect("generated extents are valid");
-        let model = Model(extents.iter().map(|(extent, value)| (extent.start, (extent.end, *value))).collect());
-        prop_assert_eq!(index.len(), extents.len());
-        prop_assert_eq!(index.is_empty(), extents.is_empty());
+        check_against_model(&extents, &seeds)?;
+    }
 
-        let keys = probes(&extents, &seeds);
-        for &lba in &keys {
-            let expected = model.get(lba);
-            prop_assert_eq!(index.get(lba), expected.clone(), "get({})", lba);
-            let mut block_counts = vec![1, 2, 4096, u64::MAX, seeds[(lba % 64) as usize] % 100_000 + 1];
-            if let Some((extent, _)) = &expected {
-                block_counts.extend([extent.end - lba, extent.end - lba + 1]);
-            }
-            for blocks in block_counts {
-                prop_assert_eq!(index.fit(lba, blocks), model.fit(lba, blocks), "fit({}, {})", lba, blocks);
-            }
-        }
-
-        let mut batch = vec![Some(u16::MAX); keys.len()];
-        index.get_batch(&keys, &mut batch);
-        for (&lba, value) in keys.iter().zip(&batch) {
-            prop_assert_eq!(*value, model.get(lba).map(|(_, value)| value), "get_batch at {}", lba);
-        }
+    #[test]
+    fn small_index_agrees_with_btreemap(extents in small_extents(), seeds in prop::collection::vec(any::<u64>(), 64)) {
+        check_against_model(&extents, &seeds)?;
     }
 
     #[test]
