@@ -24,6 +24,11 @@ struct Ring<T> {
     /// Set when the producer waits, so the poll-mode consumer wakes it only then (a relaxed
     /// load per pop, instead of an atomic swap).
     producer_waiting: AtomicBool,
+    /// Set while the async consumer may be parked on `consumer`, so that the producer wakes it
+    /// only then: a plain load per push, instead of the two read-modify-writes of
+    /// `AtomicWaker::wake` when nobody is registered (the poll-mode consumer never is). Only
+    /// the consumer writes it. Why no wakeup is lost: see [`Ring::wake_parked_consumer`].
+    consumer_waiting: AtomicBool,
 }
 
 impl<T> Ring<T> {
@@ -33,6 +38,31 @@ impl<T> Ring<T> {
             consumer: AtomicWaker::new(),
             producer: AtomicWaker::new(),
             producer_waiting: AtomicBool::new(false),
+            consumer_waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// After a push: wakes the async consumer if it may be parked.
+    ///
+    /// No wakeup is lost. A consumer parks only after registering its waker, setting
+    /// `consumer_waiting` (`SeqCst`) and then finding the ring empty with `pop`. In
+    /// crossbeam-queue 0.3 (`ArrayQueue`, checked at 0.3.14) `push` advances the tail with a
+    /// `SeqCst` compare-exchange, and `pop` reports empty only after a `SeqCst` fence and a load
+    /// of the tail. In the single total order of `SeqCst` operations, either:
+    /// - the push's compare-exchange comes before the consumer's fence: the consumer's tail load
+    ///   sees it, its `pop` does not report empty (it waits for the slot and takes a message),
+    ///   and it does not park; or
+    /// - the fence comes first: then the consumer's store of `true`, before its fence, is seen
+    ///   by our `SeqCst` load below, which comes after our compare-exchange (or a later store is
+    ///   seen: a later poll's clearing, which that poll follows with its own `pop`, to which
+    ///   the same two cases apply).
+    ///
+    /// Reading the consumer's `true` also orders its registration before our `wake`, so the
+    /// wake finds that waker. The consumer clears the flag only in a poll that is not going to
+    /// park. Test: `async_consumer_parked_at_every_message_is_always_woken`.
+    fn wake_parked_consumer(&self) {
+        if self.consumer_waiting.load(Ordering::SeqCst) {
+            self.consumer.wake();
         }
     }
 
@@ -82,7 +112,7 @@ impl FpEndpoint {
         let ring = &self.shared.to_cp;
         match ring.queue.push(message) {
             Ok(()) => {
-                ring.consumer.wake();
+                ring.wake_parked_consumer();
                 Ok(())
             }
             Err(message) => Err((Error::RingFull("fast path to control path"), message)),
@@ -119,12 +149,21 @@ impl CpEndpoint {
     pub async fn recv(&self) -> Option<ToCp> {
         let ring = &self.shared.to_cp;
         poll_fn(|cx| {
+            // Not parked while polling: pushes need not wake. Read first, so that a consumer
+            // that finds messages every time does not write the line the producer reads.
+            if ring.consumer_waiting.load(Ordering::Relaxed) {
+                ring.consumer_waiting.store(false, Ordering::Relaxed);
+            }
             if let Some(message) = ring.queue.pop() {
                 return Poll::Ready(Some(message));
             }
             ring.consumer.register(cx.waker());
-            // A message posted between the pop and the registration would not have woken us.
+            // The order matters: register, then announce, then look again (see
+            // `Ring::wake_parked_consumer`). A message posted before the announcement would
+            // not have woken us, and this pop finds it.
+            ring.consumer_waiting.store(true, Ordering::SeqCst);
             if let Some(message) = ring.queue.pop() {
+                ring.consumer_waiting.store(false, Ordering::Relaxed);
                 return Poll::Ready(Some(message));
             }
             if self.shared.fp_gone.load(Ordering::Acquire) {
@@ -249,5 +288,49 @@ mod tests {
         worker.join().unwrap();
         assert_eq!(cp.recv().await, None, "the worker is gone and the ring is empty");
         assert_eq!(cp.send(query(0)).await, Err(Error::Disconnected));
+    }
+
+    /// The race a lost wakeup needs: the worker posts each message only once the control path
+    /// has taken the previous one, so the control path is usually about to park, or parking,
+    /// when the next message arrives. A lost wakeup parks it for good, and the watchdog here
+    /// (on the test thread, independent of any runtime's timers) sees it stop making progress.
+    #[test]
+    fn async_consumer_parked_at_every_message_is_always_woken() {
+        use std::sync::atomic::AtomicU64;
+        use std::time::{Duration, Instant};
+
+        const MESSAGES: u64 = 20_000;
+        let (fp, cp) = fp_channel(4);
+        let taken = Arc::new(AtomicU64::new(0));
+        let worker_taken = taken.clone();
+        std::thread::spawn(move || {
+            for n in 0..MESSAGES {
+                while worker_taken.load(Ordering::Acquire) < n {
+                    std::thread::yield_now();
+                }
+                assert!(fp.try_send(done(n)).is_ok(), "at most one message is in flight");
+            }
+        });
+        let control_path_taken = taken.clone();
+        let control_path = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(async {
+                for n in 0..MESSAGES {
+                    assert_eq!(cp.recv().await, Some(done(n)));
+                    control_path_taken.store(n + 1, Ordering::Release);
+                }
+            });
+        });
+        let (mut seen, mut since) = (0, Instant::now());
+        while !control_path.is_finished() {
+            let now_taken = taken.load(Ordering::Acquire);
+            if now_taken != seen {
+                (seen, since) = (now_taken, Instant::now());
+            }
+            // On failure both threads are left behind, parked or spinning; the test fails.
+            assert!(since.elapsed() < Duration::from_secs(10), "message {seen} never woke the control path");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        control_path.join().expect("the control path took every message in order");
     }
 }
