@@ -53,6 +53,9 @@ pub struct Report {
     pub timeline: Vec<TimelineEntry>,
     /// Per asynchronously replicated volume.
     pub replicas: Vec<ReplicaReport>,
+    /// Per data-service flow on the timeline (snapshot, migration, degraded mirror and its
+    /// resync, replication): the share of host I/O the fast path served while it ran.
+    pub flows: Vec<FlowReport>,
     /// The integrity oracle's verdict.
     pub oracle: OracleVerdict,
 }
@@ -361,6 +364,27 @@ pub struct ReplicaReport {
     pub max_lag_ns: u64,
 }
 
+/// The fast path's share of host I/O while one flow ran.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowReport {
+    /// What ran, e.g. `snapshot snap0 of linear0`.
+    pub flow: String,
+    /// The engine that ran it.
+    pub engine: String,
+    /// When it began, ns.
+    pub start_ns: u64,
+    /// When it ended (or the run did), ns.
+    pub end_ns: u64,
+    /// Whether it finished before the run ended.
+    pub finished: bool,
+    /// Host I/Os the engine completed meanwhile (every volume).
+    pub host_ios: u64,
+    /// Of those, the ones the fast path completed alone.
+    pub fast_path_ios: u64,
+    /// `fast_path_ios / host_ios` (1 when there were none).
+    pub fast_path_share: f64,
+}
+
 /// One timeline event as it ran.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelineEntry {
@@ -529,6 +553,16 @@ pub(crate) fn sample_report(violations: usize) -> Report {
             blocks_applied: 812,
             last_lag_ns: 20 * NS_PER_MS,
             max_lag_ns: 31 * NS_PER_MS,
+        }],
+        flows: vec![FlowReport {
+            flow: "snapshot s of v".into(),
+            engine: "dve1".into(),
+            start_ns: 400 * NS_PER_MS,
+            end_ns: 600 * NS_PER_MS,
+            finished: true,
+            host_ios: 2000,
+            fast_path_ios: 1990,
+            fast_path_share: 0.995,
         }],
         oracle: oracle.verdict(),
     }

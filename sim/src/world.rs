@@ -23,8 +23,8 @@ use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
 use crate::report::options::RunOptions;
 use crate::report::{
-    EngineReport, IoKind, LinkReport, OracleVerdict, ReplicaReport, Report, TimelineEntry, Violation,
-    VolumeRecorder,
+    EngineReport, FlowReport, IoKind, LinkReport, OracleVerdict, ReplicaReport, Report, TimelineEntry,
+    Violation, VolumeRecorder,
 };
 use crate::scenario::{EventAction, Layout, NodeRef, Pattern, PortRef, Scenario};
 use crate::switch::SwitchNode;
@@ -154,6 +154,30 @@ struct ReplicaWatch {
     cycles_verified: u64,
 }
 
+/// What closes a flow's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlowEnd {
+    /// The snapshot volume's completion.
+    Snapshot(LvId),
+    /// The volume's migration finishing.
+    Migration(LvId),
+    /// The side resynchronized.
+    Resync(LvId, usize),
+    /// The end of the run (replication never ends).
+    RunEnd,
+}
+
+/// A data-service flow on the timeline and the engine's host I/O counters when it began.
+#[derive(Debug, Clone)]
+struct FlowWindow {
+    flow: String,
+    engine: usize,
+    end: FlowEnd,
+    start_ns: u64,
+    start: (u64, u64),
+    ended: Option<(u64, (u64, u64))>,
+}
+
 /// A workload bound to its host and volume.
 #[derive(Debug)]
 struct WorkloadNode {
@@ -191,6 +215,8 @@ struct World<'a> {
     frames: u64,
     /// Replicated volumes: volume index -> engine and volume id there.
     replicated: BTreeMap<usize, (usize, LvId)>,
+    /// Data-service flows, in the order they began.
+    flows: Vec<FlowWindow>,
 }
 
 /// Faults injected into the real code, for tests that prove the oracle catches them.
@@ -388,6 +414,7 @@ impl<'a> World<'a> {
             next_write_id: 1,
             frames: 0,
             replicated: BTreeMap::new(),
+            flows: Vec::new(),
         };
         for e in 0..world.engines.len() {
             world.queue.push(SimTime(0), Event::EngineTick(e));
@@ -708,16 +735,26 @@ impl<'a> World<'a> {
         for event in events {
             let text = match event {
                 ControlEvent::SideDead { lv, side } => {
-                    Some(format!("{} side {side} declared dead", self.lv_name(e, lv)))
+                    let name = self.lv_name(e, lv);
+                    self.open_flow(
+                        e,
+                        format!("{name} side {side} dead, then resynchronized"),
+                        FlowEnd::Resync(lv, side),
+                    );
+                    Some(format!("{name} side {side} declared dead"))
                 }
-                ControlEvent::ResyncDone { lv, side, extents_copied } => Some(format!(
-                    "{} side {side} resynchronized: {extents_copied} stale extents copied",
-                    self.lv_name(e, lv)
-                )),
+                ControlEvent::ResyncDone { lv, side, extents_copied } => {
+                    self.close_flows(e, FlowEnd::Resync(lv, side));
+                    Some(format!(
+                        "{} side {side} resynchronized: {extents_copied} stale extents copied",
+                        self.lv_name(e, lv)
+                    ))
+                }
                 ControlEvent::DeviceOnline { target, .. } if self.engines[e].setup == Setup::Running => {
                     Some(format!("device {target} online"))
                 }
                 ControlEvent::MigrationDone { lv, blocks } => {
+                    self.close_flows(e, FlowEnd::Migration(lv));
                     let devices = self.engines[e]
                         .switch
                         .control()
@@ -752,6 +789,7 @@ impl<'a> World<'a> {
                     self.replica_applied(e, lv, cycle, blocks, lag_ns)
                 }
                 ControlEvent::SnapshotComplete { snapshot, .. } => {
+                    self.close_flows(e, FlowEnd::Snapshot(snapshot));
                     self.engines[e].snapshots.get(&snapshot).map(|(_, name)| {
                         format!("snapshot {name} complete: every block pushed, Rmaps coalesced")
                     })
@@ -939,6 +977,8 @@ impl<'a> World<'a> {
         match self.engines[e].switch.control_mut().create_snapshot(lv, name, false) {
             Ok(snap) => {
                 self.engines[e].snapshots.insert(snap, (volume, name.to_string()));
+                let source = &self.scenario.volumes[volume].name;
+                self.open_flow(e, format!("snapshot {name} of {source}"), FlowEnd::Snapshot(snap));
                 let out = self.engines[e].switch.settle(self.now);
                 self.engine_sends(e, out);
                 "taking: the source's writes in flight drain first".to_string()
@@ -958,7 +998,14 @@ impl<'a> World<'a> {
         let devices: Result<Vec<_>, _> =
             to.iter().map(|d| control.device_of(Wwn(scenario.disks[*d].port_wwpn(0)))).collect();
         let outcome = match devices.and_then(|devices| control.start_migration(lv, &devices)) {
-            Ok(()) => "copying, one barrier chunk at a time".to_string(),
+            Ok(()) => {
+                self.open_flow(
+                    e,
+                    format!("migration of {}", scenario.volumes[volume].name),
+                    FlowEnd::Migration(lv),
+                );
+                "copying, one barrier chunk at a time".to_string()
+            }
             Err(err) => format!("refused: {err}"),
         };
         let out = self.engines[e].switch.settle(self.now);
@@ -993,6 +1040,8 @@ impl<'a> World<'a> {
                     },
                 );
                 self.replicated.insert(volume, (e, lv));
+                let flow = format!("replication of {}", scenario.volumes[volume].name);
+                self.open_flow(e, flow, FlowEnd::RunEnd);
                 "replicating: a first consistency point, the baseline copy, then one cycle per interval"
                     .to_string()
             }
@@ -1023,6 +1072,25 @@ impl<'a> World<'a> {
             image[at..at + bytes.len()].copy_from_slice(&bytes);
         }
         image
+    }
+
+    /// An engine's host I/Os so far and, of those, the ones its fast path completed alone.
+    fn host_io_counters(&self, e: usize) -> (u64, u64) {
+        let stats = self.engines[e].switch.statistics(self.now);
+        (stats.iter().map(|s| s.upstream_ios).sum(), stats.iter().map(|s| s.hits).sum())
+    }
+
+    fn open_flow(&mut self, e: usize, flow: String, end: FlowEnd) {
+        let start = self.host_io_counters(e);
+        self.flows.push(FlowWindow { flow, engine: e, end, start_ns: self.now, start, ended: None });
+    }
+
+    fn close_flows(&mut self, e: usize, end: FlowEnd) {
+        let counters = self.host_io_counters(e);
+        let now = self.now;
+        for flow in self.flows.iter_mut().filter(|f| f.engine == e && f.end == end && f.ended.is_none()) {
+            flow.ended = Some((now, counters));
+        }
     }
 
     /// Hosts wrote (or are writing) blocks of a replicated volume.
@@ -1188,6 +1256,8 @@ impl<'a> World<'a> {
         match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names) {
             Ok(snaps) => {
                 for ((volume, _, _), (snap, snap_name)) in members.iter().zip(snaps.into_iter().zip(names)) {
+                    let source = &self.scenario.volumes[*volume].name;
+                    self.open_flow(e, format!("snapshot {snap_name} of {source}"), FlowEnd::Snapshot(snap));
                     self.engines[e].snapshots.insert(snap, (*volume, snap_name));
                 }
                 let out = self.engines[e].switch.settle(self.now);
@@ -1423,6 +1493,25 @@ impl<'a> World<'a> {
                 });
             }
         }
+        let flows = self
+            .flows
+            .iter()
+            .map(|f| {
+                let (end_ns, end) = f.ended.unwrap_or_else(|| (self.now, self.host_io_counters(f.engine)));
+                let host_ios = end.0.saturating_sub(f.start.0);
+                let fast_path_ios = end.1.saturating_sub(f.start.1);
+                FlowReport {
+                    flow: f.flow.clone(),
+                    engine: self.scenario.engines[f.engine].name.clone(),
+                    start_ns: f.start_ns,
+                    end_ns,
+                    finished: f.ended.is_some(),
+                    host_ios,
+                    fast_path_ios,
+                    fast_path_share: if host_ios == 0 { 1.0 } else { fast_path_ios as f64 / host_ios as f64 },
+                }
+            })
+            .collect();
         Report {
             scenario: self.scenario.name.clone(),
             seed: self.scenario.seed,
@@ -1434,6 +1523,7 @@ impl<'a> World<'a> {
             links,
             timeline: self.timeline.clone(),
             replicas,
+            flows,
             oracle,
         }
     }

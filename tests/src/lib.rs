@@ -56,4 +56,29 @@ pub fn assert_snapshots_taken_and_completed(report: &Report, names: &[&str]) {
     }
 }
 
+/// Panic unless every flow whose name starts with one of `prefixes` ran, and the fast path
+/// served at least `share` of the engine's host I/O while each of them ran.
+pub fn assert_flows_served_by_the_fast_path(report: &Report, prefixes: &[&str], share: f64) {
+    for prefix in prefixes {
+        let flows: Vec<_> = report.flows.iter().filter(|f| f.flow.starts_with(prefix)).collect();
+        assert!(!flows.is_empty(), "no flow {prefix:?}: {:#?}", report.flows);
+        for f in flows {
+            assert!(
+                f.fast_path_share >= share,
+                "{}: fast-path share {:.4} < {share}: {f:#?}",
+                f.flow,
+                f.fast_path_share
+            );
+        }
+    }
+}
+
+/// Panic unless every snapshot flow (its copy-on-write window, from the take to the last
+/// push) ended within `max_ns`: snapshots fault first writes to unpushed granules, briefly.
+pub fn assert_snapshot_windows_brief(report: &Report, max_ns: u64) {
+    for f in report.flows.iter().filter(|f| f.flow.starts_with("snapshot ")) {
+        assert!(f.finished && f.end_ns - f.start_ns <= max_ns, "{} was not brief: {f:#?}", f.flow);
+    }
+}
+
 pub mod bench;

@@ -7,7 +7,7 @@
 //! interval; the other's journal fills first, so they come as often as its writers run out of
 //! journal slots. Hosts see no error and the fast path keeps serving.
 
-use dve_tests::{assert_clean, run, scenario, timeline_outcomes};
+use dve_tests::{assert_clean, assert_flows_served_by_the_fast_path, run, scenario, timeline_outcomes};
 
 #[test]
 fn each_replica_equals_the_primary_at_every_consistency_point_applied() {
@@ -35,4 +35,5 @@ fn each_replica_equals_the_primary_at_every_consistency_point_applied() {
         assert!(v.writes > 500, "{} kept writing: {}", v.name, v.writes);
     }
     assert!(report.engines[0].fast_path_hit_ratio > 0.95, "{}", report.engines[0].fast_path_hit_ratio);
+    assert_flows_served_by_the_fast_path(&report, &["replication of j0", "replication of j1"], 0.95);
 }

@@ -2,7 +2,7 @@
 //! instant, after every member's writes in flight drained, so each image equals its source
 //! at that one instant (the oracle checks both against it) and the pair is consistent.
 
-use dve_tests::{assert_clean, run, scenario};
+use dve_tests::{assert_clean, assert_snapshot_windows_brief, run, scenario};
 
 #[test]
 fn a_two_volume_group_snapshot_is_taken_at_one_instant_and_is_exact() {
@@ -21,4 +21,5 @@ fn a_two_volume_group_snapshot_is_taken_at_one_instant_and_is_exact() {
     );
     let complete = report.timeline.iter().filter(|t| t.outcome.contains("complete")).count();
     assert_eq!(complete, 2, "{:#?}", report.timeline);
+    assert_snapshot_windows_brief(&report, 50_000_000);
 }

@@ -2,7 +2,7 @@
 //! it wait, no host sees an error, every read is checked, and once migrated a volume no
 //! longer needs its source disk (which then dies without consequence).
 
-use dve_tests::{assert_clean, assert_once_on_timeline, run, scenario};
+use dve_tests::{assert_clean, assert_flows_served_by_the_fast_path, assert_once_on_timeline, run, scenario};
 
 #[test]
 fn volumes_migrate_between_disks_under_load_and_the_source_can_then_be_removed() {
@@ -21,4 +21,5 @@ fn volumes_migrate_between_disks_under_load_and_the_source_can_then_be_removed()
         );
     }
     assert!(report.engines[0].fast_path_hit_ratio > 0.95, "{}", report.engines[0].fast_path_hit_ratio);
+    assert_flows_served_by_the_fast_path(&report, &["migration of linear0", "migration of stripe0"], 0.95);
 }

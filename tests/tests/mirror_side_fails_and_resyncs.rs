@@ -3,7 +3,7 @@
 //! copied (the workload touches 4 of them). Every read is checked by the oracle, and at the
 //! end both copies hold the same bytes.
 
-use dve_tests::{assert_clean, assert_once_on_timeline, run, scenario};
+use dve_tests::{assert_clean, assert_flows_served_by_the_fast_path, assert_once_on_timeline, run, scenario};
 
 #[test]
 fn mirror_side_fails_under_write_load_and_is_resynced_by_copying_only_stale_extents() {
@@ -14,4 +14,6 @@ fn mirror_side_fails_under_write_load_and_is_resynced_by_copying_only_stale_exte
     let volume = &report.volumes[0];
     assert_eq!(volume.errors, 0, "no host-visible error");
     assert!(volume.writes > 1000, "writes continued: {}", volume.writes);
+    // Degraded, then resynchronizing: the fast path keeps serving.
+    assert_flows_served_by_the_fast_path(&report, &["mirror0 side 0 dead, then resynchronized"], 0.95);
 }

@@ -2,7 +2,10 @@
 //! source's image at the snapshot instant, and the migration finishes afterwards with every
 //! acknowledged write in place.
 
-use dve_tests::{assert_clean, assert_once_on_timeline, assert_snapshots_taken_and_completed, run, scenario};
+use dve_tests::{
+    assert_clean, assert_flows_served_by_the_fast_path, assert_once_on_timeline,
+    assert_snapshot_windows_brief, assert_snapshots_taken_and_completed, run, scenario,
+};
 
 #[test]
 fn a_snapshot_taken_mid_migration_equals_the_source_at_its_instant() {
@@ -16,4 +19,8 @@ fn a_snapshot_taken_mid_migration_equals_the_source_at_its_instant() {
     let at = |text: &str| report.timeline.iter().find(|t| t.outcome.contains(text)).map(|t| t.at_ns);
     assert!(at("snapshot snap-mid of") < at("linear0 migrated"), "{:#?}", report.timeline);
     assert!(report.volumes.iter().all(|v| v.errors == 0));
+    // The migrations' copy agents leave the fast path serving; the snapshots' copy-on-write
+    // windows (first writes to unpushed granules fault) last tens of milliseconds.
+    assert_flows_served_by_the_fast_path(&report, &["migration of linear0", "migration of stripe0"], 0.95);
+    assert_snapshot_windows_brief(&report, 50_000_000);
 }

@@ -214,6 +214,29 @@ pub(super) fn replica_table(report: &Report) -> Table {
     }
 }
 
+/// The flows table: the fast path's share while each data-service flow ran.
+pub(super) fn flow_table(report: &Report) -> Table {
+    Table {
+        headers: vec!["flow", "from", "to", "host I/Os", "fast path", "share"],
+        numeric: vec![false, true, true, true, true, true],
+        rows: report
+            .flows
+            .iter()
+            .map(|f| {
+                let end = if f.finished { seconds(f.end_ns) } else { format!("({})", seconds(f.end_ns)) };
+                vec![
+                    f.flow.clone(),
+                    seconds(f.start_ns),
+                    end,
+                    thousands(f.host_ios),
+                    thousands(f.fast_path_ios),
+                    format!("{:.2}%", f.fast_path_share * 100.0),
+                ]
+            })
+            .collect(),
+    }
+}
+
 /// The timeline table.
 pub(super) fn timeline_table(report: &Report) -> Table {
     Table {
@@ -323,6 +346,7 @@ pub(super) fn summary_text(report: &Report, wall: Duration) -> String {
         ("Latency by direction", latency_table(report), "no volumes"),
         ("Engines", engine_table(report), "no engines"),
         ("Replicas", replica_table(report), "no replicated volumes"),
+        ("Fast-path share during each flow", flow_table(report), "no flows"),
         ("Timeline", timeline_table(report), "no events"),
     ];
     for (title, table, empty) in sections {
