@@ -63,13 +63,24 @@ impl ControlPath {
     /// The LUN mask of `lv`: the hosts that may use the fast path (exposed, past their unit
     /// attention, allowed by reservations).
     pub(super) fn push_mask(&mut self, lv: LvId) {
-        let Some(volume) = self.volumes.get(&lv) else { return };
+        self.push_mask_as(lv, RequestPurpose::Grant);
+    }
+
+    /// [`ControlPath::push_mask`], acknowledged: returns the number of workers whose
+    /// acknowledgements (`RequestPurpose::MaskAck(op)`) will follow, 0 if the mask is unchanged.
+    pub(super) fn push_mask_acked(&mut self, lv: LvId, op: u64) -> usize {
+        self.push_mask_as(lv, RequestPurpose::MaskAck(op))
+    }
+
+    fn push_mask_as(&mut self, lv: LvId, purpose: RequestPurpose) -> usize {
+        let Some(volume) = self.volumes.get(&lv) else { return 0 };
         let (readers, writers) = self.scsi.fast_path_hosts(lv, &volume.record.hosts);
         let mask = LunMask { lv, readers, writers };
         if !self.scsi.mask_changed(&mask) {
-            return;
+            return 0;
         }
-        self.broadcast(|req| ToFp::SetLunMask { req, mask: mask.clone() }, RequestPurpose::Grant);
+        self.broadcast(|req| ToFp::SetLunMask { req, mask: mask.clone() }, purpose);
+        self.plan.workers().len()
     }
 }
 

@@ -187,6 +187,8 @@ enum RequestPurpose {
     ManualData(u64),
     /// `FPPutData` of a manual I/O.
     ManualPut(u64),
+    /// A worker's acknowledgement of a LUN mask a SCSI command's status waits for.
+    MaskAck(u64),
 }
 
 /// What a control-path dispatch is for.
@@ -452,6 +454,9 @@ impl ControlPath {
                     if let Some(RequestPurpose::ManualPut(op)) = purpose {
                         self.manual_put_failed(op);
                     }
+                }
+                if let Some(RequestPurpose::MaskAck(op)) = purpose {
+                    self.mask_acked(op);
                 }
             }
             ToCp::ControlFrame { port, frame } => {

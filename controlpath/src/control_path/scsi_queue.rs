@@ -36,6 +36,9 @@ pub(super) struct ScsiQueue {
     waiting: BTreeMap<u64, (IoTag, HostIo, LvId)>,
     /// The masks last pushed, so an unchanged mask is not pushed again.
     pushed: BTreeMap<LvId, LunMask>,
+    /// Answers waiting for every worker to acknowledge the mask their command changed:
+    /// op -> acknowledgements still due, the command and its outcome.
+    answers: BTreeMap<u64, (usize, IoTag, HostIo, ScsiOutcome)>,
 }
 
 impl ScsiQueue {
@@ -157,12 +160,31 @@ impl ControlPath {
                 self.start_manual_with_data(io, write, Bytes::from(data));
             }
             _ => {
-                // The mask goes out before the status, so no worker lets a host through that
-                // the command (a reservation, say) has just excluded. UNMAP on a fully
-                // provisioned volume never reaches here (the emulation refuses it).
-                self.push_mask(lv);
-                self.answer(io, &request, &outcome);
+                // The status waits until every worker has the new mask, so once a host sees
+                // it no worker lets through a host the command (a reservation, say) has just
+                // excluded. UNMAP on a fully provisioned volume never reaches here (the
+                // emulation refuses it).
+                let op = self.op_id();
+                match self.push_mask_acked(lv, op) {
+                    0 => self.answer(io, &request, &outcome),
+                    due => {
+                        self.scsi.answers.insert(op, (due, io, request, outcome));
+                    }
+                }
             }
+        }
+    }
+
+    /// A worker acknowledged a mask a command's status waits for (an error counts too: the
+    /// worker answered, and the failure is counted).
+    pub(super) fn mask_acked(&mut self, op: u64) {
+        let Some((due, ..)) = self.scsi.answers.get_mut(&op) else { return };
+        *due = due.saturating_sub(1);
+        if *due > 0 {
+            return;
+        }
+        if let Some((_, io, request, outcome)) = self.scsi.answers.remove(&op) {
+            self.answer(io, &request, &outcome);
         }
     }
 
@@ -174,5 +196,105 @@ impl ControlPath {
             self.send(io.worker, ToFp::PutData { req, io, offset: 0, data });
         }
         self.complete_io(io, outcome.io_status(request.data_len));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dve_fp_api::fault::FaultCause;
+    use dve_fp_api::ids::{DeviceId, ExchangeId, ExposureId, FcId, Lun, Timestamp, WorkerId};
+    use dve_fp_api::io::{Cdb, VDevice};
+    use dve_fp_api::message::ToCp;
+
+    use super::*;
+    use crate::control_path::{ControlPath, ControlPathConfig};
+    use crate::device::Device;
+    use crate::store::{Batch, MemoryStore, MetadataStore, Table};
+    use crate::volume::LayoutSpec;
+
+    /// An engine with two workers and one volume exposed to hosts 1 and 2; every downcall so
+    /// far consumed.
+    fn engine() -> (ControlPath, LvId) {
+        let mut store = MemoryStore::new();
+        let mut batch = Batch::new();
+        let device = Device {
+            id: DeviceId(1),
+            target: Wwn(0x2200),
+            lun: Lun(0),
+            blocks: 100_000,
+            block_size: 512,
+            allocated: 0,
+            path: None,
+            online: true,
+        };
+        batch.put_json(Table::Devices, 1u32.to_be_bytes(), &device).unwrap();
+        store.commit(batch).unwrap();
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+        cp.attach_store(Box::new(store)).unwrap();
+        let lv = cp.create_volume("v", 1000, LayoutSpec::Linear { devices: vec![DeviceId(1)] }).unwrap();
+        cp.expose(lv, &[Wwn(1), Wwn(2)]).unwrap();
+        while cp.poll_downcall().is_some() {}
+        (cp, lv)
+    }
+
+    /// Host `host` sends `cdb` to the volume's LUN through worker 0; returns the mask
+    /// requests sent and whether the command's status went out.
+    fn command(cp: &mut ControlPath, lv: LvId, host: u64, cdb: &[u8], slot: u16) -> (Vec<RequestId>, bool) {
+        let lun = cp.volume(lv).map(|v| v.record.lun).unwrap();
+        let io = IoTag { worker: WorkerId(0), xid: ExchangeId(slot), incarnation: 0 };
+        let request = HostIo {
+            initiator: Wwn(host),
+            initiator_fc_id: FcId::new(0x01_0000 + host as u32).unwrap(),
+            vdevice: VDevice { exposure: ExposureId(1), lun: Lun(lun) },
+            lv: Some(lv),
+            vseg: None,
+            kind: IoKind::Other,
+            lba: 0,
+            blocks: 0,
+            data_len: 0,
+            cdb: Cdb::new(cdb).unwrap(),
+            received: Timestamp(0),
+        };
+        let reason = QueueReason { cause: FaultCause::NotReadWrite, failure: None };
+        cp.handle_upcall(Timestamp(1), WorkerId(0), ToCp::QueueIo { io, request, reason });
+        drain(cp)
+    }
+
+    fn drain(cp: &mut ControlPath) -> (Vec<RequestId>, bool) {
+        let (mut masks, mut answered) = (Vec::new(), false);
+        while let Some((_, message)) = cp.poll_downcall() {
+            match message {
+                ToFp::SetLunMask { req, .. } => masks.push(req),
+                ToFp::QueueIoComplete { .. } => answered = true,
+                _ => {}
+            }
+        }
+        (masks, answered)
+    }
+
+    #[test]
+    fn a_reservation_answers_only_once_every_worker_has_the_new_mask() {
+        let (mut cp, lv) = engine();
+        // Each host's first command meets its unit attention, which lets it use the fast path.
+        for (host, slot) in [(1, 1), (2, 2)] {
+            let (masks, answered) = command(&mut cp, lv, host, &[0, 0, 0, 0, 0, 0], slot);
+            for req in masks {
+                assert!(!answered, "no status before the mask is acknowledged");
+                cp.handle_upcall(Timestamp(2), WorkerId(0), ToCp::Done { req, result: Ok(()) });
+            }
+            let _ = drain(&mut cp);
+        }
+        // RESERVE(6) by host 1 shuts host 2 out of the fast path: its status waits for both
+        // workers' acknowledgements.
+        let (masks, answered) = command(&mut cp, lv, 1, &[0x16, 0, 0, 0, 0, 0], 3);
+        assert_eq!(masks.len(), 2, "the new mask goes to both workers");
+        assert!(!answered, "no status before the workers acknowledge the mask");
+        cp.handle_upcall(Timestamp(2), WorkerId(0), ToCp::Done { req: masks[0], result: Ok(()) });
+        assert!(!drain(&mut cp).1, "one acknowledgement is not enough");
+        cp.handle_upcall(Timestamp(2), WorkerId(1), ToCp::Done { req: masks[1], result: Ok(()) });
+        assert!(drain(&mut cp).1, "the status goes out once both acknowledged");
+        // A command that changes no mask is answered at once.
+        let (masks, answered) = command(&mut cp, lv, 1, &[0, 0, 0, 0, 0, 0], 4);
+        assert!(masks.is_empty() && answered);
     }
 }
