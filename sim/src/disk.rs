@@ -142,7 +142,8 @@ pub enum DiskMode {
     /// command in progress (a power loss), but not the blocks.
     Dead,
     /// Writes end with CHECK CONDITION, MEDIUM ERROR, WRITE ERROR (03h/0Ch/00h); their data
-    /// is not applied.
+    /// is not applied. All writes, or a share of them drawn from the disk's own seeded
+    /// sequence ([`DiskTarget::set_write_errors`]).
     WriteErrors,
     /// Reads end with CHECK CONDITION, MEDIUM ERROR, UNRECOVERED READ ERROR (03h/11h/00h)
     /// and send no data.
@@ -406,11 +407,17 @@ pub struct DiskTarget {
     next_rx_id: u16,
     store: BlockStore,
     stats: DiskStats,
+    /// In [`DiskMode::WriteErrors`], the share of writes that fail, per million.
+    write_error_ppm: u32,
+    /// The xorshift state that draws which writes fail (seeded from the port name, so runs
+    /// repeat).
+    error_draw: u64,
 }
 
 impl DiskTarget {
     /// A healthy disk with every block zero, not logged in.
     pub fn new(config: DiskConfig) -> DiskTarget {
+        let error_draw = config.port_name | 1;
         let port = NPort::new(config.mac, config.port_name, config.node_name);
         let registrations = vec![Registration::Fc4TypeFcp, Registration::NodeName];
         let store = BlockStore::new(config.block_size.max(1) as usize);
@@ -424,6 +431,8 @@ impl DiskTarget {
             waiting: VecDeque::new(),
             in_service: BTreeSet::new(),
             next_rx_id: 1,
+            write_error_ppm: 1_000_000,
+            error_draw,
             store,
             stats: DiskStats::default(),
         }
@@ -458,11 +467,32 @@ impl DiskTarget {
         self.fabric.start(now, &mut self.port, DiskControl::Fabric)
     }
 
+    /// Fail `fraction` (0 to 1) of the writes from now on, as [`DiskMode::WriteErrors`].
+    pub fn set_write_errors(&mut self, fraction: f64) {
+        self.set_mode(DiskMode::WriteErrors);
+        self.write_error_ppm = (fraction.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+    }
+
+    /// Whether this write fails.
+    fn draw_write_error(&mut self) -> bool {
+        if self.write_error_ppm >= 1_000_000 {
+            return true;
+        }
+        let mut x = self.error_draw;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.error_draw = x;
+        (x % 1_000_000) < u64::from(self.write_error_ppm)
+    }
+
     /// Switches the failure mode. Becoming [`DiskMode::Dead`] forgets every initiator login
     /// and every command in progress; fabric login survives (requests it had outstanding are
     /// sent again once the disk is back). Leaving it keeps the blocks; [`DiskTarget::wipe`]
     /// clears them.
     pub fn set_mode(&mut self, mode: DiskMode) {
+        // A mode set directly fails every write when it fails writes at all.
+        self.write_error_ppm = 1_000_000;
         if mode == DiskMode::Dead && self.mode != DiskMode::Dead {
             self.sessions.clear();
             self.exchanges.clear();
@@ -835,7 +865,7 @@ impl DiskTarget {
                 self.stats.bytes_read += data.len() as u64;
                 Reply::good(data)
             }
-            Work::Write { data, .. } if self.mode == DiskMode::WriteErrors => {
+            Work::Write { data, .. } if self.mode == DiskMode::WriteErrors && self.draw_write_error() => {
                 self.stats.medium_errors += 1;
                 Reply { received: data.len(), ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
             }
@@ -1173,6 +1203,24 @@ mod tests {
         assert!(bench.tapped(r_ctl::SOLICITED_DATA, fc_type::FCP).iter().all(|t| t.from != 1));
         let stats = bench.disks[0].stats();
         assert_eq!((stats.medium_errors, stats.check_conditions, stats.bytes_written), (2, 2, 1024));
+    }
+
+    #[test]
+    fn a_share_of_writes_fails_when_asked() {
+        let mut bench = Bench::ready();
+        bench.disks[0].set_write_errors(0.25);
+        let mut failed = 0;
+        for i in 0..400u64 {
+            let done = bench.io(HostOp::Write { lba: i % 64, data: Bytes::from(vec![i as u8; 512]) });
+            if !outcome(&done).is_good() {
+                assert_eq!(outcome(&done).sense, check(0x03, Asc::WRITE_ERROR));
+                failed += 1;
+            }
+        }
+        assert!((60..=140).contains(&failed), "about a quarter of 400 writes failed: {failed}");
+        assert_eq!(bench.disks[0].stats().medium_errors, failed);
+        bench.disks[0].set_write_errors(1.0);
+        assert!(!outcome(&bench.io(HostOp::Write { lba: 0, data: Bytes::from(vec![1; 512]) })).is_good());
     }
 
     #[test]

@@ -935,9 +935,9 @@ impl<'a> World<'a> {
                 "the disk answers again and logs in to the fabric".to_string()
             }
             EventAction::DiskWriteErrors { disk, fraction } => {
-                self.disks[*disk].target.set_mode(DiskMode::WriteErrors);
+                self.disks[*disk].target.set_write_errors(*fraction);
                 if *fraction < 1.0 {
-                    format!("every write fails (a fraction of {fraction} is not modelled: all writes fail)")
+                    format!("{:.0}% of writes fail with MEDIUM ERROR", fraction * 100.0)
                 } else {
                     "every write fails with MEDIUM ERROR".to_string()
                 }
