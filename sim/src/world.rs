@@ -969,9 +969,7 @@ impl<'a> World<'a> {
     }
 
     fn snapshot(&mut self, volume: usize, name: &str) -> String {
-        let Some((e, lv)) =
-            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
-        else {
+        let Some((e, lv)) = self.engine_of(volume) else {
             return "not run: the volume does not exist (yet)".to_string();
         };
         match self.engines[e].switch.control_mut().create_snapshot(lv, name, false) {
@@ -989,9 +987,7 @@ impl<'a> World<'a> {
 
     fn migrate(&mut self, volume: usize, to: &[usize]) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) =
-            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
-        else {
+        let Some((e, lv)) = self.engine_of(volume) else {
             return "not run: the volume does not exist (yet)".to_string();
         };
         let control = self.engines[e].switch.control_mut();
@@ -1013,11 +1009,14 @@ impl<'a> World<'a> {
         outcome
     }
 
+    /// The engine holding scenario volume `volume`, and its id there, once created.
+    fn engine_of(&self, volume: usize) -> Option<(usize, LvId)> {
+        self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+    }
+
     fn replicate(&mut self, volume: usize, disk: usize, interval_ms: u64) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) =
-            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
-        else {
+        let Some((e, lv)) = self.engine_of(volume) else {
             return "not run: the volume does not exist (yet)".to_string();
         };
         let control = self.engines[e].switch.control_mut();
@@ -1238,12 +1237,8 @@ impl<'a> World<'a> {
     }
 
     fn group_snapshot(&mut self, volumes: &[usize], name: &str) -> String {
-        let members: Vec<(usize, usize, LvId)> = volumes
-            .iter()
-            .filter_map(|v| {
-                self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(v).map(|lv| (*v, e, *lv)))
-            })
-            .collect();
+        let members: Vec<(usize, usize, LvId)> =
+            volumes.iter().filter_map(|v| self.engine_of(*v).map(|(e, lv)| (*v, e, lv))).collect();
         let Some(&(_, e, _)) = members.first() else {
             return "not run: the volumes do not exist (yet)".to_string();
         };
@@ -1313,9 +1308,7 @@ impl<'a> World<'a> {
 
     fn resync(&mut self, volume: usize, disk: Option<usize>) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) =
-            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
-        else {
+        let Some((e, lv)) = self.engine_of(volume) else {
             return "not run: the volume does not exist (yet)".to_string();
         };
         let sides: Vec<usize> = match (&scenario.volumes[volume].layout, disk) {
