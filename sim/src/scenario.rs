@@ -52,13 +52,17 @@
 //!
 //! [[volume]]
 //! name = "linear0"
-//! layout = "linear"         # linear | stripe | mirror | raid10 | journal
+//! layout = "linear"         # linear | stripe | mirror | raid10 | journal | incremental
 //! size_mib = 64             # >= 1
 //! disks = ["d1"]            # linear: >= 1 (concatenated); stripe: >= 2; mirror: >= 2 sides;
 //!                           # raid10: even, >= 4 (consecutive pairs mirror each other);
-//!                           # journal: exactly 1, the primary
+//!                           # journal: exactly 1, the primary; incremental: exactly 1, the
+//!                           # private store
 //! stripe_kib = 64           # stripe and raid10 only, power of two, default 64
 //! journal_disk = "d6"       # journal only, required, not the primary
+//! base = "linear0"          # incremental only, required: an earlier volume of the same size
+//!                           # and engine; it becomes read-only (its workloads only read)
+//! prefill = true            # optional, not for incrementals: stamped data at set-up
 //! exposed_to = ["h1"]       # optional, hosts that see the volume
 //!
 //! [[workload]]
@@ -283,6 +287,8 @@ struct RawVolume {
     disks: Spanned<Vec<Spanned<String>>>,
     stripe_kib: Option<Spanned<u64>>,
     journal_disk: Option<Spanned<String>>,
+    base: Option<Spanned<String>>,
+    prefill: Option<Spanned<bool>>,
     #[serde(default)]
     exposed_to: Vec<Spanned<String>>,
 }
@@ -334,6 +340,9 @@ pub enum LayoutKind {
     Raid10,
     /// A primary disk with a write journal on another disk.
     Journal,
+    /// A writable volume over an earlier volume (its base, which becomes read-only), with
+    /// its own writes in a private store on one disk.
+    Incremental,
 }
 
 impl LayoutKind {
@@ -345,6 +354,7 @@ impl LayoutKind {
             LayoutKind::Mirror => "mirror",
             LayoutKind::Raid10 => "raid10",
             LayoutKind::Journal => "journal",
+            LayoutKind::Incremental => "incremental",
         }
     }
 }
@@ -571,6 +581,13 @@ pub enum Layout {
         /// The disk holding the journal.
         journal_disk: usize,
     },
+    /// An incremental of an earlier volume.
+    Incremental {
+        /// Index of the base volume.
+        base: usize,
+        /// The disk holding the private store.
+        store: usize,
+    },
 }
 
 impl Layout {
@@ -582,6 +599,7 @@ impl Layout {
             Layout::Mirror { .. } => LayoutKind::Mirror,
             Layout::Raid10 { .. } => LayoutKind::Raid10,
             Layout::Journal { .. } => LayoutKind::Journal,
+            Layout::Incremental { .. } => LayoutKind::Incremental,
         }
     }
 
@@ -593,6 +611,7 @@ impl Layout {
             | Layout::Mirror { disks }
             | Layout::Raid10 { disks, .. } => disks.clone(),
             Layout::Journal { primary, .. } => vec![*primary],
+            Layout::Incremental { store, .. } => vec![*store],
         }
     }
 }
@@ -621,6 +640,8 @@ pub struct VolumeSpec {
     pub regions: Vec<Region>,
     /// For a journal volume, the journal region.
     pub journal_region: Option<Region>,
+    /// Filled with stamped data at set-up, before anything else uses it.
+    pub prefill: bool,
 }
 
 impl VolumeSpec {
@@ -1140,7 +1161,8 @@ impl<'a> Builder<'a> {
         let mut volumes = Vec::with_capacity(raw.volume.len());
         let mut luns_per_host = vec![0u16; hosts.len()];
         for volume in &raw.volume {
-            volumes.push(self.volume(volume, &disks, &mut luns_per_host)?);
+            let spec = self.volume(volume, &disks, &volumes, &mut luns_per_host)?;
+            volumes.push(spec);
         }
         let workloads = raw
             .workload
@@ -1451,7 +1473,7 @@ impl<'a> Builder<'a> {
                 shares
             }
             LayoutKind::Stripe => vec![size_blocks / count_u64; count],
-            LayoutKind::Mirror | LayoutKind::Journal => vec![size_blocks; count],
+            LayoutKind::Mirror | LayoutKind::Journal | LayoutKind::Incremental => vec![size_blocks; count],
             LayoutKind::Raid10 => vec![size_blocks / (count_u64 / 2).max(1); count],
         }
     }
@@ -1460,6 +1482,7 @@ impl<'a> Builder<'a> {
         &mut self,
         raw: &Spanned<RawVolume>,
         disks: &[DiskSpec],
+        earlier: &[VolumeSpec],
         luns_per_host: &mut [u16],
     ) -> Checked<VolumeSpec> {
         let volume = raw.get_ref();
@@ -1481,6 +1504,9 @@ impl<'a> Builder<'a> {
             }
             LayoutKind::Journal if count != 1 => {
                 Some("a journal volume takes exactly 1 disk, its primary (plus journal_disk)")
+            }
+            LayoutKind::Incremental if count != 1 => {
+                Some("an incremental volume takes exactly 1 disk, its private store (plus base)")
             }
             _ => None,
         };
@@ -1536,6 +1562,51 @@ impl<'a> Builder<'a> {
             }
         };
 
+        let base = match (&volume.base, kind == LayoutKind::Incremental) {
+            (Some(base), false) => {
+                return Err(self.source.error(base, "base applies only to incremental volumes"));
+            }
+            (None, true) => {
+                return Err(self.source.error(&volume.layout, "an incremental volume needs a base"));
+            }
+            (None, false) => None,
+            (Some(reference), true) => {
+                let base = self.lookup(&self.volumes, "volume", reference)?;
+                let spec = &earlier[base];
+                if spec.layout.kind() == LayoutKind::Incremental {
+                    return Err(self
+                        .source
+                        .error(reference, format!("`{}` is itself an incremental", spec.name)));
+                }
+                if spec.size_mib != size_mib {
+                    return Err(self.source.error(
+                        &volume.size_mib,
+                        format!(
+                            "an incremental is as large as its base: `{}` has {} MiB",
+                            spec.name, spec.size_mib
+                        ),
+                    ));
+                }
+                let store_engine = disks[listed[0]].engine;
+                if spec.layout.data_disks().first().is_some_and(|d| disks[*d].engine != store_engine) {
+                    return Err(self.source.error(
+                        &volume.disks,
+                        format!("the private store must be on the engine of `{}`", spec.name),
+                    ));
+                }
+                Some(base)
+            }
+        };
+        let prefill = match &volume.prefill {
+            Some(prefill) if kind == LayoutKind::Incremental => {
+                return Err(self
+                    .source
+                    .error(prefill, "prefill applies to the base, not to its incrementals"));
+            }
+            Some(prefill) => *prefill.get_ref(),
+            None => false,
+        };
+
         let layout = match kind {
             LayoutKind::Linear => Layout::Linear { disks: listed.clone() },
             LayoutKind::Stripe => Layout::Stripe { disks: listed.clone(), stripe_kib },
@@ -1545,6 +1616,7 @@ impl<'a> Builder<'a> {
                 let journal = journal_disk.map_or(listed[0], |(disk, _)| disk);
                 Layout::Journal { primary: listed[0], journal_disk: journal }
             }
+            LayoutKind::Incremental => Layout::Incremental { base: base.unwrap_or(0), store: listed[0] },
         };
 
         let mut regions = Vec::with_capacity(count);
@@ -1584,7 +1656,7 @@ impl<'a> Builder<'a> {
         }
 
         self.volumes.insert(name.clone(), self.volumes.len());
-        Ok(VolumeSpec { name, layout, size_mib, exposures, regions, journal_region })
+        Ok(VolumeSpec { name, layout, size_mib, exposures, regions, journal_region, prefill })
     }
 
     fn workload(
@@ -1611,6 +1683,15 @@ impl<'a> Builder<'a> {
             Some(fraction) => self.fraction(fraction, "read_fraction")?,
             None => 0.5,
         };
+        let is_base =
+            volumes.iter().any(|v| matches!(v.layout, Layout::Incremental { base, .. } if base == volume));
+        if is_base && read_fraction < 1.0 {
+            let at = workload.read_fraction.as_ref().map_or_else(|| workload.volume.span(), |f| f.span());
+            return Err(self.source.error_at(
+                at,
+                format!("`{}` is the base of incrementals and read-only: its workloads must only read (read_fraction = 1)", spec.name),
+            ));
+        }
         let block_kib = match &workload.block_kib {
             None => 4,
             Some(block) => {
@@ -2818,6 +2899,41 @@ disk = "d2"
         let last = ok.events.last().unwrap_or_else(|| panic!("an event"));
         assert!(matches!(last.action, EventAction::Replicate { volume: 1, disk: 0, interval_ms: 250, .. }));
         assert_eq!(last.description, "replicate j to d1 (consistency point every 250 ms)");
+    }
+
+    #[test]
+    fn rejects_bad_incrementals() {
+        let inc =
+            |fields: &str| with(&format!("\n[[volume]]\nname = \"i\"\nlayout = \"incremental\"\n{fields}\n"));
+        rejects(
+            &with(
+                "\n[[volume]]\nname = \"i\"\nlayout = \"incremental\" # <-\nsize_mib = 16\ndisks = [\"d3\"]\n",
+            ),
+            "needs a base",
+        );
+        rejects(&inc("base = \"v9\" # <-\nsize_mib = 16\ndisks = [\"d3\"]"), "no volume is named `v9`");
+        rejects(&inc("base = \"v1\"\nsize_mib = 8 # <-\ndisks = [\"d3\"]"), "as large as its base");
+        rejects(&inc("base = \"v1\"\nsize_mib = 16\ndisks = [\"d3\", \"d4\"] # <-"), "exactly 1 disk");
+        rejects(
+            &inc("base = \"v1\"\nsize_mib = 16\ndisks = [\"d3\"]\nprefill = true # <-"),
+            "prefill applies to the base",
+        );
+        rejects(
+            &with(
+                "\n[[volume]]\nname = \"l\"\nlayout = \"linear\"\nsize_mib = 4\ndisks = [\"d3\"]\nbase = \"v1\" # <-\n",
+            ),
+            "base applies only to incremental volumes",
+        );
+        rejects(
+            &inc(
+                "base = \"v1\"\nsize_mib = 16\ndisks = [\"d3\"]\n\n[[workload]]\nhost = \"h1\"\nvolume = \"v1\" # <-",
+            ),
+            "`v1` is the base of incrementals and read-only",
+        );
+        let ok = parse(&inc("base = \"v1\"\nsize_mib = 16\ndisks = [\"d3\"]"));
+        let ok = ok.unwrap_or_else(|err| panic!("{err}"));
+        let last = ok.volumes.last().unwrap_or_else(|| panic!("a volume"));
+        assert_eq!(last.layout, Layout::Incremental { base: 0, store: 2 });
     }
 
     #[test]

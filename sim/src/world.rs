@@ -217,6 +217,8 @@ struct World<'a> {
     replicated: BTreeMap<usize, (usize, LvId)>,
     /// Data-service flows, in the order they began.
     flows: Vec<FlowWindow>,
+    /// What set-up wrote into prefilled volumes: per volume, (lba, blocks, write id, data).
+    prefilled: BTreeMap<usize, Vec<(u64, u64, u64, bytes::Bytes)>>,
 }
 
 /// Faults injected into the real code, for tests that prove the oracle catches them.
@@ -415,6 +417,7 @@ impl<'a> World<'a> {
             frames: 0,
             replicated: BTreeMap::new(),
             flows: Vec::new(),
+            prefilled: BTreeMap::new(),
         };
         for e in 0..world.engines.len() {
             world.queue.push(SimTime(0), Event::EngineTick(e));
@@ -842,6 +845,24 @@ impl<'a> World<'a> {
             }
             let control = self.engines[e].switch.control();
             let dev = |d: usize| control.device_of(Wwn(scenario.disks[d].port_wwpn(0)));
+            if let Layout::Incremental { base, store } = spec.layout {
+                let store = dev(store).map_err(|e| setup_error(e.to_string()))?;
+                let base_lv = *self.engines[e].volumes.get(&base).ok_or_else(|| {
+                    setup_error(format!("volume {}: its base is not on this engine", spec.name))
+                })?;
+                let lv = self.engines[e]
+                    .switch
+                    .control_mut()
+                    .create_incremental(base_lv, &spec.name, store)
+                    .map_err(|err| setup_error(format!("volume {}: {err}", spec.name)))?;
+                self.expose_at_setup(e, v, lv).map_err(setup_error)?;
+                // The incremental reads through to the base: it starts with the base's data.
+                let prefilled = self.prefilled.get(&base).cloned().unwrap_or_default();
+                for (lba, blocks, id, data) in prefilled {
+                    self.oracle_write(&spec.name, lba, blocks, id, &data);
+                }
+                continue;
+            }
             let layout = match &spec.layout {
                 Layout::Linear { disks } => LayoutSpec::Linear {
                     devices: disks
@@ -886,17 +907,16 @@ impl<'a> World<'a> {
                     journal: dev(*journal_disk).map_err(|e| setup_error(e.to_string()))?,
                     journal_blocks: spec.journal_region.map_or(8192, |r| r.blocks),
                 },
+                Layout::Incremental { .. } => continue,
             };
             let control = self.engines[e].switch.control_mut();
             let lv = control
                 .create_volume(&spec.name, spec.size_blocks(), layout)
                 .map_err(|err| setup_error(format!("volume {}: {err}", spec.name)))?;
-            let hosts: Vec<Wwn> =
-                spec.exposures.iter().map(|x| Wwn(scenario.hosts[x.host].port_wwpn(0))).collect();
-            control
-                .expose(lv, &hosts)
-                .map_err(|err| setup_error(format!("exposing {}: {err}", spec.name)))?;
-            self.engines[e].volumes.insert(v, lv);
+            self.expose_at_setup(e, v, lv).map_err(setup_error)?;
+            if spec.prefill {
+                self.prefill(e, v, lv);
+            }
         }
         self.engines[e].setup = Setup::Running;
         let out = self.engines[e].switch.settle(self.now);
@@ -918,6 +938,60 @@ impl<'a> World<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Expose a volume created at set-up to its hosts.
+    fn expose_at_setup(&mut self, e: usize, v: usize, lv: LvId) -> Result<(), String> {
+        let scenario = self.scenario;
+        let spec = &scenario.volumes[v];
+        let hosts: Vec<Wwn> =
+            spec.exposures.iter().map(|x| Wwn(scenario.hosts[x.host].port_wwpn(0))).collect();
+        self.engines[e]
+            .switch
+            .control_mut()
+            .expose(lv, &hosts)
+            .map_err(|err| format!("exposing {}: {err}", spec.name))?;
+        self.engines[e].volumes.insert(v, lv);
+        Ok(())
+    }
+
+    /// A write the oracle takes as acknowledged now (set-up data written straight to disks).
+    fn oracle_write(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, data: &[u8]) {
+        self.oracle.write_submitted(volume, lba, blocks, id, self.now);
+        self.oracle.remember_checksums(volume, lba, id, data, BLOCK as usize);
+        self.oracle.write_completed(volume, lba, blocks, id, self.now, true);
+    }
+
+    /// Fill volume `v` with stamped data, written straight to its disks through the control
+    /// path's map, as if a host had written it all before the run.
+    fn prefill(&mut self, e: usize, v: usize, lv: LvId) {
+        const CHUNK: u64 = 64;
+        let scenario = self.scenario;
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let blocks = scenario.volumes[v].size_blocks();
+        let mut lba = 0;
+        let mut records = Vec::new();
+        while lba < blocks {
+            let n = CHUNK.min(blocks - lba);
+            let id = self.next_write_id;
+            self.next_write_id += 1;
+            let data = stamp_blocks(id, lba, n as u32, BLOCK);
+            let control = self.engines[e].switch.control();
+            let mut side = 0;
+            let legs = control.volume(lv).map(|vol| vol.legs(lba, n, true, &mut side));
+            for leg in legs.and_then(Result::ok).unwrap_or_default() {
+                let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
+                    continue;
+                };
+                let at = (leg.offset * u64::from(BLOCK)) as usize;
+                let len = (leg.blocks * u64::from(BLOCK)) as usize;
+                self.disks[d].target.write_blocks(leg.lba, &data[at..at + len]);
+            }
+            self.oracle_write(&scenario.volumes[v].name, lba, n, id, &data);
+            records.push((lba, n, id, data));
+            lba += n;
+        }
+        self.prefilled.insert(v, records);
     }
 
     fn timeline_event(&mut self, i: usize) {
