@@ -68,7 +68,12 @@ impl<T> Ring<T> {
 
     fn pop_and_wake_producer(&self) -> Option<T> {
         let item = self.queue.pop()?;
-        if self.producer_waiting.load(Ordering::Relaxed) {
+        // SeqCst, like the producer's store: with the pop's SeqCst compare-exchange on the
+        // head and the fence a full push takes before it reads the head, either the producer's
+        // retry sees this slot free or this load sees its flag. Relaxed on both sides would
+        // allow both to miss (the store-buffering pattern), and the producer would park for
+        // good. On x86 a SeqCst load is a plain load.
+        if self.producer_waiting.load(Ordering::SeqCst) {
             self.producer_waiting.store(false, Ordering::Relaxed);
             self.producer.wake();
         }
@@ -192,7 +197,7 @@ impl CpEndpoint {
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(message) => {
                     ring.producer.register(cx.waker());
-                    ring.producer_waiting.store(true, Ordering::Relaxed);
+                    ring.producer_waiting.store(true, Ordering::SeqCst);
                     // Room freed between the push and the registration would not wake us.
                     match ring.queue.push(message) {
                         Ok(()) => Poll::Ready(Ok(())),
