@@ -43,8 +43,33 @@ impl ControlPath {
             self.journal_regions(id);
             self.push_mask(id);
         }
+        let tasks: Vec<(Vec<u8>, serde_json::Value)> =
+            scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
+        for (key, value) in tasks {
+            self.resume_task(&key, value)?;
+        }
         self.store = Some(store);
         Ok(())
+    }
+
+    /// Commit the records of `devices` and a task record under `key`, in one transaction.
+    pub(super) fn persist_task(
+        &mut self,
+        devices: &[DeviceId],
+        key: &[u8],
+        task: &impl serde::Serialize,
+    ) -> Result<(), Error> {
+        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        let mut batch = Batch::new();
+        for id in devices {
+            if let Some(d) = self.devices.get(*id) {
+                batch
+                    .put_json(Table::Devices, device_key(*id), d)
+                    .map_err(|e| Error::Store(e.to_string()))?;
+            }
+        }
+        batch.put_json(Table::Tasks, key, task).map_err(|e| Error::Store(e.to_string()))?;
+        store.commit(batch).map_err(|e| Error::Store(e.to_string()))
     }
 
     /// Commit the records of `devices` and `volumes` in one transaction.

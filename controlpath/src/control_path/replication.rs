@@ -27,6 +27,24 @@ use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Blocks the copy agent reads, the baseline copies and the applier writes per dispatch.
 const TRANSFER_BLOCKS: u64 = 256;
+/// Prefix of replication task keys in the metadata store.
+const TASK_KEY: &[u8] = b"replication/";
+
+/// What the metadata store keeps of a replication: enough to start it again after a restart
+/// (a first consistency point and a fresh baseline, since cycles in flight were in memory).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct ReplicationRecord {
+    lv: u32,
+    replica_device: u32,
+    replica_lba: u64,
+    interval_ns: u64,
+}
+
+fn task_key(lv: LvId) -> Vec<u8> {
+    let mut key = TASK_KEY.to_vec();
+    key.extend_from_slice(&lv.0.to_be_bytes());
+    key
+}
 
 /// Where one replicated volume's replication stands, for the management API and reports.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -151,18 +169,39 @@ impl ControlPath {
             )));
         }
         let blocks = v.record.blocks;
-        let online = self.devices.get(replica).ok_or(Error::UnknownDevice(replica))?.online;
-        if !online {
-            return Err(Error::DeviceNotReady(replica));
-        }
+        // Like a volume, a replica may be claimed on a known device that is offline just now
+        // (the copies retry until it answers); one whose capacity was never read is refused.
+        self.devices.get(replica).ok_or(Error::UnknownDevice(replica))?;
         let before = self.devices.clone();
         let lba = self.devices.allocate(replica, blocks)?;
-        if let Err(e) = self.persist(&[replica], &[]) {
+        let record = ReplicationRecord { lv: lv.0, replica_device: replica.0, replica_lba: lba, interval_ns };
+        if let Err(e) = self.persist_task(&[replica], &task_key(lv), &record) {
             self.devices = before;
             self.counters.failed_commits += 1;
             return Err(e);
         }
-        let placement = Placement { device: replica, lba };
+        self.begin_replication(lv, Placement { device: replica, lba }, interval_ns);
+        Ok(())
+    }
+
+    /// A task record loaded at start: replications start again from a first consistency
+    /// point and a baseline copy.
+    pub(super) fn resume_task(&mut self, key: &[u8], value: serde_json::Value) -> Result<(), Error> {
+        if !key.starts_with(TASK_KEY) {
+            return Ok(());
+        }
+        let record: ReplicationRecord = serde_json::from_value(value)
+            .map_err(|e| Error::Store(format!("replication task record: {e}")))?;
+        let lv = LvId(record.lv);
+        if !self.volumes.contains_key(&lv) {
+            return Err(Error::Store(format!("replication task of {lv}, which does not exist")));
+        }
+        let placement = Placement { device: DeviceId(record.replica_device), lba: record.replica_lba };
+        self.begin_replication(lv, placement, record.interval_ns);
+        Ok(())
+    }
+
+    fn begin_replication(&mut self, lv: LvId, placement: Placement, interval_ns: u64) {
         self.keep_closed_slots(lv, true);
         self.replications.active.insert(
             lv,
@@ -191,7 +230,6 @@ impl ControlPath {
                 },
             },
         );
-        Ok(())
     }
 
     /// Progress of every replication.
@@ -582,6 +620,57 @@ mod tests {
         let got: Vec<(u64, u64, u8)> = entries.iter().map(|e| (e.lba, e.blocks, e.data[0])).collect();
         assert_eq!(got, vec![(100, 2, 0xA1), (200, 1, 0xB2)]);
         assert!(entries.iter().all(|e| e.data.len() == e.blocks as usize * 512));
+    }
+
+    #[test]
+    fn a_replication_survives_a_restart_of_its_engine_and_a_refused_one_leaves_nothing() {
+        use crate::control_path::ControlPathConfig;
+        use crate::device::Device;
+        use crate::store::{Batch, MetadataStore, RedbStore, Table};
+        use dve_fp_api::ids::{Lun, Wwn};
+
+        let path = std::env::temp_dir().join(format!("dve-replication-restart-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            let mut batch = Batch::new();
+            for i in 1..=3u32 {
+                let device = Device {
+                    id: DeviceId(i),
+                    target: Wwn(0x2200 + u64::from(i)),
+                    lun: Lun(0),
+                    blocks: 100_000,
+                    block_size: 512,
+                    allocated: 0,
+                    path: None,
+                    online: true,
+                };
+                batch.put_json(Table::Devices, i.to_be_bytes(), &device).unwrap();
+            }
+            store.commit(batch).unwrap();
+        }
+        let (lv, replica) = {
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+            cp.attach_store(Box::new(RedbStore::open(&path).unwrap())).unwrap();
+            let layout =
+                LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(2), journal_blocks: 768 };
+            let lv = cp.create_volume("j", 4096, layout).unwrap();
+            let before: Vec<u64> = cp.devices().iter().map(|d| d.allocated).collect();
+            assert!(cp.start_replication(lv, DeviceId(3), 0).is_err());
+            assert_eq!(cp.devices().iter().map(|d| d.allocated).collect::<Vec<_>>(), before);
+            cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
+            (lv, cp.replications()[0].replica)
+        };
+        // The engine restarts from its redb file: the replication is back, at the same place,
+        // and starts over from a consistency point and a baseline.
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+        cp.attach_store(Box::new(RedbStore::open(&path).unwrap())).unwrap();
+        let progress = cp.replications();
+        assert_eq!(progress.len(), 1);
+        assert_eq!((progress[0].lv, progress[0].replica), (lv, replica));
+        assert_eq!((progress[0].baseline_blocks, progress[0].applied_cycle), (0, None));
+        assert_eq!(cp.devices().get(DeviceId(3)).map(|d| d.allocated), Some(4096), "the claim is kept");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
