@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::summary::{
-    Table, engine_table, latency_table, oracle_line, seconds, timeline_table, troubled_link_table,
-    violation_table, volume_table,
+    Table, engine_table, flow_table, latency_table, oracle_line, replica_table, seconds, timeline_table,
+    troubled_link_table, violation_table, volume_table,
 };
 use super::{Report, VolumeReport};
 use crate::engine::{NS_PER_MS, NS_PER_SEC, NS_PER_US};
@@ -296,6 +296,16 @@ pub(super) fn html(report: &Report) -> String {
     out.push_str(&table_html(&latency_table(report)));
     out.push_str("<h2>Engines</h2>\n");
     out.push_str(&table_html(&engine_table(report)));
+    let replicas = replica_table(report);
+    if !replicas.rows.is_empty() {
+        out.push_str("<h2>Replicas</h2>\n");
+        out.push_str(&table_html(&replicas));
+    }
+    let flows = flow_table(report);
+    if !flows.rows.is_empty() {
+        out.push_str("<h2>Fast-path share during each flow</h2>\n");
+        out.push_str(&table_html(&flows));
+    }
     out.push_str("<h2>Timeline</h2>\n");
     let mut timeline = timeline_table(report);
     timeline.headers.insert(0, "#");
@@ -360,6 +370,9 @@ mod tests {
         assert!(!page.contains("<garbage>"));
         assert!(page.contains("verdict bad"));
         assert!(sample_report(0).html().contains("verdict clean"));
+        assert!(
+            page.contains("<h2>Replicas</h2>") && page.contains("<h2>Fast-path share during each flow</h2>")
+        );
         // Deterministic.
         assert_eq!(page, sample_report(1).html());
     }
