@@ -180,6 +180,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The README's main command (`cargo run --release -p dve-sim -- run`) names no binary:
+    /// with more than one in the package, cargo needs `default-run` to pick this one.
+    #[test]
+    fn cargo_run_picks_this_binary() {
+        let manifest = include_str!("../Cargo.toml");
+        assert!(
+            manifest.lines().any(|line| line.trim() == "default-run = \"dve-sim\""),
+            "sim/Cargo.toml must say default-run = \"dve-sim\""
+        );
+    }
+
     #[test]
     fn run_arguments_parse() {
         let cli = Cli::try_parse_from([
