@@ -59,22 +59,26 @@ impl ControlPath {
         key: &[u8],
         task: &impl serde::Serialize,
     ) -> Result<(), Error> {
-        let Some(store) = self.store.as_mut() else { return Ok(()) };
-        let mut batch = Batch::new();
-        for id in devices {
-            if let Some(d) = self.devices.get(*id) {
-                batch
-                    .put_json(Table::Devices, device_key(*id), d)
-                    .map_err(|e| Error::Store(e.to_string()))?;
-            }
+        if self.store.is_none() {
+            return Ok(());
         }
+        let mut batch = self.records(devices, &[])?;
         batch.put_json(Table::Tasks, key, task).map_err(|e| Error::Store(e.to_string()))?;
-        store.commit(batch).map_err(|e| Error::Store(e.to_string()))
+        self.commit(batch)
     }
 
     /// Commit the records of `devices` and `volumes` in one transaction.
     pub(super) fn persist(&mut self, devices: &[DeviceId], volumes: &[LvId]) -> Result<(), Error> {
-        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        if self.store.is_none() {
+            return Ok(());
+        }
+        let batch = self.records(devices, volumes)?;
+        self.commit(batch)
+    }
+
+    /// A batch putting the current records of `devices` and `volumes` (deleting those of
+    /// volumes that no longer exist).
+    fn records(&self, devices: &[DeviceId], volumes: &[LvId]) -> Result<Batch, Error> {
         let mut batch = Batch::new();
         for id in devices {
             if let Some(d) = self.devices.get(*id) {
@@ -95,6 +99,12 @@ impl ControlPath {
                 }
             }
         }
+        Ok(batch)
+    }
+
+    /// Commit `batch` to the attached store (nothing to do without one).
+    fn commit(&mut self, batch: Batch) -> Result<(), Error> {
+        let Some(store) = self.store.as_mut() else { return Ok(()) };
         store.commit(batch).map_err(|e| Error::Store(e.to_string()))
     }
 }
