@@ -109,11 +109,34 @@ impl ControlPath {
     }
 }
 
+/// A batch holding `count` discovered devices of `blocks` blocks each (ids from 1, targets
+/// `0x2200 + id`), as an engine's store holds them: what tests load an engine from.
+#[cfg(test)]
+pub(crate) fn discovered_devices(count: u32, blocks: u64) -> Batch {
+    let mut batch = Batch::new();
+    for i in 1..=count {
+        let device = Device {
+            id: DeviceId(i),
+            target: dve_fp_api::ids::Wwn(0x2200 + u64::from(i)),
+            lun: dve_fp_api::ids::Lun(0),
+            blocks,
+            block_size: 512,
+            allocated: 0,
+            path: None,
+            online: false,
+        };
+        if let Err(e) = batch.put_json(Table::Devices, device_key(device.id), &device) {
+            unreachable!("a device record serializes: {e}");
+        }
+    }
+    batch
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use dve_fp_api::ids::{Lun, Wwn};
+    use dve_fp_api::ids::Wwn;
 
     use super::*;
     use crate::control_path::ControlPathConfig;
@@ -140,21 +163,7 @@ mod tests {
     /// Two discovered disks of 100,000 blocks, as a store holds them.
     fn store_with_disks() -> MemoryStore {
         let mut store = MemoryStore::new();
-        let mut batch = Batch::new();
-        for i in 1..=2u32 {
-            let device = Device {
-                id: DeviceId(i),
-                target: Wwn(0x2200 + u64::from(i)),
-                lun: Lun(0),
-                blocks: 100_000,
-                block_size: 512,
-                allocated: 0,
-                path: None,
-                online: false,
-            };
-            batch.put_json(Table::Devices, device_key(device.id), &device).unwrap();
-        }
-        store.commit(batch).unwrap();
+        store.commit(discovered_devices(2, 100_000)).unwrap();
         store
     }
 

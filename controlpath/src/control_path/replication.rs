@@ -625,29 +625,14 @@ mod tests {
     #[test]
     fn a_replication_survives_a_restart_of_its_engine_and_a_refused_one_leaves_nothing() {
         use crate::control_path::ControlPathConfig;
-        use crate::device::Device;
-        use crate::store::{Batch, MetadataStore, RedbStore, Table};
-        use dve_fp_api::ids::{Lun, Wwn};
+        use crate::control_path::persist::discovered_devices;
+        use crate::store::{MetadataStore, RedbStore};
 
         let path = std::env::temp_dir().join(format!("dve-replication-restart-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         {
             let mut store = RedbStore::open(&path).unwrap();
-            let mut batch = Batch::new();
-            for i in 1..=3u32 {
-                let device = Device {
-                    id: DeviceId(i),
-                    target: Wwn(0x2200 + u64::from(i)),
-                    lun: Lun(0),
-                    blocks: 100_000,
-                    block_size: 512,
-                    allocated: 0,
-                    path: None,
-                    online: true,
-                };
-                batch.put_json(Table::Devices, i.to_be_bytes(), &device).unwrap();
-            }
-            store.commit(batch).unwrap();
+            store.commit(discovered_devices(3, 100_000)).unwrap();
         }
         let (lv, replica) = {
             let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));

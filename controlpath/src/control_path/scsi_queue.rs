@@ -207,28 +207,16 @@ mod tests {
     use dve_fp_api::message::ToCp;
 
     use super::*;
+    use crate::control_path::persist::discovered_devices;
     use crate::control_path::{ControlPath, ControlPathConfig};
-    use crate::device::Device;
-    use crate::store::{Batch, MemoryStore, MetadataStore, Table};
+    use crate::store::{MemoryStore, MetadataStore};
     use crate::volume::LayoutSpec;
 
     /// An engine with two workers and one volume exposed to hosts 1 and 2; every downcall so
     /// far consumed.
     fn engine() -> (ControlPath, LvId) {
         let mut store = MemoryStore::new();
-        let mut batch = Batch::new();
-        let device = Device {
-            id: DeviceId(1),
-            target: Wwn(0x2200),
-            lun: Lun(0),
-            blocks: 100_000,
-            block_size: 512,
-            allocated: 0,
-            path: None,
-            online: true,
-        };
-        batch.put_json(Table::Devices, 1u32.to_be_bytes(), &device).unwrap();
-        store.commit(batch).unwrap();
+        store.commit(discovered_devices(1, 100_000)).unwrap();
         let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
         cp.attach_store(Box::new(store)).unwrap();
         let lv = cp.create_volume("v", 1000, LayoutSpec::Linear { devices: vec![DeviceId(1)] }).unwrap();
