@@ -1126,16 +1126,15 @@ impl<'a> World<'a> {
     }
 
     /// Blocks `range` of a volume as its devices hold them now, read through the control
-    /// path's map.
-    fn volume_blocks(&self, e: usize, lv: LvId, range: Range<u64>) -> Vec<u8> {
+    /// path's map; `None` if the volume is unknown or the range has no translation.
+    fn volume_blocks(&self, e: usize, lv: LvId, range: Range<u64>) -> Option<Vec<u8>> {
         let scenario = self.scenario;
         let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
         let control = self.engines[e].switch.control();
         let n = range.end - range.start;
-        let mut image = vec![0u8; (n * u64::from(BLOCK)) as usize];
-        let Some(volume) = control.volume(lv) else { return image };
         let mut side = 0;
-        let Ok(legs) = volume.legs(range.start, n, false, &mut side) else { return image };
+        let legs = control.volume(lv)?.legs(range.start, n, false, &mut side).ok()?;
+        let mut image = vec![0u8; (n * u64::from(BLOCK)) as usize];
         for leg in legs {
             let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
                 continue;
@@ -1144,7 +1143,7 @@ impl<'a> World<'a> {
             let at = (leg.offset * u64::from(BLOCK)) as usize;
             image[at..at + bytes.len()].copy_from_slice(&bytes);
         }
-        image
+        Some(image)
     }
 
     /// An engine's host I/Os so far and, of those, the ones its fast path completed alone.
@@ -1189,7 +1188,8 @@ impl<'a> World<'a> {
         let name = &self.scenario.volumes[volume].name;
         let mut delta = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let data = self.volume_blocks(e, lv, range.clone());
+            let len = ((range.end - range.start) * u64::from(BLOCK)) as usize;
+            let data = self.volume_blocks(e, lv, range.clone()).unwrap_or_else(|| vec![0; len]);
             self.oracle.read_completed("-", name, range.start, BLOCK as usize, self.now, self.now, &data);
             delta.push((range.start, data));
         }
@@ -1214,10 +1214,8 @@ impl<'a> World<'a> {
         let scenario = self.scenario;
         let replica =
             self.engines[e].switch.control().replications().into_iter().find(|r| r.lv == lv)?.replica;
-        let target = self.engines[e].switch.control().devices().get(replica.device)?.target;
-        let disk = scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0)?;
         let watch = self.engines[e].replicas.get_mut(&lv)?;
-        let volume = watch.volume;
+        let (volume, disk) = (watch.volume, watch.disk);
         let expected = watch.expected.as_mut()?;
         let mut compare = Vec::new();
         for (_, delta) in watch.deltas.range(..=cycle) {
@@ -1468,29 +1466,17 @@ impl<'a> World<'a> {
     /// Every snapshot's image, read from the devices through the control path's map, must
     /// be its source's image at the snapshot instant.
     fn check_snapshots(&mut self) {
-        let scenario = self.scenario;
-        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        const CHUNK: u64 = 2048;
         let mut images: Vec<(String, u64, Vec<u8>)> = Vec::new();
-        for engine in &self.engines {
-            let control = engine.switch.control();
+        for (e, engine) in self.engines.iter().enumerate() {
             for (snap, (_, name)) in &engine.snapshots {
-                let Some(volume) = control.volume(*snap) else { continue };
-                const CHUNK: u64 = 2048;
+                let Some(blocks) = engine.switch.control().volume(*snap).map(|v| v.record.blocks) else {
+                    continue;
+                };
                 let mut lba = 0;
-                while lba < volume.record.blocks {
-                    let n = CHUNK.min(volume.record.blocks - lba);
-                    let mut side = 0;
-                    let Ok(legs) = volume.legs(lba, n, false, &mut side) else { break };
-                    let mut data = vec![0u8; (n * u64::from(BLOCK)) as usize];
-                    for leg in legs {
-                        let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of)
-                        else {
-                            continue;
-                        };
-                        let bytes = self.disks[d].target.read_blocks(leg.lba, leg.blocks);
-                        let at = (leg.offset * u64::from(BLOCK)) as usize;
-                        data[at..at + bytes.len()].copy_from_slice(&bytes);
-                    }
+                while lba < blocks {
+                    let n = CHUNK.min(blocks - lba);
+                    let Some(data) = self.volume_blocks(e, *snap, lba..lba + n) else { break };
                     images.push((name.clone(), lba, data));
                     lba += n;
                 }
