@@ -362,9 +362,6 @@ impl ControlPath {
         if self.manual_writes_overlap(lv, seg.start + range.start..seg.start + range.end) {
             return; // The next tick tries again.
         }
-        let Some((segment, range)) = self.migrations.active.get(&lv).and_then(|m| m.barrier.clone()) else {
-            return;
-        };
         let Some(states) = self.migrations.active.get(&lv).and_then(|m| m.states.get(segment)).copied()
         else {
             return;
