@@ -214,11 +214,18 @@ impl ControlPath {
         self.maybe_dispatch_manual(id);
     }
 
+    /// The manual I/O in `stage` (of volume `lv` only, if given), in id order.
+    fn manual_ops_in(&self, stage: Stage, lv: Option<LvId>) -> Vec<u64> {
+        self.manual
+            .iter()
+            .filter(|(_, op)| op.stage == stage && lv.is_none_or(|lv| op.lv == lv))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Work waiting for a range lock tries again.
     pub(super) fn retry_lock_waiters(&mut self) {
-        let waiting: Vec<u64> =
-            self.manual.iter().filter(|(_, op)| op.stage == Stage::WaitingLock).map(|(id, _)| *id).collect();
-        for id in waiting {
+        for id in self.manual_ops_in(Stage::WaitingLock, None) {
             self.prepare_manual(id);
         }
         self.resync_lock_released();
@@ -226,13 +233,7 @@ impl ControlPath {
 
     /// A journal slot of `lv` came free: writes waiting for journal space try again.
     pub(super) fn retry_journal_waiters(&mut self, lv: LvId) {
-        let waiting: Vec<u64> = self
-            .manual
-            .iter()
-            .filter(|(_, op)| op.lv == lv && op.stage == Stage::WaitingJournal)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+        for id in self.manual_ops_in(Stage::WaitingJournal, Some(lv)) {
             if let Some(op) = self.manual.get_mut(&id) {
                 op.stage = Stage::Preparing;
             }
@@ -447,13 +448,7 @@ impl ControlPath {
     /// A mirror side's death procedure finished: I/O waiting on it completes (writes that
     /// reached a live side) or runs again (reads).
     pub(super) fn resume_after_side_death(&mut self, lv: LvId) {
-        let waiting: Vec<u64> = self
-            .manual
-            .iter()
-            .filter(|(_, op)| op.lv == lv && op.stage == Stage::WaitingSideDeath)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+        for id in self.manual_ops_in(Stage::WaitingSideDeath, Some(lv)) {
             let Some(op) = self.manual.get_mut(&id) else { continue };
             if op.write {
                 self.finish_manual(id, IoStatus::GOOD);
