@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, JournalGroupId, LvId, Timestamp, WorkerId};
+use dve_fp_api::ids::{DeviceId, JournalGroupId, LvId, WorkerId};
 use dve_fp_api::io::HostIo;
 use dve_fp_api::journal::JournalEntryHeader;
 use dve_fp_api::mapping::{JournalRegion, Placement};
@@ -16,7 +16,7 @@ use super::{ControlPath, RequestPurpose};
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Slots per writer: one open, one to swap in while the closed one waits to be shipped.
-pub(super) const SLOTS_PER_WRITER: u64 = 2;
+const SLOTS_PER_WRITER: u64 = 2;
 
 /// A writer's open slot.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,14 +117,14 @@ impl ControlPath {
     }
 
     /// Every worker, then the control path.
-    pub(super) fn journal_writers(&self) -> Vec<WorkerId> {
+    fn journal_writers(&self) -> Vec<WorkerId> {
         let mut writers = self.plan.workers();
         writers.push(self.control_worker());
         writers
     }
 
     /// The worker number the control path's own journal entries carry.
-    pub(super) fn control_worker(&self) -> WorkerId {
+    fn control_worker(&self) -> WorkerId {
         WorkerId((self.config.layout.max_workers() - 1) as u8)
     }
 
@@ -222,10 +222,10 @@ impl ControlPath {
         journal.free.is_empty() && self.journal_writers().iter().any(|w| !journal.open.contains_key(w))
     }
 
-    /// Keep closed slots for shipping from now on (replication starts), or not.
-    pub(super) fn keep_closed_slots(&mut self, lv: LvId, keep: bool) {
+    /// Keep closed slots for the copy agent from now on (replication starts).
+    pub(super) fn keep_closed_slots(&mut self, lv: LvId) {
         if let Some(journal) = self.journals.get_mut(&lv) {
-            journal.keep_closed = keep;
+            journal.keep_closed = true;
         }
     }
 
@@ -255,7 +255,7 @@ impl ControlPath {
             return ControlAppend::NotJournaled;
         };
         let writer = self.control_worker();
-        let timestamp = Timestamp(self.now);
+        let timestamp = self.now;
         let Some(saved) = self.journals.get(&lv).cloned() else { return ControlAppend::NotJournaled };
         let piece_blocks = saved.slot_blocks.saturating_sub(1);
         if piece_blocks == 0 {
@@ -294,7 +294,7 @@ impl ControlPath {
                 lba: lba + done,
                 blocks: n as u32,
                 block_size,
-                timestamp: timestamp.0,
+                timestamp,
             };
             let placement = journal.slot_placement(slot);
             let mut entry = vec![0u8; bs];

@@ -202,7 +202,7 @@ impl ControlPath {
     }
 
     fn begin_replication(&mut self, lv: LvId, placement: Placement, interval_ns: u64) {
-        self.keep_closed_slots(lv, true);
+        self.keep_closed_slots(lv);
         self.replications.active.insert(
             lv,
             Replication {
