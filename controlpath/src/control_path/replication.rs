@@ -113,15 +113,13 @@ struct Cut {
 /// One replicated volume.
 #[derive(Clone, Debug)]
 pub(super) struct Replication {
-    replica: Placement,
     interval_ns: u64,
     next_cut_at: u64,
     cut: Option<Cut>,
     /// The cycle closed by the consistency point replication started behind: it and older
     /// cycles are covered by the baseline copy.
     base_cycle: Option<u64>,
-    /// Next block of the baseline copy, and its copy in flight.
-    baseline_next: u64,
+    /// The baseline copy in flight (its progress is `progress.baseline_blocks`).
     baseline_copy: Option<u64>,
     /// The cycle open when the baseline finished: the first whose image the replica can show
     /// (the baseline read blocks as they were after earlier consistency points).
@@ -206,12 +204,10 @@ impl ControlPath {
         self.replications.active.insert(
             lv,
             Replication {
-                replica: placement,
                 interval_ns,
                 next_cut_at: self.now,
                 cut: None,
                 base_cycle: None,
-                baseline_next: 0,
                 baseline_copy: None,
                 first_consistent: None,
                 cut_at: BTreeMap::new(),
@@ -330,7 +326,7 @@ impl ControlPath {
         }
         let Some(v) = self.volumes.get(&lv) else { return };
         let blocks = v.record.blocks;
-        let start = r.baseline_next;
+        let start = r.progress.baseline_blocks;
         if start >= blocks {
             return;
         }
@@ -338,8 +334,8 @@ impl ControlPath {
         let mut side = 0;
         let Ok(reads) = v.legs(start, n, false, &mut side) else { return };
         let writes = vec![DeviceLeg {
-            device: r.replica.device,
-            lba: r.replica.lba + start,
+            device: r.progress.replica.device,
+            lba: r.progress.replica.lba + start,
             blocks: n,
             offset: 0,
             side: None,
@@ -360,9 +356,8 @@ impl ControlPath {
         r.baseline_copy = None;
         if copied {
             let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
-            r.baseline_next = (r.baseline_next + TRANSFER_BLOCKS).min(blocks);
-            r.progress.baseline_blocks = r.baseline_next;
-            if r.baseline_next >= blocks {
+            r.progress.baseline_blocks = (r.progress.baseline_blocks + TRANSFER_BLOCKS).min(blocks);
+            if r.progress.baseline_blocks >= blocks {
                 r.first_consistent = self.journals.get(&lv).map(|j| j.cycle());
             }
         }
@@ -450,7 +445,7 @@ impl ControlPath {
         let Some(r) = self.replications.active.get(&lv) else { return };
         let Some(base) = r.base_cycle else { return };
         let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
-        if r.applying.is_some() || r.baseline_next < blocks || r.baseline_copy.is_some() {
+        if r.applying.is_some() || r.progress.baseline_blocks < blocks || r.baseline_copy.is_some() {
             return;
         }
         let cycle = r.progress.applied_cycle.map_or(base + 1, |c| c + 1);
@@ -462,7 +457,7 @@ impl ControlPath {
             return;
         }
         let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
-        let replica = r.replica;
+        let replica = r.progress.replica;
         let mut entries = r.received.get(&cycle).cloned().unwrap_or_default();
         // Last write wins: entries in the order they were written.
         entries.sort_by_key(|e| (e.timestamp, e.writer, e.sequence, e.position));
