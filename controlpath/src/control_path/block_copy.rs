@@ -1,7 +1,8 @@
 //! Block copies: a range read from its source legs into one buffer, then written to its
 //! destination legs, through control-path dispatches. The services that copy (mirror
-//! resync, snapshot push, migration chunk, incremental granule) only choose the legs and
-//! decide what changes in the maps once the copy has succeeded or failed.
+//! resync, snapshot push, migration chunk, incremental granule, replication baseline) only
+//! choose the legs and decide what changes once the copy has succeeded or failed. A copy with
+//! no destination legs is a read: its owner gets the buffer (the copy agent's journal reads).
 
 use core::ops::Range;
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub(super) enum CopyOwner {
     Granule { lv: LvId, granule: u64 },
     /// A transfer of a replica's baseline copy.
     Baseline { lv: LvId },
+    /// The copy agent's read of a closed journal slot (no destination legs).
+    JournalSlot { lv: LvId },
 }
 
 /// One copy in flight.
@@ -56,7 +59,7 @@ pub(super) struct BlockCopies {
 
 impl ControlPath {
     /// Copy a range of `blocks` blocks of `block_size` bytes: the `reads` legs fill the buffer
-    /// at their offsets, then the `writes` legs write it out. Both leg lists must cover a
+    /// at their offsets, then the `writes` legs (if any) write it out. `reads` must cover a
     /// non-empty range. Returns the copy's id; `owner` hears the outcome.
     pub(super) fn start_block_copy(
         &mut self,
@@ -126,15 +129,16 @@ impl ControlPath {
         if copy.outstanding > 0 {
             return;
         }
-        if copy.failed || copy.writing {
+        if copy.failed || copy.writing || copy.writes.is_empty() {
             let Some(copy) = self.copies.active.remove(&id) else { return };
-            self.block_copy_ended(id, copy.owner, !copy.failed);
+            self.block_copy_ended(id, copy);
             return;
         }
         let bs = copy.block_size;
         if copy.writes.iter().any(|l| (l.offset + l.blocks) as usize * bs > copy.buf.len()) {
-            let Some(copy) = self.copies.active.remove(&id) else { return };
-            self.block_copy_ended(id, copy.owner, false);
+            let Some(mut copy) = self.copies.active.remove(&id) else { return };
+            copy.failed = true;
+            self.block_copy_ended(id, copy);
             return;
         }
         copy.writing = true;
@@ -151,13 +155,15 @@ impl ControlPath {
         self.send_copy_legs(id, sends);
     }
 
-    fn block_copy_ended(&mut self, id: u64, owner: CopyOwner, copied: bool) {
-        match owner {
+    fn block_copy_ended(&mut self, id: u64, copy: BlockCopy) {
+        let copied = !copy.failed;
+        match copy.owner {
             CopyOwner::Resync { lv } => self.resync_copied(lv, id, copied),
             CopyOwner::Push { source, push } => self.push_copied(source, push, copied),
             CopyOwner::Migration { lv } => self.migration_copied(lv, id, copied),
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
             CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
+            CopyOwner::JournalSlot { lv } => self.slot_read(lv, id, copied.then_some(copy.buf)),
         }
     }
 }

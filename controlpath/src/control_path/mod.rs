@@ -200,8 +200,6 @@ enum DispatchPurpose {
     ManualLeg { op: u64, leg: usize },
     /// A leg of a block copy (resync, snapshot push, migration, incremental granule).
     Copy { copy: u64, leg: usize },
-    /// A read of a journal slot the copy agent ships.
-    JournalRead { lv: LvId, ship: u64, offset: u64 },
     /// A write of a cycle applied to a replica.
     ReplicaWrite { lv: LvId, apply: u64 },
 }
@@ -422,9 +420,6 @@ impl ControlPath {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
                 Some(DispatchPurpose::Copy { copy, leg }) => self.copy_leg_done(copy, leg, status, data),
-                Some(DispatchPurpose::JournalRead { lv, ship, offset }) => {
-                    self.journal_read_done(lv, ship, offset, status, data)
-                }
                 Some(DispatchPurpose::ReplicaWrite { lv, apply }) => {
                     self.replica_write_done(lv, apply, status)
                 }

@@ -82,13 +82,11 @@ struct ShippedEntry {
 }
 
 /// The copy agent reading one closed slot.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Shipping {
-    id: u64,
+    /// The block copy reading it.
+    copy: u64,
     slot: ClosedSlot,
-    buf: Vec<u8>,
-    outstanding: usize,
-    failed: bool,
 }
 
 /// The applier writing one cycle.
@@ -381,60 +379,35 @@ impl ControlPath {
         let slot_blocks = journal.slot_blocks();
         let placement = journal.slot_placement(slot.slot);
         let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
-        let id = self.replication_id();
-        let mut sends = Vec::new();
+        let mut reads = Vec::new();
         let mut offset = 0;
         while offset < slot_blocks {
             let n = TRANSFER_BLOCKS.min(slot_blocks - offset);
-            sends.push((offset, n));
+            reads.push(DeviceLeg {
+                device: placement.device,
+                lba: placement.lba + offset,
+                blocks: n,
+                offset,
+                side: None,
+            });
             offset += n;
         }
+        let copy =
+            self.start_block_copy(CopyOwner::JournalSlot { lv }, reads, Vec::new(), slot_blocks, block_size);
         if let Some(r) = self.replications.active.get_mut(&lv) {
-            r.shipping = Some(Shipping {
-                id,
-                slot,
-                buf: vec![0; slot_blocks as usize * block_size],
-                outstanding: sends.len(),
-                failed: false,
-            });
-        }
-        let worker = self.worker_for_device(placement.device);
-        for (offset, n) in sends {
-            let tag = self.dispatch_tag(DispatchPurpose::JournalRead { lv, ship: id, offset });
-            let op = DownstreamOp::Read { lba: placement.lba + offset, blocks: n as u32 };
-            self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: placement.device, op }));
+            r.shipping = Some(Shipping { copy, slot });
         }
     }
 
-    /// A read of the slot being shipped completed.
-    pub(super) fn journal_read_done(
-        &mut self,
-        lv: LvId,
-        ship: u64,
-        offset: u64,
-        status: IoStatus,
-        data: Option<Bytes>,
-    ) {
+    /// The read of the slot being shipped ended, with its bytes if it succeeded (a failed
+    /// read is tried again at the next tick).
+    pub(super) fn slot_read(&mut self, lv: LvId, copy: u64, data: Option<Vec<u8>>) {
         let block_size = self.volumes.get(&lv).map_or(512, |v| v.record.block_size as usize);
         let Some(r) = self.replications.active.get_mut(&lv) else { return };
-        let Some(s) = r.shipping.as_mut().filter(|s| s.id == ship) else { return };
-        let at = offset as usize * block_size;
-        let want = (TRANSFER_BLOCKS as usize * block_size).min(s.buf.len().saturating_sub(at));
-        match data {
-            Some(data) if status.is_good() && data.len() >= want => {
-                s.buf[at..at + want].copy_from_slice(&data[..want]);
-            }
-            _ => s.failed = true,
-        }
-        s.outstanding = s.outstanding.saturating_sub(1);
-        if s.outstanding > 0 {
-            return;
-        }
-        let Some(s) = r.shipping.take() else { return };
-        if s.failed {
-            return; // Read again at the next tick.
-        }
-        let entries = parse_slot(&s.buf, block_size, s.slot);
+        let Some(s) = r.shipping.filter(|s| s.copy == copy) else { return };
+        r.shipping = None;
+        let Some(buf) = data else { return };
+        let entries = parse_slot(&buf, block_size, s.slot);
         r.received.entry(s.slot.cycle).or_default().extend(entries);
         self.slot_shipped(lv, s.slot.slot);
     }
