@@ -208,6 +208,20 @@ impl Bench {
         lv
     }
 
+    /// A journaled volume `j` of `blocks` blocks on disk 0, journaled in `journal_blocks` on
+    /// disk 1, exposed to host 0 with every host started; returns it and its LUN.
+    pub fn journaled_volume(&mut self, blocks: u64, journal_blocks: u64) -> (LvId, u16) {
+        let lv = self.volume(
+            "j",
+            blocks,
+            |d| LayoutSpec::Journal { primary: d[0], journal: d[1], journal_blocks },
+            &[0, 1],
+        );
+        let lun = self.expose(lv, &[0]);
+        self.start_hosts();
+        (lv, lun)
+    }
+
     /// Expose `lv` to hosts `hosts`; returns its LUN.
     pub fn expose(&mut self, lv: LvId, hosts: &[usize]) -> u16 {
         let wwpns: Vec<Wwn> = hosts.iter().map(|h| Wwn(host_wwpn(*h))).collect();

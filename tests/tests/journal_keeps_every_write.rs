@@ -5,7 +5,6 @@
 //! (The volume is not replicated, so closed journal slots are free again at once and older
 //! entries are overwritten, which is why not every write is still found.)
 
-use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::journal::JournalEntryHeader;
 use dve_sim::host::HostOp;
 use dve_tests::bench::Bench;
@@ -14,14 +13,7 @@ use dve_tests::bench::Bench;
 fn writes_past_a_full_journal_are_journaled_by_the_control_path_and_entries_are_exact() {
     let mut b = Bench::new(1, &[65_536, 65_536]);
     // 192 journal blocks: two slots of 32 for each worker and for the control path.
-    let lv = b.volume(
-        "j",
-        4096,
-        |d| LayoutSpec::Journal { primary: d[0], journal: d[1], journal_blocks: 192 },
-        &[0, 1],
-    );
-    let lun = b.expose(lv, &[0]);
-    b.start_hosts();
+    let (_, lun) = b.journaled_volume(4096, 192);
     let mut written = Vec::new();
     for k in 0..6u64 {
         let data: Vec<u8> = (0..16 * 512).map(|i| (i as u64 * 7 + k * 13) as u8).collect();

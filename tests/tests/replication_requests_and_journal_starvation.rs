@@ -45,14 +45,7 @@ fn bad_replication_requests_are_refused_and_change_nothing() {
 fn writes_outrunning_a_tiny_journal_wait_for_the_copy_agent_and_the_replica_catches_up() {
     let mut b = Bench::new(1, &[65_536, 65_536, 65_536]);
     // Six slots of 32 blocks: each holds one 16-block write (a header block and 16 of data).
-    let lv = b.volume(
-        "j",
-        4096,
-        |d| LayoutSpec::Journal { primary: d[0], journal: d[1], journal_blocks: 192 },
-        &[0, 1],
-    );
-    let lun = b.expose(lv, &[0]);
-    b.start_hosts();
+    let (lv, lun) = b.journaled_volume(4096, 192);
     let replica = b.switch.control().device_of(Wwn(disk_wwpn(2))).expect("discovered");
     b.switch.control_mut().start_replication(lv, replica, 5_000_000).expect("replicating");
     let mut written = Vec::new();
