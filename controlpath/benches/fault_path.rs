@@ -230,7 +230,9 @@ fn setup(clock: &Clock, volume_blocks: u64) -> (ControlPath, Worker, Addresses, 
         blocks: volume_blocks,
         block_size: BLOCK,
         allocated: 0,
-        path: None,
+        identity: None,
+        targets: vec![DISK_WWN],
+        paths: Vec::new(),
         online: true,
     };
     batch.put_json(Table::Devices, DEVICE.0.to_be_bytes(), &device).expect("device record");

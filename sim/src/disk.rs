@@ -5,8 +5,8 @@
 //! At start it logs in to the fabric (FLOGI, PLOGI to the name server, RFT_ID for FCP, RNN_ID).
 //! It then answers any initiator: PLOGI, PRLI (target function), LOGO, ABTS (BA_ACC, the
 //! exchange is dropped), task management (the initiator's other exchanges are cleared), and
-//! SCSI: INQUIRY (standard data and VPD pages 0x00, 0x80, 0x83 with an NAA designator made
-//! from its port name), REPORT LUNS (LUN 0), READ CAPACITY(10)/(16), TEST UNIT READY,
+//! SCSI: INQUIRY (standard data and VPD pages 0x00, 0x80, 0x83 with the logical unit's NAA
+//! designator, the same on every port of a multi-port disk, and the target port's name), REPORT LUNS (LUN 0), READ CAPACITY(10)/(16), TEST UNIT READY,
 //! REQUEST SENSE, READ and WRITE (6, 10, 16) and SYNCHRONIZE CACHE (GOOD). Anything else gets
 //! CHECK CONDITION, ILLEGAL REQUEST with INVALID COMMAND OPERATION CODE; an access past the
 //! last block LBA OUT OF RANGE; a CDB it cannot parse INVALID FIELD IN CDB; another LUN
@@ -27,6 +27,7 @@
 //! No frame can make it panic; malformed or unexpected frames are counted and dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dve_wire::Error as WireError;
 use dve_wire::WireEmit;
@@ -95,6 +96,9 @@ pub struct DiskConfig {
     pub name: String,
     /// World-wide port name.
     pub port_name: u64,
+    /// The logical unit's name, the same on every port of a multi-port disk: its VPD 0x83
+    /// NAA designator and serial number are made from it (by default the port name).
+    pub unit_name: u64,
     /// World-wide node name.
     pub node_name: u64,
     /// Burned-in MAC address, used until fabric login assigns a fabric-provided one.
@@ -122,6 +126,7 @@ impl DiskConfig {
         DiskConfig {
             name: name.into(),
             port_name,
+            unit_name: port_name,
             node_name,
             mac,
             block_size: DEFAULT_BLOCK_SIZE,
@@ -405,7 +410,8 @@ pub struct DiskTarget {
     waiting: VecDeque<u16>,
     in_service: BTreeSet<(u64, u16)>,
     next_rx_id: u16,
-    store: BlockStore,
+    /// Shared by every port of the disk (see [`DiskTarget::another_port`]).
+    store: Arc<Mutex<BlockStore>>,
     stats: DiskStats,
     /// In [`DiskMode::WriteErrors`], the share of writes that fail, per million.
     write_error_ppm: u32,
@@ -417,10 +423,25 @@ pub struct DiskTarget {
 impl DiskTarget {
     /// A healthy disk with every block zero, not logged in.
     pub fn new(config: DiskConfig) -> DiskTarget {
+        let store = Arc::new(Mutex::new(BlockStore::new(config.block_size.max(1) as usize)));
+        DiskTarget::with_store(config, store)
+    }
+
+    /// Another port of the same disk: its own N_Port (`config` names it), logins, exchanges
+    /// and queue, over the same blocks. The caller keeps the ports' modes in step.
+    pub fn another_port(&self, config: DiskConfig) -> DiskTarget {
+        DiskTarget::with_store(config, Arc::clone(&self.store))
+    }
+
+    /// The blocks (shared with the disk's other ports; never held across a call).
+    fn blocks(&self) -> MutexGuard<'_, BlockStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_store(config: DiskConfig, store: Arc<Mutex<BlockStore>>) -> DiskTarget {
         let error_draw = config.port_name | 1;
         let port = NPort::new(config.mac, config.port_name, config.node_name);
         let registrations = vec![Registration::Fc4TypeFcp, Registration::NodeName];
-        let store = BlockStore::new(config.block_size.max(1) as usize);
         DiskTarget {
             config,
             mode: DiskMode::Healthy,
@@ -504,23 +525,23 @@ impl DiskTarget {
 
     /// Sets every block to zero.
     pub fn wipe(&mut self) {
-        self.store.wipe();
+        self.blocks().wipe();
     }
 
     /// Reads `blocks` blocks at `lba` directly (for the simulator's checks); blocks beyond
     /// the capacity read as zeros too.
     pub fn read_blocks(&self, lba: u64, blocks: u64) -> Vec<u8> {
-        self.store.read(lba, blocks)
+        self.blocks().read(lba, blocks)
     }
 
     /// Writes whole blocks at `lba` directly (for the simulator's setup).
     pub fn write_blocks(&mut self, lba: u64, data: &[u8]) {
-        self.store.write(lba, data);
+        self.blocks().write(lba, data);
     }
 
     /// Number of blocks ever written (the rest read as zeros).
     pub fn blocks_written(&self) -> u64 {
-        self.store.written
+        self.blocks().written
     }
 
     /// The counters.
@@ -861,7 +882,7 @@ impl DiskTarget {
                 Reply::check(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)
             }
             Work::Read { lba, blocks } => {
-                let data = self.store.read(lba, blocks);
+                let data = self.blocks().read(lba, blocks);
                 self.stats.bytes_read += data.len() as u64;
                 Reply::good(data)
             }
@@ -870,7 +891,7 @@ impl DiskTarget {
                 Reply { received: data.len(), ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
             }
             Work::Write { lba, data } => {
-                self.store.write(lba, &data);
+                self.blocks().write(lba, &data);
                 self.stats.bytes_written += data.len() as u64;
                 Reply { received: data.len(), ..Reply::good(Vec::new()) }
             }
@@ -1067,9 +1088,9 @@ impl DiskTarget {
 
     /// Emits VPD page `page_code` into `out`; `None` for a page the disk does not have.
     fn vpd_page(&self, page_code: u8, out: &mut [u8]) -> Option<Result<usize, WireError>> {
-        let serial = format!("{:016X}", self.config.port_name);
+        let serial = format!("{:016X}", self.config.unit_name);
         let port_name = self.config.port_name.to_be_bytes();
-        let naa = naa_identifier(self.config.port_name).to_be_bytes();
+        let naa = naa_identifier(self.config.unit_name).to_be_bytes();
         let designators = [
             Designator {
                 protocol_id: 0,

@@ -121,6 +121,8 @@ pub struct VolumeReport {
     pub errors: u64,
     /// Commands the hosts retried.
     pub retries: u64,
+    /// The most times one I/O was retried before it completed.
+    pub max_retries_per_io: u64,
     /// One point per sample interval.
     pub series: Vec<SeriesPoint>,
 }
@@ -186,6 +188,7 @@ pub struct VolumeRecorder {
     write_latency: Histogram,
     errors: u64,
     retries: u64,
+    max_retries_per_io: u64,
     intervals: BTreeMap<u64, Interval>,
 }
 
@@ -208,6 +211,7 @@ impl VolumeRecorder {
             write_latency: Histogram::new(),
             errors: 0,
             retries: 0,
+            max_retries_per_io: 0,
             intervals: BTreeMap::new(),
         }
     }
@@ -236,9 +240,10 @@ impl VolumeRecorder {
         self.errors += 1;
     }
 
-    /// Records a command a host retried.
-    pub fn record_retry(&mut self) {
-        self.retries += 1;
+    /// Records the retries a host made for one I/O.
+    pub fn record_retries(&mut self, retries: u64) {
+        self.retries += retries;
+        self.max_retries_per_io = self.max_retries_per_io.max(retries);
     }
 
     /// The report for a run of `simulated_ns`.
@@ -288,6 +293,7 @@ impl VolumeRecorder {
             },
             errors: self.errors,
             retries: self.retries,
+            max_retries_per_io: self.max_retries_per_io,
             series,
         }
     }
@@ -502,7 +508,7 @@ pub(crate) fn sample_report(violations: usize) -> Report {
             recorder.record(at, kind, 4096, latency);
         }
         recorder.record_error();
-        recorder.record_retry();
+        recorder.record_retries(1);
         volumes.push(recorder.finish(simulated_ns));
     }
     let mut faults = BTreeMap::new();

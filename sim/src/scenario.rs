@@ -35,7 +35,9 @@
 //! [[host]]
 //! name = "h1"
 //! engine = "dve1"           # the host's ports are cabled to this engine
-//! paths = 1                 # optional, ports (and links) for multipathing, 1..=8
+//! paths = 1                 # optional, 1..=8; the simulated initiator has one port and
+//!                           # uses path 0 only (host multipath software is not simulated):
+//!                           # further paths only take engine ports and WWPNs
 //! wwpn = "21:00:00:00:00:00:00:01"  # optional, derived from the name when absent
 //! link = { latency_ns = 2000 }      # optional, overrides [defaults.link] for its links
 //!
@@ -46,7 +48,9 @@
 //! latency_us = 80.0         # optional, fixed service time per command, default 80
 //! ns_per_kib = 200          # optional, transfer time per KiB, default 200
 //! queue_depth = 32          # optional, commands served at once, 1..=1024, default 32
-//! paths = 1                 # optional, 1..=8
+//! paths = 1                 # optional, 1..=8: the disk's ports, each cabled to an engine
+//!                           # port of its own, all showing the same logical unit (same
+//!                           # VPD 0x83 designator and blocks): the switch's multipath
 //! wwpn = "22:00:00:00:00:00:00:01"  # optional
 //! link = { gbps = 25.0 }    # optional
 //!
@@ -523,6 +527,11 @@ impl DiskSpec {
     /// The WWPN of port `path`.
     pub fn port_wwpn(&self, path: usize) -> u64 {
         port_wwpn(self.wwpn, path)
+    }
+
+    /// Whether `wwpn` names one of its ports.
+    pub fn has_port(&self, wwpn: u64) -> bool {
+        (0..self.paths).any(|path| self.port_wwpn(path) == wwpn)
     }
 
     /// Service time of a command moving `bytes`: the fixed part plus the per-KiB part.

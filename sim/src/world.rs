@@ -74,7 +74,8 @@ enum Event {
         frame: Vec<u8>,
     },
     HostTimer(usize),
-    DiskTimer(usize),
+    /// A disk's port `.1` has timed work.
+    DiskTimer(usize, usize),
     EngineTick(usize),
     WorkloadWake(usize),
     Timeline(usize),
@@ -85,6 +86,8 @@ enum Event {
 struct Cable {
     link: Link,
     node: NodeRef,
+    /// Which of the node's paths.
+    path: usize,
     engine: usize,
     port: u16,
     rng_to_engine: SimRng,
@@ -103,11 +106,28 @@ struct HostNode {
     started: bool,
 }
 
+/// A disk: one port per path, every port over the same blocks.
 #[derive(Debug)]
 struct DiskNode {
+    ports: Vec<DiskPort>,
+}
+
+#[derive(Debug)]
+struct DiskPort {
     target: DiskTarget,
     cable: usize,
     timer_at: Option<u64>,
+}
+
+impl DiskNode {
+    /// The disk's blocks and failure mode, through its first port.
+    fn unit(&self) -> &DiskTarget {
+        &self.ports[0].target
+    }
+
+    fn unit_mut(&mut self) -> &mut DiskTarget {
+        &mut self.ports[0].target
+    }
 }
 
 /// Where one engine is in its set-up.
@@ -304,8 +324,8 @@ impl<'a> World<'a> {
         let mut disks = Vec::new();
         for engine in 0..scenario.engines.len() {
             for port in scenario.engine_ports(engine) {
-                if port.path != 0 {
-                    // Only each node's first path is cabled: initiators and disks have one port.
+                if port.path != 0 && matches!(port.peer, NodeRef::Host(_)) {
+                    // A host's initiator has one port: only its first path is cabled.
                     continue;
                 }
                 let params = match port.peer {
@@ -316,6 +336,7 @@ impl<'a> World<'a> {
                 cables.push(Cable {
                     link: Link::new(params),
                     node: port.peer,
+                    path: port.path,
                     engine,
                     port: port.port as u16,
                     rng_to_engine: rng.fork(&format!("link:{label}:up")),
@@ -326,7 +347,9 @@ impl<'a> World<'a> {
                 });
             }
         }
-        let cable_of = |node: NodeRef| cables.iter().position(|c| c.node == node).unwrap_or(usize::MAX);
+        let cable_of = |node: NodeRef, path: usize| {
+            cables.iter().position(|c| c.node == node && c.path == path).unwrap_or(usize::MAX)
+        };
         for (h, spec) in scenario.hosts.iter().enumerate() {
             let mut config = InitiatorConfig::new(
                 spec.name.clone(),
@@ -337,7 +360,7 @@ impl<'a> World<'a> {
             config.io_timeout_ns = HOST_IO_TIMEOUT_NS;
             hosts.push(HostNode {
                 initiator: Initiator::new(config),
-                cable: cable_of(NodeRef::Host(h)),
+                cable: cable_of(NodeRef::Host(h), 0),
                 timer_at: None,
                 started: false,
             });
@@ -357,11 +380,27 @@ impl<'a> World<'a> {
                 per_kib_ns: spec.ns_per_kib,
                 queue_depth: spec.queue_depth.max(1) as u32,
             };
-            disks.push(DiskNode {
-                target: DiskTarget::new(config),
-                cable: cable_of(NodeRef::Disk(d)),
-                timer_at: None,
-            });
+            let first = DiskTarget::new(config.clone());
+            let mut ports = Vec::with_capacity(spec.paths);
+            for path in 1..spec.paths {
+                let port_config = DiskConfig {
+                    port_name: spec.port_wwpn(path),
+                    mac: node_mac(2 + path as u8 * 16, d),
+                    ..config.clone()
+                };
+                ports.push(first.another_port(port_config));
+            }
+            ports.insert(0, first);
+            let ports = ports
+                .into_iter()
+                .enumerate()
+                .map(|(path, target)| DiskPort {
+                    target,
+                    cable: cable_of(NodeRef::Disk(d), path),
+                    timer_at: None,
+                })
+                .collect();
+            disks.push(DiskNode { ports });
         }
         let workloads = scenario
             .workloads
@@ -423,8 +462,10 @@ impl<'a> World<'a> {
             world.queue.push(SimTime(0), Event::EngineTick(e));
         }
         for d in 0..world.disks.len() {
-            let frames = world.disks[d].target.start(0);
-            world.node_sends(NodeRef::Disk(d), frames);
+            for path in 0..world.disks[d].ports.len() {
+                let frames = world.disks[d].ports[path].target.start(0);
+                world.disk_sends(d, path, frames);
+            }
         }
         for (i, event) in scenario.events.iter().enumerate() {
             world.queue.push(event.at(), Event::Timeline(i));
@@ -439,8 +480,9 @@ impl<'a> World<'a> {
                 .resolve(self.scenario)
                 .map_err(|reason| RunError::Capture { path: path.clone(), reason })?;
             let cable = match port {
-                PortRef::Node { node, path: 0 } => self.cables.iter().position(|c| c.node == node),
-                PortRef::Node { .. } => None,
+                PortRef::Node { node, path } => {
+                    self.cables.iter().position(|c| c.node == node && c.path == path)
+                }
                 PortRef::Engine { engine, port } => {
                     self.cables.iter().position(|c| c.engine == engine && usize::from(c.port) == port)
                 }
@@ -448,7 +490,7 @@ impl<'a> World<'a> {
             let Some(cable) = cable else {
                 return Err(RunError::Capture {
                     path,
-                    reason: "that port is not cabled in the simulation (only first paths are)".into(),
+                    reason: "that port is not cabled in the simulation (a host's initiator has one port: only its first path is)".into(),
                 });
             };
             let file = File::create(&request.path)
@@ -481,14 +523,14 @@ impl<'a> World<'a> {
             Event::HostTimer(h) => {
                 self.hosts[h].timer_at = None;
                 let frames = self.hosts[h].initiator.on_timer(self.now);
-                self.node_sends(NodeRef::Host(h), frames);
+                self.host_sends(h, frames);
                 self.after_host(h);
             }
-            Event::DiskTimer(d) => {
-                self.disks[d].timer_at = None;
-                let frames = self.disks[d].target.on_timer(self.now);
-                self.node_sends(NodeRef::Disk(d), frames);
-                self.after_disk(d);
+            Event::DiskTimer(d, path) => {
+                self.disks[d].ports[path].timer_at = None;
+                let frames = self.disks[d].ports[path].target.on_timer(self.now);
+                self.disk_sends(d, path, frames);
+                self.after_disk(d, path);
             }
             Event::EngineTick(e) => {
                 let out = self.engines[e].switch.tick(self.now);
@@ -517,7 +559,7 @@ impl<'a> World<'a> {
                 .write_frame(self.now, &frame)
                 .map_err(|e| RunError::Capture { path: cable.capture_path.clone(), reason: e.to_string() })?;
         }
-        let (node, engine, port) = (cable.node, cable.engine, cable.port);
+        let (node, path, engine, port) = (cable.node, cable.path, cable.engine, cable.port);
         if to_engine {
             self.engines[engine].frames += 1;
             let out = self.engines[engine].switch.receive(self.now, PortId(port), &frame);
@@ -527,13 +569,13 @@ impl<'a> World<'a> {
             match node {
                 NodeRef::Host(h) => {
                     let frames = self.hosts[h].initiator.receive(self.now, &frame);
-                    self.node_sends(node, frames);
+                    self.host_sends(h, frames);
                     self.after_host(h);
                 }
                 NodeRef::Disk(d) => {
-                    let frames = self.disks[d].target.receive(self.now, &frame);
-                    self.node_sends(node, frames);
-                    self.after_disk(d);
+                    let frames = self.disks[d].ports[path].target.receive(self.now, &frame);
+                    self.disk_sends(d, path, frames);
+                    self.after_disk(d, path);
                 }
             }
         }
@@ -562,11 +604,15 @@ impl<'a> World<'a> {
         self.queue.push(at, Event::Deliver { link: cable, to_engine, epoch, frame });
     }
 
-    fn node_sends(&mut self, node: NodeRef, frames: Vec<Vec<u8>>) {
-        let cable = match node {
-            NodeRef::Host(h) => self.hosts[h].cable,
-            NodeRef::Disk(d) => self.disks[d].cable,
-        };
+    fn host_sends(&mut self, h: usize, frames: Vec<Vec<u8>>) {
+        let cable = self.hosts[h].cable;
+        for frame in frames {
+            self.transmit(cable, true, frame);
+        }
+    }
+
+    fn disk_sends(&mut self, d: usize, path: usize, frames: Vec<Vec<u8>>) {
+        let cable = self.disks[d].ports[path].cable;
         for frame in frames {
             self.transmit(cable, true, frame);
         }
@@ -581,12 +627,20 @@ impl<'a> World<'a> {
         }
     }
 
-    fn after_disk(&mut self, d: usize) {
-        if let Some(at) = self.disks[d].target.next_timer()
-            && self.disks[d].timer_at.is_none_or(|t| at < t)
+    fn after_disk(&mut self, d: usize, path: usize) {
+        let port = &mut self.disks[d].ports[path];
+        if let Some(at) = port.target.next_timer()
+            && port.timer_at.is_none_or(|t| at < t)
         {
-            self.disks[d].timer_at = Some(at);
-            self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d));
+            port.timer_at = Some(at);
+            self.queue.push(SimTime(at.max(self.now)), Event::DiskTimer(d, path));
+        }
+    }
+
+    /// Sets a disk's failure mode on every one of its ports (they share one logical unit).
+    fn set_disk_mode(&mut self, d: usize, set: impl Fn(&mut DiskTarget)) {
+        for port in &mut self.disks[d].ports {
+            set(&mut port.target);
         }
     }
 
@@ -674,7 +728,7 @@ impl<'a> World<'a> {
                         self.oracle.read_submitted(self.now);
                     }
                     self.in_flight.insert((h, id), InFlight { workload: w, op, write_id });
-                    self.node_sends(NodeRef::Host(h), frames);
+                    self.host_sends(h, frames);
                 }
                 Err(_) => {
                     self.workloads[w].workload.on_complete(self.now, op, &Err(IoFailure::TargetGone));
@@ -699,9 +753,7 @@ impl<'a> World<'a> {
         let name = &scenario.volumes[volume].name;
         let (lba, blocks) = (io.op.lba(), u64::from(io.op.blocks()));
         let ok = completion.result.as_ref().is_ok_and(|o| o.is_good());
-        for _ in 0..completion.retries {
-            self.recorders[volume].record_retry();
-        }
+        self.recorders[volume].record_retries(u64::from(completion.retries));
         let bytes = blocks * u64::from(BLOCK);
         if ok {
             let kind = if io.op.is_write() { IoKind::Write } else { IoKind::Read };
@@ -756,6 +808,16 @@ impl<'a> World<'a> {
                 ControlEvent::DeviceOnline { target, .. } if self.engines[e].setup == Setup::Running => {
                     Some(format!("device {target} online"))
                 }
+                ControlEvent::PathFailed { target, .. } => {
+                    Some(format!("path to {} failed its test", self.port_label(target)))
+                }
+                ControlEvent::PathFailedOver { to, .. } => Some(format!(
+                    "failed over to the path to {}, for every worker at once",
+                    self.port_label(to)
+                )),
+                ControlEvent::PathRestored { target, .. } => {
+                    Some(format!("path to {} answers again (standby)", self.port_label(target)))
+                }
                 ControlEvent::MigrationDone { lv, blocks } => {
                     self.close_flows(e, FlowEnd::Migration(lv));
                     let devices = self.engines[e]
@@ -768,7 +830,7 @@ impl<'a> World<'a> {
                         .iter()
                         .filter_map(|d| self.engines[e].switch.control().devices().get(*d).map(|d| d.target))
                         .filter_map(|t| {
-                            self.scenario.disks.iter().find(|d| d.port_wwpn(0) == t.0).map(|d| d.name.clone())
+                            self.scenario.disks.iter().find(|d| d.has_port(t.0)).map(|d| d.name.clone())
                         })
                         .collect();
                     Some(format!(
@@ -812,6 +874,15 @@ impl<'a> World<'a> {
             self.try_setup(e)?;
         }
         Ok(())
+    }
+
+    /// A disk port as scenarios name it (`d1:1`), or its WWPN if no disk has it.
+    fn port_label(&self, wwpn: Wwn) -> String {
+        self.scenario
+            .disks
+            .iter()
+            .find_map(|d| (0..d.paths).find(|p| d.port_wwpn(*p) == wwpn.0).map(|p| format!("{}:{p}", d.name)))
+            .unwrap_or_else(|| wwpn.to_string())
     }
 
     fn lv_name(&self, e: usize, lv: LvId) -> String {
@@ -933,7 +1004,7 @@ impl<'a> World<'a> {
         for h in 0..self.hosts.len() {
             if scenario.hosts[h].engine == e {
                 let frames = self.hosts[h].initiator.start(self.now);
-                self.node_sends(NodeRef::Host(h), frames);
+                self.host_sends(h, frames);
                 self.after_host(h);
             }
         }
@@ -967,7 +1038,7 @@ impl<'a> World<'a> {
     fn prefill(&mut self, e: usize, v: usize, lv: LvId) {
         const CHUNK: u64 = 64;
         let scenario = self.scenario;
-        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
         let blocks = scenario.volumes[v].size_blocks();
         let mut lba = 0;
         let mut records = Vec::new();
@@ -985,7 +1056,7 @@ impl<'a> World<'a> {
                 };
                 let at = (leg.offset * u64::from(BLOCK)) as usize;
                 let len = (leg.blocks * u64::from(BLOCK)) as usize;
-                self.disks[d].target.write_blocks(leg.lba, &data[at..at + len]);
+                self.disks[d].unit_mut().write_blocks(leg.lba, &data[at..at + len]);
             }
             self.oracle_write(&scenario.volumes[v].name, lba, n, id, &data);
             records.push((lba, n, id, data));
@@ -998,18 +1069,20 @@ impl<'a> World<'a> {
         let event = &self.scenario.events[i];
         let outcome = match &event.action {
             EventAction::FailDisk { disk } => {
-                self.disks[*disk].target.set_mode(DiskMode::Dead);
+                self.set_disk_mode(*disk, |t| t.set_mode(DiskMode::Dead));
                 "the disk stops answering".to_string()
             }
             EventAction::RestoreDisk { disk } => {
-                self.disks[*disk].target.set_mode(DiskMode::Healthy);
-                let frames = self.disks[*disk].target.start(self.now);
-                self.node_sends(NodeRef::Disk(*disk), frames);
-                self.after_disk(*disk);
+                self.set_disk_mode(*disk, |t| t.set_mode(DiskMode::Healthy));
+                for path in 0..self.disks[*disk].ports.len() {
+                    let frames = self.disks[*disk].ports[path].target.start(self.now);
+                    self.disk_sends(*disk, path, frames);
+                    self.after_disk(*disk, path);
+                }
                 "the disk answers again and logs in to the fabric".to_string()
             }
             EventAction::DiskWriteErrors { disk, fraction } => {
-                self.disks[*disk].target.set_write_errors(*fraction);
+                self.set_disk_mode(*disk, |t| t.set_write_errors(*fraction));
                 if *fraction < 1.0 {
                     format!("{:.0}% of writes fail with MEDIUM ERROR", fraction * 100.0)
                 } else {
@@ -1017,7 +1090,7 @@ impl<'a> World<'a> {
                 }
             }
             EventAction::DiskHang { disk } => {
-                self.disks[*disk].target.set_mode(DiskMode::Hang);
+                self.set_disk_mode(*disk, |t| t.set_mode(DiskMode::Hang));
                 "the disk accepts commands and never answers".to_string()
             }
             EventAction::FailLink { node, path } | EventAction::RestoreLink { node, path } => {
@@ -1129,7 +1202,7 @@ impl<'a> World<'a> {
     /// path's map; `None` if the volume is unknown or the range has no translation.
     fn volume_blocks(&self, e: usize, lv: LvId, range: Range<u64>) -> Option<Vec<u8>> {
         let scenario = self.scenario;
-        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
         let control = self.engines[e].switch.control();
         let n = range.end - range.start;
         let mut side = 0;
@@ -1139,7 +1212,7 @@ impl<'a> World<'a> {
             let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
                 continue;
             };
-            let bytes = self.disks[d].target.read_blocks(leg.lba, leg.blocks);
+            let bytes = self.disks[d].unit().read_blocks(leg.lba, leg.blocks);
             let at = (leg.offset * u64::from(BLOCK)) as usize;
             image[at..at + bytes.len()].copy_from_slice(&bytes);
         }
@@ -1233,7 +1306,7 @@ impl<'a> World<'a> {
         let mut differs = None;
         for range in compare {
             let found =
-                self.disks[disk].target.read_blocks(replica.lba + range.start, range.end - range.start);
+                self.disks[disk].unit().read_blocks(replica.lba + range.start, range.end - range.start);
             let want = &expected[range.start as usize * BLOCK as usize..range.end as usize * BLOCK as usize];
             if let Some(i) =
                 want.chunks(BLOCK as usize).zip(found.chunks(BLOCK as usize)).position(|(x, y)| x != y)
@@ -1285,7 +1358,7 @@ impl<'a> World<'a> {
                     continue;
                 }
                 let found = self.disks[watch.disk]
-                    .target
+                    .unit()
                     .read_blocks(p.replica.lba, (expected.len() / BLOCK as usize) as u64);
                 if let Some(i) = expected
                     .chunks(BLOCK as usize)
@@ -1335,22 +1408,27 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The cable of a node's path, if it is cabled.
+    fn cable_of(&self, node: NodeRef, path: usize) -> Option<usize> {
+        self.cables.iter().position(|c| c.node == node && c.path == path)
+    }
+
     fn set_link(&mut self, node: NodeRef, path: usize, up: bool) -> String {
-        let Some(c) = self.cables.iter().position(|c| c.node == node).filter(|_| path == 0) else {
-            return "not run: only first paths are cabled".to_string();
+        let Some(c) = self.cable_of(node, path) else {
+            return "not run: a host's initiator has one port, so only its first path is cabled".to_string();
         };
         self.cables[c].link.set_up(SimTime(self.now), up);
         match node {
             NodeRef::Host(h) if !up => self.hosts[h].initiator.link_down(self.now),
             NodeRef::Host(h) => {
                 let frames = self.hosts[h].initiator.start(self.now);
-                self.node_sends(node, frames);
+                self.host_sends(h, frames);
                 self.after_host(h);
             }
             NodeRef::Disk(d) if up => {
-                let frames = self.disks[d].target.start(self.now);
-                self.node_sends(node, frames);
-                self.after_disk(d);
+                let frames = self.disks[d].ports[path].target.start(self.now);
+                self.disk_sends(d, path, frames);
+                self.after_disk(d, path);
             }
             NodeRef::Disk(_) => {}
         }
@@ -1358,8 +1436,8 @@ impl<'a> World<'a> {
     }
 
     fn black_hole(&mut self, node: NodeRef, path: usize, on: bool) -> String {
-        let Some(c) = self.cables.iter().position(|c| c.node == node).filter(|_| path == 0) else {
-            return "not run: only first paths are cabled".to_string();
+        let Some(c) = self.cable_of(node, path) else {
+            return "not run: a host's initiator has one port, so only its first path is cabled".to_string();
         };
         let cable = &mut self.cables[c];
         if on {
@@ -1410,7 +1488,7 @@ impl<'a> World<'a> {
     /// 003: mirrors are identical after resync); a difference is a violation.
     fn compare_mirrors(&mut self) {
         let scenario = self.scenario;
-        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.port_wwpn(0) == target.0);
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
         let mut differences = Vec::new();
         for engine in &self.engines {
             let control = engine.switch.control();
@@ -1437,8 +1515,8 @@ impl<'a> World<'a> {
                     let mut block = 0;
                     while block < ax.blocks.min(ay.blocks) {
                         let n = CHUNK.min(ax.blocks - block);
-                        let bx = self.disks[dx].target.read_blocks(ax.lba + block, n);
-                        let by = self.disks[dy].target.read_blocks(ay.lba + block, n);
+                        let bx = self.disks[dx].unit().read_blocks(ax.lba + block, n);
+                        let by = self.disks[dy].unit().read_blocks(ay.lba + block, n);
                         if bx != by {
                             let at = bx
                                 .chunks(BLOCK as usize)

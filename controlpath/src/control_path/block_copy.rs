@@ -100,7 +100,7 @@ impl ControlPath {
     pub(super) fn worker_for_device(&self, device: DeviceId) -> WorkerId {
         self.devices
             .get(device)
-            .and_then(|d| d.path)
+            .and_then(|d| d.path())
             .and_then(|(port, _)| self.plan.worker_of(port))
             .unwrap_or(WorkerId(0))
     }

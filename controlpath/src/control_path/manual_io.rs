@@ -13,6 +13,7 @@ use dve_fp_api::io::{
 use dve_fp_api::message::{MappingKey, ToFp};
 
 use super::journal::ControlAppend;
+use super::multipath::PathWaiter;
 use super::revocation::AfterRevocation;
 use super::{ControlPath, DispatchPurpose, RequestPurpose};
 use crate::volume::{DeviceLeg, LayoutSpec};
@@ -52,6 +53,8 @@ enum Stage {
     Dispatched,
     /// Waiting for a mirror side's death procedure before completing.
     WaitingSideDeath,
+    /// A leg got no answer: waiting for the device's path test.
+    WaitingPath,
 }
 
 /// One I/O the control path runs.
@@ -72,6 +75,10 @@ pub(super) struct ManualIo {
     read_buf: Vec<u8>,
     read_side: usize,
     attempts: u32,
+    /// When its legs were last dispatched.
+    dispatched_at: u64,
+    /// Whether a path test already cleared the paths of its failed legs.
+    path_checked: bool,
 }
 
 impl ControlPath {
@@ -143,6 +150,8 @@ impl ControlPath {
             read_buf: Vec::new(),
             read_side: 0,
             attempts: 0,
+            dispatched_at: 0,
+            path_checked: false,
         };
         self.manual.insert(id, op);
         self.prepare_manual(id);
@@ -313,7 +322,7 @@ impl ControlPath {
         let mut immediate_failures = Vec::new();
         for (i, leg) in legs.iter().enumerate() {
             let device = self.devices.get(leg.device);
-            let Some((port, _)) = device.filter(|d| d.online).and_then(|d| d.path) else {
+            let Some((port, _)) = device.filter(|d| d.online).and_then(|d| d.path()) else {
                 immediate_failures.push(i);
                 continue;
             };
@@ -338,6 +347,7 @@ impl ControlPath {
         let buf_len = if write { 0 } else { (blocks * block_size) as usize };
         if let Some(op) = self.manual.get_mut(&id) {
             op.stage = Stage::Dispatched;
+            op.dispatched_at = self.now;
             op.read_side = read_side;
             op.results = vec![None; legs.len()];
             op.read_buf = vec![0; buf_len];
@@ -403,6 +413,25 @@ impl ControlPath {
             self.finish_manual(id, IoStatus::GOOD);
             return;
         }
+        // A leg nobody answered may have met a dead path: test it before blaming the device.
+        let unanswered = failed
+            .iter()
+            .find(|(_, s)| s.is_none_or(|s| s.status == dve_fp_api::io::ScsiStatus::TASK_ABORTED))
+            .map(|(leg, _)| leg.device);
+        if let Some(device) = unanswered.filter(|_| !op.path_checked) {
+            let issued_at = op.dispatched_at;
+            if let Some(op) = self.manual.get_mut(&id) {
+                op.stage = Stage::WaitingPath;
+            }
+            if self.path_suspect(device, issued_at, PathWaiter::Manual(id)).is_none() {
+                return;
+            }
+            if let Some(op) = self.manual.get_mut(&id) {
+                op.stage = Stage::Dispatched;
+                op.path_checked = true;
+            }
+        }
+        let Some(op) = self.manual.get(&id) else { return };
         let lv = op.lv;
         let write = op.write;
         // Mirror legs that failed: declare their sides dead first (seed 003 section 6.5).
@@ -460,6 +489,22 @@ impl ControlPath {
         }
     }
 
+    /// The device is reached on a new path: dispatch every leg again.
+    pub(super) fn redispatch_manual(&mut self, id: u64) {
+        let Some(op) = self.manual.get_mut(&id).filter(|op| op.stage == Stage::WaitingPath) else { return };
+        op.stage = Stage::Preparing;
+        op.results.clear();
+        self.maybe_dispatch_manual(id);
+    }
+
+    /// The path test found the path working (or no path at all): the legs' failures stand.
+    pub(super) fn manual_path_checked(&mut self, id: u64) {
+        let Some(op) = self.manual.get_mut(&id).filter(|op| op.stage == Stage::WaitingPath) else { return };
+        op.stage = Stage::Dispatched;
+        op.path_checked = true;
+        self.maybe_complete_manual(id);
+    }
+
     fn finish_manual(&mut self, id: u64, status: IoStatus) {
         let Some(op) = self.manual.remove(&id) else { return };
         if !status.is_good() {
@@ -480,11 +525,30 @@ impl ControlPath {
         self.send(io.worker, ToFp::QueueIoComplete { io, status });
     }
 
-    /// A downstream leg of a fast-path I/O failed (Fig. 6): a mirror side is declared dead
-    /// and the I/O retried on the live sides (a read by the control path; a write by the
-    /// host, since its data has already left the switch); anything else returns the
-    /// device's error.
+    /// A downstream leg of a fast-path I/O failed (Fig. 6). A leg nobody answered first has
+    /// its path tested when the device has others (see `multipath`); otherwise, or when the
+    /// path is fine, the device failed.
     pub(super) fn downstream_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        let Some(failure) = reason.failure else {
+            self.complete_io(io, IoStatus::check_condition(RETRY));
+            return;
+        };
+        if failure.status.is_none() {
+            let waiter = PathWaiter::HostIo { io, request, reason };
+            if let Some(PathWaiter::HostIo { io, request, reason }) =
+                self.path_suspect(failure.device, request.received.0, waiter)
+            {
+                self.device_error(io, request, reason);
+            }
+            return;
+        }
+        self.device_error(io, request, reason);
+    }
+
+    /// A device failed a leg of a fast-path I/O: a mirror side is declared dead and the I/O
+    /// retried on the live sides (a read by the control path; a write by the host, since its
+    /// data has already left the switch); anything else returns the device's error.
+    pub(super) fn device_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
         let Some(failure) = reason.failure else {
             self.complete_io(io, IoStatus::check_condition(RETRY));
             return;

@@ -284,7 +284,7 @@ impl ControlPath {
             .iter()
             .filter_map(|d| self.devices.get(*d))
             .filter(|d| !d.online)
-            .filter_map(|d| d.path.map(|(_, fc_id)| fc_id))
+            .flat_map(|d| d.paths.iter().map(|p| p.fc_id))
             .collect();
         if !offline.is_empty() {
             // Probe the devices: once they answer discovery the resync starts by itself.

@@ -10,6 +10,7 @@ mod journal;
 mod manual_io;
 mod migration;
 mod mirror;
+mod multipath;
 mod persist;
 mod reconfigure;
 mod replication;
@@ -38,6 +39,7 @@ use crate::volume::{LayoutSpec, Volume};
 pub use manual_io::ManualIoCounters;
 pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
+pub use multipath::MultipathCounters;
 pub use replication::ReplicationProgress;
 
 use manual_io::ManualIo;
@@ -67,6 +69,8 @@ pub struct ControlPathConfig {
     /// Blocks a migration copies per step: the size of its copy barrier (seed 003: the copy
     /// granularity, 64 KiB).
     pub copy_chunk_blocks: u64,
+    /// How often failed paths are tested again (TEST UNIT READY).
+    pub path_check_interval_ns: u64,
 }
 
 impl ControlPathConfig {
@@ -83,6 +87,7 @@ impl ControlPathConfig {
             age_extent_blocks: 2048,
             resync_extents_per_tick: 4,
             copy_chunk_blocks: 128,
+            path_check_interval_ns: 1_000_000_000,
         }
     }
 }
@@ -110,6 +115,38 @@ pub enum ControlEvent {
     DeviceFailed {
         /// The device.
         device: DeviceId,
+    },
+    /// A device was found behind one more target port.
+    PathAdded {
+        /// The device.
+        device: DeviceId,
+        /// The target port.
+        target: Wwn,
+        /// Paths it has now.
+        paths: usize,
+    },
+    /// A path test found a path dead.
+    PathFailed {
+        /// The device.
+        device: DeviceId,
+        /// The path's target port.
+        target: Wwn,
+    },
+    /// A failed path answered its periodic test: it is a standby path again.
+    PathRestored {
+        /// The device.
+        device: DeviceId,
+        /// The path's target port.
+        target: Wwn,
+    },
+    /// A device's path was switched, for every worker at once.
+    PathFailedOver {
+        /// The device.
+        device: DeviceId,
+        /// The target port of the path given up, if one was active.
+        from: Option<Wwn>,
+        /// The target port of the path now used.
+        to: Wwn,
     },
     /// A mirror side was declared dead.
     SideDead {
@@ -189,6 +226,8 @@ enum RequestPurpose {
     ManualPut(u64),
     /// A worker's acknowledgement of a LUN mask a SCSI command's status waits for.
     MaskAck(u64),
+    /// A worker's acknowledgement of a device's new path.
+    PathSwitch(DeviceId),
 }
 
 /// What a control-path dispatch is for.
@@ -196,6 +235,22 @@ enum RequestPurpose {
 enum DispatchPurpose {
     /// READ CAPACITY(16) of a newly discovered device.
     Capacity(DeviceId),
+    /// INQUIRY VPD 0x83 of a target port's LUN 0, sent to the path's probe id.
+    Identify(DeviceId),
+    /// The periodic TEST UNIT READY on a failed path.
+    PathRecheck {
+        /// The device.
+        device: DeviceId,
+        /// The probe id of the path.
+        probe: DeviceId,
+    },
+    /// TEST UNIT READY on one path of a device.
+    PathTest {
+        /// The device.
+        device: DeviceId,
+        /// The probe id of the path under test.
+        probe: DeviceId,
+    },
     /// A leg of a manual I/O.
     ManualLeg { op: u64, leg: usize },
     /// A leg of a block copy (resync, snapshot push, migration, incremental granule).
@@ -253,6 +308,7 @@ pub struct ControlPath {
     migrations: migration::Migrations,
     incrementals: incremental::Incrementals,
     replications: replication::Replications,
+    multipath: multipath::Multipath,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
@@ -298,6 +354,7 @@ impl ControlPath {
             migrations: migration::Migrations::default(),
             incrementals: incremental::Incrementals::default(),
             replications: replication::Replications::default(),
+            multipath: multipath::Multipath::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
@@ -418,6 +475,11 @@ impl ControlPath {
             }
             ToCp::DispatchIoComplete { tag, status, data } => match self.dispatches.remove(&tag) {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
+                Some(DispatchPurpose::Identify(probe)) => self.identified(probe, &status, data),
+                Some(DispatchPurpose::PathTest { device, probe }) => self.path_tested(device, probe, &status),
+                Some(DispatchPurpose::PathRecheck { device, probe }) => {
+                    self.path_rechecked(device, probe, &status)
+                }
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
                 Some(DispatchPurpose::Copy { copy, leg }) => self.copy_leg_done(copy, leg, status, data),
                 Some(DispatchPurpose::ReplicaWrite { lv, apply }) => {
@@ -450,8 +512,10 @@ impl ControlPath {
                         self.manual_put_failed(op);
                     }
                 }
-                if let Some(RequestPurpose::MaskAck(op)) = purpose {
-                    self.mask_acked(op);
+                match purpose {
+                    Some(RequestPurpose::MaskAck(op)) => self.mask_acked(op),
+                    Some(RequestPurpose::PathSwitch(device)) => self.path_switch_acked(device),
+                    _ => {}
                 }
             }
             ToCp::ControlFrame { port, frame } => {
@@ -475,6 +539,7 @@ impl ControlPath {
         self.snapshot_tick();
         self.migration_tick();
         self.replication_tick();
+        self.path_recheck_tick();
     }
 
     fn fabric_events(&mut self) {
@@ -509,36 +574,6 @@ impl ControlPath {
                 }
             }
         }
-    }
-
-    /// A physical target accepted our login: give its LUN 0 a device id and path, then ask
-    /// its capacity.
-    fn target_ready(&mut self, node: NodeLogin) {
-        let device = self.devices.find_or_add(node.port_name, dve_fp_api::ids::Lun(0));
-        device.path = Some((node.port, node.fc_id));
-        let id = device.id;
-        if let Some(path) = device.device_path() {
-            self.grant_all(MappingEntry::DevicePath(path));
-        }
-        let mut cdb = [0u8; 16];
-        cdb[0] = 0x9E;
-        cdb[1] = 0x10;
-        cdb[13] = 32;
-        let Some(cdb) = dve_fp_api::io::Cdb::new(&cdb) else { return };
-        let tag = self.dispatch_tag(DispatchPurpose::Capacity(id));
-        let worker = self.plan.worker_of(node.port).unwrap_or(WorkerId(0));
-        self.send(
-            worker,
-            ToFp::DispatchIo(dve_fp_api::io::DownstreamRequest {
-                tag,
-                device: id,
-                op: dve_fp_api::io::DownstreamOp::Command {
-                    cdb,
-                    data_out: bytes::Bytes::new(),
-                    data_in_len: 32,
-                },
-            }),
-        );
     }
 
     fn capacity_answered(

@@ -122,7 +122,9 @@ pub(crate) fn discovered_devices(count: u32, blocks: u64) -> Batch {
             blocks,
             block_size: 512,
             allocated: 0,
-            path: None,
+            identity: None,
+            targets: Vec::new(),
+            paths: Vec::new(),
             online: false,
         };
         if let Err(e) = batch.put_json(Table::Devices, device_key(device.id), &device) {

@@ -10,7 +10,7 @@ use dve_proto::management as pb;
 
 use crate::ControlPath;
 use crate::control_path::{MigrationProgress, ReplicationProgress, ResyncProgress};
-use crate::device::Device;
+use crate::device::{Device, PathState};
 use crate::scsi::SystemIdentity;
 use crate::scsi::lun::naa6;
 use crate::volume::{LayoutSpec, Volume};
@@ -41,7 +41,18 @@ pub fn device_reply(device: &Device) -> pb::Device {
         lun: u32::from(device.lun.0),
         block_size: device.block_size,
         blocks: device.blocks,
-        paths: device.path.iter().map(|(port, fc_id)| format!("{port} -> {:06x}", fc_id.get())).collect(),
+        paths: device
+            .paths
+            .iter()
+            .map(|p| {
+                let state = match p.state {
+                    PathState::Active => "active",
+                    PathState::Standby => "standby",
+                    PathState::Failed => "failed",
+                };
+                format!("{} -> {:06x} ({}, {state})", p.port, p.fc_id.get(), wwpn_text(p.target))
+            })
+            .collect(),
     }
 }
 

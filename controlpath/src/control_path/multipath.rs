@@ -1,0 +1,518 @@
+//! Multipath: every target port that logs in is identified by INQUIRY VPD 0x83, so ports
+//! showing one logical unit become paths of one device. The fast path uses one active path
+//! per device; on a downstream I/O no path answered, the control path tests the path (TEST
+//! UNIT READY), fails over to a standby path that answers, and switches the device's path
+//! globally (seed 003 section 3.10, its preferred alternative: no extent faults). The I/O
+//! that met the dead path is redone on the new one (reads) or returned with a retryable
+//! status (fast-path writes, whose data has left the switch), so the host sees at most one
+//! retry. Failed paths are tested again every `path_check_interval_ns` and return to
+//! standby once they answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use dve_fp_api::ids::{DeviceId, IoTag, Lun, WorkerId, Wwn};
+use dve_fp_api::io::{
+    Cdb, DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus,
+};
+use dve_fp_api::mapping::DevicePath;
+use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
+use dve_wire::scsi::inquiry::{Designator, VpdPage, VpdRepr, code_set, designator_type, vpd_page};
+
+use super::manual_io::RETRY;
+use super::{ControlEvent, ControlPath, DispatchPurpose, RequestPurpose};
+use crate::device::{PathState, TargetPath};
+use crate::fabric::NodeLogin;
+
+/// Probe ids live above every device id the registry hands out.
+const FIRST_PROBE: u32 = 0x8000_0000;
+
+/// Bytes asked for in the identification INQUIRY.
+const VPD_ALLOCATION: u16 = 252;
+
+/// Something waiting for a device's path test.
+#[derive(Clone, Debug)]
+pub(super) enum PathWaiter {
+    /// A fast-path I/O a leg of which no path answered.
+    HostIo {
+        /// The I/O.
+        io: IoTag,
+        /// The request.
+        request: HostIo,
+        /// The fault.
+        reason: QueueReason,
+    },
+    /// A manual I/O with a leg no path answered.
+    Manual(u64),
+}
+
+/// How a path test ended for the I/O waiting on it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PathVerdict {
+    /// The device is reached on another path now: run the I/O again.
+    Switched,
+    /// The path answers (the device did not), or no path does: the device's error stands.
+    DeviceFault,
+}
+
+/// A path test in progress for one device.
+#[derive(Debug)]
+struct PathTest {
+    /// The probe id of the path under test.
+    probe: DeviceId,
+    waiting: Vec<PathWaiter>,
+}
+
+/// A global path switch waiting for every worker's acknowledgement.
+#[derive(Debug)]
+struct PathSwitch {
+    acks_left: usize,
+    waiting: Vec<PathWaiter>,
+}
+
+/// Counters of multipathing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MultipathCounters {
+    /// Path tests sent.
+    pub path_tests: u64,
+    /// Paths found dead by a test.
+    pub paths_failed: u64,
+    /// Global path switches.
+    pub failovers: u64,
+    /// I/O that met a dead path and ran again on the new one (or was returned for a retry).
+    pub ios_redriven: u64,
+    /// Failed paths that answered a later test.
+    pub paths_restored: u64,
+}
+
+/// The multipath state of an engine.
+#[derive(Debug, Default)]
+pub(super) struct Multipath {
+    next_probe: u32,
+    /// Target ports being identified, by probe id.
+    identifying: BTreeMap<DeviceId, NodeLogin>,
+    tests: BTreeMap<DeviceId, PathTest>,
+    switches: BTreeMap<DeviceId, PathSwitch>,
+    /// When each device's path last changed: I/O issued before then may have used the old
+    /// path, so its failure says nothing about the new one.
+    switched_at: BTreeMap<DeviceId, u64>,
+    /// Failed paths with a test in flight, by probe id.
+    rechecking: BTreeSet<DeviceId>,
+    next_recheck: u64,
+    pub(super) counters: MultipathCounters,
+}
+
+impl Multipath {
+    fn new_probe(&mut self) -> DeviceId {
+        let probe = DeviceId(FIRST_PROBE.wrapping_add(self.next_probe));
+        self.next_probe = self.next_probe.wrapping_add(1) % FIRST_PROBE;
+        probe
+    }
+}
+
+/// The logical unit's designator in a VPD 0x83 page, as `naa.…`, `eui.…` or `t10.…`: the
+/// best one associated with the logical unit (NAA before EUI-64 before T10 vendor id).
+pub(crate) fn unit_identity(page: &[u8]) -> Option<String> {
+    let repr = VpdRepr::parse(page).ok()?;
+    let VpdPage::DeviceIdentification(designators) = repr.page else { return None };
+    let rank = |d: &Designator<'_>| match d.designator_type {
+        designator_type::NAA => Some(0),
+        designator_type::EUI64 => Some(1),
+        designator_type::T10_VENDOR_ID => Some(2),
+        _ => None,
+    };
+    let best = designators
+        .iter()
+        .filter(|d| d.association == 0 && !d.designator.is_empty())
+        .filter_map(|d| rank(&d).map(|r| (r, d)))
+        .min_by_key(|(r, _)| *r)?
+        .1;
+    let prefix = match best.designator_type {
+        designator_type::NAA => "naa",
+        designator_type::EUI64 => "eui",
+        _ => "t10",
+    };
+    let body: String = if best.code_set == code_set::BINARY {
+        best.designator.iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        String::from_utf8_lossy(best.designator).trim().to_string()
+    };
+    Some(format!("{prefix}.{body}"))
+}
+
+/// Whether a path test's status shows the path carries commands: any SCSI status counts;
+/// TASK ABORTED is what the fast path reports when nothing came back.
+fn path_answered(status: &IoStatus) -> bool {
+    status.status != ScsiStatus::TASK_ABORTED
+}
+
+impl ControlPath {
+    /// A physical target accepted our login: identify its LUN 0 through a probe id of the
+    /// path's own, so a second port of a known device becomes a path of it.
+    pub(super) fn target_ready(&mut self, node: NodeLogin) {
+        let probe = self.multipath.new_probe();
+        let path = DevicePath {
+            device: probe,
+            port: node.port,
+            target_fc_id: node.fc_id,
+            lun: Lun(0),
+            block_size: 512,
+        };
+        self.grant_all(MappingEntry::DevicePath(path));
+        self.multipath.identifying.insert(probe, node);
+        let mut cdb = [0u8; 6];
+        cdb[0] = 0x12;
+        cdb[1] = 0x01;
+        cdb[2] = vpd_page::DEVICE_IDENTIFICATION;
+        cdb[3..5].copy_from_slice(&VPD_ALLOCATION.to_be_bytes());
+        let Some(cdb) = Cdb::new(&cdb) else { return };
+        let op =
+            DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: u32::from(VPD_ALLOCATION) };
+        self.dispatch_on_path(probe, node.port, DispatchPurpose::Identify(probe), op);
+    }
+
+    fn dispatch_on_path(
+        &mut self,
+        probe: DeviceId,
+        port: dve_fp_api::ids::PortId,
+        purpose: DispatchPurpose,
+        op: DownstreamOp,
+    ) {
+        let tag = self.dispatch_tag(purpose);
+        let worker = self.plan.worker_of(port).unwrap_or(WorkerId(0));
+        self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device: probe, op }));
+    }
+
+    /// The identification INQUIRY answered (or failed: the unit is then known by its port
+    /// name and LUN only, as a single-path device).
+    pub(super) fn identified(&mut self, probe: DeviceId, status: &IoStatus, data: Option<Bytes>) {
+        let Some(node) = self.multipath.identifying.remove(&probe) else { return };
+        let identity = data.filter(|_| status.is_good()).and_then(|d| unit_identity(&d));
+        let device = self.devices.find_or_add_identified(identity.as_deref(), node.port_name, Lun(0));
+        let id = device.id;
+        let known_target = device.targets.len();
+        let replaced = device.paths.iter().position(|p| p.target == node.port_name);
+        let old = replaced.map(|i| device.paths.remove(i));
+        let has_active = device.paths.iter().any(|p| p.state == PathState::Active);
+        let state = if has_active { PathState::Standby } else { PathState::Active };
+        device.paths.push(TargetPath {
+            target: node.port_name,
+            port: node.port,
+            fc_id: node.fc_id,
+            probe,
+            state,
+        });
+        device.paths.sort_by_key(|p| (p.port, p.target));
+        let (online, blocks, paths) = (device.online, device.blocks, device.paths.len());
+        if let Some(old) = old {
+            self.forget_probe(old.probe);
+        }
+        if state == PathState::Active
+            && let Some(path) = self.devices.get(id).and_then(|d| d.device_path())
+        {
+            self.grant_all(MappingEntry::DevicePath(path));
+        }
+        match old {
+            None if paths > 1 => {
+                self.events.push(ControlEvent::PathAdded { device: id, target: node.port_name, paths });
+            }
+            Some(old) if old.state == PathState::Failed => {
+                // Its target logged in again (a cable back up): usable once more.
+                self.multipath.counters.paths_restored += 1;
+                self.events.push(ControlEvent::PathRestored { device: id, target: node.port_name });
+            }
+            _ => {}
+        }
+        if online && blocks > 0 {
+            if self.devices.get(id).is_some_and(|d| d.targets.len() != known_target || known_target == 0) {
+                self.commit_device(id);
+            }
+            return;
+        }
+        if self.dispatches.values().any(|p| *p == DispatchPurpose::Capacity(id)) {
+            // Another path's READ CAPACITY is on its way.
+            return;
+        }
+        // A new or returning device: its capacity, asked on the path just found.
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x9E;
+        cdb[1] = 0x10;
+        cdb[13] = 32;
+        let Some(cdb) = Cdb::new(&cdb) else { return };
+        let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 32 };
+        self.dispatch_on_path(probe, node.port, DispatchPurpose::Capacity(id), op);
+    }
+
+    fn commit_device(&mut self, device: DeviceId) {
+        if self.persist(&[device], &[]).is_err() {
+            self.counters.failed_commits += 1;
+        }
+    }
+
+    fn forget_probe(&mut self, probe: DeviceId) {
+        let key = MappingKey::DevicePath(probe);
+        self.broadcast(|req| ToFp::RemoveMapping { req, key: key.clone() }, RequestPurpose::Grant);
+    }
+
+    /// A downstream I/O to `device`, issued at `issued_at`, got no answer. With more than
+    /// one path, the path is tested and the waiter runs again once that is settled; returns
+    /// the waiter back when the device has a single path (its failure is the device's).
+    pub(super) fn path_suspect(
+        &mut self,
+        device: DeviceId,
+        issued_at: u64,
+        waiter: PathWaiter,
+    ) -> Option<PathWaiter> {
+        let paths = self.devices.get(device).map_or(0, |d| d.paths.len());
+        if paths < 2 {
+            return Some(waiter);
+        }
+        if self.multipath.switched_at.get(&device).is_some_and(|at| *at > issued_at) {
+            // It used the old path: the new one is already in place.
+            self.resolve(waiter, PathVerdict::Switched);
+            return None;
+        }
+        if let Some(switch) = self.multipath.switches.get_mut(&device) {
+            switch.waiting.push(waiter);
+            return None;
+        }
+        if let Some(test) = self.multipath.tests.get_mut(&device) {
+            test.waiting.push(waiter);
+            return None;
+        }
+        let active = self
+            .devices
+            .get(device)
+            .and_then(|d| d.paths.iter().find(|p| p.state == PathState::Active))
+            .copied();
+        match active {
+            Some(path) => {
+                self.multipath.tests.insert(device, PathTest { probe: path.probe, waiting: vec![waiter] });
+                self.send_path_test(device, path);
+            }
+            // Every path failed already: the next candidate is a standby one.
+            None => {
+                self.multipath.tests.insert(device, PathTest { probe: DeviceId(0), waiting: vec![waiter] });
+                self.test_next_path(device);
+            }
+        }
+        None
+    }
+
+    fn send_path_test(&mut self, device: DeviceId, path: TargetPath) {
+        self.multipath.counters.path_tests += 1;
+        if let Some(test) = self.multipath.tests.get_mut(&device) {
+            test.probe = path.probe;
+        }
+        let Some(cdb) = Cdb::new(&[0u8; 6]) else { return };
+        let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 0 };
+        self.dispatch_on_path(
+            path.probe,
+            path.port,
+            DispatchPurpose::PathTest { device, probe: path.probe },
+            op,
+        );
+    }
+
+    /// Test the next standby path of `device`, or give up when none is left.
+    fn test_next_path(&mut self, device: DeviceId) {
+        let next = self
+            .devices
+            .get(device)
+            .and_then(|d| d.paths.iter().find(|p| p.state == PathState::Standby))
+            .copied();
+        match next {
+            Some(path) => self.send_path_test(device, path),
+            None => {
+                let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
+                for waiter in waiting {
+                    self.resolve(waiter, PathVerdict::DeviceFault);
+                }
+            }
+        }
+    }
+
+    /// A path test's TEST UNIT READY completed.
+    pub(super) fn path_tested(&mut self, device: DeviceId, probe: DeviceId, status: &IoStatus) {
+        if self.multipath.tests.get(&device).is_none_or(|t| t.probe != probe) {
+            return;
+        }
+        let Some(d) = self.devices.get_mut(device) else { return };
+        let Some(index) = d.paths.iter().position(|p| p.probe == probe) else {
+            self.test_next_path(device);
+            return;
+        };
+        let was = d.paths[index].state;
+        if !path_answered(status) {
+            d.paths[index].state = PathState::Failed;
+            let target = d.paths[index].target;
+            self.multipath.counters.paths_failed += 1;
+            self.events.push(ControlEvent::PathFailed { device, target });
+            self.test_next_path(device);
+            return;
+        }
+        if was == PathState::Active {
+            // The path works: the device itself did not answer.
+            let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
+            for waiter in waiting {
+                self.resolve(waiter, PathVerdict::DeviceFault);
+            }
+            return;
+        }
+        // A standby path answers: it becomes the device's path, everywhere at once.
+        let from = d.paths.iter().find(|p| p.state == PathState::Active).map(|p| p.target);
+        for p in &mut d.paths {
+            if p.state == PathState::Active {
+                p.state = PathState::Standby;
+            }
+        }
+        d.paths[index].state = PathState::Active;
+        let to = d.paths[index].target;
+        let Some(path) = d.device_path() else { return };
+        self.multipath.counters.failovers += 1;
+        self.events.push(ControlEvent::PathFailedOver { device, from, to });
+        let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
+        let workers = self.plan.workers();
+        self.multipath.switches.insert(device, PathSwitch { acks_left: workers.len(), waiting });
+        for worker in workers {
+            let req = self.request(RequestPurpose::PathSwitch(device));
+            self.send(worker, ToFp::AddMapping { req, entry: MappingEntry::DevicePath(path) });
+        }
+    }
+
+    /// A worker took the device's new path: once all have, I/O issued from now on uses it.
+    pub(super) fn path_switch_acked(&mut self, device: DeviceId) {
+        let Some(switch) = self.multipath.switches.get_mut(&device) else { return };
+        switch.acks_left = switch.acks_left.saturating_sub(1);
+        if switch.acks_left > 0 {
+            return;
+        }
+        let waiting = self.multipath.switches.remove(&device).map(|s| s.waiting).unwrap_or_default();
+        self.multipath.switched_at.insert(device, self.now);
+        for waiter in waiting {
+            self.resolve(waiter, PathVerdict::Switched);
+        }
+    }
+
+    fn resolve(&mut self, waiter: PathWaiter, verdict: PathVerdict) {
+        match (waiter, verdict) {
+            (PathWaiter::HostIo { io, request, .. }, PathVerdict::Switched) => {
+                self.multipath.counters.ios_redriven += 1;
+                if request.kind == IoKind::Read {
+                    self.start_manual(io, request);
+                } else {
+                    // The write's data has left the switch: the host sends it again.
+                    self.complete_io(io, IoStatus::check_condition(RETRY));
+                }
+            }
+            (PathWaiter::HostIo { io, request, reason }, PathVerdict::DeviceFault) => {
+                self.device_error(io, request, reason);
+            }
+            (PathWaiter::Manual(op), PathVerdict::Switched) => {
+                self.multipath.counters.ios_redriven += 1;
+                self.redispatch_manual(op);
+            }
+            (PathWaiter::Manual(op), PathVerdict::DeviceFault) => self.manual_path_checked(op),
+        }
+    }
+
+    /// Test the failed paths again, at most once per `path_check_interval_ns`.
+    pub(super) fn path_recheck_tick(&mut self) {
+        if self.now < self.multipath.next_recheck {
+            return;
+        }
+        self.multipath.next_recheck = self.now.saturating_add(self.config.path_check_interval_ns.max(1));
+        let failed: Vec<(DeviceId, TargetPath)> = self
+            .devices
+            .iter()
+            .flat_map(|d| d.paths.iter().filter(|p| p.state == PathState::Failed).map(move |p| (d.id, *p)))
+            .filter(|(_, p)| !self.multipath.rechecking.contains(&p.probe))
+            .collect();
+        for (device, path) in failed {
+            self.multipath.rechecking.insert(path.probe);
+            let Some(cdb) = Cdb::new(&[0u8; 6]) else { return };
+            let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 0 };
+            let purpose = DispatchPurpose::PathRecheck { device, probe: path.probe };
+            self.dispatch_on_path(path.probe, path.port, purpose, op);
+        }
+    }
+
+    /// A failed path's periodic test completed.
+    pub(super) fn path_rechecked(&mut self, device: DeviceId, probe: DeviceId, status: &IoStatus) {
+        self.multipath.rechecking.remove(&probe);
+        if !path_answered(status) {
+            return;
+        }
+        let Some(d) = self.devices.get_mut(device) else { return };
+        let Some(path) = d.paths.iter_mut().find(|p| p.probe == probe && p.state == PathState::Failed) else {
+            return;
+        };
+        path.state = PathState::Standby;
+        let target = path.target;
+        self.multipath.counters.paths_restored += 1;
+        self.events.push(ControlEvent::PathRestored { device, target });
+    }
+
+    /// Multipath counters.
+    pub fn multipath_counters(&self) -> MultipathCounters {
+        self.multipath.counters
+    }
+
+    /// The device a target port name reaches and that port's path state, if known.
+    pub fn path_state(&self, target: Wwn) -> Option<(DeviceId, PathState)> {
+        self.devices.iter().find_map(|d| d.paths.iter().find(|p| p.target == target).map(|p| (d.id, p.state)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_wire::WireEmit;
+    use dve_wire::scsi::inquiry::Designators;
+
+    fn page(designators: &[Designator<'_>]) -> Vec<u8> {
+        let repr =
+            VpdRepr { peripheral: 0, page: VpdPage::DeviceIdentification(Designators::List(designators)) };
+        let mut out = vec![0u8; 256];
+        let n = repr.emit(&mut out).expect("emits");
+        out.truncate(n);
+        out
+    }
+
+    fn designator(association: u8, kind: u8, bytes: &[u8]) -> Designator<'_> {
+        Designator {
+            protocol_id: 0,
+            code_set: code_set::BINARY,
+            piv: association == 1,
+            association,
+            designator_type: kind,
+            designator: bytes,
+        }
+    }
+
+    #[test]
+    fn the_unit_designator_names_the_device_not_the_port() {
+        let unit = 0x5000_0000_0000_00AAu64.to_be_bytes();
+        let port_a = 0x2200_0000_0000_0001u64.to_be_bytes();
+        let port_b = 0x2201_0000_0000_0001u64.to_be_bytes();
+        let a =
+            page(&[designator(1, designator_type::NAA, &port_a), designator(0, designator_type::NAA, &unit)]);
+        let b =
+            page(&[designator(0, designator_type::NAA, &unit), designator(1, designator_type::NAA, &port_b)]);
+        assert_eq!(unit_identity(&a).as_deref(), Some("naa.50000000000000aa"));
+        assert_eq!(unit_identity(&a), unit_identity(&b));
+    }
+
+    #[test]
+    fn naa_is_preferred_and_port_designators_never_name_a_unit() {
+        let eui = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let naa = 0x6000_0000_0000_0001u64.to_be_bytes();
+        let both =
+            page(&[designator(0, designator_type::EUI64, &eui), designator(0, designator_type::NAA, &naa)]);
+        assert_eq!(unit_identity(&both).as_deref(), Some("naa.6000000000000001"));
+        let only_port = page(&[designator(1, designator_type::NAA, &naa)]);
+        assert_eq!(unit_identity(&only_port), None);
+        assert_eq!(unit_identity(&[0x00, 0x80, 0, 0]), None);
+        assert_eq!(unit_identity(&[]), None);
+    }
+}
