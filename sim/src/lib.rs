@@ -2,6 +2,7 @@
 //! control-path and coherency code in virtual time over simulated links, hosts and disks, and
 //! checks every read against an integrity oracle.
 
+pub mod crash_store;
 pub mod disk;
 pub mod engine;
 pub mod histogram;

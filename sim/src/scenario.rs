@@ -106,6 +106,11 @@
 //! `fail-link` takes a cable down (both ends see the loss of signal); `fail-path` leaves it up
 //! but silently loses every frame on it (a black hole), so only timeouts reveal it.
 //! `restore-disk` ends every failure mode of the disk (failed, hung, write errors).
+//! `kill-engine` is a power loss: the engine's workers and control path forget everything
+//! but the metadata they committed, and every cable to it loses signal (I/O in flight fails;
+//! workloads wait). `restart-engine` starts it from that metadata: its disk ports come up at
+//! once, set-up is redone for what had not been committed, then its host ports come up and
+//! the hosts log in again.
 //!
 //! # Names, ports and addresses
 //!

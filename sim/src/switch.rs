@@ -4,6 +4,7 @@
 //! nothing is left to do, so one call settles everything a frame caused at that instant.
 
 use dve_controlpath::control_path::{ControlPath, ControlPathConfig};
+use dve_controlpath::store::MetadataStore;
 use dve_fastpath::{PortConfig, Worker, WorkerConfig};
 use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
@@ -60,6 +61,32 @@ impl SwitchNode {
             })
             .collect();
         SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true, handoffs: Vec::new() }
+    }
+
+    /// Stop the engine as a power loss would: every worker's and the control path's state is
+    /// gone; only what the control path committed to its metadata store survives, returned
+    /// here for [`SwitchNode::restart`].
+    pub fn kill(&mut self) -> Option<Box<dyn MetadataStore>> {
+        self.running = false;
+        self.handoffs.clear();
+        self.control.take_store()
+    }
+
+    /// Start the engine again from scratch (new workers, a new control path with the same
+    /// configuration) over the metadata store a [`SwitchNode::kill`] left.
+    pub fn restart(&mut self, store: Box<dyn MetadataStore>) -> Result<(), dve_controlpath::error::Error> {
+        let config = self.control.config().clone();
+        let worker = self.workers.first().map(|w| w.config().clone());
+        let mut fresh = SwitchNode::new(
+            config.domain,
+            config.ports,
+            config.workers,
+            worker.as_ref().map_or(u64::MAX, |w| w.downstream_timeout_ns),
+            worker.and_then(|w| w.misdirect_write),
+        );
+        fresh.control.attach_store(store)?;
+        *self = SwitchNode { oversized_frames: self.oversized_frames, messages: self.messages, ..fresh };
+        Ok(())
     }
 
     /// The control path (management calls go here).

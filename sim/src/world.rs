@@ -10,12 +10,15 @@ use std::io::BufWriter;
 use std::ops::Range;
 
 use dve_controlpath::ControlEvent;
+use dve_controlpath::store::{MemoryStore, MetadataStore};
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::fault::FaultCause;
 use dve_fp_api::ids::{LvId, PortId, Wwn};
 use dve_fp_api::mapping::SideState;
+use dve_fp_api::stats::FpStatistics;
 use dve_wire::pcap::PcapWriter;
 
+use crate::crash_store::{CrashImage, CrashableStore};
 use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
 use crate::engine::{EventQueue, NS_PER_MS, SimRng, SimTime};
 use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
@@ -74,6 +77,8 @@ enum Event {
         frame: Vec<u8>,
     },
     HostTimer(usize),
+    /// The injected restart of engine `.0` (see [`InjectedFaults::kill_after_commit`]).
+    InjectedRestart(usize),
     /// A disk's port `.1` has timed work.
     DiskTimer(usize, usize),
     EngineTick(usize),
@@ -103,7 +108,8 @@ struct HostNode {
     initiator: Initiator,
     cable: usize,
     timer_at: Option<u64>,
-    started: bool,
+    /// Whether its workloads run: from its first readiness until it is found offline.
+    ready: bool,
 }
 
 /// A disk: one port per path, every port over the same blocks.
@@ -151,6 +157,12 @@ struct EngineNode {
     replicas: BTreeMap<LvId, ReplicaWatch>,
     /// Frames in and out of its ports.
     frames: u64,
+    /// What a killed engine's control path had committed, kept for its restart.
+    saved_store: Option<Box<dyn MetadataStore>>,
+    /// The workers' statistics of its earlier lives (before each kill).
+    earlier_lives: Vec<FpStatistics>,
+    /// Whether it has been restarted.
+    restarted: bool,
 }
 
 /// What the simulator keeps to verify a replica without copying whole volumes at every
@@ -239,6 +251,10 @@ struct World<'a> {
     flows: Vec<FlowWindow>,
     /// What set-up wrote into prefilled volumes: per volume, (lba, blocks, write id, data).
     prefilled: BTreeMap<usize, Vec<(u64, u64, u64, bytes::Bytes)>>,
+    faults: InjectedFaults,
+    /// The first engine's store as it was right after the transaction an injected kill
+    /// follows.
+    crash_image: CrashImage,
 }
 
 /// Faults injected into the real code, for tests that prove the oracle catches them.
@@ -246,6 +262,9 @@ struct World<'a> {
 pub struct InjectedFaults {
     /// The first engine's worker 0 misdirects its n-th fast-path write by one block.
     pub misdirect_write: Option<u64>,
+    /// The first engine is killed right after its n-th metadata transaction commits (so
+    /// between that one and the next), and restarted this many ns later.
+    pub kill_after_commit: Option<(u64, u64)>,
 }
 
 /// After the end, I/O still in flight is given this long to finish before mirrors are
@@ -317,6 +336,9 @@ impl<'a> World<'a> {
                 snapshots: BTreeMap::new(),
                 replicas: BTreeMap::new(),
                 frames: 0,
+                saved_store: None,
+                earlier_lives: Vec::new(),
+                restarted: false,
             });
         }
         let mut cables = Vec::new();
@@ -362,7 +384,7 @@ impl<'a> World<'a> {
                 initiator: Initiator::new(config),
                 cable: cable_of(NodeRef::Host(h), 0),
                 timer_at: None,
-                started: false,
+                ready: false,
             });
         }
         for (d, spec) in scenario.disks.iter().enumerate() {
@@ -457,8 +479,20 @@ impl<'a> World<'a> {
             replicated: BTreeMap::new(),
             flows: Vec::new(),
             prefilled: BTreeMap::new(),
+            faults,
+            crash_image: CrashImage::default(),
         };
         for e in 0..world.engines.len() {
+            // Every engine keeps its metadata, so a killed engine restarts into what it
+            // committed.
+            let image_after = faults.kill_after_commit.filter(|_| e == 0).map(|(n, _)| n);
+            let store = CrashableStore::over(MemoryStore::new(), image_after, world.crash_image.clone());
+            if let Err(error) = world.engines[e].switch.control_mut().attach_store(Box::new(store)) {
+                return Err(RunError::Setup {
+                    engine: scenario.engines[e].name.clone(),
+                    reason: error.to_string(),
+                });
+            }
             world.queue.push(SimTime(0), Event::EngineTick(e));
         }
         for d in 0..world.disks.len() {
@@ -543,6 +577,14 @@ impl<'a> World<'a> {
                 self.pump_workload(w);
             }
             Event::Timeline(i) => self.timeline_event(i),
+            Event::InjectedRestart(e) => {
+                let outcome = self.restart_engine(e);
+                self.timeline.push(TimelineEntry {
+                    at_ns: self.now,
+                    event: "injected restart".into(),
+                    outcome,
+                });
+            }
         }
         Ok(())
     }
@@ -648,8 +690,12 @@ impl<'a> World<'a> {
         while let Some(completion) = self.hosts[h].initiator.poll_completion() {
             self.completed(h, completion);
         }
-        if !self.hosts[h].started && self.hosts[h].initiator.is_ready() {
-            self.hosts[h].started = true;
+        let ready = self.hosts[h].initiator.is_ready();
+        // Workloads start when their host first is ready, and resume when it is ready again
+        // after losing its link (they wait meanwhile, as applications over a path that queues
+        // I/O do).
+        if ready && !self.hosts[h].ready {
+            self.hosts[h].ready = true;
             for w in 0..self.workloads.len() {
                 if self.workloads[w].host == h {
                     self.workloads[w].started = true;
@@ -679,6 +725,10 @@ impl<'a> World<'a> {
             return;
         }
         let (h, volume) = (self.workloads[w].host, self.workloads[w].volume);
+        if !self.hosts[h].initiator.is_online() {
+            self.hosts[h].ready = false;
+            return;
+        }
         let in_flight = self.workloads[w].workload.in_flight();
         let ops = self.workloads[w].workload.next_ops(self.now, in_flight);
         let address = self.volume_address(volume);
@@ -786,6 +836,27 @@ impl<'a> World<'a> {
     /// React to what an engine's control path reported: finish set-up once its disks are
     /// discovered, and note mirror events on the timeline.
     fn engine_events(&mut self, e: usize) -> Result<(), RunError> {
+        if let Some((n, restart_after)) = self.faults.kill_after_commit.filter(|_| e == 0)
+            && self.engines[0].switch.running
+            && self.engines[0].switch.control().counters().commits >= n
+        {
+            self.faults.kill_after_commit = None;
+            let outcome = self.kill_engine(0);
+            // The engine died right after that transaction: later ones of the same instant
+            // never reached the disk.
+            let image = self.crash_image.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(image) = image {
+                self.engines[0].saved_store =
+                    Some(Box::new(CrashableStore::over(image, None, CrashImage::default())));
+            }
+            self.timeline.push(TimelineEntry {
+                at_ns: self.now,
+                event: format!("injected kill after metadata transaction {n}"),
+                outcome,
+            });
+            self.queue.push(SimTime(self.now + restart_after), Event::InjectedRestart(0));
+            return Ok(());
+        }
         let events = self.engines[e].switch.control_mut().take_events();
         for event in events {
             let text = match event {
@@ -915,6 +986,11 @@ impl<'a> World<'a> {
                 continue;
             }
             let control = self.engines[e].switch.control();
+            if let Ok(lv) = control.volume_named(&spec.name) {
+                // A restarted engine kept it: only its exposure may be missing.
+                self.expose_at_setup(e, v, lv).map_err(setup_error)?;
+                continue;
+            }
             let dev = |d: usize| control.device_of(Wwn(scenario.disks[d].port_wwpn(0)));
             if let Layout::Incremental { base, store } = spec.layout {
                 let store = dev(store).map_err(|e| setup_error(e.to_string()))?;
@@ -1001,6 +1077,10 @@ impl<'a> World<'a> {
                 self.engines[e].volumes.len()
             ),
         });
+        if self.engines[e].restarted {
+            self.engine_cables(e, true, |node| matches!(node, NodeRef::Host(_)));
+            return Ok(());
+        }
         for h in 0..self.hosts.len() {
             if scenario.hosts[h].engine == e {
                 let frames = self.hosts[h].initiator.start(self.now);
@@ -1108,9 +1188,8 @@ impl<'a> World<'a> {
             EventAction::Replicate { volume, disk, interval_ms, .. } => {
                 self.replicate(*volume, *disk, *interval_ms)
             }
-            EventAction::KillEngine { .. } | EventAction::RestartEngine { .. } => {
-                "not run: engine kill and restart are not implemented in the simulator yet".to_string()
-            }
+            EventAction::KillEngine { engine } => self.kill_engine(*engine),
+            EventAction::RestartEngine { engine } => self.restart_engine(*engine),
         };
         self.timeline.push(TimelineEntry { at_ns: self.now, event: event.description.clone(), outcome });
     }
@@ -1220,8 +1299,15 @@ impl<'a> World<'a> {
     }
 
     /// An engine's host I/Os so far and, of those, the ones its fast path completed alone.
+    /// The statistics of every worker of engine `e`, in this life and the earlier ones.
+    fn engine_statistics(&self, e: usize) -> Vec<FpStatistics> {
+        let mut stats = self.engines[e].earlier_lives.clone();
+        stats.extend(self.engines[e].switch.statistics(self.now));
+        stats
+    }
+
     fn host_io_counters(&self, e: usize) -> (u64, u64) {
-        let stats = self.engines[e].switch.statistics(self.now);
+        let stats = self.engine_statistics(e);
         (stats.iter().map(|s| s.upstream_ios).sum(), stats.iter().map(|s| s.hits).sum())
     }
 
@@ -1408,6 +1494,53 @@ impl<'a> World<'a> {
         }
     }
 
+    /// An engine loses power: its workers and control path stop and forget everything but
+    /// the metadata they committed, and every cable to it loses signal.
+    fn kill_engine(&mut self, e: usize) -> String {
+        if !self.engines[e].switch.running {
+            return "not run: the engine is not running".to_string();
+        }
+        let stats = self.engines[e].switch.statistics(self.now);
+        self.engines[e].earlier_lives.extend(stats);
+        self.engines[e].saved_store = self.engines[e].switch.kill();
+        self.engine_cables(e, false, |_| true);
+        "the engine stops: every port loses signal, only committed metadata survives".to_string()
+    }
+
+    /// A killed engine starts again from its committed metadata; its ports come up and every
+    /// host and disk logs in again.
+    fn restart_engine(&mut self, e: usize) -> String {
+        if self.engines[e].switch.running {
+            return "not run: the engine is running".to_string();
+        }
+        let Some(store) = self.engines[e].saved_store.take() else {
+            return "not run: the engine kept no metadata".to_string();
+        };
+        if let Err(error) = self.engines[e].switch.restart(store) {
+            return format!("not run: the engine cannot load its metadata: {error}");
+        }
+        // Set-up runs again once the disks are back: what it had not committed is redone.
+        self.engines[e].restarted = true;
+        self.engines[e].setup = Setup::Discovering;
+        // Disk ports come up at once; host ports once set-up has run again (as at the start,
+        // hosts see the engine only when its volumes are there).
+        self.engine_cables(e, true, |node| matches!(node, NodeRef::Disk(_)));
+        let out = self.engines[e].switch.tick(self.now);
+        self.engine_sends(e, out);
+        let volumes = self.engines[e].switch.control().volumes().count();
+        format!("the engine starts from its committed metadata ({volumes} volumes) and its ports come up")
+    }
+
+    /// Takes the cables of engine `e` to the nodes `which` selects down or up, as its ports
+    /// lose or regain signal.
+    fn engine_cables(&mut self, e: usize, up: bool, which: impl Fn(NodeRef) -> bool) {
+        let cabled: Vec<(NodeRef, usize)> =
+            self.cables.iter().filter(|c| c.engine == e && which(c.node)).map(|c| (c.node, c.path)).collect();
+        for (node, path) in cabled {
+            self.set_link(node, path, up);
+        }
+    }
+
     /// The cable of a node's path, if it is cabled.
     fn cable_of(&self, node: NodeRef, path: usize) -> Option<usize> {
         self.cables.iter().position(|c| c.node == node && c.path == path)
@@ -1573,7 +1706,7 @@ impl<'a> World<'a> {
             .iter()
             .enumerate()
             .map(|(e, node)| {
-                let stats = node.switch.statistics(self.now);
+                let stats = self.engine_statistics(e);
                 let host_ios: u64 = stats.iter().map(|s| s.upstream_ios).sum();
                 let hits: u64 = stats.iter().map(|s| s.hits).sum();
                 let mut faults = BTreeMap::new();

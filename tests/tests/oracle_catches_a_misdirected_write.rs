@@ -9,7 +9,7 @@ use dve_tests::{quiet, run, scenario};
 fn a_write_misdirected_by_the_fast_path_is_caught_by_the_oracle() {
     let s = scenario("small_linear");
     assert!(run(&s).is_clean(), "the run is clean without the fault");
-    let faults = InjectedFaults { misdirect_write: Some(20) };
+    let faults = InjectedFaults { misdirect_write: Some(20), ..InjectedFaults::default() };
     let report = run_with_faults(&s, &quiet(), faults).expect("run");
     let OracleVerdict::Violations { total, first, .. } = &report.oracle else {
         panic!("the oracle missed a misdirected write");

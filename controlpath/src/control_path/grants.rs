@@ -20,6 +20,10 @@ impl ControlPath {
     pub(super) fn miss_verdict(&self, request: &HostIo) -> MissVerdict {
         let Some(vseg) = request.vseg else { return MissVerdict::Queue };
         let Some(volume) = request.lv.and_then(|lv| self.volumes.get(&lv)) else { return MissVerdict::Queue };
+        if self.awaits_devices(volume.record.id) {
+            // Its devices are not back since the engine restarted: the I/O parks.
+            return MissVerdict::Queue;
+        }
         let Some(map) = volume.segment(vseg) else { return MissVerdict::Queue };
         let seg = *map.descriptor();
         let first = request.lba.saturating_sub(seg.start);

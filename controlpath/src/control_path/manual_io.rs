@@ -123,6 +123,9 @@ impl ControlPath {
             self.complete_io(io, IoStatus::check_condition(LUN_NOT_SUPPORTED));
             return;
         };
+        if self.park_until_devices(io, &request, &data) {
+            return;
+        }
         let write = request.kind == IoKind::Write;
         let capacity = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
         if request.lba.checked_add(u64::from(request.blocks)).is_none_or(|end| end > capacity) {

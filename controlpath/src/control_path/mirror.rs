@@ -302,7 +302,7 @@ impl ControlPath {
         self.revoke_segments(&segments, true, AfterRevocation::ResyncStart { lv, side });
     }
 
-    fn side_devices(&self, lv: LvId, side: usize) -> Vec<DeviceId> {
+    pub(super) fn side_devices(&self, lv: LvId, side: usize) -> Vec<DeviceId> {
         let Some(v) = self.volumes.get(&lv) else { return Vec::new() };
         match &v.record.layout {
             LayoutSpec::Mirror { sides } => sides.get(side).copied().into_iter().collect(),
@@ -318,6 +318,7 @@ impl ControlPath {
     }
 
     pub(super) fn resync_start_revoked(&mut self, lv: LvId, side: usize) {
+        let age_blocks = self.config.age_extent_blocks;
         let Some(v) = self.volumes.get_mut(&lv) else { return };
         if let Some(s) = v.record.side_states.get_mut(side) {
             *s = SideState::Resync;
@@ -334,11 +335,23 @@ impl ControlPath {
             if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
                 e.fault_on_write = false;
             }
-            if let (Some(live), Some(back)) =
-                (live.and_then(|l| self.mirror.ages.get(&(seg.id, l))), self.mirror.ages.get(&(seg.id, side)))
-            {
-                for i in live.stale_against(back) {
-                    stale.push_back((seg.id, live.blocks_of(i, seg.blocks)));
+            match (
+                live.and_then(|l| self.mirror.ages.get(&(seg.id, l))),
+                self.mirror.ages.get(&(seg.id, side)),
+            ) {
+                (Some(live), Some(back)) => {
+                    for i in live.stale_against(back) {
+                        stale.push_back((seg.id, live.blocks_of(i, seg.blocks)));
+                    }
+                }
+                // No ages (the side died before this engine started): all of it is stale.
+                _ => {
+                    let mut start = 0;
+                    while start < seg.blocks {
+                        let end = start.saturating_add(age_blocks.max(1)).min(seg.blocks);
+                        stale.push_back((seg.id, start..end));
+                        start = end;
+                    }
                 }
             }
             grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });

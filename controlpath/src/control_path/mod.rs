@@ -14,6 +14,7 @@ mod multipath;
 mod persist;
 mod reconfigure;
 mod replication;
+mod restart;
 mod revocation;
 mod scsi_queue;
 mod snapshot;
@@ -278,6 +279,8 @@ pub struct ControlCounters {
     pub failed_commits: u64,
     /// Revocations completed.
     pub revocations: u64,
+    /// Metadata transactions committed.
+    pub commits: u64,
 }
 
 /// The control path of one engine.
@@ -309,6 +312,7 @@ pub struct ControlPath {
     incrementals: incremental::Incrementals,
     replications: replication::Replications,
     multipath: multipath::Multipath,
+    awaiting: restart::Awaiting,
     scsi: ScsiQueue,
     counters: ControlCounters,
     store: Option<Box<dyn crate::store::MetadataStore>>,
@@ -355,6 +359,7 @@ impl ControlPath {
             incrementals: incremental::Incrementals::default(),
             replications: replication::Replications::default(),
             multipath: multipath::Multipath::default(),
+            awaiting: restart::Awaiting::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
             store: None,
@@ -540,6 +545,7 @@ impl ControlPath {
         self.migration_tick();
         self.replication_tick();
         self.path_recheck_tick();
+        self.awaiting_tick();
     }
 
     fn fabric_events(&mut self) {
@@ -605,6 +611,7 @@ impl ControlPath {
             self.grant_all(MappingEntry::DevicePath(path));
         }
         self.events.push(ControlEvent::DeviceOnline { device, target, blocks });
+        self.awaited_device_online(device);
         if !was_online {
             self.device_returned(device);
         }
@@ -707,6 +714,7 @@ impl ControlPath {
 
     fn mapping_miss(&mut self, io: IoTag, request: HostIo) {
         let verdict = self.miss_verdict(&request);
+
         if matches!(verdict, dve_fp_api::message::MissVerdict::Queue) {
             self.counters.misses_queued += 1;
         } else {

@@ -28,9 +28,17 @@ impl ControlPath {
         let volumes: Vec<(Vec<u8>, VolumeRecord)> =
             scan_json(store.as_ref(), Table::Volumes).map_err(|e| Error::Store(e.to_string()))?;
         self.devices = DeviceRegistry::from_records(devices.into_iter().map(|(_, d)| d));
+        self.await_restored_devices();
         self.volumes.clear();
         self.exposure.luns.clear();
-        for (_, record) in volumes {
+        for (_, mut record) in volumes {
+            // A resync the engine was running died with it: the side is stale somewhere
+            // unknown, so it counts as dead and is resynchronized whole when it answers.
+            for state in &mut record.side_states {
+                if *state == dve_fp_api::mapping::SideState::Resync {
+                    *state = dve_fp_api::mapping::SideState::Dead;
+                }
+            }
             let hosts = record.hosts.clone();
             let volume = Volume::from_record(record)?;
             let id = volume.record.id;
@@ -105,7 +113,15 @@ impl ControlPath {
     /// Commit `batch` to the attached store (nothing to do without one).
     fn commit(&mut self, batch: Batch) -> Result<(), Error> {
         let Some(store) = self.store.as_mut() else { return Ok(()) };
-        store.commit(batch).map_err(|e| Error::Store(e.to_string()))
+        store.commit(batch).map_err(|e| Error::Store(e.to_string()))?;
+        self.counters.commits += 1;
+        Ok(())
+    }
+
+    /// Take the metadata store away (the engine is being stopped): what it committed is what
+    /// a restarted engine loads with [`ControlPath::attach_store`].
+    pub fn take_store(&mut self) -> Option<Box<dyn MetadataStore>> {
+        self.store.take()
     }
 }
 
