@@ -71,7 +71,12 @@ pub struct Device {
 impl Device {
     /// The active path's engine port and target address.
     pub fn path(&self) -> Option<(PortId, FcId)> {
-        self.paths.iter().find(|p| p.state == PathState::Active).map(|p| (p.port, p.fc_id))
+        self.path_in(PathState::Active).map(|p| (p.port, p.fc_id))
+    }
+
+    /// The first path in `state`.
+    pub fn path_in(&self, state: PathState) -> Option<TargetPath> {
+        self.paths.iter().find(|p| p.state == state).copied()
     }
 
     /// The FP API's view of the active path, if there is one.
@@ -98,14 +103,6 @@ impl DeviceRegistry {
         DeviceRegistry { devices: records.into_iter().map(|d| (d.id, d)).collect() }
     }
 
-    /// The device of (target, LUN), created if new.
-    pub fn find_or_add(&mut self, target: Wwn, lun: Lun) -> &mut Device {
-        let existing = self.devices.values().find(|d| d.target == target && d.lun == lun).map(|d| d.id);
-        let id = existing.unwrap_or_else(|| self.add(target, lun));
-        let Some(device) = self.devices.get_mut(&id) else { unreachable!("found or added just now") };
-        device
-    }
-
     /// A new device behind `target` at `lun`.
     fn add(&mut self, target: Wwn, lun: Lun) -> DeviceId {
         let id = DeviceId(self.devices.keys().last().map_or(1, |d| d.0 + 1));
@@ -129,8 +126,14 @@ impl DeviceRegistry {
 
     /// The device a target port shows at `lun`: the one with the same designator when it has
     /// one, else the one of that port and LUN; created if new. A device restored from an
-    /// older record without a designator takes the designator of its first port.
-    pub fn find_or_add_identified(&mut self, identity: Option<&str>, target: Wwn, lun: Lun) -> &mut Device {
+    /// older record without a designator takes the designator of its first port. Also says
+    /// whether its record changed (new device, new port, designator adopted).
+    pub fn find_or_add_identified(
+        &mut self,
+        identity: Option<&str>,
+        target: Wwn,
+        lun: Lun,
+    ) -> (&mut Device, bool) {
         let by_identity = identity
             .and_then(|i| self.devices.values().find(|d| d.identity.as_deref() == Some(i)))
             .map(|d| d.id);
@@ -140,18 +143,20 @@ impl DeviceRegistry {
                 .find(|d| d.lun == lun && d.behind(target) && (d.identity.is_none() || identity.is_none()))
                 .map(|d| d.id)
         };
-        let id = match by_identity.or_else(by_port) {
-            Some(id) => id,
-            None => self.add(target, lun),
+        let (id, mut changed) = match by_identity.or_else(by_port) {
+            Some(id) => (id, false),
+            None => (self.add(target, lun), true),
         };
         let Some(device) = self.devices.get_mut(&id) else { unreachable!("found or added just now") };
-        if device.identity.is_none() {
+        if device.identity.is_none() && identity.is_some() {
             device.identity = identity.map(str::to_string);
+            changed = true;
         }
         if !device.targets.contains(&target) {
             device.targets.push(target);
+            changed = true;
         }
-        device
+        (device, changed)
     }
 
     /// The device and path index of a path's probe id.
@@ -202,9 +207,9 @@ mod tests {
     #[test]
     fn ports_showing_one_designator_are_one_device() {
         let mut r = DeviceRegistry::default();
-        let a = r.find_or_add_identified(Some("naa.5000000000000001"), Wwn(0x22), Lun(0)).id;
-        let b = r.find_or_add_identified(Some("naa.5000000000000001"), Wwn(0x23), Lun(0)).id;
-        let c = r.find_or_add_identified(Some("naa.5000000000000002"), Wwn(0x24), Lun(0)).id;
+        let a = r.find_or_add_identified(Some("naa.5000000000000001"), Wwn(0x22), Lun(0)).0.id;
+        let b = r.find_or_add_identified(Some("naa.5000000000000001"), Wwn(0x23), Lun(0)).0.id;
+        let c = r.find_or_add_identified(Some("naa.5000000000000002"), Wwn(0x24), Lun(0)).0.id;
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(r.get(a).map(|d| d.targets.clone()), Some(vec![Wwn(0x22), Wwn(0x23)]));
@@ -215,20 +220,20 @@ mod tests {
     #[test]
     fn a_unit_without_designator_is_known_by_port_and_a_new_unit_behind_a_port_is_new() {
         let mut r = DeviceRegistry::default();
-        let a = r.find_or_add_identified(None, Wwn(0x22), Lun(0)).id;
-        assert_eq!(r.find_or_add_identified(None, Wwn(0x22), Lun(0)).id, a);
+        let a = r.find_or_add_identified(None, Wwn(0x22), Lun(0)).0.id;
+        assert_eq!(r.find_or_add_identified(None, Wwn(0x22), Lun(0)).0.id, a);
         // A restored record without a designator takes the one its port shows.
-        assert_eq!(r.find_or_add_identified(Some("naa.51"), Wwn(0x22), Lun(0)).id, a);
+        assert_eq!(r.find_or_add_identified(Some("naa.51"), Wwn(0x22), Lun(0)).0.id, a);
         assert_eq!(r.get(a).and_then(|d| d.identity.clone()).as_deref(), Some("naa.51"));
         // A different unit now answering behind the same port is another device.
-        let b = r.find_or_add_identified(Some("naa.52"), Wwn(0x22), Lun(0)).id;
+        let b = r.find_or_add_identified(Some("naa.52"), Wwn(0x22), Lun(0)).0.id;
         assert_ne!(a, b);
     }
 
     #[test]
     fn the_active_path_is_the_device_path() {
         let mut r = DeviceRegistry::default();
-        let d = r.find_or_add_identified(Some("naa.51"), Wwn(0x22), Lun(0));
+        let d = r.find_or_add_identified(Some("naa.51"), Wwn(0x22), Lun(0)).0;
         assert_eq!(d.device_path(), None);
         let path = |port: u16, state| TargetPath {
             target: Wwn(0x22),

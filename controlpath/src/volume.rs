@@ -470,7 +470,7 @@ mod tests {
     fn registry(n: u32, blocks: u64) -> DeviceRegistry {
         let mut r = DeviceRegistry::default();
         for i in 1..=n {
-            let d = r.find_or_add(Wwn(u64::from(i)), Lun(0));
+            let (d, _) = r.find_or_add_identified(None, Wwn(u64::from(i)), Lun(0));
             d.blocks = blocks;
         }
         r

@@ -532,11 +532,7 @@ impl ControlPath {
     /// its path tested when the device has others (see `multipath`); otherwise, or when the
     /// path is fine, the device failed.
     pub(super) fn downstream_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
-        let Some(failure) = reason.failure else {
-            self.complete_io(io, IoStatus::check_condition(RETRY));
-            return;
-        };
-        if failure.status.is_none() {
+        if let Some(failure) = reason.failure.filter(|f| f.status.is_none()) {
             let waiter = PathWaiter::HostIo { io, request, reason };
             if let Some(PathWaiter::HostIo { io, request, reason }) =
                 self.path_suspect(failure.device, request.received.0, waiter)

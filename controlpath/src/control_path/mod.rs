@@ -714,7 +714,6 @@ impl ControlPath {
 
     fn mapping_miss(&mut self, io: IoTag, request: HostIo) {
         let verdict = self.miss_verdict(&request);
-
         if matches!(verdict, dve_fp_api::message::MissVerdict::Queue) {
             self.counters.misses_queued += 1;
         } else {

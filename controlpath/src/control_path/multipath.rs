@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, IoTag, Lun, WorkerId, Wwn};
+use dve_fp_api::ids::{DeviceId, IoTag, Lun, WorkerId};
 use dve_fp_api::io::{
     Cdb, DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus,
 };
@@ -96,8 +96,6 @@ pub(super) struct Multipath {
     /// When each device's path last changed: I/O issued before then may have used the old
     /// path, so its failure says nothing about the new one.
     switched_at: BTreeMap<DeviceId, u64>,
-    /// Failed paths with a test in flight, by probe id.
-    rechecking: BTreeSet<DeviceId>,
     next_recheck: u64,
     pub(super) counters: MultipathCounters,
 }
@@ -112,7 +110,7 @@ impl Multipath {
 
 /// The logical unit's designator in a VPD 0x83 page, as `naa.…`, `eui.…` or `t10.…`: the
 /// best one associated with the logical unit (NAA before EUI-64 before T10 vendor id).
-pub(crate) fn unit_identity(page: &[u8]) -> Option<String> {
+fn unit_identity(page: &[u8]) -> Option<String> {
     let repr = VpdRepr::parse(page).ok()?;
     let VpdPage::DeviceIdentification(designators) = repr.page else { return None };
     let rank = |d: &Designator<'_>| match d.designator_type {
@@ -140,6 +138,16 @@ pub(crate) fn unit_identity(page: &[u8]) -> Option<String> {
     Some(format!("{prefix}.{body}"))
 }
 
+/// A command with no data out, reading up to `data_in_len` bytes.
+fn command(cdb: &[u8], data_in_len: u32) -> Option<DownstreamOp> {
+    Some(DownstreamOp::Command { cdb: Cdb::new(cdb)?, data_out: Bytes::new(), data_in_len })
+}
+
+/// TEST UNIT READY.
+fn test_unit_ready() -> Option<DownstreamOp> {
+    command(&[0u8; 6], 0)
+}
+
 /// Whether a path test's status shows the path carries commands: any SCSI status counts;
 /// TASK ABORTED is what the fast path reports when nothing came back.
 fn path_answered(status: &IoStatus) -> bool {
@@ -160,14 +168,10 @@ impl ControlPath {
         };
         self.grant_all(MappingEntry::DevicePath(path));
         self.multipath.identifying.insert(probe, node);
-        let mut cdb = [0u8; 6];
-        cdb[0] = 0x12;
-        cdb[1] = 0x01;
-        cdb[2] = vpd_page::DEVICE_IDENTIFICATION;
-        cdb[3..5].copy_from_slice(&VPD_ALLOCATION.to_be_bytes());
-        let Some(cdb) = Cdb::new(&cdb) else { return };
-        let op =
-            DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: u32::from(VPD_ALLOCATION) };
+        let [high, low] = VPD_ALLOCATION.to_be_bytes();
+        // INQUIRY, EVPD, the device identification page.
+        let inquiry = [0x12, 0x01, vpd_page::DEVICE_IDENTIFICATION, high, low, 0];
+        let Some(op) = command(&inquiry, u32::from(VPD_ALLOCATION)) else { return };
         self.dispatch_on_path(probe, node.port, DispatchPurpose::Identify(probe), op);
     }
 
@@ -188,9 +192,9 @@ impl ControlPath {
     pub(super) fn identified(&mut self, probe: DeviceId, status: &IoStatus, data: Option<Bytes>) {
         let Some(node) = self.multipath.identifying.remove(&probe) else { return };
         let identity = data.filter(|_| status.is_good()).and_then(|d| unit_identity(&d));
-        let device = self.devices.find_or_add_identified(identity.as_deref(), node.port_name, Lun(0));
+        let (device, recorded_changed) =
+            self.devices.find_or_add_identified(identity.as_deref(), node.port_name, Lun(0));
         let id = device.id;
-        let known_target = device.targets.len();
         let replaced = device.paths.iter().position(|p| p.target == node.port_name);
         let old = replaced.map(|i| device.paths.remove(i));
         let has_active = device.paths.iter().any(|p| p.state == PathState::Active);
@@ -224,7 +228,7 @@ impl ControlPath {
             _ => {}
         }
         if online && blocks > 0 {
-            if self.devices.get(id).is_some_and(|d| d.targets.len() != known_target || known_target == 0) {
+            if recorded_changed {
                 self.commit_device(id);
             }
             return;
@@ -234,12 +238,12 @@ impl ControlPath {
             return;
         }
         // A new or returning device: its capacity, asked on the path just found.
-        let mut cdb = [0u8; 16];
-        cdb[0] = 0x9E;
-        cdb[1] = 0x10;
-        cdb[13] = 32;
-        let Some(cdb) = Cdb::new(&cdb) else { return };
-        let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 32 };
+        // READ CAPACITY(16): SERVICE ACTION IN (16), service action 0x10, 32 bytes.
+        let mut read_capacity = [0u8; 16];
+        read_capacity[0] = 0x9E;
+        read_capacity[1] = 0x10;
+        read_capacity[13] = 32;
+        let Some(op) = command(&read_capacity, 32) else { return };
         self.dispatch_on_path(probe, node.port, DispatchPurpose::Capacity(id), op);
     }
 
@@ -280,32 +284,24 @@ impl ControlPath {
             test.waiting.push(waiter);
             return None;
         }
-        let active = self
+        // The active path first; if every path failed already, a standby one.
+        let candidate = self
             .devices
             .get(device)
-            .and_then(|d| d.paths.iter().find(|p| p.state == PathState::Active))
-            .copied();
-        match active {
+            .and_then(|d| d.path_in(PathState::Active).or_else(|| d.path_in(PathState::Standby)));
+        match candidate {
             Some(path) => {
                 self.multipath.tests.insert(device, PathTest { probe: path.probe, waiting: vec![waiter] });
                 self.send_path_test(device, path);
             }
-            // Every path failed already: the next candidate is a standby one.
-            None => {
-                self.multipath.tests.insert(device, PathTest { probe: DeviceId(0), waiting: vec![waiter] });
-                self.test_next_path(device);
-            }
+            None => self.resolve(waiter, PathVerdict::DeviceFault),
         }
         None
     }
 
     fn send_path_test(&mut self, device: DeviceId, path: TargetPath) {
         self.multipath.counters.path_tests += 1;
-        if let Some(test) = self.multipath.tests.get_mut(&device) {
-            test.probe = path.probe;
-        }
-        let Some(cdb) = Cdb::new(&[0u8; 6]) else { return };
-        let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 0 };
+        let Some(op) = test_unit_ready() else { return };
         self.dispatch_on_path(
             path.probe,
             path.port,
@@ -316,13 +312,14 @@ impl ControlPath {
 
     /// Test the next standby path of `device`, or give up when none is left.
     fn test_next_path(&mut self, device: DeviceId) {
-        let next = self
-            .devices
-            .get(device)
-            .and_then(|d| d.paths.iter().find(|p| p.state == PathState::Standby))
-            .copied();
+        let next = self.devices.get(device).and_then(|d| d.path_in(PathState::Standby));
         match next {
-            Some(path) => self.send_path_test(device, path),
+            Some(path) => {
+                if let Some(test) = self.multipath.tests.get_mut(&device) {
+                    test.probe = path.probe;
+                }
+                self.send_path_test(device, path);
+            }
             None => {
                 let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
                 for waiter in waiting {
@@ -360,7 +357,7 @@ impl ControlPath {
             return;
         }
         // A standby path answers: it becomes the device's path, everywhere at once.
-        let from = d.paths.iter().find(|p| p.state == PathState::Active).map(|p| p.target);
+        let from = d.path_in(PathState::Active).map(|p| p.target);
         for p in &mut d.paths {
             if p.state == PathState::Active {
                 p.state = PathState::Standby;
@@ -372,12 +369,12 @@ impl ControlPath {
         self.multipath.counters.failovers += 1;
         self.events.push(ControlEvent::PathFailedOver { device, from, to });
         let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
-        let workers = self.plan.workers();
-        self.multipath.switches.insert(device, PathSwitch { acks_left: workers.len(), waiting });
-        for worker in workers {
-            let req = self.request(RequestPurpose::PathSwitch(device));
-            self.send(worker, ToFp::AddMapping { req, entry: MappingEntry::DevicePath(path) });
-        }
+        let acks_left = self.plan.workers().len();
+        self.multipath.switches.insert(device, PathSwitch { acks_left, waiting });
+        self.broadcast(
+            |req| ToFp::AddMapping { req, entry: MappingEntry::DevicePath(path) },
+            RequestPurpose::PathSwitch(device),
+        );
     }
 
     /// A worker took the device's new path: once all have, I/O issued from now on uses it.
@@ -422,16 +419,22 @@ impl ControlPath {
             return;
         }
         self.multipath.next_recheck = self.now.saturating_add(self.config.path_check_interval_ns.max(1));
+        let in_flight: BTreeSet<DeviceId> = self
+            .dispatches
+            .values()
+            .filter_map(|p| match p {
+                DispatchPurpose::PathRecheck { probe, .. } => Some(*probe),
+                _ => None,
+            })
+            .collect();
         let failed: Vec<(DeviceId, TargetPath)> = self
             .devices
             .iter()
             .flat_map(|d| d.paths.iter().filter(|p| p.state == PathState::Failed).map(move |p| (d.id, *p)))
-            .filter(|(_, p)| !self.multipath.rechecking.contains(&p.probe))
+            .filter(|(_, p)| !in_flight.contains(&p.probe))
             .collect();
         for (device, path) in failed {
-            self.multipath.rechecking.insert(path.probe);
-            let Some(cdb) = Cdb::new(&[0u8; 6]) else { return };
-            let op = DownstreamOp::Command { cdb, data_out: Bytes::new(), data_in_len: 0 };
+            let Some(op) = test_unit_ready() else { return };
             let purpose = DispatchPurpose::PathRecheck { device, probe: path.probe };
             self.dispatch_on_path(path.probe, path.port, purpose, op);
         }
@@ -439,7 +442,6 @@ impl ControlPath {
 
     /// A failed path's periodic test completed.
     pub(super) fn path_rechecked(&mut self, device: DeviceId, probe: DeviceId, status: &IoStatus) {
-        self.multipath.rechecking.remove(&probe);
         if !path_answered(status) {
             return;
         }
@@ -456,11 +458,6 @@ impl ControlPath {
     /// Multipath counters.
     pub fn multipath_counters(&self) -> MultipathCounters {
         self.multipath.counters
-    }
-
-    /// The device a target port name reaches and that port's path state, if known.
-    pub fn path_state(&self, target: Wwn) -> Option<(DeviceId, PathState)> {
-        self.devices.iter().find_map(|d| d.paths.iter().find(|p| p.target == target).map(|p| (d.id, p.state)))
     }
 }
 
