@@ -19,21 +19,10 @@ pub struct CrashableStore {
 }
 
 impl CrashableStore {
-    /// An empty store that keeps no image.
-    pub fn new() -> CrashableStore {
-        CrashableStore::over(MemoryStore::new(), None, CrashImage::default())
-    }
-
     /// A store over `inner` that leaves its records in `image` right after its
     /// `image_after`-th commit.
     pub fn over(inner: MemoryStore, image_after: Option<u64>, image: CrashImage) -> CrashableStore {
         CrashableStore { inner, commits: 0, image_after, image }
-    }
-}
-
-impl Default for CrashableStore {
-    fn default() -> CrashableStore {
-        CrashableStore::new()
     }
 }
 

@@ -402,17 +402,16 @@ impl<'a> World<'a> {
                 per_kib_ns: spec.ns_per_kib,
                 queue_depth: spec.queue_depth.max(1) as u32,
             };
-            let first = DiskTarget::new(config.clone());
-            let mut ports = Vec::with_capacity(spec.paths);
+            let mut ports = vec![DiskTarget::new(config.clone())];
             for path in 1..spec.paths {
                 let port_config = DiskConfig {
                     port_name: spec.port_wwpn(path),
                     mac: node_mac(2 + path as u8 * 16, d),
                     ..config.clone()
                 };
-                ports.push(first.another_port(port_config));
+                let port = ports[0].another_port(port_config);
+                ports.push(port);
             }
-            ports.insert(0, first);
             let ports = ports
                 .into_iter()
                 .enumerate()
@@ -647,14 +646,15 @@ impl<'a> World<'a> {
     }
 
     fn host_sends(&mut self, h: usize, frames: Vec<Vec<u8>>) {
-        let cable = self.hosts[h].cable;
-        for frame in frames {
-            self.transmit(cable, true, frame);
-        }
+        self.send_to_engine(self.hosts[h].cable, frames);
     }
 
     fn disk_sends(&mut self, d: usize, path: usize, frames: Vec<Vec<u8>>) {
-        let cable = self.disks[d].ports[path].cable;
+        self.send_to_engine(self.disks[d].ports[path].cable, frames);
+    }
+
+    /// Frames a node sends on its end of `cable`.
+    fn send_to_engine(&mut self, cable: usize, frames: Vec<Vec<u8>>) {
         for frame in frames {
             self.transmit(cable, true, frame);
         }
