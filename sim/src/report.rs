@@ -314,6 +314,8 @@ pub struct EngineReport {
     pub faults: BTreeMap<String, u64>,
     /// Frames the engine's ports received.
     pub frames: u64,
+    /// Metadata transactions its control path committed, over all its lives.
+    pub metadata_commits: u64,
 }
 
 impl EngineReport {
@@ -326,7 +328,15 @@ impl EngineReport {
         frames: u64,
     ) -> EngineReport {
         let fast_path_hit_ratio = if host_ios == 0 { 0.0 } else { fast_path_ios as f64 / host_ios as f64 };
-        EngineReport { name: name.into(), host_ios, fast_path_ios, fast_path_hit_ratio, faults, frames }
+        EngineReport {
+            name: name.into(),
+            host_ios,
+            fast_path_ios,
+            fast_path_hit_ratio,
+            faults,
+            frames,
+            metadata_commits: 0,
+        }
     }
 
     /// All faults, whatever the cause.

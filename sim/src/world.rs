@@ -163,6 +163,8 @@ struct EngineNode {
     earlier_lives: Vec<FpStatistics>,
     /// Whether it has been restarted.
     restarted: bool,
+    /// Metadata transactions its earlier lives committed.
+    earlier_commits: u64,
 }
 
 /// What the simulator keeps to verify a replica without copying whole volumes at every
@@ -339,6 +341,7 @@ impl<'a> World<'a> {
                 saved_store: None,
                 earlier_lives: Vec::new(),
                 restarted: false,
+                earlier_commits: 0,
             });
         }
         let mut cables = Vec::new();
@@ -1502,6 +1505,7 @@ impl<'a> World<'a> {
         }
         let stats = self.engines[e].switch.statistics(self.now);
         self.engines[e].earlier_lives.extend(stats);
+        self.engines[e].earlier_commits += self.engines[e].switch.control().counters().commits;
         self.engines[e].saved_store = self.engines[e].switch.kill();
         self.engine_cables(e, false, |_| true);
         "the engine stops: every port loses signal, only committed metadata survives".to_string()
@@ -1716,7 +1720,16 @@ impl<'a> World<'a> {
                         faults.insert(cause.name().to_string(), n);
                     }
                 }
-                EngineReport::new(self.scenario.engines[e].name.clone(), host_ios, hits, faults, node.frames)
+                EngineReport {
+                    metadata_commits: node.earlier_commits + node.switch.control().counters().commits,
+                    ..EngineReport::new(
+                        self.scenario.engines[e].name.clone(),
+                        host_ios,
+                        hits,
+                        faults,
+                        node.frames,
+                    )
+                }
             })
             .collect();
         let links = self

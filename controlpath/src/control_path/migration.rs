@@ -5,6 +5,12 @@
 //! old to new, point it at the new storage. Only writes inside the barrier fault; they wait
 //! and run when it moves. Reads never fault. At the end the old states go and the volume's
 //! layout names the new devices only.
+//!
+//! A migration is a task in the metadata store: its claims at the start, then its cursor
+//! with each chunk, committed before the chunk points at the new storage (so no write goes
+//! there that a restart would not find), and its end with the volume's new layout. A
+//! restarted engine rebuilds the three states, points the copied part at the new storage
+//! and goes on from the cursor.
 
 use core::ops::Range;
 use std::collections::BTreeMap;
@@ -72,6 +78,26 @@ pub(super) struct Migration {
     /// A snapshot of the volume is being taken or completed: no new chunk until it ends.
     held_for_snapshot: bool,
     finishing: bool,
+}
+
+/// Prefix of migration task keys in the metadata store.
+pub(super) const TASK_KEY: &[u8] = b"migration/";
+
+fn task_key(lv: LvId) -> Vec<u8> {
+    let mut key = TASK_KEY.to_vec();
+    key.extend_from_slice(&lv.0.to_be_bytes());
+    key
+}
+
+/// What the metadata store keeps of a migration.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+struct MigrationRecord {
+    lv: LvId,
+    moves: Vec<(DeviceId, DeviceId)>,
+    allocations: Vec<Allocation>,
+    /// Everything before it (segment, block) points at the new storage.
+    cursor: (usize, u64),
+    copied: u64,
 }
 
 /// Migrations by volume.
@@ -181,12 +207,38 @@ impl ControlPath {
                 return Err(Error::NoSpace { device: *d, wanted: *n, free });
             }
         }
-        let old_allocations = v.record.allocations.clone();
-        let mut allocations = old_allocations.clone();
+        let before = self.devices.clone();
+        let mut allocations = v.record.allocations.clone();
         for (i, d, n) in wanted {
             let lba = self.devices.allocate(d, n)?;
             allocations[i] = Allocation { device: d, lba, blocks: n };
         }
+        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0), copied: 0 };
+        let devices: Vec<DeviceId> = need.keys().copied().collect();
+        if let Err(e) = self.persist_task(&devices, &task_key(lv), &record) {
+            self.devices = before;
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        self.begin_migration(record)
+    }
+
+    /// A migration's task record loaded at start: it goes on from its cursor.
+    pub(super) fn resume_migration(&mut self, value: serde_json::Value) -> Result<(), Error> {
+        let record: MigrationRecord =
+            serde_json::from_value(value).map_err(|e| Error::Store(format!("migration task record: {e}")))?;
+        if !self.volumes.contains_key(&record.lv) {
+            return Err(Error::Store(format!("migration task of {}, which does not exist", record.lv)));
+        }
+        self.begin_migration(record)
+    }
+
+    /// Give every segment of the volume its three states, the part before the cursor
+    /// pointing at the new storage, and start the copy agent there.
+    fn begin_migration(&mut self, record: MigrationRecord) -> Result<(), Error> {
+        let MigrationRecord { lv, moves, allocations, cursor, copied } = record;
+        let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
+        let old_allocations = v.record.allocations.clone();
         let rewrite = |p: Placement| -> Placement {
             for (old, new) in old_allocations.iter().zip(&allocations) {
                 if old.device == p.device && p.lba >= old.lba && p.lba < old.lba + old.blocks.max(1) {
@@ -195,10 +247,9 @@ impl ControlPath {
             }
             p
         };
-        let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
         let mut grants = Vec::new();
         let mut states = Vec::new();
-        for map in &mut v.segments {
+        for (segment, map) in v.segments.iter_mut().enumerate() {
             let Some((not_migrated, base)) = map.redirects().iter().next().map(|(i, e)| (i, e.clone()))
             else {
                 return Err(Error::FailedPrecondition("a segment without a redirect entry".into()));
@@ -207,15 +258,20 @@ impl ControlPath {
             let barrier = map.add_redirect(RedirectEntry { fault_on_write: true, ..base.clone() })?;
             let migrated = map.add_redirect(RedirectEntry::read_write(target))?;
             states.push(SegmentStates { not_migrated, barrier, migrated });
+            let done = match segment.cmp(&cursor.0) {
+                std::cmp::Ordering::Less => map.descriptor().blocks,
+                std::cmp::Ordering::Equal => cursor.1,
+                std::cmp::Ordering::Greater => 0,
+            };
+            if done > 0 {
+                map.set_range(0..done, migrated)?;
+            }
             grants
                 .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
         }
         let total = v.record.blocks;
-        let devices: Vec<DeviceId> = need.keys().copied().collect();
-        if self.persist(&devices, &[]).is_err() {
-            self.counters.failed_commits += 1;
-        }
-        // New entries nothing refers to yet: adding them is unrestrictive.
+        // New entries nothing refers to yet (or, after a restart, maps no worker holds yet):
+        // adding them is unrestrictive.
         for entry in grants {
             self.grant_all(entry);
         }
@@ -226,10 +282,10 @@ impl ControlPath {
                 states,
                 allocations,
                 barrier: None,
-                cursor: (0, 0),
+                cursor,
                 copy: None,
                 fenced: false,
-                copied: 0,
+                copied,
                 total,
                 waiting: Vec::new(),
                 paused: false,
@@ -238,6 +294,15 @@ impl ControlPath {
             },
         );
         Ok(())
+    }
+
+    /// The devices a migration of `lv` moves it to.
+    pub(super) fn migration_destinations(&self, lv: LvId) -> Vec<DeviceId> {
+        self.migrations
+            .active
+            .get(&lv)
+            .map(|m| m.moves.iter().map(|(_, new)| *new).collect())
+            .unwrap_or_default()
     }
 
     /// Whether `lv` is migrating.
@@ -408,11 +473,25 @@ impl ControlPath {
             m.copy = None;
             return;
         }
-        // Steps 3 and 4: the chunk is migrated; the barrier moves on.
+        // Steps 3 and 4: the chunk is migrated (committed first); the barrier moves on.
         m.copy = None;
+        let Some((segment, range)) = m.barrier.clone() else { return };
+        let record = MigrationRecord {
+            lv,
+            moves: m.moves.clone(),
+            allocations: m.allocations.clone(),
+            cursor: (segment, range.end),
+            copied: m.copied + (range.end - range.start),
+        };
+        if self.persist_task(&[], &task_key(lv), &record).is_err() {
+            // Not recorded, so not pointed at the new storage: the chunk is copied again.
+            self.counters.failed_commits += 1;
+            return;
+        }
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return };
         m.fenced = false;
-        let Some((segment, range)) = m.barrier.take() else { return };
-        m.copied += range.end - range.start;
+        m.barrier = None;
+        m.copied = record.copied;
         let waiting = std::mem::take(&mut m.waiting);
         let Some(states) = m.states.get(segment).copied() else { return };
         let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
@@ -505,7 +584,7 @@ impl ControlPath {
             _ => {}
         }
         v.record.allocations = m.allocations;
-        if self.persist(&[], &[lv]).is_err() {
+        if self.persist_ending_task(&[lv], &task_key(lv)).is_err() {
             self.counters.failed_commits += 1;
         }
         for entry in grants {

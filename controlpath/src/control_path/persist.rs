@@ -54,7 +54,11 @@ impl ControlPath {
         let tasks: Vec<(Vec<u8>, serde_json::Value)> =
             scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
         for (key, value) in tasks {
-            self.resume_task(&key, value)?;
+            if key.starts_with(super::replication::TASK_KEY) {
+                self.resume_replication(value)?;
+            } else if key.starts_with(super::migration::TASK_KEY) {
+                self.resume_migration(value)?;
+            }
         }
         self.store = Some(store);
         Ok(())
@@ -72,6 +76,17 @@ impl ControlPath {
         }
         let mut batch = self.records(devices, &[])?;
         batch.put_json(Table::Tasks, key, task).map_err(|e| Error::Store(e.to_string()))?;
+        self.commit(batch)
+    }
+
+    /// Commit the records of `volumes` and delete the task record under `key`, in one
+    /// transaction (a task's last change and its end).
+    pub(super) fn persist_ending_task(&mut self, volumes: &[LvId], key: &[u8]) -> Result<(), Error> {
+        if self.store.is_none() {
+            return Ok(());
+        }
+        let mut batch = self.records(&[], volumes)?;
+        batch.delete(Table::Tasks, key);
         self.commit(batch)
     }
 

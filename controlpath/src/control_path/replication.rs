@@ -28,7 +28,7 @@ use crate::volume::{DeviceLeg, LayoutSpec};
 /// Blocks the copy agent reads, the baseline copies and the applier writes per dispatch.
 const TRANSFER_BLOCKS: u64 = 256;
 /// Prefix of replication task keys in the metadata store.
-const TASK_KEY: &[u8] = b"replication/";
+pub(super) const TASK_KEY: &[u8] = b"replication/";
 
 /// What the metadata store keeps of a replication: enough to start it again after a restart
 /// (a first consistency point and a fresh baseline, since cycles in flight were in memory).
@@ -180,12 +180,9 @@ impl ControlPath {
         Ok(())
     }
 
-    /// A task record loaded at start: replications start again from a first consistency
-    /// point and a baseline copy.
-    pub(super) fn resume_task(&mut self, key: &[u8], value: serde_json::Value) -> Result<(), Error> {
-        if !key.starts_with(TASK_KEY) {
-            return Ok(());
-        }
+    /// A replication's task record loaded at start: it starts again from a first
+    /// consistency point and a baseline copy.
+    pub(super) fn resume_replication(&mut self, value: serde_json::Value) -> Result<(), Error> {
         let record: ReplicationRecord = serde_json::from_value(value)
             .map_err(|e| Error::Store(format!("replication task record: {e}")))?;
         let lv = LvId(record.lv);

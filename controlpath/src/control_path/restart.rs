@@ -40,7 +40,9 @@ impl ControlPath {
             .filter(|s| v.record.side_states[*s] == SideState::Dead)
             .flat_map(|s| self.side_devices(lv, s))
             .collect();
-        v.record.layout.devices().iter().any(|d| self.awaiting.devices.contains(d) && !dead.contains(d))
+        let mut devices = v.record.layout.devices();
+        devices.extend(self.migration_destinations(lv));
+        devices.iter().any(|d| self.awaiting.devices.contains(d) && !dead.contains(d))
     }
 
     /// Park an I/O until the volume's devices are back; false if it need not wait.
