@@ -97,7 +97,6 @@ struct MigrationRecord {
     allocations: Vec<Allocation>,
     /// Everything before it (segment, block) points at the new storage.
     cursor: (usize, u64),
-    copied: u64,
 }
 
 /// Migrations by volume.
@@ -213,7 +212,7 @@ impl ControlPath {
             let lba = self.devices.allocate(d, n)?;
             allocations[i] = Allocation { device: d, lba, blocks: n };
         }
-        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0), copied: 0 };
+        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0) };
         let devices: Vec<DeviceId> = need.keys().copied().collect();
         if let Err(e) = self.persist_task(&devices, &task_key(lv), &record) {
             self.devices = before;
@@ -236,7 +235,7 @@ impl ControlPath {
     /// Give every segment of the volume its three states, the part before the cursor
     /// pointing at the new storage, and start the copy agent there.
     fn begin_migration(&mut self, record: MigrationRecord) -> Result<(), Error> {
-        let MigrationRecord { lv, moves, allocations, cursor, copied } = record;
+        let MigrationRecord { lv, moves, allocations, cursor } = record;
         let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
         let old_allocations = v.record.allocations.clone();
         let rewrite = |p: Placement| -> Placement {
@@ -249,6 +248,7 @@ impl ControlPath {
         };
         let mut grants = Vec::new();
         let mut states = Vec::new();
+        let mut copied = 0;
         for (segment, map) in v.segments.iter_mut().enumerate() {
             let Some((not_migrated, base)) = map.redirects().iter().next().map(|(i, e)| (i, e.clone()))
             else {
@@ -266,6 +266,7 @@ impl ControlPath {
             if done > 0 {
                 map.set_range(0..done, migrated)?;
             }
+            copied += done;
             grants
                 .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
         }
@@ -481,7 +482,6 @@ impl ControlPath {
             moves: m.moves.clone(),
             allocations: m.allocations.clone(),
             cursor: (segment, range.end),
-            copied: m.copied + (range.end - range.start),
         };
         if self.persist_task(&[], &task_key(lv), &record).is_err() {
             // Not recorded, so not pointed at the new storage: the chunk is copied again.
@@ -491,7 +491,7 @@ impl ControlPath {
         let Some(m) = self.migrations.active.get_mut(&lv) else { return };
         m.fenced = false;
         m.barrier = None;
-        m.copied = record.copied;
+        m.copied += range.end - range.start;
         let waiting = std::mem::take(&mut m.waiting);
         let Some(states) = m.states.get(segment).copied() else { return };
         let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
