@@ -51,6 +51,9 @@ pub enum LayoutSpec {
         source: LvId,
         /// The device holding pushed blocks.
         store: DeviceId,
+        /// Whether hosts may write it (records from before this field are read-only).
+        #[serde(default)]
+        writable: bool,
     },
     /// A primary device whose writes are also journaled (asynchronous ordered replication)
     /// to per-worker regions of `journal`.
@@ -308,11 +311,21 @@ impl Volume {
                 set.generation = record.generation;
                 descriptors.push((record.blocks, StorageDescriptor::Mirror(set)));
             }
-            LayoutSpec::Snapshot { .. } => {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {} cannot be rebuilt from its record alone",
-                    record.name
-                )));
+            LayoutSpec::Snapshot { writable, .. } => {
+                // A completed snapshot: every block is in its store. One still completing is
+                // given its source's states by the snapshot task resuming it.
+                let store = RedirectEntry {
+                    fault_on_write: !writable,
+                    ..RedirectEntry::read_write(StorageDescriptor::Single(place(0)))
+                };
+                let vseg = VsegDescriptor {
+                    id: segment_id(record.id, 0),
+                    lv: record.id,
+                    start: 0,
+                    blocks: record.blocks,
+                };
+                let segments = vec![VsegMap::new(vseg, store, VsegLimits::default())?];
+                return Ok(Volume { record, segments });
             }
             LayoutSpec::Journal { .. } => {
                 let layout = JournaledLayout {
@@ -330,6 +343,19 @@ impl Volume {
             start += blocks;
         }
         Ok(Volume { record, segments })
+    }
+
+    /// Segments for volume `id` with this volume's geometry, over a store of its size at
+    /// `lba` on `store`, allowing no access yet (a snapshot or an incremental being made).
+    pub fn segments_over(&self, id: LvId, store: DeviceId, lba: u64) -> Result<Vec<VsegMap>, Error> {
+        let mut segments = Vec::with_capacity(self.segments.len());
+        for (i, seg) in self.segments.iter().enumerate() {
+            let d = *seg.descriptor();
+            let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
+            let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
+            segments.push(VsegMap::new(desc, RedirectEntry::no_access(own), VsegLimits::default())?);
+        }
+        Ok(segments)
     }
 
     /// The volume descriptor the fast path caches.

@@ -24,6 +24,23 @@ pub fn run(scenario: &Scenario) -> Report {
     dve_sim::world::run(scenario, &quiet()).unwrap_or_else(|err| panic!("run failed: {err}"))
 }
 
+/// How long after an injected kill the engine starts again.
+pub const RESTART_AFTER_NS: u64 = 200_000_000;
+
+/// Run a scenario with its first engine killed right after its metadata transaction `n` and
+/// restarted [`RESTART_AFTER_NS`] later. Returns the report and the kill's instant, or `None`
+/// with the report if the run committed fewer than `n` transactions.
+pub fn run_killed_after(scenario: &Scenario, n: u64) -> (Report, Option<u64>) {
+    let faults = dve_sim::world::InjectedFaults {
+        kill_after_commit: Some((n, RESTART_AFTER_NS)),
+        ..dve_sim::world::InjectedFaults::default()
+    };
+    let report = dve_sim::world::run_with_faults(scenario, &quiet(), faults)
+        .unwrap_or_else(|err| panic!("run failed: {err}"));
+    let kill = report.timeline.iter().find(|t| t.event.starts_with("injected kill")).map(|t| t.at_ns);
+    (report, kill)
+}
+
 /// Panic with the first violations unless the oracle found nothing.
 pub fn assert_clean(report: &Report) {
     if let OracleVerdict::Violations { total, first, .. } = &report.oracle {

@@ -4,10 +4,7 @@
 //! had committed. Every run finishes the migration once, onto d2, and every read under the
 //! host's load is checked by the oracle, before, during and after the restart.
 
-use dve_sim::world::{InjectedFaults, run_with_faults};
-use dve_tests::{assert_clean, assert_once_on_timeline, quiet, run, scenario};
-
-const RESTART_AFTER_NS: u64 = 200_000_000;
+use dve_tests::{assert_clean, assert_once_on_timeline, run, run_killed_after, scenario};
 
 #[test]
 fn an_engine_restart_mid_migration_resumes_and_finishes_it() {
@@ -21,13 +18,9 @@ fn an_engine_restart_mid_migration_resumes_and_finishes_it() {
     let mut kills: Vec<u64> = (1..=transactions).step_by(9).collect();
     kills.extend([transactions - 1, transactions]);
     for n in kills {
-        let faults =
-            InjectedFaults { kill_after_commit: Some((n, RESTART_AFTER_NS)), ..InjectedFaults::default() };
-        let report =
-            run_with_faults(&scenario, &quiet(), faults).unwrap_or_else(|e| panic!("run failed: {e}"));
-        let kill = report.timeline.iter().find(|t| t.event.starts_with("injected kill"));
+        let (report, kill) = run_killed_after(&scenario, n);
         let kill = kill.unwrap_or_else(|| panic!("the engine was killed after transaction {n}"));
-        eprintln!("killed after transaction {n} of {transactions} at {} ns", kill.at_ns);
+        eprintln!("killed after transaction {n} of {transactions} at {kill} ns");
         assert_clean(&report);
         assert_once_on_timeline(&report, "linear0 migrated");
         assert!(

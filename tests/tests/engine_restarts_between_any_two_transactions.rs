@@ -5,21 +5,15 @@
 //! right, the mirror's sides are identical at the end, hosts see errors only for the I/O in
 //! flight when the engine died, and I/O runs again after the restart.
 
-use dve_sim::world::{InjectedFaults, run_with_faults};
-use dve_tests::{assert_clean, quiet, scenario};
-
-const RESTART_AFTER_NS: u64 = 200_000_000;
+use dve_tests::{RESTART_AFTER_NS, assert_clean, run_killed_after, scenario};
 
 #[test]
 fn an_engine_killed_between_any_two_metadata_transactions_comes_back_consistent() {
     let scenario = scenario("engine_restart");
     let mut transactions = 0;
     for n in 1.. {
-        let faults =
-            InjectedFaults { kill_after_commit: Some((n, RESTART_AFTER_NS)), ..InjectedFaults::default() };
-        let report =
-            run_with_faults(&scenario, &quiet(), faults).unwrap_or_else(|e| panic!("run failed: {e}"));
-        let Some(kill) = report.timeline.iter().find(|t| t.event.starts_with("injected kill")) else {
+        let (report, kill) = run_killed_after(&scenario, n);
+        let Some(kill) = kill else {
             // The run committed fewer than n transactions: every one has been tried.
             break;
         };
@@ -27,13 +21,10 @@ fn an_engine_killed_between_any_two_metadata_transactions_comes_back_consistent(
         let events: Vec<String> = report
             .timeline
             .iter()
-            .filter(|t| t.at_ns <= kill.at_ns && t.event.contains("control path"))
+            .filter(|t| t.at_ns <= kill && t.event.contains("control path"))
             .map(|t| t.outcome.clone())
             .collect();
-        eprintln!(
-            "killed after transaction {n} at {} ns; control-path events before: {events:?}",
-            kill.at_ns
-        );
+        eprintln!("killed after transaction {n} at {} ns; control-path events before: {events:?}", kill);
         assert_clean(&report);
         let restart = report.timeline.iter().find(|t| t.event == "injected restart").expect("restarted");
         assert!(
@@ -51,7 +42,7 @@ fn an_engine_killed_between_any_two_metadata_transactions_comes_back_consistent(
             let after: u64 = volume
                 .series
                 .iter()
-                .filter(|p| p.start_ns > kill.at_ns + RESTART_AFTER_NS + 100_000_000)
+                .filter(|p| p.start_ns > kill + RESTART_AFTER_NS + 100_000_000)
                 .map(|p| p.ios)
                 .sum();
             assert!(after > 0, "after transaction {n}: no I/O on {} after the restart", volume.name);

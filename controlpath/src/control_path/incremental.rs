@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
 use dve_fp_api::io::{HostIo, IoStatus, Sense};
-use dve_fp_api::mapping::{
-    Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
-};
+use dve_fp_api::mapping::{RedirectEntry, RedirectIndex};
 use dve_fp_api::message::MappingEntry;
 
 use super::ControlPath;
@@ -22,7 +20,7 @@ use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
-use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, segment_id};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
 /// The private store's entry in each incremental segment.
 const PRIVATE: RedirectIndex = RedirectIndex(0);
@@ -78,20 +76,14 @@ impl ControlPath {
         let blocks = b.record.blocks;
         let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
         let lba = self.devices.allocate(store, blocks)?;
-        let mut segments = Vec::new();
-        for (i, seg) in b.segments.iter().enumerate() {
-            let d = *seg.descriptor();
-            let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
-            let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
-            // No access until the base has drained.
-            segments.push(VsegMap::new(desc, RedirectEntry::no_access(own), VsegLimits::default())?);
-        }
+        // No access until the base has drained.
+        let segments = b.segments_over(id, store, lba)?;
         let record = VolumeRecord {
             id,
             name: name.to_string(),
             blocks,
             block_size: b.record.block_size,
-            layout: LayoutSpec::Snapshot { source: base, store },
+            layout: LayoutSpec::Snapshot { source: base, store, writable: true },
             allocations: vec![Allocation { device: store, lba, blocks }],
             hosts: Vec::new(),
             lun: 0,

@@ -40,6 +40,9 @@ impl ControlPath {
                 }
             }
             let hosts = record.hosts.clone();
+            if let crate::volume::LayoutSpec::Snapshot { source, writable, .. } = record.layout {
+                self.snapshots.restore(record.id, source, writable);
+            }
             let volume = Volume::from_record(record)?;
             let id = volume.record.id;
             let descriptor = volume.descriptor()?;
@@ -53,13 +56,18 @@ impl ControlPath {
         }
         let tasks: Vec<(Vec<u8>, serde_json::Value)> =
             scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
+        let mut snapshots = Vec::new();
         for (key, value) in tasks {
             if key.starts_with(super::replication::TASK_KEY) {
                 self.resume_replication(value)?;
             } else if key.starts_with(super::migration::TASK_KEY) {
                 self.resume_migration(value)?;
+            } else if key.starts_with(super::snapshot::TASK_KEY) {
+                snapshots.push((key, value));
             }
         }
+        // After the migrations: a snapshot of a migrating volume holds its copy agent.
+        self.resume_snapshots(snapshots)?;
         self.store = Some(store);
         Ok(())
     }
@@ -101,7 +109,7 @@ impl ControlPath {
 
     /// A batch putting the current records of `devices` and `volumes` (deleting those of
     /// volumes that no longer exist).
-    fn records(&self, devices: &[DeviceId], volumes: &[LvId]) -> Result<Batch, Error> {
+    pub(super) fn records(&self, devices: &[DeviceId], volumes: &[LvId]) -> Result<Batch, Error> {
         let mut batch = Batch::new();
         for id in devices {
             if let Some(d) = self.devices.get(*id) {
@@ -126,7 +134,7 @@ impl ControlPath {
     }
 
     /// Commit `batch` to the attached store (nothing to do without one).
-    fn commit(&mut self, batch: Batch) -> Result<(), Error> {
+    pub(super) fn commit(&mut self, batch: Batch) -> Result<(), Error> {
         let Some(store) = self.store.as_mut() else { return Ok(()) };
         store.commit(batch).map_err(|e| Error::Store(e.to_string()))?;
         self.counters.commits += 1;

@@ -42,6 +42,7 @@ impl ControlPath {
             .collect();
         let mut devices = v.record.layout.devices();
         devices.extend(self.migration_destinations(lv));
+        devices.extend(self.snapshot_devices(lv));
         devices.iter().any(|d| self.awaiting.devices.contains(d) && !dead.contains(d))
     }
 

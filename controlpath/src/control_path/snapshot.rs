@@ -7,23 +7,28 @@
 //! snapshot's Rmap, waits for reads under the old snapshot mapping to drain, updates the
 //! source's Rmap, lets the write proceed. A background completion task pushes the rest and
 //! coalesces both Rmaps to one extent, removing the entries no longer referenced.
+//!
+//! A snapshot is a task in the metadata store until it completes: its volume and the task
+//! `snapshot/<source>` are committed when it is made; each push is committed after its copy
+//! and before the snapshot's Rmap changes (a completion push moves the task's cursor, a
+//! write's push is a record of its own until the cursor passes it); the end deletes them. A
+//! restarted engine takes the snapshot's states again, marks what was pushed, and goes on.
 
 use core::ops::Range;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use dve_fp_api::ids::{IoTag, LvId};
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
 use dve_fp_api::io::{HostIo, IoStatus, PendingFilter, Sense};
-use dve_fp_api::mapping::{
-    Placement, RedirectEntry, RedirectIndex, StorageDescriptor, VsegDescriptor, VsegLimits, VsegMap,
-};
+use dve_fp_api::mapping::{RedirectEntry, RedirectIndex};
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
 use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord, segment_id};
+use crate::store::{Batch, Table};
+use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
 /// The snapshot store's entry in each snapshot segment.
 const STORE: RedirectIndex = RedirectIndex(0);
@@ -33,6 +38,52 @@ pub const COPY_GRANULARITY_BLOCKS: u64 = 128;
 const COMPLETION_STEP_BLOCKS: u64 = 2048;
 /// DATA PROTECT, WRITE PROTECTED: a write to a read-only snapshot.
 const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
+
+/// Prefix of snapshot task keys in the metadata store: `snapshot/<source>` is a snapshot's
+/// task, `snapshot/<source>/<segment>/<start>` a push ahead of its completion cursor.
+pub(super) const TASK_KEY: &[u8] = b"snapshot/";
+
+fn task_key(source: LvId) -> Vec<u8> {
+    let mut key = TASK_KEY.to_vec();
+    key.extend_from_slice(&source.0.to_be_bytes());
+    key
+}
+
+fn push_key(source: LvId, segment: usize, start: u64) -> Vec<u8> {
+    let mut key = task_key(source);
+    key.push(b'/');
+    key.extend_from_slice(&(segment as u64).to_be_bytes());
+    key.extend_from_slice(&start.to_be_bytes());
+    key
+}
+
+/// The source a task key under [`TASK_KEY`] belongs to, and whether it is one of its
+/// pushes rather than the task itself.
+fn key_source(key: &[u8]) -> Option<(LvId, bool)> {
+    let rest = key.strip_prefix(TASK_KEY)?;
+    let id: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+    let source = LvId(u32::from_be_bytes(id));
+    match rest.get(4) {
+        None => Some((source, false)),
+        Some(b'/') if rest.len() == 4 + 1 + 16 => Some((source, true)),
+        Some(_) => None,
+    }
+}
+
+/// What the metadata store keeps of a snapshot still completing.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct SnapshotTask {
+    snapshot: LvId,
+    /// Every block before it (segment, block) is pushed.
+    cursor: (usize, u64),
+}
+
+/// A push made for a write, ahead of the completion cursor.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct PushRecord {
+    segment: usize,
+    blocks: Range<u64>,
+}
 
 /// Where a push stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,6 +101,8 @@ struct Push {
     segment: usize,
     blocks: Range<u64>,
     stage: PushStage,
+    /// The completion task's (it moves the cursor), not a write's.
+    completion: bool,
 }
 
 /// A snapshot whose source still has unpushed blocks.
@@ -66,10 +119,29 @@ pub(super) struct ActiveSnapshot {
     waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
     /// Where the completion task is: segment and block.
     cursor: (usize, u64),
+    /// Pushes made for writes and committed as records of their own, not yet passed by the
+    /// committed cursor: (segment, first block).
+    recorded: BTreeSet<(usize, u64)>,
     /// Taken (the source's revocation drained) and serving.
     taken: bool,
     /// The final revocation is running.
     finishing: bool,
+}
+
+impl ActiveSnapshot {
+    fn new(snapshot: LvId) -> ActiveSnapshot {
+        ActiveSnapshot {
+            snapshot,
+            twins: Vec::new(),
+            take_pending: false,
+            pushes: BTreeMap::new(),
+            waiting: Vec::new(),
+            cursor: (0, 0),
+            recorded: BTreeSet::new(),
+            taken: false,
+            finishing: false,
+        }
+    }
 }
 
 /// Snapshot bookkeeping: active snapshots by source, and which snapshot each volume is.
@@ -82,6 +154,14 @@ pub(super) struct Snapshots {
     writable: BTreeMap<LvId, bool>,
     /// Group snapshots being taken: their sources.
     groups: BTreeMap<u64, Vec<LvId>>,
+}
+
+impl Snapshots {
+    /// A snapshot volume loaded from the metadata store.
+    pub(super) fn restore(&mut self, snapshot: LvId, source: LvId, writable: bool) {
+        self.sources.insert(snapshot, source);
+        self.writable.insert(snapshot, writable);
+    }
 }
 
 impl ControlPath {
@@ -184,23 +264,18 @@ impl ControlPath {
                 Error::FailedPrecondition(format!("no device has {blocks} free blocks for the snapshot"))
             })?;
         let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;
         // Until it is taken the snapshot allows no access at all; taking it gives it the
         // source's states (read through the source) beside its store.
-        let mut segments = Vec::new();
-        for (i, seg) in v.segments.iter().enumerate() {
-            let d = *seg.descriptor();
-            let desc = VsegDescriptor { id: segment_id(id, i), lv: id, start: d.start, blocks: d.blocks };
-            let own = StorageDescriptor::Single(Placement { device: store, lba: lba + d.start });
-            segments.push(VsegMap::new(desc, RedirectEntry::no_access(own), VsegLimits::default())?);
-        }
+        let segments = v.segments_over(id, store, lba)?;
         let block_size = v.record.block_size;
         let record = VolumeRecord {
             id,
             name: name.to_string(),
             blocks,
             block_size,
-            layout: LayoutSpec::Snapshot { source, store },
+            layout: LayoutSpec::Snapshot { source, store, writable },
             allocations: vec![Allocation { device: store, lba, blocks }],
             hosts: Vec::new(),
             lun: 0,
@@ -210,24 +285,22 @@ impl ControlPath {
         let snapshot = Volume { record, segments };
         let descriptor = snapshot.descriptor()?;
         self.volumes.insert(id, snapshot);
-        if self.persist(&[store], &[]).is_err() {
+        // The store's claim, the snapshot and its task, in one transaction.
+        let committed = self.records(&[store], &[id]).and_then(|mut batch| {
+            batch
+                .put_json(Table::Tasks, task_key(source), &SnapshotTask { snapshot: id, cursor: (0, 0) })
+                .map_err(|e| Error::Store(e.to_string()))?;
+            self.commit(batch)
+        });
+        if let Err(e) = committed {
+            self.volumes.remove(&id);
+            self.devices = before;
             self.counters.failed_commits += 1;
+            return Err(e);
         }
         self.snapshots.sources.insert(id, source);
         self.snapshots.writable.insert(id, writable);
-        self.snapshots.active.insert(
-            source,
-            ActiveSnapshot {
-                snapshot: id,
-                twins: Vec::new(),
-                take_pending: false,
-                pushes: BTreeMap::new(),
-                waiting: Vec::new(),
-                cursor: (0, 0),
-                taken: false,
-                finishing: false,
-            },
-        );
+        self.snapshots.active.insert(source, ActiveSnapshot::new(id));
         self.grant_all(MappingEntry::Lv(descriptor));
         self.push_mask(id);
         Ok(id)
@@ -251,8 +324,17 @@ impl ControlPath {
         self.revoke_segments(&segments, true, AfterRevocation::SnapshotTake { source });
     }
 
-    /// The source's writes drained: give its segments the unpushed and pushed states.
+    /// The source's writes drained: the snapshot is taken.
     pub(super) fn snapshot_take_revoked(&mut self, source: LvId) {
+        let Some(snapshot) = self.snapshots.active.get(&source).map(|a| a.snapshot) else { return };
+        self.give_snapshot_states(source);
+        self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
+        self.retry_snapshot_waiters(source);
+    }
+
+    /// Give the source's segments the unpushed and pushed states, and the snapshot's the
+    /// read-only way through the source's storage beside its store.
+    fn give_snapshot_states(&mut self, source: LvId) {
         let Some(snapshot) = self.snapshots.active.get(&source).map(|a| a.snapshot) else { return };
         let writable = self.snapshots.writable.get(&snapshot).copied().unwrap_or(false);
         let Some(v) = self.volumes.get_mut(&source) else { return };
@@ -318,8 +400,133 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get_mut(&source) else { return };
         active.twins = twins;
         active.taken = true;
-        self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
-        self.retry_snapshot_waiters(source);
+    }
+
+    /// The snapshot task records loaded at start (tasks and pushes, in key order): each
+    /// snapshot still completing resumes.
+    pub(super) fn resume_snapshots(
+        &mut self,
+        records: Vec<(Vec<u8>, serde_json::Value)>,
+    ) -> Result<(), Error> {
+        let mut tasks: BTreeMap<LvId, (Option<SnapshotTask>, Vec<PushRecord>)> = BTreeMap::new();
+        for (key, value) in records {
+            let Some((source, is_push)) = key_source(&key) else {
+                return Err(Error::Store(format!("snapshot task key {key:?} is malformed")));
+            };
+            let entry = tasks.entry(source).or_default();
+            if is_push {
+                let push = serde_json::from_value(value)
+                    .map_err(|e| Error::Store(format!("snapshot push record of {source}: {e}")))?;
+                entry.1.push(push);
+            } else {
+                let task = serde_json::from_value(value)
+                    .map_err(|e| Error::Store(format!("snapshot task record of {source}: {e}")))?;
+                entry.0 = Some(task);
+            }
+        }
+        for (source, (task, pushes)) in tasks {
+            let task =
+                task.ok_or_else(|| Error::Store(format!("snapshot pushes of {source} without their task")))?;
+            self.resume_snapshot(source, task, pushes)?;
+        }
+        Ok(())
+    }
+
+    /// A snapshot's task record loaded at start, with the records of its pushes: the
+    /// snapshot is taken again (no worker holds anything yet), what was pushed is marked in
+    /// both Rmaps, and the completion task goes on from the cursor.
+    fn resume_snapshot(
+        &mut self,
+        source: LvId,
+        task: SnapshotTask,
+        pushes: Vec<PushRecord>,
+    ) -> Result<(), Error> {
+        let SnapshotTask { snapshot, cursor } = task;
+        let src = self
+            .volumes
+            .get(&source)
+            .ok_or_else(|| Error::Store(format!("snapshot task of {source}, which does not exist")))?;
+        let snap = self
+            .volumes
+            .get(&snapshot)
+            .ok_or_else(|| Error::Store(format!("snapshot task for {snapshot}, which does not exist")))?;
+        let (LayoutSpec::Snapshot { store, .. }, Some(claim)) =
+            (&snap.record.layout, snap.record.allocations.first())
+        else {
+            return Err(Error::Store(format!("snapshot task for {snapshot}, which is not a snapshot")));
+        };
+        let segments = src.segments_over(snapshot, *store, claim.lba)?;
+        let lengths: Vec<u64> = segments.iter().map(|s| s.descriptor().blocks).collect();
+        if let Some(p) = pushes.iter().find(|p| lengths.get(p.segment).is_none_or(|n| p.blocks.end > *n)) {
+            return Err(Error::Store(format!("snapshot push {p:?} lies outside {source}")));
+        }
+        let Some(snap) = self.volumes.get_mut(&snapshot) else { return Ok(()) };
+        snap.segments = segments;
+        let descriptor = snap.descriptor()?;
+        self.grant_all(MappingEntry::Lv(descriptor));
+        self.snapshots.active.insert(source, ActiveSnapshot::new(snapshot));
+        self.migration_holds_for_snapshot(source);
+        self.give_snapshot_states(source);
+        let mut pushed: Vec<(usize, Range<u64>)> = Vec::new();
+        for (segment, blocks) in lengths.iter().enumerate() {
+            let end = match segment.cmp(&cursor.0) {
+                std::cmp::Ordering::Less => *blocks,
+                std::cmp::Ordering::Equal => cursor.1.min(*blocks),
+                std::cmp::Ordering::Greater => 0,
+            };
+            if end > 0 {
+                pushed.push((segment, 0..end));
+            }
+        }
+        pushed.extend(pushes.iter().map(|p| (p.segment, p.blocks.clone())));
+        for (segment, blocks) in &pushed {
+            self.snapshot_map_pushed(snapshot, *segment, blocks.clone());
+            self.source_map_pushed(source, *segment, blocks.clone());
+        }
+        if let Some(a) = self.snapshots.active.get_mut(&source) {
+            a.cursor = cursor;
+            a.recorded = pushes.iter().map(|p| (p.segment, p.blocks.start)).collect();
+        }
+        if pushed.is_empty() {
+            // Nothing was pushed, so nothing was written over the source since the snapshot
+            // was first taken (if it was): its image is the source's now, and says so again.
+            self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
+        }
+        Ok(())
+    }
+
+    /// The snapshot's Rmap reads `blocks` of `segment` from its store.
+    fn snapshot_map_pushed(&mut self, snapshot: LvId, segment: usize, blocks: Range<u64>) -> Option<VsegId> {
+        let map = self.volumes.get_mut(&snapshot)?.segments.get_mut(segment)?;
+        map.set_range(blocks, STORE).ok()?;
+        Some(map.descriptor().id)
+    }
+
+    /// The source's Rmap lets writes to `blocks` of `segment` through (the pushed twins).
+    fn source_map_pushed(&mut self, source: LvId, segment: usize, blocks: Range<u64>) -> Option<VsegId> {
+        let twins = self.snapshots.active.get(&source)?.twins.get(segment)?.clone();
+        let map = self.volumes.get_mut(&source)?.segments.get_mut(segment)?;
+        let extents: Vec<_> = map.rmap().overlapping(blocks.clone()).collect();
+        for e in extents {
+            if let Some(t) = twins.get(&e.value) {
+                let piece = e.start.max(blocks.start)..e.end.min(blocks.end);
+                let _ = map.set_range(piece, *t);
+            }
+        }
+        Some(map.descriptor().id)
+    }
+
+    /// The other devices I/O to `lv` may need while a snapshot completes: a source's writes
+    /// push to the snapshot's store, a snapshot's reads go through the source's storage.
+    pub(super) fn snapshot_devices(&self, lv: LvId) -> Vec<DeviceId> {
+        let source = match self.snapshots.sources.get(&lv) {
+            Some(source) if self.snapshots.active.get(source).is_some_and(|a| a.snapshot == lv) => *source,
+            Some(_) => return Vec::new(),
+            None => lv,
+        };
+        let Some(a) = self.snapshots.active.get(&source) else { return Vec::new() };
+        let other = if lv == source { a.snapshot } else { source };
+        self.volumes.get(&other).map(|v| v.record.layout.devices()).unwrap_or_default()
     }
 
     /// Whether hosts may not write `lv`: a read-only snapshot, or the base of incrementals.
@@ -406,11 +613,11 @@ impl ControlPath {
             a.waiting.push((io, request, data));
         }
         for (i, r) in starts {
-            self.start_push(source, i, r);
+            self.start_push(source, i, r, false);
         }
     }
 
-    fn start_push(&mut self, source: LvId, segment: usize, blocks: Range<u64>) {
+    fn start_push(&mut self, source: LvId, segment: usize, blocks: Range<u64>, completion: bool) {
         let Some(active) = self.snapshots.active.get(&source) else { return };
         let Some(snap) = self.volumes.get(&active.snapshot) else { return };
         let Some(map) = snap.segments.get(segment) else { return };
@@ -419,7 +626,7 @@ impl ControlPath {
         let block_size = snap.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;
-        let push = Push { segment, blocks, stage: PushStage::Copying };
+        let push = Push { segment, blocks, stage: PushStage::Copying, completion };
         if let Some(a) = self.snapshots.active.get_mut(&source) {
             a.pushes.insert(id, push);
         }
@@ -428,63 +635,86 @@ impl ControlPath {
 
     /// The copy of push `id` ended.
     pub(super) fn push_copied(&mut self, source: LvId, id: u64, copied: bool) {
-        let Some(active) = self.snapshots.active.get_mut(&source) else { return };
+        let Some(active) = self.snapshots.active.get(&source) else { return };
         let snapshot = active.snapshot;
+        let Some(push) = active.pushes.get(&id) else { return };
+        if push.stage != PushStage::Copying {
+            return;
+        }
+        // Recorded before anything points at the store: a restarted engine finds every
+        // push a write may since have gone over.
+        let recorded = copied && self.record_push(source, id).is_ok();
+        let Some(active) = self.snapshots.active.get_mut(&source) else { return };
         let Some(push) = active.pushes.get_mut(&id) else { return };
-        if !copied {
-            // Nothing changed in the maps: drop the push; waiting writes try again.
+        if !recorded {
+            // Nothing changed in the maps: drop the push (the completion task comes back to
+            // it); waiting writes try again.
+            let at = (push.segment, push.blocks.start);
             active.pushes.remove(&id);
+            active.cursor = active.cursor.min(at);
             self.retry_snapshot_waiters(source);
             return;
         }
-        match push.stage {
-            PushStage::Copying => {
-                // Pushed. Now, in this order: the snapshot's Rmap, drain the reads that
-                // used the old snapshot mapping, then the source's Rmap.
-                push.stage = PushStage::Draining;
-                let (segment, blocks) = (push.segment, push.blocks.clone());
-                let Some(map) = self.volumes.get_mut(&snapshot).and_then(|v| v.segments.get_mut(segment))
-                else {
-                    return;
-                };
-                let vseg = map.descriptor().id;
-                if map.set_range(blocks.clone(), STORE).is_err() {
-                    return;
-                }
-                let drain = PendingFilter {
-                    vseg: Some(vseg),
-                    range: Some((blocks.start, blocks.end - blocks.start)),
-                    ..PendingFilter::default()
-                };
-                let key = MappingKey::Extents { vseg, blocks };
-                self.revoke(
-                    vec![key],
-                    vec![drain],
-                    None,
-                    AfterRevocation::SnapshotPushed { source, push: id },
-                );
+        // Pushed. Now, in this order: the snapshot's Rmap, drain the reads that used the
+        // old snapshot mapping, then the source's Rmap.
+        push.stage = PushStage::Draining;
+        let (segment, blocks) = (push.segment, push.blocks.clone());
+        let Some(vseg) = self.snapshot_map_pushed(snapshot, segment, blocks.clone()) else { return };
+        let drain = PendingFilter {
+            vseg: Some(vseg),
+            range: Some((blocks.start, blocks.end - blocks.start)),
+            ..PendingFilter::default()
+        };
+        let key = MappingKey::Extents { vseg, blocks };
+        self.revoke(vec![key], vec![drain], None, AfterRevocation::SnapshotPushed { source, push: id });
+    }
+
+    /// Commit push `id` of `source`'s snapshot: a completion push moves the task's cursor
+    /// past it (and past the write pushes it overtakes, whose records go); a write's push is
+    /// a record of its own.
+    fn record_push(&mut self, source: LvId, id: u64) -> Result<(), Error> {
+        let Some(active) = self.snapshots.active.get(&source) else { return Ok(()) };
+        let Some(push) = active.pushes.get(&id) else { return Ok(()) };
+        let mut batch = Batch::new();
+        let store_error = |e: crate::store::StoreError| Error::Store(e.to_string());
+        let mut passed = Vec::new();
+        if push.completion {
+            let cursor = (push.segment, push.blocks.end);
+            let task = SnapshotTask { snapshot: active.snapshot, cursor };
+            batch.put_json(Table::Tasks, task_key(source), &task).map_err(store_error)?;
+            passed = active.recorded.range(..cursor).copied().collect();
+            for (segment, start) in &passed {
+                batch.delete(Table::Tasks, push_key(source, *segment, *start));
             }
-            PushStage::Draining => {}
+        } else {
+            let record = PushRecord { segment: push.segment, blocks: push.blocks.clone() };
+            batch
+                .put_json(Table::Tasks, push_key(source, push.segment, push.blocks.start), &record)
+                .map_err(store_error)?;
         }
+        let (completion, at) = (push.completion, (push.segment, push.blocks.start));
+        if let Err(e) = self.commit(batch) {
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        let Some(active) = self.snapshots.active.get_mut(&source) else { return Ok(()) };
+        if completion {
+            for key in passed {
+                active.recorded.remove(&key);
+            }
+        } else {
+            active.recorded.insert(at);
+        }
+        Ok(())
     }
 
     /// The snapshot's old mapping has drained: the source may write over the old data.
     pub(super) fn snapshot_pushed_revoked(&mut self, source: LvId, id: u64) {
         let Some(active) = self.snapshots.active.get_mut(&source) else { return };
         let Some(push) = active.pushes.remove(&id) else { return };
-        let Some(twins) = active.twins.get(push.segment).cloned() else { return };
-        let Some(map) = self.volumes.get_mut(&source).and_then(|v| v.segments.get_mut(push.segment)) else {
-            return;
-        };
-        let vseg = map.descriptor().id;
-        let extents: Vec<_> = map.rmap().overlapping(push.blocks.clone()).collect();
-        for e in extents {
-            if let Some(t) = twins.get(&e.value) {
-                let piece = e.start.max(push.blocks.start)..e.end.min(push.blocks.end);
-                let _ = map.set_range(piece, *t);
-            }
+        if let Some(vseg) = self.source_map_pushed(source, push.segment, push.blocks.clone()) {
+            self.grant_extents(source, vseg, push.blocks);
         }
-        self.grant_extents(source, vseg, push.blocks.clone());
         self.retry_snapshot_waiters(source);
     }
 
@@ -507,6 +737,10 @@ impl ControlPath {
         for source in sources {
             let Some(a) = self.snapshots.active.get(&source) else { continue };
             if !a.taken || a.finishing || !a.pushes.is_empty() || !a.waiting.is_empty() {
+                continue;
+            }
+            // After a restart, pushes wait for the devices to answer again.
+            if self.awaits_devices(source) || self.awaits_devices(a.snapshot) {
                 continue;
             }
             let segments = self.volumes.get(&source).map_or(0, |v| v.segments.len());
@@ -532,10 +766,23 @@ impl ControlPath {
                 a.cursor = cursor;
             }
             match next {
-                Some((segment, blocks)) => self.start_push(source, segment, blocks),
-                None => self.finish_snapshot(source),
+                Some((segment, blocks)) => self.start_push(source, segment, blocks, true),
+                None if self.all_pushed(source) => self.finish_snapshot(source),
+                // A push behind the cursor failed: go over it again.
+                None => {
+                    if let Some(a) = self.snapshots.active.get_mut(&source) {
+                        a.cursor = (0, 0);
+                    }
+                }
             }
         }
+    }
+
+    /// Whether every block of the snapshot of `source` is in its store.
+    fn all_pushed(&self, source: LvId) -> bool {
+        let Some(a) = self.snapshots.active.get(&source) else { return true };
+        let Some(snap) = self.volumes.get(&a.snapshot) else { return true };
+        snap.segments.iter().all(|map| map.rmap().iter().all(|e| e.value == STORE))
     }
 
     fn finish_snapshot(&mut self, source: LvId) {
@@ -548,6 +795,22 @@ impl ControlPath {
     }
 
     pub(super) fn snapshot_complete_revoked(&mut self, source: LvId) {
+        let Some(a) = self.snapshots.active.get(&source) else { return };
+        // The end is committed first: once the source writes through, a restart must not
+        // push again from it.
+        let mut batch = Batch::new();
+        batch.delete(Table::Tasks, task_key(source));
+        for (segment, start) in &a.recorded {
+            batch.delete(Table::Tasks, push_key(source, *segment, *start));
+        }
+        if self.commit(batch).is_err() {
+            // Still completing: the next tick finishes it again.
+            self.counters.failed_commits += 1;
+            if let Some(a) = self.snapshots.active.get_mut(&source) {
+                a.finishing = false;
+            }
+            return;
+        }
         let Some(a) = self.snapshots.active.remove(&source) else { return };
         let mut grants = Vec::new();
         if let Some(v) = self.volumes.get_mut(&source) {
@@ -588,5 +851,60 @@ impl ControlPath {
         for (io, request, data) in waiting {
             self.run_manual(io, request, data);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_and_push_keys_name_their_source() {
+        let source = LvId(0x0102_0304);
+        assert_eq!(key_source(&task_key(source)), Some((source, false)));
+        assert_eq!(key_source(&push_key(source, 3, u64::MAX)), Some((source, true)));
+        // The task sorts before its pushes, and pushes in (segment, block) order.
+        assert!(task_key(source) < push_key(source, 0, 0));
+        assert!(push_key(source, 0, 1 << 40) < push_key(source, 1, 0));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        let source = LvId(7);
+        let mut short = task_key(source);
+        short.pop();
+        assert_eq!(key_source(&short), None);
+        let mut truncated = push_key(source, 1, 2);
+        truncated.pop();
+        assert_eq!(key_source(&truncated), None);
+        let mut wrong = task_key(source);
+        wrong.push(b'x');
+        assert_eq!(key_source(&wrong), None);
+    }
+
+    #[test]
+    fn a_snapshot_task_without_its_volumes_is_a_clear_error() {
+        use crate::control_path::ControlPathConfig;
+        use crate::control_path::persist::discovered_devices;
+        use crate::store::{MemoryStore, MetadataStore};
+        let mut store = MemoryStore::new();
+        store.commit(discovered_devices(1, 10_000)).unwrap();
+        let mut batch = Batch::new();
+        let task = SnapshotTask { snapshot: LvId(2), cursor: (0, 0) };
+        batch.put_json(Table::Tasks, task_key(LvId(1)), &task).unwrap();
+        store.commit(batch).unwrap();
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+        let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
+        assert!(error.contains("snapshot task of") && error.contains("does not exist"), "{error}");
+
+        let mut store = MemoryStore::new();
+        let mut batch = Batch::new();
+        batch
+            .put_json(Table::Tasks, push_key(LvId(1), 0, 0), &PushRecord { segment: 0, blocks: 0..8 })
+            .unwrap();
+        store.commit(batch).unwrap();
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+        let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
+        assert!(error.contains("without their task"), "{error}");
     }
 }
