@@ -55,6 +55,15 @@ pub enum LayoutSpec {
         #[serde(default)]
         writable: bool,
     },
+    /// An incremental volume of `base` (seed 003 Fig. 22): granules it has written are in
+    /// `store`, the others are read through the base. Made by
+    /// `ControlPath::create_incremental`.
+    Incremental {
+        /// The read-only volume it shares.
+        base: LvId,
+        /// The device holding its own granules.
+        store: DeviceId,
+    },
     /// A primary device whose writes are also journaled (asynchronous ordered replication)
     /// to per-worker regions of `journal`.
     Journal {
@@ -75,7 +84,7 @@ impl LayoutSpec {
             LayoutSpec::Mirror { sides } => sides.clone(),
             LayoutSpec::Raid10 { side_a, side_b, .. } => side_a.iter().chain(side_b).copied().collect(),
             LayoutSpec::Journal { primary, journal, .. } => vec![*primary, *journal],
-            LayoutSpec::Snapshot { store, .. } => vec![*store],
+            LayoutSpec::Snapshot { store, .. } | LayoutSpec::Incremental { store, .. } => vec![*store],
         }
     }
 }
@@ -254,8 +263,11 @@ impl Volume {
                 let each = rows(side_a.len(), *unit_blocks);
                 all.iter().map(|d| (*d, each)).collect()
             }
-            LayoutSpec::Snapshot { .. } => {
-                return Err(Error::invalid("layout", "snapshots are made from their source, not created"));
+            LayoutSpec::Snapshot { .. } | LayoutSpec::Incremental { .. } => {
+                return Err(Error::invalid(
+                    "layout",
+                    "snapshots and incrementals are made from their source, not created",
+                ));
             }
             LayoutSpec::Journal { primary, journal, journal_blocks } => {
                 if primary == journal {
@@ -318,6 +330,18 @@ impl Volume {
                     fault_on_write: !writable,
                     ..RedirectEntry::read_write(StorageDescriptor::Single(place(0)))
                 };
+                let vseg = VsegDescriptor {
+                    id: segment_id(record.id, 0),
+                    lv: record.id,
+                    start: 0,
+                    blocks: record.blocks,
+                };
+                let segments = vec![VsegMap::new(vseg, store, VsegLimits::default())?];
+                return Ok(Volume { record, segments });
+            }
+            LayoutSpec::Incremental { .. } => {
+                // No access until it is given its base's states, which needs the base.
+                let store = RedirectEntry::no_access(StorageDescriptor::Single(place(0)));
                 let vseg = VsegDescriptor {
                     id: segment_id(record.id, 0),
                     lv: record.id,

@@ -5,6 +5,11 @@
 //! per copy granule (64 KiB), and a granule's first write copies the whole granule from the
 //! base to the private store before the incremental's Rmap points there, so every granule is
 //! read either entirely from the base or entirely from the private store.
+//!
+//! The incremental's volume is committed with its claim; each granule copy is committed
+//! (a record in the Rmaps table) after the copy and before the Rmap points at the private
+//! store. A restarted engine makes every base named by an incremental read-only again and
+//! gives each incremental its base's states and its recorded granules.
 
 use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,12 +25,29 @@ use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
+use crate::store::{Batch, Table};
 use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
 /// The private store's entry in each incremental segment.
 const PRIVATE: RedirectIndex = RedirectIndex(0);
 /// DATA PROTECT, WRITE PROTECTED: a write to a base.
 const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
+
+/// The Rmaps-table key of a granule of incremental `lv` that is in its private store.
+fn granule_key(lv: LvId, segment: usize, start: u64) -> Vec<u8> {
+    let mut key = lv.0.to_be_bytes().to_vec();
+    key.extend_from_slice(&(segment as u64).to_be_bytes());
+    key.extend_from_slice(&start.to_be_bytes());
+    key
+}
+
+/// A granule an incremental has in its private store, as the metadata store keeps it.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct GranuleRecord {
+    lv: LvId,
+    segment: usize,
+    blocks: Range<u64>,
+}
 
 /// A granule copy: base to private store.
 #[derive(Clone, Debug)]
@@ -75,6 +97,7 @@ impl ControlPath {
         }
         let blocks = b.record.blocks;
         let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;
         // No access until the base has drained.
         let segments = b.segments_over(id, store, lba)?;
@@ -83,7 +106,7 @@ impl ControlPath {
             name: name.to_string(),
             blocks,
             block_size: b.record.block_size,
-            layout: LayoutSpec::Snapshot { source: base, store, writable: true },
+            layout: LayoutSpec::Incremental { base, store },
             allocations: vec![Allocation { device: store, lba, blocks }],
             hosts: Vec::new(),
             lun: 0,
@@ -93,8 +116,11 @@ impl ControlPath {
         let volume = Volume { record, segments };
         let descriptor = volume.descriptor()?;
         self.volumes.insert(id, volume);
-        if self.persist(&[store], &[]).is_err() {
+        if let Err(e) = self.persist(&[store], &[id]) {
+            self.volumes.remove(&id);
+            self.devices = before;
             self.counters.failed_commits += 1;
+            return Err(e);
         }
         self.incrementals
             .incrementals
@@ -186,6 +212,56 @@ impl ControlPath {
         }
     }
 
+    /// Incremental volumes loaded from the metadata store, with their granule records: each
+    /// base becomes read-only again, and each incremental reads through it except where its
+    /// recorded granules are.
+    pub(super) fn restore_incrementals(
+        &mut self,
+        granules: Vec<(Vec<u8>, GranuleRecord)>,
+    ) -> Result<(), Error> {
+        let loaded: Vec<(LvId, LvId)> = self
+            .volumes
+            .values()
+            .filter_map(|v| match v.record.layout {
+                LayoutSpec::Incremental { base, .. } => Some((v.record.id, base)),
+                _ => None,
+            })
+            .collect();
+        for (id, base) in &loaded {
+            let inc = self.volumes.get(id).ok_or(Error::UnknownVolume(*id))?;
+            let (Some(b), Some(claim)) = (self.volumes.get(base), inc.record.allocations.first()) else {
+                return Err(Error::Store(format!("incremental {id} of {base}, which does not exist")));
+            };
+            let LayoutSpec::Incremental { store, .. } = inc.record.layout else { continue };
+            let segments = b.segments_over(*id, store, claim.lba)?;
+            let Some(inc) = self.volumes.get_mut(id) else { continue };
+            inc.segments = segments;
+            let descriptor = inc.descriptor()?;
+            self.grant_all(MappingEntry::Lv(descriptor));
+            self.incrementals.incrementals.insert(
+                *id,
+                Incremental { base: *base, ready: false, copies: BTreeMap::new(), waiting: Vec::new() },
+            );
+        }
+        let bases: BTreeSet<LvId> = loaded.iter().map(|(_, base)| *base).collect();
+        for base in bases {
+            self.incremental_base_revoked(base);
+        }
+        for (key, g) in granules {
+            let segment = self.volumes.get_mut(&g.lv).and_then(|v| v.segments.get_mut(g.segment));
+            let placed = match segment {
+                Some(map) if self.incrementals.incrementals.contains_key(&g.lv) => {
+                    map.set_range(g.blocks.clone(), PRIVATE).is_ok()
+                }
+                _ => false,
+            };
+            if !placed || key != granule_key(g.lv, g.segment, g.blocks.start) {
+                return Err(Error::Store(format!("granule record {g:?} names no granule of an incremental")));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `lv` is the read-only base of incrementals.
     pub(super) fn is_incremental_base(&self, lv: LvId) -> bool {
         self.incrementals.bases.contains(&lv)
@@ -269,8 +345,23 @@ impl ControlPath {
             }
             return;
         }
-        // The granule is whole in the private store: the incremental reads it there now.
-        let Some(copy) = inc.copies.remove(&id) else { return };
+        // The granule is whole in the private store: recorded, then the incremental reads it
+        // there.
+        let Some(copy) = inc.copies.get(&id).cloned() else { return };
+        let record = GranuleRecord { lv, segment: copy.segment, blocks: copy.blocks.clone() };
+        let mut batch = Batch::new();
+        let recorded =
+            match batch.put_json(Table::Rmaps, granule_key(lv, copy.segment, copy.blocks.start), &record) {
+                Ok(_) => self.commit(batch),
+                Err(e) => Err(Error::Store(e.to_string())),
+            };
+        if recorded.is_err() {
+            self.counters.failed_commits += 1;
+            self.granule_copied(lv, id, false);
+            return;
+        }
+        let Some(inc) = self.incrementals.incrementals.get_mut(&lv) else { return };
+        inc.copies.remove(&id);
         let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(copy.segment)) else {
             return;
         };

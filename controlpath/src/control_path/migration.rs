@@ -161,8 +161,10 @@ impl ControlPath {
                     "migrating mirrored volumes is not supported yet".into(),
                 ));
             }
-            LayoutSpec::Snapshot { .. } => {
-                return Err(Error::FailedPrecondition("a snapshot cannot be migrated".into()));
+            LayoutSpec::Snapshot { .. } | LayoutSpec::Incremental { .. } => {
+                return Err(Error::FailedPrecondition(
+                    "a snapshot or an incremental cannot be migrated".into(),
+                ));
             }
         };
         if to.len() != data.len() {

@@ -54,6 +54,8 @@ impl ControlPath {
             self.journal_regions(id);
             self.push_mask(id);
         }
+        let granules = scan_json(store.as_ref(), Table::Rmaps).map_err(|e| Error::Store(e.to_string()))?;
+        self.restore_incrementals(granules)?;
         let tasks: Vec<(Vec<u8>, serde_json::Value)> =
             scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
         let mut snapshots = Vec::new();
