@@ -287,6 +287,8 @@ impl Volume {
         let place = |i: usize| Placement { device: a[i].device, lba: a[i].lba };
         let side_state = |i: usize| record.side_states.get(i).copied().unwrap_or(SideState::Alive);
         let mut descriptors: Vec<(u64, StorageDescriptor)> = Vec::new();
+        // How hosts reach the storage, until a data service says otherwise.
+        let mut access: fn(StorageDescriptor) -> RedirectEntry = RedirectEntry::read_write;
         match &record.layout {
             LayoutSpec::Linear { .. } => {
                 for (i, alloc) in a.iter().enumerate() {
@@ -326,30 +328,13 @@ impl Volume {
             LayoutSpec::Snapshot { writable, .. } => {
                 // A completed snapshot: every block is in its store. One still completing is
                 // given its source's states by the snapshot task resuming it.
-                let store = RedirectEntry {
-                    fault_on_write: !writable,
-                    ..RedirectEntry::read_write(StorageDescriptor::Single(place(0)))
-                };
-                let vseg = VsegDescriptor {
-                    id: segment_id(record.id, 0),
-                    lv: record.id,
-                    start: 0,
-                    blocks: record.blocks,
-                };
-                let segments = vec![VsegMap::new(vseg, store, VsegLimits::default())?];
-                return Ok(Volume { record, segments });
+                descriptors.push((record.blocks, StorageDescriptor::Single(place(0))));
+                access = if *writable { RedirectEntry::read_write } else { RedirectEntry::read_only };
             }
             LayoutSpec::Incremental { .. } => {
                 // No access until it is given its base's states, which needs the base.
-                let store = RedirectEntry::no_access(StorageDescriptor::Single(place(0)));
-                let vseg = VsegDescriptor {
-                    id: segment_id(record.id, 0),
-                    lv: record.id,
-                    start: 0,
-                    blocks: record.blocks,
-                };
-                let segments = vec![VsegMap::new(vseg, store, VsegLimits::default())?];
-                return Ok(Volume { record, segments });
+                descriptors.push((record.blocks, StorageDescriptor::Single(place(0))));
+                access = RedirectEntry::no_access;
             }
             LayoutSpec::Journal { .. } => {
                 let layout = JournaledLayout {
@@ -363,7 +348,7 @@ impl Volume {
         let mut start = 0;
         for (i, (blocks, descriptor)) in descriptors.into_iter().enumerate() {
             let vseg = VsegDescriptor { id: segment_id(record.id, i), lv: record.id, start, blocks };
-            segments.push(VsegMap::new(vseg, RedirectEntry::read_write(descriptor), VsegLimits::default())?);
+            segments.push(VsegMap::new(vseg, access(descriptor), VsegLimits::default())?);
             start += blocks;
         }
         Ok(Volume { record, segments })
