@@ -123,6 +123,9 @@ pub struct VolumeRecord {
     pub side_states: Vec<SideState>,
     /// Mirror generation, bumped on every side state change.
     pub generation: u32,
+    /// Where its segments start, once split or merged (empty: as the layout makes them).
+    #[serde(default)]
+    pub segment_starts: Vec<u64>,
 }
 
 /// One piece of an I/O on one device.
@@ -204,6 +207,7 @@ impl Volume {
             lun: 0,
             side_states: vec![SideState::Alive; sides],
             generation: 0,
+            segment_starts: Vec::new(),
         };
         Volume::from_record(record)
     }
@@ -344,13 +348,12 @@ impl Volume {
                 descriptors.push((record.blocks, StorageDescriptor::Journaled(layout)));
             }
         }
-        let mut segments = Vec::with_capacity(descriptors.len());
-        let mut start = 0;
-        for (i, (blocks, descriptor)) in descriptors.into_iter().enumerate() {
-            let vseg = VsegDescriptor { id: segment_id(record.id, i), lv: record.id, start, blocks };
-            segments.push(VsegMap::new(vseg, access(descriptor), VsegLimits::default())?);
-            start += blocks;
+        let mut pieces: Vec<(u64, RedirectEntry)> =
+            descriptors.into_iter().map(|(n, d)| (n, access(d))).collect();
+        if !record.segment_starts.is_empty() {
+            pieces = recut(pieces, &record.segment_starts)?;
         }
+        let segments = segment_maps(record.id, pieces)?;
         Ok(Volume { record, segments })
     }
 
@@ -497,6 +500,111 @@ pub fn descriptor_legs(
     Ok(())
 }
 
+/// Segment maps of volume `lv`, in order, from their sizes and single redirect entries.
+pub fn segment_maps(lv: LvId, pieces: Vec<(u64, RedirectEntry)>) -> Result<Vec<VsegMap>, Error> {
+    let mut segments = Vec::with_capacity(pieces.len());
+    let mut start = 0;
+    for (i, (blocks, entry)) in pieces.into_iter().enumerate() {
+        let vseg = VsegDescriptor { id: segment_id(lv, i), lv, start, blocks };
+        segments.push(VsegMap::new(vseg, entry, VsegLimits::default())?);
+        start += blocks;
+    }
+    Ok(segments)
+}
+
+/// `descriptor` seen from `blocks` into its segment: the storage of the part of a segment
+/// that starts there. A stripe set is cut only between full rows.
+pub fn descriptor_from(descriptor: &StorageDescriptor, blocks: u64) -> Result<StorageDescriptor, Error> {
+    fn stripe_from(set: &StripeSet, blocks: u64) -> Result<StripeSet, Error> {
+        let width = set.members().len() as u64;
+        let row = (1u64 << set.unit_shift()) * width;
+        if !blocks.is_multiple_of(row) {
+            return Err(Error::invalid(
+                "split point",
+                format!("{blocks} blocks is not a whole number of stripe rows of {row} blocks"),
+            ));
+        }
+        let members = set.members().iter().map(|p| Placement { lba: p.lba + blocks / width, ..*p }).collect();
+        Ok(StripeSet::new(set.unit_shift(), members)?)
+    }
+    let side = |layout: &SideLayout| -> Result<SideLayout, Error> {
+        Ok(match layout {
+            SideLayout::Single(p) => SideLayout::Single(Placement { lba: p.lba + blocks, ..*p }),
+            SideLayout::Stripe(set) => SideLayout::Stripe(stripe_from(set, blocks)?),
+        })
+    };
+    Ok(match descriptor {
+        StorageDescriptor::Single(p) => StorageDescriptor::Single(Placement { lba: p.lba + blocks, ..*p }),
+        StorageDescriptor::Stripe(set) => StorageDescriptor::Stripe(stripe_from(set, blocks)?),
+        StorageDescriptor::Mirror(m) => {
+            let sides = m
+                .sides()
+                .iter()
+                .map(|s| Ok(MirrorSide { layout: side(&s.layout)?, ..*s }))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let mut set = MirrorSet::new(sides, m.read_policy)?;
+            set.generation = m.generation;
+            StorageDescriptor::Mirror(set)
+        }
+        StorageDescriptor::Journaled(j) => {
+            StorageDescriptor::Journaled(JournaledLayout { primary: side(&j.primary)?, group: j.group })
+        }
+    })
+}
+
+/// Cut and join a volume's segments, given as (blocks, redirect entry), so that they start
+/// exactly at `starts`. A cut gives the second part the storage from the cut on; a join
+/// needs the second segment's storage to continue the first's.
+pub fn recut(pieces: Vec<(u64, RedirectEntry)>, starts: &[u64]) -> Result<Vec<(u64, RedirectEntry)>, Error> {
+    let total: u64 = pieces.iter().map(|(n, _)| n).sum();
+    if starts.first() != Some(&0)
+        || starts.windows(2).any(|w| w[0] >= w[1])
+        || starts.last().is_some_and(|s| *s >= total)
+    {
+        return Err(Error::invalid(
+            "segment starts",
+            format!("{starts:?} must rise from 0 and stay below {total} blocks"),
+        ));
+    }
+    // Cut every piece at each start inside it.
+    let mut cut: Vec<(u64, u64, RedirectEntry)> = Vec::new();
+    let mut at = 0;
+    for (blocks, entry) in pieces {
+        let end = at + blocks;
+        let mut from = at;
+        for s in starts.iter().copied().filter(|s| *s > at && *s < end) {
+            let e =
+                RedirectEntry { descriptor: descriptor_from(&entry.descriptor, from - at)?, ..entry.clone() };
+            cut.push((from, s - from, e));
+            from = s;
+        }
+        let e = RedirectEntry { descriptor: descriptor_from(&entry.descriptor, from - at)?, ..entry.clone() };
+        cut.push((from, end - from, e));
+        at = end;
+    }
+    // Join every piece that does not start a segment to the one before.
+    let mut out: Vec<(u64, RedirectEntry)> = Vec::new();
+    for (start, blocks, entry) in cut {
+        match out.last_mut() {
+            Some((n, prev)) if starts.binary_search(&start).is_err() => {
+                let continued =
+                    RedirectEntry { descriptor: descriptor_from(&prev.descriptor, *n)?, ..prev.clone() };
+                if continued != entry {
+                    return Err(Error::invalid(
+                        "segments",
+                        format!(
+                            "the segment at block {start} does not continue the storage of the one before it"
+                        ),
+                    ));
+                }
+                *n += blocks;
+            }
+            _ => out.push((blocks, entry)),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +660,78 @@ mod tests {
         let err = Volume::create(LvId(1), "m".into(), 80, 512, layout, &mut devices).unwrap_err();
         assert!(matches!(err, Error::NoSpace { device: DeviceId(2), .. }));
         assert_eq!(devices.get(DeviceId(1)).unwrap().allocated, 0);
+    }
+
+    /// Where each block of a volume made of `pieces` lives, block by block: the model.
+    fn blocks_of(pieces: &[(u64, RedirectEntry)]) -> Vec<(DeviceId, u64)> {
+        let mut out = Vec::new();
+        for (blocks, entry) in pieces {
+            let StorageDescriptor::Single(p) = entry.descriptor else { panic!("single placements only") };
+            out.extend((0..*blocks).map(|b| (p.device, p.lba + b)));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any cut keeps every block where it was; a join is refused exactly when the
+        /// second segment's storage does not continue the first's.
+        #[test]
+        fn recut_keeps_every_block_in_place(
+            raw in proptest::collection::vec((1u64..40, 1u32..3, 0u64..3), 1..6),
+            cuts in proptest::collection::vec(1u64..200, 0..6),
+        ) {
+            // A piece either continues the one before on its device (choice 0) or not.
+            let mut pieces: Vec<(u64, RedirectEntry)> = Vec::new();
+            let mut natural = vec![0u64];
+            for (blocks, device, choice) in raw {
+                let lba = match (pieces.last(), choice) {
+                    (Some((n, prev)), 0) => {
+                        let StorageDescriptor::Single(p) = prev.descriptor else { unreachable!() };
+                        Placement { device: p.device, lba: p.lba + n }
+                    }
+                    _ => Placement { device: DeviceId(device), lba: 1000 * u64::from(device) + choice * 97 },
+                };
+                pieces.push((blocks, RedirectEntry::read_write(StorageDescriptor::Single(lba))));
+                natural.push(natural.last().copied().unwrap_or(0) + blocks);
+            }
+            let total = natural.pop().unwrap_or(0);
+            let mut starts: Vec<u64> = cuts.into_iter().filter(|c| *c < total).collect();
+            starts.push(0);
+            starts.sort_unstable();
+            starts.dedup();
+            let model = blocks_of(&pieces);
+            // Boundaries that must be joined, and whether they can be.
+            let joinable = natural.iter().skip(1).filter(|b| !starts.contains(b)).all(|b| {
+                let b = *b as usize;
+                model[b].0 == model[b - 1].0 && model[b].1 == model[b - 1].1 + 1
+            });
+            match recut(pieces.clone(), &starts) {
+                Ok(cut) => {
+                    proptest::prop_assert!(joinable);
+                    proptest::prop_assert_eq!(blocks_of(&cut), model);
+                    let mut at = 0;
+                    let got: Vec<u64> = cut.iter().map(|(n, _)| { let s = at; at += n; s }).collect();
+                    proptest::prop_assert_eq!(got, starts);
+                }
+                Err(e) => {
+                    proptest::prop_assert!(!joinable, "{}", e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stripes_are_cut_between_whole_rows_only() {
+        let set = StripeSet::new(
+            3,
+            vec![Placement { device: DeviceId(1), lba: 0 }, Placement { device: DeviceId(2), lba: 50 }],
+        )
+        .unwrap();
+        let entry = RedirectEntry::read_write(StorageDescriptor::Stripe(set));
+        let cut = recut(vec![(64, entry.clone())], &[0, 32]).unwrap();
+        let StorageDescriptor::Stripe(second) = &cut[1].1.descriptor else { panic!("a stripe") };
+        assert_eq!(second.members()[1], Placement { device: DeviceId(2), lba: 66 });
+        assert_eq!(recut(cut, &[0]).unwrap(), vec![(64, entry.clone())], "the halves join again");
+        assert!(recut(vec![(64, entry)], &[0, 12]).is_err(), "12 blocks is not a row of 16");
     }
 }

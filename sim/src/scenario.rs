@@ -102,6 +102,8 @@
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
 //! | `kill-engine`, `restart-engine` | `engine` |
+//! | `split-segment` | `volume`, `at_kib` (inside a segment; a striped volume splits between whole stripe rows) |
+//! | `merge-segments` | `volume`, `at_kib` (where a segment starts, not 0: it joins the one before, whose storage it must continue) |
 //!
 //! `fail-link` takes a cable down (both ends see the loss of signal); `fail-path` leaves it up
 //! but silently loses every frame on it (a black hole), so only timeouts reveal it.
@@ -333,6 +335,7 @@ struct RawEvent {
     engine: Option<Spanned<String>>,
     fraction: Option<Spanned<f64>>,
     interval_ms: Option<Spanned<u64>>,
+    at_kib: Option<Spanned<u64>>,
 }
 
 /// A volume's layout kind, as written in the file.
@@ -413,6 +416,10 @@ pub enum ActionKind {
     DiskWriteErrors,
     /// Make a disk accept commands and never answer.
     DiskHang,
+    /// Split a volume's segment in two.
+    SplitSegment,
+    /// Merge a volume's segment into the one before it.
+    MergeSegments,
 }
 
 impl ActionKind {
@@ -434,6 +441,8 @@ impl ActionKind {
             ActionKind::RestartEngine => "restart-engine",
             ActionKind::DiskWriteErrors => "disk-write-errors",
             ActionKind::DiskHang => "disk-hang",
+            ActionKind::SplitSegment => "split-segment",
+            ActionKind::MergeSegments => "merge-segments",
         }
     }
 }
@@ -816,6 +825,20 @@ pub enum EventAction {
     RestartEngine {
         /// Index of the engine.
         engine: usize,
+    },
+    /// Split the segment of a volume holding `at_block` there.
+    SplitSegment {
+        /// Index of the volume.
+        volume: usize,
+        /// Where, in blocks from the volume's start.
+        at_block: u64,
+    },
+    /// Merge the segment of a volume starting at `at_block` into the one before.
+    MergeSegments {
+        /// Index of the volume.
+        volume: usize,
+        /// Where, in blocks from the volume's start.
+        at_block: u64,
     },
 }
 
@@ -1997,6 +2020,28 @@ impl<'a> Builder<'a> {
             }
             ActionKind::KillEngine => EventAction::KillEngine { engine: engine_of(self)? },
             ActionKind::RestartEngine => EventAction::RestartEngine { engine: engine_of(self)? },
+            ActionKind::SplitSegment | ActionKind::MergeSegments => {
+                let volume = volume_of(self)?;
+                let at = event.at_kib.as_ref().ok_or_else(|| missing("at_kib"))?;
+                let size = volumes[volume].size_blocks();
+                let at_block = at.get_ref().saturating_mul(BLOCKS_PER_KIB);
+                if at_block == 0 || at_block >= size {
+                    return Err(self.source.error(
+                        at,
+                        format!(
+                            "at_kib must be inside volume `{}` (1 to {} KiB), not {}",
+                            volumes[volume].name,
+                            size / BLOCKS_PER_KIB - 1,
+                            at.get_ref()
+                        ),
+                    ));
+                }
+                if kind == ActionKind::SplitSegment {
+                    EventAction::SplitSegment { volume, at_block }
+                } else {
+                    EventAction::MergeSegments { volume, at_block }
+                }
+            }
         };
         let description = describe(kind, &action, hosts, disks, volumes, self.engines_by_index());
         Ok(TimelineEvent { at_ms, action, description, line: self.line_of(raw) })
@@ -2027,8 +2072,9 @@ impl<'a> Builder<'a> {
                 | Replicate
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
-        let volume_ok = matches!(kind, Snapshot | Migrate | Resync | Replicate);
-        let checks: [(Option<Range<usize>>, bool, &str); 9] = [
+        let volume_ok =
+            matches!(kind, Snapshot | Migrate | Resync | Replicate | SplitSegment | MergeSegments);
+        let checks: [(Option<Range<usize>>, bool, &str); 10] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
             (event.path.as_ref().map(Spanned::span), node_ok, "path"),
@@ -2038,6 +2084,11 @@ impl<'a> Builder<'a> {
             (event.to.as_ref().map(Spanned::span), kind == Migrate, "to"),
             (event.engine.as_ref().map(Spanned::span), matches!(kind, KillEngine | RestartEngine), "engine"),
             (event.interval_ms.as_ref().map(Spanned::span), kind == Replicate, "interval_ms"),
+            (
+                event.at_kib.as_ref().map(Spanned::span),
+                matches!(kind, SplitSegment | MergeSegments),
+                "at_kib",
+            ),
         ];
         for (span, allowed, field) in checks {
             if let (Some(span), false) = (span, allowed) {
@@ -2102,6 +2153,10 @@ fn describe(
         }
         EventAction::KillEngine { engine } | EventAction::RestartEngine { engine } => {
             engines.get(*engine).copied().unwrap_or("?").to_string()
+        }
+        EventAction::SplitSegment { volume: index, at_block }
+        | EventAction::MergeSegments { volume: index, at_block } => {
+            format!("{} at {} KiB", volume(*index), at_block / BLOCKS_PER_KIB)
         }
     };
     format!("{} {detail}", kind.name())

@@ -933,6 +933,12 @@ impl<'a> World<'a> {
                         format!("snapshot {name} complete: every block pushed, Rmaps coalesced")
                     })
                 }
+                ControlEvent::VolumeReconfigured { lv, segments } => {
+                    Some(format!("{} now has {segments} segment(s)", self.lv_name(e, lv)))
+                }
+                ControlEvent::ReconfigurationFailed { lv, reason } => {
+                    Some(format!("{} not reconfigured: {reason}", self.lv_name(e, lv)))
+                }
                 _ => None,
             };
             if let Some(outcome) = text {
@@ -1193,8 +1199,27 @@ impl<'a> World<'a> {
             }
             EventAction::KillEngine { engine } => self.kill_engine(*engine),
             EventAction::RestartEngine { engine } => self.restart_engine(*engine),
+            EventAction::SplitSegment { volume, at_block } => self.reconfigure(*volume, *at_block, true),
+            EventAction::MergeSegments { volume, at_block } => self.reconfigure(*volume, *at_block, false),
         };
         self.timeline.push(TimelineEntry { at_ns: self.now, event: event.description.clone(), outcome });
+    }
+
+    /// Split the segment of `volume` holding `at_block` there, or merge the segment starting
+    /// there into the one before.
+    fn reconfigure(&mut self, volume: usize, at_block: u64, split: bool) -> String {
+        let Some((e, lv)) = self.engine_of(volume) else {
+            return "not run: the volume does not exist (yet)".to_string();
+        };
+        let control = self.engines[e].switch.control_mut();
+        let outcome =
+            if split { control.split_segment(lv, at_block) } else { control.merge_segments(lv, at_block) };
+        let out = self.engines[e].switch.settle(self.now);
+        self.engine_sends(e, out);
+        match outcome {
+            Ok(()) => "the volume's I/O pauses and drains first".to_string(),
+            Err(err) => format!("refused: {err}"),
+        }
     }
 
     fn snapshot(&mut self, volume: usize, name: &str) -> String {

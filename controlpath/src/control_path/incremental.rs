@@ -112,6 +112,7 @@ impl ControlPath {
             lun: 0,
             side_states: Vec::new(),
             generation: 0,
+            segment_starts: Vec::new(),
         };
         let volume = Volume { record, segments };
         let descriptor = volume.descriptor()?;

@@ -163,6 +163,20 @@ pub enum ControlEvent {
         /// Its size now, in blocks.
         blocks: u64,
     },
+    /// A volume's segments were split or merged.
+    VolumeReconfigured {
+        /// The volume.
+        lv: LvId,
+        /// Its segments now.
+        segments: usize,
+    },
+    /// A split or a merge accepted earlier could not be made; the volume is as it was.
+    ReconfigurationFailed {
+        /// The volume.
+        lv: LvId,
+        /// Why.
+        reason: String,
+    },
     /// A volume finished migrating: its layout names the new devices only.
     MigrationDone {
         /// The volume.
@@ -311,6 +325,7 @@ pub struct ControlPath {
     migrations: migration::Migrations,
     incrementals: incremental::Incrementals,
     replications: replication::Replications,
+    reconfigurations: reconfigure::Reconfigurations,
     multipath: multipath::Multipath,
     awaiting: restart::Awaiting,
     scsi: ScsiQueue,
@@ -358,6 +373,7 @@ impl ControlPath {
             migrations: migration::Migrations::default(),
             incrementals: incremental::Incrementals::default(),
             replications: replication::Replications::default(),
+            reconfigurations: reconfigure::Reconfigurations::default(),
             multipath: multipath::Multipath::default(),
             awaiting: restart::Awaiting::default(),
             scsi: ScsiQueue::default(),

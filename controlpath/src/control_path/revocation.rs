@@ -43,6 +43,8 @@ pub(super) enum AfterRevocation {
     MigrationDone { lv: LvId },
     /// A replicated volume's writes drained for a consistency point.
     ConsistencyPoint { lv: LvId },
+    /// A volume's I/O drained for a split or a merge of its segments.
+    Reconfigure { lv: LvId },
 }
 
 /// One revocation in progress.
@@ -247,6 +249,7 @@ impl ControlPath {
             AfterRevocation::MigrationBarrier { lv } => self.migration_barrier_revoked(lv),
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
             AfterRevocation::ConsistencyPoint { lv } => self.consistency_point_revoked(lv),
+            AfterRevocation::Reconfigure { lv } => self.reconfigure_revoked(lv),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {

@@ -281,6 +281,7 @@ impl ControlPath {
             lun: 0,
             side_states: Vec::new(),
             generation: 0,
+            segment_starts: Vec::new(),
         };
         let snapshot = Volume { record, segments };
         let descriptor = snapshot.descriptor()?;
