@@ -1,6 +1,7 @@
 //! The management gRPC API over a running engine: a tonic server on 127.0.0.1 serves the
 //! bench engine (a real switch with discovered disks), and the generated client lists the
-//! devices, creates a mirrored volume, exposes it, grows a linear one, takes a snapshot,
+//! devices, creates a mirrored volume, exposes it, grows a linear one, splits and merges its
+//! segments, takes a snapshot,
 //! starts, pauses and resumes a migration and follows it in the task list; bad requests get
 //! the status code that says why, name the field, and change nothing.
 
@@ -162,6 +163,23 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
         );
         let fetched = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
         assert_eq!(fetched, grown);
+
+        // Its first segment split in two, then merged back; its grown segment is on another
+        // disk, so merging it into the first is refused and changes nothing.
+        let change = |at_lba| pb::SegmentChangeRequest { volume: "l0".into(), at_lba };
+        client.split_segment(change(1000)).await.expect("split");
+        let starts = |v: pb::Volume| v.segments.iter().map(|s| (s.start_lba, s.blocks)).collect::<Vec<_>>();
+        let split = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
+        assert_eq!(starts(split), [(0, 1000), (1000, 3096), (4096, 2048)]);
+        let refused = client.merge_segments(change(4096)).await.expect_err("not contiguous");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("does not continue"), "{refused:?}");
+        let outside = client.split_segment(change(6144)).await.expect_err("beyond the end");
+        assert_eq!(outside.code(), Code::InvalidArgument, "{outside:?}");
+        assert!(outside.message().contains("at"), "{outside:?}");
+        client.merge_segments(change(1000)).await.expect("merged");
+        let merged = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
+        assert_eq!(starts(merged), [(0, 4096), (4096, 2048)]);
 
         // A snapshot of another linear volume.
         client.create_volume(create("s0", 2048, linear(&disk(4)))).await.expect("s0");

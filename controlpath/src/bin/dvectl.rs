@@ -127,6 +127,22 @@ enum VolumeCommand {
         #[arg(long, default_value_t = 512)]
         block_size: u32,
     },
+    /// Split the segment holding a block in two there (the volume's I/O pauses first).
+    Split {
+        /// The volume.
+        name: String,
+        /// Where, as a block of the volume.
+        #[arg(long)]
+        at_lba: u64,
+    },
+    /// Merge the segment starting at a block into the one before it.
+    Merge {
+        /// The volume.
+        name: String,
+        /// Where the second segment starts, as a block of the volume.
+        #[arg(long)]
+        at_lba: u64,
+    },
     /// Expose a volume to hosts on the engine's virtual target.
     Expose {
         /// The volume.
@@ -418,6 +434,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let volume = client.grow_volume(request).await?.into_inner();
             print_volumes(&[volume]);
+        }
+        Command::Volume(VolumeCommand::Split { name, at_lba }) => {
+            client.split_segment(pb::SegmentChangeRequest { volume: name.clone(), at_lba }).await?;
+            println!(
+                "{name}: split at block {at_lba} accepted; `dvectl volume show {name}` shows the segments"
+            );
+        }
+        Command::Volume(VolumeCommand::Merge { name, at_lba }) => {
+            client.merge_segments(pb::SegmentChangeRequest { volume: name.clone(), at_lba }).await?;
+            println!(
+                "{name}: merge at block {at_lba} accepted; `dvectl volume show {name}` shows the segments"
+            );
         }
         Command::Volume(VolumeCommand::Expose { name, hosts }) => {
             let request = pb::ExposeVolumeRequest {

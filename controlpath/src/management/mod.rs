@@ -206,6 +206,32 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         Ok(Response::new(volume))
     }
 
+    async fn split_segment(
+        &self,
+        request: Request<pb::SegmentChangeRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        self.control(|c| {
+            let lv = volume_named(c, name)?;
+            c.split_segment(lv, r.at_lba)
+        })?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn merge_segments(
+        &self,
+        request: Request<pb::SegmentChangeRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        self.control(|c| {
+            let lv = volume_named(c, name)?;
+            c.merge_segments(lv, r.at_lba)
+        })?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn expose_volume(
         &self,
         request: Request<pb::ExposeVolumeRequest>,
