@@ -4,6 +4,11 @@
 //! and re-enables fast-path writes there. Fast resync: the returning side is written (not
 //! read) in RESYNC while only the age extents whose age differs are copied, one range lock
 //! at a time; then it is ALIVE again.
+//!
+//! A resync is a task in the metadata store: its side and the stale extents found at its
+//! start, committed with the RESYNC state, and how many are copied, committed after each
+//! step. A restarted engine keeps the side in RESYNC and copies the rest (age lists live in
+//! memory only, so without the task a side comes back dead and is copied whole).
 
 use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -18,7 +23,38 @@ use dve_fp_api::message::{MappingEntry, MappingKey};
 use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
+use crate::error::Error;
+use crate::store::{Batch, Table};
 use crate::volume::{DeviceLeg, LayoutSpec};
+
+/// Prefix of resync task keys: `resync/<lv>` is the task, `resync/<lv>/copied` its progress.
+pub(super) const TASK_KEY: &[u8] = b"resync/";
+
+fn task_key(lv: LvId) -> Vec<u8> {
+    let mut key = TASK_KEY.to_vec();
+    key.extend_from_slice(&lv.0.to_be_bytes());
+    key
+}
+
+fn progress_key(lv: LvId) -> Vec<u8> {
+    let mut key = task_key(lv);
+    key.extend_from_slice(b"/copied");
+    key
+}
+
+/// What the metadata store keeps of a resync: the side and the stale extents, in the order
+/// they are copied.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct ResyncTask {
+    side: usize,
+    stale: Vec<(VsegId, Range<u64>)>,
+}
+
+/// How many of a resync's stale extents are copied, committed after each step.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct ResyncCopied {
+    copied: u64,
+}
 
 /// Progress of one resync.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -356,7 +392,18 @@ impl ControlPath {
             }
             grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
         }
-        self.commit_volume(lv);
+        // The RESYNC state and the task, in one transaction.
+        let task = ResyncTask { side, stale: stale.iter().cloned().collect() };
+        let committed = self.records(&[], &[lv]).and_then(|mut batch| {
+            batch.put_json(Table::Tasks, task_key(lv), &task).map_err(|e| Error::Store(e.to_string()))?;
+            batch
+                .put_json(Table::Tasks, progress_key(lv), &ResyncCopied { copied: 0 })
+                .map_err(|e| Error::Store(e.to_string()))?;
+            self.commit(batch)
+        });
+        if committed.is_err() {
+            self.counters.failed_commits += 1;
+        }
         for entry in grants {
             self.grant_all(entry);
         }
@@ -366,10 +413,83 @@ impl ControlPath {
         }
     }
 
+    /// Resync tasks loaded at start: the (volume, side) pairs whose RESYNC state stands.
+    pub(super) fn resync_tasks(records: &[(Vec<u8>, serde_json::Value)]) -> BTreeSet<(LvId, usize)> {
+        records
+            .iter()
+            .filter_map(|(key, value)| {
+                let id: [u8; 4] = key.strip_prefix(TASK_KEY)?.try_into().ok()?;
+                let task: ResyncTask = serde_json::from_value(value.clone()).ok()?;
+                Some((LvId(u32::from_be_bytes(id)), task.side))
+            })
+            .collect()
+    }
+
+    /// The resync task records loaded at start: each resync of a side still in RESYNC goes on
+    /// with the extents not copied yet.
+    pub(super) fn resume_resyncs(&mut self, records: Vec<(Vec<u8>, serde_json::Value)>) -> Result<(), Error> {
+        let mut copied: BTreeMap<LvId, u64> = BTreeMap::new();
+        let mut tasks: BTreeMap<LvId, ResyncTask> = BTreeMap::new();
+        for (key, value) in records {
+            let rest = key.strip_prefix(TASK_KEY).unwrap_or_default();
+            let id: Option<[u8; 4]> = rest.get(..4).and_then(|b| b.try_into().ok());
+            let Some(id) = id.map(|b| LvId(u32::from_be_bytes(b))) else {
+                return Err(Error::Store(format!("resync task key {key:?} is malformed")));
+            };
+            match &rest[4..] {
+                b"" => {
+                    let task = serde_json::from_value(value)
+                        .map_err(|e| Error::Store(format!("resync task of {id}: {e}")))?;
+                    tasks.insert(id, task);
+                }
+                b"/copied" => {
+                    let progress: ResyncCopied = serde_json::from_value(value)
+                        .map_err(|e| Error::Store(format!("resync progress of {id}: {e}")))?;
+                    copied.insert(id, progress.copied);
+                }
+                _ => return Err(Error::Store(format!("resync task key {key:?} is malformed"))),
+            }
+        }
+        for (lv, task) in tasks {
+            let Some(v) = self.volumes.get(&lv) else { continue };
+            // A task whose side died again or finished is stale; the next resync replaces it.
+            if v.record.side_states.get(task.side).copied() != Some(SideState::Resync) {
+                continue;
+            }
+            let done = copied.get(&lv).copied().unwrap_or(0).min(task.stale.len() as u64);
+            let stale: VecDeque<(VsegId, Range<u64>)> =
+                task.stale.iter().skip(done as usize).cloned().collect();
+            if let Some((vseg, _)) = stale
+                .iter()
+                .find(|(vseg, blocks)| v.segment(*vseg).is_none_or(|m| blocks.end > m.descriptor().blocks))
+            {
+                return Err(Error::Store(format!(
+                    "resync task of {lv} names {vseg:?}, which it does not have"
+                )));
+            }
+            self.mirror.resyncs.insert(
+                lv,
+                Resync {
+                    side: task.side,
+                    total: task.stale.len() as u64,
+                    copied: done,
+                    stale,
+                    step: None,
+                    finishing: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Rate-limited progress of every resync: one copy step at a time per volume.
     pub(super) fn resync_tick(&mut self) {
         let lvs: Vec<LvId> = self.mirror.resyncs.keys().copied().collect();
         for lv in lvs {
+            // After a restart, copying waits for the side's devices to answer again.
+            if self.awaits_devices(lv) {
+                continue;
+            }
             let Some(r) = self.mirror.resyncs.get_mut(&lv) else { continue };
             if r.step.is_some() || r.finishing {
                 continue;
@@ -468,6 +588,16 @@ impl ControlPath {
         if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
             r.step = None;
             r.copied += 1;
+            let mut batch = Batch::new();
+            let progress = ResyncCopied { copied: r.copied };
+            // Lost progress only means copying an extent again after a restart.
+            let recorded = match batch.put_json(Table::Tasks, progress_key(lv), &progress) {
+                Ok(_) => self.commit(batch),
+                Err(e) => Err(Error::Store(e.to_string())),
+            };
+            if recorded.is_err() {
+                self.counters.failed_commits += 1;
+            }
         }
         // The copied extent is current on the returning side.
         let side = self.mirror.resyncs.get(&lv).map_or(0, |r| r.side);
@@ -520,7 +650,14 @@ impl ControlPath {
             }
             grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
         }
-        self.commit_volume(lv);
+        // ALIVE again, and the task ends, in one transaction.
+        let committed = self.records(&[], &[lv]).and_then(|mut batch| {
+            batch.delete(Table::Tasks, task_key(lv)).delete(Table::Tasks, progress_key(lv));
+            self.commit(batch)
+        });
+        if committed.is_err() {
+            self.counters.failed_commits += 1;
+        }
         for entry in grants {
             self.grant_all(entry);
         }

@@ -27,15 +27,20 @@ impl ControlPath {
             scan_json(store.as_ref(), Table::Devices).map_err(|e| Error::Store(e.to_string()))?;
         let volumes: Vec<(Vec<u8>, VolumeRecord)> =
             scan_json(store.as_ref(), Table::Volumes).map_err(|e| Error::Store(e.to_string()))?;
+        let tasks: Vec<(Vec<u8>, serde_json::Value)> =
+            scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
+        let resyncing = ControlPath::resync_tasks(&tasks);
         self.devices = DeviceRegistry::from_records(devices.into_iter().map(|(_, d)| d));
         self.await_restored_devices();
         self.volumes.clear();
         self.exposure.luns.clear();
         for (_, mut record) in volumes {
-            // A resync the engine was running died with it: the side is stale somewhere
-            // unknown, so it counts as dead and is resynchronized whole when it answers.
-            for state in &mut record.side_states {
-                if *state == dve_fp_api::mapping::SideState::Resync {
+            // A resync without its task (committed with the RESYNC state, so this is a
+            // record from before tasks) is stale somewhere unknown: the side counts as dead
+            // and is resynchronized whole when it answers.
+            for (side, state) in record.side_states.iter_mut().enumerate() {
+                if *state == dve_fp_api::mapping::SideState::Resync && !resyncing.contains(&(record.id, side))
+                {
                     *state = dve_fp_api::mapping::SideState::Dead;
                 }
             }
@@ -56,9 +61,8 @@ impl ControlPath {
         }
         let granules = scan_json(store.as_ref(), Table::Rmaps).map_err(|e| Error::Store(e.to_string()))?;
         self.restore_incrementals(granules)?;
-        let tasks: Vec<(Vec<u8>, serde_json::Value)> =
-            scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
         let mut snapshots = Vec::new();
+        let mut resyncs = Vec::new();
         for (key, value) in tasks {
             if key.starts_with(super::replication::TASK_KEY) {
                 self.resume_replication(value)?;
@@ -66,10 +70,13 @@ impl ControlPath {
                 self.resume_migration(value)?;
             } else if key.starts_with(super::snapshot::TASK_KEY) {
                 snapshots.push((key, value));
+            } else if key.starts_with(super::mirror::TASK_KEY) {
+                resyncs.push((key, value));
             }
         }
         // After the migrations: a snapshot of a migrating volume holds its copy agent.
         self.resume_snapshots(snapshots)?;
+        self.resume_resyncs(resyncs)?;
         self.store = Some(store);
         Ok(())
     }
