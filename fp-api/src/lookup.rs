@@ -303,8 +303,8 @@ impl<V: Copy> RmapIndex<V> {
 /// Where more leaves crowd into one bucket the slot names a sub-directory over it instead,
 /// recursively; uniform keys rarely go there, since crowds are made of small extents.
 ///
-/// The root directory takes 2-4 bytes per leaf (3.7 MiB at 1 Mi extents), too much to stay
-/// cached, so [`get`](Self::get) asks the [`FrontDirectory`] first: a byte per bucket of about
+/// The root directory takes two to four 4-byte slots per leaf (3.7 MiB at 1 Mi extents), too
+/// much to stay cached, so [`get`](Self::get) asks the [`FrontDirectory`] first: a byte per bucket of about
 /// a leaf's width, naming the bucket's first leaf and how many (up to [`WINDOW`]) it meets.
 /// It reads those lines together, so its one miss is theirs. Buckets that meet more leaves
 /// escape to the root directory. [`get_batch`](Self::get_batch) goes by the root directory
@@ -496,6 +496,7 @@ impl<V: Copy> TrieIndex<V> {
         self.locate_in::<NARROW_WINDOW>(first, last_in_window, lba)
     }
 
+    /// [`locate`](Self::locate) for windows wider than [`NARROW_WINDOW`].
     #[cold]
     #[inline(never)]
     fn locate_wide(&self, first: usize, last_in_window: usize, lba: u64) -> (&Leaf<V>, usize, bool) {
