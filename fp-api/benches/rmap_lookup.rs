@@ -9,9 +9,10 @@
 //! in cache by definition) reuse 4096 keys, so that streaming cold keys from memory does not
 //! add the same constant to every structure; on the fast path the key is in a register,
 //! parsed from the frame just received. The `latency` group measures dependent lookups (each key depends
-//! on the previous answer) at 1 Mi extents beside a dependent random walk of a 256 MiB array
-//! (one cache and TLB miss per step), to estimate misses per lookup on a VM without hardware
-//! counters.
+//! on the previous answer) at 1 Mi extents beside dependent random walks of a 128 MiB array
+//! (one cache and TLB miss per step) and of a 16 MiB one (one miss in a region the size of the
+//! index, whose pages the TLB covers better), to estimate misses per lookup on a VM without
+//! hardware counters.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -182,14 +183,16 @@ fn lookups(c: &mut Criterion) {
 
 /// Dependent lookups at 1 Mi extents: the next key is mixed with the last answer, so
 /// lookups cannot overlap and the time is the latency of one. Beside them, a dependent random
-/// read of a 256 MiB array: one cache miss (and TLB miss), the unit of the estimate.
+/// read of a 128 MiB array: one cache miss (and TLB miss), the unit of the estimate; and one of
+/// a 16 MiB array, the index's own size, a miss with fewer TLB misses.
 fn latency(c: &mut Criterion) {
     let mut random = SplitMix(0x1A7E_0003);
     let extents = extents(1 << 20, &mut random);
     let (low, span) = (extents[0].0.start, extents[extents.len() - 1].0.end - extents[0].0.start);
     let index = RmapIndex::build(&extents).expect("generated extents are valid");
     let sorted = SortedStarts::new(&extents);
-    let chase = random_cycle((256usize << 20) / 8, &mut random);
+    let chase = random_cycle((128usize << 20) / 4, &mut random);
+    let chase_16mib = random_cycle((16usize << 20) / 4, &mut random);
     let pool: Vec<u64> = (0..KEY_POOL).map(|_| random.next()).collect();
 
     let mut group = c.benchmark_group("rmap_lookup/1Mi/latency");
@@ -199,6 +202,15 @@ fn latency(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..KEYS_PER_ITERATION {
                 at = chase[at as usize];
+            }
+            at
+        })
+    });
+    group.bench_function(BenchmarkId::from_parameter("dram_miss_16MiB"), |b| {
+        let mut at = 0u32;
+        b.iter(|| {
+            for _ in 0..KEYS_PER_ITERATION {
+                at = chase_16mib[at as usize];
             }
             at
         })

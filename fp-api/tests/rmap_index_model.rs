@@ -1,8 +1,9 @@
 //! `RmapIndex` against a plain `BTreeMap` model: random extent sets (one-block and huge
 //! extents, gaps, crowds of tiny extents beside huge ones, keys up to `u64::MAX`), probed at
 //! random keys and at every extent's edges with `get`, `fit` and `get_batch`. Sizes range up
-//! to 3000 extents, and a second property stays near the small-map threshold
-//! ([`SMALL_MAP_EXTENTS`]), on both sides of it, where the index switches layout.
+//! to 3000 extents, a second property stays near the small-map threshold
+//! ([`SMALL_MAP_EXTENTS`]), on both sides of it, where the index switches layout, and a third
+//! draws dense trie-sized maps, where the trie's front directory fills and escapes.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -73,18 +74,33 @@ fn small_extents() -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
     ]
 }
 
+/// Trie-sized sets of mostly tiny extents with a few long ones: the trie's front directory
+/// then has buckets meeting one leaf, several, or more than it can name (escapes), and blocks
+/// of buckets whose leaves run past the steps an entry holds.
+fn dense_extents() -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
+    let gap = prop_oneof![8 => Just(0u64), 1 => 1u64..8];
+    let length = prop_oneof![60 => 1u64..4, 3 => 4u64..64, 1 => 64u64..20_000];
+    (base(), prop::collection::vec((gap, length, 0u16..16), SMALL_MAP_EXTENTS + 1..4000))
+        .prop_map(|(base, steps)| lay_out(base, steps))
+}
+
 fn extents_of(count: Range<usize>) -> impl Strategy<Value = Vec<(Range<u64>, u16)>> {
-    (base(), prop::collection::vec((gap(), length(), 0u16..16), count)).prop_map(|(base, steps)| {
-        let mut cursor = base;
-        let mut extents = Vec::with_capacity(steps.len());
-        for (gap, length, value) in steps {
-            let Some(start) = cursor.checked_add(gap) else { break };
-            let Some(end) = start.checked_add(length) else { break };
-            extents.push((start..end, value));
-            cursor = end;
-        }
-        extents
-    })
+    (base(), prop::collection::vec((gap(), length(), 0u16..16), count))
+        .prop_map(|(base, steps)| lay_out(base, steps))
+}
+
+/// Extents laid from `base` by (gap before, length, value) steps, cut short where the next one
+/// would pass `u64::MAX`.
+fn lay_out(base: u64, steps: Vec<(u64, u64, u16)>) -> Vec<(Range<u64>, u16)> {
+    let mut cursor = base;
+    let mut extents = Vec::with_capacity(steps.len());
+    for (gap, length, value) in steps {
+        let Some(start) = cursor.checked_add(gap) else { break };
+        let Some(end) = start.checked_add(length) else { break };
+        extents.push((start..end, value));
+        cursor = end;
+    }
+    extents
 }
 
 /// Random keys, mostly inside the mapped span, and both sides of every extent edge.
@@ -144,6 +160,11 @@ proptest! {
 
     #[test]
     fn small_index_agrees_with_btreemap(extents in small_extents(), seeds in prop::collection::vec(any::<u64>(), 64)) {
+        check_against_model(&extents, &seeds)?;
+    }
+
+    #[test]
+    fn dense_index_agrees_with_btreemap(extents in dense_extents(), seeds in prop::collection::vec(any::<u64>(), 64)) {
         check_against_model(&extents, &seeds)?;
     }
 
