@@ -1208,8 +1208,9 @@ impl<'a> World<'a> {
     /// Split the segment of `volume` holding `at_block` there, or merge the segment starting
     /// there into the one before.
     fn reconfigure(&mut self, volume: usize, at_block: u64, split: bool) -> String {
-        let Some((e, lv)) = self.engine_of(volume) else {
-            return "not run: the volume does not exist (yet)".to_string();
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
         };
         let control = self.engines[e].switch.control_mut();
         let outcome =
@@ -1223,8 +1224,9 @@ impl<'a> World<'a> {
     }
 
     fn snapshot(&mut self, volume: usize, name: &str) -> String {
-        let Some((e, lv)) = self.engine_of(volume) else {
-            return "not run: the volume does not exist (yet)".to_string();
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
         };
         match self.engines[e].switch.control_mut().create_snapshot(lv, name, false) {
             Ok(snap) => {
@@ -1241,8 +1243,9 @@ impl<'a> World<'a> {
 
     fn migrate(&mut self, volume: usize, to: &[usize]) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) = self.engine_of(volume) else {
-            return "not run: the volume does not exist (yet)".to_string();
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
         };
         let control = self.engines[e].switch.control_mut();
         let devices: Result<Vec<_>, _> =
@@ -1264,14 +1267,24 @@ impl<'a> World<'a> {
     }
 
     /// The engine holding scenario volume `volume`, and its id there, once created.
-    fn engine_of(&self, volume: usize) -> Option<(usize, LvId)> {
-        self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)))
+    /// The running engine holding `volume`, or why a management action on it is not run.
+    fn engine_of(&self, volume: usize) -> Result<(usize, LvId), String> {
+        let found =
+            self.engines.iter().enumerate().find_map(|(e, n)| n.volumes.get(&volume).map(|lv| (e, *lv)));
+        match found {
+            None => Err("not run: the volume does not exist (yet)".to_string()),
+            Some((e, _)) if !self.engines[e].switch.running => {
+                Err("not run: the volume's engine is not running".to_string())
+            }
+            Some(found) => Ok(found),
+        }
     }
 
     fn replicate(&mut self, volume: usize, disk: usize, interval_ms: u64) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) = self.engine_of(volume) else {
-            return "not run: the volume does not exist (yet)".to_string();
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
         };
         let control = self.engines[e].switch.control_mut();
         let started = control
@@ -1496,8 +1509,12 @@ impl<'a> World<'a> {
     }
 
     fn group_snapshot(&mut self, volumes: &[usize], name: &str) -> String {
-        let members: Vec<(usize, usize, LvId)> =
-            volumes.iter().filter_map(|v| self.engine_of(*v).map(|(e, lv)| (*v, e, lv))).collect();
+        let members: Result<Vec<(usize, usize, LvId)>, String> =
+            volumes.iter().map(|v| self.engine_of(*v).map(|(e, lv)| (*v, e, lv))).collect();
+        let members = match members {
+            Ok(members) => members,
+            Err(why) => return why,
+        };
         let Some(&(_, e, _)) = members.first() else {
             return "not run: the volumes do not exist (yet)".to_string();
         };
@@ -1620,8 +1637,9 @@ impl<'a> World<'a> {
 
     fn resync(&mut self, volume: usize, disk: Option<usize>) -> String {
         let scenario = self.scenario;
-        let Some((e, lv)) = self.engine_of(volume) else {
-            return "not run: the volume does not exist (yet)".to_string();
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
         };
         let sides: Vec<usize> = match (&scenario.volumes[volume].layout, disk) {
             (Layout::Mirror { disks }, Some(d)) => disks.iter().position(|x| *x == d).into_iter().collect(),
