@@ -107,6 +107,19 @@ impl<T> ExchangeTable<T> {
         Some(value)
     }
 
+    /// Free exchange `xid`, dropping its state where it lies: moving a large state out of
+    /// its slot only to drop it costs a copy per exchange. Returns whether it was in flight.
+    pub fn discard(&mut self, xid: ExchangeId) -> bool {
+        let Some(index) = self.index(xid) else { return false };
+        let slot = &mut self.slots[index];
+        if slot.value.is_none() {
+            return false;
+        }
+        slot.value = None;
+        self.free.push(index as u16);
+        true
+    }
+
     /// Every exchange in flight with its tag.
     pub fn iter(&self) -> impl Iterator<Item = (IoTag, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(move |(i, slot)| {
@@ -135,6 +148,9 @@ mod tests {
         assert_ne!(b.incarnation, a.incarnation);
         assert_eq!(table.get_tagged(a), None, "a stale tag misses the new exchange");
         assert_eq!(table.get_tagged(b), Some(&"b"));
+        assert!(table.discard(b.xid));
+        assert!(!table.discard(b.xid), "already free");
+        assert_eq!(table.len(), 0);
         let foreign = layout.compose(WorkerId(1), 0).unwrap();
         assert_eq!(table.get(foreign), None);
     }

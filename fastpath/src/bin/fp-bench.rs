@@ -166,7 +166,9 @@ impl BenchHost {
     fn poll(&mut self) {
         self.rx.clear();
         self.port.rx_burst_pieces(&mut self.rx, 64);
-        for frame in std::mem::take(&mut self.rx) {
+        // Drained, not taken, so the list keeps its capacity: no allocation per poll.
+        let mut rx = std::mem::take(&mut self.rx);
+        for frame in rx.drain(..) {
             let Some(h) = fc_header(&frame) else { continue };
             match h.r_ctl {
                 r_ctl::COMMAND_STATUS => {
@@ -197,6 +199,7 @@ impl BenchHost {
                 _ => {}
             }
         }
+        self.rx = rx;
         self.issue();
         self.port.tx_burst(&mut self.tx);
         self.tx.clear();
@@ -223,7 +226,9 @@ impl BenchDisk {
     fn poll(&mut self) {
         self.rx.clear();
         self.port.rx_burst_pieces(&mut self.rx, 64);
-        for frame in std::mem::take(&mut self.rx) {
+        // Drained, not taken, so the list keeps its capacity: no allocation per poll.
+        let mut rx = std::mem::take(&mut self.rx);
+        for frame in rx.drain(..) {
             let Some(h) = fc_header(&frame) else { continue };
             let me = h.d_id.0;
             let peer = h.s_id.0;
@@ -293,6 +298,7 @@ impl BenchDisk {
                 _ => {}
             }
         }
+        self.rx = rx;
         self.port.tx_burst(&mut self.tx);
         self.tx.clear();
     }
@@ -536,12 +542,6 @@ fn report(json: bool, metric: &str, unit: &str, value: f64, reference: &str, rat
 }
 
 fn main() {
-    // `FP_BENCH_PROFILE=worker` runs one configuration alone, for a profiler.
-    if let Ok(kind) = std::env::var("FP_BENCH_PROFILE") {
-        let ns = run(&kind, Layout::Linear, false, 400_000);
-        println!("{kind}: {:.1} ns per I/O", ns / 400_000.0);
-        return;
-    }
     let a = match args() {
         Ok(a) => a,
         Err(e) => {
@@ -549,6 +549,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // `FP_BENCH_PROFILE=worker` runs one configuration alone, for a profiler: 8 x `--ios`
+    // linear reads (`FP_BENCH_WRITE=1`: writes; `FP_BENCH_LAYOUT=stripe4|mirror2`).
+    if let Ok(kind) = std::env::var("FP_BENCH_PROFILE") {
+        let write = std::env::var("FP_BENCH_WRITE").is_ok_and(|w| w == "1");
+        let layout = match std::env::var("FP_BENCH_LAYOUT").as_deref() {
+            Ok("stripe4") => Layout::Stripe4,
+            Ok("mirror2") => Layout::Mirror2,
+            _ => Layout::Linear,
+        };
+        let ios = a.ios * 8;
+        let ns = run(&kind, layout, write, ios);
+        println!("{kind}: {:.1} ns per I/O", ns / ios as f64);
+        return;
+    }
     // Frames per I/O through the switch, both directions: command, two data frames and status
     // in and out; a mirrored write doubles the downstream half.
     for (name, layout, write) in [

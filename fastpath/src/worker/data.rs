@@ -129,9 +129,7 @@ impl Worker {
             parameter: 0,
         };
         let ready = FcpXferRdyRepr { data_ro: ro, burst_len: len };
-        if let Some(frame) =
-            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, &ready, self.config.fc_map)
-        {
+        if let Some(frame) = self.whole_frame(src, &header, Sof::I3, Eof::T, &ready) {
             self.send(port, TxFrame::whole(frame));
         }
     }
@@ -195,8 +193,9 @@ impl Worker {
             });
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
-            let frame = emit::gathered_data_frame(
-                &self.pool,
+            let Some(head) = self.buffer() else { return };
+            let frame = emit::gathered_data_frame_in(
+                head,
                 src,
                 &header,
                 sof,
@@ -316,9 +315,7 @@ impl Worker {
             let payload = &data[sent as usize..chunk_end as usize];
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
-            if let Some(frame) =
-                emit::whole_frame(&self.pool, src, &header, sof, eof, payload, self.config.fc_map)
-            {
+            if let Some(frame) = self.whole_frame(src, &header, sof, eof, payload) {
                 self.send(port, TxFrame::whole(frame));
             }
             if last {
@@ -365,7 +362,8 @@ impl Worker {
             };
             let sof = if i == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
-            let frame = emit::whole_frame(&self.pool, src, &header, sof, eof, chunk, self.config.fc_map)
+            let frame = self
+                .whole_frame(src, &header, sof, eof, chunk)
                 .ok_or(dve_fp_api::Error::NoRoom("frame buffers"))?;
             self.send(port, TxFrame::whole(frame));
         }

@@ -2,10 +2,10 @@
 //! responses), data frames gathered from a fresh header and a shared payload slice with a
 //! patched or computed CRC, and in-place header rewrites of frames it forwards.
 
-use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FramePool, Trailer, TxFrame};
+use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
 use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
-use dve_wire::fc::{self, FcFrame, FcHeaderRepr, FcId as WireFcId, f_ctl};
+use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
 use dve_wire::stack::emit_fcoe_frame;
 
@@ -24,10 +24,8 @@ pub fn fpma(fc_map: u32, fc_id: u32) -> MacAddr {
 
 /// The 24 header bytes of `header`.
 pub fn header_bytes(header: &FcHeaderRepr) -> [u8; FC_HEADER] {
-    let mut bytes = [0u8; FC_HEADER];
     // The header fields come from parsed frames or from our own ids: always valid.
-    let _ = header.emit(&mut FcFrame::new_unchecked(&mut bytes[..]));
-    bytes
+    header.to_bytes().unwrap_or_default()
 }
 
 /// Emit a whole FCoE frame into a pool buffer.
@@ -40,7 +38,23 @@ pub fn whole_frame<P: WireEmit + ?Sized>(
     payload: &P,
     fc_map: u32,
 ) -> Option<Frame> {
-    let mut buf = pool.alloc(FRAME_CAPACITY)?;
+    whole_frame_in(pool.alloc(FRAME_CAPACITY)?, src, header, sof, eof, payload, fc_map)
+}
+
+/// Emit a whole FCoE frame into `buf`, any exclusive buffer (a pool's, or a received frame's
+/// the worker is done with); every byte of the frame is written, whatever `buf` held.
+pub fn whole_frame_in<P: WireEmit + ?Sized>(
+    mut buf: FrameMut,
+    src: MacAddr,
+    header: &FcHeaderRepr,
+    sof: Sof,
+    eof: Eof,
+    payload: &P,
+    fc_map: u32,
+) -> Option<Frame> {
+    if !buf.set_len(FRAME_CAPACITY) {
+        return None;
+    }
     let ethernet = EthernetRepr {
         dst_addr: fpma(fc_map, header.d_id.0),
         src_addr: src,
@@ -66,7 +80,25 @@ pub fn gathered_data_frame(
     crc: Option<u32>,
     fc_map: u32,
 ) -> Option<TxFrame> {
-    let mut head = pool.alloc(FC_OFFSET + FC_HEADER)?;
+    gathered_data_frame_in(pool.alloc(FC_OFFSET + FC_HEADER)?, src, header, sof, eof, body, fill, crc, fc_map)
+}
+
+/// [`gathered_data_frame`] with its headers written into `head`, any exclusive buffer.
+#[allow(clippy::too_many_arguments)]
+pub fn gathered_data_frame_in(
+    mut head: FrameMut,
+    src: MacAddr,
+    header: &FcHeaderRepr,
+    sof: Sof,
+    eof: Eof,
+    body: Frame,
+    fill: usize,
+    crc: Option<u32>,
+    fc_map: u32,
+) -> Option<TxFrame> {
+    if !head.set_len(FC_OFFSET + FC_HEADER) {
+        return None;
+    }
     let h = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill as u32, ..*header };
     let hb = header_bytes(&h);
     {
@@ -115,9 +147,8 @@ pub fn rewrite_frame(
         return None;
     }
     let fc_end = len - 8;
-    let mut old = [0u8; FC_HEADER];
-    old.copy_from_slice(&bytes[fc_start..fc_start + FC_HEADER]);
-    let mut header = FcHeaderRepr::parse(&FcFrame::new_unchecked(&old[..])).ok()?;
+    let old: [u8; FC_HEADER] = *bytes[fc_start..].first_chunk()?;
+    let mut header = FcHeaderRepr::from_bytes(&old);
     edit(&mut header);
     let new = header_bytes(&header);
     let mut stored = [0u8; 4];

@@ -19,7 +19,7 @@ pub mod translate;
 use std::collections::VecDeque;
 
 use dve_fp_api::fault::FaultCause;
-use dve_fp_api::frame::{Frame, FramePool, TxFrame};
+use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, TxFrame};
 use dve_fp_api::ids::{ExchangeId, FcId, IoTag, Lun, PortId, Timestamp, VsegId, WorkerId};
 use dve_fp_api::io::{
     Cdb, DownstreamFailure, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus, Sense, VDevice,
@@ -72,7 +72,14 @@ pub struct Worker {
     next_expiry_scan: u64,
     /// Reused list of expired downstream exchanges.
     expired: Vec<ExchangeId>,
+    /// Buffers of received frames the worker consumed (commands, responses, transfer-ready),
+    /// used for the next frames it builds: they are warm in cache, and reusing them spares a
+    /// pool allocation and a release per frame the worker terminates.
+    spare_buffers: Vec<FrameMut>,
 }
+
+/// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
+const SPARE_BUFFERS: usize = 16;
 
 /// Owned facts about a received FCoE frame, so the frame itself can move on.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +118,7 @@ impl Worker {
             cp_worker,
             next_expiry_scan: 0,
             expired: Vec::with_capacity(64),
+            spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
             config,
         }
     }
@@ -186,6 +194,33 @@ impl Worker {
             stats.bytes_out += len;
         }
         self.tx.push((port, frame));
+    }
+
+    /// Keep the buffer of a received frame the worker is done with for the next frame it
+    /// builds; a frame still shared (a payload kept elsewhere) just drops its reference.
+    fn recycle(&mut self, frame: Frame) {
+        if self.spare_buffers.len() < SPARE_BUFFERS
+            && let Ok(buffer) = frame.try_into_mut()
+        {
+            self.spare_buffers.push(buffer);
+        }
+    }
+
+    /// An exclusive buffer to build a frame in: a recycled one, else one from the pool.
+    fn buffer(&mut self) -> Option<FrameMut> {
+        self.spare_buffers.pop().or_else(|| self.pool.alloc(FRAME_CAPACITY))
+    }
+
+    /// Emit a whole FCoE frame (see [`emit::whole_frame`]) into a recycled or pool buffer.
+    fn whole_frame<P: dve_wire::emit::WireEmit + ?Sized>(
+        &mut self,
+        src: dve_wire::ethernet::MacAddr,
+        header: &FcHeaderRepr,
+        sof: Sof,
+        eof: Eof,
+        payload: &P,
+    ) -> Option<Frame> {
+        emit::whole_frame_in(self.buffer()?, src, header, sof, eof, payload, self.config.fc_map)
     }
 
     fn control_frame(&mut self, port: PortId, frame: Frame) {
@@ -325,7 +360,9 @@ impl Worker {
                 down.sent_upto = ready.data_ro;
                 down.seq_cnt = 0;
                 down.seq_id = down.seq_id.wrapping_add(1);
-                match down.owner {
+                let owner = down.owner;
+                self.recycle(frame);
+                match owner {
                     DownOwner::Host { up, .. } => self.pump(up),
                     DownOwner::ControlPath(_) => self.send_dispatch_data(xid),
                 }
@@ -350,6 +387,7 @@ impl Worker {
                     Ok(rsp) => io_status(&rsp),
                     Err(_) => IoStatus { status: ScsiStatus(0xFF), sense: None, residual: 0 },
                 };
+                self.recycle(frame);
                 self.leg_complete(now, xid, status);
             }
             _ => self.control_frame(port, frame),
@@ -402,13 +440,15 @@ impl Worker {
         let pieces = self.take_pieces();
         let mut upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
         upstream.data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
+        let fcp_dl = cmnd.fcp_dl;
+        self.recycle(frame);
         match self.up.insert(upstream) {
             Ok(tag) => self.start(tag.xid),
             Err(upstream) => {
                 // No slot: the host retries after TASK SET FULL.
                 self.recycle_pieces(upstream.pieces);
                 let status = IoStatus { status: ScsiStatus::TASK_SET_FULL, sense: None, residual: 0 };
-                self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, cmnd.fcp_dl);
+                self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, fcp_dl);
             }
         }
     }
@@ -582,9 +622,7 @@ impl Worker {
             rx_id: UNASSIGNED_X_ID,
             parameter: 0,
         };
-        let Some(frame) =
-            emit::whole_frame(&self.pool, port.mac, &header, Sof::I3, Eof::T, &cmnd, self.config.fc_map)
-        else {
+        let Some(frame) = self.whole_frame(port.mac, &header, Sof::I3, Eof::T, &cmnd) else {
             self.down.remove(tag.xid);
             return None;
         };
@@ -614,10 +652,13 @@ impl Worker {
 
     /// A leg's FCP_RSP arrived.
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
-        let Some(down) = self.down.remove(down_xid) else { return };
-        match down.owner {
+        let Some(down) = self.down.get_mut(down_xid) else { return };
+        let (owner, device) = (down.owner, down.device);
+        let collected = std::mem::take(&mut down.collected);
+        self.down.discard(down_xid);
+        match owner {
             DownOwner::ControlPath(tag) => {
-                let data = (!down.collected.is_empty()).then(|| bytes::Bytes::from(down.collected));
+                let data = (!collected.is_empty()).then(|| bytes::Bytes::from(collected));
                 self.upcalls.push_back(ToCp::DispatchIoComplete { tag, status, data });
             }
             DownOwner::Host { up: up_xid, leg } => {
@@ -625,7 +666,7 @@ impl Worker {
                 up.legs[usize::from(leg)] = None;
                 up.outstanding = up.outstanding.saturating_sub(1);
                 if !status.is_good() && up.failure.is_none() {
-                    up.failure = Some(DownstreamFailure { device: down.device, status: Some(status), leg });
+                    up.failure = Some(DownstreamFailure { device, status: Some(status), leg });
                 }
                 if up.outstanding == 0 {
                     self.complete_upstream(now, up_xid);
@@ -675,9 +716,11 @@ impl Worker {
         let seq = self.up.get_mut(xid).map_or(1, Upstream::take_seq_id);
         self.send_response(port, host, target, ox, xid.0, seq, status, data_len);
         self.unserialize(xid);
-        if let Some(up) = self.up.remove(xid) {
-            self.recycle_pieces(up.pieces);
+        if let Some(up) = self.up.get_mut(xid) {
+            let pieces = std::mem::take(&mut up.pieces);
+            self.recycle_pieces(pieces);
         }
+        self.up.discard(xid);
     }
 
     fn unserialize(&mut self, xid: ExchangeId) {
@@ -737,9 +780,7 @@ impl Worker {
             rx_id: rx,
             parameter: 0,
         };
-        if let Some(frame) =
-            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, &rsp, self.config.fc_map)
-        {
+        if let Some(frame) = self.whole_frame(src, &header, Sof::I3, Eof::T, &rsp) {
             self.send(port, TxFrame::whole(frame));
         }
     }
@@ -793,9 +834,7 @@ impl Worker {
             parameter: 0,
         };
         let empty: &[u8] = &[];
-        if let Some(frame) =
-            emit::whole_frame(&self.pool, src, &header, Sof::I3, Eof::T, empty, self.config.fc_map)
-        {
+        if let Some(frame) = self.whole_frame(src, &header, Sof::I3, Eof::T, empty) {
             self.send(port, TxFrame::whole(frame));
         }
     }
