@@ -88,6 +88,7 @@ impl ControlPath {
         }
         if self.snapshot_involves(base)
             || self.migrations_of(base)
+            || self.reconfiguring(base)
             || self.incrementals.incrementals.contains_key(&base)
         {
             return Err(Error::FailedPrecondition(format!(

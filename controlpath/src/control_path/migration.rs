@@ -175,6 +175,7 @@ impl ControlPath {
         }
         if self.snapshot_involves(lv)
             || self.incremental_involves(lv)
+            || self.reconfiguring(lv)
             || v.segments.iter().any(|s| s.redirects().len() != 1)
         {
             return Err(Error::FailedPrecondition(format!(

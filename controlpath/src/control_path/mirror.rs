@@ -308,7 +308,7 @@ impl ControlPath {
 
     /// Start resynchronizing a dead side (management API, or when its device returns).
     pub fn start_resync(&mut self, lv: LvId, side: usize) {
-        if self.mirror.resyncs.contains_key(&lv) || self.mirror.dying.iter().any(|(l, _)| *l == lv) {
+        if self.mirror_busy(lv) {
             return;
         }
         let Some(v) = self.volumes.get(&lv) else { return };
@@ -336,6 +336,11 @@ impl ControlPath {
         );
         let segments = self.segments_of(lv);
         self.revoke_segments(&segments, true, AfterRevocation::ResyncStart { lv, side });
+    }
+
+    /// Whether a side of `lv` is dying or resynchronizing.
+    pub(super) fn mirror_busy(&self, lv: LvId) -> bool {
+        self.mirror.resyncs.contains_key(&lv) || self.mirror.dying.iter().any(|(l, _)| *l == lv)
     }
 
     pub(super) fn side_devices(&self, lv: LvId, side: usize) -> Vec<DeviceId> {

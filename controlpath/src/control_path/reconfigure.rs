@@ -40,7 +40,11 @@ impl ControlPath {
         if blocks == 0 {
             return Err(Error::invalid("blocks", "a volume grows by at least one block"));
         }
-        if self.snapshot_involves(lv) || self.migrations_of(lv) || self.incremental_involves(lv) {
+        if self.snapshot_involves(lv)
+            || self.migrations_of(lv)
+            || self.incremental_involves(lv)
+            || self.reconfiguring(lv)
+        {
             return Err(Error::FailedPrecondition(format!(
                 "{} is being reconfigured: try again when it ends",
                 v.record.name
@@ -135,13 +139,28 @@ impl ControlPath {
         self.start_reconfiguration(lv, wanted)
     }
 
+    /// Whether a split or a merge of `lv` is waiting for its I/O to drain (other services
+    /// wait for it to end).
+    pub(super) fn reconfiguring(&self, lv: LvId) -> bool {
+        self.reconfigurations.pending.contains_key(&lv)
+    }
+
     /// Where the segments of `lv` start, if it may be split or merged now.
     fn segment_starts(&self, lv: LvId) -> Result<Vec<u64>, Error> {
+        if self.reconfiguring(lv) {
+            return Err(Error::FailedPrecondition(format!("{lv} is already being split or merged")));
+        }
+        self.segments_reshapable(lv)
+    }
+
+    /// Where the segments of `lv` start, unless something keeps it from being reshaped:
+    /// a data service, a mirror side not alive or dying, a layout that keeps its segments.
+    fn segments_reshapable(&self, lv: LvId) -> Result<Vec<u64>, Error> {
         let v = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?;
         let busy = self.snapshot_involves(lv)
             || self.migrations_of(lv)
             || self.incremental_involves(lv)
-            || self.reconfigurations.pending.contains_key(&lv);
+            || self.mirror_busy(lv);
         if busy || v.segments.iter().any(|s| s.redirects().len() != 1) {
             return Err(Error::FailedPrecondition(format!(
                 "{} is being reconfigured (a snapshot, a migration, a resync or another split): try again when it ends",
@@ -195,8 +214,12 @@ impl ControlPath {
             return;
         }
         let Some(starts) = self.reconfigurations.pending.remove(&lv) else { return };
-        let Some(v) = self.volumes.get(&lv) else { return };
-        let cut = recut(Self::pieces_of(v), &starts).and_then(|pieces| segment_maps(lv, pieces));
+        // A side may have failed while the I/O drained.
+        let cut = self
+            .segments_reshapable(lv)
+            .and_then(|_| self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv)))
+            .and_then(|v| recut(Self::pieces_of(v), &starts))
+            .and_then(|pieces| segment_maps(lv, pieces));
         let segments = match cut {
             Ok(segments) => segments,
             Err(error) => {

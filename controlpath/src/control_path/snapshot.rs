@@ -229,6 +229,9 @@ impl ControlPath {
         if self.snapshots.sources.contains_key(&source) {
             return Err(Error::FailedPrecondition("a snapshot of a snapshot is not supported".into()));
         }
+        if self.reconfiguring(source) {
+            return Err(Error::FailedPrecondition(format!("{} is being split or merged", v.record.name)));
+        }
         if self.snapshots.active.contains_key(&source) {
             return Err(Error::FailedPrecondition(format!(
                 "{} has a snapshot still completing",
