@@ -2903,6 +2903,23 @@ disk = "d2"
     }
 
     #[test]
+    fn rejects_segment_changes_outside_the_volume() {
+        rejects(&event("at_ms = 1\naction = \"split-segment\" # <-\nvolume = \"v1\""), "needs `at_kib`");
+        rejects(
+            &event("at_ms = 1\naction = \"split-segment\"\nvolume = \"v1\"\nat_kib = 0 # <-"),
+            "at_kib must be inside volume `v1`",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"merge-segments\"\nvolume = \"v1\"\nat_kib = 99999999 # <-"),
+            "at_kib must be inside volume `v1`",
+        );
+        rejects(
+            &event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\nat_kib = 4 # <-"),
+            "`at_kib` does not apply to `snapshot`",
+        );
+    }
+
+    #[test]
     fn rejects_snapshot_names_in_use() {
         rejects(
             &event("at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"d1\" # <-"),
