@@ -26,6 +26,7 @@ use dve_fp_api::message::{MappingEntry, MappingKey};
 use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
+use crate::device::DeviceRegistry;
 use crate::error::Error;
 use crate::store::{Batch, Table};
 use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
@@ -164,6 +165,21 @@ impl Snapshots {
     }
 }
 
+/// The device a snapshot of `source` keeps its pushed blocks on: the online device with the
+/// most free space, preferably one the source does not use.
+fn snapshot_store(devices: &DeviceRegistry, source: &Volume) -> Result<DeviceId, Error> {
+    let used = source.record.layout.devices();
+    let blocks = source.record.blocks;
+    devices
+        .iter()
+        .filter(|d| d.online && d.blocks.saturating_sub(d.allocated) >= blocks)
+        .max_by_key(|d| (!used.contains(&d.id), d.blocks - d.allocated))
+        .map(|d| d.id)
+        .ok_or_else(|| {
+            Error::FailedPrecondition(format!("no device has {blocks} free blocks for the snapshot"))
+        })
+}
+
 impl ControlPath {
     /// Take a snapshot of `source` named `name` (management API): a new volume holding the
     /// source's image at this instant, read-only unless `writable`. The store is claimed on
@@ -199,18 +215,39 @@ impl ControlPath {
             }
             self.check_snapshot(*s, &names[i])?;
         }
-        let mut ids = Vec::with_capacity(sources.len());
-        for (source, name) in sources.iter().zip(names) {
-            ids.push(self.prepare_snapshot(*source, name, false)?);
-        }
-        let mut segments = Vec::new();
+        // Every store fits, checked before any is claimed.
+        let mut trial = self.devices.clone();
         for source in sources {
+            let v = self.volumes.get(source).ok_or(Error::UnknownVolume(*source))?;
+            let store = snapshot_store(&trial, v)?;
+            trial.allocate(store, v.record.blocks)?;
+        }
+        let mut ids = Vec::with_capacity(sources.len());
+        let mut failed = None;
+        for (source, name) in sources.iter().zip(names) {
+            match self.prepare_snapshot(*source, name, false) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Those made (all, unless a commit failed) are taken together.
+        let taken = &sources[..ids.len()];
+        let mut segments = Vec::new();
+        for source in taken {
             segments.extend(self.segments_of(*source));
         }
-        let group = self.op_id();
-        self.snapshots.groups.insert(group, sources.to_vec());
-        self.revoke_segments(&segments, true, AfterRevocation::GroupSnapshotTake { group });
-        Ok(ids)
+        if !taken.is_empty() {
+            let group = self.op_id();
+            self.snapshots.groups.insert(group, taken.to_vec());
+            self.revoke_segments(&segments, true, AfterRevocation::GroupSnapshotTake { group });
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ids),
+        }
     }
 
     /// Every source of a group drained at once: take them all.
@@ -253,19 +290,8 @@ impl ControlPath {
     fn prepare_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
         self.check_snapshot(source, name)?;
         let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
-        let used = v.record.layout.devices();
         let blocks = v.record.blocks;
-        let store = self
-            .devices
-            .iter()
-            .filter(|d| d.online && !used.contains(&d.id))
-            .chain(self.devices.iter().filter(|d| d.online && used.contains(&d.id)))
-            .filter(|d| d.blocks.saturating_sub(d.allocated) >= blocks)
-            .max_by_key(|d| (!used.contains(&d.id), d.blocks - d.allocated))
-            .map(|d| d.id)
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!("no device has {blocks} free blocks for the snapshot"))
-            })?;
+        let store = snapshot_store(&self.devices, v)?;
         let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
         let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;
