@@ -15,6 +15,7 @@ use dve_wire::fcp::FcpXferRdyRepr;
 
 use super::emit::{self, FC_HEADER};
 use super::state::{DownOwner, HostPiece, UpState};
+use super::translate::MAX_LEGS;
 use super::{Received, Worker};
 
 /// Most payload bytes the worker puts in a data frame it builds.
@@ -77,17 +78,19 @@ impl Worker {
         if up.request.kind != IoKind::Write {
             return;
         }
+        // Only the plan's legs can be set; without a plan, look at every slot.
+        let (leg_count, block_size) =
+            up.plan.as_ref().map_or((MAX_LEGS, 0), |p| (p.legs.len(), p.block_size));
         let legs = up.legs;
-        for down in legs.iter().flatten() {
-            self.serve_leg(up_xid, *down);
-        }
-        let Some(up) = self.up.get(up_xid) else { return };
-        let mut needed = up.needed_upto;
+        let mut needed = 0;
         let mut keep_from = u32::MAX;
-        for down in legs.iter().flatten() {
+        // Serving a leg changes only that leg's state, so each leg's part of the marks can be
+        // taken right after serving it, in one pass over the legs.
+        for down in legs[..leg_count.min(MAX_LEGS)].iter().flatten() {
+            self.serve_leg(up_xid, *down);
             let Some(d) = self.down.get(*down) else { continue };
             let leg_start = d.leg.data_offset;
-            let leg_end = leg_start + d.leg.blocks * up.plan.map_or(0, |p| p.block_size);
+            let leg_end = leg_start + d.leg.blocks * block_size;
             if let Some((_, want_end)) = d.wanted {
                 needed = needed.max((leg_start + want_end.saturating_sub(d.leg.header_bytes)).min(leg_end));
             }
@@ -96,6 +99,8 @@ impl Worker {
                 keep_from = keep_from.min(next);
             }
         }
+        let Some(up) = self.up.get(up_xid) else { return };
+        let needed = needed.max(up.needed_upto);
         let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
             .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
         let Some(up) = self.up.get_mut(up_xid) else { return };
@@ -188,16 +193,18 @@ impl Worker {
             };
             let port = down.port;
             let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
-            let crc = payload.patch_from.and_then(|(old, crc, trailing)| {
-                self.crc.patch(crc, &old, &emit::header_bytes(&header), trailing)
-            });
+            let encoded = emit::header_bytes(&header);
+            let crc = payload
+                .patch_from
+                .and_then(|(old, crc, trailing)| self.crc.patch(crc, &old, &encoded, trailing));
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let Some(head) = self.buffer() else { return };
-            let frame = emit::gathered_data_frame_in(
+            let frame = emit::gathered_data_frame_encoded(
                 head,
                 src,
-                &header,
+                &encoded,
+                header.d_id.0,
                 sof,
                 eof,
                 payload.body,

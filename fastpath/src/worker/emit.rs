@@ -86,9 +86,39 @@ pub fn gathered_data_frame(
 /// [`gathered_data_frame`] with its headers written into `head`, any exclusive buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn gathered_data_frame_in(
-    mut head: FrameMut,
+    head: FrameMut,
     src: MacAddr,
     header: &FcHeaderRepr,
+    sof: Sof,
+    eof: Eof,
+    body: Frame,
+    fill: usize,
+    crc: Option<u32>,
+    fc_map: u32,
+) -> Option<TxFrame> {
+    let h = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill as u32, ..*header };
+    gathered_data_frame_encoded(
+        head,
+        src,
+        &header_bytes(&h),
+        header.d_id.0,
+        sof,
+        eof,
+        body,
+        fill,
+        crc,
+        fc_map,
+    )
+}
+
+/// [`gathered_data_frame_in`] for a header already encoded, fill bits included: a caller that
+/// needed the bytes anyway (to patch the CRC) encodes the header once, not twice.
+#[allow(clippy::too_many_arguments)]
+pub fn gathered_data_frame_encoded(
+    mut head: FrameMut,
+    src: MacAddr,
+    hb: &[u8; FC_HEADER],
+    d_id: u32,
     sof: Sof,
     eof: Eof,
     body: Frame,
@@ -99,21 +129,19 @@ pub fn gathered_data_frame_in(
     if !head.set_len(FC_OFFSET + FC_HEADER) {
         return None;
     }
-    let h = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill as u32, ..*header };
-    let hb = header_bytes(&h);
     {
         let bytes = head.as_mut_slice();
-        bytes[0..6].copy_from_slice(&fpma(fc_map, header.d_id.0).0);
+        bytes[0..6].copy_from_slice(&fpma(fc_map, d_id).0);
         bytes[6..12].copy_from_slice(&src.0);
         bytes[12..14].copy_from_slice(&ETHERTYPE_FCOE.to_be_bytes());
         bytes[14..27].fill(0);
         bytes[27] = sof.code();
-        bytes[FC_OFFSET..FC_OFFSET + FC_HEADER].copy_from_slice(&hb);
+        bytes[FC_OFFSET..FC_OFFSET + FC_HEADER].copy_from_slice(hb);
     }
     let zeros = [0u8; 3];
     let crc = crc.unwrap_or_else(|| {
         let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&hb);
+        hasher.update(hb);
         hasher.update(body.as_slice());
         hasher.update(&zeros[..fill]);
         hasher.finalize()
