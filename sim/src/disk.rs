@@ -289,6 +289,18 @@ impl BlockStore {
         out
     }
 
+    /// Fills `out` with the whole blocks from `lba` on that fit in it.
+    fn read_into(&self, lba: u64, out: &mut [u8]) {
+        let bs = self.block_size;
+        for (first, page, n, done) in BlockStore::runs(lba, out.len() / bs) {
+            let to = &mut out[done * bs..(done + n) * bs];
+            match self.pages.get(&page) {
+                Some(page) => to.copy_from_slice(&page.data[first * bs..(first + n) * bs]),
+                None => to.fill(0),
+            }
+        }
+    }
+
     /// Bytes `offset..offset + len` of the blocks from `lba` on: borrowed from the page when
     /// they lie in one (or from [`ZEROS`] when it was never written), else gathered into
     /// `scratch`. Lets read data go from the store into frames with one copy.
@@ -574,6 +586,15 @@ impl DiskTarget {
     /// the capacity read as zeros too.
     pub fn read_blocks(&self, lba: u64, blocks: u64) -> Vec<u8> {
         self.blocks().read(lba, blocks)
+    }
+
+    /// Reads `blocks` blocks from `lba` on into the start of `out` (no buffer of their own);
+    /// returns the bytes read.
+    pub fn read_blocks_into(&self, lba: u64, blocks: u64, out: &mut [u8]) -> usize {
+        let store = self.blocks();
+        let len = (blocks as usize).saturating_mul(store.block_size);
+        store.read_into(lba, &mut out[..len]);
+        len
     }
 
     /// Writes whole blocks at `lba` directly (for the simulator's setup).
