@@ -231,6 +231,20 @@ struct Page {
     written: u128,
 }
 
+/// Where the data of a reply comes from as its frames are emitted.
+#[derive(Clone, Copy)]
+enum ReadData<'a> {
+    Bytes(&'a [u8]),
+    /// Blocks from `lba` on, borrowed from the store frame by frame.
+    Stored {
+        blocks: &'a BlockStore,
+        lba: u64,
+    },
+}
+
+/// What an unwritten page reads as, for frames up to this long.
+static ZEROS: [u8; 4096] = [0; 4096];
+
 /// The blocks: a sparse map of pages, unwritten blocks read as zeros.
 #[derive(Debug)]
 struct BlockStore {
@@ -273,6 +287,37 @@ impl BlockStore {
             }
         }
         out
+    }
+
+    /// Fills `out` with the whole blocks from `lba` on that fit in it.
+    fn read_into(&self, lba: u64, out: &mut [u8]) {
+        let bs = self.block_size;
+        for (first, page, n, done) in BlockStore::runs(lba, out.len() / bs) {
+            let to = &mut out[done * bs..(done + n) * bs];
+            match self.pages.get(&page) {
+                Some(page) => to.copy_from_slice(&page.data[first * bs..(first + n) * bs]),
+                None => to.fill(0),
+            }
+        }
+    }
+
+    /// Bytes `offset..offset + len` of the blocks from `lba` on: borrowed from the page when
+    /// they lie in one (or from [`ZEROS`] when it was never written), else gathered into
+    /// `scratch`. Lets read data go from the store into frames with one copy.
+    fn slice<'a>(&'a self, lba: u64, offset: usize, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        let bs = self.block_size;
+        let block = lba.wrapping_add((offset / bs) as u64);
+        let start = (block % PAGE_BLOCKS) as usize * bs + offset % bs;
+        if start + len <= PAGE_BLOCKS as usize * bs {
+            match self.pages.get(&(block / PAGE_BLOCKS)) {
+                Some(page) => return &page.data[start..start + len],
+                None if len <= ZEROS.len() => return &ZEROS[..len],
+                None => {}
+            }
+        }
+        let within = offset % bs;
+        *scratch = self.read(block, (within + len).div_ceil(bs) as u64);
+        &scratch[within..within + len]
     }
 
     /// Writes whole blocks (a trailing partial block is ignored).
@@ -318,12 +363,15 @@ struct Reply {
     status: u8,
     sense: Option<SenseRepr>,
     data: Vec<u8>,
+    /// Data in still in the store, read as it is sent: (first block, bytes). Set only for
+    /// READ, whose `data` is then empty.
+    stored: Option<(u64, usize)>,
     received: usize,
 }
 
 impl Reply {
     fn good(data: Vec<u8>) -> Reply {
-        Reply { status: status::GOOD, sense: None, data, received: 0 }
+        Reply { status: status::GOOD, sense: None, data, stored: None, received: 0 }
     }
 
     fn check(key: SenseKey, asc: Asc) -> Reply {
@@ -331,13 +379,14 @@ impl Reply {
             status: status::CHECK_CONDITION,
             sense: Some(SenseRepr::fixed(key, asc)),
             data: Vec::new(),
+            stored: None,
             received: 0,
         }
     }
 
     /// The residual against FCP_DL of the bytes this reply moved, either way.
     fn residual(&self, fcp_dl: u32) -> Residual {
-        let moved = self.data.len().max(self.received) as u64;
+        let moved = self.data_len().max(self.received) as u64;
         match moved.cmp(&u64::from(fcp_dl)) {
             std::cmp::Ordering::Less => Residual::Under(fcp_dl - moved as u32),
             std::cmp::Ordering::Equal => Residual::None,
@@ -345,6 +394,11 @@ impl Reply {
                 Residual::Over(u32::try_from(moved - u64::from(fcp_dl)).unwrap_or(u32::MAX))
             }
         }
+    }
+
+    /// Bytes of data in, before truncation to FCP_DL.
+    fn data_len(&self) -> usize {
+        self.stored.map_or(self.data.len(), |(_, len)| len)
     }
 
     fn illegal(asc: Asc) -> Reply {
@@ -532,6 +586,15 @@ impl DiskTarget {
     /// the capacity read as zeros too.
     pub fn read_blocks(&self, lba: u64, blocks: u64) -> Vec<u8> {
         self.blocks().read(lba, blocks)
+    }
+
+    /// Reads `blocks` blocks from `lba` on into the start of `out` (no buffer of their own);
+    /// returns the bytes read.
+    pub fn read_blocks_into(&self, lba: u64, blocks: u64, out: &mut [u8]) -> usize {
+        let store = self.blocks();
+        let len = (blocks as usize).saturating_mul(store.block_size);
+        store.read_into(lba, &mut out[..len]);
+        len
     }
 
     /// Writes whole blocks at `lba` directly (for the simulator's setup).
@@ -882,9 +945,10 @@ impl DiskTarget {
                 Reply::check(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)
             }
             Work::Read { lba, blocks } => {
-                let data = self.blocks().read(lba, blocks);
-                self.stats.bytes_read += data.len() as u64;
-                Reply::good(data)
+                // Read by `answer` straight into the frames, at this same instant.
+                let len = (blocks as usize).saturating_mul(self.blocks().block_size);
+                self.stats.bytes_read += len as u64;
+                Reply { stored: Some((lba, len)), ..Reply::good(Vec::new()) }
             }
             Work::Write { data, .. } if self.mode == DiskMode::WriteErrors && self.draw_write_error() => {
                 self.stats.medium_errors += 1;
@@ -910,8 +974,23 @@ impl DiskTarget {
         reply: &Reply,
     ) -> Vec<Vec<u8>> {
         let max_payload = self.sessions.get(&initiator).map_or(nport::MAX_DATA_PAYLOAD, |s| s.max_payload);
-        let sent = reply.data.len().min(fcp_dl as usize);
-        let mut out = self.send_data(initiator, ox_id, rx_id, &reply.data[..sent], max_payload);
+        let sent = reply.data_len().min(fcp_dl as usize);
+        let mut out = match reply.stored {
+            Some((lba, _)) => {
+                // A clone of the handle, so the guard does not borrow `self` (the port emits).
+                let store = Arc::clone(&self.store);
+                let blocks = store.lock().unwrap_or_else(PoisonError::into_inner);
+                self.send_data(
+                    initiator,
+                    ox_id,
+                    rx_id,
+                    ReadData::Stored { blocks: &blocks, lba },
+                    sent,
+                    max_payload,
+                )
+            }
+            None => self.send_data(initiator, ox_id, rx_id, ReadData::Bytes(&reply.data), sent, max_payload),
+        };
         let residual = reply.residual(fcp_dl);
         if reply.status == status::CHECK_CONDITION {
             self.stats.check_conditions += 1;
@@ -941,16 +1020,24 @@ impl DiskTarget {
         to: FcId,
         ox_id: u16,
         rx_id: u16,
-        data: &[u8],
+        data: ReadData<'_>,
+        len: usize,
         max_payload: usize,
     ) -> Vec<Vec<u8>> {
-        if data.is_empty() {
+        if len == 0 {
             return Vec::new();
         }
         let seq_id = self.port.next_seq_id();
-        let count = data.len().div_ceil(max_payload);
+        let count = len.div_ceil(max_payload);
         let mut out = Vec::with_capacity(count);
-        for (i, chunk) in data.chunks(max_payload).enumerate() {
+        let mut scratch = Vec::new();
+        for i in 0..count {
+            let offset = i * max_payload;
+            let n = max_payload.min(len - offset);
+            let chunk = match data {
+                ReadData::Bytes(bytes) => &bytes[offset..offset + n],
+                ReadData::Stored { blocks, lba } => blocks.slice(lba, offset, n, &mut scratch),
+            };
             let last = i + 1 == count;
             let f_ctl =
                 f_ctl::EXCHANGE_CONTEXT | f_ctl::RELATIVE_OFFSET | if last { f_ctl::END_SEQUENCE } else { 0 };

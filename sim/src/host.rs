@@ -1619,10 +1619,15 @@ impl Initiator {
             return None;
         }
         let exchange = self.exchanges.get_mut(&h.ox_id)?;
-        if (exchange.data_in.len() as u64) < end {
-            exchange.data_in.resize(end as usize, 0);
+        if exchange.data_in.len() as u64 == offset {
+            // In order, the usual case: no zeroing of bytes about to be overwritten.
+            exchange.data_in.extend_from_slice(inbound.payload);
+        } else {
+            if (exchange.data_in.len() as u64) < end {
+                exchange.data_in.resize(end as usize, 0);
+            }
+            exchange.data_in[offset as usize..end as usize].copy_from_slice(inbound.payload);
         }
-        exchange.data_in[offset as usize..end as usize].copy_from_slice(inbound.payload);
         exchange.bytes_in += inbound.payload.len() as u64;
         exchange.rx_id = h.rx_id;
         Some(Vec::new())

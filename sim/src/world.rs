@@ -1332,9 +1332,8 @@ impl<'a> World<'a> {
             let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
                 continue;
             };
-            let bytes = self.disks[d].unit().read_blocks(leg.lba, leg.blocks);
             let at = (leg.offset * u64::from(BLOCK)) as usize;
-            image[at..at + bytes.len()].copy_from_slice(&bytes);
+            self.disks[d].unit().read_blocks_into(leg.lba, leg.blocks, &mut image[at..]);
         }
         Some(image)
     }
