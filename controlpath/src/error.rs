@@ -53,6 +53,12 @@ pub enum Error {
     Store(String),
 }
 
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Error {
+        Error::Store(e.to_string())
+    }
+}
+
 impl Error {
     /// An invalid-argument error for `field`.
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Error {

@@ -25,7 +25,7 @@ use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
-use crate::store::{Batch, Table};
+use crate::store::Table;
 use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
 /// The private store's entry in each incremental segment.
@@ -351,13 +351,8 @@ impl ControlPath {
         // there.
         let Some(copy) = inc.copies.get(&id).cloned() else { return };
         let record = GranuleRecord { lv, segment: copy.segment, blocks: copy.blocks.clone() };
-        let mut batch = Batch::new();
-        let recorded =
-            match batch.put_json(Table::Rmaps, granule_key(lv, copy.segment, copy.blocks.start), &record) {
-                Ok(_) => self.commit(batch),
-                Err(e) => Err(Error::Store(e.to_string())),
-            };
-        if recorded.is_err() {
+        let key = granule_key(lv, copy.segment, copy.blocks.start);
+        if self.persist_record(Table::Rmaps, key, &record).is_err() {
             self.counters.failed_commits += 1;
             self.granule_copied(lv, id, false);
             return;

@@ -24,7 +24,7 @@ use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::store::{Batch, Table};
+use crate::store::Table;
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Prefix of resync task keys: `resync/<lv>` is the task, `resync/<lv>/copied` its progress.
@@ -400,10 +400,8 @@ impl ControlPath {
         // The RESYNC state and the task, in one transaction.
         let task = ResyncTask { side, stale: stale.iter().cloned().collect() };
         let committed = self.records(&[], &[lv]).and_then(|mut batch| {
-            batch.put_json(Table::Tasks, task_key(lv), &task).map_err(|e| Error::Store(e.to_string()))?;
-            batch
-                .put_json(Table::Tasks, progress_key(lv), &ResyncCopied { copied: 0 })
-                .map_err(|e| Error::Store(e.to_string()))?;
+            batch.put_json(Table::Tasks, task_key(lv), &task)?;
+            batch.put_json(Table::Tasks, progress_key(lv), &ResyncCopied { copied: 0 })?;
             self.commit(batch)
         });
         if committed.is_err() {
@@ -593,14 +591,9 @@ impl ControlPath {
         if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
             r.step = None;
             r.copied += 1;
-            let mut batch = Batch::new();
             let progress = ResyncCopied { copied: r.copied };
             // Lost progress only means copying an extent again after a restart.
-            let recorded = match batch.put_json(Table::Tasks, progress_key(lv), &progress) {
-                Ok(_) => self.commit(batch),
-                Err(e) => Err(Error::Store(e.to_string())),
-            };
-            if recorded.is_err() {
+            if self.persist_record(Table::Tasks, progress_key(lv), &progress).is_err() {
                 self.counters.failed_commits += 1;
             }
         }

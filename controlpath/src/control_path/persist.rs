@@ -23,12 +23,9 @@ impl ControlPath {
     /// Attach a metadata store and load what it holds (devices and volumes). Devices come
     /// back offline until they log in again.
     pub fn attach_store(&mut self, store: Box<dyn MetadataStore>) -> Result<(), Error> {
-        let devices: Vec<(Vec<u8>, Device)> =
-            scan_json(store.as_ref(), Table::Devices).map_err(|e| Error::Store(e.to_string()))?;
-        let volumes: Vec<(Vec<u8>, VolumeRecord)> =
-            scan_json(store.as_ref(), Table::Volumes).map_err(|e| Error::Store(e.to_string()))?;
-        let tasks: Vec<(Vec<u8>, serde_json::Value)> =
-            scan_json(store.as_ref(), Table::Tasks).map_err(|e| Error::Store(e.to_string()))?;
+        let devices: Vec<(Vec<u8>, Device)> = scan_json(store.as_ref(), Table::Devices)?;
+        let volumes: Vec<(Vec<u8>, VolumeRecord)> = scan_json(store.as_ref(), Table::Volumes)?;
+        let tasks: Vec<(Vec<u8>, serde_json::Value)> = scan_json(store.as_ref(), Table::Tasks)?;
         let resyncing = ControlPath::resync_tasks(&tasks);
         self.devices = DeviceRegistry::from_records(devices.into_iter().map(|(_, d)| d));
         self.await_restored_devices();
@@ -59,7 +56,7 @@ impl ControlPath {
             self.journal_regions(id);
             self.push_mask(id);
         }
-        let granules = scan_json(store.as_ref(), Table::Rmaps).map_err(|e| Error::Store(e.to_string()))?;
+        let granules = scan_json(store.as_ref(), Table::Rmaps)?;
         self.restore_incrementals(granules)?;
         let mut snapshots = Vec::new();
         let mut resyncs = Vec::new();
@@ -92,7 +89,7 @@ impl ControlPath {
             return Ok(());
         }
         let mut batch = self.records(devices, &[])?;
-        batch.put_json(Table::Tasks, key, task).map_err(|e| Error::Store(e.to_string()))?;
+        batch.put_json(Table::Tasks, key, task)?;
         self.commit(batch)
     }
 
@@ -104,6 +101,18 @@ impl ControlPath {
         }
         let mut batch = self.records(&[], volumes)?;
         batch.delete(Table::Tasks, key);
+        self.commit(batch)
+    }
+
+    /// Commit one record under `key` of `table`, alone (a step of a task).
+    pub(super) fn persist_record(
+        &mut self,
+        table: Table,
+        key: Vec<u8>,
+        value: &impl serde::Serialize,
+    ) -> Result<(), Error> {
+        let mut batch = Batch::new();
+        batch.put_json(table, key, value)?;
         self.commit(batch)
     }
 
@@ -122,17 +131,13 @@ impl ControlPath {
         let mut batch = Batch::new();
         for id in devices {
             if let Some(d) = self.devices.get(*id) {
-                batch
-                    .put_json(Table::Devices, device_key(*id), d)
-                    .map_err(|e| Error::Store(e.to_string()))?;
+                batch.put_json(Table::Devices, device_key(*id), d)?;
             }
         }
         for id in volumes {
             match self.volumes.get(id) {
                 Some(v) => {
-                    batch
-                        .put_json(Table::Volumes, volume_key(*id), &v.record)
-                        .map_err(|e| Error::Store(e.to_string()))?;
+                    batch.put_json(Table::Volumes, volume_key(*id), &v.record)?;
                 }
                 None => {
                     batch.delete(Table::Volumes, volume_key(*id));
@@ -145,7 +150,7 @@ impl ControlPath {
     /// Commit `batch` to the attached store (nothing to do without one).
     pub(super) fn commit(&mut self, batch: Batch) -> Result<(), Error> {
         let Some(store) = self.store.as_mut() else { return Ok(()) };
-        store.commit(batch).map_err(|e| Error::Store(e.to_string()))?;
+        store.commit(batch)?;
         self.counters.commits += 1;
         Ok(())
     }

@@ -231,11 +231,7 @@ impl ControlPath {
         let saved = (v.segments.clone(), v.record.segment_starts.clone());
         v.segments = segments;
         v.record.segment_starts = starts;
-        let descriptor = v.descriptor();
-        let committed = match descriptor {
-            Ok(d) => self.persist(&[], &[lv]).map(|_| d),
-            Err(e) => Err(e),
-        };
+        let committed = v.descriptor().and_then(|d| self.persist(&[], &[lv]).map(|()| d));
         let descriptor = match committed {
             Ok(d) => d,
             Err(error) => {
@@ -248,20 +244,13 @@ impl ControlPath {
             }
         };
         let segments = descriptor.segments.len();
+        let tables: Vec<MappingEntry> = self.volumes.get(&lv).map_or_else(Vec::new, |v| {
+            v.segments
+                .iter()
+                .map(|m| MappingEntry::Redirects { vseg: m.descriptor().id, table: m.redirects().clone() })
+                .collect()
+        });
         self.grant_all(MappingEntry::Lv(descriptor));
-        let tables: Vec<MappingEntry> = self
-            .volumes
-            .get(&lv)
-            .map(|v| {
-                v.segments
-                    .iter()
-                    .map(|m| MappingEntry::Redirects {
-                        vseg: m.descriptor().id,
-                        table: m.redirects().clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         for entry in tables {
             self.grant_all(entry);
         }

@@ -317,9 +317,7 @@ impl ControlPath {
         self.volumes.insert(id, snapshot);
         // The store's claim, the snapshot and its task, in one transaction.
         let committed = self.records(&[store], &[id]).and_then(|mut batch| {
-            batch
-                .put_json(Table::Tasks, task_key(source), &SnapshotTask { snapshot: id, cursor: (0, 0) })
-                .map_err(|e| Error::Store(e.to_string()))?;
+            batch.put_json(Table::Tasks, task_key(source), &SnapshotTask { snapshot: id, cursor: (0, 0) })?;
             self.commit(batch)
         });
         if let Err(e) = committed {
@@ -706,21 +704,18 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get(&source) else { return Ok(()) };
         let Some(push) = active.pushes.get(&id) else { return Ok(()) };
         let mut batch = Batch::new();
-        let store_error = |e: crate::store::StoreError| Error::Store(e.to_string());
         let mut passed = Vec::new();
         if push.completion {
             let cursor = (push.segment, push.blocks.end);
             let task = SnapshotTask { snapshot: active.snapshot, cursor };
-            batch.put_json(Table::Tasks, task_key(source), &task).map_err(store_error)?;
+            batch.put_json(Table::Tasks, task_key(source), &task)?;
             passed = active.recorded.range(..cursor).copied().collect();
             for (segment, start) in &passed {
                 batch.delete(Table::Tasks, push_key(source, *segment, *start));
             }
         } else {
             let record = PushRecord { segment: push.segment, blocks: push.blocks.clone() };
-            batch
-                .put_json(Table::Tasks, push_key(source, push.segment, push.blocks.start), &record)
-                .map_err(store_error)?;
+            batch.put_json(Table::Tasks, push_key(source, push.segment, push.blocks.start), &record)?;
         }
         let (completion, at) = (push.completion, (push.segment, push.blocks.start));
         if let Err(e) = self.commit(batch) {

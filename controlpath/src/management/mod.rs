@@ -76,6 +76,17 @@ impl<E: EngineAccess> ManagementService<E> {
     fn control<T>(&self, f: impl FnOnce(&mut ControlPath) -> Result<T, Error>) -> Result<T, Status> {
         self.engine.with_control(|c| f(c).map_err(|e| status::status_naming_devices(c, &e)))
     }
+
+    /// A split or a merge of the named volume's segments at a block.
+    fn change_segments(
+        &self,
+        r: pb::SegmentChangeRequest,
+        change: fn(&mut ControlPath, LvId, u64) -> Result<(), Error>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let name = name_field("volume", &r.volume)?;
+        self.control(|c| change(c, volume_named(c, name)?, r.at_lba))?;
+        Ok(Response::new(pb::Empty {}))
+    }
 }
 
 /// The volume named `name`, with its id.
@@ -210,26 +221,14 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         &self,
         request: Request<pb::SegmentChangeRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = request.into_inner();
-        let name = name_field("volume", &r.volume)?;
-        self.control(|c| {
-            let lv = volume_named(c, name)?;
-            c.split_segment(lv, r.at_lba)
-        })?;
-        Ok(Response::new(pb::Empty {}))
+        self.change_segments(request.into_inner(), ControlPath::split_segment)
     }
 
     async fn merge_segments(
         &self,
         request: Request<pb::SegmentChangeRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = request.into_inner();
-        let name = name_field("volume", &r.volume)?;
-        self.control(|c| {
-            let lv = volume_named(c, name)?;
-            c.merge_segments(lv, r.at_lba)
-        })?;
-        Ok(Response::new(pb::Empty {}))
+        self.change_segments(request.into_inner(), ControlPath::merge_segments)
     }
 
     async fn expose_volume(
