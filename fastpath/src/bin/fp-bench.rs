@@ -83,7 +83,8 @@ fn payload_len(frame: &TxFrame) -> usize {
     frame.len() - FC_OFFSET - FC_HEADER - 8
 }
 
-/// Emulator frames with a constant payload: header built fresh, payload shared, CRC combined.
+/// Emulator frames with a constant payload: header built fresh, payload shared, CRC combined,
+/// and the frame flattened into one buffer as a NIC delivers it.
 struct DataFrames {
     pool: FramePool,
     crc: CrcPatcher,
@@ -106,7 +107,28 @@ impl DataFrames {
         } else {
             (Sof::N3, if last { Eof::T } else { Eof::N })
         };
-        emit::gathered_data_frame(&self.pool, src, h, sof, eof, self.payload.clone(), 0, Some(crc), FC_MAP)
+        let pieces = emit::gathered_data_frame(
+            &self.pool,
+            src,
+            h,
+            sof,
+            eof,
+            self.payload.clone(),
+            0,
+            Some(crc),
+            FC_MAP,
+        )?;
+        // The copy is the wire's (a NIC's receive DMA on real hardware), made on the sender's
+        // side so that the switch's port receives one buffer and gathers nothing. Before, the
+        // switch's port gathered the pieces, and that copy was timed as the switch's work.
+        let mut whole = self.pool.alloc(pieces.len())?;
+        let out = whole.as_mut_slice();
+        let mut at = 0;
+        for piece in pieces.pieces() {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        Some(TxFrame::whole(whole.freeze()))
     }
 }
 

@@ -4,10 +4,9 @@
 
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
 use dve_wire::emit::WireEmit;
-use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
+use dve_wire::ethernet::{ETHERTYPE_FCOE, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
-use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
-use dve_wire::stack::emit_fcoe_frame;
+use dve_wire::fcoe::{Eof, Sof};
 
 use crate::crc_patch::CrcPatcher;
 
@@ -16,6 +15,9 @@ pub const FC_OFFSET: usize = 28;
 
 /// FC-2 header bytes.
 pub const FC_HEADER: usize = fc::HEADER_LEN;
+
+/// The FCoE trailer after the FC frame: CRC (4), EOF (1), reserved (3).
+const FCOE_TRAILER: usize = 8;
 
 /// The fabric-provided MAC address of an FC address.
 pub fn fpma(fc_map: u32, fc_id: u32) -> MacAddr {
@@ -42,7 +44,9 @@ pub fn whole_frame<P: WireEmit + ?Sized>(
 }
 
 /// Emit a whole FCoE frame into `buf`, any exclusive buffer (a pool's, or a received frame's
-/// the worker is done with); every byte of the frame is written, whatever `buf` held.
+/// the worker is done with); every byte of the frame is written, whatever `buf` held. The
+/// worker's frames are always untagged, so the layout is fixed and written in one pass (the
+/// same bytes as `dve_wire::stack::emit_fcoe_frame`, a unit test checks it).
 pub fn whole_frame_in<P: WireEmit + ?Sized>(
     mut buf: FrameMut,
     src: MacAddr,
@@ -52,17 +56,34 @@ pub fn whole_frame_in<P: WireEmit + ?Sized>(
     payload: &P,
     fc_map: u32,
 ) -> Option<Frame> {
-    if !buf.set_len(FRAME_CAPACITY) {
+    let plen = payload.buffer_len();
+    if plen > fc::MAX_PAYLOAD_LEN {
         return None;
     }
-    let ethernet = EthernetRepr {
-        dst_addr: fpma(fc_map, header.d_id.0),
-        src_addr: src,
-        vlan: None,
-        ethertype: ETHERTYPE_FCOE,
-    };
-    let len = emit_fcoe_frame(buf.as_mut_slice(), &ethernet, &FcoeRepr { sof, eof }, header, payload).ok()?;
-    buf.set_len(len);
+    let fill = (4 - plen % 4) % 4;
+    let fc_end = FC_OFFSET + FC_HEADER + plen + fill;
+    if !buf.set_len(fc_end + FCOE_TRAILER) {
+        return None;
+    }
+    let h = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill as u32, ..*header };
+    let encoded = h.to_bytes().ok()?;
+    let b = buf.as_mut_slice();
+    b[0..6].copy_from_slice(&fpma(fc_map, header.d_id.0).0);
+    b[6..12].copy_from_slice(&src.0);
+    b[12..14].copy_from_slice(&ETHERTYPE_FCOE.to_be_bytes());
+    b[14..FC_OFFSET - 1].fill(0);
+    b[FC_OFFSET - 1] = sof.code();
+    b[FC_OFFSET..FC_OFFSET + FC_HEADER].copy_from_slice(&encoded);
+    let at = FC_OFFSET + FC_HEADER;
+    if payload.emit(&mut b[at..at + plen]).ok()? != plen {
+        return None;
+    }
+    b[at + plen..fc_end].fill(0);
+    let crc = crc32fast::hash(&b[FC_OFFSET..fc_end]);
+    let trailer = &mut b[fc_end..fc_end + FCOE_TRAILER];
+    trailer[..4].copy_from_slice(&crc.to_le_bytes());
+    trailer[4] = eof.code();
+    trailer[5..].fill(0);
     Some(buf.freeze())
 }
 
@@ -154,16 +175,48 @@ pub fn gathered_data_frame_encoded(
     Some(TxFrame { head: head.freeze(), body: Some(body), tail })
 }
 
+/// What a cut-through rewrite changes in a forwarded data frame's FC header: the addresses,
+/// both exchange ids, and the relative offset moved by the leg's place in the host's data.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HeaderRewrite {
+    /// New D_ID.
+    pub d_id: u32,
+    /// New S_ID.
+    pub s_id: u32,
+    /// New OX_ID.
+    pub ox_id: u16,
+    /// New RX_ID.
+    pub rx_id: u16,
+    /// Added to the parameter (relative offset), wrapping.
+    pub offset_add: u32,
+}
+
+impl HeaderRewrite {
+    /// The header bytes after the rewrite. Fields are patched as bytes: the frame passes
+    /// through untouched otherwise, and no field is decoded that does not change.
+    #[inline]
+    pub fn apply(&self, old: &[u8; FC_HEADER]) -> [u8; FC_HEADER] {
+        let mut new = *old;
+        new[1..4].copy_from_slice(&self.d_id.to_be_bytes()[1..]);
+        new[5..8].copy_from_slice(&self.s_id.to_be_bytes()[1..]);
+        new[16..18].copy_from_slice(&self.ox_id.to_be_bytes());
+        new[18..20].copy_from_slice(&self.rx_id.to_be_bytes());
+        let parameter =
+            u32::from_be_bytes([old[20], old[21], old[22], old[23]]).wrapping_add(self.offset_add);
+        new[20..24].copy_from_slice(&parameter.to_be_bytes());
+        new
+    }
+}
+
 /// Rewrite a received FCoE frame's addresses in place (or in a copy if the buffer is shared)
-/// and patch its CRC: `edit` changes the header. Only untagged frames are rewritten in place;
-/// the header offset is given by `fc_start`.
+/// and patch its CRC for the header change. The header offset is given by `fc_start`.
 pub fn rewrite_frame(
     frame: Frame,
     fc_start: usize,
     dst: MacAddr,
     src: MacAddr,
     crc: &CrcPatcher,
-    edit: impl FnOnce(&mut FcHeaderRepr),
+    rewrite: &HeaderRewrite,
 ) -> Option<Frame> {
     let mut buf = match frame.try_into_mut() {
         Ok(buf) => buf,
@@ -171,20 +224,118 @@ pub fn rewrite_frame(
     };
     let bytes = buf.as_mut_slice();
     let len = bytes.len();
-    if len < fc_start + FC_HEADER + 8 {
+    if len < fc_start + FC_HEADER + FCOE_TRAILER {
         return None;
     }
-    let fc_end = len - 8;
+    let fc_end = len - FCOE_TRAILER;
     let old: [u8; FC_HEADER] = *bytes[fc_start..].first_chunk()?;
-    let mut header = FcHeaderRepr::from_bytes(&old);
-    edit(&mut header);
-    let new = header_bytes(&header);
-    let mut stored = [0u8; 4];
-    stored.copy_from_slice(&bytes[fc_end..fc_end + 4]);
+    let new = rewrite.apply(&old);
+    let stored: [u8; 4] = *bytes[fc_end..].first_chunk()?;
     let patched = crc.patch(u32::from_le_bytes(stored), &old, &new, fc_end - fc_start - FC_HEADER)?;
     bytes[fc_start..fc_start + FC_HEADER].copy_from_slice(&new);
     bytes[fc_end..fc_end + 4].copy_from_slice(&patched.to_le_bytes());
     bytes[0..6].copy_from_slice(&dst.0);
     bytes[6..12].copy_from_slice(&src.0);
     Some(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_wire::ethernet::EthernetRepr;
+    use dve_wire::fc::{fc_type, r_ctl};
+    use dve_wire::fcoe::FcoeRepr;
+    use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index};
+    use dve_wire::stack::{emit_fcoe_frame, parse_fcoe_frame};
+
+    fn header(f_ctl: u32) -> FcHeaderRepr {
+        FcHeaderRepr {
+            r_ctl: r_ctl::UNSOLICITED_COMMAND,
+            d_id: WireFcId(0x02_0003),
+            cs_ctl: 0,
+            s_id: WireFcId(0x0F_0001),
+            fc_type: fc_type::FCP,
+            f_ctl,
+            seq_id: 7,
+            df_ctl: 0,
+            seq_cnt: 3,
+            ox_id: 0x1234,
+            rx_id: 0xFFFF,
+            parameter: 0xDEAD_BEEF,
+        }
+    }
+
+    /// The one-pass writer gives the wire crate's layered emitter's bytes, for payloads with and
+    /// without fill bytes, and stale bytes in a reused buffer do not leak into the frame.
+    fn same_as_the_wire_crate<P: WireEmit + ?Sized>(payload: &P) {
+        let pool = FramePool::new(4, 0);
+        let src = MacAddr([2, 0, 0, 0, 0, 9]);
+        let h = header(f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | 3);
+        let mut dirty = pool.alloc(FRAME_CAPACITY).unwrap();
+        dirty.as_mut_slice().fill(0xA5);
+        let ours = whole_frame_in(dirty, src, &h, Sof::I3, Eof::T, payload, 0x0E_FC00).unwrap();
+        let ethernet = EthernetRepr {
+            dst_addr: fpma(0x0E_FC00, h.d_id.0),
+            src_addr: src,
+            vlan: None,
+            ethertype: ETHERTYPE_FCOE,
+        };
+        let mut theirs = vec![0u8; FRAME_CAPACITY];
+        let len =
+            emit_fcoe_frame(&mut theirs, &ethernet, &FcoeRepr { sof: Sof::I3, eof: Eof::T }, &h, payload)
+                .unwrap();
+        assert_eq!(ours.as_slice(), &theirs[..len]);
+        parse_fcoe_frame(ours.as_slice()).expect("a valid frame");
+    }
+
+    #[test]
+    fn a_header_rewrite_changes_the_named_fields_only() {
+        let old = header(f_ctl::RELATIVE_OFFSET | 2);
+        let rewrite = HeaderRewrite {
+            d_id: 0x01_0001,
+            s_id: 0x0A_0001,
+            ox_id: 9,
+            rx_id: 0x4002,
+            offset_add: 0x2000_0000,
+        };
+        let new = FcHeaderRepr::from_bytes(&rewrite.apply(&header_bytes(&old)));
+        let expected = FcHeaderRepr {
+            d_id: WireFcId(0x01_0001),
+            s_id: WireFcId(0x0A_0001),
+            ox_id: 9,
+            rx_id: 0x4002,
+            parameter: 0xDEAD_BEEFu32.wrapping_add(0x2000_0000),
+            ..old
+        };
+        assert_eq!(new, expected);
+    }
+
+    #[test]
+    fn whole_frames_match_the_layered_emitter() {
+        let cdb = [0x88u8, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 8, 0, 0];
+        same_as_the_wire_crate(&FcpCmndRepr {
+            lun: lun_from_index(3),
+            crn: 0,
+            priority: 0,
+            task_attribute: TaskAttribute::Simple,
+            task_management: 0,
+            wrdata: false,
+            rddata: true,
+            cdb: &cdb,
+            fcp_dl: 4096,
+        });
+        same_as_the_wire_crate(&FcpRspRepr::good());
+        let sense = [0x70u8, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
+        same_as_the_wire_crate(&FcpRspRepr {
+            status_qualifier: 0,
+            confirm_requested: false,
+            scsi_status: 2,
+            residual: Residual::Under(512),
+            response_info: None,
+            sense: Some(&sense),
+        });
+        same_as_the_wire_crate(&FcpXferRdyRepr { data_ro: 2048, burst_len: 4096 });
+        same_as_the_wire_crate(&[1u8, 2, 3, 4, 5][..]);
+        same_as_the_wire_crate(&[][..] as &[u8]);
+    }
 }

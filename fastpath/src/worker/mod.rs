@@ -76,6 +76,8 @@ pub struct Worker {
     /// used for the next frames it builds: they are warm in cache, and reusing them spares a
     /// pool allocation and a release per frame the worker terminates.
     spare_buffers: Vec<FrameMut>,
+    /// The plan the decision chain writes for the I/O being started, before it is dispatched.
+    plan: Plan,
 }
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
@@ -119,6 +121,7 @@ impl Worker {
             next_expiry_scan: 0,
             expired: Vec::with_capacity(64),
             spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
+            plan: Plan::default(),
             config,
         }
     }
@@ -264,18 +267,25 @@ impl Worker {
     /// the worker acts on (commands, transfer-ready, status, link services) is verified.
     fn parse(&self, bytes: &[u8]) -> Option<Received> {
         let fc_range = fcoe_fc_range(bytes).ok()?;
+        let r_ctl = *bytes.get(fc_range.start)?;
+        if !(self.config.cut_through && r_ctl == r_ctl::SOLICITED_DATA) {
+            // One full check decodes everything the worker needs; nothing is parsed twice.
+            let view = parse_fcoe_frame(bytes).ok()?;
+            return Some(Received {
+                header: view.header,
+                fc_start: view.fc_range.start,
+                payload_start: view.fc_range.start + FC_HEADER_LEN,
+                payload_len: view.payload.len(),
+                fc_len: view.fc_range.len(),
+            });
+        }
         let fc_frame = FcFrame::new_checked(&bytes[fc_range.clone()]).ok()?;
         let header = FcHeaderRepr::parse(&fc_frame).ok()?;
-        let payload_len = fc_frame.payload().len();
-        let cut_through = self.config.cut_through && header.r_ctl == r_ctl::SOLICITED_DATA;
-        if !cut_through {
-            parse_fcoe_frame(bytes).ok()?;
-        }
         Some(Received {
             header,
             fc_start: fc_range.start,
             payload_start: fc_range.start + FC_HEADER_LEN,
-            payload_len,
+            payload_len: fc_frame.payload().len(),
             fc_len: fc_range.len(),
         })
     }
@@ -469,18 +479,19 @@ impl Worker {
         let overlaps = |vseg: VsegId, start: u64, end: u64| {
             serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
         };
-        let (resolution, resolved) = translate::resolve(&mut self.cache, &self.config, &cmd, overlaps);
+        let (resolution, resolved) =
+            translate::resolve(&mut self.cache, &self.config, &cmd, overlaps, &mut self.plan);
         if let Some(up) = self.up.get_mut(xid) {
             up.request.lv = resolved.lv;
             up.request.vseg = resolved.vseg;
         }
         match resolution {
-            Resolution::Dispatch(mut plan) => {
+            Resolution::Dispatch => {
                 // `stats.writes` counts this write once it is dispatched.
                 if cmd.kind == IoKind::Write && self.config.misdirect_write == Some(self.stats.writes + 1) {
-                    plan.misdirect_first_leg();
+                    self.plan.misdirect_first_leg();
                 }
-                self.dispatch(xid, plan)
+                self.dispatch(xid)
             }
             Resolution::Hold => {
                 if self.held.len() >= self.config.max_held {
@@ -512,16 +523,17 @@ impl Worker {
         self.upcalls.push_back(ToCp::QueueIo { io: tag, request, reason: QueueReason { cause, failure } });
     }
 
-    /// Start every leg of a plan.
-    fn dispatch(&mut self, xid: ExchangeId, plan: Plan) {
+    /// Start every leg of the plan the chain just wrote into `self.plan`.
+    fn dispatch(&mut self, xid: ExchangeId) {
         let timestamp = match self.up.get(xid) {
             Some(up) => up.request.received,
             None => return,
         };
         let write = self.up.get(xid).is_some_and(|u| u.request.kind == IoKind::Write);
         let mut started = [None; translate::MAX_LEGS];
-        for (i, leg) in plan.legs.as_slice().iter().enumerate() {
-            match self.start_leg(DownOwner::Host { up: xid, leg: i as u8 }, *leg, write, timestamp, None) {
+        for i in 0..self.plan.legs.len() {
+            let leg = self.plan.legs.as_slice()[i];
+            match self.start_leg(DownOwner::Host { up: xid, leg: i as u8 }, leg, write, timestamp, None) {
                 Some(down) => started[i] = Some(down),
                 None => {
                     // Out of downstream slots (or no path): undo, and let the control path cope.
@@ -534,6 +546,7 @@ impl Worker {
                 }
             }
         }
+        let plan = &self.plan;
         if plan.serialized {
             let end = plan.seg_block + u64::from(plan.blocks);
             self.serialized.push((plan.vseg, plan.seg_block, end, xid));
@@ -543,7 +556,7 @@ impl Worker {
         up.legs = started;
         up.outstanding = plan.legs.len() as u8;
         up.serialized = plan.serialized;
-        up.plan = Some(plan);
+        up.plan = Some(*plan);
         self.stats.hits += 1;
         let bytes = u64::from(plan.blocks) * u64::from(plan.block_size);
         if write {
@@ -638,13 +651,14 @@ impl Worker {
         up.read_bytes += rx.payload_len as u32;
         let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
         let dst = emit::fpma(self.config.fc_map, host.get());
-        let rewritten = emit::rewrite_frame(frame, rx.fc_start, dst, src, &self.crc, |h| {
-            h.d_id = WireFcId(host.get());
-            h.s_id = WireFcId(target.get());
-            h.ox_id = host_ox;
-            h.rx_id = up_xid.0;
-            h.parameter = h.parameter.wrapping_add(leg_offset);
-        });
+        let rewrite = emit::HeaderRewrite {
+            d_id: host.get(),
+            s_id: target.get(),
+            ox_id: host_ox,
+            rx_id: up_xid.0,
+            offset_add: leg_offset,
+        };
+        let rewritten = emit::rewrite_frame(frame, rx.fc_start, dst, src, &self.crc, &rewrite);
         if let Some(frame) = rewritten {
             self.send(port, TxFrame::whole(frame));
         }
