@@ -80,7 +80,7 @@ impl Worker {
         }
         // Only the plan's legs can be set; without a plan, look at every slot.
         let (leg_count, block_size) =
-            up.plan.as_ref().map_or((MAX_LEGS, 0), |p| (p.legs.len(), p.block_size));
+            up.plan.as_ref().map_or((MAX_LEGS, 0), |p| (usize::from(p.leg_count), p.block_size));
         let legs = up.legs;
         let mut needed = 0;
         let mut keep_from = u32::MAX;

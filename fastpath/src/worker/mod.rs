@@ -556,7 +556,7 @@ impl Worker {
         up.legs = started;
         up.outstanding = plan.legs.len() as u8;
         up.serialized = plan.serialized;
-        up.plan = Some(*plan);
+        up.plan = Some(plan.summary());
         self.stats.hits += 1;
         let bytes = u64::from(plan.blocks) * u64::from(plan.block_size);
         if write {

@@ -6,7 +6,7 @@ use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
 use dve_fp_api::io::{DownstreamFailure, HostIo, IoKind, PendingState};
 
-use crate::worker::translate::{Leg, MAX_LEGS, Plan};
+use crate::worker::translate::{Leg, MAX_LEGS, PlanSummary};
 
 /// One frame of host write data, kept whole so its CRC can be patched rather than recomputed
 /// when it is forwarded with new headers.
@@ -73,7 +73,7 @@ pub struct Upstream {
     /// Where it is.
     pub state: UpState,
     /// The plan being carried out, when active.
-    pub plan: Option<Plan>,
+    pub plan: Option<PlanSummary>,
     /// Downstream exchange of each leg of the plan.
     pub legs: [Option<ExchangeId>; MAX_LEGS],
     /// Legs not yet completed.

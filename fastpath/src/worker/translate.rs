@@ -101,7 +101,44 @@ pub struct Plan {
     pub journal: Option<JournalAppend>,
 }
 
+/// What a host I/O keeps of its plan once the legs are started: the legs themselves live in
+/// their downstream exchanges, so the upstream slot (and every pending-list query) does not
+/// carry sixteen legs around.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PlanSummary {
+    /// The volume.
+    pub lv: LvId,
+    /// The segment.
+    pub vseg: VsegId,
+    /// First segment block.
+    pub seg_block: u64,
+    /// Blocks.
+    pub blocks: u32,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// How many legs were started.
+    pub leg_count: u8,
+    /// A mirror or journal write on the serialization list.
+    pub serialized: bool,
+    /// The journal entry, for a journaled write.
+    pub journal: Option<JournalAppend>,
+}
+
 impl Plan {
+    /// What the upstream exchange keeps.
+    pub fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            lv: self.lv,
+            vseg: self.vseg,
+            seg_block: self.seg_block,
+            blocks: self.blocks,
+            block_size: self.block_size,
+            leg_count: self.legs.len() as u8,
+            serialized: self.serialized,
+            journal: self.journal,
+        }
+    }
+
     /// Test-only fault injection ([`WorkerConfig::misdirect_write`]): move the first leg one
     /// block further on its device.
     pub fn misdirect_first_leg(&mut self) {
