@@ -182,12 +182,25 @@ impl Worker {
         self.handoffs.drain(..)
     }
 
+    /// Where `port` sits in the port list: ports are usually numbered by position, so that is
+    /// tried before a search.
+    #[inline]
+    fn port_slot(&self, port: PortId) -> Option<usize> {
+        let at = usize::from(port.0);
+        if self.config.ports.get(at).is_some_and(|p| p.id == port) {
+            return Some(at);
+        }
+        self.config.ports.iter().position(|p| p.id == port)
+    }
+
     fn port_config(&self, port: PortId) -> Option<&PortConfig> {
-        self.config.ports.iter().find(|p| p.id == port)
+        self.config.ports.get(self.port_slot(port)?)
     }
 
     fn port_stats(&mut self, port: PortId) -> Option<&mut PortStatistics> {
-        self.stats.ports.iter_mut().find(|p| p.port == port)
+        let at = self.port_slot(port)?;
+        // Statistics are made from the port list in its order, one per port.
+        self.stats.ports.get_mut(at).filter(|s| s.port == port)
     }
 
     fn send(&mut self, port: PortId, frame: TxFrame) {
@@ -250,10 +263,12 @@ impl Worker {
             return;
         };
         let d_id = FcId::new(received.header.d_id.0).unwrap_or_default();
-        if self.cache.exposure_at(d_id).is_some() {
-            self.frame_to_virtual(now, port, frame, received);
-        } else if self.config.ports.iter().any(|p| p.initiator_fc_id == d_id) {
+        // The switch's own initiator addresses are checked first: most frames are devices'
+        // answers, and the fabric never gives a virtual target a port's initiator address.
+        if self.config.ports.iter().any(|p| p.initiator_fc_id == d_id) {
             self.frame_from_device(now, port, frame, received);
+        } else if self.cache.exposure_at(d_id).is_some() {
+            self.frame_to_virtual(now, port, frame, received);
         } else if let Some(route) = self.cache.route(d_id).copied() {
             self.forward(route.port, frame, received);
         } else {
