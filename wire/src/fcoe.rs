@@ -153,15 +153,26 @@ impl<T: AsRef<[u8]>> FcoeFrame<T> {
 
     /// Checks version, reserved bytes, SOF, EOF and CRC.
     pub fn check(&self) -> Result<()> {
+        self.check_framing()?;
+        self.check_crc()
+    }
+
+    /// Version, reserved bytes, SOF and EOF (everything but the CRC, in the order `check`
+    /// reports them), returning the delimiters.
+    fn check_framing(&self) -> Result<(Sof, Eof)> {
         let b = self.buffer.as_ref();
         if self.version() != VERSION {
             return Err(Error::BadVersion { what: "FCoE", version: self.version() });
         }
         check_zero_bytes("FCoE header reserved bits", &b[0..1])?;
         check_zero_bytes("FCoE header reserved bytes", &b[1..HEADER_LEN - 1])?;
-        Sof::try_from(self.sof_code())?;
-        Eof::try_from(self.eof_code())?;
+        let sof = Sof::try_from(self.sof_code())?;
+        let eof = Eof::try_from(self.eof_code())?;
         check_zero_bytes("FCoE trailer reserved bytes", &b[b.len() - 3..])?;
+        Ok((sof, eof))
+    }
+
+    fn check_crc(&self) -> Result<()> {
         let expected = fc_crc(self.fc_frame());
         let found = self.crc();
         if expected != found {
@@ -200,8 +211,9 @@ pub struct FcoeRepr {
 impl FcoeRepr {
     /// Parses and fully checks (version, reserved bytes, SOF, EOF, CRC).
     pub fn parse<T: AsRef<[u8]>>(frame: &FcoeFrame<T>) -> Result<FcoeRepr> {
-        frame.check()?;
-        Ok(FcoeRepr { sof: Sof::try_from(frame.sof_code())?, eof: Eof::try_from(frame.eof_code())? })
+        let (sof, eof) = frame.check_framing()?;
+        frame.check_crc()?;
+        Ok(FcoeRepr { sof, eof })
     }
 
     /// Length of an FCoE PDU carrying an FC frame of `fc_frame_len` bytes.

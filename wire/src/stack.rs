@@ -44,6 +44,64 @@ pub fn fcoe_fc_range(frame: &[u8]) -> Result<Range<usize>> {
     Ok(at + fcoe::HEADER_LEN..frame.len() - fcoe::TRAILER_LEN)
 }
 
+/// What a switch needs of a received FCoE frame before it decides what to do with it: the FC
+/// header and where the FC frame and its payload sit. Only lengths are checked by
+/// [`locate_fcoe_frame`]; [`FcoeFrameInfo::verify`] adds the rest of [`parse_fcoe_frame`]'s
+/// checks (version, reserved bytes, SOF, EOF, CRC) for the frames that are not cut through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FcoeFrameInfo {
+    /// The FC-2 header.
+    pub header: FcHeaderRepr,
+    /// Where the FC frame (header, payload, fill) starts in the Ethernet frame.
+    pub fc_start: usize,
+    /// Where it ends (the CRC follows).
+    pub fc_end: usize,
+    /// FC payload bytes, without fill.
+    pub payload_len: usize,
+}
+
+impl FcoeFrameInfo {
+    /// Where the payload starts.
+    pub fn payload_start(&self) -> usize {
+        self.fc_start + fc::HEADER_LEN
+    }
+
+    /// The FCoE checks [`locate_fcoe_frame`] left out: version, reserved bytes, SOF, EOF and
+    /// the CRC. `frame` must be the frame this was located in.
+    pub fn verify(&self, frame: &[u8]) -> Result<()> {
+        let fcoe_start = self.fc_start - fcoe::HEADER_LEN;
+        let fcoe_end = self.fc_end + fcoe::TRAILER_LEN;
+        let pdu = frame.get(fcoe_start..fcoe_end).ok_or(Error::Truncated {
+            what: "FCoE frame",
+            need: fcoe_end,
+            have: frame.len(),
+        })?;
+        FcoeFrame::new_unchecked(pdu).check()
+    }
+}
+
+/// Locates the FC frame in an FCoE Ethernet frame and decodes its header, checking lengths
+/// only (Ethernet and its tag, the FCoE header and trailer, FC header, payload size, fill
+/// bytes): one pass for the fast path, which verifies the CRC of the frames it acts on with
+/// [`FcoeFrameInfo::verify`] and cuts data frames through unverified.
+pub fn locate_fcoe_frame(frame: &[u8]) -> Result<FcoeFrameInfo> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    if eth.ethertype() != ETHERTYPE_FCOE {
+        return Err(Error::UnknownEthertype(eth.ethertype()));
+    }
+    let at = eth.header_len();
+    let fcoe_frame = FcoeFrame::new_checked(&frame[at..])?;
+    let fc_frame = FcFrame::new_checked(fcoe_frame.fc_frame())?;
+    let header = FcHeaderRepr::parse(&fc_frame)?;
+    let fc_start = at + fcoe::HEADER_LEN;
+    Ok(FcoeFrameInfo {
+        header,
+        fc_start,
+        fc_end: frame.len() - fcoe::TRAILER_LEN,
+        payload_len: fc_frame.payload().len(),
+    })
+}
+
 /// Recomputes the FC CRC of an FCoE frame after its FC header or payload was rewritten.
 pub fn refresh_fcoe_crc(frame: &mut [u8]) -> Result<()> {
     let range = fcoe_fc_range(frame)?;

@@ -14,6 +14,7 @@ use dve_wire::scsi::cdb::{Cdb, Lba6, Lba10, Lba16, Reserve10Fields, RwCdb};
 use dve_wire::scsi::data::{ReadCapacity10Data, ReadCapacity16Data, ReportLunsData};
 use dve_wire::scsi::inquiry::{Designator, Designators, StandardInquiry, VpdPage, VpdRepr};
 use dve_wire::scsi::sense::{Asc, SenseFormat, SenseKey, SenseRepr};
+use dve_wire::stack::locate_fcoe_frame;
 use dve_wire::stack::{
     FcPayload, Packet, emit_fcoe_frame, emit_fip_frame, parse_encapsulated_els, parse_packet,
 };
@@ -390,6 +391,32 @@ proptest! {
         match parse_fcoe_frame(buf) {
             Err(_) => {}
             Ok(v) => prop_assert_ne!(v.fcoe, FcoeRepr { sof: Sof::I3, eof: Eof::T }),
+        }
+    }
+
+    /// The fast path's split check (lengths and header first, the rest only for frames it acts
+    /// on) accepts exactly the frames the full parse accepts, with the same header and payload,
+    /// whatever byte is corrupted (or none).
+    #[test]
+    fn locating_then_verifying_agrees_with_the_full_parse(eth in ethernet(), hdr in fc_header(),
+                                    payload in prop::collection::vec(any::<u8>(), 0..80),
+                                    at in any::<prop::sample::Index>(), flip in 0u8..=255, cut in 0usize..4) {
+        let mut buf = vec![0u8; 512];
+        let n = emit_fcoe_frame(&mut buf, &eth, &FcoeRepr { sof: Sof::N3, eof: Eof::N }, &hdr, &payload[..]).unwrap();
+        let buf = &mut buf[..n];
+        let i = at.index(n);
+        buf[i] ^= flip;
+        let buf = &buf[..n - cut];
+        let full = parse_fcoe_frame(buf);
+        let split = locate_fcoe_frame(buf).and_then(|info| info.verify(buf).map(|()| info));
+        match (full, split) {
+            (Ok(view), Ok(info)) => {
+                prop_assert_eq!(view.header, info.header);
+                prop_assert_eq!(view.fc_range.clone(), info.fc_start..info.fc_end);
+                prop_assert_eq!(view.payload, &buf[info.payload_start()..info.payload_start() + info.payload_len]);
+            }
+            (Err(_), Err(_)) => {}
+            (full, split) => prop_assert!(false, "full parse {:?}, split check {:?}", full.map(|v| v.header), split),
         }
     }
 

@@ -27,13 +27,13 @@ use dve_fp_api::io::{
 use dve_fp_api::message::ToCp;
 use dve_fp_api::stats::{FpStatistics, PortStatistics};
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetFrame};
-use dve_wire::fc::{FcFrame, FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
+use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::{
     FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index, lun_index,
 };
 use dve_wire::scsi::{self, sense::SenseRepr};
-use dve_wire::stack::{fcoe_fc_range, parse_fcoe_frame};
+use dve_wire::stack::locate_fcoe_frame;
 
 use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
@@ -281,27 +281,16 @@ impl Worker {
     /// and the receiving end port discards it, as FC cut-through switches do. Every frame
     /// the worker acts on (commands, transfer-ready, status, link services) is verified.
     fn parse(&self, bytes: &[u8]) -> Option<Received> {
-        let fc_range = fcoe_fc_range(bytes).ok()?;
-        let r_ctl = *bytes.get(fc_range.start)?;
-        if !(self.config.cut_through && r_ctl == r_ctl::SOLICITED_DATA) {
-            // One full check decodes everything the worker needs; nothing is parsed twice.
-            let view = parse_fcoe_frame(bytes).ok()?;
-            return Some(Received {
-                header: view.header,
-                fc_start: view.fc_range.start,
-                payload_start: view.fc_range.start + FC_HEADER_LEN,
-                payload_len: view.payload.len(),
-                fc_len: view.fc_range.len(),
-            });
+        let info = locate_fcoe_frame(bytes).ok()?;
+        if !(self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) {
+            info.verify(bytes).ok()?;
         }
-        let fc_frame = FcFrame::new_checked(&bytes[fc_range.clone()]).ok()?;
-        let header = FcHeaderRepr::parse(&fc_frame).ok()?;
         Some(Received {
-            header,
-            fc_start: fc_range.start,
-            payload_start: fc_range.start + FC_HEADER_LEN,
-            payload_len: fc_frame.payload().len(),
-            fc_len: fc_range.len(),
+            header: info.header,
+            fc_start: info.fc_start,
+            payload_start: info.payload_start(),
+            payload_len: info.payload_len,
+            fc_len: info.fc_end - info.fc_start,
         })
     }
 
@@ -873,8 +862,6 @@ impl Worker {
         self.up.tag_of(xid)
     }
 }
-
-const FC_HEADER_LEN: usize = dve_wire::fc::HEADER_LEN;
 
 /// Classify a CDB: reads and writes with their extent, anything else as other. Task
 /// management functions are never reads or writes.
