@@ -18,6 +18,10 @@ pub struct ExchangeTable<T> {
     slots: Vec<Slot<T>>,
     /// Free slot indexes; the most recently freed is reused first (warm in cache).
     free: Vec<u16>,
+    /// The exchange id of slot 0: XOR-ing an id with it leaves the slot index for this
+    /// worker's ids and a number past every slot for any other worker's, so a lookup is one
+    /// XOR and one bounds check.
+    base: u16,
 }
 
 impl<T> ExchangeTable<T> {
@@ -28,9 +32,17 @@ impl<T> ExchangeTable<T> {
         if layout.compose(worker, capacity.saturating_sub(1) as u16).is_none() {
             capacity = capacity.saturating_sub(1);
         }
+        // A worker number the layout cannot name gets no slots: no id could reach them.
+        let base = match layout.compose(worker, 0) {
+            Some(xid) => xid.0,
+            None => {
+                capacity = 0;
+                0
+            }
+        };
         let slots = (0..capacity).map(|_| Slot { incarnation: 0, value: None }).collect();
         let free = (0..capacity as u16).rev().collect();
-        ExchangeTable { layout, worker, slots, free }
+        ExchangeTable { layout, worker, slots, free, base }
     }
 
     /// Slots in all.
@@ -54,15 +66,13 @@ impl<T> ExchangeTable<T> {
         let slot = &mut self.slots[usize::from(index)];
         slot.incarnation = slot.incarnation.wrapping_add(1);
         slot.value = Some(value);
-        let xid = self.layout.compose(self.worker, index).unwrap_or(ExchangeId(index));
+        let xid = ExchangeId(index ^ self.base);
         Ok(IoTag { worker: self.worker, xid, incarnation: slot.incarnation })
     }
 
+    #[inline]
     fn index(&self, xid: ExchangeId) -> Option<usize> {
-        if self.layout.worker(xid) != self.worker {
-            return None;
-        }
-        let index = usize::from(self.layout.slot(xid));
+        let index = usize::from(xid.0 ^ self.base);
         (index < self.slots.len()).then_some(index)
     }
 
