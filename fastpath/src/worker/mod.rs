@@ -249,15 +249,14 @@ impl Worker {
             stats.frames_in += 1;
             stats.bytes_in += frame.len() as u64;
         }
-        let is_fcoe =
-            EthernetFrame::new_checked(frame.as_slice()).is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
-        if !is_fcoe {
-            // FIP and anything else that is not FCoE belongs to the fabric services.
-            self.control_frame(port, frame);
-            return;
-        }
         let Some(received) = self.parse(frame.as_slice()) else {
-            if let Some(stats) = self.port_stats(port) {
+            // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
+            // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
+            let is_fcoe =
+                EthernetFrame::new_checked(frame.as_slice()).is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
+            if !is_fcoe {
+                self.control_frame(port, frame);
+            } else if let Some(stats) = self.port_stats(port) {
                 stats.malformed += 1;
             }
             return;
