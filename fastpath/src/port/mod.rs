@@ -1,6 +1,7 @@
 //! Ports the workers drive. The [`PacketIo`](dve_fp_api::PacketIo) trait lives in
 //! `dve-fp-api`; this module holds the implementations: the in-memory software port with
-//! fault hooks (and, behind feature `dpdk`, the DPDK port).
+//! fault hooks. The DPDK port, behind feature `dpdk` (bindings in `dpdk-sys`), is not built
+//! yet.
 
 pub mod software;
 
