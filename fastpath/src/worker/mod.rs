@@ -687,8 +687,10 @@ impl Worker {
                 }
                 if up.outstanding == 0 {
                     self.complete_upstream(now, up_xid);
-                } else if up.request.kind == IoKind::Write {
-                    // A finished leg no longer holds write data back.
+                } else if up.request.kind == IoKind::Write && !status.is_good() {
+                    // A leg that failed before taking all its data no longer holds that data
+                    // back. A leg that finished well took all of it, so it held nothing the
+                    // other legs did not (whatever is left goes when the I/O completes).
                     self.pump(up_xid);
                 }
             }
