@@ -52,6 +52,10 @@ use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registra
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 /// Longest transfer one command may ask for; longer ones get INVALID FIELD IN CDB.
 pub const MAX_TRANSFER_BYTES: u64 = 32 * 1024 * 1024;
+/// Write buffers a disk port keeps for reuse at most.
+const SPARE_WRITE_BUFFERS: usize = 16;
+/// Write buffers larger than this are not kept.
+const SPARE_WRITE_BUFFER_CAPACITY: usize = 1024 * 1024;
 /// How long the disk waits for the fabric's answer to a login request.
 pub const FABRIC_TIMEOUT_NS: u64 = 200_000_000;
 /// T10 vendor identification in INQUIRY data.
@@ -409,8 +413,16 @@ impl Reply {
 /// What a command does when its service ends.
 #[derive(Debug)]
 enum Work {
-    Read { lba: u64, blocks: u64 },
-    Write { lba: u64, data: Vec<u8> },
+    Read {
+        lba: u64,
+        blocks: u64,
+    },
+    /// `data` fills up to `len` bytes as the data frames arrive (they arrive in order).
+    Write {
+        lba: u64,
+        len: usize,
+        data: Vec<u8>,
+    },
     Answer(Reply),
 }
 
@@ -418,7 +430,7 @@ impl Work {
     fn bytes(&self, block_size: u32) -> u64 {
         match self {
             Work::Read { blocks, .. } => blocks * u64::from(block_size),
-            Work::Write { data, .. } => data.len() as u64,
+            Work::Write { len, .. } => *len as u64,
             Work::Answer(reply) => reply.data.len() as u64,
         }
     }
@@ -472,6 +484,9 @@ pub struct DiskTarget {
     /// The xorshift state that draws which writes fail (seeded from the port name, so runs
     /// repeat).
     error_draw: u64,
+    /// Buffers of finished writes, for the next writes' data: a fresh buffer per write costs an
+    /// allocation and, for large ones, fresh pages from the kernel.
+    spare_write_buffers: Vec<Vec<u8>>,
 }
 
 impl DiskTarget {
@@ -510,6 +525,7 @@ impl DiskTarget {
             error_draw,
             store,
             stats: DiskStats::default(),
+            spare_write_buffers: Vec::new(),
         }
     }
 
@@ -546,6 +562,15 @@ impl DiskTarget {
     pub fn set_write_errors(&mut self, fraction: f64) {
         self.set_mode(DiskMode::WriteErrors);
         self.write_error_ppm = (fraction.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+    }
+
+    /// Keeps a finished write's buffer for a later write (a few, and none too large).
+    fn recycle_write_buffer(&mut self, buffer: Vec<u8>) {
+        if self.spare_write_buffers.len() < SPARE_WRITE_BUFFERS
+            && buffer.capacity() <= SPARE_WRITE_BUFFER_CAPACITY
+        {
+            self.spare_write_buffers.push(buffer);
+        }
     }
 
     /// Whether this write fails.
@@ -651,7 +676,13 @@ impl DiskTarget {
                 break;
             }
             self.in_service.remove(&(due, rx_id));
-            out.extend(self.complete(rx_id));
+            let frames = self.complete(rx_id);
+            if out.is_empty() {
+                // Usually the only frames: taken as they are, not copied into a grown list.
+                out = frames;
+            } else {
+                out.extend(frames);
+            }
             // The freed slot was free from `due` on.
             self.start_service(due);
         }
@@ -841,10 +872,10 @@ impl DiskTarget {
             TargetExchange { initiator: h.s_id, ox_id: h.ox_id, fcp_dl: cmnd.fcp_dl, work, stage };
         let mut out = Vec::new();
         if stage == Stage::Queued
-            && let Work::Write { data, .. } = &exchange.work
-            && !data.is_empty()
+            && let Work::Write { len, .. } = &exchange.work
+            && *len > 0
         {
-            let total = data.len() as u32;
+            let total = *len as u32;
             let burst_end = self.burst_end(0, total);
             exchange.stage = Stage::Receiving { next: 0, burst_end, total };
             out.extend(self.xfer_rdy(h.s_id, h.ox_id, rx_id, 0, burst_end));
@@ -890,7 +921,8 @@ impl DiskTarget {
         if offset != next || offset.checked_add(len)? > burst_end || len == 0 {
             return None;
         }
-        data[offset as usize..(offset + len) as usize].copy_from_slice(inbound.payload);
+        // `offset == next`: the data so far is exactly `next` bytes long.
+        data.extend_from_slice(inbound.payload);
         let next = offset + len;
         if next < burst_end {
             exchange.stage = Stage::Receiving { next, burst_end, total };
@@ -952,12 +984,16 @@ impl DiskTarget {
             }
             Work::Write { data, .. } if self.mode == DiskMode::WriteErrors && self.draw_write_error() => {
                 self.stats.medium_errors += 1;
-                Reply { received: data.len(), ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
+                let received = data.len();
+                self.recycle_write_buffer(data);
+                Reply { received, ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
             }
-            Work::Write { lba, data } => {
+            Work::Write { lba, data, .. } => {
                 self.blocks().write(lba, &data);
-                self.stats.bytes_written += data.len() as u64;
-                Reply { received: data.len(), ..Reply::good(Vec::new()) }
+                let received = data.len();
+                self.stats.bytes_written += received as u64;
+                self.recycle_write_buffer(data);
+                Reply { received, ..Reply::good(Vec::new()) }
             }
             Work::Answer(reply) => reply,
         }
@@ -1029,7 +1065,8 @@ impl DiskTarget {
         }
         let seq_id = self.port.next_seq_id();
         let count = len.div_ceil(max_payload);
-        let mut out = Vec::with_capacity(count);
+        // Room for FCP_RSP too, which `answer` adds.
+        let mut out = Vec::with_capacity(count + 1);
         let mut scratch = Vec::new();
         for i in 0..count {
             let offset = i * max_payload;
@@ -1130,7 +1167,7 @@ impl DiskTarget {
         *counter += 1;
     }
 
-    fn plan_read_write(&self, cdb: &Cdb, fcp_dl: u32) -> Work {
+    fn plan_read_write(&mut self, cdb: &Cdb, fcp_dl: u32) -> Work {
         let Some((lba, blocks)) = cdb.read_write_extent() else {
             return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
         };
@@ -1149,7 +1186,11 @@ impl DiskTarget {
             // The data the initiator would send does not match the blocks to write.
             return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
         }
-        Work::Write { lba, data: vec![0; bytes as usize] }
+        let len = bytes as usize;
+        let mut data = self.spare_write_buffers.pop().unwrap_or_default();
+        data.clear();
+        data.reserve(len);
+        Work::Write { lba, len, data }
     }
 
     fn inquiry(&self, lun: Option<u16>, evpd: bool, page_code: u8, allocation_length: u16) -> Reply {
