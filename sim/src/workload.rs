@@ -561,7 +561,11 @@ fn le64(b: &[u8]) -> u64 {
     u64::from_le_bytes(v)
 }
 
-/// The payload stream of (write id, LBA): splitmix64 outputs, big-endian.
+/// The payload stream of (write id, LBA), big-endian words: a counter stepped by the golden
+/// ratio, each value through a bijective mix (xor-shift, one multiplication, xor-shift). Two
+/// streams agree at a position only if their counters do, so another write's payload (or
+/// another block's) differs in every word. One multiplication a word: the payload is
+/// generated for every block written and compared for every block read.
 struct PayloadStream(u64);
 
 impl PayloadStream {
@@ -571,10 +575,8 @@ impl PayloadStream {
 
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let z = (self.0 ^ (self.0 >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        z ^ (z >> 32)
     }
 
     fn next_word(&mut self) -> [u8; 8] {

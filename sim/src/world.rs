@@ -832,6 +832,9 @@ impl<'a> World<'a> {
             self.oracle.read_finished(completion.submitted);
         }
         self.workloads[io.workload].workload.on_complete(self.now, io.op, &completion.result);
+        if let Ok(outcome) = completion.result {
+            self.hosts[h].initiator.recycle_read_buffer(outcome.data);
+        }
         let w = io.workload;
         self.pump_workload(w);
     }
