@@ -617,9 +617,11 @@ impl<'a> World<'a> {
                     self.after_host(h);
                 }
                 NodeRef::Disk(d) => {
-                    let frames = self.disks[d].ports[path].target.receive(self.now, &frame);
+                    // The disk keeps write data in its frame, or recycles the frame.
+                    let frames = self.disks[d].ports[path].target.receive_frame(self.now, frame);
                     self.disk_sends(d, path, frames);
                     self.after_disk(d, path);
+                    return Ok(());
                 }
             }
         }
