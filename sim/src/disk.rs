@@ -27,6 +27,7 @@
 //! No frame can make it panic; malformed or unexpected frames are counted and dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dve_wire::Error as WireError;
@@ -52,6 +53,8 @@ use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registra
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 /// Longest transfer one command may ask for; longer ones get INVALID FIELD IN CDB.
 pub const MAX_TRANSFER_BYTES: u64 = 32 * 1024 * 1024;
+/// Lists of write data frames a disk port keeps for reuse at most.
+const SPARE_WRITE_LISTS: usize = 64;
 /// How long the disk waits for the fabric's answer to a login request.
 pub const FABRIC_TIMEOUT_NS: u64 = 200_000_000;
 /// T10 vendor identification in INQUIRY data.
@@ -335,6 +338,43 @@ impl BlockStore {
         }
     }
 
+    /// Copies `data` into the blocks from `lba` on, starting `offset` bytes into them,
+    /// whatever the block boundaries; counts nothing as written (see
+    /// [`BlockStore::mark_written`]).
+    fn write_bytes(&mut self, lba: u64, offset: usize, data: &[u8]) {
+        let bs = self.block_size;
+        let page_bytes = PAGE_BLOCKS as usize * bs;
+        let block = lba.wrapping_add((offset / bs) as u64);
+        let mut page_number = block / PAGE_BLOCKS;
+        let mut at = (block % PAGE_BLOCKS) as usize * bs + offset % bs;
+        let mut done = 0;
+        while done < data.len() {
+            let n = (page_bytes - at).min(data.len() - done);
+            let page = self
+                .pages
+                .entry(page_number)
+                .or_insert_with(|| Page { data: vec![0u8; page_bytes].into_boxed_slice(), written: 0 });
+            page.data[at..at + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+            at = 0;
+            page_number = page_number.wrapping_add(1);
+        }
+    }
+
+    /// Counts `blocks` blocks from `lba` on as written, as [`BlockStore::write`] does.
+    fn mark_written(&mut self, lba: u64, blocks: usize) {
+        let bs = self.block_size;
+        for (first, page, n, _) in BlockStore::runs(lba, blocks) {
+            let page = self.pages.entry(page).or_insert_with(|| Page {
+                data: vec![0u8; PAGE_BLOCKS as usize * bs].into_boxed_slice(),
+                written: 0,
+            });
+            let bits = if n == 128 { u128::MAX } else { ((1u128 << n) - 1) << first };
+            self.written += u64::from((bits & !page.written).count_ones());
+            page.written |= bits;
+        }
+    }
+
     fn wipe(&mut self) {
         self.pages.clear();
         self.written = 0;
@@ -409,8 +449,18 @@ impl Reply {
 /// What a command does when its service ends.
 #[derive(Debug)]
 enum Work {
-    Read { lba: u64, blocks: u64 },
-    Write { lba: u64, data: Vec<u8> },
+    Read {
+        lba: u64,
+        blocks: u64,
+    },
+    /// `len` bytes to write; `data` holds the data frames received so far (they arrive in
+    /// order), each with where its payload lies in it: kept as they came, so the data is
+    /// copied once, into the store, rather than into a buffer first.
+    Write {
+        lba: u64,
+        len: usize,
+        data: Vec<(Vec<u8>, Range<usize>)>,
+    },
     Answer(Reply),
 }
 
@@ -418,7 +468,7 @@ impl Work {
     fn bytes(&self, block_size: u32) -> u64 {
         match self {
             Work::Read { blocks, .. } => blocks * u64::from(block_size),
-            Work::Write { data, .. } => data.len() as u64,
+            Work::Write { len, .. } => *len as u64,
             Work::Answer(reply) => reply.data.len() as u64,
         }
     }
@@ -472,6 +522,9 @@ pub struct DiskTarget {
     /// The xorshift state that draws which writes fail (seeded from the port name, so runs
     /// repeat).
     error_draw: u64,
+    /// Lists of data frames of finished writes, emptied, for the next writes: a fresh list
+    /// per write costs an allocation.
+    spare_write_lists: Vec<Vec<(Vec<u8>, Range<usize>)>>,
 }
 
 impl DiskTarget {
@@ -510,6 +563,7 @@ impl DiskTarget {
             error_draw,
             store,
             stats: DiskStats::default(),
+            spare_write_lists: Vec::new(),
         }
     }
 
@@ -546,6 +600,16 @@ impl DiskTarget {
     pub fn set_write_errors(&mut self, fraction: f64) {
         self.set_mode(DiskMode::WriteErrors);
         self.write_error_ppm = (fraction.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+    }
+
+    /// Gives a finished write's data frames back for reuse, and its list to later writes.
+    fn recycle_write_data(&mut self, mut data: Vec<(Vec<u8>, Range<usize>)>) {
+        for (frame, _) in data.drain(..) {
+            crate::engine::recycle_frame_buffer(frame);
+        }
+        if self.spare_write_lists.len() < SPARE_WRITE_LISTS {
+            self.spare_write_lists.push(data);
+        }
     }
 
     /// Whether this write fails.
@@ -651,7 +715,13 @@ impl DiskTarget {
                 break;
             }
             self.in_service.remove(&(due, rx_id));
-            out.extend(self.complete(rx_id));
+            let frames = self.complete(rx_id);
+            if out.is_empty() {
+                // Usually the only frames: taken as they are, not copied into a grown list.
+                out = frames;
+            } else {
+                out.extend(frames);
+            }
             // The freed slot was free from `due` on.
             self.start_service(due);
         }
@@ -660,10 +730,38 @@ impl DiskTarget {
 
     /// Handles a received Ethernet frame; returns the frames to send at once. Never panics.
     pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.receive_frame(now, frame.to_vec())
+    }
+
+    /// [`DiskTarget::receive`], for a frame the disk may keep: write data stays in its frame
+    /// until the write is executed (frames not kept go back to the simulator's spare frame
+    /// buffers, see [`crate::engine::recycle_frame_buffer`]).
+    pub fn receive_frame(&mut self, now: u64, frame: Vec<u8>) -> Vec<Vec<u8>> {
         if self.mode == DiskMode::Dead {
             self.stats.ignored_while_dead += 1;
+            crate::engine::recycle_frame_buffer(frame);
             return Vec::new();
         }
+        let mut kept = None;
+        let out = self.handle_frame(now, &frame, &mut kept);
+        let exchange = kept.and_then(|(rx_id, payload)| Some((self.exchanges.get_mut(&rx_id)?, payload)));
+        match exchange {
+            Some((TargetExchange { work: Work::Write { data, .. }, .. }, payload)) => {
+                data.push((frame, payload))
+            }
+            _ => crate::engine::recycle_frame_buffer(frame),
+        }
+        out
+    }
+
+    /// Handles a received frame; a write data frame accepted for exchange `rx_id` sets
+    /// `kept` to `(rx_id, where its payload lies in the frame)`, for the caller to keep.
+    fn handle_frame(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        kept: &mut Option<(u16, Range<usize>)>,
+    ) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
         let handled = match (h.fc_type, h.r_ctl) {
@@ -672,7 +770,13 @@ impl DiskTarget {
             }
             (fc_type::ELS, r_ctl::ELS_REQUEST) => self.on_els_request(&inbound),
             (fc_type::FCP, r_ctl::UNSOLICITED_COMMAND) => self.on_command(now, &inbound),
-            (fc_type::FCP, r_ctl::SOLICITED_DATA) => self.on_data(now, &inbound),
+            (fc_type::FCP, r_ctl::SOLICITED_DATA) => {
+                subslice_range(frame, inbound.payload).and_then(|payload| {
+                    let out = self.on_data(now, &inbound)?;
+                    *kept = Some((h.rx_id, payload));
+                    Some(out)
+                })
+            }
             (fc_type::BLS, r_ctl::BLS_ABTS) => self.on_abts(now, &inbound),
             _ => None,
         };
@@ -841,10 +945,10 @@ impl DiskTarget {
             TargetExchange { initiator: h.s_id, ox_id: h.ox_id, fcp_dl: cmnd.fcp_dl, work, stage };
         let mut out = Vec::new();
         if stage == Stage::Queued
-            && let Work::Write { data, .. } = &exchange.work
-            && !data.is_empty()
+            && let Work::Write { len, .. } = &exchange.work
+            && *len > 0
         {
-            let total = data.len() as u32;
+            let total = *len as u32;
             let burst_end = self.burst_end(0, total);
             exchange.stage = Stage::Receiving { next: 0, burst_end, total };
             out.extend(self.xfer_rdy(h.s_id, h.ox_id, rx_id, 0, burst_end));
@@ -884,13 +988,14 @@ impl DiskTarget {
             return None;
         }
         let Stage::Receiving { next, burst_end, total } = exchange.stage else { return None };
-        let Work::Write { data, .. } = &mut exchange.work else { return None };
+        let Work::Write { .. } = &exchange.work else { return None };
         let offset = h.relative_offset().unwrap_or(next);
         let len = inbound.payload.len() as u32;
         if offset != next || offset.checked_add(len)? > burst_end || len == 0 {
             return None;
         }
-        data[offset as usize..(offset + len) as usize].copy_from_slice(inbound.payload);
+        // The caller (`receive_frame`) keeps the payload with its frame: the data from
+        // byte `offset` on, since frames are accepted in order only.
         let next = offset + len;
         if next < burst_end {
             exchange.stage = Stage::Receiving { next, burst_end, total };
@@ -952,12 +1057,25 @@ impl DiskTarget {
             }
             Work::Write { data, .. } if self.mode == DiskMode::WriteErrors && self.draw_write_error() => {
                 self.stats.medium_errors += 1;
-                Reply { received: data.len(), ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
+                let received = data.iter().map(|(_, payload)| payload.len()).sum();
+                self.recycle_write_data(data);
+                Reply { received, ..Reply::check(SenseKey::MediumError, Asc::WRITE_ERROR) }
             }
-            Work::Write { lba, data } => {
-                self.blocks().write(lba, &data);
-                self.stats.bytes_written += data.len() as u64;
-                Reply { received: data.len(), ..Reply::good(Vec::new()) }
+            Work::Write { lba, data, .. } => {
+                let mut received = 0;
+                {
+                    let mut blocks = self.blocks();
+                    for (frame, payload) in &data {
+                        blocks.write_bytes(lba, received, &frame[payload.clone()]);
+                        received += payload.len();
+                    }
+                    // Whole blocks only, as `BlockStore::write` counts them.
+                    let block_size = blocks.block_size;
+                    blocks.mark_written(lba, received / block_size);
+                }
+                self.stats.bytes_written += received as u64;
+                self.recycle_write_data(data);
+                Reply { received, ..Reply::good(Vec::new()) }
             }
             Work::Answer(reply) => reply,
         }
@@ -1029,7 +1147,8 @@ impl DiskTarget {
         }
         let seq_id = self.port.next_seq_id();
         let count = len.div_ceil(max_payload);
-        let mut out = Vec::with_capacity(count);
+        // Room for FCP_RSP too, which `answer` adds.
+        let mut out = Vec::with_capacity(count + 1);
         let mut scratch = Vec::new();
         for i in 0..count {
             let offset = i * max_payload;
@@ -1130,7 +1249,7 @@ impl DiskTarget {
         *counter += 1;
     }
 
-    fn plan_read_write(&self, cdb: &Cdb, fcp_dl: u32) -> Work {
+    fn plan_read_write(&mut self, cdb: &Cdb, fcp_dl: u32) -> Work {
         let Some((lba, blocks)) = cdb.read_write_extent() else {
             return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
         };
@@ -1149,7 +1268,8 @@ impl DiskTarget {
             // The data the initiator would send does not match the blocks to write.
             return Work::Answer(Reply::illegal(Asc::INVALID_FIELD_IN_CDB));
         }
-        Work::Write { lba, data: vec![0; bytes as usize] }
+        let data = self.spare_write_lists.pop().unwrap_or_default();
+        Work::Write { lba, len: bytes as usize, data }
     }
 
     fn inquiry(&self, lun: Option<u16>, evpd: bool, page_code: u8, allocation_length: u16) -> Reply {
@@ -1250,6 +1370,13 @@ fn request_sense(allocation_length: u8) -> Reply {
 
 /// The logical unit's NAA designator: the port name if it is NAA 5 (IEEE registered),
 /// otherwise NAA 5 with the port name's low 60 bits.
+/// Where `part`, a subslice of `whole`, lies in it; `None` if it is not inside.
+fn subslice_range(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
 fn naa_identifier(port_name: u64) -> u64 {
     if port_name >> 60 == 5 { port_name } else { (5 << 60) | (port_name & 0x0FFF_FFFF_FFFF_FFFF) }
 }
@@ -1523,6 +1650,29 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn writing_in_pieces_stores_what_one_write_would(
+            lba in 0u64..1000,
+            blocks in 0usize..400,
+            cuts in vec(any::<usize>(), 0..6),
+            block_size in prop::sample::select(vec![1usize, 8, 512]),
+        ) {
+            let data: Vec<u8> = (0..blocks * block_size).map(|i| (i % 251) as u8 + 1).collect();
+            let mut whole = BlockStore::new(block_size);
+            whole.write(lba, &data);
+            let mut pieces = BlockStore::new(block_size);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            for pair in cuts.windows(2) {
+                pieces.write_bytes(lba, pair[0], &data[pair[0]..pair[1]]);
+            }
+            pieces.mark_written(lba, blocks);
+            prop_assert_eq!(pieces.written, whole.written);
+            prop_assert_eq!(pieces.read(lba.saturating_sub(3), blocks as u64 + 6), whole.read(lba.saturating_sub(3), blocks as u64 + 6));
+        }
+
         #[test]
         fn the_paged_store_reads_what_a_map_of_blocks_would(
             ops in vec((0u64..600, 0usize..300, any::<u8>(), any::<bool>()), 1..30),

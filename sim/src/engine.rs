@@ -281,10 +281,19 @@ pub fn frame_buffer(capacity: usize) -> Vec<u8> {
     }
 }
 
-/// A buffer of `len` zero bytes, reused if one is spare.
-pub fn zeroed_frame_buffer(len: usize) -> Vec<u8> {
-    let mut buffer = frame_buffer(len);
-    buffer.resize(len, 0);
+/// A buffer of `len` bytes for a frame that is then written whole, reused if one is spare.
+/// A spare keeps the bytes of the frame it held (only bytes beyond them are zeroed): the
+/// frame emitters of `dve_wire` write every byte of the frame, whatever the buffer held (the
+/// fast path builds its frames in reused buffers the same way), so clearing it first would
+/// only write it twice.
+pub fn frame_buffer_to_overwrite(len: usize) -> Vec<u8> {
+    let spare = SPARES.with_borrow_mut(Vec::pop);
+    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRAME_BUFFER_CAPACITY)));
+    if buffer.len() >= len {
+        buffer.truncate(len);
+    } else {
+        buffer.resize(len, 0);
+    }
     buffer
 }
 

@@ -285,7 +285,8 @@ pub mod nport {
             };
             let sof = if header.seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if header.is_end_of_sequence() { Eof::T } else { Eof::N };
-            let mut buf = crate::engine::zeroed_frame_buffer(fcoe_frame_len(&ethernet, payload.buffer_len()));
+            let mut buf =
+                crate::engine::frame_buffer_to_overwrite(fcoe_frame_len(&ethernet, payload.buffer_len()));
             match emit_fcoe_frame(&mut buf, &ethernet, &FcoeRepr { sof, eof }, &header, payload) {
                 Ok(len) => {
                     buf.truncate(len);
@@ -944,7 +945,7 @@ pub struct InitiatorStats {
 #[derive(Debug, Clone)]
 struct ScsiCommand {
     /// 16 bytes, or more in multiples of 4.
-    cdb: Vec<u8>,
+    cdb: CdbBytes,
     data_out: Bytes,
     data_in_len: u32,
 }
@@ -955,10 +956,27 @@ impl ScsiCommand {
     }
 
     fn from_cdb(cdb: Cdb, data_in_len: u32) -> ScsiCommand {
-        let mut bytes = vec![0u8; 16];
+        let mut bytes = [0u8; 16];
         // Every CDB the initiator builds itself fits 16 bytes.
         let _ = cdb.emit(&mut bytes);
-        ScsiCommand { cdb: bytes, data_out: Bytes::new(), data_in_len }
+        ScsiCommand { cdb: CdbBytes::Short(bytes), data_out: Bytes::new(), data_in_len }
+    }
+}
+
+/// The bytes of a CDB: 16 of them held inline (every read and write, so that a request
+/// allocates nothing for its CDB), longer ones on the heap.
+#[derive(Debug, Clone)]
+enum CdbBytes {
+    Short([u8; 16]),
+    Long(Vec<u8>),
+}
+
+impl CdbBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            CdbBytes::Short(bytes) => bytes,
+            CdbBytes::Long(bytes) => bytes,
+        }
     }
 }
 
@@ -1110,7 +1128,13 @@ pub struct Initiator {
     next_request: u64,
     discovery_started: bool,
     stats: InitiatorStats,
+    /// Buffers of read data handed back by the caller ([`Initiator::recycle_read_buffer`]),
+    /// for the next reads' data.
+    spare_read_buffers: Vec<Vec<u8>>,
 }
+
+/// Read data buffers an initiator keeps for reuse at most.
+const SPARE_READ_BUFFERS: usize = 16;
 
 impl Initiator {
     /// An initiator that has not started.
@@ -1130,6 +1154,18 @@ impl Initiator {
             next_request: 0,
             discovery_started: false,
             stats: InitiatorStats::default(),
+            spare_read_buffers: Vec::new(),
+        }
+    }
+
+    /// Gives back the data of a completed read ([`IoOutcome::data`]) once the caller is done
+    /// with it: a later read's data goes there instead of into a fresh allocation.
+    pub fn recycle_read_buffer(&mut self, buffer: Vec<u8>) {
+        if buffer.capacity() > 0
+            && buffer.capacity() <= MAX_DATA_IN_RESERVE
+            && self.spare_read_buffers.len() < SPARE_READ_BUFFERS
+        {
+            self.spare_read_buffers.push(buffer);
         }
     }
 
@@ -1418,7 +1454,19 @@ impl Initiator {
         let d_id = self.remote[request.port].fc_id;
         let command = &request.command;
         // Room for the data in up front (up to a bound), so it is not regrown frame by frame.
-        let data_in = Vec::with_capacity((command.data_in_len as usize).min(MAX_DATA_IN_RESERVE));
+        let reserve = (command.data_in_len as usize).min(MAX_DATA_IN_RESERVE);
+        let data_in = match self.spare_read_buffers.pop() {
+            Some(mut buffer) if reserve > 0 => {
+                buffer.clear();
+                buffer.reserve(reserve);
+                buffer
+            }
+            Some(buffer) => {
+                self.spare_read_buffers.push(buffer);
+                Vec::new()
+            }
+            None => Vec::with_capacity(reserve),
+        };
         let cmnd = FcpCmndRepr {
             lun: lun_from_index(request.lun),
             crn: 0,
@@ -1427,7 +1475,7 @@ impl Initiator {
             task_management: 0,
             wrdata: !command.data_out.is_empty(),
             rddata: command.data_in_len > 0,
-            cdb: &command.cdb,
+            cdb: command.cdb.as_slice(),
             fcp_dl: command.fcp_dl(),
         };
         let header = FcHeaderRepr {
@@ -2183,15 +2231,18 @@ fn read_write_cdb(write: bool, lba: u64, blocks: u32) -> Cdb {
 }
 
 /// The CDB as FCP_CMND carries it: padded to 16 bytes, or longer in multiples of 4.
-fn pad_cdb(cdb: &[u8]) -> Result<Vec<u8>, SubmitError> {
+fn pad_cdb(cdb: &[u8]) -> Result<CdbBytes, SubmitError> {
     let len = cdb.len();
     let extra = len.saturating_sub(16);
     if len == 0 || !extra.is_multiple_of(4) || extra / 4 > 63 {
         return Err(SubmitError::BadCdbLength(len));
     }
-    let mut padded = cdb.to_vec();
-    padded.resize(len.max(16), 0);
-    Ok(padded)
+    if len <= 16 {
+        let mut padded = [0u8; 16];
+        padded[..len].copy_from_slice(cdb);
+        return Ok(CdbBytes::Short(padded));
+    }
+    Ok(CdbBytes::Long(cdb.to_vec()))
 }
 
 /// The residual of an FCP_RSP as a signed byte count (underrun positive).

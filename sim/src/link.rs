@@ -196,7 +196,14 @@ pub struct LinkDirection {
     /// Arrival times (ps) of accepted, not lost frames that have not arrived yet, in order.
     in_flight: VecDeque<u64>,
     counters: LinkCounters,
+    /// Serialization times already computed, by frame length modulo its size: (length,
+    /// picoseconds). A run has few distinct frame lengths, and the computation (a float
+    /// division and a rounding) costs more than the lookup.
+    serialization_cache: [Option<(usize, u64)>; SERIALIZATION_CACHE],
 }
+
+/// Entries of [`LinkDirection`]'s serialization cache.
+const SERIALIZATION_CACHE: usize = 8;
 
 impl LinkDirection {
     /// An idle direction, up, in epoch 0.
@@ -210,6 +217,20 @@ impl LinkDirection {
             queued_bytes: 0,
             in_flight: VecDeque::new(),
             counters: LinkCounters::default(),
+            serialization_cache: [None; SERIALIZATION_CACHE],
+        }
+    }
+
+    /// [`LinkParams::serialization_ps`] of the parameters in force, cached.
+    fn serialization_ps(&mut self, frame_len: usize) -> u64 {
+        let entry = &mut self.serialization_cache[frame_len % SERIALIZATION_CACHE];
+        match *entry {
+            Some((len, ps)) if len == frame_len => ps,
+            _ => {
+                let ps = self.params.serialization_ps(frame_len);
+                *entry = Some((frame_len, ps));
+                ps
+            }
         }
     }
 
@@ -222,6 +243,7 @@ impl LinkDirection {
     /// keep the timing they were given.
     pub fn set_params(&mut self, params: LinkParams) {
         self.params = params;
+        self.serialization_cache = [None; SERIALIZATION_CACHE];
     }
 
     /// Whether the direction is up.
@@ -280,7 +302,7 @@ impl LinkDirection {
         }
 
         let start_ps = now_ps.max(self.busy_until_ps);
-        let finish_ps = start_ps.saturating_add(self.params.serialization_ps(frame_len));
+        let finish_ps = start_ps.saturating_add(self.serialization_ps(frame_len));
         self.busy_until_ps = finish_ps;
         self.transmit_queue.push_back((finish_ps, frame_bytes));
         self.queued_bytes += frame_bytes;

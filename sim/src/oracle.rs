@@ -3,6 +3,7 @@
 //! a write that was not yet superseded when the read started (the last acknowledged one, or
 //! any write in flight during the read: seed 003's rule for concurrent mirror reads).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use crate::engine::IntMap;
@@ -108,17 +109,62 @@ impl Shadow {
         self.pages.get(&(lba / SHADOW_PAGE)).map_or(&[], |page| page[(lba % SHADOW_PAGE) as usize].as_slice())
     }
 
-    /// The history of block `lba`, if its page exists.
-    fn get_mut(&mut self, lba: u64) -> Option<&mut History> {
-        self.pages.get_mut(&(lba / SHADOW_PAGE)).map(|page| &mut page[(lba % SHADOW_PAGE) as usize])
+    /// Calls `f(i, history)` for each block `lba + i` of `lba..lba + blocks`, looking each
+    /// page up once rather than each block. Blocks of pages that do not exist are skipped,
+    /// unless `create` makes their pages.
+    fn for_each_mut(&mut self, lba: u64, blocks: u64, create: bool, mut f: impl FnMut(u64, &mut History)) {
+        let end = lba.saturating_add(blocks);
+        let mut b = lba;
+        while b < end {
+            let first = b % SHADOW_PAGE;
+            let n = (SHADOW_PAGE - first).min(end - b);
+            let page = if create {
+                Some(
+                    self.pages
+                        .entry(b / SHADOW_PAGE)
+                        .or_insert_with(|| vec![History::default(); SHADOW_PAGE as usize].into_boxed_slice()),
+                )
+            } else {
+                self.pages.get_mut(&(b / SHADOW_PAGE))
+            };
+            if let Some(page) = page {
+                for (k, history) in page[first as usize..(first + n) as usize].iter_mut().enumerate() {
+                    f(b - lba + k as u64, history);
+                }
+            }
+            b += n;
+        }
+    }
+}
+
+/// Reads block histories of a [`Shadow`] in order, looking a page up only when the block
+/// is in another page than the last one.
+struct ShadowCursor<'a> {
+    shadow: &'a Shadow,
+    /// The number of the page last looked up and the page (`None` if it does not exist).
+    page: Cell<Option<(u64, ShadowPage<'a>)>>,
+}
+
+/// A page of a [`Shadow`] as [`ShadowCursor`] remembers it: `None` if it does not exist.
+type ShadowPage<'a> = Option<&'a [History]>;
+
+impl<'a> ShadowCursor<'a> {
+    fn new(shadow: &'a Shadow) -> ShadowCursor<'a> {
+        ShadowCursor { shadow, page: Cell::new(None) }
     }
 
-    fn push(&mut self, lba: u64, write: BlockWrite) {
-        let page = self
-            .pages
-            .entry(lba / SHADOW_PAGE)
-            .or_insert_with(|| vec![History::default(); SHADOW_PAGE as usize].into_boxed_slice());
-        page[(lba % SHADOW_PAGE) as usize].push(write);
+    /// The history of block `lba` (empty if never written), as [`Shadow::get`].
+    fn get(&self, lba: u64) -> &'a [BlockWrite] {
+        let number = lba / SHADOW_PAGE;
+        let page = match self.page.get() {
+            Some((n, page)) if n == number => page,
+            _ => {
+                let page = self.shadow.pages.get(&number).map(|p| &p[..]);
+                self.page.set(Some((number, page)));
+                page
+            }
+        };
+        page.map_or(&[], |p| p[(lba % SHADOW_PAGE) as usize].as_slice())
     }
 }
 
@@ -161,9 +207,9 @@ impl Oracle {
             self.volumes.insert(volume.to_string(), Shadow::default());
         }
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
-        for b in lba..lba + blocks {
-            shadow.push(b, BlockWrite { id, submitted: now, completed: None, stamp: None });
-        }
+        shadow.for_each_mut(lba, blocks, true, |_, history| {
+            history.push(BlockWrite { id, submitted: now, completed: None, stamp: None });
+        });
     }
 
     /// The data of write `id` just submitted at `lba` (blocks of `block_size` bytes, as
@@ -171,26 +217,37 @@ impl Oracle {
     /// Changes no verdict (see [`decode_blocks`]).
     pub fn remember_checksums(&mut self, volume: &str, lba: u64, id: u64, data: &[u8], block_size: usize) {
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
-        for (i, block) in data.chunks(block_size.max(1)).enumerate() {
-            let Some(checksum) = stamp_checksum_of(block) else { continue };
-            let Some(history) = shadow.get_mut(lba.wrapping_add(i as u64)) else { continue };
-            if let Some(w) = history.as_mut_slice().iter_mut().rev().find(|w| w.id == id) {
-                w.stamp = Some((block.len(), checksum));
+        let block_size = block_size.max(1);
+        let blocks = data.len().div_ceil(block_size) as u64;
+        if lba.checked_add(blocks).is_none() {
+            // Blocks past the end of the LBA space wrap around: one at a time.
+            for (i, block) in data.chunks(block_size).enumerate() {
+                let Some(checksum) = stamp_checksum_of(block) else { continue };
+                shadow.for_each_mut(lba.wrapping_add(i as u64), 1, false, |_, history| {
+                    remember_checksum(history, id, block.len(), checksum);
+                });
             }
+            return;
         }
+        shadow.for_each_mut(lba, blocks, false, |i, history| {
+            let start = i as usize * block_size;
+            let block = &data[start..(start + block_size).min(data.len())];
+            if let Some(checksum) = stamp_checksum_of(block) {
+                remember_checksum(history, id, block.len(), checksum);
+            }
+        });
     }
 
     /// The write `id` completed; `ok` if the host got GOOD status.
     pub fn write_completed(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64, ok: bool) {
         let horizon = self.reads_in_flight.keys().next().copied().unwrap_or(u64::MAX).min(now);
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
-        for b in lba..lba + blocks {
-            let Some(history) = shadow.get_mut(b) else { continue };
+        shadow.for_each_mut(lba, blocks, false, |_, history| {
             if let Some(w) = history.as_mut_slice().iter_mut().find(|w| w.id == id) {
                 w.completed = Some((now, ok));
             }
             prune(history, horizon);
-        }
+        });
     }
 
     /// A host submitted a read at `now` (its start bounds what may be pruned).
@@ -214,7 +271,7 @@ impl Oracle {
         self.read_finished(submitted);
         self.reads_checked += 1;
         let empty = Shadow::default();
-        let shadow = self.volumes.get(volume).unwrap_or(&empty);
+        let shadow = ShadowCursor::new(self.volumes.get(volume).unwrap_or(&empty));
         let mut found_violations = Vec::new();
         let mut decoded = std::mem::take(&mut self.decoded);
         let known = |i: usize, id: u64, len: usize| {
@@ -390,6 +447,13 @@ fn superseded(w: &BlockWrite, latest: Option<u64>) -> bool {
     match (w.completed, latest) {
         (Some((done, _)), Some(latest)) => latest > done,
         _ => false,
+    }
+}
+
+/// Remembers the stamp (length, checksum) of write `id` in a block's history.
+fn remember_checksum(history: &mut History, id: u64, len: usize, checksum: u32) {
+    if let Some(w) = history.as_mut_slice().iter_mut().rev().find(|w| w.id == id) {
+        w.stamp = Some((len, checksum));
     }
 }
 

@@ -6,7 +6,7 @@
 use dve_controlpath::control_path::{ControlPath, ControlPathConfig};
 use dve_controlpath::store::MetadataStore;
 use dve_fastpath::{PortConfig, Worker, WorkerConfig};
-use dve_fp_api::frame::Frame;
+use dve_fp_api::frame::{Frame, FrameMut};
 use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
 use dve_fp_api::stats::FpStatistics;
 
@@ -25,7 +25,14 @@ pub struct SwitchNode {
     pub running: bool,
     /// Hand-offs between workers being moved (kept to reuse its storage).
     handoffs: Vec<(WorkerId, PortId, Frame)>,
+    /// Buffers of frames just transmitted (copied out to the links), most recent last, to
+    /// receive the next frames in. They are warm in cache; a worker's pool hands out the
+    /// buffer freed longest ago (it is a FIFO), whose lines have long left the cache.
+    warm_buffers: Vec<FrameMut>,
 }
+
+/// Transmitted frame buffers kept for receiving at most.
+const WARM_BUFFERS: usize = 64;
 
 /// Settling stops after this many rounds; a frame never causes anywhere near as many.
 const MAX_ROUNDS: usize = 10_000;
@@ -60,7 +67,15 @@ impl SwitchNode {
                 Worker::new(config)
             })
             .collect();
-        SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true, handoffs: Vec::new() }
+        SwitchNode {
+            workers,
+            control,
+            oversized_frames: 0,
+            messages: 0,
+            running: true,
+            handoffs: Vec::new(),
+            warm_buffers: Vec::new(),
+        }
     }
 
     /// Stop the engine as a power loss would: every worker's and the control path's state is
@@ -69,6 +84,7 @@ impl SwitchNode {
     pub fn kill(&mut self) -> Option<Box<dyn MetadataStore>> {
         self.running = false;
         self.handoffs.clear();
+        self.warm_buffers.clear();
         self.control.take_store()
     }
 
@@ -114,14 +130,29 @@ impl SwitchNode {
             return Vec::new();
         }
         let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
-        // Received into the owning worker's pool, as a port would.
-        let frame = match self.workers.get(owner) {
-            Some(worker) => worker.pool().alloc(bytes.len()).map(|mut buffer| {
-                buffer.as_mut_slice().copy_from_slice(bytes);
-                buffer.freeze()
-            }),
-            None => Frame::copy_from(bytes),
+        // Received into a pool buffer, as a port would: one just transmitted if there is
+        // one (its storage returns to its own pool when the frame is done with), else one of
+        // the owning worker's pool.
+        let warm = match self.warm_buffers.pop() {
+            Some(mut buffer) => {
+                if buffer.set_len(bytes.len()) {
+                    Some(buffer)
+                } else {
+                    self.warm_buffers.push(buffer);
+                    None
+                }
+            }
+            None => None,
         };
+        let frame = match (warm, self.workers.get(owner)) {
+            (Some(buffer), _) => Some(buffer),
+            (None, Some(worker)) => worker.pool().alloc(bytes.len()),
+            (None, None) => FrameMut::from_slice(bytes),
+        }
+        .map(|mut buffer| {
+            buffer.as_mut_slice().copy_from_slice(bytes);
+            buffer.freeze()
+        });
         let Some(frame) = frame else {
             self.oversized_frames += 1;
             return Vec::new();
@@ -171,6 +202,11 @@ impl SwitchNode {
                     let mut bytes = frame_buffer(tx.len());
                     tx.write_to(&mut bytes);
                     out.push((port, bytes));
+                    if self.warm_buffers.len() < WARM_BUFFERS
+                        && let Ok(buffer) = tx.head.try_into_mut()
+                    {
+                        self.warm_buffers.push(buffer);
+                    }
                 }
             }
             while let Some((worker, message)) = self.control.poll_downcall() {

@@ -18,8 +18,8 @@
 //! [`Workload::on_complete`].
 //!
 //! Stamped block layout (big-endian): bytes 0..4 the magic `DVE1`, 4..12 the write id,
-//! 12..20 the volume LBA, 20..24 an FNV-1a checksum of bytes 4..20 and the payload, then a
-//! payload that is a deterministic function of (write id, LBA).
+//! 12..20 the volume LBA, 20..24 a checksum of bytes 4..20 and the payload (word-wise, see
+//! `stamp_checksum`), then a payload that is a deterministic function of (write id, LBA).
 
 use std::collections::VecDeque;
 
@@ -397,28 +397,8 @@ fn stamp_header_and_payload(write_id: u64, lba: u64, out: &mut [u8]) {
 pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> Bytes {
     let block_size = block_size.max(1) as usize;
     let mut data = vec![0u8; blocks as usize * block_size];
-    if block_size < STAMP_HEADER_LEN {
-        for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
-            stamp_block(write_id, lba + i as u64, block);
-        }
-        return Bytes::from(data);
-    }
     for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
-        stamp_header_and_payload(write_id, lba + i as u64, block);
-    }
-    // The checksums, several blocks at a time (the same values as `stamp_block`'s).
-    let mut first = 0;
-    while first < blocks as usize {
-        let lanes: [&[u8]; CHECKSUM_LANES] = std::array::from_fn(|k| {
-            let j = (first + k).min(blocks as usize - 1);
-            &data[j * block_size..(j + 1) * block_size]
-        });
-        let (n, checks) = checksums_of(&lanes[..CHECKSUM_LANES.min(blocks as usize - first)]);
-        for (k, check) in checks[..n].iter().enumerate() {
-            let at = (first + k) * block_size;
-            data[at + 20..at + 24].copy_from_slice(&check.to_be_bytes());
-        }
-        first += n;
+        stamp_block(write_id, lba + i as u64, block);
     }
     Bytes::from(data)
 }
@@ -437,8 +417,7 @@ pub fn decode_block(block: &[u8], lba: u64) -> BlockContent {
 /// The same verdicts, found faster. The payload is compared first; when it is the one the
 /// header's write id and LBA produce, the block holds that stamp's bytes, so its checksum is
 /// the one the stamp computed: `known(i, write_id, len)` may say it (the caller remembers the
-/// checksums of the writes it stamped; see [`stamp_checksum_of`]). Other checksums are computed,
-/// several blocks at a time.
+/// checksums of the writes it stamped; see [`stamp_checksum_of`]). Other checksums are computed.
 pub fn decode_blocks(
     data: &[u8],
     block_size: usize,
@@ -448,7 +427,6 @@ pub fn decode_blocks(
 ) {
     out.clear();
     let block_size = block_size.max(1);
-    let mut pending = Pending::default();
     for (i, block) in data.chunks(block_size).enumerate() {
         let b = lba.wrapping_add(i as u64);
         let write_id = match decode_header(block, b) {
@@ -461,19 +439,9 @@ pub fn decode_blocks(
         let matches = payload_matches(write_id, b, &block[STAMP_HEADER_LEN..]);
         let stored = be32(&block[20..24]);
         let remembered = if matches { known(i, write_id, block.len()) } else { None };
-        if let Some(checksum) = remembered {
-            out.push(verdict(write_id, stored, checksum, matches));
-        } else if block.len() < block_size {
-            out.push(verdict(write_id, stored, stamp_checksum(block), matches));
-        } else {
-            out.push(BlockContent::Zero);
-            pending.push(PendingBlock { index: i, write_id, stored, matches }, block);
-            if pending.len == CHECKSUM_LANES {
-                pending.finish(out);
-            }
-        }
+        let checksum = remembered.unwrap_or_else(|| stamp_checksum(block));
+        out.push(verdict(write_id, stored, checksum, matches));
     }
-    pending.finish(out);
 }
 
 /// The checksum a stamped block carries (bytes 20..24), as [`decode_blocks`]'s `known` wants
@@ -491,44 +459,6 @@ fn verdict(write_id: u64, stored: u32, checksum: u32, matches: bool) -> BlockCon
         BlockContent::Corrupt(CorruptReason::PayloadMismatch)
     } else {
         BlockContent::Stamped { write_id }
-    }
-}
-
-/// A whole block of [`decode_blocks`] waiting for its checksum.
-#[derive(Clone, Copy, Debug, Default)]
-struct PendingBlock {
-    index: usize,
-    write_id: u64,
-    stored: u32,
-    matches: bool,
-}
-
-/// Up to [`CHECKSUM_LANES`] whole blocks waiting for their checksums.
-#[derive(Default)]
-struct Pending<'a> {
-    blocks: [PendingBlock; CHECKSUM_LANES],
-    data: [&'a [u8]; CHECKSUM_LANES],
-    len: usize,
-}
-
-impl<'a> Pending<'a> {
-    fn push(&mut self, block: PendingBlock, data: &'a [u8]) {
-        self.blocks[self.len] = block;
-        self.data[self.len] = data;
-        self.len += 1;
-    }
-
-    /// Computes the checksums, writes the verdicts into `out` and empties the list.
-    fn finish(&mut self, out: &mut [BlockContent]) {
-        let mut done = 0;
-        while done < self.len {
-            let (n, checks) = checksums_of(&self.data[done..self.len]);
-            for (block, checksum) in self.blocks[done..done + n].iter().zip(&checks[..n]) {
-                out[block.index] = verdict(block.write_id, block.stored, *checksum, block.matches);
-            }
-            done += n;
-        }
-        self.len = 0;
     }
 }
 
@@ -580,55 +510,62 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes(v)
 }
 
-const FNV32_OFFSET_BASIS: u32 = 0x811C_9DC5;
-const FNV32_PRIME: u32 = 0x0100_0193;
+/// Independent lanes of [`stamp_checksum`]: consecutive words go to different lanes, so the
+/// multiplications of neighbouring words overlap instead of waiting for one another.
+const CHECKSUM_LANES: usize = 4;
+/// Odd (so that multiplying by it is a bijection on 64-bit words).
+const CHECKSUM_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Where each lane starts (distinct, so that equal words in different lanes do not cancel).
+const CHECKSUM_LANE_SEEDS: [u64; CHECKSUM_LANES] =
+    [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89];
 
-/// FNV-1a (32-bit) over write id, LBA and payload of a stamped block.
+/// Folds one word into a lane. Every step is a bijection of the lane (xor with the word,
+/// multiplication by an odd constant, xor with its own high bits shifted down), so two inputs
+/// that differ in one word always leave the lane different.
+#[inline(always)]
+fn checksum_mix(lane: u64, word: u64) -> u64 {
+    let x = (lane ^ word).wrapping_mul(CHECKSUM_MULTIPLIER);
+    x ^ (x >> 29)
+}
+
+/// The checksum of a stamped block over write id, LBA (bytes 4..20) and payload (bytes 24
+/// on): eight bytes at a time, little-endian, a short last word zero-padded and the length
+/// mixed in, over [`CHECKSUM_LANES`] lanes folded into 32 bits at the end. A byte-at-a-time
+/// hash (FNV-1a, used before) costs a multiplication per byte; this costs one per word.
 fn stamp_checksum(block: &[u8]) -> u32 {
-    block[4..20]
-        .iter()
-        .chain(&block[STAMP_HEADER_LEN..])
-        .fold(FNV32_OFFSET_BASIS, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(FNV32_PRIME))
-}
-
-/// Blocks whose checksums [`checksums_of`] computes together.
-const CHECKSUM_LANES: usize = 8;
-
-/// [`stamp_checksum`] of the first of `blocks` (1 to [`CHECKSUM_LANES`] of them, all of the
-/// same length, at least [`STAMP_HEADER_LEN`]): how many it did and their values. FNV-1a is one
-/// long dependency chain per block; interleaving several blocks' chains keeps the multiplier
-/// busy, which is several times faster than one block after the other.
-fn checksums_of(blocks: &[&[u8]]) -> (usize, [u32; CHECKSUM_LANES]) {
-    let mut out = [0u32; CHECKSUM_LANES];
-    let n = if blocks.len() >= CHECKSUM_LANES {
-        out = interleaved_checksums::<CHECKSUM_LANES>(blocks);
-        CHECKSUM_LANES
-    } else if blocks.len() >= 4 {
-        out[..4].copy_from_slice(&interleaved_checksums::<4>(blocks));
-        4
-    } else if blocks.len() >= 2 {
-        out[..2].copy_from_slice(&interleaved_checksums::<2>(blocks));
-        2
-    } else {
-        out[0] = stamp_checksum(blocks[0]);
-        1
-    };
-    (n, out)
-}
-
-fn interleaved_checksums<const N: usize>(blocks: &[&[u8]]) -> [u32; N] {
-    let len = blocks[0].len();
-    let lanes: [&[u8]; N] = std::array::from_fn(|k| &blocks[k][..len]);
-    let mut hash = [FNV32_OFFSET_BASIS; N];
-    for i in (4..20).chain(STAMP_HEADER_LEN..len) {
-        for k in 0..N {
-            hash[k] = (hash[k] ^ u32::from(lanes[k][i])).wrapping_mul(FNV32_PRIME);
+    let mut lanes = CHECKSUM_LANE_SEEDS;
+    lanes[0] = checksum_mix(lanes[0], le64(&block[4..12]));
+    lanes[1] = checksum_mix(lanes[1], le64(&block[12..20]));
+    let payload = &block[STAMP_HEADER_LEN..];
+    let mut rows = payload.chunks_exact(8 * CHECKSUM_LANES);
+    for row in &mut rows {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane = checksum_mix(*lane, le64(&row[8 * k..8 * k + 8]));
         }
     }
-    hash
+    for (k, word) in rows.remainder().chunks(8).enumerate() {
+        let mut padded = [0u8; 8];
+        padded[..word.len()].copy_from_slice(word);
+        lanes[k] = checksum_mix(lanes[k], u64::from_le_bytes(padded));
+    }
+    let mut hash = checksum_mix(lanes[0], block.len() as u64);
+    for lane in &lanes[1..] {
+        hash = checksum_mix(hash, *lane);
+    }
+    (hash ^ (hash >> 32)) as u32
 }
 
-/// The payload stream of (write id, LBA): splitmix64 outputs, big-endian.
+fn le64(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(b);
+    u64::from_le_bytes(v)
+}
+
+/// The payload stream of (write id, LBA), big-endian words: a counter stepped by the golden
+/// ratio, each value through a bijective mix (xor-shift, one multiplication, xor-shift). Two
+/// streams agree at a position only if their counters do, so another write's payload (or
+/// another block's) differs in every word. One multiplication a word: the payload is
+/// generated for every block written and compared for every block read.
 struct PayloadStream(u64);
 
 impl PayloadStream {
@@ -638,10 +575,8 @@ impl PayloadStream {
 
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let z = (self.0 ^ (self.0 >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        z ^ (z >> 32)
     }
 
     fn next_word(&mut self) -> [u8; 8] {

@@ -617,9 +617,11 @@ impl<'a> World<'a> {
                     self.after_host(h);
                 }
                 NodeRef::Disk(d) => {
-                    let frames = self.disks[d].ports[path].target.receive(self.now, &frame);
+                    // The disk keeps write data in its frame, or recycles the frame.
+                    let frames = self.disks[d].ports[path].target.receive_frame(self.now, frame);
                     self.disk_sends(d, path, frames);
                     self.after_disk(d, path);
+                    return Ok(());
                 }
             }
         }
@@ -832,6 +834,9 @@ impl<'a> World<'a> {
             self.oracle.read_finished(completion.submitted);
         }
         self.workloads[io.workload].workload.on_complete(self.now, io.op, &completion.result);
+        if let Ok(outcome) = completion.result {
+            self.hosts[h].initiator.recycle_read_buffer(outcome.data);
+        }
         let w = io.workload;
         self.pump_workload(w);
     }
