@@ -457,7 +457,12 @@ impl ControlPath {
             return;
         }
         // No redundancy: the host gets the device's own error, or a retry if it said nothing.
-        let status = failed.iter().find_map(|(_, s)| *s).unwrap_or(IoStatus::check_condition(RETRY));
+        // TASK ABORTED is the worker's mark for a leg nobody answered (it aborted the exchange
+        // at its timeout), not the device's answer: the host gets a retry for it too.
+        let status = failed
+            .iter()
+            .find_map(|(_, s)| s.filter(|s| s.status != dve_fp_api::io::ScsiStatus::TASK_ABORTED))
+            .unwrap_or(IoStatus::check_condition(RETRY));
         self.counters.manual.errors += 1;
         self.finish_manual(id, status);
     }

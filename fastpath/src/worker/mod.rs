@@ -392,6 +392,7 @@ impl Worker {
                         down.collected.resize(at + payload.len(), 0);
                     }
                     down.collected[at..at + payload.len()].copy_from_slice(payload);
+                    down.collected_bytes += payload.len();
                 }
             },
             (r_ctl::COMMAND_STATUS, fc_type::FCP) => {
@@ -599,6 +600,7 @@ impl Worker {
             timestamp,
             state: DownState::Active,
             collected: Vec::new(),
+            collected_bytes: 0,
             data_out: None,
         };
         let tag = self.down.insert(down).ok()?;
@@ -672,10 +674,13 @@ impl Worker {
         let Some(down) = self.down.get_mut(down_xid) else { return };
         let (owner, device) = (down.owner, down.device);
         let collected = std::mem::take(&mut down.collected);
+        let whole = down.collected_bytes >= collected.len();
         self.down.discard(down_xid);
         match owner {
             DownOwner::ControlPath(tag) => {
-                let data = (!collected.is_empty()).then(|| bytes::Bytes::from(collected));
+                // Data with a hole (a frame lost on the way) is not handed over: the control
+                // path sees a GOOD read without its data, which it treats as a retryable failure.
+                let data = (!collected.is_empty() && whole).then(|| bytes::Bytes::from(collected));
                 self.upcalls.push_back(ToCp::DispatchIoComplete { tag, status, data });
             }
             DownOwner::Host { up: up_xid, leg } => {
@@ -700,14 +705,21 @@ impl Worker {
     /// Every leg is done: answer the host, or give the I/O to the control path.
     fn complete_upstream(&mut self, _now: Timestamp, xid: ExchangeId) {
         let Some(up) = self.up.get(xid) else { return };
-        if let Some(failure) = up.failure {
+        // Every leg may say GOOD while a read data frame was lost on a device's link: the host
+        // would be told of an underrun, with a hole in the middle of its data that some
+        // initiators accept. The control path answers such a read with a retryable error
+        // (no failure is given, so no device or mirror side is blamed for a lost frame).
+        let planned = up.plan.map_or(0, |p| p.blocks * p.block_size);
+        let data_lost = up.failure.is_none() && up.request.kind == IoKind::Read && up.read_bytes < planned;
+        if up.failure.is_some() || data_lost {
+            let failure = up.failure;
             self.unserialize(xid);
             if let Some(up) = self.up.get_mut(xid) {
                 up.plan = None;
                 let pieces = std::mem::take(&mut up.pieces);
                 self.recycle_pieces(pieces);
             }
-            self.queue_to_cp(xid, FaultCause::DownstreamError, Some(failure));
+            self.queue_to_cp(xid, FaultCause::DownstreamError, failure);
             return;
         }
         let (port, host, target, ox, data_len) =

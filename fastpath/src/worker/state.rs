@@ -198,6 +198,9 @@ pub struct Downstream {
     pub state: DownState,
     /// Data a control-path read collects.
     pub collected: Vec<u8>,
+    /// Payload bytes that arrived for `collected`: fewer than its length means a data frame
+    /// was lost and the zeros in its place are not the device's data.
+    pub collected_bytes: usize,
     /// Data a control-path write sends.
     pub data_out: Option<bytes::Bytes>,
 }

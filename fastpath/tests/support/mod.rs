@@ -401,9 +401,14 @@ pub struct Testbed {
     /// Frames for disks not delivered yet (while disks are held).
     pub held_disk_frames: VecDeque<(PortId, Vec<u8>)>,
     pub hold_disks: bool,
+    /// Lose the n-th data frame (1-based) disks send from now on, as a lossy link would.
+    pub lose_disk_data_frame: Option<u32>,
     pub now: u64,
     next_req: u64,
 }
+
+/// Where the FC header starts in an untagged FCoE frame.
+const FC_START: usize = 28;
 
 /// Device paths for devices 1..=n.
 pub fn device_paths(n: u32) -> Vec<MappingEntry> {
@@ -442,6 +447,7 @@ impl Testbed {
             upcalls: Vec::new(),
             held_disk_frames: VecDeque::new(),
             hold_disks: false,
+            lose_disk_data_frame: None,
             now: 1,
             next_req: 0,
         };
@@ -519,9 +525,7 @@ impl Testbed {
                 } else if self.hold_disks {
                     self.held_disk_frames.push_back((port, bytes));
                 } else {
-                    for reply in self.disks.receive(&bytes) {
-                        self.deliver(port, reply);
-                    }
+                    self.exchange_with_disks(port, &bytes);
                 }
             }
             if !moved {
@@ -534,11 +538,23 @@ impl Testbed {
     pub fn release_disks(&mut self) {
         self.hold_disks = false;
         while let Some((port, bytes)) = self.held_disk_frames.pop_front() {
-            for reply in self.disks.receive(&bytes) {
-                self.deliver(port, reply);
-            }
+            self.exchange_with_disks(port, &bytes);
         }
         self.settle();
+    }
+
+    /// A frame for the disks, and their answers back to the worker (less a lost data frame).
+    fn exchange_with_disks(&mut self, port: PortId, bytes: &[u8]) {
+        for reply in self.disks.receive(bytes) {
+            let data = reply.get(FC_START) == Some(&r_ctl::SOLICITED_DATA);
+            if data && let Some(n) = self.lose_disk_data_frame {
+                self.lose_disk_data_frame = n.checked_sub(1).filter(|&left| left > 0);
+                if n == 1 {
+                    continue;
+                }
+            }
+            self.deliver(port, reply);
+        }
     }
 
     fn deliver(&mut self, port: PortId, bytes: Vec<u8>) {
