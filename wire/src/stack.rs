@@ -308,14 +308,36 @@ pub fn emit_fcoe_frame<P: WireEmit + ?Sized>(
     header: &FcHeaderRepr,
     payload: &P,
 ) -> Result<usize> {
+    // One pass over fixed offsets: switches build a frame per command and status, so the
+    // layers' repeated room checks and length computations are worth avoiding.
     let ethernet = EthernetRepr { ethertype: ETHERTYPE_FCOE, ..*ethernet };
-    let len = fcoe_frame_len(&ethernet, payload.buffer_len());
+    let plen = payload.buffer_len();
+    let len = fcoe_frame_len(&ethernet, plen);
     crate::field::check_room("FCoE frame", buf, len)?;
+    if plen > fc::MAX_PAYLOAD_LEN {
+        return Err(Error::ValueTooLarge { field: "FC payload length", value: plen as u64 });
+    }
     let buf = &mut buf[..len];
     let eth_len = ethernet.header_len();
     ethernet.emit(&mut EthernetFrame::new_unchecked(&mut *buf))?;
-    emit_fc_frame(&mut buf[eth_len + fcoe::HEADER_LEN..len - fcoe::TRAILER_LEN], header, payload)?;
-    fcoe.emit(&mut FcoeFrame::new_unchecked(&mut buf[eth_len..]))?;
+    let fc_start = eth_len + fcoe::HEADER_LEN;
+    let fc_end = len - fcoe::TRAILER_LEN;
+    let payload_start = fc_start + fc::HEADER_LEN;
+    let fill = (fc_end - payload_start - plen) as u32;
+    let header = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill, ..*header };
+    buf[fc_start..payload_start].copy_from_slice(&header.to_bytes()?);
+    let written = payload.emit(&mut buf[payload_start..payload_start + plen])?;
+    if written != plen {
+        return Err(Error::BadLength { what: "emitted FC payload", expected: plen, found: written });
+    }
+    buf[payload_start + plen..fc_end].fill(0);
+    buf[eth_len..fc_start - 1].fill(0);
+    buf[eth_len] = fcoe::VERSION << 4;
+    buf[fc_start - 1] = fcoe.sof.code();
+    let crc = fcoe::fc_crc(&buf[fc_start..fc_end]);
+    buf[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
+    buf[fc_end + 4] = fcoe.eof.code();
+    buf[fc_end + 5..].fill(0);
     Ok(len)
 }
 

@@ -4,9 +4,10 @@
 
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
 use dve_wire::emit::WireEmit;
-use dve_wire::ethernet::{ETHERTYPE_FCOE, MacAddr};
+use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
-use dve_wire::fcoe::{Eof, Sof};
+use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
+use dve_wire::stack::emit_fcoe_frame;
 
 use crate::crc_patch::CrcPatcher;
 
@@ -44,9 +45,7 @@ pub fn whole_frame<P: WireEmit + ?Sized>(
 }
 
 /// Emit a whole FCoE frame into `buf`, any exclusive buffer (a pool's, or a received frame's
-/// the worker is done with); every byte of the frame is written, whatever `buf` held. The
-/// worker's frames are always untagged, so the layout is fixed and written in one pass (the
-/// same bytes as `dve_wire::stack::emit_fcoe_frame`, a unit test checks it).
+/// the worker is done with); every byte of the frame is written, whatever `buf` held.
 pub fn whole_frame_in<P: WireEmit + ?Sized>(
     mut buf: FrameMut,
     src: MacAddr,
@@ -56,34 +55,17 @@ pub fn whole_frame_in<P: WireEmit + ?Sized>(
     payload: &P,
     fc_map: u32,
 ) -> Option<Frame> {
-    let plen = payload.buffer_len();
-    if plen > fc::MAX_PAYLOAD_LEN {
+    if !buf.set_len(FRAME_CAPACITY) {
         return None;
     }
-    let fill = (4 - plen % 4) % 4;
-    let fc_end = FC_OFFSET + FC_HEADER + plen + fill;
-    if !buf.set_len(fc_end + FCOE_TRAILER) {
-        return None;
-    }
-    let h = FcHeaderRepr { f_ctl: (header.f_ctl & !f_ctl::FILL_BYTES_MASK) | fill as u32, ..*header };
-    let encoded = h.to_bytes().ok()?;
-    let b = buf.as_mut_slice();
-    b[0..6].copy_from_slice(&fpma(fc_map, header.d_id.0).0);
-    b[6..12].copy_from_slice(&src.0);
-    b[12..14].copy_from_slice(&ETHERTYPE_FCOE.to_be_bytes());
-    b[14..FC_OFFSET - 1].fill(0);
-    b[FC_OFFSET - 1] = sof.code();
-    b[FC_OFFSET..FC_OFFSET + FC_HEADER].copy_from_slice(&encoded);
-    let at = FC_OFFSET + FC_HEADER;
-    if payload.emit(&mut b[at..at + plen]).ok()? != plen {
-        return None;
-    }
-    b[at + plen..fc_end].fill(0);
-    let crc = crc32fast::hash(&b[FC_OFFSET..fc_end]);
-    let trailer = &mut b[fc_end..fc_end + FCOE_TRAILER];
-    trailer[..4].copy_from_slice(&crc.to_le_bytes());
-    trailer[4] = eof.code();
-    trailer[5..].fill(0);
+    let ethernet = EthernetRepr {
+        dst_addr: fpma(fc_map, header.d_id.0),
+        src_addr: src,
+        vlan: None,
+        ethertype: ETHERTYPE_FCOE,
+    };
+    let len = emit_fcoe_frame(buf.as_mut_slice(), &ethernet, &FcoeRepr { sof, eof }, header, payload).ok()?;
+    buf.set_len(len);
     Some(buf.freeze())
 }
 
@@ -242,11 +224,9 @@ pub fn rewrite_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dve_wire::ethernet::EthernetRepr;
     use dve_wire::fc::{fc_type, r_ctl};
-    use dve_wire::fcoe::FcoeRepr;
     use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index};
-    use dve_wire::stack::{emit_fcoe_frame, parse_fcoe_frame};
+    use dve_wire::stack::parse_fcoe_frame;
 
     fn header(f_ctl: u32) -> FcHeaderRepr {
         FcHeaderRepr {
@@ -265,9 +245,10 @@ mod tests {
         }
     }
 
-    /// The one-pass writer gives the wire crate's layered emitter's bytes, for payloads with and
-    /// without fill bytes, and stale bytes in a reused buffer do not leak into the frame.
-    fn same_as_the_wire_crate<P: WireEmit + ?Sized>(payload: &P) {
+    /// A frame built in a reused buffer full of stale bytes equals the same frame built in a
+    /// zeroed one, for payloads with and without fill bytes: the worker relies on every byte
+    /// being written.
+    fn independent_of_stale_bytes<P: WireEmit + ?Sized>(payload: &P) {
         let pool = FramePool::new(4, 0);
         let src = MacAddr([2, 0, 0, 0, 0, 9]);
         let h = header(f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | 3);
@@ -311,9 +292,9 @@ mod tests {
     }
 
     #[test]
-    fn whole_frames_match_the_layered_emitter() {
+    fn whole_frames_do_not_depend_on_what_the_buffer_held() {
         let cdb = [0x88u8, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 8, 0, 0];
-        same_as_the_wire_crate(&FcpCmndRepr {
+        independent_of_stale_bytes(&FcpCmndRepr {
             lun: lun_from_index(3),
             crn: 0,
             priority: 0,
@@ -324,9 +305,9 @@ mod tests {
             cdb: &cdb,
             fcp_dl: 4096,
         });
-        same_as_the_wire_crate(&FcpRspRepr::good());
+        independent_of_stale_bytes(&FcpRspRepr::good());
         let sense = [0x70u8, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
-        same_as_the_wire_crate(&FcpRspRepr {
+        independent_of_stale_bytes(&FcpRspRepr {
             status_qualifier: 0,
             confirm_requested: false,
             scsi_status: 2,
@@ -334,8 +315,8 @@ mod tests {
             response_info: None,
             sense: Some(&sense),
         });
-        same_as_the_wire_crate(&FcpXferRdyRepr { data_ro: 2048, burst_len: 4096 });
-        same_as_the_wire_crate(&[1u8, 2, 3, 4, 5][..]);
-        same_as_the_wire_crate(&[][..] as &[u8]);
+        independent_of_stale_bytes(&FcpXferRdyRepr { data_ro: 2048, burst_len: 4096 });
+        independent_of_stale_bytes(&[1u8, 2, 3, 4, 5][..]);
+        independent_of_stale_bytes(&[][..] as &[u8]);
     }
 }
