@@ -386,7 +386,10 @@ impl ControlPath {
                 _ => op.results[leg] = Some(Err(Some(IoStatus::check_condition(RETRY)))),
             }
         } else {
-            op.results[leg] = Some(Err(Some(status)));
+            // A leg nobody answered is recorded as such, not with the worker's TASK ABORTED
+            // mark as if it were the device's answer.
+            let answer = super::multipath::path_answered(&status).then_some(status);
+            op.results[leg] = Some(Err(answer));
         }
         self.maybe_complete_manual(id);
     }
@@ -417,10 +420,7 @@ impl ControlPath {
             return;
         }
         // A leg nobody answered may have met a dead path: test it before blaming the device.
-        let unanswered = failed
-            .iter()
-            .find(|(_, s)| s.is_none_or(|s| s.status == dve_fp_api::io::ScsiStatus::TASK_ABORTED))
-            .map(|(leg, _)| leg.device);
+        let unanswered = failed.iter().find(|(_, s)| s.is_none()).map(|(leg, _)| leg.device);
         if let Some(device) = unanswered.filter(|_| !op.path_checked) {
             let issued_at = op.dispatched_at;
             if let Some(op) = self.manual.get_mut(&id) {
@@ -457,12 +457,7 @@ impl ControlPath {
             return;
         }
         // No redundancy: the host gets the device's own error, or a retry if it said nothing.
-        // TASK ABORTED is the worker's mark for a leg nobody answered (it aborted the exchange
-        // at its timeout), not the device's answer: the host gets a retry for it too.
-        let status = failed
-            .iter()
-            .find_map(|(_, s)| s.filter(|s| s.status != dve_fp_api::io::ScsiStatus::TASK_ABORTED))
-            .unwrap_or(IoStatus::check_condition(RETRY));
+        let status = failed.iter().find_map(|(_, s)| *s).unwrap_or(IoStatus::check_condition(RETRY));
         self.counters.manual.errors += 1;
         self.finish_manual(id, status);
     }

@@ -148,9 +148,9 @@ fn test_unit_ready() -> Option<DownstreamOp> {
     command(&[0u8; 6], 0)
 }
 
-/// Whether a path test's status shows the path carries commands: any SCSI status counts;
-/// TASK ABORTED is what the fast path reports when nothing came back.
-fn path_answered(status: &IoStatus) -> bool {
+/// Whether a dispatched command's status shows the path carries commands: any SCSI status
+/// counts; TASK ABORTED is what the fast path reports when nothing came back.
+pub(super) fn path_answered(status: &IoStatus) -> bool {
     status.status != ScsiStatus::TASK_ABORTED
 }
 
