@@ -34,6 +34,7 @@ pub struct FcoeFrameView<'a> {
 
 /// The range of the FC frame inside an FCoE Ethernet frame, checking lengths only (not the
 /// CRC): for code that rewrites headers in place and then calls [`refresh_fcoe_crc`].
+#[inline]
 pub fn fcoe_fc_range(frame: &[u8]) -> Result<Range<usize>> {
     let eth = EthernetFrame::new_checked(frame)?;
     if eth.ethertype() != ETHERTYPE_FCOE {
@@ -85,19 +86,13 @@ impl FcoeFrameInfo {
 /// bytes): one pass for the fast path, which verifies the CRC of the frames it acts on with
 /// [`FcoeFrameInfo::verify`] and cuts data frames through unverified.
 pub fn locate_fcoe_frame(frame: &[u8]) -> Result<FcoeFrameInfo> {
-    let eth = EthernetFrame::new_checked(frame)?;
-    if eth.ethertype() != ETHERTYPE_FCOE {
-        return Err(Error::UnknownEthertype(eth.ethertype()));
-    }
-    let at = eth.header_len();
-    let fcoe_frame = FcoeFrame::new_checked(&frame[at..])?;
-    let fc_frame = FcFrame::new_checked(fcoe_frame.fc_frame())?;
+    let fc_range = fcoe_fc_range(frame)?;
+    let fc_frame = FcFrame::new_checked(&frame[fc_range.clone()])?;
     let header = FcHeaderRepr::parse(&fc_frame)?;
-    let fc_start = at + fcoe::HEADER_LEN;
     Ok(FcoeFrameInfo {
         header,
-        fc_start,
-        fc_end: frame.len() - fcoe::TRAILER_LEN,
+        fc_start: fc_range.start,
+        fc_end: fc_range.end,
         payload_len: fc_frame.payload().len(),
     })
 }
