@@ -13,7 +13,6 @@ struct Slot<T> {
 /// A worker's table of exchanges in flight, with no allocation after construction.
 #[derive(Debug)]
 pub struct ExchangeTable<T> {
-    layout: ExchangeIdLayout,
     worker: WorkerId,
     slots: Vec<Slot<T>>,
     /// Free slot indexes; the most recently freed is reused first (warm in cache).
@@ -42,7 +41,7 @@ impl<T> ExchangeTable<T> {
         };
         let slots = (0..capacity).map(|_| Slot { incarnation: 0, value: None }).collect();
         let free = (0..capacity as u16).rev().collect();
-        ExchangeTable { layout, worker, slots, free, base }
+        ExchangeTable { worker, slots, free, base }
     }
 
     /// Slots in all.
@@ -133,7 +132,7 @@ impl<T> ExchangeTable<T> {
     /// Every exchange in flight with its tag.
     pub fn iter(&self) -> impl Iterator<Item = (IoTag, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(move |(i, slot)| {
-            let xid = self.layout.compose(self.worker, i as u16)?;
+            let xid = ExchangeId(i as u16 ^ self.base);
             slot.value
                 .as_ref()
                 .map(|v| (IoTag { worker: self.worker, xid, incarnation: slot.incarnation }, v))
