@@ -314,6 +314,19 @@ impl TxFrame {
             .flatten()
     }
 
+    /// The frame as one buffer from `pool`, its pieces copied in order (a receiving port's
+    /// gather; a NIC's DMA on hardware). `None` if the pool cannot lend a buffer that long.
+    pub fn gathered_in(&self, pool: &FramePool) -> Option<Frame> {
+        let mut out = pool.alloc(self.len())?;
+        let buf = out.as_mut_slice();
+        let mut at = 0;
+        for piece in self.pieces() {
+            buf[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        Some(out.freeze())
+    }
+
     /// Append the bytes as they go on the wire (what a link or a capture sees).
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for piece in self.pieces() {
@@ -362,5 +375,7 @@ mod tests {
         assert_eq!(tx.len(), wire.len());
         assert!(tx.body.as_ref().unwrap().shares_storage_with(&body));
         assert!(Frame::copy_from(b"x").unwrap().slice(0..2).is_none());
+        let pool = FramePool::new(2, 0);
+        assert_eq!(tx.gathered_in(&pool).unwrap().as_slice(), &wire[..]);
     }
 }

@@ -122,14 +122,7 @@ impl DataFrames {
         // The copy is the wire's (a NIC's receive DMA on real hardware), made on the sender's
         // side so that the switch's port receives one buffer and gathers nothing. Before, the
         // switch's port gathered the pieces, and that copy was timed as the switch's work.
-        let mut whole = self.pool.alloc(pieces.len())?;
-        let out = whole.as_mut_slice();
-        let mut at = 0;
-        for piece in pieces.pieces() {
-            out[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
-        Some(TxFrame::whole(whole.freeze()))
+        pieces.gathered_in(&self.pool).map(TxFrame::whole)
     }
 }
 

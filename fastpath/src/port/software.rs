@@ -112,14 +112,7 @@ impl SoftwarePort {
         if frame.body.is_none() && frame.tail.as_slice().is_empty() {
             return Some(frame.head);
         }
-        let mut out = self.pool.alloc(frame.len())?;
-        let mut at = 0;
-        let buf = out.as_mut_slice();
-        for piece in frame.pieces() {
-            buf[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
-        Some(out.freeze())
+        frame.gathered_in(&self.pool)
     }
 
     fn corrupt(&mut self, frame: TxFrame) -> TxFrame {
