@@ -88,14 +88,13 @@ impl CrcPatcher {
             zero_shift: zero_shift.into_boxed_slice(),
             hot_shift: Box::new([[0; 256]; 4]),
         };
+        // The tables come from the product, which needs the patcher's own tables.
         let shift = patcher.zero_shift[HOT_SHIFT];
-        let mut hot_shift = Box::new([[0u32; 256]; 4]);
-        for (k, table) in hot_shift.iter_mut().enumerate() {
-            for (byte, slot) in table.iter_mut().enumerate() {
-                *slot = patcher.multiply(shift, (byte as u32) << (8 * k));
+        for k in 0..4 {
+            for byte in 0..256 {
+                patcher.hot_shift[k][byte] = patcher.multiply(shift, (byte as u32) << (8 * k));
             }
         }
-        patcher.hot_shift = hot_shift;
         patcher
     }
 
@@ -240,14 +239,21 @@ mod tests {
         assert_eq!(patched, crc(&frame));
     }
 
-    #[test]
-    fn the_windowed_product_matches_the_bitwise_one() {
-        let p = CrcPatcher::new();
+    /// Ten thousand pseudo-random words (xorshift64), the same every run.
+    fn words() -> impl Iterator<Item = u64> {
         let mut x = 0x1234_5678_9ABC_DEF1u64;
-        for _ in 0..10_000 {
+        (0..10_000).map(move |_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
+            x
+        })
+    }
+
+    #[test]
+    fn the_windowed_product_matches_the_bitwise_one() {
+        let p = CrcPatcher::new();
+        for x in words() {
             // The bitwise reference never ends for a zero multiplier.
             let (a, b) = (((x >> 32) as u32).max(1), x as u32);
             assert_eq!(p.multiply(a, b), mul_mod_p(a, b), "{a:#x} * {b:#x}");
@@ -260,11 +266,7 @@ mod tests {
     #[test]
     fn the_hot_shift_tables_match_the_product() {
         let p = CrcPatcher::new();
-        let mut x = 0x9E37_79B9u32;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+        for x in words().map(|w| w as u32) {
             assert_eq!(p.shift(x, HOT_SHIFT), p.multiply(p.zero_shift[HOT_SHIFT], x), "{x:#x}");
         }
         assert_eq!(p.shift(0, HOT_SHIFT), 0);
