@@ -546,11 +546,14 @@ impl Testbed {
     /// A frame for the disks, and their answers back to the worker (less a lost data frame).
     fn exchange_with_disks(&mut self, port: PortId, bytes: &[u8]) {
         for reply in self.disks.receive(bytes) {
-            let data = reply.get(FC_START) == Some(&r_ctl::SOLICITED_DATA);
-            if data && let Some(n) = self.lose_disk_data_frame {
-                self.lose_disk_data_frame = n.checked_sub(1).filter(|&left| left > 0);
-                if n == 1 {
-                    continue;
+            if reply.get(FC_START) == Some(&r_ctl::SOLICITED_DATA) {
+                match self.lose_disk_data_frame {
+                    Some(1) => {
+                        self.lose_disk_data_frame = None;
+                        continue;
+                    }
+                    Some(n) => self.lose_disk_data_frame = Some(n - 1),
+                    None => {}
                 }
             }
             self.deliver(port, reply);
