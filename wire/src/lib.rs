@@ -67,6 +67,7 @@ pub mod ethernet;
 pub mod fc;
 pub mod fcoe;
 pub mod fcp;
+pub mod fcp_frame;
 mod field;
 pub mod fip;
 pub mod pcap;

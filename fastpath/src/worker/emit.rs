@@ -7,6 +7,8 @@ use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr};
+use dve_wire::fcp_frame::{emit_fcp_cmnd_frame, emit_fcp_rsp_frame};
 use dve_wire::stack::emit_fcoe_frame;
 
 use crate::crc_patch::CrcPatcher;
@@ -47,13 +49,32 @@ pub fn whole_frame<P: WireEmit + ?Sized>(
 /// Emit a whole FCoE frame into `buf`, any exclusive buffer (a pool's, or a received frame's
 /// the worker is done with); every byte of the frame is written, whatever `buf` held.
 pub fn whole_frame_in<P: WireEmit + ?Sized>(
-    mut buf: FrameMut,
+    buf: FrameMut,
     src: MacAddr,
     header: &FcHeaderRepr,
     sof: Sof,
     eof: Eof,
     payload: &P,
     fc_map: u32,
+) -> Option<Frame> {
+    built_frame_in(buf, src, header, FcoeRepr { sof, eof }, payload, fc_map, emit_fcoe_frame::<P>)
+}
+
+/// A wire builder of whole FCoE frames: [`emit_fcoe_frame`], or one of the fixed-layout
+/// builders the worker uses for the command and the response of every I/O
+/// ([`emit_fcp_cmnd_frame`], [`emit_fcp_rsp_frame`]).
+pub type FrameBuilder<P> =
+    fn(&mut [u8], &EthernetRepr, &FcoeRepr, &FcHeaderRepr, &P) -> dve_wire::Result<usize>;
+
+/// Emit a whole FCoE frame for `header` into `buf` (any exclusive buffer) with `build`.
+pub fn built_frame_in<P: ?Sized>(
+    mut buf: FrameMut,
+    src: MacAddr,
+    header: &FcHeaderRepr,
+    fcoe: FcoeRepr,
+    payload: &P,
+    fc_map: u32,
+    build: FrameBuilder<P>,
 ) -> Option<Frame> {
     if !buf.set_len(FRAME_CAPACITY) {
         return None;
@@ -64,9 +85,40 @@ pub fn whole_frame_in<P: WireEmit + ?Sized>(
         vlan: None,
         ethertype: ETHERTYPE_FCOE,
     };
-    let len = emit_fcoe_frame(buf.as_mut_slice(), &ethernet, &FcoeRepr { sof, eof }, header, payload).ok()?;
+    let len = build(buf.as_mut_slice(), &ethernet, &fcoe, header, payload).ok()?;
     buf.set_len(len);
     Some(buf.freeze())
+}
+
+/// An FCP_CMND frame with wire's fixed-layout builder.
+pub fn command_frame_in(
+    buf: FrameMut,
+    src: MacAddr,
+    header: &FcHeaderRepr,
+    cmnd: &FcpCmndRepr<'_>,
+    fc_map: u32,
+) -> Option<Frame> {
+    built_frame_in(
+        buf,
+        src,
+        header,
+        FcoeRepr { sof: Sof::I3, eof: Eof::T },
+        cmnd,
+        fc_map,
+        emit_fcp_cmnd_frame,
+    )
+}
+
+/// An FCP_RSP frame with wire's fixed-layout builder (which falls back to the general one
+/// for a response with sense data).
+pub fn response_frame_in(
+    buf: FrameMut,
+    src: MacAddr,
+    header: &FcHeaderRepr,
+    rsp: &FcpRspRepr<'_>,
+    fc_map: u32,
+) -> Option<Frame> {
+    built_frame_in(buf, src, header, FcoeRepr { sof: Sof::I3, eof: Eof::T }, rsp, fc_map, emit_fcp_rsp_frame)
 }
 
 /// A data frame for `header` whose payload is `body` (shared, not copied) followed by

@@ -640,7 +640,10 @@ impl Worker {
             rx_id: UNASSIGNED_X_ID,
             parameter: 0,
         };
-        let Some(frame) = self.whole_frame(port.mac, &header, Sof::I3, Eof::T, &cmnd) else {
+        let built = self
+            .buffer()
+            .and_then(|buf| emit::command_frame_in(buf, port.mac, &header, &cmnd, self.config.fc_map));
+        let Some(frame) = built else {
             self.down.remove(tag.xid);
             return None;
         };
@@ -811,7 +814,10 @@ impl Worker {
             rx_id: rx,
             parameter: 0,
         };
-        if let Some(frame) = self.whole_frame(src, &header, Sof::I3, Eof::T, &rsp) {
+        let built = self
+            .buffer()
+            .and_then(|buf| emit::response_frame_in(buf, src, &header, &rsp, self.config.fc_map));
+        if let Some(frame) = built {
             self.send(port, TxFrame::whole(frame));
         }
     }
