@@ -332,7 +332,9 @@ struct PlainForwarder {
 }
 
 impl PlainForwarder {
-    fn poll(&mut self, ports: &mut [SoftwarePort]) {
+    /// Forward what arrived; returns the frames moved (each counted in and out).
+    fn poll(&mut self, ports: &mut [SoftwarePort]) -> u64 {
+        let mut moved = 0;
         for port in ports.iter_mut() {
             self.rx.clear();
             port.rx_burst(&mut self.rx, 64);
@@ -352,9 +354,10 @@ impl PlainForwarder {
             }
         }
         for (port, out) in ports.iter_mut().zip(self.out.iter_mut()) {
-            port.tx_burst(out);
+            moved += 2 * port.tx_burst(out) as u64;
             out.clear();
         }
+        moved
     }
 }
 
@@ -455,9 +458,19 @@ fn worker_for(layout: Layout, ports: Vec<SoftwarePort>) -> Switch {
     }
 }
 
-/// Run `ios` I/Os through one configuration; returns the nanoseconds the switch's steps took
-/// (the emulators' steps between them are not counted).
-fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> f64 {
+/// What one configuration's run measured.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    /// Nanoseconds the switch's steps took (the emulators' steps between them not counted).
+    ns: f64,
+    /// Frames the switch received and sent: a mirrored write moves fifteen per I/O (the
+    /// command out twice, two XFER_RDY in, four data frames out, two responses in), the
+    /// forwarder eight.
+    frames: u64,
+}
+
+/// Run `ios` I/Os through one configuration.
+fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> Measured {
     let pool = FramePool::new(2048, 1024);
     let (host_port, disk_port, mut switch) = match kind {
         "wire" => {
@@ -503,6 +516,7 @@ fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> f64 {
         tx: Vec::new(),
     };
     let mut switch_ns = 0u128;
+    let mut frames = 0u64;
     let mut now = 0u64;
     let mut idle = 0u32;
     while host.completed < ios {
@@ -512,9 +526,10 @@ fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> f64 {
         match &mut switch {
             Switch::Worker { worker, ports, mesh, fp, scratch } => {
                 now += 1;
-                worker.poll(Timestamp(now), ports, &[PortId(0), PortId(1)], mesh, fp, scratch);
+                let done = worker.poll(Timestamp(now), ports, &[PortId(0), PortId(1)], mesh, fp, scratch);
+                frames += (done.frames_in + done.frames_out) as u64;
             }
-            Switch::Forwarder { forwarder, ports } => forwarder.poll(ports),
+            Switch::Forwarder { forwarder, ports } => frames += forwarder.poll(ports),
             Switch::Wire => {}
         }
         switch_ns += step.elapsed().as_nanos();
@@ -522,7 +537,7 @@ fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> f64 {
         idle = if host.completed == before { idle + 1 } else { 0 };
         assert!(idle < 100_000, "{kind} {layout:?} write={write} stalled at {} I/Os", host.completed);
     }
-    switch_ns as f64
+    Measured { ns: switch_ns as f64, frames }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -581,12 +596,17 @@ fn main() {
             _ => Layout::Linear,
         };
         let ios = a.ios * 8;
-        let ns = run(&kind, layout, write, ios);
-        println!("{kind}: {:.1} ns per I/O", ns / ios as f64);
+        let m = run(&kind, layout, write, ios);
+        println!(
+            "{kind}: {:.1} ns per I/O, {:.2} frames per I/O",
+            m.ns / ios as f64,
+            m.frames as f64 / ios as f64
+        );
         return;
     }
-    // Frames per I/O through the switch, both directions: command, two data frames and status
-    // in and out; a mirrored write doubles the downstream half.
+    // Time per frame the switch moves (received or sent), against the forwarder's per frame
+    // it moves: a read is eight frames either way; a mirrored write is fifteen through the
+    // worker and eight through the forwarder, which has one target.
     for (name, layout, write) in [
         ("read_4k_linear", Layout::Linear, false),
         ("read_4k_stripe4", Layout::Stripe4, false),
@@ -598,11 +618,12 @@ fn main() {
         let mut rates = Vec::new();
         let mut ns_frame = Vec::new();
         for _ in 0..a.rounds {
-            let worker = run("worker", layout, write, a.ios).max(1.0);
-            let forwarder = run("forwarder", layout, write, a.ios).max(1.0);
-            ratios.push(worker / forwarder);
-            rates.push(a.ios as f64 * 1e9 / worker);
-            ns_frame.push(worker / (a.ios as f64 * 8.0));
+            let worker = run("worker", layout, write, a.ios);
+            let forwarder = run("forwarder", layout, write, a.ios);
+            let per_frame = |m: Measured| m.ns.max(1.0) / m.frames.max(1) as f64;
+            ratios.push(per_frame(worker) / per_frame(forwarder));
+            rates.push(a.ios as f64 * 1e9 / worker.ns.max(1.0));
+            ns_frame.push(per_frame(worker));
         }
         let target = if write { "-" } else { ">= 4e6 reads/s/core" };
         report(a.json, name, "ios_per_sec_per_core", median(&mut rates), "-", 1.0, target);
@@ -621,7 +642,7 @@ fn main() {
     for _ in 0..a.rounds {
         let plain = run("worker", Layout::Linear, true, a.ios);
         let mirror = run("worker", Layout::Mirror2, true, a.ios);
-        ratios.push(plain.max(1.0) / mirror.max(1.0));
+        ratios.push(plain.ns.max(1.0) / mirror.ns.max(1.0));
     }
     report(
         a.json,
