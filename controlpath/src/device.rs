@@ -38,6 +38,21 @@ pub struct TargetPath {
     pub state: PathState,
 }
 
+/// Blocks of a device no volume claims, below its high-water mark.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FreeRun {
+    /// First block.
+    pub lba: u64,
+    /// Blocks.
+    pub blocks: u64,
+}
+
+impl FreeRun {
+    fn end(&self) -> u64 {
+        self.lba + self.blocks
+    }
+}
+
 /// A physical device (a logical unit of a physical target, reached by one or more paths).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Device {
@@ -58,8 +73,12 @@ pub struct Device {
     pub blocks: u64,
     /// Block size in bytes.
     pub block_size: u32,
-    /// First block not yet claimed by a volume.
+    /// First block above every claim (the high-water mark).
     pub allocated: u64,
+    /// Runs of free blocks below `allocated`, left by deleted volumes: sorted by LBA, none
+    /// touching another or `allocated` (such runs are merged).
+    #[serde(default)]
+    pub free_runs: Vec<FreeRun>,
     /// The paths found since the engine started.
     #[serde(skip)]
     pub paths: Vec<TargetPath>,
@@ -89,6 +108,80 @@ impl Device {
     pub fn behind(&self, wwpn: Wwn) -> bool {
         self.target == wwpn || self.targets.contains(&wwpn)
     }
+
+    /// The most blocks one claim can take (claims are contiguous).
+    pub fn largest_free_run(&self) -> u64 {
+        let tail = self.blocks.saturating_sub(self.allocated);
+        self.free_runs.iter().map(|r| r.blocks).fold(tail, u64::max)
+    }
+
+    /// Blocks claimed by volumes.
+    pub fn claimed_blocks(&self) -> u64 {
+        self.allocated - self.free_runs.iter().map(|r| r.blocks).sum::<u64>()
+    }
+
+    /// Claim `blocks` contiguous blocks: the smallest free run that holds them (so large
+    /// runs stay whole for large claims), else above the high-water mark.
+    fn claim(&mut self, blocks: u64) -> Result<u64, Error> {
+        if self.blocks == 0 {
+            return Err(Error::DeviceNotReady(self.id));
+        }
+        let best = self
+            .free_runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.blocks >= blocks)
+            .min_by_key(|(_, r)| r.blocks);
+        if let Some((i, _)) = best {
+            let run = &mut self.free_runs[i];
+            let lba = run.lba;
+            run.lba += blocks;
+            run.blocks -= blocks;
+            if run.blocks == 0 {
+                self.free_runs.remove(i);
+            }
+            return Ok(lba);
+        }
+        let tail = self.blocks.saturating_sub(self.allocated);
+        if blocks > tail {
+            return Err(Error::NoSpace { device: self.id, wanted: blocks, free: self.largest_free_run() });
+        }
+        let lba = self.allocated;
+        self.allocated += blocks;
+        Ok(lba)
+    }
+
+    /// Give back `blocks` blocks at `lba`, which must all be claimed.
+    fn release(&mut self, lba: u64, blocks: u64) -> Result<(), Error> {
+        let end = lba.checked_add(blocks).filter(|e| *e <= self.allocated && blocks > 0);
+        let at = self.free_runs.partition_point(|r| r.lba < lba);
+        let overlaps_before = at > 0 && self.free_runs[at - 1].end() > lba;
+        let Some(end) =
+            end.filter(|e| !overlaps_before && self.free_runs.get(at).is_none_or(|r| r.lba >= *e))
+        else {
+            return Err(Error::FailedPrecondition(format!(
+                "{:?}: blocks {lba}..+{blocks} are not claimed, cannot be released",
+                self.id
+            )));
+        };
+        let mut run = FreeRun { lba, blocks };
+        if self.free_runs.get(at).is_some_and(|r| r.lba == end) {
+            run.blocks += self.free_runs.remove(at).blocks;
+        }
+        if at > 0 && self.free_runs[at - 1].end() == lba {
+            self.free_runs[at - 1].blocks += run.blocks;
+        } else {
+            self.free_runs.insert(at, run);
+        }
+        // A run reaching the high-water mark lowers it instead.
+        if let Some(last) = self.free_runs.last().copied()
+            && last.end() == self.allocated
+        {
+            self.allocated = last.lba;
+            self.free_runs.pop();
+        }
+        Ok(())
+    }
 }
 
 /// Every known device.
@@ -117,6 +210,7 @@ impl DeviceRegistry {
                 blocks: 0,
                 block_size: 512,
                 allocated: 0,
+                free_runs: Vec::new(),
                 paths: Vec::new(),
                 online: false,
             },
@@ -184,25 +278,101 @@ impl DeviceRegistry {
         self.devices.values()
     }
 
-    /// Claim `blocks` on `id` for a volume; returns the first block claimed.
+    /// Claim `blocks` contiguous blocks on `id` for a volume; returns the first block claimed.
     pub fn allocate(&mut self, id: DeviceId, blocks: u64) -> Result<u64, Error> {
-        let device = self.devices.get_mut(&id).ok_or(Error::UnknownDevice(id))?;
-        if device.blocks == 0 {
-            return Err(Error::DeviceNotReady(id));
-        }
-        let free = device.blocks - device.allocated.min(device.blocks);
-        if blocks > free {
-            return Err(Error::NoSpace { device: id, wanted: blocks, free });
-        }
-        let start = device.allocated;
-        device.allocated += blocks;
-        Ok(start)
+        self.devices.get_mut(&id).ok_or(Error::UnknownDevice(id))?.claim(blocks)
+    }
+
+    /// Give back a claim made by [`DeviceRegistry::allocate`] (a deleted volume's space).
+    pub fn release(&mut self, id: DeviceId, lba: u64, blocks: u64) -> Result<(), Error> {
+        self.devices.get_mut(&id).ok_or(Error::UnknownDevice(id))?.release(lba, blocks)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn device(blocks: u64) -> Device {
+        Device {
+            id: DeviceId(1),
+            target: Wwn(0x22),
+            identity: None,
+            targets: Vec::new(),
+            lun: Lun(0),
+            blocks,
+            block_size: 512,
+            allocated: 0,
+            free_runs: Vec::new(),
+            paths: Vec::new(),
+            online: true,
+        }
+    }
+
+    /// The longest stretch of free blocks in the model (a flag per block).
+    fn longest_free(model: &[bool]) -> u64 {
+        model.split(|claimed| *claimed).map(|run| run.len() as u64).max().unwrap_or(0)
+    }
+
+    proptest! {
+        /// Claims and releases against a flag per block: a claim gets blocks nobody holds,
+        /// succeeds exactly when a long enough free stretch exists, and the free runs stay
+        /// sorted, apart and below the high-water mark.
+        #[test]
+        fn claims_and_releases_match_a_block_map(
+            steps in proptest::collection::vec((any::<bool>(), 1u64..40, any::<prop::sample::Index>()), 1..80),
+        ) {
+            const BLOCKS: u64 = 256;
+            let mut d = device(BLOCKS);
+            let mut model = vec![false; BLOCKS as usize];
+            let mut claims: Vec<(u64, u64)> = Vec::new();
+            for (claim, n, pick) in steps {
+                if claim || claims.is_empty() {
+                    let fits = longest_free(&model) >= n;
+                    prop_assert_eq!(d.largest_free_run() >= n, fits);
+                    match d.claim(n) {
+                        Ok(lba) => {
+                            prop_assert!(fits);
+                            let range = lba as usize..(lba + n) as usize;
+                            prop_assert!(model[range.clone()].iter().all(|c| !c), "claimed twice");
+                            model[range].fill(true);
+                            claims.push((lba, n));
+                        }
+                        Err(e) => {
+                            prop_assert!(!fits, "refused with room: {e}");
+                            prop_assert!(matches!(e, Error::NoSpace { .. }), "{e}");
+                        }
+                    }
+                } else {
+                    let (lba, n) = claims.swap_remove(pick.index(claims.len()));
+                    d.release(lba, n).expect("a claim is released");
+                    model[lba as usize..(lba + n) as usize].fill(false);
+                    prop_assert!(d.release(lba, n).is_err(), "released twice");
+                }
+                prop_assert_eq!(d.claimed_blocks(), model.iter().filter(|c| **c).count() as u64);
+                prop_assert!(model[d.allocated as usize..].iter().all(|c| !c), "claims above the mark");
+                for pair in d.free_runs.windows(2) {
+                    prop_assert!(pair[0].end() < pair[1].lba, "runs sorted and apart: {:?}", d.free_runs);
+                }
+                prop_assert!(d.free_runs.iter().all(|r| r.blocks > 0 && r.end() < d.allocated));
+            }
+        }
+    }
+
+    #[test]
+    fn a_release_of_unclaimed_blocks_is_refused_and_changes_nothing() {
+        let mut d = device(100);
+        let a = d.claim(10).unwrap();
+        let b = d.claim(10).unwrap();
+        d.release(a, 10).unwrap();
+        let before = d.clone();
+        for (lba, n) in [(a, 10), (a + 5, 10), (b + 5, 10), (90, 5), (b, 0), (u64::MAX, 2)] {
+            assert!(d.release(lba, n).is_err(), "{lba}+{n}");
+            assert_eq!(d, before);
+        }
+        assert_eq!(device(0).claim(1), Err(Error::DeviceNotReady(DeviceId(1))));
+    }
 
     #[test]
     fn ports_showing_one_designator_are_one_device() {

@@ -31,6 +31,12 @@ pub enum Error {
     /// No volume with this name.
     #[error("unknown volume named {0:?}")]
     UnknownVolumeName(String),
+    /// No volume is exposed at this LUN of the virtual target.
+    #[error("no volume is exposed as LUN {0}")]
+    UnknownLun(u16),
+    /// The control path does not do this yet.
+    #[error("not supported by the control path yet: {0}")]
+    Unsupported(String),
     /// A volume with this name exists already.
     #[error("a volume named {0:?} exists already")]
     DuplicateVolume(String),

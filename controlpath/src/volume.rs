@@ -171,20 +171,10 @@ impl Volume {
             return Err(Error::invalid("size", "a volume needs at least one block"));
         }
         let per_device = Self::per_device_blocks(blocks, &layout)?;
-        // Check every claim before making any, so a refused volume claims nothing.
-        let mut wanted: std::collections::BTreeMap<DeviceId, u64> = std::collections::BTreeMap::new();
+        // Every claim is tried on a copy first, so a refused volume claims nothing.
+        let mut trial = devices.clone();
         for (device, n) in &per_device {
-            *wanted.entry(*device).or_default() += n;
-        }
-        for (device, n) in &wanted {
-            let d = devices.get(*device).ok_or(Error::UnknownDevice(*device))?;
-            if d.blocks == 0 {
-                return Err(Error::DeviceNotReady(*device));
-            }
-            let free = d.blocks.saturating_sub(d.allocated);
-            if *n > free {
-                return Err(Error::NoSpace { device: *device, wanted: *n, free });
-            }
+            trial.allocate(*device, *n)?;
         }
         let mut allocations = Vec::with_capacity(per_device.len());
         for (device, n) in per_device {

@@ -231,6 +231,14 @@ impl Bench {
         lun
     }
 
+    /// Withdraw LUN `lun` from every host; returns the volume behind it.
+    pub fn hide(&mut self, lun: u16) -> LvId {
+        let lv = self.switch.control_mut().hide(lun).expect("hidden");
+        let out = self.switch.settle(self.now);
+        self.queue_from_engine(out);
+        lv
+    }
+
     /// Start every host and wait until each finished discovery.
     pub fn start_hosts(&mut self) {
         let all: Vec<usize> = (0..self.hosts.len()).collect();

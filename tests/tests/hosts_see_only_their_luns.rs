@@ -1,6 +1,7 @@
 //! Hosts log in, discover the engine's virtual target through the name server and see only
 //! the LUNs exposed to them; a host with nothing exposed sees no target at all. INQUIRY,
-//! READ CAPACITY and REPORT LUNS describe each volume as it is, and verified I/O works.
+//! READ CAPACITY and REPORT LUNS describe each volume as it is, and verified I/O works. A
+//! hidden LUN is gone for every host at once, and comes back with its data when exposed again.
 
 use dve_controlpath::volume::LayoutSpec;
 use dve_sim::host::HostOp;
@@ -73,4 +74,30 @@ fn a_host_cannot_reach_a_lun_not_exposed_to_it_and_verified_io_works_where_it_ma
     assert_eq!(w.status, 0);
     let r = b.request(1, lun2, HostOp::Read { lba: 100, blocks: 8 }).expect("read");
     assert_eq!(r.data, data);
+}
+
+#[test]
+fn a_hidden_lun_is_gone_for_every_host_and_exposed_again_keeps_its_data() {
+    let (mut b, lun1, lun2) = bench();
+    let data: Vec<u8> = (0..8 * 512).map(|i| (i * 13 % 241) as u8).collect();
+    let w = b.request(1, lun2, HostOp::Write { lba: 40, data: data.clone().into() }).expect("write");
+    assert_eq!(w.status, 0);
+    let v2 = b.hide(lun2);
+    for h in [0, 1] {
+        let read = b.command(h, lun2, &[0x28, 0, 0, 0, 0, 40, 0, 0, 8, 0], &[], 4096);
+        assert_eq!(read.status, 2, "host {h}: CHECK CONDITION");
+        assert_eq!(
+            read.sense.map(|s| (s.0, s.1)),
+            Some((0x05, 0x25)),
+            "host {h}: LOGICAL UNIT NOT SUPPORTED"
+        );
+    }
+    let report = b.command(0, 0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256).data;
+    assert_eq!(u32::from_be_bytes(report[0..4].try_into().unwrap()), 8, "host 0 sees one LUN: {report:?}");
+    assert_eq!(u16::from_be_bytes([report[8] & 0x3F, report[9]]), lun1);
+    // Exposed again (the same LUN is free): its data is still there.
+    assert_eq!(b.expose(v2, &[1]), lun2);
+    let read = b.request(1, lun2, HostOp::Read { lba: 40, blocks: 8 }).expect("read");
+    assert_eq!(read.status, 0);
+    assert_eq!(read.data, data);
 }

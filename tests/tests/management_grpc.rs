@@ -2,8 +2,9 @@
 //! bench engine (a real switch with discovered disks), and the generated client lists the
 //! devices, creates a mirrored volume, exposes it, grows a linear one, splits and merges its
 //! segments, takes a snapshot,
-//! starts, pauses and resumes a migration and follows it in the task list; bad requests get
-//! the status code that says why, name the field, and change nothing.
+//! starts, pauses and resumes a migration and follows it in the task list; hides and deletes
+//! volumes and claims their space again; bad requests get the status code that says why,
+//! name the field, and change nothing.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -77,6 +78,16 @@ fn create(name: &str, blocks: u64, layout: pb::Layout) -> pb::CreateVolumeReques
     pb::CreateVolumeRequest { name: name.to_string(), blocks, block_size: 0, layout: Some(layout) }
 }
 
+/// Expose `volume` to host 0 on the engine's one virtual target, at the next free LUN.
+fn expose_to_host_0(volume: &str) -> pb::ExposeVolumeRequest {
+    pb::ExposeVolumeRequest {
+        volume: volume.into(),
+        target_wwpn: String::new(),
+        lun: 0,
+        host_wwpns: vec![wwpn(host_wwpn(0))],
+    }
+}
+
 /// A runtime, the bench engine with `disks` disks, a server on an ephemeral port and a
 /// client connected to it.
 fn start(disks: usize) -> (tokio::runtime::Runtime, BenchEngine, ManagementClient<Channel>) {
@@ -123,16 +134,7 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
         let [segment] = &m0.segments[..] else { panic!("one segment: {m0:?}") };
         let pb::layout::Kind::Mirror(sides) = layout_kind(segment) else { panic!("a mirror: {segment:?}") };
         assert_eq!(sides.sides.len(), 2);
-        let exposure = client
-            .expose_volume(pb::ExposeVolumeRequest {
-                volume: "m0".into(),
-                target_wwpn: String::new(),
-                lun: 0,
-                host_wwpns: vec![wwpn(host_wwpn(0))],
-            })
-            .await
-            .expect("exposed")
-            .into_inner();
+        let exposure = client.expose_volume(expose_to_host_0("m0")).await.expect("exposed").into_inner();
         assert_eq!(exposure.volume, "m0");
         assert_eq!(exposure.host_wwpns, vec![wwpn(host_wwpn(0))]);
         let target = engine.lock().target();
@@ -359,9 +361,9 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
             .expect_err("malformed host");
         assert_eq!(expose_bad_host.code(), Code::InvalidArgument);
         assert!(expose_bad_host.message().contains("host_wwpns[0]"), "{}", expose_bad_host.message());
-        let delete = client.delete_volume(pb::VolumeRef { name: "v0".into() }).await.expect_err("no delete");
-        assert_eq!(delete.code(), Code::Unimplemented);
-        assert!(delete.message().contains("DeleteVolume"), "{}", delete.message());
+        let delete = client.delete_volume(pb::VolumeRef { name: "nope".into() }).await.expect_err("unknown");
+        assert_eq!(delete.code(), Code::NotFound);
+        assert!(delete.message().contains("nope"), "{}", delete.message());
         let pause_nothing = client
             .control_task(pb::ControlTaskRequest { id: 1 << 48 | 1, control: pb::TaskControl::Pause.into() })
             .await
@@ -419,5 +421,90 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
         assert!(tasks.iter().any(|t| t.id == task.id && t.kind == "replication"), "{tasks:?}");
         let again = client.start_replication(replicate("j0", &disk(0), 100)).await.expect_err("twice");
         assert_eq!(again.code(), Code::FailedPrecondition);
+    });
+}
+
+#[test]
+fn a_hidden_volume_is_deleted_and_its_space_claimed_again() {
+    let (runtime, engine, mut client) = start(3);
+    runtime.block_on(async {
+        for name in ["a", "b"] {
+            client.create_volume(create(name, 4096, linear(&disk(0)))).await.expect(name);
+        }
+        let exposure = client.expose_volume(expose_to_host_0("a")).await.expect("exposed").into_inner();
+        let claims = |name: &'static str| {
+            engine.with_control(move |c| {
+                let lv = c.volume_named(name).expect(name);
+                c.volume(lv).map(|v| v.record.allocations.clone()).expect("volume")
+            })
+        };
+        let a_claim = claims("a");
+        let lister = client.clone();
+        let volumes = || {
+            let mut lister = lister.clone();
+            async move { lister.list_volumes(pb::Empty {}).await.expect("volumes").into_inner() }
+        };
+        let before = volumes().await;
+
+        // Exposed: refused, and nothing changes.
+        let refused = client.delete_volume(pb::VolumeRef { name: "a".into() }).await.expect_err("exposed");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert!(refused.message().contains("hide it first"), "{}", refused.message());
+        assert_eq!(volumes().await, before);
+
+        // Bad hides: a LUN nobody holds, a LUN out of range, another target.
+        let hide = |target: String, lun: u32| pb::HideVolumeRequest { target_wwpn: target, lun };
+        let cases = [
+            ("a free LUN", hide(String::new(), 7), Code::NotFound, "LUN 7"),
+            ("a LUN out of range", hide(String::new(), 1 << 20), Code::InvalidArgument, "lun"),
+            ("another target", hide(wwpn(0x5000_0000_0000_0999), exposure.lun), Code::NotFound, "50:00"),
+            ("a malformed target", hide("50:zz".into(), exposure.lun), Code::InvalidArgument, "target_wwpn"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.hide_volume(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+            let exposures = client.list_exposures(pb::Empty {}).await.expect("exposures").into_inner();
+            assert_eq!(exposures.exposures.len(), 1, "{what} changed the exposures");
+        }
+
+        // Hidden, then deleted: gone from every list, its space claimed by the next volume.
+        client.hide_volume(hide(exposure.target_wwpn.clone(), exposure.lun)).await.expect("hidden");
+        assert!(
+            client.list_exposures(pb::Empty {}).await.expect("exposures").into_inner().exposures.is_empty()
+        );
+        let lv = engine.with_control(|c| c.volume_named("a").expect("a"));
+        assert_eq!(engine.with_control(|c| c.volume(lv).map(|v| v.record.hosts.len())), Some(0));
+        client.delete_volume(pb::VolumeRef { name: "a".into() }).await.expect("deleted");
+        let gone = client.get_volume(pb::VolumeRef { name: "a".into() }).await.expect_err("deleted");
+        assert_eq!(gone.code(), Code::NotFound);
+        assert_eq!(volumes().await.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        client.create_volume(create("c", 4096, linear(&disk(0)))).await.expect("c");
+        assert_eq!(claims("c"), a_claim, "the deleted volume's blocks are claimed again");
+        let mark = engine.with_control(|c| c.devices().iter().map(|d| d.allocated).max());
+        assert_eq!(mark, Some(8192), "no block above the two claims is taken");
+
+        // A volume a snapshot reads through is kept; the snapshot itself is not deletable yet.
+        client
+            .create_snapshot(pb::CreateSnapshotRequest {
+                source: "b".into(),
+                snapshot: "b-snap".into(),
+                store: None,
+                writable: false,
+                copy_granularity_blocks: 0,
+            })
+            .await
+            .expect("snapshot");
+        let source = client.delete_volume(pb::VolumeRef { name: "b".into() }).await.expect_err("a source");
+        assert_eq!(source.code(), Code::FailedPrecondition, "{source:?}");
+        let snapshot =
+            client.delete_volume(pb::VolumeRef { name: "b-snap".into() }).await.expect_err("a snapshot");
+        assert_eq!(snapshot.code(), Code::Unimplemented, "{snapshot:?}");
+        assert!(snapshot.message().contains("snapshot"), "{}", snapshot.message());
+        assert_eq!(volumes().await.volumes.len(), 3);
     });
 }

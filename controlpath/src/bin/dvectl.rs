@@ -153,6 +153,16 @@ enum VolumeCommand {
     },
     /// List exposures.
     Exposures,
+    /// Withdraw a LUN of the engine's virtual target from every host (the volume stays).
+    Hide {
+        /// The LUN.
+        lun: u32,
+    },
+    /// Delete a volume: it must be hidden, and no task, snapshot or incremental may use it.
+    Delete {
+        /// The volume.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,6 +470,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Volume(VolumeCommand::Exposures) => {
             let exposures = client.list_exposures(pb::Empty {}).await?.into_inner().exposures;
             print_exposures(&exposures);
+        }
+        Command::Volume(VolumeCommand::Hide { lun }) => {
+            client.hide_volume(pb::HideVolumeRequest { target_wwpn: String::new(), lun }).await?;
+            println!("LUN {lun} hidden from every host");
+        }
+        Command::Volume(VolumeCommand::Delete { name }) => {
+            client.delete_volume(pb::VolumeRef { name: name.clone() }).await?;
+            println!("{name} deleted; its space is free once every worker has let go of it");
         }
         Command::Snapshot(SnapshotCommand::Create { source, name, writable }) => {
             let request = pb::CreateSnapshotRequest {

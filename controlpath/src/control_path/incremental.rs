@@ -74,6 +74,13 @@ pub(super) struct Incrementals {
     incrementals: BTreeMap<LvId, Incremental>,
 }
 
+impl Incrementals {
+    /// Whether `lv` is a base or an incremental.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.bases.contains(&lv) || self.incrementals.contains_key(&lv)
+    }
+}
+
 impl ControlPath {
     /// Make an incremental volume of `base` named `name` (management API). The first one
     /// makes the base read-only for good; the incremental is usable once the base's writes in
@@ -97,7 +104,7 @@ impl ControlPath {
             )));
         }
         let blocks = b.record.blocks;
-        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let id = self.next_volume_id();
         let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;
         // No access until the base has drained.

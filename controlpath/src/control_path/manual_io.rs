@@ -82,6 +82,11 @@ pub(super) struct ManualIo {
 }
 
 impl ControlPath {
+    /// Whether the control path runs an I/O of `lv`.
+    pub(super) fn has_manual_io_on(&self, lv: LvId) -> bool {
+        self.manual.values().any(|m| m.lv == lv)
+    }
+
     /// Take over an upstream read or write.
     pub(super) fn start_manual(&mut self, io: IoTag, request: HostIo) {
         self.start_manual_inner(io, request, None);

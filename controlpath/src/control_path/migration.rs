@@ -105,6 +105,13 @@ pub(super) struct Migrations {
     active: BTreeMap<LvId, Migration>,
 }
 
+impl Migrations {
+    /// Whether `lv` is migrating.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.active.contains_key(&lv)
+    }
+}
+
 /// `descriptor` with every placement on a moved device rewritten to the new device, at the
 /// same offset within the new claim.
 fn moved(
@@ -202,12 +209,16 @@ impl ControlPath {
         for (_, d, n) in &wanted {
             *need.entry(*d).or_default() += n;
         }
+        // Every claim is tried on a copy first, so a refused migration claims nothing.
+        let mut trial = self.devices.clone();
         for (d, n) in &need {
             let dev = self.devices.get(*d).ok_or(Error::UnknownDevice(*d))?;
-            let free = dev.blocks.saturating_sub(dev.allocated);
-            if !dev.online || free < *n {
-                return Err(Error::NoSpace { device: *d, wanted: *n, free });
+            if !dev.online {
+                return Err(Error::NoSpace { device: *d, wanted: *n, free: 0 });
             }
+        }
+        for (_, d, n) in &wanted {
+            trial.allocate(*d, *n)?;
         }
         let before = self.devices.clone();
         let mut allocations = v.record.allocations.clone();

@@ -107,6 +107,17 @@ pub(super) struct MirrorWork {
 }
 
 impl MirrorWork {
+    /// Whether a side of `lv` is dying or resynchronizing.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.resyncs.contains_key(&lv) || self.dying.iter().any(|(l, _)| *l == lv)
+    }
+
+    /// Forget a deleted volume's segments' ages and written entries.
+    pub(super) fn forget_segments(&mut self, segments: &[VsegId]) {
+        self.ages.retain(|(seg, _), _| !segments.contains(seg));
+        self.written.retain(|seg, _| !segments.contains(seg));
+    }
+
     pub(super) fn progress(&self) -> Vec<ResyncProgress> {
         self.resyncs
             .iter()

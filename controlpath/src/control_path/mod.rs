@@ -13,6 +13,7 @@ mod mirror;
 mod multipath;
 mod persist;
 mod reconfigure;
+mod removal;
 mod replication;
 mod restart;
 mod revocation;
@@ -155,6 +156,20 @@ pub enum ControlEvent {
         lv: LvId,
         /// The side.
         side: usize,
+    },
+    /// A volume's LUN was withdrawn from every host.
+    VolumeHidden {
+        /// The volume.
+        lv: LvId,
+        /// The LUN it was exposed as.
+        lun: u16,
+    },
+    /// A volume was deleted; its space is free once the workers let go of it.
+    VolumeDeleted {
+        /// The volume.
+        lv: LvId,
+        /// Its name.
+        name: String,
     },
     /// A volume grew; its initiators are told by a unit attention.
     VolumeGrown {
@@ -333,6 +348,8 @@ pub struct ControlPath {
     store: Option<Box<dyn crate::store::MetadataStore>>,
     /// The journal of each journaled volume.
     journals: BTreeMap<LvId, journal::VolumeJournal>,
+    /// Claims of deleted volumes, held until every worker has dropped the volume.
+    deleting: BTreeMap<LvId, Vec<crate::volume::Allocation>>,
     now: u64,
 }
 
@@ -380,6 +397,7 @@ impl ControlPath {
             counters: ControlCounters::default(),
             store: None,
             journals: BTreeMap::new(),
+            deleting: BTreeMap::new(),
             now: 0,
             config,
         }
@@ -641,7 +659,7 @@ impl ControlPath {
         if self.volumes.values().any(|v| v.record.name == name) {
             return Err(Error::DuplicateVolume(name.to_string()));
         }
-        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let id = self.next_volume_id();
         let block_size =
             layout.devices().first().and_then(|d| self.devices.get(*d)).map_or(512, |d| d.block_size);
         let before = self.devices.clone();
@@ -678,12 +696,21 @@ impl ControlPath {
 
     /// Expose a volume to hosts (by port name) as a LUN of the engine's virtual target.
     pub fn expose(&mut self, lv: LvId, hosts: &[Wwn]) -> Result<u16, Error> {
+        self.expose_as(lv, hosts, None)
+    }
+
+    /// [`ControlPath::expose`], as LUN `wanted` if it is free (a restart keeps every
+    /// volume's LUN, even with a lower one hidden since it was given).
+    fn expose_as(&mut self, lv: LvId, hosts: &[Wwn], wanted: Option<u16>) -> Result<u16, Error> {
         let used: BTreeSet<u16> = self.exposure.luns.iter().filter(|m| m.lv != lv).map(|m| m.lun.0).collect();
         let saved = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?.record.clone();
         let volume = self.volumes.get_mut(&lv).ok_or(Error::UnknownVolume(lv))?;
         let lun = match self.exposure.luns.iter().find(|m| m.lv == lv) {
             Some(m) => m.lun.0,
-            None => (0..16_384u16)
+            None => wanted
+                .filter(|l| *l < 16_384 && !used.contains(l))
+                .into_iter()
+                .chain(0..16_384u16)
                 .find(|l| !used.contains(l))
                 .ok_or_else(|| Error::invalid("LUN", "no free LUN"))?,
         };

@@ -41,7 +41,7 @@ impl ControlPath {
                     *state = dve_fp_api::mapping::SideState::Dead;
                 }
             }
-            let hosts = record.hosts.clone();
+            let (hosts, lun) = (record.hosts.clone(), record.lun);
             if let crate::volume::LayoutSpec::Snapshot { source, writable, .. } = record.layout {
                 self.snapshots.restore(record.id, source, writable);
             }
@@ -51,7 +51,7 @@ impl ControlPath {
             self.volumes.insert(id, volume);
             self.grant_all(dve_fp_api::message::MappingEntry::Lv(descriptor));
             if !hosts.is_empty() {
-                self.expose(id, &hosts)?;
+                self.expose_as(id, &hosts, Some(lun))?;
             }
             self.journal_regions(id);
             self.push_mask(id);
@@ -175,6 +175,7 @@ pub(crate) fn discovered_devices(count: u32, blocks: u64) -> Batch {
             blocks,
             block_size: 512,
             allocated: 0,
+            free_runs: Vec::new(),
             identity: None,
             targets: Vec::new(),
             paths: Vec::new(),
@@ -242,10 +243,14 @@ mod tests {
             };
         }
         let v1 = step!(cp.create_volume("v1", 10_000, LayoutSpec::Linear { devices: vec![d1] }));
-        step!(cp.expose(v1, &[Wwn(1)]));
+        let lun = step!(cp.expose(v1, &[Wwn(1)]));
         let v2 = step!(cp.create_volume("v2", 20_000, LayoutSpec::Mirror { sides: vec![d1, d2] }));
         step!(cp.expose(v2, &[Wwn(1), Wwn(2)]));
         step!(cp.create_volume("v3", 5_000, LayoutSpec::Linear { devices: vec![d2] }));
+        step!(cp.hide(lun));
+        step!(cp.delete_volume(v1));
+        // No worker has acknowledged v1's revocation here: its blocks are not claimed again.
+        step!(cp.create_volume("v4", 10_000, LayoutSpec::Linear { devices: vec![d1] }));
         out
     }
 
@@ -266,9 +271,12 @@ mod tests {
             cp.attach_store(Box::new(store_with_disks())).unwrap();
             let results = operations(&mut cp);
             assert!(results.iter().all(Result::is_ok));
+            // Unacknowledged, v1's blocks stay out of reach: v4 is claimed above them.
+            let v4 = cp.volumes().find(|v| v.record.name == "v4").expect("v4");
+            assert_eq!(v4.record.allocations[0].lba, 30_000, "{:?}", v4.record.allocations);
             results.len()
         };
-        assert_eq!(steps, 5);
+        assert_eq!(steps, 8);
         for crash_at in 0..steps as u64 {
             let mut store = store_with_disks();
             store.fail_after(crash_at);
@@ -286,7 +294,7 @@ mod tests {
             // Exactly the committed prefix: every volume's claims lie within its devices'
             // allocation marks and no two claims overlap.
             let created = crash_at as usize;
-            let expected_volumes = [0, 1, 1, 2, 2][created];
+            let expected_volumes = [0, 1, 1, 2, 2, 3, 3, 2][created];
             assert_eq!(volumes.len(), expected_volumes, "crash at {crash_at}");
             let mut claims: Vec<(u32, u64, u64)> = Vec::new();
             for v in &volumes {
@@ -299,7 +307,18 @@ mod tests {
                 }
             }
             let exposed: usize = volumes.iter().filter(|v| !v.hosts.is_empty()).count();
-            assert_eq!(exposed, [0, 0, 1, 1, 2][created], "crash at {crash_at}");
+            assert_eq!(exposed, [0, 0, 1, 1, 2, 2, 1, 1][created], "crash at {crash_at}");
+            if created >= 7 {
+                // On disk v1's claim is free (it would be reused after a restart, when no
+                // worker holds old mappings); v2 and v3 keep theirs.
+                let claimed: u64 = volumes
+                    .iter()
+                    .flat_map(|v| &v.allocations)
+                    .filter(|a| a.device.0 == 1)
+                    .map(|a| a.blocks)
+                    .sum();
+                assert_eq!(claimed, 20_000, "only v2's claim is on d1");
+            }
         }
     }
 }

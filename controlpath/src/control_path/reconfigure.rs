@@ -26,6 +26,13 @@ pub(super) struct Reconfigurations {
     pending: BTreeMap<LvId, Vec<u64>>,
 }
 
+impl Reconfigurations {
+    /// Whether `lv`'s segments are being split or merged.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.pending.contains_key(&lv)
+    }
+}
+
 impl ControlPath {
     /// Grow a concatenated volume by `blocks` claimed on `device`, as a new segment at its
     /// end (management API).

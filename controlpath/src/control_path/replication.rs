@@ -137,6 +137,13 @@ pub(super) struct Replications {
     next_id: u64,
 }
 
+impl Replications {
+    /// Whether `lv` replicates.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.active.contains_key(&lv)
+    }
+}
+
 impl ControlPath {
     /// Replicate journaled volume `lv` asynchronously to `replica` (a device with room for
     /// the whole volume), with a consistency point every `interval_ns`. Nothing changes when

@@ -45,6 +45,8 @@ pub(super) enum AfterRevocation {
     ConsistencyPoint { lv: LvId },
     /// A volume's I/O drained for a split or a merge of its segments.
     Reconfigure { lv: LvId },
+    /// Every worker dropped a deleted volume: its space may be claimed again.
+    VolumeDeleted { lv: LvId },
 }
 
 /// One revocation in progress.
@@ -250,6 +252,7 @@ impl ControlPath {
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
             AfterRevocation::ConsistencyPoint { lv } => self.consistency_point_revoked(lv),
             AfterRevocation::Reconfigure { lv } => self.reconfigure_revoked(lv),
+            AfterRevocation::VolumeDeleted { lv } => self.volume_deleted_revoked(lv),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {

@@ -79,6 +79,20 @@ impl ScsiQueue {
     }
 
     /// Whether `mask` differs from the last one pushed (and remember it).
+    /// A volume is hidden from every host or deleted: its SCSI state (reservations, unit
+    /// attentions) goes with its LUN, and the next mask pushed for it is pushed whatever the
+    /// last one was.
+    pub(super) fn volume_withdrawn(&mut self, lv: LvId) {
+        self.luns.remove(&lv);
+        self.pushed.remove(&lv);
+    }
+
+    /// Whether a command of `lv` waits for its parameter list or its answer.
+    pub(super) fn has_commands_of(&self, lv: LvId) -> bool {
+        self.waiting.values().any(|(_, _, l)| *l == lv)
+            || self.answers.values().any(|(_, _, request, _)| request.lv == Some(lv))
+    }
+
     pub(super) fn mask_changed(&mut self, mask: &LunMask) -> bool {
         if self.pushed.get(&mask.lv) == Some(mask) {
             return false;

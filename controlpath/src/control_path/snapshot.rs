@@ -158,6 +158,13 @@ pub(super) struct Snapshots {
 }
 
 impl Snapshots {
+    /// Whether `lv` is a snapshot being taken or completed, or its source.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.active.contains_key(&lv)
+            || self.active.values().any(|a| a.snapshot == lv)
+            || self.groups.values().any(|g| g.contains(&lv))
+    }
+
     /// A snapshot volume loaded from the metadata store.
     pub(super) fn restore(&mut self, snapshot: LvId, source: LvId, writable: bool) {
         self.sources.insert(snapshot, source);
@@ -172,8 +179,8 @@ fn snapshot_store(devices: &DeviceRegistry, source: &Volume) -> Result<DeviceId,
     let blocks = source.record.blocks;
     devices
         .iter()
-        .filter(|d| d.online && d.blocks.saturating_sub(d.allocated) >= blocks)
-        .max_by_key(|d| (!used.contains(&d.id), d.blocks - d.allocated))
+        .filter(|d| d.online && d.largest_free_run() >= blocks)
+        .max_by_key(|d| (!used.contains(&d.id), d.largest_free_run()))
         .map(|d| d.id)
         .ok_or_else(|| {
             Error::FailedPrecondition(format!("no device has {blocks} free blocks for the snapshot"))
@@ -292,7 +299,7 @@ impl ControlPath {
         let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
         let blocks = v.record.blocks;
         let store = snapshot_store(&self.devices, v)?;
-        let id = LvId(self.volumes.keys().last().map_or(1, |l| l.0 + 1));
+        let id = self.next_volume_id();
         let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;
         // Until it is taken the snapshot allows no access at all; taking it gives it the

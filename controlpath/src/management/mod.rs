@@ -9,9 +9,9 @@
 //! function, [`status::status_of`]. A refused request changes nothing: the control path
 //! checks every claim before making any and rolls back a failed commit.
 //!
-//! RPCs the control path does not support yet (`DeleteVolume`, `HideVolume`,
-//! `AddMirrorSide`, `WatchTask`) answer `UNIMPLEMENTED` with a message
-//! naming what is missing.
+//! RPCs the control path does not support yet (`AddMirrorSide`, `WatchTask`) answer
+//! `UNIMPLEMENTED` with a message naming what is missing; so does deleting a snapshot, an
+//! incremental or a journaled volume.
 //!
 //! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
 //! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
@@ -171,10 +171,15 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         Ok(Response::new(volume))
     }
 
-    async fn delete_volume(&self, _request: Request<pb::VolumeRef>) -> Result<Response<pb::Empty>, Status> {
-        Err(not_supported(
-            "DeleteVolume: the control path cannot remove a volume (release its claims, revoke its grants)",
-        ))
+    /// The volume must be hidden and idle (no task, snapshot or incremental uses it).
+    async fn delete_volume(&self, request: Request<pb::VolumeRef>) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let name = name_field("name", &r.name)?;
+        self.control(|c| {
+            let lv = volume_named(c, name)?;
+            c.delete_volume(lv)
+        })?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn get_volume(&self, request: Request<pb::VolumeRef>) -> Result<Response<pb::Volume>, Status> {
@@ -274,9 +279,30 @@ impl<E: EngineAccess> Management for ManagementService<E> {
 
     async fn hide_volume(
         &self,
-        _request: Request<pb::HideVolumeRequest>,
+        request: Request<pb::HideVolumeRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        Err(not_supported("HideVolume: the control path cannot withdraw a LUN mapping"))
+        let r = request.into_inner();
+        let target = if r.target_wwpn.trim().is_empty() {
+            None
+        } else {
+            Some(wwpn_field("target_wwpn", &r.target_wwpn)?)
+        };
+        let lun = u16::try_from(r.lun)
+            .ok()
+            .filter(|l| *l < 16_384)
+            .ok_or_else(|| invalid_field("lun", format!("{} is not a LUN (0 to 16383)", r.lun)))?;
+        self.engine.with_control(|c| {
+            if let Some(target) = target
+                && target != c.exposure().port_name
+            {
+                return Err(Status::not_found(format!(
+                    "no virtual target {target}: the engine has one, {}",
+                    c.exposure().port_name
+                )));
+            }
+            c.hide(lun).map(|_| ()).map_err(|e| status_of(&e))
+        })?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn list_exposures(

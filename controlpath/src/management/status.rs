@@ -10,7 +10,7 @@ use crate::error::Error;
 /// The gRPC status of a control-path error. Every variant is mapped explicitly:
 /// arguments to `INVALID_ARGUMENT` (the message names the field), unknown names and ids to
 /// `NOT_FOUND`, a taken name to `ALREADY_EXISTS`, missing space to `RESOURCE_EXHAUSTED`,
-/// state conflicts to `FAILED_PRECONDITION`, a failed metadata commit to `UNAVAILABLE` (the
+/// state conflicts to `FAILED_PRECONDITION`, what is not built yet to `UNIMPLEMENTED`, a failed metadata commit to `UNAVAILABLE` (the
 /// change was not made; retrying may succeed) and a mapping-model refusal to `INTERNAL`.
 pub fn status_of(error: &Error) -> Status {
     let code = match error {
@@ -18,12 +18,14 @@ pub fn status_of(error: &Error) -> Status {
         Error::UnknownVolume(_)
         | Error::UnknownVolumeName(_)
         | Error::UnknownDevice(_)
-        | Error::UnknownTarget(_) => Code::NotFound,
+        | Error::UnknownTarget(_)
+        | Error::UnknownLun(_) => Code::NotFound,
         Error::DuplicateVolume(_) => Code::AlreadyExists,
         Error::NoSpace { .. } => Code::ResourceExhausted,
         Error::DeviceNotReady(_) | Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Store(_) => Code::Unavailable,
         Error::Mapping(_) => Code::Internal,
+        Error::Unsupported(_) => Code::Unimplemented,
     };
     Status::new(code, error.to_string())
 }
@@ -72,6 +74,8 @@ mod tests {
             (Error::UnknownVolumeName("v".into()), Code::NotFound),
             (Error::UnknownDevice(DeviceId(1)), Code::NotFound),
             (Error::UnknownTarget(Wwn(7)), Code::NotFound),
+            (Error::UnknownLun(3), Code::NotFound),
+            (Error::Unsupported("deleting snapshots".into()), Code::Unimplemented),
             (Error::DuplicateVolume("v".into()), Code::AlreadyExists),
             (Error::NoSpace { device: DeviceId(1), wanted: 9, free: 1 }, Code::ResourceExhausted),
             (Error::DeviceNotReady(DeviceId(1)), Code::FailedPrecondition),
