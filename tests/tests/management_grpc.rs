@@ -2,7 +2,8 @@
 //! bench engine (a real switch with discovered disks), and the generated client lists the
 //! devices, creates a mirrored volume, exposes it, grows a linear one, splits and merges its
 //! segments, takes a snapshot,
-//! starts, pauses and resumes a migration and follows it in the task list; hides and deletes
+//! starts, pauses and resumes a migration and follows it in the task list and by watching
+//! it to its end; hides and deletes
 //! volumes and claims their space again; bad requests get the status code that says why,
 //! name the field, and change nothing.
 
@@ -241,8 +242,21 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
             .control_task(pb::ControlTaskRequest { id: task.id, control: pb::TaskControl::Resume.into() })
             .await
             .expect("resumed");
+        let mut watch = client.watch_task(pb::TaskRef { id: task.id }).await.expect("watched").into_inner();
+        let first = watch.message().await.expect("stream").expect("the task as it is");
+        assert_eq!((first.state(), first.kind.as_str()), (pb::TaskState::Running, "migration"));
         let finished = engine.lock().run_until(5_000_000_000, |b| b.switch.control().migrations().is_empty());
         assert!(finished, "the migration ends");
+        // The watch follows it to its end, then closes.
+        let mut seen = vec![first];
+        while let Some(update) = watch.message().await.expect("stream") {
+            seen.push(update);
+        }
+        let last = seen.last().expect("updates");
+        assert_eq!((last.state(), last.done_blocks, last.total_blocks), (pb::TaskState::Done, 6144, 6144));
+        assert!(seen.windows(2).all(|w| w[0].done_blocks <= w[1].done_blocks && w[0] != w[1]), "{seen:?}");
+        let ended = client.watch_task(pb::TaskRef { id: task.id }).await.expect_err("ended");
+        assert_eq!(ended.code(), Code::NotFound, "{ended:?}");
         let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
         assert!(tasks.iter().all(|t| t.id != task.id), "{tasks:?}");
         let moved = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
@@ -364,6 +378,14 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
         let delete = client.delete_volume(pb::VolumeRef { name: "nope".into() }).await.expect_err("unknown");
         assert_eq!(delete.code(), Code::NotFound);
         assert!(delete.message().contains("nope"), "{}", delete.message());
+        for (what, id, code) in [
+            ("no id", 0, Code::InvalidArgument),
+            ("an id of no kind", 9 << 48 | 1, Code::InvalidArgument),
+            ("no such migration", 1 << 48 | 99, Code::NotFound),
+        ] {
+            let status = client.watch_task(pb::TaskRef { id }).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+        }
         let pause_nothing = client
             .control_task(pb::ControlTaskRequest { id: 1 << 48 | 1, control: pb::TaskControl::Pause.into() })
             .await

@@ -205,6 +205,11 @@ enum MigrateCommand {
 enum TaskCommand {
     /// List tasks with their progress.
     List,
+    /// Follow a running task until it ends, a line per change.
+    Watch {
+        /// The task id (as `task list` shows it).
+        id: String,
+    },
 }
 
 fn placement(device: &str) -> pb::Placement {
@@ -522,6 +527,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Task(TaskCommand::List) => {
             let tasks = client.list_tasks(pb::Empty {}).await?.into_inner().tasks;
             print_tasks(&tasks);
+        }
+        Command::Task(TaskCommand::Watch { id }) => {
+            let mut updates = client.watch_task(pb::TaskRef { id: parse_task_id(&id)? }).await?.into_inner();
+            while let Some(task) = updates.message().await? {
+                print_tasks(&[task]);
+            }
         }
         Command::Stats => {
             let stats = client.get_statistics(pb::Empty {}).await?.into_inner();

@@ -463,6 +463,11 @@ impl ControlPath {
         self.mirror.progress()
     }
 
+    /// Whether the completion of snapshot volume `snapshot` still runs.
+    pub fn snapshot_completing(&self, snapshot: LvId) -> bool {
+        self.snapshots.completing(snapshot)
+    }
+
     fn request(&mut self, purpose: RequestPurpose) -> RequestId {
         self.next_request += 1;
         let req = RequestId(self.next_request);

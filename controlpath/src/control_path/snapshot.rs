@@ -158,6 +158,11 @@ pub(super) struct Snapshots {
 }
 
 impl Snapshots {
+    /// Whether snapshot volume `snapshot` is still being taken or completed.
+    pub(super) fn completing(&self, snapshot: LvId) -> bool {
+        self.active.values().any(|a| a.snapshot == snapshot)
+    }
+
     /// Whether `lv` is a snapshot being taken or completed, or its source.
     pub(super) fn involves(&self, lv: LvId) -> bool {
         self.active.contains_key(&lv)

@@ -9,9 +9,9 @@
 //! function, [`status::status_of`]. A refused request changes nothing: the control path
 //! checks every claim before making any and rolls back a failed commit.
 //!
-//! RPCs the control path does not support yet (`AddMirrorSide`, `WatchTask`) answer
-//! `UNIMPLEMENTED` with a message naming what is missing; so does deleting a snapshot, an
-//! incremental or a journaled volume.
+//! The RPC the control path does not support yet (`AddMirrorSide`) answers `UNIMPLEMENTED`
+//! with a message naming what is missing; so do deleting a snapshot, an incremental or a
+//! journaled volume, and cancelling a task.
 //!
 //! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
 //! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
@@ -25,6 +25,10 @@ use dve_fp_api::ids::{LvId, Wwn};
 use dve_fp_api::stats::FpStatistics;
 use dve_proto::management as pb;
 use dve_proto::management::management_server::{Management, ManagementServer};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::ControlPath;
@@ -57,13 +61,17 @@ pub trait EngineAccess: Send + Sync + 'static {
 /// The `Management` gRPC service over an engine reached through `E`.
 #[derive(Debug)]
 pub struct ManagementService<E> {
-    engine: E,
+    /// Shared with the streams of `WatchTask`, which outlive the call that opened them.
+    engine: Arc<E>,
 }
+
+/// How often a `WatchTask` stream looks at its task.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 impl<E: EngineAccess> ManagementService<E> {
     /// A service over `engine`.
     pub fn new(engine: E) -> ManagementService<E> {
-        ManagementService { engine }
+        ManagementService { engine: Arc::new(engine) }
     }
 
     /// The service wrapped for a tonic `Server` (`Server::builder().add_service(..)`).
@@ -471,15 +479,49 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         Ok(Response::new(task))
     }
 
-    type WatchTaskStream = tonic::codegen::tokio_stream::Empty<Result<pb::Task, Status>>;
+    type WatchTaskStream = ReceiverStream<Result<pb::Task, Status>>;
 
+    /// The task as it is now, then every change (looked at each [`WATCH_INTERVAL`]), ending
+    /// with its final state; the stream also ends if the task's volume goes. Only a running
+    /// task can be watched.
     async fn watch_task(
         &self,
-        _request: Request<pb::TaskRef>,
+        request: Request<pb::TaskRef>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        Err(not_supported(
-            "WatchTask: the control path has no progress notifications to stream; poll ListTasks",
-        ))
+        let r = request.into_inner();
+        if r.id == 0 {
+            return Err(missing_field("id"));
+        }
+        let id = TaskId::from_wire(r.id)
+            .ok_or_else(|| invalid_field("id", format!("{:#x} names no task", r.id)))?;
+        let first = self
+            .engine
+            .with_control(|c| reply::task(c, id))
+            .filter(|t| !reply::task_ended(t))
+            .ok_or_else(|| Status::not_found(format!("task {:#x} is not running", r.id)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let engine = Arc::clone(&self.engine);
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                let Some(now) = engine.with_control(|c| reply::task(c, id)) else { return };
+                if now != last {
+                    // A closed stream (the client left) ends the watch.
+                    if tx.send(Ok(now.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                if reply::task_ended(&now) {
+                    return;
+                }
+                last = now;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn get_statistics(&self, _request: Request<pb::Empty>) -> Result<Response<pb::Statistics>, Status> {

@@ -4,7 +4,7 @@
 //! statistics.
 
 use dve_fp_api::ids::{DeviceId, LvId, Wwn};
-use dve_fp_api::mapping::{Placement, SideLayout, StorageDescriptor};
+use dve_fp_api::mapping::{Placement, SideLayout, SideState, StorageDescriptor};
 use dve_fp_api::stats::FpStatistics;
 use dve_proto::management as pb;
 
@@ -256,6 +256,69 @@ pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::T
         total_blocks: control.volume(r.lv).map_or(0, |v| v.record.blocks),
         error: String::new(),
     }
+}
+
+/// A task that ended well: every block done.
+fn finished(
+    control: &ControlPath,
+    id: TaskId,
+    kind: &str,
+    lv: LvId,
+    state: pb::TaskState,
+    error: &str,
+) -> pb::Task {
+    let blocks = control.volume(lv).map_or(0, |v| v.record.blocks);
+    pb::Task {
+        id: id.to_wire(),
+        kind: kind.into(),
+        volume: volume_name(control, lv),
+        state: state.into(),
+        done_blocks: if state == pb::TaskState::Done { blocks } else { 0 },
+        total_blocks: blocks,
+        error: error.into(),
+    }
+}
+
+/// Task `id` as it stands, for a task known to have run: running or paused while the control
+/// path works on it, then DONE, or FAILED for a resync whose side died again. `None` when
+/// its volume is gone, or for a replication no longer running.
+pub fn task(control: &ControlPath, id: TaskId) -> Option<pb::Task> {
+    let volume = |lv: LvId| control.volume(lv);
+    match id {
+        TaskId::Migration(lv) => match control.migrations().iter().find(|m| m.lv == lv) {
+            Some(m) => Some(migration_task(control, m)),
+            None => volume(lv).map(|_| finished(control, id, "migration", lv, pb::TaskState::Done, "")),
+        },
+        TaskId::Resync(lv, side) => {
+            if let Some(r) = control.resyncs().iter().find(|r| r.lv == lv && r.side == usize::from(side)) {
+                return Some(resync_task(control, r));
+            }
+            let state = volume(lv)?.record.side_states.get(usize::from(side)).copied()?;
+            Some(match state {
+                SideState::Alive => finished(control, id, "resync", lv, pb::TaskState::Done, ""),
+                _ => finished(control, id, "resync", lv, pb::TaskState::Failed, "the side failed again"),
+            })
+        }
+        TaskId::SnapshotCompletion(lv) => {
+            volume(lv)?;
+            Some(if control.snapshot_completing(lv) {
+                snapshot_task(control, lv)
+            } else {
+                finished(control, id, "snapshot-completion", lv, pb::TaskState::Done, "")
+            })
+        }
+        TaskId::Replication(lv) => {
+            control.replications().iter().find(|r| r.lv == lv).map(|r| replication_task(control, r))
+        }
+    }
+}
+
+/// Whether a task's state is final.
+pub fn task_ended(task: &pb::Task) -> bool {
+    matches!(
+        pb::TaskState::try_from(task.state),
+        Ok(pb::TaskState::Done | pb::TaskState::Failed | pb::TaskState::Cancelled)
+    )
 }
 
 /// Every task the control path reports: migrations, resyncs, then replications.
