@@ -231,6 +231,14 @@ impl Bench {
         lun
     }
 
+    /// Run `f` on the control path, then let the engine send what it produced.
+    pub fn control<R>(&mut self, f: impl FnOnce(&mut dve_controlpath::ControlPath) -> R) -> R {
+        let result = f(self.switch.control_mut());
+        let out = self.switch.settle(self.now);
+        self.queue_from_engine(out);
+        result
+    }
+
     /// Withdraw LUN `lun` from every host; returns the volume behind it.
     pub fn hide(&mut self, lun: u16) -> LvId {
         let lv = self.switch.control_mut().hide(lun).expect("hidden");

@@ -44,7 +44,6 @@ impl ControlPath {
         let volume = self.volumes.get(&lv)?;
         let name = &volume.record.name;
         let kind = match volume.record.layout {
-            LayoutSpec::Snapshot { .. } => Some("a snapshot"),
             LayoutSpec::Incremental { .. } => Some("an incremental volume"),
             LayoutSpec::Journal { .. } => Some("a journaled volume"),
             _ => None,
@@ -57,17 +56,17 @@ impl ControlPath {
         if let Some(m) = self.exposure.luns.iter().find(|m| m.lv == lv) {
             return refuse(format!("it is exposed as LUN {}; hide it first", m.lun.0));
         }
-        let dependent = self.volumes.values().find(|v| match v.record.layout {
-            LayoutSpec::Snapshot { source, .. } => source == lv,
-            LayoutSpec::Incremental { base, .. } => base == lv,
-            _ => false,
-        });
+        // A completed snapshot reads its store only; one still completing is a task below.
+        let dependent = self
+            .volumes
+            .values()
+            .find(|v| matches!(v.record.layout, LayoutSpec::Incremental { base, .. } if base == lv));
         if let Some(d) = dependent {
             return refuse(format!("{} reads through it", d.record.name));
         }
         let tasks = [
             (self.migrations.involves(lv), "it is migrating"),
-            (self.snapshots.involves(lv), "a snapshot of it is being taken"),
+            (self.snapshots.involves(lv), "a snapshot of it (or it, a snapshot) is still completing"),
             (self.incrementals.involves(lv), "incremental volumes share it"),
             (self.replications.involves(lv), "it replicates"),
             (self.reconfigurations.involves(lv), "its segments are being split or merged"),
@@ -78,7 +77,8 @@ impl ControlPath {
     }
 
     /// Delete volume `lv` (management API): it must be hidden, and neither take part in a
-    /// task nor have snapshots or incrementals reading through it. Its record and claims go
+    /// task (a snapshot completing counts for its source and itself) nor have incrementals
+    /// reading through it. Its record and claims go
     /// at once and for good; its blocks are claimable once the workers have let go.
     pub fn delete_volume(&mut self, lv: LvId) -> Result<(), Error> {
         if let Some(refusal) = self.deletion_refused(lv) {
@@ -103,6 +103,7 @@ impl ControlPath {
         }
         let segments: Vec<VsegId> = volume.segments.iter().map(|s| s.descriptor().id).collect();
         self.mirror.forget_segments(&segments);
+        self.snapshots.forget(lv);
         self.scsi.volume_withdrawn(lv);
         self.deleting.insert(lv, allocations);
         let drains =

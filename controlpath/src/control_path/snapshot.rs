@@ -158,6 +158,12 @@ pub(super) struct Snapshots {
 }
 
 impl Snapshots {
+    /// A completed snapshot volume is deleted.
+    pub(super) fn forget(&mut self, snapshot: LvId) {
+        self.sources.remove(&snapshot);
+        self.writable.remove(&snapshot);
+    }
+
     /// Whether snapshot volume `snapshot` is still being taken or completed.
     pub(super) fn completing(&self, snapshot: LvId) -> bool {
         self.active.values().any(|a| a.snapshot == snapshot)
