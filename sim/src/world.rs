@@ -20,7 +20,7 @@ use dve_wire::pcap::PcapWriter;
 
 use crate::crash_store::{CrashImage, CrashableStore};
 use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
-use crate::engine::{EventQueue, NS_PER_MS, SimRng, SimTime};
+use crate::engine::{EventQueue, IntMap, NS_PER_MS, SimRng, SimTime};
 use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
 use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
@@ -246,7 +246,9 @@ struct World<'a> {
     disks: Vec<DiskNode>,
     engines: Vec<EngineNode>,
     workloads: Vec<WorkloadNode>,
-    in_flight: BTreeMap<(usize, RequestId), InFlight>,
+    /// Requests in flight, by host and request id. Only inserted, removed and counted,
+    /// never iterated: a hash map keeps that cheap (one entry per I/O).
+    in_flight: IntMap<(usize, RequestId), InFlight>,
     recorders: Vec<VolumeRecorder>,
     oracle: Oracle,
     timeline: Vec<TimelineEntry>,
@@ -492,7 +494,7 @@ impl<'a> World<'a> {
             disks,
             engines,
             workloads,
-            in_flight: BTreeMap::new(),
+            in_flight: IntMap::default(),
             recorders,
             oracle: Oracle::new(),
             timeline: Vec::new(),
