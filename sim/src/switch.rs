@@ -126,8 +126,16 @@ impl SwitchNode {
 
     /// A frame arrived on `port`; returns the frames to transmit, by port.
     pub fn receive(&mut self, now: u64, port: PortId, bytes: &[u8]) -> Vec<(PortId, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.receive_into(now, port, bytes, &mut out);
+        out
+    }
+
+    /// [`SwitchNode::receive`], appending the frames to transmit to `out`: a caller that
+    /// keeps one list for every call allocates none per frame.
+    pub fn receive_into(&mut self, now: u64, port: PortId, bytes: &[u8], out: &mut Vec<(PortId, Vec<u8>)>) {
         if !self.running {
-            return Vec::new();
+            return;
         }
         let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
         // Received into a pool buffer, as a port would: one just transmitted if there is
@@ -155,29 +163,42 @@ impl SwitchNode {
         });
         let Some(frame) = frame else {
             self.oversized_frames += 1;
-            return Vec::new();
+            return;
         };
         if let Some(worker) = self.workers.get_mut(owner) {
             worker.handle_frame(Timestamp(now), port, frame);
         }
-        self.settle(now)
+        self.settle_into(now, out);
     }
 
     /// Timers: control-path ticks and downstream expiry.
     pub fn tick(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.tick_into(now, &mut out);
+        out
+    }
+
+    /// [`SwitchNode::tick`], appending the frames to transmit to `out`.
+    pub fn tick_into(&mut self, now: u64, out: &mut Vec<(PortId, Vec<u8>)>) {
         if !self.running {
-            return Vec::new();
+            return;
         }
         for worker in &mut self.workers {
             worker.expire(Timestamp(now));
         }
         self.control.tick(Timestamp(now));
-        self.settle(now)
+        self.settle_into(now, out);
     }
 
     /// Move messages and frames until nothing moves; returns what to transmit.
     pub fn settle(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
         let mut out = Vec::new();
+        self.settle_into(now, &mut out);
+        out
+    }
+
+    /// [`SwitchNode::settle`], appending the frames to transmit to `out`.
+    pub fn settle_into(&mut self, now: u64, out: &mut Vec<(PortId, Vec<u8>)>) {
         let at = Timestamp(now);
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
@@ -220,6 +241,5 @@ impl SwitchNode {
                 break;
             }
         }
-        out
     }
 }

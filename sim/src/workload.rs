@@ -379,12 +379,55 @@ pub fn stamp_block(write_id: u64, lba: u64, out: &mut [u8]) {
         fill_payload(write_id, lba, out);
         return;
     }
-    stamp_header_and_payload(write_id, lba, out);
-    let check = stamp_checksum(out);
+    let check = stamp_header_and_payload_with_checksum(write_id, lba, out);
     out[20..24].copy_from_slice(&check.to_be_bytes());
 }
 
-/// Everything of a stamp but its checksum (`out` is at least a header long).
+/// [`stamp_header_and_payload`], returning the block's [`stamp_checksum`] computed while the
+/// payload is generated: the payload's words are mixed into the checksum's lanes as they are
+/// written instead of being read back afterwards (one pass over the block, not two; every
+/// block written is stamped). `out` is at least a header long.
+fn stamp_header_and_payload_with_checksum(write_id: u64, lba: u64, out: &mut [u8]) -> u32 {
+    out[0..4].copy_from_slice(&STAMP_MAGIC);
+    out[4..12].copy_from_slice(&write_id.to_be_bytes());
+    out[12..20].copy_from_slice(&lba.to_be_bytes());
+    let mut lanes = CHECKSUM_LANE_SEEDS;
+    lanes[0] = checksum_mix(lanes[0], le64(&out[4..12]));
+    lanes[1] = checksum_mix(lanes[1], le64(&out[12..20]));
+    let len = out.len();
+    let payload = &mut out[STAMP_HEADER_LEN..];
+    let mut stream = PayloadStream::new(write_id, lba);
+    let mut rows = payload.chunks_exact_mut(8 * CHECKSUM_LANES);
+    for row in &mut rows {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            let word = stream.next_u64();
+            row[8 * k..8 * k + 8].copy_from_slice(&word.to_be_bytes());
+            // The checksum reads words little-endian; the payload stores them big-endian.
+            *lane = checksum_mix(*lane, word.swap_bytes());
+        }
+    }
+    // Less than a row left: generated, then mixed as `stamp_checksum` mixes it (a short
+    // last word zero-padded).
+    let rest = rows.into_remainder();
+    let mut words = rest.chunks_mut(8);
+    for (k, word) in (&mut words).enumerate() {
+        let bytes = stream.next_word();
+        let n = word.len();
+        word.copy_from_slice(&bytes[..n]);
+        let mut padded = [0u8; 8];
+        padded[..n].copy_from_slice(&bytes[..n]);
+        lanes[k] = checksum_mix(lanes[k], u64::from_le_bytes(padded));
+    }
+    let mut hash = checksum_mix(lanes[0], len as u64);
+    for lane in &lanes[1..] {
+        hash = checksum_mix(hash, *lane);
+    }
+    (hash ^ (hash >> 32)) as u32
+}
+
+/// Everything of a stamp but its checksum (`out` is at least a header long): the plain
+/// two-pass form, which the tests hold [`stamp_header_and_payload_with_checksum`] to.
+#[cfg(test)]
 fn stamp_header_and_payload(write_id: u64, lba: u64, out: &mut [u8]) {
     out[0..4].copy_from_slice(&STAMP_MAGIC);
     out[4..12].copy_from_slice(&write_id.to_be_bytes());
@@ -600,16 +643,25 @@ fn fill_payload(write_id: u64, lba: u64, out: &mut [u8]) {
 
 fn payload_matches(write_id: u64, lba: u64, payload: &[u8]) -> bool {
     let mut stream = PayloadStream::new(write_id, lba);
-    let mut chunks = payload.chunks_exact(8);
-    for chunk in &mut chunks {
-        let found = u64::from_be_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        if found != stream.next_u64() {
+    // Four words compared per branch: blocks read back almost always match, and one test of
+    // the differences or'ed together is cheaper than a test per word.
+    let mut rows = payload.chunks_exact(32);
+    for row in &mut rows {
+        let mut difference = 0;
+        for word in row.chunks_exact(8) {
+            difference |= be64(word) ^ stream.next_u64();
+        }
+        if difference != 0 {
             return false;
         }
     }
-    let rest = chunks.remainder();
+    let mut words = rows.remainder().chunks_exact(8);
+    for word in &mut words {
+        if be64(word) != stream.next_u64() {
+            return false;
+        }
+    }
+    let rest = words.remainder();
     rest.is_empty() || rest == &stream.next_word()[..rest.len()]
 }
 
@@ -687,6 +739,33 @@ mod tests {
             };
             assert_eq!(*content, expected, "block {i}");
             assert_eq!(decode_block(&data[i * 512..(i + 1) * 512], 500 + i as u64), expected);
+        }
+    }
+
+    #[test]
+    fn checksum_computed_while_stamping_is_the_checksum_of_the_block() {
+        for len in (24..=600).chain([1024, 2048, 4096, 4100]) {
+            let mut block = vec![0u8; len];
+            let check = stamp_header_and_payload_with_checksum(7 + len as u64, 1000 + len as u64, &mut block);
+            let mut separate = vec![0u8; len];
+            stamp_header_and_payload(7 + len as u64, 1000 + len as u64, &mut separate);
+            assert_eq!(block, separate, "payload of a {len}-byte block");
+            assert_eq!(check, stamp_checksum(&separate), "checksum of a {len}-byte block");
+        }
+    }
+
+    #[test]
+    fn payload_mismatch_is_found_in_every_word() {
+        let mut block = vec![0u8; 512];
+        stamp_block(3, 9, &mut block);
+        assert!(payload_matches(3, 9, &block[STAMP_HEADER_LEN..]));
+        for at in STAMP_HEADER_LEN..block.len() {
+            let mut damaged = block.clone();
+            damaged[at] ^= 0x10;
+            assert!(!payload_matches(3, 9, &damaged[STAMP_HEADER_LEN..]), "byte {at}");
+        }
+        for len in STAMP_HEADER_LEN..block.len() {
+            assert!(payload_matches(3, 9, &block[STAMP_HEADER_LEN..len]), "prefix of {len} bytes");
         }
     }
 

@@ -20,7 +20,7 @@ use dve_wire::pcap::PcapWriter;
 
 use crate::crash_store::{CrashImage, CrashableStore};
 use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
-use crate::engine::{EventQueue, NS_PER_MS, SimRng, SimTime};
+use crate::engine::{EventQueue, IntMap, NS_PER_MS, SimRng, SimTime};
 use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
 use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
@@ -237,11 +237,18 @@ struct World<'a> {
     end: u64,
     queue: EventQueue<Event>,
     cables: Vec<Cable>,
+    /// The cable on each engine port, by engine then port (`usize::MAX`: none): looked up
+    /// for every frame an engine transmits.
+    port_cables: Vec<Vec<usize>>,
+    /// The frames an engine call transmits, reused from call to call.
+    engine_out: Vec<(PortId, Vec<u8>)>,
     hosts: Vec<HostNode>,
     disks: Vec<DiskNode>,
     engines: Vec<EngineNode>,
     workloads: Vec<WorkloadNode>,
-    in_flight: BTreeMap<(usize, RequestId), InFlight>,
+    /// Requests in flight, by host and request id. Only inserted, removed and counted,
+    /// never iterated: a hash map keeps that cheap (one entry per I/O).
+    in_flight: IntMap<(usize, RequestId), InFlight>,
     recorders: Vec<VolumeRecorder>,
     oracle: Oracle,
     timeline: Vec<TimelineEntry>,
@@ -462,17 +469,32 @@ impl<'a> World<'a> {
             .iter()
             .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval))
             .collect();
+        let mut port_cables: Vec<Vec<usize>> = vec![Vec::new(); engines.len()];
+        for (i, cable) in cables.iter().enumerate() {
+            if let Some(ports) = port_cables.get_mut(cable.engine) {
+                let port = usize::from(cable.port);
+                if ports.len() <= port {
+                    ports.resize(port + 1, usize::MAX);
+                }
+                // The first cable on a port is the one frames take.
+                if ports[port] == usize::MAX {
+                    ports[port] = i;
+                }
+            }
+        }
         let mut world = World {
             scenario,
             now: 0,
             end: scenario.duration().as_ns(),
             queue: EventQueue::new(),
             cables,
+            port_cables,
+            engine_out: Vec::new(),
             hosts,
             disks,
             engines,
             workloads,
-            in_flight: BTreeMap::new(),
+            in_flight: IntMap::default(),
             recorders,
             oracle: Oracle::new(),
             timeline: Vec::new(),
@@ -569,8 +591,10 @@ impl<'a> World<'a> {
                 self.after_disk(d, path);
             }
             Event::EngineTick(e) => {
-                let out = self.engines[e].switch.tick(self.now);
-                self.engine_sends(e, out);
+                let mut out = std::mem::take(&mut self.engine_out);
+                self.engines[e].switch.tick_into(self.now, &mut out);
+                self.engine_sends(e, &mut out);
+                self.engine_out = out;
                 self.engine_events(e)?;
                 self.queue.push(SimTime(self.now + ENGINE_TICK_NS), Event::EngineTick(e));
             }
@@ -606,8 +630,10 @@ impl<'a> World<'a> {
         let (node, path, engine, port) = (cable.node, cable.path, cable.engine, cable.port);
         if to_engine {
             self.engines[engine].frames += 1;
-            let out = self.engines[engine].switch.receive(self.now, PortId(port), &frame);
-            self.engine_sends(engine, out);
+            let mut out = std::mem::take(&mut self.engine_out);
+            self.engines[engine].switch.receive_into(self.now, PortId(port), &frame, &mut out);
+            self.engine_sends(engine, &mut out);
+            self.engine_out = out;
             self.engine_events(engine)?;
         } else {
             match node {
@@ -665,10 +691,25 @@ impl<'a> World<'a> {
         }
     }
 
-    fn engine_sends(&mut self, engine: usize, out: Vec<(PortId, Vec<u8>)>) {
-        for (port, frame) in out {
+    /// Settles engine `e` and sends what it transmits.
+    fn engine_settle(&mut self, e: usize) {
+        let mut out = std::mem::take(&mut self.engine_out);
+        self.engines[e].switch.settle_into(self.now, &mut out);
+        self.engine_sends(e, &mut out);
+        self.engine_out = out;
+    }
+
+    /// Sends the frames an engine transmits, leaving `out` empty.
+    fn engine_sends(&mut self, engine: usize, out: &mut Vec<(PortId, Vec<u8>)>) {
+        for (port, frame) in out.drain(..) {
             self.engines[engine].frames += 1;
-            if let Some(cable) = self.cables.iter().position(|c| c.engine == engine && c.port == port.0) {
+            let cable = self
+                .port_cables
+                .get(engine)
+                .and_then(|ports| ports.get(usize::from(port.0)))
+                .copied()
+                .unwrap_or(usize::MAX);
+            if cable != usize::MAX {
                 self.transmit(cable, false, frame);
             }
         }
@@ -1080,8 +1121,7 @@ impl<'a> World<'a> {
             }
         }
         self.engines[e].setup = Setup::Running;
-        let out = self.engines[e].switch.settle(self.now);
-        self.engine_sends(e, out);
+        self.engine_settle(e);
         self.timeline.push(TimelineEntry {
             at_ns: self.now,
             event: format!("{engine_name}: set-up"),
@@ -1220,8 +1260,7 @@ impl<'a> World<'a> {
         let control = self.engines[e].switch.control_mut();
         let outcome =
             if split { control.split_segment(lv, at_block) } else { control.merge_segments(lv, at_block) };
-        let out = self.engines[e].switch.settle(self.now);
-        self.engine_sends(e, out);
+        self.engine_settle(e);
         match outcome {
             Ok(()) => "the volume's I/O pauses and drains first".to_string(),
             Err(err) => format!("refused: {err}"),
@@ -1238,8 +1277,7 @@ impl<'a> World<'a> {
                 self.engines[e].snapshots.insert(snap, (volume, name.to_string()));
                 let source = &self.scenario.volumes[volume].name;
                 self.open_flow(e, format!("snapshot {name} of {source}"), FlowEnd::Snapshot(snap));
-                let out = self.engines[e].switch.settle(self.now);
-                self.engine_sends(e, out);
+                self.engine_settle(e);
                 "taking: the source's writes in flight drain first".to_string()
             }
             Err(err) => format!("refused: {err}"),
@@ -1266,8 +1304,7 @@ impl<'a> World<'a> {
             }
             Err(err) => format!("refused: {err}"),
         };
-        let out = self.engines[e].switch.settle(self.now);
-        self.engine_sends(e, out);
+        self.engine_settle(e);
         outcome
     }
 
@@ -1318,8 +1355,7 @@ impl<'a> World<'a> {
             }
             Err(err) => format!("refused: {err}"),
         };
-        let out = self.engines[e].switch.settle(self.now);
-        self.engine_sends(e, out);
+        self.engine_settle(e);
         outcome
     }
 
@@ -1535,8 +1571,7 @@ impl<'a> World<'a> {
                     self.open_flow(e, format!("snapshot {snap_name} of {source}"), FlowEnd::Snapshot(snap));
                     self.engines[e].snapshots.insert(snap, (*volume, snap_name));
                 }
-                let out = self.engines[e].switch.settle(self.now);
-                self.engine_sends(e, out);
+                self.engine_settle(e);
                 "taking: every member's writes in flight drain first, then all are taken at once".to_string()
             }
             Err(err) => format!("refused: {err}"),
@@ -1575,8 +1610,10 @@ impl<'a> World<'a> {
         // Disk ports come up at once; host ports once set-up has run again (as at the start,
         // hosts see the engine only when its volumes are there).
         self.engine_cables(e, true, |node| matches!(node, NodeRef::Disk(_)));
-        let out = self.engines[e].switch.tick(self.now);
-        self.engine_sends(e, out);
+        let mut out = std::mem::take(&mut self.engine_out);
+        self.engines[e].switch.tick_into(self.now, &mut out);
+        self.engine_sends(e, &mut out);
+        self.engine_out = out;
         let volumes = self.engines[e].switch.control().volumes().count();
         format!("the engine starts from its committed metadata ({volumes} volumes) and its ports come up")
     }
@@ -1658,8 +1695,7 @@ impl<'a> World<'a> {
         for side in sides {
             control.start_resync(lv, side);
         }
-        let out = self.engines[e].switch.settle(self.now);
-        self.engine_sends(e, out);
+        self.engine_settle(e);
         let running = self.engines[e].switch.control().resyncs();
         if running.is_empty() {
             "nothing to resynchronize now (the side resynchronizes when its disk logs in again)".to_string()
