@@ -45,6 +45,8 @@ pub(super) enum AfterRevocation {
     ConsistencyPoint { lv: LvId },
     /// A volume's I/O drained for a split or a merge of its segments.
     Reconfigure { lv: LvId },
+    /// A mirror range whose write leg timed out is fenced: copy it onto the other sides.
+    Reconcile(u64),
 }
 
 /// One revocation in progress.
@@ -250,6 +252,7 @@ impl ControlPath {
             AfterRevocation::MigrationDone { lv } => self.migration_done_revoked(lv),
             AfterRevocation::ConsistencyPoint { lv } => self.consistency_point_revoked(lv),
             AfterRevocation::Reconfigure { lv } => self.reconfigure_revoked(lv),
+            AfterRevocation::Reconcile(reconcile) => self.reconcile_revoked(reconcile),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {
