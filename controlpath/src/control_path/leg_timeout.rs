@@ -13,6 +13,8 @@
 //! control path's own mirror writes and resync steps take), a block copy reads the range
 //! from a live side other than the suspect one and writes it to every other writable side.
 //! A copy that fails is tried again; one that keeps failing declares the suspect side dead.
+//! A write whose leg met a dead path is reconciled the same way once the device's path is
+//! switched (`multipath`), since its leg may or may not have landed either.
 //!
 //! A disk that hangs on I/O only answers TEST UNIT READY but not the probe: the timeouts of
 //! a device count until a probe is answered, and `leg_timeout_limit` of them in a row
@@ -136,6 +138,13 @@ impl ControlPath {
             self.start_manual(io, request);
             return;
         }
+        self.retry_timed_out_write(io, request, reason);
+    }
+
+    /// A fast-path write whose leg got no answer, on a device that is reached (it answered,
+    /// or its path was switched): the host is told to retry, after the range is reconciled
+    /// when the leg was a mirror side's (it may or may not have landed there).
+    pub(super) fn retry_timed_out_write(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
         let suspect = reason
             .failure
             .zip(request.lv)
@@ -331,16 +340,26 @@ mod tests {
         health: BTreeMap<DeviceId, Health>,
         /// Host I/O statuses the control path sent, by exchange.
         completed: BTreeMap<u16, IoStatus>,
-        /// Devices a TEST UNIT READY was sent to (by probe id).
+        /// Devices a TEST UNIT READY was sent to.
         tested: BTreeSet<DeviceId>,
+        /// Engine ports whose cable loses every frame (a dead path).
+        dead_ports: BTreeSet<PortId>,
+        /// The VPD 0x83 page the next identification INQUIRY is answered with, if any.
+        identity: Option<Vec<u8>>,
         events: Vec<ControlEvent>,
     }
 
     impl Bench {
         fn new() -> Bench {
+            Bench::with_paths_to_side_1(1)
+        }
+
+        /// As `new`, with `paths` paths to device 2 (side 1), on ports 1 onwards: its ports
+        /// show one unit designator, so they become paths of one device.
+        fn with_paths_to_side_1(paths: u16) -> Bench {
             let mut store = MemoryStore::new();
             store.commit(discovered_devices(2, 100_000)).unwrap();
-            let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 1 + paths, 2));
             cp.attach_store(Box::new(store)).unwrap();
             let mut bench = Bench {
                 cp,
@@ -350,25 +369,40 @@ mod tests {
                 health: BTreeMap::new(),
                 completed: BTreeMap::new(),
                 tested: BTreeSet::new(),
+                dead_ports: BTreeSet::new(),
+                identity: None,
                 events: Vec::new(),
             };
-            // Each device's target logs in on its own port: identified, then its capacity.
-            for i in 1..=2u16 {
+            // Each target port logs in on its own engine port: identified, then (for a new
+            // device) its capacity.
+            for port in 0..=paths {
+                let target = if port == 0 { 0x2201 } else { 0x2202 + u64::from(port) - 1 };
+                bench.identity =
+                    (port > 0 && paths > 1).then(|| unit_page(&0x6000_0000_0000_0002u64.to_be_bytes()));
                 bench.cp.target_ready(NodeLogin {
-                    fc_id: FcId::new(0x01_0100 + u32::from(i)).unwrap(),
-                    port: PortId(i - 1),
-                    port_name: Wwn(0x2200 + u64::from(i)),
-                    node_name: Wwn(0x2000 + u64::from(i)),
+                    fc_id: FcId::new(0x01_0100 + u32::from(port)).unwrap(),
+                    port: PortId(port),
+                    port_name: Wwn(target),
+                    node_name: Wwn(target - 0x200),
                     fcp: true,
                 });
                 bench.settle();
             }
-            assert!(bench.cp.devices().iter().all(|d| d.online && d.paths.len() == 1));
+            let paths_of = |d: u32| bench.cp.devices().get(DeviceId(d)).map(|d| (d.online, d.paths.len()));
+            assert_eq!((paths_of(1), paths_of(2)), (Some((true, 1)), Some((true, usize::from(paths)))));
             let layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2)] };
             bench.lv = bench.cp.create_volume("m", 4096, layout).unwrap();
             bench.cp.expose(bench.lv, &[Wwn(1)]).unwrap();
             bench.settle();
             bench
+        }
+
+        /// The engine port a dispatch to `id` (a device, or a path's probe id) leaves by.
+        fn port_of(&self, id: DeviceId) -> Option<PortId> {
+            match self.cp.devices().by_probe(id) {
+                Some((device, index)) => self.cp.devices().get(device).map(|d| d.paths[index].port),
+                None => self.cp.devices().get(id).and_then(|d| d.path()).map(|(port, _)| port),
+            }
         }
 
         fn device_of(&self, id: DeviceId) -> DeviceId {
@@ -434,7 +468,8 @@ mod tests {
 
         fn device_io(&mut self, request: &DownstreamRequest) -> (IoStatus, Option<Bytes>) {
             let device = self.device_of(request.device);
-            let health = self.health(device);
+            let dead_path = self.port_of(request.device).is_some_and(|p| self.dead_ports.contains(&p));
+            let health = if dead_path { Health::Dead } else { self.health(device) };
             match &request.op {
                 DownstreamOp::Command { cdb, .. } => {
                     let cdb = cdb.as_bytes();
@@ -453,8 +488,12 @@ mod tests {
                             data[8..12].copy_from_slice(&512u32.to_be_bytes());
                             (IoStatus::GOOD, Some(Bytes::from(data)))
                         }
-                        // No designator: the device is known by its port name.
-                        _ => (IoStatus::check_condition(RETRY), None),
+                        // The unit's designator, or none: the device is then known by its
+                        // port name.
+                        _ => match self.identity.take() {
+                            Some(page) => (IoStatus::GOOD, Some(Bytes::from(page))),
+                            None => (IoStatus::check_condition(RETRY), None),
+                        },
                     }
                 }
                 _ if health != Health::Healthy => (NO_ANSWER, None),
@@ -503,6 +542,57 @@ mod tests {
         fn side_states(&self) -> Vec<SideState> {
             self.cp.volume(self.lv).unwrap().record.side_states.clone()
         }
+    }
+
+    /// A VPD 0x83 page naming a logical unit by an NAA designator.
+    fn unit_page(naa: &[u8]) -> Vec<u8> {
+        use dve_wire::WireEmit;
+        use dve_wire::scsi::inquiry::{Designator, Designators, VpdPage, VpdRepr, code_set, designator_type};
+        let unit = Designator {
+            protocol_id: 0,
+            code_set: code_set::BINARY,
+            piv: false,
+            association: 0,
+            designator_type: designator_type::NAA,
+            designator: naa,
+        };
+        let designators = [unit];
+        let repr =
+            VpdRepr { peripheral: 0, page: VpdPage::DeviceIdentification(Designators::List(&designators)) };
+        let mut out = vec![0u8; 256];
+        let n = repr.emit(&mut out).expect("emits");
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn a_lost_frame_on_a_multipath_side_whose_active_path_answers_fails_nothing_over() {
+        let mut bench = Bench::with_paths_to_side_1(2);
+        let active = |b: &Bench| b.cp.devices().get(DeviceId(2)).and_then(|d| d.path()).map(|(port, _)| port);
+        assert_eq!(active(&bench), Some(PortId(1)));
+        bench.put_side_blocks(0, 16, 0xB2, 4);
+        bench.leg_timed_out(1, IoKind::Write, 16, 4, DeviceId(2));
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        assert_eq!(bench.side_blocks(1, 16, 4), bench.side_blocks(0, 16, 4), "the range was reconciled");
+        assert_eq!(active(&bench), Some(PortId(1)), "the path that answered stays in use");
+        assert_eq!(bench.cp.multipath_counters().failovers, 0);
+        assert_eq!(bench.cp.counters().leg_timeouts.transient, 1);
+    }
+
+    #[test]
+    fn a_write_that_met_a_dead_path_is_reconciled_on_the_new_path_before_the_retry() {
+        let mut bench = Bench::with_paths_to_side_1(2);
+        bench.dead_ports.insert(PortId(1));
+        bench.put_side_blocks(0, 32, 0xC3, 8);
+        bench.leg_timed_out(1, IoKind::Write, 32, 8, DeviceId(2));
+        let active = bench.cp.devices().get(DeviceId(2)).and_then(|d| d.path()).map(|(port, _)| port);
+        assert_eq!(active, Some(PortId(2)), "failed over: {:?}", bench.events);
+        assert_eq!(bench.cp.multipath_counters().failovers, 1);
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        assert_eq!(bench.side_blocks(1, 32, 8), vec![0xC3; 8 * BLOCK], "copied over the new path");
+        assert_eq!(bench.cp.counters().leg_timeouts.ranges_reconciled, 1);
     }
 
     #[test]

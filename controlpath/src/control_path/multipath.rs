@@ -25,7 +25,6 @@ use dve_fp_api::mapping::DevicePath;
 use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
 use dve_wire::scsi::inquiry::{Designator, VpdPage, VpdRepr, code_set, designator_type, vpd_page};
 
-use super::manual_io::RETRY;
 use super::{ControlEvent, ControlPath, DispatchPurpose, RequestPurpose};
 use crate::device::{PathState, TargetPath};
 use crate::fabric::NodeLogin;
@@ -427,13 +426,14 @@ impl ControlPath {
 
     fn resolve(&mut self, waiter: PathWaiter, verdict: PathVerdict) {
         match (waiter, verdict) {
-            (PathWaiter::HostIo { io, request, .. }, PathVerdict::Switched) => {
+            (PathWaiter::HostIo { io, request, reason }, PathVerdict::Switched) => {
                 self.multipath.counters.ios_redriven += 1;
                 if request.kind == IoKind::Read {
                     self.start_manual(io, request);
                 } else {
-                    // The write's data has left the switch: the host sends it again.
-                    self.complete_io(io, IoStatus::check_condition(RETRY));
+                    // The write's data has left the switch: the host sends it again (once
+                    // a mirror's sides agree on its range, see `leg_timeout`).
+                    self.retry_timed_out_write(io, request, reason);
                 }
             }
             (PathWaiter::HostIo { io, request, reason }, PathVerdict::Transient) => {
