@@ -935,6 +935,13 @@ impl<'a> World<'a> {
                     "failed over to the path to {}, for every worker at once",
                     self.port_label(to)
                 )),
+                ControlEvent::DeviceUnresponsive { device, timeouts } => {
+                    let target = self.engines[e].switch.control().devices().get(device).map(|d| d.target);
+                    let name = target.map_or_else(|| format!("{device:?}"), |t| self.port_label(t));
+                    Some(format!(
+                        "device {name} failed: {timeouts} I/O timeouts in a row while it answered TEST UNIT READY"
+                    ))
+                }
                 ControlEvent::PathRestored { target, .. } => {
                     Some(format!("path to {} answers again (standby)", self.port_label(target)))
                 }

@@ -1,8 +1,9 @@
 //! Block copies: a range read from its source legs into one buffer, then written to its
 //! destination legs, through control-path dispatches. The services that copy (mirror
-//! resync, snapshot push, migration chunk, incremental granule, replication baseline) only
-//! choose the legs and decide what changes once the copy has succeeded or failed. A copy with
-//! no destination legs is a read: its owner gets the buffer (the copy agent's journal reads).
+//! resync, snapshot push, migration chunk, incremental granule, replication baseline, the
+//! reconciliation of a mirror range after a write leg timed out) only choose the legs and
+//! decide what changes once the copy has succeeded or failed. A copy with no destination
+//! legs is a read: its owner gets the buffer (the copy agent's journal reads).
 
 use core::ops::Range;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub(super) enum CopyOwner {
     Baseline { lv: LvId },
     /// The copy agent's read of a closed journal slot (no destination legs).
     JournalSlot { lv: LvId },
+    /// A mirror range made the same on every side after a write leg timed out.
+    Reconcile { id: u64 },
 }
 
 /// One copy in flight.
@@ -164,6 +167,7 @@ impl ControlPath {
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
             CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
             CopyOwner::JournalSlot { lv } => self.slot_read(lv, id, copied.then_some(copy.buf)),
+            CopyOwner::Reconcile { id: reconcile } => self.reconcile_copied(reconcile, id, copied),
         }
     }
 }

@@ -79,6 +79,8 @@ pub(super) struct ManualIo {
     dispatched_at: u64,
     /// Whether a path test already cleared the paths of its failed legs.
     path_checked: bool,
+    /// Times its legs were dispatched again after a timeout on a device that answered.
+    transient_retries: u32,
 }
 
 impl ControlPath {
@@ -160,6 +162,7 @@ impl ControlPath {
             attempts: 0,
             dispatched_at: 0,
             path_checked: false,
+            transient_retries: 0,
         };
         self.manual.insert(id, op);
         self.prepare_manual(id);
@@ -246,6 +249,7 @@ impl ControlPath {
             self.prepare_manual(id);
         }
         self.resync_lock_released();
+        self.reconcile_lock_released();
     }
 
     /// A journal slot of `lv` came free: writes waiting for journal space try again.
@@ -431,13 +435,8 @@ impl ControlPath {
             if let Some(op) = self.manual.get_mut(&id) {
                 op.stage = Stage::WaitingPath;
             }
-            if self.path_suspect(device, issued_at, PathWaiter::Manual(id)).is_none() {
-                return;
-            }
-            if let Some(op) = self.manual.get_mut(&id) {
-                op.stage = Stage::Dispatched;
-                op.path_checked = true;
-            }
+            self.path_suspect(device, issued_at, PathWaiter::Manual(id));
+            return;
         }
         let Some(op) = self.manual.get(&id) else { return };
         let lv = op.lv;
@@ -505,7 +504,24 @@ impl ControlPath {
         self.maybe_dispatch_manual(id);
     }
 
-    /// The path test found the path working (or no path at all): the legs' failures stand.
+    /// A leg timed out on a device that answered its path test: the legs run again (the
+    /// control path holds the data and, for a mirror write, the range lock, so every side
+    /// gets the write), at most `leg_timeout_limit` times; after that the failures stand.
+    pub(super) fn manual_leg_timeout_transient(&mut self, id: u64) {
+        let limit = self.config.leg_timeout_limit;
+        let Some(op) = self.manual.get_mut(&id).filter(|op| op.stage == Stage::WaitingPath) else { return };
+        if op.transient_retries >= limit {
+            self.manual_path_checked(id);
+            return;
+        }
+        op.transient_retries += 1;
+        op.stage = Stage::Preparing;
+        op.results.clear();
+        self.maybe_dispatch_manual(id);
+    }
+
+    /// The path test found no path working, or the device failing I/O: the legs' failures
+    /// stand.
     pub(super) fn manual_path_checked(&mut self, id: u64) {
         let Some(op) = self.manual.get_mut(&id).filter(|op| op.stage == Stage::WaitingPath) else { return };
         op.stage = Stage::Dispatched;
@@ -534,16 +550,12 @@ impl ControlPath {
     }
 
     /// A downstream leg of a fast-path I/O failed (Fig. 6). A leg nobody answered first has
-    /// its path tested when the device has others (see `multipath`); otherwise, or when the
-    /// path is fine, the device failed.
+    /// its device's path tested (see `multipath`, and `leg_timeout` for a device that
+    /// answers); a SCSI error is the device's.
     pub(super) fn downstream_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
         if let Some(failure) = reason.failure.filter(|f| f.status.is_none()) {
             let waiter = PathWaiter::HostIo { io, request, reason };
-            if let Some(PathWaiter::HostIo { io, request, reason }) =
-                self.path_suspect(failure.device, request.received.0, waiter)
-            {
-                self.device_error(io, request, reason);
-            }
+            self.path_suspect(failure.device, request.received.0, waiter);
             return;
         }
         self.device_error(io, request, reason);

@@ -674,7 +674,12 @@ impl ControlPath {
     }
 }
 
-fn side_legs(layout: &dve_fp_api::mapping::SideLayout, blocks: Range<u64>, out: &mut Vec<DeviceLeg>) {
+/// The legs of `blocks` of a segment on one side's layout, offsets from `blocks.start`.
+pub(super) fn side_legs(
+    layout: &dve_fp_api::mapping::SideLayout,
+    blocks: Range<u64>,
+    out: &mut Vec<DeviceLeg>,
+) {
     let mut block = blocks.start;
     while block < blocks.end {
         let (location, room) = layout.locate(block);

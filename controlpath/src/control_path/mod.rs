@@ -7,6 +7,7 @@ mod block_copy;
 mod grants;
 mod incremental;
 mod journal;
+mod leg_timeout;
 mod manual_io;
 mod migration;
 mod mirror;
@@ -38,6 +39,7 @@ use crate::fabric::{Fabric, FabricEvent, NodeLogin, VirtualTarget};
 use crate::frames::{ControlExchangeIds, DEFAULT_FC_MAP, FrameBuilder};
 use crate::volume::{LayoutSpec, Volume};
 
+pub use leg_timeout::LegTimeoutCounters;
 pub use manual_io::ManualIoCounters;
 pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
@@ -73,6 +75,13 @@ pub struct ControlPathConfig {
     pub copy_chunk_blocks: u64,
     /// How often failed paths are tested again (TEST UNIT READY).
     pub path_check_interval_ns: u64,
+    /// Leg timeouts in a row a device may have while it answers TEST UNIT READY before it
+    /// is treated as failed (a disk that hangs on I/O only): a timeout counts until a
+    /// one-block read probe that follows the path test is answered, which clears the count,
+    /// so frames lost on a link never add up (see `leg_timeout`).
+    pub leg_timeout_limit: u32,
+    /// How long a leg timeout stays counted: older ones are forgotten.
+    pub leg_timeout_window_ns: u64,
 }
 
 impl ControlPathConfig {
@@ -90,6 +99,8 @@ impl ControlPathConfig {
             resync_extents_per_tick: 4,
             copy_chunk_blocks: 128,
             path_check_interval_ns: 1_000_000_000,
+            leg_timeout_limit: 3,
+            leg_timeout_window_ns: 60_000_000_000,
         }
     }
 }
@@ -149,6 +160,14 @@ pub enum ControlEvent {
         from: Option<Wwn>,
         /// The target port of the path now used.
         to: Wwn,
+    },
+    /// A device kept timing out I/O while it answered TEST UNIT READY (a disk that hangs on
+    /// I/O only): it is treated as failed.
+    DeviceUnresponsive {
+        /// The device.
+        device: DeviceId,
+        /// Leg timeouts in a row that no I/O answered in between.
+        timeouts: u32,
     },
     /// A mirror side was declared dead.
     SideDead {
@@ -280,6 +299,13 @@ enum DispatchPurpose {
         device: DeviceId,
         /// The probe id of the path under test.
         probe: DeviceId,
+        /// The test it belongs to.
+        test: u64,
+    },
+    /// The one-block read that follows a path test the device answered: whether it does I/O.
+    IoProbe {
+        /// The device.
+        device: DeviceId,
     },
     /// A leg of a manual I/O.
     ManualLeg { op: u64, leg: usize },
@@ -310,6 +336,8 @@ pub struct ControlCounters {
     pub revocations: u64,
     /// Metadata transactions committed.
     pub commits: u64,
+    /// Leg timeouts of devices that answered their path test, and what was done about them.
+    pub leg_timeouts: LegTimeoutCounters,
 }
 
 /// The control path of one engine.
@@ -342,6 +370,7 @@ pub struct ControlPath {
     replications: replication::Replications,
     reconfigurations: reconfigure::Reconfigurations,
     multipath: multipath::Multipath,
+    leg_timeouts: leg_timeout::LegTimeouts,
     awaiting: restart::Awaiting,
     scsi: ScsiQueue,
     counters: ControlCounters,
@@ -392,6 +421,7 @@ impl ControlPath {
             replications: replication::Replications::default(),
             reconfigurations: reconfigure::Reconfigurations::default(),
             multipath: multipath::Multipath::default(),
+            leg_timeouts: leg_timeout::LegTimeouts::default(),
             awaiting: restart::Awaiting::default(),
             scsi: ScsiQueue::default(),
             counters: ControlCounters::default(),
@@ -520,10 +550,13 @@ impl ControlPath {
             ToCp::DispatchIoComplete { tag, status, data } => match self.dispatches.remove(&tag) {
                 Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
                 Some(DispatchPurpose::Identify(probe)) => self.identified(probe, &status, data),
-                Some(DispatchPurpose::PathTest { device, probe }) => self.path_tested(device, probe, &status),
+                Some(DispatchPurpose::PathTest { device, probe, test }) => {
+                    self.path_tested(device, probe, test, &status)
+                }
                 Some(DispatchPurpose::PathRecheck { device, probe }) => {
                     self.path_rechecked(device, probe, &status)
                 }
+                Some(DispatchPurpose::IoProbe { device }) => self.io_probed(device, &status),
                 Some(DispatchPurpose::ManualLeg { op, leg }) => self.manual_leg_done(op, leg, status, data),
                 Some(DispatchPurpose::Copy { copy, leg }) => self.copy_leg_done(copy, leg, status, data),
                 Some(DispatchPurpose::ReplicaWrite { lv, apply }) => {

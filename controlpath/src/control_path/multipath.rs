@@ -7,6 +7,12 @@
 //! status (fast-path writes, whose data has left the switch), so the host sees at most one
 //! retry. Failed paths are tested again every `path_check_interval_ns` and return to
 //! standby once they answer.
+//!
+//! A device with a single path is tested the same way (it just has no standby): a leg
+//! timeout alone says nothing about the device, since a frame lost on a link looks the
+//! same. When the active path answers, the timeout was transient unless the device keeps
+//! failing I/O; `leg_timeout` decides that and handles the I/O. Only when no path answers
+//! does the device's failure handling (side death, device offline) run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,13 +25,18 @@ use dve_fp_api::mapping::DevicePath;
 use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
 use dve_wire::scsi::inquiry::{Designator, VpdPage, VpdRepr, code_set, designator_type, vpd_page};
 
-use super::manual_io::RETRY;
 use super::{ControlEvent, ControlPath, DispatchPurpose, RequestPurpose};
 use crate::device::{PathState, TargetPath};
 use crate::fabric::NodeLogin;
 
 /// Probe ids live above every device id the registry hands out.
 const FIRST_PROBE: u32 = 0x8000_0000;
+
+/// TEST UNIT READY commands a path test sends a path at once; the path fails only if none
+/// is answered. A command or its status can be lost on a lossy link like any frame, and a
+/// healthy device must not lose its path (or, with a single path, its mirror side) to one
+/// lost frame; sent together, they cost no more time than one when the path is dead.
+const TEST_UNIT_READY_COPIES: u32 = 2;
 
 /// Bytes asked for in the identification INQUIRY.
 const VPD_ALLOCATION: u16 = 252;
@@ -48,18 +59,28 @@ pub(super) enum PathWaiter {
 
 /// How a path test ended for the I/O waiting on it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum PathVerdict {
+pub(super) enum PathVerdict {
     /// The device is reached on another path now: run the I/O again.
     Switched,
-    /// The path answers (the device did not), or no path does: the device's error stands.
+    /// The active path and the device answer: the leg's timeout was transient (see
+    /// `leg_timeout`).
+    Transient,
+    /// No path answers, or the device keeps timing out I/O while it answers: the device's
+    /// error stands.
     DeviceFault,
 }
 
 /// A path test in progress for one device.
 #[derive(Debug)]
 struct PathTest {
+    /// Names the test in its dispatches: a late answer to an earlier test is not this one's.
+    id: u64,
     /// The probe id of the path under test.
     probe: DeviceId,
+    /// TEST UNIT READY commands sent to that path and not answered yet.
+    outstanding: u32,
+    /// The path answered: the rest of the test (a read probe, a switch) is under way.
+    answered: bool,
     waiting: Vec<PathWaiter>,
 }
 
@@ -258,31 +279,22 @@ impl ControlPath {
         self.broadcast(|req| ToFp::RemoveMapping { req, key: key.clone() }, RequestPurpose::Grant);
     }
 
-    /// A downstream I/O to `device`, issued at `issued_at`, got no answer. With more than
-    /// one path, the path is tested and the waiter runs again once that is settled; returns
-    /// the waiter back when the device has a single path (its failure is the device's).
-    pub(super) fn path_suspect(
-        &mut self,
-        device: DeviceId,
-        issued_at: u64,
-        waiter: PathWaiter,
-    ) -> Option<PathWaiter> {
-        let paths = self.devices.get(device).map_or(0, |d| d.paths.len());
-        if paths < 2 {
-            return Some(waiter);
-        }
+    /// A downstream I/O to `device`, issued at `issued_at`, got no answer: the device's path
+    /// is tested (for a single-path device too) and the waiter runs again once that is
+    /// settled, perhaps at once.
+    pub(super) fn path_suspect(&mut self, device: DeviceId, issued_at: u64, waiter: PathWaiter) {
         if self.multipath.switched_at.get(&device).is_some_and(|at| *at > issued_at) {
             // It used the old path: the new one is already in place.
             self.resolve(waiter, PathVerdict::Switched);
-            return None;
+            return;
         }
         if let Some(switch) = self.multipath.switches.get_mut(&device) {
             switch.waiting.push(waiter);
-            return None;
+            return;
         }
         if let Some(test) = self.multipath.tests.get_mut(&device) {
             test.waiting.push(waiter);
-            return None;
+            return;
         }
         // The active path first; if every path failed already, a standby one.
         let candidate = self
@@ -291,48 +303,71 @@ impl ControlPath {
             .and_then(|d| d.path_in(PathState::Active).or_else(|| d.path_in(PathState::Standby)));
         match candidate {
             Some(path) => {
-                self.multipath.tests.insert(device, PathTest { probe: path.probe, waiting: vec![waiter] });
+                let id = self.op_id();
+                let test = PathTest {
+                    id,
+                    probe: path.probe,
+                    outstanding: 0,
+                    answered: false,
+                    waiting: vec![waiter],
+                };
+                self.multipath.tests.insert(device, test);
                 self.send_path_test(device, path);
             }
             None => self.resolve(waiter, PathVerdict::DeviceFault),
         }
-        None
     }
 
+    /// Send the test's TEST UNIT READY commands to `path`.
     fn send_path_test(&mut self, device: DeviceId, path: TargetPath) {
+        let Some(test) = self.multipath.tests.get_mut(&device) else { return };
+        test.probe = path.probe;
+        test.outstanding = TEST_UNIT_READY_COPIES;
+        test.answered = false;
+        let id = test.id;
         self.multipath.counters.path_tests += 1;
-        let Some(op) = test_unit_ready() else { return };
-        self.dispatch_on_path(
-            path.probe,
-            path.port,
-            DispatchPurpose::PathTest { device, probe: path.probe },
-            op,
-        );
+        for _ in 0..TEST_UNIT_READY_COPIES {
+            let Some(op) = test_unit_ready() else { return };
+            let purpose = DispatchPurpose::PathTest { device, probe: path.probe, test: id };
+            self.dispatch_on_path(path.probe, path.port, purpose, op);
+        }
     }
 
-    /// Test the next standby path of `device`, or give up when none is left.
+    /// Test the device's path now (the one under test was replaced: its target logged in
+    /// again) or the next standby path, or give up when none is left.
     fn test_next_path(&mut self, device: DeviceId) {
-        let next = self.devices.get(device).and_then(|d| d.path_in(PathState::Standby));
+        let next = self
+            .devices
+            .get(device)
+            .and_then(|d| d.path_in(PathState::Active).or_else(|| d.path_in(PathState::Standby)));
         match next {
-            Some(path) => {
-                if let Some(test) = self.multipath.tests.get_mut(&device) {
-                    test.probe = path.probe;
-                }
-                self.send_path_test(device, path);
-            }
-            None => {
-                let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
-                for waiter in waiting {
-                    self.resolve(waiter, PathVerdict::DeviceFault);
-                }
-            }
+            Some(path) => self.send_path_test(device, path),
+            None => self.path_test_settled(device, PathVerdict::DeviceFault),
+        }
+    }
+
+    /// The path test of `device` is over: everything waiting on it runs with `verdict`.
+    pub(super) fn path_test_settled(&mut self, device: DeviceId, verdict: PathVerdict) {
+        let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
+        for waiter in waiting {
+            self.resolve(waiter, verdict);
         }
     }
 
     /// A path test's TEST UNIT READY completed.
-    pub(super) fn path_tested(&mut self, device: DeviceId, probe: DeviceId, status: &IoStatus) {
-        if self.multipath.tests.get(&device).is_none_or(|t| t.probe != probe) {
+    pub(super) fn path_tested(&mut self, device: DeviceId, probe: DeviceId, test: u64, status: &IoStatus) {
+        let Some(t) = self.multipath.tests.get_mut(&device) else { return };
+        if t.id != test || t.probe != probe || t.answered {
             return;
+        }
+        if path_answered(status) {
+            t.answered = true;
+        } else {
+            t.outstanding = t.outstanding.saturating_sub(1);
+            if t.outstanding > 0 {
+                // Another copy of the command may still be answered.
+                return;
+            }
         }
         let Some(d) = self.devices.get_mut(device) else { return };
         let Some(index) = d.paths.iter().position(|p| p.probe == probe) else {
@@ -349,11 +384,9 @@ impl ControlPath {
             return;
         }
         if was == PathState::Active {
-            // The path works: the device itself did not answer.
-            let waiting = self.multipath.tests.remove(&device).map(|t| t.waiting).unwrap_or_default();
-            for waiter in waiting {
-                self.resolve(waiter, PathVerdict::DeviceFault);
-            }
+            // The path works: whether the device does I/O too is for a read probe to show;
+            // the test (and its waiters) lasts until it answers or times out.
+            self.probe_device_io(device);
             return;
         }
         // A standby path answers: it becomes the device's path, everywhere at once.
@@ -393,14 +426,18 @@ impl ControlPath {
 
     fn resolve(&mut self, waiter: PathWaiter, verdict: PathVerdict) {
         match (waiter, verdict) {
-            (PathWaiter::HostIo { io, request, .. }, PathVerdict::Switched) => {
+            (PathWaiter::HostIo { io, request, reason }, PathVerdict::Switched) => {
                 self.multipath.counters.ios_redriven += 1;
                 if request.kind == IoKind::Read {
                     self.start_manual(io, request);
                 } else {
-                    // The write's data has left the switch: the host sends it again.
-                    self.complete_io(io, IoStatus::check_condition(RETRY));
+                    // The write's data has left the switch: the host sends it again (once
+                    // a mirror's sides agree on its range, see `leg_timeout`).
+                    self.retry_timed_out_write(io, request, reason);
                 }
+            }
+            (PathWaiter::HostIo { io, request, reason }, PathVerdict::Transient) => {
+                self.transient_leg_timeout(io, request, reason);
             }
             (PathWaiter::HostIo { io, request, reason }, PathVerdict::DeviceFault) => {
                 self.device_error(io, request, reason);
@@ -408,6 +445,10 @@ impl ControlPath {
             (PathWaiter::Manual(op), PathVerdict::Switched) => {
                 self.multipath.counters.ios_redriven += 1;
                 self.redispatch_manual(op);
+            }
+            (PathWaiter::Manual(op), PathVerdict::Transient) => {
+                self.counters.leg_timeouts.transient += 1;
+                self.manual_leg_timeout_transient(op);
             }
             (PathWaiter::Manual(op), PathVerdict::DeviceFault) => self.manual_path_checked(op),
         }

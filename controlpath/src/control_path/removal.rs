@@ -71,6 +71,7 @@ impl ControlPath {
             (self.replications.involves(lv), "it replicates"),
             (self.reconfigurations.involves(lv), "its segments are being split or merged"),
             (self.mirror.involves(lv), "a mirror side is dying or resynchronizing"),
+            (self.leg_timeouts.involves(lv), "a range of its mirror is being reconciled"),
             (self.has_manual_io_on(lv) || self.scsi.has_commands_of(lv), "the control path runs I/O on it"),
         ];
         tasks.into_iter().find(|(busy, _)| *busy).and_then(|(_, why)| refuse(why.to_string()))

@@ -47,6 +47,8 @@ pub(super) enum AfterRevocation {
     Reconfigure { lv: LvId },
     /// Every worker dropped a deleted volume: its space may be claimed again.
     VolumeDeleted { lv: LvId },
+    /// A mirror range whose write leg timed out is fenced: copy it onto the other sides.
+    Reconcile(u64),
 }
 
 /// One revocation in progress.
@@ -253,6 +255,7 @@ impl ControlPath {
             AfterRevocation::ConsistencyPoint { lv } => self.consistency_point_revoked(lv),
             AfterRevocation::Reconfigure { lv } => self.reconfigure_revoked(lv),
             AfterRevocation::VolumeDeleted { lv } => self.volume_deleted_revoked(lv),
+            AfterRevocation::Reconcile(reconcile) => self.reconcile_revoked(reconcile),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {

@@ -841,7 +841,13 @@ impl Worker {
 
     /// Abort host I/O `xid`: abort its legs downstream and free it.
     fn abort_upstream(&mut self, xid: ExchangeId) {
+        let tag = self.up.tag_of(xid);
         let Some(up) = self.up.remove(xid) else { return };
+        // A control path waiting for this write's data (`FPGetData`) hears it will not come;
+        // otherwise it would hold the write's range lock for good.
+        if let (Some(req), Some(io)) = (up.get_data, tag) {
+            self.upcalls.push_back(ToCp::Data { req, io, result: Err(dve_fp_api::Error::UnknownIo(io)) });
+        }
         for down in up.legs.iter().flatten() {
             self.abort_downstream(*down);
         }

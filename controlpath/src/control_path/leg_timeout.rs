@@ -1,0 +1,667 @@
+//! Downstream legs that timed out on a device that still answers. A leg nobody answered
+//! first has its device's path tested (`multipath`, single-path devices included); when the
+//! active path answers TEST UNIT READY, a one-block read probe follows on the same device to
+//! see whether it also does I/O. Either way the timeout was most likely a frame lost on a
+//! link, so no side or device is blamed: a read is redone by the control path, a write goes
+//! back to the host with a retryable status.
+//!
+//! A write to a mirror whose leg timed out may or may not have landed on that side while the
+//! other sides have the new data; if the host never wrote the range again, balanced reads
+//! could return different data from different sides. Before the host hears RETRY, the range
+//! is therefore reconciled (seed 003's term for copying one side onto the others): under a
+//! range lock (the same revocation, drain of fast-path writes and QUEUE of misses that the
+//! control path's own mirror writes and resync steps take), a block copy reads the range
+//! from a live side other than the suspect one and writes it to every other writable side.
+//! A copy that fails is tried again; one that keeps failing declares the suspect side dead.
+//! A write whose leg met a dead path is reconciled the same way once the device's path is
+//! switched (`multipath`), since its leg may or may not have landed either.
+//!
+//! A disk that hangs on I/O only answers TEST UNIT READY but not the probe: the timeouts of
+//! a device count until a probe is answered, and `leg_timeout_limit` of them in a row
+//! (within `leg_timeout_window_ns`) treat the device as failed, as an unanswered test does.
+
+use core::ops::Range;
+use std::collections::{BTreeMap, VecDeque};
+
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter, QueueReason};
+use dve_fp_api::mapping::{RedirectIndex, SideState, StorageDescriptor};
+use dve_fp_api::message::{MappingKey, ToFp};
+
+use super::block_copy::CopyOwner;
+use super::manual_io::RETRY;
+use super::mirror::side_legs;
+use super::multipath::{PathVerdict, path_answered};
+use super::revocation::AfterRevocation;
+use super::{ControlEvent, ControlPath, DispatchPurpose};
+
+/// How many times a reconciling copy of one range is tried before the suspect side is
+/// declared dead (a copy read can itself lose a data frame on a lossy link).
+const RECONCILE_ATTEMPTS: u32 = 3;
+
+/// Counters of leg timeouts whose device answered its path test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegTimeoutCounters {
+    /// I/O with a timed-out leg whose device answered: redone (reads, the control path's
+    /// own I/O) or returned for a retry (fast-path writes), no side or device blamed.
+    pub transient: u64,
+    /// Read probes sent after a path test the device answered.
+    pub io_probes: u64,
+    /// Read probes the device did not answer.
+    pub io_probes_unanswered: u64,
+    /// Devices treated as failed after `leg_timeout_limit` timeouts in a row.
+    pub unresponsive_devices: u64,
+    /// Mirror ranges copied from a live side onto the others after a write leg timed out.
+    pub ranges_reconciled: u64,
+    /// Reconciling copies that failed (tried again, then the suspect side declared dead).
+    pub reconcile_failures: u64,
+}
+
+/// One step of a reconciliation: a range under its lock, being copied.
+#[derive(Clone, Debug)]
+struct ReconcileStep {
+    /// The revocation holding the range lock.
+    lock: u64,
+    vseg: VsegId,
+    blocks: Range<u64>,
+    /// The block copy, once the range is fenced.
+    copy: Option<u64>,
+    /// Copies tried so far.
+    attempts: u32,
+}
+
+/// A fast-path write whose leg on a mirror side timed out: its range is made the same on
+/// every side before the host hears RETRY.
+#[derive(Clone, Debug)]
+struct Reconcile {
+    lv: LvId,
+    /// The side whose leg timed out.
+    suspect: usize,
+    /// The host I/O answered once every piece is copied.
+    io: IoTag,
+    /// Pieces (segment, segment blocks) not started yet.
+    pieces: VecDeque<(VsegId, Range<u64>)>,
+    step: Option<ReconcileStep>,
+}
+
+/// Leg-timeout bookkeeping of the control path.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LegTimeouts {
+    /// Per device: timeouts in a row that no probe answered since, and when the last came.
+    in_a_row: BTreeMap<DeviceId, (u32, u64)>,
+    /// Reconciliations in progress, by id.
+    reconciles: BTreeMap<u64, Reconcile>,
+}
+
+impl LegTimeouts {
+    /// Whether a range of `lv` is being reconciled.
+    pub(super) fn involves(&self, lv: LvId) -> bool {
+        self.reconciles.values().any(|r| r.lv == lv)
+    }
+}
+
+impl ControlPath {
+    /// The active path of `device` answered its path test after a leg timed out: count the
+    /// timeout and read one block to see whether the device does I/O too.
+    pub(super) fn probe_device_io(&mut self, device: DeviceId) {
+        let (now, window) = (self.now, self.config.leg_timeout_window_ns);
+        let entry = self.leg_timeouts.in_a_row.entry(device).or_insert((0, now));
+        if now.saturating_sub(entry.1) > window {
+            entry.0 = 0;
+        }
+        *entry = (entry.0.saturating_add(1), now);
+        self.counters.leg_timeouts.io_probes += 1;
+        let worker = self.worker_for_device(device);
+        let tag = self.dispatch_tag(DispatchPurpose::IoProbe { device });
+        let op = DownstreamOp::Read { lba: 0, blocks: 1 };
+        self.send(worker, ToFp::DispatchIo(DownstreamRequest { tag, device, op }));
+    }
+
+    /// The read probe of `device` completed: any answer clears its timeouts (they were lost
+    /// frames); none counts against it, and too many in a row fail it.
+    pub(super) fn io_probed(&mut self, device: DeviceId, status: &IoStatus) {
+        if path_answered(status) {
+            self.leg_timeouts.in_a_row.remove(&device);
+            self.path_test_settled(device, PathVerdict::Transient);
+            return;
+        }
+        self.counters.leg_timeouts.io_probes_unanswered += 1;
+        let timeouts = self.leg_timeouts.in_a_row.get(&device).map_or(0, |(n, _)| *n);
+        if timeouts >= self.config.leg_timeout_limit.max(1) {
+            self.leg_timeouts.in_a_row.remove(&device);
+            self.counters.leg_timeouts.unresponsive_devices += 1;
+            self.events.push(ControlEvent::DeviceUnresponsive { device, timeouts });
+            self.path_test_settled(device, PathVerdict::DeviceFault);
+        } else {
+            self.path_test_settled(device, PathVerdict::Transient);
+        }
+    }
+
+    /// A fast-path I/O's leg timed out on a device that answered: a read is redone here; a
+    /// write is returned for a retry, after reconciling its range if it went to a mirror.
+    pub(super) fn transient_leg_timeout(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        self.counters.leg_timeouts.transient += 1;
+        if request.kind == IoKind::Read {
+            self.start_manual(io, request);
+            return;
+        }
+        self.retry_timed_out_write(io, request, reason);
+    }
+
+    /// A fast-path write whose leg got no answer, on a device that is reached (it answered,
+    /// or its path was switched): the host is told to retry, after the range is reconciled
+    /// when the leg was a mirror side's (it may or may not have landed there).
+    pub(super) fn retry_timed_out_write(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        let suspect = reason
+            .failure
+            .zip(request.lv)
+            .and_then(|(failure, lv)| self.side_of(lv, failure.device).map(|side| (lv, side)));
+        match suspect {
+            Some((lv, side)) => self.start_reconcile(lv, side, io, &request),
+            None => self.complete_io(io, IoStatus::check_condition(RETRY)),
+        }
+    }
+
+    fn start_reconcile(&mut self, lv: LvId, suspect: usize, io: IoTag, request: &HostIo) {
+        let Some(v) = self.volumes.get(&lv) else {
+            self.complete_io(io, IoStatus::check_condition(RETRY));
+            return;
+        };
+        let pieces = v
+            .pieces(request.lba, u64::from(request.blocks))
+            .into_iter()
+            .map(|(vseg, blocks, _)| (vseg, blocks))
+            .collect();
+        let id = self.op_id();
+        self.leg_timeouts.reconciles.insert(id, Reconcile { lv, suspect, io, pieces, step: None });
+        self.next_reconcile_step(id);
+    }
+
+    /// Take the lock over the next piece, or answer the host when every piece is done.
+    fn next_reconcile_step(&mut self, id: u64) {
+        let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
+        if r.step.is_some() {
+            return;
+        }
+        let Some((vseg, blocks)) = r.pieces.front().cloned() else {
+            if let Some(r) = self.leg_timeouts.reconciles.remove(&id) {
+                self.complete_io(r.io, IoStatus::check_condition(RETRY));
+            }
+            return;
+        };
+        // Never under a range another operation holds (a write, a resync step, a side's
+        // death): tried again when a lock is released.
+        if self.is_locked(vseg, &blocks) {
+            return;
+        }
+        if let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) {
+            r.pieces.pop_front();
+        }
+        let key = MappingKey::Extents { vseg, blocks: blocks.clone() };
+        let drain = PendingFilter {
+            vseg: Some(vseg),
+            range: Some((blocks.start, blocks.end - blocks.start)),
+            writes_only: true,
+            ..PendingFilter::default()
+        };
+        let lock =
+            self.revoke(vec![key], vec![drain], Some((vseg, blocks.clone())), AfterRevocation::Reconcile(id));
+        if let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) {
+            r.step = Some(ReconcileStep { lock, vseg, blocks, copy: None, attempts: 0 });
+        }
+    }
+
+    /// A range lock came off: reconciliations waiting for one try again.
+    pub(super) fn reconcile_lock_released(&mut self) {
+        let waiting: Vec<u64> = self
+            .leg_timeouts
+            .reconciles
+            .iter()
+            .filter(|(_, r)| r.step.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.next_reconcile_step(id);
+        }
+    }
+
+    /// The range is fenced (no fast-path write in flight there, none can start): copy it.
+    pub(super) fn reconcile_revoked(&mut self, id: u64) {
+        let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
+        let (lv, suspect) = (r.lv, r.suspect);
+        let Some(step) = r.step.as_ref() else { return };
+        let (vseg, blocks) = (step.vseg, step.blocks.clone());
+        let Some(v) = self.volumes.get(&lv) else { return self.end_reconcile_step(id) };
+        let states = v.record.side_states.clone();
+        let block_size = v.record.block_size as usize;
+        let sides = v.segment(vseg).and_then(|map| match map.redirects().get(RedirectIndex(0)) {
+            Some(entry) => match &entry.descriptor {
+                StorageDescriptor::Mirror(m) => Some(m.sides().to_vec()),
+                _ => None,
+            },
+            None => None,
+        });
+        let Some(sides) = sides else { return self.end_reconcile_step(id) };
+        // The source is a live side other than the suspect one; every other side that takes
+        // writes gets its copy, so all of them hold the same blocks whichever legs landed.
+        let state = |i: usize| states.get(i).copied().unwrap_or(SideState::Dead);
+        let Some(source) = (0..sides.len()).find(|i| *i != suspect && state(*i) == SideState::Alive) else {
+            // No other copy to agree with (the mirror is degraded to the suspect side).
+            return self.end_reconcile_step(id);
+        };
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        side_legs(&sides[source].layout, blocks.clone(), &mut reads);
+        for (i, side) in sides.iter().enumerate() {
+            if i != source && state(i).writable() {
+                side_legs(&side.layout, blocks.clone(), &mut writes);
+            }
+        }
+        if writes.is_empty() {
+            return self.end_reconcile_step(id);
+        }
+        let copy = self.start_block_copy(
+            CopyOwner::Reconcile { id },
+            reads,
+            writes,
+            blocks.end - blocks.start,
+            block_size,
+        );
+        if let Some(step) = self.leg_timeouts.reconciles.get_mut(&id).and_then(|r| r.step.as_mut()) {
+            step.copy = Some(copy);
+            step.attempts += 1;
+        }
+    }
+
+    /// The reconciling copy `copy` ended.
+    pub(super) fn reconcile_copied(&mut self, id: u64, copy: u64, copied: bool) {
+        let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
+        let (lv, suspect) = (r.lv, r.suspect);
+        let Some(step) = r.step.as_ref().filter(|s| s.copy == Some(copy)) else { return };
+        if copied {
+            self.counters.leg_timeouts.ranges_reconciled += 1;
+            self.end_reconcile_step(id);
+            return;
+        }
+        self.counters.leg_timeouts.reconcile_failures += 1;
+        if step.attempts < RECONCILE_ATTEMPTS {
+            // Still under the lock: nothing was written to the range meanwhile.
+            self.reconcile_revoked(id);
+            return;
+        }
+        // The sides cannot be made the same: the suspect side goes, before the host's
+        // status (the death procedure fences the volume first, as for a failed write).
+        self.side_failed(lv, suspect);
+        self.end_reconcile_step(id);
+    }
+
+    /// The current step is over (copied, or nothing to copy): release its lock, go on.
+    fn end_reconcile_step(&mut self, id: u64) {
+        let lock = self.leg_timeouts.reconciles.get_mut(&id).and_then(|r| r.step.take()).map(|s| s.lock);
+        if let Some(lock) = lock {
+            // Releasing retries every lock waiter, this reconciliation's next piece included.
+            self.release_lock(lock);
+        }
+        self.next_reconcile_step(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+    use dve_fp_api::fault::FaultCause;
+    use dve_fp_api::ids::{ExchangeId, ExposureId, FcId, Lun, PortId, Timestamp, WorkerId, Wwn};
+    use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, VDevice};
+    use dve_fp_api::message::ToCp;
+
+    use super::*;
+    use crate::control_path::ControlPathConfig;
+    use crate::control_path::persist::discovered_devices;
+    use crate::fabric::NodeLogin;
+    use crate::store::{MemoryStore, MetadataStore};
+    use crate::volume::LayoutSpec;
+
+    const BLOCK: usize = 512;
+    /// What the worker reports for a downstream I/O nobody answered before its timeout.
+    const NO_ANSWER: IoStatus = IoStatus { status: ScsiStatus::TASK_ABORTED, sense: None, residual: 0 };
+
+    /// How a simulated device treats the control path's commands.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Health {
+        Healthy,
+        /// Answers TEST UNIT READY, never a read or a write.
+        HungOnIo,
+        /// Answers nothing.
+        Dead,
+    }
+
+    /// A control path with two single-path devices mirrored as one volume, and stand-ins for
+    /// its workers (answering every downcall at once) and for the devices (blocks in memory).
+    struct Bench {
+        cp: ControlPath,
+        lv: LvId,
+        now: u64,
+        blocks: BTreeMap<(DeviceId, u64), Vec<u8>>,
+        health: BTreeMap<DeviceId, Health>,
+        /// Host I/O statuses the control path sent, by exchange.
+        completed: BTreeMap<u16, IoStatus>,
+        /// Devices a TEST UNIT READY was sent to.
+        tested: BTreeSet<DeviceId>,
+        /// Engine ports whose cable loses every frame (a dead path).
+        dead_ports: BTreeSet<PortId>,
+        /// The VPD 0x83 page the next identification INQUIRY is answered with, if any.
+        identity: Option<Vec<u8>>,
+        events: Vec<ControlEvent>,
+    }
+
+    impl Bench {
+        fn new() -> Bench {
+            Bench::with_paths_to_side_1(1)
+        }
+
+        /// As `new`, with `paths` paths to device 2 (side 1), on ports 1 onwards: its ports
+        /// show one unit designator, so they become paths of one device.
+        fn with_paths_to_side_1(paths: u16) -> Bench {
+            let mut store = MemoryStore::new();
+            store.commit(discovered_devices(2, 100_000)).unwrap();
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 1 + paths, 2));
+            cp.attach_store(Box::new(store)).unwrap();
+            let mut bench = Bench {
+                cp,
+                lv: LvId(0),
+                now: 1,
+                blocks: BTreeMap::new(),
+                health: BTreeMap::new(),
+                completed: BTreeMap::new(),
+                tested: BTreeSet::new(),
+                dead_ports: BTreeSet::new(),
+                identity: None,
+                events: Vec::new(),
+            };
+            // Each target port logs in on its own engine port: identified, then (for a new
+            // device) its capacity.
+            for port in 0..=paths {
+                let target = if port == 0 { 0x2201 } else { 0x2202 + u64::from(port) - 1 };
+                bench.identity =
+                    (port > 0 && paths > 1).then(|| unit_page(&0x6000_0000_0000_0002u64.to_be_bytes()));
+                bench.cp.target_ready(NodeLogin {
+                    fc_id: FcId::new(0x01_0100 + u32::from(port)).unwrap(),
+                    port: PortId(port),
+                    port_name: Wwn(target),
+                    node_name: Wwn(target - 0x200),
+                    fcp: true,
+                });
+                bench.settle();
+            }
+            let paths_of = |d: u32| bench.cp.devices().get(DeviceId(d)).map(|d| (d.online, d.paths.len()));
+            assert_eq!((paths_of(1), paths_of(2)), (Some((true, 1)), Some((true, usize::from(paths)))));
+            let layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2)] };
+            bench.lv = bench.cp.create_volume("m", 4096, layout).unwrap();
+            bench.cp.expose(bench.lv, &[Wwn(1)]).unwrap();
+            bench.settle();
+            bench
+        }
+
+        /// The engine port a dispatch to `id` (a device, or a path's probe id) leaves by.
+        fn port_of(&self, id: DeviceId) -> Option<PortId> {
+            match self.cp.devices().by_probe(id) {
+                Some((device, index)) => self.cp.devices().get(device).map(|d| d.paths[index].port),
+                None => self.cp.devices().get(id).and_then(|d| d.path()).map(|(port, _)| port),
+            }
+        }
+
+        fn device_of(&self, id: DeviceId) -> DeviceId {
+            self.cp.devices().by_probe(id).map_or(id, |(device, _)| device)
+        }
+
+        fn health(&self, device: DeviceId) -> Health {
+            self.health.get(&device).copied().unwrap_or(Health::Healthy)
+        }
+
+        /// The device blocks of `blocks` volume blocks from `lba` on mirror side `side`.
+        fn side_blocks(&self, side: usize, lba: u64, blocks: u64) -> Vec<u8> {
+            let a = self.cp.volume(self.lv).unwrap().record.allocations[side];
+            (a.lba + lba..a.lba + lba + blocks)
+                .flat_map(|b| self.blocks.get(&(a.device, b)).cloned().unwrap_or(vec![0; BLOCK]))
+                .collect()
+        }
+
+        fn put_side_blocks(&mut self, side: usize, lba: u64, fill: u8, blocks: u64) {
+            let a = self.cp.volume(self.lv).unwrap().record.allocations[side];
+            for b in a.lba + lba..a.lba + lba + blocks {
+                self.blocks.insert((a.device, b), vec![fill; BLOCK]);
+            }
+        }
+
+        fn upcall(&mut self, worker: WorkerId, message: ToCp) {
+            self.now += 1_000;
+            self.cp.handle_upcall(Timestamp(self.now), worker, message);
+        }
+
+        /// Answer every downcall, as workers and devices would, until nothing is left.
+        fn settle(&mut self) {
+            for _ in 0..10_000 {
+                let Some((worker, message)) = self.cp.poll_downcall() else {
+                    self.events.extend(self.cp.take_events());
+                    return;
+                };
+                let now = Timestamp(self.now);
+                match message {
+                    ToFp::DispatchIo(request) => {
+                        let (status, data) = self.device_io(&request);
+                        let tag = request.tag;
+                        self.upcall(worker, ToCp::DispatchIoComplete { tag, status, data });
+                    }
+                    ToFp::RemoveMapping { req, .. } => {
+                        self.upcall(worker, ToCp::InvalidationAck { req, worker, at: now })
+                    }
+                    ToFp::QueryPendingIos { req, .. } => {
+                        self.upcall(worker, ToCp::PendingIos { req, worker, ios: Vec::new() })
+                    }
+                    ToFp::QueueIoComplete { io, status } => {
+                        self.completed.insert(io.xid.0, status);
+                    }
+                    ToFp::AddMapping { req, .. }
+                    | ToFp::SetLunMask { req, .. }
+                    | ToFp::Expose { req, .. }
+                    | ToFp::PutData { req, .. } => self.upcall(worker, ToCp::Done { req, result: Ok(()) }),
+                    _ => {}
+                }
+            }
+            panic!("the control path never settled");
+        }
+
+        fn device_io(&mut self, request: &DownstreamRequest) -> (IoStatus, Option<Bytes>) {
+            let device = self.device_of(request.device);
+            let dead_path = self.port_of(request.device).is_some_and(|p| self.dead_ports.contains(&p));
+            let health = if dead_path { Health::Dead } else { self.health(device) };
+            match &request.op {
+                DownstreamOp::Command { cdb, .. } => {
+                    let cdb = cdb.as_bytes();
+                    if health == Health::Dead {
+                        return (NO_ANSWER, None);
+                    }
+                    match cdb.first() {
+                        Some(0x00) => {
+                            self.tested.insert(device);
+                            (IoStatus::GOOD, None)
+                        }
+                        // READ CAPACITY(16): last block 99,999 of 512 bytes.
+                        Some(0x9E) => {
+                            let mut data = vec![0u8; 32];
+                            data[..8].copy_from_slice(&99_999u64.to_be_bytes());
+                            data[8..12].copy_from_slice(&512u32.to_be_bytes());
+                            (IoStatus::GOOD, Some(Bytes::from(data)))
+                        }
+                        // The unit's designator, or none: the device is then known by its
+                        // port name.
+                        _ => match self.identity.take() {
+                            Some(page) => (IoStatus::GOOD, Some(Bytes::from(page))),
+                            None => (IoStatus::check_condition(RETRY), None),
+                        },
+                    }
+                }
+                _ if health != Health::Healthy => (NO_ANSWER, None),
+                DownstreamOp::Read { lba, blocks } => {
+                    let data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
+                        .flat_map(|b| self.blocks.get(&(device, b)).cloned().unwrap_or(vec![0; BLOCK]))
+                        .collect();
+                    (IoStatus::GOOD, Some(Bytes::from(data)))
+                }
+                DownstreamOp::Write { lba, data, .. } => {
+                    for (i, block) in data.chunks(BLOCK).enumerate() {
+                        self.blocks.insert((device, lba + i as u64), block.to_vec());
+                    }
+                    (IoStatus::GOOD, None)
+                }
+            }
+        }
+
+        /// A fast-path host I/O of `blocks` blocks at `lba` whose leg to `device` got no
+        /// answer reaches the control path (exchange `xid`).
+        fn leg_timed_out(&mut self, xid: u16, kind: IoKind, lba: u64, blocks: u32, device: DeviceId) {
+            let io = IoTag { worker: WorkerId(0), xid: ExchangeId(xid), incarnation: 0 };
+            let opcode = if kind == IoKind::Write { 0x2A } else { 0x28 };
+            let [_, _, _, _, l0, l1, l2, l3] = lba.to_be_bytes();
+            let [n0, n1] = (blocks as u16).to_be_bytes();
+            let request = HostIo {
+                initiator: Wwn(1),
+                initiator_fc_id: FcId::new(0x01_0001).unwrap(),
+                vdevice: VDevice { exposure: ExposureId(1), lun: Lun(0) },
+                lv: Some(self.lv),
+                vseg: None,
+                kind,
+                lba,
+                blocks,
+                data_len: blocks * BLOCK as u32,
+                cdb: Cdb::new(&[opcode, 0, l0, l1, l2, l3, 0, n0, n1, 0]).unwrap(),
+                received: Timestamp(self.now),
+            };
+            let side = self.cp.side_of(self.lv, device).unwrap_or(0) as u8;
+            let failure = Some(DownstreamFailure { device, status: None, leg: side });
+            let reason = QueueReason { cause: FaultCause::DownstreamError, failure };
+            self.upcall(WorkerId(0), ToCp::QueueIo { io, request, reason });
+            self.settle();
+        }
+
+        fn side_states(&self) -> Vec<SideState> {
+            self.cp.volume(self.lv).unwrap().record.side_states.clone()
+        }
+    }
+
+    /// A VPD 0x83 page naming a logical unit by an NAA designator.
+    fn unit_page(naa: &[u8]) -> Vec<u8> {
+        use dve_wire::WireEmit;
+        use dve_wire::scsi::inquiry::{Designator, Designators, VpdPage, VpdRepr, code_set, designator_type};
+        let unit = Designator {
+            protocol_id: 0,
+            code_set: code_set::BINARY,
+            piv: false,
+            association: 0,
+            designator_type: designator_type::NAA,
+            designator: naa,
+        };
+        let designators = [unit];
+        let repr =
+            VpdRepr { peripheral: 0, page: VpdPage::DeviceIdentification(Designators::List(&designators)) };
+        let mut out = vec![0u8; 256];
+        let n = repr.emit(&mut out).expect("emits");
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn a_lost_frame_on_a_multipath_side_whose_active_path_answers_fails_nothing_over() {
+        let mut bench = Bench::with_paths_to_side_1(2);
+        let active = |b: &Bench| b.cp.devices().get(DeviceId(2)).and_then(|d| d.path()).map(|(port, _)| port);
+        assert_eq!(active(&bench), Some(PortId(1)));
+        bench.put_side_blocks(0, 16, 0xB2, 4);
+        bench.leg_timed_out(1, IoKind::Write, 16, 4, DeviceId(2));
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        assert_eq!(bench.side_blocks(1, 16, 4), bench.side_blocks(0, 16, 4), "the range was reconciled");
+        assert_eq!(active(&bench), Some(PortId(1)), "the path that answered stays in use");
+        assert_eq!(bench.cp.multipath_counters().failovers, 0);
+        assert_eq!(bench.cp.counters().leg_timeouts.transient, 1);
+    }
+
+    #[test]
+    fn a_write_that_met_a_dead_path_is_reconciled_on_the_new_path_before_the_retry() {
+        let mut bench = Bench::with_paths_to_side_1(2);
+        bench.dead_ports.insert(PortId(1));
+        bench.put_side_blocks(0, 32, 0xC3, 8);
+        bench.leg_timed_out(1, IoKind::Write, 32, 8, DeviceId(2));
+        let active = bench.cp.devices().get(DeviceId(2)).and_then(|d| d.path()).map(|(port, _)| port);
+        assert_eq!(active, Some(PortId(2)), "failed over: {:?}", bench.events);
+        assert_eq!(bench.cp.multipath_counters().failovers, 1);
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        assert_eq!(bench.side_blocks(1, 32, 8), vec![0xC3; 8 * BLOCK], "copied over the new path");
+        assert_eq!(bench.cp.counters().leg_timeouts.ranges_reconciled, 1);
+    }
+
+    #[test]
+    fn a_lost_frame_on_a_single_path_side_kills_nothing_and_leaves_the_sides_identical() {
+        let mut bench = Bench::new();
+        // The write reached side 0 only: its leg to side 1 lost a frame and timed out.
+        bench.put_side_blocks(0, 64, 0xA1, 8);
+        bench.put_side_blocks(1, 64, 0x0D, 8);
+        bench.leg_timed_out(1, IoKind::Write, 64, 8, DeviceId(2));
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2], "{:?}", bench.events);
+        assert!(bench.tested.contains(&DeviceId(2)), "the device's only path was tested");
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)), "the host retries");
+        assert_eq!(bench.side_blocks(1, 64, 8), bench.side_blocks(0, 64, 8), "the range was reconciled");
+        assert_eq!(bench.side_blocks(1, 64, 8), vec![0xA1; 8 * BLOCK]);
+        // A read whose leg timed out is redone by the control path and answered GOOD.
+        bench.leg_timed_out(2, IoKind::Read, 64, 8, DeviceId(2));
+        assert_eq!(bench.completed.get(&2), Some(&IoStatus::GOOD));
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2]);
+        let counters = bench.cp.counters().leg_timeouts;
+        assert_eq!((counters.transient, counters.ranges_reconciled), (2, 1), "{counters:?}");
+        assert_eq!(counters.unresponsive_devices, 0);
+        assert!(!bench.events.iter().any(|e| matches!(e, ControlEvent::SideDead { .. })));
+    }
+
+    #[test]
+    fn a_device_that_answers_test_unit_ready_but_keeps_timing_out_io_loses_its_side() {
+        let mut bench = Bench::new();
+        bench.health.insert(DeviceId(2), Health::HungOnIo);
+        // Reads (no copy to fail): each timeout's probe goes unanswered too, until the limit.
+        for xid in 1..=3 {
+            bench.leg_timed_out(xid, IoKind::Read, 8 * u64::from(xid), 8, DeviceId(2));
+            assert_eq!(bench.completed.get(&xid), Some(&IoStatus::GOOD), "redone on the live side");
+        }
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Dead], "{:?}", bench.events);
+        let limit = bench.cp.config().leg_timeout_limit;
+        assert!(
+            bench.events.contains(&ControlEvent::DeviceUnresponsive { device: DeviceId(2), timeouts: limit }),
+            "{:?}",
+            bench.events
+        );
+        assert_eq!(bench.cp.counters().leg_timeouts.unresponsive_devices, 1);
+    }
+
+    #[test]
+    fn a_write_whose_range_cannot_be_copied_to_a_hung_side_kills_the_side_before_the_retry() {
+        let mut bench = Bench::new();
+        bench.health.insert(DeviceId(2), Health::HungOnIo);
+        bench.leg_timed_out(1, IoKind::Write, 0, 8, DeviceId(2));
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Dead], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        let counters = bench.cp.counters().leg_timeouts;
+        assert_eq!(counters.reconcile_failures, u64::from(RECONCILE_ATTEMPTS), "{counters:?}");
+    }
+
+    #[test]
+    fn a_device_that_does_not_answer_test_unit_ready_loses_its_side() {
+        let mut bench = Bench::new();
+        bench.health.insert(DeviceId(2), Health::Dead);
+        bench.leg_timed_out(1, IoKind::Write, 0, 8, DeviceId(2));
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Dead], "{:?}", bench.events);
+        assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        assert!(bench.events.contains(&ControlEvent::SideDead { lv: bench.lv, side: 1 }));
+        assert_eq!(bench.cp.counters().leg_timeouts.transient, 0);
+    }
+}
