@@ -95,6 +95,15 @@ fn a_hidden_lun_is_gone_for_every_host_and_exposed_again_keeps_its_data() {
     let report = b.command(0, 0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256).data;
     assert_eq!(u32::from_be_bytes(report[0..4].try_into().unwrap()), 8, "host 0 sees one LUN: {report:?}");
     assert_eq!(u16::from_be_bytes([report[8] & 0x3F, report[9]]), lun1);
+    // Host 0 saw the LUN go: its next command to the LUN it keeps is answered REPORTED LUNS
+    // DATA HAS CHANGED once (the initiator retries a unit attention at once); host 1 sees
+    // nothing else, so nothing else tells it.
+    let tur = [0u8; 6];
+    let retries = b.hosts[0].stats().retries;
+    assert_eq!(b.command(0, lun1, &tur, &[], 0).status, 0);
+    assert_eq!(b.hosts[0].stats().retries, retries + 1, "the unit attention was reported once");
+    assert_eq!(b.command(0, lun1, &tur, &[], 0).status, 0);
+    assert_eq!(b.hosts[0].stats().retries, retries + 1, "and only once");
     // Exposed again (the same LUN is free): its data is still there.
     assert_eq!(b.expose(v2, &[1]), lun2);
     let read = b.request(1, lun2, HostOp::Read { lba: 40, blocks: 8 }).expect("read");

@@ -753,9 +753,11 @@ impl ControlPath {
                 .ok_or_else(|| Error::invalid("LUN", "no free LUN"))?,
         };
         volume.record.lun = lun;
+        let mut added = Vec::new();
         for h in hosts {
             if !volume.record.hosts.contains(h) {
                 volume.record.hosts.push(*h);
+                added.push(*h);
             }
         }
         if let Err(e) = self.persist(&[], &[lv]) {
@@ -776,6 +778,9 @@ impl ControlPath {
         self.exposure.luns.sort_by_key(|m| m.lun);
         let system = self.config.switch_name.0;
         self.scsi.volume_exposed(lv, volume, system, self.exposure.port_name);
+        for other in self.scsi.inventory_changed(&added, lv) {
+            self.push_mask(other);
+        }
         self.push_exposure();
         Ok(lun)
     }

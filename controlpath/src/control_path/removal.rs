@@ -32,6 +32,9 @@ impl ControlPath {
         }
         self.exposure.luns.retain(|m| m.lv != lv);
         self.scsi.volume_withdrawn(lv);
+        for other in self.scsi.inventory_changed(&saved.hosts, lv) {
+            self.push_mask(other);
+        }
         self.push_exposure();
         // No host may use the fast path for it, whatever a worker still caches.
         self.push_mask(lv);

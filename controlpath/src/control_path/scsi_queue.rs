@@ -13,6 +13,7 @@ use dve_fp_api::mapping::{HostSet, LunMask};
 use dve_fp_api::message::ToFp;
 
 use super::{ControlPath, RequestPurpose};
+use crate::scsi::unit_attention::UnitAttention;
 use crate::scsi::{
     LayoutEffect, LunScsiState, ScsiOutcome, SystemIdentity, TargetPort, VirtualLun, execute, execute_no_lun,
     execute_report_luns,
@@ -85,6 +86,20 @@ impl ScsiQueue {
     pub(super) fn volume_withdrawn(&mut self, lv: LvId) {
         self.luns.remove(&lv);
         self.pushed.remove(&lv);
+    }
+
+    /// The LUN inventory `hosts` see changed: every other volume they see tells them
+    /// REPORTED LUNS DATA HAS CHANGED (a host not seen yet has POWER ON to report first).
+    /// Returns the volumes whose masks must be pushed again.
+    pub(super) fn inventory_changed(&mut self, hosts: &[Wwn], except: LvId) -> Vec<LvId> {
+        let mut told = Vec::new();
+        for (lv, (_, state)) in self.luns.iter_mut().filter(|(lv, _)| **lv != except) {
+            for host in hosts {
+                state.unit_attentions.post(host.0, UnitAttention::ReportedLunsDataHasChanged);
+            }
+            told.push(*lv);
+        }
+        told
     }
 
     /// Whether a command of `lv` waits for its parameter list or its answer.

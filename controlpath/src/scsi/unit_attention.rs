@@ -26,6 +26,8 @@ pub enum UnitAttention {
     RegistrationsPreempted,
     /// RESERVATIONS RELEASED (2Ah/04h).
     ReservationsReleased,
+    /// REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh): a LUN appeared or went for this initiator.
+    ReportedLunsDataHasChanged,
 }
 
 impl UnitAttention {
@@ -37,6 +39,7 @@ impl UnitAttention {
             UnitAttention::ReservationsPreempted => Asc::RESERVATIONS_PREEMPTED,
             UnitAttention::RegistrationsPreempted => Asc::REGISTRATIONS_PREEMPTED,
             UnitAttention::ReservationsReleased => Asc::RESERVATIONS_RELEASED,
+            UnitAttention::ReportedLunsDataHasChanged => Asc::REPORTED_LUNS_DATA_HAS_CHANGED,
         }
     }
 
