@@ -24,9 +24,9 @@ use core::ops::Range;
 use std::collections::{BTreeMap, VecDeque};
 
 use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter, QueueReason};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason};
 use dve_fp_api::mapping::{RedirectIndex, SideState, StorageDescriptor};
-use dve_fp_api::message::{MappingKey, ToFp};
+use dve_fp_api::message::ToFp;
 
 use super::block_copy::CopyOwner;
 use super::manual_io::RETRY;
@@ -197,15 +197,7 @@ impl ControlPath {
         if let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) {
             r.pieces.pop_front();
         }
-        let key = MappingKey::Extents { vseg, blocks: blocks.clone() };
-        let drain = PendingFilter {
-            vseg: Some(vseg),
-            range: Some((blocks.start, blocks.end - blocks.start)),
-            writes_only: true,
-            ..PendingFilter::default()
-        };
-        let lock =
-            self.revoke(vec![key], vec![drain], Some((vseg, blocks.clone())), AfterRevocation::Reconcile(id));
+        let lock = self.revoke_writes_in(vseg, blocks.clone(), true, AfterRevocation::Reconcile(id));
         if let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) {
             r.step = Some(ReconcileStep { lock, vseg, blocks, copy: None, attempts: 0 });
         }

@@ -7,10 +7,8 @@
 use bytes::Bytes;
 use dve_fp_api::fault::FaultCause;
 use dve_fp_api::ids::{IoTag, LvId, WorkerId};
-use dve_fp_api::io::{
-    DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, PendingFilter, QueueReason, Sense,
-};
-use dve_fp_api::message::{MappingKey, ToFp};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, Sense};
+use dve_fp_api::message::ToFp;
 
 use super::journal::ControlAppend;
 use super::multipath::PathWaiter;
@@ -206,19 +204,7 @@ impl ControlPath {
         if serialize {
             self.counters.manual.serialized_writes += 1;
             for (vseg, range, _) in &pieces {
-                let key = MappingKey::Extents { vseg: *vseg, blocks: range.clone() };
-                let drain = PendingFilter {
-                    vseg: Some(*vseg),
-                    range: Some((range.start, range.end - range.start)),
-                    writes_only: true,
-                    ..PendingFilter::default()
-                };
-                locks.push(self.revoke(
-                    vec![key],
-                    vec![drain],
-                    Some((*vseg, range.clone())),
-                    AfterRevocation::ManualIo(id),
-                ));
+                locks.push(self.revoke_writes_in(*vseg, range.clone(), true, AfterRevocation::ManualIo(id)));
             }
         }
         let has_data = self.manual.get(&id).is_some_and(|op| op.data.is_some());

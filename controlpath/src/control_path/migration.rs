@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
-use dve_fp_api::io::{HostIo, PendingFilter};
+use dve_fp_api::io::HostIo;
 use dve_fp_api::mapping::{
     MirrorSet, Placement, RedirectEntry, RedirectIndex, SideLayout, StorageDescriptor, StripeSet,
 };
-use dve_fp_api::message::{MappingEntry, MappingKey};
+use dve_fp_api::message::MappingEntry;
 
 use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
@@ -412,14 +412,7 @@ impl ControlPath {
             m.barrier = Some((segment, range.clone()));
             m.cursor = (segment, range.end);
         }
-        let drain = PendingFilter {
-            vseg: Some(vseg),
-            range: Some((range.start, range.end - range.start)),
-            writes_only: true,
-            ..PendingFilter::default()
-        };
-        let key = MappingKey::Extents { vseg, blocks: range };
-        self.revoke(vec![key], vec![drain], None, AfterRevocation::MigrationBarrier { lv });
+        self.revoke_writes_in(vseg, range, false, AfterRevocation::MigrationBarrier { lv });
     }
 
     /// Step 2: the barrier is fenced from the fast path; copy it once the control path's

@@ -14,11 +14,11 @@ use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dve_fp_api::ids::{DeviceId, EngineId, LvId, VsegId};
-use dve_fp_api::io::{HostIo, IoKind, PendingFilter};
+use dve_fp_api::io::{HostIo, IoKind};
 use dve_fp_api::mapping::{
     Age, AgeList, RedirectEntry, RedirectIndex, SideState, StorageDescriptor, VsegMap,
 };
-use dve_fp_api::message::{MappingEntry, MappingKey};
+use dve_fp_api::message::MappingEntry;
 
 use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
@@ -520,20 +520,9 @@ impl ControlPath {
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
                 r.stale.pop_front();
             }
-            let key = MappingKey::Extents { vseg, blocks: blocks.clone() };
-            let drain = PendingFilter {
-                vseg: Some(vseg),
-                range: Some((blocks.start, blocks.end - blocks.start)),
-                writes_only: true,
-                ..PendingFilter::default()
-            };
             let step = self.op_id();
-            let lock = self.revoke(
-                vec![key],
-                vec![drain],
-                Some((vseg, blocks.clone())),
-                AfterRevocation::ResyncCopy { lv, step },
-            );
+            let lock =
+                self.revoke_writes_in(vseg, blocks.clone(), true, AfterRevocation::ResyncCopy { lv, step });
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
                 r.step = Some(CopyStep { lock, vseg, blocks, copy: None });
             }

@@ -110,6 +110,26 @@ impl ControlPath {
         id
     }
 
+    /// Revoke the cached extents over `blocks` of `vseg` on every worker and drain the writes
+    /// begun under them; with `lock`, the range stays locked (misses answered QUEUE) until
+    /// [`ControlPath::release_lock`]. How the control path fences a range it writes itself.
+    pub(super) fn revoke_writes_in(
+        &mut self,
+        vseg: VsegId,
+        blocks: Range<u64>,
+        lock: bool,
+        then: AfterRevocation,
+    ) -> u64 {
+        let drain = PendingFilter {
+            vseg: Some(vseg),
+            range: Some((blocks.start, blocks.end - blocks.start)),
+            writes_only: true,
+            ..PendingFilter::default()
+        };
+        let lock = lock.then(|| (vseg, blocks.clone()));
+        self.revoke(vec![MappingKey::Extents { vseg, blocks }], vec![drain], lock, then)
+    }
+
     /// Revoke the redirect tables of `segments` (segment, blocks) and drain their writes
     /// (every I/O unless `writes_only`). The segments stay locked until `then` has run:
     /// meanwhile misses are answered QUEUE and the control path's own writes wait, so no
