@@ -7,8 +7,6 @@ use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
-use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr};
-use dve_wire::fcp_frame::{emit_fcp_cmnd_frame, emit_fcp_rsp_frame};
 use dve_wire::stack::emit_fcoe_frame;
 
 use crate::crc_patch::CrcPatcher;
@@ -62,7 +60,7 @@ pub fn whole_frame_in<P: WireEmit + ?Sized>(
 
 /// A wire builder of whole FCoE frames: [`emit_fcoe_frame`], or one of the fixed-layout
 /// builders the worker uses for the command and the response of every I/O
-/// ([`emit_fcp_cmnd_frame`], [`emit_fcp_rsp_frame`]).
+/// ([`dve_wire::fcp_frame::emit_fcp_cmnd_frame`], [`dve_wire::fcp_frame::emit_fcp_rsp_frame`]).
 pub type FrameBuilder<P> =
     fn(&mut [u8], &EthernetRepr, &FcoeRepr, &FcHeaderRepr, &P) -> dve_wire::Result<usize>;
 
@@ -88,37 +86,6 @@ pub fn built_frame_in<P: ?Sized>(
     let len = build(buf.as_mut_slice(), &ethernet, &fcoe, header, payload).ok()?;
     buf.set_len(len);
     Some(buf.freeze())
-}
-
-/// An FCP_CMND frame with wire's fixed-layout builder.
-pub fn command_frame_in(
-    buf: FrameMut,
-    src: MacAddr,
-    header: &FcHeaderRepr,
-    cmnd: &FcpCmndRepr<'_>,
-    fc_map: u32,
-) -> Option<Frame> {
-    built_frame_in(
-        buf,
-        src,
-        header,
-        FcoeRepr { sof: Sof::I3, eof: Eof::T },
-        cmnd,
-        fc_map,
-        emit_fcp_cmnd_frame,
-    )
-}
-
-/// An FCP_RSP frame with wire's fixed-layout builder (which falls back to the general one
-/// for a response with sense data).
-pub fn response_frame_in(
-    buf: FrameMut,
-    src: MacAddr,
-    header: &FcHeaderRepr,
-    rsp: &FcpRspRepr<'_>,
-    fc_map: u32,
-) -> Option<Frame> {
-    built_frame_in(buf, src, header, FcoeRepr { sof: Sof::I3, eof: Eof::T }, rsp, fc_map, emit_fcp_rsp_frame)
 }
 
 /// A data frame for `header` whose payload is `body` (shared, not copied) followed by

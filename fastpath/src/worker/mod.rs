@@ -16,6 +16,7 @@ pub mod run;
 pub mod state;
 pub mod translate;
 
+use dve_wire::fcp_frame::{emit_fcp_cmnd_frame, emit_fcp_rsp_frame};
 use std::collections::VecDeque;
 
 use dve_fp_api::fault::FaultCause;
@@ -237,6 +238,19 @@ impl Worker {
         payload: &P,
     ) -> Option<Frame> {
         emit::whole_frame_in(self.buffer()?, src, header, sof, eof, payload, self.config.fc_map)
+    }
+
+    /// Emit the command or the response of an I/O (SOFi3, EOFt) with one of wire's
+    /// fixed-layout builders into a recycled or pool buffer.
+    fn fixed_frame<P: ?Sized>(
+        &mut self,
+        src: dve_wire::ethernet::MacAddr,
+        header: &FcHeaderRepr,
+        payload: &P,
+        build: emit::FrameBuilder<P>,
+    ) -> Option<Frame> {
+        let fcoe = dve_wire::fcoe::FcoeRepr { sof: Sof::I3, eof: Eof::T };
+        emit::built_frame_in(self.buffer()?, src, header, fcoe, payload, self.config.fc_map, build)
     }
 
     fn control_frame(&mut self, port: PortId, frame: Frame) {
@@ -640,10 +654,7 @@ impl Worker {
             rx_id: UNASSIGNED_X_ID,
             parameter: 0,
         };
-        let built = self
-            .buffer()
-            .and_then(|buf| emit::command_frame_in(buf, port.mac, &header, &cmnd, self.config.fc_map));
-        let Some(frame) = built else {
+        let Some(frame) = self.fixed_frame(port.mac, &header, &cmnd, emit_fcp_cmnd_frame) else {
             self.down.remove(tag.xid);
             return None;
         };
@@ -814,10 +825,7 @@ impl Worker {
             rx_id: rx,
             parameter: 0,
         };
-        let built = self
-            .buffer()
-            .and_then(|buf| emit::response_frame_in(buf, src, &header, &rsp, self.config.fc_map));
-        if let Some(frame) = built {
+        if let Some(frame) = self.fixed_frame(src, &header, &rsp, emit_fcp_rsp_frame) {
             self.send(port, TxFrame::whole(frame));
         }
     }
