@@ -115,11 +115,6 @@ impl Device {
         self.free_runs.iter().map(|r| r.blocks).fold(tail, u64::max)
     }
 
-    /// Blocks claimed by volumes.
-    pub fn claimed_blocks(&self) -> u64 {
-        self.allocated - self.free_runs.iter().map(|r| r.blocks).sum::<u64>()
-    }
-
     /// Claim `blocks` contiguous blocks: the smallest free run that holds them (so large
     /// runs stay whole for large claims), else above the high-water mark.
     fn claim(&mut self, blocks: u64) -> Result<u64, Error> {
@@ -310,6 +305,11 @@ mod tests {
         }
     }
 
+    /// Blocks claimed by volumes.
+    fn claimed_blocks(d: &Device) -> u64 {
+        d.allocated - d.free_runs.iter().map(|r| r.blocks).sum::<u64>()
+    }
+
     /// The longest stretch of free blocks in the model (a flag per block).
     fn longest_free(model: &[bool]) -> u64 {
         model.split(|claimed| *claimed).map(|run| run.len() as u64).max().unwrap_or(0)
@@ -350,7 +350,7 @@ mod tests {
                     model[lba as usize..(lba + n) as usize].fill(false);
                     prop_assert!(d.release(lba, n).is_err(), "released twice");
                 }
-                prop_assert_eq!(d.claimed_blocks(), model.iter().filter(|c| **c).count() as u64);
+                prop_assert_eq!(claimed_blocks(&d), model.iter().filter(|c| **c).count() as u64);
                 prop_assert!(model[d.allocated as usize..].iter().all(|c| !c), "claims above the mark");
                 for pair in d.free_runs.windows(2) {
                     prop_assert!(pair[0].end() < pair[1].lba, "runs sorted and apart: {:?}", d.free_runs);

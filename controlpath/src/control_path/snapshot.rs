@@ -171,9 +171,7 @@ impl Snapshots {
 
     /// Whether `lv` is a snapshot being taken or completed, or its source.
     pub(super) fn involves(&self, lv: LvId) -> bool {
-        self.active.contains_key(&lv)
-            || self.active.values().any(|a| a.snapshot == lv)
-            || self.groups.values().any(|g| g.contains(&lv))
+        self.active.contains_key(&lv) || self.completing(lv) || self.groups.values().any(|g| g.contains(&lv))
     }
 
     /// A snapshot volume loaded from the metadata store.

@@ -258,7 +258,7 @@ pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::T
     }
 }
 
-/// A task that ended well: every block done.
+/// A task that ended: every block done when DONE, none counted when FAILED.
 fn finished(
     control: &ControlPath,
     id: TaskId,
