@@ -10,7 +10,7 @@ use crate::ethernet::{self, ETHERTYPE_FCOE, EthernetRepr};
 use crate::fc::{self, FcHeaderRepr, f_ctl};
 use crate::fcoe::{self, FcoeRepr};
 use crate::fcp::{CMND_BASE_LEN, FcpCmndRepr, FcpRspRepr, RSP_BASE_LEN, Residual, rsp_flags};
-use crate::stack::emit_fcoe_frame;
+use crate::stack::{emit_fcoe_frame, emit_fcoe_header, seal_fcoe_frame};
 
 /// Where the FC frame starts in an untagged FCoE frame.
 const FC_START: usize = ethernet::HEADER_LEN + fcoe::HEADER_LEN;
@@ -33,20 +33,8 @@ fn envelope(b: &mut [u8], ethernet: &EthernetRepr, fcoe: &FcoeRepr, header: &FcH
     b[0..6].copy_from_slice(&ethernet.dst_addr.0);
     b[6..12].copy_from_slice(&ethernet.src_addr.0);
     b[12..14].copy_from_slice(&ETHERTYPE_FCOE.to_be_bytes());
-    b[14] = fcoe::VERSION << 4;
-    b[15..FC_START - 1].fill(0);
-    b[FC_START - 1] = fcoe.sof.code();
+    emit_fcoe_header(b, ethernet::HEADER_LEN, fcoe.sof);
     Ok(())
-}
-
-/// Writes the CRC over the FC frame and the FCoE trailer after it.
-#[inline]
-fn seal(b: &mut [u8], fcoe: &FcoeRepr) {
-    let fc_end = b.len() - fcoe::TRAILER_LEN;
-    let crc = fcoe::fc_crc(&b[FC_START..fc_end]);
-    b[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
-    b[fc_end + 4] = fcoe.eof.code();
-    b[fc_end + 5..].fill(0);
 }
 
 /// Writes an FCoE frame carrying `cmnd`, as [`emit_fcoe_frame`] does; returns its length.
@@ -72,7 +60,7 @@ pub fn emit_fcp_cmnd_frame(
     cdb[..cmnd.cdb.len()].copy_from_slice(cmnd.cdb);
     p[12..28].copy_from_slice(&cdb);
     p[28..32].copy_from_slice(&cmnd.fcp_dl.to_be_bytes());
-    seal(b, fcoe);
+    seal_fcoe_frame(b, FC_START, fcoe.eof);
     Ok(CMND_FRAME_LEN)
 }
 
@@ -101,7 +89,7 @@ pub fn emit_fcp_rsp_frame(
     p[10] = resid_flag | if rsp.confirm_requested { rsp_flags::CONF_REQ } else { 0 };
     p[11] = rsp.scsi_status;
     p[12..16].copy_from_slice(&resid.to_be_bytes());
-    seal(b, fcoe);
+    seal_fcoe_frame(b, FC_START, fcoe.eof);
     Ok(RSP_FRAME_LEN)
 }
 

@@ -326,14 +326,30 @@ pub fn emit_fcoe_frame<P: WireEmit + ?Sized>(
         return Err(Error::BadLength { what: "emitted FC payload", expected: plen, found: written });
     }
     buf[payload_start + plen..fc_end].fill(0);
+    emit_fcoe_header(buf, eth_len, fcoe.sof);
+    seal_fcoe_frame(buf, fc_start, fcoe.eof);
+    Ok(len)
+}
+
+/// Writes the FCoE header after an Ethernet header of `eth_len` bytes: version, reserved
+/// bytes and SOF.
+#[inline]
+pub(crate) fn emit_fcoe_header(buf: &mut [u8], eth_len: usize, sof: fcoe::Sof) {
+    let fc_start = eth_len + fcoe::HEADER_LEN;
     buf[eth_len..fc_start - 1].fill(0);
     buf[eth_len] = fcoe::VERSION << 4;
-    buf[fc_start - 1] = fcoe.sof.code();
+    buf[fc_start - 1] = sof.code();
+}
+
+/// Writes the CRC of the FC frame from `fc_start` to the trailer, and the trailer (CRC, EOF,
+/// reserved bytes), which takes the last bytes of `buf`.
+#[inline]
+pub(crate) fn seal_fcoe_frame(buf: &mut [u8], fc_start: usize, eof: fcoe::Eof) {
+    let fc_end = buf.len() - fcoe::TRAILER_LEN;
     let crc = fcoe::fc_crc(&buf[fc_start..fc_end]);
     buf[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
-    buf[fc_end + 4] = fcoe.eof.code();
+    buf[fc_end + 4] = eof.code();
     buf[fc_end + 5..].fill(0);
-    Ok(len)
 }
 
 /// Length of the Ethernet frame [`emit_fip_frame`] writes (padded to the Ethernet minimum).
