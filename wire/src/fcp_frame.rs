@@ -1,15 +1,18 @@
-//! Whole FCoE frames of the two shapes every I/O carries: an FCP_CMND whose CDB fits 16
-//! bytes and an FCP_RSP with neither sense nor response information, untagged. They are
-//! written at fixed offsets, byte for byte what [`emit_fcoe_frame`] writes for the same
-//! arguments: a switch builds one of each per I/O, and the general builder's layered length
-//! and room checks cost more than the bytes. Any other shape goes to [`emit_fcoe_frame`].
+//! Whole FCoE frames of the shapes every I/O carries: an FCP_CMND whose CDB fits 16 bytes, an
+//! FCP_XFER_RDY (every write) and an FCP_RSP with neither sense nor response information,
+//! untagged. They are written at fixed offsets, byte for byte what [`emit_fcoe_frame`] writes
+//! for the same arguments: a switch builds one of each per I/O, and the general builder's
+//! layered length and room checks cost more than the bytes. Any other shape goes to
+//! [`emit_fcoe_frame`].
 
 use crate::emit::WireEmit;
 use crate::error::Result;
 use crate::ethernet::{self, ETHERTYPE_FCOE, EthernetRepr};
 use crate::fc::{self, FcHeaderRepr, f_ctl};
 use crate::fcoe::{self, FcoeRepr};
-use crate::fcp::{CMND_BASE_LEN, FcpCmndRepr, FcpRspRepr, RSP_BASE_LEN, Residual, rsp_flags};
+use crate::fcp::{
+    CMND_BASE_LEN, FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, RSP_BASE_LEN, Residual, XFER_RDY_LEN, rsp_flags,
+};
 use crate::stack::{emit_fcoe_frame, emit_fcoe_header, seal_fcoe_frame};
 
 /// Where the FC frame starts in an untagged FCoE frame.
@@ -23,6 +26,9 @@ pub const CMND_FRAME_LEN: usize = PAYLOAD_START + CMND_BASE_LEN + fcoe::TRAILER_
 
 /// Bytes of an untagged FCoE frame carrying an FCP_RSP without sense or response information.
 pub const RSP_FRAME_LEN: usize = PAYLOAD_START + RSP_BASE_LEN + fcoe::TRAILER_LEN;
+
+/// Bytes of an untagged FCoE frame carrying an FCP_XFER_RDY.
+pub const XFER_RDY_FRAME_LEN: usize = PAYLOAD_START + XFER_RDY_LEN + fcoe::TRAILER_LEN;
 
 /// Writes the Ethernet and FCoE headers and the FC header (no fill bytes: both fixed payloads
 /// are whole words) of an untagged frame.
@@ -91,6 +97,26 @@ pub fn emit_fcp_rsp_frame(
     p[12..16].copy_from_slice(&resid.to_be_bytes());
     seal_fcoe_frame(b, FC_START, fcoe.eof);
     Ok(RSP_FRAME_LEN)
+}
+
+/// Writes an FCoE frame carrying `ready`, as [`emit_fcoe_frame`] does; returns its length.
+pub fn emit_fcp_xfer_rdy_frame(
+    buf: &mut [u8],
+    ethernet: &EthernetRepr,
+    fcoe: &FcoeRepr,
+    header: &FcHeaderRepr,
+    ready: &FcpXferRdyRepr,
+) -> Result<usize> {
+    let Some(b) = buf.get_mut(..XFER_RDY_FRAME_LEN).filter(|_| ethernet.vlan.is_none()) else {
+        return emit_fcoe_frame(buf, ethernet, fcoe, header, ready);
+    };
+    envelope(b, ethernet, fcoe, header)?;
+    let p = &mut b[PAYLOAD_START..PAYLOAD_START + XFER_RDY_LEN];
+    p[0..4].copy_from_slice(&ready.data_ro.to_be_bytes());
+    p[4..8].copy_from_slice(&ready.burst_len.to_be_bytes());
+    p[8..12].fill(0);
+    seal_fcoe_frame(b, FC_START, fcoe.eof);
+    Ok(XFER_RDY_FRAME_LEN)
 }
 
 #[cfg(test)]
@@ -193,6 +219,25 @@ mod tests {
             same(
                 |buf| emit_fcp_rsp_frame(buf, &eth, &fcoe, &h, &rsp),
                 |buf| emit_fcoe_frame(buf, &eth, &fcoe, &h, &rsp),
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn transfer_readies_match_the_general_builder(
+            d_id in 0u32..0x0200_0000, s_id in 0u32..0x0100_0000, f_ctl in 0u32..0x0200_0000,
+            ids: (u16, u16), seq: (u8, u16), parameter: u32, data_ro: u32, burst_len: u32,
+            vlan in proptest::option::of(0u16..4095), room in 0usize..96,
+        ) {
+            let h = header(d_id, s_id, f_ctl, ids, seq, parameter);
+            let ready = FcpXferRdyRepr { data_ro, burst_len };
+            let eth = ethernet(vlan);
+            let fcoe = FcoeRepr { sof: Sof::I3, eof: Eof::T };
+            // Short buffers too: both builders must refuse exactly the same ones.
+            same(
+                |buf| emit_fcp_xfer_rdy_frame(&mut buf[..room], &eth, &fcoe, &h, &ready),
+                |buf| emit_fcoe_frame(&mut buf[..room], &eth, &fcoe, &h, &ready),
             );
         }
     }

@@ -12,6 +12,7 @@ use dve_fp_api::message::ToCp;
 use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::FcpXferRdyRepr;
+use dve_wire::fcp_frame::emit_fcp_xfer_rdy_frame;
 
 use super::emit::{self, FC_HEADER};
 use super::state::{DownOwner, HostPiece, UpState};
@@ -134,7 +135,7 @@ impl Worker {
             parameter: 0,
         };
         let ready = FcpXferRdyRepr { data_ro: ro, burst_len: len };
-        if let Some(frame) = self.whole_frame(src, &header, Sof::I3, Eof::T, &ready) {
+        if let Some(frame) = self.fixed_frame(src, &header, &ready, emit_fcp_xfer_rdy_frame) {
             self.send(port, TxFrame::whole(frame));
         }
     }

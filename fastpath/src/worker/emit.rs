@@ -59,8 +59,9 @@ pub fn whole_frame_in<P: WireEmit + ?Sized>(
 }
 
 /// A wire builder of whole FCoE frames: [`emit_fcoe_frame`], or one of the fixed-layout
-/// builders the worker uses for the command and the response of every I/O
-/// ([`dve_wire::fcp_frame::emit_fcp_cmnd_frame`], [`dve_wire::fcp_frame::emit_fcp_rsp_frame`]).
+/// builders the worker uses for the command, the transfer-ready and the response of an I/O
+/// ([`dve_wire::fcp_frame::emit_fcp_cmnd_frame`], [`dve_wire::fcp_frame::emit_fcp_xfer_rdy_frame`],
+/// [`dve_wire::fcp_frame::emit_fcp_rsp_frame`]).
 pub type FrameBuilder<P> =
     fn(&mut [u8], &EthernetRepr, &FcoeRepr, &FcHeaderRepr, &P) -> dve_wire::Result<usize>;
 

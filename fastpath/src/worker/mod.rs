@@ -240,7 +240,7 @@ impl Worker {
         emit::whole_frame_in(self.buffer()?, src, header, sof, eof, payload, self.config.fc_map)
     }
 
-    /// Emit the command or the response of an I/O (SOFi3, EOFt) with one of wire's
+    /// Emit the command, transfer-ready or response of an I/O (SOFi3, EOFt) with one of wire's
     /// fixed-layout builders into a recycled or pool buffer.
     fn fixed_frame<P: ?Sized>(
         &mut self,
