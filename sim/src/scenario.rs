@@ -406,6 +406,8 @@ pub enum ActionKind {
     Migrate,
     /// Resynchronize a mirror.
     Resync,
+    /// Add a mirror side on a disk (a single-disk linear volume becomes a mirror).
+    AddMirrorSide,
     /// Replicate a journaled volume asynchronously to a disk.
     Replicate,
     /// Kill an engine (its fast path and control path stop at once).
@@ -436,6 +438,7 @@ impl ActionKind {
             ActionKind::GroupSnapshot => "group-snapshot",
             ActionKind::Migrate => "migrate",
             ActionKind::Resync => "resync",
+            ActionKind::AddMirrorSide => "add-mirror-side",
             ActionKind::Replicate => "replicate",
             ActionKind::KillEngine => "kill-engine",
             ActionKind::RestartEngine => "restart-engine",
@@ -804,6 +807,13 @@ pub enum EventAction {
         volume: usize,
         /// Only this disk, if given.
         disk: Option<usize>,
+    },
+    /// Add a mirror side to a volume.
+    AddMirrorSide {
+        /// Index of the volume.
+        volume: usize,
+        /// The new side's disk.
+        disk: usize,
     },
     /// Replicate a journaled volume asynchronously.
     Replicate {
@@ -1979,6 +1989,42 @@ impl<'a> Builder<'a> {
                 };
                 EventAction::Resync { volume, disk }
             }
+            ActionKind::AddMirrorSide => {
+                let volume = volume_of(self)?;
+                let spec = &volumes[volume];
+                let current = &current_disks[volume];
+                let takes_a_side = match spec.layout.kind() {
+                    LayoutKind::Mirror => current.len() < 8,
+                    LayoutKind::Linear => current.len() == 1,
+                    _ => false,
+                };
+                if !takes_a_side {
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    return Err(self.source.error_at(
+                        at,
+                        format!(
+                            "add-mirror-side needs a mirror of fewer than 8 sides or a linear volume on \
+                             one disk; `{}` is {} on {} disk(s)",
+                            spec.name,
+                            spec.layout.kind().name(),
+                            current.len()
+                        ),
+                    ));
+                }
+                let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
+                let disk = self.lookup(&self.disks, "disk", reference)?;
+                if current.contains(&disk) {
+                    return Err(self.source.error(
+                        reference,
+                        format!("disk `{}` already holds volume `{}`", reference.get_ref(), spec.name),
+                    ));
+                }
+                let what = format!("the new mirror side of `{}`", spec.name);
+                self.allocate(disks, disk, spec.size_blocks(), &what, reference)?;
+                current_disks[volume].push(disk);
+                EventAction::AddMirrorSide { volume, disk }
+            }
             ActionKind::Replicate => {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
@@ -2069,11 +2115,14 @@ impl<'a> Builder<'a> {
                 | FailPath
                 | RestorePath
                 | Resync
+                | AddMirrorSide
                 | Replicate
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
-        let volume_ok =
-            matches!(kind, Snapshot | Migrate | Resync | Replicate | SplitSegment | MergeSegments);
+        let volume_ok = matches!(
+            kind,
+            Snapshot | Migrate | Resync | AddMirrorSide | Replicate | SplitSegment | MergeSegments
+        );
         let checks: [(Option<Range<usize>>, bool, &str); 10] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
@@ -2147,6 +2196,9 @@ fn describe(
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: Some(side) } => {
             format!("{} ({})", volume(*index), disk(*side))
+        }
+        EventAction::AddMirrorSide { volume: index, disk: side } => {
+            format!("{} on {}", volume(*index), disk(*side))
         }
         EventAction::Replicate { volume: index, disk: replica, interval_ms, .. } => {
             format!("{} to {} (consistency point every {interval_ms} ms)", volume(*index), disk(*replica))

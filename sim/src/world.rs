@@ -1243,6 +1243,7 @@ impl<'a> World<'a> {
                 self.black_hole(*node, *path, !restore)
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
+            EventAction::AddMirrorSide { volume, disk } => self.add_mirror_side(*volume, *disk),
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
             EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
             EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
@@ -1709,6 +1710,32 @@ impl<'a> World<'a> {
         } else {
             format!("resync running: {} stale extents to copy", running.iter().map(|r| r.total).sum::<u64>())
         }
+    }
+
+    /// Add a mirror side on `disk`; the resync that copies the volume onto it is a flow.
+    fn add_mirror_side(&mut self, volume: usize, disk: usize) -> String {
+        let scenario = self.scenario;
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
+        };
+        let control = self.engines[e].switch.control_mut();
+        let added = control
+            .device_of(Wwn(scenario.disks[disk].port_wwpn(0)))
+            .and_then(|device| control.add_mirror_side(lv, device));
+        let outcome = match added {
+            Ok(side) => {
+                self.open_flow(
+                    e,
+                    format!("new side {side} of {}", scenario.volumes[volume].name),
+                    FlowEnd::Resync(lv, side),
+                );
+                format!("side {side} added: the whole volume is copied onto it")
+            }
+            Err(err) => format!("refused: {err}"),
+        };
+        self.engine_settle(e);
+        outcome
     }
 
     /// Every mirror whose sides are all current must hold the same bytes on each side (seed

@@ -539,3 +539,90 @@ fn a_hidden_volume_is_deleted_and_its_space_claimed_again() {
         assert_eq!(volumes().await.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["c"]);
     });
 }
+
+#[test]
+fn mirror_sides_are_added_online_and_bad_additions_say_why_and_change_nothing() {
+    let (runtime, engine, mut client) = start(4);
+    runtime.block_on(async {
+        client.create_volume(create("lin", 4096, linear(&disk(0)))).await.expect("lin");
+        client.create_volume(create("mir", 4096, mirror(&[disk(1), disk(2)]))).await.expect("mir");
+        let stripe = pb::Layout {
+            kind: Some(pb::layout::Kind::Stripe(pb::Stripe {
+                unit_blocks: 64,
+                members: [disk(1), disk(2)]
+                    .iter()
+                    .map(|d| pb::Placement { device_id: d.clone(), start_lba: 0 })
+                    .collect(),
+            })),
+        };
+        client.create_volume(create("str", 4096, stripe.clone())).await.expect("str");
+        let lister = client.clone();
+        let volumes = || {
+            let mut lister = lister.clone();
+            async move { lister.list_volumes(pb::Empty {}).await.expect("volumes").into_inner() }
+        };
+        let before = volumes().await;
+        let add = |volume: &str, segment: u64, side: Option<pb::Layout>| pb::AddMirrorSideRequest {
+            volume: volume.into(),
+            segment,
+            side,
+        };
+        let cases = [
+            ("no volume name", add("", 0, Some(linear(&disk(3)))), Code::InvalidArgument, "volume"),
+            ("an unknown volume", add("nope", 0, Some(linear(&disk(3)))), Code::NotFound, "nope"),
+            ("no side", add("lin", 0, None), Code::InvalidArgument, "side"),
+            ("one segment", add("lin", 1, Some(linear(&disk(3)))), Code::Unimplemented, "segment"),
+            ("a striped side", add("lin", 0, Some(stripe.clone())), Code::Unimplemented, "side"),
+            (
+                "an unknown device",
+                add("lin", 0, Some(linear(&wwpn(0x2200_0000_0000_0999)))),
+                Code::NotFound,
+                "22:00",
+            ),
+            (
+                "a device it is on",
+                add("mir", 0, Some(linear(&disk(2)))),
+                Code::InvalidArgument,
+                "already holds",
+            ),
+            ("a stripe set", add("str", 0, Some(linear(&disk(3)))), Code::Unimplemented, "stripe"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.add_mirror_side(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+            assert_eq!(volumes().await, before, "{what} changed a volume");
+        }
+
+        // A linear volume becomes a mirror whose new side resynchronizes; a second addition
+        // waits for it to end.
+        let task =
+            client.add_mirror_side(add("lin", 0, Some(linear(&disk(3))))).await.expect("added").into_inner();
+        assert_eq!(task.kind, "resync", "{task:?}");
+        let busy = client.add_mirror_side(add("lin", 0, Some(linear(&disk(1))))).await.expect_err("busy");
+        assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+        let lin = client.get_volume(pb::VolumeRef { name: "lin".into() }).await.expect("lin").into_inner();
+        let pb::layout::Kind::Mirror(m) = layout_kind(&lin.segments[0]) else {
+            panic!("not a mirror: {lin:?}")
+        };
+        assert_eq!(m.sides.len(), 2);
+        let lv = engine.with_control(|c| c.volume_named("lin").expect("lin"));
+        let done = engine.lock().run_until(5_000_000_000, |b| b.switch.control().resyncs().is_empty());
+        assert!(done, "the new side is copied");
+        let states = engine.with_control(|c| c.volume(lv).map(|v| v.record.side_states.clone()));
+        assert_eq!(states, Some(vec![dve_fp_api::mapping::SideState::Alive; 2]));
+        // And a mirror takes a third side.
+        client.add_mirror_side(add("mir", 0, Some(linear(&disk(3))))).await.expect("third side");
+        let done = engine.lock().run_until(5_000_000_000, |b| b.switch.control().resyncs().is_empty());
+        assert!(done, "the third side is copied");
+        let mir = client.get_volume(pb::VolumeRef { name: "mir".into() }).await.expect("mir").into_inner();
+        let pb::layout::Kind::Mirror(m) = layout_kind(&mir.segments[0]) else {
+            panic!("not a mirror: {mir:?}")
+        };
+        assert_eq!(m.sides.len(), 3);
+    });
+}

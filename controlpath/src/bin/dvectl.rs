@@ -163,6 +163,15 @@ enum VolumeCommand {
         /// The volume.
         name: String,
     },
+    /// Add a mirror side on one device (a single-device linear volume becomes a mirror); the
+    /// whole volume is copied onto it online, as a resync task.
+    AddSide {
+        /// The volume.
+        name: String,
+        /// The device (target WWPN) of the new side.
+        #[arg(long)]
+        device: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -483,6 +492,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Volume(VolumeCommand::Delete { name }) => {
             client.delete_volume(pb::VolumeRef { name: name.clone() }).await?;
             println!("{name} deleted; its space is free once every worker has let go of it");
+        }
+        Command::Volume(VolumeCommand::AddSide { name, device }) => {
+            let request = pb::AddMirrorSideRequest { volume: name, segment: 0, side: Some(linear(&device)) };
+            print_tasks(&[client.add_mirror_side(request).await?.into_inner()]);
         }
         Command::Snapshot(SnapshotCommand::Create { source, name, writable }) => {
             let request = pb::CreateSnapshotRequest {

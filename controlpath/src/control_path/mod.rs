@@ -19,6 +19,7 @@ mod replication;
 mod restart;
 mod revocation;
 mod scsi_queue;
+mod side_addition;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

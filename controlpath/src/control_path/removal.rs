@@ -67,6 +67,12 @@ impl ControlPath {
         if let Some(d) = dependent {
             return refuse(format!("{} reads through it", d.record.name));
         }
+        self.work_on(lv).and_then(|why| refuse(why.to_string()))
+    }
+
+    /// Why volume `lv` is not at rest (a task, a data service or the control path's own I/O
+    /// uses it), if it is not: what deleting a volume or adding a mirror side waits for.
+    pub(super) fn work_on(&self, lv: LvId) -> Option<&'static str> {
         let tasks = [
             (self.migrations.involves(lv), "it is migrating"),
             (self.snapshots.involves(lv), "a snapshot of it (or it, a snapshot) is still completing"),
@@ -77,7 +83,7 @@ impl ControlPath {
             (self.leg_timeouts.involves(lv), "a range of its mirror is being reconciled"),
             (self.has_manual_io_on(lv) || self.scsi.has_commands_of(lv), "the control path runs I/O on it"),
         ];
-        tasks.into_iter().find(|(busy, _)| *busy).and_then(|(_, why)| refuse(why.to_string()))
+        tasks.into_iter().find(|(busy, _)| *busy).map(|(_, why)| why)
     }
 
     /// Delete volume `lv` (management API): it must be hidden, and neither take part in a

@@ -9,9 +9,9 @@
 //! function, [`status::status_of`]. A refused request changes nothing: the control path
 //! checks every claim before making any and rolls back a failed commit.
 //!
-//! The RPC the control path does not support yet (`AddMirrorSide`) answers `UNIMPLEMENTED`
-//! with a message naming what is missing; so do deleting a snapshot, an incremental or a
-//! journaled volume, and cancelling a task.
+//! What the control path does not support yet answers `UNIMPLEMENTED` with a message naming
+//! what is missing: deleting an incremental or a journaled volume, cancelling a task, adding
+//! a mirror side to one segment only or a side that is not one device.
 //!
 //! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
 //! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
@@ -412,13 +412,35 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         Ok(Response::new(task))
     }
 
+    /// The side is a linear layout on one device (named by target port name); it is added to
+    /// every segment, and the task returned is the side's resync, which copies the whole
+    /// volume onto it.
     async fn add_mirror_side(
         &self,
-        _request: Request<pb::AddMirrorSideRequest>,
+        request: Request<pb::AddMirrorSideRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        Err(not_supported(
-            "AddMirrorSide: the control path cannot add a side to a mirror (only resync a dead one)",
-        ))
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        if r.segment != 0 {
+            return Err(not_supported(
+                "adding a side to one segment (segment): mirror sides span the whole volume; leave it 0",
+            ));
+        }
+        let target = match LayoutRequest::parse("side", r.side.as_ref())? {
+            LayoutRequest::Linear(target) => target,
+            _ => {
+                return Err(not_supported(
+                    "a side that is not one device (side): a mirror's sides are single devices; give side.linear",
+                ));
+            }
+        };
+        let task = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            let device = c.device_of(target)?;
+            let side = c.add_mirror_side(lv, device)?;
+            task_of(c, TaskId::Resync(lv, side as u16))
+        })?;
+        Ok(Response::new(task))
     }
 
     /// The replica is named by the port name of the target that holds it (a volume of the
