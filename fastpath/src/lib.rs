@@ -4,7 +4,7 @@
 //!
 //! Modules: the worker core and its poll loop ([`worker`]), exchange tables ([`exchange`]),
 //! the per-worker mapping cache ([`cache`]), incremental FC CRC updates ([`crc_patch`]) and
-//! the software port with fault hooks ([`port`]).
+//! the ports ([`port`]): software cables with fault hooks, and DPDK ethdevs (feature `dpdk`).
 
 // `unsafe` is denied in the package and forbidden here, module by module, so that only the
 // DPDK port (`port::dpdk`, feature `dpdk`) can allow it.

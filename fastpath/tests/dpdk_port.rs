@@ -2,7 +2,7 @@
 //! to its own receive queue: frames come back byte for byte, a gathered frame arrives whole,
 //! a burst larger than the ring leaves the refused frames with the caller, a full-size FCoE
 //! frame (more than a default 2 KiB mbuf) survives, and unknown devices, a second opening and
-//! a second EAL initialisation are clear errors.
+//! a second EAL initialisation are clear errors, and a closed device is gone.
 //!
 //! Every test initialises EAL with the same arguments and opens a device of its own, so the
 //! tests pass both one per process (nextest) and as threads of one process (`cargo test`).
@@ -214,6 +214,9 @@ fn unknown_devices_and_a_second_opening_are_clear_errors() {
     let error = DpdkPort::open(&eal, EthDevice::Id(port.dpdk_port()), config()).unwrap_err();
     assert_eq!(error, DpdkError::PortInUse { port: port.dpdk_port(), name: "net_ring4".into() });
     assert!(error.to_string().contains("already open"), "{error}");
+    drop(port);
+    let error = DpdkPort::open(&eal, "net_ring4", config()).unwrap_err();
+    assert!(matches!(error, DpdkError::NoSuchDevice { .. }), "a closed device is released: {error:?}");
 }
 
 #[test]

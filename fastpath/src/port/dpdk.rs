@@ -10,8 +10,9 @@
 //! reference count taken by `Frame::clone` through `rte_mbuf_refcnt_update`, the mbuf freed
 //! with the last reference), and on transmit a chain of an mbuf for the head and indirect
 //! mbufs attached to the shared body (`rte_pktmbuf_attach`), which every NIC queue must
-//! accept as multi-segment. A copy of a 2 KiB frame is cheap beside a poll loop's other work
-//! on the machines this first version runs on; docs/PERFORMANCE.md has no DPDK figures yet.
+//! accept as multi-segment. This first version pays one copy of at most [`FRAME_CAPACITY`]
+//! bytes per frame each way instead, which nobody has measured yet (docs/PERFORMANCE.md has
+//! no DPDK figures).
 //!
 //! **Threads.** `rte_eal_init` pins the calling thread to the main lcore's CPUs, and every
 //! thread that thread creates afterwards inherits the pinning. Create other threads (the
@@ -104,9 +105,9 @@ pub enum DpdkError {
         /// The ethdev's name.
         name: String,
     },
-    /// A DPDK call setting the port up failed.
+    /// A DPDK call on the port failed.
     #[error("{call} failed on DPDK port {port} ({name}): {reason}")]
-    PortSetup {
+    PortCall {
         /// The DPDK function.
         call: &'static str,
         /// The DPDK port id.
@@ -394,7 +395,8 @@ impl fmt::Debug for DpdkPort {
 impl DpdkPort {
     /// Open `device`: configure one receive and one transmit queue, the mbuf pool behind
     /// them, an MTU that lets a whole FCoE frame in, promiscuous mode (FCoE's fabric-provided
-    /// MAC addresses are not the NIC's own), and start it. Stopped and closed on drop.
+    /// MAC addresses are not the NIC's own), and start it. Stopped and closed on drop; DPDK
+    /// then releases the device, which cannot be opened again in this process.
     pub fn open(
         eal: &Eal,
         device: impl Into<EthDevice>,
@@ -684,5 +686,5 @@ fn error_text(errnum: c_int) -> String {
 
 /// A failed setup call; `ret` is the negative errno DPDK functions return.
 fn setup_error(call: &'static str, port: u16, name: &str, ret: c_int) -> DpdkError {
-    DpdkError::PortSetup { call, port, name: name.to_owned(), reason: error_text(-ret) }
+    DpdkError::PortCall { call, port, name: name.to_owned(), reason: error_text(-ret) }
 }
