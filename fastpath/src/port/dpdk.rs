@@ -261,7 +261,7 @@ impl Eal {
         };
         let pool = NonNull::new(raw)
             .map(MbufPool)
-            .ok_or_else(|| setup_error("rte_pktmbuf_pool_create", port, name, -rte_errno()))?;
+            .ok_or_else(|| call_error("rte_pktmbuf_pool_create", port, name, -rte_errno()))?;
         pools.insert(port, pool);
         Ok(pool)
     }
@@ -406,7 +406,7 @@ impl DpdkPort {
         let name = port_name(port);
         let claim = eal.claim(port, &name)?;
         let check = |call: &'static str, ret: c_int| {
-            if ret < 0 { Err(setup_error(call, port, &name, ret)) } else { Ok(()) }
+            if ret < 0 { Err(call_error(call, port, &name, ret)) } else { Ok(()) }
         };
 
         let mut info = sys::rte_eth_dev_info::default();
@@ -446,7 +446,7 @@ impl DpdkPort {
         if promiscuous < 0 && promiscuous != -ENOTSUP {
             // SAFETY: plain call on a started port; undoes the start above.
             unsafe { sys::rte_eth_dev_stop(port) };
-            return Err(setup_error("rte_eth_promiscuous_enable", port, &name, promiscuous));
+            return Err(call_error("rte_eth_promiscuous_enable", port, &name, promiscuous));
         }
         Ok(DpdkPort {
             id: config.id,
@@ -482,7 +482,7 @@ impl DpdkPort {
         // SAFETY: mac is a valid place for the address for the call.
         let ret = unsafe { sys::rte_eth_macaddr_get(self.port, &mut mac) };
         if ret < 0 {
-            return Err(setup_error("rte_eth_macaddr_get", self.port, &self.name, ret));
+            return Err(call_error("rte_eth_macaddr_get", self.port, &self.name, ret));
         }
         Ok(MacAddr(mac.addr_bytes))
     }
@@ -684,7 +684,7 @@ fn error_text(errnum: c_int) -> String {
     format!("{} (errno {errnum})", text.to_string_lossy())
 }
 
-/// A failed setup call; `ret` is the negative errno DPDK functions return.
-fn setup_error(call: &'static str, port: u16, name: &str, ret: c_int) -> DpdkError {
+/// A failed DPDK call on a port; `ret` is the negative errno DPDK functions return.
+fn call_error(call: &'static str, port: u16, name: &str, ret: c_int) -> DpdkError {
     DpdkError::PortCall { call, port, name: name.to_owned(), reason: error_text(-ret) }
 }
