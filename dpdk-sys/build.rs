@@ -26,10 +26,16 @@ mod dpdk {
         shim.compile("dve_dpdk_shim");
         let mut builder = bindgen::Builder::default()
             .header("shim/shim.h")
-            .allowlist_function("rte_.*|dve_shim_.*")
-            .allowlist_type("rte_.*")
+            // What the DPDK port uses (EAL, ethdev, mbufs and mempools), and the types they
+            // reach. Allowing every `rte_` type would pull in rte_flow's protocol headers,
+            // some of which bindgen cannot express (packed structs holding aligned ones).
+            .allowlist_function(
+                "rte_eal_.*|rte_strerror|rte_socket_id|rte_eth_.*|rte_pktmbuf_.*|rte_mempool_.*|dve_shim_.*",
+            )
+            .allowlist_type("rte_eth_.*|rte_mbuf|rte_mempool|rte_ether_addr")
             .allowlist_var("RTE_.*")
             .derive_debug(true)
+            .derive_default(true)
             .layout_tests(false)
             .clang_arg("-march=native");
         for path in &lib.include_paths {

@@ -13,5 +13,7 @@ struct rte_mbuf *dve_shim_pktmbuf_alloc(struct rte_mempool *pool);
 void dve_shim_pktmbuf_free(struct rte_mbuf *m);
 void *dve_shim_pktmbuf_data(struct rte_mbuf *m);
 uint16_t dve_shim_pktmbuf_data_len(const struct rte_mbuf *m);
+uint32_t dve_shim_pktmbuf_pkt_len(const struct rte_mbuf *m);
+struct rte_mbuf *dve_shim_pktmbuf_next(const struct rte_mbuf *m);
 char *dve_shim_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 int dve_shim_errno(void);

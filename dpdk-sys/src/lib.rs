@@ -3,8 +3,18 @@
 //! on, so the workspace builds on machines without `libdpdk-dev`.
 
 #[cfg(feature = "dpdk")]
-#[allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, unsafe_code)]
-#[allow(clippy::all)]
+// Generated code: C naming, unions bindgen cannot derive `Debug` for, and its own unsafe
+// helpers, written without per-operation blocks or SAFETY comments.
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    missing_debug_implementations
+)]
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 mod bindings {
     include!(concat!(env!("OUT_DIR"), "/dpdk_bindings.rs"));
 }
