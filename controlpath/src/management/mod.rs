@@ -13,9 +13,9 @@
 //! with a message naming what is missing; so do deleting a snapshot, an incremental or a
 //! journaled volume, and cancelling a task.
 //!
-//! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
-//! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
-//! zero-latency bench engine; `dvectl` is the client.
+//! `dved` serves it over the running engine (`crate::daemon::access::ControlAccess`); the
+//! scenario test `tests/tests/management_grpc.rs` serves it over the zero-latency bench
+//! engine. `dvectl` is the client.
 
 pub mod reply;
 pub mod request;
