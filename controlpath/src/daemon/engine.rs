@@ -297,6 +297,16 @@ impl EngineRuntime {
     }
 }
 
+/// An engine dropped without [`EngineRuntime::shutdown`] (a test that failed half-way) still
+/// stops: its workers leave their loops and its tasks end at their next step. Nothing is
+/// joined, so the store closes when the last task lets go of the engine.
+impl Drop for EngineRuntime {
+    fn drop(&mut self) {
+        self.stop_workers.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
+    }
+}
+
 /// SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() -> Result<(), DaemonError> {
     let os = |source| DaemonError::Os { what: "listening for SIGTERM".into(), source };
