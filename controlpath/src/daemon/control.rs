@@ -201,3 +201,39 @@ pub async fn run_control(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dve_fp_api::ids::RequestId;
+    use dve_fp_api::transport::fp_channel;
+
+    fn query(n: u64) -> ToFp {
+        ToFp::QueryStatistics { req: RequestId(n) }
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_downcalls_in_order_until_there_is_room() {
+        let (fp, cp) = fp_channel(2);
+        let (events, _) = broadcast::channel(4);
+        let control = ControlPath::new(crate::ControlPathConfig::new(1, 1, 1));
+        let mut engine = Engine::new(control, vec![Arc::new(cp)], events);
+        engine.links[0].waiting.extend((0..5).map(query));
+        assert!(engine.settle(), "three wait for room");
+        assert_eq!(engine.waiting(), [3]);
+        let mut received = Vec::new();
+        received.extend(fp.try_recv());
+        assert!(engine.settle());
+        while let Some(message) = fp.try_recv() {
+            received.push(message);
+            engine.settle();
+        }
+        assert!(!engine.has_waiting());
+        assert_eq!(received, (0..5).map(query).collect::<Vec<_>>(), "every downcall, in order");
+
+        drop(fp);
+        engine.links[0].waiting.push_back(query(5));
+        assert!(!engine.settle(), "a worker that is gone takes nothing more");
+        assert_eq!(engine.undeliverable, 1);
+    }
+}
