@@ -222,10 +222,7 @@ impl EngineRuntime {
                 return self.shutdown().await;
             };
             tokio::select! {
-                signal = shutdown_signal() => {
-                    signal?;
-                    None
-                }
+                signal = shutdown_signal() => signal.err(),
                 served = server => {
                     self.server = None;
                     Some(match served {
