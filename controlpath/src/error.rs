@@ -57,6 +57,9 @@ pub enum Error {
     /// The metadata store failed.
     #[error("metadata store: {0}")]
     Store(String),
+    /// The daemon could not start or stop (see `daemon::DaemonError`).
+    #[error("daemon: {0}")]
+    Daemon(String),
 }
 
 impl From<crate::store::StoreError> for Error {

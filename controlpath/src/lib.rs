@@ -5,10 +5,12 @@
 //! Modules: the engine's address plan ([`address`]), the control path core
 //! ([`control_path`]), physical devices ([`device`]), the fabric services ([`fabric`]),
 //! frames it builds ([`frames`]), volumes and their maps ([`volume`]), SCSI emulation
-//! ([`scsi`]) and the metadata store ([`store`]).
+//! ([`scsi`]), the metadata store ([`store`]), the management gRPC service ([`management`])
+//! and the runtime of the `dved` daemon ([`daemon`]).
 
 pub mod address;
 pub mod control_path;
+pub mod daemon;
 pub mod device;
 pub mod error;
 pub mod fabric;

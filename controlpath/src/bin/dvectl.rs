@@ -3,9 +3,9 @@
 //! printing readable tables; on error it prints the server's status message and exits
 //! non-zero.
 //!
-//! There is no `dved` daemon to point it at yet: serving the API over real ports comes with
-//! the DPDK port. Until then any server of `dve.management.v1.Management` will do (the
-//! scenario test `management_grpc` runs one over the bench engine).
+//! Point it at a running `dved` (`--endpoint http://ADDRESS`, the `listen` address of the
+//! daemon's `[management]` section; the default matches `controlpath/dved.example.toml`),
+//! or at any other server of `dve.management.v1.Management`.
 
 use std::process::ExitCode;
 

@@ -13,9 +13,9 @@
 //! what is missing: deleting an incremental or a journaled volume, cancelling a task, adding
 //! a mirror side to one segment only or a side that is not one device.
 //!
-//! There is no `dved` daemon binary serving this yet: it needs real ports and comes with the
-//! DPDK port. The scenario test `tests/tests/management_grpc.rs` serves it over the
-//! zero-latency bench engine; `dvectl` is the client.
+//! `dved` serves it over the running engine (`crate::daemon::access::ControlAccess`); the
+//! scenario test `tests/tests/management_grpc.rs` serves it over the zero-latency bench
+//! engine. `dvectl` is the client.
 
 pub mod reply;
 pub mod request;

@@ -11,7 +11,8 @@ use crate::error::Error;
 /// arguments to `INVALID_ARGUMENT` (the message names the field), unknown names and ids to
 /// `NOT_FOUND`, a taken name to `ALREADY_EXISTS`, missing space to `RESOURCE_EXHAUSTED`,
 /// state conflicts to `FAILED_PRECONDITION`, what is not built yet to `UNIMPLEMENTED`, a failed metadata commit to `UNAVAILABLE` (the
-/// change was not made; retrying may succeed) and a mapping-model refusal to `INTERNAL`.
+/// change was not made; retrying may succeed) and a mapping-model refusal or a daemon failure
+/// to `INTERNAL`.
 pub fn status_of(error: &Error) -> Status {
     let code = match error {
         Error::InvalidArgument { .. } => Code::InvalidArgument,
@@ -24,7 +25,7 @@ pub fn status_of(error: &Error) -> Status {
         Error::NoSpace { .. } => Code::ResourceExhausted,
         Error::DeviceNotReady(_) | Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Store(_) => Code::Unavailable,
-        Error::Mapping(_) => Code::Internal,
+        Error::Mapping(_) | Error::Daemon(_) => Code::Internal,
         Error::Unsupported(_) => Code::Unimplemented,
     };
     Status::new(code, error.to_string())
@@ -81,6 +82,7 @@ mod tests {
             (Error::DeviceNotReady(DeviceId(1)), Code::FailedPrecondition),
             (Error::FailedPrecondition("busy".into()), Code::FailedPrecondition),
             (Error::Store("disk full".into()), Code::Unavailable),
+            (Error::Daemon("worker 0 panicked".into()), Code::Internal),
         ];
         for (error, code) in cases {
             assert_eq!(status_of(&error).code(), code, "{error}");

@@ -88,6 +88,26 @@ impl SoftwarePort {
         self.rng = faults.seed | 1;
     }
 
+    /// Another handle on this end of the cable: it transmits on the same lane and receives
+    /// from the same lane, with faults, delays and counters of its own. The lanes are
+    /// multi-producer rings, so several threads may transmit through their own handles at
+    /// once (every worker of an engine transmits on every port); receive through one handle
+    /// only (the worker serving the port), or the frames are split between the handles.
+    pub fn handle(&self) -> SoftwarePort {
+        SoftwarePort {
+            id: self.id,
+            cable: Arc::clone(&self.cable),
+            side: self.side,
+            pool: self.pool.clone(),
+            faults: FaultConfig::default(),
+            rng: 0,
+            polls: 0,
+            delayed: VecDeque::new(),
+            dropped: 0,
+            corrupted: 0,
+        }
+    }
+
     /// Bring the cable up or down (both ends see it).
     pub fn set_link_up(&self, up: bool) {
         self.cable.up.store(up, Ordering::Release);
@@ -251,6 +271,49 @@ mod tests {
         b.rx_burst(&mut got, 8);
         assert!(got[0].shares_storage_with(&whole));
         assert_eq!(got[1].as_slice(), b"head!");
+    }
+
+    #[test]
+    fn handles_of_one_end_share_its_lanes_from_several_threads() {
+        let (a, mut b) = pair(4096);
+        let senders: Vec<_> = (0..4u8)
+            .map(|t| {
+                let mut handle = a.handle();
+                std::thread::spawn(move || {
+                    for i in 0..500u16 {
+                        let mut out = vec![tx(&[t, (i >> 8) as u8, i as u8])];
+                        while handle.tx_burst(&mut out) == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let mut got = Vec::new();
+        while b.rx_burst(&mut got, 64) > 0 {}
+        assert_eq!(got.len(), 2000, "every frame of every handle arrived once");
+        for t in 0..4u8 {
+            let sequence: Vec<u16> = got
+                .iter()
+                .map(Frame::as_slice)
+                .filter(|f| f[0] == t)
+                .map(|f| u16::from_be_bytes([f[1], f[2]]))
+                .collect();
+            assert_eq!(sequence, (0..500).collect::<Vec<_>>(), "handle {t}'s frames stay in order");
+        }
+
+        // The far end answers through the cable; a handle of the near end receives it, and
+        // the link state is the cable's.
+        let mut receiver = a.handle();
+        b.tx_burst(&mut vec![tx(b"back")]);
+        got.clear();
+        assert_eq!(receiver.rx_burst(&mut got, 8), 1);
+        assert_eq!(got[0].as_slice(), b"back");
+        b.set_link_up(false);
+        assert!(!receiver.link_up() && !a.link_up());
     }
 
     #[test]

@@ -1,0 +1,479 @@
+//! The daemon's configuration file (TOML): the engine's FC domain, its ports and their
+//! backends, the number of fast-path workers, the metadata store, the management listen
+//! address and the timers. [`DaemonConfig::load`] checks all of it before anything starts; a
+//! bad file is a [`ConfigError`] naming the file, the line (when there is one) and what is
+//! wrong. `controlpath/dved.example.toml` documents every field.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ControlPathConfig;
+
+/// Most workers an engine runs: exchange ids carry the worker in 4 bits and the control
+/// path's exchanges use number 15.
+pub const MAX_WORKERS: u8 = 15;
+/// Most ports an engine has: areas 1 to 239 of its domain (see `AddressPlan`).
+pub const MAX_PORTS: usize = 239;
+/// The tick interval when the file gives none: the resync and migration steps run once a
+/// tick, and login retries and drains are looked at each tick.
+pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_millis(1);
+/// The downstream timeout when the file gives none (the worker's default).
+pub const DEFAULT_DOWNSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A configuration file that cannot be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line and column of what is wrong, when it is one place of the file.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How a port reaches the wire.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PortBackend {
+    /// An in-memory cable whose far end only users inside the process can reach (tests,
+    /// demos): `dve_fastpath::port::SoftwarePort`.
+    Software,
+    /// A DPDK ethdev (its PCI address or vdev name). Refused by this build: the daemon has
+    /// no DPDK port yet.
+    Dpdk {
+        /// The device DPDK is to open.
+        device: String,
+    },
+}
+
+/// One port of the engine.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PortSpec {
+    /// Its name (for messages and `dved check`).
+    pub name: String,
+    /// How it reaches the wire.
+    pub backend: PortBackend,
+}
+
+/// A checked daemon configuration.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DaemonConfig {
+    /// The engine's FC domain (1 to 239).
+    pub domain: u8,
+    /// The ports, numbered in file order from 0.
+    pub ports: Vec<PortSpec>,
+    /// Fast-path workers; ports are dealt to them round robin.
+    pub workers: u8,
+    /// The redb file holding the metadata (created if missing).
+    pub metadata: PathBuf,
+    /// Where the management gRPC API listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// How often the control path's timers run.
+    pub tick_interval: Duration,
+    /// How long a device I/O may go unanswered before the worker aborts it.
+    pub downstream_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    engine: Spanned<RawEngine>,
+    management: Spanned<RawManagement>,
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    domain: Spanned<i64>,
+    workers: Option<Spanned<i64>>,
+    metadata: Spanned<String>,
+    tick_interval_us: Option<Spanned<i64>>,
+    downstream_timeout_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManagement {
+    listen: Spanned<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawBackend {
+    Software,
+    Dpdk,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Spanned<String>,
+    backend: Spanned<RawBackend>,
+    device: Option<Spanned<String>>,
+}
+
+/// The text being checked, to turn byte spans into lines and columns.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    /// 1-based line and column (in characters) of byte `offset`.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    fn error_at(&self, span: Range<usize>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            at: Some(self.line_column(span.start)),
+            reason: reason.into(),
+        }
+    }
+
+    fn error<T>(&self, value: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+        self.error_at(value.span(), reason)
+    }
+
+    /// `value` if it is within `range`, else an error naming `field`.
+    fn within(&self, field: &str, value: &Spanned<i64>, range: Range<i64>) -> Result<u64, ConfigError> {
+        let v = *value.get_ref();
+        if range.contains(&v) {
+            u64::try_from(v).map_err(|_| self.error(value, format!("{field} must not be negative")))
+        } else {
+            Err(self
+                .error(value, format!("{field} = {v} is out of range: {} to {}", range.start, range.end - 1)))
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Read and check the configuration file at `path`. A relative `metadata` path is taken
+    /// from the file's directory, so a configuration means the same from any working
+    /// directory.
+    pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            at: None,
+            reason: format!("cannot read it: {e}"),
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        DaemonConfig::parse(&file, &text, base)
+    }
+
+    /// Check the configuration `text` of file `file`; relative paths are under `base`.
+    pub fn parse(file: &str, text: &str, base: &Path) -> Result<DaemonConfig, ConfigError> {
+        let source = Source { file, text };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let reason = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => source.error_at(span, reason),
+                None => ConfigError { file: file.to_string(), at: None, reason },
+            }
+        })?;
+        let engine = raw.engine.get_ref();
+        let domain = source.within("domain", &engine.domain, 1..240)? as u8;
+
+        if raw.port.is_empty() {
+            return Err(source.error(&raw.engine, "no [[port]]: the engine needs at least one port"));
+        }
+        if raw.port.len() > MAX_PORTS {
+            let extra = &raw.port[MAX_PORTS];
+            return Err(source.error(extra, format!("too many ports: an engine has at most {MAX_PORTS}")));
+        }
+        let mut ports: Vec<PortSpec> = Vec::with_capacity(raw.port.len());
+        for port in &raw.port {
+            let p = port.get_ref();
+            let name = p.name.get_ref().trim();
+            if name.is_empty() {
+                return Err(source.error(&p.name, "a port needs a name"));
+            }
+            if let Some(earlier) = ports.iter().position(|q| q.name == name) {
+                return Err(
+                    source.error(&p.name, format!("port name `{name}` is used by port {earlier} already"))
+                );
+            }
+            let backend = match (*p.backend.get_ref(), &p.device) {
+                (RawBackend::Software, None) => PortBackend::Software,
+                (RawBackend::Software, Some(device)) => {
+                    return Err(source.error(device, format!("port `{name}`: a software port has no device")));
+                }
+                (RawBackend::Dpdk, _) => {
+                    return Err(source.error(
+                        &p.backend,
+                        format!(
+                            "port `{name}`: backend `dpdk`: dved was built without the dpdk feature \
+                             (the DPDK port is not available yet); use backend = \"software\""
+                        ),
+                    ));
+                }
+            };
+            ports.push(PortSpec { name: name.to_string(), backend });
+        }
+
+        let workers = match &engine.workers {
+            Some(w) => {
+                let most = i64::from(MAX_WORKERS).min(ports.len() as i64);
+                let n = *w.get_ref();
+                if !(1..=most).contains(&n) {
+                    return Err(source.error(
+                        w,
+                        format!(
+                            "workers = {n}: from 1 to {most} (at most {MAX_WORKERS}, and no more than the {} ports, \
+                             since each worker serves a port of its own)",
+                            ports.len()
+                        ),
+                    ));
+                }
+                n as u8
+            }
+            None => 1,
+        };
+
+        let metadata = engine.metadata.get_ref();
+        if metadata.trim().is_empty() {
+            return Err(source.error(&engine.metadata, "metadata must name the redb file"));
+        }
+        let metadata = base.join(metadata);
+
+        let listen = raw.management.get_ref().listen.get_ref();
+        let listen: SocketAddr = listen.parse().map_err(|e| {
+            source.error(
+                &raw.management.get_ref().listen,
+                format!(
+                    "listen = {listen:?} is not an IP address and port, such as \"127.0.0.1:50051\": {e}"
+                ),
+            )
+        })?;
+
+        let tick_interval = match &engine.tick_interval_us {
+            Some(t) => Duration::from_micros(source.within("tick_interval_us", t, 1..60_000_001)?),
+            None => DEFAULT_TICK_INTERVAL,
+        };
+        let downstream_timeout = match &engine.downstream_timeout_ms {
+            Some(t) => Duration::from_millis(source.within("downstream_timeout_ms", t, 1..3_600_001)?),
+            None => DEFAULT_DOWNSTREAM_TIMEOUT,
+        };
+        Ok(DaemonConfig { domain, ports, workers, metadata, listen, tick_interval, downstream_timeout })
+    }
+
+    /// The control path's configuration for this engine.
+    pub fn control_path_config(&self) -> ControlPathConfig {
+        // `parse` bounds the ports to MAX_PORTS, so the count fits.
+        ControlPathConfig::new(self.domain, self.ports.len() as u16, self.workers)
+    }
+
+    /// What the daemon would run, for `dved check`.
+    pub fn describe(&self) -> String {
+        let plan = crate::address::AddressPlan::new(self.domain, self.ports.len() as u16, self.workers);
+        let mut out = format!(
+            "FC domain {} ({:#04x}), {} fast-path worker(s) on {} port(s)\n",
+            self.domain,
+            self.domain,
+            self.workers,
+            self.ports.len()
+        );
+        for (spec, port) in self.ports.iter().zip(plan.ports()) {
+            let backend = match &spec.backend {
+                PortBackend::Software => "software".to_string(),
+                PortBackend::Dpdk { device } => format!("dpdk {device}"),
+            };
+            out.push_str(&format!(
+                "  port {} `{}`: {backend}, served by worker {}, MAC {}\n",
+                port.id.0, spec.name, port.worker.0, port.mac
+            ));
+        }
+        out.push_str(&format!("metadata: {}\n", self.metadata.display()));
+        out.push_str(&format!("management API: {}\n", self.listen));
+        out.push_str(&format!(
+            "tick every {} us, downstream timeout {} ms\n",
+            self.tick_interval.as_micros(),
+            self.downstream_timeout.as_millis()
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[engine]
+domain = 3
+workers = 2
+metadata = "engine.redb"
+tick_interval_us = 500
+downstream_timeout_ms = 1500
+
+[management]
+listen = "127.0.0.1:50051"
+
+[[port]]
+name = "hosts"
+backend = "software"
+
+[[port]]
+name = "disks"
+backend = "software"
+"#;
+
+    fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
+        DaemonConfig::parse("dved.toml", text, Path::new("/etc/dve"))
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        parse(text).expect_err("the configuration is refused")
+    }
+
+    #[test]
+    fn a_full_configuration_is_read() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.domain, 3);
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.metadata, Path::new("/etc/dve/engine.redb"), "relative to the file");
+        assert_eq!(config.listen, "127.0.0.1:50051".parse().unwrap());
+        assert_eq!(config.tick_interval, Duration::from_micros(500));
+        assert_eq!(config.downstream_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            config.ports,
+            vec![
+                PortSpec { name: "hosts".into(), backend: PortBackend::Software },
+                PortSpec { name: "disks".into(), backend: PortBackend::Software },
+            ]
+        );
+        let cp = config.control_path_config();
+        assert_eq!((cp.domain, cp.ports, cp.workers), (3, 2, 2));
+        let described = config.describe();
+        assert!(described.contains("port 1 `disks`: software, served by worker 1"), "{described}");
+        assert!(described.contains("/etc/dve/engine.redb"), "{described}");
+    }
+
+    #[test]
+    fn optional_fields_take_their_defaults_and_absolute_paths_stay() {
+        let text = r#"
+[engine]
+domain = 1
+metadata = "/var/lib/dve/e.redb"
+[management]
+listen = "[::1]:0"
+[[port]]
+name = "p0"
+backend = "software"
+"#;
+        let config = parse(text).unwrap();
+        assert_eq!(config.workers, 1);
+        assert_eq!(config.metadata, Path::new("/var/lib/dve/e.redb"));
+        assert_eq!(config.tick_interval, DEFAULT_TICK_INTERVAL);
+        assert_eq!(config.downstream_timeout, DEFAULT_DOWNSTREAM_TIMEOUT);
+        assert_eq!(config.listen.port(), 0);
+    }
+
+    /// Each bad edit of the good file: the line it names and words of its reason.
+    #[test]
+    fn bad_configurations_name_the_line_and_what_is_wrong() {
+        let cases: &[(&str, &str, Option<usize>, &str)] = &[
+            ("domain = 3", "domain = 0", Some(3), "domain = 0 is out of range: 1 to 239"),
+            ("domain = 3", "domain = 240", Some(3), "out of range"),
+            ("domain = 3", "domain = \"three\"", Some(3), "invalid type"),
+            ("workers = 2", "workers = 3", Some(4), "workers = 3: from 1 to 2"),
+            ("workers = 2", "workers = 0", Some(4), "from 1 to 2"),
+            ("metadata = \"engine.redb\"", "metadata = \" \"", Some(5), "metadata must name the redb file"),
+            (
+                "tick_interval_us = 500",
+                "tick_interval_us = 0",
+                Some(6),
+                "tick_interval_us = 0 is out of range",
+            ),
+            ("downstream_timeout_ms = 1500", "downstream_timeout_ms = -5", Some(7), "out of range"),
+            ("\"127.0.0.1:50051\"", "\"localhost\"", Some(10), "is not an IP address and port"),
+            ("name = \"disks\"", "name = \"hosts\"", Some(17), "port name `hosts` is used by port 0"),
+            ("name = \"disks\"", "name = \"\"", Some(17), "a port needs a name"),
+            (
+                "backend = \"software\"\n\n[[port]]",
+                "backend = \"sofware\"\n\n[[port]]",
+                Some(14),
+                "unknown variant",
+            ),
+            ("domain = 3", "domain = 3\ncolour = \"blue\"", Some(4), "unknown field `colour`"),
+            ("[management]", "[managment]", Some(9), "unknown field `managment`"),
+            ("listen =", "listen = = ", Some(10), ""),
+        ];
+        for (from, to, line, reason) in cases {
+            assert!(GOOD.contains(from), "{from:?} is in the good file");
+            let error = refused(&GOOD.replacen(from, to, 1));
+            assert_eq!(error.file, "dved.toml");
+            assert_eq!(error.at.map(|(l, _)| l), *line, "{to:?}: {error}");
+            assert!(error.reason.contains(reason), "{to:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_dpdk_port_is_refused_by_this_build() {
+        let text = GOOD.replacen(
+            "backend = \"software\"\n\n[[port]]",
+            "backend = \"dpdk\"\ndevice = \"0000:03:00.0\"\n\n[[port]]",
+            1,
+        );
+        let error = refused(&text);
+        assert_eq!(error.at.map(|(l, _)| l), Some(14), "{error}");
+        assert!(error.reason.contains("built without the dpdk feature"), "{error}");
+        assert!(error.to_string().starts_with("dved.toml:14:"), "{error}");
+    }
+
+    #[test]
+    fn missing_parts_are_named() {
+        let no_ports = GOOD.split("[[port]]").next().unwrap();
+        assert!(refused(no_ports).reason.contains("at least one port"));
+        let no_management = GOOD.replace("[management]\nlisten = \"127.0.0.1:50051\"\n", "");
+        assert!(refused(&no_management).reason.contains("missing field `management`"));
+        let no_domain = GOOD.replace("domain = 3\n", "");
+        assert!(refused(&no_domain).reason.contains("missing field `domain`"));
+        let device_on_software =
+            GOOD.replacen("backend = \"software\"\n", "backend = \"software\"\ndevice = \"x\"\n", 1);
+        assert!(refused(&device_on_software).reason.contains("a software port has no device"));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_without_a_line() {
+        let error = DaemonConfig::load(Path::new("/nonexistent/dved.toml")).unwrap_err();
+        assert_eq!(error.at, None);
+        assert!(error.to_string().starts_with("/nonexistent/dved.toml: cannot read it"), "{error}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in
+            ["", "\u{0}", "[[port]]\n[[port]]", "engine = 1", "[engine]\ndomain = 99999999999999999999"]
+        {
+            assert!(parse(text).is_err(), "{text:?}");
+        }
+    }
+}
