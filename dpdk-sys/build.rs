@@ -24,13 +24,17 @@ mod dpdk {
             shim.include(path);
         }
         shim.compile("dve_dpdk_shim");
+        // `rte_eth_from_rings` lives in the ring PMD, which pkg-config's list leaves out (EAL
+        // loads drivers as plugins); linking it directly is harmless where EAL also loads it,
+        // since both name the same file and the loader maps it once.
+        println!("cargo:rustc-link-lib=dylib=rte_net_ring");
         let mut builder = bindgen::Builder::default()
             .header("shim/shim.h")
-            // What the DPDK port uses (EAL, ethdev, mbufs and mempools), and the types they
-            // reach. Allowing every `rte_` type would pull in rte_flow's protocol headers,
+            // What the DPDK port uses (EAL, ethdev, mbufs and mempools; rings and the ring
+            // PMD's `rte_eth_from_rings` for test cables), and the types they reach. Allowing every `rte_` type would pull in rte_flow's protocol headers,
             // some of which bindgen cannot express (packed structs holding aligned ones).
             .allowlist_function(
-                "rte_eal_.*|rte_strerror|rte_socket_id|rte_eth_.*|rte_pktmbuf_.*|rte_mempool_.*|dve_shim_.*",
+                "rte_eal_.*|rte_strerror|rte_socket_id|rte_eth_.*|rte_pktmbuf_.*|rte_mempool_.*|rte_ring_create|dve_shim_.*",
             )
             .allowlist_type("rte_eth_.*|rte_mbuf|rte_mempool|rte_ether_addr")
             .allowlist_var("RTE_.*")

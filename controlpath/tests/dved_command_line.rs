@@ -52,12 +52,36 @@ fn check_prints_the_plan_or_the_line_that_is_wrong() {
     let out = dved().arg("check").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("dved.toml:12:"), "{stderr}");
-    assert!(stderr.contains("built without the dpdk feature"), "{stderr}");
+    let (line, reason) = if cfg!(feature = "dpdk") {
+        ("dved.toml:10:", "a dpdk port needs device")
+    } else {
+        ("dved.toml:12:", "built without the dpdk feature")
+    };
+    assert!(stderr.contains(line), "{stderr}");
+    assert!(stderr.contains(reason), "{stderr}");
     assert!(!dir.path().join("e.redb").exists(), "a refused file starts nothing");
 
     let out = dved().output().unwrap();
     assert_eq!(out.status.code(), Some(2), "no configuration: {out:?}");
+}
+
+/// The DPDK example is checked by a build with the DPDK port, and refused, with the way to
+/// build one, by a build without.
+#[test]
+fn check_reads_the_dpdk_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("dved.dpdk.example.toml");
+    let out = dved().arg("check").arg(&example).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    if cfg!(feature = "dpdk") {
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stdout.contains("port 0 `hosts`: dpdk net_af_packet0, served by worker 0"), "{stdout}");
+        assert!(stdout.contains("port 1 `disks`: dpdk net_af_packet1, served by worker 1"), "{stdout}");
+        assert!(stdout.contains("--vdev=net_af_packet1,iface=eth2,qpairs=2"), "{stdout}");
+        assert!(stdout.contains("workers poll without pausing"), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stdout}");
+        assert!(stderr.contains("--features dve-controlpath/dpdk"), "{stderr}");
+    }
 }
 
 #[test]
@@ -89,6 +113,54 @@ fn a_running_daemon_stops_cleanly_on_sigterm_and_starts_again() {
         assert_eq!(status.code(), Some(0), "run {run}: {rest}");
         assert!(rest.contains("stopped; metadata closed"), "run {run}: {rest}");
     }
+}
+
+/// `dved` on two DPDK `net_null` devices (which drop what they are sent and, with `no-rx`,
+/// receive nothing): EAL starts from the file's `[dpdk]` arguments, every device is opened
+/// with a transmit queue per worker, and the daemon runs and stops cleanly on SIGTERM.
+#[cfg(feature = "dpdk")]
+#[test]
+fn a_daemon_on_dpdk_ports_runs_and_stops_cleanly() {
+    let dir = tempfile_dir();
+    let text = CONFIG
+        .replacen("backend = \"software\"", "backend = \"dpdk\"\ndevice = \"net_null0\"", 1)
+        .replacen("backend = \"software\"", "backend = \"dpdk\"\ndevice = \"net_null1\"", 1)
+        + r#"
+[dpdk]
+eal_args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "256",
+            "--vdev=net_null0,no-rx=1", "--vdev=net_null1,no-rx=1"]
+idle_pause_us = 100
+"#;
+    let config = write(dir.path(), &text);
+    let mut child = dved().arg("--config").arg(&config).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // EAL may log before the daemon's own first line.
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("dved ended before running: {seen}");
+        }
+        seen.push_str(&line);
+        if line.starts_with("dved: engine") {
+            assert!(line.contains("running: 2 worker(s), 2 DPDK port(s)"), "{seen}");
+            break;
+        }
+    }
+    let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "dved did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}{rest}");
+    assert!(rest.contains("stopped; metadata closed"), "{rest}");
 }
 
 fn tempfile_dir() -> tempfile::TempDir {

@@ -6,6 +6,8 @@
 #include <rte_mempool.h>
 #include <rte_lcore.h>
 #include <rte_errno.h>
+#include <rte_ring.h>
+#include <rte_eth_ring.h>
 
 uint16_t dve_shim_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t dve_shim_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);

@@ -3,16 +3,22 @@
 //! would run. Exit codes: 0 done, 1 the engine failed to start or stop cleanly, 2 the
 //! configuration (or the command line) is wrong.
 //!
-//! Only software ports exist in this build: their far ends stay inside the process, so a
-//! standalone `dved` serves the management API over an engine no host or disk can reach.
-//! Real ports need the `dpdk` feature and the DPDK port, which are coming; in-process users
-//! (the system tests) attach hosts and disks to the software ports' far ends.
+//! The ports are DPDK ethdevs (`backend = "dpdk"`, in a build with `--features
+//! dve-controlpath/dpdk`), which hosts and disks reach over the wire, or software ports,
+//! whose far ends stay inside the process: a standalone `dved` on software ports serves the
+//! management API over an engine no host or disk can reach (in-process users, the system
+//! tests, attach hosts and disks to the far ends).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dve_controlpath::daemon::{DaemonConfig, DaemonError, EngineRuntime, PortBackend, SoftwarePortSet};
+#[cfg(feature = "dpdk")]
+use dve_controlpath::daemon::DpdkPortSet;
+use dve_controlpath::daemon::{
+    DaemonConfig, DaemonError, EngineRuntime, PortBackend, PortSet, SoftwarePortSet,
+};
+use dve_fastpath::port::SoftwarePort;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The DVE storage virtualization switch.
@@ -57,10 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    // The tokio runtime comes first, before any DPDK EAL would start: the EAL pins the
-    // calling thread to its main lcore and takes the other configured cores for its own
-    // threads, and threads created after it inherit that affinity. The runtime's threads
-    // must be made before, on the cores the control path is meant to share.
+    // The tokio runtime comes first, before DPDK's EAL starts (in `Ports::open`): the EAL
+    // pins the thread that initialises it to its main lcore and takes the other configured
+    // cores for its own threads, and threads created after it inherit that affinity. The
+    // runtime's threads must be made before, on the cores the control path is meant to share.
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().thread_name("dved-cp").enable_all().build() {
             Ok(runtime) => runtime,
@@ -69,7 +75,24 @@ fn main() -> ExitCode {
                 return ExitCode::from(FAILED);
             }
         };
-    match runtime.block_on(run(config)) {
+    // Only now the ports, and with DPDK ones, EAL.
+    let ports = match Ports::open(&config) {
+        Ok(ports) => ports,
+        Err(e) => {
+            eprintln!("dved: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let result = match ports {
+        Ports::Software { mut set, far_ends } => {
+            let result = runtime.block_on(run(&config, &mut set));
+            drop(far_ends);
+            result
+        }
+        #[cfg(feature = "dpdk")]
+        Ports::Dpdk(mut set) => runtime.block_on(run(&config, &mut set)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dved: {e}");
@@ -91,19 +114,42 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
-    // The configuration refuses other backends in this build; a port that got past it all
-    // the same is refused here rather than run as something it is not.
-    if let Some(port) = config.ports.iter().find(|p| p.backend != PortBackend::Software) {
-        return Err(DaemonError::Ports(format!("port `{}`: only software ports are built in", port.name)));
+/// The engine's ports, on the one backend the configuration names.
+enum Ports {
+    /// In-memory cables. The far ends are kept for the daemon's life: nothing outside the
+    /// process reaches them, and frames the engine sends there wait until the cable is full,
+    /// then are counted as dropped by the worker.
+    Software { set: SoftwarePortSet, far_ends: Vec<SoftwarePort> },
+    /// DPDK ethdevs, one transmit queue per worker.
+    #[cfg(feature = "dpdk")]
+    Dpdk(DpdkPortSet),
+}
+
+impl Ports {
+    fn open(config: &DaemonConfig) -> Result<Ports, DaemonError> {
+        if config.uses_dpdk() {
+            #[cfg(feature = "dpdk")]
+            return Ok(Ports::Dpdk(DpdkPortSet::open(config)?));
+            // The configuration refuses DPDK ports in this build; one that got past it all
+            // the same is refused here rather than run as something it is not.
+            #[cfg(not(feature = "dpdk"))]
+            return Err(DaemonError::Ports(
+                "DPDK ports need a dved built with `--features dve-controlpath/dpdk`".into(),
+            ));
+        }
+        if let Some(port) = config.ports.iter().find(|p| p.backend != PortBackend::Software) {
+            return Err(DaemonError::Ports(format!("port `{}`: ports of two backends", port.name)));
+        }
+        let (set, far_ends) = SoftwarePortSet::new(config.ports.len());
+        Ok(Ports::Software { set, far_ends })
     }
-    // The far ends are kept for the daemon's life: nothing outside the process reaches them,
-    // and frames the engine sends there wait until the cable is full, then are counted as
-    // dropped by the worker.
-    let (mut ports, _far_ends) = SoftwarePortSet::new(config.ports.len());
-    let engine = EngineRuntime::start(&config, &mut ports).await?;
+}
+
+async fn run<P: PortSet>(config: &DaemonConfig, ports: &mut P) -> Result<(), DaemonError> {
+    let engine = EngineRuntime::start(config, ports).await?;
+    let backend = if config.uses_dpdk() { "DPDK" } else { "software" };
     eprintln!(
-        "dved: engine in FC domain {} running: {} worker(s), {} software port(s), metadata {}, management API on {}",
+        "dved: engine in FC domain {} running: {} worker(s), {} {backend} port(s), metadata {}, management API on {}",
         config.domain,
         config.workers,
         config.ports.len(),

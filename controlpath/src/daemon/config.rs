@@ -1,6 +1,6 @@
 //! The daemon's configuration file (TOML): the engine's FC domain, its ports and their
 //! backends, the number of fast-path workers, the metadata store, the management listen
-//! address and the timers. [`DaemonConfig::load`] checks all of it before anything starts; a
+//! address, the timers, and DPDK's EAL arguments. [`DaemonConfig::load`] checks all of it before anything starts; a
 //! bad file is a [`ConfigError`] naming the file, the line (when there is one) and what is
 //! wrong. `controlpath/dved.example.toml` documents every field.
 
@@ -54,12 +54,22 @@ pub enum PortBackend {
     /// An in-memory cable whose far end only users inside the process can reach (tests,
     /// demos): `dve_fastpath::port::SoftwarePort`.
     Software,
-    /// A DPDK ethdev (its PCI address or vdev name). Refused by this build: the daemon has
-    /// no DPDK port yet.
+    /// A DPDK ethdev (its PCI address or vdev name), opened with one transmit queue per
+    /// worker. Only a build with feature `dpdk` accepts it.
     Dpdk {
         /// The device DPDK is to open.
         device: String,
     },
+}
+
+impl PortBackend {
+    /// The backend's name in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortBackend::Software => "software",
+            PortBackend::Dpdk { .. } => "dpdk",
+        }
+    }
 }
 
 /// One port of the engine.
@@ -88,7 +98,29 @@ pub struct DaemonConfig {
     pub tick_interval: Duration,
     /// How long a device I/O may go unanswered before the worker aborts it.
     pub downstream_timeout: Duration,
+    /// DPDK's settings (used when the ports are DPDK ports).
+    pub dpdk: DpdkSettings,
 }
+
+/// The `[dpdk]` table.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct DpdkSettings {
+    /// EAL's arguments after the program name (e.g. `-l 0-2`, `--vdev=net_pcap0,iface=eth1`).
+    pub eal_args: Vec<String>,
+    /// How long an idle worker sleeps before polling again; `None` (the default) keeps
+    /// polling, a core per worker, as DPDK is meant to run.
+    pub idle_pause: Option<Duration>,
+}
+
+impl DpdkSettings {
+    /// The arguments `Eal::init` takes: the program name, then [`DpdkSettings::eal_args`].
+    pub fn eal_argv(&self) -> Vec<String> {
+        std::iter::once("dved".to_string()).chain(self.eal_args.iter().cloned()).collect()
+    }
+}
+
+/// Whether this build has the DPDK port (feature `dpdk`).
+pub const DPDK_BUILT_IN: bool = cfg!(feature = "dpdk");
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +129,15 @@ struct RawFile {
     management: Spanned<RawManagement>,
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
+    dpdk: Option<Spanned<RawDpdk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpdk {
+    #[serde(default)]
+    eal_args: Vec<Spanned<String>>,
+    idle_pause_us: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -225,16 +266,59 @@ impl DaemonConfig {
                 (RawBackend::Software, Some(device)) => {
                     return Err(source.error(device, format!("port `{name}`: a software port has no device")));
                 }
-                (RawBackend::Dpdk, _) => {
+                (RawBackend::Dpdk, _) if !DPDK_BUILT_IN => {
                     return Err(source.error(
                         &p.backend,
                         format!(
-                            "port `{name}`: backend `dpdk`: dved was built without the dpdk feature \
-                             (the DPDK port is not available yet); use backend = \"software\""
+                            "port `{name}`: backend `dpdk`: dved was built without the dpdk feature; \
+                             build it with `--features dve-controlpath/dpdk` (needs DPDK 22.11: \
+                             libdpdk-dev, pkg-config, clang), or use backend = \"software\""
                         ),
                     ));
                 }
+                (RawBackend::Dpdk, None) => {
+                    return Err(source.error(
+                        port,
+                        format!(
+                            "port `{name}`: a dpdk port needs device = \"...\": a PCI address \
+                             (\"0000:03:00.0\") or a virtual device made by EAL's --vdev (\"net_pcap0\")"
+                        ),
+                    ));
+                }
+                (RawBackend::Dpdk, Some(device)) => {
+                    let device_name = device.get_ref().trim();
+                    if device_name.is_empty() {
+                        return Err(
+                            source.error(device, format!("port `{name}`: device must name a DPDK device"))
+                        );
+                    }
+                    if let Some(earlier) = ports.iter().position(
+                        |q| matches!(&q.backend, PortBackend::Dpdk { device } if device == device_name),
+                    ) {
+                        return Err(source.error(
+                            device,
+                            format!("port `{name}`: device `{device_name}` is port {earlier}'s already"),
+                        ));
+                    }
+                    PortBackend::Dpdk { device: device_name.to_string() }
+                }
             };
+            // One engine's workers poll one kind of port: software ports pause when idle,
+            // DPDK ports own cores; a mix would be neither.
+            if let Some(first) = ports.first()
+                && std::mem::discriminant(&first.backend) != std::mem::discriminant(&backend)
+            {
+                return Err(source.error(
+                    &p.backend,
+                    format!(
+                        "port `{name}`: backend `{}`, but port 0 `{}` is `{}`: all ports of an engine are \
+                         on one backend",
+                        backend.kind(),
+                        first.name,
+                        first.backend.kind()
+                    ),
+                ));
+            }
             ports.push(PortSpec { name: name.to_string(), backend });
         }
 
@@ -281,7 +365,36 @@ impl DaemonConfig {
             Some(t) => Duration::from_millis(source.within("downstream_timeout_ms", t, 1..3_600_001)?),
             None => DEFAULT_DOWNSTREAM_TIMEOUT,
         };
-        Ok(DaemonConfig { domain, ports, workers, metadata, listen, tick_interval, downstream_timeout })
+        let dpdk = match &raw.dpdk {
+            None => DpdkSettings::default(),
+            Some(table) => {
+                if !ports.iter().any(|p| matches!(p.backend, PortBackend::Dpdk { .. })) {
+                    return Err(source.error(table, "[dpdk] is set, but no port has backend = \"dpdk\""));
+                }
+                let raw_dpdk = table.get_ref();
+                let mut eal_args = Vec::with_capacity(raw_dpdk.eal_args.len());
+                for arg in &raw_dpdk.eal_args {
+                    let text = arg.get_ref();
+                    if text.trim().is_empty() || text.contains('\0') {
+                        return Err(source.error(arg, format!("eal_args: {text:?} is not an EAL argument")));
+                    }
+                    eal_args.push(text.clone());
+                }
+                let idle_pause = match &raw_dpdk.idle_pause_us {
+                    Some(t) => {
+                        Some(Duration::from_micros(source.within("idle_pause_us", t, 1..1_000_001)?))
+                    }
+                    None => None,
+                };
+                DpdkSettings { eal_args, idle_pause }
+            }
+        };
+        Ok(DaemonConfig { domain, ports, workers, metadata, listen, tick_interval, downstream_timeout, dpdk })
+    }
+
+    /// Whether the engine's ports are DPDK ports (all of them are, or none).
+    pub fn uses_dpdk(&self) -> bool {
+        self.ports.iter().any(|p| matches!(p.backend, PortBackend::Dpdk { .. }))
     }
 
     /// The control path's configuration for this engine.
@@ -309,6 +422,13 @@ impl DaemonConfig {
                 "  port {} `{}`: {backend}, served by worker {}, MAC {}\n",
                 port.id.0, spec.name, port.worker.0, port.mac
             ));
+        }
+        if self.uses_dpdk() {
+            let pause = match self.dpdk.idle_pause {
+                Some(p) => format!("idle workers pause {} us", p.as_micros()),
+                None => "workers poll without pausing".to_string(),
+            };
+            out.push_str(&format!("DPDK EAL arguments: {:?}; {pause}\n", self.dpdk.eal_argv()));
         }
         out.push_str(&format!("metadata: {}\n", self.metadata.display()));
         out.push_str(&format!("management API: {}\n", self.listen));
@@ -435,17 +555,74 @@ backend = "software"
         }
     }
 
+    /// The good file with both ports on DPDK devices, and `extra` appended.
+    fn on_dpdk(extra: &str) -> String {
+        let text = GOOD
+            .replacen("backend = \"software\"", "backend = \"dpdk\"\ndevice = \"0000:03:00.0\"", 1)
+            .replacen("backend = \"software\"", "backend = \"dpdk\"\ndevice = \"net_pcap0\"", 1);
+        format!("{text}{extra}")
+    }
+
+    #[cfg(not(feature = "dpdk"))]
     #[test]
     fn a_dpdk_port_is_refused_by_this_build() {
-        let text = GOOD.replacen(
-            "backend = \"software\"\n\n[[port]]",
-            "backend = \"dpdk\"\ndevice = \"0000:03:00.0\"\n\n[[port]]",
-            1,
-        );
-        let error = refused(&text);
+        let error = refused(&on_dpdk(""));
         assert_eq!(error.at.map(|(l, _)| l), Some(14), "{error}");
         assert!(error.reason.contains("built without the dpdk feature"), "{error}");
+        assert!(error.reason.contains("--features dve-controlpath/dpdk"), "{error}");
         assert!(error.to_string().starts_with("dved.toml:14:"), "{error}");
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn dpdk_ports_and_their_eal_arguments_are_read() {
+        let config = parse(&on_dpdk("\n[dpdk]\neal_args = [\"-l\", \"0-2\"]\nidle_pause_us = 20\n")).unwrap();
+        assert!(config.uses_dpdk());
+        assert_eq!(config.ports[1].backend, PortBackend::Dpdk { device: "net_pcap0".into() });
+        assert_eq!(config.dpdk.eal_argv(), ["dved", "-l", "0-2"]);
+        assert_eq!(config.dpdk.idle_pause, Some(Duration::from_micros(20)));
+        let described = config.describe();
+        assert!(described.contains("port 0 `hosts`: dpdk 0000:03:00.0, served by worker 0"), "{described}");
+        assert!(described.contains("idle workers pause 20 us"), "{described}");
+        let polling = parse(&on_dpdk("")).unwrap();
+        assert_eq!(polling.dpdk, DpdkSettings::default(), "no [dpdk]: no arguments, polling");
+        assert_eq!(polling.dpdk.eal_argv(), ["dved"]);
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn bad_dpdk_settings_name_the_line() {
+        let cases: &[(String, usize, &str)] = &[
+            (
+                on_dpdk("").replacen("device = \"net_pcap0\"", "device = \"0000:03:00.0\"", 1),
+                20,
+                "is port 0's already",
+            ),
+            (on_dpdk("").replacen("device = \"net_pcap0\"\n", "", 1), 17, "a dpdk port needs device"),
+            (
+                on_dpdk("").replacen("device = \"net_pcap0\"", "device = \" \"", 1),
+                20,
+                "must name a DPDK device",
+            ),
+            (on_dpdk("[dpdk]\neal_args = [\"-l\", \"\"]\n"), 22, "is not an EAL argument"),
+            (on_dpdk("[dpdk]\nidle_pause_us = 0\n"), 22, "idle_pause_us = 0 is out of range"),
+            (on_dpdk("[dpdk]\nhugepages = 1\n"), 22, "unknown field `hugepages`"),
+            (format!("{GOOD}[dpdk]\neal_args = []\n"), 19, "no port has backend = \"dpdk\""),
+            (
+                GOOD.replacen(
+                    "backend = \"software\"\n\n[[port]]",
+                    "backend = \"dpdk\"\ndevice = \"x\"\n\n[[port]]",
+                    1,
+                ),
+                19,
+                "all ports of an engine are on one backend",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            let error = refused(text);
+            assert_eq!(error.at.map(|(l, _)| l), Some(*line), "{error}\n{text}");
+            assert!(error.reason.contains(reason), "{error}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`config`]: the TOML configuration file, checked before anything starts.
 //! - [`ports`]: how the workers get their port handles ([`ports::PortSet`]), and the
 //!   software backend whose far ends stay inside the process.
+//! - `dpdk_ports` (feature `dpdk`): the DPDK backend, one transmit queue per worker on
+//!   every ethdev, EAL started from the configuration's `[dpdk]` arguments.
 //! - [`clock`]: the engine's nanosecond clock, shared by the workers and the control path.
 //! - [`worker`]: a worker's poll loop on its own OS thread, and the statistics it publishes.
 //! - [`control`]: the control path under its lock, the downcall queues to the workers, and
@@ -24,6 +26,8 @@ pub mod access;
 pub mod clock;
 pub mod config;
 pub mod control;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_ports;
 pub mod engine;
 pub mod ports;
 pub mod worker;
@@ -32,7 +36,9 @@ use std::net::SocketAddr;
 
 use dve_fp_api::ids::WorkerId;
 
-pub use config::{ConfigError, DaemonConfig, PortBackend, PortSpec};
+pub use config::{ConfigError, DaemonConfig, DpdkSettings, PortBackend, PortSpec};
+#[cfg(feature = "dpdk")]
+pub use dpdk_ports::DpdkPortSet;
 pub use engine::EngineRuntime;
 pub use ports::{PortSet, SoftwarePortSet};
 
@@ -54,6 +60,10 @@ pub enum DaemonError {
     /// The control path refused what the store holds.
     #[error("loading the metadata: {0}")]
     Load(crate::Error),
+    /// DPDK (EAL or a device) refused.
+    #[cfg(feature = "dpdk")]
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] dve_fastpath::port::DpdkError),
     /// The ports given do not match the configuration.
     #[error("ports: {0}")]
     Ports(String),

@@ -1,6 +1,21 @@
 //! The DPDK port: a [`PacketIo`] over one DPDK ethdev (a NIC, or a virtual device such as
 //! `net_ring0`), with what it stands on: the process's one EAL initialisation ([`Eal`]), the
-//! port's mbuf pool, and its configuration (one receive and one transmit queue, promiscuous).
+//! port's mbuf pool, and its configuration (one receive queue, one transmit queue per handle,
+//! promiscuous).
+//!
+//! **Queues and handles.** Every worker of an engine transmits on every port, and DPDK wants
+//! no two threads on one queue, so a device is opened with one transmit queue per worker
+//! ([`DpdkPort::open_queues`]): handle k transmits on queue k, and exactly one handle, the
+//! one the worker serving the port gets, receives (queue 0); the others receive nothing. The
+//! handles share the opened device, which is stopped and closed when the last one drops.
+//! [`DpdkPort::open`] is the one-handle case.
+//!
+//! **Ring devices.** `--vdev=net_ring0` gives a device of 16 queues each way, where transmit
+//! queue k loops back to receive queue k (the ring PMD makes one ring per queue pair). Only
+//! queue 0 is read here, so a frame sent on another queue of such a device is never seen.
+//! [`ring_cable`] makes two devices joined like a cable instead: every transmit queue of one
+//! end feeds the other end's receive queue, which is what tests of multi-queue handles and
+//! of a whole engine need.
 //!
 //! **Copies.** Received mbufs are copied into [`Frame`]s from the port's [`FramePool`] and
 //! freed at once; transmitted [`TxFrame`]s (head, shared body, trailer) are copied into one
@@ -43,6 +58,9 @@ const BURST: usize = 32;
 
 /// An 802.1Q tag: FCoE runs in a VLAN.
 const VLAN_TAG_LEN: usize = 4;
+
+/// DPDK's `SOCKET_ID_ANY`: memory from any NUMA socket.
+const SOCKET_ID_ANY: c_int = -1;
 
 /// Linux's `ENOTSUP`, which DPDK returns negated for an operation a device lacks.
 const ENOTSUP: c_int = 95;
@@ -104,6 +122,38 @@ pub enum DpdkError {
         port: u16,
         /// The ethdev's name.
         name: String,
+    },
+    /// The device has fewer transmit queues than handles were asked for (one per worker).
+    #[error(
+        "DPDK port {port} ({name}) has at most {max} transmit queue(s), and {wanted} were asked for (one per worker)"
+    )]
+    TooManyTxQueues {
+        /// The DPDK port id.
+        port: u16,
+        /// The ethdev's name.
+        name: String,
+        /// The transmit queues asked for.
+        wanted: u16,
+        /// The most the device has.
+        max: u16,
+    },
+    /// The receiving handle named is not one of the handles asked for.
+    #[error(
+        "handle {receiver} cannot be the receiving one: there are {handles} handle(s), one per transmit queue"
+    )]
+    ReceiverOutOfRange {
+        /// The receiving handle asked for.
+        receiver: u16,
+        /// The handles (transmit queues) asked for.
+        handles: u16,
+    },
+    /// A ring cable could not be made.
+    #[error("ring cable {name:?}: {reason}")]
+    RingCable {
+        /// The cable's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
     },
     /// A DPDK call on the port failed.
     #[error("{call} failed on DPDK port {port} ({name}): {reason}")]
@@ -238,7 +288,8 @@ impl Eal {
         &self,
         port: u16,
         name: &str,
-        config: &DpdkPortConfig,
+        mbufs: u32,
+        cache: u32,
         socket: c_int,
     ) -> Result<MbufPool, DpdkError> {
         let mut pools = self.state.pools.lock().unwrap_or_else(PoisonError::into_inner);
@@ -249,16 +300,8 @@ impl Eal {
         let data_room = u16::try_from(sys::RTE_PKTMBUF_HEADROOM as usize + MBUF_FRAME_ROOM)
             .expect("an mbuf's room fits u16");
         // SAFETY: pool_name is NUL-terminated and outlives the call, which copies it.
-        let raw = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                pool_name.as_ptr(),
-                config.mbufs,
-                config.mbuf_cache,
-                0,
-                data_room,
-                socket,
-            )
-        };
+        let raw =
+            unsafe { sys::rte_pktmbuf_pool_create(pool_name.as_ptr(), mbufs, cache, 0, data_room, socket) };
         let pool = NonNull::new(raw)
             .map(MbufPool)
             .ok_or_else(|| call_error("rte_pktmbuf_pool_create", port, name, -rte_errno()))?;
@@ -321,8 +364,9 @@ pub struct DpdkPortConfig {
     pub rx_descriptors: u16,
     /// Transmit descriptors (adjusted to what the device allows).
     pub tx_descriptors: u16,
-    /// Mbufs in the port's pool: enough for both queues' descriptors, what a ring device
-    /// holds, and a burst. Used only when the port's pool is first made.
+    /// Mbufs in the port's pool: enough for what a ring device holds; raised to what the
+    /// queues' descriptors and a burst per handle need. Used only when the port's pool is
+    /// first made.
     pub mbufs: u32,
     /// Mbufs each EAL lcore keeps in its own cache of the pool.
     pub mbuf_cache: u32,
@@ -359,11 +403,39 @@ pub struct DpdkPortCounters {
     pub mbuf_alloc_failures: u64,
 }
 
-/// A [`PacketIo`] over one DPDK ethdev, using its queue 0 each way.
-pub struct DpdkPort {
-    id: PortId,
+/// An opened and started ethdev, shared by the handles on it; stopped and closed when the
+/// last handle drops.
+#[derive(Debug)]
+struct OpenDevice {
     port: u16,
     name: String,
+    /// Held around the control calls a handle makes (link status, MAC address): DPDK's
+    /// control functions are not thread-safe, and handles on one device live on different
+    /// threads.
+    control: Mutex<()>,
+    /// Dropped after the device is closed (fields drop after `Drop::drop`).
+    _claim: PortClaim,
+}
+
+impl Drop for OpenDevice {
+    fn drop(&mut self) {
+        // Failures leave nothing to do: the port is being given up either way.
+        // SAFETY: plain call on our port; no handle is left to use its queues.
+        unsafe { sys::rte_eth_dev_stop(self.port) };
+        // SAFETY: plain call on our stopped port; no mbuf pointer of ours refers to it.
+        unsafe { sys::rte_eth_dev_close(self.port) };
+    }
+}
+
+/// A [`PacketIo`] over one DPDK ethdev: a handle transmitting on one transmit queue of the
+/// device and, if it is the device's receiving handle, receiving on its receive queue 0.
+pub struct DpdkPort {
+    id: PortId,
+    device: Arc<OpenDevice>,
+    /// The transmit queue this handle alone uses.
+    tx_queue: u16,
+    /// Whether this handle is the one that receives (on queue 0).
+    receives: bool,
     mbufs: MbufPool,
     frames: FramePool,
     counters: DpdkPortCounters,
@@ -371,37 +443,58 @@ pub struct DpdkPort {
     burst: [*mut sys::rte_mbuf; BURST],
     /// For each mbuf of a transmit burst, the index of the frame it holds.
     burst_frames: [usize; BURST],
-    /// Dropped after the device is closed (fields drop after `Drop::drop`).
-    _claim: PortClaim,
 }
 
 // SAFETY: DPDK ties no queue to a thread: rte_eth_rx_burst and rte_eth_tx_burst only need
-// that no two threads use one queue at once. A DpdkPort is the only user of its port's
-// queues (the EAL's claims allow one per port) and uses them through &mut self; its mbuf
-// pool is thread-safe (see MbufPool); `burst` holds pointers only within one call.
+// that no two threads use one queue at once. The handles of a device are made together by
+// `open_queues`, each with a transmit queue of its own and only one of them with the receive
+// queue, and the EAL's claims allow one opening of a device at a time; a handle uses its
+// queues through &mut self only. The shared device's control calls go through its mutex;
+// the mbuf pool is thread-safe (see MbufPool); `burst` holds pointers only within one call.
 unsafe impl Send for DpdkPort {}
 
 impl fmt::Debug for DpdkPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DpdkPort")
             .field("id", &self.id)
-            .field("port", &self.port)
-            .field("name", &self.name)
+            .field("port", &self.device.port)
+            .field("name", &self.device.name)
+            .field("tx_queue", &self.tx_queue)
+            .field("receives", &self.receives)
             .field("counters", &self.counters)
             .finish()
     }
 }
 
 impl DpdkPort {
-    /// Open `device`: configure one receive and one transmit queue, the mbuf pool behind
-    /// them, an MTU that lets a whole FCoE frame in, promiscuous mode (FCoE's fabric-provided
-    /// MAC addresses are not the NIC's own), and start it. Stopped and closed on drop; DPDK
-    /// then releases the device, which cannot be opened again in this process.
+    /// Open `device` with one receive and one transmit queue: [`DpdkPort::open_queues`]
+    /// with a single handle, which receives.
     pub fn open(
         eal: &Eal,
         device: impl Into<EthDevice>,
         config: DpdkPortConfig,
     ) -> Result<DpdkPort, DpdkError> {
+        let mut handles = DpdkPort::open_queues(eal, device, config, 1, 0)?;
+        Ok(handles.pop().expect("open_queues gives one handle per transmit queue"))
+    }
+
+    /// Open `device` with one receive queue and `tx_queues` transmit queues, the mbuf pool
+    /// behind them, an MTU that lets a whole FCoE frame in, promiscuous mode (FCoE's
+    /// fabric-provided MAC addresses are not the NIC's own), and start it. Returns one handle
+    /// per transmit queue, in queue order: handle k transmits on queue k, and handle
+    /// `receiver` alone receives. A device with fewer transmit queues than asked for is
+    /// refused before it is touched. The device is stopped and closed when the last handle
+    /// drops; DPDK then releases it, and it cannot be opened again in this process.
+    pub fn open_queues(
+        eal: &Eal,
+        device: impl Into<EthDevice>,
+        config: DpdkPortConfig,
+        tx_queues: u16,
+        receiver: u16,
+    ) -> Result<Vec<DpdkPort>, DpdkError> {
+        if receiver >= tx_queues {
+            return Err(DpdkError::ReceiverOutOfRange { receiver, handles: tx_queues });
+        }
         let port = eal.resolve(&device.into())?;
         let name = port_name(port);
         let claim = eal.claim(port, &name)?;
@@ -412,13 +505,22 @@ impl DpdkPort {
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: info is a valid place for the device's information for the call.
         check("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(port, &mut info) })?;
+        if info.max_tx_queues < tx_queues {
+            return Err(DpdkError::TooManyTxQueues {
+                port,
+                name,
+                wanted: tx_queues,
+                max: info.max_tx_queues,
+            });
+        }
         let mut conf = sys::rte_eth_conf::default();
         // The MTU leaves room for the Ethernet header and a VLAN tag within one Frame.
         let mtu = u16::try_from(FRAME_CAPACITY - sys::RTE_ETHER_HDR_LEN as usize - VLAN_TAG_LEN)
             .unwrap_or(u16::MAX);
         conf.rxmode.mtu = u32::from(mtu.min(info.max_mtu));
         // SAFETY: conf is a valid configuration, read during the call only.
-        check("rte_eth_dev_configure", unsafe { sys::rte_eth_dev_configure(port, 1, 1, &conf) })?;
+        let configured = unsafe { sys::rte_eth_dev_configure(port, 1, tx_queues, &conf) };
+        check("rte_eth_dev_configure", configured)?;
         let (mut rx_descriptors, mut tx_descriptors) = (config.rx_descriptors, config.tx_descriptors);
         // SAFETY: both counts are valid places the call may adjust.
         let adjusted =
@@ -426,7 +528,12 @@ impl DpdkPort {
         check("rte_eth_dev_adjust_nb_rx_tx_desc", adjusted)?;
         // SAFETY: plain query of a valid port.
         let socket = unsafe { sys::rte_eth_dev_socket_id(port) };
-        let mbufs = eal.pool_for(port, &name, &config, socket)?;
+        // Every transmit queue may hold its descriptors' worth of mbufs until the NIC is done
+        // with them, and each handle a burst in hand.
+        let needed = u32::from(rx_descriptors)
+            + u32::from(tx_queues) * u32::from(tx_descriptors)
+            + (u32::from(tx_queues) + 1) * BURST as u32;
+        let mbufs = eal.pool_for(port, &name, config.mbufs.max(needed), config.mbuf_cache, socket)?;
         // SOCKET_ID_ANY (-1) means any socket in the unsigned parameter too.
         let queue_socket = socket as c_uint;
         // SAFETY: the pool is valid for the process's life; a null rxconf asks for the
@@ -435,10 +542,15 @@ impl DpdkPort {
             sys::rte_eth_rx_queue_setup(port, 0, rx_descriptors, queue_socket, ptr::null(), mbufs.0.as_ptr())
         };
         check("rte_eth_rx_queue_setup", rx)?;
-        // SAFETY: a null txconf asks for the device's defaults.
-        let tx = unsafe { sys::rte_eth_tx_queue_setup(port, 0, tx_descriptors, queue_socket, ptr::null()) };
-        check("rte_eth_tx_queue_setup", tx)?;
-        // SAFETY: the port is configured with both queues set up.
+        for queue in 0..tx_queues {
+            // SAFETY: a null txconf asks for the device's defaults; queue is below the count
+            // the device was configured with.
+            let tx = unsafe {
+                sys::rte_eth_tx_queue_setup(port, queue, tx_descriptors, queue_socket, ptr::null())
+            };
+            check("rte_eth_tx_queue_setup", tx)?;
+        }
+        // SAFETY: the port is configured with all its queues set up.
         check("rte_eth_dev_start", unsafe { sys::rte_eth_dev_start(port) })?;
         // SAFETY: plain call on a started port.
         let promiscuous = unsafe { sys::rte_eth_promiscuous_enable(port) };
@@ -448,27 +560,40 @@ impl DpdkPort {
             unsafe { sys::rte_eth_dev_stop(port) };
             return Err(call_error("rte_eth_promiscuous_enable", port, &name, promiscuous));
         }
-        Ok(DpdkPort {
-            id: config.id,
-            port,
-            name,
-            mbufs,
-            frames: config.frame_pool,
-            counters: DpdkPortCounters::default(),
-            burst: [ptr::null_mut(); BURST],
-            burst_frames: [0; BURST],
-            _claim: claim,
-        })
+        let device = Arc::new(OpenDevice { port, name, control: Mutex::new(()), _claim: claim });
+        Ok((0..tx_queues)
+            .map(|tx_queue| DpdkPort {
+                id: config.id,
+                device: Arc::clone(&device),
+                tx_queue,
+                receives: tx_queue == receiver,
+                mbufs,
+                frames: config.frame_pool.clone(),
+                counters: DpdkPortCounters::default(),
+                burst: [ptr::null_mut(); BURST],
+                burst_frames: [0; BURST],
+            })
+            .collect())
+    }
+
+    /// The transmit queue this handle uses.
+    pub fn tx_queue(&self) -> u16 {
+        self.tx_queue
+    }
+
+    /// Whether this handle receives (the device's one receiving handle).
+    pub fn receives(&self) -> bool {
+        self.receives
     }
 
     /// The DPDK port id.
     pub fn dpdk_port(&self) -> u16 {
-        self.port
+        self.device.port
     }
 
     /// The ethdev's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.device.name
     }
 
     /// What the port has done since it opened.
@@ -479,10 +604,12 @@ impl DpdkPort {
     /// The device's MAC address.
     pub fn mac(&self) -> Result<MacAddr, DpdkError> {
         let mut mac = sys::rte_ether_addr::default();
-        // SAFETY: mac is a valid place for the address for the call.
-        let ret = unsafe { sys::rte_eth_macaddr_get(self.port, &mut mac) };
+        let _control = self.device.control.lock().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: mac is a valid place for the address for the call; the device's control
+        // lock is held.
+        let ret = unsafe { sys::rte_eth_macaddr_get(self.device.port, &mut mac) };
         if ret < 0 {
-            return Err(call_error("rte_eth_macaddr_get", self.port, &self.name, ret));
+            return Err(call_error("rte_eth_macaddr_get", self.device.port, &self.device.name, ret));
         }
         Ok(MacAddr(mac.addr_bytes))
     }
@@ -552,12 +679,17 @@ impl PacketIo for DpdkPort {
     }
 
     fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
+        if !self.receives {
+            return 0;
+        }
         let mut received = 0;
         while received < max {
             let want = (max - received).min(BURST) as u16;
-            // SAFETY: burst has room for want mbuf pointers; the queue is ours (see Send).
-            let got =
-                usize::from(unsafe { sys::dve_shim_rx_burst(self.port, 0, self.burst.as_mut_ptr(), want) });
+            // SAFETY: burst has room for want mbuf pointers; the receive queue is this
+            // handle's alone (see Send).
+            let got = usize::from(unsafe {
+                sys::dve_shim_rx_burst(self.device.port, 0, self.burst.as_mut_ptr(), want)
+            });
             for i in 0..got {
                 let mbuf = self.burst[i];
                 match self.copy_received(mbuf) {
@@ -605,9 +737,14 @@ impl PacketIo for DpdkPort {
                 0
             } else {
                 // SAFETY: the first `built` entries of burst are mbufs we own; the device
-                // takes those it accepts. The queue is ours (see Send).
+                // takes those it accepts. The transmit queue is this handle's alone (see Send).
                 usize::from(unsafe {
-                    sys::dve_shim_tx_burst(self.port, 0, self.burst.as_mut_ptr(), built as u16)
+                    sys::dve_shim_tx_burst(
+                        self.device.port,
+                        self.tx_queue,
+                        self.burst.as_mut_ptr(),
+                        built as u16,
+                    )
                 })
             };
             for &mbuf in &self.burst[accepted..built] {
@@ -630,20 +767,73 @@ impl PacketIo for DpdkPort {
 
     fn link_up(&self) -> bool {
         let mut link = sys::rte_eth_link::default();
-        // SAFETY: link is a valid place for the status for the call.
-        let ret = unsafe { sys::rte_eth_link_get_nowait(self.port, &mut link) };
+        let _control = self.device.control.lock().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: link is a valid place for the status for the call; the device's control
+        // lock is held.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.device.port, &mut link) };
         ret == 0 && u32::from(link.link_status()) == sys::RTE_ETH_LINK_UP
     }
 }
 
-impl Drop for DpdkPort {
-    fn drop(&mut self) {
-        // Failures leave nothing to do: the port is being given up either way.
-        // SAFETY: plain call on our port.
-        unsafe { sys::rte_eth_dev_stop(self.port) };
-        // SAFETY: plain call on our stopped port; no mbuf pointer of ours refers to it.
-        unsafe { sys::rte_eth_dev_close(self.port) };
+/// Frames each direction of a [`ring_cable`] holds (a ring of 4096 slots keeps one free).
+pub const RING_CABLE_FRAMES: u32 = 4095;
+
+/// The longest name [`ring_cable`] takes: its rings are named after it, and DPDK names are
+/// short (`RTE_RING_NAMESIZE`, less the memzone's prefix).
+pub const RING_CABLE_NAME_MAX: usize = 16;
+
+/// Make a *cable* of two ring ethdevs, for tests: every transmit queue of each end (there are
+/// `tx_queues`, at most the ring PMD's 16) feeds the other end's single receive queue, so
+/// both ends can be opened with [`DpdkPort::open_queues`] (or [`DpdkPort::open`]) and what
+/// either sends, on any queue, arrives at the other. Returns the two ends' device names
+/// (`net_ring_<name>_a` and `net_ring_<name>_b`). A direction is one multi-producer ring of
+/// [`RING_CABLE_FRAMES`]; like mbuf pools, the rings are kept for the process's life, since a
+/// closed end's mbufs may still sit in them. Taking the [`Eal`] makes sure EAL runs.
+pub fn ring_cable(_eal: &Eal, name: &str, tx_queues: u16) -> Result<[String; 2], DpdkError> {
+    let refuse = |reason: String| DpdkError::RingCable { name: name.to_owned(), reason };
+    let max_queues = sys::RTE_PMD_RING_MAX_TX_RINGS as u16;
+    if !(1..=max_queues).contains(&tx_queues) {
+        return Err(refuse(format!("{tx_queues} transmit queues: the ring PMD has 1 to {max_queues}")));
     }
+    if name.is_empty() || name.len() > RING_CABLE_NAME_MAX || !name.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(refuse(format!("a cable's name is 1 to {RING_CABLE_NAME_MAX} ASCII letters and digits")));
+    }
+    let ring = |direction: &str| -> Result<NonNull<sys::rte_ring>, DpdkError> {
+        let ring_name = CString::new(format!("dve_{name}_{direction}")).expect("checked: no NUL");
+        // SAFETY: ring_name is NUL-terminated and outlives the call, which copies it; flags 0
+        // ask for a multi-producer, multi-consumer ring, which every transmit queue of an end
+        // may feed at once.
+        let raw =
+            unsafe { sys::rte_ring_create(ring_name.as_ptr(), RING_CABLE_FRAMES + 1, SOCKET_ID_ANY, 0) };
+        NonNull::new(raw)
+            .ok_or_else(|| refuse(format!("rte_ring_create({ring_name:?}): {}", rte_errno_text())))
+    };
+    let a_to_b = ring("ab")?;
+    let b_to_a = ring("ba")?;
+    let end = |suffix: &str, rx: NonNull<sys::rte_ring>, tx: NonNull<sys::rte_ring>| {
+        let end_name = CString::new(format!("{name}_{suffix}")).expect("checked: no NUL");
+        let rx_queues = [rx.as_ptr()];
+        let tx_rings = vec![tx.as_ptr(); usize::from(tx_queues)];
+        // SAFETY: end_name is NUL-terminated; both arrays hold as many valid rings as their
+        // counts say and are copied by the call; the rings live for the process's life.
+        // SOCKET_ID_ANY as the unsigned node is what rte_eth_from_ring passes too.
+        let port = unsafe {
+            sys::rte_eth_from_rings(
+                end_name.as_ptr(),
+                rx_queues.as_ptr(),
+                1,
+                tx_rings.as_ptr(),
+                c_uint::from(tx_queues),
+                SOCKET_ID_ANY as c_uint,
+            )
+        };
+        match u16::try_from(port) {
+            Ok(port) if port_is_valid(port) => Ok(port_name(port)),
+            _ => Err(refuse(format!("rte_eth_from_rings({end_name:?}): {}", rte_errno_text()))),
+        }
+    };
+    Ok([end("a", b_to_a, a_to_b)?, end("b", a_to_b, b_to_a)?])
 }
 
 fn port_is_valid(port: u16) -> bool {

@@ -14,4 +14,4 @@ pub mod dpdk;
 pub use software::{FaultConfig, SoftwarePort, software_link};
 
 #[cfg(feature = "dpdk")]
-pub use dpdk::{DpdkError, DpdkPort, DpdkPortConfig, DpdkPortCounters, Eal, EthDevice};
+pub use dpdk::{DpdkError, DpdkPort, DpdkPortConfig, DpdkPortCounters, Eal, EthDevice, ring_cable};
