@@ -47,6 +47,7 @@ use dve_wire::scsi::sense::{Asc, SenseKey, SenseRepr};
 use dve_wire::scsi::status;
 
 use crate::engine::IntMap;
+use crate::frame::WireFrame;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
 
 /// The usual block size.
@@ -459,7 +460,7 @@ enum Work {
     Write {
         lba: u64,
         len: usize,
-        data: Vec<(Vec<u8>, Range<usize>)>,
+        data: Vec<(WireFrame, Range<usize>)>,
     },
     Answer(Reply),
 }
@@ -524,7 +525,7 @@ pub struct DiskTarget {
     error_draw: u64,
     /// Lists of data frames of finished writes, emptied, for the next writes: a fresh list
     /// per write costs an allocation.
-    spare_write_lists: Vec<Vec<(Vec<u8>, Range<usize>)>>,
+    spare_write_lists: Vec<Vec<(WireFrame, Range<usize>)>>,
 }
 
 impl DiskTarget {
@@ -588,7 +589,7 @@ impl DiskTarget {
     }
 
     /// Starts (or restarts) fabric login. Nothing is sent while dead.
-    pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+    pub fn start(&mut self, now: u64) -> Vec<WireFrame> {
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -603,9 +604,9 @@ impl DiskTarget {
     }
 
     /// Gives a finished write's data frames back for reuse, and its list to later writes.
-    fn recycle_write_data(&mut self, mut data: Vec<(Vec<u8>, Range<usize>)>) {
+    fn recycle_write_data(&mut self, mut data: Vec<(WireFrame, Range<usize>)>) {
         for (frame, _) in data.drain(..) {
-            crate::engine::recycle_frame_buffer(frame);
+            frame.recycle();
         }
         if self.spare_write_lists.len() < SPARE_WRITE_LISTS {
             self.spare_write_lists.push(data);
@@ -700,7 +701,7 @@ impl DiskTarget {
 
     /// Emits what became due at `now`: finished commands (data and status), fabric login
     /// retries.
-    pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+    pub fn on_timer(&mut self, now: u64) -> Vec<WireFrame> {
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -729,17 +730,24 @@ impl DiskTarget {
     }
 
     /// Handles a received Ethernet frame; returns the frames to send at once. Never panics.
-    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
-        self.receive_frame(now, frame.to_vec())
+    /// A frame longer than any FCoE frame ([`crate::frame::WIRE_FRAME_CAPACITY`]) is dropped.
+    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<WireFrame> {
+        match WireFrame::copy_from(frame) {
+            Some(frame) => self.receive_frame(now, frame),
+            None => {
+                self.port.count_dropped();
+                Vec::new()
+            }
+        }
     }
 
     /// [`DiskTarget::receive`], for a frame the disk may keep: write data stays in its frame
-    /// until the write is executed (frames not kept go back to the simulator's spare frame
-    /// buffers, see [`crate::engine::recycle_frame_buffer`]).
-    pub fn receive_frame(&mut self, now: u64, frame: Vec<u8>) -> Vec<Vec<u8>> {
+    /// until the write is executed (frames not kept become spares for the next frames built,
+    /// see [`WireFrame::recycle`]).
+    pub fn receive_frame(&mut self, now: u64, frame: WireFrame) -> Vec<WireFrame> {
         if self.mode == DiskMode::Dead {
             self.stats.ignored_while_dead += 1;
-            crate::engine::recycle_frame_buffer(frame);
+            frame.recycle();
             return Vec::new();
         }
         let mut kept = None;
@@ -749,7 +757,7 @@ impl DiskTarget {
             Some((TargetExchange { work: Work::Write { data, .. }, .. }, payload)) => {
                 data.push((frame, payload))
             }
-            _ => crate::engine::recycle_frame_buffer(frame),
+            _ => frame.recycle(),
         }
         out
     }
@@ -761,7 +769,7 @@ impl DiskTarget {
         now: u64,
         frame: &[u8],
         kept: &mut Option<(u16, Range<usize>)>,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
         let handled = match (h.fc_type, h.r_ctl) {
@@ -788,7 +796,7 @@ impl DiskTarget {
 
     // ---- link services ------------------------------------------------------------------
 
-    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let (request, reply) = self.port.take_reply(inbound)?;
         Some(match request.purpose {
             DiskControl::Fabric(step) => {
@@ -799,7 +807,7 @@ impl DiskTarget {
         })
     }
 
-    fn on_els_request(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_els_request(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         if h.is_from_responder() || inbound.payload.is_empty() {
             return None;
@@ -866,7 +874,7 @@ impl DiskTarget {
     }
 
     /// ABTS: drop the exchange (if known) and accept.
-    fn on_abts(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_abts(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         BlsRepr::parse(h.r_ctl, inbound.payload).ok()?;
         if h.is_from_responder() || !self.sessions.contains_key(&h.s_id) {
@@ -898,7 +906,7 @@ impl DiskTarget {
     }
 
     /// LOGO to an initiator that is not logged in (one at a time per initiator).
-    fn refuse_initiator(&mut self, now: u64, initiator: FcId) -> Vec<Vec<u8>> {
+    fn refuse_initiator(&mut self, now: u64, initiator: FcId) -> Vec<WireFrame> {
         if self.port.requests().any(|r| r.purpose == DiskControl::Logo(initiator)) {
             return Vec::new();
         }
@@ -922,7 +930,7 @@ impl DiskTarget {
         None
     }
 
-    fn on_command(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_command(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         if h.is_from_responder() {
             return None;
@@ -969,7 +977,7 @@ impl DiskTarget {
         }
     }
 
-    fn xfer_rdy(&mut self, to: FcId, ox_id: u16, rx_id: u16, from: u32, to_offset: u32) -> Option<Vec<u8>> {
+    fn xfer_rdy(&mut self, to: FcId, ox_id: u16, rx_id: u16, from: u32, to_offset: u32) -> Option<WireFrame> {
         let ready = FcpXferRdyRepr { data_ro: from, burst_len: to_offset - from };
         let f_ctl = f_ctl::EXCHANGE_CONTEXT | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
         let header = FcHeaderRepr {
@@ -981,7 +989,7 @@ impl DiskTarget {
 
     /// Write data: accepted in order within the burst asked for; the next burst is asked
     /// for when one is complete, and the command queues for service when all has arrived.
-    fn on_data(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_data(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         let exchange = self.exchanges.get_mut(&h.rx_id)?;
         if exchange.initiator != h.s_id || exchange.ox_id != h.ox_id || h.is_from_responder() {
@@ -1031,7 +1039,7 @@ impl DiskTarget {
     }
 
     /// A command's service ended: execute it and answer, unless the disk hangs.
-    fn complete(&mut self, rx_id: u16) -> Vec<Vec<u8>> {
+    fn complete(&mut self, rx_id: u16) -> Vec<WireFrame> {
         if self.mode == DiskMode::Hang {
             if let Some(exchange) = self.exchanges.get_mut(&rx_id) {
                 exchange.stage = Stage::Hung;
@@ -1090,7 +1098,7 @@ impl DiskTarget {
         rx_id: u16,
         fcp_dl: u32,
         reply: &Reply,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         let max_payload = self.sessions.get(&initiator).map_or(nport::MAX_DATA_PAYLOAD, |s| s.max_payload);
         let sent = reply.data_len().min(fcp_dl as usize);
         let mut out = match reply.stored {
@@ -1141,7 +1149,7 @@ impl DiskTarget {
         data: ReadData<'_>,
         len: usize,
         max_payload: usize,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         if len == 0 {
             return Vec::new();
         }
@@ -1173,7 +1181,7 @@ impl DiskTarget {
 
     /// A task management function: the initiator's other exchanges (on the LUN, for a
     /// LOGICAL UNIT RESET) are cleared and the function reported complete.
-    fn task_management(&mut self, h: &FcHeaderRepr, rx_id: u16, cmnd: &FcpCmndRepr<'_>) -> Vec<Vec<u8>> {
+    fn task_management(&mut self, h: &FcHeaderRepr, rx_id: u16, cmnd: &FcpCmndRepr<'_>) -> Vec<WireFrame> {
         self.stats.commands.task_management += 1;
         let initiator = h.s_id;
         if cmnd.task_management & dve_wire::fcp::tmf::TARGET_RESET != 0 {

@@ -39,6 +39,8 @@ use dve_wire::scsi::inquiry::StandardInquiry;
 use dve_wire::scsi::sense::{SenseKey, SenseRepr};
 use dve_wire::scsi::status;
 
+use crate::frame::WireFrame;
+
 use self::nport::{
     ControlReply, ControlRequest, FabricLogin, FabricPhase, FabricStep, Inbound, NPort, Registration,
     fc_header,
@@ -54,6 +56,8 @@ pub mod nport {
     use std::collections::{BTreeMap, BTreeSet};
 
     use dve_wire::WireEmit;
+
+    use crate::frame::WireFrame;
     use dve_wire::ct::{self, CtHeaderRepr, NsAccept, NsRequest};
     use dve_wire::els::{ElsRepr, LoginParams};
     use dve_wire::emit::Concat;
@@ -275,7 +279,11 @@ pub mod nport {
         /// fabric login), the Ethernet source its fabric-provided MAC (its own MAC before
         /// login), SOF i3 for a sequence's first frame (SEQ_CNT 0) and n3 after, EOF t on the
         /// frame that ends a sequence and n otherwise.
-        pub fn emit<W: WireEmit + ?Sized>(&mut self, header: &FcHeaderRepr, payload: &W) -> Option<Vec<u8>> {
+        pub fn emit<W: WireEmit + ?Sized>(
+            &mut self,
+            header: &FcHeaderRepr,
+            payload: &W,
+        ) -> Option<WireFrame> {
             let header = FcHeaderRepr { s_id: self.fc_id.unwrap_or(FcId::UNASSIGNED), ..*header };
             let ethernet = EthernetRepr {
                 dst_addr: mac_for(header.d_id),
@@ -285,8 +293,11 @@ pub mod nport {
             };
             let sof = if header.seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if header.is_end_of_sequence() { Eof::T } else { Eof::N };
-            let mut buf =
-                crate::engine::frame_buffer_to_overwrite(fcoe_frame_len(&ethernet, payload.buffer_len()));
+            let Some(mut buf) = WireFrame::to_overwrite(fcoe_frame_len(&ethernet, payload.buffer_len()))
+            else {
+                self.counters.emit_errors += 1;
+                return None;
+            };
             match emit_fcoe_frame(&mut buf, &ethernet, &FcoeRepr { sof, eof }, &header, payload) {
                 Ok(len) => {
                     buf.truncate(len);
@@ -318,7 +329,13 @@ pub mod nport {
         }
 
         /// Sends an ELS request on a new exchange and records it until its reply or `deadline`.
-        pub fn send_els(&mut self, deadline: u64, d_id: FcId, els: &ElsRepr, purpose: P) -> Option<Vec<u8>> {
+        pub fn send_els(
+            &mut self,
+            deadline: u64,
+            d_id: FcId,
+            els: &ElsRepr,
+            purpose: P,
+        ) -> Option<WireFrame> {
             let ox_id = self.allocate_ox_id()?;
             let header = FcHeaderRepr {
                 seq_id: self.next_seq_id(),
@@ -335,7 +352,7 @@ pub mod nport {
             deadline: u64,
             request: &NsRequest,
             purpose: P,
-        ) -> Option<Vec<u8>> {
+        ) -> Option<WireFrame> {
             let ox_id = self.allocate_ox_id()?;
             let d_id = FcId::DIRECTORY;
             let header = FcHeaderRepr {
@@ -356,7 +373,7 @@ pub mod nport {
         }
 
         /// Sends the one-frame reply to an ELS request a peer sent.
-        pub fn reply_els(&mut self, request: &FcHeaderRepr, reply: &ElsRepr) -> Option<Vec<u8>> {
+        pub fn reply_els(&mut self, request: &FcHeaderRepr, reply: &ElsRepr) -> Option<WireFrame> {
             let rx_id = self.next_reply_rx_id();
             let header = FcHeaderRepr {
                 seq_id: self.next_seq_id(),
@@ -494,7 +511,7 @@ pub mod nport {
     #[derive(Debug, Default)]
     pub struct FabricProgress {
         /// Frames to send.
-        pub frames: Vec<Vec<u8>>,
+        pub frames: Vec<WireFrame>,
         /// Login just completed.
         pub online: bool,
     }
@@ -535,7 +552,12 @@ pub mod nport {
         }
 
         /// Starts (or restarts) login with a FLOGI.
-        pub fn start<P>(&mut self, now: u64, port: &mut NPort<P>, wrap: fn(FabricStep) -> P) -> Vec<Vec<u8>> {
+        pub fn start<P>(
+            &mut self,
+            now: u64,
+            port: &mut NPort<P>,
+            wrap: fn(FabricStep) -> P,
+        ) -> Vec<WireFrame> {
             self.phase = FabricPhase::LoggingIn;
             self.restart_at = None;
             self.send(now, port, FabricStep::Flogi, wrap)
@@ -553,7 +575,7 @@ pub mod nport {
             port: &mut NPort<P>,
             step: FabricStep,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<Vec<u8>> {
+        ) -> Vec<WireFrame> {
             let deadline = now.saturating_add(self.timeout_ns);
             let frame = match step {
                 FabricStep::Flogi => {
@@ -636,7 +658,7 @@ pub mod nport {
             port: &mut NPort<P>,
             step: FabricStep,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<Vec<u8>> {
+        ) -> Vec<WireFrame> {
             if self.phase != FabricPhase::LoggingIn {
                 return Vec::new();
             }
@@ -654,7 +676,7 @@ pub mod nport {
             now: u64,
             port: &mut NPort<P>,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<Vec<u8>> {
+        ) -> Vec<WireFrame> {
             match self.restart_at {
                 Some(at) if at <= now && self.phase == FabricPhase::LoggingIn => {
                     self.restart_at = None;
@@ -1186,7 +1208,7 @@ impl Initiator {
 
     /// Starts (or restarts) fabric login with a FLOGI; discovery follows on its own as
     /// replies arrive. Requests still pending fail with [`IoFailure::LinkDown`].
-    pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+    pub fn start(&mut self, now: u64) -> Vec<WireFrame> {
         self.reset_sessions(now, IoFailure::LinkDown);
         self.fabric.start(now, &mut self.port, HostControl::Fabric)
     }
@@ -1201,7 +1223,7 @@ impl Initiator {
 
     /// Runs discovery again (GID_FT, then GPN_ID and login for new ports, a LUN rescan of
     /// logged-in targets); ports the name server no longer lists go offline.
-    pub fn rediscover(&mut self, now: u64) -> Vec<Vec<u8>> {
+    pub fn rediscover(&mut self, now: u64) -> Vec<WireFrame> {
         if !self.is_online() {
             return Vec::new();
         }
@@ -1254,7 +1276,7 @@ impl Initiator {
         &mut self,
         now: u64,
         request: HostRequest,
-    ) -> Result<(RequestId, Vec<Vec<u8>>), SubmitError> {
+    ) -> Result<(RequestId, Vec<WireFrame>), SubmitError> {
         if !self.is_online() {
             return Err(SubmitError::Offline);
         }
@@ -1299,7 +1321,7 @@ impl Initiator {
     }
 
     /// Runs what is due at `now`: timeouts (ABTS, retries), delayed retries, re-logins.
-    pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+    pub fn on_timer(&mut self, now: u64) -> Vec<WireFrame> {
         let mut out = self.fabric.on_timer(now, &mut self.port, HostControl::Fabric);
         for request in self.port.expire(now) {
             out.extend(self.on_control_timeout(now, request));
@@ -1329,7 +1351,7 @@ impl Initiator {
 
     /// Handles a received Ethernet frame; returns the frames to send in answer. Never
     /// panics: malformed or unexpected frames are counted and dropped.
-    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
+    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<WireFrame> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
         let handled = match (h.fc_type, h.r_ctl) {
@@ -1398,7 +1420,7 @@ impl Initiator {
         lun: u16,
         command: ScsiCommand,
         origin: Origin,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         let key = self.next_request;
         self.next_request += 1;
         let request = PendingRequest {
@@ -1415,7 +1437,7 @@ impl Initiator {
     }
 
     /// Sends a request if its target is logged in; otherwise parks it and starts a login.
-    fn dispatch(&mut self, now: u64, key: u64) -> Vec<Vec<u8>> {
+    fn dispatch(&mut self, now: u64, key: u64) -> Vec<WireFrame> {
         let Some(request) = self.requests.get_mut(&key) else { return Vec::new() };
         let port = request.port;
         let remote = &self.remote[port];
@@ -1439,7 +1461,7 @@ impl Initiator {
     }
 
     /// Opens the exchange of a request: FCP_CMND on a fresh OX_ID.
-    fn start_exchange(&mut self, now: u64, key: u64) -> Vec<Vec<u8>> {
+    fn start_exchange(&mut self, now: u64, key: u64) -> Vec<WireFrame> {
         let Some(ox_id) = self.port.allocate_ox_id() else {
             if let Some(request) = self.requests.get_mut(&key) {
                 request.state = RequestState::RetryAt(now.saturating_add(BUSY_RETRY_DELAY_NS));
@@ -1504,7 +1526,7 @@ impl Initiator {
     }
 
     /// Applies a verdict: completes the request, or retries it while retries remain.
-    fn conclude(&mut self, now: u64, key: u64, verdict: Verdict) -> Vec<Vec<u8>> {
+    fn conclude(&mut self, now: u64, key: u64, verdict: Verdict) -> Vec<WireFrame> {
         let (delay, exhausted) = match verdict {
             Verdict::Done(result) => return self.finish(now, key, result),
             Verdict::Retry { delay, exhausted } => (delay, exhausted),
@@ -1525,7 +1547,7 @@ impl Initiator {
 
     /// Completes a request: a [`Completion`] for the simulator's, the next discovery step
     /// for discovery's.
-    fn finish(&mut self, now: u64, key: u64, result: Result<IoOutcome, IoFailure>) -> Vec<Vec<u8>> {
+    fn finish(&mut self, now: u64, key: u64, result: Result<IoOutcome, IoFailure>) -> Vec<WireFrame> {
         let Some(request) = self.requests.remove(&key) else { return Vec::new() };
         if let RequestState::InFlight(ox_id) = request.state
             && self.exchanges.get(&ox_id).is_some_and(|e| e.request == key)
@@ -1592,7 +1614,7 @@ impl Initiator {
             .collect()
     }
 
-    fn fail_waiting(&mut self, now: u64, port: usize, failure: IoFailure) -> Vec<Vec<u8>> {
+    fn fail_waiting(&mut self, now: u64, port: usize, failure: IoFailure) -> Vec<WireFrame> {
         let mut out = Vec::new();
         for key in self.waiting_on(port) {
             out.extend(self.finish(now, key, Err(failure.clone())));
@@ -1609,7 +1631,7 @@ impl Initiator {
         (from_target && exchange.phase == ExchangePhase::Open).then_some(exchange)
     }
 
-    fn on_xfer_rdy(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_xfer_rdy(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         let exchange = self.open_exchange_for(&h)?;
         let ready = FcpXferRdyRepr::parse(inbound.payload).ok()?;
@@ -1638,7 +1660,7 @@ impl Initiator {
         offset: u32,
         burst: &[u8],
         max_payload: usize,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         let seq_id = self.port.next_seq_id();
         let count = burst.len().div_ceil(max_payload);
         let mut out = Vec::with_capacity(count);
@@ -1657,7 +1679,7 @@ impl Initiator {
         out
     }
 
-    fn on_data(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_data(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         let exchange = self.open_exchange_for(&h)?;
         let limit = u64::from(self.requests.get(&exchange.request)?.command.data_in_len);
@@ -1681,7 +1703,7 @@ impl Initiator {
         Some(Vec::new())
     }
 
-    fn on_response(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_response(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         self.open_exchange_for(&h)?;
         let rsp = FcpRspRepr::parse(inbound.payload).ok()?;
@@ -1691,7 +1713,7 @@ impl Initiator {
         Some(self.conclude(now, exchange.request, verdict))
     }
 
-    fn on_abort_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_abort_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         let exchange = self.exchanges.get(&h.ox_id)?;
         if exchange.phase != ExchangePhase::Aborting || self.remote[exchange.port].fc_id != h.s_id {
@@ -1704,7 +1726,7 @@ impl Initiator {
     }
 
     /// The target aborts one of our exchanges: accept, and retry the command.
-    fn on_target_abort(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_target_abort(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         BlsRepr::parse(h.r_ctl, inbound.payload).ok()?;
         let exchange = self.exchanges.get(&h.ox_id)?;
@@ -1729,14 +1751,14 @@ impl Initiator {
                 h.rx_id,
             )
         };
-        let mut out: Vec<Vec<u8>> = self.port.emit(&header, &accept).into_iter().collect();
+        let mut out: Vec<WireFrame> = self.port.emit(&header, &accept).into_iter().collect();
         let exchange = self.close_exchange(h.ox_id)?;
         let verdict = Verdict::Retry { delay: 0, exhausted: Err(IoFailure::AbortedByTarget) };
         out.extend(self.conclude(now, exchange.request, verdict));
         Some(out)
     }
 
-    fn on_exchange_timeout(&mut self, now: u64, ox_id: u16) -> Vec<Vec<u8>> {
+    fn on_exchange_timeout(&mut self, now: u64, ox_id: u16) -> Vec<WireFrame> {
         let Some(exchange) = self.exchanges.get_mut(&ox_id) else { return Vec::new() };
         self.stats.timeouts += 1;
         match exchange.phase {
@@ -1768,7 +1790,7 @@ impl Initiator {
 
     // ---- link services ------------------------------------------------------------------
 
-    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         if let Some((request, reply)) = self.port.take_reply(inbound) {
             return Some(self.on_control_reply(now, request, &reply, inbound.header.d_id));
         }
@@ -1790,7 +1812,7 @@ impl Initiator {
         request: ControlRequest<HostControl>,
         reply: &ControlReply<'_>,
         assigned: FcId,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         match request.purpose {
             HostControl::Fabric(step) => {
                 let progress =
@@ -1808,7 +1830,7 @@ impl Initiator {
         }
     }
 
-    fn on_control_timeout(&mut self, now: u64, request: ControlRequest<HostControl>) -> Vec<Vec<u8>> {
+    fn on_control_timeout(&mut self, now: u64, request: ControlRequest<HostControl>) -> Vec<WireFrame> {
         let max = self.config.max_retries;
         match request.purpose {
             HostControl::Fabric(step) => {
@@ -1835,13 +1857,13 @@ impl Initiator {
         now.saturating_add(self.config.io_timeout_ns)
     }
 
-    fn send_gid_ft(&mut self, now: u64, attempt: u32) -> Vec<Vec<u8>> {
+    fn send_gid_ft(&mut self, now: u64, attempt: u32) -> Vec<WireFrame> {
         let request = NsRequest::GidFt { domain_scope: 0, area_scope: 0, fc_type: fc_type::FCP };
         let deadline = self.deadline(now);
         self.port.send_name_server(deadline, &request, HostControl::GidFt { attempt }).into_iter().collect()
     }
 
-    fn send_gpn_id(&mut self, now: u64, port: usize, attempt: u32) -> Vec<Vec<u8>> {
+    fn send_gpn_id(&mut self, now: u64, port: usize, attempt: u32) -> Vec<WireFrame> {
         let request = NsRequest::GpnId { port_id: self.remote[port].fc_id };
         let deadline = self.deadline(now);
         self.port
@@ -1850,7 +1872,7 @@ impl Initiator {
             .collect()
     }
 
-    fn on_gid_ft(&mut self, now: u64, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
+    fn on_gid_ft(&mut self, now: u64, reply: &ControlReply<'_>) -> Vec<WireFrame> {
         let mut listed: Vec<FcId> = match reply {
             ControlReply::NsAccept(NsAccept::PortIds(ids)) => ids.iter().collect(),
             // A reject means no port registered FCP.
@@ -1874,7 +1896,7 @@ impl Initiator {
         out
     }
 
-    fn port_gone(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn port_gone(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         let p = &mut self.remote[port];
         p.state = PortState::Gone;
         p.relogin_at = None;
@@ -1884,7 +1906,7 @@ impl Initiator {
         self.fail_waiting(now, port, IoFailure::TargetGone)
     }
 
-    fn on_port_listed(&mut self, now: u64, id: FcId) -> Vec<Vec<u8>> {
+    fn on_port_listed(&mut self, now: u64, id: FcId) -> Vec<WireFrame> {
         let Some(port) = self.remote.iter().position(|p| p.fc_id == id && p.state != PortState::Gone) else {
             self.remote.push(RemotePort::new(id));
             return self.send_gpn_id(now, self.remote.len() - 1, 0);
@@ -1908,7 +1930,7 @@ impl Initiator {
         }
     }
 
-    fn on_gpn_id(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
+    fn on_gpn_id(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
         if self.remote[port].state != PortState::Naming {
             return Vec::new();
         }
@@ -1945,7 +1967,7 @@ impl Initiator {
         self.login_port(now, port)
     }
 
-    fn login_port(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn login_port(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         let p = &mut self.remote[port];
         p.state = PortState::PlogiSent;
         p.relogin_at = None;
@@ -1955,7 +1977,7 @@ impl Initiator {
         self.port.send_els(deadline, d_id, &plogi, HostControl::Plogi { port }).into_iter().collect()
     }
 
-    fn on_plogi_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
+    fn on_plogi_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
         let p = &mut self.remote[port];
         if p.state != PortState::PlogiSent {
             return Vec::new();
@@ -1982,7 +2004,7 @@ impl Initiator {
         self.port.send_els(deadline, d_id, &prli, HostControl::Prli { port }).into_iter().collect()
     }
 
-    fn on_prli_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
+    fn on_prli_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
         if self.remote[port].state != PortState::PrliSent {
             return Vec::new();
         }
@@ -2001,7 +2023,7 @@ impl Initiator {
         self.port_logged_in(now, port)
     }
 
-    fn port_logged_in(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn port_logged_in(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         self.stats.target_logins += 1;
         let target = self.ensure_target(port);
         let p = &mut self.remote[port];
@@ -2042,7 +2064,7 @@ impl Initiator {
 
     /// PLOGI or PRLI was refused or unanswered: try again after a pause, or give up (and
     /// fail the requests waiting) once it failed more than `max_retries` times in a row.
-    fn login_failed(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn login_failed(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         let retry_pause = (self.config.io_timeout_ns / 8).max(1);
         let p = &mut self.remote[port];
         p.login_failures += 1;
@@ -2058,7 +2080,7 @@ impl Initiator {
 
     /// The target logged us out (LOGO, or LS_RJT to a command): its exchanges are gone, so
     /// their requests are retried, which logs in again.
-    fn logged_out_by_target(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn logged_out_by_target(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         let p = &mut self.remote[port];
         // A logout that crosses a login in progress refers to the old session.
         if p.state != PortState::LoggedIn {
@@ -2084,7 +2106,7 @@ impl Initiator {
 
     /// ELS requests from peers: PLOGI and PRLI are accepted (as an initiator), LOGO
     /// accepted and acted on, RSCN accepted and followed by a rediscovery, the rest rejected.
-    fn on_els_request(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
+    fn on_els_request(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
         let h = inbound.header;
         if h.is_from_responder() || inbound.payload.is_empty() {
             return None;
@@ -2111,12 +2133,12 @@ impl Initiator {
                 vendor: 0,
             }),
         };
-        let mut out: Vec<Vec<u8>> = self.port.reply_els(&h, &reply).into_iter().collect();
+        let mut out: Vec<WireFrame> = self.port.reply_els(&h, &reply).into_iter().collect();
         out.extend(after);
         Some(out)
     }
 
-    fn on_logo(&mut self, now: u64, from: FcId) -> Vec<Vec<u8>> {
+    fn on_logo(&mut self, now: u64, from: FcId) -> Vec<WireFrame> {
         if from == FcId::FABRIC_LOGIN {
             // The fabric logged us out: log in again from scratch (after the LS_ACC).
             return self.start(now);
@@ -2129,7 +2151,7 @@ impl Initiator {
 
     // ---- LUN discovery ---------------------------------------------------------------
 
-    fn start_scan(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
+    fn start_scan(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
         let cdb = Cdb::ReportLuns { select_report: 0, allocation_length: REPORT_LUNS_ALLOCATION, control: 0 };
         let command = ScsiCommand::from_cdb(cdb, REPORT_LUNS_ALLOCATION);
         self.enqueue(now, port, 0, command, Origin::Discovery(DiscoveryStep::ReportLuns))
@@ -2142,7 +2164,7 @@ impl Initiator {
         lun: u16,
         step: DiscoveryStep,
         result: Result<IoOutcome, IoFailure>,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<WireFrame> {
         let Ok(outcome) = result else { return Vec::new() };
         if !outcome.is_good() {
             return Vec::new();
@@ -2181,7 +2203,7 @@ impl Initiator {
         }
     }
 
-    fn on_report_luns(&mut self, now: u64, port: usize, data: &[u8]) -> Vec<Vec<u8>> {
+    fn on_report_luns(&mut self, now: u64, port: usize, data: &[u8]) -> Vec<WireFrame> {
         let Ok(list) = ReportLunsData::parse(data) else { return Vec::new() };
         let mut luns: Vec<u16> = list.iter().filter_map(|l| lun_index(&l)).collect();
         luns.sort_unstable();
@@ -2321,6 +2343,7 @@ pub(crate) mod testbed {
     use super::nport::{F_CTL_FINAL_REPLY, FABRIC_MAC, FC_MAP, mac_for};
     use super::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, RequestId};
     use crate::disk::{DiskConfig, DiskTarget, LatencyModel};
+    use crate::frame::WireFrame;
 
     pub(crate) const HOST_WWPN: u64 = 0x2100_0000_0000_0001;
     pub(crate) const HOST_WWNN: u64 = 0x2000_0000_0000_0001;
@@ -2423,8 +2446,8 @@ pub(crate) mod testbed {
             self.settle();
         }
 
-        pub fn send(&mut self, from: usize, frames: Vec<Vec<u8>>) {
-            self.queue.extend(frames.into_iter().map(|f| (from, f)));
+        pub fn send(&mut self, from: usize, frames: Vec<WireFrame>) {
+            self.queue.extend(frames.into_iter().map(|f| (from, f.to_vec())));
         }
 
         pub fn settle(&mut self) {
