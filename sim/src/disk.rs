@@ -47,7 +47,6 @@ use dve_wire::scsi::sense::{Asc, SenseKey, SenseRepr};
 use dve_wire::scsi::status;
 
 use crate::engine::IntMap;
-use crate::frame::WireFrame;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
 
 /// The usual block size.
@@ -460,7 +459,7 @@ enum Work {
     Write {
         lba: u64,
         len: usize,
-        data: Vec<(WireFrame, Range<usize>)>,
+        data: Vec<(Vec<u8>, Range<usize>)>,
     },
     Answer(Reply),
 }
@@ -525,7 +524,7 @@ pub struct DiskTarget {
     error_draw: u64,
     /// Lists of data frames of finished writes, emptied, for the next writes: a fresh list
     /// per write costs an allocation.
-    spare_write_lists: Vec<Vec<(WireFrame, Range<usize>)>>,
+    spare_write_lists: Vec<Vec<(Vec<u8>, Range<usize>)>>,
 }
 
 impl DiskTarget {
@@ -589,7 +588,7 @@ impl DiskTarget {
     }
 
     /// Starts (or restarts) fabric login. Nothing is sent while dead.
-    pub fn start(&mut self, now: u64) -> Vec<WireFrame> {
+    pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -604,9 +603,9 @@ impl DiskTarget {
     }
 
     /// Gives a finished write's data frames back for reuse, and its list to later writes.
-    fn recycle_write_data(&mut self, mut data: Vec<(WireFrame, Range<usize>)>) {
+    fn recycle_write_data(&mut self, mut data: Vec<(Vec<u8>, Range<usize>)>) {
         for (frame, _) in data.drain(..) {
-            frame.recycle();
+            crate::engine::recycle_frame_buffer(frame);
         }
         if self.spare_write_lists.len() < SPARE_WRITE_LISTS {
             self.spare_write_lists.push(data);
@@ -701,7 +700,7 @@ impl DiskTarget {
 
     /// Emits what became due at `now`: finished commands (data and status), fabric login
     /// retries.
-    pub fn on_timer(&mut self, now: u64) -> Vec<WireFrame> {
+    pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -730,24 +729,17 @@ impl DiskTarget {
     }
 
     /// Handles a received Ethernet frame; returns the frames to send at once. Never panics.
-    /// A frame longer than any FCoE frame ([`crate::frame::WIRE_FRAME_CAPACITY`]) is dropped.
-    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<WireFrame> {
-        match WireFrame::copy_from(frame) {
-            Some(frame) => self.receive_frame(now, frame),
-            None => {
-                self.port.count_dropped();
-                Vec::new()
-            }
-        }
+    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.receive_frame(now, frame.to_vec())
     }
 
     /// [`DiskTarget::receive`], for a frame the disk may keep: write data stays in its frame
-    /// until the write is executed (frames not kept become spares for the next frames built,
-    /// see [`WireFrame::recycle`]).
-    pub fn receive_frame(&mut self, now: u64, frame: WireFrame) -> Vec<WireFrame> {
+    /// until the write is executed (frames not kept go back to the simulator's spare frame
+    /// buffers, see [`crate::engine::recycle_frame_buffer`]).
+    pub fn receive_frame(&mut self, now: u64, frame: Vec<u8>) -> Vec<Vec<u8>> {
         if self.mode == DiskMode::Dead {
             self.stats.ignored_while_dead += 1;
-            frame.recycle();
+            crate::engine::recycle_frame_buffer(frame);
             return Vec::new();
         }
         let mut kept = None;
@@ -757,7 +749,7 @@ impl DiskTarget {
             Some((TargetExchange { work: Work::Write { data, .. }, .. }, payload)) => {
                 data.push((frame, payload))
             }
-            _ => frame.recycle(),
+            _ => crate::engine::recycle_frame_buffer(frame),
         }
         out
     }
@@ -769,7 +761,7 @@ impl DiskTarget {
         now: u64,
         frame: &[u8],
         kept: &mut Option<(u16, Range<usize>)>,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
         let handled = match (h.fc_type, h.r_ctl) {
@@ -796,7 +788,7 @@ impl DiskTarget {
 
     // ---- link services ------------------------------------------------------------------
 
-    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let (request, reply) = self.port.take_reply(inbound)?;
         Some(match request.purpose {
             DiskControl::Fabric(step) => {
@@ -807,7 +799,7 @@ impl DiskTarget {
         })
     }
 
-    fn on_els_request(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_els_request(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         if h.is_from_responder() || inbound.payload.is_empty() {
             return None;
@@ -874,7 +866,7 @@ impl DiskTarget {
     }
 
     /// ABTS: drop the exchange (if known) and accept.
-    fn on_abts(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_abts(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         BlsRepr::parse(h.r_ctl, inbound.payload).ok()?;
         if h.is_from_responder() || !self.sessions.contains_key(&h.s_id) {
@@ -906,7 +898,7 @@ impl DiskTarget {
     }
 
     /// LOGO to an initiator that is not logged in (one at a time per initiator).
-    fn refuse_initiator(&mut self, now: u64, initiator: FcId) -> Vec<WireFrame> {
+    fn refuse_initiator(&mut self, now: u64, initiator: FcId) -> Vec<Vec<u8>> {
         if self.port.requests().any(|r| r.purpose == DiskControl::Logo(initiator)) {
             return Vec::new();
         }
@@ -930,7 +922,7 @@ impl DiskTarget {
         None
     }
 
-    fn on_command(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_command(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         if h.is_from_responder() {
             return None;
@@ -977,7 +969,7 @@ impl DiskTarget {
         }
     }
 
-    fn xfer_rdy(&mut self, to: FcId, ox_id: u16, rx_id: u16, from: u32, to_offset: u32) -> Option<WireFrame> {
+    fn xfer_rdy(&mut self, to: FcId, ox_id: u16, rx_id: u16, from: u32, to_offset: u32) -> Option<Vec<u8>> {
         let ready = FcpXferRdyRepr { data_ro: from, burst_len: to_offset - from };
         let f_ctl = f_ctl::EXCHANGE_CONTEXT | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
         let header = FcHeaderRepr {
@@ -989,7 +981,7 @@ impl DiskTarget {
 
     /// Write data: accepted in order within the burst asked for; the next burst is asked
     /// for when one is complete, and the command queues for service when all has arrived.
-    fn on_data(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_data(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         let exchange = self.exchanges.get_mut(&h.rx_id)?;
         if exchange.initiator != h.s_id || exchange.ox_id != h.ox_id || h.is_from_responder() {
@@ -1039,7 +1031,7 @@ impl DiskTarget {
     }
 
     /// A command's service ended: execute it and answer, unless the disk hangs.
-    fn complete(&mut self, rx_id: u16) -> Vec<WireFrame> {
+    fn complete(&mut self, rx_id: u16) -> Vec<Vec<u8>> {
         if self.mode == DiskMode::Hang {
             if let Some(exchange) = self.exchanges.get_mut(&rx_id) {
                 exchange.stage = Stage::Hung;
@@ -1098,7 +1090,7 @@ impl DiskTarget {
         rx_id: u16,
         fcp_dl: u32,
         reply: &Reply,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         let max_payload = self.sessions.get(&initiator).map_or(nport::MAX_DATA_PAYLOAD, |s| s.max_payload);
         let sent = reply.data_len().min(fcp_dl as usize);
         let mut out = match reply.stored {
@@ -1149,7 +1141,7 @@ impl DiskTarget {
         data: ReadData<'_>,
         len: usize,
         max_payload: usize,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         if len == 0 {
             return Vec::new();
         }
@@ -1181,7 +1173,7 @@ impl DiskTarget {
 
     /// A task management function: the initiator's other exchanges (on the LUN, for a
     /// LOGICAL UNIT RESET) are cleared and the function reported complete.
-    fn task_management(&mut self, h: &FcHeaderRepr, rx_id: u16, cmnd: &FcpCmndRepr<'_>) -> Vec<WireFrame> {
+    fn task_management(&mut self, h: &FcHeaderRepr, rx_id: u16, cmnd: &FcpCmndRepr<'_>) -> Vec<Vec<u8>> {
         self.stats.commands.task_management += 1;
         let initiator = h.s_id;
         if cmnd.task_management & dve_wire::fcp::tmf::TARGET_RESET != 0 {

@@ -255,6 +255,60 @@ impl Hasher for IntHasher {
     }
 }
 
+/// Spare frame buffers kept for reuse at most.
+const SPARE_BUFFERS: usize = 4096;
+/// Buffers larger than this are not kept (frames are at most a few KiB).
+const SPARE_BUFFER_CAPACITY: usize = 4096;
+/// A new buffer holds at least this much: any FCoE frame, so that reusing it never grows it.
+const FRAME_BUFFER_CAPACITY: usize = 2304;
+
+thread_local! {
+    /// Frame buffers delivered and done with, for the next frames to be built in: a frame is
+    /// built, carried and dropped millions of times a run, and the allocator is slow at it.
+    static SPARES: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer for a frame of up to `capacity` bytes, reused if one is spare.
+pub fn frame_buffer(capacity: usize) -> Vec<u8> {
+    let spare = SPARES.with_borrow_mut(Vec::pop);
+    match spare {
+        Some(mut buffer) => {
+            buffer.clear();
+            buffer.reserve(capacity);
+            buffer
+        }
+        None => Vec::with_capacity(capacity.max(FRAME_BUFFER_CAPACITY)),
+    }
+}
+
+/// A buffer of `len` bytes for a frame that is then written whole, reused if one is spare.
+/// A spare keeps the bytes of the frame it held (only bytes beyond them are zeroed): the
+/// frame emitters of `dve_wire` write every byte of the frame, whatever the buffer held (the
+/// fast path builds its frames in reused buffers the same way), so clearing it first would
+/// only write it twice.
+pub fn frame_buffer_to_overwrite(len: usize) -> Vec<u8> {
+    let spare = SPARES.with_borrow_mut(Vec::pop);
+    let mut buffer = spare.unwrap_or_else(|| Vec::with_capacity(len.max(FRAME_BUFFER_CAPACITY)));
+    if buffer.len() >= len {
+        buffer.truncate(len);
+    } else {
+        buffer.resize(len, 0);
+    }
+    buffer
+}
+
+/// Gives a frame buffer back for reuse (see [`frame_buffer`]).
+pub fn recycle_frame_buffer(buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > SPARE_BUFFER_CAPACITY {
+        return;
+    }
+    SPARES.with_borrow_mut(|spares| {
+        if spares.len() < SPARE_BUFFERS {
+            spares.push(buffer);
+        }
+    });
+}
+
 /// A seeded, deterministic random source (ChaCha8), forkable into independent streams.
 ///
 /// It implements [`rand::RngCore`], so every `rand::Rng` method works on it.

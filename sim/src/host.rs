@@ -39,8 +39,6 @@ use dve_wire::scsi::inquiry::StandardInquiry;
 use dve_wire::scsi::sense::{SenseKey, SenseRepr};
 use dve_wire::scsi::status;
 
-use crate::frame::WireFrame;
-
 use self::nport::{
     ControlReply, ControlRequest, FabricLogin, FabricPhase, FabricStep, Inbound, NPort, Registration,
     fc_header,
@@ -56,8 +54,6 @@ pub mod nport {
     use std::collections::{BTreeMap, BTreeSet};
 
     use dve_wire::WireEmit;
-
-    use crate::frame::WireFrame;
     use dve_wire::ct::{self, CtHeaderRepr, NsAccept, NsRequest};
     use dve_wire::els::{ElsRepr, LoginParams};
     use dve_wire::emit::Concat;
@@ -279,11 +275,7 @@ pub mod nport {
         /// fabric login), the Ethernet source its fabric-provided MAC (its own MAC before
         /// login), SOF i3 for a sequence's first frame (SEQ_CNT 0) and n3 after, EOF t on the
         /// frame that ends a sequence and n otherwise.
-        pub fn emit<W: WireEmit + ?Sized>(
-            &mut self,
-            header: &FcHeaderRepr,
-            payload: &W,
-        ) -> Option<WireFrame> {
+        pub fn emit<W: WireEmit + ?Sized>(&mut self, header: &FcHeaderRepr, payload: &W) -> Option<Vec<u8>> {
             let header = FcHeaderRepr { s_id: self.fc_id.unwrap_or(FcId::UNASSIGNED), ..*header };
             let ethernet = EthernetRepr {
                 dst_addr: mac_for(header.d_id),
@@ -293,11 +285,8 @@ pub mod nport {
             };
             let sof = if header.seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if header.is_end_of_sequence() { Eof::T } else { Eof::N };
-            let Some(mut buf) = WireFrame::to_overwrite(fcoe_frame_len(&ethernet, payload.buffer_len()))
-            else {
-                self.counters.emit_errors += 1;
-                return None;
-            };
+            let mut buf =
+                crate::engine::frame_buffer_to_overwrite(fcoe_frame_len(&ethernet, payload.buffer_len()));
             match emit_fcoe_frame(&mut buf, &ethernet, &FcoeRepr { sof, eof }, &header, payload) {
                 Ok(len) => {
                     buf.truncate(len);
@@ -329,13 +318,7 @@ pub mod nport {
         }
 
         /// Sends an ELS request on a new exchange and records it until its reply or `deadline`.
-        pub fn send_els(
-            &mut self,
-            deadline: u64,
-            d_id: FcId,
-            els: &ElsRepr,
-            purpose: P,
-        ) -> Option<WireFrame> {
+        pub fn send_els(&mut self, deadline: u64, d_id: FcId, els: &ElsRepr, purpose: P) -> Option<Vec<u8>> {
             let ox_id = self.allocate_ox_id()?;
             let header = FcHeaderRepr {
                 seq_id: self.next_seq_id(),
@@ -352,7 +335,7 @@ pub mod nport {
             deadline: u64,
             request: &NsRequest,
             purpose: P,
-        ) -> Option<WireFrame> {
+        ) -> Option<Vec<u8>> {
             let ox_id = self.allocate_ox_id()?;
             let d_id = FcId::DIRECTORY;
             let header = FcHeaderRepr {
@@ -373,7 +356,7 @@ pub mod nport {
         }
 
         /// Sends the one-frame reply to an ELS request a peer sent.
-        pub fn reply_els(&mut self, request: &FcHeaderRepr, reply: &ElsRepr) -> Option<WireFrame> {
+        pub fn reply_els(&mut self, request: &FcHeaderRepr, reply: &ElsRepr) -> Option<Vec<u8>> {
             let rx_id = self.next_reply_rx_id();
             let header = FcHeaderRepr {
                 seq_id: self.next_seq_id(),
@@ -511,7 +494,7 @@ pub mod nport {
     #[derive(Debug, Default)]
     pub struct FabricProgress {
         /// Frames to send.
-        pub frames: Vec<WireFrame>,
+        pub frames: Vec<Vec<u8>>,
         /// Login just completed.
         pub online: bool,
     }
@@ -552,12 +535,7 @@ pub mod nport {
         }
 
         /// Starts (or restarts) login with a FLOGI.
-        pub fn start<P>(
-            &mut self,
-            now: u64,
-            port: &mut NPort<P>,
-            wrap: fn(FabricStep) -> P,
-        ) -> Vec<WireFrame> {
+        pub fn start<P>(&mut self, now: u64, port: &mut NPort<P>, wrap: fn(FabricStep) -> P) -> Vec<Vec<u8>> {
             self.phase = FabricPhase::LoggingIn;
             self.restart_at = None;
             self.send(now, port, FabricStep::Flogi, wrap)
@@ -575,7 +553,7 @@ pub mod nport {
             port: &mut NPort<P>,
             step: FabricStep,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<WireFrame> {
+        ) -> Vec<Vec<u8>> {
             let deadline = now.saturating_add(self.timeout_ns);
             let frame = match step {
                 FabricStep::Flogi => {
@@ -658,7 +636,7 @@ pub mod nport {
             port: &mut NPort<P>,
             step: FabricStep,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<WireFrame> {
+        ) -> Vec<Vec<u8>> {
             if self.phase != FabricPhase::LoggingIn {
                 return Vec::new();
             }
@@ -676,7 +654,7 @@ pub mod nport {
             now: u64,
             port: &mut NPort<P>,
             wrap: fn(FabricStep) -> P,
-        ) -> Vec<WireFrame> {
+        ) -> Vec<Vec<u8>> {
             match self.restart_at {
                 Some(at) if at <= now && self.phase == FabricPhase::LoggingIn => {
                     self.restart_at = None;
@@ -1208,7 +1186,7 @@ impl Initiator {
 
     /// Starts (or restarts) fabric login with a FLOGI; discovery follows on its own as
     /// replies arrive. Requests still pending fail with [`IoFailure::LinkDown`].
-    pub fn start(&mut self, now: u64) -> Vec<WireFrame> {
+    pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
         self.reset_sessions(now, IoFailure::LinkDown);
         self.fabric.start(now, &mut self.port, HostControl::Fabric)
     }
@@ -1223,7 +1201,7 @@ impl Initiator {
 
     /// Runs discovery again (GID_FT, then GPN_ID and login for new ports, a LUN rescan of
     /// logged-in targets); ports the name server no longer lists go offline.
-    pub fn rediscover(&mut self, now: u64) -> Vec<WireFrame> {
+    pub fn rediscover(&mut self, now: u64) -> Vec<Vec<u8>> {
         if !self.is_online() {
             return Vec::new();
         }
@@ -1276,7 +1254,7 @@ impl Initiator {
         &mut self,
         now: u64,
         request: HostRequest,
-    ) -> Result<(RequestId, Vec<WireFrame>), SubmitError> {
+    ) -> Result<(RequestId, Vec<Vec<u8>>), SubmitError> {
         if !self.is_online() {
             return Err(SubmitError::Offline);
         }
@@ -1321,7 +1299,7 @@ impl Initiator {
     }
 
     /// Runs what is due at `now`: timeouts (ABTS, retries), delayed retries, re-logins.
-    pub fn on_timer(&mut self, now: u64) -> Vec<WireFrame> {
+    pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
         let mut out = self.fabric.on_timer(now, &mut self.port, HostControl::Fabric);
         for request in self.port.expire(now) {
             out.extend(self.on_control_timeout(now, request));
@@ -1351,7 +1329,7 @@ impl Initiator {
 
     /// Handles a received Ethernet frame; returns the frames to send in answer. Never
     /// panics: malformed or unexpected frames are counted and dropped.
-    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<WireFrame> {
+    pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
         let handled = match (h.fc_type, h.r_ctl) {
@@ -1420,7 +1398,7 @@ impl Initiator {
         lun: u16,
         command: ScsiCommand,
         origin: Origin,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         let key = self.next_request;
         self.next_request += 1;
         let request = PendingRequest {
@@ -1437,7 +1415,7 @@ impl Initiator {
     }
 
     /// Sends a request if its target is logged in; otherwise parks it and starts a login.
-    fn dispatch(&mut self, now: u64, key: u64) -> Vec<WireFrame> {
+    fn dispatch(&mut self, now: u64, key: u64) -> Vec<Vec<u8>> {
         let Some(request) = self.requests.get_mut(&key) else { return Vec::new() };
         let port = request.port;
         let remote = &self.remote[port];
@@ -1461,7 +1439,7 @@ impl Initiator {
     }
 
     /// Opens the exchange of a request: FCP_CMND on a fresh OX_ID.
-    fn start_exchange(&mut self, now: u64, key: u64) -> Vec<WireFrame> {
+    fn start_exchange(&mut self, now: u64, key: u64) -> Vec<Vec<u8>> {
         let Some(ox_id) = self.port.allocate_ox_id() else {
             if let Some(request) = self.requests.get_mut(&key) {
                 request.state = RequestState::RetryAt(now.saturating_add(BUSY_RETRY_DELAY_NS));
@@ -1526,7 +1504,7 @@ impl Initiator {
     }
 
     /// Applies a verdict: completes the request, or retries it while retries remain.
-    fn conclude(&mut self, now: u64, key: u64, verdict: Verdict) -> Vec<WireFrame> {
+    fn conclude(&mut self, now: u64, key: u64, verdict: Verdict) -> Vec<Vec<u8>> {
         let (delay, exhausted) = match verdict {
             Verdict::Done(result) => return self.finish(now, key, result),
             Verdict::Retry { delay, exhausted } => (delay, exhausted),
@@ -1547,7 +1525,7 @@ impl Initiator {
 
     /// Completes a request: a [`Completion`] for the simulator's, the next discovery step
     /// for discovery's.
-    fn finish(&mut self, now: u64, key: u64, result: Result<IoOutcome, IoFailure>) -> Vec<WireFrame> {
+    fn finish(&mut self, now: u64, key: u64, result: Result<IoOutcome, IoFailure>) -> Vec<Vec<u8>> {
         let Some(request) = self.requests.remove(&key) else { return Vec::new() };
         if let RequestState::InFlight(ox_id) = request.state
             && self.exchanges.get(&ox_id).is_some_and(|e| e.request == key)
@@ -1614,7 +1592,7 @@ impl Initiator {
             .collect()
     }
 
-    fn fail_waiting(&mut self, now: u64, port: usize, failure: IoFailure) -> Vec<WireFrame> {
+    fn fail_waiting(&mut self, now: u64, port: usize, failure: IoFailure) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for key in self.waiting_on(port) {
             out.extend(self.finish(now, key, Err(failure.clone())));
@@ -1631,7 +1609,7 @@ impl Initiator {
         (from_target && exchange.phase == ExchangePhase::Open).then_some(exchange)
     }
 
-    fn on_xfer_rdy(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_xfer_rdy(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         let exchange = self.open_exchange_for(&h)?;
         let ready = FcpXferRdyRepr::parse(inbound.payload).ok()?;
@@ -1660,7 +1638,7 @@ impl Initiator {
         offset: u32,
         burst: &[u8],
         max_payload: usize,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         let seq_id = self.port.next_seq_id();
         let count = burst.len().div_ceil(max_payload);
         let mut out = Vec::with_capacity(count);
@@ -1679,7 +1657,7 @@ impl Initiator {
         out
     }
 
-    fn on_data(&mut self, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_data(&mut self, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         let exchange = self.open_exchange_for(&h)?;
         let limit = u64::from(self.requests.get(&exchange.request)?.command.data_in_len);
@@ -1703,7 +1681,7 @@ impl Initiator {
         Some(Vec::new())
     }
 
-    fn on_response(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_response(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         self.open_exchange_for(&h)?;
         let rsp = FcpRspRepr::parse(inbound.payload).ok()?;
@@ -1713,7 +1691,7 @@ impl Initiator {
         Some(self.conclude(now, exchange.request, verdict))
     }
 
-    fn on_abort_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_abort_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         let exchange = self.exchanges.get(&h.ox_id)?;
         if exchange.phase != ExchangePhase::Aborting || self.remote[exchange.port].fc_id != h.s_id {
@@ -1726,7 +1704,7 @@ impl Initiator {
     }
 
     /// The target aborts one of our exchanges: accept, and retry the command.
-    fn on_target_abort(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_target_abort(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         BlsRepr::parse(h.r_ctl, inbound.payload).ok()?;
         let exchange = self.exchanges.get(&h.ox_id)?;
@@ -1751,14 +1729,14 @@ impl Initiator {
                 h.rx_id,
             )
         };
-        let mut out: Vec<WireFrame> = self.port.emit(&header, &accept).into_iter().collect();
+        let mut out: Vec<Vec<u8>> = self.port.emit(&header, &accept).into_iter().collect();
         let exchange = self.close_exchange(h.ox_id)?;
         let verdict = Verdict::Retry { delay: 0, exhausted: Err(IoFailure::AbortedByTarget) };
         out.extend(self.conclude(now, exchange.request, verdict));
         Some(out)
     }
 
-    fn on_exchange_timeout(&mut self, now: u64, ox_id: u16) -> Vec<WireFrame> {
+    fn on_exchange_timeout(&mut self, now: u64, ox_id: u16) -> Vec<Vec<u8>> {
         let Some(exchange) = self.exchanges.get_mut(&ox_id) else { return Vec::new() };
         self.stats.timeouts += 1;
         match exchange.phase {
@@ -1790,7 +1768,7 @@ impl Initiator {
 
     // ---- link services ------------------------------------------------------------------
 
-    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_reply(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         if let Some((request, reply)) = self.port.take_reply(inbound) {
             return Some(self.on_control_reply(now, request, &reply, inbound.header.d_id));
         }
@@ -1812,7 +1790,7 @@ impl Initiator {
         request: ControlRequest<HostControl>,
         reply: &ControlReply<'_>,
         assigned: FcId,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         match request.purpose {
             HostControl::Fabric(step) => {
                 let progress =
@@ -1830,7 +1808,7 @@ impl Initiator {
         }
     }
 
-    fn on_control_timeout(&mut self, now: u64, request: ControlRequest<HostControl>) -> Vec<WireFrame> {
+    fn on_control_timeout(&mut self, now: u64, request: ControlRequest<HostControl>) -> Vec<Vec<u8>> {
         let max = self.config.max_retries;
         match request.purpose {
             HostControl::Fabric(step) => {
@@ -1857,13 +1835,13 @@ impl Initiator {
         now.saturating_add(self.config.io_timeout_ns)
     }
 
-    fn send_gid_ft(&mut self, now: u64, attempt: u32) -> Vec<WireFrame> {
+    fn send_gid_ft(&mut self, now: u64, attempt: u32) -> Vec<Vec<u8>> {
         let request = NsRequest::GidFt { domain_scope: 0, area_scope: 0, fc_type: fc_type::FCP };
         let deadline = self.deadline(now);
         self.port.send_name_server(deadline, &request, HostControl::GidFt { attempt }).into_iter().collect()
     }
 
-    fn send_gpn_id(&mut self, now: u64, port: usize, attempt: u32) -> Vec<WireFrame> {
+    fn send_gpn_id(&mut self, now: u64, port: usize, attempt: u32) -> Vec<Vec<u8>> {
         let request = NsRequest::GpnId { port_id: self.remote[port].fc_id };
         let deadline = self.deadline(now);
         self.port
@@ -1872,7 +1850,7 @@ impl Initiator {
             .collect()
     }
 
-    fn on_gid_ft(&mut self, now: u64, reply: &ControlReply<'_>) -> Vec<WireFrame> {
+    fn on_gid_ft(&mut self, now: u64, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
         let mut listed: Vec<FcId> = match reply {
             ControlReply::NsAccept(NsAccept::PortIds(ids)) => ids.iter().collect(),
             // A reject means no port registered FCP.
@@ -1896,7 +1874,7 @@ impl Initiator {
         out
     }
 
-    fn port_gone(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn port_gone(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         let p = &mut self.remote[port];
         p.state = PortState::Gone;
         p.relogin_at = None;
@@ -1906,7 +1884,7 @@ impl Initiator {
         self.fail_waiting(now, port, IoFailure::TargetGone)
     }
 
-    fn on_port_listed(&mut self, now: u64, id: FcId) -> Vec<WireFrame> {
+    fn on_port_listed(&mut self, now: u64, id: FcId) -> Vec<Vec<u8>> {
         let Some(port) = self.remote.iter().position(|p| p.fc_id == id && p.state != PortState::Gone) else {
             self.remote.push(RemotePort::new(id));
             return self.send_gpn_id(now, self.remote.len() - 1, 0);
@@ -1930,7 +1908,7 @@ impl Initiator {
         }
     }
 
-    fn on_gpn_id(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
+    fn on_gpn_id(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
         if self.remote[port].state != PortState::Naming {
             return Vec::new();
         }
@@ -1967,7 +1945,7 @@ impl Initiator {
         self.login_port(now, port)
     }
 
-    fn login_port(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn login_port(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         let p = &mut self.remote[port];
         p.state = PortState::PlogiSent;
         p.relogin_at = None;
@@ -1977,7 +1955,7 @@ impl Initiator {
         self.port.send_els(deadline, d_id, &plogi, HostControl::Plogi { port }).into_iter().collect()
     }
 
-    fn on_plogi_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
+    fn on_plogi_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
         let p = &mut self.remote[port];
         if p.state != PortState::PlogiSent {
             return Vec::new();
@@ -2004,7 +1982,7 @@ impl Initiator {
         self.port.send_els(deadline, d_id, &prli, HostControl::Prli { port }).into_iter().collect()
     }
 
-    fn on_prli_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<WireFrame> {
+    fn on_prli_reply(&mut self, now: u64, port: usize, reply: &ControlReply<'_>) -> Vec<Vec<u8>> {
         if self.remote[port].state != PortState::PrliSent {
             return Vec::new();
         }
@@ -2023,7 +2001,7 @@ impl Initiator {
         self.port_logged_in(now, port)
     }
 
-    fn port_logged_in(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn port_logged_in(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         self.stats.target_logins += 1;
         let target = self.ensure_target(port);
         let p = &mut self.remote[port];
@@ -2064,7 +2042,7 @@ impl Initiator {
 
     /// PLOGI or PRLI was refused or unanswered: try again after a pause, or give up (and
     /// fail the requests waiting) once it failed more than `max_retries` times in a row.
-    fn login_failed(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn login_failed(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         let retry_pause = (self.config.io_timeout_ns / 8).max(1);
         let p = &mut self.remote[port];
         p.login_failures += 1;
@@ -2080,7 +2058,7 @@ impl Initiator {
 
     /// The target logged us out (LOGO, or LS_RJT to a command): its exchanges are gone, so
     /// their requests are retried, which logs in again.
-    fn logged_out_by_target(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn logged_out_by_target(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         let p = &mut self.remote[port];
         // A logout that crosses a login in progress refers to the old session.
         if p.state != PortState::LoggedIn {
@@ -2106,7 +2084,7 @@ impl Initiator {
 
     /// ELS requests from peers: PLOGI and PRLI are accepted (as an initiator), LOGO
     /// accepted and acted on, RSCN accepted and followed by a rediscovery, the rest rejected.
-    fn on_els_request(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<WireFrame>> {
+    fn on_els_request(&mut self, now: u64, inbound: &Inbound<'_>) -> Option<Vec<Vec<u8>>> {
         let h = inbound.header;
         if h.is_from_responder() || inbound.payload.is_empty() {
             return None;
@@ -2133,12 +2111,12 @@ impl Initiator {
                 vendor: 0,
             }),
         };
-        let mut out: Vec<WireFrame> = self.port.reply_els(&h, &reply).into_iter().collect();
+        let mut out: Vec<Vec<u8>> = self.port.reply_els(&h, &reply).into_iter().collect();
         out.extend(after);
         Some(out)
     }
 
-    fn on_logo(&mut self, now: u64, from: FcId) -> Vec<WireFrame> {
+    fn on_logo(&mut self, now: u64, from: FcId) -> Vec<Vec<u8>> {
         if from == FcId::FABRIC_LOGIN {
             // The fabric logged us out: log in again from scratch (after the LS_ACC).
             return self.start(now);
@@ -2151,7 +2129,7 @@ impl Initiator {
 
     // ---- LUN discovery ---------------------------------------------------------------
 
-    fn start_scan(&mut self, now: u64, port: usize) -> Vec<WireFrame> {
+    fn start_scan(&mut self, now: u64, port: usize) -> Vec<Vec<u8>> {
         let cdb = Cdb::ReportLuns { select_report: 0, allocation_length: REPORT_LUNS_ALLOCATION, control: 0 };
         let command = ScsiCommand::from_cdb(cdb, REPORT_LUNS_ALLOCATION);
         self.enqueue(now, port, 0, command, Origin::Discovery(DiscoveryStep::ReportLuns))
@@ -2164,7 +2142,7 @@ impl Initiator {
         lun: u16,
         step: DiscoveryStep,
         result: Result<IoOutcome, IoFailure>,
-    ) -> Vec<WireFrame> {
+    ) -> Vec<Vec<u8>> {
         let Ok(outcome) = result else { return Vec::new() };
         if !outcome.is_good() {
             return Vec::new();
@@ -2203,7 +2181,7 @@ impl Initiator {
         }
     }
 
-    fn on_report_luns(&mut self, now: u64, port: usize, data: &[u8]) -> Vec<WireFrame> {
+    fn on_report_luns(&mut self, now: u64, port: usize, data: &[u8]) -> Vec<Vec<u8>> {
         let Ok(list) = ReportLunsData::parse(data) else { return Vec::new() };
         let mut luns: Vec<u16> = list.iter().filter_map(|l| lun_index(&l)).collect();
         luns.sort_unstable();
@@ -2343,7 +2321,6 @@ pub(crate) mod testbed {
     use super::nport::{F_CTL_FINAL_REPLY, FABRIC_MAC, FC_MAP, mac_for};
     use super::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, RequestId};
     use crate::disk::{DiskConfig, DiskTarget, LatencyModel};
-    use crate::frame::WireFrame;
 
     pub(crate) const HOST_WWPN: u64 = 0x2100_0000_0000_0001;
     pub(crate) const HOST_WWNN: u64 = 0x2000_0000_0000_0001;
@@ -2446,8 +2423,8 @@ pub(crate) mod testbed {
             self.settle();
         }
 
-        pub fn send(&mut self, from: usize, frames: Vec<WireFrame>) {
-            self.queue.extend(frames.into_iter().map(|f| (from, f.to_vec())));
+        pub fn send(&mut self, from: usize, frames: Vec<Vec<u8>>) {
+            self.queue.extend(frames.into_iter().map(|f| (from, f)));
         }
 
         pub fn settle(&mut self) {

@@ -5,7 +5,6 @@
 pub mod crash_store;
 pub mod disk;
 pub mod engine;
-pub mod frame;
 pub mod histogram;
 pub mod host;
 pub mod link;

@@ -2,32 +2,37 @@
 //! engine, wired together in-process. Frames that arrive on a port go to the worker serving
 //! it; FP API messages, hand-offs between workers and transmitted frames are moved until
 //! nothing is left to do, so one call settles everything a frame caused at that instant.
-//! Frames cross the engine's ports as the workers' own buffers ([`WireFrame`]): received
-//! without a copy, transmitted without one when whole.
 
 use dve_controlpath::control_path::{ControlPath, ControlPathConfig};
 use dve_controlpath::store::MetadataStore;
 use dve_fastpath::{PortConfig, Worker, WorkerConfig};
+use dve_fp_api::frame::{Frame, FrameMut};
 use dve_fp_api::ids::{PortId, Timestamp, WorkerId};
 use dve_fp_api::stats::FpStatistics;
 
-use crate::frame::WireFrame;
+use crate::engine::frame_buffer;
 
 /// One engine: workers plus control path.
 #[derive(Debug)]
 pub struct SwitchNode {
     workers: Vec<Worker>,
     control: ControlPath,
-    /// Frames dropped because they could not be copied into a frame buffer (too long), or
-    /// transmitted frames too long for a link's buffer.
+    /// Frames dropped because they could not be copied into a frame buffer (too long).
     pub oversized_frames: u64,
     /// FP API messages moved between workers and the control path.
     pub messages: u64,
     /// Whether the engine is running (a killed engine drops everything).
     pub running: bool,
     /// Hand-offs between workers being moved (kept to reuse its storage).
-    handoffs: Vec<(WorkerId, PortId, dve_fp_api::frame::Frame)>,
+    handoffs: Vec<(WorkerId, PortId, Frame)>,
+    /// Buffers of frames just transmitted (copied out to the links), most recent last, to
+    /// receive the next frames in. They are warm in cache; a worker's pool hands out the
+    /// buffer freed longest ago (it is a FIFO), whose lines have long left the cache.
+    warm_buffers: Vec<FrameMut>,
 }
+
+/// Transmitted frame buffers kept for receiving at most.
+const WARM_BUFFERS: usize = 64;
 
 /// Settling stops after this many rounds; a frame never causes anywhere near as many.
 const MAX_ROUNDS: usize = 10_000;
@@ -62,7 +67,15 @@ impl SwitchNode {
                 Worker::new(config)
             })
             .collect();
-        SwitchNode { workers, control, oversized_frames: 0, messages: 0, running: true, handoffs: Vec::new() }
+        SwitchNode {
+            workers,
+            control,
+            oversized_frames: 0,
+            messages: 0,
+            running: true,
+            handoffs: Vec::new(),
+            warm_buffers: Vec::new(),
+        }
     }
 
     /// Stop the engine as a power loss would: every worker's and the control path's state is
@@ -71,6 +84,7 @@ impl SwitchNode {
     pub fn kill(&mut self) -> Option<Box<dyn MetadataStore>> {
         self.running = false;
         self.handoffs.clear();
+        self.warm_buffers.clear();
         self.control.take_store()
     }
 
@@ -110,48 +124,62 @@ impl SwitchNode {
         self.workers.iter().position(|w| w.id() == id)
     }
 
-    /// A frame arrived on `port` (copied into a frame buffer); returns the frames to
-    /// transmit, by port.
-    pub fn receive(&mut self, now: u64, port: PortId, bytes: &[u8]) -> Vec<(PortId, WireFrame)> {
+    /// A frame arrived on `port`; returns the frames to transmit, by port.
+    pub fn receive(&mut self, now: u64, port: PortId, bytes: &[u8]) -> Vec<(PortId, Vec<u8>)> {
         let mut out = Vec::new();
-        match WireFrame::copy_from(bytes) {
-            Some(frame) => self.receive_into(now, port, frame, &mut out),
-            None if self.running => self.oversized_frames += 1,
-            None => {}
-        }
+        self.receive_into(now, port, bytes, &mut out);
         out
     }
 
-    /// A frame arrived on `port`: handed to the worker serving the port as it is (it is a
-    /// pool buffer, as a port would have received it into). The frames to transmit are
-    /// appended to `out`: a caller that keeps one list for every call allocates none per
-    /// frame.
-    pub fn receive_into(
-        &mut self,
-        now: u64,
-        port: PortId,
-        frame: WireFrame,
-        out: &mut Vec<(PortId, WireFrame)>,
-    ) {
+    /// [`SwitchNode::receive`], appending the frames to transmit to `out`: a caller that
+    /// keeps one list for every call allocates none per frame.
+    pub fn receive_into(&mut self, now: u64, port: PortId, bytes: &[u8], out: &mut Vec<(PortId, Vec<u8>)>) {
         if !self.running {
             return;
         }
         let owner = self.control.plan().worker_of(port).and_then(|w| self.worker_index(w)).unwrap_or(0);
+        // Received into a pool buffer, as a port would: one just transmitted if there is
+        // one (its storage returns to its own pool when the frame is done with), else one of
+        // the owning worker's pool.
+        let warm = match self.warm_buffers.pop() {
+            Some(mut buffer) => {
+                if buffer.set_len(bytes.len()) {
+                    Some(buffer)
+                } else {
+                    self.warm_buffers.push(buffer);
+                    None
+                }
+            }
+            None => None,
+        };
+        let frame = match (warm, self.workers.get(owner)) {
+            (Some(buffer), _) => Some(buffer),
+            (None, Some(worker)) => worker.pool().alloc(bytes.len()),
+            (None, None) => FrameMut::from_slice(bytes),
+        }
+        .map(|mut buffer| {
+            buffer.as_mut_slice().copy_from_slice(bytes);
+            buffer.freeze()
+        });
+        let Some(frame) = frame else {
+            self.oversized_frames += 1;
+            return;
+        };
         if let Some(worker) = self.workers.get_mut(owner) {
-            worker.handle_frame(Timestamp(now), port, frame.into_frame());
+            worker.handle_frame(Timestamp(now), port, frame);
         }
         self.settle_into(now, out);
     }
 
     /// Timers: control-path ticks and downstream expiry.
-    pub fn tick(&mut self, now: u64) -> Vec<(PortId, WireFrame)> {
+    pub fn tick(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
         let mut out = Vec::new();
         self.tick_into(now, &mut out);
         out
     }
 
     /// [`SwitchNode::tick`], appending the frames to transmit to `out`.
-    pub fn tick_into(&mut self, now: u64, out: &mut Vec<(PortId, WireFrame)>) {
+    pub fn tick_into(&mut self, now: u64, out: &mut Vec<(PortId, Vec<u8>)>) {
         if !self.running {
             return;
         }
@@ -163,14 +191,14 @@ impl SwitchNode {
     }
 
     /// Move messages and frames until nothing moves; returns what to transmit.
-    pub fn settle(&mut self, now: u64) -> Vec<(PortId, WireFrame)> {
+    pub fn settle(&mut self, now: u64) -> Vec<(PortId, Vec<u8>)> {
         let mut out = Vec::new();
         self.settle_into(now, &mut out);
         out
     }
 
     /// [`SwitchNode::settle`], appending the frames to transmit to `out`.
-    pub fn settle_into(&mut self, now: u64, out: &mut Vec<(PortId, WireFrame)>) {
+    pub fn settle_into(&mut self, now: u64, out: &mut Vec<(PortId, Vec<u8>)>) {
         let at = Timestamp(now);
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
@@ -192,9 +220,13 @@ impl SwitchNode {
                 }
                 for (port, tx) in self.workers[i].take_transmits() {
                     moved = true;
-                    match WireFrame::from_transmitted(tx) {
-                        Some(frame) => out.push((port, frame)),
-                        None => self.oversized_frames += 1,
+                    let mut bytes = frame_buffer(tx.len());
+                    tx.write_to(&mut bytes);
+                    out.push((port, bytes));
+                    if self.warm_buffers.len() < WARM_BUFFERS
+                        && let Ok(buffer) = tx.head.try_into_mut()
+                    {
+                        self.warm_buffers.push(buffer);
                     }
                 }
             }

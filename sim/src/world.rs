@@ -21,7 +21,6 @@ use dve_wire::pcap::PcapWriter;
 use crate::crash_store::{CrashImage, CrashableStore};
 use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
 use crate::engine::{EventQueue, IntMap, NS_PER_MS, SimRng, SimTime};
-use crate::frame::WireFrame;
 use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
 use crate::link::{Link, LinkVerdict};
 use crate::oracle::Oracle;
@@ -75,7 +74,7 @@ enum Event {
         link: usize,
         to_engine: bool,
         epoch: u64,
-        frame: WireFrame,
+        frame: Vec<u8>,
     },
     HostTimer(usize),
     /// The injected restart of engine `.0` (see [`InjectedFaults::kill_after_commit`]).
@@ -242,7 +241,7 @@ struct World<'a> {
     /// for every frame an engine transmits.
     port_cables: Vec<Vec<usize>>,
     /// The frames an engine call transmits, reused from call to call.
-    engine_out: Vec<(PortId, WireFrame)>,
+    engine_out: Vec<(PortId, Vec<u8>)>,
     hosts: Vec<HostNode>,
     disks: Vec<DiskNode>,
     engines: Vec<EngineNode>,
@@ -616,13 +615,7 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    fn deliver(
-        &mut self,
-        link: usize,
-        to_engine: bool,
-        epoch: u64,
-        frame: WireFrame,
-    ) -> Result<(), RunError> {
+    fn deliver(&mut self, link: usize, to_engine: bool, epoch: u64, frame: Vec<u8>) -> Result<(), RunError> {
         let cable = &mut self.cables[link];
         let direction = if to_engine { &cable.link.a_to_b } else { &cable.link.b_to_a };
         if !direction.is_delivery_valid(epoch) {
@@ -638,7 +631,7 @@ impl<'a> World<'a> {
         if to_engine {
             self.engines[engine].frames += 1;
             let mut out = std::mem::take(&mut self.engine_out);
-            self.engines[engine].switch.receive_into(self.now, PortId(port), frame, &mut out);
+            self.engines[engine].switch.receive_into(self.now, PortId(port), &frame, &mut out);
             self.engine_sends(engine, &mut out);
             self.engine_out = out;
             self.engine_events(engine)?;
@@ -646,8 +639,6 @@ impl<'a> World<'a> {
             match node {
                 NodeRef::Host(h) => {
                     let frames = self.hosts[h].initiator.receive(self.now, &frame);
-                    // Done with: the next frame a node builds goes into it, warm.
-                    frame.recycle();
                     self.host_sends(h, frames);
                     self.after_host(h);
                 }
@@ -656,13 +647,15 @@ impl<'a> World<'a> {
                     let frames = self.disks[d].ports[path].target.receive_frame(self.now, frame);
                     self.disk_sends(d, path, frames);
                     self.after_disk(d, path);
+                    return Ok(());
                 }
             }
         }
+        crate::engine::recycle_frame_buffer(frame);
         Ok(())
     }
 
-    fn transmit(&mut self, cable: usize, to_engine: bool, mut frame: WireFrame) {
+    fn transmit(&mut self, cable: usize, to_engine: bool, mut frame: Vec<u8>) {
         let Some(c) = self.cables.get_mut(cable) else { return };
         let (direction, rng) = if to_engine {
             (&mut c.link.a_to_b, &mut c.rng_to_engine)
@@ -683,16 +676,16 @@ impl<'a> World<'a> {
         self.queue.push(at, Event::Deliver { link: cable, to_engine, epoch, frame });
     }
 
-    fn host_sends(&mut self, h: usize, frames: Vec<WireFrame>) {
+    fn host_sends(&mut self, h: usize, frames: Vec<Vec<u8>>) {
         self.send_to_engine(self.hosts[h].cable, frames);
     }
 
-    fn disk_sends(&mut self, d: usize, path: usize, frames: Vec<WireFrame>) {
+    fn disk_sends(&mut self, d: usize, path: usize, frames: Vec<Vec<u8>>) {
         self.send_to_engine(self.disks[d].ports[path].cable, frames);
     }
 
     /// Frames a node sends on its end of `cable`.
-    fn send_to_engine(&mut self, cable: usize, frames: Vec<WireFrame>) {
+    fn send_to_engine(&mut self, cable: usize, frames: Vec<Vec<u8>>) {
         for frame in frames {
             self.transmit(cable, true, frame);
         }
@@ -707,7 +700,7 @@ impl<'a> World<'a> {
     }
 
     /// Sends the frames an engine transmits, leaving `out` empty.
-    fn engine_sends(&mut self, engine: usize, out: &mut Vec<(PortId, WireFrame)>) {
+    fn engine_sends(&mut self, engine: usize, out: &mut Vec<(PortId, Vec<u8>)>) {
         for (port, frame) in out.drain(..) {
             self.engines[engine].frames += 1;
             let cable = self

@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::ids::{LvId, PortId, Wwn};
 use dve_sim::disk::{DiskConfig, DiskTarget};
-use dve_sim::frame::WireFrame;
 use dve_sim::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoOutcome};
 use dve_sim::switch::SwitchNode;
 
@@ -32,7 +31,7 @@ pub struct Bench {
     pub hosts: Vec<Initiator>,
     /// The disks.
     pub disks: Vec<DiskTarget>,
-    queue: VecDeque<(Dest, WireFrame)>,
+    queue: VecDeque<(Dest, Vec<u8>)>,
     completions: Vec<(usize, Completion)>,
     /// Virtual time, ns.
     pub now: u64,
@@ -110,14 +109,14 @@ impl Bench {
         }
     }
 
-    fn queue_from_node(&mut self, node: Dest, frames: Vec<WireFrame>) {
+    fn queue_from_node(&mut self, node: Dest, frames: Vec<Vec<u8>>) {
         let port = self.port_of(node);
         for f in frames {
             self.queue.push_back((Dest::Engine(port), f));
         }
     }
 
-    fn queue_from_engine(&mut self, out: Vec<(PortId, WireFrame)>) {
+    fn queue_from_engine(&mut self, out: Vec<(PortId, Vec<u8>)>) {
         let hosts = self.hosts.len();
         for (port, frame) in out {
             let p = usize::from(port.0);
