@@ -437,13 +437,58 @@ fn stamp_header_and_payload(write_id: u64, lba: u64, out: &mut [u8]) {
 
 /// The data of a write of `blocks` blocks of `block_size` bytes at volume LBA `lba`, every
 /// block stamped with `write_id`.
+///
+/// The data is stamped into the buffer of an earlier write that is done with (see
+/// [`WriteBuffer`]), not into a fresh zeroed one: every byte is written by the stamps, so the
+/// old bytes never show, and a run stamps a write every few microseconds.
 pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> Bytes {
     let block_size = block_size.max(1) as usize;
-    let mut data = vec![0u8; blocks as usize * block_size];
+    let len = blocks as usize * block_size;
+    let mut data = SPARE_WRITE_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+    // Only bytes beyond the old length are zeroed (then stamped over, as the rest is).
+    data.truncate(len);
+    data.resize(len, 0);
     for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
         stamp_block(write_id, lba + i as u64, block);
     }
-    Bytes::from(data)
+    Bytes::from_owner(WriteBuffer(data))
+}
+
+/// Write buffers kept for reuse at most.
+const SPARE_WRITE_BUFFER_COUNT: usize = 64;
+/// Write buffers larger than this are not kept.
+const SPARE_WRITE_BUFFER_CAPACITY: usize = 1 << 20;
+
+thread_local! {
+    /// Buffers of writes whose data nobody references any more, for the next writes.
+    static SPARE_WRITE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The storage behind a write's [`Bytes`] (the initiator, its bursts and the caller share
+/// them): when the last of them drops, the buffer goes back to the spares [`stamp_blocks`]
+/// takes from.
+struct WriteBuffer(Vec<u8>);
+
+impl AsRef<[u8]> for WriteBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WriteBuffer {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.0);
+        if buffer.capacity() == 0 || buffer.capacity() > SPARE_WRITE_BUFFER_CAPACITY {
+            return;
+        }
+        // `try_with`: a buffer dropped while the thread's storage is being torn down is freed.
+        let _ = SPARE_WRITE_BUFFERS.try_with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < SPARE_WRITE_BUFFER_COUNT {
+                spares.push(buffer);
+            }
+        });
+    }
 }
 
 /// Decodes a block read back from volume LBA `lba`.
