@@ -9,6 +9,10 @@
 
 #![cfg(feature = "dpdk")]
 
+mod dpdk_eal;
+
+use dpdk_eal::{EAL_ARGS, eal};
+
 use dve_fastpath::port::{DpdkError, DpdkPort, DpdkPortConfig, Eal, EthDevice};
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FramePool, Trailer, TxFrame};
 use dve_fp_api::ids::PortId;
@@ -17,27 +21,6 @@ use dve_wire::ethernet::{EthernetRepr, MacAddr, VlanTag};
 use dve_wire::fc::{FcHeaderRepr, FcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
 use dve_wire::stack::{emit_fcoe_frame, parse_fcoe_frame};
-
-/// No hugepages, no PCI devices, no shared configuration files (so parallel test processes do not meet); five ring devices. `--in-memory` would refuse `--no-huge` with `-m` (EAL counts that as legacy memory).
-const EAL_ARGS: &[&str] = &[
-    "dve-test",
-    "--no-huge",
-    "--no-pci",
-    "--no-shconf",
-    "--no-telemetry",
-    "-m",
-    "256",
-    "--log-level=lib.eal:warning",
-    "--vdev=net_ring0",
-    "--vdev=net_ring1",
-    "--vdev=net_ring2",
-    "--vdev=net_ring3",
-    "--vdev=net_ring4",
-];
-
-fn eal() -> Eal {
-    Eal::init(EAL_ARGS).expect("EAL starts without hugepages or NICs")
-}
 
 fn open(device: &str) -> DpdkPort {
     let config = DpdkPortConfig::new(PortId(7), FramePool::new(2048, 0));

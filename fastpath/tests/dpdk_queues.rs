@@ -10,26 +10,14 @@
 
 #![cfg(feature = "dpdk")]
 
-use dve_fastpath::port::{DpdkError, DpdkPort, DpdkPortConfig, Eal, ring_cable};
+mod dpdk_eal;
+
+use dpdk_eal::eal;
+
+use dve_fastpath::port::{DpdkError, DpdkPort, DpdkPortConfig, ring_cable};
 use dve_fp_api::frame::{Frame, FramePool, TxFrame};
 use dve_fp_api::ids::PortId;
 use dve_fp_api::port::PacketIo;
-
-const EAL_ARGS: &[&str] = &[
-    "dve-test",
-    "--no-huge",
-    "--no-pci",
-    "--no-shconf",
-    "--no-telemetry",
-    "-m",
-    "256",
-    "--log-level=lib.eal:warning",
-    "--vdev=net_ring0",
-];
-
-fn eal() -> Eal {
-    Eal::init(EAL_ARGS).expect("EAL starts without hugepages or NICs")
-}
 
 fn config() -> DpdkPortConfig {
     DpdkPortConfig::new(PortId(3), FramePool::new(2048, 0))

@@ -6,7 +6,11 @@
 
 #![cfg(feature = "dpdk")]
 
-use dve_fastpath::port::{DpdkPort, DpdkPortConfig, Eal};
+mod dpdk_eal;
+
+use dpdk_eal::eal;
+
+use dve_fastpath::port::{DpdkPort, DpdkPortConfig};
 use dve_fastpath::worker::emit::fpma;
 use dve_fastpath::worker::run::WorkerMesh;
 use dve_fastpath::{PortConfig, Worker, WorkerConfig};
@@ -20,19 +24,6 @@ use dve_wire::ethernet::{EthernetRepr, MacAddr, VlanTag};
 use dve_wire::fc::{self, FcHeaderRepr, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
 use dve_wire::stack::{emit_fcoe_frame, parse_fcoe_frame};
-
-const EAL_ARGS: &[&str] = &[
-    "dve-test",
-    "--no-huge",
-    "--no-pci",
-    "--no-shconf",
-    "--no-telemetry",
-    "-m",
-    "256",
-    "--log-level=lib.eal:warning",
-    "--vdev=net_ring0",
-    "--vdev=net_ring1",
-];
 
 /// The disk the route leads to.
 const DISK_FC: u32 = 0x02_0001;
@@ -69,7 +60,7 @@ fn data_frame(payload_len: usize, ox_id: u16) -> Vec<u8> {
 
 #[test]
 fn a_worker_forwards_frames_between_dpdk_ports() {
-    let eal = Eal::init(EAL_ARGS).expect("EAL starts without hugepages or NICs");
+    let eal = eal();
     let pool = FramePool::new(256, 0);
     let mut ports: Vec<DpdkPort> = ["net_ring0", "net_ring1"]
         .into_iter()
