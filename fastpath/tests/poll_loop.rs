@@ -1,7 +1,7 @@
 //! The run-to-completion loop on software ports: two workers, the host on one worker's port
 //! and the disk on the other's, so every disk response is handed to the exchange's owner over
 //! the worker mesh; malformed frames are counted and dropped; a corrupted data frame is
-//! forwarded with a CRC that still exposes the corruption.
+//! forwarded with a CRC that still exposes the corruption; a full port's frames wait their turn.
 
 mod support;
 
@@ -25,14 +25,23 @@ struct Rig {
     disk_end: SoftwarePort,
     mesh: WorkerMesh,
     host: Host,
+    host_takes: usize,
+    /// Frames the host could not send yet: its link was full.
+    host_out: Vec<TxFrame>,
     disks: Disks,
     now: u64,
 }
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_host_link(256, 64)
+    }
+
+    /// A rig whose host link holds `capacity` frames each way and whose host takes at most
+    /// `host_takes` frames per round.
+    fn with_host_link(capacity: usize, host_takes: usize) -> Rig {
         let pool = FramePool::new(1024, 0);
-        let (host_end, switch0) = software_link(PortId(100), PortId(0), 256, pool.clone());
+        let (host_end, switch0) = software_link(PortId(100), PortId(0), capacity, pool.clone());
         let (disk_end, switch1) = software_link(PortId(101), PortId(1), 256, pool);
         let ports: Vec<PortConfig> = (0..2u16)
             .map(|p| PortConfig {
@@ -104,6 +113,8 @@ impl Rig {
             disk_end,
             mesh: WorkerMesh::new(2, 256),
             host: Host::default(),
+            host_takes,
+            host_out: Vec::new(),
             disks: Disks::default(),
             now: 1,
         }
@@ -125,20 +136,19 @@ impl Rig {
                 );
             }
             let mut frames = Vec::new();
-            self.host_end.rx_burst(&mut frames, 64);
-            let mut replies: Vec<TxFrame> = Vec::new();
+            self.host_end.rx_burst(&mut frames, self.host_takes);
             for f in frames.drain(..) {
                 if parse_fcoe_frame(f.as_slice()).is_err() {
                     continue; // an end port discards a frame whose CRC fails
                 }
-                replies.extend(
+                self.host_out.extend(
                     self.host
                         .receive(f.as_slice())
                         .iter()
                         .map(|b| TxFrame::whole(Frame::copy_from(b).unwrap())),
                 );
             }
-            self.host_end.tx_burst(&mut replies);
+            self.host_end.tx_burst(&mut self.host_out);
             self.disk_end.rx_burst(&mut frames, 64);
             let mut replies: Vec<TxFrame> = Vec::new();
             for f in frames.drain(..) {
@@ -179,6 +189,25 @@ fn disk_responses_reach_the_exchange_owner_through_the_mesh() {
         w1.ports.iter().find(|p| p.port == PortId(1)).unwrap().frames_in > 0,
         "worker 1 received the disk's frames"
     );
+}
+
+#[test]
+fn a_host_link_slower_than_the_disk_loses_no_frame() {
+    // The disk answers a 32 KiB read with 16 data frames at once; the host's link holds 4
+    // and the host takes 2 a round, so the worker's port refuses most of each burst.
+    let mut rig = Rig::with_host_link(4, 2);
+    let data = pattern(7, 64);
+    let (wox, frame) = rig.host.command(&write10(0, 64), Some(data.clone()), 64 * BLOCK as u32);
+    rig.send_from_host(frame);
+    rig.run(200);
+    assert_eq!(rig.host.results[&wox].status, Some(0));
+    let (rox, frame) = rig.host.command(&read16(0, 64), None, 64 * BLOCK as u32);
+    rig.send_from_host(frame);
+    rig.run(200);
+    assert_eq!(rig.host.results[&rox].status, Some(0));
+    assert_eq!(rig.host.results[&rox].data, data, "every data frame arrived, in order");
+    let stats = rig.workers[0].statistics(Timestamp(0));
+    assert_eq!(stats.ports.iter().find(|p| p.port == PortId(0)).unwrap().tx_dropped, 0);
 }
 
 #[test]

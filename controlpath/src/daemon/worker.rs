@@ -111,7 +111,8 @@ impl<P: PacketIo> WorkerLoop<P> {
                 self.board.publish(index, self.worker.statistics(now));
                 next_publish = now.0.saturating_add(PUBLISH_INTERVAL_NS);
             }
-            if report != PollReport::default() {
+            // Frames held for a full port are retried at the next poll, not after a sleep.
+            if report != PollReport::default() || self.worker.held_transmits() > 0 {
                 idle_polls = 0;
                 pause = self.idle_pause;
                 continue;

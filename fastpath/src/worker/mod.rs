@@ -57,6 +57,9 @@ pub struct Worker {
     tx: Vec<(PortId, TxFrame)>,
     /// Reused buffer for one port's burst.
     tx_batch: Vec<TxFrame>,
+    /// Frames a full port refused, per port slot, oldest first: sent before anything newer
+    /// on that port at the next flush, so a momentarily full ring loses nothing.
+    tx_held: Vec<Vec<TxFrame>>,
     /// Messages for the control path.
     upcalls: VecDeque<ToCp>,
     /// Frames for other workers: they own the exchange.
@@ -113,6 +116,7 @@ impl Worker {
             stats,
             tx: Vec::with_capacity(256),
             tx_batch: Vec::with_capacity(64),
+            tx_held: config.ports.iter().map(|_| Vec::new()).collect(),
             upcalls: VecDeque::with_capacity(64),
             handoffs: Vec::new(),
             held: VecDeque::new(),
