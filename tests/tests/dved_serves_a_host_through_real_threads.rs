@@ -14,14 +14,13 @@
 mod real_time;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use dve_controlpath::daemon::{DaemonConfig, EngineRuntime, SoftwarePortSet};
 use dve_controlpath::management::EngineAccess;
 use dve_fastpath::port::SoftwarePort;
 use dve_proto::management as pb;
 use dve_sim::host::HostOp;
-use real_time::{DEADLINE, DISK_WWPN, FabricDriver, HOST_WWPN, connect, pattern, wait_for_disk, wwpn};
+use real_time::{FabricDriver, HOST_WWPN, connect, wait_for_disk, wwpn};
 
 fn config(dir: &Path) -> DaemonConfig {
     let text = r#"
@@ -63,73 +62,15 @@ fn dved_serves_a_host_through_real_threads() {
     let target = engine.access().with_control(|c| c.exposure().port_name.0);
     let mut client = runtime.block_on(connect(&engine));
     fabric.start_disk();
-    let lun = runtime.block_on(async {
-        wait_for_disk(&mut client).await;
-        let linear = pb::Layout {
-            kind: Some(pb::layout::Kind::Linear(pb::Linear {
-                placement: Some(pb::Placement { device_id: wwpn(DISK_WWPN), start_lba: 0 }),
-            })),
-        };
-        let volume = client
-            .create_volume(pb::CreateVolumeRequest {
-                name: "v0".into(),
-                blocks: 4096,
-                block_size: 0,
-                layout: Some(linear),
-            })
-            .await
-            .expect("volume created")
-            .into_inner();
-        assert_eq!((volume.blocks, volume.block_size), (4096, 512));
-        let exposure = client
-            .expose_volume(pb::ExposeVolumeRequest {
-                volume: "v0".into(),
-                target_wwpn: String::new(),
-                lun: 0,
-                host_wwpns: vec![wwpn(HOST_WWPN)],
-            })
-            .await
-            .expect("exposed")
-            .into_inner();
-        assert_eq!(exposure.target_wwpn, wwpn(target));
-        u16::try_from(exposure.lun).expect("a LUN")
-    });
-
+    let lun = runtime.block_on(real_time::create_and_expose(&mut client, target));
     fabric.start_host(target, lun);
-    let data = pattern();
-    let written =
-        fabric.request(target, lun, HostOp::Write { lba: 100, data: bytes::Bytes::from(data.clone()) });
-    assert!(written.is_good(), "{written:?}");
-    let read = fabric.request(target, lun, HostOp::Read { lba: 100, blocks: 64 });
-    assert!(read.is_good(), "{read:?}");
-    assert!(read.data == data, "the data read back differs from the data written");
-    // The disk holds it where the linear volume maps it (block 100 of the disk): the engine
-    // moved the data, it did not keep it.
-    let unwritten = fabric.request(target, lun, HostOp::Read { lba: 164, blocks: 8 });
-    assert!(unwritten.is_good() && unwritten.data.iter().all(|b| *b == 0), "{unwritten:?}");
-
-    // The workers' counters over gRPC: both workers and the control path report, and the
-    // fast path served the three reads and writes, bytes and all (a worker publishes its
-    // counters every 100 ms, so wait for them). Host exchanges belong to the worker of the
-    // host's port, worker 0.
-    runtime.block_on(async {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let stats = client.get_statistics(pb::Empty {}).await.expect("statistics").into_inner();
-            let workers: Vec<u32> = stats.workers.iter().map(|w| w.worker).collect();
-            let served = stats.workers.first().is_some_and(|w| {
-                w.worker == 0
-                    && w.hits >= 3
-                    && w.bytes_in >= data.len() as u64
-                    && w.bytes_out >= data.len() as u64 + 8 * 512
-            });
-            if workers == [0, 1, 15] && served {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the workers' statistics never showed the I/O: {stats:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let data = fabric.write_and_read_back(target, lun);
+    // Host exchanges belong to worker 0, which serves the host's port.
+    runtime.block_on(real_time::wait_for_worker_statistics(
+        &mut client,
+        data.len() as u64,
+        data.len() as u64 + 8 * 512,
+    ));
 
     runtime.block_on(engine.shutdown()).unwrap_or_else(|e| panic!("{e}"));
     drop(client);

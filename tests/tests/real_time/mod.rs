@@ -1,7 +1,8 @@
 //! A host and a disk of the simulator attached to the far ends of an engine's ports and
 //! driven in real time by a thread of the test, for the system tests of the `dved` runtime
-//! over any port ([`PacketIo`]): software cables or DPDK devices. Also the gRPC steps those
-//! tests share.
+//! over any port ([`PacketIo`]): software cables or DPDK devices. Also the steps those tests
+//! share: the volume made and exposed over gRPC, the data written and read back, the
+//! workers' statistics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -179,6 +180,22 @@ impl<P: PacketIo + Send + 'static> FabricDriver<P> {
         let at = f.completions.iter().position(|c| c.id == id).expect("completed");
         f.completions.remove(at).result.expect("the request got a SCSI status")
     }
+
+    /// The host writes [`pattern`] at block 100 and reads it back byte for byte; 8 blocks
+    /// after it read as zeros (the disk holds the data where the linear volume maps it: the
+    /// engine moved the data, it did not keep it). The data written.
+    pub fn write_and_read_back(&self, target: u64, lun: u16) -> Vec<u8> {
+        let data = pattern();
+        let written =
+            self.request(target, lun, HostOp::Write { lba: 100, data: bytes::Bytes::from(data.clone()) });
+        assert!(written.is_good(), "{written:?}");
+        let read = self.request(target, lun, HostOp::Read { lba: 100, blocks: 64 });
+        assert!(read.is_good(), "{read:?}");
+        assert!(read.data == data, "the data read back differs from the data written");
+        let unwritten = self.request(target, lun, HostOp::Read { lba: 164, blocks: 8 });
+        assert!(unwritten.is_good() && unwritten.data.iter().all(|b| *b == 0), "{unwritten:?}");
+        data
+    }
 }
 
 impl<P> Drop for FabricDriver<P> {
@@ -215,4 +232,61 @@ pub async fn wait_for_disk(client: &mut ManagementClient<Channel>) {
 /// 64 blocks of a pattern no two blocks share.
 pub fn pattern() -> Vec<u8> {
     (0..64 * 512u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i / 512) as u8).collect()
+}
+
+/// Create `v0`, a linear volume of 4096 blocks on the disk, and expose it to the host over
+/// gRPC; the LUN it got. The exposure must be on the engine's target `target`.
+pub async fn create_and_expose(client: &mut ManagementClient<Channel>, target: u64) -> u16 {
+    wait_for_disk(client).await;
+    let linear = pb::Layout {
+        kind: Some(pb::layout::Kind::Linear(pb::Linear {
+            placement: Some(pb::Placement { device_id: wwpn(DISK_WWPN), start_lba: 0 }),
+        })),
+    };
+    let volume = client
+        .create_volume(pb::CreateVolumeRequest {
+            name: "v0".into(),
+            blocks: 4096,
+            block_size: 0,
+            layout: Some(linear),
+        })
+        .await
+        .expect("volume created")
+        .into_inner();
+    assert_eq!((volume.blocks, volume.block_size), (4096, 512));
+    let exposure = client
+        .expose_volume(pb::ExposeVolumeRequest {
+            volume: "v0".into(),
+            target_wwpn: String::new(),
+            lun: 0,
+            host_wwpns: vec![wwpn(HOST_WWPN)],
+        })
+        .await
+        .expect("exposed")
+        .into_inner();
+    assert_eq!(exposure.target_wwpn, wwpn(target));
+    u16::try_from(exposure.lun).expect("a LUN")
+}
+
+/// Poll `GetStatistics` until both workers and the control path (worker 15) report and
+/// worker 0, which owns the host's exchanges (it serves the host's port), shows the three
+/// I/Os and at least `bytes_in` and `bytes_out` bytes of data. Workers publish every 100 ms.
+pub async fn wait_for_worker_statistics(
+    client: &mut ManagementClient<Channel>,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let stats = client.get_statistics(pb::Empty {}).await.expect("statistics").into_inner();
+        let workers: Vec<u32> = stats.workers.iter().map(|w| w.worker).collect();
+        let served = stats.workers.first().is_some_and(|w| {
+            w.worker == 0 && w.hits >= 3 && w.bytes_in >= bytes_in && w.bytes_out >= bytes_out
+        });
+        if workers == [0, 1, 15] && served {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the workers' statistics never showed the I/O: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
