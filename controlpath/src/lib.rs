@@ -18,6 +18,7 @@ pub mod frames;
 pub mod management;
 pub mod scsi;
 pub mod store;
+pub mod text_position;
 pub mod volume;
 
 pub use control_path::{ControlEvent, ControlPath, ControlPathConfig};

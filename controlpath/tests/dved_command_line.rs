@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn dved() -> Command {
@@ -84,34 +84,69 @@ fn check_reads_the_dpdk_example() {
     }
 }
 
-#[test]
-fn a_running_daemon_stops_cleanly_on_sigterm_and_starts_again() {
-    let dir = tempfile_dir();
-    let config = write(dir.path(), CONFIG);
-    for run in 0..2 {
-        let mut child = dved().arg("--config").arg(&config).stderr(Stdio::piped()).spawn().unwrap();
+/// A `dved` process started on a configuration file, read up to the line that says it runs.
+struct RunningDved {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    /// What it wrote up to and including that line (EAL may log before it).
+    seen: String,
+}
+
+impl RunningDved {
+    fn start(config: &Path) -> RunningDved {
+        let mut child = dved().arg("--config").arg(config).stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("running") && line.contains("management API on 127.0.0.1:"),
-            "run {run}: {line}"
-        );
-        assert!(dir.path().join("e.redb").exists());
-        let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("dved ended before running: {seen}");
+            }
+            seen.push_str(&line);
+            if line.starts_with("dved: engine") {
+                break;
+            }
+        }
+        RunningDved { child, stderr, seen }
+    }
+
+    /// The line that says the daemon runs.
+    fn running_line(&self) -> &str {
+        self.seen.lines().last().unwrap_or_default()
+    }
+
+    /// Send SIGTERM: the daemon must exit 0 having closed its metadata.
+    fn stop(mut self) {
+        let killed = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         assert!(killed.success());
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
             assert!(Instant::now() < deadline, "dved did not stop");
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-        assert_eq!(status.code(), Some(0), "run {run}: {rest}");
-        assert!(rest.contains("stopped; metadata closed"), "run {run}: {rest}");
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        assert_eq!(status.code(), Some(0), "{}{rest}", self.seen);
+        assert!(rest.contains("stopped; metadata closed"), "{rest}");
+    }
+}
+
+#[test]
+fn a_running_daemon_stops_cleanly_on_sigterm_and_starts_again() {
+    let dir = tempfile_dir();
+    let config = write(dir.path(), CONFIG);
+    for run in 0..2 {
+        let dved = RunningDved::start(&config);
+        let line = dved.running_line();
+        assert!(
+            line.contains("running") && line.contains("management API on 127.0.0.1:"),
+            "run {run}: {line}"
+        );
+        assert!(dir.path().join("e.redb").exists());
+        dved.stop();
     }
 }
 
@@ -132,35 +167,9 @@ eal_args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "256
 idle_pause_us = 100
 "#;
     let config = write(dir.path(), &text);
-    let mut child = dved().arg("--config").arg(&config).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    // EAL may log before the daemon's own first line.
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("dved ended before running: {seen}");
-        }
-        seen.push_str(&line);
-        if line.starts_with("dved: engine") {
-            assert!(line.contains("running: 2 worker(s), 2 DPDK port(s)"), "{seen}");
-            break;
-        }
-    }
-    let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "dved did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(0), "{seen}{rest}");
-    assert!(rest.contains("stopped; metadata closed"), "{rest}");
+    let dved = RunningDved::start(&config);
+    assert!(dved.running_line().contains("running: 2 worker(s), 2 DPDK port(s)"), "{}", dved.seen);
+    dved.stop();
 }
 
 fn tempfile_dir() -> tempfile::TempDir {

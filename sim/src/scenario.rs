@@ -142,6 +142,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+use dve_controlpath::text_position::line_column;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -1079,21 +1080,8 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// 1-based line and column (in characters) of byte `offset`.
-    fn line_column(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
-    }
-
     fn error_at(&self, span: Range<usize>, reason: impl Into<String>) -> ScenarioError {
-        let (line, column) = self.line_column(span.start);
+        let (line, column) = line_column(self.text, span.start);
         ScenarioError { file: self.file.to_string(), line, column, reason: reason.into() }
     }
 
@@ -1242,7 +1230,7 @@ impl<'a> Builder<'a> {
     }
 
     fn line_of<T>(&self, value: &Spanned<T>) -> usize {
-        self.source.line_column(value.span().start).0
+        line_column(self.source.text, value.span().start).0
     }
 
     fn check_name_syntax(&self, name: &Spanned<String>) -> Checked<()> {
@@ -2541,17 +2529,6 @@ disk = "d2"
             missing.to_string().starts_with("/nonexistent/dir/s.toml: cannot read the scenario"),
             "{missing}"
         );
-    }
-
-    #[test]
-    fn columns_count_characters() {
-        let source = Source { file: "f", text: "ab\né = 1\nxyz" };
-        assert_eq!(source.line_column(0), (1, 1));
-        assert_eq!(source.line_column(3), (2, 1));
-        // After the two-byte é.
-        assert_eq!(source.line_column(5), (2, 2));
-        assert_eq!(source.line_column(4), (2, 1));
-        assert_eq!(source.line_column(1000), (3, 4));
     }
 
     // --- Parser-level rejections -------------------------------------------------------

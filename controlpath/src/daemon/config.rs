@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ControlPathConfig;
+use crate::text_position::line_column;
 
 /// Most workers an engine runs: exchange ids carry the worker in 4 bits and the control
 /// path's exchanges use number 15.
@@ -178,22 +179,10 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// 1-based line and column (in characters) of byte `offset`.
-    fn line_column(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-        (line, before[line_start..].chars().count() + 1)
-    }
-
     fn error_at(&self, span: Range<usize>, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
-            at: Some(self.line_column(span.start)),
+            at: Some(line_column(self.text, span.start)),
             reason: reason.into(),
         }
     }
