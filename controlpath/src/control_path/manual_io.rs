@@ -32,7 +32,7 @@ pub struct ManualIoCounters {
     pub writes: u64,
     /// Writes that first revoked the fast path's authority over their range.
     pub serialized_writes: u64,
-    /// I/O completed with an error status.
+    /// Reads and writes the control path completed with an error status, each counted once.
     pub errors: u64,
     /// Writes that waited for a free journal slot.
     pub journal_waits: u64,
@@ -448,7 +448,6 @@ impl ControlPath {
         }
         // No redundancy: the host gets the device's own error, or a retry if it said nothing.
         let status = failed.iter().find_map(|(_, s)| *s).unwrap_or(IoStatus::check_condition(RETRY));
-        self.counters.manual.errors += 1;
         self.finish_manual(id, status);
     }
 

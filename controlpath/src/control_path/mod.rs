@@ -327,6 +327,8 @@ pub struct ControlCounters {
     pub misses_queued: u64,
     /// Non-read/write commands answered.
     pub scsi_commands: u64,
+    /// Of those, answered CHECK CONDITION (a unit attention after a login is one).
+    pub scsi_check_conditions: u64,
     /// Manual I/O.
     pub manual: ManualIoCounters,
     /// FP API requests that failed.

@@ -224,7 +224,13 @@ impl ControlPath {
             let data = Bytes::copy_from_slice(&outcome.data_in[..len]);
             self.send(io.worker, ToFp::PutData { req, io, offset: 0, data });
         }
-        self.complete_io(io, outcome.io_status(request.data_len));
+        // Not `complete_io`: a check condition here (a unit attention, an unsupported
+        // command) is the SCSI conversation working, not a failed read or write.
+        let status = outcome.io_status(request.data_len);
+        if !status.is_good() {
+            self.counters.scsi_check_conditions += 1;
+        }
+        self.send(io.worker, ToFp::QueueIoComplete { io, status });
     }
 }
 
@@ -313,5 +319,21 @@ mod tests {
         // A command that changes no mask is answered at once.
         let (masks, answered) = command(&mut cp, lv, 1, &[0, 0, 0, 0, 0, 0], 4);
         assert!(masks.is_empty() && answered);
+    }
+
+    #[test]
+    fn a_unit_attention_is_a_check_condition_not_a_failed_io() {
+        let (mut cp, lv) = engine();
+        // The host's first TEST UNIT READY meets its unit attention; the second is GOOD.
+        for slot in [1, 2] {
+            let (masks, answered) = command(&mut cp, lv, 1, &[0, 0, 0, 0, 0, 0], slot);
+            for req in masks {
+                cp.handle_upcall(Timestamp(2), WorkerId(0), ToCp::Done { req, result: Ok(()) });
+            }
+            assert!(answered || drain(&mut cp).1);
+        }
+        let counters = cp.counters();
+        assert_eq!((counters.scsi_commands, counters.scsi_check_conditions), (2, 1));
+        assert_eq!(counters.manual.errors, 0, "no read or write failed");
     }
 }

@@ -364,6 +364,7 @@ pub fn control_statistics(control: &ControlPath) -> pb::WorkerStatistics {
         ("misses_continued", c.misses_continued),
         ("misses_queued", c.misses_queued),
         ("scsi_commands", c.scsi_commands),
+        ("scsi_check_conditions", c.scsi_check_conditions),
         ("manual_reads", c.manual.reads),
         ("manual_writes", c.manual.writes),
         ("manual_serialized_writes", c.manual.serialized_writes),
