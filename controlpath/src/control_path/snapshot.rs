@@ -20,10 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
 use dve_fp_api::io::{HostIo, IoStatus, PendingFilter, Sense};
-use dve_fp_api::mapping::{RedirectEntry, RedirectIndex};
+use dve_fp_api::mapping::{RedirectEntry, RedirectIndex, SideState};
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
 use super::block_copy::{CopyOwner, granules_touched, legs_into};
+use super::mirror::set_side_everywhere;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::device::DeviceRegistry;
@@ -120,6 +121,8 @@ pub(super) struct ActiveSnapshot {
     waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
     /// Where the completion task is: segment and block.
     cursor: (usize, u64),
+    /// The mirror side pushes read from last; a failed push reads from the next one.
+    read_side: usize,
     /// Pushes made for writes and committed as records of their own, not yet passed by the
     /// committed cursor: (segment, first block).
     recorded: BTreeSet<(usize, u64)>,
@@ -138,6 +141,7 @@ impl ActiveSnapshot {
             pushes: BTreeMap::new(),
             waiting: Vec::new(),
             cursor: (0, 0),
+            read_side: 0,
             recorded: BTreeSet::new(),
             taken: false,
             finishing: false,
@@ -291,11 +295,6 @@ impl ControlPath {
                 v.record.name
             )));
         }
-        if matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. }) {
-            return Err(Error::FailedPrecondition(
-                "snapshots of mirrored volumes are not supported yet".into(),
-            ));
-        }
         if self.incremental_involves(source) {
             return Err(Error::FailedPrecondition(format!("{} is an incremental or a base", v.record.name)));
         }
@@ -381,7 +380,14 @@ impl ControlPath {
     fn give_snapshot_states(&mut self, source: LvId) {
         let Some(snapshot) = self.snapshots.active.get(&source).map(|a| a.snapshot) else { return };
         let writable = self.snapshots.writable.get(&snapshot).copied().unwrap_or(false);
+        // On a degraded mirror, pushed blocks take writes through the control path, which
+        // stamps the live sides' ages (see `snapshot_follow_sides`).
+        let stamps = self.stamps_writes(source);
+        // A side whose death procedure is running may already have missed writes: the
+        // snapshot never reads it.
+        let dying = self.mirror.dying_sides(source);
         let Some(v) = self.volumes.get_mut(&source) else { return };
+        let generation = v.record.generation;
         let mut twins = Vec::new();
         let mut through = Vec::new();
         let mut grants = Vec::new();
@@ -396,7 +402,8 @@ impl ControlPath {
                 .collect();
             let mut segment_twins = BTreeMap::new();
             for (index, entry) in &used {
-                let Ok(t) = map.add_redirect(RedirectEntry { fault_on_write: false, ..entry.clone() }) else {
+                let Ok(t) = map.add_redirect(RedirectEntry { fault_on_write: stamps, ..entry.clone() })
+                else {
                     continue;
                 };
                 if let Ok(e) = map.redirect_mut(*index) {
@@ -427,6 +434,9 @@ impl ControlPath {
                     if let Some(i) = via.get(&e.value) {
                         let _ = map.set_range(e.range(), *i);
                     }
+                }
+                for side in &dying {
+                    set_side_everywhere(map, *side, SideState::Dead, generation);
                 }
                 if let Ok(store) = map.redirect_mut(STORE) {
                     store.fault_on_read = false;
@@ -537,6 +547,50 @@ impl ControlPath {
             self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
         }
         Ok(())
+    }
+
+    /// The snapshot whose states the tables of `source` hold: taken and still completing.
+    pub(super) fn snapshot_over(&self, source: LvId) -> Option<LvId> {
+        self.snapshots.active.get(&source).filter(|a| a.taken).map(|a| a.snapshot)
+    }
+
+    /// The source whose storage `snapshot` still reads its unpushed blocks through.
+    pub(super) fn reading_through(&self, snapshot: LvId) -> Option<LvId> {
+        let source = *self.snapshots.sources.get(&snapshot)?;
+        (self.snapshot_over(source) == Some(snapshot)).then_some(source)
+    }
+
+    /// The mirror sides of `source` changed state (a death, a resync's start or end) while a
+    /// snapshot's states are in its tables: the snapshot's ways through the source get the
+    /// same side states, so it never reads a dead or resynchronizing side, and the pushed
+    /// states take fast-path writes only while no side is dead (a write on a degraded
+    /// mirror reaches the control path, which stamps the live sides' ages). The unpushed
+    /// states always fault writes. Grants the snapshot's tables; the caller grants the
+    /// source's.
+    pub(super) fn snapshot_follow_sides(&mut self, source: LvId) {
+        let Some(snapshot) = self.snapshot_over(source) else { return };
+        let stamps = self.stamps_writes(source);
+        let twins = self.snapshots.active.get(&source).map(|a| a.twins.clone()).unwrap_or_default();
+        let Some(v) = self.volumes.get_mut(&source) else { return };
+        let states = v.record.side_states.clone();
+        let generation = v.record.generation;
+        for (map, twins) in v.segments.iter_mut().zip(&twins) {
+            for (unpushed, pushed) in twins {
+                if let Ok(e) = map.redirect_mut(*unpushed) {
+                    e.fault_on_write = true;
+                }
+                if let Ok(e) = map.redirect_mut(*pushed) {
+                    e.fault_on_write = stamps;
+                }
+            }
+        }
+        let Some(snap) = self.volumes.get_mut(&snapshot) else { return };
+        for map in &mut snap.segments {
+            for (side, state) in states.iter().enumerate() {
+                set_side_everywhere(map, side, *state, generation);
+            }
+        }
+        self.grant_tables(snapshot);
     }
 
     /// The snapshot's Rmap reads `blocks` of `segment` from its store.
@@ -665,8 +719,9 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get(&source) else { return };
         let Some(snap) = self.volumes.get(&active.snapshot) else { return };
         let Some(map) = snap.segments.get(segment) else { return };
-        // Old data is read through whatever state each extent of the range is in.
-        let Some((reads, writes)) = legs_into(map, blocks.clone(), STORE) else { return };
+        // Old data is read through whatever state each extent of the range is in: of a
+        // mirror, only sides that are alive and current (the source's side states).
+        let Some((reads, writes)) = legs_into(map, blocks.clone(), STORE, active.read_side) else { return };
         let block_size = snap.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;
@@ -696,6 +751,8 @@ impl ControlPath {
             let at = (push.segment, push.blocks.start);
             active.pushes.remove(&id);
             active.cursor = active.cursor.min(at);
+            // A mirror side may be failing before anything declared it dead.
+            active.read_side += 1;
             self.retry_snapshot_waiters(source);
             return;
         }
@@ -853,7 +910,6 @@ impl ControlPath {
             return;
         }
         let Some(a) = self.snapshots.active.remove(&source) else { return };
-        let mut grants = Vec::new();
         if let Some(v) = self.volumes.get_mut(&source) {
             for (map, twins) in v.segments.iter_mut().zip(&a.twins) {
                 let extents: Vec<_> = map.rmap().iter().collect();
@@ -864,27 +920,20 @@ impl ControlPath {
                 }
                 map.coalesce();
                 map.remove_unreferenced();
-                grants.push(MappingEntry::Redirects {
-                    vseg: map.descriptor().id,
-                    table: map.redirects().clone(),
-                });
             }
         }
+        // A mirror's procedures find its single entry at index 0 again.
+        self.mirror_tables_after_snapshot(source);
         if let Some(v) = self.volumes.get_mut(&a.snapshot) {
             for map in &mut v.segments {
                 let all = 0..map.descriptor().blocks;
                 let _ = map.set_range(all, STORE);
                 map.coalesce();
                 map.remove_unreferenced();
-                grants.push(MappingEntry::Redirects {
-                    vseg: map.descriptor().id,
-                    table: map.redirects().clone(),
-                });
             }
         }
-        for entry in grants {
-            self.grant_all(entry);
-        }
+        self.grant_tables(source);
+        self.grant_tables(a.snapshot);
         let waiting = a.waiting;
         self.events.push(ControlEvent::SnapshotComplete { source, snapshot: a.snapshot });
         // A migration held for the snapshot goes on with its states renamed to the twins.
