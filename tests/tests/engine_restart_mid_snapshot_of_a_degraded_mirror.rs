@@ -6,7 +6,9 @@
 //! oracle finds the snapshot equal to the source's image at its instant, every host read
 //! right, and the sides alike at the end.
 
-use dve_tests::{assert_clean, assert_once_on_timeline, run, run_killed_after, scenario, timeline_outcomes};
+use dve_tests::{
+    assert_clean, assert_once_on_timeline, run, run_killed_after_each, scenario, timeline_outcomes,
+};
 
 #[test]
 fn an_engine_restart_mid_snapshot_of_a_degraded_mirror_finishes_both() {
@@ -18,14 +20,8 @@ fn an_engine_restart_mid_snapshot_of_a_degraded_mirror_finishes_both() {
     assert_once_on_timeline(&undisturbed, "side 1 resynchronized");
     assert_eq!(undisturbed.volumes[0].errors, 0);
     let transactions = undisturbed.engines[0].metadata_commits;
-    let mut kills: Vec<u64> = (4..=transactions).step_by(5).collect();
-    kills.push(transactions);
-    for n in kills {
-        let (report, kill) = run_killed_after(&scenario, n);
-        let kill = kill.unwrap_or_else(|| panic!("the engine was killed after transaction {n}"));
-        eprintln!("killed after transaction {n} of {transactions} at {kill} ns");
-        assert_clean(&report);
-        let completions = timeline_outcomes(&report, "snapshot snap-raid complete").len();
+    run_killed_after_each(&scenario, transactions, 4, 5, |n, report| {
+        let completions = timeline_outcomes(report, "snapshot snap-raid complete").len();
         // A kill right after the run's last transaction may lose the announcement.
         assert!(
             completions == 1 || (n == transactions && completions == 0),
@@ -33,5 +29,5 @@ fn an_engine_restart_mid_snapshot_of_a_degraded_mirror_finishes_both() {
             report.timeline
         );
         assert!(report.volumes[0].errors <= 8, "after transaction {n}: {} errors", report.volumes[0].errors);
-    }
+    });
 }

@@ -997,4 +997,130 @@ mod tests {
         let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
         assert!(error.contains("without their task"), "{error}");
     }
+
+    /// Snapshots of a mirror, on the leg-timeout bench: volume `m` of 4096 blocks mirrored
+    /// over devices 1 and 2, workers and devices answering at once. The store lands on one of
+    /// those devices (there is no third), beside the sides.
+    mod mirrored {
+        use dve_fp_api::mapping::SideState;
+
+        use super::*;
+        use crate::control_path::leg_timeout::tests::Bench;
+
+        const BLOCK: usize = 512;
+
+        /// The mirror sides reads of all of `lv` may use, whichever side balancing starts at.
+        fn read_sides(bench: &Bench, lv: LvId) -> BTreeSet<usize> {
+            let v = bench.cp.volume(lv).unwrap();
+            let mut sides = BTreeSet::new();
+            for start in 0..2 {
+                let mut side = start;
+                sides.extend(
+                    v.legs(0, v.record.blocks, false, &mut side).unwrap().iter().filter_map(|l| l.side),
+                );
+            }
+            sides
+        }
+
+        /// Whether every extent of the source's (one) segment faults writes.
+        fn source_faults_every_write(bench: &Bench) -> bool {
+            let map = &bench.cp.volume(bench.lv).unwrap().segments[0];
+            map.rmap().iter().all(|e| map.redirects().get(e.value).is_some_and(|r| r.fault_on_write))
+        }
+
+        fn run_until(bench: &mut Bench, done: impl Fn(&Bench) -> bool) {
+            for _ in 0..1000 {
+                if done(bench) {
+                    return;
+                }
+                bench.tick();
+            }
+            panic!("never done: {:?}", bench.events);
+        }
+
+        #[test]
+        fn a_snapshot_of_a_degraded_mirror_reads_and_pushes_only_current_sides() {
+            let mut bench = Bench::new();
+            let lv = bench.lv;
+            bench.cp.side_failed(lv, 1);
+            bench.settle();
+            // Written while side 1 is dead: only side 0 holds it.
+            bench.host_write(lv, 1, 0, 8, 0xA1);
+            assert_eq!(bench.completed.get(&1), Some(&IoStatus::GOOD));
+            assert_eq!(bench.side_blocks(1, 0, 8), vec![0; 8 * BLOCK]);
+            let snap = bench.cp.create_snapshot(lv, "snap", false).unwrap();
+            bench.settle();
+            assert!(bench.cp.snapshot_completing(snap));
+            assert_eq!(read_sides(&bench, snap), BTreeSet::from([0]), "the dead side is never read");
+
+            // Side 1 returns: resynchronizing, it still misses the write, and is not read.
+            bench.side_1_returns();
+            assert_eq!(bench.side_states(), [SideState::Alive, SideState::Resync]);
+            assert_eq!(
+                read_sides(&bench, snap),
+                BTreeSet::from([0]),
+                "the resynchronizing side is never read"
+            );
+            assert!(source_faults_every_write(&bench), "no write may pass an unpushed block");
+
+            // A write over the range pushes it from side 0, whatever the read balancing says.
+            bench.host_write(lv, 2, 0, 8, 0xC2);
+            assert_eq!(bench.completed.get(&2), Some(&IoStatus::GOOD));
+            for first in 0..2 {
+                assert_eq!(bench.volume_blocks(snap, 0, 8, first), vec![0xA1; 8 * BLOCK]);
+            }
+            run_until(&mut bench, |b| !b.cp.snapshot_completing(snap) && b.cp.resyncs().is_empty());
+            assert_eq!(bench.side_states(), [SideState::Alive; 2]);
+            assert_eq!(bench.volume_blocks(snap, 0, 8, 0), vec![0xA1; 8 * BLOCK]);
+            assert_eq!(bench.volume_blocks(snap, 8, 4088, 0), vec![0; 4088 * BLOCK]);
+            assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+            assert_eq!(bench.side_blocks(1, 0, 8), vec![0xC2; 8 * BLOCK]);
+            // One entry per segment again, at index 0, taking fast-path writes.
+            let map = &bench.cp.volume(lv).unwrap().segments[0];
+            assert_eq!(
+                map.redirects().iter().map(|(i, e)| (i, e.fault_on_write)).collect::<Vec<_>>(),
+                [(STORE, false)]
+            );
+        }
+
+        #[test]
+        fn a_side_dying_while_a_mirror_snapshot_completes_is_neither_read_nor_left_stale() {
+            let mut bench = Bench::new();
+            let lv = bench.lv;
+            let snap = bench.cp.create_snapshot(lv, "snap", false).unwrap();
+            bench.settle();
+            bench.host_write(lv, 1, 0, 8, 0xA1);
+            assert_eq!(bench.completed.get(&1), Some(&IoStatus::GOOD));
+            assert!(!source_faults_every_write(&bench), "pushed blocks take fast-path writes");
+
+            bench.cp.side_failed(lv, 1);
+            bench.settle();
+            assert_eq!(bench.side_states(), [SideState::Alive, SideState::Dead]);
+            assert_eq!(read_sides(&bench, snap), BTreeSet::from([0]), "the dead side is not read");
+            // Degraded: pushed blocks too fault writes, so the control path stamps ages.
+            assert!(source_faults_every_write(&bench));
+
+            // A write in the second age extent reaches side 0 only; the resync must copy it.
+            bench.host_write(lv, 2, 2048, 8, 0xB2);
+            assert_eq!(bench.completed.get(&2), Some(&IoStatus::GOOD));
+            run_until(&mut bench, |b| !b.cp.snapshot_completing(snap));
+            assert_eq!(
+                bench.volume_blocks(snap, 0, 4096, 0),
+                vec![0; 4096 * BLOCK],
+                "the image before both writes"
+            );
+            // Still degraded after the end: writes fault until their age extent is stamped.
+            assert!(source_faults_every_write(&bench));
+
+            bench.side_1_returns();
+            run_until(&mut bench, |b| b.cp.resyncs().is_empty());
+            assert_eq!(bench.side_states(), [SideState::Alive; 2]);
+            assert_eq!(
+                bench.side_blocks(1, 2048, 8),
+                vec![0xB2; 8 * BLOCK],
+                "the write was stamped and copied"
+            );
+            assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+        }
+    }
 }
