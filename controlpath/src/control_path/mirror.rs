@@ -5,6 +5,11 @@
 //! read) in RESYNC while only the age extents whose age differs are copied, one range lock
 //! at a time; then it is ALIVE again.
 //!
+//! While a snapshot of the volume completes, its tables hold the snapshot's unpushed and
+//! pushed states (see `snapshot`): these procedures then change only the side states (and
+//! let the snapshot follow them), never the Rmap, and writes stamp ages through the control
+//! path. Every write the control path runs on a degraded mirror stamps the ages it covers.
+//!
 //! A resync is a task in the metadata store: its side and the stale extents found at its
 //! start, committed with the RESYNC state, and how many are copied, committed after each
 //! step. A restarted engine keeps the side in RESYNC and copies the rest (age lists live in

@@ -8,6 +8,15 @@
 //! source's Rmap, lets the write proceed. A background completion task pushes the rest and
 //! coalesces both Rmaps to one extent, removing the entries no longer referenced.
 //!
+//! A mirrored source (mirror or RAID 10) works the same way, its states carrying the mirror
+//! descriptor. The snapshot's ways through the source follow the source's side states (a
+//! side dying at the take counts as dead), so its reads and the pushes, which read through
+//! them, use only live, current sides; a push that fails reads from the next side when
+//! tried again. The mirror's procedures (side death, resync start and end) keep the
+//! snapshot's states in the source's tables instead of resetting them, and while a side is
+//! dead the pushed states fault writes too, so the control path stamps the live sides' ages
+//! of every write. The end puts the mirror's single entry back at index 0.
+//!
 //! A snapshot is a task in the metadata store until it completes: its volume and the task
 //! `snapshot/<source>` are committed when it is made; each push is committed after its copy
 //! and before the snapshot's Rmap changes (a completion push moves the task's cursor, a
