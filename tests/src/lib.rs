@@ -41,6 +41,27 @@ pub fn run_killed_after(scenario: &Scenario, n: u64) -> (Report, Option<u64>) {
     (report, kill)
 }
 
+/// Run a scenario killed after its transactions `first`, `first + step`, ... and after the
+/// last of the `transactions` an undisturbed run committed (see [`run_killed_after`]); each
+/// run must be clean, and `check` gets its report with the transaction it was killed after.
+pub fn run_killed_after_each(
+    scenario: &Scenario,
+    transactions: u64,
+    first: u64,
+    step: usize,
+    mut check: impl FnMut(u64, &Report),
+) {
+    let mut kills: Vec<u64> = (first..=transactions).step_by(step).collect();
+    kills.push(transactions);
+    for n in kills {
+        let (report, kill) = run_killed_after(scenario, n);
+        let kill = kill.unwrap_or_else(|| panic!("the engine was killed after transaction {n}"));
+        eprintln!("killed after transaction {n} of {transactions} at {kill} ns");
+        assert_clean(&report);
+        check(n, &report);
+    }
+}
+
 /// Panic with the first violations unless the oracle found nothing.
 pub fn assert_clean(report: &Report) {
     if let OracleVerdict::Violations { total, first, .. } = &report.oracle {

@@ -5,7 +5,7 @@
 //! its own store and the rest through the base, and the oracle checks every read of all four
 //! volumes before, during and after the restart.
 
-use dve_tests::{assert_clean, run, run_killed_after, scenario};
+use dve_tests::{assert_clean, run, run_killed_after_each, scenario};
 
 #[test]
 fn an_engine_restart_keeps_incrementals_and_their_granules() {
@@ -15,13 +15,7 @@ fn an_engine_restart_keeps_incrementals_and_their_granules() {
     let transactions = undisturbed.engines[0].metadata_commits;
     // Four discoveries, four volumes and their exposures, then the granule copies.
     assert!(transactions >= 40, "{transactions} transactions");
-    let mut kills: Vec<u64> = (1..=transactions).step_by(37).collect();
-    kills.push(transactions);
-    for n in kills {
-        let (report, kill) = run_killed_after(&scenario, n);
-        let kill = kill.unwrap_or_else(|| panic!("the engine was killed after transaction {n}"));
-        eprintln!("killed after transaction {n} of {transactions} at {kill} ns");
-        assert_clean(&report);
+    run_killed_after_each(&scenario, transactions, 1, 37, |n, report| {
         let base = &report.volumes[0];
         assert_eq!((base.name.as_str(), base.writes), ("base0", 0), "after transaction {n}");
         // At most the I/O in flight when the engine died fails.
@@ -38,5 +32,5 @@ fn an_engine_restart_keeps_incrementals_and_their_granules() {
         for inc in &report.volumes[1..] {
             assert!(inc.writes > 100, "after transaction {n}: {} took {} writes", inc.name, inc.writes);
         }
-    }
+    });
 }

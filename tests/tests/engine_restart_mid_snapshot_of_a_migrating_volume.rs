@@ -5,7 +5,7 @@
 //! finish from their committed pushes; each snapshot equals its source's image at its instant
 //! and each migration ends once on its new disks, checked by the oracle.
 
-use dve_tests::{assert_clean, run, run_killed_after, scenario, timeline_outcomes};
+use dve_tests::{assert_clean, run, run_killed_after_each, scenario, timeline_outcomes};
 
 #[test]
 fn an_engine_restart_mid_snapshot_of_a_migrating_volume_finishes_both() {
@@ -13,13 +13,7 @@ fn an_engine_restart_mid_snapshot_of_a_migrating_volume_finishes_both() {
     let undisturbed = run(&scenario);
     assert_clean(&undisturbed);
     let transactions = undisturbed.engines[0].metadata_commits;
-    let mut kills: Vec<u64> = (6..=transactions).step_by(29).collect();
-    kills.push(transactions);
-    for n in kills {
-        let (report, kill) = run_killed_after(&scenario, n);
-        let kill = kill.unwrap_or_else(|| panic!("the engine was killed after transaction {n}"));
-        eprintln!("killed after transaction {n} of {transactions} at {kill} ns");
-        assert_clean(&report);
+    run_killed_after_each(&scenario, transactions, 6, 29, |n, report| {
         // What ran (an action on the dead engine is not run) ends once; a kill right after
         // the run's last transaction may lose its announcement with the engine.
         let ran = |event: &str| {
@@ -32,7 +26,7 @@ fn an_engine_restart_mid_snapshot_of_a_migrating_volume_finishes_both() {
             ("snapshot stripe0 as snap-stripe-mid", "snapshot snap-stripe-mid complete"),
         ];
         for (event, end) in flows {
-            let ends = timeline_outcomes(&report, end).len();
+            let ends = timeline_outcomes(report, end).len();
             let expected = usize::from(ran(event));
             assert!(
                 ends == expected || (n == transactions && ends < expected),
@@ -43,5 +37,5 @@ fn an_engine_restart_mid_snapshot_of_a_migrating_volume_finishes_both() {
         for volume in &report.volumes {
             assert!(volume.errors <= 8, "after transaction {n}: {} errors on {}", volume.errors, volume.name);
         }
-    }
+    });
 }

@@ -541,6 +541,50 @@ fn a_hidden_volume_is_deleted_and_its_space_claimed_again() {
 }
 
 #[test]
+fn a_mirror_is_snapshotted_and_the_snapshot_and_its_source_are_deleted() {
+    let (runtime, engine, mut client) = start(3);
+    runtime.block_on(async {
+        client.create_volume(create("m", 4096, mirror(&[disk(0), disk(1)]))).await.expect("m");
+        let snapshot = |name: &str| pb::CreateSnapshotRequest {
+            source: "m".into(),
+            snapshot: name.into(),
+            store: None,
+            writable: false,
+            copy_granularity_blocks: 0,
+        };
+        let task = client.create_snapshot(snapshot("m-snap")).await.expect("snapshot").into_inner();
+        assert_eq!((task.kind.as_str(), task.volume.as_str()), ("snapshot-completion", "m-snap"));
+        // The store is on the device that holds no side.
+        let store = engine.with_control(|c| {
+            let lv = c.volume_named("m-snap").expect("m-snap");
+            c.volume(lv).map(|v| v.record.allocations[0].device).expect("snapshot")
+        });
+        let third = engine.with_control(|c| c.device_of(Wwn(disk_wwpn(2))));
+        assert_eq!(Ok(store), third);
+        let again = client.create_snapshot(snapshot("m-snap2")).await.expect_err("completing");
+        assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+        assert!(again.message().contains("still completing"), "{}", again.message());
+
+        let snap = engine.with_control(|c| c.volume_named("m-snap").expect("m-snap"));
+        let completed =
+            engine.lock().run_until(5_000_000_000, |b| !b.switch.control().snapshot_completing(snap));
+        assert!(completed, "the snapshot completes");
+        // The mirror is back to one redirect entry per segment: a side may be added again.
+        let entries = engine.with_control(|c| {
+            let lv = c.volume_named("m").expect("m");
+            c.volume(lv).map(|v| v.segments.iter().map(|s| s.redirects().len()).collect::<Vec<_>>())
+        });
+        assert_eq!(entries, Some(vec![1]));
+        client.delete_volume(pb::VolumeRef { name: "m".into() }).await.expect("the source deleted");
+        let kept = client.get_volume(pb::VolumeRef { name: "m-snap".into() }).await.expect("m-snap");
+        assert_eq!(kept.into_inner().blocks, 4096);
+        client.delete_volume(pb::VolumeRef { name: "m-snap".into() }).await.expect("the snapshot deleted");
+        let volumes = client.list_volumes(pb::Empty {}).await.expect("volumes").into_inner();
+        assert!(volumes.volumes.is_empty(), "{volumes:?}");
+    });
+}
+
+#[test]
 fn mirror_sides_are_added_online_and_bad_additions_say_why_and_change_nothing() {
     let (runtime, engine, mut client) = start(4);
     runtime.block_on(async {

@@ -173,15 +173,17 @@ impl ControlPath {
 }
 
 /// The legs of copying `blocks` of a segment into its redirect entry `into`: each extent is
-/// read through the state it is in now, and the whole range is written through `into`.
-/// `None` when an extent's entry is missing or a descriptor cannot carry the range.
+/// read through the state it is in now (of a mirror, from the next readable side after
+/// `read_side`), and the whole range is written through `into`. `None` when an extent's
+/// entry is missing or a descriptor cannot carry the range.
 pub(super) fn legs_into(
     map: &VsegMap,
     blocks: Range<u64>,
     into: RedirectIndex,
+    read_side: usize,
 ) -> Option<(Vec<DeviceLeg>, Vec<DeviceLeg>)> {
     let to = map.redirects().get(into)?;
-    let mut side = 0;
+    let mut side = read_side;
     let mut reads = Vec::new();
     let mut writes = Vec::new();
     for e in map.rmap().overlapping(blocks.clone()) {

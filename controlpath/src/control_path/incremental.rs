@@ -333,7 +333,7 @@ impl ControlPath {
     fn start_granule_copy(&mut self, lv: LvId, segment: usize, blocks: Range<u64>) {
         let Some(v) = self.volumes.get(&lv) else { return };
         let Some(map) = v.segments.get(segment) else { return };
-        let Some((reads, writes)) = legs_into(map, blocks.clone(), PRIVATE) else { return };
+        let Some((reads, writes)) = legs_into(map, blocks.clone(), PRIVATE, 0) else { return };
         let block_size = v.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;

@@ -299,7 +299,7 @@ impl ControlPath {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeSet;
 
     use bytes::Bytes;
@@ -331,25 +331,27 @@ mod tests {
 
     /// A control path with two single-path devices mirrored as one volume, and stand-ins for
     /// its workers (answering every downcall at once) and for the devices (blocks in memory).
-    struct Bench {
-        cp: ControlPath,
-        lv: LvId,
+    pub(in crate::control_path) struct Bench {
+        pub(in crate::control_path) cp: ControlPath,
+        pub(in crate::control_path) lv: LvId,
         now: u64,
         blocks: BTreeMap<(DeviceId, u64), Vec<u8>>,
         health: BTreeMap<DeviceId, Health>,
         /// Host I/O statuses the control path sent, by exchange.
-        completed: BTreeMap<u16, IoStatus>,
+        pub(in crate::control_path) completed: BTreeMap<u16, IoStatus>,
         /// Devices a TEST UNIT READY was sent to.
         tested: BTreeSet<DeviceId>,
         /// Engine ports whose cable loses every frame (a dead path).
         dead_ports: BTreeSet<PortId>,
         /// The VPD 0x83 page the next identification INQUIRY is answered with, if any.
         identity: Option<Vec<u8>>,
-        events: Vec<ControlEvent>,
+        /// The byte every block of a host write's data holds, once asked for (`GetData`).
+        write_fill: u8,
+        pub(in crate::control_path) events: Vec<ControlEvent>,
     }
 
     impl Bench {
-        fn new() -> Bench {
+        pub(in crate::control_path) fn new() -> Bench {
             Bench::with_paths_to_side_1(1)
         }
 
@@ -370,22 +372,15 @@ mod tests {
                 tested: BTreeSet::new(),
                 dead_ports: BTreeSet::new(),
                 identity: None,
+                write_fill: 0,
                 events: Vec::new(),
             };
             // Each target port logs in on its own engine port: identified, then (for a new
             // device) its capacity.
             for port in 0..=paths {
-                let target = if port == 0 { 0x2201 } else { 0x2202 + u64::from(port) - 1 };
                 bench.identity =
                     (port > 0 && paths > 1).then(|| unit_page(&0x6000_0000_0000_0002u64.to_be_bytes()));
-                bench.cp.target_ready(NodeLogin {
-                    fc_id: FcId::new(0x01_0100 + u32::from(port)).unwrap(),
-                    port: PortId(port),
-                    port_name: Wwn(target),
-                    node_name: Wwn(target - 0x200),
-                    fcp: true,
-                });
-                bench.settle();
+                bench.log_in(port);
             }
             let paths_of = |d: u32| bench.cp.devices().get(DeviceId(d)).map(|d| (d.online, d.paths.len()));
             assert_eq!((paths_of(1), paths_of(2)), (Some((true, 1)), Some((true, usize::from(paths)))));
@@ -394,6 +389,25 @@ mod tests {
             bench.cp.expose(bench.lv, &[Wwn(1)]).unwrap();
             bench.settle();
             bench
+        }
+
+        /// The target port on engine port `port` logs in (port 0 is device 1's, the others
+        /// device 2's).
+        fn log_in(&mut self, port: u16) {
+            let target = if port == 0 { 0x2201 } else { 0x2202 + u64::from(port) - 1 };
+            self.cp.target_ready(NodeLogin {
+                fc_id: FcId::new(0x01_0100 + u32::from(port)).unwrap(),
+                port: PortId(port),
+                port_name: Wwn(target),
+                node_name: Wwn(target - 0x200),
+                fcp: true,
+            });
+            self.settle();
+        }
+
+        /// Device 2 (side 1) answers again and logs in: a dead side 1 is resynchronized.
+        pub(in crate::control_path) fn side_1_returns(&mut self) {
+            self.log_in(1);
         }
 
         /// The engine port a dispatch to `id` (a device, or a path's probe id) leaves by.
@@ -413,14 +427,20 @@ mod tests {
         }
 
         /// The device blocks of `blocks` volume blocks from `lba` on mirror side `side`.
-        fn side_blocks(&self, side: usize, lba: u64, blocks: u64) -> Vec<u8> {
+        pub(in crate::control_path) fn side_blocks(&self, side: usize, lba: u64, blocks: u64) -> Vec<u8> {
             let a = self.cp.volume(self.lv).unwrap().record.allocations[side];
             (a.lba + lba..a.lba + lba + blocks)
                 .flat_map(|b| self.blocks.get(&(a.device, b)).cloned().unwrap_or(vec![0; BLOCK]))
                 .collect()
         }
 
-        fn put_side_blocks(&mut self, side: usize, lba: u64, fill: u8, blocks: u64) {
+        pub(in crate::control_path) fn put_side_blocks(
+            &mut self,
+            side: usize,
+            lba: u64,
+            fill: u8,
+            blocks: u64,
+        ) {
             let a = self.cp.volume(self.lv).unwrap().record.allocations[side];
             for b in a.lba + lba..a.lba + lba + blocks {
                 self.blocks.insert((a.device, b), vec![fill; BLOCK]);
@@ -433,7 +453,7 @@ mod tests {
         }
 
         /// Answer every downcall, as workers and devices would, until nothing is left.
-        fn settle(&mut self) {
+        pub(in crate::control_path) fn settle(&mut self) {
             for _ in 0..10_000 {
                 let Some((worker, message)) = self.cp.poll_downcall() else {
                     self.events.extend(self.cp.take_events());
@@ -454,6 +474,10 @@ mod tests {
                     }
                     ToFp::QueueIoComplete { io, status } => {
                         self.completed.insert(io.xid.0, status);
+                    }
+                    ToFp::GetData { req, io } => {
+                        let result = Ok(Bytes::from(vec![self.write_fill; 4096 * BLOCK]));
+                        self.upcall(worker, ToCp::Data { req, io, result });
                     }
                     ToFp::AddMapping { req, .. }
                     | ToFp::SetLunMask { req, .. }
@@ -514,6 +538,29 @@ mod tests {
         /// A fast-path host I/O of `blocks` blocks at `lba` whose leg to `device` got no
         /// answer reaches the control path (exchange `xid`).
         fn leg_timed_out(&mut self, xid: u16, kind: IoKind, lba: u64, blocks: u32, device: DeviceId) {
+            let side = self.cp.side_of(self.lv, device).unwrap_or(0) as u8;
+            let failure = Some(DownstreamFailure { device, status: None, leg: side });
+            let reason = QueueReason { cause: FaultCause::DownstreamError, failure };
+            self.host_io(self.lv, xid, kind, lba, blocks, reason);
+        }
+
+        /// A host write of `blocks` blocks of `fill` at `lba` of `lv` that met fault-on-write
+        /// on the fast path (exchange `xid`).
+        pub(in crate::control_path) fn host_write(
+            &mut self,
+            lv: LvId,
+            xid: u16,
+            lba: u64,
+            blocks: u32,
+            fill: u8,
+        ) {
+            self.write_fill = fill;
+            let reason = QueueReason { cause: FaultCause::Permission, failure: None };
+            self.host_io(lv, xid, IoKind::Write, lba, blocks, reason);
+        }
+
+        /// A fast-path host I/O of `lv` that reaches the control path with `reason`.
+        fn host_io(&mut self, lv: LvId, xid: u16, kind: IoKind, lba: u64, blocks: u32, reason: QueueReason) {
             let io = IoTag { worker: WorkerId(0), xid: ExchangeId(xid), incarnation: 0 };
             let opcode = if kind == IoKind::Write { 0x2A } else { 0x28 };
             let [_, _, _, _, l0, l1, l2, l3] = lba.to_be_bytes();
@@ -522,7 +569,7 @@ mod tests {
                 initiator: Wwn(1),
                 initiator_fc_id: FcId::new(0x01_0001).unwrap(),
                 vdevice: VDevice { exposure: ExposureId(1), lun: Lun(0) },
-                lv: Some(self.lv),
+                lv: Some(lv),
                 vseg: None,
                 kind,
                 lba,
@@ -531,14 +578,41 @@ mod tests {
                 cdb: Cdb::new(&[opcode, 0, l0, l1, l2, l3, 0, n0, n1, 0]).unwrap(),
                 received: Timestamp(self.now),
             };
-            let side = self.cp.side_of(self.lv, device).unwrap_or(0) as u8;
-            let failure = Some(DownstreamFailure { device, status: None, leg: side });
-            let reason = QueueReason { cause: FaultCause::DownstreamError, failure };
             self.upcall(WorkerId(0), ToCp::QueueIo { io, request, reason });
             self.settle();
         }
 
-        fn side_states(&self) -> Vec<SideState> {
+        /// One millisecond passes: the control path's tick, then every downcall answered.
+        pub(in crate::control_path) fn tick(&mut self) {
+            self.now += 1_000_000;
+            self.cp.tick(Timestamp(self.now));
+            self.settle();
+        }
+
+        /// The blocks of `lv` from `lba`, read where the control path's map says they are
+        /// (a mirror from the first side after `read_side` that is readable).
+        pub(in crate::control_path) fn volume_blocks(
+            &self,
+            lv: LvId,
+            lba: u64,
+            blocks: u64,
+            read_side: usize,
+        ) -> Vec<u8> {
+            let mut side = read_side;
+            let legs = self.cp.volume(lv).unwrap().legs(lba, blocks, false, &mut side).unwrap();
+            let mut image = vec![0u8; blocks as usize * BLOCK];
+            for leg in legs {
+                for b in 0..leg.blocks {
+                    if let Some(data) = self.blocks.get(&(leg.device, leg.lba + b)) {
+                        let at = (leg.offset + b) as usize * BLOCK;
+                        image[at..at + BLOCK].copy_from_slice(data);
+                    }
+                }
+            }
+            image
+        }
+
+        pub(in crate::control_path) fn side_states(&self) -> Vec<SideState> {
             self.cp.volume(self.lv).unwrap().record.side_states.clone()
         }
     }

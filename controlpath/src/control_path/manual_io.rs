@@ -139,6 +139,9 @@ impl ControlPath {
         }
         if write {
             self.counters.manual.writes += 1;
+            // On a degraded mirror the write reaches the live sides only: their ages say so
+            // before it is dispatched, whatever made it fault.
+            self.stamp_ages(lv, request.lba, u64::from(request.blocks));
         } else {
             self.counters.manual.reads += 1;
         }
@@ -469,7 +472,12 @@ impl ControlPath {
     /// A mirror side's death procedure finished: I/O waiting on it completes (writes that
     /// reached a live side) or runs again (reads).
     pub(super) fn resume_after_side_death(&mut self, lv: LvId) {
-        for id in self.manual_ops_in(Stage::WaitingSideDeath, Some(lv)) {
+        let mut waiting = self.manual_ops_in(Stage::WaitingSideDeath, Some(lv));
+        // A snapshot reading through the volume's sides has its reads waiting too.
+        if let Some(snapshot) = self.snapshot_over(lv) {
+            waiting.extend(self.manual_ops_in(Stage::WaitingSideDeath, Some(snapshot)));
+        }
+        for id in waiting {
             let Some(op) = self.manual.get_mut(&id) else { continue };
             if op.write {
                 self.finish_manual(id, IoStatus::GOOD);
@@ -554,7 +562,9 @@ impl ControlPath {
             self.complete_io(io, IoStatus::check_condition(RETRY));
             return;
         };
-        let side = request.lv.and_then(|lv| self.side_of(lv, failure.device).map(|s| (lv, s)));
+        // A snapshot still completing reads unpushed blocks through its source's sides.
+        let owner = request.lv.map(|lv| self.reading_through(lv).unwrap_or(lv));
+        let side = owner.and_then(|lv| self.side_of(lv, failure.device).map(|s| (lv, s)));
         if let Some((lv, side)) = side {
             self.side_failed(lv, side);
             if request.kind == IoKind::Read {

@@ -5,6 +5,11 @@
 //! read) in RESYNC while only the age extents whose age differs are copied, one range lock
 //! at a time; then it is ALIVE again.
 //!
+//! While a snapshot of the volume completes, its tables hold the snapshot's unpushed and
+//! pushed states (see `snapshot`): these procedures then change only the side states (and
+//! let the snapshot follow them), never the Rmap, and writes stamp ages through the control
+//! path. Every write the control path runs on a degraded mirror stamps the ages it covers.
+//!
 //! A resync is a task in the metadata store: its side and the stale extents found at its
 //! start, committed with the RESYNC state, and how many are copied, committed after each
 //! step. A restarted engine keeps the side in RESYNC and copies the rest (age lists live in
@@ -18,7 +23,6 @@ use dve_fp_api::io::{HostIo, IoKind};
 use dve_fp_api::mapping::{
     Age, AgeList, RedirectEntry, RedirectIndex, SideState, StorageDescriptor, VsegMap,
 };
-use dve_fp_api::message::MappingEntry;
 
 use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
@@ -112,6 +116,11 @@ impl MirrorWork {
         self.resyncs.contains_key(&lv) || self.dying.iter().any(|(l, _)| *l == lv)
     }
 
+    /// The sides of `lv` whose death procedure is running.
+    pub(super) fn dying_sides(&self, lv: LvId) -> Vec<usize> {
+        self.dying.iter().filter(|(l, _)| *l == lv).map(|(_, side)| *side).collect()
+    }
+
     /// Forget a deleted volume's segments' ages and written entries.
     pub(super) fn forget_segments(&mut self, segments: &[VsegId]) {
         self.ages.retain(|(seg, _), _| !segments.contains(seg));
@@ -127,7 +136,7 @@ impl MirrorWork {
 }
 
 /// Set side `side` to `state` in every mirror entry of a segment, with `generation`.
-fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generation: u32) {
+pub(super) fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generation: u32) {
     let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
     for index in indexes {
         if let Ok(entry) = map.redirect_mut(index)
@@ -137,6 +146,32 @@ fn set_side_everywhere(map: &mut VsegMap, side: usize, state: SideState, generat
             m.generation = generation;
         }
     }
+}
+
+/// Make every extent of a segment fault on its next write, so that write stamps the live
+/// sides' ages; once stamped, an extent moves to the segment's `written` entry (entry 0 with
+/// fast-path writes allowed), made here if it does not exist yet.
+fn fault_writes_until_stamped(map: &mut VsegMap, written: &mut BTreeMap<VsegId, RedirectIndex>) {
+    let seg = *map.descriptor();
+    let Some(base) = map.redirects().get(RedirectIndex(0)).cloned() else { return };
+    let entry = RedirectEntry { fault_on_write: false, ..base };
+    match written.get(&seg.id) {
+        Some(i) => {
+            if let Ok(e) = map.redirect_mut(*i) {
+                *e = entry;
+            }
+        }
+        None => match map.add_redirect(entry) {
+            Ok(i) => {
+                written.insert(seg.id, i);
+            }
+            Err(_) => return,
+        },
+    }
+    if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+        e.fault_on_write = true;
+    }
+    let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
 }
 
 impl ControlPath {
@@ -170,8 +205,10 @@ impl ControlPath {
         }
     }
 
-    /// A mirror side failed an I/O: run the death procedure unless it is dead or dying.
+    /// A mirror side failed an I/O: run the death procedure unless it is dead or dying. A
+    /// snapshot still reading unpushed blocks through its source names the source's side.
     pub(super) fn side_failed(&mut self, lv: LvId, side: usize) {
+        let lv = self.reading_through(lv).unwrap_or(lv);
         let Some(v) = self.volumes.get(&lv) else { return };
         let state = v.record.side_states.get(side).copied();
         let others_alive =
@@ -188,7 +225,11 @@ impl ControlPath {
         if state == Some(SideState::Resync) {
             self.mirror.resyncs.remove(&lv);
         }
-        let segments = self.segments_of(lv);
+        let mut segments = self.segments_of(lv);
+        // A snapshot reading through the sides stops reading the dead one at the same time.
+        if let Some(snapshot) = self.snapshot_over(lv) {
+            segments.extend(self.segments_of(snapshot));
+        }
         self.revoke_segments(&segments, true, AfterRevocation::SideDeath { lv, side });
     }
 
@@ -196,6 +237,9 @@ impl ControlPath {
         self.mirror.dying.remove(&(lv, side));
         let engine = self.engine_id();
         let age_blocks = self.config.age_extent_blocks;
+        // Under a snapshot the source's tables hold its pushed and unpushed states, which
+        // decide what faults (see `snapshot_follow_sides`); they are not reset here.
+        let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
         if let Some(s) = v.record.side_states.get_mut(side) {
             *s = SideState::Dead;
@@ -203,7 +247,6 @@ impl ControlPath {
         v.record.generation += 1;
         let generation = v.record.generation;
         let sides = v.record.side_states.len();
-        let mut grants = Vec::new();
         for map in &mut v.segments {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Dead, generation);
@@ -214,36 +257,13 @@ impl ControlPath {
                     self.mirror.ages.insert((seg.id, s), list);
                 }
             }
-            // Every extent faults on its next write, so that write stamps the live ages.
-            let base = map.redirects().get(RedirectIndex(0)).cloned();
-            let Some(base) = base else { continue };
-            let written = RedirectEntry { fault_on_write: false, ..base.clone() };
-            let written_index = match self.mirror.written.get(&seg.id) {
-                Some(i) => {
-                    if let Ok(e) = map.redirect_mut(*i) {
-                        *e = written;
-                    }
-                    *i
-                }
-                None => match map.add_redirect(written) {
-                    Ok(i) => {
-                        self.mirror.written.insert(seg.id, i);
-                        i
-                    }
-                    Err(_) => continue,
-                },
-            };
-            let _ = written_index;
-            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
-                e.fault_on_write = true;
+            if snapshot.is_none() {
+                fault_writes_until_stamped(map, &mut self.mirror.written);
             }
-            let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
-            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
         }
         self.commit_volume(lv);
-        for entry in grants {
-            self.grant_all(entry);
-        }
+        self.snapshot_follow_sides(lv);
+        self.grant_tables(lv);
         // The side's devices failed: they are used again only once they answer discovery.
         for device in self.side_devices(lv, side) {
             if let Some(d) = self.devices.get_mut(device)
@@ -269,36 +289,62 @@ impl ControlPath {
     }
 
     fn stamp_written(&mut self, lv: LvId, lba: u64, blocks: u64) {
-        let engine = self.engine_id();
+        let stamped = self.stamp_ages(lv, lba, blocks);
+        // Under a snapshot, writes on a degraded mirror keep faulting until it completes: its
+        // states, not the age stamps, say which extents take fast-path writes.
+        if self.snapshot_over(lv).is_some() {
+            return;
+        }
         let Some(v) = self.volumes.get_mut(&lv) else { return };
+        let mut granted = Vec::new();
+        for (vseg, blocks) in stamped {
+            let Some(written) = self.mirror.written.get(&vseg).copied() else { continue };
+            let Some(map) = v.segment_mut(vseg) else { continue };
+            if map.set_range(blocks.clone(), written).is_ok() {
+                granted.push((vseg, blocks));
+            }
+        }
+        for (vseg, blocks) in granted {
+            self.grant_extents(lv, vseg, blocks);
+        }
+    }
+
+    /// Whether writes to `lv` must have the live sides' ages stamped: a mirror side is dead.
+    pub(super) fn stamps_writes(&self, lv: LvId) -> bool {
+        self.volumes.get(&lv).is_some_and(|v| v.record.side_states.contains(&SideState::Dead))
+    }
+
+    /// Stamp the live sides' ages of the age extents that a write of `blocks` blocks at `lba`
+    /// covers, while a side of `lv` is dead (and this engine keeps ages since it died);
+    /// returns those age extents. Every write that reaches the devices without the dead side
+    /// is stamped before it is dispatched, so its range is copied when the side returns.
+    pub(super) fn stamp_ages(&mut self, lv: LvId, lba: u64, blocks: u64) -> Vec<(VsegId, Range<u64>)> {
+        let engine = self.engine_id();
+        if !self.stamps_writes(lv) {
+            return Vec::new();
+        }
+        let Some(v) = self.volumes.get(&lv) else { return Vec::new() };
         let generation = v.record.generation;
         let live: Vec<usize> =
             v.record.side_states.iter().enumerate().filter(|(_, s)| s.writable()).map(|(i, _)| i).collect();
-        let pieces = v.pieces(lba, blocks);
-        let mut granted = Vec::new();
-        for (vseg, range, _) in pieces {
-            let Some(written) = self.mirror.written.get(&vseg).copied() else { continue };
-            let Some(map) = v.segment_mut(vseg) else { continue };
-            let seg_blocks = map.descriptor().blocks;
+        let mut stamped = Vec::new();
+        for (vseg, range, _) in v.pieces(lba, blocks) {
+            let Some(seg_blocks) = v.segment(vseg).map(|m| m.descriptor().blocks) else { continue };
             let Some(list) = self.mirror.ages.get(&(vseg, 0)) else { continue };
             let first = list.extent_of(range.start);
             let last = list.extent_of(range.end.saturating_sub(1).max(range.start));
-            let extent_range = |i: usize| list.blocks_of(i, seg_blocks);
-            let ranges: Vec<(usize, Range<u64>)> = (first..=last).map(|i| (i, extent_range(i))).collect();
+            let ranges: Vec<(usize, Range<u64>)> =
+                (first..=last).map(|i| (i, list.blocks_of(i, seg_blocks))).collect();
             for (i, blocks) in ranges {
                 for side in &live {
                     if let Some(list) = self.mirror.ages.get_mut(&(vseg, *side)) {
                         let _ = list.set(i, Age { generation, engine });
                     }
                 }
-                if map.set_range(blocks.clone(), written).is_ok() {
-                    granted.push((vseg, blocks));
-                }
+                stamped.push((vseg, blocks));
             }
         }
-        for (vseg, blocks) in granted {
-            self.grant_extents(lv, vseg, blocks);
-        }
+        stamped
     }
 
     /// A device answered again: resynchronize every mirror side it holds that is dead.
@@ -371,6 +417,7 @@ impl ControlPath {
 
     pub(super) fn resync_start_revoked(&mut self, lv: LvId, side: usize) {
         let age_blocks = self.config.age_extent_blocks;
+        let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
         if let Some(s) = v.record.side_states.get_mut(side) {
             *s = SideState::Resync;
@@ -379,12 +426,14 @@ impl ControlPath {
         let generation = v.record.generation;
         let live = v.record.side_states.iter().position(|s| *s == SideState::Alive);
         let mut stale = VecDeque::new();
-        let mut grants = Vec::new();
         for map in &mut v.segments {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Resync, generation);
-            // Writes now reach the returning side, so ages need no more stamping.
-            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+            // Writes now reach the returning side, so ages need no more stamping (under a
+            // snapshot, entry 0 is the unpushed state, which keeps faulting writes).
+            if snapshot.is_none()
+                && let Ok(e) = map.redirect_mut(RedirectIndex(0))
+            {
                 e.fault_on_write = false;
             }
             match (
@@ -406,7 +455,6 @@ impl ControlPath {
                     }
                 }
             }
-            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
         }
         // The RESYNC state and the task, in one transaction.
         let task = ResyncTask { side, stale: stale.iter().cloned().collect() };
@@ -418,9 +466,8 @@ impl ControlPath {
         if committed.is_err() {
             self.counters.failed_commits += 1;
         }
-        for entry in grants {
-            self.grant_all(entry);
-        }
+        self.snapshot_follow_sides(lv);
+        self.grant_tables(lv);
         if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
             r.total = stale.len() as u64;
             r.stale = stale;
@@ -624,21 +671,25 @@ impl ControlPath {
 
     pub(super) fn resync_finish_revoked(&mut self, lv: LvId, side: usize) {
         let Some(r) = self.mirror.resyncs.remove(&lv) else { return };
+        let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
         if let Some(s) = v.record.side_states.get_mut(side) {
             *s = SideState::Alive;
         }
         v.record.generation += 1;
         let generation = v.record.generation;
-        let mut grants = Vec::new();
         for map in &mut v.segments {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Alive, generation);
-            if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
-                e.fault_on_write = false;
+            // One entry again, unless a snapshot's states are in the tables (its end leaves
+            // one entry).
+            if snapshot.is_none() {
+                if let Ok(e) = map.redirect_mut(RedirectIndex(0)) {
+                    e.fault_on_write = false;
+                }
+                let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
+                map.remove_unreferenced();
             }
-            let _ = map.set_range(0..seg.blocks, RedirectIndex(0));
-            map.remove_unreferenced();
             self.mirror.written.remove(&seg.id);
             let live = self.mirror.ages.get(&(seg.id, 0)).cloned();
             if let Some(list) = live {
@@ -646,7 +697,6 @@ impl ControlPath {
                     self.mirror.ages.insert((seg.id, s), list.clone());
                 }
             }
-            grants.push(MappingEntry::Redirects { vseg: seg.id, table: map.redirects().clone() });
         }
         // ALIVE again, and the task ends, in one transaction.
         let committed = self.records(&[], &[lv]).and_then(|mut batch| {
@@ -656,10 +706,45 @@ impl ControlPath {
         if committed.is_err() {
             self.counters.failed_commits += 1;
         }
-        for entry in grants {
-            self.grant_all(entry);
-        }
+        self.snapshot_follow_sides(lv);
+        self.grant_tables(lv);
         self.events.push(ControlEvent::ResyncDone { lv, side, extents_copied: r.copied });
+    }
+}
+
+impl ControlPath {
+    /// A snapshot of mirror `lv` completed, leaving each segment's extents on its pushed
+    /// state, wherever that entry sits in the table: put it back as entry 0, the one the
+    /// mirror's procedures change, and while a side is dead make every extent fault on its
+    /// next write again so that write stamps the live sides' ages.
+    pub(super) fn mirror_tables_after_snapshot(&mut self, lv: LvId) {
+        let stamps = self.stamps_writes(lv);
+        let Some(v) = self.volumes.get_mut(&lv) else { return };
+        if v.record.side_states.is_empty() {
+            return;
+        }
+        for map in &mut v.segments {
+            let seg = *map.descriptor();
+            self.mirror.written.remove(&seg.id);
+            let used = map.rmap().iter().next().and_then(|e| map.redirects().get(e.value).cloned());
+            let Some(used) = used else { continue };
+            let base = RedirectEntry { fault_on_write: false, ..used };
+            let index = match map.redirect_mut(RedirectIndex(0)) {
+                Ok(e) => {
+                    *e = base;
+                    RedirectIndex(0)
+                }
+                Err(_) => match map.add_redirect(base) {
+                    Ok(i) => i,
+                    Err(_) => continue,
+                },
+            };
+            let _ = map.set_range(0..seg.blocks, index);
+            map.remove_unreferenced();
+            if stamps {
+                fault_writes_until_stamped(map, &mut self.mirror.written);
+            }
+        }
     }
 }
 

@@ -538,6 +538,26 @@ impl ControlPath {
         self.broadcast(|req| ToFp::AddMapping { req, entry: entry.clone() }, RequestPurpose::Grant);
     }
 
+    /// Grant every segment's redirect table of `lv`, as the control path holds it now.
+    fn grant_tables(&mut self, lv: LvId) {
+        let tables: Vec<MappingEntry> = self
+            .volumes
+            .get(&lv)
+            .map(|v| {
+                v.segments
+                    .iter()
+                    .map(|m| MappingEntry::Redirects {
+                        vseg: m.descriptor().id,
+                        table: m.redirects().clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for entry in tables {
+            self.grant_all(entry);
+        }
+    }
+
     /// Handle one upcall from `worker`.
     pub fn handle_upcall(&mut self, now: Timestamp, worker: WorkerId, message: ToCp) {
         self.now = self.now.max(now.0);

@@ -8,6 +8,15 @@
 //! source's Rmap, lets the write proceed. A background completion task pushes the rest and
 //! coalesces both Rmaps to one extent, removing the entries no longer referenced.
 //!
+//! A mirrored source (mirror or RAID 10) works the same way, its states carrying the mirror
+//! descriptor. The snapshot's ways through the source follow the source's side states (a
+//! side dying at the take counts as dead), so its reads and the pushes, which read through
+//! them, use only live, current sides; a push that fails reads from the next side when
+//! tried again. The mirror's procedures (side death, resync start and end) keep the
+//! snapshot's states in the source's tables instead of resetting them, and while a side is
+//! dead the pushed states fault writes too, so the control path stamps the live sides' ages
+//! of every write. The end puts the mirror's single entry back at index 0.
+//!
 //! A snapshot is a task in the metadata store until it completes: its volume and the task
 //! `snapshot/<source>` are committed when it is made; each push is committed after its copy
 //! and before the snapshot's Rmap changes (a completion push moves the task's cursor, a
@@ -20,10 +29,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
 use dve_fp_api::io::{HostIo, IoStatus, PendingFilter, Sense};
-use dve_fp_api::mapping::{RedirectEntry, RedirectIndex};
+use dve_fp_api::mapping::{RedirectEntry, RedirectIndex, SideState};
 use dve_fp_api::message::{MappingEntry, MappingKey};
 
 use super::block_copy::{CopyOwner, granules_touched, legs_into};
+use super::mirror::set_side_everywhere;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::device::DeviceRegistry;
@@ -120,6 +130,8 @@ pub(super) struct ActiveSnapshot {
     waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
     /// Where the completion task is: segment and block.
     cursor: (usize, u64),
+    /// The mirror side pushes read from last; a failed push reads from the next one.
+    read_side: usize,
     /// Pushes made for writes and committed as records of their own, not yet passed by the
     /// committed cursor: (segment, first block).
     recorded: BTreeSet<(usize, u64)>,
@@ -138,6 +150,7 @@ impl ActiveSnapshot {
             pushes: BTreeMap::new(),
             waiting: Vec::new(),
             cursor: (0, 0),
+            read_side: 0,
             recorded: BTreeSet::new(),
             taken: false,
             finishing: false,
@@ -291,11 +304,6 @@ impl ControlPath {
                 v.record.name
             )));
         }
-        if matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. }) {
-            return Err(Error::FailedPrecondition(
-                "snapshots of mirrored volumes are not supported yet".into(),
-            ));
-        }
         if self.incremental_involves(source) {
             return Err(Error::FailedPrecondition(format!("{} is an incremental or a base", v.record.name)));
         }
@@ -381,7 +389,14 @@ impl ControlPath {
     fn give_snapshot_states(&mut self, source: LvId) {
         let Some(snapshot) = self.snapshots.active.get(&source).map(|a| a.snapshot) else { return };
         let writable = self.snapshots.writable.get(&snapshot).copied().unwrap_or(false);
+        // On a degraded mirror, pushed blocks take writes through the control path, which
+        // stamps the live sides' ages (see `snapshot_follow_sides`).
+        let stamps = self.stamps_writes(source);
+        // A side whose death procedure is running may already have missed writes: the
+        // snapshot never reads it.
+        let dying = self.mirror.dying_sides(source);
         let Some(v) = self.volumes.get_mut(&source) else { return };
+        let generation = v.record.generation;
         let mut twins = Vec::new();
         let mut through = Vec::new();
         let mut grants = Vec::new();
@@ -396,7 +411,8 @@ impl ControlPath {
                 .collect();
             let mut segment_twins = BTreeMap::new();
             for (index, entry) in &used {
-                let Ok(t) = map.add_redirect(RedirectEntry { fault_on_write: false, ..entry.clone() }) else {
+                let Ok(t) = map.add_redirect(RedirectEntry { fault_on_write: stamps, ..entry.clone() })
+                else {
                     continue;
                 };
                 if let Ok(e) = map.redirect_mut(*index) {
@@ -427,6 +443,9 @@ impl ControlPath {
                     if let Some(i) = via.get(&e.value) {
                         let _ = map.set_range(e.range(), *i);
                     }
+                }
+                for side in &dying {
+                    set_side_everywhere(map, *side, SideState::Dead, generation);
                 }
                 if let Ok(store) = map.redirect_mut(STORE) {
                     store.fault_on_read = false;
@@ -537,6 +556,50 @@ impl ControlPath {
             self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
         }
         Ok(())
+    }
+
+    /// The snapshot whose states the tables of `source` hold: taken and still completing.
+    pub(super) fn snapshot_over(&self, source: LvId) -> Option<LvId> {
+        self.snapshots.active.get(&source).filter(|a| a.taken).map(|a| a.snapshot)
+    }
+
+    /// The source whose storage `snapshot` still reads its unpushed blocks through.
+    pub(super) fn reading_through(&self, snapshot: LvId) -> Option<LvId> {
+        let source = *self.snapshots.sources.get(&snapshot)?;
+        (self.snapshot_over(source) == Some(snapshot)).then_some(source)
+    }
+
+    /// The mirror sides of `source` changed state (a death, a resync's start or end) while a
+    /// snapshot's states are in its tables: the snapshot's ways through the source get the
+    /// same side states, so it never reads a dead or resynchronizing side, and the pushed
+    /// states take fast-path writes only while no side is dead (a write on a degraded
+    /// mirror reaches the control path, which stamps the live sides' ages). The unpushed
+    /// states always fault writes. Grants the snapshot's tables; the caller grants the
+    /// source's.
+    pub(super) fn snapshot_follow_sides(&mut self, source: LvId) {
+        let Some(snapshot) = self.snapshot_over(source) else { return };
+        let stamps = self.stamps_writes(source);
+        let twins = self.snapshots.active.get(&source).map(|a| a.twins.clone()).unwrap_or_default();
+        let Some(v) = self.volumes.get_mut(&source) else { return };
+        let states = v.record.side_states.clone();
+        let generation = v.record.generation;
+        for (map, twins) in v.segments.iter_mut().zip(&twins) {
+            for (unpushed, pushed) in twins {
+                if let Ok(e) = map.redirect_mut(*unpushed) {
+                    e.fault_on_write = true;
+                }
+                if let Ok(e) = map.redirect_mut(*pushed) {
+                    e.fault_on_write = stamps;
+                }
+            }
+        }
+        let Some(snap) = self.volumes.get_mut(&snapshot) else { return };
+        for map in &mut snap.segments {
+            for (side, state) in states.iter().enumerate() {
+                set_side_everywhere(map, side, *state, generation);
+            }
+        }
+        self.grant_tables(snapshot);
     }
 
     /// The snapshot's Rmap reads `blocks` of `segment` from its store.
@@ -665,8 +728,9 @@ impl ControlPath {
         let Some(active) = self.snapshots.active.get(&source) else { return };
         let Some(snap) = self.volumes.get(&active.snapshot) else { return };
         let Some(map) = snap.segments.get(segment) else { return };
-        // Old data is read through whatever state each extent of the range is in.
-        let Some((reads, writes)) = legs_into(map, blocks.clone(), STORE) else { return };
+        // Old data is read through whatever state each extent of the range is in: of a
+        // mirror, only sides that are alive and current (the source's side states).
+        let Some((reads, writes)) = legs_into(map, blocks.clone(), STORE, active.read_side) else { return };
         let block_size = snap.record.block_size as usize;
         let id = self.op_id();
         let n = blocks.end - blocks.start;
@@ -696,6 +760,8 @@ impl ControlPath {
             let at = (push.segment, push.blocks.start);
             active.pushes.remove(&id);
             active.cursor = active.cursor.min(at);
+            // A mirror side may be failing before anything declared it dead.
+            active.read_side += 1;
             self.retry_snapshot_waiters(source);
             return;
         }
@@ -853,7 +919,6 @@ impl ControlPath {
             return;
         }
         let Some(a) = self.snapshots.active.remove(&source) else { return };
-        let mut grants = Vec::new();
         if let Some(v) = self.volumes.get_mut(&source) {
             for (map, twins) in v.segments.iter_mut().zip(&a.twins) {
                 let extents: Vec<_> = map.rmap().iter().collect();
@@ -864,27 +929,20 @@ impl ControlPath {
                 }
                 map.coalesce();
                 map.remove_unreferenced();
-                grants.push(MappingEntry::Redirects {
-                    vseg: map.descriptor().id,
-                    table: map.redirects().clone(),
-                });
             }
         }
+        // A mirror's procedures find its single entry at index 0 again.
+        self.mirror_tables_after_snapshot(source);
         if let Some(v) = self.volumes.get_mut(&a.snapshot) {
             for map in &mut v.segments {
                 let all = 0..map.descriptor().blocks;
                 let _ = map.set_range(all, STORE);
                 map.coalesce();
                 map.remove_unreferenced();
-                grants.push(MappingEntry::Redirects {
-                    vseg: map.descriptor().id,
-                    table: map.redirects().clone(),
-                });
             }
         }
-        for entry in grants {
-            self.grant_all(entry);
-        }
+        self.grant_tables(source);
+        self.grant_tables(a.snapshot);
         let waiting = a.waiting;
         self.events.push(ControlEvent::SnapshotComplete { source, snapshot: a.snapshot });
         // A migration held for the snapshot goes on with its states renamed to the twins.
@@ -947,5 +1005,131 @@ mod tests {
         let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
         let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
         assert!(error.contains("without their task"), "{error}");
+    }
+
+    /// Snapshots of a mirror, on the leg-timeout bench: volume `m` of 4096 blocks mirrored
+    /// over devices 1 and 2, workers and devices answering at once. The store lands on one of
+    /// those devices (there is no third), beside the sides.
+    mod mirrored {
+        use dve_fp_api::mapping::SideState;
+
+        use super::*;
+        use crate::control_path::leg_timeout::tests::Bench;
+
+        const BLOCK: usize = 512;
+
+        /// The mirror sides reads of all of `lv` may use, whichever side balancing starts at.
+        fn read_sides(bench: &Bench, lv: LvId) -> BTreeSet<usize> {
+            let v = bench.cp.volume(lv).unwrap();
+            let mut sides = BTreeSet::new();
+            for start in 0..2 {
+                let mut side = start;
+                sides.extend(
+                    v.legs(0, v.record.blocks, false, &mut side).unwrap().iter().filter_map(|l| l.side),
+                );
+            }
+            sides
+        }
+
+        /// Whether every extent of the source's (one) segment faults writes.
+        fn source_faults_every_write(bench: &Bench) -> bool {
+            let map = &bench.cp.volume(bench.lv).unwrap().segments[0];
+            map.rmap().iter().all(|e| map.redirects().get(e.value).is_some_and(|r| r.fault_on_write))
+        }
+
+        fn run_until(bench: &mut Bench, done: impl Fn(&Bench) -> bool) {
+            for _ in 0..1000 {
+                if done(bench) {
+                    return;
+                }
+                bench.tick();
+            }
+            panic!("never done: {:?}", bench.events);
+        }
+
+        #[test]
+        fn a_snapshot_of_a_degraded_mirror_reads_and_pushes_only_current_sides() {
+            let mut bench = Bench::new();
+            let lv = bench.lv;
+            bench.cp.side_failed(lv, 1);
+            bench.settle();
+            // Written while side 1 is dead: only side 0 holds it.
+            bench.host_write(lv, 1, 0, 8, 0xA1);
+            assert_eq!(bench.completed.get(&1), Some(&IoStatus::GOOD));
+            assert_eq!(bench.side_blocks(1, 0, 8), vec![0; 8 * BLOCK]);
+            let snap = bench.cp.create_snapshot(lv, "snap", false).unwrap();
+            bench.settle();
+            assert!(bench.cp.snapshot_completing(snap));
+            assert_eq!(read_sides(&bench, snap), BTreeSet::from([0]), "the dead side is never read");
+
+            // Side 1 returns: resynchronizing, it still misses the write, and is not read.
+            bench.side_1_returns();
+            assert_eq!(bench.side_states(), [SideState::Alive, SideState::Resync]);
+            assert_eq!(
+                read_sides(&bench, snap),
+                BTreeSet::from([0]),
+                "the resynchronizing side is never read"
+            );
+            assert!(source_faults_every_write(&bench), "no write may pass an unpushed block");
+
+            // A write over the range pushes it from side 0, whatever the read balancing says.
+            bench.host_write(lv, 2, 0, 8, 0xC2);
+            assert_eq!(bench.completed.get(&2), Some(&IoStatus::GOOD));
+            for first in 0..2 {
+                assert_eq!(bench.volume_blocks(snap, 0, 8, first), vec![0xA1; 8 * BLOCK]);
+            }
+            run_until(&mut bench, |b| !b.cp.snapshot_completing(snap) && b.cp.resyncs().is_empty());
+            assert_eq!(bench.side_states(), [SideState::Alive; 2]);
+            assert_eq!(bench.volume_blocks(snap, 0, 8, 0), vec![0xA1; 8 * BLOCK]);
+            assert_eq!(bench.volume_blocks(snap, 8, 4088, 0), vec![0; 4088 * BLOCK]);
+            assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+            assert_eq!(bench.side_blocks(1, 0, 8), vec![0xC2; 8 * BLOCK]);
+            // One entry per segment again, at index 0, taking fast-path writes.
+            let map = &bench.cp.volume(lv).unwrap().segments[0];
+            assert_eq!(
+                map.redirects().iter().map(|(i, e)| (i, e.fault_on_write)).collect::<Vec<_>>(),
+                [(STORE, false)]
+            );
+        }
+
+        #[test]
+        fn a_side_dying_while_a_mirror_snapshot_completes_is_neither_read_nor_left_stale() {
+            let mut bench = Bench::new();
+            let lv = bench.lv;
+            let snap = bench.cp.create_snapshot(lv, "snap", false).unwrap();
+            bench.settle();
+            bench.host_write(lv, 1, 0, 8, 0xA1);
+            assert_eq!(bench.completed.get(&1), Some(&IoStatus::GOOD));
+            assert!(!source_faults_every_write(&bench), "pushed blocks take fast-path writes");
+
+            bench.cp.side_failed(lv, 1);
+            bench.settle();
+            assert_eq!(bench.side_states(), [SideState::Alive, SideState::Dead]);
+            assert_eq!(read_sides(&bench, snap), BTreeSet::from([0]), "the dead side is not read");
+            // Degraded: pushed blocks too fault writes, so the control path stamps ages.
+            assert!(source_faults_every_write(&bench));
+
+            // A write in the second age extent reaches side 0 only; the resync must copy it.
+            bench.host_write(lv, 2, 2048, 8, 0xB2);
+            assert_eq!(bench.completed.get(&2), Some(&IoStatus::GOOD));
+            run_until(&mut bench, |b| !b.cp.snapshot_completing(snap));
+            assert_eq!(
+                bench.volume_blocks(snap, 0, 4096, 0),
+                vec![0; 4096 * BLOCK],
+                "the image before both writes"
+            );
+            // Still degraded after the end: writes fault until their age extent is stamped.
+            assert!(source_faults_every_write(&bench));
+
+            bench.side_1_returns();
+            run_until(&mut bench, |b| b.cp.resyncs().is_empty());
+            assert_eq!(bench.side_states(), [SideState::Alive; 2]);
+            assert_eq!(
+                bench.side_blocks(1, 2048, 8),
+                vec![0xB2; 8 * BLOCK],
+                "the write was stamped and copied"
+            );
+            assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+        }
     }
 }
