@@ -375,6 +375,16 @@ impl BlockStore {
         *slot = Stored::of(bytes, std::mem::take(slot));
     }
 
+    /// Whether block `block` holds exactly `bytes` (a block long), found without making its
+    /// bytes: a stamp is compared as the decoder checks one.
+    fn holds(&self, block: u64, bytes: &[u8]) -> bool {
+        match self.get(block) {
+            Stored::Zero => bytes.iter().all(|b| *b == 0),
+            Stored::Stamp { write_id, lba } => intact_stamp(bytes) == Some((*write_id, *lba)),
+            Stored::Bytes(stored) => **stored == *bytes,
+        }
+    }
+
     fn read(&self, lba: u64, count: u64) -> Vec<u8> {
         let len = (count as usize).saturating_mul(self.block_size);
         let mut out = vec![0; len];
@@ -748,6 +758,47 @@ impl DiskTarget {
         let len = (blocks as usize).saturating_mul(store.block_size);
         store.read_into(lba, &mut out[..len]);
         len
+    }
+
+    /// The first of the whole blocks of `data` that block `lba + i` does not hold, as `i`
+    /// (for the simulator's checks: no bytes are made for blocks kept as stamps).
+    pub fn first_difference(&self, lba: u64, data: &[u8]) -> Option<u64> {
+        let store = self.blocks();
+        let bs = store.block_size;
+        data.chunks_exact(bs)
+            .enumerate()
+            .position(|(i, block)| !store.holds(lba.wrapping_add(i as u64), block))
+            .map(|i| i as u64)
+    }
+
+    /// The first of `blocks` blocks at which this disk from `lba` on and `other` from
+    /// `other_lba` on differ, as an offset (for the simulator's mirror checks). Blocks are
+    /// kept in one form for each content ([`Stored::of`]), so equal entries are equal bytes
+    /// and the bytes are not made.
+    pub fn first_difference_with(
+        &self,
+        lba: u64,
+        other: &DiskTarget,
+        other_lba: u64,
+        blocks: u64,
+    ) -> Option<u64> {
+        let differ = |x: &BlockStore, y: &BlockStore| {
+            (0..blocks).find(|i| x.get(lba.wrapping_add(*i)) != y.get(other_lba.wrapping_add(*i)))
+        };
+        if Arc::ptr_eq(&self.store, &other.store) {
+            let store = self.blocks();
+            return differ(&store, &store);
+        }
+        let (x, y) = (self.blocks(), other.blocks());
+        if x.block_size != y.block_size {
+            let (a, b) = (x.read(lba, blocks), y.read(other_lba, blocks));
+            return a
+                .chunks(x.block_size)
+                .zip(b.chunks(y.block_size))
+                .position(|(p, q)| p != q)
+                .map(|i| i as u64);
+        }
+        differ(&x, &y)
     }
 
     /// Writes whole blocks at `lba` directly (for the simulator's setup).
@@ -1791,6 +1842,34 @@ mod tests {
                 prop_assert_eq!(store.written, model.len() as u64);
             }
         }
+    }
+
+    #[test]
+    fn differences_are_found_without_reading_the_blocks_out() {
+        let config = |name: &str, port: u64| DiskConfig::new(name, port, port + 1, [2, 0, 0, 0, 0, 3], 64);
+        let mut a = DiskTarget::new(config("a", 1));
+        let mut b = DiskTarget::new(config("b", 5));
+        let b_port = b.another_port(config("b", 6));
+        let mut data = vec![0u8; 8 * 512];
+        for (i, block) in data.chunks_exact_mut(512).enumerate() {
+            stamp_block(7, 100 + i as u64, block);
+        }
+        data[5 * 512 + 300] ^= 1; // kept as bytes
+        data[6 * 512..7 * 512].fill(0);
+        a.write_blocks(10, &data);
+        b.write_blocks(20, &data);
+        assert_eq!(a.first_difference(10, &data), None);
+        assert_eq!(a.first_difference_with(10, &b, 20, 10), None);
+        assert_eq!(b.first_difference_with(20, &b_port, 20, 10), None, "one store behind two ports");
+        let mut other = data.clone();
+        other[5 * 512 + 301] ^= 1;
+        assert_eq!(a.first_difference(10, &other), Some(5));
+        b.write_blocks(25, &other[5 * 512..6 * 512]);
+        assert_eq!(a.first_difference_with(10, &b, 20, 10), Some(5));
+        assert_eq!(a.first_difference_with(9, &b, 19, 10), Some(6));
+        assert_eq!(b.first_difference_with(20, &b_port, 19, 3), Some(0));
+        assert_eq!(a.first_difference(13, &data[3 * 512..]), None);
+        assert_eq!(a.first_difference(12, &data[3 * 512..]), Some(0));
     }
 
     proptest! {

@@ -684,8 +684,15 @@ fn payload_matches(seed: u64, payload: &[u8]) -> bool {
         difference |= le64(word) ^ w;
         w = w.wrapping_add(PAYLOAD_STEP);
     }
+    // A partial last word is compared as the whole word with the expected bytes after it
+    // (a slice comparison calls `bcmp`, even for no bytes at all).
     let rest = words.remainder();
-    difference == 0 && rest == &w.to_le_bytes()[..rest.len()]
+    if !rest.is_empty() {
+        let mut padded = w.to_le_bytes();
+        padded[..rest.len()].copy_from_slice(rest);
+        difference |= u64::from_le_bytes(padded) ^ w;
+    }
+    difference == 0
 }
 
 #[cfg(test)]

@@ -1467,13 +1467,9 @@ impl<'a> World<'a> {
         }
         let mut differs = None;
         for range in compare {
-            let found =
-                self.disks[disk].unit().read_blocks(replica.lba + range.start, range.end - range.start);
             let want = &expected[range.start as usize * BLOCK as usize..range.end as usize * BLOCK as usize];
-            if let Some(i) =
-                want.chunks(BLOCK as usize).zip(found.chunks(BLOCK as usize)).position(|(x, y)| x != y)
-            {
-                differs = Some(range.start + i as u64);
+            if let Some(i) = self.disks[disk].unit().first_difference(replica.lba + range.start, want) {
+                differs = Some(range.start + i);
                 break;
             }
         }
@@ -1519,15 +1515,8 @@ impl<'a> World<'a> {
                 if watch.cycles_verified == 0 {
                     continue;
                 }
-                let found = self.disks[watch.disk]
-                    .unit()
-                    .read_blocks(p.replica.lba, (expected.len() / BLOCK as usize) as u64);
-                if let Some(i) = expected
-                    .chunks(BLOCK as usize)
-                    .zip(found.chunks(BLOCK as usize))
-                    .position(|(x, y)| x != y)
-                {
-                    differences.push((watch.volume, i as u64));
+                if let Some(i) = self.disks[watch.disk].unit().first_difference(p.replica.lba, expected) {
+                    differences.push((watch.volume, i));
                 }
             }
         }
@@ -1756,14 +1745,11 @@ impl<'a> World<'a> {
                     let mut block = 0;
                     while block < ax.blocks.min(ay.blocks) {
                         let n = CHUNK.min(ax.blocks - block);
-                        let bx = self.disks[dx].unit().read_blocks(ax.lba + block, n);
-                        let by = self.disks[dy].unit().read_blocks(ay.lba + block, n);
-                        if bx != by {
-                            let at = bx
-                                .chunks(BLOCK as usize)
-                                .zip(by.chunks(BLOCK as usize))
-                                .position(|(p, q)| p != q);
-                            differences.push((*v, x, y, block + at.unwrap_or(0) as u64));
+                        let (unit_x, unit_y) = (self.disks[dx].unit(), self.disks[dy].unit());
+                        if let Some(at) =
+                            unit_x.first_difference_with(ax.lba + block, unit_y, ay.lba + block, n)
+                        {
+                            differences.push((*v, x, y, block + at));
                         }
                         block += n;
                     }
