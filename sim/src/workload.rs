@@ -388,7 +388,7 @@ pub fn stamp_block(write_id: u64, lba: u64, out: &mut [u8]) {
     out[12..20].copy_from_slice(&lba.to_be_bytes());
     // The checksum of an intact stamp follows from the header alone (see `intact_checksum`):
     // the payload is not read back.
-    let checksum = intact_checksum(write_id, lba, out.len());
+    let checksum = intact_checksum(write_id, lba, seed, out.len());
     out[20..24].copy_from_slice(&checksum.to_be_bytes());
     fill_payload(seed, &mut out[STAMP_HEADER_LEN..]);
 }
@@ -457,8 +457,9 @@ pub fn intact_stamp(block: &[u8]) -> Option<(u64, u64)> {
         return None;
     }
     let (write_id, lba) = (be64(&block[4..12]), be64(&block[12..20]));
-    let intact = be32(&block[20..24]) == intact_checksum(write_id, lba, block.len())
-        && payload_matches(payload_seed(write_id, lba), &block[STAMP_HEADER_LEN..]);
+    let seed = payload_seed(write_id, lba);
+    let intact = be32(&block[20..24]) == intact_checksum(write_id, lba, seed, block.len())
+        && payload_matches(seed, &block[STAMP_HEADER_LEN..]);
     intact.then_some((write_id, lba))
 }
 
@@ -489,10 +490,11 @@ pub fn decode_blocks(data: &[u8], block_size: usize, lba: u64, out: &mut Vec<Blo
             }
             Ok(write_id) => write_id,
         };
-        let matches = payload_matches(payload_seed(write_id, b), &block[STAMP_HEADER_LEN..]);
+        let seed = payload_seed(write_id, b);
+        let matches = payload_matches(seed, &block[STAMP_HEADER_LEN..]);
         let stored = be32(&block[20..24]);
         let checksum =
-            if matches { intact_checksum(write_id, b, block.len()) } else { stamp_checksum(block) };
+            if matches { intact_checksum(write_id, b, seed, block.len()) } else { stamp_checksum(block) };
         out.push(verdict(write_id, stored, checksum, matches));
     }
 }
@@ -619,25 +621,30 @@ fn fold_checksum(write_id: u64, lba: u64, a: u64, b: u64, len: usize) -> u32 {
 /// [`stamp_checksum`] of the intact stamp of (write id, LBA) in a block of `len` bytes (at
 /// least a header), from the closed forms of the sums over the progression `s + k·t` of `n`
 /// whole words: `A = n·s + t·n(n-1)/2`, `B = s·n(n+1)/2 + t·(n-1)n(n+1)/3`, plus the
-/// zero-padded partial word, if any, at weight `n + 1`.
-fn intact_checksum(write_id: u64, lba: u64, len: usize) -> u32 {
-    let s = payload_seed(write_id, lba);
-    let t = PAYLOAD_STEP;
+/// zero-padded partial word, if any, at weight `n + 1`. `seed` is the stamp's
+/// [`payload_seed`] (its callers need it too).
+fn intact_checksum(write_id: u64, lba: u64, seed: u64, len: usize) -> u32 {
+    let (s, t) = (seed, PAYLOAD_STEP);
     let payload = len - STAMP_HEADER_LEN;
-    let n = (payload / 8) as u128;
-    // Exact integers before they are reduced modulo 2^64 (products of consecutive integers
-    // are divisible by 2 and 3).
-    let pairs = (n * n.saturating_sub(1) / 2) as u64;
-    let triangle = (n * (n + 1) / 2) as u64;
-    let pyramid = (n.saturating_sub(1) * n * (n + 1) / 3) as u64;
-    let n64 = n as u64;
-    let mut a = n64.wrapping_mul(s).wrapping_add(t.wrapping_mul(pairs));
+    let n = (payload / 8) as u64;
+    // The integers n(n-1)/2, n(n+1)/2 and (n-1)n(n+1)/3, modulo 2^64: the factor divisible
+    // by 2 (or 3) is divided first, so the division is exact before anything wraps.
+    let half = |x: u64, y: u64| if x % 2 == 0 { (x / 2).wrapping_mul(y) } else { x.wrapping_mul(y / 2) };
+    let pairs = half(n, n.saturating_sub(1));
+    let triangle = half(n, n + 1);
+    let (below, above) = (n.saturating_sub(1), n + 1);
+    let pyramid = match n % 3 {
+        0 => (n / 3).wrapping_mul(below).wrapping_mul(above),
+        1 => (below / 3).wrapping_mul(n).wrapping_mul(above),
+        _ => (above / 3).wrapping_mul(below).wrapping_mul(n),
+    };
+    let mut a = n.wrapping_mul(s).wrapping_add(t.wrapping_mul(pairs));
     let mut b = s.wrapping_mul(triangle).wrapping_add(t.wrapping_mul(pyramid));
     let rest = payload % 8;
     if rest != 0 {
-        let last = s.wrapping_add(t.wrapping_mul(n64)) & (u64::MAX >> (64 - 8 * rest));
+        let last = s.wrapping_add(t.wrapping_mul(n)) & (u64::MAX >> (64 - 8 * rest));
         a = a.wrapping_add(last);
-        b = b.wrapping_add(last.wrapping_mul(n64 + 1));
+        b = b.wrapping_add(last.wrapping_mul(n + 1));
     }
     fold_checksum(write_id, lba, a, b, len)
 }
@@ -776,11 +783,14 @@ mod tests {
                 let mut block = vec![0u8; len];
                 stamp_block(write_id, lba, &mut block);
                 assert_eq!(
-                    intact_checksum(write_id, lba, len),
+                    intact_checksum(write_id, lba, payload_seed(write_id, lba), len),
                     stamp_checksum(&block),
                     "checksum of a {len}-byte block of ({write_id}, {lba})"
                 );
-                assert_eq!(stamp_checksum_of(&block), intact_checksum(write_id, lba, len));
+                assert_eq!(
+                    stamp_checksum_of(&block),
+                    intact_checksum(write_id, lba, payload_seed(write_id, lba), len)
+                );
             }
         }
     }
