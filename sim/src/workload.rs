@@ -629,7 +629,8 @@ fn intact_checksum(write_id: u64, lba: u64, seed: u64, len: usize) -> u32 {
     let n = (payload / 8) as u64;
     // The integers n(n-1)/2, n(n+1)/2 and (n-1)n(n+1)/3, modulo 2^64: the factor divisible
     // by 2 (or 3) is divided first, so the division is exact before anything wraps.
-    let half = |x: u64, y: u64| if x % 2 == 0 { (x / 2).wrapping_mul(y) } else { x.wrapping_mul(y / 2) };
+    let half =
+        |x: u64, y: u64| if x.is_multiple_of(2) { (x / 2).wrapping_mul(y) } else { x.wrapping_mul(y / 2) };
     let pairs = half(n, n.saturating_sub(1));
     let triangle = half(n, n + 1);
     let (below, above) = (n.saturating_sub(1), n + 1);
