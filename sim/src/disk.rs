@@ -48,6 +48,7 @@ use dve_wire::scsi::status;
 
 use crate::engine::IntMap;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
+use crate::workload::{intact_stamp, stamp_block};
 
 /// The usual block size.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -226,29 +227,109 @@ pub struct DiskStats {
 /// Blocks per page of the [`BlockStore`].
 const PAGE_BLOCKS: u64 = 128;
 
+/// One block of the [`BlockStore`]: its bytes, or what they are without keeping them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Stored {
+    /// Every byte zero (never written, or written with zeros).
+    #[default]
+    Zero,
+    /// Exactly the intact stamp of (write id, LBA) at the block's length, as
+    /// [`stamp_block`] makes it: the simulator's workloads write nothing else, so almost every
+    /// block is kept as these 16 bytes and made again when read.
+    Stamp {
+        /// The stamp's write id.
+        write_id: u64,
+        /// The LBA stamped in it (the volume's, not the disk's).
+        lba: u64,
+    },
+    /// Any other content, as written.
+    Bytes(Box<[u8]>),
+}
+
+impl Stored {
+    /// What a block of these bytes is kept as; `reuse` is the block's old bytes, overwritten
+    /// in place when the new content needs bytes too.
+    fn of(block: &[u8], reuse: Stored) -> Stored {
+        if block.iter().all(|b| *b == 0) {
+            return Stored::Zero;
+        }
+        if let Some((write_id, lba)) = intact_stamp(block) {
+            return Stored::Stamp { write_id, lba };
+        }
+        match reuse {
+            Stored::Bytes(mut old) if old.len() == block.len() => {
+                old.copy_from_slice(block);
+                Stored::Bytes(old)
+            }
+            _ => Stored::Bytes(block.into()),
+        }
+    }
+
+    /// Writes the block's bytes into `out` (a block long).
+    fn read_into(&self, out: &mut [u8]) {
+        match self {
+            Stored::Zero => out.fill(0),
+            Stored::Stamp { write_id, lba } => stamp_block(*write_id, *lba, out),
+            Stored::Bytes(bytes) => out.copy_from_slice(bytes),
+        }
+    }
+}
+
 /// [`PAGE_BLOCKS`] consecutive blocks, zero until written.
 #[derive(Debug)]
 struct Page {
-    data: Box<[u8]>,
+    blocks: Box<[Stored]>,
     /// Bit `i`: block `i` of the page was written.
     written: u128,
+}
+
+impl Page {
+    fn new() -> Page {
+        Page { blocks: vec![Stored::Zero; PAGE_BLOCKS as usize].into_boxed_slice(), written: 0 }
+    }
+}
+
+/// Read data that stays in the store until a frame is built: its bytes are made straight
+/// into the frame's buffer ([`WireEmit`]), with no copy in between.
+struct StoredRange<'a> {
+    blocks: &'a BlockStore,
+    lba: u64,
+    /// Bytes from the start of block `lba`.
+    offset: usize,
+    len: usize,
+}
+
+impl WireEmit for StoredRange<'_> {
+    fn buffer_len(&self) -> usize {
+        self.len
+    }
+
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let have = buf.len();
+        let Some(out) = buf.get_mut(..self.len) else {
+            return Err(WireError::BufferTooSmall { what: "read data", need: self.len, have });
+        };
+        self.blocks.read_bytes_into(self.lba, self.offset, out);
+        Ok(self.len)
+    }
 }
 
 /// Where the data of a reply comes from as its frames are emitted.
 #[derive(Clone, Copy)]
 enum ReadData<'a> {
     Bytes(&'a [u8]),
-    /// Blocks from `lba` on, borrowed from the store frame by frame.
+    /// Blocks from `lba` on, made from the store into each frame.
     Stored {
         blocks: &'a BlockStore,
         lba: u64,
     },
 }
 
-/// What an unwritten page reads as, for frames up to this long.
-static ZEROS: [u8; 4096] = [0; 4096];
-
-/// The blocks: a sparse map of pages, unwritten blocks read as zeros.
+/// The blocks: a sparse map of pages, unwritten blocks read as zeros. Blocks are kept by
+/// content ([`Stored`]): a written block that is a workload's intact stamp is kept as its
+/// (write id, LBA) and stamped again when read, so the store holds no copy of the data the
+/// run writes and a page costs no 64 KiB to clear; the bytes read back are the bytes written,
+/// whatever they are.
 #[derive(Debug)]
 struct BlockStore {
     block_size: usize,
@@ -279,96 +360,114 @@ impl BlockStore {
         })
     }
 
-    fn read(&self, lba: u64, count: u64) -> Vec<u8> {
-        let bs = self.block_size;
-        let len = (count as usize).saturating_mul(bs);
-        let mut out = Vec::with_capacity(len);
-        for (first, page, n, _) in BlockStore::runs(lba, len / bs) {
-            match self.pages.get(&page) {
-                Some(page) => out.extend_from_slice(&page.data[first * bs..(first + n) * bs]),
-                None => out.resize(out.len() + n * bs, 0),
-            }
+    /// Block `block` (zero when its page does not exist).
+    fn get(&self, block: u64) -> &Stored {
+        static ZERO: Stored = Stored::Zero;
+        self.pages
+            .get(&(block / PAGE_BLOCKS))
+            .map_or(&ZERO, |page| &page.blocks[(block % PAGE_BLOCKS) as usize])
+    }
+
+    /// Stores `bytes` (a block long) as block `block`.
+    fn put(&mut self, block: u64, bytes: &[u8]) {
+        let page = self.pages.entry(block / PAGE_BLOCKS).or_insert_with(Page::new);
+        let slot = &mut page.blocks[(block % PAGE_BLOCKS) as usize];
+        *slot = Stored::of(bytes, std::mem::take(slot));
+    }
+
+    /// Whether block `block` holds exactly `bytes` (a block long), found without making its
+    /// bytes: a stamp is compared as the decoder checks one.
+    fn holds(&self, block: u64, bytes: &[u8]) -> bool {
+        match self.get(block) {
+            Stored::Zero => bytes.iter().all(|b| *b == 0),
+            Stored::Stamp { write_id, lba } => intact_stamp(bytes) == Some((*write_id, *lba)),
+            Stored::Bytes(stored) => **stored == *bytes,
         }
+    }
+
+    fn read(&self, lba: u64, count: u64) -> Vec<u8> {
+        let len = (count as usize).saturating_mul(self.block_size);
+        let mut out = vec![0; len];
+        self.read_into(lba, &mut out);
         out
     }
 
     /// Fills `out` with the whole blocks from `lba` on that fit in it.
     fn read_into(&self, lba: u64, out: &mut [u8]) {
+        let len = out.len() / self.block_size * self.block_size;
+        self.read_bytes_into(lba, 0, &mut out[..len]);
+    }
+
+    /// Fills `out` with the bytes of the blocks from `lba` on, from `offset` bytes into them,
+    /// whatever the block boundaries.
+    fn read_bytes_into(&self, lba: u64, offset: usize, out: &mut [u8]) {
         let bs = self.block_size;
-        for (first, page, n, done) in BlockStore::runs(lba, out.len() / bs) {
-            let to = &mut out[done * bs..(done + n) * bs];
-            match self.pages.get(&page) {
-                Some(page) => to.copy_from_slice(&page.data[first * bs..(first + n) * bs]),
-                None => to.fill(0),
+        let mut scratch = Vec::new();
+        for (block, within, n, done) in BlockStore::pieces(bs, lba, offset, out.len()) {
+            let stored = self.get(block);
+            if n == bs {
+                stored.read_into(&mut out[done..done + bs]);
+            } else {
+                scratch.resize(bs, 0);
+                stored.read_into(&mut scratch);
+                out[done..done + n].copy_from_slice(&scratch[within..within + n]);
             }
         }
     }
 
-    /// Bytes `offset..offset + len` of the blocks from `lba` on: borrowed from the page when
-    /// they lie in one (or from [`ZEROS`] when it was never written), else gathered into
-    /// `scratch`. Lets read data go from the store into frames with one copy.
-    fn slice<'a>(&'a self, lba: u64, offset: usize, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-        let bs = self.block_size;
-        let block = lba.wrapping_add((offset / bs) as u64);
-        let start = (block % PAGE_BLOCKS) as usize * bs + offset % bs;
-        if start + len <= PAGE_BLOCKS as usize * bs {
-            match self.pages.get(&(block / PAGE_BLOCKS)) {
-                Some(page) => return &page.data[start..start + len],
-                None if len <= ZEROS.len() => return &ZEROS[..len],
-                None => {}
+    /// Splits `len` bytes from `offset` bytes into block `lba` on into pieces inside one
+    /// block: (block, bytes before the piece in its block, bytes in the piece, bytes before
+    /// the piece).
+    fn pieces(
+        bs: usize,
+        lba: u64,
+        offset: usize,
+        len: usize,
+    ) -> impl Iterator<Item = (u64, usize, usize, usize)> {
+        let mut done = 0;
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
             }
-        }
-        let within = offset % bs;
-        *scratch = self.read(block, (within + len).div_ceil(bs) as u64);
-        &scratch[within..within + len]
+            let at = offset + done;
+            let within = at % bs;
+            let n = (bs - within).min(len - done);
+            let piece = (lba.wrapping_add((at / bs) as u64), within, n, done);
+            done += n;
+            Some(piece)
+        })
     }
 
     /// Writes whole blocks (a trailing partial block is ignored).
     fn write(&mut self, lba: u64, data: &[u8]) {
         let bs = self.block_size;
-        for (first, page, n, done) in BlockStore::runs(lba, data.len() / bs) {
-            let page = self.pages.entry(page).or_insert_with(|| Page {
-                data: vec![0u8; PAGE_BLOCKS as usize * bs].into_boxed_slice(),
-                written: 0,
-            });
-            page.data[first * bs..(first + n) * bs].copy_from_slice(&data[done * bs..(done + n) * bs]);
-            let bits = if n == 128 { u128::MAX } else { ((1u128 << n) - 1) << first };
-            self.written += u64::from((bits & !page.written).count_ones());
-            page.written |= bits;
-        }
+        let blocks = data.len() / bs;
+        self.write_bytes(lba, 0, &data[..blocks * bs]);
+        self.mark_written(lba, blocks);
     }
 
-    /// Copies `data` into the blocks from `lba` on, starting `offset` bytes into them,
-    /// whatever the block boundaries; counts nothing as written (see
-    /// [`BlockStore::mark_written`]).
+    /// Writes `data` into the blocks from `lba` on, starting `offset` bytes into them,
+    /// whatever the block boundaries (a block written in part keeps the rest of its bytes);
+    /// counts nothing as written (see [`BlockStore::mark_written`]).
     fn write_bytes(&mut self, lba: u64, offset: usize, data: &[u8]) {
         let bs = self.block_size;
-        let page_bytes = PAGE_BLOCKS as usize * bs;
-        let block = lba.wrapping_add((offset / bs) as u64);
-        let mut page_number = block / PAGE_BLOCKS;
-        let mut at = (block % PAGE_BLOCKS) as usize * bs + offset % bs;
-        let mut done = 0;
-        while done < data.len() {
-            let n = (page_bytes - at).min(data.len() - done);
-            let page = self
-                .pages
-                .entry(page_number)
-                .or_insert_with(|| Page { data: vec![0u8; page_bytes].into_boxed_slice(), written: 0 });
-            page.data[at..at + n].copy_from_slice(&data[done..done + n]);
-            done += n;
-            at = 0;
-            page_number = page_number.wrapping_add(1);
+        let mut scratch = Vec::new();
+        for (block, within, n, done) in BlockStore::pieces(bs, lba, offset, data.len()) {
+            if n == bs {
+                self.put(block, &data[done..done + bs]);
+            } else {
+                scratch.resize(bs, 0);
+                self.get(block).read_into(&mut scratch);
+                scratch[within..within + n].copy_from_slice(&data[done..done + n]);
+                self.put(block, &scratch);
+            }
         }
     }
 
     /// Counts `blocks` blocks from `lba` on as written, as [`BlockStore::write`] does.
     fn mark_written(&mut self, lba: u64, blocks: usize) {
-        let bs = self.block_size;
         for (first, page, n, _) in BlockStore::runs(lba, blocks) {
-            let page = self.pages.entry(page).or_insert_with(|| Page {
-                data: vec![0u8; PAGE_BLOCKS as usize * bs].into_boxed_slice(),
-                written: 0,
-            });
+            let page = self.pages.entry(page).or_insert_with(Page::new);
             let bits = if n == 128 { u128::MAX } else { ((1u128 << n) - 1) << first };
             self.written += u64::from((bits & !page.written).count_ones());
             page.written |= bits;
@@ -659,6 +758,47 @@ impl DiskTarget {
         let len = (blocks as usize).saturating_mul(store.block_size);
         store.read_into(lba, &mut out[..len]);
         len
+    }
+
+    /// The first of the whole blocks of `data` that block `lba + i` does not hold, as `i`
+    /// (for the simulator's checks: no bytes are made for blocks kept as stamps).
+    pub fn first_difference(&self, lba: u64, data: &[u8]) -> Option<u64> {
+        let store = self.blocks();
+        let bs = store.block_size;
+        data.chunks_exact(bs)
+            .enumerate()
+            .position(|(i, block)| !store.holds(lba.wrapping_add(i as u64), block))
+            .map(|i| i as u64)
+    }
+
+    /// The first of `blocks` blocks at which this disk from `lba` on and `other` from
+    /// `other_lba` on differ, as an offset (for the simulator's mirror checks). Blocks are
+    /// kept in one form for each content ([`Stored::of`]), so equal entries are equal bytes
+    /// and the bytes are not made.
+    pub fn first_difference_with(
+        &self,
+        lba: u64,
+        other: &DiskTarget,
+        other_lba: u64,
+        blocks: u64,
+    ) -> Option<u64> {
+        let differ = |x: &BlockStore, y: &BlockStore| {
+            (0..blocks).find(|i| x.get(lba.wrapping_add(*i)) != y.get(other_lba.wrapping_add(*i)))
+        };
+        if Arc::ptr_eq(&self.store, &other.store) {
+            let store = self.blocks();
+            return differ(&store, &store);
+        }
+        let (x, y) = (self.blocks(), other.blocks());
+        if x.block_size != y.block_size {
+            let (a, b) = (x.read(lba, blocks), y.read(other_lba, blocks));
+            return a
+                .chunks(x.block_size)
+                .zip(b.chunks(y.block_size))
+                .position(|(p, q)| p != q)
+                .map(|i| i as u64);
+        }
+        differ(&x, &y)
     }
 
     /// Writes whole blocks at `lba` directly (for the simulator's setup).
@@ -1149,14 +1289,9 @@ impl DiskTarget {
         let count = len.div_ceil(max_payload);
         // Room for FCP_RSP too, which `answer` adds.
         let mut out = Vec::with_capacity(count + 1);
-        let mut scratch = Vec::new();
         for i in 0..count {
             let offset = i * max_payload;
             let n = max_payload.min(len - offset);
-            let chunk = match data {
-                ReadData::Bytes(bytes) => &bytes[offset..offset + n],
-                ReadData::Stored { blocks, lba } => blocks.slice(lba, offset, n, &mut scratch),
-            };
             let last = i + 1 == count;
             let f_ctl =
                 f_ctl::EXCHANGE_CONTEXT | f_ctl::RELATIVE_OFFSET | if last { f_ctl::END_SEQUENCE } else { 0 };
@@ -1166,7 +1301,13 @@ impl DiskTarget {
                 parameter: (i * max_payload) as u32,
                 ..fc_header(to, r_ctl::SOLICITED_DATA, fc_type::FCP, f_ctl, ox_id, rx_id)
             };
-            out.extend(self.port.emit(&header, chunk));
+            let frame = match data {
+                ReadData::Bytes(bytes) => self.port.emit(&header, &bytes[offset..offset + n]),
+                ReadData::Stored { blocks, lba } => {
+                    self.port.emit(&header, &StoredRange { blocks, lba, offset, len: n })
+                }
+            };
+            out.extend(frame);
         }
         out
     }
@@ -1699,6 +1840,76 @@ mod tests {
                     prop_assert_eq!(store.read(lba, count), expected);
                 }
                 prop_assert_eq!(store.written, model.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn differences_are_found_without_reading_the_blocks_out() {
+        let config = |name: &str, port: u64| DiskConfig::new(name, port, port + 1, [2, 0, 0, 0, 0, 3], 64);
+        let mut a = DiskTarget::new(config("a", 1));
+        let mut b = DiskTarget::new(config("b", 5));
+        let b_port = b.another_port(config("b", 6));
+        let mut data = vec![0u8; 8 * 512];
+        for (i, block) in data.chunks_exact_mut(512).enumerate() {
+            stamp_block(7, 100 + i as u64, block);
+        }
+        data[5 * 512 + 300] ^= 1; // kept as bytes
+        data[6 * 512..7 * 512].fill(0);
+        a.write_blocks(10, &data);
+        b.write_blocks(20, &data);
+        assert_eq!(a.first_difference(10, &data), None);
+        assert_eq!(a.first_difference_with(10, &b, 20, 10), None);
+        assert_eq!(b.first_difference_with(20, &b_port, 20, 10), None, "one store behind two ports");
+        let mut other = data.clone();
+        other[5 * 512 + 301] ^= 1;
+        assert_eq!(a.first_difference(10, &other), Some(5));
+        b.write_blocks(25, &other[5 * 512..6 * 512]);
+        assert_eq!(a.first_difference_with(10, &b, 20, 10), Some(5));
+        assert_eq!(a.first_difference_with(9, &b, 19, 10), Some(6));
+        assert_eq!(b.first_difference_with(20, &b_port, 19, 3), Some(0));
+        assert_eq!(a.first_difference(13, &data[3 * 512..]), None);
+        assert_eq!(a.first_difference(12, &data[3 * 512..]), Some(0));
+    }
+
+    proptest! {
+        /// Blocks kept as stamps, zeros or bytes read back as they were written, in whole
+        /// blocks or in pieces at any byte: damaged stamps, stamps cut short and stamps of
+        /// another length are kept as bytes, never as the stamp they resemble.
+        #[test]
+        fn blocks_kept_by_content_read_back_as_written(
+            writes in vec((0u64..40, 1usize..6, any::<u64>(), 0u8..4, any::<usize>(), any::<usize>()), 1..25),
+            block_size in prop::sample::select(vec![24usize, 100, 512]),
+        ) {
+            let mut store = BlockStore::new(block_size);
+            let mut model = vec![0u8; 50 * block_size];
+            for (lba, blocks, id, kind, at, cut) in writes {
+                let mut data = vec![0u8; blocks * block_size];
+                for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
+                    stamp_block(id, lba + i as u64, block);
+                }
+                let at = at % data.len();
+                match kind {
+                    0 => {}
+                    1 => data[at] ^= 1 << (at % 7),
+                    2 => data[at..].fill(0),
+                    _ => data.truncate(1 + at),
+                }
+                let offset = usize::from(kind == 3) * (cut % block_size);
+                let cut = cut % (data.len() + 1);
+                store.write_bytes(lba, offset, &data[..cut]);
+                store.write_bytes(lba, offset + cut, &data[cut..]);
+                let start = lba as usize * block_size + offset;
+                model[start..start + data.len()].copy_from_slice(&data);
+                prop_assert_eq!(&store.read(0, 50), &model);
+            }
+            for (i, block) in model.chunks_exact(block_size).enumerate() {
+                let stored = store.get(i as u64);
+                match intact_stamp(block) {
+                    Some((write_id, lba)) => prop_assert_eq!(stored, &Stored::Stamp { write_id, lba }),
+                    None if block.iter().all(|b| *b == 0) => prop_assert_eq!(stored, &Stored::Zero),
+                    None => prop_assert!(matches!(stored, Stored::Bytes(_)), "block {} kept as {:?}", i, stored),
+                }
             }
         }
     }

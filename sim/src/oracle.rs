@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::IntMap;
 pub use crate::report::Violation;
-use crate::workload::{BlockContent, decode_blocks, stamp_checksum_of};
+use crate::workload::{BlockContent, decode_blocks};
 
 /// The write id of a block nobody wrote: it reads as zeros.
 pub const NEVER_WRITTEN: u64 = 0;
@@ -20,9 +20,6 @@ struct BlockWrite {
     submitted: u64,
     /// When the host got its status, and whether it was good.
     completed: Option<(u64, bool)>,
-    /// The stamp's length and checksum, when known: a read that returns this write intact
-    /// need not compute it again.
-    stamp: Option<(usize, u32)>,
 }
 
 /// Writes a block's history holds without another allocation: usually the last one, and
@@ -208,33 +205,7 @@ impl Oracle {
         }
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
         shadow.for_each_mut(lba, blocks, true, |_, history| {
-            history.push(BlockWrite { id, submitted: now, completed: None, stamp: None });
-        });
-    }
-
-    /// The data of write `id` just submitted at `lba` (blocks of `block_size` bytes, as
-    /// stamped): remember each block's checksum, so that reads of it need not compute it.
-    /// Changes no verdict (see [`decode_blocks`]).
-    pub fn remember_checksums(&mut self, volume: &str, lba: u64, id: u64, data: &[u8], block_size: usize) {
-        let Some(shadow) = self.volumes.get_mut(volume) else { return };
-        let block_size = block_size.max(1);
-        let blocks = data.len().div_ceil(block_size) as u64;
-        if lba.checked_add(blocks).is_none() {
-            // Blocks past the end of the LBA space wrap around: one at a time.
-            for (i, block) in data.chunks(block_size).enumerate() {
-                let Some(checksum) = stamp_checksum_of(block) else { continue };
-                shadow.for_each_mut(lba.wrapping_add(i as u64), 1, false, |_, history| {
-                    remember_checksum(history, id, block.len(), checksum);
-                });
-            }
-            return;
-        }
-        shadow.for_each_mut(lba, blocks, false, |i, history| {
-            let start = i as usize * block_size;
-            let block = &data[start..(start + block_size).min(data.len())];
-            if let Some(checksum) = stamp_checksum_of(block) {
-                remember_checksum(history, id, block.len(), checksum);
-            }
+            history.push(BlockWrite { id, submitted: now, completed: None });
         });
     }
 
@@ -274,12 +245,7 @@ impl Oracle {
         let shadow = ShadowCursor::new(self.volumes.get(volume).unwrap_or(&empty));
         let mut found_violations = Vec::new();
         let mut decoded = std::mem::take(&mut self.decoded);
-        let known = |i: usize, id: u64, len: usize| {
-            let history = shadow.get(lba.wrapping_add(i as u64));
-            let (stamped_len, checksum) = history.iter().find(|w| w.id == id)?.stamp?;
-            (stamped_len == len).then_some(checksum)
-        };
-        decode_blocks(data, block_size, lba, known, &mut decoded);
+        decode_blocks(data, block_size, lba, &mut decoded);
         for (i, content) in decoded.iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
@@ -352,7 +318,7 @@ impl Oracle {
         let at = *at;
         let mut found_violations = Vec::new();
         let mut decoded = Vec::new();
-        decode_blocks(data, block_size, lba, |_, _, _| None, &mut decoded);
+        decode_blocks(data, block_size, lba, &mut decoded);
         for (i, content) in decoded.into_iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
@@ -450,13 +416,6 @@ fn superseded(w: &BlockWrite, latest: Option<u64>) -> bool {
     }
 }
 
-/// Remembers the stamp (length, checksum) of write `id` in a block's history.
-fn remember_checksum(history: &mut History, id: u64, len: usize, checksum: u32) {
-    if let Some(w) = history.as_mut_slice().iter_mut().rev().find(|w| w.id == id) {
-        w.stamp = Some((len, checksum));
-    }
-}
-
 /// Drop writes no read starting at or after `horizon` could return.
 fn prune(history: &mut History, horizon: u64) {
     if history.as_slice().len() < 2 {
@@ -479,7 +438,7 @@ mod tests {
     use super::*;
 
     fn w(id: u64, submitted: u64, completed: Option<(u64, bool)>) -> BlockWrite {
-        BlockWrite { id, submitted, completed, stamp: None }
+        BlockWrite { id, submitted, completed }
     }
 
     #[test]

@@ -258,8 +258,8 @@ struct World<'a> {
     replicated: BTreeMap<usize, (usize, LvId)>,
     /// Data-service flows, in the order they began.
     flows: Vec<FlowWindow>,
-    /// What set-up wrote into prefilled volumes: per volume, (lba, blocks, write id, data).
-    prefilled: BTreeMap<usize, Vec<(u64, u64, u64, bytes::Bytes)>>,
+    /// What set-up wrote into prefilled volumes: per volume, (lba, blocks, write id).
+    prefilled: BTreeMap<usize, Vec<(u64, u64, u64)>>,
     faults: InjectedFaults,
     /// The first engine's store as it was right after the transaction an injected kill
     /// follows.
@@ -787,14 +787,11 @@ impl<'a> World<'a> {
                 continue;
             };
             let mut write_id = 0;
-            let mut stamped = None;
             let host_op = match op {
                 PlannedOp::Write { lba, blocks } => {
                     write_id = self.next_write_id;
                     self.next_write_id += 1;
-                    let data = stamp_blocks(write_id, lba, blocks, BLOCK);
-                    stamped = Some(data.clone());
-                    HostOp::Write { lba, data }
+                    HostOp::Write { lba, data: stamp_blocks(write_id, lba, blocks, BLOCK) }
                 }
                 PlannedOp::Read { lba, blocks } | PlannedOp::VerifyRead { lba, blocks } => {
                     HostOp::Read { lba, blocks }
@@ -811,15 +808,6 @@ impl<'a> World<'a> {
                             write_id,
                             self.now,
                         );
-                        if let Some(data) = &stamped {
-                            self.oracle.remember_checksums(
-                                volume_name,
-                                op.lba(),
-                                write_id,
-                                data,
-                                BLOCK as usize,
-                            );
-                        }
                     } else {
                         self.oracle.read_submitted(self.now);
                     }
@@ -1067,8 +1055,8 @@ impl<'a> World<'a> {
                 self.expose_at_setup(e, v, lv).map_err(setup_error)?;
                 // The incremental reads through to the base: it starts with the base's data.
                 let prefilled = self.prefilled.get(&base).cloned().unwrap_or_default();
-                for (lba, blocks, id, data) in prefilled {
-                    self.oracle_write(&spec.name, lba, blocks, id, &data);
+                for (lba, blocks, id) in prefilled {
+                    self.oracle_write(&spec.name, lba, blocks, id);
                 }
                 continue;
             }
@@ -1168,9 +1156,8 @@ impl<'a> World<'a> {
     }
 
     /// A write the oracle takes as acknowledged now (set-up data written straight to disks).
-    fn oracle_write(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, data: &[u8]) {
+    fn oracle_write(&mut self, volume: &str, lba: u64, blocks: u64, id: u64) {
         self.oracle.write_submitted(volume, lba, blocks, id, self.now);
-        self.oracle.remember_checksums(volume, lba, id, data, BLOCK as usize);
         self.oracle.write_completed(volume, lba, blocks, id, self.now, true);
     }
 
@@ -1199,8 +1186,8 @@ impl<'a> World<'a> {
                 let len = (leg.blocks * u64::from(BLOCK)) as usize;
                 self.disks[d].unit_mut().write_blocks(leg.lba, &data[at..at + len]);
             }
-            self.oracle_write(&scenario.volumes[v].name, lba, n, id, &data);
-            records.push((lba, n, id, data));
+            self.oracle_write(&scenario.volumes[v].name, lba, n, id);
+            records.push((lba, n, id));
             lba += n;
         }
         self.prefilled.insert(v, records);
@@ -1480,13 +1467,9 @@ impl<'a> World<'a> {
         }
         let mut differs = None;
         for range in compare {
-            let found =
-                self.disks[disk].unit().read_blocks(replica.lba + range.start, range.end - range.start);
             let want = &expected[range.start as usize * BLOCK as usize..range.end as usize * BLOCK as usize];
-            if let Some(i) =
-                want.chunks(BLOCK as usize).zip(found.chunks(BLOCK as usize)).position(|(x, y)| x != y)
-            {
-                differs = Some(range.start + i as u64);
+            if let Some(i) = self.disks[disk].unit().first_difference(replica.lba + range.start, want) {
+                differs = Some(range.start + i);
                 break;
             }
         }
@@ -1532,15 +1515,8 @@ impl<'a> World<'a> {
                 if watch.cycles_verified == 0 {
                     continue;
                 }
-                let found = self.disks[watch.disk]
-                    .unit()
-                    .read_blocks(p.replica.lba, (expected.len() / BLOCK as usize) as u64);
-                if let Some(i) = expected
-                    .chunks(BLOCK as usize)
-                    .zip(found.chunks(BLOCK as usize))
-                    .position(|(x, y)| x != y)
-                {
-                    differences.push((watch.volume, i as u64));
+                if let Some(i) = self.disks[watch.disk].unit().first_difference(p.replica.lba, expected) {
+                    differences.push((watch.volume, i));
                 }
             }
         }
@@ -1769,14 +1745,11 @@ impl<'a> World<'a> {
                     let mut block = 0;
                     while block < ax.blocks.min(ay.blocks) {
                         let n = CHUNK.min(ax.blocks - block);
-                        let bx = self.disks[dx].unit().read_blocks(ax.lba + block, n);
-                        let by = self.disks[dy].unit().read_blocks(ay.lba + block, n);
-                        if bx != by {
-                            let at = bx
-                                .chunks(BLOCK as usize)
-                                .zip(by.chunks(BLOCK as usize))
-                                .position(|(p, q)| p != q);
-                            differences.push((*v, x, y, block + at.unwrap_or(0) as u64));
+                        let (unit_x, unit_y) = (self.disks[dx].unit(), self.disks[dy].unit());
+                        if let Some(at) =
+                            unit_x.first_difference_with(ax.lba + block, unit_y, ay.lba + block, n)
+                        {
+                            differences.push((*v, x, y, block + at));
                         }
                         block += n;
                     }
