@@ -3,10 +3,13 @@
 //! patched or computed CRC, and in-place header rewrites of frames it forwards.
 
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
+use dve_fp_api::mapping::DevicePath;
 use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
+use dve_wire::fcp::{FcpCmndRepr, TaskAttribute, lun_from_index};
+use dve_wire::fcp_frame::{CMND_FRAME_LEN, emit_fcp_cmnd_frame};
 use dve_wire::stack::emit_fcoe_frame;
 
 use crate::crc_patch::CrcPatcher;
@@ -177,6 +180,133 @@ pub fn gathered_data_frame_encoded(
     Some(TxFrame { head: head.freeze(), body: Some(body), tail })
 }
 
+/// Where an untagged command frame's fields that change from command to command lie: the
+/// OX_ID in the FC header, then in the FCP_CMND the RDDATA/WRDATA byte, the 16-byte CDB and
+/// FCP_DL, then the CRC.
+const CMND_OX_ID: usize = FC_OFFSET + 16;
+const CMND_PAYLOAD: usize = FC_OFFSET + FC_HEADER;
+const CMND_FLAGS: usize = CMND_PAYLOAD + 11;
+const CMND_CDB: usize = CMND_PAYLOAD + 12;
+const CMND_FCP_DL: usize = CMND_PAYLOAD + 28;
+const CMND_CRC: usize = CMND_PAYLOAD + dve_wire::fcp::CMND_BASE_LEN;
+
+/// Command templates kept: one per device path in use, direct-mapped by device id.
+const COMMAND_TEMPLATES: usize = 64;
+
+/// Downstream FCP_CMND frames built from per-path templates: every command a worker sends on
+/// one device path has the same addresses, LUN and task attributes, so those bytes are built
+/// once (by wire's fixed-layout builder) and each command copies them and writes its own
+/// OX_ID, direction, CDB and FCP_DL and a fresh CRC. A template is keyed by the whole path,
+/// port included, and rebuilt whenever the path it is asked for differs.
+#[derive(Clone, Debug)]
+pub struct CommandTemplates {
+    slots: Box<[Option<(TemplateKey, CommandBytes)>]>,
+}
+
+/// A whole untagged command frame.
+type CommandBytes = [u8; CMND_FRAME_LEN];
+
+/// What a command template depends on: the device path, and the port's MAC and initiator
+/// address the path's port has.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TemplateKey {
+    /// The device path.
+    pub path: DevicePath,
+    /// The source MAC of the port the path uses.
+    pub src: MacAddr,
+    /// The switch's initiator address on that port.
+    pub initiator: u32,
+}
+
+impl Default for CommandTemplates {
+    fn default() -> Self {
+        CommandTemplates { slots: vec![None; COMMAND_TEMPLATES].into_boxed_slice() }
+    }
+}
+
+/// What a downstream command on `key`'s path says: its FC header and FCP_CMND (a simple
+/// task, the path's LUN, the switch's initiator address on the path's port as S_ID).
+pub fn command<'a>(
+    key: &TemplateKey,
+    ox_id: u16,
+    cdb: &'a [u8],
+    fcp_dl: u32,
+    rddata: bool,
+    wrdata: bool,
+) -> (FcHeaderRepr, FcpCmndRepr<'a>) {
+    let header = FcHeaderRepr {
+        r_ctl: fc::r_ctl::UNSOLICITED_COMMAND,
+        d_id: WireFcId(key.path.target_fc_id.get()),
+        cs_ctl: 0,
+        s_id: WireFcId(key.initiator),
+        fc_type: fc::fc_type::FCP,
+        f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+        seq_id: 0,
+        df_ctl: 0,
+        seq_cnt: 0,
+        ox_id,
+        rx_id: fc::UNASSIGNED_X_ID,
+        parameter: 0,
+    };
+    let cmnd = FcpCmndRepr {
+        lun: lun_from_index(key.path.lun.0),
+        crn: 0,
+        priority: 0,
+        task_attribute: TaskAttribute::Simple,
+        task_management: 0,
+        wrdata,
+        rddata,
+        cdb,
+        fcp_dl,
+    };
+    (header, cmnd)
+}
+
+impl CommandTemplates {
+    /// Build into `buf` the frame of [`command`] for a 16-byte CDB from `key`'s template
+    /// (made first if the slot holds another path's). Returns the frame length, or `None` if
+    /// `buf` is too short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        &mut self,
+        buf: &mut [u8],
+        key: &TemplateKey,
+        ox_id: u16,
+        cdb: &[u8; 16],
+        fcp_dl: u32,
+        rddata: bool,
+        wrdata: bool,
+        fc_map: u32,
+    ) -> Option<usize> {
+        let out = buf.get_mut(..CMND_FRAME_LEN)?;
+        let at = key.path.device.0 as usize % COMMAND_TEMPLATES;
+        let template = match &self.slots[at] {
+            Some((k, bytes)) if k == key => bytes,
+            _ => {
+                let mut bytes = [0u8; CMND_FRAME_LEN];
+                let (header, cmnd) = command(key, 0, &[0; 16], 0, false, false);
+                let ethernet = EthernetRepr {
+                    dst_addr: fpma(fc_map, header.d_id.0),
+                    src_addr: key.src,
+                    vlan: None,
+                    ethertype: ETHERTYPE_FCOE,
+                };
+                let fcoe = FcoeRepr { sof: Sof::I3, eof: Eof::T };
+                emit_fcp_cmnd_frame(&mut bytes, &ethernet, &fcoe, &header, &cmnd).ok()?;
+                &self.slots[at].insert((*key, bytes)).1
+            }
+        };
+        out.copy_from_slice(template);
+        out[CMND_OX_ID..CMND_OX_ID + 2].copy_from_slice(&ox_id.to_be_bytes());
+        out[CMND_FLAGS] = u8::from(rddata) << 1 | u8::from(wrdata);
+        out[CMND_CDB..CMND_CDB + 16].copy_from_slice(cdb);
+        out[CMND_FCP_DL..CMND_FCP_DL + 4].copy_from_slice(&fcp_dl.to_be_bytes());
+        let crc = dve_wire::fcoe::fc_crc(&out[FC_OFFSET..CMND_CRC]);
+        out[CMND_CRC..CMND_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        Some(CMND_FRAME_LEN)
+    }
+}
+
 /// What a cut-through rewrite changes in a forwarded data frame's FC header: the addresses,
 /// both exchange ids, and the relative offset moved by the leg's place in the host's data.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -287,6 +417,47 @@ mod tests {
                 .unwrap();
         assert_eq!(ours.as_slice(), &theirs[..len]);
         parse_fcoe_frame(ours.as_slice()).expect("a valid frame");
+    }
+
+    proptest::proptest! {
+        /// A command built from a path's template is byte for byte the one wire's builder
+        /// writes, whichever paths shared the template slot before (ids 64 apart share one).
+        #[test]
+        fn templated_commands_match_the_builder(
+            uses in proptest::collection::vec(
+                (0u32..3, 0u16..2, proptest::prelude::any::<(u16, [u8; 16], u32, bool, bool)>()),
+                1..12,
+            ),
+        ) {
+            let mut templates = CommandTemplates::default();
+            for (device, port, (ox, cdb, fcp_dl, rddata, wrdata)) in uses {
+                let key = TemplateKey {
+                    path: DevicePath {
+                        device: dve_fp_api::ids::DeviceId(1 + 64 * device),
+                        port: dve_fp_api::ids::PortId(port),
+                        target_fc_id: dve_fp_api::ids::FcId::new(0x02_0001 + device).unwrap(),
+                        lun: dve_fp_api::ids::Lun(device as u16),
+                        block_size: 512,
+                    },
+                    src: MacAddr([2, 0, 0, 0, 0, port as u8]),
+                    initiator: 0x0F_0000 + u32::from(port),
+                };
+                let mut ours = [0xA5u8; 128];
+                let len = templates.build(&mut ours, &key, ox, &cdb, fcp_dl, rddata, wrdata, 0x0E_FC00);
+                let (header, cmnd) = command(&key, ox, &cdb, fcp_dl, rddata, wrdata);
+                let ethernet = EthernetRepr {
+                    dst_addr: fpma(0x0E_FC00, header.d_id.0),
+                    src_addr: key.src,
+                    vlan: None,
+                    ethertype: ETHERTYPE_FCOE,
+                };
+                let mut theirs = [0x5Au8; 128];
+                let fcoe = FcoeRepr { sof: Sof::I3, eof: Eof::T };
+                let expected = emit_fcp_cmnd_frame(&mut theirs, &ethernet, &fcoe, &header, &cmnd).unwrap();
+                proptest::prop_assert_eq!(len, Some(expected));
+                proptest::prop_assert_eq!(&ours[..expected], &theirs[..expected]);
+            }
+        }
     }
 
     #[test]

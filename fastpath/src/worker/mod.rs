@@ -30,9 +30,7 @@ use dve_fp_api::stats::{FpStatistics, PortStatistics};
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetFrame};
 use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
-use dve_wire::fcp::{
-    FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index, lun_index,
-};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, lun_index};
 use dve_wire::scsi::{self, sense::SenseRepr};
 use dve_wire::stack::locate_fcoe_frame;
 
@@ -79,6 +77,8 @@ pub struct Worker {
     spare_buffers: Vec<FrameMut>,
     /// The plan the decision chain writes for the I/O being started, before it is dispatched.
     plan: Plan,
+    /// Per device path, the bytes its downstream commands share.
+    templates: emit::CommandTemplates,
 }
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
@@ -123,6 +123,7 @@ impl Worker {
             expired: Vec::with_capacity(64),
             spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
             plan: Plan::default(),
+            templates: emit::CommandTemplates::default(),
             config,
         }
     }
@@ -251,6 +252,27 @@ impl Worker {
     ) -> Option<Frame> {
         let fcoe = dve_wire::fcoe::FcoeRepr { sof: Sof::I3, eof: Eof::T };
         emit::built_frame_in(self.buffer()?, src, header, fcoe, payload, self.config.fc_map, build)
+    }
+
+    /// A downstream command frame from its path's template (see [`emit::CommandTemplates`])
+    /// in a recycled or pool buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn templated_command(
+        &mut self,
+        key: &emit::TemplateKey,
+        ox_id: u16,
+        cdb: &[u8; 16],
+        fcp_dl: u32,
+        rddata: bool,
+        wrdata: bool,
+    ) -> Option<Frame> {
+        let mut buf = self.buffer()?;
+        if !buf.set_len(dve_wire::fcp_frame::CMND_FRAME_LEN) {
+            return None;
+        }
+        let fc_map = self.config.fc_map;
+        self.templates.build(buf.as_mut_slice(), key, ox_id, cdb, fcp_dl, rddata, wrdata, fc_map)?;
+        Some(buf.freeze())
     }
 
     fn control_frame(&mut self, port: PortId, frame: Frame) {
@@ -422,13 +444,10 @@ impl Worker {
         }
     }
 
-    fn take_pieces(&mut self) -> Vec<HostPiece> {
-        self.spare_pieces.pop().unwrap_or_default()
-    }
-
     fn recycle_pieces(&mut self, mut pieces: Vec<HostPiece>) {
         pieces.clear();
-        if self.spare_pieces.len() < 1024 {
+        // A list that never held a frame (a read's) has no storage worth keeping.
+        if pieces.capacity() > 0 && self.spare_pieces.len() < 1024 {
             self.spare_pieces.push(pieces);
         }
     }
@@ -447,15 +466,19 @@ impl Worker {
         self.stats.upstream_ios += 1;
         let target = FcId::new(h.d_id.0).unwrap_or_default();
         let host = FcId::new(h.s_id.0).unwrap_or_default();
-        let Some(exposure) = self.cache.exposure_at(target).map(|e| e.id) else { return };
+        let lun = Lun(lun_index(&cmnd.lun).unwrap_or(u16::MAX));
+        // The exposure and the login as the decision chain will find them (remembered, so
+        // the chain does not look them up again).
+        let front = self.cache.front(target, lun, host);
+        let Some(exposure) = front.exposure else { return };
         // Additional CDB bytes beyond what the API carries are cut: only the control path
         // sees such commands, and it re-reads nothing but the opcode and standard fields.
         let cdb = Cdb::new(&cmnd.cdb[..cmnd.cdb.len().min(Cdb::MAX)]).unwrap_or(Cdb::from_opcode(0));
         let (kind, lba, blocks) = classify(cmnd.cdb, cmnd.task_management);
         let request = HostIo {
-            initiator: self.cache.login(host).unwrap_or_default(),
+            initiator: front.login.unwrap_or_default(),
             initiator_fc_id: host,
-            vdevice: VDevice { exposure, lun: Lun(lun_index(&cmnd.lun).unwrap_or(u16::MAX)) },
+            vdevice: VDevice { exposure, lun },
             lv: None,
             vseg: None,
             kind,
@@ -465,16 +488,25 @@ impl Worker {
             cdb,
             received: now,
         };
-        let pieces = self.take_pieces();
-        let mut upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
-        upstream.data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
+        let data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
         let fcp_dl = cmnd.fcp_dl;
         self.recycle(frame);
-        match self.up.insert(upstream) {
-            Ok(tag) => self.start(tag.xid),
-            Err(upstream) => {
+        let inserted = self.up.insert_with(|| {
+            let mut upstream = Upstream::new(port, host, target, h.ox_id, request, Vec::new());
+            upstream.data_out = data_out;
+            upstream
+        });
+        match inserted {
+            Some(tag) => {
+                // Only a command with data from the host keeps frames of it: a read needs no
+                // list (the slot was just filled, so it is there).
+                if data_out && let Some(up) = self.up.get_mut(tag.xid) {
+                    up.pieces = self.spare_pieces.pop().unwrap_or_default();
+                }
+                self.start(tag.xid)
+            }
+            None => {
                 // No slot: the host retries after TASK SET FULL.
-                self.recycle_pieces(upstream.pieces);
                 let status = IoStatus { status: ScsiStatus::TASK_SET_FULL, sense: None, residual: 0 };
                 self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, fcp_dl);
             }
@@ -598,7 +630,7 @@ impl Worker {
         let path = *self.cache.device(leg.device)?;
         let port = *self.port_config(path.port)?;
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
-        let down = Downstream {
+        let tag = self.down.insert_with(|| Downstream {
             owner,
             port: path.port,
             target: path.target_fc_id,
@@ -616,45 +648,25 @@ impl Worker {
             collected: Vec::new(),
             collected_bytes: 0,
             data_out: None,
-        };
-        let tag = self.down.insert(down).ok()?;
-        let mut cdb16 = [0u8; 16];
-        let (cdb_bytes, fcp_dl, rddata, wrdata): (&[u8], u32, bool, bool) = match &cdb {
-            Some((cdb, data_len)) => (cdb.as_bytes(), *data_len, !write && *data_len > 0, write),
+        })?;
+        let key = emit::TemplateKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
+        let frame = match &cdb {
+            // A leg's own READ(16) or WRITE(16): from the path's template.
             None => {
                 let header_blocks = leg.header_bytes / path.block_size.max(1);
+                let mut cdb16 = [0u8; 16];
                 cdb16[0] = if write { scsi::opcode::WRITE_16 } else { scsi::opcode::READ_16 };
                 cdb16[2..10].copy_from_slice(&leg.lba.to_be_bytes());
                 cdb16[10..14].copy_from_slice(&(leg.blocks + header_blocks).to_be_bytes());
-                (&cdb16, data_bytes, !write, write)
+                self.templated_command(&key, tag.xid.0, &cdb16, data_bytes, !write, write)
+            }
+            Some((cdb, data_len)) => {
+                let rddata = !write && *data_len > 0;
+                let (header, cmnd) = emit::command(&key, tag.xid.0, cdb.as_bytes(), *data_len, rddata, write);
+                self.fixed_frame(port.mac, &header, &cmnd, emit_fcp_cmnd_frame)
             }
         };
-        let cmnd = FcpCmndRepr {
-            lun: lun_from_index(path.lun.0),
-            crn: 0,
-            priority: 0,
-            task_attribute: TaskAttribute::Simple,
-            task_management: 0,
-            wrdata,
-            rddata,
-            cdb: cdb_bytes,
-            fcp_dl,
-        };
-        let header = FcHeaderRepr {
-            r_ctl: r_ctl::UNSOLICITED_COMMAND,
-            d_id: WireFcId(path.target_fc_id.get()),
-            cs_ctl: 0,
-            s_id: WireFcId(port.initiator_fc_id.get()),
-            fc_type: fc_type::FCP,
-            f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
-            seq_id: 0,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: tag.xid.0,
-            rx_id: UNASSIGNED_X_ID,
-            parameter: 0,
-        };
-        let Some(frame) = self.fixed_frame(port.mac, &header, &cmnd, emit_fcp_cmnd_frame) else {
+        let Some(frame) = frame else {
             self.down.remove(tag.xid);
             return None;
         };
@@ -908,6 +920,20 @@ fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
         WRITE_6 | WRITE_10 | WRITE_16 => IoKind::Write,
         _ => return (IoKind::Other, 0, 0),
     };
+    // The 10- and 16-byte forms, nearly every command, are decoded here with exactly the
+    // checks `Cdb::parse` makes for them (length, the group byte's reserved bits): the general
+    // parser builds a whole `Cdb` value first, a hundred instructions per command.
+    match (cdb[0], cdb.len()) {
+        (READ_16 | WRITE_16, 16..) if cdb[14] & 0xC0 == 0 => {
+            let lba = u64::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5], cdb[6], cdb[7], cdb[8], cdb[9]]);
+            return (kind, lba, u32::from_be_bytes([cdb[10], cdb[11], cdb[12], cdb[13]]));
+        }
+        (READ_10 | WRITE_10, 10..) if cdb[6] & 0xC0 == 0 => {
+            let lba = u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]);
+            return (kind, u64::from(lba), u32::from(u16::from_be_bytes([cdb[7], cdb[8]])));
+        }
+        _ => {}
+    }
     match scsi::cdb::Cdb::parse(cdb).ok().and_then(|c| c.read_write_extent()) {
         Some((lba, blocks)) => (kind, lba, blocks),
         None => (IoKind::Other, 0, 0),
@@ -933,4 +959,38 @@ fn io_status(rsp: &FcpRspRepr<'_>) -> IoStatus {
         ScsiStatus(rsp.scsi_status)
     };
     IoStatus { status, sense, residual }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `classify` answered before its fast decode: the general parser for every CDB.
+    fn classify_by_parser(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
+        if task_management != 0 || cdb.is_empty() {
+            return (IoKind::Other, 0, 0);
+        }
+        let Some(c) = scsi::cdb::Cdb::parse(cdb).ok() else { return (IoKind::Other, 0, 0) };
+        let kind = match c.data_direction() {
+            _ if c.read_write_extent().is_none() => return (IoKind::Other, 0, 0),
+            scsi::cdb::DataDirection::Read => IoKind::Read,
+            _ => IoKind::Write,
+        };
+        let (lba, blocks) = c.read_write_extent().unwrap_or_default();
+        (kind, lba, blocks)
+    }
+
+    proptest! {
+        #[test]
+        fn classify_agrees_with_the_general_parser(
+            opcode in prop::sample::select(vec![0x08u8, 0x0A, 0x28, 0x2A, 0x88, 0x8A, 0x00, 0x12, 0x35]),
+            rest in prop::collection::vec(any::<u8>(), 0..=20),
+            tm in prop::sample::select(vec![0u8, 0x20]),
+        ) {
+            let mut cdb = vec![opcode];
+            cdb.extend_from_slice(&rest);
+            prop_assert_eq!(classify(&cdb, tm), classify_by_parser(&cdb, tm));
+        }
+    }
 }
