@@ -77,8 +77,9 @@ pub struct Worker {
     spare_buffers: Vec<FrameMut>,
     /// The plan the decision chain writes for the I/O being started, before it is dispatched.
     plan: Plan,
-    /// Per device path, the bytes its downstream commands share.
-    templates: emit::CommandTemplates,
+    /// The bytes the frames the worker builds for one device path, or one host and virtual
+    /// target, share.
+    templates: emit::FrameTemplates,
 }
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
@@ -123,7 +124,7 @@ impl Worker {
             expired: Vec::with_capacity(64),
             spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
             plan: Plan::default(),
-            templates: emit::CommandTemplates::default(),
+            templates: emit::FrameTemplates::default(),
             config,
         }
     }
@@ -254,24 +255,18 @@ impl Worker {
         emit::built_frame_in(self.buffer()?, src, header, fcoe, payload, self.config.fc_map, build)
     }
 
-    /// A downstream command frame from its path's template (see [`emit::CommandTemplates`])
-    /// in a recycled or pool buffer.
-    #[allow(clippy::too_many_arguments)]
-    fn templated_command(
+    /// A frame `build` writes from one of the worker's templates (see [`emit::Templates`])
+    /// into a recycled or pool buffer; `build` returns its length.
+    fn templated(
         &mut self,
-        key: &emit::TemplateKey,
-        ox_id: u16,
-        cdb: &[u8; 16],
-        fcp_dl: u32,
-        rddata: bool,
-        wrdata: bool,
+        build: impl FnOnce(&mut emit::FrameTemplates, &mut [u8]) -> Option<usize>,
     ) -> Option<Frame> {
         let mut buf = self.buffer()?;
-        if !buf.set_len(dve_wire::fcp_frame::CMND_FRAME_LEN) {
+        if !buf.set_len(FRAME_CAPACITY) {
             return None;
         }
-        let fc_map = self.config.fc_map;
-        self.templates.build(buf.as_mut_slice(), key, ox_id, cdb, fcp_dl, rddata, wrdata, fc_map)?;
+        let len = build(&mut self.templates, buf.as_mut_slice())?;
+        buf.set_len(len);
         Some(buf.freeze())
     }
 
@@ -649,7 +644,7 @@ impl Worker {
             collected_bytes: 0,
             data_out: None,
         })?;
-        let key = emit::TemplateKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
+        let key = emit::PathKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
         let frame = match &cdb {
             // A leg's own READ(16) or WRITE(16): from the path's template.
             None => {
@@ -658,7 +653,11 @@ impl Worker {
                 cdb16[0] = if write { scsi::opcode::WRITE_16 } else { scsi::opcode::READ_16 };
                 cdb16[2..10].copy_from_slice(&leg.lba.to_be_bytes());
                 cdb16[10..14].copy_from_slice(&(leg.blocks + header_blocks).to_be_bytes());
-                self.templated_command(&key, tag.xid.0, &cdb16, data_bytes, !write, write)
+                let fc_map = self.config.fc_map;
+                let ox = tag.xid.0;
+                self.templated(|t, b| {
+                    t.command.command(b, &key, ox, &cdb16, data_bytes, !write, write, fc_map)
+                })
             }
             Some((cdb, data_len)) => {
                 let rddata = !write && *data_len > 0;
@@ -798,46 +797,39 @@ impl Worker {
         _data_len: u32,
     ) {
         let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
-        let mut sense_buf = [0u8; 32];
-        let sense = status.sense.and_then(|s| {
-            let repr = SenseRepr::fixed(
-                scsi::sense::SenseKey::from_code(s.key),
-                scsi::sense::Asc { asc: s.asc, ascq: s.ascq },
-            );
-            let len = dve_wire::emit::WireEmit::emit(&repr, &mut sense_buf).ok()?;
-            Some(len)
-        });
+        let key = emit::HostKey { src, host: host.get(), target: target.get() };
         let residual = match status.residual {
             0 => Residual::None,
             r if r > 0 => Residual::Under(r as u32),
             r => Residual::Over(r.unsigned_abs() as u32),
         };
-        let rsp = FcpRspRepr {
-            status_qualifier: 0,
-            confirm_requested: false,
-            scsi_status: status.status.0,
-            residual,
-            response_info: None,
-            sense: sense.map(|len| &sense_buf[..len]),
+        let frame = match status.sense {
+            // Nearly every response: from the host's template.
+            None => {
+                let (fc_map, scsi_status) = (self.config.fc_map, status.status.0);
+                let seq = emit::HostSequence { seq_id, ox_id: ox, rx_id: rx };
+                self.templated(|t, b| t.response.response(b, &key, seq, (scsi_status, residual), fc_map))
+            }
+            Some(s) => {
+                let mut sense_buf = [0u8; 32];
+                let repr = SenseRepr::fixed(
+                    scsi::sense::SenseKey::from_code(s.key),
+                    scsi::sense::Asc { asc: s.asc, ascq: s.ascq },
+                );
+                let sense = dve_wire::emit::WireEmit::emit(&repr, &mut sense_buf).ok();
+                let rsp = FcpRspRepr {
+                    status_qualifier: 0,
+                    confirm_requested: false,
+                    scsi_status: status.status.0,
+                    residual,
+                    response_info: None,
+                    sense: sense.map(|len| &sense_buf[..len]),
+                };
+                let header = emit::to_host(&key, r_ctl::COMMAND_STATUS, true, seq_id, ox, rx);
+                self.fixed_frame(src, &header, &rsp, emit_fcp_rsp_frame)
+            }
         };
-        let header = FcHeaderRepr {
-            r_ctl: r_ctl::COMMAND_STATUS,
-            d_id: WireFcId(host.get()),
-            cs_ctl: 0,
-            s_id: WireFcId(target.get()),
-            fc_type: fc_type::FCP,
-            f_ctl: f_ctl::EXCHANGE_CONTEXT
-                | f_ctl::LAST_SEQUENCE
-                | f_ctl::END_SEQUENCE
-                | f_ctl::SEQUENCE_INITIATIVE,
-            seq_id,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: ox,
-            rx_id: rx,
-            parameter: 0,
-        };
-        if let Some(frame) = self.fixed_frame(src, &header, &rsp, emit_fcp_rsp_frame) {
+        if let Some(frame) = frame {
             self.send(port, TxFrame::whole(frame));
         }
     }
