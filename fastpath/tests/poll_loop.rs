@@ -27,6 +27,18 @@ struct Rig {
     host: Host,
     disks: Disks,
     now: u64,
+    tally: Tally,
+}
+
+/// Frames and bytes that crossed the cables at the far ends.
+#[derive(Default)]
+struct Tally {
+    /// Sent by the host (into the switch's port 0).
+    host_out: (u64, u64),
+    /// Received by the host (out of port 0).
+    host_in: (u64, u64),
+    /// Received by the disks (out of port 1).
+    disk_in: (u64, u64),
 }
 
 impl Rig {
@@ -103,6 +115,7 @@ impl Rig {
             host_end,
             disk_end,
             mesh: WorkerMesh::new(2, 256),
+            tally: Tally::default(),
             host: Host::default(),
             disks: Disks::default(),
             now: 1,
@@ -126,6 +139,8 @@ impl Rig {
             }
             let mut frames = Vec::new();
             self.host_end.rx_burst(&mut frames, 64);
+            self.tally.host_in.0 += frames.len() as u64;
+            self.tally.host_in.1 += frames.iter().map(|f| f.len() as u64).sum::<u64>();
             let mut replies: Vec<TxFrame> = Vec::new();
             for f in frames.drain(..) {
                 if parse_fcoe_frame(f.as_slice()).is_err() {
@@ -138,8 +153,12 @@ impl Rig {
                         .map(|b| TxFrame::whole(Frame::copy_from(b).unwrap())),
                 );
             }
+            self.tally.host_out.0 += replies.len() as u64;
+            self.tally.host_out.1 += replies.iter().map(|f| f.len() as u64).sum::<u64>();
             self.host_end.tx_burst(&mut replies);
             self.disk_end.rx_burst(&mut frames, 64);
+            self.tally.disk_in.0 += frames.len() as u64;
+            self.tally.disk_in.1 += frames.iter().map(|f| f.len() as u64).sum::<u64>();
             let mut replies: Vec<TxFrame> = Vec::new();
             for f in frames.drain(..) {
                 replies.extend(
@@ -154,6 +173,8 @@ impl Rig {
     }
 
     fn send_from_host(&mut self, bytes: Vec<u8>) {
+        self.tally.host_out.0 += 1;
+        self.tally.host_out.1 += bytes.len() as u64;
         self.host_end.tx_burst(&mut vec![TxFrame::whole(Frame::copy_from(&bytes).unwrap())]);
     }
 }
@@ -179,6 +200,39 @@ fn disk_responses_reach_the_exchange_owner_through_the_mesh() {
         w1.ports.iter().find(|p| p.port == PortId(1)).unwrap().frames_in > 0,
         "worker 1 received the disk's frames"
     );
+}
+
+#[test]
+fn statistics_count_every_frame_exactly_at_the_end_of_every_poll() {
+    let mut rig = Rig::new();
+    let data = pattern(3, 8);
+    let (_, frame) = rig.host.command(&write10(40, 8), Some(data), 8 * BLOCK as u32);
+    rig.send_from_host(frame);
+    let (_, frame) = rig.host.command(&read16(40, 8), None, 8 * BLOCK as u32);
+    rig.send_from_host(frame);
+    for _ in 0..20 {
+        rig.run(1);
+        let stats: Vec<_> = rig.workers.iter().map(|w| w.statistics(Timestamp(0))).collect();
+        let port = |p: u16| {
+            stats
+                .iter()
+                .flat_map(|s| s.ports.iter().filter(move |s| s.port == PortId(p)))
+                .fold((0, 0, 0, 0), |(f, b, fi, bi), s| {
+                    (f + s.frames_out, b + s.bytes_out, fi + s.frames_in, bi + s.bytes_in)
+                })
+        };
+        // Every frame the workers sent is counted once, with its bytes, by the worker that
+        // sent it (the cables lose nothing here).
+        let (host, disk) = (port(0), port(1));
+        assert_eq!((host.0, host.1), rig.tally.host_in);
+        assert_eq!((disk.0, disk.1), rig.tally.disk_in);
+    }
+    // Worker 0 alone receives on the host's port, in bursts: once the I/Os are done, every
+    // frame the host sent is counted there once, with its bytes.
+    let w0 = rig.workers[0].statistics(Timestamp(0));
+    let w0 = w0.ports.iter().find(|s| s.port == PortId(0)).unwrap();
+    assert_eq!((w0.frames_in, w0.bytes_in), rig.tally.host_out);
+    assert!(rig.tally.host_out.0 >= 4, "two commands and the write's data went in");
 }
 
 #[test]

@@ -51,7 +51,8 @@ pub struct Worker {
     pool: FramePool,
     crc: CrcPatcher,
     stats: FpStatistics,
-    /// Frames to transmit, with their port.
+    /// Frames to transmit, with their port. They are not in the port statistics yet: they
+    /// are counted together when they leave (see [`Worker::count_transmits`]).
     tx: Vec<(PortId, TxFrame)>,
     /// Reused buffer for one port's burst.
     tx_batch: Vec<TxFrame>,
@@ -157,12 +158,29 @@ impl Worker {
         stats.evicted_extents = self.cache.evicted;
         stats.pending_upstream = self.up.len() as u64;
         stats.pending_downstream = self.down.len() as u64;
+        count_transmits(&self.config.ports, &mut stats, &self.tx);
         stats
     }
 
     /// Frames to transmit, drained by the caller.
     pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (PortId, TxFrame)> {
+        self.count_transmits();
         self.tx.drain(..)
+    }
+
+    /// Count the frames waiting to be transmitted into the port statistics, once, just before
+    /// they leave: one pass over the burst instead of a port lookup as each is queued.
+    pub(super) fn count_transmits(&mut self) {
+        count_transmits(&self.config.ports, &mut self.stats, &self.tx);
+    }
+
+    /// Count a burst of frames received on `port` (see [`Worker::receive`]).
+    pub(super) fn count_received(&mut self, port: PortId, frames: &[Frame]) {
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        if let Some(stats) = self.port_stats(port) {
+            stats.frames_in += frames.len() as u64;
+            stats.bytes_in += bytes as u64;
+        }
     }
 
     /// Whether frames are waiting to be transmitted.
@@ -189,11 +207,7 @@ impl Worker {
     /// tried before a search.
     #[inline]
     fn port_slot(&self, port: PortId) -> Option<usize> {
-        let at = usize::from(port.0);
-        if self.config.ports.get(at).is_some_and(|p| p.id == port) {
-            return Some(at);
-        }
-        self.config.ports.iter().position(|p| p.id == port)
+        port_slot(&self.config.ports, port)
     }
 
     fn port_config(&self, port: PortId) -> Option<&PortConfig> {
@@ -207,11 +221,6 @@ impl Worker {
     }
 
     fn send(&mut self, port: PortId, frame: TxFrame) {
-        let len = frame.len() as u64;
-        if let Some(stats) = self.port_stats(port) {
-            stats.frames_out += 1;
-            stats.bytes_out += len;
-        }
         self.tx.push((port, frame));
     }
 
@@ -276,10 +285,13 @@ impl Worker {
 
     /// Handle one received frame.
     pub fn handle_frame(&mut self, now: Timestamp, port: PortId, frame: Frame) {
-        if let Some(stats) = self.port_stats(port) {
-            stats.frames_in += 1;
-            stats.bytes_in += frame.len() as u64;
-        }
+        self.count_received(port, std::slice::from_ref(&frame));
+        self.receive(now, port, frame);
+    }
+
+    /// Handle one received frame already counted in the port statistics (the poll loop
+    /// counts a whole burst at once).
+    pub(super) fn receive(&mut self, now: Timestamp, port: PortId, frame: Frame) {
         let Some(received) = self.parse(frame.as_slice()) else {
             // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
             // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
@@ -585,7 +597,11 @@ impl Worker {
                     for down in started.iter().flatten() {
                         self.down.remove(*down);
                     }
-                    self.tx.truncate(self.tx.len().saturating_sub(i));
+                    // The commands already queued are dropped; they were counted as sent
+                    // when queued before, and still are.
+                    let kept = self.tx.len().saturating_sub(i);
+                    count_transmits(&self.config.ports, &mut self.stats, &self.tx[kept..]);
+                    self.tx.truncate(kept);
                     self.queue_to_cp(xid, FaultCause::Capacity, None);
                     return;
                 }
@@ -897,6 +913,30 @@ impl Worker {
     /// The tag of host I/O `xid`, for tests and the control path's bookkeeping.
     pub fn tag_of(&self, xid: ExchangeId) -> Option<IoTag> {
         self.up.tag_of(xid)
+    }
+}
+
+/// Where `port` sits in `ports`: ports are usually numbered by position, so that is tried
+/// before a search.
+#[inline]
+fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
+    let at = usize::from(port.0);
+    if ports.get(at).is_some_and(|p| p.id == port) {
+        return Some(at);
+    }
+    ports.iter().position(|p| p.id == port)
+}
+
+/// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
+/// `ports` in their order, one per port).
+fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
+    for (port, frame) in tx {
+        if let Some(s) =
+            port_slot(ports, *port).and_then(|at| stats.ports.get_mut(at)).filter(|s| s.port == *port)
+        {
+            s.frames_out += 1;
+            s.bytes_out += frame.len() as u64;
+        }
     }
 }
 
