@@ -177,6 +177,7 @@ fn changes() -> Vec<Change> {
         Change::Mask(LunMask { lv: LvId(2), readers: HostSet::only(vec![]), writers: HostSet::All }),
         Change::Pause(LvId(1), true),
         Change::Pause(LvId(2), true),
+        Change::Pause(LvId(2), false),
         Change::Remove(MappingKey::Lv(LvId(1))),
         Change::Add(MappingEntry::Lv(volume(1, 4096))),
         Change::Add(MappingEntry::Lv(

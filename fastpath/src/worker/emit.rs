@@ -1,5 +1,6 @@
-//! Building the frames a worker sends: whole FCoE frames from the pool (commands, XFER_RDY,
-//! responses), data frames gathered from a fresh header and a shared payload slice with a
+//! Building the frames a worker sends: whole FCoE frames (commands, XFER_RDY, responses),
+//! most of them copied from per-key templates with their own fields and CRC written in
+//! (`Templates`), data frames gathered from a fresh header and a shared payload slice with a
 //! patched or computed CRC, and in-place header rewrites of frames it forwards.
 
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
