@@ -2,12 +2,18 @@
 //! masks and pause state, device paths, this worker's journals, and per segment the whole
 //! redirect table plus the part of the Rmap loaded so far, searched through an `RmapIndex`
 //! and trimmed least-recently-used first when it holds more extents than configured.
+//!
+//! It also remembers, per (virtual target, LUN, initiator), what the front half of the decision
+//! chain decided (exposure, LUN map, login, volume, LUN mask, exposure to the host, pause) and
+//! the segment the last command there started in. Every change to the cache bumps a generation
+//! number, and a remembered decision is used only under the generation it was made in, so it
+//! never outlives a change: a revoked or changed entry is looked up afresh by the next command.
 
 use core::hash::{BuildHasherDefault, Hasher};
 use std::collections::HashMap;
 
 use dve_fp_api::Error;
-use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, LvId, VsegId, WorkerId, Wwn};
+use dve_fp_api::ids::{DeviceId, ExposureId, FcId, JournalGroupId, Lun, LvId, VsegId, WorkerId, Wwn};
 use dve_fp_api::lookup::{Fit, RmapIndex};
 use dve_fp_api::mapping::{
     DevicePath, ExtentMap, FabricRoute, JournalRegion, LunMask, LvDescriptor, RedirectEntry, RedirectIndex,
@@ -170,6 +176,57 @@ pub struct CachedJournal {
     pub next: u64,
 }
 
+/// What the front half of the decision chain (seed 003 Fig. 7 steps 92 to 96) decides for a
+/// command in one direction, in the chain's order of checks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FrontVerdict {
+    /// No exposure, LUN or login, or the LUN is not exposed to the host.
+    NotExposed,
+    /// The volume is not cached.
+    Miss,
+    /// The LUN mask denies the host this direction.
+    Masked,
+    /// The volume is paused.
+    Hold,
+    /// On to the segment.
+    Go,
+}
+
+/// The front half of the decision chain for one (virtual target, LUN, initiator).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Front {
+    /// The exposure at the virtual target, if any.
+    pub exposure: Option<ExposureId>,
+    /// The initiator's port name, if it is logged in.
+    pub login: Option<Wwn>,
+    /// The volume behind the LUN, once exposure, LUN and login were found (as the chain
+    /// reports it to the control path).
+    pub lv: Option<LvId>,
+    /// The verdict for reads.
+    pub read: FrontVerdict,
+    /// The verdict for writes.
+    pub write: FrontVerdict,
+    /// The volume's block size (when it is cached).
+    pub block_size: u32,
+    /// The segment the last command through this entry started in: a command starting in it
+    /// needs no search of the volume's segments.
+    pub segment: Option<VsegDescriptor>,
+}
+
+/// A remembered [`Front`], valid only under the cache generation it was computed in.
+#[derive(Clone, Copy, Debug)]
+struct FrontSlot {
+    generation: u64,
+    target: u32,
+    lun: Lun,
+    initiator: u32,
+    front: Front,
+}
+
+/// Remembered fronts, direct-mapped: a command stream touches few (target, LUN, initiator)
+/// triples at a time, and a collision only costs a fresh computation.
+const FRONT_SLOTS: usize = 64;
+
 /// A worker's mapping cache.
 #[derive(Debug)]
 pub struct MappingCache {
@@ -189,6 +246,9 @@ pub struct MappingCache {
     cached_extents: usize,
     /// Extents evicted so far.
     pub evicted: u64,
+    /// Bumped by every change to the cache; remembered fronts of older generations are void.
+    generation: u64,
+    fronts: Box<[FrontSlot]>,
 }
 
 impl MappingCache {
@@ -209,7 +269,112 @@ impl MappingCache {
             tick: 0,
             cached_extents: 0,
             evicted: 0,
+            // Slots start at generation 0, which the cache never has: none is valid.
+            generation: 1,
+            fronts: vec![
+                FrontSlot {
+                    generation: 0,
+                    target: 0,
+                    lun: Lun(0),
+                    initiator: 0,
+                    front: Front {
+                        exposure: None,
+                        login: None,
+                        lv: None,
+                        read: FrontVerdict::NotExposed,
+                        write: FrontVerdict::NotExposed,
+                        block_size: 0,
+                        segment: None,
+                    },
+                };
+                FRONT_SLOTS
+            ]
+            .into_boxed_slice(),
         }
+    }
+
+    /// Void every remembered front: called by every change to the cache, whatever it touches
+    /// (a change the fronts do not depend on costs one recomputation per triple, no more).
+    fn changed(&mut self) {
+        self.generation += 1;
+    }
+
+    fn front_slot(target: FcId, lun: Lun, initiator: FcId) -> usize {
+        let key = u64::from(target.get()) << 40 ^ u64::from(initiator.get()) << 16 ^ u64::from(lun.0);
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % FRONT_SLOTS
+    }
+
+    /// The front half of the decision chain for a command from `initiator` to LUN `lun` of
+    /// virtual target `target`: remembered from an earlier command under the current
+    /// generation, else computed (and remembered).
+    #[inline]
+    pub fn front(&mut self, target: FcId, lun: Lun, initiator: FcId) -> Front {
+        let at = Self::front_slot(target, lun, initiator);
+        let slot = &self.fronts[at];
+        if slot.generation == self.generation
+            && slot.target == target.get()
+            && slot.lun == lun
+            && slot.initiator == initiator.get()
+        {
+            return slot.front;
+        }
+        let front = self.compute_front(target, lun, initiator);
+        self.fronts[at] = FrontSlot {
+            generation: self.generation,
+            target: target.get(),
+            lun,
+            initiator: initiator.get(),
+            front,
+        };
+        front
+    }
+
+    /// Remember `segment` as where the last command through this triple started (it must
+    /// be a segment of the triple's volume under the current generation).
+    #[inline]
+    pub fn remember_segment(&mut self, target: FcId, lun: Lun, initiator: FcId, segment: VsegDescriptor) {
+        let slot = &mut self.fronts[Self::front_slot(target, lun, initiator)];
+        if slot.generation == self.generation
+            && slot.target == target.get()
+            && slot.lun == lun
+            && slot.initiator == initiator.get()
+        {
+            slot.front.segment = Some(segment);
+        }
+    }
+
+    /// Steps 92 to 96 of Fig. 7 over the cache as it is, in the chain's order: exposure, LUN
+    /// map, login, volume, LUN mask, exposure to the host, pause.
+    fn compute_front(&self, target: FcId, lun: Lun, initiator: FcId) -> Front {
+        use FrontVerdict::*;
+        let exposure = self.exposure_at(target);
+        let login = self.login(initiator);
+        let mut front = Front {
+            exposure: exposure.map(|e| e.id),
+            login,
+            lv: None,
+            read: NotExposed,
+            write: NotExposed,
+            block_size: 0,
+            segment: None,
+        };
+        let (Some(mapping), Some(host)) = (exposure.and_then(|e| e.lun(lun)), login) else { return front };
+        front.lv = Some(mapping.lv);
+        let Some(lv) = self.lv(mapping.lv) else {
+            (front.read, front.write) = (Miss, Miss);
+            return front;
+        };
+        front.block_size = lv.descriptor.block_size;
+        let exposed = mapping.hosts.contains(host);
+        let verdict = |allowed: bool| match () {
+            _ if !allowed => Masked,
+            _ if !exposed => NotExposed,
+            _ if lv.paused => Hold,
+            _ => Go,
+        };
+        front.read = verdict(lv.mask.as_ref().is_none_or(|m| m.readers.contains(host)));
+        front.write = verdict(lv.mask.as_ref().is_none_or(|m| m.writers.contains(host)));
+        front
     }
 
     /// Extents cached now.
@@ -219,6 +384,7 @@ impl MappingCache {
 
     /// Add a target exposure (`FPExpose`), replacing one at the same D_ID.
     pub fn expose(&mut self, exposure: TargetExposure) {
+        self.changed();
         if let Some(old) = self.exposure_by_id.insert(exposure.id, exposure.fc_id) {
             self.exposures.remove(&old.get());
         }
@@ -227,6 +393,7 @@ impl MappingCache {
 
     /// Remove a target exposure (`FPHide`).
     pub fn hide(&mut self, id: ExposureId) -> Result<(), Error> {
+        self.changed();
         let fc_id = self.exposure_by_id.remove(&id).ok_or(Error::UnknownExposure(id))?;
         self.exposures.remove(&fc_id.get());
         Ok(())
@@ -251,6 +418,7 @@ impl MappingCache {
 
     /// Set an LV's LUN mask.
     pub fn set_mask(&mut self, mask: LunMask) -> Result<(), Error> {
+        self.changed();
         let lv = self.lvs.get_mut(&mask.lv).ok_or(Error::UnknownLv(mask.lv))?;
         lv.mask = Some(mask);
         Ok(())
@@ -258,6 +426,7 @@ impl MappingCache {
 
     /// Pause or resume an LV.
     pub fn set_paused(&mut self, id: LvId, paused: bool) -> Result<(), Error> {
+        self.changed();
         self.lvs.get_mut(&id).ok_or(Error::UnknownLv(id))?.paused = paused;
         Ok(())
     }
@@ -342,6 +511,7 @@ impl MappingCache {
     /// Add mapping the control path granted (`FPAddMapping`, or the new half of
     /// `FPReplaceMapping`).
     pub fn add(&mut self, entry: MappingEntry) -> Result<(), Error> {
+        self.changed();
         match entry {
             MappingEntry::Lv(descriptor) => {
                 for seg in &descriptor.segments {
@@ -394,6 +564,7 @@ impl MappingCache {
 
     /// Remove mapping (`FPRemoveMapping`): I/O that needed it faults from now on.
     pub fn remove(&mut self, key: &MappingKey) {
+        self.changed();
         match key {
             MappingKey::Lv(id) => {
                 if let Some(lv) = self.lvs.remove(id) {

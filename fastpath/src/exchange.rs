@@ -61,12 +61,34 @@ impl<T> ExchangeTable<T> {
 
     /// Take a slot for `value`; hands it back when the table is full.
     pub fn insert(&mut self, value: T) -> Result<IoTag, T> {
-        let Some(index) = self.free.pop() else { return Err(value) };
+        match self.claim() {
+            Some((tag, slot)) => {
+                *slot = Some(value);
+                Ok(tag)
+            }
+            None => Err(value),
+        }
+    }
+
+    /// Take a slot for the value `make` builds, written straight into the slot: an exchange's
+    /// state is a few hundred bytes, and building it first and moving it in copies it twice.
+    /// `None` (and `make` is not called) when the table is full.
+    #[inline]
+    pub fn insert_with(&mut self, make: impl FnOnce() -> T) -> Option<IoTag> {
+        let (tag, slot) = self.claim()?;
+        *slot = Some(make());
+        Some(tag)
+    }
+
+    /// A free slot, with its new incarnation's tag.
+    #[inline]
+    fn claim(&mut self) -> Option<(IoTag, &mut Option<T>)> {
+        let index = self.free.pop()?;
         let slot = &mut self.slots[usize::from(index)];
         slot.incarnation = slot.incarnation.wrapping_add(1);
-        slot.value = Some(value);
-        let xid = ExchangeId(index ^ self.base);
-        Ok(IoTag { worker: self.worker, xid, incarnation: slot.incarnation })
+        let tag =
+            IoTag { worker: self.worker, xid: ExchangeId(index ^ self.base), incarnation: slot.incarnation };
+        Some((tag, &mut slot.value))
     }
 
     #[inline]

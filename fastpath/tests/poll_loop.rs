@@ -30,6 +30,18 @@ struct Rig {
     host_out: Vec<TxFrame>,
     disks: Disks,
     now: u64,
+    tally: Tally,
+}
+
+/// Frames and bytes that crossed the cables at the far ends.
+#[derive(Default)]
+struct Tally {
+    /// Sent by the host (into the switch's port 0).
+    host_out: (u64, u64),
+    /// Received by the host (out of port 0).
+    host_in: (u64, u64),
+    /// Received by the disks (out of port 1).
+    disk_in: (u64, u64),
 }
 
 impl Rig {
@@ -112,6 +124,7 @@ impl Rig {
             host_end,
             disk_end,
             mesh: WorkerMesh::new(2, 256),
+            tally: Tally::default(),
             host: Host::default(),
             host_takes,
             host_out: Vec::new(),
@@ -137,6 +150,9 @@ impl Rig {
             }
             let mut frames = Vec::new();
             self.host_end.rx_burst(&mut frames, self.host_takes);
+            self.tally.host_in.0 += frames.len() as u64;
+            self.tally.host_in.1 += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            let queued = self.host_out.len();
             for f in frames.drain(..) {
                 if parse_fcoe_frame(f.as_slice()).is_err() {
                     continue; // an end port discards a frame whose CRC fails
@@ -148,8 +164,13 @@ impl Rig {
                         .map(|b| TxFrame::whole(Frame::copy_from(b).unwrap())),
                 );
             }
+            // Counted as the host makes them; those its full link refuses go out later.
+            self.tally.host_out.0 += (self.host_out.len() - queued) as u64;
+            self.tally.host_out.1 += self.host_out[queued..].iter().map(|f| f.len() as u64).sum::<u64>();
             self.host_end.tx_burst(&mut self.host_out);
             self.disk_end.rx_burst(&mut frames, 64);
+            self.tally.disk_in.0 += frames.len() as u64;
+            self.tally.disk_in.1 += frames.iter().map(|f| f.len() as u64).sum::<u64>();
             let mut replies: Vec<TxFrame> = Vec::new();
             for f in frames.drain(..) {
                 replies.extend(
@@ -164,6 +185,8 @@ impl Rig {
     }
 
     fn send_from_host(&mut self, bytes: Vec<u8>) {
+        self.tally.host_out.0 += 1;
+        self.tally.host_out.1 += bytes.len() as u64;
         self.host_end.tx_burst(&mut vec![TxFrame::whole(Frame::copy_from(&bytes).unwrap())]);
     }
 }
@@ -208,6 +231,39 @@ fn a_host_link_slower_than_the_disk_loses_no_frame() {
     assert_eq!(rig.host.results[&rox].data, data, "every data frame arrived, in order");
     let stats = rig.workers[0].statistics(Timestamp(0));
     assert_eq!(stats.ports.iter().find(|p| p.port == PortId(0)).unwrap().tx_dropped, 0);
+}
+
+#[test]
+fn statistics_count_every_frame_exactly_at_the_end_of_every_poll() {
+    let mut rig = Rig::new();
+    let data = pattern(3, 8);
+    let (_, frame) = rig.host.command(&write10(40, 8), Some(data), 8 * BLOCK as u32);
+    rig.send_from_host(frame);
+    let (_, frame) = rig.host.command(&read16(40, 8), None, 8 * BLOCK as u32);
+    rig.send_from_host(frame);
+    for _ in 0..20 {
+        rig.run(1);
+        let stats: Vec<_> = rig.workers.iter().map(|w| w.statistics(Timestamp(0))).collect();
+        let port = |p: u16| {
+            stats
+                .iter()
+                .flat_map(|s| s.ports.iter().filter(move |s| s.port == PortId(p)))
+                .fold((0, 0, 0, 0), |(f, b, fi, bi), s| {
+                    (f + s.frames_out, b + s.bytes_out, fi + s.frames_in, bi + s.bytes_in)
+                })
+        };
+        // Every frame the workers sent is counted once, with its bytes, by the worker that
+        // sent it (the cables lose nothing here).
+        let (host, disk) = (port(0), port(1));
+        assert_eq!((host.0, host.1), rig.tally.host_in);
+        assert_eq!((disk.0, disk.1), rig.tally.disk_in);
+    }
+    // Worker 0 alone receives on the host's port, in bursts: once the I/Os are done, every
+    // frame the host sent is counted there once, with its bytes.
+    let w0 = rig.workers[0].statistics(Timestamp(0));
+    let w0 = w0.ports.iter().find(|s| s.port == PortId(0)).unwrap();
+    assert_eq!((w0.frames_in, w0.bytes_in), rig.tally.host_out);
+    assert!(rig.tally.host_out.0 >= 4, "two commands and the write's data went in");
 }
 
 #[test]

@@ -147,6 +147,21 @@ struct Volume {
     extents: Vec<(u64, u64, usize)>,
 }
 
+impl Volume {
+    /// The extents as the worker's cache holds them: neighbours on the same entry are one
+    /// extent, and an I/O across their boundary is one run of legs, not two.
+    fn coalesced(&self) -> Vec<(u64, u64, usize)> {
+        let mut out: Vec<(u64, u64, usize)> = Vec::with_capacity(self.extents.len());
+        for &(s, e, i) in &self.extents {
+            match out.last_mut() {
+                Some(last) if last.1 == s && last.2 == i => last.1 = e,
+                _ => out.push((s, e, i)),
+            }
+        }
+        out
+    }
+}
+
 fn volume() -> impl Strategy<Value = Volume> {
     (1usize..4)
         .prop_flat_map(|n| {
@@ -242,7 +257,7 @@ impl Harness {
         let max = dve_fastpath::worker::translate::MAX_LEGS;
         let mut legs = 0;
         let mut journaled = false;
-        for &(s, e, i) in &self.volume.extents {
+        for (s, e, i) in self.volume.coalesced() {
             let (from, to) = (s.max(lba), e.min(end));
             if from >= to {
                 continue;

@@ -297,6 +297,17 @@ pub enum Residual {
     Under(u32),
 }
 
+impl Residual {
+    /// The FCP_RSP flag (`FCP_RESID_OVER`, `FCP_RESID_UNDER` or none) and FCP_RESID.
+    pub fn flag_and_count(self) -> (u8, u32) {
+        match self {
+            Residual::None => (0, 0),
+            Residual::Over(n) => (rsp_flags::RESID_OVER, n),
+            Residual::Under(n) => (rsp_flags::RESID_UNDER, n),
+        }
+    }
+}
+
 /// An FCP_RSP: SCSI status, residual, optional response information and sense data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FcpRspRepr<'a> {
@@ -402,11 +413,7 @@ impl WireEmit for FcpRspRepr<'_> {
         let b = &mut buf[..len];
         b[0..8].fill(0);
         put16(b, 8, self.status_qualifier);
-        let (resid_flag, resid) = match self.residual {
-            Residual::None => (0, 0),
-            Residual::Over(n) => (rsp_flags::RESID_OVER, n),
-            Residual::Under(n) => (rsp_flags::RESID_UNDER, n),
-        };
+        let (resid_flag, resid) = self.residual.flag_and_count();
         b[10] = resid_flag
             | if self.confirm_requested { rsp_flags::CONF_REQ } else { 0 }
             | if self.sense.is_some() { rsp_flags::SNS_LEN_VALID } else { 0 }

@@ -11,7 +11,7 @@ use crate::ethernet::{self, ETHERTYPE_FCOE, EthernetRepr};
 use crate::fc::{self, FcHeaderRepr, f_ctl};
 use crate::fcoe::{self, FcoeRepr};
 use crate::fcp::{
-    CMND_BASE_LEN, FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, RSP_BASE_LEN, Residual, XFER_RDY_LEN, rsp_flags,
+    CMND_BASE_LEN, FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, RSP_BASE_LEN, XFER_RDY_LEN, rsp_flags,
 };
 use crate::stack::{emit_fcoe_frame, emit_fcoe_header, seal_fcoe_frame};
 
@@ -84,11 +84,7 @@ pub fn emit_fcp_rsp_frame(
     };
     debug_assert_eq!(rsp.buffer_len(), RSP_BASE_LEN);
     envelope(b, ethernet, fcoe, header)?;
-    let (resid_flag, resid) = match rsp.residual {
-        Residual::None => (0, 0),
-        Residual::Over(n) => (rsp_flags::RESID_OVER, n),
-        Residual::Under(n) => (rsp_flags::RESID_UNDER, n),
-    };
+    let (resid_flag, resid) = rsp.residual.flag_and_count();
     let p = &mut b[PAYLOAD_START..PAYLOAD_START + RSP_BASE_LEN];
     p.fill(0);
     p[8..10].copy_from_slice(&rsp.status_qualifier.to_be_bytes());
@@ -125,7 +121,7 @@ mod tests {
     use crate::ethernet::{MacAddr, VlanTag};
     use crate::fc::FcId;
     use crate::fcoe::{Eof, Sof};
-    use crate::fcp::TaskAttribute;
+    use crate::fcp::{Residual, TaskAttribute};
     use proptest::prelude::*;
 
     fn header(

@@ -11,8 +11,6 @@ use dve_fp_api::journal::JournalEntryHeader;
 use dve_fp_api::message::ToCp;
 use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
-use dve_wire::fcp::FcpXferRdyRepr;
-use dve_wire::fcp_frame::emit_fcp_xfer_rdy_frame;
 
 use super::emit::{self, FC_HEADER};
 use super::state::{DownOwner, HostPiece, UpState};
@@ -120,22 +118,11 @@ impl Worker {
         let seq_id = up.take_seq_id();
         let (port, host, target, ox) = (up.port, up.host, up.target, up.host_ox_id);
         let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
-        let header = FcHeaderRepr {
-            r_ctl: r_ctl::DATA_DESCRIPTOR,
-            d_id: WireFcId(host.get()),
-            cs_ctl: 0,
-            s_id: WireFcId(target.get()),
-            fc_type: fc_type::FCP,
-            f_ctl: f_ctl::EXCHANGE_CONTEXT | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
-            seq_id,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: ox,
-            rx_id: up_xid.0,
-            parameter: 0,
-        };
-        let ready = FcpXferRdyRepr { data_ro: ro, burst_len: len };
-        if let Some(frame) = self.fixed_frame(src, &header, &ready, emit_fcp_xfer_rdy_frame) {
+        let key = emit::HostKey { src, host: host.get(), target: target.get() };
+        let seq = emit::HostSequence { seq_id, ox_id: ox, rx_id: up_xid.0 };
+        let fc_map = self.config.fc_map;
+        let frame = self.templated(|t, b| t.transfer_ready.transfer_ready(b, &key, seq, (ro, len), fc_map));
+        if let Some(frame) = frame {
             self.send(port, TxFrame::whole(frame));
         }
     }

@@ -1,12 +1,19 @@
-//! Building the frames a worker sends: whole FCoE frames from the pool (commands, XFER_RDY,
-//! responses), data frames gathered from a fresh header and a shared payload slice with a
+//! Building the frames a worker sends: whole FCoE frames (commands, XFER_RDY, responses),
+//! most of them copied from per-key templates with their own fields and CRC written in
+//! (`Templates`), data frames gathered from a fresh header and a shared payload slice with a
 //! patched or computed CRC, and in-place header rewrites of frames it forwards.
 
 use dve_fp_api::frame::{FRAME_CAPACITY, Frame, FrameMut, FramePool, Trailer, TxFrame};
+use dve_fp_api::mapping::DevicePath;
 use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{self, FcHeaderRepr, FcId as WireFcId, f_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index};
+use dve_wire::fcp_frame::{
+    CMND_FRAME_LEN, RSP_FRAME_LEN, XFER_RDY_FRAME_LEN, emit_fcp_cmnd_frame, emit_fcp_rsp_frame,
+    emit_fcp_xfer_rdy_frame,
+};
 use dve_wire::stack::emit_fcoe_frame;
 
 use crate::crc_patch::CrcPatcher;
@@ -177,6 +184,308 @@ pub fn gathered_data_frame_encoded(
     Some(TxFrame { head: head.freeze(), body: Some(body), tail })
 }
 
+/// Where an untagged frame's payload starts.
+const PAYLOAD: usize = FC_OFFSET + FC_HEADER;
+
+/// Offsets in an untagged frame of the FC header fields a template leaves to each frame.
+const SEQ_ID_AT: usize = FC_OFFSET + 12;
+const OX_ID_AT: usize = FC_OFFSET + 16;
+const RX_ID_AT: usize = FC_OFFSET + 18;
+
+/// Templates kept per shape: one per device path (commands) or per host and virtual target
+/// (responses, transfer-ready) in use, direct-mapped.
+const TEMPLATE_SLOTS: usize = 64;
+
+/// Frames of one shape built from templates: the frames a worker sends for one key (a device
+/// path; a host and a virtual target) share their addresses and most fields, so those bytes are
+/// built once, by wire's fixed-layout builder with the varying fields zero, and each frame
+/// copies them, writes its own fields and a fresh CRC. A slot holding another key's template
+/// is rebuilt, so a template never outlives the key it was made for.
+#[derive(Clone, Debug)]
+pub struct Templates<K, const LEN: usize> {
+    slots: Box<[TemplateSlot<K, LEN>]>,
+}
+
+/// A template slot: the key and the frame's bytes.
+type TemplateSlot<K, const LEN: usize> = Option<(K, [u8; LEN])>;
+
+impl<K: Copy, const LEN: usize> Default for Templates<K, LEN> {
+    fn default() -> Self {
+        Templates { slots: vec![None; TEMPLATE_SLOTS].into_boxed_slice() }
+    }
+}
+
+impl<K: Copy + PartialEq, const LEN: usize> Templates<K, LEN> {
+    /// Copy `key`'s template (made by `make` if slot `hash` holds another key's) into the
+    /// first `LEN` bytes of `buf`, and return them; `None` if `buf` is too short or `make`
+    /// fails.
+    fn copy_into<'b>(
+        &mut self,
+        buf: &'b mut [u8],
+        hash: usize,
+        key: &K,
+        make: impl FnOnce(&mut [u8; LEN]) -> Option<()>,
+    ) -> Option<&'b mut [u8; LEN]> {
+        let out: &mut [u8; LEN] = buf.get_mut(..LEN)?.try_into().ok()?;
+        let slot = &mut self.slots[hash % TEMPLATE_SLOTS];
+        let template = match slot {
+            Some((k, bytes)) if k == key => bytes,
+            _ => {
+                let mut bytes = [0u8; LEN];
+                make(&mut bytes)?;
+                &slot.insert((*key, bytes)).1
+            }
+        };
+        *out = *template;
+        Some(out)
+    }
+}
+
+/// Write the FC CRC of the untagged frame `out`, whose trailer is its last 8 bytes.
+fn seal<const LEN: usize>(out: &mut [u8; LEN]) {
+    let crc = dve_wire::fcoe::fc_crc(&out[FC_OFFSET..LEN - FCOE_TRAILER]);
+    out[LEN - FCOE_TRAILER..LEN - FCOE_TRAILER + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The Ethernet and FCoE envelope of a frame for `header` from `src` (SOFi3, EOFt).
+fn envelope(src: MacAddr, header: &FcHeaderRepr, fc_map: u32) -> (EthernetRepr, FcoeRepr) {
+    let ethernet = EthernetRepr {
+        dst_addr: fpma(fc_map, header.d_id.0),
+        src_addr: src,
+        vlan: None,
+        ethertype: ETHERTYPE_FCOE,
+    };
+    (ethernet, FcoeRepr { sof: Sof::I3, eof: Eof::T })
+}
+
+/// The templates of the frames a worker builds on every I/O.
+#[derive(Clone, Debug, Default)]
+pub struct FrameTemplates {
+    /// Downstream commands, per device path.
+    pub command: CommandTemplates,
+    /// Responses to hosts, per host and virtual target.
+    pub response: ResponseTemplates,
+    /// Transfer-ready to hosts, per host and virtual target.
+    pub transfer_ready: TransferReadyTemplates,
+}
+
+/// What a command template depends on: the device path, and the port's MAC and initiator
+/// address the path's port has.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PathKey {
+    /// The device path.
+    pub path: DevicePath,
+    /// The source MAC of the port the path uses.
+    pub src: MacAddr,
+    /// The switch's initiator address on that port.
+    pub initiator: u32,
+}
+
+/// What a response or transfer-ready template depends on: the port's MAC, the host and the
+/// virtual target.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HostKey {
+    /// The source MAC of the host's port.
+    pub src: MacAddr,
+    /// The host's address.
+    pub host: u32,
+    /// The virtual target's address.
+    pub target: u32,
+}
+
+impl HostKey {
+    fn hash(&self) -> usize {
+        (self.host ^ self.target.rotate_left(7)) as usize
+    }
+}
+
+/// What a downstream command on `key`'s path says: its FC header and FCP_CMND (a simple
+/// task, the path's LUN, the switch's initiator address on the path's port as S_ID).
+pub fn command<'a>(
+    key: &PathKey,
+    ox_id: u16,
+    cdb: &'a [u8],
+    fcp_dl: u32,
+    rddata: bool,
+    wrdata: bool,
+) -> (FcHeaderRepr, FcpCmndRepr<'a>) {
+    let header = FcHeaderRepr {
+        r_ctl: fc::r_ctl::UNSOLICITED_COMMAND,
+        d_id: WireFcId(key.path.target_fc_id.get()),
+        cs_ctl: 0,
+        s_id: WireFcId(key.initiator),
+        fc_type: fc::fc_type::FCP,
+        f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+        seq_id: 0,
+        df_ctl: 0,
+        seq_cnt: 0,
+        ox_id,
+        rx_id: fc::UNASSIGNED_X_ID,
+        parameter: 0,
+    };
+    let cmnd = FcpCmndRepr {
+        lun: lun_from_index(key.path.lun.0),
+        crn: 0,
+        priority: 0,
+        task_attribute: TaskAttribute::Simple,
+        task_management: 0,
+        wrdata,
+        rddata,
+        cdb,
+        fcp_dl,
+    };
+    (header, cmnd)
+}
+
+/// The FC header of a sequence the virtual target sends the host in its exchange: a response
+/// (`last`: it ends the exchange) or a transfer-ready.
+pub fn to_host(key: &HostKey, r_ctl: u8, last: bool, seq_id: u8, ox_id: u16, rx_id: u16) -> FcHeaderRepr {
+    let end = if last { f_ctl::LAST_SEQUENCE } else { 0 };
+    FcHeaderRepr {
+        r_ctl,
+        d_id: WireFcId(key.host),
+        cs_ctl: 0,
+        s_id: WireFcId(key.target),
+        fc_type: fc::fc_type::FCP,
+        f_ctl: f_ctl::EXCHANGE_CONTEXT | end | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
+        seq_id,
+        df_ctl: 0,
+        seq_cnt: 0,
+        ox_id,
+        rx_id,
+        parameter: 0,
+    }
+}
+
+/// The sequence and exchange a frame to a host belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HostSequence {
+    /// SEQ_ID.
+    pub seq_id: u8,
+    /// The host's OX_ID.
+    pub ox_id: u16,
+    /// The worker's RX_ID.
+    pub rx_id: u16,
+}
+
+/// Per-path templates of downstream FCP_CMND frames with a 16-byte CDB.
+pub type CommandTemplates = Templates<PathKey, CMND_FRAME_LEN>;
+
+impl CommandTemplates {
+    /// Build into `buf` the frame of [`command`] for a 16-byte CDB. Returns the frame length,
+    /// or `None` if `buf` is too short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn command(
+        &mut self,
+        buf: &mut [u8],
+        key: &PathKey,
+        ox_id: u16,
+        cdb: &[u8; 16],
+        fcp_dl: u32,
+        rddata: bool,
+        wrdata: bool,
+        fc_map: u32,
+    ) -> Option<usize> {
+        let out = self.copy_into(buf, key.path.device.0 as usize, key, |bytes| {
+            let (header, cmnd) = command(key, 0, &[0; 16], 0, false, false);
+            let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
+            emit_fcp_cmnd_frame(bytes, &ethernet, &fcoe, &header, &cmnd).ok().map(drop)
+        })?;
+        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
+        out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
+        out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
+        out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
+        seal(out);
+        Some(CMND_FRAME_LEN)
+    }
+}
+
+/// Builds a whole frame for a header, as wire's fixed-layout builders do for their payloads.
+type HeaderBuilder<'a> =
+    &'a dyn Fn(&mut [u8], &EthernetRepr, &FcoeRepr, &FcHeaderRepr) -> dve_wire::Result<usize>;
+
+impl<const LEN: usize> Templates<HostKey, LEN> {
+    /// Build into `buf` a frame the virtual target sends the host in `seq`: from `key`'s
+    /// template (made with `emit` for header [`to_host`] with `r_ctl` and `last`), with the
+    /// sequence's ids and the payload bytes `payload` writes. Returns the frame length, or
+    /// `None` if `buf` is too short.
+    #[allow(clippy::too_many_arguments)]
+    fn host_frame(
+        &mut self,
+        buf: &mut [u8],
+        key: &HostKey,
+        seq: HostSequence,
+        (r_ctl, last): (u8, bool),
+        fc_map: u32,
+        emit: HeaderBuilder<'_>,
+        payload: impl FnOnce(&mut [u8]),
+    ) -> Option<usize> {
+        let out = self.copy_into(buf, key.hash(), key, |bytes| {
+            let header = to_host(key, r_ctl, last, 0, 0, 0);
+            let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
+            emit(bytes, &ethernet, &fcoe, &header).ok().map(drop)
+        })?;
+        out[SEQ_ID_AT] = seq.seq_id;
+        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&seq.ox_id.to_be_bytes());
+        out[RX_ID_AT..RX_ID_AT + 2].copy_from_slice(&seq.rx_id.to_be_bytes());
+        payload(&mut out[PAYLOAD..]);
+        seal(out);
+        Some(LEN)
+    }
+}
+
+/// Per host and virtual target, templates of FCP_RSP frames without sense or response
+/// information.
+pub type ResponseTemplates = Templates<HostKey, RSP_FRAME_LEN>;
+
+impl ResponseTemplates {
+    /// Build into `buf` the last sequence of `seq`'s exchange, an FCP_RSP with `status` and
+    /// `residual` (no sense, no confirmation asked). Returns the frame length, or `None` if
+    /// `buf` is too short.
+    pub fn response(
+        &mut self,
+        buf: &mut [u8],
+        key: &HostKey,
+        seq: HostSequence,
+        (status, residual): (u8, Residual),
+        fc_map: u32,
+    ) -> Option<usize> {
+        let emit = |b: &mut [u8], e: &EthernetRepr, f: &FcoeRepr, h: &FcHeaderRepr| {
+            emit_fcp_rsp_frame(b, e, f, h, &FcpRspRepr::good())
+        };
+        self.host_frame(buf, key, seq, (fc::r_ctl::COMMAND_STATUS, true), fc_map, &emit, |p| {
+            let (flag, count) = residual.flag_and_count();
+            p[10] = flag;
+            p[11] = status;
+            p[12..16].copy_from_slice(&count.to_be_bytes());
+        })
+    }
+}
+
+/// Per host and virtual target, templates of FCP_XFER_RDY frames.
+pub type TransferReadyTemplates = Templates<HostKey, XFER_RDY_FRAME_LEN>;
+
+impl TransferReadyTemplates {
+    /// Build into `buf` a transfer-ready in `seq` asking for `len` bytes at `ro`. Returns the
+    /// frame length, or `None` if `buf` is too short.
+    pub fn transfer_ready(
+        &mut self,
+        buf: &mut [u8],
+        key: &HostKey,
+        seq: HostSequence,
+        (ro, len): (u32, u32),
+        fc_map: u32,
+    ) -> Option<usize> {
+        let emit = |b: &mut [u8], e: &EthernetRepr, f: &FcoeRepr, h: &FcHeaderRepr| {
+            emit_fcp_xfer_rdy_frame(b, e, f, h, &FcpXferRdyRepr { data_ro: 0, burst_len: 0 })
+        };
+        self.host_frame(buf, key, seq, (fc::r_ctl::DATA_DESCRIPTOR, false), fc_map, &emit, |p| {
+            p[0..4].copy_from_slice(&ro.to_be_bytes());
+            p[4..8].copy_from_slice(&len.to_be_bytes());
+        })
+    }
+}
+
 /// What a cut-through rewrite changes in a forwarded data frame's FC header: the addresses,
 /// both exchange ids, and the relative offset moved by the leg's place in the host's data.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -287,6 +596,95 @@ mod tests {
                 .unwrap();
         assert_eq!(ours.as_slice(), &theirs[..len]);
         parse_fcoe_frame(ours.as_slice()).expect("a valid frame");
+    }
+
+    /// Frames built by `ours` and `theirs` into buffers of different stale bytes: the same
+    /// length and bytes.
+    fn same_frame(
+        ours: impl FnOnce(&mut [u8]) -> Option<usize>,
+        theirs: impl FnOnce(&mut [u8]) -> dve_wire::Result<usize>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (mut a, mut b) = ([0xA5u8; 128], [0x5Au8; 128]);
+        let expected = theirs(&mut b).unwrap();
+        proptest::prop_assert_eq!(ours(&mut a), Some(expected));
+        proptest::prop_assert_eq!(&a[..expected], &b[..expected]);
+        Ok(())
+    }
+
+    fn i3_t(src: MacAddr, header: &FcHeaderRepr) -> (EthernetRepr, FcoeRepr) {
+        envelope(src, header, 0x0E_FC00)
+    }
+
+    proptest::proptest! {
+        /// A command built from a path's template is byte for byte the one wire's builder
+        /// writes, whichever paths shared the template slot before (ids 64 apart share one).
+        #[test]
+        fn templated_commands_match_the_builder(
+            uses in proptest::collection::vec(
+                (0u32..3, 0u16..2, proptest::prelude::any::<(u16, [u8; 16], u32, bool, bool)>()),
+                1..12,
+            ),
+        ) {
+            let mut templates = CommandTemplates::default();
+            for (device, port, (ox, cdb, fcp_dl, rddata, wrdata)) in uses {
+                let key = PathKey {
+                    path: DevicePath {
+                        device: dve_fp_api::ids::DeviceId(1 + 64 * device),
+                        port: dve_fp_api::ids::PortId(port),
+                        target_fc_id: dve_fp_api::ids::FcId::new(0x02_0001 + device).unwrap(),
+                        lun: dve_fp_api::ids::Lun(device as u16),
+                        block_size: 512,
+                    },
+                    src: MacAddr([2, 0, 0, 0, 0, port as u8]),
+                    initiator: 0x0F_0000 + u32::from(port),
+                };
+                let (header, cmnd) = command(&key, ox, &cdb, fcp_dl, rddata, wrdata);
+                let (ethernet, fcoe) = i3_t(key.src, &header);
+                same_frame(
+                    |buf| templates.command(buf, &key, ox, &cdb, fcp_dl, rddata, wrdata, 0x0E_FC00),
+                    |buf| emit_fcp_cmnd_frame(buf, &ethernet, &fcoe, &header, &cmnd),
+                )?;
+            }
+        }
+
+        /// Responses and transfer-ready built from a host's templates are byte for byte the
+        /// ones wire's builders write, whichever hosts and targets shared the slots before.
+        #[test]
+        fn templated_responses_and_transfer_ready_match_the_builders(
+            uses in proptest::collection::vec(
+                (
+                    0u32..3,
+                    0u32..2,
+                    proptest::prelude::any::<(u8, u16, u16, u8, u32, u32)>(),
+                    0u8..3,
+                ),
+                1..12,
+            ),
+        ) {
+            let mut templates = FrameTemplates::default();
+            for (host, target, (seq_id, ox, rx, status, a, b), resid) in uses {
+                let key = HostKey {
+                    src: MacAddr([2, 0, 0, 0, 0, host as u8]),
+                    host: 0x01_0001 + 64 * host,
+                    target: 0x0A_0001 + target,
+                };
+                let residual = [Residual::None, Residual::Over(a), Residual::Under(a)][usize::from(resid)];
+                let seq = HostSequence { seq_id, ox_id: ox, rx_id: rx };
+                let header = to_host(&key, fc::r_ctl::COMMAND_STATUS, true, seq_id, ox, rx);
+                let (ethernet, fcoe) = i3_t(key.src, &header);
+                let rsp = FcpRspRepr { scsi_status: status, residual, ..FcpRspRepr::good() };
+                same_frame(
+                    |buf| templates.response.response(buf, &key, seq, (status, residual), 0x0E_FC00),
+                    |buf| emit_fcp_rsp_frame(buf, &ethernet, &fcoe, &header, &rsp),
+                )?;
+                let header = to_host(&key, fc::r_ctl::DATA_DESCRIPTOR, false, seq_id, ox, rx);
+                let ready = FcpXferRdyRepr { data_ro: a, burst_len: b };
+                same_frame(
+                    |buf| templates.transfer_ready.transfer_ready(buf, &key, seq, (a, b), 0x0E_FC00),
+                    |buf| emit_fcp_xfer_rdy_frame(buf, &ethernet, &fcoe, &header, &ready),
+                )?;
+            }
+        }
     }
 
     #[test]

@@ -30,9 +30,7 @@ use dve_fp_api::stats::{FpStatistics, PortStatistics};
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetFrame};
 use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
-use dve_wire::fcp::{
-    FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index, lun_index,
-};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, lun_index};
 use dve_wire::scsi::{self, sense::SenseRepr};
 use dve_wire::stack::locate_fcoe_frame;
 
@@ -53,7 +51,8 @@ pub struct Worker {
     pool: FramePool,
     crc: CrcPatcher,
     stats: FpStatistics,
-    /// Frames to transmit, with their port.
+    /// Frames to transmit, with their port. They are not in the port statistics yet: they
+    /// are counted together when they leave (see [`Worker::count_transmits`]).
     tx: Vec<(PortId, TxFrame)>,
     /// Reused buffer for one port's burst.
     tx_batch: Vec<TxFrame>,
@@ -82,6 +81,9 @@ pub struct Worker {
     spare_buffers: Vec<FrameMut>,
     /// The plan the decision chain writes for the I/O being started, before it is dispatched.
     plan: Plan,
+    /// The bytes the frames the worker builds for one device path, or one host and virtual
+    /// target, share.
+    templates: emit::FrameTemplates,
 }
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
@@ -127,6 +129,7 @@ impl Worker {
             expired: Vec::with_capacity(64),
             spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
             plan: Plan::default(),
+            templates: emit::FrameTemplates::default(),
             config,
         }
     }
@@ -159,12 +162,29 @@ impl Worker {
         stats.evicted_extents = self.cache.evicted;
         stats.pending_upstream = self.up.len() as u64;
         stats.pending_downstream = self.down.len() as u64;
+        count_transmits(&self.config.ports, &mut stats, &self.tx);
         stats
     }
 
     /// Frames to transmit, drained by the caller.
     pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (PortId, TxFrame)> {
+        self.count_transmits();
         self.tx.drain(..)
+    }
+
+    /// Count the frames waiting to be transmitted into the port statistics, once, just before
+    /// they leave: one pass over the burst instead of a port lookup as each is queued.
+    pub(super) fn count_transmits(&mut self) {
+        count_transmits(&self.config.ports, &mut self.stats, &self.tx);
+    }
+
+    /// Count a burst of frames received on `port` (see [`Worker::receive`]).
+    pub(super) fn count_received(&mut self, port: PortId, frames: &[Frame]) {
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        if let Some(stats) = self.port_stats(port) {
+            stats.frames_in += frames.len() as u64;
+            stats.bytes_in += bytes as u64;
+        }
     }
 
     /// Whether frames are waiting to be transmitted.
@@ -191,11 +211,7 @@ impl Worker {
     /// tried before a search.
     #[inline]
     fn port_slot(&self, port: PortId) -> Option<usize> {
-        let at = usize::from(port.0);
-        if self.config.ports.get(at).is_some_and(|p| p.id == port) {
-            return Some(at);
-        }
-        self.config.ports.iter().position(|p| p.id == port)
+        port_slot(&self.config.ports, port)
     }
 
     fn port_config(&self, port: PortId) -> Option<&PortConfig> {
@@ -209,11 +225,6 @@ impl Worker {
     }
 
     fn send(&mut self, port: PortId, frame: TxFrame) {
-        let len = frame.len() as u64;
-        if let Some(stats) = self.port_stats(port) {
-            stats.frames_out += 1;
-            stats.bytes_out += len;
-        }
         self.tx.push((port, frame));
     }
 
@@ -257,16 +268,34 @@ impl Worker {
         emit::built_frame_in(self.buffer()?, src, header, fcoe, payload, self.config.fc_map, build)
     }
 
+    /// A frame `build` writes from one of the worker's templates (see [`emit::Templates`])
+    /// into a recycled or pool buffer; `build` returns its length.
+    fn templated(
+        &mut self,
+        build: impl FnOnce(&mut emit::FrameTemplates, &mut [u8]) -> Option<usize>,
+    ) -> Option<Frame> {
+        let mut buf = self.buffer()?;
+        if !buf.set_len(FRAME_CAPACITY) {
+            return None;
+        }
+        let len = build(&mut self.templates, buf.as_mut_slice())?;
+        buf.set_len(len);
+        Some(buf.freeze())
+    }
+
     fn control_frame(&mut self, port: PortId, frame: Frame) {
         self.upcalls.push_back(ToCp::ControlFrame { port, frame });
     }
 
     /// Handle one received frame.
     pub fn handle_frame(&mut self, now: Timestamp, port: PortId, frame: Frame) {
-        if let Some(stats) = self.port_stats(port) {
-            stats.frames_in += 1;
-            stats.bytes_in += frame.len() as u64;
-        }
+        self.count_received(port, std::slice::from_ref(&frame));
+        self.receive(now, port, frame);
+    }
+
+    /// Handle one received frame already counted in the port statistics (the poll loop
+    /// counts a whole burst at once).
+    pub(super) fn receive(&mut self, now: Timestamp, port: PortId, frame: Frame) {
         let Some(received) = self.parse(frame.as_slice()) else {
             // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
             // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
@@ -426,13 +455,10 @@ impl Worker {
         }
     }
 
-    fn take_pieces(&mut self) -> Vec<HostPiece> {
-        self.spare_pieces.pop().unwrap_or_default()
-    }
-
     fn recycle_pieces(&mut self, mut pieces: Vec<HostPiece>) {
         pieces.clear();
-        if self.spare_pieces.len() < 1024 {
+        // A list that never held a frame (a read's) has no storage worth keeping.
+        if pieces.capacity() > 0 && self.spare_pieces.len() < 1024 {
             self.spare_pieces.push(pieces);
         }
     }
@@ -451,15 +477,19 @@ impl Worker {
         self.stats.upstream_ios += 1;
         let target = FcId::new(h.d_id.0).unwrap_or_default();
         let host = FcId::new(h.s_id.0).unwrap_or_default();
-        let Some(exposure) = self.cache.exposure_at(target).map(|e| e.id) else { return };
+        let lun = Lun(lun_index(&cmnd.lun).unwrap_or(u16::MAX));
+        // The exposure and the login as the decision chain will find them (remembered, so
+        // the chain does not look them up again).
+        let front = self.cache.front(target, lun, host);
+        let Some(exposure) = front.exposure else { return };
         // Additional CDB bytes beyond what the API carries are cut: only the control path
         // sees such commands, and it re-reads nothing but the opcode and standard fields.
         let cdb = Cdb::new(&cmnd.cdb[..cmnd.cdb.len().min(Cdb::MAX)]).unwrap_or(Cdb::from_opcode(0));
         let (kind, lba, blocks) = classify(cmnd.cdb, cmnd.task_management);
         let request = HostIo {
-            initiator: self.cache.login(host).unwrap_or_default(),
+            initiator: front.login.unwrap_or_default(),
             initiator_fc_id: host,
-            vdevice: VDevice { exposure, lun: Lun(lun_index(&cmnd.lun).unwrap_or(u16::MAX)) },
+            vdevice: VDevice { exposure, lun },
             lv: None,
             vseg: None,
             kind,
@@ -469,16 +499,25 @@ impl Worker {
             cdb,
             received: now,
         };
-        let pieces = self.take_pieces();
-        let mut upstream = Upstream::new(port, host, target, h.ox_id, request, pieces);
-        upstream.data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
+        let data_out = cmnd.wrdata && cmnd.fcp_dl > 0;
         let fcp_dl = cmnd.fcp_dl;
         self.recycle(frame);
-        match self.up.insert(upstream) {
-            Ok(tag) => self.start(tag.xid),
-            Err(upstream) => {
+        let inserted = self.up.insert_with(|| {
+            let mut upstream = Upstream::new(port, host, target, h.ox_id, request, Vec::new());
+            upstream.data_out = data_out;
+            upstream
+        });
+        match inserted {
+            Some(tag) => {
+                // Only a command with data from the host keeps frames of it: a read needs no
+                // list (the slot was just filled, so it is there).
+                if data_out && let Some(up) = self.up.get_mut(tag.xid) {
+                    up.pieces = self.spare_pieces.pop().unwrap_or_default();
+                }
+                self.start(tag.xid)
+            }
+            None => {
                 // No slot: the host retries after TASK SET FULL.
-                self.recycle_pieces(upstream.pieces);
                 let status = IoStatus { status: ScsiStatus::TASK_SET_FULL, sense: None, residual: 0 };
                 self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, fcp_dl);
             }
@@ -562,7 +601,11 @@ impl Worker {
                     for down in started.iter().flatten() {
                         self.down.remove(*down);
                     }
-                    self.tx.truncate(self.tx.len().saturating_sub(i));
+                    // The commands already queued are dropped; they were counted as sent
+                    // when queued before, and still are.
+                    let kept = self.tx.len().saturating_sub(i);
+                    count_transmits(&self.config.ports, &mut self.stats, &self.tx[kept..]);
+                    self.tx.truncate(kept);
                     self.queue_to_cp(xid, FaultCause::Capacity, None);
                     return;
                 }
@@ -602,7 +645,7 @@ impl Worker {
         let path = *self.cache.device(leg.device)?;
         let port = *self.port_config(path.port)?;
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
-        let down = Downstream {
+        let tag = self.down.insert_with(|| Downstream {
             owner,
             port: path.port,
             target: path.target_fc_id,
@@ -620,45 +663,29 @@ impl Worker {
             collected: Vec::new(),
             collected_bytes: 0,
             data_out: None,
-        };
-        let tag = self.down.insert(down).ok()?;
-        let mut cdb16 = [0u8; 16];
-        let (cdb_bytes, fcp_dl, rddata, wrdata): (&[u8], u32, bool, bool) = match &cdb {
-            Some((cdb, data_len)) => (cdb.as_bytes(), *data_len, !write && *data_len > 0, write),
+        })?;
+        let key = emit::PathKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
+        let frame = match &cdb {
+            // A leg's own READ(16) or WRITE(16): from the path's template.
             None => {
                 let header_blocks = leg.header_bytes / path.block_size.max(1);
+                let mut cdb16 = [0u8; 16];
                 cdb16[0] = if write { scsi::opcode::WRITE_16 } else { scsi::opcode::READ_16 };
                 cdb16[2..10].copy_from_slice(&leg.lba.to_be_bytes());
                 cdb16[10..14].copy_from_slice(&(leg.blocks + header_blocks).to_be_bytes());
-                (&cdb16, data_bytes, !write, write)
+                let fc_map = self.config.fc_map;
+                let ox = tag.xid.0;
+                self.templated(|t, b| {
+                    t.command.command(b, &key, ox, &cdb16, data_bytes, !write, write, fc_map)
+                })
+            }
+            Some((cdb, data_len)) => {
+                let rddata = !write && *data_len > 0;
+                let (header, cmnd) = emit::command(&key, tag.xid.0, cdb.as_bytes(), *data_len, rddata, write);
+                self.fixed_frame(port.mac, &header, &cmnd, emit_fcp_cmnd_frame)
             }
         };
-        let cmnd = FcpCmndRepr {
-            lun: lun_from_index(path.lun.0),
-            crn: 0,
-            priority: 0,
-            task_attribute: TaskAttribute::Simple,
-            task_management: 0,
-            wrdata,
-            rddata,
-            cdb: cdb_bytes,
-            fcp_dl,
-        };
-        let header = FcHeaderRepr {
-            r_ctl: r_ctl::UNSOLICITED_COMMAND,
-            d_id: WireFcId(path.target_fc_id.get()),
-            cs_ctl: 0,
-            s_id: WireFcId(port.initiator_fc_id.get()),
-            fc_type: fc_type::FCP,
-            f_ctl: f_ctl::FIRST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE,
-            seq_id: 0,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: tag.xid.0,
-            rx_id: UNASSIGNED_X_ID,
-            parameter: 0,
-        };
-        let Some(frame) = self.fixed_frame(port.mac, &header, &cmnd, emit_fcp_cmnd_frame) else {
+        let Some(frame) = frame else {
             self.down.remove(tag.xid);
             return None;
         };
@@ -790,46 +817,39 @@ impl Worker {
         _data_len: u32,
     ) {
         let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
-        let mut sense_buf = [0u8; 32];
-        let sense = status.sense.and_then(|s| {
-            let repr = SenseRepr::fixed(
-                scsi::sense::SenseKey::from_code(s.key),
-                scsi::sense::Asc { asc: s.asc, ascq: s.ascq },
-            );
-            let len = dve_wire::emit::WireEmit::emit(&repr, &mut sense_buf).ok()?;
-            Some(len)
-        });
+        let key = emit::HostKey { src, host: host.get(), target: target.get() };
         let residual = match status.residual {
             0 => Residual::None,
             r if r > 0 => Residual::Under(r as u32),
             r => Residual::Over(r.unsigned_abs() as u32),
         };
-        let rsp = FcpRspRepr {
-            status_qualifier: 0,
-            confirm_requested: false,
-            scsi_status: status.status.0,
-            residual,
-            response_info: None,
-            sense: sense.map(|len| &sense_buf[..len]),
+        let frame = match status.sense {
+            // Nearly every response: from the host's template.
+            None => {
+                let (fc_map, scsi_status) = (self.config.fc_map, status.status.0);
+                let seq = emit::HostSequence { seq_id, ox_id: ox, rx_id: rx };
+                self.templated(|t, b| t.response.response(b, &key, seq, (scsi_status, residual), fc_map))
+            }
+            Some(s) => {
+                let mut sense_buf = [0u8; 32];
+                let repr = SenseRepr::fixed(
+                    scsi::sense::SenseKey::from_code(s.key),
+                    scsi::sense::Asc { asc: s.asc, ascq: s.ascq },
+                );
+                let sense = dve_wire::emit::WireEmit::emit(&repr, &mut sense_buf).ok();
+                let rsp = FcpRspRepr {
+                    status_qualifier: 0,
+                    confirm_requested: false,
+                    scsi_status: status.status.0,
+                    residual,
+                    response_info: None,
+                    sense: sense.map(|len| &sense_buf[..len]),
+                };
+                let header = emit::to_host(&key, r_ctl::COMMAND_STATUS, true, seq_id, ox, rx);
+                self.fixed_frame(src, &header, &rsp, emit_fcp_rsp_frame)
+            }
         };
-        let header = FcHeaderRepr {
-            r_ctl: r_ctl::COMMAND_STATUS,
-            d_id: WireFcId(host.get()),
-            cs_ctl: 0,
-            s_id: WireFcId(target.get()),
-            fc_type: fc_type::FCP,
-            f_ctl: f_ctl::EXCHANGE_CONTEXT
-                | f_ctl::LAST_SEQUENCE
-                | f_ctl::END_SEQUENCE
-                | f_ctl::SEQUENCE_INITIATIVE,
-            seq_id,
-            df_ctl: 0,
-            seq_cnt: 0,
-            ox_id: ox,
-            rx_id: rx,
-            parameter: 0,
-        };
-        if let Some(frame) = self.fixed_frame(src, &header, &rsp, emit_fcp_rsp_frame) {
+        if let Some(frame) = frame {
             self.send(port, TxFrame::whole(frame));
         }
     }
@@ -900,6 +920,30 @@ impl Worker {
     }
 }
 
+/// Where `port` sits in `ports`: ports are usually numbered by position, so that is tried
+/// before a search.
+#[inline]
+fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
+    let at = usize::from(port.0);
+    if ports.get(at).is_some_and(|p| p.id == port) {
+        return Some(at);
+    }
+    ports.iter().position(|p| p.id == port)
+}
+
+/// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
+/// `ports` in their order, one per port).
+fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
+    for (port, frame) in tx {
+        if let Some(s) =
+            port_slot(ports, *port).and_then(|at| stats.ports.get_mut(at)).filter(|s| s.port == *port)
+        {
+            s.frames_out += 1;
+            s.bytes_out += frame.len() as u64;
+        }
+    }
+}
+
 /// Classify a CDB: reads and writes with their extent, anything else as other. Task
 /// management functions are never reads or writes.
 fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
@@ -912,6 +956,20 @@ fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
         WRITE_6 | WRITE_10 | WRITE_16 => IoKind::Write,
         _ => return (IoKind::Other, 0, 0),
     };
+    // The 10- and 16-byte forms, nearly every command, are decoded here with exactly the
+    // checks `Cdb::parse` makes for them (length, the group byte's reserved bits): the general
+    // parser builds a whole `Cdb` value first, a hundred instructions per command.
+    match (cdb[0], cdb.len()) {
+        (READ_16 | WRITE_16, 16..) if cdb[14] & 0xC0 == 0 => {
+            let lba = u64::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5], cdb[6], cdb[7], cdb[8], cdb[9]]);
+            return (kind, lba, u32::from_be_bytes([cdb[10], cdb[11], cdb[12], cdb[13]]));
+        }
+        (READ_10 | WRITE_10, 10..) if cdb[6] & 0xC0 == 0 => {
+            let lba = u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]);
+            return (kind, u64::from(lba), u32::from(u16::from_be_bytes([cdb[7], cdb[8]])));
+        }
+        _ => {}
+    }
     match scsi::cdb::Cdb::parse(cdb).ok().and_then(|c| c.read_write_extent()) {
         Some((lba, blocks)) => (kind, lba, blocks),
         None => (IoKind::Other, 0, 0),
@@ -937,4 +995,38 @@ fn io_status(rsp: &FcpRspRepr<'_>) -> IoStatus {
         ScsiStatus(rsp.scsi_status)
     };
     IoStatus { status, sense, residual }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `classify` answered before its fast decode: the general parser for every CDB.
+    fn classify_by_parser(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
+        if task_management != 0 || cdb.is_empty() {
+            return (IoKind::Other, 0, 0);
+        }
+        let Some(c) = scsi::cdb::Cdb::parse(cdb).ok() else { return (IoKind::Other, 0, 0) };
+        let kind = match c.data_direction() {
+            _ if c.read_write_extent().is_none() => return (IoKind::Other, 0, 0),
+            scsi::cdb::DataDirection::Read => IoKind::Read,
+            _ => IoKind::Write,
+        };
+        let (lba, blocks) = c.read_write_extent().unwrap_or_default();
+        (kind, lba, blocks)
+    }
+
+    proptest! {
+        #[test]
+        fn classify_agrees_with_the_general_parser(
+            opcode in prop::sample::select(vec![0x08u8, 0x0A, 0x28, 0x2A, 0x88, 0x8A, 0x00, 0x12, 0x35]),
+            rest in prop::collection::vec(any::<u8>(), 0..=20),
+            tm in prop::sample::select(vec![0u8, 0x20]),
+        ) {
+            let mut cdb = vec![opcode];
+            cdb.extend_from_slice(&rest);
+            prop_assert_eq!(classify(&cdb, tm), classify_by_parser(&cdb, tm));
+        }
+    }
 }

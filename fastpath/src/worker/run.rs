@@ -80,11 +80,14 @@ impl Worker {
             scratch.clear();
             let n = port.rx_burst(scratch, BURST);
             let id = port.id();
+            // Statistics are counted per burst, here and for what leaves below.
+            self.count_received(id, &scratch[..n]);
             for frame in scratch.drain(..n) {
-                self.handle_frame(now, id, frame);
+                self.receive(now, id, frame);
             }
             report.frames_in += n;
         }
+        self.count_transmits();
         report.frames_out += self.flush(ports);
         for (worker, port, frame) in self.handoffs.drain(..) {
             mesh.hand_to(worker, port, frame);

@@ -8,7 +8,7 @@ use dve_fp_api::ids::{DeviceId, FcId, JournalGroupId, Lun, LvId, VsegId};
 use dve_fp_api::io::IoKind;
 use dve_fp_api::mapping::{JournalRegion, Location, StorageDescriptor};
 
-use crate::cache::{ExtentLookup, MappingCache};
+use crate::cache::{ExtentLookup, FrontVerdict, MappingCache};
 use crate::worker::config::WorkerConfig;
 
 /// Most downstream legs one host I/O can have.
@@ -217,32 +217,18 @@ fn chain(
     if cmd.kind == IoKind::Other {
         return Resolution::Fault(NotReadWrite);
     }
-    // Step 92: the target exposure.
-    let Some(exposure) = cache.exposure_at(cmd.target) else { return Resolution::Fault(NotExposed) };
-    let Some(mapping) = exposure.lun(cmd.lun) else { return Resolution::Fault(NotExposed) };
-    let lv_id = mapping.lv;
-    let Some(host) = cache.login(cmd.initiator) else { return Resolution::Fault(NotExposed) };
-    let exposed = mapping.hosts.contains(host);
-    resolved.lv = Some(lv_id);
-    // Step 96: the volume.
-    let Some(lv) = cache.lv(lv_id) else { return Resolution::Miss };
-    // Step 93: the LUN mask (access, reservations, pending unit attention).
-    if let Some(mask) = &lv.mask {
-        let allowed = match cmd.kind {
-            IoKind::Write => mask.writers.contains(host),
-            _ => mask.readers.contains(host),
-        };
-        if !allowed {
-            return Resolution::Fault(MaskedLun);
-        }
+    // Steps 92 to 96: exposure, LUN map, login, volume, LUN mask, exposure to the host and
+    // pause, remembered per (target, LUN, initiator) until the cache next changes.
+    let front = cache.front(cmd.target, cmd.lun, cmd.initiator);
+    resolved.lv = front.lv;
+    match if cmd.kind == IoKind::Write { front.write } else { front.read } {
+        FrontVerdict::Go => {}
+        FrontVerdict::NotExposed => return Resolution::Fault(NotExposed),
+        FrontVerdict::Miss => return Resolution::Miss,
+        FrontVerdict::Masked => return Resolution::Fault(MaskedLun),
+        FrontVerdict::Hold => return Resolution::Hold,
     }
-    // Step 94: the LUN is exposed to this host.
-    if !exposed {
-        return Resolution::Fault(NotExposed);
-    }
-    if lv.paused {
-        return Resolution::Hold;
-    }
+    let Some(lv_id) = front.lv else { return Resolution::Miss };
     if cmd.blocks == 0 {
         // Nothing to move: the control path answers (a zero-length transfer is legal SCSI).
         return Resolution::Fault(NotReadWrite);
@@ -250,10 +236,19 @@ fn chain(
     if cmd.blocks > config.max_io_blocks {
         return Resolution::Fault(Capacity);
     }
-    let block_size = lv.descriptor.block_size;
-    // Steps 98 and 100: the segment, and I/O that leaves it.
-    let Some(seg) = lv.descriptor.segment_of(cmd.lba).copied() else {
-        return Resolution::Fault(SpansSegment);
+    let block_size = front.block_size;
+    // Steps 98 and 100: the segment (the one the last command here started in, else a
+    // search of the volume's), and I/O that leaves it.
+    let seg = match front.segment {
+        Some(seg) if seg.start <= cmd.lba && cmd.lba < seg.end() => seg,
+        _ => {
+            let Some(lv) = cache.lv(lv_id) else { return Resolution::Miss };
+            let Some(seg) = lv.descriptor.segment_of(cmd.lba).copied() else {
+                return Resolution::Fault(SpansSegment);
+            };
+            cache.remember_segment(cmd.target, cmd.lun, cmd.initiator, seg);
+            seg
+        }
     };
     resolved.vseg = Some(seg.id);
     let Some(end) = cmd.lba.checked_add(u64::from(cmd.blocks)) else {
