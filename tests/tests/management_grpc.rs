@@ -201,6 +201,24 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
         let snap =
             client.get_volume(pb::VolumeRef { name: "s0-snap".into() }).await.expect("snapshot volume");
         assert_eq!(snap.into_inner().blocks, 2048);
+        // Its completion is listed with the other tasks while it runs, then no more.
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        let listed = tasks.iter().find(|t| t.id == snapshot.id).expect("the completion is listed");
+        assert_eq!((listed.kind.as_str(), listed.total_blocks), ("snapshot-completion", 2048), "{listed:?}");
+        assert!(listed.done_blocks <= 2048, "{listed:?}");
+        // Part way, the listing shows the completion's progress.
+        let moved = engine.lock().run_until(5_000_000_000, |b| {
+            b.switch.control().snapshot_completions().iter().any(|p| p.pushed > 0)
+        });
+        assert!(moved, "the completion pushes");
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        let part = tasks.iter().find(|t| t.id == snapshot.id).expect("still completing");
+        assert!(part.done_blocks > listed.done_blocks, "{part:?} after {listed:?}");
+        let completed =
+            engine.lock().run_until(5_000_000_000, |b| b.switch.control().snapshot_completions().is_empty());
+        assert!(completed, "the snapshot completes");
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        assert!(tasks.iter().all(|t| t.id != snapshot.id), "{tasks:?}");
 
         // l0 migrates from d2, d3 to d4, d1, is paused, resumed, and ends on the new disks.
         let to = pb::Layout {

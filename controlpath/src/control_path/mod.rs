@@ -46,6 +46,7 @@ pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
 pub use multipath::MultipathCounters;
 pub use replication::ReplicationProgress;
+pub use snapshot::SnapshotProgress;
 
 use manual_io::ManualIo;
 use mirror::MirrorWork;

@@ -41,6 +41,17 @@ use crate::error::Error;
 use crate::store::{Batch, Table};
 use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
+/// Progress of one snapshot's completion.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SnapshotProgress {
+    /// The snapshot volume.
+    pub snapshot: LvId,
+    /// Blocks behind the completion's cursor: pushed, or pushed by the time it passes them.
+    pub pushed: u64,
+    /// Blocks in all.
+    pub total: u64,
+}
+
 /// The snapshot store's entry in each snapshot segment.
 const STORE: RedirectIndex = RedirectIndex(0);
 /// Blocks pushed at least, around a faulting write (64 KiB of 512-byte blocks).
@@ -556,6 +567,22 @@ impl ControlPath {
             self.events.push(ControlEvent::SnapshotTaken { source, snapshot });
         }
         Ok(())
+    }
+
+    /// Every snapshot whose completion still runs (taken or being taken), with how far its
+    /// completion task has come.
+    pub fn snapshot_completions(&self) -> Vec<SnapshotProgress> {
+        self.snapshots
+            .active
+            .iter()
+            .filter_map(|(source, a)| {
+                let v = self.volumes.get(source)?;
+                let (segment, block) = a.cursor;
+                let before: u64 = v.segments.iter().take(segment).map(|m| m.descriptor().blocks).sum();
+                let total = v.record.blocks;
+                Some(SnapshotProgress { snapshot: a.snapshot, pushed: (before + block).min(total), total })
+            })
+            .collect()
     }
 
     /// The snapshot whose states the tables of `source` hold: taken and still completing.

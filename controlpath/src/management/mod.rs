@@ -124,7 +124,12 @@ fn task_of(control: &ControlPath, id: TaskId) -> Result<pb::Task, Error> {
             .find(|r| r.lv == lv && r.side == usize::from(side))
             .map(|r| reply::resync_task(control, r))
             .ok_or_else(missing),
-        TaskId::SnapshotCompletion(_) => Err(missing()),
+        TaskId::SnapshotCompletion(snapshot) => control
+            .snapshot_completions()
+            .iter()
+            .any(|p| p.snapshot == snapshot)
+            .then(|| reply::snapshot_task(control, snapshot))
+            .ok_or_else(missing),
         TaskId::Replication(lv) => control
             .replications()
             .iter()

@@ -9,7 +9,7 @@ use dve_fp_api::stats::FpStatistics;
 use dve_proto::management as pb;
 
 use crate::ControlPath;
-use crate::control_path::{MigrationProgress, ReplicationProgress, ResyncProgress};
+use crate::control_path::{MigrationProgress, ReplicationProgress, ResyncProgress, SnapshotProgress};
 use crate::device::{Device, PathState};
 use crate::scsi::SystemIdentity;
 use crate::scsi::lun::naa6;
@@ -231,16 +231,22 @@ pub fn resync_task(control: &ControlPath, r: &ResyncProgress) -> pb::Task {
     }
 }
 
-/// The completion task of a snapshot just created (it runs in the control path's ticks;
-/// the control path does not report its progress, so `ListTasks` cannot show it).
+/// The completion task of snapshot volume `snapshot`, with its progress while it runs (a
+/// snapshot being taken has pushed nothing yet).
 pub fn snapshot_task(control: &ControlPath, snapshot: LvId) -> pb::Task {
+    let progress = control.snapshot_completions().into_iter().find(|p| p.snapshot == snapshot);
+    let total = control.volume(snapshot).map_or(0, |v| v.record.blocks);
+    snapshot_progress_task(control, &progress.unwrap_or(SnapshotProgress { snapshot, pushed: 0, total }))
+}
+
+fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Task {
     pb::Task {
-        id: TaskId::SnapshotCompletion(snapshot).to_wire(),
+        id: TaskId::SnapshotCompletion(p.snapshot).to_wire(),
         kind: "snapshot-completion".into(),
-        volume: volume_name(control, snapshot),
+        volume: volume_name(control, p.snapshot),
         state: pb::TaskState::Running.into(),
-        done_blocks: 0,
-        total_blocks: control.volume(snapshot).map_or(0, |v| v.record.blocks),
+        done_blocks: p.pushed,
+        total_blocks: p.total,
         error: String::new(),
     }
 }
@@ -330,6 +336,7 @@ pub fn tasks(control: &ControlPath) -> Vec<pb::Task> {
         .map(|m| migration_task(control, m))
         .chain(resyncs.iter().map(|r| resync_task(control, r)))
         .chain(control.replications().iter().map(|r| replication_task(control, r)))
+        .chain(control.snapshot_completions().iter().map(|p| snapshot_progress_task(control, p)))
         .collect()
 }
 
