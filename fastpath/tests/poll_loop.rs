@@ -189,21 +189,30 @@ impl Rig {
         self.tally.host_out.1 += bytes.len() as u64;
         self.host_end.tx_burst(&mut vec![TxFrame::whole(Frame::copy_from(&bytes).unwrap())]);
     }
+
+    /// The host writes `blocks` of a pattern made from `seed` at `lba`, then reads them
+    /// back, each given `rounds` polls; both must end GOOD. Returns what was written and
+    /// what was read.
+    fn write_then_read(&mut self, lba: u32, blocks: u16, seed: u8, rounds: usize) -> (Vec<u8>, Vec<u8>) {
+        let data = pattern(seed, usize::from(blocks));
+        let len = u32::from(blocks) * BLOCK as u32;
+        let (wox, frame) = self.host.command(&write10(lba, blocks), Some(data.clone()), len);
+        self.send_from_host(frame);
+        self.run(rounds);
+        assert_eq!(self.host.results[&wox].status, Some(0));
+        let (rox, frame) = self.host.command(&read16(u64::from(lba), u32::from(blocks)), None, len);
+        self.send_from_host(frame);
+        self.run(rounds);
+        assert_eq!(self.host.results[&rox].status, Some(0));
+        (data, self.host.results[&rox].data.clone())
+    }
 }
 
 #[test]
 fn disk_responses_reach_the_exchange_owner_through_the_mesh() {
     let mut rig = Rig::new();
-    let data = pattern(5, 8);
-    let (wox, frame) = rig.host.command(&write10(10, 8), Some(data.clone()), 8 * BLOCK as u32);
-    rig.send_from_host(frame);
-    rig.run(20);
-    assert_eq!(rig.host.results[&wox].status, Some(0));
-    let (rox, frame) = rig.host.command(&read16(10, 8), None, 8 * BLOCK as u32);
-    rig.send_from_host(frame);
-    rig.run(20);
-    assert_eq!(rig.host.results[&rox].status, Some(0));
-    assert_eq!(rig.host.results[&rox].data, data);
+    let (written, read) = rig.write_then_read(10, 8, 5, 20);
+    assert_eq!(read, written);
     let w0 = rig.workers[0].statistics(Timestamp(0));
     let w1 = rig.workers[1].statistics(Timestamp(0));
     assert_eq!(w0.hits, 2, "worker 0 owns both host exchanges");
@@ -219,16 +228,8 @@ fn a_host_link_slower_than_the_disk_loses_no_frame() {
     // The disk answers a 32 KiB read with 16 data frames at once; the host's link holds 4
     // and the host takes 2 a round, so the worker's port refuses most of each burst.
     let mut rig = Rig::with_host_link(4, 2);
-    let data = pattern(7, 64);
-    let (wox, frame) = rig.host.command(&write10(0, 64), Some(data.clone()), 64 * BLOCK as u32);
-    rig.send_from_host(frame);
-    rig.run(200);
-    assert_eq!(rig.host.results[&wox].status, Some(0));
-    let (rox, frame) = rig.host.command(&read16(0, 64), None, 64 * BLOCK as u32);
-    rig.send_from_host(frame);
-    rig.run(200);
-    assert_eq!(rig.host.results[&rox].status, Some(0));
-    assert_eq!(rig.host.results[&rox].data, data, "every data frame arrived, in order");
+    let (written, read) = rig.write_then_read(0, 64, 7, 200);
+    assert_eq!(read, written, "every data frame arrived, in order");
     let stats = rig.workers[0].statistics(Timestamp(0));
     assert_eq!(stats.ports.iter().find(|p| p.port == PortId(0)).unwrap().tx_dropped, 0);
 }
