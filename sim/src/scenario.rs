@@ -641,6 +641,15 @@ impl Layout {
             Layout::Incremental { store, .. } => vec![*store],
         }
     }
+
+    /// Every disk the volume's creation needs: its data disks and a journal's disk.
+    pub fn disks(&self) -> Vec<usize> {
+        let mut disks = self.data_disks();
+        if let Layout::Journal { journal_disk, .. } = self {
+            disks.push(*journal_disk);
+        }
+        disks
+    }
 }
 
 /// A host's view of a volume.

@@ -1015,19 +1015,31 @@ impl<'a> World<'a> {
     }
 
     /// Once every disk cabled to engine `e` is discovered: create and expose its volumes and
-    /// start its hosts.
+    /// start its hosts. A restarted engine waits only for the disks of volumes it has yet to
+    /// create: those it committed are served from their metadata, so a disk that is down (a
+    /// dead mirror side) does not keep the hosts away from them.
     fn try_setup(&mut self, e: usize) -> Result<(), RunError> {
         let scenario = self.scenario;
         let disks: Vec<usize> =
             (0..scenario.disks.len()).filter(|d| scenario.disks[*d].engine == e).collect();
         let control = self.engines[e].switch.control();
-        let device = |d: usize| control.device_of(Wwn(scenario.disks[d].port_wwpn(0)));
-        let ready = disks
-            .iter()
-            .all(|d| device(*d).is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online)));
-        if !ready {
+        let online = |d: usize| {
+            control
+                .device_of(Wwn(scenario.disks[d].port_wwpn(0)))
+                .is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online))
+        };
+        let restarted = self.engines[e].restarted;
+        let needed = |d: usize| {
+            !restarted
+                || scenario
+                    .volumes
+                    .iter()
+                    .any(|spec| spec.layout.disks().contains(&d) && control.volume_named(&spec.name).is_err())
+        };
+        if !disks.iter().all(|d| !needed(*d) || online(*d)) {
             return Ok(());
         }
+        let discovered = disks.iter().filter(|d| online(**d)).count();
         let engine_name = scenario.engines[e].name.clone();
         let setup_error = |reason: String| RunError::Setup { engine: engine_name.clone(), reason };
         for (v, spec) in scenario.volumes.iter().enumerate() {
@@ -1120,11 +1132,18 @@ impl<'a> World<'a> {
         self.timeline.push(TimelineEntry {
             at_ns: self.now,
             event: format!("{engine_name}: set-up"),
-            outcome: format!(
-                "{} disks discovered, {} volumes created and exposed",
-                disks.len(),
-                self.engines[e].volumes.len()
-            ),
+            outcome: if self.engines[e].restarted {
+                format!(
+                    "{discovered} of {} disks discovered, {} volumes exposed (those committed kept)",
+                    disks.len(),
+                    self.engines[e].volumes.len()
+                )
+            } else {
+                format!(
+                    "{discovered} disks discovered, {} volumes created and exposed",
+                    self.engines[e].volumes.len()
+                )
+            },
         });
         if self.engines[e].restarted {
             self.engine_cables(e, true, |node| matches!(node, NodeRef::Host(_)));

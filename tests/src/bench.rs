@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use dve_controlpath::store::MemoryStore;
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::ids::{LvId, PortId, Wwn};
 use dve_sim::disk::{DiskConfig, DiskTarget};
@@ -52,6 +53,17 @@ impl Bench {
     /// `hosts` hosts and one disk of `disk_blocks` per entry of `disks`, discovered by the
     /// engine (the hosts are not started: call [`Bench::start_hosts`] after exposing).
     pub fn new(hosts: usize, disks: &[u64]) -> Bench {
+        Bench::build(hosts, disks, None)
+    }
+
+    /// As [`Bench::new`], with the control path committing to an in-memory metadata store
+    /// from the start, so that the engine can be killed and restarted from what it committed
+    /// ([`SwitchNode::kill`], [`SwitchNode::restart`]).
+    pub fn with_store(hosts: usize, disks: &[u64]) -> Bench {
+        Bench::build(hosts, disks, Some(MemoryStore::new()))
+    }
+
+    fn build(hosts: usize, disks: &[u64], store: Option<MemoryStore>) -> Bench {
         let ports = (hosts + disks.len()) as u16;
         let mut bench = Bench {
             switch: SwitchNode::new(1, ports, 2, 200_000_000, None),
@@ -85,6 +97,9 @@ impl Bench {
             now: 1,
             next_tick: 0,
         };
+        if let Some(store) = store {
+            bench.switch.control_mut().attach_store(Box::new(store)).expect("an empty store attaches");
+        }
         for d in 0..bench.disks.len() {
             let frames = bench.disks[d].start(bench.now);
             bench.queue_from_node(Dest::Disk(d), frames);

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
 use dve_fp_api::io::{HostIo, IoStatus, Sense};
-use dve_fp_api::mapping::{RedirectEntry, RedirectIndex};
+use dve_fp_api::mapping::{RedirectEntry, RedirectIndex, VsegMap};
 use dve_fp_api::message::MappingEntry;
 
 use super::ControlPath;
@@ -25,7 +25,7 @@ use super::block_copy::{CopyOwner, granules_touched, legs_into};
 use super::revocation::AfterRevocation;
 use super::snapshot::COPY_GRANULARITY_BLOCKS;
 use crate::error::Error;
-use crate::store::Table;
+use crate::store::{Batch, Table, scan_json};
 use crate::volume::{Allocation, LayoutSpec, Volume, VolumeRecord};
 
 /// The private store's entry in each incremental segment.
@@ -75,9 +75,26 @@ pub(super) struct Incrementals {
 }
 
 impl Incrementals {
-    /// Whether `lv` is a base or an incremental.
-    pub(super) fn involves(&self, lv: LvId) -> bool {
-        self.bases.contains(&lv) || self.incrementals.contains_key(&lv)
+    /// Whether incrementals share `lv` as their base.
+    pub(super) fn is_base(&self, lv: LvId) -> bool {
+        self.bases.contains(&lv)
+    }
+
+    /// Whether incremental `lv` is not at rest: its base's writes have not drained yet, or
+    /// it copies granules, or writes wait for a copy.
+    pub(super) fn busy(&self, lv: LvId) -> bool {
+        self.incrementals.get(&lv).is_some_and(|i| !i.ready || !i.copies.is_empty() || !i.waiting.is_empty())
+    }
+}
+
+/// Whether writes fault on every redirect entry of a base's segment (they do while
+/// incrementals share it).
+fn set_fault_on_write(map: &mut VsegMap, fault: bool) {
+    let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
+    for i in indexes {
+        if let Ok(e) = map.redirect_mut(i) {
+            e.fault_on_write = fault;
+        }
     }
 }
 
@@ -152,12 +169,7 @@ impl ControlPath {
         let mut base_states: Vec<(Vec<(RedirectIndex, RedirectEntry)>, Vec<_>)> = Vec::new();
         if let Some(b) = self.volumes.get_mut(&base) {
             for map in &mut b.segments {
-                let indexes: Vec<RedirectIndex> = map.redirects().iter().map(|(i, _)| i).collect();
-                for i in indexes {
-                    if let Ok(e) = map.redirect_mut(i) {
-                        e.fault_on_write = true;
-                    }
-                }
+                set_fault_on_write(map, true);
                 let used: Vec<(RedirectIndex, RedirectEntry)> = map
                     .redirects()
                     .iter()
@@ -269,6 +281,45 @@ impl ControlPath {
             }
         }
         Ok(())
+    }
+
+    /// Put into `batch` the deletion of every granule record of incremental `lv` (with its
+    /// volume's deletion: one transaction).
+    pub(super) fn delete_granule_records(&self, batch: &mut Batch, lv: LvId) -> Result<(), Error> {
+        let Some(store) = self.store.as_ref() else { return Ok(()) };
+        let granules: Vec<(Vec<u8>, GranuleRecord)> = scan_json(store.as_ref(), Table::Rmaps)?;
+        for (key, g) in granules {
+            if g.lv == lv {
+                batch.delete(Table::Rmaps, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Incremental `lv` was deleted. Its base stays read-only while other incrementals
+    /// share it; once none does, hosts may write it again (a restarted engine would find no
+    /// incremental naming it and make it writable too).
+    pub(super) fn incremental_deleted(&mut self, lv: LvId) {
+        let Some(inc) = self.incrementals.incrementals.remove(&lv) else { return };
+        let base = inc.base;
+        if self.incrementals.incrementals.values().any(|i| i.base == base) {
+            return;
+        }
+        self.incrementals.bases.remove(&base);
+        let mut grants = Vec::new();
+        if let Some(b) = self.volumes.get_mut(&base) {
+            for map in &mut b.segments {
+                set_fault_on_write(map, false);
+                grants.push(MappingEntry::Redirects {
+                    vseg: map.descriptor().id,
+                    table: map.redirects().clone(),
+                });
+            }
+        }
+        for entry in grants {
+            self.grant_all(entry);
+        }
+        self.push_mask(base);
     }
 
     /// Whether `lv` is the read-only base of incrementals.

@@ -116,6 +116,18 @@ impl ControlPath {
         }
     }
 
+    /// Journaled volume `lv` was deleted: its journal's slots are forgotten (their blocks go
+    /// with the volume's claims) and every worker drops the region it appended to.
+    pub(super) fn journal_deleted(&mut self, lv: LvId) {
+        let Some(journal) = self.journals.remove(&lv) else { return };
+        let control = self.control_worker();
+        for writer in journal.open.keys().copied().filter(|w| *w != control) {
+            let key = MappingKey::Journal { group: JournalGroupId(lv.0), worker: writer };
+            let req = self.request(RequestPurpose::Grant);
+            self.send(writer, ToFp::RemoveMapping { req, key });
+        }
+    }
+
     /// Every worker, then the control path.
     fn journal_writers(&self) -> Vec<WorkerId> {
         let mut writers = self.plan.workers();

@@ -103,6 +103,11 @@ impl ControlPath {
     }
 
     fn start_manual_inner(&mut self, io: IoTag, request: HostIo, data: Option<Bytes>) {
+        // After a restart, before the volume's devices are back: an incremental's granule
+        // copy or a snapshot's push would fail on them, so the I/O waits here, not later.
+        if self.park_until_devices(io, &request, &data) {
+            return;
+        }
         if request.kind == IoKind::Write && self.hold_at_barrier(io, &request, &data) {
             return;
         }

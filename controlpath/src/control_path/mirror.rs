@@ -12,8 +12,10 @@
 //!
 //! A resync is a task in the metadata store: its side and the stale extents found at its
 //! start, committed with the RESYNC state, and how many are copied, committed after each
-//! step. A restarted engine keeps the side in RESYNC and copies the rest (age lists live in
-//! memory only, so without the task a side comes back dead and is copied whole).
+//! step. A restarted engine keeps the side in RESYNC and copies the rest. Age lists are in
+//! the store too (`age_records`): made with the DEAD state, stamped before the write they
+//! record is dispatched, replaced with the ALIVE state; so a side that died before a restart
+//! is still copied only where it is stale. A side with no list is copied whole.
 
 use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -24,11 +26,12 @@ use dve_fp_api::mapping::{
     Age, AgeList, RedirectEntry, RedirectIndex, SideState, StorageDescriptor, VsegMap,
 };
 
+use super::age_records;
 use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
-use crate::store::Table;
+use crate::store::{Batch, Table};
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Prefix of resync task keys: `resync/<lv>` is the task, `resync/<lv>/copied` its progress.
@@ -127,6 +130,31 @@ impl MirrorWork {
         self.written.retain(|seg, _| !segments.contains(seg));
     }
 
+    /// Delete the stored age lists of `segments` (in the batch that deletes their volume).
+    pub(super) fn delete_stored_ages(&self, batch: &mut Batch, segments: &[VsegId]) {
+        for ((seg, side), list) in &self.ages {
+            if segments.contains(seg) {
+                age_records::delete_list(batch, *seg, *side, list.len());
+            }
+        }
+    }
+
+    /// The age lists a restarted engine loaded, for the segments it has: a list whose
+    /// geometry no longer fits its segment is dropped (its side is copied whole).
+    pub(super) fn restore_ages(
+        &mut self,
+        lists: BTreeMap<(VsegId, usize), AgeList>,
+        segment_blocks: impl Fn(VsegId) -> Option<u64>,
+    ) {
+        self.ages = lists
+            .into_iter()
+            .filter(|((seg, _), list)| {
+                segment_blocks(*seg)
+                    .is_some_and(|blocks| blocks.div_ceil(list.extent_blocks()) == list.len() as u64)
+            })
+            .collect();
+    }
+
     pub(super) fn progress(&self) -> Vec<ResyncProgress> {
         self.resyncs
             .iter()
@@ -175,14 +203,6 @@ fn fault_writes_until_stamped(map: &mut VsegMap, written: &mut BTreeMap<VsegId, 
 }
 
 impl ControlPath {
-    /// Commit a volume's record (side states, generation) before the change reaches the
-    /// fast path.
-    fn commit_volume(&mut self, lv: LvId) {
-        if self.persist(&[], &[lv]).is_err() {
-            self.counters.failed_commits += 1;
-        }
-    }
-
     fn engine_id(&self) -> EngineId {
         EngineId(u16::from(self.config.domain))
     }
@@ -241,27 +261,45 @@ impl ControlPath {
         // decide what faults (see `snapshot_follow_sides`); they are not reset here.
         let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
+        // Sides current until now start an age list at age 0 if they have none. A side
+        // already dead or still resynchronizing without one (this engine restarted since)
+        // gets none: it is copied whole when it returns.
+        let current: Vec<usize> = (0..v.record.side_states.len())
+            .filter(|s| v.record.side_states[*s] == SideState::Alive)
+            .collect();
         if let Some(s) = v.record.side_states.get_mut(side) {
             *s = SideState::Dead;
         }
         v.record.generation += 1;
         let generation = v.record.generation;
-        let sides = v.record.side_states.len();
+        let mut made = Vec::new();
         for map in &mut v.segments {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Dead, generation);
-            for s in 0..sides {
-                if !self.mirror.ages.contains_key(&(seg.id, s))
+            for s in &current {
+                if !self.mirror.ages.contains_key(&(seg.id, *s))
                     && let Ok(list) = AgeList::new(seg.blocks, age_blocks, Age { generation: 0, engine })
                 {
-                    self.mirror.ages.insert((seg.id, s), list);
+                    self.mirror.ages.insert((seg.id, *s), list);
+                    made.push((seg.id, *s));
                 }
             }
             if snapshot.is_none() {
                 fault_writes_until_stamped(map, &mut self.mirror.written);
             }
         }
-        self.commit_volume(lv);
+        // The DEAD state and the lists that will say what the side missed, in one transaction.
+        let committed = self.records(&[], &[lv]).and_then(|mut batch| {
+            for (seg, s) in made {
+                if let Some(list) = self.mirror.ages.get(&(seg, s)) {
+                    age_records::put_list(&mut batch, seg, s, list)?;
+                }
+            }
+            self.commit(batch)
+        });
+        if committed.is_err() {
+            self.counters.failed_commits += 1;
+        }
         self.snapshot_follow_sides(lv);
         self.grant_tables(lv);
         // The side's devices failed: they are used again only once they answer discovery.
@@ -328,20 +366,43 @@ impl ControlPath {
         let live: Vec<usize> =
             v.record.side_states.iter().enumerate().filter(|(_, s)| s.writable()).map(|(i, _)| i).collect();
         let mut stamped = Vec::new();
+        let mut changed: BTreeSet<(VsegId, usize, usize)> = BTreeSet::new();
         for (vseg, range, _) in v.pieces(lba, blocks) {
             let Some(seg_blocks) = v.segment(vseg).map(|m| m.descriptor().blocks) else { continue };
-            let Some(list) = self.mirror.ages.get(&(vseg, 0)) else { continue };
+            // Any side's list gives the extents' geometry (side 0 may have none).
+            let Some(list) = self.mirror.ages.range((vseg, 0)..=(vseg, usize::MAX)).next().map(|(_, l)| l)
+            else {
+                continue;
+            };
             let first = list.extent_of(range.start);
             let last = list.extent_of(range.end.saturating_sub(1).max(range.start));
             let ranges: Vec<(usize, Range<u64>)> =
                 (first..=last).map(|i| (i, list.blocks_of(i, seg_blocks))).collect();
             for (i, blocks) in ranges {
+                let age = Age { generation, engine };
                 for side in &live {
-                    if let Some(list) = self.mirror.ages.get_mut(&(vseg, *side)) {
-                        let _ = list.set(i, Age { generation, engine });
+                    if let Some(list) = self.mirror.ages.get_mut(&(vseg, *side))
+                        && list.get(i).is_some_and(|a| a != age)
+                        && list.set(i, age).is_ok()
+                    {
+                        changed.insert((vseg, *side, age_records::chunk_of(i)));
                     }
                 }
                 stamped.push((vseg, blocks));
+            }
+        }
+        // Durable before the write is dispatched: after a restart the stamp still says the
+        // extent must be copied to the dead side.
+        if !changed.is_empty() {
+            let mut batch = Batch::new();
+            let put = changed.iter().try_for_each(|(vseg, side, chunk)| {
+                match self.mirror.ages.get(&(*vseg, *side)) {
+                    Some(list) => age_records::put_chunks(&mut batch, *vseg, *side, list, [*chunk]),
+                    None => Ok(()),
+                }
+            });
+            if put.map_err(Error::from).and_then(|()| self.commit(batch)).is_err() {
+                self.counters.failed_commits += 1;
             }
         }
         stamped
@@ -678,6 +739,7 @@ impl ControlPath {
         }
         v.record.generation += 1;
         let generation = v.record.generation;
+        let mut lists = Vec::new();
         for map in &mut v.segments {
             let seg = *map.descriptor();
             set_side_everywhere(map, side, SideState::Alive, generation);
@@ -691,16 +753,30 @@ impl ControlPath {
                 map.remove_unreferenced();
             }
             self.mirror.written.remove(&seg.id);
-            let live = self.mirror.ages.get(&(seg.id, 0)).cloned();
-            if let Some(list) = live {
-                for s in 0..v.record.side_states.len() {
-                    self.mirror.ages.insert((seg.id, s), list.clone());
-                }
-            }
+            // The returned side now holds what a side that stayed alive holds; a side still
+            // dead keeps its own list (or none), which says what it missed.
+            let states = &v.record.side_states;
+            let live = (0..states.len())
+                .find(|s| *s != side && states[*s] == SideState::Alive)
+                .and_then(|l| self.mirror.ages.get(&(seg.id, l)).cloned());
+            let old = match live {
+                Some(list) => self.mirror.ages.insert((seg.id, side), list),
+                None => self.mirror.ages.remove(&(seg.id, side)),
+            };
+            lists.push((seg.id, old.map(|l| l.len())));
         }
-        // ALIVE again, and the task ends, in one transaction.
+        // ALIVE again, the side's ages those of a live side, and the task ends, in one
+        // transaction.
         let committed = self.records(&[], &[lv]).and_then(|mut batch| {
             batch.delete(Table::Tasks, task_key(lv)).delete(Table::Tasks, progress_key(lv));
+            for (seg, old) in lists {
+                if let Some(extents) = old {
+                    age_records::delete_list(&mut batch, seg, side, extents);
+                }
+                if let Some(list) = self.mirror.ages.get(&(seg, side)) {
+                    age_records::put_list(&mut batch, seg, side, list)?;
+                }
+            }
             self.commit(batch)
         });
         if committed.is_err() {
@@ -713,6 +789,26 @@ impl ControlPath {
 }
 
 impl ControlPath {
+    /// A restarted engine rebuilt its tables without fault-on-write: on a mirror with a dead
+    /// side whose ages it kept, writes must fault again until their extent's age is stamped,
+    /// or the side's resync would miss what is written from now on. (A side with no list is
+    /// copied whole; a snapshot's completion makes writes fault by itself.)
+    pub(super) fn mirror_tables_after_restart(&mut self) {
+        let degraded: Vec<LvId> = self.volumes.keys().copied().filter(|lv| self.stamps_writes(*lv)).collect();
+        for lv in degraded {
+            if self.snapshot_over(lv).is_some() {
+                continue;
+            }
+            let Some(v) = self.volumes.get_mut(&lv) else { continue };
+            for map in &mut v.segments {
+                let seg = map.descriptor().id;
+                if self.mirror.ages.range((seg, 0)..=(seg, usize::MAX)).next().is_some() {
+                    fault_writes_until_stamped(map, &mut self.mirror.written);
+                }
+            }
+        }
+    }
+
     /// A snapshot of mirror `lv` completed, leaving each segment's extents on its pushed
     /// state, wherever that entry sits in the table: put it back as entry 0, the one the
     /// mirror's procedures change, and while a side is dead make every extent fault on its

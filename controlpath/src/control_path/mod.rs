@@ -3,6 +3,7 @@
 //! takes over, and emits FP API downcalls addressed to workers. Management requests are
 //! method calls that validate, commit and push the change to the fast path.
 
+mod age_records;
 mod block_copy;
 mod grants;
 mod incremental;

@@ -56,6 +56,13 @@ impl ControlPath {
             self.journal_regions(id);
             self.push_mask(id);
         }
+        let ages = super::age_records::load(store.as_ref())?;
+        let segment_blocks: std::collections::BTreeMap<dve_fp_api::ids::VsegId, u64> = self
+            .volumes
+            .values()
+            .flat_map(|v| v.segments.iter().map(|m| (m.descriptor().id, m.descriptor().blocks)))
+            .collect();
+        self.mirror.restore_ages(ages, |seg| segment_blocks.get(&seg).copied());
         let granules = scan_json(store.as_ref(), Table::Rmaps)?;
         self.restore_incrementals(granules)?;
         let mut snapshots = Vec::new();
@@ -74,6 +81,7 @@ impl ControlPath {
         // After the migrations: a snapshot of a migrating volume holds its copy agent.
         self.resume_snapshots(snapshots)?;
         self.resume_resyncs(resyncs)?;
+        self.mirror_tables_after_restart();
         self.store = Some(store);
         Ok(())
     }

@@ -46,14 +46,6 @@ impl ControlPath {
     fn deletion_refused(&self, lv: LvId) -> Option<Error> {
         let volume = self.volumes.get(&lv)?;
         let name = &volume.record.name;
-        let kind = match volume.record.layout {
-            LayoutSpec::Incremental { .. } => Some("an incremental volume"),
-            LayoutSpec::Journal { .. } => Some("a journaled volume"),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            return Some(Error::Unsupported(format!("deleting {kind} ({name})")));
-        }
         let refuse =
             |why: String| Some(Error::FailedPrecondition(format!("{name} cannot be deleted: {why}")));
         if let Some(m) = self.exposure.luns.iter().find(|m| m.lv == lv) {
@@ -76,7 +68,8 @@ impl ControlPath {
         let tasks = [
             (self.migrations.involves(lv), "it is migrating"),
             (self.snapshots.involves(lv), "a snapshot of it (or it, a snapshot) is still completing"),
-            (self.incrementals.involves(lv), "incremental volumes share it"),
+            (self.incrementals.is_base(lv), "incremental volumes share it"),
+            (self.incrementals.busy(lv), "it is copying granules from its base"),
             (self.replications.involves(lv), "it replicates"),
             (self.reconfigurations.involves(lv), "its segments are being split or merged"),
             (self.mirror.involves(lv), "a mirror side is dying or resynchronizing"),
@@ -87,9 +80,11 @@ impl ControlPath {
     }
 
     /// Delete volume `lv` (management API): it must be hidden, and neither take part in a
-    /// task (a snapshot completing counts for its source and itself) nor have incrementals
-    /// reading through it. Its record and claims go
-    /// at once and for good; its blocks are claimable once the workers have let go.
+    /// task (a snapshot completing counts for its source and itself, an incremental copying
+    /// granules for itself) nor have incrementals reading through it. Its record and claims
+    /// (a journal's and an incremental's private store included) go at once and for good;
+    /// its blocks are claimable once the workers have let go. The base of the last
+    /// incremental deleted is writable again.
     pub fn delete_volume(&mut self, lv: LvId) -> Result<(), Error> {
         if let Some(refusal) = self.deletion_refused(lv) {
             return Err(refusal);
@@ -102,7 +97,15 @@ impl ControlPath {
         // The store gets the released claims; the registry keeps them until the workers let go.
         let before = self.devices.clone();
         let released = allocations.iter().try_for_each(|a| self.devices.release(a.device, a.lba, a.blocks));
-        let committed = released.and_then(|()| self.persist(&devices, &[lv]));
+        let segments: Vec<VsegId> = volume.segments.iter().map(|s| s.descriptor().id).collect();
+        // The volume, its claims, its segments' age lists and an incremental's granule
+        // records go in one transaction.
+        let committed = released.and_then(|()| {
+            let mut batch = self.records(&devices, &[lv])?;
+            self.mirror.delete_stored_ages(&mut batch, &segments);
+            self.delete_granule_records(&mut batch, lv)?;
+            self.commit(batch)
+        });
         self.devices = before;
         if let Err(e) = committed {
             if matches!(e, Error::Store(_)) {
@@ -111,8 +114,9 @@ impl ControlPath {
             self.volumes.insert(lv, volume);
             return Err(e);
         }
-        let segments: Vec<VsegId> = volume.segments.iter().map(|s| s.descriptor().id).collect();
         self.mirror.forget_segments(&segments);
+        self.incremental_deleted(lv);
+        self.journal_deleted(lv);
         self.snapshots.forget(lv);
         self.scsi.volume_withdrawn(lv);
         self.deleting.insert(lv, allocations);

@@ -33,6 +33,19 @@ impl AgeList {
         Ok(AgeList { extent_blocks, ages: vec![initial; count] })
     }
 
+    /// A list of the given ages (as kept in metadata), `extent_blocks` blocks each.
+    pub fn from_ages(extent_blocks: u64, ages: Vec<Age>) -> Result<AgeList, Error> {
+        if extent_blocks == 0 || ages.is_empty() {
+            return Err(Error::InvalidDescriptor("an age list needs a non-zero extent size and an extent"));
+        }
+        Ok(AgeList { extent_blocks, ages })
+    }
+
+    /// Every extent's age, in order.
+    pub fn ages(&self) -> &[Age] {
+        &self.ages
+    }
+
     /// Blocks per age extent.
     pub fn extent_blocks(&self) -> u64 {
         self.extent_blocks
