@@ -18,8 +18,15 @@ mod dpdk {
             .atleast_version("22.11")
             .probe("libdpdk")
             .expect("feature `dpdk` needs DPDK 22.11 or later: apt-get install libdpdk-dev pkg-config");
+        // The flags DPDK was built with (its target CPU and `rte_config.h` among them): its
+        // inline functions must be compiled as the library was, and not for this machine's
+        // CPU, or the binary would not run on another machine the library runs on.
+        let cflags = dpdk_cflags();
         let mut shim = cc::Build::new();
-        shim.file("shim/shim.c").flag("-march=native");
+        shim.file("shim/shim.c");
+        for flag in &cflags {
+            shim.flag(flag);
+        }
         for path in &lib.include_paths {
             shim.include(path);
         }
@@ -41,7 +48,7 @@ mod dpdk {
             .derive_debug(true)
             .derive_default(true)
             .layout_tests(false)
-            .clang_arg("-march=native");
+            .clang_args(&cflags);
         for path in &lib.include_paths {
             builder = builder.clang_arg(format!("-I{}", path.display()));
         }
@@ -51,5 +58,16 @@ mod dpdk {
             .expect("bindgen failed on the DPDK headers")
             .write_to_file(out.join("dpdk_bindings.rs"))
             .expect("write DPDK bindings");
+    }
+
+    /// `pkg-config --cflags libdpdk`, split into flags.
+    fn dpdk_cflags() -> Vec<String> {
+        let program = std::env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".to_string());
+        let output = std::process::Command::new(program)
+            .args(["--cflags", "libdpdk"])
+            .output()
+            .expect("run pkg-config --cflags libdpdk");
+        assert!(output.status.success(), "pkg-config --cflags libdpdk failed: {output:?}");
+        String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_string).collect()
     }
 }
