@@ -200,6 +200,42 @@ impl CrcPatcher {
         Some(old_crc ^ self.shift(change, trailing))
     }
 
+    /// The CRC change of 8 bytes changing by `delta` (their XOR, read as a big-endian word)
+    /// followed by `trailing` unchanged bytes: [`CrcPatcher::patch`] for one 8-byte window, in
+    /// one slicing step and a shift. `None` if `trailing` exceeds [`MAX_SHIFT`].
+    #[inline]
+    pub fn word_change(&self, delta: u64, trailing: usize) -> Option<u32> {
+        if trailing > MAX_SHIFT {
+            return None;
+        }
+        Some(self.shift(self.step(0, delta), trailing))
+    }
+
+    /// [`CrcPatcher::word_change`] for 16 bytes changing by `first` then `second`.
+    #[inline]
+    pub fn words_change(&self, first: u64, second: u64, trailing: usize) -> Option<u32> {
+        if trailing > MAX_SHIFT {
+            return None;
+        }
+        Some(self.shift(self.step(self.step(0, first), second), trailing))
+    }
+
+    /// The raw CRC `crc` advanced over the 8 bytes of `word` (the first byte its top byte).
+    #[inline]
+    fn step(&self, crc: u32, word: u64) -> u32 {
+        // Slicing-by-8 takes the window as a little-endian word.
+        let x = word.swap_bytes() ^ u64::from(crc);
+        let t = &*self.tables;
+        t[7][x as u8 as usize]
+            ^ t[6][(x >> 8) as u8 as usize]
+            ^ t[5][(x >> 16) as u8 as usize]
+            ^ t[4][(x >> 24) as u8 as usize]
+            ^ t[3][(x >> 32) as u8 as usize]
+            ^ t[2][(x >> 40) as u8 as usize]
+            ^ t[1][(x >> 48) as u8 as usize]
+            ^ t[0][(x >> 56) as u8 as usize]
+    }
+
     /// The CRC of `a || b` from the CRCs of `a` and `b` and the length of `b` (zlib's
     /// `crc32_combine`), for `b` up to [`MAX_SHIFT`] bytes.
     pub fn combine(&self, crc_a: u32, crc_b: u32, len_b: usize) -> Option<u32> {
@@ -286,6 +322,28 @@ mod tests {
             let trailing = frame.len() - at - len;
             assert_eq!(p.patch(old_crc, &old, &frame[at..at + len], trailing), Some(crc(&frame)), "{len}");
         }
+    }
+
+    #[test]
+    fn word_changes_are_the_patch_of_their_window() {
+        let p = CrcPatcher::new();
+        for (i, x) in words().enumerate().take(2000) {
+            let old = (x.rotate_left(7) ^ 0x5555).to_be_bytes();
+            let new = x.to_be_bytes();
+            let delta = u64::from_be_bytes(old) ^ x;
+            let trailing = [0, 4, 16, 2048, 2064, 1000, MAX_SHIFT][i % 7];
+            assert_eq!(p.word_change(delta, trailing), p.patch(0, &old, &new, trailing), "{x:#x}");
+        }
+        assert_eq!(p.word_change(1, MAX_SHIFT + 1), None);
+        for (i, (x, y)) in words().zip(words().skip(1)).enumerate().take(2000) {
+            let old: Vec<u8> = [x.to_be_bytes(), y.to_be_bytes()].concat();
+            let new: Vec<u8> =
+                [(x ^ 0xFF00_0000_FFFF_0000).to_be_bytes(), y.rotate_left(9).to_be_bytes()].concat();
+            let (d1, d2) = (0xFF00_0000_FFFF_0000, y ^ y.rotate_left(9));
+            let trailing = [0, 4, 16, 2048, 2064, 1000, MAX_SHIFT][i % 7];
+            assert_eq!(p.words_change(d1, d2, trailing), p.patch(0, &old, &new, trailing));
+        }
+        assert_eq!(p.words_change(1, 1, MAX_SHIFT + 1), None);
     }
 
     #[test]
