@@ -265,10 +265,36 @@ impl<K: Copy + PartialEq, const LEN: usize> Templates<K, LEN> {
     }
 }
 
-/// Write the FC CRC of the untagged frame `out`, whose trailer is its last 8 bytes.
-fn seal<const LEN: usize>(out: &mut [u8; LEN]) {
-    let crc = dve_wire::fcoe::fc_crc(&out[FC_OFFSET..LEN - FCOE_TRAILER]);
-    out[LEN - FCOE_TRAILER..LEN - FCOE_TRAILER + 4].copy_from_slice(&crc.to_le_bytes());
+/// Bytes of a template frame's FC frame, counted back from its end, that hold every field a
+/// frame writes: the window whose change patches the template's CRC (a whole number of words).
+const RESEALED: usize = 40;
+
+/// Make `edit`'s changes to the untagged frame `out` (a copy of a template with a valid CRC,
+/// whose trailer is its last 8 bytes), changing only the last [`RESEALED`] (at most) bytes of
+/// its FC frame, and patch the CRC for them: the CRC is linear, so it changes by the raw CRC
+/// of the change at the frame's end, a few table steps where a fresh CRC would cover the whole
+/// FC frame.
+fn edit_sealed<const LEN: usize>(out: &mut [u8; LEN], window: usize, edit: impl FnOnce(&mut [u8; LEN])) {
+    let window = window.min(RESEALED);
+    let fc_end = LEN - FCOE_TRAILER;
+    let at = fc_end - window;
+    let words = |out: &[u8; LEN]| -> [u64; RESEALED / 8] {
+        let mut words = [0u64; RESEALED / 8];
+        for (word, chunk) in words.iter_mut().zip(out[at..fc_end].chunks_exact(8)) {
+            *word = chunk.first_chunk().map_or(0, |b| u64::from_be_bytes(*b));
+        }
+        words
+    };
+    let before = words(out);
+    edit(out);
+    let after = words(out);
+    let mut change = [0u64; RESEALED / 8];
+    for ((c, b), a) in change.iter_mut().zip(before).zip(after) {
+        *c = b ^ a;
+    }
+    let stored = out[fc_end..].first_chunk().map_or(0, |b| u32::from_le_bytes(*b));
+    let crc = stored ^ crate::crc_patch::raw_of_words(&change[..window / 8]);
+    out[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The Ethernet and FCoE envelope of a frame for `header` from `src` (SOFi3, EOFt).
@@ -415,11 +441,13 @@ impl CommandTemplates {
             let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
             emit_fcp_cmnd_frame(bytes, &ethernet, &fcoe, &header, &cmnd).ok().map(drop)
         })?;
-        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
-        out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
-        out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
-        out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
-        seal(out);
+        // OX_ID to the end of the FCP_CMND: 40 bytes.
+        edit_sealed(out, RESEALED, |out| {
+            out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
+            out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
+            out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
+            out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
+        });
         Some(CMND_FRAME_LEN)
     }
 }
@@ -449,11 +477,15 @@ impl<const LEN: usize> Templates<HostKey, LEN> {
             let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
             emit(bytes, &ethernet, &fcoe, &header).ok().map(drop)
         })?;
-        out[SEQ_ID_AT] = seq.seq_id;
-        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&seq.ox_id.to_be_bytes());
-        out[RX_ID_AT..RX_ID_AT + 2].copy_from_slice(&seq.rx_id.to_be_bytes());
-        payload(&mut out[PAYLOAD..]);
-        seal(out);
+        // SEQ_ID to the end of the payload, in whole words: 40 bytes for a response (from
+        // TYPE, which does not change), 24 for a transfer-ready.
+        let window = (LEN - FCOE_TRAILER - SEQ_ID_AT).next_multiple_of(8);
+        edit_sealed(out, window, |out| {
+            out[SEQ_ID_AT] = seq.seq_id;
+            out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&seq.ox_id.to_be_bytes());
+            out[RX_ID_AT..RX_ID_AT + 2].copy_from_slice(&seq.rx_id.to_be_bytes());
+            payload(&mut out[PAYLOAD..]);
+        });
         Some(LEN)
     }
 }
