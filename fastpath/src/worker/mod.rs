@@ -512,7 +512,7 @@ impl Worker {
                 if data_out && let Some(up) = self.up.get_mut(tag.xid) {
                     up.pieces = self.spare_pieces.pop().unwrap_or_default();
                 }
-                self.start(tag.xid)
+                self.start_with(tag.xid, Some(front))
             }
             None => {
                 // No slot: the host retries after TASK SET FULL.
@@ -524,6 +524,12 @@ impl Worker {
 
     /// Run the decision chain for host I/O `xid` and act on the outcome.
     fn start(&mut self, xid: ExchangeId) {
+        self.start_with(xid, None);
+    }
+
+    /// [`Worker::start`], with the front half of the chain if the command's arrival just looked
+    /// it up (the cache has not changed since).
+    fn start_with(&mut self, xid: ExchangeId, front: Option<crate::cache::Front>) {
         let Some(up) = self.up.get(xid) else { return };
         // The chain's fields only: the whole request is a hundred bytes.
         let req = &up.request;
@@ -539,8 +545,15 @@ impl Worker {
         let overlaps = |vseg: VsegId, start: u64, end: u64| {
             serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
         };
-        let (resolution, resolved) =
-            translate::resolve(&mut self.cache, &self.config, &cmd, overlaps, &mut self.plan);
+        let front = front.unwrap_or_else(|| self.cache.front(cmd.target, cmd.lun, cmd.initiator));
+        let (resolution, resolved) = translate::resolve_with_front(
+            &mut self.cache,
+            &self.config,
+            &cmd,
+            front,
+            overlaps,
+            &mut self.plan,
+        );
         if let Some(up) = self.up.get_mut(xid) {
             up.request.lv = resolved.lv;
             up.request.vseg = resolved.vseg;
@@ -952,10 +965,19 @@ fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
 /// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
 /// `ports` in their order, one per port).
 fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
+    // Frames for one port usually come in runs: its statistics are found once per run.
+    let mut last: Option<(PortId, Option<usize>)> = None;
     for (port, frame) in tx {
-        if let Some(s) =
-            port_slot(ports, *port).and_then(|at| stats.ports.get_mut(at)).filter(|s| s.port == *port)
-        {
+        let at = match last {
+            Some((p, at)) if p == *port => at,
+            _ => {
+                let at = port_slot(ports, *port)
+                    .filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
+                last = Some((*port, at));
+                at
+            }
+        };
+        if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
             s.frames_out += 1;
             s.bytes_out += frame.len() as u64;
         }
