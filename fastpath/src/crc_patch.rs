@@ -8,6 +8,56 @@ const POLY: u32 = 0xEDB8_8320;
 /// Longest stretch of bytes a change can be shifted past: an FC frame.
 pub const MAX_SHIFT: usize = 2200;
 
+/// Slicing-by-8 tables, made at compile time: `SLICES[0]` advances a raw CRC by one byte,
+/// `SLICES[k]` accounts for a byte followed by `k` more.
+static SLICES: [[u32; 256]; 8] = slicing_tables();
+
+const fn slicing_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            bit += 1;
+        }
+        tables[0][i] = c;
+        i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[k - 1][i];
+            tables[k][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
+}
+
+/// The raw CRC (no pre- or post-inversion) of the bytes of `words`, each a big-endian word:
+/// the CRC change of a window that changed by them, at the end of a message (a frame's CRC
+/// changes by exactly this when the last `8 * words.len()` bytes before it change so).
+#[inline]
+pub fn raw_of_words(words: &[u64]) -> u32 {
+    words.iter().fold(0, |crc, &word| {
+        // Slicing-by-8 takes the window as a little-endian word.
+        let x = word.swap_bytes() ^ u64::from(crc);
+        let t = &SLICES;
+        t[7][x as u8 as usize]
+            ^ t[6][(x >> 8) as u8 as usize]
+            ^ t[5][(x >> 16) as u8 as usize]
+            ^ t[4][(x >> 24) as u8 as usize]
+            ^ t[3][(x >> 32) as u8 as usize]
+            ^ t[2][(x >> 40) as u8 as usize]
+            ^ t[1][(x >> 48) as u8 as usize]
+            ^ t[0][(x >> 56) as u8 as usize]
+    })
+}
+
 /// Tables for raw CRC updates and zero-shifts up to [`MAX_SHIFT`] bytes.
 #[derive(Clone)]
 pub struct CrcPatcher {
@@ -200,6 +250,42 @@ impl CrcPatcher {
         Some(old_crc ^ self.shift(change, trailing))
     }
 
+    /// The CRC change of 8 bytes changing by `delta` (their XOR, read as a big-endian word)
+    /// followed by `trailing` unchanged bytes: [`CrcPatcher::patch`] for one 8-byte window, in
+    /// one slicing step and a shift. `None` if `trailing` exceeds [`MAX_SHIFT`].
+    #[inline]
+    pub fn word_change(&self, delta: u64, trailing: usize) -> Option<u32> {
+        if trailing > MAX_SHIFT {
+            return None;
+        }
+        Some(self.shift(self.step(0, delta), trailing))
+    }
+
+    /// [`CrcPatcher::word_change`] for 16 bytes changing by `first` then `second`.
+    #[inline]
+    pub fn words_change(&self, first: u64, second: u64, trailing: usize) -> Option<u32> {
+        if trailing > MAX_SHIFT {
+            return None;
+        }
+        Some(self.shift(self.step(self.step(0, first), second), trailing))
+    }
+
+    /// The raw CRC `crc` advanced over the 8 bytes of `word` (the first byte its top byte).
+    #[inline]
+    fn step(&self, crc: u32, word: u64) -> u32 {
+        // Slicing-by-8 takes the window as a little-endian word.
+        let x = word.swap_bytes() ^ u64::from(crc);
+        let t = &*self.tables;
+        t[7][x as u8 as usize]
+            ^ t[6][(x >> 8) as u8 as usize]
+            ^ t[5][(x >> 16) as u8 as usize]
+            ^ t[4][(x >> 24) as u8 as usize]
+            ^ t[3][(x >> 32) as u8 as usize]
+            ^ t[2][(x >> 40) as u8 as usize]
+            ^ t[1][(x >> 48) as u8 as usize]
+            ^ t[0][(x >> 56) as u8 as usize]
+    }
+
     /// The CRC of `a || b` from the CRCs of `a` and `b` and the length of `b` (zlib's
     /// `crc32_combine`), for `b` up to [`MAX_SHIFT`] bytes.
     pub fn combine(&self, crc_a: u32, crc_b: u32, len_b: usize) -> Option<u32> {
@@ -285,6 +371,50 @@ mod tests {
             }
             let trailing = frame.len() - at - len;
             assert_eq!(p.patch(old_crc, &old, &frame[at..at + len], trailing), Some(crc(&frame)), "{len}");
+        }
+    }
+
+    #[test]
+    fn word_changes_are_the_patch_of_their_window() {
+        let p = CrcPatcher::new();
+        for (i, x) in words().enumerate().take(2000) {
+            let old = (x.rotate_left(7) ^ 0x5555).to_be_bytes();
+            let new = x.to_be_bytes();
+            let delta = u64::from_be_bytes(old) ^ x;
+            let trailing = [0, 4, 16, 2048, 2064, 1000, MAX_SHIFT][i % 7];
+            assert_eq!(p.word_change(delta, trailing), p.patch(0, &old, &new, trailing), "{x:#x}");
+        }
+        assert_eq!(p.word_change(1, MAX_SHIFT + 1), None);
+        for (i, (x, y)) in words().zip(words().skip(1)).enumerate().take(2000) {
+            let old: Vec<u8> = [x.to_be_bytes(), y.to_be_bytes()].concat();
+            let new: Vec<u8> =
+                [(x ^ 0xFF00_0000_FFFF_0000).to_be_bytes(), y.rotate_left(9).to_be_bytes()].concat();
+            let (d1, d2) = (0xFF00_0000_FFFF_0000, y ^ y.rotate_left(9));
+            let trailing = [0, 4, 16, 2048, 2064, 1000, MAX_SHIFT][i % 7];
+            assert_eq!(p.words_change(d1, d2, trailing), p.patch(0, &old, &new, trailing));
+        }
+        assert_eq!(p.words_change(1, 1, MAX_SHIFT + 1), None);
+    }
+
+    #[test]
+    fn the_compile_time_tables_are_the_patchers() {
+        assert_eq!(*CrcPatcher::new().tables, SLICES);
+    }
+
+    #[test]
+    fn raw_of_words_patches_the_end_of_a_message() {
+        let mut message: Vec<u8> = (0..120u32).map(|i| (i * 29 + 1) as u8).collect();
+        for (i, x) in words().enumerate().take(500) {
+            let n = 1 + i % 5;
+            let old_crc = crc(&message);
+            let at = message.len() - 8 * n;
+            let delta: Vec<u64> = (0..n as u32).map(|k| x.rotate_left(k * 13)).collect();
+            for (k, d) in delta.iter().enumerate() {
+                for (b, db) in message[at + 8 * k..at + 8 * k + 8].iter_mut().zip(d.to_be_bytes()) {
+                    *b ^= db;
+                }
+            }
+            assert_eq!(old_crc ^ raw_of_words(&delta), crc(&message));
         }
     }
 

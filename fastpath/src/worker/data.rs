@@ -181,10 +181,10 @@ impl Worker {
             };
             let port = down.port;
             let Some(src) = self.port_config(port).map(|p| p.mac) else { return };
-            let encoded = emit::header_bytes(&header);
-            let crc = payload
-                .patch_from
-                .and_then(|(old, crc, trailing)| self.crc.patch(crc, &old, &encoded, trailing));
+            let encoded = emit::encode_header(&header);
+            let crc = payload.patch_from.and_then(|(old, crc, trailing)| {
+                Some(crc ^ self.address_changes.header_change(&self.crc, &old, &encoded, trailing)?)
+            });
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let Some(head) = self.buffer() else { return };

@@ -38,6 +38,30 @@ pub fn header_bytes(header: &FcHeaderRepr) -> [u8; FC_HEADER] {
     header.to_bytes().unwrap_or_default()
 }
 
+/// The 24 header bytes of `header`, as [`header_bytes`] gives them (zeros for a field out of
+/// range), written a big-endian word at a time: the worker encodes a header for every data
+/// frame it sends a device.
+pub fn encode_header(header: &FcHeaderRepr) -> [u8; FC_HEADER] {
+    let (d_id, s_id) = (u64::from(header.d_id.0), u64::from(header.s_id.0));
+    if d_id > 0xFF_FFFF || s_id > 0xFF_FFFF || header.f_ctl > 0xFF_FFFF {
+        return [0; FC_HEADER];
+    }
+    let words = [
+        u64::from(header.r_ctl) << 56 | d_id << 32 | u64::from(header.cs_ctl) << 24 | s_id,
+        u64::from(header.fc_type) << 56
+            | u64::from(header.f_ctl) << 32
+            | u64::from(header.seq_id) << 24
+            | u64::from(header.df_ctl) << 16
+            | u64::from(header.seq_cnt),
+        u64::from(header.ox_id) << 48 | u64::from(header.rx_id) << 32 | u64::from(header.parameter),
+    ];
+    let mut bytes = [0u8; FC_HEADER];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    bytes
+}
+
 /// Emit a whole FCoE frame into a pool buffer.
 pub fn whole_frame<P: WireEmit + ?Sized>(
     pool: &FramePool,
@@ -241,10 +265,36 @@ impl<K: Copy + PartialEq, const LEN: usize> Templates<K, LEN> {
     }
 }
 
-/// Write the FC CRC of the untagged frame `out`, whose trailer is its last 8 bytes.
-fn seal<const LEN: usize>(out: &mut [u8; LEN]) {
-    let crc = dve_wire::fcoe::fc_crc(&out[FC_OFFSET..LEN - FCOE_TRAILER]);
-    out[LEN - FCOE_TRAILER..LEN - FCOE_TRAILER + 4].copy_from_slice(&crc.to_le_bytes());
+/// Bytes of a template frame's FC frame, counted back from its end, that hold every field a
+/// frame writes: the window whose change patches the template's CRC (a whole number of words).
+const RESEALED: usize = 40;
+
+/// Make `edit`'s changes to the untagged frame `out` (a copy of a template with a valid CRC,
+/// whose trailer is its last 8 bytes), changing only the last [`RESEALED`] (at most) bytes of
+/// its FC frame, and patch the CRC for them: the CRC is linear, so it changes by the raw CRC
+/// of the change at the frame's end, a few table steps where a fresh CRC would cover the whole
+/// FC frame.
+fn edit_sealed<const LEN: usize>(out: &mut [u8; LEN], window: usize, edit: impl FnOnce(&mut [u8; LEN])) {
+    let window = window.min(RESEALED);
+    let fc_end = LEN - FCOE_TRAILER;
+    let at = fc_end - window;
+    let words = |out: &[u8; LEN]| -> [u64; RESEALED / 8] {
+        let mut words = [0u64; RESEALED / 8];
+        for (word, chunk) in words.iter_mut().zip(out[at..fc_end].chunks_exact(8)) {
+            *word = chunk.first_chunk().map_or(0, |b| u64::from_be_bytes(*b));
+        }
+        words
+    };
+    let before = words(out);
+    edit(out);
+    let after = words(out);
+    let mut change = [0u64; RESEALED / 8];
+    for ((c, b), a) in change.iter_mut().zip(before).zip(after) {
+        *c = b ^ a;
+    }
+    let stored = out[fc_end..].first_chunk().map_or(0, |b| u32::from_le_bytes(*b));
+    let crc = stored ^ crate::crc_patch::raw_of_words(&change[..window / 8]);
+    out[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The Ethernet and FCoE envelope of a frame for `header` from `src` (SOFi3, EOFt).
@@ -391,11 +441,13 @@ impl CommandTemplates {
             let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
             emit_fcp_cmnd_frame(bytes, &ethernet, &fcoe, &header, &cmnd).ok().map(drop)
         })?;
-        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
-        out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
-        out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
-        out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
-        seal(out);
+        // OX_ID to the end of the FCP_CMND: 40 bytes.
+        edit_sealed(out, RESEALED, |out| {
+            out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
+            out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
+            out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
+            out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
+        });
         Some(CMND_FRAME_LEN)
     }
 }
@@ -425,11 +477,15 @@ impl<const LEN: usize> Templates<HostKey, LEN> {
             let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
             emit(bytes, &ethernet, &fcoe, &header).ok().map(drop)
         })?;
-        out[SEQ_ID_AT] = seq.seq_id;
-        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&seq.ox_id.to_be_bytes());
-        out[RX_ID_AT..RX_ID_AT + 2].copy_from_slice(&seq.rx_id.to_be_bytes());
-        payload(&mut out[PAYLOAD..]);
-        seal(out);
+        // SEQ_ID to the end of the payload, in whole words: 40 bytes for a response (from
+        // TYPE, which does not change), 24 for a transfer-ready.
+        let window = (LEN - FCOE_TRAILER - SEQ_ID_AT).next_multiple_of(8);
+        edit_sealed(out, window, |out| {
+            out[SEQ_ID_AT] = seq.seq_id;
+            out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&seq.ox_id.to_be_bytes());
+            out[RX_ID_AT..RX_ID_AT + 2].copy_from_slice(&seq.rx_id.to_be_bytes());
+            payload(&mut out[PAYLOAD..]);
+        });
         Some(LEN)
     }
 }
@@ -548,6 +604,144 @@ pub fn rewrite_frame(
     bytes[0..6].copy_from_slice(&dst.0);
     bytes[6..12].copy_from_slice(&src.0);
     Some(buf.freeze())
+}
+
+/// The rewrite of a read leg's data frames for the host, made once when the leg starts: the
+/// Ethernet addresses towards the host and the header's new address and exchange-id words, so
+/// a frame needs no look-up of the host's port, no computation of its MAC, and its header is
+/// rewritten and its CRC patched a word at a time. The result is byte for byte what
+/// [`rewrite_frame`] writes with the same [`HeaderRewrite`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DataRewrite {
+    /// Destination then source MAC.
+    macs: [u8; 12],
+    /// D_ID and S_ID where header bytes 0..8 hold them as a big-endian word.
+    addresses: u64,
+    /// OX_ID and RX_ID, header bytes 16..20.
+    ids: u32,
+    /// Added to the relative offset (header bytes 20..24), wrapping.
+    offset_add: u32,
+}
+
+/// The bits of header bytes 0..8 (as a big-endian word) a rewrite keeps: R_CTL and CS_CTL.
+const KEPT_BY_ADDRESSES: u64 = 0xFF00_0000_FF00_0000;
+
+impl DataRewrite {
+    /// The rewrite of frames sent from `src` to `dst` with `header`'s fields.
+    pub fn new(dst: MacAddr, src: MacAddr, header: HeaderRewrite) -> DataRewrite {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(&dst.0);
+        macs[6..].copy_from_slice(&src.0);
+        let address = |id: u32| u64::from(id & 0x00FF_FFFF);
+        DataRewrite {
+            macs,
+            addresses: address(header.d_id) << 32 | address(header.s_id),
+            ids: u32::from(header.ox_id) << 16 | u32::from(header.rx_id),
+            offset_add: header.offset_add,
+        }
+    }
+
+    /// Rewrite `frame` (its FC header at `fc_start`) in place, or in a copy if its buffer is
+    /// shared, as [`rewrite_frame`] does; the CRC change of the addresses comes from
+    /// `addresses` (see [`AddressChanges`]).
+    pub fn rewrite(
+        &self,
+        frame: Frame,
+        fc_start: usize,
+        crc: &CrcPatcher,
+        addresses: &mut AddressChanges,
+    ) -> Option<Frame> {
+        let mut buf = match frame.try_into_mut() {
+            Ok(buf) => buf,
+            Err(shared) => dve_fp_api::frame::FrameMut::from_slice(shared.as_slice())?,
+        };
+        let bytes = buf.as_mut_slice();
+        let len = bytes.len();
+        if len < fc_start + FC_HEADER + FCOE_TRAILER {
+            return None;
+        }
+        let fc_end = len - FCOE_TRAILER;
+        let trailing = fc_end - fc_start - FC_HEADER;
+        let header: &mut [u8; FC_HEADER] = bytes.get_mut(fc_start..fc_start + FC_HEADER)?.try_into().ok()?;
+        // Bytes 0..8 (R_CTL, D_ID, CS_CTL, S_ID) and 16..24 (OX_ID, RX_ID, parameter) change;
+        // 8..16 do not.
+        let old_addresses = u64::from_be_bytes(*header.first_chunk()?);
+        let old_ids = u64::from_be_bytes(*header.last_chunk()?);
+        let new_addresses = old_addresses & KEPT_BY_ADDRESSES | self.addresses;
+        let offset = (old_ids as u32).wrapping_add(self.offset_add);
+        let new_ids = u64::from(self.ids) << 32 | u64::from(offset);
+        // The CRC is linear: the two words' changes add.
+        let change = addresses.change(crc, old_addresses ^ new_addresses, trailing)?
+            ^ crc.word_change(old_ids ^ new_ids, trailing)?;
+        header[..8].copy_from_slice(&new_addresses.to_be_bytes());
+        header[16..].copy_from_slice(&new_ids.to_be_bytes());
+        let stored = u32::from_le_bytes(*bytes[fc_end..].first_chunk()?);
+        bytes[fc_end..fc_end + 4].copy_from_slice(&(stored ^ change).to_le_bytes());
+        bytes[..12].copy_from_slice(&self.macs);
+        Some(buf.freeze())
+    }
+}
+
+/// Slots of [`AddressChanges`]: a worker forwards read data between few (device, host) pairs
+/// at a time.
+const ADDRESS_SLOTS: usize = 16;
+
+/// The CRC changes of recent address rewrites of data frames (header bytes 0..8), per change
+/// and frame length, direct-mapped: every read data frame from one device to one host
+/// changes its addresses alike, so the change is computed once for all of them (a shift past
+/// a whole frame), and each frame computes only the change of its exchange ids and offset.
+#[derive(Clone, Debug, Default)]
+pub struct AddressChanges {
+    slots: [Option<AddressChange>; ADDRESS_SLOTS],
+}
+
+/// The CRC change of header bytes 0..8 changing by `delta`, with `trailing` bytes after the
+/// header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct AddressChange {
+    delta: u64,
+    trailing: usize,
+    change: u32,
+}
+
+impl AddressChanges {
+    /// The CRC change of a whole FC header going from `old` to `new`, with `trailing` bytes
+    /// after it ([`CrcPatcher::patch`] with a zero CRC): the addresses' part (bytes 0..8)
+    /// remembered, the rest computed. `None` if `trailing` exceeds [`crate::crc_patch::MAX_SHIFT`].
+    #[inline]
+    pub fn header_change(
+        &mut self,
+        crc: &CrcPatcher,
+        old: &[u8; FC_HEADER],
+        new: &[u8; FC_HEADER],
+        trailing: usize,
+    ) -> Option<u32> {
+        let word = |h: &[u8; FC_HEADER], at: usize| h[at..].first_chunk().map(|b| u64::from_be_bytes(*b));
+        let delta = |at: usize| Some(word(old, at)? ^ word(new, at)?);
+        match self.change(crc, delta(0)?, trailing) {
+            Some(addresses) => Some(addresses ^ crc.words_change(delta(8)?, delta(16)?, trailing)?),
+            // Too long a frame for the addresses' shift: the whole header at once.
+            None => crc.patch(0, old, new, trailing),
+        }
+    }
+
+    /// The CRC change of header bytes 0..8 changing by `delta` (the XOR of the old and new
+    /// bytes as a big-endian word), with `trailing` bytes after the header; `None` if the
+    /// change cannot be shifted that far.
+    #[inline]
+    fn change(&mut self, crc: &CrcPatcher, delta: u64, trailing: usize) -> Option<u32> {
+        let hash = (delta ^ trailing as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+        let slot = &mut self.slots[hash as usize % ADDRESS_SLOTS];
+        match slot {
+            Some(c) if c.delta == delta && c.trailing == trailing => Some(c.change),
+            _ => {
+                // Bytes 8..24 of the header follow the window.
+                let change = crc.word_change(delta, trailing.checked_add(16)?)?;
+                *slot = Some(AddressChange { delta, trailing, change });
+                Some(change)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -683,6 +877,122 @@ mod tests {
                     |buf| templates.transfer_ready.transfer_ready(buf, &key, seq, (a, b), 0x0E_FC00),
                     |buf| emit_fcp_xfer_rdy_frame(buf, &ethernet, &fcoe, &header, &ready),
                 )?;
+            }
+        }
+    }
+
+    /// A data frame of `payload_len` bytes (fill included) with its FC header at `fc_start`
+    /// and a valid CRC, in a buffer of its own.
+    fn data_frame(fc_start: usize, header: &[u8; FC_HEADER], payload_len: usize, seed: u8) -> Frame {
+        let mut bytes = vec![0u8; fc_start + FC_HEADER + payload_len + FCOE_TRAILER];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31) ^ seed;
+        }
+        bytes[fc_start..fc_start + FC_HEADER].copy_from_slice(header);
+        let fc_end = fc_start + FC_HEADER + payload_len;
+        let crc = crc32fast::hash(&bytes[fc_start..fc_end]);
+        bytes[fc_end..fc_end + 4].copy_from_slice(&crc.to_le_bytes());
+        FrameMut::from_slice(&bytes).unwrap().freeze()
+    }
+
+    proptest::proptest! {
+        /// A read leg's precomputed rewrite writes, frame after frame, byte for byte what
+        /// `rewrite_frame` writes, whatever the frames' headers (ids the same across frames or
+        /// not), lengths (the usual 2048-byte payload or not) and header place, and whichever
+        /// rewrites shared the address memo before.
+        #[test]
+        fn a_precomputed_data_rewrite_matches_rewrite_frame(
+            rewrites in proptest::collection::vec(
+                (proptest::prelude::any::<(u32, u32, u16, u16)>(), proptest::prop_oneof![proptest::strategy::Just(0u32), proptest::prelude::any::<u32>()]),
+                1..4,
+            ),
+            frames in proptest::collection::vec(
+                (
+                    0usize..4,
+                    proptest::prelude::any::<[u8; FC_HEADER]>(),
+                    proptest::prop_oneof![proptest::strategy::Just(2048usize), 0usize..=FRAME_CAPACITY - FC_OFFSET - 4 - FC_HEADER - FCOE_TRAILER],
+                    proptest::prelude::any::<(bool, bool, u8)>(),
+                ),
+                1..16,
+            ),
+        ) {
+            let crc = CrcPatcher::new();
+            let mut addresses = AddressChanges::default();
+            let dst = MacAddr([0x0E, 0xFC, 0, 1, 2, 3]);
+            let src = MacAddr([2, 0, 0, 0, 0, 7]);
+            // Frames of one leg mostly repeat the leg's first header's ids.
+            let first = frames[0].1;
+            for (which, mut header, payload_len, (same_ids, tagged, seed)) in frames {
+                let ((d_id, s_id, ox_id, rx_id), offset_add) = rewrites[which % rewrites.len()];
+                let rewrite = HeaderRewrite { d_id, s_id, ox_id, rx_id, offset_add };
+                if same_ids {
+                    header[..8].copy_from_slice(&first[..8]);
+                    header[16..20].copy_from_slice(&first[16..20]);
+                }
+                let fc_start = if tagged { FC_OFFSET + 4 } else { FC_OFFSET };
+                let frame = data_frame(fc_start, &header, payload_len, seed);
+                let theirs = rewrite_frame(frame.clone(), fc_start, dst, src, &crc, &rewrite);
+                let ours = DataRewrite::new(dst, src, rewrite).rewrite(frame, fc_start, &crc, &mut addresses);
+                proptest::prop_assert_eq!(
+                    ours.as_ref().map(Frame::as_slice),
+                    theirs.as_ref().map(Frame::as_slice)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Headers encoded a word at a time are the ones `header_bytes` encodes, fields out of
+        /// range included.
+        #[test]
+        fn encoded_headers_match_header_bytes(
+            (r_ctl, d_id, cs_ctl, s_id, fc_type, f_ctl) in proptest::prelude::any::<(u8, u32, u8, u32, u8, u32)>(),
+            (seq_id, df_ctl, seq_cnt, ox_id, rx_id, parameter) in proptest::prelude::any::<(u8, u8, u16, u16, u16, u32)>(),
+            valid in proptest::prelude::any::<bool>(),
+        ) {
+            let mask = if valid { 0xFF_FFFF } else { u32::MAX };
+            let header = FcHeaderRepr {
+                r_ctl,
+                d_id: WireFcId(d_id & mask),
+                cs_ctl,
+                s_id: WireFcId(s_id & mask),
+                fc_type,
+                f_ctl: f_ctl & mask,
+                seq_id,
+                df_ctl,
+                seq_cnt,
+                ox_id,
+                rx_id,
+                parameter,
+            };
+            proptest::prop_assert_eq!(encode_header(&header), header_bytes(&header));
+        }
+
+        /// A header's CRC change with the addresses' part remembered is the patch of the whole
+        /// header, whatever shared the memo before.
+        #[test]
+        fn header_changes_match_the_patch(
+            changes in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<([u8; FC_HEADER], [u8; FC_HEADER])>(),
+                    proptest::prop_oneof![proptest::strategy::Just(2048usize), 0usize..=crate::crc_patch::MAX_SHIFT + 8],
+                    proptest::prelude::any::<bool>(),
+                ),
+                1..12,
+            ),
+        ) {
+            let crc = CrcPatcher::new();
+            let mut addresses = AddressChanges::default();
+            let first = changes[0].0;
+            for ((mut old, mut new), trailing, same_addresses) in changes {
+                if same_addresses {
+                    old[..8].copy_from_slice(&first.0[..8]);
+                    new[..8].copy_from_slice(&first.1[..8]);
+                }
+                proptest::prop_assert_eq!(
+                    addresses.header_change(&crc, &old, &new, trailing),
+                    crc.patch(0, &old, &new, trailing)
+                );
             }
         }
     }

@@ -6,6 +6,7 @@ use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
 use dve_fp_api::io::{DownstreamFailure, HostIo, IoKind, PendingState};
 
+use crate::worker::emit::DataRewrite;
 use crate::worker::translate::{Leg, MAX_LEGS, PlanSummary};
 
 /// One frame of host write data, kept whole so its CRC can be patched rather than recomputed
@@ -203,4 +204,7 @@ pub struct Downstream {
     pub collected_bytes: usize,
     /// Data a control-path write sends.
     pub data_out: Option<bytes::Bytes>,
+    /// How a host read leg's data frames are rewritten for the host (made when the leg
+    /// starts; `None` for writes and the control path's I/O).
+    pub read_rewrite: Option<DataRewrite>,
 }

@@ -8,7 +8,7 @@ use dve_fp_api::ids::{DeviceId, FcId, JournalGroupId, Lun, LvId, VsegId};
 use dve_fp_api::io::IoKind;
 use dve_fp_api::mapping::{JournalRegion, Location, StorageDescriptor};
 
-use crate::cache::{ExtentLookup, FrontVerdict, MappingCache};
+use crate::cache::{ExtentLookup, Front, FrontVerdict, MappingCache};
 use crate::worker::config::WorkerConfig;
 
 /// Most downstream legs one host I/O can have.
@@ -199,8 +199,24 @@ pub fn resolve(
     overlaps: impl Fn(VsegId, u64, u64) -> bool,
     plan: &mut Plan,
 ) -> (Resolution, Resolved) {
+    let front = cache.front(cmd.target, cmd.lun, cmd.initiator);
+    resolve_with_front(cache, config, cmd, front, overlaps, plan)
+}
+
+/// [`resolve`] with the front half of the chain already taken from
+/// [`MappingCache::front`] for `cmd`'s target, LUN and initiator, with no change to the
+/// cache since: the worker looks it up for every command as it arrives, and so does not
+/// look it up twice.
+pub fn resolve_with_front(
+    cache: &mut MappingCache,
+    config: &WorkerConfig,
+    cmd: &Command,
+    front: Front,
+    overlaps: impl Fn(VsegId, u64, u64) -> bool,
+    plan: &mut Plan,
+) -> (Resolution, Resolved) {
     let mut resolved = Resolved::default();
-    let outcome = chain(cache, config, cmd, &overlaps, &mut resolved, plan);
+    let outcome = chain(cache, config, cmd, &front, &overlaps, &mut resolved, plan);
     (outcome, resolved)
 }
 
@@ -208,6 +224,7 @@ fn chain(
     cache: &mut MappingCache,
     config: &WorkerConfig,
     cmd: &Command,
+    front: &Front,
     overlaps: &dyn Fn(VsegId, u64, u64) -> bool,
     resolved: &mut Resolved,
     plan: &mut Plan,
@@ -219,7 +236,6 @@ fn chain(
     }
     // Steps 92 to 96: exposure, LUN map, login, volume, LUN mask, exposure to the host and
     // pause, remembered per (target, LUN, initiator) until the cache next changes.
-    let front = cache.front(cmd.target, cmd.lun, cmd.initiator);
     resolved.lv = front.lv;
     match if cmd.kind == IoKind::Write { front.write } else { front.read } {
         FrontVerdict::Go => {}
