@@ -16,6 +16,9 @@ use toml::Spanned;
 use crate::ControlPathConfig;
 use crate::text_position::line_column;
 
+/// CPU numbers `cpus` may name: the size of the kernel's CPU set.
+pub const MAX_CPUS: usize = 1024;
+
 /// Most workers an engine runs: exchange ids carry the worker in 4 bits and the control
 /// path's exchanges use number 15.
 pub const MAX_WORKERS: u8 = 15;
@@ -91,6 +94,8 @@ pub struct DaemonConfig {
     pub ports: Vec<PortSpec>,
     /// Fast-path workers; ports are dealt to them round robin.
     pub workers: u8,
+    /// The CPU each worker's thread is pinned to, in worker order; empty: not pinned.
+    pub cpus: Vec<usize>,
     /// The redb file holding the metadata (created if missing).
     pub metadata: PathBuf,
     /// Where the management gRPC API listens (port 0: any free port).
@@ -146,6 +151,7 @@ struct RawDpdk {
 struct RawEngine {
     domain: Spanned<i64>,
     workers: Option<Spanned<i64>>,
+    cpus: Option<Spanned<Vec<Spanned<i64>>>>,
     metadata: Spanned<String>,
     tick_interval_us: Option<Spanned<i64>>,
     downstream_timeout_ms: Option<Spanned<i64>>,
@@ -189,6 +195,33 @@ impl Source<'_> {
 
     fn error<T>(&self, value: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
         self.error_at(value.span(), reason)
+    }
+
+    /// `cpus`: one CPU number per worker, each at most once (a poll-mode worker keeps its CPU
+    /// busy: two on one CPU would take turns).
+    fn cpus(&self, list: &Spanned<Vec<Spanned<i64>>>, workers: u8) -> Result<Vec<usize>, ConfigError> {
+        let items = list.get_ref();
+        if items.len() != usize::from(workers) {
+            return Err(self.error(
+                list,
+                format!(
+                    "cpus lists {} CPU(s) for {workers} worker(s): one per worker, in worker order",
+                    items.len()
+                ),
+            ));
+        }
+        let mut cpus = Vec::with_capacity(items.len());
+        for item in items {
+            let cpu = self.within("cpus", item, 0..MAX_CPUS as i64)? as usize;
+            if cpus.contains(&cpu) {
+                return Err(self.error(
+                    item,
+                    format!("cpus: CPU {cpu} is listed twice: each worker polls a CPU of its own"),
+                ));
+            }
+            cpus.push(cpu);
+        }
+        Ok(cpus)
     }
 
     /// `value` if it is within `range`, else an error naming `field`.
@@ -330,6 +363,11 @@ impl DaemonConfig {
             None => 1,
         };
 
+        let cpus = match &engine.cpus {
+            Some(list) => source.cpus(list, workers)?,
+            None => Vec::new(),
+        };
+
         let metadata = engine.metadata.get_ref();
         if metadata.trim().is_empty() {
             return Err(source.error(&engine.metadata, "metadata must name the redb file"));
@@ -378,7 +416,17 @@ impl DaemonConfig {
                 DpdkSettings { eal_args, idle_pause }
             }
         };
-        Ok(DaemonConfig { domain, ports, workers, metadata, listen, tick_interval, downstream_timeout, dpdk })
+        Ok(DaemonConfig {
+            domain,
+            ports,
+            workers,
+            cpus,
+            metadata,
+            listen,
+            tick_interval,
+            downstream_timeout,
+            dpdk,
+        })
     }
 
     /// Whether the engine's ports are DPDK ports (all of them are, or none).
@@ -418,6 +466,12 @@ impl DaemonConfig {
                 None => "workers poll without pausing".to_string(),
             };
             out.push_str(&format!("DPDK EAL arguments: {:?}; {pause}\n", self.dpdk.eal_argv()));
+        }
+        if self.cpus.is_empty() {
+            out.push_str("workers not pinned to CPUs\n");
+        } else {
+            let cpus: Vec<String> = self.cpus.iter().map(usize::to_string).collect();
+            out.push_str(&format!("workers pinned to CPUs {} (worker 0 first)\n", cpus.join(", ")));
         }
         out.push_str(&format!("metadata: {}\n", self.metadata.display()));
         out.push_str(&format!("management API: {}\n", self.listen));
@@ -503,6 +557,31 @@ backend = "software"
         assert_eq!(config.tick_interval, DEFAULT_TICK_INTERVAL);
         assert_eq!(config.downstream_timeout, DEFAULT_DOWNSTREAM_TIMEOUT);
         assert_eq!(config.listen.port(), 0);
+    }
+
+    #[test]
+    fn workers_are_pinned_to_one_cpu_each() {
+        let config = parse(&GOOD.replace("workers = 2", "workers = 2\ncpus = [3, 1]")).unwrap();
+        assert_eq!(config.cpus, [3, 1]);
+        assert!(
+            config.describe().contains("workers pinned to CPUs 3, 1 (worker 0 first)"),
+            "{}",
+            config.describe()
+        );
+        assert!(parse(GOOD).unwrap().cpus.is_empty(), "not pinned unless asked");
+        let cases = [
+            ("[1]", "cpus lists 1 CPU(s) for 2 worker(s): one per worker"),
+            ("[1, 1]", "cpus: CPU 1 is listed twice"),
+            ("[0, 1024]", "cpus = 1024 is out of range: 0 to 1023"),
+            ("[0, -1]", "cpus = -1 is out of range"),
+            ("[0, \"a\"]", "invalid type"),
+            ("7", "invalid type"),
+        ];
+        for (cpus, words) in cases {
+            let error = refused(&GOOD.replace("workers = 2", &format!("workers = 2\ncpus = {cpus}")));
+            assert_eq!(error.at.map(|(line, _)| line), Some(5), "{cpus}: {error}");
+            assert!(error.to_string().contains(words), "{cpus}: {error}");
+        }
     }
 
     /// Each bad edit of the good file: the line it names and words of its reason.

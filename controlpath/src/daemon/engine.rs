@@ -21,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 
 use super::DaemonError;
 use super::access::ControlAccess;
+use super::affinity;
 use super::clock::EngineClock;
 use super::config::DaemonConfig;
 use super::control::{Engine, SharedEngine, run_control, upcalls};
@@ -74,6 +75,11 @@ impl EngineRuntime {
                 config.ports.len(),
                 ports.port_count()
             )));
+        }
+        let refused = affinity::refused_cpu(&config.cpus)
+            .map_err(|e| DaemonError::Cpus(format!("the CPUs this process may run on: {e}")))?;
+        if let Some(why) = refused {
+            return Err(DaemonError::Cpus(why));
         }
         let metadata = config.metadata.clone();
         let store = RedbStore::open(&metadata).map_err(|e| DaemonError::Store {
@@ -129,12 +135,24 @@ impl EngineRuntime {
         let shared = SharedEngine::new(Engine::new(control, endpoints, events.clone()));
         let (stop, stop_seen) = watch::channel(false);
 
+        // Each pinned worker says whether it got its CPU before it polls.
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<(WorkerId, usize, nix::Result<()>)>();
         let mut workers = Vec::with_capacity(loops.len());
         for worker_loop in loops {
             let id = worker_loop.worker.id();
-            let spawned = std::thread::Builder::new()
-                .name(format!("dve-worker-{}", id.0))
-                .spawn(move || worker_loop.run());
+            let cpu = config.cpus.get(usize::from(id.0)).copied();
+            let pinned = pinned_tx.clone();
+            let spawned = std::thread::Builder::new().name(format!("dve-worker-{}", id.0)).spawn(move || {
+                if let Some(cpu) = cpu {
+                    let result = affinity::pin_current_thread(cpu);
+                    let failed = result.is_err();
+                    let _ = pinned.send((id, cpu, result));
+                    if failed {
+                        return;
+                    }
+                }
+                worker_loop.run();
+            });
             match spawned {
                 Ok(handle) => workers.push((id, handle)),
                 Err(source) => {
@@ -148,6 +166,15 @@ impl EngineRuntime {
                     });
                 }
             }
+        }
+        drop(pinned_tx);
+        for _ in 0..config.cpus.len() {
+            let Ok((id, cpu, Err(e))) = pinned_rx.recv() else { continue };
+            stop_workers.store(true, Ordering::Release);
+            for (_, handle) in workers {
+                let _ = handle.join();
+            }
+            return Err(DaemonError::Cpus(format!("worker {} could not be pinned to CPU {cpu}: {e}", id.0)));
         }
 
         let control_task = tokio::spawn(run_control(

@@ -9,6 +9,7 @@
 //!   every ethdev, EAL started from the configuration's `[dpdk]` arguments.
 //! - [`clock`]: the engine's nanosecond clock, shared by the workers and the control path.
 //! - [`worker`]: a worker's poll loop on its own OS thread, and the statistics it publishes.
+//! - [`affinity`]: each worker's thread pinned to the CPU the configuration names.
 //! - [`control`]: the control path under its lock, the downcall queues to the workers, and
 //!   the tokio task that feeds it upcalls and ticks.
 //! - [`access`]: the management service's way into the engine ([`EngineAccess`]).
@@ -23,6 +24,7 @@
 //! [`EngineAccess`]: crate::management::EngineAccess
 
 pub mod access;
+pub mod affinity;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -64,6 +66,9 @@ pub enum DaemonError {
     #[cfg(feature = "dpdk")]
     #[error("DPDK: {0}")]
     Dpdk(#[from] dve_fastpath::port::DpdkError),
+    /// The configuration's `cpus` cannot be used here.
+    #[error("cpus: {0}")]
+    Cpus(String),
     /// The ports given do not match the configuration.
     #[error("ports: {0}")]
     Ports(String),
