@@ -673,7 +673,12 @@ impl<'a> World<'a> {
             }
             LinkVerdict::Drop(_) => return,
         };
-        self.queue.push(at, Event::Deliver { link: cable, to_engine, epoch, frame });
+        // A link direction delivers in the order it sends: one ordered stream each.
+        self.queue.push_ordered(
+            cable * 2 + usize::from(to_engine),
+            at,
+            Event::Deliver { link: cable, to_engine, epoch, frame },
+        );
     }
 
     fn host_sends(&mut self, h: usize, frames: Vec<Vec<u8>>) {
