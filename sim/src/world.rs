@@ -110,6 +110,10 @@ struct HostNode {
     timer_at: Option<u64>,
     /// Whether its workloads run: from its first readiness until it is found offline.
     ready: bool,
+    /// The initiator's `is_ready()` and `next_timer()` at a generation of its (see
+    /// `Initiator::generation`): a host's frames are mostly read data, which changes neither.
+    readiness_at: Option<(u64, bool)>,
+    next_timer_at: Option<(u64, Option<u64>)>,
 }
 
 /// A disk: one port per path, every port over the same blocks.
@@ -395,6 +399,8 @@ impl<'a> World<'a> {
                 cable: cable_of(NodeRef::Host(h), 0),
                 timer_at: None,
                 ready: false,
+                readiness_at: None,
+                next_timer_at: None,
             });
         }
         for (d, spec) in scenario.disks.iter().enumerate() {
@@ -741,7 +747,16 @@ impl<'a> World<'a> {
         while let Some(completion) = self.hosts[h].initiator.poll_completion() {
             self.completed(h, completion);
         }
-        let ready = self.hosts[h].initiator.is_ready();
+        let host = &mut self.hosts[h];
+        let generation = host.initiator.generation();
+        let ready = match host.readiness_at {
+            Some((at, ready)) if at == generation => ready,
+            _ => {
+                let ready = host.initiator.is_ready();
+                host.readiness_at = Some((generation, ready));
+                ready
+            }
+        };
         // Workloads start when their host first is ready, and resume when it is ready again
         // after losing its link (they wait meanwhile, as applications over a path that queues
         // I/O do).
@@ -754,7 +769,17 @@ impl<'a> World<'a> {
                 }
             }
         }
-        if let Some(at) = self.hosts[h].initiator.next_timer()
+        let host = &mut self.hosts[h];
+        let generation = host.initiator.generation();
+        let next_timer = match host.next_timer_at {
+            Some((at, next)) if at == generation => next,
+            _ => {
+                let next = host.initiator.next_timer();
+                host.next_timer_at = Some((generation, next));
+                next
+            }
+        };
+        if let Some(at) = next_timer
             && self.hosts[h].timer_at.is_none_or(|t| at < t)
         {
             self.hosts[h].timer_at = Some(at);
