@@ -654,6 +654,9 @@ pub struct DiskTarget {
     /// Lists of data frames of finished writes, emptied, for the next writes: a fresh list
     /// per write costs an allocation.
     spare_write_lists: Vec<Vec<(Vec<u8>, Range<usize>)>>,
+    /// Bumped by every call that may change what [`DiskTarget::next_timer`] says (see
+    /// [`DiskTarget::generation`]).
+    generation: u64,
 }
 
 impl DiskTarget {
@@ -693,7 +696,15 @@ impl DiskTarget {
             store,
             stats: DiskStats::default(),
             spare_write_lists: Vec::new(),
+            generation: 0,
         }
+    }
+
+    /// A number that changes whenever [`DiskTarget::next_timer`] may have changed: every
+    /// call but a write's data frame that leaves its burst unfinished (most frames a disk
+    /// receives), so a caller may keep the answer until it does.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The configuration.
@@ -718,6 +729,7 @@ impl DiskTarget {
 
     /// Starts (or restarts) fabric login. Nothing is sent while dead.
     pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -759,6 +771,7 @@ impl DiskTarget {
     /// sent again once the disk is back). Leaving it keeps the blocks; [`DiskTarget::wipe`]
     /// clears them.
     pub fn set_mode(&mut self, mode: DiskMode) {
+        self.generation += 1;
         // A mode set directly fails every write when it fails writes at all.
         self.write_error_ppm = 1_000_000;
         if mode == DiskMode::Dead && self.mode != DiskMode::Dead {
@@ -871,6 +884,7 @@ impl DiskTarget {
     /// Emits what became due at `now`: finished commands (data and status), fabric login
     /// retries.
     pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -934,6 +948,10 @@ impl DiskTarget {
     ) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
+        // Data frames bump the generation themselves, only when they end a burst.
+        if (h.fc_type, h.r_ctl) != (fc_type::FCP, r_ctl::SOLICITED_DATA) {
+            self.generation += 1;
+        }
         let handled = match (h.fc_type, h.r_ctl) {
             (fc_type::ELS, r_ctl::ELS_REPLY) | (fc_type::CT, r_ctl::SOLICITED_CONTROL) => {
                 self.on_reply(now, &inbound)
@@ -1171,6 +1189,8 @@ impl DiskTarget {
             exchange.stage = Stage::Receiving { next, burst_end, total };
             return Some(Vec::new());
         }
+        // The burst ends: a new one is asked for, or the write starts its service.
+        self.generation += 1;
         if next < total {
             let burst_end = self.burst_end(next, total);
             if let Some(exchange) = self.exchanges.get_mut(&h.rx_id) {

@@ -127,6 +127,10 @@ struct DiskPort {
     target: DiskTarget,
     cable: usize,
     timer_at: Option<u64>,
+    /// The target's `next_timer()` at a generation of its (see `DiskTarget::generation`):
+    /// a disk's frames are mostly write data in the middle of a burst, which leaves it as
+    /// it was.
+    next_timer_at: Option<(u64, Option<u64>)>,
 }
 
 impl DiskNode {
@@ -435,6 +439,7 @@ impl<'a> World<'a> {
                     target,
                     cable: cable_of(NodeRef::Disk(d), path),
                     timer_at: None,
+                    next_timer_at: None,
                 })
                 .collect();
             disks.push(DiskNode { ports });
@@ -728,7 +733,16 @@ impl<'a> World<'a> {
 
     fn after_disk(&mut self, d: usize, path: usize) {
         let port = &mut self.disks[d].ports[path];
-        if let Some(at) = port.target.next_timer()
+        let generation = port.target.generation();
+        let next_timer = match port.next_timer_at {
+            Some((at, next)) if at == generation => next,
+            _ => {
+                let next = port.target.next_timer();
+                port.next_timer_at = Some((generation, next));
+                next
+            }
+        };
+        if let Some(at) = next_timer
             && port.timer_at.is_none_or(|t| at < t)
         {
             port.timer_at = Some(at);
