@@ -226,6 +226,9 @@ pub struct DiskStats {
 
 /// Blocks per page of the [`BlockStore`].
 const PAGE_BLOCKS: u64 = 128;
+/// Pages found by index rather than by hash: the first 4 GiB of a disk of 512-byte blocks
+/// (a directory of at most 2 MiB, grown only as far as the highest page written).
+const DIRECT_PAGES: u64 = 1 << 16;
 
 /// One block of the [`BlockStore`]: its bytes, or what they are without keeping them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -333,6 +336,10 @@ enum ReadData<'a> {
 #[derive(Debug)]
 struct BlockStore {
     block_size: usize,
+    /// Pages by number, for the first [`DIRECT_PAGES`] pages: an index instead of a hash,
+    /// and one cache line fewer to miss per block looked up. Grown on demand.
+    direct: Vec<Option<Page>>,
+    /// Pages from number [`DIRECT_PAGES`] on (disks of many GiB stay sparse).
     pages: IntMap<u64, Page>,
     /// Blocks ever written (since the last wipe).
     written: u64,
@@ -340,7 +347,30 @@ struct BlockStore {
 
 impl BlockStore {
     fn new(block_size: usize) -> BlockStore {
-        BlockStore { block_size, pages: IntMap::default(), written: 0 }
+        BlockStore { block_size, direct: Vec::new(), pages: IntMap::default(), written: 0 }
+    }
+
+    /// Page `number`, if it exists.
+    #[inline]
+    fn page(&self, number: u64) -> Option<&Page> {
+        if number < DIRECT_PAGES {
+            self.direct.get(number as usize)?.as_ref()
+        } else {
+            self.pages.get(&number)
+        }
+    }
+
+    /// Page `number`, made (all zero) if it does not exist.
+    fn page_mut(&mut self, number: u64) -> &mut Page {
+        if number < DIRECT_PAGES {
+            let index = number as usize;
+            if index >= self.direct.len() {
+                self.direct.resize_with(index + 1, || None);
+            }
+            self.direct[index].get_or_insert_with(Page::new)
+        } else {
+            self.pages.entry(number).or_insert_with(Page::new)
+        }
     }
 
     /// Splits `blocks` blocks from `lba` on into runs inside one page: (block index in the
@@ -363,14 +393,12 @@ impl BlockStore {
     /// Block `block` (zero when its page does not exist).
     fn get(&self, block: u64) -> &Stored {
         static ZERO: Stored = Stored::Zero;
-        self.pages
-            .get(&(block / PAGE_BLOCKS))
-            .map_or(&ZERO, |page| &page.blocks[(block % PAGE_BLOCKS) as usize])
+        self.page(block / PAGE_BLOCKS).map_or(&ZERO, |page| &page.blocks[(block % PAGE_BLOCKS) as usize])
     }
 
     /// Stores `bytes` (a block long) as block `block`.
     fn put(&mut self, block: u64, bytes: &[u8]) {
-        let page = self.pages.entry(block / PAGE_BLOCKS).or_insert_with(Page::new);
+        let page = self.page_mut(block / PAGE_BLOCKS);
         let slot = &mut page.blocks[(block % PAGE_BLOCKS) as usize];
         *slot = Stored::of(bytes, std::mem::take(slot));
     }
@@ -467,14 +495,16 @@ impl BlockStore {
     /// Counts `blocks` blocks from `lba` on as written, as [`BlockStore::write`] does.
     fn mark_written(&mut self, lba: u64, blocks: usize) {
         for (first, page, n, _) in BlockStore::runs(lba, blocks) {
-            let page = self.pages.entry(page).or_insert_with(Page::new);
+            let page = self.page_mut(page);
             let bits = if n == 128 { u128::MAX } else { ((1u128 << n) - 1) << first };
-            self.written += u64::from((bits & !page.written).count_ones());
+            let fresh = u64::from((bits & !page.written).count_ones());
             page.written |= bits;
+            self.written += fresh;
         }
     }
 
     fn wipe(&mut self) {
+        self.direct.clear();
         self.pages.clear();
         self.written = 0;
     }
@@ -624,6 +654,9 @@ pub struct DiskTarget {
     /// Lists of data frames of finished writes, emptied, for the next writes: a fresh list
     /// per write costs an allocation.
     spare_write_lists: Vec<Vec<(Vec<u8>, Range<usize>)>>,
+    /// Bumped by every call that may change what [`DiskTarget::next_timer`] says (see
+    /// [`DiskTarget::generation`]).
+    generation: u64,
 }
 
 impl DiskTarget {
@@ -663,7 +696,15 @@ impl DiskTarget {
             store,
             stats: DiskStats::default(),
             spare_write_lists: Vec::new(),
+            generation: 0,
         }
+    }
+
+    /// A number that changes whenever [`DiskTarget::next_timer`] may have changed: every
+    /// call but a write's data frame that leaves its burst unfinished (most frames a disk
+    /// receives), so a caller may keep the answer until it does.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The configuration.
@@ -688,6 +729,7 @@ impl DiskTarget {
 
     /// Starts (or restarts) fabric login. Nothing is sent while dead.
     pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -729,6 +771,7 @@ impl DiskTarget {
     /// sent again once the disk is back). Leaving it keeps the blocks; [`DiskTarget::wipe`]
     /// clears them.
     pub fn set_mode(&mut self, mode: DiskMode) {
+        self.generation += 1;
         // A mode set directly fails every write when it fails writes at all.
         self.write_error_ppm = 1_000_000;
         if mode == DiskMode::Dead && self.mode != DiskMode::Dead {
@@ -841,6 +884,7 @@ impl DiskTarget {
     /// Emits what became due at `now`: finished commands (data and status), fabric login
     /// retries.
     pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         if self.mode == DiskMode::Dead {
             return Vec::new();
         }
@@ -904,6 +948,10 @@ impl DiskTarget {
     ) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
+        // Data frames bump the generation themselves, only when they end a burst.
+        if (h.fc_type, h.r_ctl) != (fc_type::FCP, r_ctl::SOLICITED_DATA) {
+            self.generation += 1;
+        }
         let handled = match (h.fc_type, h.r_ctl) {
             (fc_type::ELS, r_ctl::ELS_REPLY) | (fc_type::CT, r_ctl::SOLICITED_CONTROL) => {
                 self.on_reply(now, &inbound)
@@ -1141,6 +1189,8 @@ impl DiskTarget {
             exchange.stage = Stage::Receiving { next, burst_end, total };
             return Some(Vec::new());
         }
+        // The burst ends: a new one is asked for, or the write starts its service.
+        self.generation += 1;
         if next < total {
             let burst_end = self.burst_end(next, total);
             if let Some(exchange) = self.exchanges.get_mut(&h.rx_id) {
@@ -1880,6 +1930,9 @@ mod tests {
         fn blocks_kept_by_content_read_back_as_written(
             writes in vec((0u64..40, 1usize..6, any::<u64>(), 0u8..4, any::<usize>(), any::<usize>()), 1..25),
             block_size in prop::sample::select(vec![24usize, 100, 512]),
+            // At the start of the disk, and across the end of the pages found by index
+            // (those past it are kept in a map).
+            base in prop::sample::select(vec![0u64, DIRECT_PAGES * PAGE_BLOCKS - 20]),
         ) {
             let mut store = BlockStore::new(block_size);
             let mut model = vec![0u8; 50 * block_size];
@@ -1897,14 +1950,14 @@ mod tests {
                 }
                 let offset = usize::from(kind == 3) * (cut % block_size);
                 let cut = cut % (data.len() + 1);
-                store.write_bytes(lba, offset, &data[..cut]);
-                store.write_bytes(lba, offset + cut, &data[cut..]);
+                store.write_bytes(base + lba, offset, &data[..cut]);
+                store.write_bytes(base + lba, offset + cut, &data[cut..]);
                 let start = lba as usize * block_size + offset;
                 model[start..start + data.len()].copy_from_slice(&data);
-                prop_assert_eq!(&store.read(0, 50), &model);
+                prop_assert_eq!(&store.read(base, 50), &model);
             }
             for (i, block) in model.chunks_exact(block_size).enumerate() {
-                let stored = store.get(i as u64);
+                let stored = store.get(base + i as u64);
                 match intact_stamp(block) {
                     Some((write_id, lba)) => prop_assert_eq!(stored, &Stored::Stamp { write_id, lba }),
                     None if block.iter().all(|b| *b == 0) => prop_assert_eq!(stored, &Stored::Zero),

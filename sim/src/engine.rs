@@ -10,7 +10,8 @@
 //! Same scenario, same seed: same events in the same order, and the same report byte for byte.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Add, AddAssign};
@@ -112,13 +113,18 @@ impl fmt::Display for SimTime {
     }
 }
 
-/// The heap's entry for one queued event: its due time, the sequence number that breaks
-/// ties, and where the event waits. Small, so that reordering the heap moves few bytes.
+/// Marks a [`QueuedEvent::source`] that names an ordered stream rather than a loose event.
+const STREAM_SOURCE: usize = 1 << (usize::BITS - 1);
+
+/// The heap's entry: the due time and sequence number of a loose event, or of the first
+/// event of an ordered stream, and where it waits (a slot of the loose events, or a stream
+/// number tagged with [`STREAM_SOURCE`]). Small, so that reordering the heap moves few
+/// bytes.
 #[derive(Debug, Clone, Copy)]
 struct QueuedEvent {
     at: SimTime,
     seq: u64,
-    slot: usize,
+    source: usize,
 }
 
 impl PartialEq for QueuedEvent {
@@ -142,14 +148,29 @@ impl Ord for QueuedEvent {
     }
 }
 
+/// The events of one ordered stream (see [`EventQueue::push_ordered`]), earliest first.
+type Stream<E> = VecDeque<(SimTime, u64, E)>;
+
 /// The pending events of a run, popped earliest first; equal times pop in insertion order.
+///
+/// Most events are frames arriving at the end of a link, and a link delivers in the order it
+/// sends: such events go to a stream of their own ([`EventQueue::push_ordered`]), a FIFO
+/// whose first event alone is in the heap. The heap then holds one entry per busy link
+/// direction plus the timers, instead of every frame in flight, and a frame queued behind
+/// another on its link costs a `push_back` rather than a heap insertion. The order popped is
+/// still exactly (time, sequence): every stream is sorted by both, and an event that would
+/// break its stream's order is queued loose instead.
 #[derive(Debug)]
 pub struct EventQueue<E> {
     heap: BinaryHeap<QueuedEvent>,
-    /// The events, by slot; `None` for a free slot.
+    /// The loose events, by slot; `None` for a free slot.
     events: Vec<Option<E>>,
     /// Free slots of `events`.
     free: Vec<usize>,
+    /// The ordered streams, by number.
+    streams: Vec<Stream<E>>,
+    /// Events pending, loose and in streams.
+    len: usize,
     next_seq: u64,
 }
 
@@ -162,13 +183,30 @@ impl<E> Default for EventQueue<E> {
 impl<E> EventQueue<E> {
     /// An empty queue.
     pub fn new() -> Self {
-        EventQueue { heap: BinaryHeap::new(), events: Vec::new(), free: Vec::new(), next_seq: 0 }
+        EventQueue {
+            heap: BinaryHeap::new(),
+            events: Vec::new(),
+            free: Vec::new(),
+            streams: Vec::new(),
+            len: 0,
+            next_seq: 0,
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.len += 1;
+        seq
     }
 
     /// Schedules `event` at `at`. Events at the same time pop in the order they were pushed.
     pub fn push(&mut self, at: SimTime, event: E) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.next_seq();
+        self.push_loose(at, seq, event);
+    }
+
+    fn push_loose(&mut self, at: SimTime, seq: u64, event: E) {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.events[slot] = Some(event);
@@ -179,15 +217,53 @@ impl<E> EventQueue<E> {
                 self.events.len() - 1
             }
         };
-        self.heap.push(QueuedEvent { at, seq, slot });
+        self.heap.push(QueuedEvent { at, seq, source: slot });
+    }
+
+    /// Schedules `event` at `at` in stream `stream`, whose events usually come in time order
+    /// (a link direction's arrivals). Pops exactly as [`EventQueue::push`] would: an event
+    /// earlier than the last of its stream is simply queued loose.
+    pub fn push_ordered(&mut self, stream: usize, at: SimTime, event: E) {
+        let seq = self.next_seq();
+        if stream >= self.streams.len() {
+            self.streams.resize_with(stream + 1, VecDeque::new);
+        }
+        let queue = &mut self.streams[stream];
+        match queue.back() {
+            None => {
+                queue.push_back((at, seq, event));
+                self.heap.push(QueuedEvent { at, seq, source: stream | STREAM_SOURCE });
+            }
+            Some(&(last, _, _)) if last <= at => queue.push_back((at, seq, event)),
+            Some(_) => self.push_loose(at, seq, event),
+        }
     }
 
     /// Removes and returns the earliest event with its time.
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let queued = self.heap.pop()?;
-        self.free.push(queued.slot);
-        let event = self.events[queued.slot].take()?;
-        Some((queued.at, event))
+        let mut top = self.heap.peek_mut()?;
+        self.len -= 1;
+        if top.source & STREAM_SOURCE == 0 {
+            let slot = top.source;
+            let at = top.at;
+            PeekMut::pop(top);
+            self.free.push(slot);
+            return self.events[slot].take().map(|event| (at, event));
+        }
+        let queue = &mut self.streams[top.source & !STREAM_SOURCE];
+        let (at, _, event) = queue.pop_front()?;
+        match queue.front() {
+            // The stream's next event takes its place in the heap (sifted down as `top`
+            // drops): one reordering instead of a pop and a push.
+            Some(&(next, seq, _)) => {
+                top.at = next;
+                top.seq = seq;
+            }
+            None => {
+                PeekMut::pop(top);
+            }
+        }
+        Some((at, event))
     }
 
     /// The time of the earliest event, if any.
@@ -197,12 +273,12 @@ impl<E> EventQueue<E> {
 
     /// How many events are pending.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     /// Whether no event is pending.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 
     /// How many events were ever pushed (a measure of the work a run did).
@@ -478,6 +554,46 @@ mod tests {
             first = false;
             last = (at, value);
         }
+    }
+
+    #[test]
+    fn ordered_streams_pop_as_loose_events_would() {
+        // Against a reference that orders every event by (time, sequence): streams in and out
+        // of order, loose events between them, pops interleaved with pushes.
+        let mut rng = SimRng::new(7);
+        let mut queue = EventQueue::new();
+        let mut reference = std::collections::BTreeMap::new();
+        let mut seq = 0u64;
+        let mut now = 0u64;
+        for _ in 0..20_000 {
+            match rng.below(10) {
+                0..=5 => {
+                    let at = SimTime(now + rng.below(50));
+                    if rng.below(3) == 0 {
+                        queue.push(at, seq);
+                    } else {
+                        queue.push_ordered(rng.below(4) as usize, at, seq);
+                    }
+                    reference.insert((at, seq), seq);
+                    seq += 1;
+                }
+                _ => {
+                    let expected = reference.pop_first().map(|((at, _), value)| (at, value));
+                    assert_eq!(queue.peek_time(), expected.map(|(at, _)| at));
+                    let popped = queue.pop();
+                    assert_eq!(popped, expected);
+                    if let Some((at, _)) = popped {
+                        now = at.as_ns();
+                    }
+                }
+            }
+            assert_eq!(queue.len(), reference.len());
+        }
+        while let Some(expected) = reference.pop_first().map(|((at, _), value)| (at, value)) {
+            assert_eq!(queue.pop(), Some(expected));
+        }
+        assert!(queue.is_empty());
+        assert_eq!(queue.pop(), None);
     }
 
     #[test]

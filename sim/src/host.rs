@@ -1131,6 +1131,9 @@ pub struct Initiator {
     /// Buffers of read data handed back by the caller ([`Initiator::recycle_read_buffer`]),
     /// for the next reads' data.
     spare_read_buffers: Vec<Vec<u8>>,
+    /// Bumped by every call that may change what [`Initiator::is_ready`] and
+    /// [`Initiator::next_timer`] say (see [`Initiator::generation`]).
+    generation: u64,
 }
 
 /// Read data buffers an initiator keeps for reuse at most.
@@ -1155,6 +1158,7 @@ impl Initiator {
             discovery_started: false,
             stats: InitiatorStats::default(),
             spare_read_buffers: Vec::new(),
+            generation: 0,
         }
     }
 
@@ -1187,6 +1191,7 @@ impl Initiator {
     /// Starts (or restarts) fabric login with a FLOGI; discovery follows on its own as
     /// replies arrive. Requests still pending fail with [`IoFailure::LinkDown`].
     pub fn start(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         self.reset_sessions(now, IoFailure::LinkDown);
         self.fabric.start(now, &mut self.port, HostControl::Fabric)
     }
@@ -1194,6 +1199,7 @@ impl Initiator {
     /// The link went down: every pending request fails with [`IoFailure::LinkDown`], every
     /// login is lost. Call [`Initiator::start`] when the link is back.
     pub fn link_down(&mut self, now: u64) {
+        self.generation += 1;
         self.reset_sessions(now, IoFailure::LinkDown);
         self.fabric.stop();
         self.port.set_fc_id(None);
@@ -1202,6 +1208,7 @@ impl Initiator {
     /// Runs discovery again (GID_FT, then GPN_ID and login for new ports, a LUN rescan of
     /// logged-in targets); ports the name server no longer lists go offline.
     pub fn rediscover(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         if !self.is_online() {
             return Vec::new();
         }
@@ -1255,6 +1262,7 @@ impl Initiator {
         now: u64,
         request: HostRequest,
     ) -> Result<(RequestId, Vec<Vec<u8>>), SubmitError> {
+        self.generation += 1;
         if !self.is_online() {
             return Err(SubmitError::Offline);
         }
@@ -1279,6 +1287,13 @@ impl Initiator {
         self.completions.pop_front()
     }
 
+    /// A number that changes whenever [`Initiator::is_ready`] or [`Initiator::next_timer`]
+    /// may have changed (every call but read data received, completions polled and buffers
+    /// recycled), so a caller may keep their answers until it does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The earliest time [`Initiator::on_timer`] has work: an exchange, login or discovery
     /// deadline, a delayed retry or re-login.
     pub fn next_timer(&self) -> Option<u64> {
@@ -1300,6 +1315,7 @@ impl Initiator {
 
     /// Runs what is due at `now`: timeouts (ABTS, retries), delayed retries, re-logins.
     pub fn on_timer(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.generation += 1;
         let mut out = self.fabric.on_timer(now, &mut self.port, HostControl::Fabric);
         for request in self.port.expire(now) {
             out.extend(self.on_control_timeout(now, request));
@@ -1332,6 +1348,11 @@ impl Initiator {
     pub fn receive(&mut self, now: u64, frame: &[u8]) -> Vec<Vec<u8>> {
         let Some(inbound) = self.port.accept(frame) else { return Vec::new() };
         let h = inbound.header;
+        // Read data only fills an exchange's buffer: no deadline, login or request changes,
+        // and most frames a host receives are read data.
+        if (h.fc_type, h.r_ctl) != (fc_type::FCP, r_ctl::SOLICITED_DATA) {
+            self.generation += 1;
+        }
         let handled = match (h.fc_type, h.r_ctl) {
             (fc_type::ELS, r_ctl::ELS_REPLY) | (fc_type::CT, r_ctl::SOLICITED_CONTROL) => {
                 self.on_reply(now, &inbound)

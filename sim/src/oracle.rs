@@ -4,7 +4,7 @@
 //! any write in flight during the read: seed 003's rule for concurrent mirror reads).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::engine::IntMap;
 pub use crate::report::Violation;
@@ -177,8 +177,11 @@ struct PointInTime {
 #[derive(Debug, Default)]
 pub struct Oracle {
     volumes: BTreeMap<String, Shadow>,
-    /// Start times of reads in flight (for pruning): time -> count.
-    reads_in_flight: BTreeMap<u64, u32>,
+    /// Start times of reads in flight (for pruning), in order, with their counts. Reads start
+    /// at the simulator's current time, so a new one goes at the back: a sorted deque costs
+    /// no tree insertion per read. The first entry's count is never zero (see
+    /// [`Oracle::read_finished`]); entries behind it may be, until they reach the front.
+    reads_in_flight: VecDeque<(u64, u32)>,
     violations: Vec<Violation>,
     violation_count: u64,
     /// Point-in-time images by snapshot name.
@@ -211,7 +214,7 @@ impl Oracle {
 
     /// The write `id` completed; `ok` if the host got GOOD status.
     pub fn write_completed(&mut self, volume: &str, lba: u64, blocks: u64, id: u64, now: u64, ok: bool) {
-        let horizon = self.reads_in_flight.keys().next().copied().unwrap_or(u64::MAX).min(now);
+        let horizon = self.reads_in_flight.front().map_or(u64::MAX, |(start, _)| *start).min(now);
         let Some(shadow) = self.volumes.get_mut(volume) else { return };
         shadow.for_each_mut(lba, blocks, false, |_, history| {
             if let Some(w) = history.as_mut_slice().iter_mut().find(|w| w.id == id) {
@@ -223,7 +226,19 @@ impl Oracle {
 
     /// A host submitted a read at `now` (its start bounds what may be pruned).
     pub fn read_submitted(&mut self, now: u64) {
-        *self.reads_in_flight.entry(now).or_default() += 1;
+        let reads = &mut self.reads_in_flight;
+        match reads.back_mut() {
+            Some((last, n)) if *last == now => *n += 1,
+            Some((last, _)) if *last > now => {
+                // Not the simulator's order (tests may submit in any order): kept sorted.
+                let at = reads.partition_point(|(start, _)| *start < now);
+                match reads.get_mut(at) {
+                    Some((start, n)) if *start == now => *n += 1,
+                    _ => reads.insert(at, (now, 1)),
+                }
+            }
+            _ => reads.push_back((now, 1)),
+        }
     }
 
     /// A read submitted at `submitted` completed at `now` with `data` (GOOD status only);
@@ -288,10 +303,15 @@ impl Oracle {
 
     /// A read ended without data to check (error status, aborted).
     pub fn read_finished(&mut self, submitted: u64) {
-        if let Some(n) = self.reads_in_flight.get_mut(&submitted) {
+        let reads = &mut self.reads_in_flight;
+        let at = reads.partition_point(|(start, _)| *start < submitted);
+        if let Some((start, n)) = reads.get_mut(at)
+            && *start == submitted
+            && *n > 0
+        {
             *n -= 1;
-            if *n == 0 {
-                self.reads_in_flight.remove(&submitted);
+            while reads.front().is_some_and(|(_, n)| *n == 0) {
+                reads.pop_front();
             }
         }
     }
@@ -525,6 +545,36 @@ mod tests {
             c.retain(|x| x.id % 2 == 1);
             let expected: Vec<BlockWrite> = b.iter().copied().chain([w(99, 1, None)]).filter(|x| x.id % 2 == 1).collect();
             proptest::prop_assert_eq!(c.as_slice(), &expected[..]);
+        }
+    }
+
+    #[test]
+    fn the_earliest_read_in_flight_is_known_in_any_order() {
+        // Against a multiset of start times: reads started mostly in time order, sometimes
+        // out of it, finished in any order, some finished twice or never started.
+        let mut rng = crate::engine::SimRng::new(3);
+        let mut oracle = Oracle::new();
+        let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut now = 0;
+        for _ in 0..5_000 {
+            if rng.below(2) == 0 {
+                now += rng.below(3);
+                let start = if rng.below(8) == 0 { now.saturating_sub(rng.below(20)) } else { now };
+                oracle.read_submitted(start);
+                *model.entry(start).or_default() += 1;
+            } else {
+                let start = now.saturating_sub(rng.below(40));
+                oracle.read_finished(start);
+                if let Some(n) = model.get_mut(&start) {
+                    *n -= 1;
+                    if *n == 0 {
+                        model.remove(&start);
+                    }
+                }
+            }
+            let earliest = oracle.reads_in_flight.front().map(|(start, _)| *start);
+            assert_eq!(earliest, model.keys().next().copied());
+            assert!(oracle.reads_in_flight.front().is_none_or(|(_, n)| *n > 0));
         }
     }
 

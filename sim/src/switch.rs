@@ -29,10 +29,20 @@ pub struct SwitchNode {
     /// receive the next frames in. They are warm in cache; a worker's pool hands out the
     /// buffer freed longest ago (it is a FIFO), whose lines have long left the cache.
     warm_buffers: Vec<FrameMut>,
+    /// Bit `i`: worker `i` was handed something (a frame, a message, a timer) since its
+    /// outputs were last drained. A worker produces output only when handed something, so
+    /// settling skips the others: their hand-offs, upcalls and transmits are empty. (Exchange
+    /// ids allow 15 workers; any beyond 64 would simply never be skipped.)
+    dirty: u64,
 }
 
 /// Transmitted frame buffers kept for receiving at most.
 const WARM_BUFFERS: usize = 64;
+
+/// Worker `index`'s bit in [`SwitchNode::dirty`]; none past 64.
+fn worker_bit(index: usize) -> u64 {
+    u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i)).unwrap_or(0)
+}
 
 /// Settling stops after this many rounds; a frame never causes anywhere near as many.
 const MAX_ROUNDS: usize = 10_000;
@@ -75,7 +85,13 @@ impl SwitchNode {
             running: true,
             handoffs: Vec::new(),
             warm_buffers: Vec::new(),
+            dirty: u64::MAX,
         }
+    }
+
+    /// Notes that worker `index` was handed something.
+    fn touch(&mut self, index: usize) {
+        self.dirty |= worker_bit(index);
     }
 
     /// Stop the engine as a power loss would: every worker's and the control path's state is
@@ -167,6 +183,7 @@ impl SwitchNode {
         };
         if let Some(worker) = self.workers.get_mut(owner) {
             worker.handle_frame(Timestamp(now), port, frame);
+            self.touch(owner);
         }
         self.settle_into(now, out);
     }
@@ -186,6 +203,7 @@ impl SwitchNode {
         for worker in &mut self.workers {
             worker.expire(Timestamp(now));
         }
+        self.dirty = u64::MAX;
         self.control.tick(Timestamp(now));
         self.settle_into(now, out);
     }
@@ -203,12 +221,22 @@ impl SwitchNode {
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
             for i in 0..self.workers.len() {
+                // In the same order as visiting every worker: a worker skipped here has
+                // nothing to hand over. The bit is cleared before the worker is drained, so
+                // anything handed to it meanwhile (a hand-off to itself) brings it back next
+                // round.
+                let bit = worker_bit(i);
+                if bit != 0 && self.dirty & bit == 0 {
+                    continue;
+                }
+                self.dirty &= !bit;
                 let mut handoffs = std::mem::take(&mut self.handoffs);
                 handoffs.extend(self.workers[i].take_handoffs());
                 for (to, port, frame) in handoffs.drain(..) {
                     moved = true;
                     if let Some(j) = self.worker_index(to) {
                         self.workers[j].handle_frame(at, port, frame);
+                        self.touch(j);
                     }
                 }
                 self.handoffs = handoffs;
@@ -217,6 +245,9 @@ impl SwitchNode {
                     moved = true;
                     self.messages += 1;
                     self.control.handle_upcall(at, id, message);
+                }
+                if !self.workers[i].has_transmits() {
+                    continue;
                 }
                 for (port, tx) in self.workers[i].take_transmits() {
                     moved = true;
@@ -235,6 +266,7 @@ impl SwitchNode {
                 self.messages += 1;
                 if let Some(j) = self.worker_index(worker) {
                     self.workers[j].handle_message(at, message);
+                    self.touch(j);
                 }
             }
             if !moved {

@@ -110,6 +110,10 @@ struct HostNode {
     timer_at: Option<u64>,
     /// Whether its workloads run: from its first readiness until it is found offline.
     ready: bool,
+    /// The initiator's `is_ready()` and `next_timer()` at a generation of its (see
+    /// `Initiator::generation`): a host's frames are mostly read data, which changes neither.
+    readiness_at: Option<(u64, bool)>,
+    next_timer_at: Option<(u64, Option<u64>)>,
 }
 
 /// A disk: one port per path, every port over the same blocks.
@@ -123,6 +127,10 @@ struct DiskPort {
     target: DiskTarget,
     cable: usize,
     timer_at: Option<u64>,
+    /// The target's `next_timer()` at a generation of its (see `DiskTarget::generation`):
+    /// a disk's frames are mostly write data in the middle of a burst, which leaves it as
+    /// it was.
+    next_timer_at: Option<(u64, Option<u64>)>,
 }
 
 impl DiskNode {
@@ -395,6 +403,8 @@ impl<'a> World<'a> {
                 cable: cable_of(NodeRef::Host(h), 0),
                 timer_at: None,
                 ready: false,
+                readiness_at: None,
+                next_timer_at: None,
             });
         }
         for (d, spec) in scenario.disks.iter().enumerate() {
@@ -429,6 +439,7 @@ impl<'a> World<'a> {
                     target,
                     cable: cable_of(NodeRef::Disk(d), path),
                     timer_at: None,
+                    next_timer_at: None,
                 })
                 .collect();
             disks.push(DiskNode { ports });
@@ -673,7 +684,12 @@ impl<'a> World<'a> {
             }
             LinkVerdict::Drop(_) => return,
         };
-        self.queue.push(at, Event::Deliver { link: cable, to_engine, epoch, frame });
+        // A link direction delivers in the order it sends: one ordered stream each.
+        self.queue.push_ordered(
+            cable * 2 + usize::from(to_engine),
+            at,
+            Event::Deliver { link: cable, to_engine, epoch, frame },
+        );
     }
 
     fn host_sends(&mut self, h: usize, frames: Vec<Vec<u8>>) {
@@ -717,7 +733,16 @@ impl<'a> World<'a> {
 
     fn after_disk(&mut self, d: usize, path: usize) {
         let port = &mut self.disks[d].ports[path];
-        if let Some(at) = port.target.next_timer()
+        let generation = port.target.generation();
+        let next_timer = match port.next_timer_at {
+            Some((at, next)) if at == generation => next,
+            _ => {
+                let next = port.target.next_timer();
+                port.next_timer_at = Some((generation, next));
+                next
+            }
+        };
+        if let Some(at) = next_timer
             && port.timer_at.is_none_or(|t| at < t)
         {
             port.timer_at = Some(at);
@@ -736,7 +761,16 @@ impl<'a> World<'a> {
         while let Some(completion) = self.hosts[h].initiator.poll_completion() {
             self.completed(h, completion);
         }
-        let ready = self.hosts[h].initiator.is_ready();
+        let host = &mut self.hosts[h];
+        let generation = host.initiator.generation();
+        let ready = match host.readiness_at {
+            Some((at, ready)) if at == generation => ready,
+            _ => {
+                let ready = host.initiator.is_ready();
+                host.readiness_at = Some((generation, ready));
+                ready
+            }
+        };
         // Workloads start when their host first is ready, and resume when it is ready again
         // after losing its link (they wait meanwhile, as applications over a path that queues
         // I/O do).
@@ -749,7 +783,17 @@ impl<'a> World<'a> {
                 }
             }
         }
-        if let Some(at) = self.hosts[h].initiator.next_timer()
+        let host = &mut self.hosts[h];
+        let generation = host.initiator.generation();
+        let next_timer = match host.next_timer_at {
+            Some((at, next)) if at == generation => next,
+            _ => {
+                let next = host.initiator.next_timer();
+                host.next_timer_at = Some((generation, next));
+                next
+            }
+        };
+        if let Some(at) = next_timer
             && self.hosts[h].timer_at.is_none_or(|t| at < t)
         {
             self.hosts[h].timer_at = Some(at);

@@ -246,7 +246,12 @@ impl ReferencePlan {
                 link.b_to_a.send(now, frame.len(), down)
             };
             if let LinkVerdict::Deliver { at, epoch } | LinkVerdict::Corrupt { at, epoch, .. } = verdict {
-                queue.push(at, Arrival { cable, to_engine, epoch, frame });
+                // As the world queues them: one ordered stream per link direction.
+                queue.push_ordered(
+                    cable * 2 + usize::from(to_engine),
+                    at,
+                    Arrival { cable, to_engine, epoch, frame },
+                );
             }
         };
         for (cable, (_, up, _)) in self.cables.iter().enumerate() {
