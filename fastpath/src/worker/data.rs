@@ -13,7 +13,7 @@ use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 
 use super::emit::{self, FC_HEADER};
-use super::state::{DownOwner, HostPiece, UpState};
+use super::state::{DownOwner, HostPiece, LegFrames, UpState};
 use super::translate::MAX_LEGS;
 use super::{Received, Worker};
 
@@ -41,15 +41,21 @@ impl Worker {
             return;
         }
         let fc_end = rx.fc_start + rx.fc_len;
-        let mut stored = [0u8; 4];
-        stored.copy_from_slice(&frame.as_slice()[fc_end..fc_end + 4]);
+        let payload_end = rx.fc_start + FC_HEADER + rx.payload_len;
+        let Some(trailer) = frame.as_slice().get(payload_end..fc_end + 4) else { return };
+        let (fill_bytes, stored) = trailer.split_at(trailer.len() - 4);
+        let Ok(fill) = u8::try_from(fill_bytes.len()) else { return };
+        let patchable = fill_bytes.iter().all(|&b| b == 0);
+        let Some(stored) = stored.first_chunk::<4>() else { return };
         let piece = HostPiece {
             offset,
             len,
+            crc: u32::from_le_bytes(*stored),
             frame,
             fc_start: rx.fc_start as u32,
             fc_len: rx.fc_len as u32,
-            crc: u32::from_le_bytes(stored),
+            fill,
+            patchable,
         };
         let at = up.pieces.partition_point(|p| p.offset < offset);
         if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
@@ -140,6 +146,12 @@ impl Worker {
                 return;
             }
             let leg = down.leg;
+            if sent >= leg.header_bytes && matches!(down.frames, LegFrames::Write(_)) {
+                match self.serve_leg_frame(up_xid, down_xid, sent, want_end) {
+                    Some(true) => continue,
+                    _ => return,
+                }
+            }
             let payload = if sent < leg.header_bytes {
                 let end = want_end.min(leg.header_bytes).min(sent + DATA_FRAME_BYTES as u32);
                 let Some(body) = self.journal_header_bytes(up_xid, sent, end) else { return };
@@ -208,6 +220,75 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// Send leg `down_xid` (which has a [`emit::WriteHead`] and has sent its journal header
+    /// block, if any) its next data frame from the host's, at leg offset `sent` of the
+    /// `want_end` it asked for: the head copied from the leg's, the payload a slice of the host
+    /// frame, its CRC patched when the frame is the host frame's whole payload. What the
+    /// general path of [`Worker::serve_leg`] sends, byte for byte. `Some(true)` if the leg may
+    /// want more, `Some(false)` after its last frame, `None` if nothing could be sent.
+    #[inline]
+    fn serve_leg_frame(
+        &mut self,
+        up_xid: ExchangeId,
+        down_xid: ExchangeId,
+        sent: u32,
+        want_end: u32,
+    ) -> Option<bool> {
+        let down = self.down.get(down_xid)?;
+        let LegFrames::Write(head) = &down.frames else { return None };
+        let up = self.up.get(up_xid)?;
+        let leg = down.leg;
+        let u = leg.data_offset + (sent - leg.header_bytes);
+        let at = up.pieces.partition_point(|p| p.end() <= u);
+        let piece = up.pieces.get(at).filter(|p| p.offset <= u)?;
+        let take_end = piece.end().min(u + (want_end - sent));
+        let len = take_end - u;
+        let whole = u == piece.offset && take_end == piece.end();
+        let fill = if whole { usize::from(piece.fill) } else { ((4 - len % 4) % 4) as usize };
+        let last = sent + len >= want_end;
+        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
+        if last {
+            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        }
+        let seq_cnt = down.seq_cnt;
+        let fields = emit::WriteFields {
+            f_ctl: f,
+            seq_id: down.seq_id,
+            seq_cnt,
+            ox_id: down_xid.0,
+            rx_id: down.target_rx_id,
+            parameter: sent,
+        };
+        let hb = head.header(fields)?;
+        let fc_start = piece.fc_start as usize;
+        let start = fc_start + FC_HEADER + (u - piece.offset) as usize;
+        let body = piece.frame.slice(start..start + len as usize)?;
+        let crc = if whole && piece.patchable {
+            let old = piece.frame.as_slice().get(fc_start..)?.first_chunk::<FC_HEADER>()?;
+            let trailing = piece.fc_len as usize - FC_HEADER;
+            self.address_changes.header_change(&self.crc, old, &hb, trailing).map(|c| piece.crc ^ c)
+        } else {
+            None
+        };
+        let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
+        let eof = if last { Eof::T } else { Eof::N };
+        let port = down.port;
+        let buf = self.spare_buffers.pop().or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
+        let frame = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
+        let down = self.down.get_mut(down_xid)?;
+        down.seq_cnt = seq_cnt.wrapping_add(1);
+        down.sent_upto = sent + len;
+        // No buffer: the leg's state has moved on, as the general path leaves it.
+        if let Some(frame) = frame? {
+            self.send(port, frame);
+        }
+        if last && let Some(down) = self.down.get_mut(down_xid) {
+            down.wanted = None;
+            return Some(false);
+        }
+        Some(true)
     }
 
     /// Bytes `[from, to)` of the journal header block of host write `up_xid`.

@@ -38,7 +38,7 @@ use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
 use crate::exchange::ExchangeTable;
 use crate::worker::config::{PortConfig, WorkerConfig};
-use crate::worker::state::{DownOwner, DownState, Downstream, HostPiece, UpState, Upstream};
+use crate::worker::state::{DownOwner, DownState, Downstream, HostPiece, LegFrames, UpState, Upstream};
 use crate::worker::translate::{Command, Leg, Plan, Resolution};
 
 /// A fast-path worker.
@@ -657,10 +657,18 @@ impl Worker {
         let path = *self.cache.device(leg.device)?;
         let port = *self.port_config(path.port)?;
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
-        let read_rewrite = match owner {
-            DownOwner::Host { up, .. } if !write => self.read_rewrite(up, leg.data_offset),
-            _ => None,
-        };
+        let fc_map = self.config.fc_map;
+        let frames = match owner {
+            DownOwner::Host { up, .. } if !write => {
+                self.read_rewrite(up, leg.data_offset).map(LegFrames::Read)
+            }
+            DownOwner::Host { .. } => {
+                emit::WriteHead::new(port.mac, path.target_fc_id.get(), port.initiator_fc_id.get(), fc_map)
+                    .map(LegFrames::Write)
+            }
+            DownOwner::ControlPath(_) => None,
+        }
+        .unwrap_or(LegFrames::Plain);
         let tag = self.down.insert_with(|| Downstream {
             owner,
             port: path.port,
@@ -679,7 +687,7 @@ impl Worker {
             collected: Vec::new(),
             collected_bytes: 0,
             data_out: None,
-            read_rewrite,
+            frames,
         })?;
         let key = emit::PathKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
         let frame = match &cdb {
@@ -690,7 +698,6 @@ impl Worker {
                 cdb16[0] = if write { scsi::opcode::WRITE_16 } else { scsi::opcode::READ_16 };
                 cdb16[2..10].copy_from_slice(&leg.lba.to_be_bytes());
                 cdb16[10..14].copy_from_slice(&(leg.blocks + header_blocks).to_be_bytes());
-                let fc_map = self.config.fc_map;
                 let ox = tag.xid.0;
                 self.templated(|t, b| {
                     t.command.command(b, &key, ox, &cdb16, data_bytes, !write, write, fc_map)
@@ -733,7 +740,7 @@ impl Worker {
         let Some(up) = self.up.get_mut(up_xid) else { return };
         up.read_bytes += rx.payload_len as u32;
         let port = up.port;
-        let Some(rewrite) = self.down.get(down_xid).and_then(|d| d.read_rewrite.as_ref()) else { return };
+        let Some(LegFrames::Read(rewrite)) = self.down.get(down_xid).map(|d| &d.frames) else { return };
         if let Some(frame) = rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes) {
             self.send(port, TxFrame::whole(frame));
         }

@@ -6,7 +6,7 @@ use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
 use dve_fp_api::io::{DownstreamFailure, HostIo, IoKind, PendingState};
 
-use crate::worker::emit::DataRewrite;
+use crate::worker::emit::{DataRewrite, WriteHead};
 use crate::worker::translate::{Leg, MAX_LEGS, PlanSummary};
 
 /// One frame of host write data, kept whole so its CRC can be patched rather than recomputed
@@ -25,6 +25,11 @@ pub struct HostPiece {
     pub fc_len: u32,
     /// The FC CRC the frame arrived with.
     pub crc: u32,
+    /// Fill bytes after the payload (`fc_len` less the header and `len`).
+    pub fill: u8,
+    /// Whether the fill bytes are zero, so a frame sending the whole payload (always with
+    /// zero fill) can patch `crc` rather than compute its own.
+    pub patchable: bool,
 }
 
 impl HostPiece {
@@ -204,7 +209,17 @@ pub struct Downstream {
     pub collected_bytes: usize,
     /// Data a control-path write sends.
     pub data_out: Option<bytes::Bytes>,
-    /// How a host read leg's data frames are rewritten for the host (made when the leg
-    /// starts; `None` for writes and the control path's I/O).
-    pub read_rewrite: Option<DataRewrite>,
+    /// How a host I/O leg's data frames are made (when the leg starts).
+    pub frames: LegFrames,
+}
+
+/// What a downstream I/O keeps to make or rewrite its data frames quickly.
+#[derive(Clone, Copy, Debug)]
+pub enum LegFrames {
+    /// Nothing: the control path's I/O, whose frames are built field by field.
+    Plain,
+    /// A host read leg: how its data frames are rewritten for the host.
+    Read(DataRewrite),
+    /// A host write leg: the head of the data frames it sends the device.
+    Write(WriteHead),
 }
