@@ -43,28 +43,29 @@ const fn slicing_tables() -> [[u32; 256]; 8] {
 /// changes by exactly this when the last `8 * words.len()` bytes before it change so).
 #[inline]
 pub fn raw_of_words(words: &[u64]) -> u32 {
-    words.iter().fold(0, |crc, &word| {
-        // Slicing-by-8 takes the window as a little-endian word.
-        let x = word.swap_bytes() ^ u64::from(crc);
-        let t = &SLICES;
-        t[7][x as u8 as usize]
-            ^ t[6][(x >> 8) as u8 as usize]
-            ^ t[5][(x >> 16) as u8 as usize]
-            ^ t[4][(x >> 24) as u8 as usize]
-            ^ t[3][(x >> 32) as u8 as usize]
-            ^ t[2][(x >> 40) as u8 as usize]
-            ^ t[1][(x >> 48) as u8 as usize]
-            ^ t[0][(x >> 56) as u8 as usize]
-    })
+    // Slicing-by-8 takes the window as a little-endian word.
+    words.iter().fold(0, |crc, &word| slice8(crc, word.swap_bytes()))
+}
+
+/// The raw CRC `crc` advanced over 8 bytes, given as a little-endian word: one slicing-by-8
+/// step.
+#[inline]
+fn slice8(crc: u32, le_word: u64) -> u32 {
+    let x = le_word ^ u64::from(crc);
+    let t = &SLICES;
+    t[7][x as u8 as usize]
+        ^ t[6][(x >> 8) as u8 as usize]
+        ^ t[5][(x >> 16) as u8 as usize]
+        ^ t[4][(x >> 24) as u8 as usize]
+        ^ t[3][(x >> 32) as u8 as usize]
+        ^ t[2][(x >> 40) as u8 as usize]
+        ^ t[1][(x >> 48) as u8 as usize]
+        ^ t[0][(x >> 56) as u8 as usize]
 }
 
 /// Tables for raw CRC updates and zero-shifts up to [`MAX_SHIFT`] bytes.
 #[derive(Clone)]
 pub struct CrcPatcher {
-    /// Slicing-by-8 tables: `tables[0]` advances the CRC by one byte, `tables[k]` accounts
-    /// for a byte followed by `k` more, so eight bytes take one step instead of eight
-    /// dependent lookups (a header patch is three steps).
-    tables: Box<[[u32; 256]; 8]>,
     /// `x^(8n) mod P` for n = 0..=MAX_SHIFT, the operator that appends n zero bytes.
     zero_shift: Box<[u32]>,
     /// The shift past [`HOT_SHIFT`] zero bytes as four byte tables: a header patched on a
@@ -111,20 +112,6 @@ impl Default for CrcPatcher {
 impl CrcPatcher {
     /// Build the tables (a few microseconds; once per worker).
     pub fn new() -> CrcPatcher {
-        let mut tables = Box::new([[0u32; 256]; 8]);
-        for (i, slot) in tables[0].iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            }
-            *slot = c;
-        }
-        for k in 1..8 {
-            for i in 0..256 {
-                let prev = tables[k - 1][i];
-                tables[k][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
-            }
-        }
         // x^0 is the top bit in the reflected representation; x^8 is one zero byte.
         let one_byte = mul_mod_p(1u32 << 31, 1u32 << 23);
         let mut zero_shift = Vec::with_capacity(MAX_SHIFT + 1);
@@ -133,11 +120,8 @@ impl CrcPatcher {
             zero_shift.push(power);
             power = mul_mod_p(power, one_byte);
         }
-        let mut patcher = CrcPatcher {
-            tables,
-            zero_shift: zero_shift.into_boxed_slice(),
-            hot_shift: Box::new([[0; 256]; 4]),
-        };
+        let mut patcher =
+            CrcPatcher { zero_shift: zero_shift.into_boxed_slice(), hot_shift: Box::new([[0; 256]; 4]) };
         // The tables come from the product, which needs the patcher's own tables.
         let shift = patcher.zero_shift[HOT_SHIFT];
         for k in 0..4 {
@@ -166,7 +150,7 @@ impl CrcPatcher {
     /// which is linear in them: the CRC of what changed.
     #[inline]
     fn raw_of_change(&self, old: &[u8], new: &[u8]) -> u32 {
-        let t = &*self.tables;
+        let t = &SLICES;
         let mut c = 0u32;
         let mut old8 = old.chunks_exact(8);
         let mut new8 = new.chunks_exact(8);
@@ -175,15 +159,7 @@ impl CrcPatcher {
             for ((x, a), b) in x.iter_mut().zip(a).zip(b) {
                 *x = a ^ b;
             }
-            let x = u64::from_le_bytes(x) ^ u64::from(c);
-            c = t[7][x as u8 as usize]
-                ^ t[6][(x >> 8) as u8 as usize]
-                ^ t[5][(x >> 16) as u8 as usize]
-                ^ t[4][(x >> 24) as u8 as usize]
-                ^ t[3][(x >> 32) as u8 as usize]
-                ^ t[2][(x >> 40) as u8 as usize]
-                ^ t[1][(x >> 48) as u8 as usize]
-                ^ t[0][(x >> 56) as u8 as usize];
+            c = slice8(c, u64::from_le_bytes(x));
         }
         for (&a, &b) in old8.remainder().iter().zip(new8.remainder()) {
             c = t[0][(c ^ u32::from(a ^ b)) as u8 as usize] ^ (c >> 8);
@@ -193,7 +169,7 @@ impl CrcPatcher {
 
     /// The raw CRC of `bytes`.
     fn raw(&self, bytes: &[u8]) -> u32 {
-        bytes.iter().fold(0, |c, &b| self.tables[0][(c ^ u32::from(b)) as u8 as usize] ^ (c >> 8))
+        bytes.iter().fold(0, |c, &b| SLICES[0][(c ^ u32::from(b)) as u8 as usize] ^ (c >> 8))
     }
 
     /// `a * b mod P` in the reflected representation, without a branch per bit: the
@@ -231,7 +207,7 @@ impl CrcPatcher {
         let product = product << 1;
         let high = (product >> 32) as u32;
         let low = product as u32;
-        let t = &*self.tables;
+        let t = &SLICES;
         high ^ t[3][low as u8 as usize]
             ^ t[2][(low >> 8) as u8 as usize]
             ^ t[1][(low >> 16) as u8 as usize]
@@ -274,16 +250,7 @@ impl CrcPatcher {
     #[inline]
     fn step(&self, crc: u32, word: u64) -> u32 {
         // Slicing-by-8 takes the window as a little-endian word.
-        let x = word.swap_bytes() ^ u64::from(crc);
-        let t = &*self.tables;
-        t[7][x as u8 as usize]
-            ^ t[6][(x >> 8) as u8 as usize]
-            ^ t[5][(x >> 16) as u8 as usize]
-            ^ t[4][(x >> 24) as u8 as usize]
-            ^ t[3][(x >> 32) as u8 as usize]
-            ^ t[2][(x >> 40) as u8 as usize]
-            ^ t[1][(x >> 48) as u8 as usize]
-            ^ t[0][(x >> 56) as u8 as usize]
+        slice8(crc, word.swap_bytes())
     }
 
     /// The CRC of `a || b` from the CRCs of `a` and `b` and the length of `b` (zlib's
@@ -398,7 +365,22 @@ mod tests {
 
     #[test]
     fn the_compile_time_tables_are_the_patchers() {
-        assert_eq!(*CrcPatcher::new().tables, SLICES);
+        // Built at run time, as the patcher built its own before it used these.
+        let mut tables = [[0u32; 256]; 8];
+        for (i, slot) in tables[0].iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            }
+            *slot = c;
+        }
+        for k in 1..8 {
+            for i in 0..256 {
+                let prev = tables[k - 1][i];
+                tables[k][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            }
+        }
+        assert_eq!(tables, SLICES);
     }
 
     #[test]
