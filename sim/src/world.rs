@@ -733,15 +733,8 @@ impl<'a> World<'a> {
 
     fn after_disk(&mut self, d: usize, path: usize) {
         let port = &mut self.disks[d].ports[path];
-        let generation = port.target.generation();
-        let next_timer = match port.next_timer_at {
-            Some((at, next)) if at == generation => next,
-            _ => {
-                let next = port.target.next_timer();
-                port.next_timer_at = Some((generation, next));
-                next
-            }
-        };
+        let target = &port.target;
+        let next_timer = remembered(&mut port.next_timer_at, target.generation(), || target.next_timer());
         if let Some(at) = next_timer
             && port.timer_at.is_none_or(|t| at < t)
         {
@@ -762,15 +755,8 @@ impl<'a> World<'a> {
             self.completed(h, completion);
         }
         let host = &mut self.hosts[h];
-        let generation = host.initiator.generation();
-        let ready = match host.readiness_at {
-            Some((at, ready)) if at == generation => ready,
-            _ => {
-                let ready = host.initiator.is_ready();
-                host.readiness_at = Some((generation, ready));
-                ready
-            }
-        };
+        let initiator = &host.initiator;
+        let ready = remembered(&mut host.readiness_at, initiator.generation(), || initiator.is_ready());
         // Workloads start when their host first is ready, and resume when it is ready again
         // after losing its link (they wait meanwhile, as applications over a path that queues
         // I/O do).
@@ -784,15 +770,9 @@ impl<'a> World<'a> {
             }
         }
         let host = &mut self.hosts[h];
-        let generation = host.initiator.generation();
-        let next_timer = match host.next_timer_at {
-            Some((at, next)) if at == generation => next,
-            _ => {
-                let next = host.initiator.next_timer();
-                host.next_timer_at = Some((generation, next));
-                next
-            }
-        };
+        let initiator = &host.initiator;
+        let next_timer =
+            remembered(&mut host.next_timer_at, initiator.generation(), || initiator.next_timer());
         if let Some(at) = next_timer
             && self.hosts[h].timer_at.is_none_or(|t| at < t)
         {
@@ -1969,4 +1949,17 @@ fn block_runs(blocks: &BTreeSet<u64>, end: u64) -> Vec<Range<u64>> {
         }
     }
     runs
+}
+
+/// A node's answer kept in `slot` with the node's state generation it was computed under:
+/// asked again only once the generation changed.
+fn remembered<T: Copy>(slot: &mut Option<(u64, T)>, generation: u64, ask: impl FnOnce() -> T) -> T {
+    match *slot {
+        Some((at, answer)) if at == generation => answer,
+        _ => {
+            let answer = ask();
+            *slot = Some((generation, answer));
+            answer
+        }
+    }
 }
