@@ -99,6 +99,7 @@
 //! | `snapshot` | `volume`, `name` (the snapshot's name) |
 //! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`) |
 //! | `migrate` | `volume`, `to` (as many disks as the volume has data disks) |
+//! | `cancel-migration` | `volume` (migrated earlier in the timeline: what was moved goes back, the volume stays on its disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
 //! | `kill-engine`, `restart-engine` | `engine` |
@@ -405,6 +406,8 @@ pub enum ActionKind {
     GroupSnapshot,
     /// Move a volume's data to other disks.
     Migrate,
+    /// Cancel a volume's migration: what it moved is copied back.
+    CancelMigration,
     /// Resynchronize a mirror.
     Resync,
     /// Add a mirror side on a disk (a single-disk linear volume becomes a mirror).
@@ -438,6 +441,7 @@ impl ActionKind {
             ActionKind::Snapshot => "snapshot",
             ActionKind::GroupSnapshot => "group-snapshot",
             ActionKind::Migrate => "migrate",
+            ActionKind::CancelMigration => "cancel-migration",
             ActionKind::Resync => "resync",
             ActionKind::AddMirrorSide => "add-mirror-side",
             ActionKind::Replicate => "replicate",
@@ -811,6 +815,11 @@ pub enum EventAction {
         /// The destination regions, one per new disk.
         regions: Vec<Region>,
     },
+    /// Cancel the migration of a volume.
+    CancelMigration {
+        /// Index of the volume.
+        volume: usize,
+    },
     /// Resynchronize a mirror (or raid10).
     Resync {
         /// Index of the volume.
@@ -1126,6 +1135,8 @@ struct Builder<'a> {
     volumes: BTreeMap<String, usize>,
     /// Next free block on each disk.
     disk_fill: Vec<u64>,
+    /// The data disks each volume had before its last migration in the timeline so far.
+    migrated_from: BTreeMap<usize, Vec<usize>>,
 }
 
 /// What a validation step returns.
@@ -1141,6 +1152,7 @@ impl<'a> Builder<'a> {
             disks: BTreeMap::new(),
             volumes: BTreeMap::new(),
             disk_fill: Vec::new(),
+            migrated_from: BTreeMap::new(),
         }
     }
 
@@ -1949,8 +1961,26 @@ impl<'a> Builder<'a> {
                 for ((&disk, share), reference) in destinations.iter().zip(shares).zip(to.get_ref()) {
                     regions.push(self.allocate(disks, disk, share, &what, reference)?);
                 }
-                current_disks[volume] = destinations.clone();
+                let from = std::mem::replace(&mut current_disks[volume], destinations.clone());
+                self.migrated_from.insert(volume, from);
                 EventAction::Migrate { volume, to: destinations, regions }
+            }
+            ActionKind::CancelMigration => {
+                let volume = volume_of(self)?;
+                let Some(from) = self.migrated_from.remove(&volume) else {
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    return Err(self.source.error_at(
+                        at,
+                        format!(
+                            "`{}` has no migration earlier in the timeline to cancel",
+                            volumes[volume].name
+                        ),
+                    ));
+                };
+                // Its destinations' regions stay reserved: space is never freed.
+                current_disks[volume] = from;
+                EventAction::CancelMigration { volume }
             }
             ActionKind::Resync => {
                 let volume = volume_of(self)?;
@@ -2118,7 +2148,14 @@ impl<'a> Builder<'a> {
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
         let volume_ok = matches!(
             kind,
-            Snapshot | Migrate | Resync | AddMirrorSide | Replicate | SplitSegment | MergeSegments
+            Snapshot
+                | Migrate
+                | CancelMigration
+                | Resync
+                | AddMirrorSide
+                | Replicate
+                | SplitSegment
+                | MergeSegments
         );
         let checks: [(Option<Range<usize>>, bool, &str); 10] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
@@ -2190,6 +2227,7 @@ fn describe(
             let names: Vec<&str> = to.iter().map(|&index| disk(index)).collect();
             format!("{} to {}", volume(*index), names.join(","))
         }
+        EventAction::CancelMigration { volume: index } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: Some(side) } => {
             format!("{} ({})", volume(*index), disk(*side))

@@ -978,6 +978,10 @@ impl<'a> World<'a> {
                         names.join(", ")
                     ))
                 }
+                ControlEvent::MigrationCancelled { lv } => {
+                    self.close_flows(e, FlowEnd::Migration(lv));
+                    Some(format!("{} migration cancelled: everything moved is back", self.lv_name(e, lv)))
+                }
                 ControlEvent::SnapshotTaken { snapshot, .. } => {
                     self.engines[e].snapshots.get(&snapshot).cloned().map(|(volume, name)| {
                         let source = self.scenario.volumes[volume].name.clone();
@@ -1277,6 +1281,7 @@ impl<'a> World<'a> {
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
             EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
             EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
+            EventAction::CancelMigration { volume } => self.cancel_migration(*volume),
             EventAction::Replicate { volume, disk, interval_ms, .. } => {
                 self.replicate(*volume, *disk, *interval_ms)
             }
@@ -1340,6 +1345,19 @@ impl<'a> World<'a> {
                 );
                 "copying, one barrier chunk at a time".to_string()
             }
+            Err(err) => format!("refused: {err}"),
+        };
+        self.engine_settle(e);
+        outcome
+    }
+
+    fn cancel_migration(&mut self, volume: usize) -> String {
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
+        };
+        let outcome = match self.engines[e].switch.control_mut().cancel_migration(lv) {
+            Ok(()) => "copying back what was moved, one barrier chunk at a time".to_string(),
             Err(err) => format!("refused: {err}"),
         };
         self.engine_settle(e);

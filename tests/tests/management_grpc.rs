@@ -296,6 +296,89 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
     });
 }
 
+/// Blocks claimed on disk `i` of the bench.
+fn claimed(engine: &BenchEngine, i: usize) -> u64 {
+    engine.with_control(|c| {
+        let device = c.device_of(Wwn(disk_wwpn(i))).expect("disk known");
+        c.devices().get(device).expect("device").allocated
+    })
+}
+
+#[test]
+fn a_cancelled_migration_copies_back_frees_its_destination_and_a_finished_one_frees_its_source() {
+    let (runtime, engine, mut client) = start(3);
+    runtime.block_on(async {
+        client.create_volume(create("l0", 16_384, linear(&disk(0)))).await.expect("l0");
+        let claims = [claimed(&engine, 0), claimed(&engine, 1), claimed(&engine, 2)];
+        assert_eq!(claims, [16_384, 0, 0]);
+        let migrate = |to: usize| pb::StartMigrationRequest {
+            volume: "l0".into(),
+            segment: 0,
+            destination: Some(linear(&disk(to))),
+            rate_limit_bytes_per_sec: 0,
+        };
+        let control =
+            |id: u64, control: pb::TaskControl| pb::ControlTaskRequest { id, control: control.into() };
+
+        // Halfway to d1, the migration is paused, then cancelled: the cancel goes on paused or not.
+        let task = client.start_migration(migrate(1)).await.expect("migration started").into_inner();
+        assert_eq!(claimed(&engine, 1), 16_384, "the destination is claimed at the start");
+        let halfway = engine.lock().run_until(5_000_000_000, |b| {
+            b.switch.control().migrations().first().is_some_and(|m| m.copied >= 8_192)
+        });
+        assert!(halfway, "the migration got halfway");
+        client.control_task(control(task.id, pb::TaskControl::Pause)).await.expect("paused");
+        let moved = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks[0].done_blocks;
+        let cancelling = client
+            .control_task(control(task.id, pb::TaskControl::Cancel))
+            .await
+            .expect("cancelled")
+            .into_inner();
+        assert_eq!(
+            (cancelling.state(), cancelling.cancelling),
+            (pb::TaskState::Running, true),
+            "{cancelling:?}"
+        );
+        assert!(cancelling.done_blocks >= moved, "{cancelling:?}, {moved} moved when paused");
+        let again = client.control_task(control(task.id, pb::TaskControl::Cancel)).await.expect_err("twice");
+        assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+        assert!(again.message().contains("already being cancelled"), "{}", again.message());
+        let mut watch = client.watch_task(pb::TaskRef { id: task.id }).await.expect("watched").into_inner();
+        let ended = engine.lock().run_until(5_000_000_000, |b| b.switch.control().migrations().is_empty());
+        assert!(ended, "the cancel ends");
+        let mut seen = Vec::new();
+        while let Some(update) = watch.message().await.expect("stream") {
+            seen.push(update);
+        }
+        let last = seen.last().expect("updates");
+        assert_eq!(last.state(), pb::TaskState::Cancelled, "{seen:?}");
+        // Counting down while the moved part goes back.
+        assert!(seen.windows(2).all(|w| w[0].done_blocks >= w[1].done_blocks), "{seen:?}");
+        let l0 = client.get_volume(pb::VolumeRef { name: "l0".into() }).await.expect("l0").into_inner();
+        let [segment] = &l0.segments[..] else { panic!("one segment: {l0:?}") };
+        let pb::layout::Kind::Linear(on) = layout_kind(segment) else { panic!("linear: {segment:?}") };
+        assert_eq!(on.placement.as_ref().expect("placement").device_id, disk(0), "still on d0");
+        assert_eq!([claimed(&engine, 0), claimed(&engine, 1)], [16_384, 0], "d1's claim is free again");
+        let late = client.control_task(control(task.id, pb::TaskControl::Cancel)).await.expect_err("ended");
+        assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+
+        // A migration to d2 runs to its end: d0's claim is free, d2 holds the volume.
+        client.start_migration(migrate(2)).await.expect("second migration started");
+        let ended = engine.lock().run_until(5_000_000_000, |b| b.switch.control().migrations().is_empty());
+        assert!(ended, "the second migration ends");
+        let done = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        assert!(done.is_empty(), "{done:?}");
+        assert_eq!([claimed(&engine, 0), claimed(&engine, 1), claimed(&engine, 2)], [0, 0, 16_384]);
+
+        // Only migrations are cancelled; a resync is refused as not supported.
+        client.create_volume(create("m0", 4_096, mirror(&[disk(0), disk(1)]))).await.expect("m0");
+        let resync = 2u64 << 48 | 1;
+        let status =
+            client.control_task(control(resync, pb::TaskControl::Cancel)).await.expect_err("a resync");
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    });
+}
+
 #[test]
 fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
     let (runtime, engine, mut client) = start(3);

@@ -208,6 +208,11 @@ enum MigrateCommand {
         /// The task id (from `task list`).
         id: String,
     },
+    /// Cancel a migration: what it moved is copied back online, then its task is cancelled.
+    Cancel {
+        /// The task id (from `task list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,7 +361,11 @@ fn print_tasks(tasks: &[pb::Task]) {
                 format!("{:#x}", t.id),
                 t.kind.clone(),
                 t.volume.clone(),
-                state.to_lowercase(),
+                if t.cancelling {
+                    format!("{} (cancelling)", state.to_lowercase())
+                } else {
+                    state.to_lowercase()
+                },
                 format!("{}/{}", t.done_blocks, t.total_blocks),
                 format!("{percent:.1}%"),
             ]
@@ -389,6 +398,16 @@ impl From<String> for Failure {
     fn from(message: String) -> Failure {
         Failure::Local(message)
     }
+}
+
+/// Pause, resume or cancel the task named `id`; its state after.
+async fn control_task(
+    client: &mut ManagementClient<Channel>,
+    id: &str,
+    control: pb::TaskControl,
+) -> Result<pb::Task, Failure> {
+    let request = pb::ControlTaskRequest { id: parse_task_id(id)?, control: control.into() };
+    Ok(client.control_task(request).await?.into_inner())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -523,14 +542,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print_tasks(&[task]);
         }
         Command::Migrate(MigrateCommand::Pause { id }) => {
-            let request =
-                pb::ControlTaskRequest { id: parse_task_id(&id)?, control: pb::TaskControl::Pause.into() };
-            print_tasks(&[client.control_task(request).await?.into_inner()]);
+            print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Pause).await?]);
         }
         Command::Migrate(MigrateCommand::Resume { id }) => {
-            let request =
-                pb::ControlTaskRequest { id: parse_task_id(&id)?, control: pb::TaskControl::Resume.into() };
-            print_tasks(&[client.control_task(request).await?.into_inner()]);
+            print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Resume).await?]);
+        }
+        Command::Migrate(MigrateCommand::Cancel { id }) => {
+            print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Cancel).await?]);
         }
         Command::Replicate { volume, to, interval_ms } => {
             let request =

@@ -221,6 +221,12 @@ pub enum ControlEvent {
         /// Blocks copied.
         blocks: u64,
     },
+    /// A cancelled migration ended: everything it had moved is back, the volume is where it
+    /// was and the destination's claims are free.
+    MigrationCancelled {
+        /// The volume.
+        lv: LvId,
+    },
     /// A snapshot's image is fixed (the source's writes in flight drained).
     SnapshotTaken {
         /// The source.

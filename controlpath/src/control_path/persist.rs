@@ -101,13 +101,18 @@ impl ControlPath {
         self.commit(batch)
     }
 
-    /// Commit the records of `volumes` and delete the task record under `key`, in one
-    /// transaction (a task's last change and its end).
-    pub(super) fn persist_ending_task(&mut self, volumes: &[LvId], key: &[u8]) -> Result<(), Error> {
+    /// Commit the records of `devices` and `volumes` and delete the task record under `key`,
+    /// in one transaction (a task's last change and its end).
+    pub(super) fn persist_ending_task(
+        &mut self,
+        devices: &[DeviceId],
+        volumes: &[LvId],
+        key: &[u8],
+    ) -> Result<(), Error> {
         if self.store.is_none() {
             return Ok(());
         }
-        let mut batch = self.records(&[], volumes)?;
+        let mut batch = self.records(devices, volumes)?;
         batch.delete(Table::Tasks, key);
         self.commit(batch)
     }

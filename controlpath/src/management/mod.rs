@@ -487,20 +487,20 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             .ok_or_else(|| invalid_field("id", format!("{:#x} names no task", r.id)))?;
         let control = pb::TaskControl::try_from(r.control)
             .map_err(|_| invalid_field("control", format!("{} is not a task control", r.control)))?;
-        let paused = match control {
-            pb::TaskControl::Unspecified => return Err(missing_field("control")),
-            pb::TaskControl::Pause => true,
-            pb::TaskControl::Resume => false,
-            pb::TaskControl::Cancel => return Err(not_supported("cancelling a task")),
-        };
+        if control == pb::TaskControl::Unspecified {
+            return Err(missing_field("control"));
+        }
         let TaskId::Migration(lv) = id else {
-            return Err(not_supported("pausing or resuming anything but a migration"));
+            return Err(not_supported("pausing, resuming or cancelling anything but a migration"));
         };
         let task = self.control(|c| {
             if c.volume(lv).is_none() {
                 return Err(Error::UnknownVolume(lv));
             }
-            c.pause_migration(lv, paused)?;
+            match control {
+                pb::TaskControl::Cancel => c.cancel_migration(lv)?,
+                pause => c.pause_migration(lv, pause == pb::TaskControl::Pause)?,
+            }
             task_of(c, id)
         })?;
         Ok(Response::new(task))

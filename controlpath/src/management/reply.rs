@@ -214,6 +214,7 @@ pub fn migration_task(control: &ControlPath, m: &MigrationProgress) -> pb::Task 
         done_blocks: m.copied,
         total_blocks: m.total,
         error: String::new(),
+        cancelling: m.cancelling,
     }
 }
 
@@ -228,6 +229,7 @@ pub fn resync_task(control: &ControlPath, r: &ResyncProgress) -> pb::Task {
         done_blocks: r.copied.saturating_mul(extent),
         total_blocks: r.total.saturating_mul(extent),
         error: String::new(),
+        cancelling: false,
     }
 }
 
@@ -248,6 +250,7 @@ fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Ta
         done_blocks: p.pushed,
         total_blocks: p.total,
         error: String::new(),
+        cancelling: false,
     }
 }
 
@@ -261,6 +264,7 @@ pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::T
         done_blocks: r.baseline_blocks,
         total_blocks: control.volume(r.lv).map_or(0, |v| v.record.blocks),
         error: String::new(),
+        cancelling: false,
     }
 }
 
@@ -282,6 +286,7 @@ fn finished(
         done_blocks: if state == pb::TaskState::Done { blocks } else { 0 },
         total_blocks: blocks,
         error: error.into(),
+        cancelling: false,
     }
 }
 
@@ -293,7 +298,14 @@ pub fn task(control: &ControlPath, id: TaskId) -> Option<pb::Task> {
     match id {
         TaskId::Migration(lv) => match control.migrations().iter().find(|m| m.lv == lv) {
             Some(m) => Some(migration_task(control, m)),
-            None => volume(lv).map(|_| finished(control, id, "migration", lv, pb::TaskState::Done, "")),
+            None => volume(lv).map(|_| {
+                let state = if control.migration_cancelled(lv) {
+                    pb::TaskState::Cancelled
+                } else {
+                    pb::TaskState::Done
+                };
+                finished(control, id, "migration", lv, state, "")
+            }),
         },
         TaskId::Resync(lv, side) => {
             if let Some(r) = control.resyncs().iter().find(|r| r.lv == lv && r.side == usize::from(side)) {

@@ -11,9 +11,14 @@
 //! there that a restart would not find), and its end with the volume's new layout. A
 //! restarted engine rebuilds the three states, points the copied part at the new storage
 //! and goes on from the cursor.
+//!
+//! A cancelled migration runs the same agent backwards over what it had moved (see
+//! [`cancel`]).
+
+mod cancel;
 
 use core::ops::Range;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, IoTag, LvId};
@@ -38,6 +43,25 @@ struct SegmentStates {
     barrier: RedirectIndex,
     /// The new storage, read/write: migrated.
     migrated: RedirectIndex,
+    /// The new storage, fault-on-write: the barrier of a cancel's copy back.
+    returning: RedirectIndex,
+}
+
+/// Which way a chunk is copied.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Direction {
+    /// Old storage to new: the migration.
+    Forward,
+    /// New storage back to old: a cancel.
+    Back,
+}
+
+/// The chunk being copied: writes inside it wait.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Barrier {
+    segment: usize,
+    range: Range<u64>,
+    direction: Direction,
 }
 
 /// Progress of one migration.
@@ -51,6 +75,8 @@ pub struct MigrationProgress {
     pub total: u64,
     /// Whether it is paused.
     pub paused: bool,
+    /// Whether it is being cancelled: `copied` then counts down as the moved blocks go back.
+    pub cancelling: bool,
 }
 
 /// A migration in progress.
@@ -62,10 +88,12 @@ pub(super) struct Migration {
     states: Vec<SegmentStates>,
     /// The new claims, in the layout's allocation order.
     allocations: Vec<Allocation>,
-    /// The barrier: segment and block range, while one is up.
-    barrier: Option<(usize, Range<u64>)>,
-    /// Where the next chunk starts.
+    /// The barrier, while one is up.
+    barrier: Option<Barrier>,
+    /// Where the next chunk starts; while a forward barrier is up, where it ends.
     cursor: (usize, u64),
+    /// A cancel: everything before it is back on the old storage (and points there).
+    returned: Option<(usize, u64)>,
     /// The block copy of the barrier chunk.
     copy: Option<u64>,
     /// The barrier is fenced from the fast path (its writes drained).
@@ -95,14 +123,20 @@ struct MigrationRecord {
     lv: LvId,
     moves: Vec<(DeviceId, DeviceId)>,
     allocations: Vec<Allocation>,
-    /// Everything before it (segment, block) points at the new storage.
+    /// Everything before it (segment, block) points at the new storage...
     cursor: (usize, u64),
+    /// ... but, once cancelled, what comes before this points at the old storage again.
+    #[serde(default)]
+    returned: Option<(usize, u64)>,
 }
 
 /// Migrations by volume.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Migrations {
     active: BTreeMap<LvId, Migration>,
+    /// Volumes whose last migration was cancelled (until another starts), so that its task
+    /// reads CANCELLED rather than DONE.
+    cancelled: BTreeSet<LvId>,
 }
 
 impl Migrations {
@@ -226,13 +260,14 @@ impl ControlPath {
             let lba = self.devices.allocate(d, n)?;
             allocations[i] = Allocation { device: d, lba, blocks: n };
         }
-        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0) };
+        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0), returned: None };
         let devices: Vec<DeviceId> = need.keys().copied().collect();
         if let Err(e) = self.persist_task(&devices, &task_key(lv), &record) {
             self.devices = before;
             self.counters.failed_commits += 1;
             return Err(e);
         }
+        self.migrations.cancelled.remove(&lv);
         self.begin_migration(record)
     }
 
@@ -246,10 +281,10 @@ impl ControlPath {
         self.begin_migration(record)
     }
 
-    /// Give every segment of the volume its three states, the part before the cursor
-    /// pointing at the new storage, and start the copy agent there.
+    /// Give every segment of the volume its states, the part the record says was moved (and
+    /// not yet moved back) pointing at the new storage, and start the copy agent.
     fn begin_migration(&mut self, record: MigrationRecord) -> Result<(), Error> {
-        let MigrationRecord { lv, moves, allocations, cursor } = record;
+        let MigrationRecord { lv, moves, allocations, cursor, returned } = record;
         let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
         let old_allocations = v.record.allocations.clone();
         let rewrite = |p: Placement| -> Placement {
@@ -270,17 +305,21 @@ impl ControlPath {
             };
             let target = moved(&base.descriptor, &rewrite)?;
             let barrier = map.add_redirect(RedirectEntry { fault_on_write: true, ..base.clone() })?;
-            let migrated = map.add_redirect(RedirectEntry::read_write(target))?;
-            states.push(SegmentStates { not_migrated, barrier, migrated });
-            let done = match segment.cmp(&cursor.0) {
-                std::cmp::Ordering::Less => map.descriptor().blocks,
-                std::cmp::Ordering::Equal => cursor.1,
+            let migrated = map.add_redirect(RedirectEntry::read_write(target.clone()))?;
+            let returning = map
+                .add_redirect(RedirectEntry { fault_on_write: true, ..RedirectEntry::read_write(target) })?;
+            states.push(SegmentStates { not_migrated, barrier, migrated, returning });
+            let blocks = map.descriptor().blocks;
+            let before = |(s, b): (usize, u64)| match segment.cmp(&s) {
+                std::cmp::Ordering::Less => blocks,
+                std::cmp::Ordering::Equal => b.min(blocks),
                 std::cmp::Ordering::Greater => 0,
             };
-            if done > 0 {
-                map.set_range(0..done, migrated)?;
+            let moved = before(returned.unwrap_or((0, 0)))..before(cursor);
+            if !moved.is_empty() {
+                copied += moved.end - moved.start;
+                map.set_range(moved, migrated)?;
             }
-            copied += done;
             grants
                 .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
         }
@@ -298,6 +337,7 @@ impl ControlPath {
                 allocations,
                 barrier: None,
                 cursor,
+                returned,
                 copy: None,
                 fenced: false,
                 copied,
@@ -325,6 +365,11 @@ impl ControlPath {
         self.migrations.active.contains_key(&lv)
     }
 
+    /// Whether the last migration of `lv` was cancelled (and no other started since).
+    pub fn migration_cancelled(&self, lv: LvId) -> bool {
+        self.migrations.cancelled.contains(&lv)
+    }
+
     /// Pause or resume a migration (management API).
     pub fn pause_migration(&mut self, lv: LvId, paused: bool) -> Result<(), Error> {
         let m = self
@@ -341,7 +386,13 @@ impl ControlPath {
         self.migrations
             .active
             .iter()
-            .map(|(lv, m)| MigrationProgress { lv: *lv, copied: m.copied, total: m.total, paused: m.paused })
+            .map(|(lv, m)| MigrationProgress {
+                lv: *lv,
+                copied: m.copied,
+                total: m.total,
+                paused: m.paused,
+                cancelling: m.returned.is_some(),
+            })
             .collect()
     }
 
@@ -349,7 +400,7 @@ impl ControlPath {
     pub(super) fn hold_at_barrier(&mut self, io: IoTag, request: &HostIo, data: &Option<Bytes>) -> bool {
         let Some(lv) = request.lv else { return false };
         let Some(m) = self.migrations.active.get(&lv) else { return false };
-        let Some((segment, range)) = m.barrier.clone() else { return false };
+        let Some(Barrier { segment, range, .. }) = m.barrier.clone() else { return false };
         let Some(seg) = self.volumes.get(&lv).and_then(|v| v.segments.get(segment)).map(|s| *s.descriptor())
         else {
             return false;
@@ -364,53 +415,72 @@ impl ControlPath {
         false
     }
 
-    /// The copy agent: one chunk at a time (the rate limit), unless paused.
+    /// The copy agent: one chunk at a time (the rate limit), unless paused; a cancelled
+    /// migration's chunks go back the same way.
     pub(super) fn migration_tick(&mut self) {
         let lvs: Vec<LvId> = self.migrations.active.keys().copied().collect();
         for lv in lvs {
             let Some(m) = self.migrations.active.get(&lv) else { continue };
             if m.fenced && m.copy.is_none() {
-                self.start_copy(lv);
+                self.copy_or_abandon(lv);
                 continue;
             }
             if m.paused || m.held_for_snapshot || m.finishing || m.barrier.is_some() {
                 continue;
             }
-            let (mut segment, mut block) = m.cursor;
-            let chunk = self.config.copy_chunk_blocks.max(1);
-            let segments = self.volumes.get(&lv).map_or(0, |v| v.segments.len());
-            loop {
-                if segment >= segments {
-                    self.finish_migration(lv);
-                    break;
-                }
-                let blocks = self.volumes.get(&lv).map_or(0, |v| v.segments[segment].descriptor().blocks);
-                if block >= blocks {
-                    segment += 1;
-                    block = 0;
-                    continue;
-                }
-                let range = block..(block + chunk).min(blocks);
-                self.raise_barrier(lv, segment, range);
-                break;
+            match m.returned {
+                None => self.next_forward_chunk(lv),
+                Some(returned) => self.next_chunk_back(lv, returned),
             }
         }
     }
 
+    fn next_forward_chunk(&mut self, lv: LvId) {
+        let Some(m) = self.migrations.active.get(&lv) else { return };
+        let (mut segment, mut block) = m.cursor;
+        let chunk = self.config.copy_chunk_blocks.max(1);
+        let segments = self.volumes.get(&lv).map_or(0, |v| v.segments.len());
+        loop {
+            if segment >= segments {
+                self.finish_migration(lv);
+                return;
+            }
+            let blocks = self.volumes.get(&lv).map_or(0, |v| v.segments[segment].descriptor().blocks);
+            if block >= blocks {
+                segment += 1;
+                block = 0;
+                continue;
+            }
+            let range = block..(block + chunk).min(blocks);
+            self.raise_barrier(lv, Barrier { segment, range, direction: Direction::Forward });
+            return;
+        }
+    }
+
     /// Step 1: the chunk becomes the barrier (fault-on-write); its writes drain.
-    fn raise_barrier(&mut self, lv: LvId, segment: usize, range: Range<u64>) {
-        let Some(states) = self.migrations.active.get(&lv).and_then(|m| m.states.get(segment)).copied()
+    fn raise_barrier(&mut self, lv: LvId, barrier: Barrier) {
+        let Some(states) =
+            self.migrations.active.get(&lv).and_then(|m| m.states.get(barrier.segment)).copied()
         else {
             return;
         };
-        let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
+        let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(barrier.segment)) else {
+            return;
+        };
         let vseg = map.descriptor().id;
-        if map.set_range(range.clone(), states.barrier).is_err() {
+        let state = match barrier.direction {
+            Direction::Forward => states.barrier,
+            Direction::Back => states.returning,
+        };
+        if map.set_range(barrier.range.clone(), state).is_err() {
             return;
         }
+        let range = barrier.range.clone();
         if let Some(m) = self.migrations.active.get_mut(&lv) {
-            m.barrier = Some((segment, range.clone()));
-            m.cursor = (segment, range.end);
+            if barrier.direction == Direction::Forward {
+                m.cursor = (barrier.segment, range.end);
+            }
+            m.barrier = Some(barrier);
         }
         self.revoke_writes_in(vseg, range, false, AfterRevocation::MigrationBarrier { lv });
     }
@@ -421,11 +491,25 @@ impl ControlPath {
         if let Some(m) = self.migrations.active.get_mut(&lv) {
             m.fenced = true;
         }
-        self.start_copy(lv);
+        self.copy_or_abandon(lv);
+    }
+
+    /// Copy the fenced barrier chunk, unless it is a forward chunk of a migration cancelled
+    /// since, which is given up instead.
+    fn copy_or_abandon(&mut self, lv: LvId) {
+        let Some(m) = self.migrations.active.get(&lv) else { return };
+        let forward = m.barrier.as_ref().is_some_and(|b| b.direction == Direction::Forward);
+        if forward && m.returned.is_some() {
+            self.abandon_forward_chunk(lv);
+        } else {
+            self.start_copy(lv);
+        }
     }
 
     fn start_copy(&mut self, lv: LvId) {
-        let Some((segment, range)) = self.migrations.active.get(&lv).and_then(|m| m.barrier.clone()) else {
+        let Some(Barrier { segment, range, direction }) =
+            self.migrations.active.get(&lv).and_then(|m| m.barrier.clone())
+        else {
             return;
         };
         let Some(seg) = self.volumes.get(&lv).and_then(|v| v.segments.get(segment)).map(|s| *s.descriptor())
@@ -439,12 +523,14 @@ impl ControlPath {
         else {
             return;
         };
+        let (from, to) = match direction {
+            Direction::Forward => (states.barrier, states.migrated),
+            Direction::Back => (states.returning, states.not_migrated),
+        };
         let Some(v) = self.volumes.get(&lv) else { return };
         let Some(map) = v.segments.get(segment) else { return };
         let vseg = map.descriptor().id;
-        let (Some(from), Some(to)) =
-            (map.redirects().get(states.barrier), map.redirects().get(states.migrated))
-        else {
+        let (Some(from), Some(to)) = (map.redirects().get(from), map.redirects().get(to)) else {
             return;
         };
         let mut side = 0;
@@ -476,40 +562,65 @@ impl ControlPath {
         if m.copy != Some(copy) {
             return;
         }
-        if !copied {
-            // Try the chunk again at the next tick; the barrier stays up meanwhile.
-            m.copy = None;
+        m.copy = None;
+        let Some(Barrier { segment, range, direction }) = m.barrier.clone() else { return };
+        if direction == Direction::Forward && m.returned.is_some() {
+            // Cancelled while it was copied: what it copied is not needed.
+            self.abandon_forward_chunk(lv);
             return;
         }
-        // Steps 3 and 4: the chunk is migrated (committed first); the barrier moves on.
-        m.copy = None;
-        let Some((segment, range)) = m.barrier.clone() else { return };
-        let record = MigrationRecord {
+        if !copied {
+            // Try the chunk again at the next tick; the barrier stays up meanwhile.
+            return;
+        }
+        // Steps 3 and 4: the chunk is moved (committed first); the barrier moves on.
+        let mut record = MigrationRecord {
             lv,
             moves: m.moves.clone(),
             allocations: m.allocations.clone(),
-            cursor: (segment, range.end),
+            cursor: m.cursor,
+            returned: m.returned,
         };
+        if direction == Direction::Back {
+            record.returned = Some((segment, range.end));
+        }
         if self.persist_task(&[], &task_key(lv), &record).is_err() {
-            // Not recorded, so not pointed at the new storage: the chunk is copied again.
+            // Not recorded, so not pointed at its new place: the chunk is copied again.
             self.counters.failed_commits += 1;
             return;
         }
         let Some(m) = self.migrations.active.get_mut(&lv) else { return };
+        let blocks = range.end - range.start;
+        let Some(states) = m.states.get(segment).copied() else { return };
+        let state = match direction {
+            Direction::Forward => {
+                m.copied += blocks;
+                states.migrated
+            }
+            Direction::Back => {
+                m.copied = m.copied.saturating_sub(blocks);
+                m.returned = record.returned;
+                states.not_migrated
+            }
+        };
+        self.lower_barrier(lv, segment, range, state);
+    }
+
+    /// The barrier chunk points at `state` and is granted again; the writes that met it run
+    /// and a snapshot waiting for it is taken (Fig. 33).
+    fn lower_barrier(&mut self, lv: LvId, segment: usize, range: Range<u64>, state: RedirectIndex) {
+        let Some(m) = self.migrations.active.get_mut(&lv) else { return };
         m.fenced = false;
         m.barrier = None;
-        m.copied += range.end - range.start;
         let waiting = std::mem::take(&mut m.waiting);
-        let Some(states) = m.states.get(segment).copied() else { return };
         let Some(map) = self.volumes.get_mut(&lv).and_then(|v| v.segments.get_mut(segment)) else { return };
         let vseg = map.descriptor().id;
-        if map.set_range(range.clone(), states.migrated).is_ok() {
+        if map.set_range(range.clone(), state).is_ok() {
             self.grant_extents(lv, vseg, range);
         }
         for (io, request, data) in waiting {
             self.start_manual_with(io, request, data);
         }
-        // A snapshot waiting for the barrier to come down is taken now (Fig. 33).
         self.take_pending_snapshot(lv);
     }
 
@@ -522,7 +633,7 @@ impl ControlPath {
     }
 
     /// The snapshot of a migrating volume completed: its states were replaced by their
-    /// read/write twins, so the migration's states follow them, its barrier state comes
+    /// read/write twins, so the migration's states follow them, its barrier states come
     /// back, and copying goes on.
     pub(super) fn migration_after_snapshot(
         &mut self,
@@ -540,12 +651,17 @@ impl ControlPath {
             if let Some(t) = twins.get(&states.migrated) {
                 states.migrated = *t;
             }
-            if map.redirects().get(states.barrier).is_none_or(|_| map.references(states.barrier) == 0) {
-                let base = map.redirects().get(states.not_migrated).cloned();
-                if let Some(base) = base {
-                    let _ = map.remove_redirect(states.barrier);
+            // No barrier is up while a snapshot is taken: each barrier state is made again
+            // as the fault-on-write copy of its base's twin.
+            for (barrier, base) in
+                [(&mut states.barrier, states.not_migrated), (&mut states.returning, states.migrated)]
+            {
+                if map.redirects().get(*barrier).is_none_or(|_| map.references(*barrier) == 0)
+                    && let Some(base) = map.redirects().get(base).cloned()
+                {
+                    let _ = map.remove_redirect(*barrier);
                     if let Ok(b) = map.add_redirect(RedirectEntry { fault_on_write: true, ..base }) {
-                        states.barrier = b;
+                        *barrier = b;
                     }
                 }
             }
@@ -564,39 +680,57 @@ impl ControlPath {
         self.revoke_segments(&segments, false, AfterRevocation::MigrationDone { lv });
     }
 
-    /// Everything copied and the old mapping drained: the old states go, the volume's
-    /// layout and claims name the new devices.
+    /// Everything copied (or, for a cancel, copied back) and the superseded mapping drained:
+    /// the extra states go; the volume's layout and claims name the devices it ends on; the
+    /// claims it left are free.
     pub(super) fn migration_done_revoked(&mut self, lv: LvId) {
         let Some(m) = self.migrations.active.remove(&lv) else { return };
         let Some(v) = self.volumes.get_mut(&lv) else { return };
+        let cancelled = m.returned.is_some();
         let mut grants = Vec::new();
         for (map, states) in v.segments.iter_mut().zip(&m.states) {
             let all = 0..map.descriptor().blocks;
-            let _ = map.set_range(all, states.migrated);
+            let _ = map.set_range(all, if cancelled { states.not_migrated } else { states.migrated });
             map.coalesce();
             map.remove_unreferenced();
             grants
                 .push(MappingEntry::Redirects { vseg: map.descriptor().id, table: map.redirects().clone() });
         }
-        let swap = |d: &mut DeviceId| {
-            if let Some((_, new)) = m.moves.iter().find(|(old, _)| old == d) {
-                *d = *new;
+        let left: Vec<Allocation> = if cancelled {
+            m.allocations.iter().filter(|a| !v.record.allocations.contains(a)).copied().collect()
+        } else {
+            let swap = |d: &mut DeviceId| {
+                if let Some((_, new)) = m.moves.iter().find(|(old, _)| old == d) {
+                    *d = *new;
+                }
+            };
+            match &mut v.record.layout {
+                LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => {
+                    devices.iter_mut().for_each(swap)
+                }
+                LayoutSpec::Journal { primary, .. } => swap(primary),
+                _ => {}
             }
+            let old = std::mem::replace(&mut v.record.allocations, m.allocations.clone());
+            old.into_iter().filter(|a| !m.allocations.contains(a)).collect()
         };
-        match &mut v.record.layout {
-            LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => {
-                devices.iter_mut().for_each(swap)
+        let mut devices: Vec<DeviceId> = Vec::new();
+        for a in &left {
+            if self.devices.release(a.device, a.lba, a.blocks).is_ok() && !devices.contains(&a.device) {
+                devices.push(a.device);
             }
-            LayoutSpec::Journal { primary, .. } => swap(primary),
-            _ => {}
         }
-        v.record.allocations = m.allocations;
-        if self.persist_ending_task(&[lv], &task_key(lv)).is_err() {
+        if self.persist_ending_task(&devices, &[lv], &task_key(lv)).is_err() {
             self.counters.failed_commits += 1;
         }
         for entry in grants {
             self.grant_all(entry);
         }
-        self.events.push(ControlEvent::MigrationDone { lv, blocks: m.copied });
+        if cancelled {
+            self.migrations.cancelled.insert(lv);
+            self.events.push(ControlEvent::MigrationCancelled { lv });
+        } else {
+            self.events.push(ControlEvent::MigrationDone { lv, blocks: m.copied });
+        }
     }
 }
