@@ -98,7 +98,7 @@
 //! | `fail-link`, `restore-link`, `fail-path`, `restore-path` | `host` or `disk`, `path` (optional, 0-based, default 0) |
 //! | `snapshot` | `volume`, `name` (the snapshot's name) |
 //! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`) |
-//! | `migrate` | `volume`, `to` (as many disks as the volume has data disks) |
+//! | `migrate` | `volume`, `to` (as many disks as the volume has data disks), `rate_mib_per_s` (optional, the copy's rate limit, 1..=100000; default unlimited) |
 //! | `cancel-migration` | `volume` (migrated earlier in the timeline: what was moved goes back, the volume stays on its disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
@@ -338,6 +338,7 @@ struct RawEvent {
     fraction: Option<Spanned<f64>>,
     interval_ms: Option<Spanned<u64>>,
     at_kib: Option<Spanned<u64>>,
+    rate_mib_per_s: Option<Spanned<u64>>,
 }
 
 /// A volume's layout kind, as written in the file.
@@ -814,6 +815,8 @@ pub enum EventAction {
         to: Vec<usize>,
         /// The destination regions, one per new disk.
         regions: Vec<Region>,
+        /// The copy's rate limit in MiB per second, if any.
+        rate_mib_per_s: Option<u64>,
     },
     /// Cancel the migration of a volume.
     CancelMigration {
@@ -1963,7 +1966,17 @@ impl<'a> Builder<'a> {
                 }
                 let from = std::mem::replace(&mut current_disks[volume], destinations.clone());
                 self.migrated_from.insert(volume, from);
-                EventAction::Migrate { volume, to: destinations, regions }
+                let rate_mib_per_s = match &event.rate_mib_per_s {
+                    None => None,
+                    Some(rate) if (1..=100_000).contains(rate.get_ref()) => Some(*rate.get_ref()),
+                    Some(rate) => {
+                        return Err(self.source.error(
+                            rate,
+                            format!("rate_mib_per_s {} is not from 1 to 100000", rate.get_ref()),
+                        ));
+                    }
+                };
+                EventAction::Migrate { volume, to: destinations, regions, rate_mib_per_s }
             }
             ActionKind::CancelMigration => {
                 let volume = volume_of(self)?;
@@ -2157,7 +2170,7 @@ impl<'a> Builder<'a> {
                 | SplitSegment
                 | MergeSegments
         );
-        let checks: [(Option<Range<usize>>, bool, &str); 10] = [
+        let checks: [(Option<Range<usize>>, bool, &str); 11] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
             (event.path.as_ref().map(Spanned::span), node_ok, "path"),
@@ -2165,6 +2178,7 @@ impl<'a> Builder<'a> {
             (event.name.as_ref().map(Spanned::span), matches!(kind, Snapshot | GroupSnapshot), "name"),
             (event.volumes.as_ref().map(Spanned::span), kind == GroupSnapshot, "volumes"),
             (event.to.as_ref().map(Spanned::span), kind == Migrate, "to"),
+            (event.rate_mib_per_s.as_ref().map(Spanned::span), kind == Migrate, "rate_mib_per_s"),
             (event.engine.as_ref().map(Spanned::span), matches!(kind, KillEngine | RestartEngine), "engine"),
             (event.interval_ms.as_ref().map(Spanned::span), kind == Replicate, "interval_ms"),
             (
@@ -2223,9 +2237,10 @@ fn describe(
             let names: Vec<&str> = volumes.iter().map(|&index| volume(index)).collect();
             format!("{} as {name}", names.join(","))
         }
-        EventAction::Migrate { volume: index, to, .. } => {
+        EventAction::Migrate { volume: index, to, rate_mib_per_s, .. } => {
             let names: Vec<&str> = to.iter().map(|&index| disk(index)).collect();
-            format!("{} to {}", volume(*index), names.join(","))
+            let rate = rate_mib_per_s.map_or_else(String::new, |r| format!(" at {r} MiB/s"));
+            format!("{} to {}{rate}", volume(*index), names.join(","))
         }
         EventAction::CancelMigration { volume: index } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
@@ -2965,6 +2980,34 @@ disk = "d2"
         let link = parse(&event("at_ms = 1\naction = \"restore-link\"\ndisk = \"d3\""));
         let link = link.unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(link.events[0].action, EventAction::RestoreLink { node: NodeRef::Disk(2), path: 0 });
+    }
+
+    #[test]
+    fn cancels_only_a_migration_made_earlier_and_rates_are_bounded() {
+        rejects(
+            &event("at_ms = 1\naction = \"cancel-migration\"\nvolume = \"v1\" # <-"),
+            "`v1` has no migration earlier in the timeline to cancel",
+        );
+        let migrate = "at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"]";
+        rejects(&event(&format!("{migrate}\nrate_mib_per_s = 0 # <-")), "rate_mib_per_s 0 is not from 1");
+        rejects(
+            &event(
+                "at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\nrate_mib_per_s = 5 # <-",
+            ),
+            "`rate_mib_per_s` does not apply",
+        );
+        let cancel = "\n[[event]]\nat_ms = 2\naction = \"cancel-migration\"\nvolume = \"v1\"";
+        let ok = parse(&event(&format!("{migrate}\nrate_mib_per_s = 5\n{cancel}")));
+        let ok = ok.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(ok.events[0].description, "migrate v1 to d3,d4 at 5 MiB/s");
+        assert_eq!(ok.events[1].action, EventAction::CancelMigration { volume: 0 });
+        // Cancelled, the volume is on d1 and d2 again: a migration to d2 is refused.
+        let back =
+            "\n[[event]]\nat_ms = 3\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-";
+        rejects(&event(&format!("{migrate}\n{cancel}{back}")), "disk `d2` already holds volume `v1`");
+        // A second cancel has no migration left to cancel.
+        let again = "\n[[event]]\nat_ms = 3\naction = \"cancel-migration\" # <-\nvolume = \"v1\"";
+        assert!(parse(&event(&format!("{migrate}\n{cancel}{again}"))).is_err());
     }
 
     #[test]

@@ -1280,7 +1280,9 @@ impl<'a> World<'a> {
             EventAction::AddMirrorSide { volume, disk } => self.add_mirror_side(*volume, *disk),
             EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
             EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
-            EventAction::Migrate { volume, to, .. } => self.migrate(*volume, to),
+            EventAction::Migrate { volume, to, rate_mib_per_s, .. } => {
+                self.migrate(*volume, to, *rate_mib_per_s)
+            }
             EventAction::CancelMigration { volume } => self.cancel_migration(*volume),
             EventAction::Replicate { volume, disk, interval_ms, .. } => {
                 self.replicate(*volume, *disk, *interval_ms)
@@ -1327,7 +1329,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn migrate(&mut self, volume: usize, to: &[usize]) -> String {
+    fn migrate(&mut self, volume: usize, to: &[usize], rate_mib_per_s: Option<u64>) -> String {
         let scenario = self.scenario;
         let (e, lv) = match self.engine_of(volume) {
             Ok(found) => found,
@@ -1336,7 +1338,8 @@ impl<'a> World<'a> {
         let control = self.engines[e].switch.control_mut();
         let devices: Result<Vec<_>, _> =
             to.iter().map(|d| control.device_of(Wwn(scenario.disks[*d].port_wwpn(0)))).collect();
-        let outcome = match devices.and_then(|devices| control.start_migration(lv, &devices)) {
+        let rate_limit = rate_mib_per_s.and_then(|r| core::num::NonZeroU64::new(r << 20));
+        let outcome = match devices.and_then(|devices| control.start_migration(lv, &devices, rate_limit)) {
             Ok(()) => {
                 self.open_flow(
                     e,

@@ -3,7 +3,8 @@
 //! devices, creates a mirrored volume, exposes it, grows a linear one, splits and merges its
 //! segments, takes a snapshot,
 //! starts, pauses and resumes a migration and follows it in the task list and by watching
-//! it to its end; hides and deletes
+//! it to its end, limits a migration's rate, cancels one (its destination's claims freed, as
+//! a finished one's source's are); hides and deletes
 //! volumes and claims their space again; bad requests get the status code that says why,
 //! name the field, and change nothing.
 
@@ -376,6 +377,103 @@ fn a_cancelled_migration_copies_back_frees_its_destination_and_a_finished_one_fr
         let status =
             client.control_task(control(resync, pb::TaskControl::Cancel)).await.expect_err("a resync");
         assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    });
+}
+
+#[test]
+fn a_rate_limited_migration_copies_no_faster_than_its_limit() {
+    let (runtime, engine, mut client) = start(2);
+    runtime.block_on(async {
+        client.create_volume(create("l0", 16_384, linear(&disk(0)))).await.expect("l0");
+        let migrate = |rate: u64| pb::StartMigrationRequest {
+            volume: "l0".into(),
+            segment: 0,
+            destination: Some(linear(&disk(1))),
+            rate_limit_bytes_per_sec: rate,
+        };
+        let slow = client.start_migration(migrate(100)).await.expect_err("under a block per second");
+        assert_eq!(slow.code(), Code::InvalidArgument, "{slow:?}");
+        assert!(slow.message().contains("rate_limit_bytes_per_sec"), "{}", slow.message());
+        assert_eq!(claimed(&engine, 1), 0, "the refused migration claimed nothing");
+
+        // 4 MiB/s is 8,192 blocks a second: in 250 ms of virtual time, 2,048 blocks, give or
+        // take the chunk (128 blocks) in hand.
+        client.start_migration(migrate(4 << 20)).await.expect("migration started");
+        engine.lock().idle(250_000_000);
+        let copied = engine.with_control(|c| c.migrations()[0].copied);
+        assert!((2_048 - 128..=2_048 + 128).contains(&copied), "{copied} blocks copied in 250 ms");
+        let ended = engine.lock().run_until(5_000_000_000, |b| b.switch.control().migrations().is_empty());
+        assert!(ended, "the limited migration ends");
+        assert_eq!([claimed(&engine, 0), claimed(&engine, 1)], [0, 16_384]);
+    });
+}
+
+/// Task `id`, paused, makes no progress over 50 ms of virtual time (once the step in hand,
+/// if any, has finished) and is not done.
+async fn held_still(engine: &BenchEngine, client: &mut ManagementClient<Channel>, id: u64) {
+    let mut task = async || {
+        let tasks = client.list_tasks(pb::Empty {}).await.expect("tasks").into_inner().tasks;
+        tasks.into_iter().find(|t| t.id == id).expect("still listed")
+    };
+    engine.lock().idle(10_000_000);
+    let before = task().await;
+    engine.lock().idle(50_000_000);
+    let after = task().await;
+    assert_eq!(after.state(), pb::TaskState::Paused, "{after:?}");
+    assert_eq!(after.done_blocks, before.done_blocks, "{after:?} after {before:?}");
+    assert!(after.done_blocks < after.total_blocks, "{after:?}");
+}
+
+#[test]
+fn a_resync_and_a_snapshot_completion_pause_and_resume() {
+    let (runtime, engine, mut client) = start(3);
+    runtime.block_on(async {
+        client.create_volume(create("lin", 16_384, linear(&disk(0)))).await.expect("lin");
+        let control =
+            |id: u64, control: pb::TaskControl| pb::ControlTaskRequest { id, control: control.into() };
+        let resync = client
+            .add_mirror_side(pb::AddMirrorSideRequest {
+                volume: "lin".into(),
+                segment: 0,
+                side: Some(linear(&disk(1))),
+            })
+            .await
+            .expect("side added")
+            .into_inner();
+        let paused = client.control_task(control(resync.id, pb::TaskControl::Pause)).await.expect("paused");
+        assert_eq!(paused.into_inner().state(), pb::TaskState::Paused);
+        held_still(&engine, &mut client, resync.id).await;
+        let cancel =
+            client.control_task(control(resync.id, pb::TaskControl::Cancel)).await.expect_err("cancel");
+        assert_eq!(cancel.code(), Code::Unimplemented, "{cancel:?}");
+        let resumed =
+            client.control_task(control(resync.id, pb::TaskControl::Resume)).await.expect("resumed");
+        assert_eq!(resumed.into_inner().state(), pb::TaskState::Running);
+        let ended = engine.lock().run_until(5_000_000_000, |b| b.switch.control().resyncs().is_empty());
+        assert!(ended, "the resync ends");
+
+        let snapshot = client
+            .create_snapshot(pb::CreateSnapshotRequest {
+                source: "lin".into(),
+                snapshot: "lin-snap".into(),
+                store: None,
+                writable: false,
+                copy_granularity_blocks: 0,
+            })
+            .await
+            .expect("snapshot")
+            .into_inner();
+        let taken = engine.lock().run_until(1_000_000_000, |b| {
+            b.switch.control().snapshot_completions().first().is_some_and(|p| p.pushed > 0)
+        });
+        assert!(taken, "the completion started");
+        let paused = client.control_task(control(snapshot.id, pb::TaskControl::Pause)).await.expect("paused");
+        assert_eq!(paused.into_inner().state(), pb::TaskState::Paused);
+        held_still(&engine, &mut client, snapshot.id).await;
+        client.control_task(control(snapshot.id, pb::TaskControl::Resume)).await.expect("resumed");
+        let completed =
+            engine.lock().run_until(5_000_000_000, |b| b.switch.control().snapshot_completions().is_empty());
+        assert!(completed, "the snapshot completes");
     });
 }
 

@@ -197,6 +197,9 @@ enum MigrateCommand {
         /// A new device by target WWPN (one per data device, in layout order).
         #[arg(long = "to", required = true)]
         to: Vec<String>,
+        /// Copy at most this many MiB per second (default: unlimited).
+        #[arg(long = "rate-mib", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        rate_mib: Option<u64>,
     },
     /// Pause a migration.
     Pause {
@@ -221,6 +224,21 @@ enum TaskCommand {
     List,
     /// Follow a running task until it ends, a line per change.
     Watch {
+        /// The task id (as `task list` shows it).
+        id: String,
+    },
+    /// Pause a migration, a resync or a snapshot completion.
+    Pause {
+        /// The task id (as `task list` shows it).
+        id: String,
+    },
+    /// Resume a paused task.
+    Resume {
+        /// The task id (as `task list` shows it).
+        id: String,
+    },
+    /// Cancel a migration (what it moved is copied back first).
+    Cancel {
         /// The task id (as `task list` shows it).
         id: String,
     },
@@ -527,7 +545,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let task = client.create_snapshot(request).await?.into_inner();
             print_tasks(&[task]);
         }
-        Command::Migrate(MigrateCommand::Start { volume, to }) => {
+        Command::Migrate(MigrateCommand::Start { volume, to, rate_mib }) => {
             let destination = match &to[..] {
                 [one] => linear(one),
                 several => stripe(0, several),
@@ -536,18 +554,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 volume,
                 segment: 0,
                 destination: Some(destination),
-                rate_limit_bytes_per_sec: 0,
+                rate_limit_bytes_per_sec: rate_mib.map_or(0, |mib| mib << 20),
             };
             let task = client.start_migration(request).await?.into_inner();
             print_tasks(&[task]);
         }
-        Command::Migrate(MigrateCommand::Pause { id }) => {
+        Command::Migrate(MigrateCommand::Pause { id }) | Command::Task(TaskCommand::Pause { id }) => {
             print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Pause).await?]);
         }
-        Command::Migrate(MigrateCommand::Resume { id }) => {
+        Command::Migrate(MigrateCommand::Resume { id }) | Command::Task(TaskCommand::Resume { id }) => {
             print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Resume).await?]);
         }
-        Command::Migrate(MigrateCommand::Cancel { id }) => {
+        Command::Migrate(MigrateCommand::Cancel { id }) | Command::Task(TaskCommand::Cancel { id }) => {
             print_tasks(&[control_task(&mut client, &id, pb::TaskControl::Cancel).await?]);
         }
         Command::Replicate { volume, to, interval_ms } => {

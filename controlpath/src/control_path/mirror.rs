@@ -74,6 +74,8 @@ pub struct ResyncProgress {
     pub total: u64,
     /// Copied so far.
     pub copied: u64,
+    /// Whether it is paused.
+    pub paused: bool,
 }
 
 /// A copy step of a resync: one age extent, read from a live side, written to the
@@ -97,6 +99,8 @@ struct Resync {
     copied: u64,
     step: Option<CopyStep>,
     finishing: bool,
+    /// Paused by the management API: no new copy step (the one in hand finishes).
+    paused: bool,
 }
 
 /// Mirror bookkeeping of the control path.
@@ -158,7 +162,13 @@ impl MirrorWork {
     pub(super) fn progress(&self) -> Vec<ResyncProgress> {
         self.resyncs
             .iter()
-            .map(|(lv, r)| ResyncProgress { lv: *lv, side: r.side, total: r.total, copied: r.copied })
+            .map(|(lv, r)| ResyncProgress {
+                lv: *lv,
+                side: r.side,
+                total: r.total,
+                copied: r.copied,
+                paused: r.paused,
+            })
             .collect()
     }
 }
@@ -450,7 +460,15 @@ impl ControlPath {
         }
         self.mirror.resyncs.insert(
             lv,
-            Resync { side, stale: VecDeque::new(), total: 0, copied: 0, step: None, finishing: false },
+            Resync {
+                side,
+                stale: VecDeque::new(),
+                total: 0,
+                copied: 0,
+                step: None,
+                finishing: false,
+                paused: false,
+            },
         );
         let segments = self.segments_of(lv);
         self.revoke_segments(&segments, true, AfterRevocation::ResyncStart { lv, side });
@@ -598,6 +616,7 @@ impl ControlPath {
                     stale,
                     step: None,
                     finishing: false,
+                    paused: false,
                 },
             );
         }
@@ -613,7 +632,7 @@ impl ControlPath {
                 continue;
             }
             let Some(r) = self.mirror.resyncs.get_mut(&lv) else { continue };
-            if r.step.is_some() || r.finishing {
+            if r.step.is_some() || r.finishing || r.paused {
                 continue;
             }
             let Some((vseg, blocks)) = r.stale.front().cloned() else {
@@ -635,6 +654,16 @@ impl ControlPath {
                 r.step = Some(CopyStep { lock, vseg, blocks, copy: None });
             }
         }
+    }
+
+    /// Pause or resume the resync of side `side` of `lv` (management API). While paused the
+    /// side stays out of reads and writes still go to it; a restart resumes it.
+    pub fn pause_resync(&mut self, lv: LvId, side: usize, paused: bool) -> Result<(), Error> {
+        let r = self.mirror.resyncs.get_mut(&lv).filter(|r| r.side == side).ok_or_else(|| {
+            Error::FailedPrecondition(format!("side {side} of {lv} is not resynchronizing"))
+        })?;
+        r.paused = paused;
+        Ok(())
     }
 
     fn resync_started(&self, lv: LvId) -> bool {

@@ -50,6 +50,8 @@ pub struct SnapshotProgress {
     pub pushed: u64,
     /// Blocks in all.
     pub total: u64,
+    /// Whether the completion task is paused.
+    pub paused: bool,
 }
 
 /// The snapshot store's entry in each snapshot segment.
@@ -150,6 +152,9 @@ pub(super) struct ActiveSnapshot {
     taken: bool,
     /// The final revocation is running.
     finishing: bool,
+    /// The completion task is paused by the management API (writes still push what they
+    /// need).
+    paused: bool,
 }
 
 impl ActiveSnapshot {
@@ -165,6 +170,7 @@ impl ActiveSnapshot {
             recorded: BTreeSet::new(),
             taken: false,
             finishing: false,
+            paused: false,
         }
     }
 }
@@ -569,6 +575,19 @@ impl ControlPath {
         Ok(())
     }
 
+    /// Pause or resume the completion task of snapshot volume `snapshot` (management API).
+    /// While paused, only writes to the source push blocks; a restart resumes it.
+    pub fn pause_snapshot_completion(&mut self, snapshot: LvId, paused: bool) -> Result<(), Error> {
+        let a = self
+            .snapshots
+            .active
+            .values_mut()
+            .find(|a| a.snapshot == snapshot)
+            .ok_or_else(|| Error::FailedPrecondition(format!("{snapshot} is not completing")))?;
+        a.paused = paused;
+        Ok(())
+    }
+
     /// Every snapshot whose completion still runs (taken or being taken), with how far its
     /// completion task has come.
     pub fn snapshot_completions(&self) -> Vec<SnapshotProgress> {
@@ -580,7 +599,12 @@ impl ControlPath {
                 let (segment, block) = a.cursor;
                 let before: u64 = v.segments.iter().take(segment).map(|m| m.descriptor().blocks).sum();
                 let total = v.record.blocks;
-                Some(SnapshotProgress { snapshot: a.snapshot, pushed: (before + block).min(total), total })
+                Some(SnapshotProgress {
+                    snapshot: a.snapshot,
+                    pushed: (before + block).min(total),
+                    total,
+                    paused: a.paused,
+                })
             })
             .collect()
     }
@@ -870,7 +894,7 @@ impl ControlPath {
         let sources: Vec<LvId> = self.snapshots.active.keys().copied().collect();
         for source in sources {
             let Some(a) = self.snapshots.active.get(&source) else { continue };
-            if !a.taken || a.finishing || !a.pushes.is_empty() || !a.waiting.is_empty() {
+            if !a.taken || a.finishing || a.paused || !a.pushes.is_empty() || !a.waiting.is_empty() {
                 continue;
             }
             // After a restart, pushes wait for the devices to answer again.

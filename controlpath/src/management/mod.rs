@@ -402,16 +402,12 @@ impl<E: EngineAccess> Management for ManagementService<E> {
                 "migrating one segment (segment): the control path migrates whole volumes; leave it 0",
             ));
         }
-        if r.rate_limit_bytes_per_sec != 0 {
-            return Err(not_supported(
-                "a migration rate limit (rate_limit_bytes_per_sec): the copy agent moves one chunk per tick; leave it 0",
-            ));
-        }
+        let rate_limit = core::num::NonZeroU64::new(r.rate_limit_bytes_per_sec);
         let destination = migration_destination(r.destination.as_ref())?;
         let task = self.control(|c| {
             let lv = volume_named(c, name)?;
             let to = destination.iter().map(|w| c.device_of(*w)).collect::<Result<Vec<_>, _>>()?;
-            c.start_migration(lv, &to)?;
+            c.start_migration(lv, &to, rate_limit)?;
             task_of(c, TaskId::Migration(lv))
         })?;
         Ok(Response::new(task))
@@ -490,16 +486,27 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         if control == pb::TaskControl::Unspecified {
             return Err(missing_field("control"));
         }
-        let TaskId::Migration(lv) = id else {
-            return Err(not_supported("pausing, resuming or cancelling anything but a migration"));
-        };
+        let paused = control == pb::TaskControl::Pause;
         let task = self.control(|c| {
+            let (TaskId::Migration(lv) | TaskId::Resync(lv, _) | TaskId::SnapshotCompletion(lv) | TaskId::Replication(lv)) =
+                id;
             if c.volume(lv).is_none() {
                 return Err(Error::UnknownVolume(lv));
             }
-            match control {
-                pb::TaskControl::Cancel => c.cancel_migration(lv)?,
-                pause => c.pause_migration(lv, pause == pb::TaskControl::Pause)?,
+            match (id, control) {
+                (TaskId::Replication(_), _) => {
+                    return Err(Error::Unsupported("pausing, resuming or cancelling a replication".into()));
+                }
+                (TaskId::Migration(lv), pb::TaskControl::Cancel) => c.cancel_migration(lv)?,
+                (_, pb::TaskControl::Cancel) => {
+                    return Err(Error::Unsupported(
+                        "cancelling a resync or a snapshot completion (only a migration can be undone); pause it instead"
+                            .into(),
+                    ));
+                }
+                (TaskId::Migration(lv), _) => c.pause_migration(lv, paused)?,
+                (TaskId::Resync(lv, side), _) => c.pause_resync(lv, usize::from(side), paused)?,
+                (TaskId::SnapshotCompletion(snapshot), _) => c.pause_snapshot_completion(snapshot, paused)?,
             }
             task_of(c, id)
         })?;

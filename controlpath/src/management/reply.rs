@@ -203,9 +203,13 @@ fn volume_name(control: &ControlPath, lv: LvId) -> String {
     control.volume(lv).map_or_else(|| lv.to_string(), |v| v.record.name.clone())
 }
 
+fn running_or_paused(paused: bool) -> pb::TaskState {
+    if paused { pb::TaskState::Paused } else { pb::TaskState::Running }
+}
+
 /// A migration as a task.
 pub fn migration_task(control: &ControlPath, m: &MigrationProgress) -> pb::Task {
-    let state = if m.paused { pb::TaskState::Paused } else { pb::TaskState::Running };
+    let state = running_or_paused(m.paused);
     pb::Task {
         id: TaskId::Migration(m.lv).to_wire(),
         kind: "migration".into(),
@@ -225,7 +229,7 @@ pub fn resync_task(control: &ControlPath, r: &ResyncProgress) -> pb::Task {
         id: TaskId::Resync(r.lv, u16::try_from(r.side).unwrap_or(u16::MAX)).to_wire(),
         kind: "resync".into(),
         volume: volume_name(control, r.lv),
-        state: pb::TaskState::Running.into(),
+        state: running_or_paused(r.paused).into(),
         done_blocks: r.copied.saturating_mul(extent),
         total_blocks: r.total.saturating_mul(extent),
         error: String::new(),
@@ -238,7 +242,8 @@ pub fn resync_task(control: &ControlPath, r: &ResyncProgress) -> pb::Task {
 pub fn snapshot_task(control: &ControlPath, snapshot: LvId) -> pb::Task {
     let progress = control.snapshot_completions().into_iter().find(|p| p.snapshot == snapshot);
     let total = control.volume(snapshot).map_or(0, |v| v.record.blocks);
-    snapshot_progress_task(control, &progress.unwrap_or(SnapshotProgress { snapshot, pushed: 0, total }))
+    let taking = SnapshotProgress { snapshot, pushed: 0, total, paused: false };
+    snapshot_progress_task(control, &progress.unwrap_or(taking))
 }
 
 fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Task {
@@ -246,7 +251,7 @@ fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Ta
         id: TaskId::SnapshotCompletion(p.snapshot).to_wire(),
         kind: "snapshot-completion".into(),
         volume: volume_name(control, p.snapshot),
-        state: pb::TaskState::Running.into(),
+        state: running_or_paused(p.paused).into(),
         done_blocks: p.pushed,
         total_blocks: p.total,
         error: String::new(),

@@ -45,6 +45,7 @@ impl ControlPath {
             allocations: m.allocations.clone(),
             cursor,
             returned: Some((0, 0)),
+            rate_limit: m.rate_limit,
         };
         if let Err(e) = self.persist_task(&[], &task_key(lv), &record) {
             self.counters.failed_commits += 1;

@@ -17,6 +17,7 @@
 
 mod cancel;
 
+use core::num::NonZeroU64;
 use core::ops::Range;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,6 +104,10 @@ pub(super) struct Migration {
     /// Writes that met the barrier, waiting for it to move.
     waiting: Vec<(IoTag, HostIo, Option<Bytes>)>,
     paused: bool,
+    /// Bytes per second the copy agent may move, if limited.
+    rate_limit: Option<NonZeroU64>,
+    /// With a rate limit: when the next chunk may start.
+    next_chunk_at: u64,
     /// A snapshot of the volume is being taken or completed: no new chunk until it ends.
     held_for_snapshot: bool,
     finishing: bool,
@@ -128,6 +133,9 @@ struct MigrationRecord {
     /// ... but, once cancelled, what comes before this points at the old storage again.
     #[serde(default)]
     returned: Option<(usize, u64)>,
+    /// Bytes per second the copy agent may move, if limited.
+    #[serde(default)]
+    rate_limit: Option<NonZeroU64>,
 }
 
 /// Migrations by volume.
@@ -188,11 +196,26 @@ fn moved(
 
 impl ControlPath {
     /// Migrate `lv` online (management API): its data devices, in layout order, move to
-    /// `to`, one for one. Copying starts at the next tick, one chunk at a time.
-    pub fn start_migration(&mut self, lv: LvId, to: &[DeviceId]) -> Result<(), Error> {
+    /// `to`, one for one. Copying starts at the next tick, one chunk at a time, each chunk
+    /// (and each chunk copied back if it is cancelled) starting no sooner than `rate_limit`
+    /// allows for the one before.
+    pub fn start_migration(
+        &mut self,
+        lv: LvId,
+        to: &[DeviceId],
+        rate_limit: Option<NonZeroU64>,
+    ) -> Result<(), Error> {
         let v = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?;
         if self.migrations.active.contains_key(&lv) {
             return Err(Error::FailedPrecondition(format!("{} is already migrating", v.record.name)));
+        }
+        if let Some(rate) = rate_limit
+            && rate.get() < u64::from(v.record.block_size)
+        {
+            return Err(Error::invalid(
+                "rate_limit_bytes_per_sec",
+                format!("{rate} bytes per second is less than one {}-byte block", v.record.block_size),
+            ));
         }
         let data: Vec<DeviceId> = match &v.record.layout {
             LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => devices.clone(),
@@ -260,7 +283,7 @@ impl ControlPath {
             let lba = self.devices.allocate(d, n)?;
             allocations[i] = Allocation { device: d, lba, blocks: n };
         }
-        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0), returned: None };
+        let record = MigrationRecord { lv, moves, allocations, cursor: (0, 0), returned: None, rate_limit };
         let devices: Vec<DeviceId> = need.keys().copied().collect();
         if let Err(e) = self.persist_task(&devices, &task_key(lv), &record) {
             self.devices = before;
@@ -284,7 +307,7 @@ impl ControlPath {
     /// Give every segment of the volume its states, the part the record says was moved (and
     /// not yet moved back) pointing at the new storage, and start the copy agent.
     fn begin_migration(&mut self, record: MigrationRecord) -> Result<(), Error> {
-        let MigrationRecord { lv, moves, allocations, cursor, returned } = record;
+        let MigrationRecord { lv, moves, allocations, cursor, returned, rate_limit } = record;
         let Some(v) = self.volumes.get_mut(&lv) else { return Err(Error::UnknownVolume(lv)) };
         let old_allocations = v.record.allocations.clone();
         let rewrite = |p: Placement| -> Placement {
@@ -344,6 +367,8 @@ impl ControlPath {
                 total,
                 waiting: Vec::new(),
                 paused: false,
+                rate_limit,
+                next_chunk_at: self.now,
                 held_for_snapshot: false,
                 finishing: false,
             },
@@ -425,7 +450,12 @@ impl ControlPath {
                 self.copy_or_abandon(lv);
                 continue;
             }
-            if m.paused || m.held_for_snapshot || m.finishing || m.barrier.is_some() {
+            if m.paused
+                || m.held_for_snapshot
+                || m.finishing
+                || m.barrier.is_some()
+                || (m.rate_limit.is_some() && self.now < m.next_chunk_at)
+            {
                 continue;
             }
             match m.returned {
@@ -476,9 +506,16 @@ impl ControlPath {
             return;
         }
         let range = barrier.range.clone();
+        let block_size = self.volumes.get(&lv).map_or(512, |v| u64::from(v.record.block_size));
+        let now = self.now;
         if let Some(m) = self.migrations.active.get_mut(&lv) {
             if barrier.direction == Direction::Forward {
                 m.cursor = (barrier.segment, range.end);
+            }
+            if let Some(rate) = m.rate_limit {
+                let bytes = u128::from(range.end - range.start) * u128::from(block_size);
+                let ns = bytes * 1_000_000_000 / u128::from(rate.get());
+                m.next_chunk_at = now.saturating_add(u64::try_from(ns).unwrap_or(u64::MAX));
             }
             m.barrier = Some(barrier);
         }
@@ -580,6 +617,7 @@ impl ControlPath {
             allocations: m.allocations.clone(),
             cursor: m.cursor,
             returned: m.returned,
+            rate_limit: m.rate_limit,
         };
         if direction == Direction::Back {
             record.returned = Some((segment, range.end));
