@@ -200,11 +200,7 @@ pub fn gathered_data_frame_encoded(
         hasher.update(&zeros[..fill]);
         hasher.finalize()
     });
-    let mut tail = [0u8; 11];
-    tail[..fill].fill(0);
-    tail[fill..fill + 4].copy_from_slice(&crc.to_le_bytes());
-    tail[fill + 4] = eof.code();
-    let tail = Trailer::new(&tail[..fill + 8])?;
+    let tail = Trailer::fcoe(fill, crc, eof.code())?;
     Some(TxFrame { head: head.freeze(), body: Some(body), tail })
 }
 
@@ -326,10 +322,7 @@ impl WriteHead {
             hasher.update(&[0u8; 3][..fill]);
             hasher.finalize()
         });
-        let mut tail = [0u8; 11];
-        tail[fill..fill + 4].copy_from_slice(&crc.to_le_bytes());
-        tail[fill + 4] = eof.code();
-        let tail = Trailer::new(&tail[..fill + 8])?;
+        let tail = Trailer::fcoe(fill, crc, eof.code())?;
         Some(TxFrame { head: head.freeze(), body: Some(body), tail })
     }
 }
