@@ -57,11 +57,18 @@ impl Worker {
             fill,
             patchable,
         };
-        let at = up.pieces.partition_point(|p| p.offset < offset);
-        if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
-            return; // a retransmitted frame
-        }
-        up.pieces.insert(at, piece);
+        // Frames nearly always arrive in order: the new piece then goes last, with no search.
+        let at = if up.pieces.last().is_none_or(|p| p.offset < offset) {
+            up.pieces.push(piece);
+            up.pieces.len() - 1
+        } else {
+            let at = up.pieces.partition_point(|p| p.offset < offset);
+            if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
+                return; // a retransmitted frame
+            }
+            up.pieces.insert(at, piece);
+            at
+        };
         // Advance the contiguous mark over every piece that now joins it.
         for p in &up.pieces[at..] {
             if p.offset > up.received_upto {
