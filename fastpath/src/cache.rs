@@ -127,6 +127,30 @@ impl SegmentCache {
     }
 }
 
+/// What [`MappingCache::lookup_entry`] found: the extent, its redirect entry if it has one,
+/// and the read cursors of mirrored entries.
+#[derive(Clone, Copy, Debug)]
+pub struct ExtentEntry<'a> {
+    /// The extent lookup's answer.
+    pub lookup: ExtentLookup,
+    /// The redirect entry of the extent found (inside or spanning), if the table has it.
+    pub entry: Option<&'a RedirectEntry>,
+    /// Which mirror side each mirrored entry read last.
+    pub read_cursors: ReadCursors<'a>,
+}
+
+/// The mirror side the last read through each segment's redirect entry used.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadCursors<'a>(&'a IdMap<(VsegId, RedirectIndex), usize>);
+
+impl ReadCursors<'_> {
+    /// The side the last read through `(vseg, redirect)` used (0 before any).
+    #[inline]
+    pub fn get(&self, vseg: VsegId, redirect: RedirectIndex) -> usize {
+        self.0.get(&(vseg, redirect)).copied().unwrap_or(0)
+    }
+}
+
 /// What a lookup of `[block, block + blocks)` in a segment found.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ExtentLookup {
@@ -457,7 +481,7 @@ impl MappingCache {
     /// The mirror side the last read through `(vseg, redirect)` used.
     #[inline]
     pub fn read_cursor(&self, vseg: VsegId, redirect: RedirectIndex) -> usize {
-        self.read_cursors.get(&(vseg, redirect)).copied().unwrap_or(0)
+        ReadCursors(&self.read_cursors).get(vseg, redirect)
     }
 
     /// Record the mirror side a read used.
@@ -485,27 +509,40 @@ impl MappingCache {
     /// Look up segment blocks `[block, block + blocks)`, recording the use for replacement.
     #[inline]
     pub fn lookup(&mut self, vseg: VsegId, block: u64, blocks: u64) -> ExtentLookup {
+        self.lookup_entry(vseg, block, blocks).lookup
+    }
+
+    /// [`MappingCache::lookup`], with the redirect entry the extent names (what
+    /// [`MappingCache::redirect`] gives for it) taken from the segment the lookup already
+    /// found rather than by a second hash of the segment, and the mirror sides' read
+    /// cursors, which the decision chain reads while it holds the entry.
+    #[inline]
+    pub fn lookup_entry(&mut self, vseg: VsegId, block: u64, blocks: u64) -> ExtentEntry<'_> {
         self.tick += 1;
         let tick = self.tick;
-        let Some(segment) = self.segments.get_mut(&vseg) else { return ExtentLookup::UnknownSegment };
+        let read_cursors = ReadCursors(&self.read_cursors);
+        let found = |lookup, entry| ExtentEntry { lookup, entry, read_cursors };
+        let Some(segment) = self.segments.get_mut(&vseg) else {
+            return found(ExtentLookup::UnknownSegment, None);
+        };
         if segment.redirects.is_none() {
-            return ExtentLookup::NoRedirects;
+            return found(ExtentLookup::NoRedirects, None);
         }
         if segment.index.is_none() {
             segment.rebuild(tick);
         }
-        let Some(index) = segment.index.as_ref() else { return ExtentLookup::Miss };
-        match index.fit(block, blocks) {
-            Fit::Miss => ExtentLookup::Miss,
+        let Some(index) = segment.index.as_ref() else { return found(ExtentLookup::Miss, None) };
+        let (lookup, value) = match index.fit(block, blocks) {
+            Fit::Miss => return found(ExtentLookup::Miss, None),
             Fit::Inside { start, end, value } => {
-                segment.last_used[value.slot as usize] = tick;
-                ExtentLookup::Inside { start, end, redirect: value.redirect }
+                (ExtentLookup::Inside { start, end, redirect: value.redirect }, value)
             }
             Fit::Spans { start, end, value } => {
-                segment.last_used[value.slot as usize] = tick;
-                ExtentLookup::Spans { start, end, redirect: value.redirect }
+                (ExtentLookup::Spans { start, end, redirect: value.redirect }, value)
             }
-        }
+        };
+        segment.last_used[value.slot as usize] = tick;
+        found(lookup, segment.redirects.as_ref().and_then(|r| r.get(value.redirect)))
     }
 
     /// Add mapping the control path granted (`FPAddMapping`, or the new half of
@@ -720,6 +757,56 @@ mod tests {
             ExtentLookup::Inside { start: 51, end: 100, redirect: RedirectIndex(0) }
         );
         assert_eq!(cache.cached_extents(), 2);
+    }
+
+    proptest::proptest! {
+        /// The lookup with its entry finds what the lookup and then the redirect entry's own
+        /// look-up find, with the same read cursors, on twin caches given the same lookups:
+        /// extents inside, spanning and missed, entries the table lacks, segments with no
+        /// table or not cached, and extents evicted on the way.
+        #[test]
+        fn lookups_with_their_entry_match_the_two_lookups(
+            extents_at in proptest::collection::vec((0u64..900, 1u64..80, 0u16..4), 1..12),
+            lookups in proptest::collection::vec((0u32..3, 0u64..1000, 1u64..120), 1..24),
+            cursors in proptest::collection::vec((0u16..4, 0usize..3), 0..4),
+            max_extents in 4usize..16,
+        ) {
+            let mut twins = [0, 1].map(|_| MappingCache::new(WorkerId(0), CacheConfig { max_extents }));
+            for cache in &mut twins {
+                cache.add(MappingEntry::Lv(lv())).unwrap();
+                // Entries 0 and 1 only: extents naming 2 or 3 have none.
+                let mut t = table();
+                t.insert(RedirectEntry::read_write(StorageDescriptor::Single(Placement { device: DeviceId(2), lba: 9 })))
+                    .unwrap();
+                cache.add(MappingEntry::Redirects { vseg: VsegId(7), table: t }).unwrap();
+                for &(start, len, value) in &extents_at {
+                    let extent = Extent { start, end: (start + len).min(1000), value: RedirectIndex(value) };
+                    let _ = cache.add(MappingEntry::Extents { vseg: VsegId(7), extents: vec![extent] });
+                }
+                for &(redirect, side) in &cursors {
+                    cache.set_read_cursor(VsegId(7), RedirectIndex(redirect), side);
+                }
+            }
+            let [mut ours, mut theirs] = twins;
+            for (vseg, block, blocks) in lookups {
+                // Segment 7 is cached; 6 and 8 are not.
+                let vseg = VsegId(6 + vseg);
+                let found = ours.lookup_entry(vseg, block, blocks);
+                let lookup = theirs.lookup(vseg, block, blocks);
+                proptest::prop_assert_eq!(found.lookup, lookup);
+                let entry = match lookup {
+                    ExtentLookup::Inside { redirect, .. } | ExtentLookup::Spans { redirect, .. } => {
+                        for r in 0..4 {
+                            let r = RedirectIndex(r);
+                            proptest::prop_assert_eq!(found.read_cursors.get(vseg, r), theirs.read_cursor(vseg, r));
+                        }
+                        theirs.redirect(vseg, redirect)
+                    }
+                    _ => None,
+                };
+                proptest::prop_assert_eq!(found.entry, entry);
+            }
+        }
     }
 
     #[test]

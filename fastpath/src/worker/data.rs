@@ -57,11 +57,18 @@ impl Worker {
             fill,
             patchable,
         };
-        let at = up.pieces.partition_point(|p| p.offset < offset);
-        if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
-            return; // a retransmitted frame
-        }
-        up.pieces.insert(at, piece);
+        // Frames nearly always arrive in order: the new piece then goes last, with no search.
+        let at = if up.pieces.last().is_none_or(|p| p.offset < offset) {
+            up.pieces.push(piece);
+            up.pieces.len() - 1
+        } else {
+            let at = up.pieces.partition_point(|p| p.offset < offset);
+            if up.pieces.get(at).is_some_and(|p| p.offset == offset) {
+                return; // a retransmitted frame
+            }
+            up.pieces.insert(at, piece);
+            at
+        };
         // Advance the contiguous mark over every piece that now joins it.
         for p in &up.pieces[at..] {
             if p.offset > up.received_upto {
@@ -236,8 +243,8 @@ impl Worker {
         sent: u32,
         want_end: u32,
     ) -> Option<bool> {
-        let down = self.down.get(down_xid)?;
-        let LegFrames::Write(head) = &down.frames else { return None };
+        let down = self.down.get_mut(down_xid)?;
+        let LegFrames::Write(head) = &mut down.frames else { return None };
         let up = self.up.get(up_xid)?;
         let leg = down.leg;
         let u = leg.data_offset + (sent - leg.header_bytes);
@@ -268,7 +275,8 @@ impl Worker {
         let crc = if whole && piece.patchable {
             let old = piece.frame.as_slice().get(fc_start..)?.first_chunk::<FC_HEADER>()?;
             let trailing = piece.fc_len as usize - FC_HEADER;
-            self.address_changes.header_change(&self.crc, old, &hb, trailing).map(|c| piece.crc ^ c)
+            head.header_change(&mut self.address_changes, &self.crc, old, &hb, trailing)
+                .map(|c| piece.crc ^ c)
         } else {
             None
         };
@@ -277,18 +285,17 @@ impl Worker {
         let port = down.port;
         let buf = self.spare_buffers.pop().or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
         let frame = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
-        let down = self.down.get_mut(down_xid)?;
         down.seq_cnt = seq_cnt.wrapping_add(1);
         down.sent_upto = sent + len;
         // No buffer: the leg's state has moved on, as the general path leaves it.
-        if let Some(frame) = frame? {
+        let frame = frame?;
+        if last {
+            down.wanted = None;
+        }
+        if let Some(frame) = frame {
             self.send(port, frame);
         }
-        if last && let Some(down) = self.down.get_mut(down_xid) {
-            down.wanted = None;
-            return Some(false);
-        }
-        Some(true)
+        Some(!last)
     }
 
     /// Bytes `[from, to)` of the journal header block of host write `up_xid`.

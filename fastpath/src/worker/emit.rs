@@ -16,7 +16,7 @@ use dve_wire::fcp_frame::{
 };
 use dve_wire::stack::emit_fcoe_frame;
 
-use crate::crc_patch::CrcPatcher;
+use crate::crc_patch::{CrcPatcher, MAX_SHIFT};
 
 /// Bytes before the FC header in an untagged FCoE frame: Ethernet (14) and FCoE (14).
 pub const FC_OFFSET: usize = 28;
@@ -200,11 +200,7 @@ pub fn gathered_data_frame_encoded(
         hasher.update(&zeros[..fill]);
         hasher.finalize()
     });
-    let mut tail = [0u8; 11];
-    tail[..fill].fill(0);
-    tail[fill..fill + 4].copy_from_slice(&crc.to_le_bytes());
-    tail[fill + 4] = eof.code();
-    let tail = Trailer::new(&tail[..fill + 8])?;
+    let tail = Trailer::fcoe(fill, crc, eof.code())?;
     Some(TxFrame { head: head.freeze(), body: Some(body), tail })
 }
 
@@ -224,6 +220,29 @@ pub struct WriteHead {
     macs: [u8; 12],
     /// Header bytes 0..8 as a big-endian word: R_CTL, D_ID, CS_CTL (zero), S_ID.
     word0: u64,
+    /// The CRC change of the last host frame the leg forwarded whole (see
+    /// [`WriteHead::header_change`]).
+    last: LastChange,
+}
+
+/// The CRC change of a host data frame's header becoming a leg's, remembered with what it was
+/// for: the header's change (its three big-endian words XORed) and the bytes after the header.
+/// The frames of one sequence usually change alike: the same addresses, exchange ids, SEQ_ID
+/// and F_CTL on both sides, the same SEQ_CNT, the offset moved by the same amount (not at
+/// all for a leg whose data starts where the host's does). So a leg's next frame reuses its
+/// previous one's change, without the address memo's hash, two slicing steps and the shift.
+#[derive(Clone, Copy, Debug)]
+struct LastChange {
+    deltas: [u64; 3],
+    /// [`LastChange::NONE`] until a change is remembered.
+    trailing: u32,
+    change: u32,
+}
+
+impl LastChange {
+    /// Nothing remembered: no frame has this many bytes after its header (more than
+    /// [`crate::crc_patch::MAX_SHIFT`]).
+    const NONE: LastChange = LastChange { deltas: [0; 3], trailing: u32::MAX, change: 0 };
 }
 
 /// Bytes 12..28 of every untagged FCoE frame before its SOF: the EtherType, then the FCoE
@@ -267,7 +286,31 @@ impl WriteHead {
         Some(WriteHead {
             macs,
             word0: u64::from(fc::r_ctl::SOLICITED_DATA) << 56 | u64::from(d_id) << 32 | u64::from(s_id),
+            last: LastChange::NONE,
         })
+    }
+
+    /// The CRC change of a host data frame's FC header going from `old` to the leg's `new`,
+    /// with `trailing` bytes after it: what [`AddressChanges::header_change`] gives, the
+    /// leg's last answer when the header changes as it did for the leg's last frame (see
+    /// [`LastChange`]). `None` if `trailing` exceeds [`crate::crc_patch::MAX_SHIFT`].
+    #[inline]
+    pub fn header_change(
+        &mut self,
+        addresses: &mut AddressChanges,
+        crc: &CrcPatcher,
+        old: &[u8; FC_HEADER],
+        new: &[u8; FC_HEADER],
+        trailing: usize,
+    ) -> Option<u32> {
+        let deltas = header_deltas(old, new);
+        // The sentinel never matches: a trailing that long has no change to give.
+        if trailing == self.last.trailing as usize && deltas == self.last.deltas && trailing <= MAX_SHIFT {
+            return Some(self.last.change);
+        }
+        let change = addresses.deltas_change(crc, deltas, (old, new), trailing)?;
+        self.last = LastChange { deltas, trailing: u32::try_from(trailing).ok()?, change };
+        Some(change)
     }
 
     /// The FC header of a frame with `fields`, as [`encode_header`] gives it for the header
@@ -326,10 +369,7 @@ impl WriteHead {
             hasher.update(&[0u8; 3][..fill]);
             hasher.finalize()
         });
-        let mut tail = [0u8; 11];
-        tail[fill..fill + 4].copy_from_slice(&crc.to_le_bytes());
-        tail[fill + 4] = eof.code();
-        let tail = Trailer::new(&tail[..fill + 8])?;
+        let tail = Trailer::fcoe(fill, crc, eof.code())?;
         Some(TxFrame { head: head.freeze(), body: Some(body), tail })
     }
 }
@@ -805,6 +845,17 @@ impl DataRewrite {
     }
 }
 
+/// The change of an FC header from `old` to `new`: its three big-endian words XORed.
+#[inline]
+fn header_deltas(old: &[u8; FC_HEADER], new: &[u8; FC_HEADER]) -> [u64; 3] {
+    let mut deltas = [0u64; 3];
+    for ((delta, old), new) in deltas.iter_mut().zip(old.chunks_exact(8)).zip(new.chunks_exact(8)) {
+        let word = |bytes: &[u8]| bytes.first_chunk().map_or(0, |b| u64::from_be_bytes(*b));
+        *delta = word(old) ^ word(new);
+    }
+    deltas
+}
+
 /// Slots of [`AddressChanges`]: a worker forwards read data between few (device, host) pairs
 /// at a time.
 const ADDRESS_SLOTS: usize = 16;
@@ -839,10 +890,21 @@ impl AddressChanges {
         new: &[u8; FC_HEADER],
         trailing: usize,
     ) -> Option<u32> {
-        let word = |h: &[u8; FC_HEADER], at: usize| h[at..].first_chunk().map(|b| u64::from_be_bytes(*b));
-        let delta = |at: usize| Some(word(old, at)? ^ word(new, at)?);
-        match self.change(crc, delta(0)?, trailing) {
-            Some(addresses) => Some(addresses ^ crc.words_change(delta(8)?, delta(16)?, trailing)?),
+        self.deltas_change(crc, header_deltas(old, new), (old, new), trailing)
+    }
+
+    /// [`AddressChanges::header_change`] for a header whose change [`header_deltas`] already
+    /// gave.
+    #[inline]
+    fn deltas_change(
+        &mut self,
+        crc: &CrcPatcher,
+        [addresses, second, third]: [u64; 3],
+        (old, new): (&[u8; FC_HEADER], &[u8; FC_HEADER]),
+        trailing: usize,
+    ) -> Option<u32> {
+        match self.change(crc, addresses, trailing) {
+            Some(change) => Some(change ^ crc.words_change(second, third, trailing)?),
             // Too long a frame for the addresses' shift: the whole header at once.
             None => crc.patch(0, old, new, trailing),
         }
@@ -1175,6 +1237,45 @@ mod tests {
                     addresses.header_change(&crc, &old, &new, trailing),
                     crc.patch(0, &old, &new, trailing)
                 );
+            }
+        }
+
+        /// A write leg's CRC change, its last one remembered, is the patch of the whole
+        /// header for every frame of the leg: frames whose header changes as the last one's
+        /// did (other bytes, the same change), frames that change otherwise, other lengths
+        /// (too long ones included), and a memo of addresses shared with other legs.
+        #[test]
+        fn write_head_changes_match_the_patch(
+            (d_id, s_id) in (0u32..=0xFF_FFFF, 0u32..=0xFF_FFFF),
+            frames in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<([u8; FC_HEADER], [u8; FC_HEADER], [u8; FC_HEADER])>(),
+                    proptest::prop_oneof![proptest::strategy::Just(2048usize), 0usize..=crate::crc_patch::MAX_SHIFT + 8],
+                    proptest::prelude::any::<(bool, bool)>(),
+                ),
+                1..12,
+            ),
+        ) {
+            let crc = CrcPatcher::new();
+            let mut addresses = AddressChanges::default();
+            let mut head = WriteHead::new(MacAddr([2, 0, 0, 0, 0, 1]), d_id, s_id, 0x0E_FC00).unwrap();
+            let mut previous: Option<([u8; FC_HEADER], [u8; FC_HEADER], usize)> = None;
+            for ((mut old, mut new, other), mut trailing, (same_change, same_length)) in frames {
+                if let Some((last_old, last_new, last_trailing)) = previous.filter(|_| same_change) {
+                    // Other bytes on both sides, changing as the last frame's did.
+                    for i in 0..FC_HEADER {
+                        old[i] = other[i];
+                        new[i] = other[i] ^ last_old[i] ^ last_new[i];
+                    }
+                    if same_length {
+                        trailing = last_trailing;
+                    }
+                }
+                proptest::prop_assert_eq!(
+                    head.header_change(&mut addresses, &crc, &old, &new, trailing),
+                    crc.patch(0, &old, &new, trailing)
+                );
+                previous = Some((old, new, trailing));
             }
         }
     }

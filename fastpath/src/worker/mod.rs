@@ -972,22 +972,19 @@ fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
 /// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
 /// `ports` in their order, one per port).
 fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
-    // Frames for one port usually come in runs: its statistics are found once per run.
-    let mut last: Option<(PortId, Option<usize>)> = None;
-    for (port, frame) in tx {
-        let at = match last {
-            Some((p, at)) if p == *port => at,
-            _ => {
-                let at = port_slot(ports, *port)
-                    .filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
-                last = Some((*port, at));
-                at
-            }
-        };
+    // Frames for one port usually come in runs: a run's frames and bytes are added up on
+    // their own, and its port's statistics found and updated once.
+    let mut rest = tx;
+    while let Some(((port, _), _)) = rest.split_first() {
+        let run = rest.iter().take_while(|(p, _)| p == port).count();
+        let (this, next) = rest.split_at(run);
+        let bytes: usize = this.iter().map(|(_, frame)| frame.len()).sum();
+        let at = port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
         if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
-            s.frames_out += 1;
-            s.bytes_out += frame.len() as u64;
+            s.frames_out += run as u64;
+            s.bytes_out += bytes as u64;
         }
+        rest = next;
     }
 }
 
@@ -1115,6 +1112,62 @@ mod tests {
                 payload[11] = status;
             }
             prop_assert_eq!(device_status(&payload), device_status_by_parser(&payload));
+        }
+    }
+
+    /// What `count_transmits` counted before it added up runs: each frame on its own.
+    fn count_transmits_per_frame(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
+        for (port, frame) in tx {
+            let at =
+                port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
+            if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
+                s.frames_out += 1;
+                s.bytes_out += frame.len() as u64;
+            }
+        }
+    }
+
+    proptest! {
+        /// Transmit statistics counted by runs of one port are the ones counted frame by
+        /// frame: runs long and short, ports numbered by position or not, ports with no
+        /// statistics and ports the worker does not have.
+        #[test]
+        fn transmits_counted_by_runs_match_counted_by_frame(
+            numbering in prop::sample::select(vec![vec![0u16, 1, 2], vec![2, 0, 1], vec![0, 5]]),
+            statistics_for in prop::sample::select(vec![0usize, 1, 3]),
+            frames in prop::collection::vec((0u16..7, 0usize..80, prop::option::of(0usize..40), 0usize..12), 0..24),
+        ) {
+            let ports: Vec<PortConfig> = numbering
+                .iter()
+                .map(|&p| PortConfig {
+                    id: PortId(p),
+                    mac: dve_wire::ethernet::MacAddr([2, 0, 0, 0, 0, p as u8]),
+                    initiator_fc_id: FcId::new(0x01_0000 + u32::from(p)).unwrap_or_default(),
+                })
+                .collect();
+            let stats = FpStatistics {
+                ports: ports
+                    .iter()
+                    .take(statistics_for)
+                    .map(|p| PortStatistics { port: p.id, frames_out: 3, bytes_out: 100, ..PortStatistics::default() })
+                    .collect(),
+                ..FpStatistics::default()
+            };
+            let tx: Vec<(PortId, TxFrame)> = frames
+                .iter()
+                .map(|&(port, head, body, tail)| {
+                    let frame = TxFrame {
+                        head: Frame::copy_from(&vec![1; head]).unwrap_or(Frame::empty()),
+                        body: body.and_then(|len| Frame::copy_from(&vec![2; len])),
+                        tail: dve_fp_api::frame::Trailer::new(&[3; 12][..tail]).unwrap_or_default(),
+                    };
+                    (PortId(port % 4), frame)
+                })
+                .collect();
+            let (mut by_runs, mut by_frame) = (stats.clone(), stats);
+            count_transmits(&ports, &mut by_runs, &tx);
+            count_transmits_per_frame(&ports, &mut by_frame, &tx);
+            prop_assert_eq!(by_runs, by_frame);
         }
     }
 

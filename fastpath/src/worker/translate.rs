@@ -289,7 +289,8 @@ fn chain(
     while block < seg_end {
         let left = seg_end - block;
         // Steps 102 to 108: the extent, cached or not, and I/O that spans extents.
-        let (extent_end, redirect) = match cache.lookup(seg.id, block, left) {
+        let found = cache.lookup_entry(seg.id, block, left);
+        let (extent_end, redirect) = match found.lookup {
             ExtentLookup::Inside { end, redirect, .. } => (end, redirect),
             ExtentLookup::Spans { end, redirect, .. } if config.split_extents => (end, redirect),
             ExtentLookup::Spans { .. } => return Resolution::Fault(SpansExtent),
@@ -299,7 +300,7 @@ fn chain(
         };
         let piece = extent_end.min(seg_end) - block;
         // Step 110: the redirect entry; step 112: fault on read / fault on write.
-        let Some(entry) = cache.redirect(seg.id, redirect) else { return Resolution::Miss };
+        let Some(entry) = found.entry else { return Resolution::Miss };
         if !entry.allows(cmd.kind) {
             return Resolution::Fault(Permission);
         }
@@ -337,7 +338,7 @@ fn chain(
                 result
             }
             StorageDescriptor::Mirror(mirror) => {
-                let Some(side) = mirror.pick_read_side(cache.read_cursor(seg.id, redirect)) else {
+                let Some(side) = mirror.pick_read_side(found.read_cursors.get(seg.id, redirect)) else {
                     return Resolution::Fault(Permission);
                 };
                 read_side = Some(side);
