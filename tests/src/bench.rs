@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use dve_controlpath::store::MemoryStore;
+use dve_controlpath::store::{MemoryStore, MetadataStore};
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::ids::{LvId, PortId, Wwn};
 use dve_sim::disk::{DiskConfig, DiskTarget};
@@ -60,10 +60,15 @@ impl Bench {
     /// from the start, so that the engine can be killed and restarted from what it committed
     /// ([`SwitchNode::kill`], [`SwitchNode::restart`]).
     pub fn with_store(hosts: usize, disks: &[u64]) -> Bench {
-        Bench::build(hosts, disks, Some(MemoryStore::new()))
+        Bench::build(hosts, disks, Some(Box::new(MemoryStore::new())))
     }
 
-    fn build(hosts: usize, disks: &[u64], store: Option<MemoryStore>) -> Bench {
+    /// [`Bench::new`] with the control path committing to `store`, which must be empty.
+    pub fn with_metadata_store(hosts: usize, disks: &[u64], store: Box<dyn MetadataStore>) -> Bench {
+        Bench::build(hosts, disks, Some(store))
+    }
+
+    fn build(hosts: usize, disks: &[u64], store: Option<Box<dyn MetadataStore>>) -> Bench {
         let ports = (hosts + disks.len()) as u16;
         let mut bench = Bench {
             switch: SwitchNode::new(1, ports, 2, 200_000_000, None),
@@ -98,7 +103,7 @@ impl Bench {
             next_tick: 0,
         };
         if let Some(store) = store {
-            bench.switch.control_mut().attach_store(Box::new(store)).expect("an empty store attaches");
+            bench.switch.control_mut().attach_store(store).expect("an empty store attaches");
         }
         for d in 0..bench.disks.len() {
             let frames = bench.disks[d].start(bench.now);

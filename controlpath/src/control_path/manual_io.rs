@@ -7,7 +7,9 @@
 use bytes::Bytes;
 use dve_fp_api::fault::FaultCause;
 use dve_fp_api::ids::{IoTag, LvId, WorkerId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, Sense};
+use dve_fp_api::io::{
+    DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus, Sense,
+};
 use dve_fp_api::message::ToFp;
 
 use super::journal::ControlAppend;
@@ -145,8 +147,14 @@ impl ControlPath {
         if write {
             self.counters.manual.writes += 1;
             // On a degraded mirror the write reaches the live sides only: their ages say so
-            // before it is dispatched, whatever made it fault.
-            self.stamp_ages(lv, request.lba, u64::from(request.blocks));
+            // durably before it is dispatched, whatever made it fault. If they cannot, or the
+            // side's death itself is not recorded yet, it is not run: BUSY, which hosts retry.
+            if self.side_death_unrecorded(lv)
+                || self.stamp_ages(lv, request.lba, u64::from(request.blocks)).is_err()
+            {
+                self.complete_io(io, IoStatus { status: ScsiStatus::BUSY, sense: None, residual: 0 });
+                return;
+            }
         } else {
             self.counters.manual.reads += 1;
         }

@@ -115,12 +115,16 @@ pub(super) struct MirrorWork {
     written: BTreeMap<VsegId, RedirectIndex>,
     /// Resyncs in progress, per volume.
     resyncs: BTreeMap<LvId, Resync>,
+    /// Sides dead whose DEAD state could not be committed yet: their volume's I/O is held.
+    unrecorded_deaths: BTreeSet<(LvId, usize)>,
 }
 
 impl MirrorWork {
     /// Whether a side of `lv` is dying or resynchronizing.
     pub(super) fn involves(&self, lv: LvId) -> bool {
-        self.resyncs.contains_key(&lv) || self.dying.iter().any(|(l, _)| *l == lv)
+        self.resyncs.contains_key(&lv)
+            || self.dying.iter().any(|(l, _)| *l == lv)
+            || self.unrecorded_deaths.iter().any(|(l, _)| *l == lv)
     }
 
     /// The sides of `lv` whose death procedure is running.
@@ -239,6 +243,9 @@ impl ControlPath {
     /// snapshot still reading unpushed blocks through its source names the source's side.
     pub(super) fn side_failed(&mut self, lv: LvId, side: usize) {
         let lv = self.reading_through(lv).unwrap_or(lv);
+        if self.side_death_unrecorded(lv) {
+            return; // Its I/O stays held until the death is recorded.
+        }
         let Some(v) = self.volumes.get(&lv) else { return };
         let state = v.record.side_states.get(side).copied();
         let others_alive =
@@ -299,17 +306,51 @@ impl ControlPath {
             }
         }
         // The DEAD state and the lists that will say what the side missed, in one transaction.
-        let committed = self.records(&[], &[lv]).and_then(|mut batch| {
-            for (seg, s) in made {
-                if let Some(list) = self.mirror.ages.get(&(seg, s)) {
-                    age_records::put_list(&mut batch, seg, s, list)?;
-                }
-            }
-            self.commit(batch)
-        });
-        if committed.is_err() {
+        // Until it commits the volume's I/O stays held, and each tick tries again: a restart
+        // must not find the side alive after writes it missed were acknowledged.
+        if self.record_side_death(lv, &made).is_err() {
             self.counters.failed_commits += 1;
+            self.mirror.unrecorded_deaths.insert((lv, side));
+            return;
         }
+        self.side_death_recorded(lv, side);
+    }
+
+    /// Whether a side of `lv` died without its DEAD state committed yet.
+    pub(super) fn side_death_unrecorded(&self, lv: LvId) -> bool {
+        self.mirror.unrecorded_deaths.iter().any(|(l, _)| *l == lv)
+    }
+
+    /// Commit the volume's record (its side states) with the age lists `lists`.
+    fn record_side_death(&mut self, lv: LvId, lists: &[(VsegId, usize)]) -> Result<(), Error> {
+        let mut batch = self.records(&[], &[lv])?;
+        for (seg, s) in lists {
+            if let Some(list) = self.mirror.ages.get(&(*seg, *s)) {
+                age_records::put_list(&mut batch, *seg, *s, list)?;
+            }
+        }
+        self.commit(batch)
+    }
+
+    /// Side deaths whose record could not be committed: try again, with every age list of
+    /// the volume (a superset of those made at the death).
+    pub(super) fn retry_side_death_records(&mut self) {
+        let pending: Vec<(LvId, usize)> = self.mirror.unrecorded_deaths.iter().copied().collect();
+        for (lv, side) in pending {
+            let segments: Vec<VsegId> = self.segments_of(lv).into_iter().map(|(seg, _)| seg).collect();
+            let lists: Vec<(VsegId, usize)> =
+                self.mirror.ages.keys().filter(|(seg, _)| segments.contains(seg)).copied().collect();
+            if self.record_side_death(lv, &lists).is_err() {
+                self.counters.failed_commits += 1;
+                continue;
+            }
+            self.mirror.unrecorded_deaths.remove(&(lv, side));
+            self.side_death_recorded(lv, side);
+        }
+    }
+
+    /// A side's death is recorded: the volume serves again without it.
+    fn side_death_recorded(&mut self, lv: LvId, side: usize) {
         self.snapshot_follow_sides(lv);
         self.grant_tables(lv);
         // The side's devices failed: they are used again only once they answer discovery.
@@ -337,7 +378,8 @@ impl ControlPath {
     }
 
     fn stamp_written(&mut self, lv: LvId, lba: u64, blocks: u64) {
-        let stamped = self.stamp_ages(lv, lba, blocks);
+        // Not stamped durably: the write is refused when it runs (see `start_manual`).
+        let Ok(stamped) = self.stamp_ages(lv, lba, blocks) else { return };
         // Under a snapshot, writes on a degraded mirror keep faulting until it completes: its
         // states, not the age stamps, say which extents take fast-path writes.
         if self.snapshot_over(lv).is_some() {
@@ -365,18 +407,27 @@ impl ControlPath {
     /// Stamp the live sides' ages of the age extents that a write of `blocks` blocks at `lba`
     /// covers, while a side of `lv` is dead (and this engine keeps ages since it died);
     /// returns those age extents. Every write that reaches the devices without the dead side
-    /// is stamped before it is dispatched, so its range is copied when the side returns.
-    pub(super) fn stamp_ages(&mut self, lv: LvId, lba: u64, blocks: u64) -> Vec<(VsegId, Range<u64>)> {
+    /// is stamped durably before it is dispatched, so its range is copied when the side
+    /// returns, after a restart too. If the stamps cannot be committed they are undone and
+    /// the write must not be dispatched.
+    pub(super) fn stamp_ages(
+        &mut self,
+        lv: LvId,
+        lba: u64,
+        blocks: u64,
+    ) -> Result<Vec<(VsegId, Range<u64>)>, Error> {
         let engine = self.engine_id();
         if !self.stamps_writes(lv) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let Some(v) = self.volumes.get(&lv) else { return Vec::new() };
+        let Some(v) = self.volumes.get(&lv) else { return Ok(Vec::new()) };
         let generation = v.record.generation;
         let live: Vec<usize> =
             v.record.side_states.iter().enumerate().filter(|(_, s)| s.writable()).map(|(i, _)| i).collect();
         let mut stamped = Vec::new();
         let mut changed: BTreeSet<(VsegId, usize, usize)> = BTreeSet::new();
+        // What each stamp replaced, to undo them if they cannot be committed.
+        let mut replaced: Vec<(VsegId, usize, usize, Age)> = Vec::new();
         for (vseg, range, _) in v.pieces(lba, blocks) {
             let Some(seg_blocks) = v.segment(vseg).map(|m| m.descriptor().blocks) else { continue };
             // Any side's list gives the extents' geometry (side 0 may have none).
@@ -392,10 +443,11 @@ impl ControlPath {
                 let age = Age { generation, engine };
                 for side in &live {
                     if let Some(list) = self.mirror.ages.get_mut(&(vseg, *side))
-                        && list.get(i).is_some_and(|a| a != age)
+                        && let Some(old) = list.get(i).filter(|a| *a != age)
                         && list.set(i, age).is_ok()
                     {
                         changed.insert((vseg, *side, age_records::chunk_of(i)));
+                        replaced.push((vseg, *side, i, old));
                     }
                 }
                 stamped.push((vseg, blocks));
@@ -411,11 +463,17 @@ impl ControlPath {
                     None => Ok(()),
                 }
             });
-            if put.map_err(Error::from).and_then(|()| self.commit(batch)).is_err() {
+            if let Err(e) = put.map_err(Error::from).and_then(|()| self.commit(batch)) {
                 self.counters.failed_commits += 1;
+                for (vseg, side, i, old) in replaced {
+                    if let Some(list) = self.mirror.ages.get_mut(&(vseg, side)) {
+                        let _ = list.set(i, old);
+                    }
+                }
+                return Err(e);
             }
         }
-        stamped
+        Ok(stamped)
     }
 
     /// A device answered again: resynchronize every mirror side it holds that is dead.

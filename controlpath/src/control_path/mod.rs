@@ -643,6 +643,7 @@ impl ControlPath {
         self.fabric.tick(self.now);
         self.fabric_events();
         self.poll_revocations();
+        self.retry_side_death_records();
         self.resync_tick();
         self.snapshot_tick();
         self.migration_tick();
