@@ -753,12 +753,16 @@ impl ControlPath {
             old.into_iter().filter(|a| !m.allocations.contains(a)).collect()
         };
         let mut devices: Vec<DeviceId> = Vec::new();
+        let before = self.devices.clone();
         for a in &left {
             if self.devices.release(a.device, a.lba, a.blocks).is_ok() && !devices.contains(&a.device) {
                 devices.push(a.device);
             }
         }
         if self.persist_ending_task(&devices, &[lv], &task_key(lv)).is_err() {
+            // The store still has the task, which a restart ends again; until then the claims
+            // left stay claimed, so nothing new is placed where the store says they are.
+            self.devices = before;
             self.counters.failed_commits += 1;
         }
         for entry in grants {
