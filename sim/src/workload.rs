@@ -550,9 +550,12 @@ fn decode_rest(block: &[u8], lba: u64, write_id: u64, checksum: u32) -> BlockCon
     BlockContent::Stamped { write_id }
 }
 
-fn is_zero(block: &[u8]) -> bool {
-    // A whole line at a time (the OR of 64 bytes vectorizes), stopping at the first nonzero one.
-    block.chunks(64).all(|line| line.iter().fold(0u8, |acc, byte| acc | byte) == 0)
+/// Whether every byte of `block` is zero.
+pub(crate) fn is_zero(block: &[u8]) -> bool {
+    // A stamp starts with its magic: most blocks are told by their first byte. Others a
+    // whole line at a time (the OR of 64 bytes vectorizes), stopping at the first nonzero one.
+    block.first().is_none_or(|first| *first == 0)
+        && block.chunks(64).all(|line| line.iter().fold(0u8, |acc, byte| acc | byte) == 0)
 }
 
 fn be64(b: &[u8]) -> u64 {
