@@ -48,7 +48,7 @@ use dve_wire::scsi::status;
 
 use crate::engine::IntMap;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
-use crate::workload::{intact_stamp, stamp_block};
+use crate::workload::{intact_stamp, is_zero, stamp_block};
 
 /// The usual block size.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -253,7 +253,9 @@ impl Stored {
     /// What a block of these bytes is kept as; `reuse` is the block's old bytes, overwritten
     /// in place when the new content needs bytes too.
     fn of(block: &[u8], reuse: Stored) -> Stored {
-        if block.iter().all(|b| *b == 0) {
+        // A line at a time, not byte by byte: copies and replicas write many zero blocks,
+        // whose every byte is looked at.
+        if is_zero(block) {
             return Stored::Zero;
         }
         if let Some((write_id, lba)) = intact_stamp(block) {
@@ -407,7 +409,7 @@ impl BlockStore {
     /// bytes: a stamp is compared as the decoder checks one.
     fn holds(&self, block: u64, bytes: &[u8]) -> bool {
         match self.get(block) {
-            Stored::Zero => bytes.iter().all(|b| *b == 0),
+            Stored::Zero => is_zero(bytes),
             Stored::Stamp { write_id, lba } => intact_stamp(bytes) == Some((*write_id, *lba)),
             Stored::Bytes(stored) => **stored == *bytes,
         }

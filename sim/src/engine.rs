@@ -141,10 +141,18 @@ impl PartialOrd for QueuedEvent {
     }
 }
 
+impl QueuedEvent {
+    /// (time, sequence) as one number: compared in one step rather than field by field
+    /// with a branch between (the heap compares at every level it sifts through).
+    fn key(&self) -> u128 {
+        (u128::from(self.at.0) << 64) | u128::from(self.seq)
+    }
+}
+
 impl Ord for QueuedEvent {
     /// Reversed, so that the max-heap pops the earliest (time, sequence) first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
+        other.key().cmp(&self.key())
     }
 }
 

@@ -403,13 +403,16 @@ pub fn stamp_blocks(write_id: u64, lba: u64, blocks: u32, block_size: u32) -> By
     let block_size = block_size.max(1) as usize;
     let len = blocks as usize * block_size;
     let mut data = SPARE_WRITE_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
-    // Only bytes beyond the old length are zeroed (then stamped over, as the rest is).
-    data.truncate(len);
-    data.resize(len, 0);
-    for (i, block) in data.chunks_exact_mut(block_size).enumerate() {
+    // A buffer keeps the longest length it was ever given (its bytes stay initialized), so
+    // only a write longer than any before in it zeroes bytes (then stamped over, as the rest
+    // is); cutting it to each write's length would zero them again at every longer write.
+    if data.len() < len {
+        data.resize(len, 0);
+    }
+    for (i, block) in data[..len].chunks_exact_mut(block_size).enumerate() {
         stamp_block(write_id, lba + i as u64, block);
     }
-    Bytes::from_owner(WriteBuffer(data))
+    Bytes::from_owner(WriteBuffer { data, len })
 }
 
 /// Write buffers kept for reuse at most.
@@ -425,17 +428,22 @@ thread_local! {
 /// The storage behind a write's [`Bytes`] (the initiator, its bursts and the caller share
 /// them): when the last of them drops, the buffer goes back to the spares [`stamp_blocks`]
 /// takes from.
-struct WriteBuffer(Vec<u8>);
+struct WriteBuffer {
+    /// The buffer, as long as the longest write it held.
+    data: Vec<u8>,
+    /// This write's length: the bytes the [`Bytes`] show.
+    len: usize,
+}
 
 impl AsRef<[u8]> for WriteBuffer {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.data[..self.len]
     }
 }
 
 impl Drop for WriteBuffer {
     fn drop(&mut self) {
-        let buffer = std::mem::take(&mut self.0);
+        let buffer = std::mem::take(&mut self.data);
         if buffer.capacity() == 0 || buffer.capacity() > SPARE_WRITE_BUFFER_CAPACITY {
             return;
         }
@@ -542,9 +550,12 @@ fn decode_rest(block: &[u8], lba: u64, write_id: u64, checksum: u32) -> BlockCon
     BlockContent::Stamped { write_id }
 }
 
-fn is_zero(block: &[u8]) -> bool {
-    // A whole line at a time (the OR of 64 bytes vectorizes), stopping at the first nonzero one.
-    block.chunks(64).all(|line| line.iter().fold(0u8, |acc, byte| acc | byte) == 0)
+/// Whether every byte of `block` is zero.
+pub(crate) fn is_zero(block: &[u8]) -> bool {
+    // A stamp starts with its magic: most blocks are told by their first byte. Others a
+    // whole line at a time (the OR of 64 bytes vectorizes), stopping at the first nonzero one.
+    block.first().is_none_or(|first| *first == 0)
+        && block.chunks(64).all(|line| line.iter().fold(0u8, |acc, byte| acc | byte) == 0)
 }
 
 fn be64(b: &[u8]) -> u64 {

@@ -4,7 +4,7 @@
 //! byte-exact frames. Every write is recorded in the integrity oracle and every read checked
 //! against it. The same scenario and seed give the same report, byte for byte.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::ops::Range;
@@ -184,8 +184,10 @@ struct EngineNode {
 struct ReplicaWatch {
     volume: usize,
     disk: usize,
-    /// Blocks hosts wrote (or began writing) since the last consistency point.
-    dirty: BTreeSet<u64>,
+    /// Blocks hosts wrote (or began writing) since the last consistency point: the ranges as
+    /// written, overlapping and repeated, merged only at the consistency point
+    /// ([`block_runs`]). A write costs a push, not a tree insertion per block.
+    dirty: Vec<Range<u64>>,
     /// The image the replica must show once the last cycle folded in is applied.
     expected: Option<Vec<u8>>,
     /// Per consistency point not yet applied: the blocks written in its cycle and their bytes.
@@ -1398,7 +1400,7 @@ impl<'a> World<'a> {
                     ReplicaWatch {
                         volume,
                         disk,
-                        dirty: BTreeSet::new(),
+                        dirty: Vec::new(),
                         expected: None,
                         deltas: BTreeMap::new(),
                         compared_whole: false,
@@ -1468,7 +1470,7 @@ impl<'a> World<'a> {
     fn replica_dirty(&mut self, volume: usize, lba: u64, blocks: u64) {
         let Some(&(e, lv)) = self.replicated.get(&volume) else { return };
         if let Some(watch) = self.engines[e].replicas.get_mut(&lv) {
-            watch.dirty.extend(lba..lba + blocks);
+            watch.dirty.push(lba..lba + blocks);
         }
     }
 
@@ -1483,7 +1485,7 @@ impl<'a> World<'a> {
         let dirty = std::mem::take(&mut watch.dirty);
         let blocks = self.engines[e].switch.control().volume(lv).map_or(0, |v| v.record.blocks);
         let ranges: Vec<Range<u64>> =
-            if first { std::iter::once(0..blocks).collect() } else { block_runs(&dirty, blocks) };
+            if first { std::iter::once(0..blocks).collect() } else { block_runs(dirty, blocks) };
         let name = &self.scenario.volumes[volume].name;
         let mut delta = Vec::with_capacity(ranges.len());
         for range in ranges {
@@ -1960,13 +1962,19 @@ impl<'a> World<'a> {
     }
 }
 
-/// The runs of consecutive blocks in `blocks`, each cut at `end`.
-fn block_runs(blocks: &BTreeSet<u64>, end: u64) -> Vec<Range<u64>> {
+/// The runs of consecutive blocks below `end` in the union of `written`, in order: each run
+/// as long as it goes (ranges that overlap or touch are one run).
+fn block_runs(mut written: Vec<Range<u64>>, end: u64) -> Vec<Range<u64>> {
+    written.sort_unstable_by_key(|range| range.start);
     let mut runs: Vec<Range<u64>> = Vec::new();
-    for &b in blocks.range(..end) {
+    for range in written {
+        let range = range.start..range.end.min(end);
+        if range.is_empty() {
+            continue;
+        }
         match runs.last_mut() {
-            Some(run) if run.end == b => run.end += 1,
-            _ => runs.push(b..b + 1),
+            Some(run) if range.start <= run.end => run.end = run.end.max(range.end),
+            _ => runs.push(range),
         }
     }
     runs
@@ -1981,6 +1989,38 @@ fn remembered<T: Copy>(slot: &mut Option<(u64, T)>, generation: u64, ask: impl F
             let answer = ask();
             *slot = Some((generation, answer));
             answer
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The runs as first written: every block in an ordered set, then the consecutive ones
+    /// joined.
+    fn block_runs_reference(written: &[Range<u64>], end: u64) -> Vec<Range<u64>> {
+        let blocks: BTreeSet<u64> = written.iter().flat_map(|range| range.clone()).collect();
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for &b in blocks.range(..end) {
+            match runs.last_mut() {
+                Some(run) if run.end == b => run.end += 1,
+                _ => runs.push(b..b + 1),
+            }
+        }
+        runs
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merged_ranges_are_the_runs_of_their_blocks(
+            written in proptest::collection::vec((0u64..200, 0u64..40), 0..40),
+            end in 0u64..260,
+        ) {
+            let written: Vec<Range<u64>> = written.into_iter().map(|(start, n)| start..start + n).collect();
+            proptest::prop_assert_eq!(block_runs(written.clone(), end), block_runs_reference(&written, end));
         }
     }
 }

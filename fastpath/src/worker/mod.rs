@@ -92,6 +92,10 @@ pub struct Worker {
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
 const SPARE_BUFFERS: usize = 16;
 
+/// Most bytes reserved up front for a control-path read's data (a longer one grows as its
+/// frames arrive).
+const COLLECTED_RESERVE_MAX: usize = 4 << 20;
+
 /// Owned facts about a received FCoE frame, so the frame itself can move on.
 #[derive(Clone, Copy, Debug)]
 struct Received {
@@ -436,10 +440,15 @@ impl Worker {
                 DownOwner::ControlPath(_) => {
                     let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
                     let at = h.parameter as usize;
-                    if down.collected.len() < at + payload.len() {
-                        down.collected.resize(at + payload.len(), 0);
+                    if at == down.collected.len() {
+                        // In order, as devices send: appended, nothing zeroed first.
+                        down.collected.extend_from_slice(payload);
+                    } else {
+                        if down.collected.len() < at + payload.len() {
+                            down.collected.resize(at + payload.len(), 0);
+                        }
+                        down.collected[at..at + payload.len()].copy_from_slice(payload);
                     }
-                    down.collected[at..at + payload.len()].copy_from_slice(payload);
                     down.collected_bytes += payload.len();
                 }
             },
@@ -657,6 +666,18 @@ impl Worker {
         let path = *self.cache.device(leg.device)?;
         let port = *self.port_config(path.port)?;
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
+        // A control-path read collects its data: room for all of it at once rather than
+        // growing (and copying) as frames arrive.
+        let collected = match (owner, &cdb) {
+            (DownOwner::ControlPath(_), _) if write => Vec::new(),
+            (DownOwner::ControlPath(_), Some((_, data_len))) => {
+                Vec::with_capacity((*data_len as usize).min(COLLECTED_RESERVE_MAX))
+            }
+            (DownOwner::ControlPath(_), None) => {
+                Vec::with_capacity((data_bytes as usize).min(COLLECTED_RESERVE_MAX))
+            }
+            (DownOwner::Host { .. }, _) => Vec::new(),
+        };
         let fc_map = self.config.fc_map;
         let frames = match owner {
             DownOwner::Host { up, .. } if !write => {
@@ -684,7 +705,7 @@ impl Worker {
             seq_cnt: 0,
             timestamp,
             state: DownState::Active,
-            collected: Vec::new(),
+            collected,
             collected_bytes: 0,
             data_out: None,
             frames,
