@@ -1,7 +1,8 @@
 //! Asynchronous replication on the zero-latency bench: bad requests are refused with the
 //! reason and change nothing; with a journal of six one-write slots, every writer keeps
 //! running out of journal space, so writes wait for the copy agent, consistency points come
-//! early, and still every write completes and the replica ends equal to the primary.
+//! early, and still every write completes and the replica ends equal to the primary. A
+//! stopped replication frees its replica's claim, and the journal stops keeping slots for it.
 
 use dve_controlpath::error::Error;
 use dve_controlpath::volume::LayoutSpec;
@@ -69,4 +70,43 @@ fn writes_outrunning_a_tiny_journal_wait_for_the_copy_agent_and_the_replica_catc
     assert_eq!(progress.baseline_blocks, 4096);
     let waits = b.switch.control().counters().manual.journal_waits;
     assert!(waits > 0, "writes waited for journal space: {waits}");
+}
+
+#[test]
+fn a_stopped_replication_frees_its_replica_and_the_journal_keeps_no_slot_for_it() {
+    let mut b = Bench::new(1, &[65_536, 65_536, 65_536]);
+    let (lv, lun) = b.journaled_volume(4096, 192);
+    let replica = b.switch.control().device_of(Wwn(disk_wwpn(2))).expect("discovered");
+    let claimed = |b: &Bench| b.switch.control().devices().get(replica).map(|d| d.allocated);
+    b.switch.control_mut().start_replication(lv, replica, 5_000_000).expect("replicating");
+    assert_eq!(claimed(&b), Some(4096));
+    let write = |b: &mut Bench, k: u64| {
+        let lba = (k * 37) % 240 * 16;
+        let data: Vec<u8> = (0..16 * 512).map(|i| (i as u64 * 13 + k) as u8).collect();
+        let w = b.request(0, lun, HostOp::Write { lba, data: data.into() }).expect("write");
+        assert_eq!(w.status, 0, "write {k} completed");
+    };
+    for k in 0..20 {
+        write(&mut b, k);
+    }
+    let control = b.switch.control_mut();
+    control.stop_replication(lv).expect("stopping");
+    let again = control.stop_replication(lv).expect_err("twice");
+    assert!(again.to_string().contains("already stopping"), "{again}");
+    assert!(control.replications()[0].stopping);
+    let stopped = b.run_until(2_000_000_000, |b| b.switch.control().replications().is_empty());
+    assert!(stopped, "the replication ends");
+    assert_eq!(claimed(&b), Some(0), "the replica's claim is free");
+    let not_replicated = b.switch.control_mut().stop_replication(lv).expect_err("stopped");
+    assert!(not_replicated.to_string().contains("not replicated"), "{not_replicated}");
+    // Six slots of one write each: without a copy agent, writes go on only if the journal
+    // no longer keeps closed slots for it.
+    for k in 20..80 {
+        write(&mut b, k);
+    }
+    let waits = b.switch.control().counters().manual.journal_waits;
+    for k in 80..100 {
+        write(&mut b, k);
+    }
+    assert_eq!(b.switch.control().counters().manual.journal_waits, waits, "no write waits for journal space");
 }

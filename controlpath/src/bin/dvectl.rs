@@ -237,7 +237,7 @@ enum TaskCommand {
         /// The task id (as `task list` shows it).
         id: String,
     },
-    /// Cancel a migration (what it moved is copied back first).
+    /// Cancel a migration (what it moved is copied back first) or stop a replication.
     Cancel {
         /// The task id (as `task list` shows it).
         id: String,

@@ -241,6 +241,17 @@ impl ControlPath {
         }
     }
 
+    /// Free closed slots as they close from now on, and those closed until now (replication
+    /// stopped): writers waiting for space get them.
+    pub(super) fn stop_keeping_closed_slots(&mut self, lv: LvId) {
+        let Some(journal) = self.journals.get_mut(&lv) else { return };
+        journal.keep_closed = false;
+        let closed: Vec<usize> = journal.closed.iter().map(|c| c.slot).collect();
+        for slot in closed {
+            self.slot_shipped(lv, slot);
+        }
+    }
+
     /// A consistency point: close every writer's slot into the current cycle, advance the
     /// cycle and open new slots where there are free ones. Returns the cycle closed.
     pub(super) fn journal_cut(&mut self, lv: LvId) -> Option<u64> {

@@ -221,6 +221,11 @@ pub enum ControlEvent {
         /// Blocks copied.
         blocks: u64,
     },
+    /// A replication stopped: the replica keeps its last cycle's image, its claim is free.
+    ReplicationStopped {
+        /// The volume.
+        lv: LvId,
+    },
     /// A cancelled migration ended: everything it had moved is back, the volume is where it
     /// was and the destination's claims are free.
     MigrationCancelled {

@@ -38,6 +38,9 @@ pub(super) struct ReplicationRecord {
     replica_device: u32,
     replica_lba: u64,
     interval_ns: u64,
+    /// Being stopped: a restart ends it at once.
+    #[serde(default)]
+    stopping: bool,
 }
 
 fn task_key(lv: LvId) -> Vec<u8> {
@@ -67,6 +70,8 @@ pub struct ReplicationProgress {
     pub last_lag_ns: u64,
     /// The largest such lag.
     pub max_lag_ns: u64,
+    /// Being stopped: what is in flight finishes, nothing new starts.
+    pub stopping: bool,
 }
 
 /// One journal entry received by the replica side.
@@ -177,13 +182,19 @@ impl ControlPath {
         self.devices.get(replica).ok_or(Error::UnknownDevice(replica))?;
         let before = self.devices.clone();
         let lba = self.devices.allocate(replica, blocks)?;
-        let record = ReplicationRecord { lv: lv.0, replica_device: replica.0, replica_lba: lba, interval_ns };
+        let record = ReplicationRecord {
+            lv: lv.0,
+            replica_device: replica.0,
+            replica_lba: lba,
+            interval_ns,
+            stopping: false,
+        };
         if let Err(e) = self.persist_task(&[replica], &task_key(lv), &record) {
             self.devices = before;
             self.counters.failed_commits += 1;
             return Err(e);
         }
-        self.begin_replication(lv, Placement { device: replica, lba }, interval_ns);
+        self.begin_replication(lv, Placement { device: replica, lba }, interval_ns, false);
         Ok(())
     }
 
@@ -197,11 +208,11 @@ impl ControlPath {
             return Err(Error::Store(format!("replication task of {lv}, which does not exist")));
         }
         let placement = Placement { device: DeviceId(record.replica_device), lba: record.replica_lba };
-        self.begin_replication(lv, placement, record.interval_ns);
+        self.begin_replication(lv, placement, record.interval_ns, record.stopping);
         Ok(())
     }
 
-    fn begin_replication(&mut self, lv: LvId, placement: Placement, interval_ns: u64) {
+    fn begin_replication(&mut self, lv: LvId, placement: Placement, interval_ns: u64, stopping: bool) {
         self.keep_closed_slots(lv);
         self.replications.active.insert(
             lv,
@@ -225,6 +236,7 @@ impl ControlPath {
                     blocks_applied: 0,
                     last_lag_ns: 0,
                     max_lag_ns: 0,
+                    stopping,
                 },
             },
         );
@@ -244,11 +256,72 @@ impl ControlPath {
     pub(super) fn replication_tick(&mut self) {
         let lvs: Vec<LvId> = self.replications.active.keys().copied().collect();
         for lv in lvs {
+            if self.replications.active.get(&lv).is_some_and(|r| r.progress.stopping) {
+                self.stop_step(lv);
+                continue;
+            }
             self.cut_step(lv);
             self.baseline_step(lv);
             self.ship_step(lv);
             self.apply_step(lv);
         }
+    }
+
+    /// Stop replicating `lv` (management API): the consistency point, copy or cycle in
+    /// flight finishes, nothing new starts, then the journal frees its closed slots, the
+    /// replica's claim is freed and the task ends. The replica keeps the image of the last
+    /// cycle applied. The stop is committed first, so a restart ends it at once.
+    pub fn stop_replication(&mut self, lv: LvId) -> Result<(), Error> {
+        let name = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?.record.name.clone();
+        let r = self
+            .replications
+            .active
+            .get(&lv)
+            .ok_or_else(|| Error::FailedPrecondition(format!("{name} is not replicated")))?;
+        if r.progress.stopping {
+            return Err(Error::FailedPrecondition(format!("the replication of {name} is already stopping")));
+        }
+        let record = ReplicationRecord {
+            lv: lv.0,
+            replica_device: r.progress.replica.device.0,
+            replica_lba: r.progress.replica.lba,
+            interval_ns: r.interval_ns,
+            stopping: true,
+        };
+        if let Err(e) = self.persist_task(&[], &task_key(lv), &record) {
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.progress.stopping = true;
+        }
+        Ok(())
+    }
+
+    /// A stopping replication: a consistency point under way finishes (its locks held the
+    /// volume's writes); once nothing is in flight the replication ends.
+    fn stop_step(&mut self, lv: LvId) {
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        if r.cut.is_some() {
+            self.cut_step(lv);
+            return;
+        }
+        if r.baseline_copy.is_some() || r.shipping.is_some() || r.applying.is_some() {
+            return;
+        }
+        let replica = r.progress.replica;
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        let before = self.devices.clone();
+        let _ = self.devices.release(replica.device, replica.lba, blocks);
+        if self.persist_ending_task(&[replica.device], &[], &task_key(lv)).is_err() {
+            // Tried again at the next tick; the claim stays until the end is committed.
+            self.devices = before;
+            self.counters.failed_commits += 1;
+            return;
+        }
+        self.replications.active.remove(&lv);
+        self.stop_keeping_closed_slots(lv);
+        self.events.push(ControlEvent::ReplicationStopped { lv });
     }
 
     /// Start a consistency point when one is due (or a writer has no journal slot left),

@@ -494,8 +494,12 @@ impl<E: EngineAccess> Management for ManagementService<E> {
                 return Err(Error::UnknownVolume(lv));
             }
             match (id, control) {
+                (TaskId::Replication(lv), pb::TaskControl::Cancel) => c.stop_replication(lv)?,
                 (TaskId::Replication(_), _) => {
-                    return Err(Error::Unsupported("pausing, resuming or cancelling a replication".into()));
+                    return Err(Error::Unsupported(
+                        "pausing or resuming a replication (its consistency points keep the journal free); cancel stops it"
+                            .into(),
+                    ));
                 }
                 (TaskId::Migration(lv), pb::TaskControl::Cancel) => c.cancel_migration(lv)?,
                 (_, pb::TaskControl::Cancel) => {

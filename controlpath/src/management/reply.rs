@@ -269,7 +269,7 @@ pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::T
         done_blocks: r.baseline_blocks,
         total_blocks: control.volume(r.lv).map_or(0, |v| v.record.blocks),
         error: String::new(),
-        cancelling: false,
+        cancelling: r.stopping,
     }
 }
 
