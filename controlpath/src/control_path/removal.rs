@@ -118,6 +118,7 @@ impl ControlPath {
         self.incremental_deleted(lv);
         self.journal_deleted(lv);
         self.snapshots.forget(lv);
+        self.migrations.forget(lv);
         self.scsi.volume_withdrawn(lv);
         self.deleting.insert(lv, allocations);
         let drains =

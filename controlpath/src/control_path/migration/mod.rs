@@ -152,6 +152,11 @@ impl Migrations {
     pub(super) fn involves(&self, lv: LvId) -> bool {
         self.active.contains_key(&lv)
     }
+
+    /// Forget a deleted volume (its id may name another volume later).
+    pub(super) fn forget(&mut self, lv: LvId) {
+        self.cancelled.remove(&lv);
+    }
 }
 
 /// `descriptor` with every placement on a moved device rewritten to the new device, at the
