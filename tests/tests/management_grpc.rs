@@ -478,6 +478,54 @@ fn a_resync_and_a_snapshot_completion_pause_and_resume() {
 }
 
 #[test]
+fn a_snapshot_store_goes_where_it_is_asked_or_the_request_says_why() {
+    let (runtime, engine, mut client) = start(4);
+    runtime.block_on(async {
+        client.create_volume(create("s", 4_096, linear(&disk(0)))).await.expect("s");
+        client.create_volume(create("t", 4_096, linear(&disk(1)))).await.expect("t");
+        let member = |source: &str, name: &str, store: Option<pb::Placement>| pb::CreateSnapshotRequest {
+            source: source.into(),
+            snapshot: name.into(),
+            store,
+            writable: false,
+            copy_granularity_blocks: 0,
+        };
+        let snapshot = |name: &str, store: Option<pb::Placement>| member("s", name, store);
+        let on = |d: String, start_lba: u64| Some(pb::Placement { device_id: d, start_lba });
+        let cases = [
+            ("the source's device", snapshot("x", on(disk(0), 0)), Code::InvalidArgument, "store"),
+            ("an LBA", snapshot("x", on(disk(2), 100)), Code::InvalidArgument, "store.start_lba"),
+            (
+                "a malformed device",
+                snapshot("x", on("22:zz".into(), 0)),
+                Code::InvalidArgument,
+                "store.device_id",
+            ),
+            ("an unknown device", snapshot("x", on(wwpn(0x2200_0000_0000_0999), 0)), Code::NotFound, "22:00"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.create_snapshot(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+            assert_eq!([claimed(&engine, 2), claimed(&engine, 3)], [0, 0], "{what} claimed nothing");
+        }
+        // d3 is not where the control path would put it (d2 and d3 tie, d2 first): it goes there.
+        client.create_snapshot(snapshot("s-snap", on(disk(3), 0))).await.expect("snapshot on d3");
+        assert_eq!([claimed(&engine, 2), claimed(&engine, 3)], [0, 4_096]);
+        let group = pb::CreateGroupSnapshotRequest {
+            members: vec![member("t", "t-g", None), member("s", "s-g", on(disk(2), 0))],
+        };
+        let status = client.create_group_snapshot(group).await.expect_err("a member's store");
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        assert!(status.message().contains("members[1].store"), "{}", status.message());
+    });
+}
+
+#[test]
 fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
     let (runtime, engine, mut client) = start(3);
     runtime.block_on(async {

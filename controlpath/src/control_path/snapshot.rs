@@ -211,11 +211,26 @@ impl Snapshots {
     }
 }
 
-/// The device a snapshot of `source` keeps its pushed blocks on: the online device with the
-/// most free space, preferably one the source does not use.
-fn snapshot_store(devices: &DeviceRegistry, source: &Volume) -> Result<DeviceId, Error> {
+/// The device a snapshot of `source` keeps its pushed blocks on: `chosen` if it has room,
+/// else the online device with the most free space, preferably one the source does not use.
+fn snapshot_store(
+    devices: &DeviceRegistry,
+    source: &Volume,
+    chosen: Option<DeviceId>,
+) -> Result<DeviceId, Error> {
     let used = source.record.layout.devices();
     let blocks = source.record.blocks;
+    if let Some(id) = chosen {
+        let device = devices.get(id).ok_or(Error::UnknownDevice(id))?;
+        if used.contains(&id) {
+            return Err(Error::invalid("store", format!("{id:?} holds the source: a store must not")));
+        }
+        if !device.online || device.largest_free_run() < blocks {
+            let free = if device.online { device.largest_free_run() } else { 0 };
+            return Err(Error::NoSpace { device: id, wanted: blocks, free });
+        }
+        return Ok(id);
+    }
     devices
         .iter()
         .filter(|d| d.online && d.largest_free_run() >= blocks)
@@ -233,7 +248,19 @@ impl ControlPath {
     /// the image is fixed once the source's writes in flight have drained
     /// ([`ControlEvent::SnapshotTaken`]).
     pub fn create_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
-        let id = self.prepare_snapshot(source, name, writable)?;
+        self.create_snapshot_on(source, name, writable, None)
+    }
+
+    /// [`ControlPath::create_snapshot`], with the store claimed on `store` when given (it
+    /// must not hold the source, and must be online with room for the whole source).
+    pub fn create_snapshot_on(
+        &mut self,
+        source: LvId,
+        name: &str,
+        writable: bool,
+        store: Option<DeviceId>,
+    ) -> Result<LvId, Error> {
+        let id = self.prepare_snapshot(source, name, writable, store)?;
         if self.migration_holds_for_snapshot(source) {
             // A copy barrier is up: the take starts when it comes down.
             if let Some(a) = self.snapshots.active.get_mut(&source) {
@@ -265,13 +292,13 @@ impl ControlPath {
         let mut trial = self.devices.clone();
         for source in sources {
             let v = self.volumes.get(source).ok_or(Error::UnknownVolume(*source))?;
-            let store = snapshot_store(&trial, v)?;
+            let store = snapshot_store(&trial, v, None)?;
             trial.allocate(store, v.record.blocks)?;
         }
         let mut ids = Vec::with_capacity(sources.len());
         let mut failed = None;
         for (source, name) in sources.iter().zip(names) {
-            match self.prepare_snapshot(*source, name, false) {
+            match self.prepare_snapshot(*source, name, false, None) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     failed = Some(e);
@@ -328,11 +355,17 @@ impl ControlPath {
     }
 
     /// Claim the store and make the snapshot volume (no access until it is taken).
-    fn prepare_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
+    fn prepare_snapshot(
+        &mut self,
+        source: LvId,
+        name: &str,
+        writable: bool,
+        chosen: Option<DeviceId>,
+    ) -> Result<LvId, Error> {
         self.check_snapshot(source, name)?;
         let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
         let blocks = v.record.blocks;
-        let store = snapshot_store(&self.devices, v)?;
+        let store = snapshot_store(&self.devices, v, chosen)?;
         let id = self.next_volume_id();
         let before = self.devices.clone();
         let lba = self.devices.allocate(store, blocks)?;

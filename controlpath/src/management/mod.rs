@@ -335,7 +335,8 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         let r = SnapshotRequest::parse("", &request.into_inner())?;
         let task = self.control(|c| {
             let source = volume_named(c, &r.source)?;
-            let snapshot = c.create_snapshot(source, &r.snapshot, r.writable)?;
+            let store = r.store.map(|w| c.device_of(w)).transpose()?;
+            let snapshot = c.create_snapshot_on(source, &r.snapshot, r.writable, store)?;
             Ok(reply::snapshot_task(c, snapshot))
         })?;
         Ok(Response::new(task))
@@ -357,6 +358,11 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             .collect::<Result<Vec<_>, Status>>()?;
         if let Some(i) = members.iter().position(|m| m.writable) {
             return Err(not_supported(format!("writable group snapshots (members[{i}].writable)")));
+        }
+        if let Some(i) = members.iter().position(|m| m.store.is_some()) {
+            return Err(not_supported(format!(
+                "choosing a group member's store (members[{i}].store): the control path places each; leave it unset"
+            )));
         }
         let task = self.control(|c| {
             let sources =

@@ -235,6 +235,8 @@ pub struct SnapshotRequest {
     pub snapshot: String,
     /// Whether hosts may write the snapshot.
     pub writable: bool,
+    /// The device its store is claimed on, if chosen (by target port name).
+    pub store: Option<Wwn>,
 }
 
 impl SnapshotRequest {
@@ -242,12 +244,10 @@ impl SnapshotRequest {
     pub fn parse(field: &str, request: &pb::CreateSnapshotRequest) -> Result<SnapshotRequest, Status> {
         let source = name_field(&format!("{field}source"), &request.source)?;
         let snapshot = name_field(&format!("{field}snapshot"), &request.snapshot)?;
-        if request.store.is_some() {
-            return Err(not_supported(format!(
-                "choosing the snapshot store ({field}store): the control path claims it on the device with the \
-                 most free space outside the source; leave it unset"
-            )));
-        }
+        let store = match &request.store {
+            None => None,
+            Some(placement) => Some(placement_field(&format!("{field}store"), Some(placement))?),
+        };
         if request.copy_granularity_blocks != 0 {
             return Err(not_supported(format!(
                 "choosing the copy granularity ({field}copy_granularity_blocks): the control path pushes 64 KiB \
@@ -258,6 +258,7 @@ impl SnapshotRequest {
             source: source.to_string(),
             snapshot: snapshot.to_string(),
             writable: request.writable,
+            store,
         })
     }
 }
