@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "dpdk")]
 use dve_controlpath::daemon::DpdkPortSet;
 use dve_controlpath::daemon::{
-    DaemonConfig, DaemonError, EngineRuntime, PortBackend, PortSet, SoftwarePortSet,
+    DaemonConfig, DaemonError, EngineRuntime, PortBackend, PortSet, ShutdownSignals, SoftwarePortSet,
 };
 use dve_fastpath::port::SoftwarePort;
 use tokio::sync::broadcast::error::RecvError;
@@ -146,6 +146,8 @@ impl Ports {
 }
 
 async fn run<P: PortSet>(config: &DaemonConfig, ports: &mut P) -> Result<(), DaemonError> {
+    // Caught before the engine says it runs: a signal sent at once must not kill it.
+    let signals = ShutdownSignals::listen()?;
     let engine = EngineRuntime::start(config, ports).await?;
     let backend = if config.uses_dpdk() { "DPDK" } else { "software" };
     eprintln!(
@@ -168,7 +170,7 @@ async fn run<P: PortSet>(config: &DaemonConfig, ports: &mut P) -> Result<(), Dae
             }
         }
     });
-    let result = engine.run_until_signal().await;
+    let result = engine.run_until_signal(signals).await;
     if result.is_ok() {
         eprintln!("dved: stopped; metadata closed");
     }

@@ -241,15 +241,15 @@ impl EngineRuntime {
         self.clock
     }
 
-    /// Run until SIGINT or SIGTERM (or until the management server or the control-path task
-    /// ends on its own, which is an error), then shut down.
-    pub async fn run_until_signal(mut self) -> Result<(), DaemonError> {
+    /// Run until SIGINT or SIGTERM arrives on `signals` (or until the management server or
+    /// the control-path task ends on its own, which is an error), then shut down.
+    pub async fn run_until_signal(mut self, mut signals: ShutdownSignals) -> Result<(), DaemonError> {
         let ended = {
             let (Some(server), Some(control)) = (self.server.as_mut(), self.control_task.as_mut()) else {
                 return self.shutdown().await;
             };
             tokio::select! {
-                signal = shutdown_signal() => signal.err(),
+                () = signals.recv() => None,
                 served = server => {
                     self.server = None;
                     Some(match served {
@@ -331,13 +331,33 @@ impl Drop for EngineRuntime {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() -> Result<(), DaemonError> {
-    let os = |source| DaemonError::Os { what: "listening for SIGTERM".into(), source };
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(os)?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.map_err(|source| DaemonError::Os { what: "listening for SIGINT".into(), source }),
-        _ = terminate.recv() => Ok(()),
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment [`ShutdownSignals::listen`] returns:
+/// made before the daemon says it runs, so a signal sent as soon as it does stops it cleanly
+/// instead of killing it.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Catch both signals from now on (inside the tokio runtime).
+    pub fn listen() -> Result<ShutdownSignals, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let os = |what: &'static str| {
+            move |source| DaemonError::Os { what: format!("listening for {what}"), source }
+        };
+        Ok(ShutdownSignals {
+            terminate: signal(SignalKind::terminate()).map_err(os("SIGTERM"))?,
+            interrupt: signal(SignalKind::interrupt()).map_err(os("SIGINT"))?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }

@@ -41,7 +41,7 @@ use dve_fp_api::ids::WorkerId;
 pub use config::{ConfigError, DaemonConfig, DpdkSettings, PortBackend, PortSpec};
 #[cfg(feature = "dpdk")]
 pub use dpdk_ports::DpdkPortSet;
-pub use engine::EngineRuntime;
+pub use engine::{EngineRuntime, ShutdownSignals};
 pub use ports::{PortSet, SoftwarePortSet};
 
 /// Why the daemon could not start, or did not stop cleanly. Maps into the crate's
