@@ -80,6 +80,17 @@ fn create(name: &str, blocks: u64, layout: pb::Layout) -> pb::CreateVolumeReques
     pb::CreateVolumeRequest { name: name.to_string(), blocks, block_size: 0, layout: Some(layout) }
 }
 
+/// A read-only snapshot of `source` named `name`, its store on `store` if given.
+fn snapshot_of(source: &str, name: &str, store: Option<pb::Placement>) -> pb::CreateSnapshotRequest {
+    pb::CreateSnapshotRequest {
+        source: source.into(),
+        snapshot: name.into(),
+        store,
+        writable: false,
+        copy_granularity_blocks: 0,
+    }
+}
+
 /// Expose `volume` to host 0 on the engine's one virtual target, at the next free LUN.
 fn expose_to_host_0(volume: &str) -> pb::ExposeVolumeRequest {
     pb::ExposeVolumeRequest {
@@ -187,17 +198,8 @@ fn a_grpc_client_builds_exposes_grows_snapshots_and_migrates_volumes() {
 
         // A snapshot of another linear volume.
         client.create_volume(create("s0", 2048, linear(&disk(4)))).await.expect("s0");
-        let snapshot = client
-            .create_snapshot(pb::CreateSnapshotRequest {
-                source: "s0".into(),
-                snapshot: "s0-snap".into(),
-                store: None,
-                writable: false,
-                copy_granularity_blocks: 0,
-            })
-            .await
-            .expect("snapshot")
-            .into_inner();
+        let snapshot =
+            client.create_snapshot(snapshot_of("s0", "s0-snap", None)).await.expect("snapshot").into_inner();
         assert_eq!((snapshot.kind.as_str(), snapshot.volume.as_str()), ("snapshot-completion", "s0-snap"));
         let snap =
             client.get_volume(pb::VolumeRef { name: "s0-snap".into() }).await.expect("snapshot volume");
@@ -453,13 +455,7 @@ fn a_resync_and_a_snapshot_completion_pause_and_resume() {
         assert!(ended, "the resync ends");
 
         let snapshot = client
-            .create_snapshot(pb::CreateSnapshotRequest {
-                source: "lin".into(),
-                snapshot: "lin-snap".into(),
-                store: None,
-                writable: false,
-                copy_granularity_blocks: 0,
-            })
+            .create_snapshot(snapshot_of("lin", "lin-snap", None))
             .await
             .expect("snapshot")
             .into_inner();
@@ -483,14 +479,8 @@ fn a_snapshot_store_goes_where_it_is_asked_or_the_request_says_why() {
     runtime.block_on(async {
         client.create_volume(create("s", 4_096, linear(&disk(0)))).await.expect("s");
         client.create_volume(create("t", 4_096, linear(&disk(1)))).await.expect("t");
-        let member = |source: &str, name: &str, store: Option<pb::Placement>| pb::CreateSnapshotRequest {
-            source: source.into(),
-            snapshot: name.into(),
-            store,
-            writable: false,
-            copy_granularity_blocks: 0,
-        };
-        let snapshot = |name: &str, store: Option<pb::Placement>| member("s", name, store);
+        let member = snapshot_of;
+        let snapshot = |name: &str, store: Option<pb::Placement>| snapshot_of("s", name, store);
         let on = |d: String, start_lba: u64| Some(pb::Placement { device_id: d, start_lba });
         let cases = [
             ("the source's device", snapshot("x", on(disk(0), 0)), Code::InvalidArgument, "store"),
@@ -759,16 +749,7 @@ fn a_hidden_volume_is_deleted_and_its_space_claimed_again() {
 
         // While a snapshot completes, neither it nor its source may go; once it completed,
         // it reads its own store only, and either may be deleted.
-        client
-            .create_snapshot(pb::CreateSnapshotRequest {
-                source: "b".into(),
-                snapshot: "b-snap".into(),
-                store: None,
-                writable: false,
-                copy_granularity_blocks: 0,
-            })
-            .await
-            .expect("snapshot");
+        client.create_snapshot(snapshot_of("b", "b-snap", None)).await.expect("snapshot");
         for name in ["b", "b-snap"] {
             let refused = client.delete_volume(pb::VolumeRef { name: name.into() }).await.expect_err(name);
             assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
@@ -792,13 +773,7 @@ fn a_mirror_is_snapshotted_and_the_snapshot_and_its_source_are_deleted() {
     let (runtime, engine, mut client) = start(3);
     runtime.block_on(async {
         client.create_volume(create("m", 4096, mirror(&[disk(0), disk(1)]))).await.expect("m");
-        let snapshot = |name: &str| pb::CreateSnapshotRequest {
-            source: "m".into(),
-            snapshot: name.into(),
-            store: None,
-            writable: false,
-            copy_granularity_blocks: 0,
-        };
+        let snapshot = |name: &str| snapshot_of("m", name, None);
         let task = client.create_snapshot(snapshot("m-snap")).await.expect("snapshot").into_inner();
         assert_eq!((task.kind.as_str(), task.volume.as_str()), ("snapshot-completion", "m-snap"));
         // The store is on the device that holds no side.
