@@ -96,8 +96,8 @@
 //! | `fail-disk`, `restore-disk`, `disk-hang` | `disk` |
 //! | `disk-write-errors` | `disk`, `fraction` (optional, share of writes failed, default 1) |
 //! | `fail-link`, `restore-link`, `fail-path`, `restore-path` | `host` or `disk`, `path` (optional, 0-based, default 0) |
-//! | `snapshot` | `volume`, `name` (the snapshot's name) |
-//! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`) |
+//! | `snapshot` | `volume`, `name` (the snapshot's name), `copy_granularity_blocks` (optional, blocks a write to the source pushes at least: a power of two up to 2048, default 128) |
+//! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`), `copy_granularity_blocks` (optional, for every member) |
 //! | `migrate` | `volume`, `to` (as many disks as the volume has data disks), `rate_mib_per_s` (optional, the copy's rate limit, 1..=100000; default unlimited) |
 //! | `cancel-migration` | `volume` (migrated earlier in the timeline: what was moved goes back, the volume stays on its disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
@@ -143,6 +143,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+use dve_controlpath::control_path::copy_granularity_refusal;
 use dve_controlpath::text_position::line_column;
 use serde::Deserialize;
 use toml::Spanned;
@@ -339,6 +340,7 @@ struct RawEvent {
     interval_ms: Option<Spanned<u64>>,
     at_kib: Option<Spanned<u64>>,
     rate_mib_per_s: Option<Spanned<u64>>,
+    copy_granularity_blocks: Option<Spanned<u64>>,
 }
 
 /// A volume's layout kind, as written in the file.
@@ -799,6 +801,8 @@ pub enum EventAction {
         volumes: Vec<usize>,
         /// The group's name.
         name: String,
+        /// Blocks a write to a member pushes at least, if not the default.
+        copy_granularity_blocks: Option<u64>,
     },
     /// Snapshot a volume.
     Snapshot {
@@ -806,6 +810,8 @@ pub enum EventAction {
         volume: usize,
         /// The snapshot's name.
         name: String,
+        /// Blocks a write to the source pushes at least, if not the default.
+        copy_granularity_blocks: Option<u64>,
     },
     /// Migrate a volume's data disks to others, keeping the layout.
     Migrate {
@@ -1286,6 +1292,16 @@ impl<'a> Builder<'a> {
         }
         self.names.insert(text.clone(), NameOwner { kind, line: self.line_of(name) });
         Ok(text.clone())
+    }
+
+    /// A snapshot's copy granularity, if the event chooses one: what the control path would
+    /// refuse is refused here, before the run.
+    fn copy_granularity(&self, event: &RawEvent) -> Checked<Option<u64>> {
+        let Some(blocks) = &event.copy_granularity_blocks else { return Ok(None) };
+        match copy_granularity_refusal(*blocks.get_ref()) {
+            Some(why) => Err(self.source.error(blocks, format!("copy_granularity_blocks {why}"))),
+            None => Ok(Some(*blocks.get_ref())),
+        }
     }
 
     fn lookup(
@@ -1910,7 +1926,8 @@ impl<'a> Builder<'a> {
                 let volume = volume_of(self)?;
                 let name = event.name.as_ref().ok_or_else(|| missing("name"))?;
                 let name = self.claim_name(name, "snapshot")?;
-                EventAction::Snapshot { volume, name }
+                let copy_granularity_blocks = self.copy_granularity(event)?;
+                EventAction::Snapshot { volume, name, copy_granularity_blocks }
             }
             ActionKind::GroupSnapshot => {
                 let list = event.volumes.as_ref().ok_or_else(|| missing("volumes"))?;
@@ -1929,7 +1946,8 @@ impl<'a> Builder<'a> {
                 }
                 let name = event.name.as_ref().ok_or_else(|| missing("name"))?;
                 let name = self.claim_name(name, "group snapshot")?;
-                EventAction::GroupSnapshot { volumes: members, name }
+                let copy_granularity_blocks = self.copy_granularity(event)?;
+                EventAction::GroupSnapshot { volumes: members, name, copy_granularity_blocks }
             }
             ActionKind::Migrate => {
                 let volume = volume_of(self)?;
@@ -2170,7 +2188,7 @@ impl<'a> Builder<'a> {
                 | SplitSegment
                 | MergeSegments
         );
-        let checks: [(Option<Range<usize>>, bool, &str); 11] = [
+        let checks: [(Option<Range<usize>>, bool, &str); 12] = [
             (event.disk.as_ref().map(Spanned::span), disk_ok, "disk"),
             (event.host.as_ref().map(Spanned::span), node_ok, "host"),
             (event.path.as_ref().map(Spanned::span), node_ok, "path"),
@@ -2179,6 +2197,11 @@ impl<'a> Builder<'a> {
             (event.volumes.as_ref().map(Spanned::span), kind == GroupSnapshot, "volumes"),
             (event.to.as_ref().map(Spanned::span), kind == Migrate, "to"),
             (event.rate_mib_per_s.as_ref().map(Spanned::span), kind == Migrate, "rate_mib_per_s"),
+            (
+                event.copy_granularity_blocks.as_ref().map(Spanned::span),
+                matches!(kind, Snapshot | GroupSnapshot),
+                "copy_granularity_blocks",
+            ),
             (event.engine.as_ref().map(Spanned::span), matches!(kind, KillEngine | RestartEngine), "engine"),
             (event.interval_ms.as_ref().map(Spanned::span), kind == Replicate, "interval_ms"),
             (
@@ -2214,6 +2237,8 @@ fn describe(
 ) -> String {
     let disk = |index: usize| disks.get(index).map_or("?", |disk| disk.name.as_str());
     let volume = |index: usize| volumes.get(index).map_or("?", |volume| volume.name.as_str());
+    let granularity =
+        |blocks: Option<u64>| blocks.map_or_else(String::new, |b| format!(" pushing {b}-block granules"));
     let node = |node: NodeRef, path: usize| {
         let name = match node {
             NodeRef::Host(index) => hosts.get(index).map_or("?", |host| host.name.as_str()),
@@ -2232,10 +2257,12 @@ fn describe(
         | EventAction::RestoreLink { node: target, path }
         | EventAction::FailPath { node: target, path }
         | EventAction::RestorePath { node: target, path } => node(*target, *path),
-        EventAction::Snapshot { volume: index, name } => format!("{} as {name}", volume(*index)),
-        EventAction::GroupSnapshot { volumes, name } => {
+        EventAction::Snapshot { volume: index, name, copy_granularity_blocks } => {
+            format!("{} as {name}{}", volume(*index), granularity(*copy_granularity_blocks))
+        }
+        EventAction::GroupSnapshot { volumes, name, copy_granularity_blocks } => {
             let names: Vec<&str> = volumes.iter().map(|&index| volume(index)).collect();
-            format!("{} as {name}", names.join(","))
+            format!("{} as {name}{}", names.join(","), granularity(*copy_granularity_blocks))
         }
         EventAction::Migrate { volume: index, to, rate_mib_per_s, .. } => {
             let names: Vec<&str> = to.iter().map(|&index| disk(index)).collect();
@@ -2980,6 +3007,29 @@ disk = "d2"
         let link = parse(&event("at_ms = 1\naction = \"restore-link\"\ndisk = \"d3\""));
         let link = link.unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(link.events[0].action, EventAction::RestoreLink { node: NodeRef::Disk(2), path: 0 });
+    }
+
+    #[test]
+    fn snapshot_copy_granularities_are_checked_before_the_run() {
+        let snapshot = "at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"";
+        rejects(
+            &event(&format!("{snapshot}\ncopy_granularity_blocks = 96 # <-")),
+            "copy_granularity_blocks 96 blocks: a power of two from 1 to 2048",
+        );
+        rejects(&event(&format!("{snapshot}\ncopy_granularity_blocks = 4096 # <-")), "a power of two");
+        rejects(
+            &event("at_ms = 1\naction = \"fail-disk\"\ndisk = \"d1\"\ncopy_granularity_blocks = 8 # <-"),
+            "`copy_granularity_blocks` does not apply",
+        );
+        let ok = parse(&event(&format!("{snapshot}\ncopy_granularity_blocks = 16")));
+        let ok = ok.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            ok.events[0].action,
+            EventAction::Snapshot { volume: 0, name: "s".into(), copy_granularity_blocks: Some(16) }
+        );
+        assert_eq!(ok.events[0].description, "snapshot v1 as s pushing 16-block granules");
+        let plain = parse(&event(snapshot)).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(plain.events[0].description, "snapshot v1 as s");
     }
 
     #[test]

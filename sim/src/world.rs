@@ -10,6 +10,7 @@ use std::io::BufWriter;
 use std::ops::Range;
 
 use dve_controlpath::ControlEvent;
+use dve_controlpath::control_path::SnapshotOptions;
 use dve_controlpath::store::{MemoryStore, MetadataStore};
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::fault::FaultCause;
@@ -1280,8 +1281,12 @@ impl<'a> World<'a> {
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
             EventAction::AddMirrorSide { volume, disk } => self.add_mirror_side(*volume, *disk),
-            EventAction::Snapshot { volume, name } => self.snapshot(*volume, name),
-            EventAction::GroupSnapshot { volumes, name } => self.group_snapshot(volumes, name),
+            EventAction::Snapshot { volume, name, copy_granularity_blocks } => {
+                self.snapshot(*volume, name, *copy_granularity_blocks)
+            }
+            EventAction::GroupSnapshot { volumes, name, copy_granularity_blocks } => {
+                self.group_snapshot(volumes, name, *copy_granularity_blocks)
+            }
             EventAction::Migrate { volume, to, rate_mib_per_s, .. } => {
                 self.migrate(*volume, to, *rate_mib_per_s)
             }
@@ -1314,12 +1319,13 @@ impl<'a> World<'a> {
         }
     }
 
-    fn snapshot(&mut self, volume: usize, name: &str) -> String {
+    fn snapshot(&mut self, volume: usize, name: &str, copy_granularity_blocks: Option<u64>) -> String {
         let (e, lv) = match self.engine_of(volume) {
             Ok(found) => found,
             Err(why) => return why,
         };
-        match self.engines[e].switch.control_mut().create_snapshot(lv, name, false) {
+        let options = SnapshotOptions { copy_granularity_blocks, ..SnapshotOptions::default() };
+        match self.engines[e].switch.control_mut().create_snapshot_with(lv, name, options) {
             Ok(snap) => {
                 self.engines[e].snapshots.insert(snap, (volume, name.to_string()));
                 let source = &self.scenario.volumes[volume].name;
@@ -1598,7 +1604,12 @@ impl<'a> World<'a> {
         }
     }
 
-    fn group_snapshot(&mut self, volumes: &[usize], name: &str) -> String {
+    fn group_snapshot(
+        &mut self,
+        volumes: &[usize],
+        name: &str,
+        copy_granularity_blocks: Option<u64>,
+    ) -> String {
         let members: Result<Vec<(usize, usize, LvId)>, String> =
             volumes.iter().map(|v| self.engine_of(*v).map(|(e, lv)| (*v, e, lv))).collect();
         let members = match members {
@@ -1614,7 +1625,8 @@ impl<'a> World<'a> {
         let lvs: Vec<LvId> = members.iter().map(|m| m.2).collect();
         let names: Vec<String> =
             members.iter().map(|m| format!("{name}.{}", self.scenario.volumes[m.0].name)).collect();
-        match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names) {
+        let granularities = vec![copy_granularity_blocks; lvs.len()];
+        match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names, &granularities) {
             Ok(snaps) => {
                 for ((volume, _, _), (snap, snap_name)) in members.iter().zip(snaps.into_iter().zip(names)) {
                     let source = &self.scenario.volumes[*volume].name;

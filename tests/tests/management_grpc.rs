@@ -516,6 +516,37 @@ fn a_snapshot_store_goes_where_it_is_asked_or_the_request_says_why() {
 }
 
 #[test]
+fn a_snapshot_copy_granularity_is_a_power_of_two_up_to_2048_blocks_or_the_request_says_why() {
+    let (runtime, engine, mut client) = start(4);
+    runtime.block_on(async {
+        client.create_volume(create("s", 4_096, linear(&disk(0)))).await.expect("s");
+        client.create_volume(create("t", 4_096, linear(&disk(1)))).await.expect("t");
+        let granular = |source: &str, name: &str, blocks: u32| pb::CreateSnapshotRequest {
+            copy_granularity_blocks: blocks,
+            ..snapshot_of(source, name, None)
+        };
+        for blocks in [3, 96, 4_096] {
+            let status = client.create_snapshot(granular("s", "x", blocks)).await.expect_err("refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{blocks}: {status:?}");
+            assert!(status.message().contains("copy_granularity_blocks"), "{}", status.message());
+            let group = pb::CreateGroupSnapshotRequest {
+                members: vec![granular("s", "s-g", 8), granular("t", "t-g", blocks)],
+            };
+            let status = client.create_group_snapshot(group).await.expect_err("refused member");
+            assert_eq!(status.code(), Code::InvalidArgument, "{blocks}: {status:?}");
+            assert!(status.message().contains("members[1].copy_granularity_blocks"), "{}", status.message());
+            assert_eq!([claimed(&engine, 2), claimed(&engine, 3)], [0, 0], "{blocks} claimed nothing");
+        }
+        client.create_snapshot(granular("s", "s-snap", 2_048)).await.expect("2048 blocks");
+        client.create_volume(create("u", 4_096, linear(&disk(1)))).await.expect("u");
+        let group = pb::CreateGroupSnapshotRequest {
+            members: vec![granular("t", "t-g", 1), snapshot_of("u", "u-g", None)],
+        };
+        client.create_group_snapshot(group).await.expect("1 block and the default");
+    });
+}
+
+#[test]
 fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
     let (runtime, engine, mut client) = start(3);
     runtime.block_on(async {

@@ -185,6 +185,14 @@ enum SnapshotCommand {
         /// Let hosts write the snapshot.
         #[arg(long)]
         writable: bool,
+        /// The device (target port name) the pushed blocks go to; unset: the online device
+        /// with most room outside the source.
+        #[arg(long)]
+        store: Option<String>,
+        /// Blocks a write to the source pushes at least (a power of two up to 2048); unset:
+        /// 128.
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        copy_granularity_blocks: u32,
     },
 }
 
@@ -534,13 +542,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let request = pb::AddMirrorSideRequest { volume: name, segment: 0, side: Some(linear(&device)) };
             print_tasks(&[client.add_mirror_side(request).await?.into_inner()]);
         }
-        Command::Snapshot(SnapshotCommand::Create { source, name, writable }) => {
+        Command::Snapshot(SnapshotCommand::Create {
+            source,
+            name,
+            writable,
+            store,
+            copy_granularity_blocks,
+        }) => {
             let request = pb::CreateSnapshotRequest {
                 source,
                 snapshot: name,
-                store: None,
+                store: store.as_deref().map(placement),
                 writable,
-                copy_granularity_blocks: 0,
+                copy_granularity_blocks,
             };
             let task = client.create_snapshot(request).await?.into_inner();
             print_tasks(&[task]);

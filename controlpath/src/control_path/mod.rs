@@ -47,7 +47,7 @@ pub use migration::MigrationProgress;
 pub use mirror::ResyncProgress;
 pub use multipath::MultipathCounters;
 pub use replication::ReplicationProgress;
-pub use snapshot::SnapshotProgress;
+pub use snapshot::{COPY_GRANULARITY_BLOCKS, SnapshotOptions, SnapshotProgress, copy_granularity_refusal};
 
 use manual_io::ManualIo;
 use mirror::MirrorWork;

@@ -56,9 +56,11 @@ pub struct SnapshotProgress {
 
 /// The snapshot store's entry in each snapshot segment.
 const STORE: RedirectIndex = RedirectIndex(0);
-/// Blocks pushed at least, around a faulting write (64 KiB of 512-byte blocks).
+/// Blocks pushed at least, around a faulting write, unless the snapshot asks otherwise
+/// (64 KiB of 512-byte blocks).
 pub const COPY_GRANULARITY_BLOCKS: u64 = 128;
-/// Blocks the completion task pushes per step.
+/// Blocks the completion task pushes per step: also the largest copy granularity, since a
+/// write's push should not outgrow the background's.
 const COMPLETION_STEP_BLOCKS: u64 = 2048;
 /// DATA PROTECT, WRITE PROTECTED: a write to a read-only snapshot.
 const WRITE_PROTECTED: Sense = Sense { key: 0x07, asc: 0x27, ascq: 0x00 };
@@ -100,6 +102,45 @@ pub(super) struct SnapshotTask {
     snapshot: LvId,
     /// Every block before it (segment, block) is pushed.
     cursor: (usize, u64),
+    /// Blocks a write's push covers at least (records from before the choice existed hold
+    /// the default).
+    #[serde(default = "default_granularity")]
+    granularity: u64,
+}
+
+fn default_granularity() -> u64 {
+    COPY_GRANULARITY_BLOCKS
+}
+
+/// Why `blocks` cannot be a snapshot's copy granularity, if it cannot: a push covers whole
+/// granules, aligned, so a granule is a power of two, and no larger than the completion
+/// task's step.
+pub fn copy_granularity_refusal(blocks: u64) -> Option<String> {
+    if !blocks.is_power_of_two() || blocks > COMPLETION_STEP_BLOCKS {
+        return Some(format!("{blocks} blocks: a power of two from 1 to {COMPLETION_STEP_BLOCKS} blocks"));
+    }
+    None
+}
+
+fn check_copy_granularity(blocks: u64) -> Result<(), Error> {
+    match copy_granularity_refusal(blocks) {
+        Some(why) => Err(Error::invalid("copy_granularity_blocks", why)),
+        None => Ok(()),
+    }
+}
+
+/// How a snapshot is made.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SnapshotOptions {
+    /// Whether hosts may write it.
+    pub writable: bool,
+    /// The device its store is claimed on (it must not hold the source, and must be online
+    /// with room for the whole source); `None`: the online device with the most room,
+    /// preferably outside the source.
+    pub store: Option<DeviceId>,
+    /// Blocks a write to the source pushes at least, aligned (see
+    /// [`copy_granularity_refusal`]); `None`: [`COPY_GRANULARITY_BLOCKS`].
+    pub copy_granularity_blocks: Option<u64>,
 }
 
 /// A push made for a write, ahead of the completion cursor.
@@ -133,6 +174,8 @@ struct Push {
 #[derive(Clone, Debug)]
 pub(super) struct ActiveSnapshot {
     snapshot: LvId,
+    /// Blocks a write's push covers at least, aligned.
+    granularity: u64,
     /// Per source segment: each unpushed (fault-on-write) entry and its read/write twin.
     twins: Vec<BTreeMap<RedirectIndex, RedirectIndex>>,
     /// The take waits for a migration's copy barrier to come down.
@@ -158,9 +201,10 @@ pub(super) struct ActiveSnapshot {
 }
 
 impl ActiveSnapshot {
-    fn new(snapshot: LvId) -> ActiveSnapshot {
+    fn new(snapshot: LvId, granularity: u64) -> ActiveSnapshot {
         ActiveSnapshot {
             snapshot,
+            granularity,
             twins: Vec::new(),
             take_pending: false,
             pushes: BTreeMap::new(),
@@ -248,19 +292,18 @@ impl ControlPath {
     /// the image is fixed once the source's writes in flight have drained
     /// ([`ControlEvent::SnapshotTaken`]).
     pub fn create_snapshot(&mut self, source: LvId, name: &str, writable: bool) -> Result<LvId, Error> {
-        self.create_snapshot_on(source, name, writable, None)
+        self.create_snapshot_with(source, name, SnapshotOptions { writable, ..SnapshotOptions::default() })
     }
 
-    /// [`ControlPath::create_snapshot`], with the store claimed on `store` when given (it
-    /// must not hold the source, and must be online with room for the whole source).
-    pub fn create_snapshot_on(
+    /// [`ControlPath::create_snapshot`], with its store and copy granularity as `options`
+    /// say.
+    pub fn create_snapshot_with(
         &mut self,
         source: LvId,
         name: &str,
-        writable: bool,
-        store: Option<DeviceId>,
+        options: SnapshotOptions,
     ) -> Result<LvId, Error> {
-        let id = self.prepare_snapshot(source, name, writable, store)?;
+        let id = self.prepare_snapshot(source, name, options)?;
         if self.migration_holds_for_snapshot(source) {
             // A copy barrier is up: the take starts when it comes down.
             if let Some(a) = self.snapshots.active.get_mut(&source) {
@@ -275,9 +318,25 @@ impl ControlPath {
     /// Snapshots of several volumes at one instant (a group-atomic operation, seed 003
     /// section 6.8): one revocation drains the writes of every source before any is taken,
     /// so the images are mutually consistent. `names[i]` names the snapshot of `sources[i]`.
-    pub fn create_group_snapshot(&mut self, sources: &[LvId], names: &[String]) -> Result<Vec<LvId>, Error> {
+    /// `granularities[i]`, if given, is the copy granularity of the snapshot of `sources[i]`
+    /// (else each has the default).
+    pub fn create_group_snapshot(
+        &mut self,
+        sources: &[LvId],
+        names: &[String],
+        granularities: &[Option<u64>],
+    ) -> Result<Vec<LvId>, Error> {
         if sources.len() != names.len() || sources.len() < 2 {
             return Err(Error::invalid("sources", "a group needs two or more volumes, each with a name"));
+        }
+        if !granularities.is_empty() && granularities.len() != sources.len() {
+            return Err(Error::invalid(
+                "copy_granularity_blocks",
+                format!("{} granularities for {} volumes", granularities.len(), sources.len()),
+            ));
+        }
+        for g in granularities.iter().flatten() {
+            check_copy_granularity(*g)?;
         }
         for (i, s) in sources.iter().enumerate() {
             if sources[..i].contains(s) {
@@ -297,8 +356,10 @@ impl ControlPath {
         }
         let mut ids = Vec::with_capacity(sources.len());
         let mut failed = None;
-        for (source, name) in sources.iter().zip(names) {
-            match self.prepare_snapshot(*source, name, false, None) {
+        for (i, (source, name)) in sources.iter().zip(names).enumerate() {
+            let copy_granularity_blocks = granularities.get(i).copied().flatten();
+            let options = SnapshotOptions { copy_granularity_blocks, ..SnapshotOptions::default() };
+            match self.prepare_snapshot(*source, name, options) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     failed = Some(e);
@@ -359,9 +420,11 @@ impl ControlPath {
         &mut self,
         source: LvId,
         name: &str,
-        writable: bool,
-        chosen: Option<DeviceId>,
+        options: SnapshotOptions,
     ) -> Result<LvId, Error> {
+        let SnapshotOptions { writable, store: chosen, copy_granularity_blocks } = options;
+        let granularity = copy_granularity_blocks.unwrap_or(COPY_GRANULARITY_BLOCKS);
+        check_copy_granularity(granularity)?;
         self.check_snapshot(source, name)?;
         let v = self.volumes.get(&source).ok_or(Error::UnknownVolume(source))?;
         let blocks = v.record.blocks;
@@ -391,7 +454,8 @@ impl ControlPath {
         self.volumes.insert(id, snapshot);
         // The store's claim, the snapshot and its task, in one transaction.
         let committed = self.records(&[store], &[id]).and_then(|mut batch| {
-            batch.put_json(Table::Tasks, task_key(source), &SnapshotTask { snapshot: id, cursor: (0, 0) })?;
+            let task = SnapshotTask { snapshot: id, cursor: (0, 0), granularity };
+            batch.put_json(Table::Tasks, task_key(source), &task)?;
             self.commit(batch)
         });
         if let Err(e) = committed {
@@ -402,7 +466,7 @@ impl ControlPath {
         }
         self.snapshots.sources.insert(id, source);
         self.snapshots.writable.insert(id, writable);
-        self.snapshots.active.insert(source, ActiveSnapshot::new(id));
+        self.snapshots.active.insert(source, ActiveSnapshot::new(id, granularity));
         self.grant_all(MappingEntry::Lv(descriptor));
         self.push_mask(id);
         Ok(id)
@@ -554,7 +618,12 @@ impl ControlPath {
         task: SnapshotTask,
         pushes: Vec<PushRecord>,
     ) -> Result<(), Error> {
-        let SnapshotTask { snapshot, cursor } = task;
+        let SnapshotTask { snapshot, cursor, granularity } = task;
+        if copy_granularity_refusal(granularity).is_some() {
+            return Err(Error::Store(format!(
+                "snapshot task of {source} with a copy granularity of {granularity} blocks"
+            )));
+        }
         let src = self
             .volumes
             .get(&source)
@@ -577,7 +646,7 @@ impl ControlPath {
         snap.segments = segments;
         let descriptor = snap.descriptor()?;
         self.grant_all(MappingEntry::Lv(descriptor));
-        self.snapshots.active.insert(source, ActiveSnapshot::new(snapshot));
+        self.snapshots.active.insert(source, ActiveSnapshot::new(snapshot, granularity));
         self.migration_holds_for_snapshot(source);
         self.give_snapshot_states(source);
         let mut pushed: Vec<(usize, Range<u64>)> = Vec::new();
@@ -780,8 +849,10 @@ impl ControlPath {
             return;
         }
         let Some(v) = self.volumes.get(&source) else { return };
+        let granularity =
+            self.snapshots.active.get(&source).map_or(COPY_GRANULARITY_BLOCKS, |a| a.granularity);
         let mut needed = Vec::new();
-        let touched = granules_touched(v, request.lba, u64::from(request.blocks), COPY_GRANULARITY_BLOCKS);
+        let touched = granules_touched(v, request.lba, u64::from(request.blocks), granularity);
         for (i, rounded) in touched {
             for r in self.unpushed_in(source, i, rounded) {
                 needed.push((i, r));
@@ -873,7 +944,7 @@ impl ControlPath {
         let mut passed = Vec::new();
         if push.completion {
             let cursor = (push.segment, push.blocks.end);
-            let task = SnapshotTask { snapshot: active.snapshot, cursor };
+            let task = SnapshotTask { snapshot: active.snapshot, cursor, granularity: active.granularity };
             batch.put_json(Table::Tasks, task_key(source), &task)?;
             passed = active.recorded.range(..cursor).copied().collect();
             for (segment, start) in &passed {
@@ -1073,7 +1144,7 @@ mod tests {
         let mut store = MemoryStore::new();
         store.commit(discovered_devices(1, 10_000)).unwrap();
         let mut batch = Batch::new();
-        let task = SnapshotTask { snapshot: LvId(2), cursor: (0, 0) };
+        let task = SnapshotTask { snapshot: LvId(2), cursor: (0, 0), granularity: COPY_GRANULARITY_BLOCKS };
         batch.put_json(Table::Tasks, task_key(LvId(1)), &task).unwrap();
         store.commit(batch).unwrap();
         let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
@@ -1089,6 +1160,28 @@ mod tests {
         let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
         let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
         assert!(error.contains("without their task"), "{error}");
+    }
+
+    #[test]
+    fn a_snapshot_task_from_before_the_granularity_choice_has_the_default_and_a_bad_one_is_a_clear_error() {
+        let old: SnapshotTask = serde_json::from_str(r#"{"snapshot":2,"cursor":[0,16]}"#).unwrap();
+        assert_eq!(
+            old,
+            SnapshotTask { snapshot: LvId(2), cursor: (0, 16), granularity: COPY_GRANULARITY_BLOCKS }
+        );
+
+        use crate::control_path::ControlPathConfig;
+        use crate::control_path::persist::discovered_devices;
+        use crate::store::{MemoryStore, MetadataStore};
+        let mut store = MemoryStore::new();
+        store.commit(discovered_devices(1, 10_000)).unwrap();
+        let mut batch = Batch::new();
+        let task = SnapshotTask { snapshot: LvId(2), cursor: (0, 0), granularity: 3 };
+        batch.put_json(Table::Tasks, task_key(LvId(1)), &task).unwrap();
+        store.commit(batch).unwrap();
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+        let error = cp.attach_store(Box::new(store)).unwrap_err().to_string();
+        assert!(error.contains("a copy granularity of 3 blocks"), "{error}");
     }
 
     /// Snapshots of a mirror, on the leg-timeout bench: volume `m` of 4096 blocks mirrored
@@ -1174,6 +1267,65 @@ mod tests {
                 map.redirects().iter().map(|(i, e)| (i, e.fault_on_write)).collect::<Vec<_>>(),
                 [(STORE, false)]
             );
+        }
+
+        /// The blocks of the snapshot's (one) segment that point at its store.
+        fn pushed(bench: &Bench, snap: LvId) -> Vec<Range<u64>> {
+            let map = &bench.cp.volume(snap).unwrap().segments[0];
+            map.rmap().iter().filter(|e| e.value == STORE).map(|e| e.start..e.end).collect()
+        }
+
+        #[test]
+        fn a_write_pushes_whole_granules_of_the_snapshots_own_granularity() {
+            for (granularity, expected) in [(None, 0..128), (Some(8), 96..104), (Some(1), 100..101)] {
+                let mut bench = Bench::new();
+                let lv = bench.lv;
+                let options =
+                    SnapshotOptions { copy_granularity_blocks: granularity, ..SnapshotOptions::default() };
+                let snap = bench.cp.create_snapshot_with(lv, "snap", options).unwrap();
+                // Paused, the completion task pushes nothing: only writes do.
+                bench.cp.pause_snapshot_completion(snap, true).unwrap();
+                bench.settle();
+                bench.host_write(lv, 1, 100, 1, 0xA1);
+                assert_eq!(bench.completed.get(&1), Some(&IoStatus::GOOD));
+                assert_eq!(pushed(&bench, snap), [expected], "granularity {granularity:?}");
+                assert_eq!(bench.volume_blocks(snap, 96, 8, 0), vec![0; 8 * BLOCK], "the old image");
+                // The task record keeps the granularity for a restarted engine.
+                let store = bench.cp.store.as_deref().unwrap();
+                use crate::store::get_json;
+                let task: SnapshotTask = get_json(store, Table::Tasks, &task_key(lv)).unwrap().unwrap();
+                assert_eq!(task.granularity, granularity.unwrap_or(COPY_GRANULARITY_BLOCKS));
+                bench.cp.pause_snapshot_completion(snap, false).unwrap();
+                run_until(&mut bench, |b| !b.cp.snapshot_completing(snap));
+                assert_eq!(bench.volume_blocks(snap, 96, 8, 0), vec![0; 8 * BLOCK]);
+                assert_eq!(bench.volume_blocks(lv, 100, 1, 0), vec![0xA1; BLOCK]);
+            }
+        }
+
+        #[test]
+        fn a_copy_granularity_that_is_not_a_power_of_two_up_to_a_step_is_refused() {
+            let mut bench = Bench::new();
+            let lv = bench.lv;
+            let volumes = bench.cp.volumes().count();
+            for blocks in [0, 3, 96, 4096] {
+                let options =
+                    SnapshotOptions { copy_granularity_blocks: Some(blocks), ..SnapshotOptions::default() };
+                let error = bench.cp.create_snapshot_with(lv, "snap", options).unwrap_err().to_string();
+                assert!(
+                    error.contains("copy_granularity_blocks") && error.contains("power of two"),
+                    "{error}"
+                );
+            }
+            assert_eq!(bench.cp.volumes().count(), volumes, "nothing made");
+            let snap = bench.cp.create_snapshot_with(
+                lv,
+                "snap",
+                SnapshotOptions {
+                    copy_granularity_blocks: Some(COMPLETION_STEP_BLOCKS),
+                    ..SnapshotOptions::default()
+                },
+            );
+            assert!(snap.is_ok(), "{snap:?}");
         }
 
         #[test]

@@ -32,6 +32,7 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::ControlPath;
+use crate::control_path::SnapshotOptions;
 use crate::error::Error;
 use reply::TaskId;
 use request::{
@@ -336,7 +337,12 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         let task = self.control(|c| {
             let source = volume_named(c, &r.source)?;
             let store = r.store.map(|w| c.device_of(w)).transpose()?;
-            let snapshot = c.create_snapshot_on(source, &r.snapshot, r.writable, store)?;
+            let options = SnapshotOptions {
+                writable: r.writable,
+                store,
+                copy_granularity_blocks: r.copy_granularity_blocks,
+            };
+            let snapshot = c.create_snapshot_with(source, &r.snapshot, options)?;
             Ok(reply::snapshot_task(c, snapshot))
         })?;
         Ok(Response::new(task))
@@ -368,7 +374,8 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             let sources =
                 members.iter().map(|m| volume_named(c, &m.source)).collect::<Result<Vec<_>, _>>()?;
             let names: Vec<String> = members.iter().map(|m| m.snapshot.clone()).collect();
-            let snapshots = c.create_group_snapshot(&sources, &names)?;
+            let granularities: Vec<Option<u64>> = members.iter().map(|m| m.copy_granularity_blocks).collect();
+            let snapshots = c.create_group_snapshot(&sources, &names, &granularities)?;
             let first = *snapshots
                 .first()
                 .ok_or_else(|| Error::FailedPrecondition("the group snapshot made no snapshot".into()))?;

@@ -7,8 +7,9 @@ use dve_fp_api::ids::{DeviceId, Wwn};
 use dve_proto::management as pb;
 use tonic::Status;
 
-use super::status::{invalid_field, missing_field, not_supported};
+use super::status::{invalid_field, missing_field};
 use crate::ControlPath;
+use crate::control_path::copy_granularity_refusal;
 use crate::error::Error;
 use crate::volume::LayoutSpec;
 
@@ -237,6 +238,8 @@ pub struct SnapshotRequest {
     pub writable: bool,
     /// The device its store is claimed on, if chosen (by target port name).
     pub store: Option<Wwn>,
+    /// Blocks a write to the source pushes at least, if chosen.
+    pub copy_granularity_blocks: Option<u64>,
 }
 
 impl SnapshotRequest {
@@ -248,17 +251,19 @@ impl SnapshotRequest {
             None => None,
             Some(placement) => Some(placement_field(&format!("{field}store"), Some(placement))?),
         };
-        if request.copy_granularity_blocks != 0 {
-            return Err(not_supported(format!(
-                "choosing the copy granularity ({field}copy_granularity_blocks): the control path pushes 64 KiB \
-                 granules; leave it 0"
-            )));
-        }
+        let copy_granularity_blocks = match u64::from(request.copy_granularity_blocks) {
+            0 => None,
+            blocks => match copy_granularity_refusal(blocks) {
+                Some(why) => return Err(invalid_field(&format!("{field}copy_granularity_blocks"), why)),
+                None => Some(blocks),
+            },
+        };
         Ok(SnapshotRequest {
             source: source.to_string(),
             snapshot: snapshot.to_string(),
             writable: request.writable,
             store,
+            copy_granularity_blocks,
         })
     }
 }
