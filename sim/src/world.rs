@@ -1625,8 +1625,9 @@ impl<'a> World<'a> {
         let lvs: Vec<LvId> = members.iter().map(|m| m.2).collect();
         let names: Vec<String> =
             members.iter().map(|m| format!("{name}.{}", self.scenario.volumes[m.0].name)).collect();
-        let granularities = vec![copy_granularity_blocks; lvs.len()];
-        match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names, &granularities) {
+        let options =
+            vec![SnapshotOptions { copy_granularity_blocks, ..SnapshotOptions::default() }; lvs.len()];
+        match self.engines[e].switch.control_mut().create_group_snapshot(&lvs, &names, &options) {
             Ok(snaps) => {
                 for ((volume, _, _), (snap, snap_name)) in members.iter().zip(snaps.into_iter().zip(names)) {
                     let source = &self.scenario.volumes[*volume].name;

@@ -506,12 +506,37 @@ fn a_snapshot_store_goes_where_it_is_asked_or_the_request_says_why() {
         // d3 is not where the control path would put it (d2 and d3 tie, d2 first): it goes there.
         client.create_snapshot(snapshot("s-snap", on(disk(3), 0))).await.expect("snapshot on d3");
         assert_eq!([claimed(&engine, 2), claimed(&engine, 3)], [0, 4_096]);
-        let group = pb::CreateGroupSnapshotRequest {
-            members: vec![member("t", "t-g", None), member("s", "s-g", on(disk(2), 0))],
+        // A group's members choose theirs too, each checked before any is claimed.
+        client.create_volume(create("u", 4_096, linear(&disk(1)))).await.expect("u");
+        let group = |t_store, u_store| pb::CreateGroupSnapshotRequest {
+            members: vec![member("t", "t-g", t_store), member("u", "u-g", u_store)],
         };
-        let status = client.create_group_snapshot(group).await.expect_err("a member's store");
-        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-        assert!(status.message().contains("members[1].store"), "{}", status.message());
+        let status = client
+            .create_group_snapshot(group(on(disk(2), 0), on(disk(1), 0)))
+            .await
+            .expect_err("u's device");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("store"), "{}", status.message());
+        assert_eq!(
+            [claimed(&engine, 2), claimed(&engine, 3)],
+            [0, 4_096],
+            "the refused group claimed nothing"
+        );
+        let mut group = group(on(disk(2), 0), on(disk(2), 0));
+        group.members[1].writable = true;
+        let task = client.create_group_snapshot(group).await.expect("both on d2").into_inner();
+        assert_eq!(task.volume, "t-g,u-g");
+        assert_eq!([claimed(&engine, 2), claimed(&engine, 3)], [8_192, 4_096]);
+        let writable = |name: &str| {
+            engine.with_control(|c| {
+                let v = c.volumes().find(|v| v.record.name == name).expect("snapshot");
+                matches!(
+                    v.record.layout,
+                    dve_controlpath::volume::LayoutSpec::Snapshot { writable: true, .. }
+                )
+            })
+        };
+        assert_eq!([writable("t-g"), writable("u-g")], [false, true], "u-g was asked writable");
     });
 }
 

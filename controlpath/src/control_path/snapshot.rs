@@ -318,25 +318,28 @@ impl ControlPath {
     /// Snapshots of several volumes at one instant (a group-atomic operation, seed 003
     /// section 6.8): one revocation drains the writes of every source before any is taken,
     /// so the images are mutually consistent. `names[i]` names the snapshot of `sources[i]`.
-    /// `granularities[i]`, if given, is the copy granularity of the snapshot of `sources[i]`
-    /// (else each has the default).
+    /// `options[i]`, if given, says how the snapshot of `sources[i]` is made (else each is
+    /// made as [`ControlPath::create_snapshot`] makes a read-only one).
     pub fn create_group_snapshot(
         &mut self,
         sources: &[LvId],
         names: &[String],
-        granularities: &[Option<u64>],
+        options: &[SnapshotOptions],
     ) -> Result<Vec<LvId>, Error> {
         if sources.len() != names.len() || sources.len() < 2 {
             return Err(Error::invalid("sources", "a group needs two or more volumes, each with a name"));
         }
-        if !granularities.is_empty() && granularities.len() != sources.len() {
+        if !options.is_empty() && options.len() != sources.len() {
             return Err(Error::invalid(
-                "copy_granularity_blocks",
-                format!("{} granularities for {} volumes", granularities.len(), sources.len()),
+                "options",
+                format!("{} members' options for {} volumes", options.len(), sources.len()),
             ));
         }
-        for g in granularities.iter().flatten() {
-            check_copy_granularity(*g)?;
+        let options_of = |i: usize| options.get(i).copied().unwrap_or_default();
+        for o in options {
+            if let Some(blocks) = o.copy_granularity_blocks {
+                check_copy_granularity(blocks)?;
+            }
         }
         for (i, s) in sources.iter().enumerate() {
             if sources[..i].contains(s) {
@@ -349,17 +352,15 @@ impl ControlPath {
         }
         // Every store fits, checked before any is claimed.
         let mut trial = self.devices.clone();
-        for source in sources {
+        for (i, source) in sources.iter().enumerate() {
             let v = self.volumes.get(source).ok_or(Error::UnknownVolume(*source))?;
-            let store = snapshot_store(&trial, v, None)?;
+            let store = snapshot_store(&trial, v, options_of(i).store)?;
             trial.allocate(store, v.record.blocks)?;
         }
         let mut ids = Vec::with_capacity(sources.len());
         let mut failed = None;
         for (i, (source, name)) in sources.iter().zip(names).enumerate() {
-            let copy_granularity_blocks = granularities.get(i).copied().flatten();
-            let options = SnapshotOptions { copy_granularity_blocks, ..SnapshotOptions::default() };
-            match self.prepare_snapshot(*source, name, options) {
+            match self.prepare_snapshot(*source, name, options_of(i)) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     failed = Some(e);

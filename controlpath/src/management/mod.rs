@@ -362,20 +362,22 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             .enumerate()
             .map(|(i, m)| SnapshotRequest::parse(&format!("members[{i}]."), m))
             .collect::<Result<Vec<_>, Status>>()?;
-        if let Some(i) = members.iter().position(|m| m.writable) {
-            return Err(not_supported(format!("writable group snapshots (members[{i}].writable)")));
-        }
-        if let Some(i) = members.iter().position(|m| m.store.is_some()) {
-            return Err(not_supported(format!(
-                "choosing a group member's store (members[{i}].store): the control path places each; leave it unset"
-            )));
-        }
         let task = self.control(|c| {
             let sources =
                 members.iter().map(|m| volume_named(c, &m.source)).collect::<Result<Vec<_>, _>>()?;
             let names: Vec<String> = members.iter().map(|m| m.snapshot.clone()).collect();
-            let granularities: Vec<Option<u64>> = members.iter().map(|m| m.copy_granularity_blocks).collect();
-            let snapshots = c.create_group_snapshot(&sources, &names, &granularities)?;
+            let options = members
+                .iter()
+                .map(|m| {
+                    let store = m.store.map(|w| c.device_of(w)).transpose()?;
+                    Ok(SnapshotOptions {
+                        writable: m.writable,
+                        store,
+                        copy_granularity_blocks: m.copy_granularity_blocks,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let snapshots = c.create_group_snapshot(&sources, &names, &options)?;
             let first = *snapshots
                 .first()
                 .ok_or_else(|| Error::FailedPrecondition("the group snapshot made no snapshot".into()))?;
