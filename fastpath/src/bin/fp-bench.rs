@@ -8,13 +8,20 @@
 //! switch's steps are timed (its receive, work and transmit): the emulators' work, which
 //! doubles for a mirrored write, is not the switch's and is left out.
 //!
-//! `cargo run --release -p dve-fastpath --bin fp-bench -- [--json] [--rounds N] [--ios N]`
+//! The ports are software ports, or with `--port dpdk` (built with `--features dpdk`) DPDK
+//! ring ethdevs joined like cables (`ring_cable`), so the switch's steps include the DPDK
+//! port's receive and transmit: its mbuf bursts and the copies between mbufs and frames.
+//!
+//! `cargo run --release -p dve-fastpath --bin fp-bench -- [--json] [--rounds N] [--ios N]
+//! [--port software|dpdk]`
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use dve_fastpath::cache::IdMap;
 use dve_fastpath::crc_patch::CrcPatcher;
+#[cfg(feature = "dpdk")]
+use dve_fastpath::port::{DpdkPort, DpdkPortConfig, Eal, ring_cable};
 use dve_fastpath::port::{SoftwarePort, software_link};
 use dve_fastpath::worker::emit::{self, FC_HEADER, FC_OFFSET};
 use dve_fastpath::worker::run::WorkerMesh;
@@ -84,6 +91,37 @@ fn payload_len(frame: &TxFrame) -> usize {
     frame.len() - FC_OFFSET - FC_HEADER - 8
 }
 
+/// A port the emulators and the switch use: the switch through [`PacketIo`], the emulators
+/// receiving each frame as a [`TxFrame`] whose head holds every header.
+trait BenchPort: PacketIo {
+    /// Receive up to `max` frames into `out` (`scratch` is room for whole frames, kept by
+    /// the caller so that no poll allocates).
+    fn receive(&mut self, scratch: &mut Vec<Frame>, out: &mut Vec<TxFrame>, max: usize);
+}
+
+impl BenchPort for SoftwarePort {
+    fn receive(&mut self, _scratch: &mut Vec<Frame>, out: &mut Vec<TxFrame>, max: usize) {
+        self.rx_burst_pieces(out, max);
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl BenchPort for DpdkPort {
+    fn receive(&mut self, scratch: &mut Vec<Frame>, out: &mut Vec<TxFrame>, max: usize) {
+        scratch.clear();
+        self.rx_burst(scratch, max);
+        out.extend(scratch.drain(..).map(TxFrame::whole));
+    }
+}
+
+/// The ports of a run: the host emulator's, the switch's (to the host, then to the disks;
+/// none when the emulators are joined back to back) and the disk emulator's.
+struct BenchPorts<P> {
+    host: P,
+    switch: Vec<P>,
+    disk: P,
+}
+
 /// Emulator frames with a constant payload: header built fresh, payload shared, CRC combined,
 /// and the frame flattened into one buffer as a NIC delivers it.
 struct DataFrames {
@@ -128,13 +166,13 @@ impl DataFrames {
 
 /// The FCP initiator: keeps `QUEUE_DEPTH` 4 KiB reads or writes outstanding.
 struct BenchHost {
-    port: SoftwarePort,
     frames: DataFrames,
     write: bool,
     target: u32,
     next_ox: u16,
     outstanding: usize,
     completed: u64,
+    scratch: Vec<Frame>,
     rx: Vec<TxFrame>,
     tx: Vec<TxFrame>,
 }
@@ -180,9 +218,9 @@ impl BenchHost {
         }
     }
 
-    fn poll(&mut self) {
+    fn poll(&mut self, port: &mut impl BenchPort) {
         self.rx.clear();
-        self.port.rx_burst_pieces(&mut self.rx, 64);
+        port.receive(&mut self.scratch, &mut self.rx, 64);
         // Drained, not taken, so the list keeps its capacity: no allocation per poll.
         let mut rx = std::mem::take(&mut self.rx);
         for frame in rx.drain(..) {
@@ -218,7 +256,7 @@ impl BenchHost {
         }
         self.rx = rx;
         self.issue();
-        self.port.tx_burst(&mut self.tx);
+        port.tx_burst(&mut self.tx);
         self.tx.clear();
     }
 }
@@ -226,10 +264,10 @@ impl BenchHost {
 /// FCP targets behind one port, answering for any FC address: reads send two data frames and
 /// status; writes ask for the data, then send status.
 struct BenchDisk {
-    port: SoftwarePort,
     frames: DataFrames,
     next_rx: u16,
     writes: HashMap<u16, (u16, u32, u32, usize)>,
+    scratch: Vec<Frame>,
     rx: Vec<TxFrame>,
     tx: Vec<TxFrame>,
 }
@@ -240,9 +278,9 @@ impl BenchDisk {
             .map(TxFrame::whole)
     }
 
-    fn poll(&mut self) {
+    fn poll(&mut self, port: &mut impl BenchPort) {
         self.rx.clear();
-        self.port.rx_burst_pieces(&mut self.rx, 64);
+        port.receive(&mut self.scratch, &mut self.rx, 64);
         // Drained, not taken, so the list keeps its capacity: no allocation per poll.
         let mut rx = std::mem::take(&mut self.rx);
         for frame in rx.drain(..) {
@@ -316,7 +354,7 @@ impl BenchDisk {
             }
         }
         self.rx = rx;
-        self.port.tx_burst(&mut self.tx);
+        port.tx_burst(&mut self.tx);
         self.tx.clear();
     }
 }
@@ -335,7 +373,7 @@ impl PlainForwarder {
     /// Forward what arrived; returns the frames moved (each counted in and out). Kept out of
     /// line so a profiler can count its instructions alone (`--toggle-collect`).
     #[inline(never)]
-    fn poll(&mut self, ports: &mut [SoftwarePort]) -> u64 {
+    fn poll<P: PacketIo>(&mut self, ports: &mut [P]) -> u64 {
         let mut moved = 0;
         for port in ports.iter_mut() {
             self.rx.clear();
@@ -371,21 +409,12 @@ enum Layout {
 }
 
 enum Switch {
-    Worker {
-        worker: Box<Worker>,
-        ports: Vec<SoftwarePort>,
-        mesh: WorkerMesh,
-        fp: FpEndpoint,
-        scratch: Vec<Frame>,
-    },
-    Forwarder {
-        forwarder: PlainForwarder,
-        ports: Vec<SoftwarePort>,
-    },
+    Worker { worker: Box<Worker>, mesh: WorkerMesh, fp: FpEndpoint, scratch: Vec<Frame> },
+    Forwarder { forwarder: PlainForwarder },
     Wire,
 }
 
-fn worker_for(layout: Layout, ports: Vec<SoftwarePort>) -> Switch {
+fn worker_for(layout: Layout) -> Switch {
     let configs = (0..2u16)
         .map(|p| PortConfig {
             id: PortId(p),
@@ -453,7 +482,6 @@ fn worker_for(layout: Layout, ports: Vec<SoftwarePort>) -> Switch {
     std::mem::forget(cp);
     Switch::Worker {
         worker: Box::new(worker),
-        ports,
         mesh: WorkerMesh::new(1, 64),
         fp,
         scratch: Vec::with_capacity(64),
@@ -471,49 +499,62 @@ struct Measured {
     frames: u64,
 }
 
-/// Run `ios` I/Os through one configuration.
+/// Software ports for one run of `kind` (`wire`: the emulators back to back).
+fn software_ports(kind: &str, pool: &FramePool) -> BenchPorts<SoftwarePort> {
+    if kind == "wire" {
+        let (host, disk) = software_link(PortId(100), PortId(101), 4096, pool.clone());
+        return BenchPorts { host, switch: Vec::new(), disk };
+    }
+    let (host, s0) = software_link(PortId(100), PortId(0), 4096, pool.clone());
+    let (disk, s1) = software_link(PortId(101), PortId(1), 4096, pool.clone());
+    BenchPorts { host, switch: vec![s0, s1], disk }
+}
+
+/// Run `ios` I/Os through one configuration on software ports made for it.
 fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> Measured {
     let pool = FramePool::new(2048, 1024);
-    let (host_port, disk_port, mut switch) = match kind {
-        "wire" => {
-            let (h, d) = software_link(PortId(100), PortId(101), 4096, pool.clone());
-            (h, d, Switch::Wire)
-        }
+    let mut ports = software_ports(kind, &pool);
+    run_on(&mut ports, &pool, kind, layout, write, ios)
+}
+
+/// Run `ios` I/Os through one configuration on `ports`.
+fn run_on<P: BenchPort>(
+    ports: &mut BenchPorts<P>,
+    pool: &FramePool,
+    kind: &str,
+    layout: Layout,
+    write: bool,
+    ios: u64,
+) -> Measured {
+    let mut switch = match kind {
+        "wire" => Switch::Wire,
+        "worker" => worker_for(layout),
         _ => {
-            let (h, s0) = software_link(PortId(100), PortId(0), 4096, pool.clone());
-            let (d, s1) = software_link(PortId(101), PortId(1), 4096, pool.clone());
-            let ports = vec![s0, s1];
-            let switch = if kind == "worker" {
-                worker_for(layout, ports)
-            } else {
-                let mut routes = IdMap::default();
-                routes.insert(HOST_FC, (0, mac(0)));
-                routes.insert(disk_fc(1), (1, mac(1)));
-                Switch::Forwarder {
-                    forwarder: PlainForwarder { routes, rx: Vec::new(), out: vec![Vec::new(), Vec::new()] },
-                    ports,
-                }
-            };
-            (h, d, switch)
+            let mut routes = IdMap::default();
+            routes.insert(HOST_FC, (0, mac(0)));
+            routes.insert(disk_fc(1), (1, mac(1)));
+            Switch::Forwarder {
+                forwarder: PlainForwarder { routes, rx: Vec::new(), out: vec![Vec::new(), Vec::new()] },
+            }
         }
     };
     let target = if kind == "worker" { TARGET_FC } else { disk_fc(1) };
     let mut host = BenchHost {
-        port: host_port,
         frames: DataFrames::new(pool.clone()),
         write,
         target,
         next_ox: 0,
         outstanding: 0,
         completed: 0,
+        scratch: Vec::new(),
         rx: Vec::new(),
         tx: Vec::new(),
     };
     let mut disk = BenchDisk {
-        port: disk_port,
-        frames: DataFrames::new(pool),
+        frames: DataFrames::new(pool.clone()),
         next_rx: 0,
         writes: HashMap::new(),
+        scratch: Vec::new(),
         rx: Vec::new(),
         tx: Vec::new(),
     };
@@ -523,23 +564,107 @@ fn run(kind: &str, layout: Layout, write: bool, ios: u64) -> Measured {
     let mut idle = 0u32;
     while host.completed < ios {
         let before = host.completed;
-        host.poll();
+        host.poll(&mut ports.host);
         let step = Instant::now();
         match &mut switch {
-            Switch::Worker { worker, ports, mesh, fp, scratch } => {
+            Switch::Worker { worker, mesh, fp, scratch } => {
                 now += 1;
-                let done = worker.poll(Timestamp(now), ports, &[PortId(0), PortId(1)], mesh, fp, scratch);
+                let done = worker.poll(
+                    Timestamp(now),
+                    &mut ports.switch,
+                    &[PortId(0), PortId(1)],
+                    mesh,
+                    fp,
+                    scratch,
+                );
                 frames += (done.frames_in + done.frames_out) as u64;
             }
-            Switch::Forwarder { forwarder, ports } => frames += forwarder.poll(ports),
+            Switch::Forwarder { forwarder } => frames += forwarder.poll(&mut ports.switch),
             Switch::Wire => {}
         }
         switch_ns += step.elapsed().as_nanos();
-        disk.poll();
+        disk.poll(&mut ports.disk);
         idle = if host.completed == before { idle + 1 } else { 0 };
         assert!(idle < 100_000, "{kind} {layout:?} write={write} stalled at {} I/Os", host.completed);
     }
     Measured { ns: switch_ns as f64, frames }
+}
+
+/// Where the runs' frames travel.
+enum Ports {
+    /// Software ports, made afresh for each run.
+    Software,
+    /// DPDK ring cables, opened once (an ethdev cannot be opened twice in a process) and
+    /// emptied after each run.
+    #[cfg(feature = "dpdk")]
+    Dpdk { ports: Box<BenchPorts<DpdkPort>>, pool: FramePool },
+}
+
+impl Ports {
+    fn run(&mut self, kind: &str, layout: Layout, write: bool, ios: u64) -> Measured {
+        match self {
+            Ports::Software => run(kind, layout, write, ios),
+            #[cfg(feature = "dpdk")]
+            Ports::Dpdk { ports, pool } => {
+                let measured = run_on(ports, pool, kind, layout, write, ios);
+                drain(ports);
+                measured
+            }
+        }
+    }
+
+    /// Metric names are prefixed with the port kind unless it is the software one.
+    fn prefix(&self) -> &'static str {
+        match self {
+            Ports::Software => "",
+            #[cfg(feature = "dpdk")]
+            Ports::Dpdk { .. } => "dpdk_",
+        }
+    }
+}
+
+/// EAL without hugepages or NICs, and two ring cables: host to switch port 0, switch port 1
+/// to the disks.
+#[cfg(feature = "dpdk")]
+fn dpdk_ports() -> Result<Ports, String> {
+    let args = [
+        "fp-bench",
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "512",
+        "--log-level=lib.eal:warning",
+    ];
+    let eal = Eal::init(&args).map_err(|e| e.to_string())?;
+    let pool = FramePool::new(8192, 4096);
+    let [host_end, switch_host] = ring_cable(&eal, "fpbhost", 1).map_err(|e| e.to_string())?;
+    let [switch_disk, disk_end] = ring_cable(&eal, "fpbdisk", 1).map_err(|e| e.to_string())?;
+    let open = |name: &str, id: u16| {
+        DpdkPort::open(&eal, name, DpdkPortConfig::new(PortId(id), pool.clone())).map_err(|e| e.to_string())
+    };
+    let ports = Box::new(BenchPorts {
+        host: open(&host_end, 100)?,
+        switch: vec![open(&switch_host, 0)?, open(&switch_disk, 1)?],
+        disk: open(&disk_end, 101)?,
+    });
+    Ok(Ports::Dpdk { ports, pool })
+}
+
+/// Drop whatever a finished run left in flight, so the next starts on empty cables.
+#[cfg(feature = "dpdk")]
+fn drain<P: PacketIo>(ports: &mut BenchPorts<P>) {
+    let mut scratch = Vec::with_capacity(256);
+    let mut quiet = 0;
+    while quiet < 3 {
+        let mut got = 0;
+        for port in std::iter::once(&mut ports.host).chain(ports.switch.iter_mut()).chain([&mut ports.disk]) {
+            scratch.clear();
+            got += port.rx_burst(&mut scratch, 256);
+        }
+        quiet = if got == 0 { quiet + 1 } else { 0 };
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -551,10 +676,11 @@ struct Args {
     json: bool,
     rounds: usize,
     ios: u64,
+    dpdk: bool,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { json: false, rounds: 11, ios: 50_000 };
+    let mut a = Args { json: false, rounds: 11, ios: 50_000, dpdk: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -563,7 +689,17 @@ fn args() -> Result<Args, String> {
                 a.rounds = it.next().and_then(|v| v.parse().ok()).ok_or("--rounds needs a number")?
             }
             "--ios" => a.ios = it.next().and_then(|v| v.parse().ok()).ok_or("--ios needs a number")?,
-            other => return Err(format!("unknown argument {other:?}; use --json, --rounds N, --ios N")),
+            "--port" => match it.next().as_deref() {
+                Some("software") => a.dpdk = false,
+                Some("dpdk") if cfg!(feature = "dpdk") => a.dpdk = true,
+                Some("dpdk") => return Err("--port dpdk needs fp-bench built with --features dpdk".into()),
+                _ => return Err("--port needs software or dpdk".into()),
+            },
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; use --json, --rounds N, --ios N, --port software|dpdk"
+                ));
+            }
         }
     }
     Ok(a)
@@ -587,6 +723,17 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let mut ports = Ports::Software;
+    #[cfg(feature = "dpdk")]
+    if a.dpdk {
+        ports = match dpdk_ports() {
+            Ok(ports) => ports,
+            Err(e) => {
+                eprintln!("fp-bench: DPDK ports: {e}");
+                std::process::exit(1);
+            }
+        };
+    }
     // `FP_BENCH_PROFILE=worker|forwarder|wire` runs one configuration alone, for a profiler
     // (`wire`: the emulators back to back, to subtract from a whole-program instruction count):
     // 8 x `--ios` linear reads (`FP_BENCH_WRITE=1`: writes; `FP_BENCH_LAYOUT=stripe4|mirror2`).
@@ -598,7 +745,11 @@ fn main() {
             _ => Layout::Linear,
         };
         let ios = a.ios * 8;
-        let m = run(&kind, layout, write, ios);
+        if kind == "wire" && a.dpdk {
+            eprintln!("fp-bench: FP_BENCH_PROFILE=wire runs on software ports only");
+            std::process::exit(2);
+        }
+        let m = ports.run(&kind, layout, write, ios);
         println!(
             "{kind}: {:.1} ns per I/O, {:.2} frames per I/O",
             m.ns / ios as f64,
@@ -620,15 +771,16 @@ fn main() {
         let mut rates = Vec::new();
         let mut ns_frame = Vec::new();
         for _ in 0..a.rounds {
-            let worker = run("worker", layout, write, a.ios);
-            let forwarder = run("forwarder", layout, write, a.ios);
+            let worker = ports.run("worker", layout, write, a.ios);
+            let forwarder = ports.run("forwarder", layout, write, a.ios);
             let per_frame = |m: Measured| m.ns.max(1.0) / m.frames.max(1) as f64;
             ratios.push(per_frame(worker) / per_frame(forwarder));
             rates.push(a.ios as f64 * 1e9 / worker.ns.max(1.0));
             ns_frame.push(per_frame(worker));
         }
         let target = if write { "-" } else { ">= 4e6 reads/s/core" };
-        report(a.json, name, "ios_per_sec_per_core", median(&mut rates), "-", 1.0, target);
+        let name = format!("{}{name}", ports.prefix());
+        report(a.json, &name, "ios_per_sec_per_core", median(&mut rates), "-", 1.0, target);
         report(
             a.json,
             &format!("{name}_ns_per_frame"),
@@ -642,13 +794,13 @@ fn main() {
     // Mirrored writes against unmirrored writes, both through the worker, alternating.
     let mut ratios = Vec::new();
     for _ in 0..a.rounds {
-        let plain = run("worker", Layout::Linear, true, a.ios);
-        let mirror = run("worker", Layout::Mirror2, true, a.ios);
+        let plain = ports.run("worker", Layout::Linear, true, a.ios);
+        let mirror = ports.run("worker", Layout::Mirror2, true, a.ios);
         ratios.push(plain.ns.max(1.0) / mirror.ns.max(1.0));
     }
     report(
         a.json,
-        "write_4k_mirror2_vs_unmirrored",
+        &format!("{}write_4k_mirror2_vs_unmirrored", ports.prefix()),
         "rate_ratio",
         median(&mut ratios),
         "unmirrored_writes",
