@@ -105,12 +105,18 @@ impl Bench {
         if let Some(store) = store {
             bench.switch.control_mut().attach_store(store).expect("an empty store attaches");
         }
-        for d in 0..bench.disks.len() {
-            let frames = bench.disks[d].start(bench.now);
-            bench.queue_from_node(Dest::Disk(d), frames);
+        bench.log_disks_in();
+        bench
+    }
+
+    /// Start every disk's login and wait until the engine has them all online.
+    fn log_disks_in(&mut self) {
+        for d in 0..self.disks.len() {
+            let frames = self.disks[d].start(self.now);
+            self.queue_from_node(Dest::Disk(d), frames);
         }
-        let n = bench.disks.len();
-        bench.run_until(1_000_000_000, |b| {
+        let n = self.disks.len();
+        self.run_until(1_000_000_000, |b| {
             (0..n).all(|d| {
                 let control = b.switch.control();
                 control
@@ -118,7 +124,14 @@ impl Bench {
                     .is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online))
             })
         });
-        bench
+    }
+
+    /// Kill the engine and restart it from what it committed (the bench must have a store),
+    /// then log the disks in again (the hosts are not restarted).
+    pub fn restart_engine(&mut self) {
+        let committed = self.switch.kill().expect("the engine has a metadata store");
+        self.switch.restart(committed).expect("the engine restarts from its store");
+        self.log_disks_in();
     }
 
     fn port_of(&self, dest: Dest) -> u16 {

@@ -72,6 +72,8 @@ impl ControlPath {
                 self.resume_replication(value)?;
             } else if key.starts_with(super::migration::TASK_KEY) {
                 self.resume_migration(value)?;
+            } else if key.starts_with(super::migration::CANCELLED_KEY) {
+                self.restore_cancelled_mark(&key)?;
             } else if key.starts_with(super::snapshot::TASK_KEY) {
                 snapshots.push((key, value));
             } else if key.starts_with(super::mirror::TASK_KEY) {
@@ -109,11 +111,23 @@ impl ControlPath {
         volumes: &[LvId],
         key: &[u8],
     ) -> Result<(), Error> {
+        self.persist_ending_task_with(devices, volumes, key, |_| Ok(()))
+    }
+
+    /// [`ControlPath::persist_ending_task`], with what `also` adds in the same transaction.
+    pub(super) fn persist_ending_task_with(
+        &mut self,
+        devices: &[DeviceId],
+        volumes: &[LvId],
+        key: &[u8],
+        also: impl FnOnce(&mut Batch) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.store.is_none() {
             return Ok(());
         }
         let mut batch = self.records(devices, volumes)?;
         batch.delete(Table::Tasks, key);
+        also(&mut batch)?;
         self.commit(batch)
     }
 

@@ -10,6 +10,7 @@ use dve_fp_api::message::MappingKey;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
+use crate::store::Table;
 use crate::volume::{Allocation, LayoutSpec};
 
 impl ControlPath {
@@ -104,6 +105,7 @@ impl ControlPath {
             let mut batch = self.records(&devices, &[lv])?;
             self.mirror.delete_stored_ages(&mut batch, &segments);
             self.delete_granule_records(&mut batch, lv)?;
+            batch.delete(Table::Tasks, super::migration::cancelled_key(lv));
             self.commit(batch)
         });
         self.devices = before;

@@ -33,6 +33,7 @@ use super::block_copy::CopyOwner;
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
+use crate::store::{Batch, Table};
 use crate::volume::{Allocation, LayoutSpec, descriptor_legs};
 
 /// The three redirect states of a migrating segment (Fig. 23).
@@ -118,6 +119,17 @@ pub(super) const TASK_KEY: &[u8] = b"migration/";
 
 fn task_key(lv: LvId) -> Vec<u8> {
     let mut key = TASK_KEY.to_vec();
+    key.extend_from_slice(&lv.0.to_be_bytes());
+    key
+}
+
+/// Prefix of the marks of volumes whose last migration was cancelled: committed with the
+/// cancelled migration's end and deleted with the next one's (or the volume's), so that its
+/// task reads CANCELLED after a restart too.
+pub(super) const CANCELLED_KEY: &[u8] = b"cancelled-migration/";
+
+pub(super) fn cancelled_key(lv: LvId) -> Vec<u8> {
+    let mut key = CANCELLED_KEY.to_vec();
     key.extend_from_slice(&lv.0.to_be_bytes());
     key
 }
@@ -398,6 +410,20 @@ impl ControlPath {
     /// Whether the last migration of `lv` was cancelled (and no other started since).
     pub fn migration_cancelled(&self, lv: LvId) -> bool {
         self.migrations.cancelled.contains(&lv)
+    }
+
+    /// A mark of a cancelled migration loaded at start (see [`CANCELLED_KEY`]); one of a
+    /// volume that is gone means nothing.
+    pub(super) fn restore_cancelled_mark(&mut self, key: &[u8]) -> Result<(), Error> {
+        let id = key
+            .strip_prefix(CANCELLED_KEY)
+            .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
+            .ok_or_else(|| Error::Store(format!("malformed cancelled-migration key {key:?}")))?;
+        let lv = LvId(u32::from_be_bytes(id));
+        if self.volumes.contains_key(&lv) {
+            self.migrations.cancelled.insert(lv);
+        }
+        Ok(())
     }
 
     /// Pause or resume a migration (management API).
@@ -764,7 +790,15 @@ impl ControlPath {
                 devices.push(a.device);
             }
         }
-        if self.persist_ending_task(&devices, &[lv], &task_key(lv)).is_err() {
+        let mark = |batch: &mut Batch| -> Result<(), Error> {
+            if cancelled {
+                batch.put_json(Table::Tasks, cancelled_key(lv), &true)?;
+            } else {
+                batch.delete(Table::Tasks, cancelled_key(lv));
+            }
+            Ok(())
+        };
+        if self.persist_ending_task_with(&devices, &[lv], &task_key(lv), mark).is_err() {
             // The store still has the task, which a restart ends again; until then the claims
             // left stay claimed, so nothing new is placed where the store says they are.
             self.devices = before;
@@ -777,6 +811,7 @@ impl ControlPath {
             self.migrations.cancelled.insert(lv);
             self.events.push(ControlEvent::MigrationCancelled { lv });
         } else {
+            self.migrations.cancelled.remove(&lv);
             self.events.push(ControlEvent::MigrationDone { lv, blocks: m.copied });
         }
     }
