@@ -238,6 +238,21 @@ impl MirrorWork {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn insert_ages_for_test(&mut self, seg: VsegId, side: usize, list: AgeList) {
+        self.ages.insert((seg, side), list);
+    }
+
+    #[cfg(test)]
+    pub(super) fn ages_for_test(&self, seg: VsegId, side: usize) -> Option<&AgeList> {
+        self.ages.get(&(seg, side))
+    }
+
+    #[cfg(test)]
+    pub(super) fn ages_for_test_count(&self, seg: VsegId) -> usize {
+        self.ages.range((seg, 0)..=(seg, usize::MAX)).count()
+    }
+
     pub(super) fn progress(&self) -> Vec<ResyncProgress> {
         self.resyncs
             .iter()

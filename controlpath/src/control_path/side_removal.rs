@@ -194,6 +194,11 @@ impl ControlPath {
         Ok(())
     }
 
+    /// The mirror side of `lv` on `device` (for a RAID 10, the side whose stripe set has it).
+    pub fn side_of_device(&self, lv: LvId, device: DeviceId) -> Option<usize> {
+        self.side_of(lv, device)
+    }
+
     /// Why side `side` of `lv` cannot be removed now, if it cannot: another procedure is
     /// changing the volume's sides or tables (a resync of that very side is ended instead).
     fn removal_refused(&self, lv: LvId, side: usize) -> Option<String> {
@@ -286,6 +291,532 @@ impl ControlPath {
             self.start_manual(io, request);
         } else {
             self.complete_io(io, dve_fp_api::io::IoStatus::check_condition(super::manual_io::RETRY));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use dve_fp_api::fault::FaultCause;
+    use dve_fp_api::ids::{ExchangeId, ExposureId, FcId, IoTag, Lun, PortId, Timestamp, WorkerId, Wwn};
+    use dve_fp_api::io::{Cdb, DownstreamOp, HostIo, IoStatus, QueueReason, VDevice};
+    use dve_fp_api::message::{ToCp, ToFp};
+
+    use super::*;
+    use crate::control_path::ControlPathConfig;
+    use crate::control_path::persist::discovered_devices;
+    use crate::fabric::NodeLogin;
+    use crate::store::{Batch, MemoryStore, MetadataStore, Record, StoreError, Table};
+
+    const BLOCK: usize = 512;
+    const VOLUME_BLOCKS: u64 = 8192;
+
+    /// A memory store the test keeps a handle on, to restart an engine from what it committed.
+    #[derive(Clone, Debug)]
+    struct SharedStore(Arc<Mutex<MemoryStore>>);
+
+    impl MetadataStore for SharedStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.get(table, key)
+        }
+        fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.scan(table)
+        }
+        fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.commit(batch)
+        }
+    }
+
+    /// A control path over four discovered devices (device `i` on engine port `i - 1`) with
+    /// stand-ins for its workers and devices: every downcall is answered at once, except the
+    /// kinds `hold` picks, which wait in `held` until the test lets them go.
+    struct Bench {
+        cp: ControlPath,
+        store: SharedStore,
+        lv: LvId,
+        now: u64,
+        blocks: BTreeMap<(DeviceId, u64), Vec<u8>>,
+        completed: BTreeMap<u16, IoStatus>,
+        hold: fn(&ToFp) -> bool,
+        held: VecDeque<(WorkerId, ToFp)>,
+        write_fill: u8,
+        events: Vec<ControlEvent>,
+    }
+
+    fn hold_nothing(_: &ToFp) -> bool {
+        false
+    }
+
+    fn hold_invalidations(m: &ToFp) -> bool {
+        matches!(m, ToFp::RemoveMapping { .. })
+    }
+
+    fn hold_dispatches(m: &ToFp) -> bool {
+        matches!(m, ToFp::DispatchIo(_))
+    }
+
+    fn hold_device_writes(m: &ToFp) -> bool {
+        matches!(m, ToFp::DispatchIo(r) if matches!(r.op, DownstreamOp::Write { .. }))
+    }
+
+    impl Bench {
+        /// A mirror `m` over devices 1, 2 and 3, exposed to host `Wwn(1)`.
+        fn new() -> Bench {
+            let mut store = MemoryStore::new();
+            store.commit(discovered_devices(4, 100_000)).unwrap();
+            let store = SharedStore(Arc::new(Mutex::new(store)));
+            let mut bench = Bench::over(store);
+            let layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2), DeviceId(3)] };
+            bench.lv = bench.cp.create_volume("m", VOLUME_BLOCKS, layout).unwrap();
+            bench.cp.expose(bench.lv, &[Wwn(1)]).unwrap();
+            bench.settle();
+            bench
+        }
+
+        /// An engine loaded from `store`, its devices logged in again.
+        fn over(store: SharedStore) -> Bench {
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+            cp.attach_store(Box::new(store.clone())).unwrap();
+            let lv = cp.volume_named("m").unwrap_or(LvId(0));
+            let mut bench = Bench {
+                cp,
+                store,
+                lv,
+                now: 1,
+                blocks: BTreeMap::new(),
+                completed: BTreeMap::new(),
+                hold: hold_nothing,
+                held: VecDeque::new(),
+                write_fill: 0,
+                events: Vec::new(),
+            };
+            for port in 0..4u16 {
+                bench.log_in(port);
+            }
+            assert!((1..=4).all(|d| bench.cp.devices().get(DeviceId(d)).is_some_and(|d| d.online)));
+            bench
+        }
+
+        /// The target on engine port `port` (device `port + 1`) logs in: a dead side on it
+        /// starts resynchronizing.
+        fn log_in(&mut self, port: u16) {
+            let target = 0x2201 + u64::from(port);
+            self.cp.target_ready(NodeLogin {
+                fc_id: FcId::new(0x01_0100 + u32::from(port)).unwrap(),
+                port: PortId(port),
+                port_name: Wwn(target),
+                node_name: Wwn(target - 0x200),
+                fcp: true,
+            });
+            self.settle();
+        }
+
+        /// The same store, loaded by a new engine (this one is gone, as after a crash).
+        fn restart(self) -> Bench {
+            let blocks = self.blocks;
+            let mut bench = Bench::over(self.store);
+            bench.blocks = blocks;
+            bench.tick();
+            bench
+        }
+
+        fn upcall(&mut self, worker: WorkerId, message: ToCp) {
+            self.now += 1_000;
+            self.cp.handle_upcall(Timestamp(self.now), worker, message);
+        }
+
+        fn answer(&mut self, worker: WorkerId, message: ToFp) {
+            let now = Timestamp(self.now);
+            match message {
+                ToFp::DispatchIo(request) => {
+                    let (status, data) = self.device_io(request.device, &request.op);
+                    self.upcall(worker, ToCp::DispatchIoComplete { tag: request.tag, status, data });
+                }
+                ToFp::RemoveMapping { req, .. } => {
+                    self.upcall(worker, ToCp::InvalidationAck { req, worker, at: now })
+                }
+                ToFp::QueryPendingIos { req, .. } => {
+                    self.upcall(worker, ToCp::PendingIos { req, worker, ios: Vec::new() })
+                }
+                ToFp::QueueIoComplete { io, status } => {
+                    self.completed.insert(io.xid.0, status);
+                }
+                ToFp::GetData { req, io } => {
+                    let result = Ok(Bytes::from(vec![self.write_fill; 64 * BLOCK]));
+                    self.upcall(worker, ToCp::Data { req, io, result });
+                }
+                ToFp::AddMapping { req, .. }
+                | ToFp::SetLunMask { req, .. }
+                | ToFp::Expose { req, .. }
+                | ToFp::PutData { req, .. } => self.upcall(worker, ToCp::Done { req, result: Ok(()) }),
+                _ => {}
+            }
+        }
+
+        /// Answer every downcall not held, until nothing is left.
+        fn settle(&mut self) {
+            for _ in 0..10_000 {
+                let Some((worker, message)) = self.cp.poll_downcall() else {
+                    self.events.extend(self.cp.take_events());
+                    return;
+                };
+                if (self.hold)(&message) {
+                    self.held.push_back((worker, message));
+                } else {
+                    self.answer(worker, message);
+                }
+            }
+            panic!("the control path never settled");
+        }
+
+        /// Stop holding, answer what was held, and settle.
+        fn release(&mut self) {
+            self.hold = hold_nothing;
+            while let Some((worker, message)) = self.held.pop_front() {
+                self.answer(worker, message);
+            }
+            self.settle();
+        }
+
+        fn device_io(&mut self, device: DeviceId, op: &DownstreamOp) -> (IoStatus, Option<Bytes>) {
+            match op {
+                DownstreamOp::Command { cdb, .. } => match cdb.as_bytes().first() {
+                    Some(0x9E) => {
+                        let mut data = vec![0u8; 32];
+                        data[..8].copy_from_slice(&99_999u64.to_be_bytes());
+                        data[8..12].copy_from_slice(&512u32.to_be_bytes());
+                        (IoStatus::GOOD, Some(Bytes::from(data)))
+                    }
+                    Some(0x00) => (IoStatus::GOOD, None),
+                    _ => (IoStatus::check_condition(crate::control_path::manual_io::RETRY), None),
+                },
+                DownstreamOp::Read { lba, blocks } => {
+                    let data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
+                        .flat_map(|b| self.blocks.get(&(device, b)).cloned().unwrap_or(vec![0; BLOCK]))
+                        .collect();
+                    (IoStatus::GOOD, Some(Bytes::from(data)))
+                }
+                DownstreamOp::Write { lba, data, .. } => {
+                    for (i, block) in data.chunks(BLOCK).enumerate() {
+                        self.blocks.insert((device, lba + i as u64), block.to_vec());
+                    }
+                    (IoStatus::GOOD, None)
+                }
+            }
+        }
+
+        /// A host write of `blocks` blocks of `fill` at `lba` that the fast path handed to
+        /// the control path (exchange `xid`).
+        fn host_write(&mut self, xid: u16, lba: u64, blocks: u32, fill: u8) {
+            self.write_fill = fill;
+            let io = IoTag { worker: WorkerId(0), xid: ExchangeId(xid), incarnation: 0 };
+            let [_, _, _, _, l0, l1, l2, l3] = lba.to_be_bytes();
+            let [n0, n1] = (blocks as u16).to_be_bytes();
+            let request = HostIo {
+                initiator: Wwn(1),
+                initiator_fc_id: FcId::new(0x01_0001).unwrap(),
+                vdevice: VDevice { exposure: ExposureId(1), lun: Lun(0) },
+                lv: Some(self.lv),
+                vseg: None,
+                kind: IoKind::Write,
+                lba,
+                blocks,
+                data_len: blocks * BLOCK as u32,
+                cdb: Cdb::new(&[0x2A, 0, l0, l1, l2, l3, 0, n0, n1, 0]).unwrap(),
+                received: Timestamp(self.now),
+            };
+            let reason = QueueReason { cause: FaultCause::SerializationConflict, failure: None };
+            self.upcall(WorkerId(0), ToCp::QueueIo { io, request, reason });
+            self.settle();
+        }
+
+        fn tick(&mut self) {
+            self.now += 1_000_000;
+            self.cp.tick(Timestamp(self.now));
+            self.settle();
+        }
+
+        /// Blocks of `device` from `lba`, each reduced to its first byte.
+        fn device_fill(&self, device: DeviceId, lba: u64, blocks: u64) -> Vec<u8> {
+            (lba..lba + blocks).map(|b| self.blocks.get(&(device, b)).map_or(0, |d| d[0])).collect()
+        }
+
+        /// Blocks of volume block `lba` on each side, as the control path's layout places them.
+        fn sides_at(&self, lba: u64, blocks: u64) -> Vec<Vec<u8>> {
+            let record = &self.cp.volume(self.lv).unwrap().record;
+            record.allocations.iter().map(|a| self.device_fill(a.device, a.lba + lba, blocks)).collect()
+        }
+
+        /// Blocks of `device` that volumes claim, as the registry holds them.
+        fn claimed(&self, device: DeviceId) -> u64 {
+            let d = self.cp.devices().get(device).unwrap();
+            d.allocated - d.free_runs.iter().map(|r| r.blocks).sum::<u64>()
+        }
+
+        /// What an engine loaded from the store right now would hold: the volume's record and
+        /// each device's claimed blocks.
+        fn committed(&self) -> (crate::volume::VolumeRecord, Vec<u64>) {
+            let image = self.store.0.lock().unwrap().snapshot();
+            let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
+            cp.attach_store(Box::new(image)).unwrap();
+            let record = cp.volume(self.lv).unwrap().record.clone();
+            let claimed = (1..=4)
+                .map(|d| {
+                    let d = cp.devices().get(DeviceId(d)).unwrap();
+                    d.allocated - d.free_runs.iter().map(|r| r.blocks).sum::<u64>()
+                })
+                .collect();
+            (record, claimed)
+        }
+    }
+
+    #[test]
+    fn a_side_removed_under_a_write_keeps_the_write_on_the_sides_left_and_frees_its_claim_last() {
+        let mut b = Bench::new();
+        b.host_write(1, 0, 16, 0x11);
+        assert_eq!(b.completed.get(&1), Some(&IoStatus::GOOD));
+        assert_eq!(b.sides_at(0, 16), vec![vec![0x11; 16]; 3]);
+        // A write whose legs are out on every side when side 0 goes.
+        b.hold = hold_dispatches;
+        b.host_write(2, 8, 16, 0x22);
+        assert_eq!(b.held.len(), 3, "one leg per side is out");
+        b.cp.remove_mirror_side(b.lv, 0).unwrap();
+        b.settle();
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.layout, LayoutSpec::Mirror { sides: vec![DeviceId(2), DeviceId(3)] });
+        assert_eq!(record.side_states, vec![SideState::Alive; 2]);
+        // The workers let go, but the control path's own write still reaches device 1.
+        assert_eq!(b.claimed(DeviceId(1)), VOLUME_BLOCKS, "claimed while a leg is out there");
+        assert_eq!(b.committed().1[0], 0, "the store has it free already");
+        b.release();
+        assert_eq!(b.completed.get(&2), Some(&IoStatus::GOOD), "the write is acknowledged once");
+        b.tick();
+        assert_eq!(b.claimed(DeviceId(1)), 0, "free once nothing reaches it");
+        // Every acknowledged write is on both sides left; later writes skip device 1.
+        assert_eq!(b.sides_at(0, 24), vec![[vec![0x11; 8], vec![0x22; 16]].concat(); 2]);
+        b.host_write(3, 0, 4, 0x33);
+        assert_eq!(b.completed.get(&3), Some(&IoStatus::GOOD));
+        assert_eq!(b.sides_at(0, 4), vec![vec![0x33; 4]; 2]);
+        assert_eq!(b.device_fill(DeviceId(1), 0, 4), vec![0x11; 4], "device 1 is no side any more");
+        assert!(b.events.iter().any(|e| matches!(e, ControlEvent::SideRemoved { side: 0, .. })));
+    }
+
+    #[test]
+    fn a_removed_sides_claim_is_freed_only_after_every_worker_acknowledged() {
+        let mut b = Bench::new();
+        b.hold = hold_invalidations;
+        b.cp.remove_mirror_side(b.lv, 1).unwrap();
+        b.settle();
+        assert!(!b.held.is_empty());
+        // Committed at once: a restart would not find the side, and the claim is free there.
+        let (record, claimed) = b.committed();
+        assert_eq!(record.layout, LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(3)] });
+        assert_eq!(record.allocations.len(), 2);
+        assert_eq!(claimed, vec![VOLUME_BLOCKS, 0, VOLUME_BLOCKS, 0]);
+        // Here the workers may still write under the old tables: the blocks stay claimed, so
+        // no new volume can get them.
+        b.tick();
+        assert_eq!(b.claimed(DeviceId(2)), VOLUME_BLOCKS);
+        let other =
+            b.cp.create_volume("other", 100, LayoutSpec::Linear { devices: vec![DeviceId(2)] }).unwrap();
+        assert!(b.cp.volume(other).unwrap().record.allocations[0].lba >= VOLUME_BLOCKS);
+        b.release();
+        assert_eq!(b.claimed(DeviceId(2)), 100, "only the new volume's claim is left");
+    }
+
+    #[test]
+    fn a_restart_after_a_removal_reloads_the_layout_without_the_side() {
+        let mut b = Bench::new();
+        b.host_write(1, 0, 8, 0x44);
+        b.cp.remove_mirror_side(b.lv, 0).unwrap();
+        b.settle();
+        b.cp.remove_mirror_side(b.lv, 0).unwrap();
+        b.settle();
+        let mut b = b.restart();
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.layout, LayoutSpec::Linear { devices: vec![DeviceId(3)] });
+        assert!(record.side_states.is_empty());
+        assert_eq!(record.allocations.len(), 1);
+        assert_eq!(
+            (b.claimed(DeviceId(1)), b.claimed(DeviceId(2)), b.claimed(DeviceId(3))),
+            (0, 0, VOLUME_BLOCKS)
+        );
+        assert_eq!(b.sides_at(0, 8), vec![vec![0x44; 8]]);
+        b.host_write(2, 0, 4, 0x55);
+        assert_eq!(b.completed.get(&2), Some(&IoStatus::GOOD));
+        assert_eq!(b.device_fill(DeviceId(2), 0, 4), vec![0x44; 4], "the removed side gets nothing");
+    }
+
+    #[test]
+    fn refused_removals_say_why_and_change_nothing() {
+        let mut b = Bench::new();
+        let linear =
+            b.cp.create_volume("lin", 100, LayoutSpec::Linear { devices: vec![DeviceId(4)] }).unwrap();
+        b.settle();
+        let before = b.committed();
+        let live = b.cp.volume(b.lv).unwrap().record.clone();
+        let cases = [
+            (b.cp.remove_mirror_side(LvId(99), 0), "unknown volume"),
+            (b.cp.remove_mirror_side(b.lv, 3), "has no side 3"),
+            (b.cp.remove_mirror_side(linear, 0), "is not a mirror"),
+        ];
+        for (result, why) in cases {
+            let error = result.expect_err(why);
+            assert!(error.to_string().contains(why), "{error} should say {why:?}");
+        }
+        assert_eq!(b.committed(), before, "nothing committed");
+        assert_eq!(b.cp.volume(b.lv).unwrap().record, live, "nothing changed in memory");
+        // Sides 1 and 2 die: side 0 is the only current one.
+        b.cp.side_failed(b.lv, 1);
+        b.settle();
+        b.cp.side_failed(b.lv, 2);
+        b.settle();
+        assert_eq!(
+            b.cp.volume(b.lv).unwrap().record.side_states,
+            vec![SideState::Alive, SideState::Dead, SideState::Dead]
+        );
+        let committed = b.committed();
+        let error = b.cp.remove_mirror_side(b.lv, 0).expect_err("the last current side");
+        assert!(
+            matches!(&error, Error::FailedPrecondition(m) if m.contains("only side holding current data"))
+        );
+        assert_eq!(b.committed(), committed, "nothing committed");
+        // A side is dying: refused until its death is recorded.
+        let mut c = Bench::new();
+        c.hold = hold_invalidations;
+        c.cp.side_failed(c.lv, 2);
+        c.settle();
+        let error = c.cp.remove_mirror_side(c.lv, 1).expect_err("a side is dying");
+        assert!(error.to_string().contains("a side of it is dying"), "{error}");
+        c.release();
+        // A resync of another side runs: refused, naming it.
+        c.hold = hold_device_writes;
+        c.log_in(2);
+        assert_eq!(c.cp.resyncs().len(), 1);
+        let error = c.cp.remove_mirror_side(c.lv, 1).expect_err("another side resyncs");
+        assert!(error.to_string().contains("side 2 is resynchronizing"), "{error}");
+        assert_eq!(c.cp.resyncs().len(), 1, "the resync goes on");
+    }
+
+    #[test]
+    fn a_side_being_resynchronized_is_removed_and_its_resync_ends() {
+        let mut b = Bench::new();
+        b.cp.side_failed(b.lv, 2);
+        b.settle();
+        b.host_write(1, 0, 8, 0x66);
+        // The resync's first copy is out when the side goes.
+        b.hold = hold_device_writes;
+        b.log_in(2);
+        for _ in 0..3 {
+            b.tick();
+        }
+        assert!(!b.held.is_empty(), "a copy step is out");
+        assert_eq!(b.cp.resyncs().len(), 1);
+        b.cp.remove_mirror_side(b.lv, 2).unwrap();
+        b.settle();
+        assert!(b.cp.resyncs().is_empty(), "the resync ended with its side");
+        assert_eq!(b.claimed(DeviceId(3)), VOLUME_BLOCKS, "the copy still writes there");
+        b.release();
+        b.tick();
+        assert_eq!(b.claimed(DeviceId(3)), 0);
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.side_states, vec![SideState::Alive; 2]);
+        // The copy's range lock went with it: writes run there again.
+        b.host_write(2, 0, 8, 0x77);
+        assert_eq!(b.completed.get(&2), Some(&IoStatus::GOOD));
+        assert_eq!(b.sides_at(0, 8), vec![vec![0x77; 8]; 2]);
+        // Nothing of the resync is left in the store.
+        let b = b.restart();
+        assert!(b.cp.resyncs().is_empty());
+        assert_eq!(b.cp.volume(b.lv).unwrap().record.side_states, vec![SideState::Alive; 2]);
+    }
+
+    #[test]
+    fn a_dead_side_removed_leaves_the_other_dead_sides_age_list_in_place() {
+        // Sides 0 and 1 die in turn; side 1 is removed; side 0 (now side 0 still) keeps its
+        // list, and side 2 (now 1) keeps the live list, so only what side 0 missed is copied.
+        let mut b = Bench::new();
+        b.cp.side_failed(b.lv, 0);
+        b.settle();
+        b.cp.side_failed(b.lv, 1);
+        b.settle();
+        b.host_write(1, 4096, 8, 0x12);
+        b.cp.remove_mirror_side(b.lv, 1).unwrap();
+        b.settle();
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.layout, LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(3)] });
+        assert_eq!(record.side_states, vec![SideState::Dead, SideState::Alive]);
+        // Writes still stamp the live side's ages after the removal.
+        b.host_write(2, 0, 8, 0x13);
+        assert_eq!(b.completed.get(&2), Some(&IoStatus::GOOD));
+        // The restarted engine finds side 0's device again and copies what it missed.
+        let mut b = b.restart();
+        for _ in 0..20 {
+            b.tick();
+        }
+        let done: Vec<u64> = b
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ControlEvent::ResyncDone { side: 0, extents_copied, .. } => Some(*extents_copied),
+                _ => None,
+            })
+            .collect();
+        // 8192 blocks in 2048-block age extents: two were written while side 0 was dead,
+        // one before the removal and one after.
+        assert_eq!(done, vec![2], "{:?}", b.events);
+        assert_eq!(b.sides_at(0, 8), vec![vec![0x13; 8]; 2]);
+        assert_eq!(b.sides_at(4096, 8), vec![vec![0x12; 8]; 2]);
+    }
+
+    proptest::proptest! {
+        /// Removing sides one after another renumbers the age lists like removing elements
+        /// of a vector: each side left keeps its own list (told apart by a marker age), and a
+        /// mirror left with one side keeps none.
+        #[test]
+        fn age_lists_follow_their_sides_through_removals(
+            sides in 2usize..=8,
+            has_list in proptest::collection::vec(proptest::bool::ANY, 8),
+            removals in proptest::collection::vec(0usize..8, 1..8),
+        ) {
+            use dve_fp_api::ids::{EngineId, VsegId};
+            use dve_fp_api::mapping::{Age, AgeList};
+            let segments = [VsegId(1 << 12), VsegId((1 << 12) | 1)];
+            let mut work = super::super::mirror::MirrorWork::default();
+            // The model: per side, the marker of its list (if it has one).
+            let mut model: Vec<Option<u32>> = (0..sides).map(|s| has_list[s].then_some(s as u32 + 1)).collect();
+            for (s, marker) in model.iter().enumerate() {
+                if let Some(m) = marker {
+                    for seg in segments {
+                        let mut list = AgeList::new(4096, 1024, Age { generation: 0, engine: EngineId(1) }).unwrap();
+                        list.set(0, Age { generation: *m, engine: EngineId(1) }).unwrap();
+                        work.insert_ages_for_test(seg, s, list);
+                    }
+                }
+            }
+            for pick in removals {
+                if model.len() < 2 {
+                    break;
+                }
+                let side = pick % model.len();
+                model.remove(side);
+                let still_mirror = model.len() > 1;
+                work.side_removed(LvId(1), &segments, side, still_mirror);
+                if !still_mirror {
+                    model.clear();
+                }
+                for seg in segments {
+                    let got: Vec<Option<u32>> = (0..model.len())
+                        .map(|s| work.ages_for_test(seg, s).map(|l| l.get(0).unwrap().generation))
+                        .collect();
+                    proptest::prop_assert_eq!(&got, &model);
+                    proptest::prop_assert_eq!(work.ages_for_test_count(seg), model.iter().flatten().count());
+                }
+            }
         }
     }
 }
