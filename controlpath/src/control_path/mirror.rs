@@ -925,6 +925,11 @@ impl ControlPath {
     }
 
     pub(super) fn resync_finish_revoked(&mut self, lv: LvId, side: usize) {
+        // The resync that finished may have ended meanwhile (its side was removed), and
+        // another begun: that one is not finished.
+        if self.mirror.resyncs.get(&lv).is_none_or(|r| r.side != side || !r.finishing) {
+            return;
+        }
         let Some(r) = self.mirror.resyncs.remove(&lv) else { return };
         let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
