@@ -31,6 +31,9 @@ pub enum Error {
     /// No volume with this name.
     #[error("unknown volume named {0:?}")]
     UnknownVolumeName(String),
+    /// A volume has no such mirror side (the message names the volume and its sides).
+    #[error("unknown mirror side: {0}")]
+    UnknownSide(String),
     /// No volume is exposed at this LUN of the virtual target.
     #[error("no volume is exposed as LUN {0}")]
     UnknownLun(u16),

@@ -101,6 +101,8 @@
 //! | `migrate` | `volume`, `to` (as many disks as the volume has data disks), `rate_mib_per_s` (optional, the copy's rate limit, 1..=100000; default unlimited) |
 //! | `cancel-migration` | `volume` (migrated earlier in the timeline: what was moved goes back, the volume stays on its disks) |
 //! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
+//! | `add-mirror-side` | `volume` (a mirror of fewer than 8 sides, or linear on one disk), `disk` (not one of its disks) |
+//! | `remove-mirror-side` | `volume` (a mirror of two or more sides at that time, a linear volume that took a side counting), `disk` (one of its sides) |
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
 //! | `kill-engine`, `restart-engine` | `engine` |
 //! | `split-segment` | `volume`, `at_kib` (inside a segment; a striped volume splits between whole stripe rows) |
@@ -415,6 +417,8 @@ pub enum ActionKind {
     Resync,
     /// Add a mirror side on a disk (a single-disk linear volume becomes a mirror).
     AddMirrorSide,
+    /// Remove the mirror side on a disk (a mirror left with one side becomes linear).
+    RemoveMirrorSide,
     /// Replicate a journaled volume asynchronously to a disk.
     Replicate,
     /// Kill an engine (its fast path and control path stop at once).
@@ -447,6 +451,7 @@ impl ActionKind {
             ActionKind::CancelMigration => "cancel-migration",
             ActionKind::Resync => "resync",
             ActionKind::AddMirrorSide => "add-mirror-side",
+            ActionKind::RemoveMirrorSide => "remove-mirror-side",
             ActionKind::Replicate => "replicate",
             ActionKind::KillEngine => "kill-engine",
             ActionKind::RestartEngine => "restart-engine",
@@ -841,6 +846,13 @@ pub enum EventAction {
         /// Index of the volume.
         volume: usize,
         /// The new side's disk.
+        disk: usize,
+    },
+    /// Remove a mirror side from a volume.
+    RemoveMirrorSide {
+        /// Index of the volume.
+        volume: usize,
+        /// The side's disk.
         disk: usize,
     },
     /// Replicate a journaled volume asynchronously.
@@ -2083,6 +2095,40 @@ impl<'a> Builder<'a> {
                 current_disks[volume].push(disk);
                 EventAction::AddMirrorSide { volume, disk }
             }
+            ActionKind::RemoveMirrorSide => {
+                let volume = volume_of(self)?;
+                let spec = &volumes[volume];
+                let current = &current_disks[volume];
+                let mirrored = matches!(spec.layout.kind(), LayoutKind::Mirror | LayoutKind::Linear);
+                if !mirrored || current.len() < 2 {
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    return Err(self.source.error_at(
+                        at,
+                        format!(
+                            "remove-mirror-side needs a mirror of two or more sides (a linear volume \
+                             counts once a side was added); `{}` is {} on {} disk(s) at that time",
+                            spec.name,
+                            spec.layout.kind().name(),
+                            current.len()
+                        ),
+                    ));
+                }
+                let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
+                let disk = self.lookup(&self.disks, "disk", reference)?;
+                if !current.contains(&disk) {
+                    return Err(self.source.error(
+                        reference,
+                        format!(
+                            "disk `{}` is not a side of `{}` at that time",
+                            reference.get_ref(),
+                            spec.name
+                        ),
+                    ));
+                }
+                current_disks[volume].retain(|d| *d != disk);
+                EventAction::RemoveMirrorSide { volume, disk }
+            }
             ActionKind::Replicate => {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
@@ -2174,6 +2220,7 @@ impl<'a> Builder<'a> {
                 | RestorePath
                 | Resync
                 | AddMirrorSide
+                | RemoveMirrorSide
                 | Replicate
         );
         let node_ok = matches!(kind, FailLink | RestoreLink | FailPath | RestorePath);
@@ -2184,6 +2231,7 @@ impl<'a> Builder<'a> {
                 | CancelMigration
                 | Resync
                 | AddMirrorSide
+                | RemoveMirrorSide
                 | Replicate
                 | SplitSegment
                 | MergeSegments
@@ -2274,7 +2322,8 @@ fn describe(
         EventAction::Resync { volume: index, disk: Some(side) } => {
             format!("{} ({})", volume(*index), disk(*side))
         }
-        EventAction::AddMirrorSide { volume: index, disk: side } => {
+        EventAction::AddMirrorSide { volume: index, disk: side }
+        | EventAction::RemoveMirrorSide { volume: index, disk: side } => {
             format!("{} on {}", volume(*index), disk(*side))
         }
         EventAction::Replicate { volume: index, disk: replica, interval_ms, .. } => {
@@ -3058,6 +3107,39 @@ disk = "d2"
         // A second cancel has no migration left to cancel.
         let again = "\n[[event]]\nat_ms = 3\naction = \"cancel-migration\" # <-\nvolume = \"v1\"";
         assert!(parse(&event(&format!("{migrate}\n{cancel}{again}"))).is_err());
+    }
+
+    #[test]
+    fn mirror_sides_are_removed_only_from_mirrors_that_have_them() {
+        let remove = |disk: &str, at: u64| {
+            format!(
+                "\n[[event]]\nat_ms = {at}\naction = \"remove-mirror-side\"\nvolume = \"v1\"\ndisk = \"{disk}\""
+            )
+        };
+        rejects(&event("at_ms = 1\naction = \"remove-mirror-side\" # <-\nvolume = \"v1\""), "needs `disk`");
+        rejects(
+            &event("at_ms = 1\naction = \"remove-mirror-side\"\nvolume = \"v1\"\ndisk = \"d3\" # <-"),
+            "disk `d3` is not a side of `v1`",
+        );
+        // The first removal leaves one side: a second is refused, naming the volume's line.
+        let twice = with(&format!(
+            "{}{}",
+            remove("d1", 1),
+            remove("d2", 2).replace("volume = \"v1\"", "volume = \"v1\" # <-")
+        ));
+        rejects(&twice, "needs a mirror of two or more sides");
+        // Once a side is added, one can be removed again (the disk replaced), and the
+        // removed disk is no side any more.
+        let add = "\n[[event]]\nat_ms = 1\naction = \"add-mirror-side\"\nvolume = \"v1\"\ndisk = \"d3\"";
+        let ok = parse(&with(&format!("{add}{}", remove("d1", 2)))).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(ok.events[1].action, EventAction::RemoveMirrorSide { volume: 0, disk: 0 });
+        assert_eq!(ok.events[1].description, "remove-mirror-side v1 on d1");
+        let again = with(&format!(
+            "{add}{}{}",
+            remove("d1", 2),
+            remove("d1", 3).replace("disk = \"d1\"", "disk = \"d1\" # <-")
+        ));
+        rejects(&again, "disk `d1` is not a side of `v1`");
     }
 
     #[test]

@@ -1281,6 +1281,7 @@ impl<'a> World<'a> {
             }
             EventAction::Resync { volume, disk } => self.resync(*volume, *disk),
             EventAction::AddMirrorSide { volume, disk } => self.add_mirror_side(*volume, *disk),
+            EventAction::RemoveMirrorSide { volume, disk } => self.remove_mirror_side(*volume, *disk),
             EventAction::Snapshot { volume, name, copy_granularity_blocks } => {
                 self.snapshot(*volume, name, *copy_granularity_blocks)
             }
@@ -1786,6 +1787,36 @@ impl<'a> World<'a> {
                     FlowEnd::Resync(lv, side),
                 );
                 format!("side {side} added: the whole volume is copied onto it")
+            }
+            Err(err) => format!("refused: {err}"),
+        };
+        self.engine_settle(e);
+        outcome
+    }
+
+    /// Remove the mirror side on `disk`; its space is free once the engine's workers let go.
+    fn remove_mirror_side(&mut self, volume: usize, disk: usize) -> String {
+        let scenario = self.scenario;
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
+        };
+        let control = self.engines[e].switch.control_mut();
+        let removed = control.device_of(Wwn(scenario.disks[disk].port_wwpn(0))).and_then(|device| {
+            let side = control.side_of_device(lv, device).ok_or_else(|| {
+                dve_controlpath::Error::UnknownSide(format!(
+                    "{} is no side of {}",
+                    scenario.disks[disk].name, scenario.volumes[volume].name
+                ))
+            })?;
+            control.remove_mirror_side(lv, side).map(|()| side)
+        });
+        let outcome = match removed {
+            Ok(side) => {
+                let left = control.volume(lv).map_or(0, |v| v.record.allocations.len());
+                // A resync of the side (its addition, or its return) ended with it.
+                self.close_flows(e, FlowEnd::Resync(lv, side));
+                format!("side {side} of {} removed: {left} side(s) left", scenario.volumes[volume].name)
             }
             Err(err) => format!("refused: {err}"),
         };

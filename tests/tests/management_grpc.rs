@@ -948,3 +948,97 @@ fn mirror_sides_are_added_online_and_bad_additions_say_why_and_change_nothing() 
         assert_eq!(m.sides.len(), 3);
     });
 }
+
+#[test]
+fn mirror_sides_are_removed_online_and_bad_removals_say_why_and_change_nothing() {
+    let (runtime, engine, mut client) = start(4);
+    runtime.block_on(async {
+        client.create_volume(create("mir", 4096, mirror(&[disk(0), disk(1), disk(2)]))).await.expect("mir");
+        client.create_volume(create("lin", 4096, linear(&disk(3)))).await.expect("lin");
+        let lister = client.clone();
+        let volumes = || {
+            let mut lister = lister.clone();
+            async move { lister.list_volumes(pb::Empty {}).await.expect("volumes").into_inner() }
+        };
+        let before = volumes().await;
+        let remove = |volume: &str, side: Option<pb::Layout>, side_index: Option<u32>| {
+            pb::RemoveMirrorSideRequest { volume: volume.into(), segment: 0, side, side_index }
+        };
+        let stripe = pb::Layout {
+            kind: Some(pb::layout::Kind::Stripe(pb::Stripe {
+                unit_blocks: 64,
+                members: [disk(0), disk(1)]
+                    .iter()
+                    .map(|d| pb::Placement { device_id: d.clone(), start_lba: 0 })
+                    .collect(),
+            })),
+        };
+        let cases = [
+            ("no volume name", remove("", None, Some(0)), Code::InvalidArgument, "volume"),
+            ("an unknown volume", remove("nope", None, Some(0)), Code::NotFound, "nope"),
+            ("no side", remove("mir", None, None), Code::InvalidArgument, "side"),
+            (
+                "one segment",
+                pb::RemoveMirrorSideRequest { segment: 1, ..remove("mir", None, Some(0)) },
+                Code::Unimplemented,
+                "segment",
+            ),
+            ("a striped side", remove("mir", Some(stripe), None), Code::Unimplemented, "side"),
+            ("an unknown index", remove("mir", None, Some(3)), Code::NotFound, "no side 3"),
+            (
+                "an unknown device",
+                remove("mir", Some(linear(&wwpn(0x2200_0000_0000_0999))), None),
+                Code::NotFound,
+                "22:00",
+            ),
+            ("a device it is not on", remove("mir", Some(linear(&disk(3))), None), Code::NotFound, "no side"),
+            (
+                "a device and an index that disagree",
+                remove("mir", Some(linear(&disk(1))), Some(2)),
+                Code::InvalidArgument,
+                "side_index",
+            ),
+            ("a linear volume", remove("lin", None, Some(0)), Code::FailedPrecondition, "not a mirror"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.remove_mirror_side(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(
+                status.message().contains(named),
+                "{what}: {:?} does not name {named:?}",
+                status.message()
+            );
+            assert_eq!(volumes().await, before, "{what} changed a volume");
+        }
+
+        // By device: the mirror keeps two sides; by index: it becomes linear on the last one.
+        let mir = client
+            .remove_mirror_side(remove("mir", Some(linear(&disk(0))), None))
+            .await
+            .expect("side on disk 0 removed")
+            .into_inner();
+        let pb::layout::Kind::Mirror(m) = layout_kind(&mir.segments[0]) else {
+            panic!("not a mirror: {mir:?}")
+        };
+        assert_eq!(m.sides.len(), 2);
+        engine.lock().run_until(100_000_000, |_| false);
+        // Disk 1 dies: disk 2 is the only current side and cannot go.
+        let lv = engine.with_control(|c| c.volume_named("mir").expect("mir"));
+        engine.with_control(|c| {
+            let d1 = c.device_of(dve_fp_api::ids::Wwn(dve_tests::bench::disk_wwpn(1))).expect("disk 1");
+            let side = c.side_of_device(lv, d1).expect("a side");
+            assert_eq!(side, 0, "disk 1's side took index 0");
+        });
+        let last = remove("mir", Some(linear(&disk(1))), Some(0));
+        let mir = client.remove_mirror_side(last).await.expect("side 0 removed").into_inner();
+        let pb::layout::Kind::Linear(l) = layout_kind(&mir.segments[0]) else {
+            panic!("not linear: {mir:?}")
+        };
+        assert_eq!(l.placement.as_ref().map(|p| p.device_id.clone()), Some(disk(2)));
+        let gone = client.remove_mirror_side(remove("mir", None, Some(0))).await.expect_err("linear now");
+        assert_eq!(gone.code(), Code::FailedPrecondition, "{gone:?}");
+        // The whole of disks 0 and 1 is free again once the workers let go.
+        engine.lock().run_until(100_000_000, |_| false);
+        client.create_volume(create("again", 65_536, mirror(&[disk(0), disk(1)]))).await.expect("room again");
+    });
+}

@@ -172,6 +172,19 @@ enum VolumeCommand {
         #[arg(long)]
         device: String,
     },
+    /// Remove a mirror side, named by its device or its index (a mirror left with one side
+    /// becomes linear); its space is free once the fast path has let go of it. The side must
+    /// not be the only one holding current data.
+    RemoveSide {
+        /// The volume.
+        name: String,
+        /// The device (target WWPN) of the side.
+        #[arg(long, required_unless_present = "index")]
+        device: Option<String>,
+        /// The side's index (the order `volume show` lists the sides in).
+        #[arg(long)]
+        index: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -541,6 +554,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Volume(VolumeCommand::AddSide { name, device }) => {
             let request = pb::AddMirrorSideRequest { volume: name, segment: 0, side: Some(linear(&device)) };
             print_tasks(&[client.add_mirror_side(request).await?.into_inner()]);
+        }
+        Command::Volume(VolumeCommand::RemoveSide { name, device, index }) => {
+            let request = pb::RemoveMirrorSideRequest {
+                volume: name,
+                segment: 0,
+                side: device.as_deref().map(linear),
+                side_index: index,
+            };
+            print_volumes(&[client.remove_mirror_side(request).await?.into_inner()]);
         }
         Command::Snapshot(SnapshotCommand::Create {
             source,

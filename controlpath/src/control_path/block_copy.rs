@@ -99,6 +99,11 @@ impl ControlPath {
         }
     }
 
+    /// Whether a copy in flight has a leg (read or write) on `device`.
+    pub(super) fn copies_reach(&self, device: DeviceId) -> bool {
+        self.copies.active.values().any(|c| c.reads.iter().chain(&c.writes).any(|l| l.device == device))
+    }
+
     /// The worker whose port reaches `device`.
     pub(super) fn worker_for_device(&self, device: DeviceId) -> WorkerId {
         self.devices

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use dve_fp_api::fault::FaultCause;
-use dve_fp_api::ids::{IoTag, LvId, WorkerId};
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, WorkerId};
 use dve_fp_api::io::{
     DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus, Sense,
 };
@@ -87,6 +87,11 @@ impl ControlPath {
     /// Whether the control path runs an I/O of `lv`.
     pub(super) fn has_manual_io_on(&self, lv: LvId) -> bool {
         self.manual.values().any(|m| m.lv == lv)
+    }
+
+    /// Whether an I/O the control path runs has (or may dispatch again) a leg on `device`.
+    pub(super) fn manual_io_reaches(&self, device: DeviceId) -> bool {
+        self.manual.values().any(|m| m.legs.iter().any(|l| l.device == device))
     }
 
     /// Take over an upstream read or write.
@@ -443,7 +448,32 @@ impl ControlPath {
         let Some(op) = self.manual.get(&id) else { return };
         let lv = op.lv;
         let write = op.write;
-        // Mirror legs that failed: declare their sides dead first (seed 003 section 6.5).
+        // Legs on a side removed since they were dispatched: that side's copy no longer
+        // matters, so a write counts on the sides left; a read runs again on them.
+        let (gone, mut failed): (Vec<_>, Vec<_>) = failed
+            .into_iter()
+            .partition(|(leg, _)| leg.side.is_some() && self.removed_side_device(lv, leg.device));
+        if !gone.is_empty() && !write {
+            if let Some(op) = self.manual.get_mut(&id) {
+                op.stage = Stage::Preparing;
+                op.results.clear();
+            }
+            self.maybe_dispatch_manual(id);
+            return;
+        }
+        if failed.is_empty() {
+            self.finish_manual(id, IoStatus::GOOD);
+            return;
+        }
+        // Mirror legs that failed: declare their sides dead first (seed 003 section 6.5). The
+        // side is found by the leg's device, since a side's removal renumbers the later ones.
+        for (leg, _) in &mut failed {
+            if leg.side.is_some()
+                && let Some(side) = self.side_of(lv, leg.device)
+            {
+                leg.side = Some(side);
+            }
+        }
         let sides: Vec<usize> = failed.iter().filter_map(|(leg, _)| leg.side).collect();
         if sides.len() == failed.len() {
             let covered = !write || self.every_piece_written(id);
@@ -577,6 +607,10 @@ impl ControlPath {
         };
         // A snapshot still completing reads unpushed blocks through its source's sides.
         let owner = request.lv.map(|lv| self.reading_through(lv).unwrap_or(lv));
+        if owner.is_some_and(|lv| self.removed_side_device(lv, failure.device)) {
+            self.removed_side_failed(io, request);
+            return;
+        }
         let side = owner.and_then(|lv| self.side_of(lv, failure.device).map(|s| (lv, s)));
         if let Some((lv, side)) = side {
             self.side_failed(lv, side);

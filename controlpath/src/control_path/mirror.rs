@@ -37,6 +37,11 @@ use crate::volume::{DeviceLeg, LayoutSpec};
 /// Prefix of resync task keys: `resync/<lv>` is the task, `resync/<lv>/copied` its progress.
 pub(super) const TASK_KEY: &[u8] = b"resync/";
 
+/// Delete the task records of `lv`'s resync (its side left the volume).
+pub(super) fn delete_resync_task(batch: &mut Batch, lv: LvId) {
+    batch.delete(Table::Tasks, task_key(lv)).delete(Table::Tasks, progress_key(lv));
+}
+
 fn task_key(lv: LvId) -> Vec<u8> {
     let mut key = TASK_KEY.to_vec();
     key.extend_from_slice(&lv.0.to_be_bytes());
@@ -117,6 +122,9 @@ pub(super) struct MirrorWork {
     resyncs: BTreeMap<LvId, Resync>,
     /// Sides dead whose DEAD state could not be committed yet: their volume's I/O is held.
     unrecorded_deaths: BTreeSet<(LvId, usize)>,
+    /// Copy steps of resyncs ended by their side's removal: each still holds its range lock
+    /// (and may have a copy out) until it ends.
+    abandoned: Vec<(LvId, CopyStep)>,
 }
 
 impl MirrorWork {
@@ -161,6 +169,88 @@ impl MirrorWork {
                     .is_some_and(|blocks| blocks.div_ceil(list.extent_blocks()) == list.len() as u64)
             })
             .collect();
+    }
+
+    /// The side of `lv` being resynchronized, if one is.
+    pub(super) fn resyncing_side(&self, lv: LvId) -> Option<usize> {
+        self.resyncs.get(&lv).map(|r| r.side)
+    }
+
+    /// Whether a copy step of a resync of `lv` ended by a side's removal is still out.
+    pub(super) fn abandoned_steps_on(&self, lv: LvId) -> bool {
+        self.abandoned.iter().any(|(l, _)| *l == lv)
+    }
+
+    /// Side `side` of `lv` (whose segments are `segments`) is removed: its age lists go and
+    /// the later sides' lists take the index before theirs (with `still_mirror` false every
+    /// list goes), the written entries go with the tables they named, and a resync of the side
+    /// ends (its step in hand finishing on its own). Returns whether a resync ended.
+    pub(super) fn side_removed(
+        &mut self,
+        lv: LvId,
+        segments: &[VsegId],
+        side: usize,
+        still_mirror: bool,
+    ) -> bool {
+        let lists: Vec<((VsegId, usize), AgeList)> = self
+            .ages
+            .iter()
+            .filter(|((seg, _), _)| segments.contains(seg))
+            .map(|(k, l)| (*k, l.clone()))
+            .collect();
+        for ((seg, s), list) in lists {
+            self.ages.remove(&(seg, s));
+            if still_mirror && s != side {
+                self.ages.insert((seg, if s > side { s - 1 } else { s }), list);
+            }
+        }
+        self.written.retain(|seg, _| !segments.contains(seg));
+        match self.resyncs.get(&lv) {
+            Some(r) if r.side == side => {
+                if let Some(r) = self.resyncs.remove(&lv)
+                    && let Some(step) = r.step
+                {
+                    self.abandoned.push((lv, step));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Put every age list of `segments` into `batch`.
+    pub(super) fn put_stored_ages(&self, batch: &mut Batch, segments: &[VsegId]) -> Result<(), Error> {
+        for ((seg, side), list) in &self.ages {
+            if segments.contains(seg) {
+                age_records::put_list(batch, *seg, *side, list)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make a freshly built table of a degraded mirror fault writes until their age extents
+    /// are stamped, if this engine keeps ages for the segment (without, the dead side is
+    /// copied whole and nothing is stamped).
+    pub(super) fn fault_writes_until_stamped(&mut self, map: &mut VsegMap) {
+        let seg = map.descriptor().id;
+        if self.ages.range((seg, 0)..=(seg, usize::MAX)).next().is_some() {
+            fault_writes_until_stamped(map, &mut self.written);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn insert_ages_for_test(&mut self, seg: VsegId, side: usize, list: AgeList) {
+        self.ages.insert((seg, side), list);
+    }
+
+    #[cfg(test)]
+    pub(super) fn ages_for_test(&self, seg: VsegId, side: usize) -> Option<&AgeList> {
+        self.ages.get(&(seg, side))
+    }
+
+    #[cfg(test)]
+    pub(super) fn ages_for_test_count(&self, seg: VsegId) -> usize {
+        self.ages.range((seg, 0)..=(seg, usize::MAX)).count()
     }
 
     pub(super) fn progress(&self) -> Vec<ResyncProgress> {
@@ -553,6 +643,11 @@ impl ControlPath {
     }
 
     pub(super) fn resync_start_revoked(&mut self, lv: LvId, side: usize) {
+        // The resync ended while the tables were revoked (its side was removed): the index
+        // may name another side now.
+        if self.mirror.resyncs.get(&lv).map(|r| r.side) != Some(side) {
+            return;
+        }
         let age_blocks = self.config.age_extent_blocks;
         let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };
@@ -734,7 +829,13 @@ impl ControlPath {
 
     pub(super) fn resync_lock_released(&mut self) {}
 
-    pub(super) fn resync_copy_revoked(&mut self, lv: LvId, _step: u64, _revocation: u64) {
+    pub(super) fn resync_copy_revoked(&mut self, lv: LvId, _step: u64, revocation: u64) {
+        // A step whose side was removed while its range was being fenced copies nothing.
+        if let Some(i) = self.mirror.abandoned.iter().position(|(l, s)| *l == lv && s.lock == revocation) {
+            self.mirror.abandoned.remove(i);
+            self.release_lock(revocation);
+            return;
+        }
         let Some(r) = self.mirror.resyncs.get(&lv) else { return };
         let side = r.side;
         let Some(step) = r.step.as_ref() else { return };
@@ -765,6 +866,12 @@ impl ControlPath {
 
     /// The copy of the current resync step ended.
     pub(super) fn resync_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
+        // The copy of a step whose side was removed: only its range lock is left to release.
+        if let Some(i) = self.mirror.abandoned.iter().position(|(l, s)| *l == lv && s.copy == Some(copy)) {
+            let (_, step) = self.mirror.abandoned.remove(i);
+            self.release_lock(step.lock);
+            return;
+        }
         let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) else { return };
         if step.copy != Some(copy) {
             return;
@@ -818,6 +925,11 @@ impl ControlPath {
     }
 
     pub(super) fn resync_finish_revoked(&mut self, lv: LvId, side: usize) {
+        // The resync that finished may have ended meanwhile (its side was removed), and
+        // another begun: that one is not finished.
+        if self.mirror.resyncs.get(&lv).is_none_or(|r| r.side != side || !r.finishing) {
+            return;
+        }
         let Some(r) = self.mirror.resyncs.remove(&lv) else { return };
         let snapshot = self.snapshot_over(lv);
         let Some(v) = self.volumes.get_mut(&lv) else { return };

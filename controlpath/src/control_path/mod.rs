@@ -21,6 +21,7 @@ mod restart;
 mod revocation;
 mod scsi_queue;
 mod side_addition;
+mod side_removal;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -178,6 +179,16 @@ pub enum ControlEvent {
         lv: LvId,
         /// The side.
         side: usize,
+    },
+    /// A mirror side was removed from a volume (committed); its devices' space is free once
+    /// the workers and the control path's own I/O let go of it.
+    SideRemoved {
+        /// The volume.
+        lv: LvId,
+        /// The side's index before the removal (later sides now have the index before theirs).
+        side: usize,
+        /// The devices the side was on.
+        devices: Vec<DeviceId>,
     },
     /// A volume's LUN was withdrawn from every host.
     VolumeHidden {
@@ -395,6 +406,8 @@ pub struct ControlPath {
     journals: BTreeMap<LvId, journal::VolumeJournal>,
     /// Claims of deleted volumes, held until every worker has dropped the volume.
     deleting: BTreeMap<LvId, Vec<crate::volume::Allocation>>,
+    /// Claims of removed mirror sides, held until nothing uses them.
+    side_removals: side_removal::SideRemovals,
     now: u64,
 }
 
@@ -444,6 +457,7 @@ impl ControlPath {
             store: None,
             journals: BTreeMap::new(),
             deleting: BTreeMap::new(),
+            side_removals: side_removal::SideRemovals::default(),
             now: 0,
             config,
         }
@@ -655,6 +669,7 @@ impl ControlPath {
         self.replication_tick();
         self.path_recheck_tick();
         self.awaiting_tick();
+        self.free_removed_sides();
     }
 
     fn fabric_events(&mut self) {

@@ -49,6 +49,8 @@ pub(super) enum AfterRevocation {
     VolumeDeleted { lv: LvId },
     /// A mirror range whose write leg timed out is fenced: copy it onto the other sides.
     Reconcile(u64),
+    /// Every worker dropped the tables a removed mirror side was in.
+    SideRemoved { removal: u64 },
 }
 
 /// One revocation in progress.
@@ -276,6 +278,7 @@ impl ControlPath {
             AfterRevocation::Reconfigure { lv } => self.reconfigure_revoked(lv),
             AfterRevocation::VolumeDeleted { lv } => self.volume_deleted_revoked(lv),
             AfterRevocation::Reconcile(reconcile) => self.reconcile_revoked(reconcile),
+            AfterRevocation::SideRemoved { removal } => self.side_removal_revoked(removal),
         }
         if !segment_locks.is_empty() {
             for lock in segment_locks {

@@ -150,7 +150,7 @@ fn same_segments(live: &Volume, rebuilt: &Volume) -> bool {
         })
 }
 
-fn layout_name(layout: &LayoutSpec) -> &'static str {
+pub(super) fn layout_name(layout: &LayoutSpec) -> &'static str {
     match layout {
         LayoutSpec::Linear { .. } => "linear",
         LayoutSpec::Stripe { .. } => "a stripe set",

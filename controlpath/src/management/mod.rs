@@ -10,8 +10,8 @@
 //! checks every claim before making any and rolls back a failed commit.
 //!
 //! What the control path does not support yet answers `UNIMPLEMENTED` with a message naming
-//! what is missing: cancelling a task, adding a mirror side to one segment only or a side
-//! that is not one device.
+//! what is missing: cancelling a task, adding or removing a mirror side of one segment only
+//! or a side that is not one device.
 //!
 //! `dved` serves it over the running engine (`crate::daemon::access::ControlAccess`); the
 //! scenario test `tests/tests/management_grpc.rs` serves it over the zero-latency bench
@@ -457,6 +457,61 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             task_of(c, TaskId::Resync(lv, side as u16))
         })?;
         Ok(Response::new(task))
+    }
+
+    /// The side is named by its device (a linear layout, as AddMirrorSide names it), by its
+    /// index, or both (then they must agree); the reply is the volume without it.
+    async fn remove_mirror_side(
+        &self,
+        request: Request<pb::RemoveMirrorSideRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let r = request.into_inner();
+        let name = name_field("volume", &r.volume)?;
+        if r.segment != 0 {
+            return Err(not_supported(
+                "removing a side from one segment (segment): mirror sides span the whole volume; leave it 0",
+            ));
+        }
+        let target = match r.side.as_ref() {
+            None => None,
+            Some(side) => match LayoutRequest::parse("side", Some(side))? {
+                LayoutRequest::Linear(target) => Some(target),
+                _ => {
+                    return Err(not_supported(
+                        "naming a side by a layout that is not one device (side): give side.linear or side_index",
+                    ));
+                }
+            },
+        };
+        if target.is_none() && r.side_index.is_none() {
+            return Err(missing_field("side (or side_index)"));
+        }
+        let volume = self.control(|c| {
+            let lv = volume_named(c, name)?;
+            let by_device = match target {
+                Some(target) => {
+                    let device = c.device_of(target)?;
+                    Some(c.side_of_device(lv, device).ok_or_else(|| {
+                        Error::UnknownSide(format!("the device of target {target} holds no side of {name}"))
+                    })?)
+                }
+                None => None,
+            };
+            let side = match (by_device, r.side_index) {
+                (Some(a), Some(b)) if a != b as usize => {
+                    return Err(Error::invalid(
+                        "side_index",
+                        format!("side {b} is not the side on the device named (that is side {a})"),
+                    ));
+                }
+                (Some(side), _) => side,
+                (None, Some(index)) => index as usize,
+                (None, None) => return Err(Error::invalid("side", "missing")),
+            };
+            c.remove_mirror_side(lv, side)?;
+            volume_of(c, lv)
+        })?;
+        Ok(Response::new(volume))
     }
 
     /// The replica is named by the port name of the target that holds it (a volume of the

@@ -20,7 +20,8 @@ pub fn status_of(error: &Error) -> Status {
         | Error::UnknownVolumeName(_)
         | Error::UnknownDevice(_)
         | Error::UnknownTarget(_)
-        | Error::UnknownLun(_) => Code::NotFound,
+        | Error::UnknownLun(_)
+        | Error::UnknownSide(_) => Code::NotFound,
         Error::DuplicateVolume(_) => Code::AlreadyExists,
         Error::NoSpace { .. } => Code::ResourceExhausted,
         Error::DeviceNotReady(_) | Error::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -76,6 +77,7 @@ mod tests {
             (Error::UnknownDevice(DeviceId(1)), Code::NotFound),
             (Error::UnknownTarget(Wwn(7)), Code::NotFound),
             (Error::UnknownLun(3), Code::NotFound),
+            (Error::UnknownSide("m has no side 2".into()), Code::NotFound),
             (Error::Unsupported("deleting snapshots".into()), Code::Unimplemented),
             (Error::DuplicateVolume("v".into()), Code::AlreadyExists),
             (Error::NoSpace { device: DeviceId(1), wanted: 9, free: 1 }, Code::ResourceExhausted),

@@ -238,9 +238,12 @@ impl ControlPath {
             LayoutSpec::Linear { devices } | LayoutSpec::Stripe { devices, .. } => devices.clone(),
             LayoutSpec::Journal { primary, .. } => vec![*primary],
             LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. } => {
-                return Err(Error::FailedPrecondition(
-                    "migrating mirrored volumes is not supported yet".into(),
-                ));
+                return Err(Error::FailedPrecondition(format!(
+                    "migrating mirrored volumes is not supported yet: to move a side of {}, add a \
+                     side on the new device (AddMirrorSide), let it resynchronize, then remove the \
+                     old side (RemoveMirrorSide)",
+                    v.record.name
+                )));
             }
             LayoutSpec::Snapshot { .. } | LayoutSpec::Incremental { .. } => {
                 return Err(Error::FailedPrecondition(
