@@ -57,23 +57,30 @@ struct BlockCopy {
 }
 
 impl BlockCopy {
-    /// Puts a read leg's `data` at byte `at` of the range; `false` if it does not fit. Data
-    /// that follows what is there is appended; data past it leaves a gap of zeros for a later
-    /// leg to overwrite, and data before it overwrites what is there.
-    fn fill(&mut self, at: usize, data: &[u8]) -> bool {
+    /// Puts a read leg's `data` at byte `at` of the range; `false` if it does not fit. The
+    /// first data at the start of the range becomes the buffer (not copied when nothing else
+    /// holds it: a read leg's data is the worker's own buffer); data that follows what is
+    /// there is appended; data past it leaves a gap of zeros for a later leg to overwrite,
+    /// and data before it overwrites what is there.
+    fn fill(&mut self, at: usize, data: Bytes) -> bool {
         let end = at + data.len();
         if end > self.len {
             return false;
         }
         let buf = &mut self.buf;
+        if at == 0 && buf.is_empty() {
+            *buf = Vec::from(data);
+            return true;
+        }
+        buf.reserve(self.len - buf.len());
         if at >= buf.len() {
             buf.resize(at, 0);
-            buf.extend_from_slice(data);
+            buf.extend_from_slice(&data);
         } else {
             if end > buf.len() {
                 buf.resize(end, 0);
             }
-            buf[at..end].copy_from_slice(data);
+            buf[at..end].copy_from_slice(&data);
         }
         true
     }
@@ -109,8 +116,9 @@ impl ControlPath {
             writes,
             block_size,
             len: blocks as usize * block_size,
-            // Reserved, not zeroed: the read legs write every byte, mostly one after the other.
-            buf: Vec::with_capacity(blocks as usize * block_size),
+            // Neither zeroed nor allocated yet: the read legs write every byte, mostly one
+            // after the other, and the first one's data is often the whole range.
+            buf: Vec::new(),
             failed: false,
             writing: false,
         };
@@ -145,10 +153,11 @@ impl ControlPath {
             let bs = copy.block_size;
             match (data, copy.reads.get(leg)) {
                 // A read that lost data frames on the way is no source for a copy.
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * bs => {
+                (Some(mut data), Some(info)) if data.len() >= info.blocks as usize * bs => {
                     let at = info.offset as usize * bs;
-                    let n = info.blocks as usize * bs;
-                    if !copy.fill(at, &data[..n]) {
+                    // Cut, not sliced: a slice would share the bytes and have them copied.
+                    data.truncate(info.blocks as usize * bs);
+                    if !copy.fill(at, data) {
                         copy.failed = true;
                     }
                 }
@@ -263,7 +272,7 @@ mod tests {
             writes: Vec::new(),
             block_size: 1,
             len,
-            buf: Vec::with_capacity(len),
+            buf: Vec::new(),
             outstanding: 0,
             failed: false,
             writing: false,
@@ -290,7 +299,7 @@ mod tests {
                     }
                     None => false,
                 };
-                prop_assert_eq!(copy.fill(at, &data), fits);
+                prop_assert_eq!(copy.fill(at, Bytes::from(data)), fits);
             }
             copy.buf.resize(copy.len, 0);
             prop_assert_eq!(copy.buf, zeroed);
