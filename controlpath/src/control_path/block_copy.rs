@@ -43,7 +43,10 @@ struct BlockCopy {
     reads: Vec<DeviceLeg>,
     writes: Vec<DeviceLeg>,
     block_size: usize,
-    /// The range's data, assembled from the read legs.
+    /// The range's length in bytes.
+    len: usize,
+    /// The range's data, assembled from the read legs: filled as far as the legs that came
+    /// back reach (see [`BlockCopy::fill`]), then made `len` long when the reads are over.
     buf: Vec<u8>,
     /// Legs of the current phase not yet answered.
     outstanding: usize,
@@ -51,6 +54,36 @@ struct BlockCopy {
     failed: bool,
     /// The read phase is over; the write legs are out.
     writing: bool,
+}
+
+impl BlockCopy {
+    /// Puts a read leg's `data` at byte `at` of the range; `false` if it does not fit. The
+    /// first data at the start of the range becomes the buffer (not copied when nothing else
+    /// holds it: a read leg's data is the worker's own buffer); data that follows what is
+    /// there is appended; data past it leaves a gap of zeros for a later leg to overwrite,
+    /// and data before it overwrites what is there.
+    fn fill(&mut self, at: usize, data: Bytes) -> bool {
+        let end = at + data.len();
+        if end > self.len {
+            return false;
+        }
+        let buf = &mut self.buf;
+        if at == 0 && buf.is_empty() {
+            *buf = Vec::from(data);
+            return true;
+        }
+        buf.reserve(self.len - buf.len());
+        if at >= buf.len() {
+            buf.resize(at, 0);
+            buf.extend_from_slice(&data);
+        } else {
+            if end > buf.len() {
+                buf.resize(end, 0);
+            }
+            buf[at..end].copy_from_slice(&data);
+        }
+        true
+    }
 }
 
 /// Copies in flight, by id.
@@ -82,7 +115,10 @@ impl ControlPath {
             reads,
             writes,
             block_size,
-            buf: vec![0; blocks as usize * block_size],
+            len: blocks as usize * block_size,
+            // Neither zeroed nor allocated yet: the read legs write every byte, mostly one
+            // after the other, and the first one's data is often the whole range.
+            buf: Vec::new(),
             failed: false,
             writing: false,
         };
@@ -122,12 +158,12 @@ impl ControlPath {
             let bs = copy.block_size;
             match (data, copy.reads.get(leg)) {
                 // A read that lost data frames on the way is no source for a copy.
-                (Some(data), Some(info)) if data.len() >= info.blocks as usize * bs => {
+                (Some(mut data), Some(info)) if data.len() >= info.blocks as usize * bs => {
                     let at = info.offset as usize * bs;
-                    let n = info.blocks as usize * bs;
-                    match copy.buf.get_mut(at..at + n) {
-                        Some(into) => into.copy_from_slice(&data[..n]),
-                        None => copy.failed = true,
+                    // Cut, not sliced: a slice would share the bytes and have them copied.
+                    data.truncate(info.blocks as usize * bs);
+                    if !copy.fill(at, data) {
+                        copy.failed = true;
                     }
                 }
                 _ => copy.failed = true,
@@ -136,6 +172,10 @@ impl ControlPath {
         copy.outstanding = copy.outstanding.saturating_sub(1);
         if copy.outstanding > 0 {
             return;
+        }
+        if !copy.writing {
+            // What no leg covered reads as zeros.
+            copy.buf.resize(copy.len, 0);
         }
         if copy.failed || copy.writing || copy.writes.is_empty() {
             let Some(copy) = self.copies.active.remove(&id) else { return };
@@ -221,4 +261,53 @@ pub(super) fn granules_touched(
         }
     }
     touched
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A copy of `len` bytes with nothing read yet.
+    fn empty_copy(len: usize) -> BlockCopy {
+        BlockCopy {
+            owner: CopyOwner::Reconcile { id: 0 },
+            reads: Vec::new(),
+            writes: Vec::new(),
+            block_size: 1,
+            len,
+            buf: Vec::new(),
+            outstanding: 0,
+            failed: false,
+            writing: false,
+        }
+    }
+
+    proptest! {
+        /// Legs put in any order, overlapping or not, leave the bytes a zeroed buffer of the
+        /// range's length overwritten by each leg in turn would hold, and fail where that
+        /// buffer had no room.
+        #[test]
+        fn legs_filled_in_any_order_give_the_zeroed_buffer_overwritten(
+            len in 0usize..64,
+            legs in proptest::collection::vec((0usize..70, 0usize..20, any::<u8>()), 0..8),
+        ) {
+            let mut copy = empty_copy(len);
+            let mut zeroed = vec![0u8; len];
+            for (at, n, byte) in legs {
+                let data = vec![byte; n];
+                let fits = match zeroed.get_mut(at..at + n) {
+                    Some(into) => {
+                        into.copy_from_slice(&data);
+                        true
+                    }
+                    None => false,
+                };
+                prop_assert_eq!(copy.fill(at, Bytes::from(data)), fits);
+            }
+            copy.buf.resize(copy.len, 0);
+            prop_assert_eq!(copy.buf, zeroed);
+        }
+    }
 }
