@@ -122,8 +122,8 @@ pub(super) struct MirrorWork {
     resyncs: BTreeMap<LvId, Resync>,
     /// Sides dead whose DEAD state could not be committed yet: their volume's I/O is held.
     unrecorded_deaths: BTreeSet<(LvId, usize)>,
-    /// Copy steps of resyncs ended by their side's removal: each still holds its range lock
-    /// (and may have a copy out) until it ends.
+    /// Copy steps of resyncs ended by their side's removal or death: each still holds its
+    /// range lock (and may have a copy out) until it ends.
     abandoned: Vec<(LvId, CopyStep)>,
 }
 
@@ -176,7 +176,7 @@ impl MirrorWork {
         self.resyncs.get(&lv).map(|r| r.side)
     }
 
-    /// Whether a copy step of a resync of `lv` ended by a side's removal is still out.
+    /// Whether a copy step of an ended resync of `lv` is still out.
     pub(super) fn abandoned_steps_on(&self, lv: LvId) -> bool {
         self.abandoned.iter().any(|(l, _)| *l == lv)
     }
@@ -349,8 +349,12 @@ impl ControlPath {
         if !self.mirror.dying.insert((lv, side)) {
             return;
         }
-        if state == Some(SideState::Resync) {
-            self.mirror.resyncs.remove(&lv);
+        if state == Some(SideState::Resync)
+            && let Some(r) = self.mirror.resyncs.remove(&lv)
+            && let Some(step) = r.step
+        {
+            // A copy step out holds its range lock until its fence or copy comes back.
+            self.mirror.abandoned.push((lv, step));
         }
         let mut segments = self.segments_of(lv);
         // A snapshot reading through the sides stops reading the dead one at the same time.

@@ -702,13 +702,13 @@ mod tests {
         assert_eq!(c.cp.resyncs().len(), 1, "the resync goes on");
     }
 
-    #[test]
-    fn a_side_being_resynchronized_is_removed_and_its_resync_ends() {
+    /// Side 2 died, missed a write, and came back: its resync's first copy step is out, its
+    /// device write held.
+    fn resync_step_out() -> Bench {
         let mut b = Bench::new();
         b.cp.side_failed(b.lv, 2);
         b.settle();
         b.host_write(1, 0, 8, 0x66);
-        // The resync's first copy is out when the side goes.
         b.hold = hold_device_writes;
         b.log_in(2);
         for _ in 0..3 {
@@ -716,6 +716,13 @@ mod tests {
         }
         assert!(!b.held.is_empty(), "a copy step is out");
         assert_eq!(b.cp.resyncs().len(), 1);
+        b
+    }
+
+    #[test]
+    fn a_side_being_resynchronized_is_removed_and_its_resync_ends() {
+        // The resync's first copy is out when the side goes.
+        let mut b = resync_step_out();
         b.cp.remove_mirror_side(b.lv, 2).unwrap();
         b.settle();
         assert!(b.cp.resyncs().is_empty(), "the resync ended with its side");
@@ -733,6 +740,23 @@ mod tests {
         let b = b.restart();
         assert!(b.cp.resyncs().is_empty());
         assert_eq!(b.cp.volume(b.lv).unwrap().record.side_states, vec![SideState::Alive; 2]);
+    }
+
+    #[test]
+    fn a_resynchronizing_side_that_dies_again_lets_its_copy_steps_range_lock_go() {
+        // The resync's first copy is out when the side dies again (a host write failing on
+        // it, say), not through the copy itself.
+        let mut b = resync_step_out();
+        b.cp.side_failed(b.lv, 2);
+        b.settle();
+        assert!(b.cp.resyncs().is_empty(), "the resync ended with its side's death");
+        b.hold = hold_nothing;
+        b.release();
+        b.tick();
+        // The step's range lock went with its copy: writes run there again.
+        b.host_write(2, 0, 8, 0x77);
+        assert_eq!(b.completed.get(&2), Some(&IoStatus::GOOD));
+        assert_eq!(b.cp.volume(b.lv).unwrap().record.side_states[2], SideState::Dead);
     }
 
     #[test]
