@@ -10,8 +10,9 @@
 //! checks every claim before making any and rolls back a failed commit.
 //!
 //! What the control path does not support yet answers `UNIMPLEMENTED` with a message naming
-//! what is missing: cancelling a task, adding or removing a mirror side of one segment only
-//! or a side that is not one device.
+//! what is missing: cancelling a resync or a snapshot completion, pausing a replication,
+//! migrating one segment, adding or removing a mirror side of one segment only or a side
+//! that is not one device.
 //!
 //! `dved` serves it over the running engine (`crate::daemon::access::ControlAccess`); the
 //! scenario test `tests/tests/management_grpc.rs` serves it over the zero-latency bench
