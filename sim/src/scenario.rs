@@ -1316,6 +1316,19 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The disk `reference` names, which must hold a side of volume `volume` (its disks at
+    /// that point of the timeline are `current`).
+    fn side_disk(&self, reference: &Spanned<String>, current: &[usize], volume: &str) -> Checked<usize> {
+        let disk = self.lookup(&self.disks, "disk", reference)?;
+        if !current.contains(&disk) {
+            return Err(self.source.error(
+                reference,
+                format!("disk `{}` is not a side of `{volume}` at that time", reference.get_ref()),
+            ));
+        }
+        Ok(disk)
+    }
+
     fn lookup(
         &self,
         table: &BTreeMap<String, usize>,
@@ -2042,20 +2055,7 @@ impl<'a> Builder<'a> {
                 }
                 let disk = match &event.disk {
                     None => None,
-                    Some(reference) => {
-                        let disk = self.lookup(&self.disks, "disk", reference)?;
-                        if !current_disks[volume].contains(&disk) {
-                            return Err(self.source.error(
-                                reference,
-                                format!(
-                                    "disk `{}` is not a side of `{}` at that time",
-                                    reference.get_ref(),
-                                    spec.name
-                                ),
-                            ));
-                        }
-                        Some(disk)
-                    }
+                    Some(reference) => Some(self.side_disk(reference, &current_disks[volume], &spec.name)?),
                 };
                 EventAction::Resync { volume, disk }
             }
@@ -2115,17 +2115,7 @@ impl<'a> Builder<'a> {
                     ));
                 }
                 let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
-                let disk = self.lookup(&self.disks, "disk", reference)?;
-                if !current.contains(&disk) {
-                    return Err(self.source.error(
-                        reference,
-                        format!(
-                            "disk `{}` is not a side of `{}` at that time",
-                            reference.get_ref(),
-                            spec.name
-                        ),
-                    ));
-                }
+                let disk = self.side_disk(reference, current, &spec.name)?;
                 current_disks[volume].retain(|d| *d != disk);
                 EventAction::RemoveMirrorSide { volume, disk }
             }

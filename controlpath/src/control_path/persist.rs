@@ -217,31 +217,15 @@ pub(crate) fn discovered_devices(count: u32, blocks: u64) -> Batch {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
 
     use dve_fp_api::ids::Wwn;
 
     use super::*;
     use crate::control_path::ControlPathConfig;
-    use crate::store::{MemoryStore, Record, StoreError};
+    use crate::store::MemoryStore;
     use crate::volume::LayoutSpec;
 
-    /// A memory store the test keeps a handle on, to look at what was committed after the
-    /// engine "crashed".
-    #[derive(Clone, Debug)]
-    struct SharedStore(Arc<Mutex<MemoryStore>>);
-
-    impl MetadataStore for SharedStore {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.get(table, key)
-        }
-        fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.scan(table)
-        }
-        fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.commit(batch)
-        }
-    }
+    use crate::store::SharedMemoryStore as SharedStore;
 
     /// Two discovered disks of 100,000 blocks, as a store holds them.
     fn store_with_disks() -> MemoryStore {
@@ -311,7 +295,7 @@ mod tests {
         for crash_at in 0..steps as u64 {
             let mut store = store_with_disks();
             store.fail_after(crash_at);
-            let shared = SharedStore(Arc::new(Mutex::new(store)));
+            let shared = SharedStore::new(store);
             let handle = shared.clone();
             let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
             cp.attach_store(Box::new(shared)).unwrap();

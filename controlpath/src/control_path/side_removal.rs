@@ -298,7 +298,6 @@ impl ControlPath {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, VecDeque};
-    use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
     use dve_fp_api::fault::FaultCause;
@@ -310,26 +309,12 @@ mod tests {
     use crate::control_path::ControlPathConfig;
     use crate::control_path::persist::discovered_devices;
     use crate::fabric::NodeLogin;
-    use crate::store::{Batch, MemoryStore, MetadataStore, Record, StoreError, Table};
+    use crate::store::{MemoryStore, MetadataStore};
 
     const BLOCK: usize = 512;
     const VOLUME_BLOCKS: u64 = 8192;
 
-    /// A memory store the test keeps a handle on, to restart an engine from what it committed.
-    #[derive(Clone, Debug)]
-    struct SharedStore(Arc<Mutex<MemoryStore>>);
-
-    impl MetadataStore for SharedStore {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.get(table, key)
-        }
-        fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.scan(table)
-        }
-        fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
-            self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.commit(batch)
-        }
-    }
+    use crate::store::SharedMemoryStore as SharedStore;
 
     /// A control path over four discovered devices (device `i` on engine port `i - 1`) with
     /// stand-ins for its workers and devices: every downcall is answered at once, except the
@@ -368,7 +353,7 @@ mod tests {
         fn new() -> Bench {
             let mut store = MemoryStore::new();
             store.commit(discovered_devices(4, 100_000)).unwrap();
-            let store = SharedStore(Arc::new(Mutex::new(store)));
+            let store = SharedStore::new(store);
             let mut bench = Bench::over(store);
             let layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2), DeviceId(3)] };
             bench.lv = bench.cp.create_volume("m", VOLUME_BLOCKS, layout).unwrap();

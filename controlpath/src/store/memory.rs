@@ -79,6 +79,34 @@ impl MetadataStore for MemoryStore {
     }
 }
 
+/// A memory store whose handles share one store (tests): the engine commits through one
+/// handle while the test keeps another, to look at what was committed or to restart an
+/// engine from it.
+#[cfg(test)]
+#[derive(Clone, Debug)]
+pub(crate) struct SharedMemoryStore(pub(crate) std::sync::Arc<std::sync::Mutex<MemoryStore>>);
+
+#[cfg(test)]
+impl SharedMemoryStore {
+    /// Handles on `store`.
+    pub(crate) fn new(store: MemoryStore) -> SharedMemoryStore {
+        SharedMemoryStore(std::sync::Arc::new(std::sync::Mutex::new(store)))
+    }
+}
+
+#[cfg(test)]
+impl MetadataStore for SharedMemoryStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.get(table, key)
+    }
+    fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+        self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.scan(table)
+    }
+    fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        self.0.lock().map_err(|_| StoreError::InjectedCrash { commit: 0 })?.commit(batch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ mod memory;
 mod redb;
 
 pub use self::memory::MemoryStore;
+#[cfg(test)]
+pub(crate) use self::memory::SharedMemoryStore;
 pub use self::redb::RedbStore;
 
 use serde::Serialize;
