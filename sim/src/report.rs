@@ -378,6 +378,11 @@ pub struct ReplicaReport {
     pub last_lag_ns: u64,
     /// The largest lag.
     pub max_lag_ns: u64,
+    /// Blocks of the replica's last copy from the primary: its baseline, or the catch-up
+    /// after its last resume.
+    pub copied_blocks: u64,
+    /// Paused at the end: the replica shows its last applied consistency point.
+    pub paused: bool,
 }
 
 /// The fast path's share of host I/O while one flow ran.
@@ -569,6 +574,8 @@ pub(crate) fn sample_report(violations: usize) -> Report {
             blocks_applied: 812,
             last_lag_ns: 20 * NS_PER_MS,
             max_lag_ns: 31 * NS_PER_MS,
+            copied_blocks: 16_384,
+            paused: false,
         }],
         flows: vec![FlowReport {
             flow: "snapshot s of v".into(),

@@ -104,6 +104,7 @@
 //! | `add-mirror-side` | `volume` (a mirror of fewer than 8 sides, or linear on one disk), `disk` (not one of its disks) |
 //! | `remove-mirror-side` | `volume` (a mirror of two or more sides at that time, a linear volume that took a side counting), `disk` (one of its sides) |
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
+//! | `pause-replication`, `resume-replication` | `volume` (replicated earlier in the timeline; paused, its replica keeps the last consistency point it shows, and resuming copies what was written meanwhile) |
 //! | `kill-engine`, `restart-engine` | `engine` |
 //! | `split-segment` | `volume`, `at_kib` (inside a segment; a striped volume splits between whole stripe rows) |
 //! | `merge-segments` | `volume`, `at_kib` (where a segment starts, not 0: it joins the one before, whose storage it must continue) |
@@ -140,7 +141,7 @@
 //! (`stripe_kib` times the number of columns). Snapshots take no space here. The sums must fit
 //! each disk's `capacity_mib`. The resulting [`Region`]s are part of the validated scenario.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -421,6 +422,10 @@ pub enum ActionKind {
     RemoveMirrorSide,
     /// Replicate a journaled volume asynchronously to a disk.
     Replicate,
+    /// Pause a volume's replication.
+    PauseReplication,
+    /// Resume a volume's paused replication.
+    ResumeReplication,
     /// Kill an engine (its fast path and control path stop at once).
     KillEngine,
     /// Restart a killed engine.
@@ -453,6 +458,8 @@ impl ActionKind {
             ActionKind::AddMirrorSide => "add-mirror-side",
             ActionKind::RemoveMirrorSide => "remove-mirror-side",
             ActionKind::Replicate => "replicate",
+            ActionKind::PauseReplication => "pause-replication",
+            ActionKind::ResumeReplication => "resume-replication",
             ActionKind::KillEngine => "kill-engine",
             ActionKind::RestartEngine => "restart-engine",
             ActionKind::DiskWriteErrors => "disk-write-errors",
@@ -866,6 +873,13 @@ pub enum EventAction {
         /// Where the replica image goes.
         region: Region,
     },
+    /// Pause (`paused`) or resume a volume's replication.
+    PauseReplication {
+        /// Index of the volume.
+        volume: usize,
+        /// Pause rather than resume.
+        paused: bool,
+    },
     /// Kill an engine.
     KillEngine {
         /// Index of the engine.
@@ -1158,6 +1172,8 @@ struct Builder<'a> {
     disk_fill: Vec<u64>,
     /// The data disks each volume had before its last migration in the timeline so far.
     migrated_from: BTreeMap<usize, Vec<usize>>,
+    /// Volumes replicated earlier in the timeline.
+    replicated: BTreeSet<usize>,
 }
 
 /// What a validation step returns.
@@ -1174,6 +1190,7 @@ impl<'a> Builder<'a> {
             volumes: BTreeMap::new(),
             disk_fill: Vec::new(),
             migrated_from: BTreeMap::new(),
+            replicated: BTreeSet::new(),
         }
     }
 
@@ -2156,7 +2173,20 @@ impl<'a> Builder<'a> {
                 };
                 let what = format!("the replica of `{}`", spec.name);
                 let region = self.allocate(disks, disk, spec.size_blocks(), &what, reference)?;
+                self.replicated.insert(volume);
                 EventAction::Replicate { volume, disk, interval_ms, region }
+            }
+            ActionKind::PauseReplication | ActionKind::ResumeReplication => {
+                let volume = volume_of(self)?;
+                if !self.replicated.contains(&volume) {
+                    let at =
+                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                    return Err(self.source.error_at(
+                        at,
+                        format!("`{}` is not replicated earlier in the timeline", volumes[volume].name),
+                    ));
+                }
+                EventAction::PauseReplication { volume, paused: kind == ActionKind::PauseReplication }
             }
             ActionKind::KillEngine => EventAction::KillEngine { engine: engine_of(self)? },
             ActionKind::RestartEngine => EventAction::RestartEngine { engine: engine_of(self)? },
@@ -2223,6 +2253,8 @@ impl<'a> Builder<'a> {
                 | AddMirrorSide
                 | RemoveMirrorSide
                 | Replicate
+                | PauseReplication
+                | ResumeReplication
                 | SplitSegment
                 | MergeSegments
         );
@@ -2307,7 +2339,8 @@ fn describe(
             let rate = rate_mib_per_s.map_or_else(String::new, |r| format!(" at {r} MiB/s"));
             format!("{} to {}{rate}", volume(*index), names.join(","))
         }
-        EventAction::CancelMigration { volume: index } => volume(*index).to_string(),
+        EventAction::CancelMigration { volume: index }
+        | EventAction::PauseReplication { volume: index, .. } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: None } => volume(*index).to_string(),
         EventAction::Resync { volume: index, disk: Some(side) } => {
             format!("{} ({})", volume(*index), disk(*side))
@@ -3226,6 +3259,29 @@ disk = "d2"
         let last = ok.events.last().unwrap_or_else(|| panic!("an event"));
         assert!(matches!(last.action, EventAction::Replicate { volume: 1, disk: 0, interval_ms: 250, .. }));
         assert_eq!(last.description, "replicate j to d1 (consistency point every 250 ms)");
+
+        // Pausing and resuming need a replication earlier in the timeline, and only `volume`.
+        let pause = |action: &str, fields: &str| {
+            with(&format!("{journal}\n[[event]]\nat_ms = 1\naction = \"{action}\"\n{fields}\n"))
+        };
+        rejects(
+            &pause("pause-replication", "volume = \"j\" # <-"),
+            "`j` is not replicated earlier in the timeline",
+        );
+        rejects(&pause("resume-replication", "volume = \"v1\" # <-"), "`v1` is not replicated earlier");
+        let replicated = replicate("volume = \"j\"\ndisk = \"d1\"");
+        let then = |action: &str, fields: &str| {
+            format!("{replicated}\n[[event]]\nat_ms = 2\naction = \"{action}\"\n{fields}\n")
+        };
+        rejects(&then("pause-replication", "volume = \"j\"\ndisk = \"d1\" # <-"), "`disk` does not apply");
+        rejects(
+            &format!("{replicated}\n[[event]]\nat_ms = 2\naction = \"resume-replication\" # <-\n"),
+            "`resume-replication` needs `volume`",
+        );
+        let ok = parse(&then("resume-replication", "volume = \"j\"")).unwrap_or_else(|err| panic!("{err}"));
+        let last = ok.events.last().unwrap_or_else(|| panic!("an event"));
+        assert_eq!(last.action, EventAction::PauseReplication { volume: 1, paused: false });
+        assert_eq!(last.description, "resume-replication j");
     }
 
     #[test]

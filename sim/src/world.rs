@@ -1295,6 +1295,7 @@ impl<'a> World<'a> {
             EventAction::Replicate { volume, disk, interval_ms, .. } => {
                 self.replicate(*volume, *disk, *interval_ms)
             }
+            EventAction::PauseReplication { volume, paused } => self.pause_replication(*volume, *paused),
             EventAction::KillEngine { engine } => self.kill_engine(*engine),
             EventAction::RestartEngine { engine } => self.restart_engine(*engine),
             EventAction::SplitSegment { volume, at_block } => self.reconfigure(*volume, *at_block, true),
@@ -1420,6 +1421,30 @@ impl<'a> World<'a> {
                 self.open_flow(e, flow, FlowEnd::RunEnd);
                 "replicating: a first consistency point, the baseline copy, then one cycle per interval"
                     .to_string()
+            }
+            Err(err) => format!("refused: {err}"),
+        };
+        self.engine_settle(e);
+        outcome
+    }
+
+    fn pause_replication(&mut self, volume: usize, paused: bool) -> String {
+        let (e, lv) = match self.engine_of(volume) {
+            Ok(found) => found,
+            Err(why) => return why,
+        };
+        let outcome = match self.engines[e].switch.control_mut().pause_replication(lv, paused) {
+            Ok(()) if paused => {
+                "paused: the replica keeps the last consistency point it shows, the journal cycles on"
+                    .to_string()
+            }
+            Ok(()) => {
+                // The catch-up rewrites the replica wherever the primary changed: the first
+                // image shown after it is compared whole.
+                if let Some(watch) = self.engines[e].replicas.get_mut(&lv) {
+                    watch.compared_whole = false;
+                }
+                "resumed: what was written meanwhile is copied, then cycles are applied again".to_string()
             }
             Err(err) => format!("refused: {err}"),
         };
@@ -1967,6 +1992,8 @@ impl<'a> World<'a> {
                     blocks_applied: p.blocks_applied,
                     last_lag_ns: p.last_lag_ns,
                     max_lag_ns: p.max_lag_ns,
+                    copied_blocks: p.baseline_blocks,
+                    paused: p.paused,
                 });
             }
         }

@@ -736,6 +736,24 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
         assert!(tasks.iter().any(|t| t.id == task.id && t.kind == "replication"), "{tasks:?}");
         let again = client.start_replication(replicate("j0", &disk(0), 100)).await.expect_err("twice");
         assert_eq!(again.code(), Code::FailedPrecondition);
+
+        // Paused and resumed (twice each: asking for the state it is in changes nothing),
+        // committed so a restart would keep it; then stopped, which a pause cannot follow.
+        let control =
+            |id: u64, control: pb::TaskControl| pb::ControlTaskRequest { id, control: control.into() };
+        for (how, state) in [
+            (pb::TaskControl::Pause, pb::TaskState::Paused),
+            (pb::TaskControl::Pause, pb::TaskState::Paused),
+            (pb::TaskControl::Resume, pb::TaskState::Running),
+            (pb::TaskControl::Resume, pb::TaskState::Running),
+        ] {
+            let t = client.control_task(control(task.id, how)).await.expect("pause or resume").into_inner();
+            assert_eq!((t.id, t.state), (task.id, state.into()), "{how:?}");
+            assert!(t.done_blocks <= t.total_blocks, "{t:?}");
+        }
+        client.control_task(control(task.id, pb::TaskControl::Cancel)).await.expect("stopped");
+        let late = client.control_task(control(task.id, pb::TaskControl::Pause)).await;
+        assert!(late.is_err_and(|s| s.code() == Code::FailedPrecondition), "a stopping replication paused");
     });
 }
 

@@ -248,7 +248,8 @@ enum TaskCommand {
         /// The task id (as `task list` shows it).
         id: String,
     },
-    /// Pause a migration, a resync or a snapshot completion.
+    /// Pause a migration, a resync, a snapshot completion or a replication (its replica keeps
+    /// the last consistency point it shows; resuming copies what was written meanwhile).
     Pause {
         /// The task id (as `task list` shows it).
         id: String,

@@ -10,9 +10,8 @@
 //! checks every claim before making any and rolls back a failed commit.
 //!
 //! What the control path does not support yet answers `UNIMPLEMENTED` with a message naming
-//! what is missing: cancelling a resync or a snapshot completion, pausing a replication,
-//! migrating one segment, adding or removing a mirror side of one segment only or a side
-//! that is not one device.
+//! what is missing: cancelling a resync or a snapshot completion, migrating one segment,
+//! adding or removing a mirror side of one segment only or a side that is not one device.
 //!
 //! `dved` serves it over the running engine (`crate::daemon::access::ControlAccess`); the
 //! scenario test `tests/tests/management_grpc.rs` serves it over the zero-latency bench
@@ -566,12 +565,7 @@ impl<E: EngineAccess> Management for ManagementService<E> {
             }
             match (id, control) {
                 (TaskId::Replication(lv), pb::TaskControl::Cancel) => c.stop_replication(lv)?,
-                (TaskId::Replication(_), _) => {
-                    return Err(Error::Unsupported(
-                        "pausing or resuming a replication (its consistency points keep the journal free); cancel stops it"
-                            .into(),
-                    ));
-                }
+                (TaskId::Replication(lv), _) => c.pause_replication(lv, paused)?,
                 (TaskId::Migration(lv), pb::TaskControl::Cancel) => c.cancel_migration(lv)?,
                 (_, pb::TaskControl::Cancel) => {
                     return Err(Error::Unsupported(

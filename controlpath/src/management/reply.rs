@@ -259,15 +259,16 @@ fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Ta
     }
 }
 
-/// A replication as a task: it never ends; its blocks are the baseline copy's progress.
+/// A replication as a task: it never ends; its blocks are the progress of its copy from the
+/// primary (the baseline, or the catch-up after a pause).
 pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::Task {
     pb::Task {
         id: TaskId::Replication(r.lv).to_wire(),
         kind: "replication".into(),
         volume: volume_name(control, r.lv),
-        state: pb::TaskState::Running.into(),
+        state: running_or_paused(r.paused).into(),
         done_blocks: r.baseline_blocks,
-        total_blocks: control.volume(r.lv).map_or(0, |v| v.record.blocks),
+        total_blocks: r.copy_blocks,
         error: String::new(),
         cancelling: r.stopping,
     }

@@ -200,7 +200,7 @@ pub(super) fn replica_table(report: &Report) -> Table {
             .iter()
             .map(|r| {
                 vec![
-                    r.volume.clone(),
+                    if r.paused { format!("{} (paused)", r.volume) } else { r.volume.clone() },
                     r.disk.clone(),
                     thousands(r.consistency_points),
                     thousands(r.cycles_applied),

@@ -8,8 +8,17 @@
 //! primary, started behind the first consistency point, precedes the first cycle applied;
 //! the replica shows a consistency point's image from the first cycle that closed after the
 //! baseline finished.
+//!
+//! A paused replication applies nothing, so the replica keeps the image of the last cycle it
+//! showed, while consistency points go on (the writers' journal slots stay free): the copy
+//! agent reads each closed slot only for the blocks its entries wrote. Resuming starts a
+//! catch-up behind a consistency point of its own, a copy of those blocks only, after which
+//! cycles are applied as after a baseline.
+
+mod copy_ranges;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, LvId, WorkerId};
@@ -18,6 +27,7 @@ use dve_fp_api::journal::JournalEntryHeader;
 use dve_fp_api::mapping::Placement;
 use dve_fp_api::message::ToFp;
 
+use self::copy_ranges::CopyRanges;
 use super::block_copy::CopyOwner;
 use super::journal::ClosedSlot;
 use super::revocation::AfterRevocation;
@@ -31,7 +41,8 @@ const TRANSFER_BLOCKS: u64 = 256;
 pub(super) const TASK_KEY: &[u8] = b"replication/";
 
 /// What the metadata store keeps of a replication: enough to start it again after a restart
-/// (a first consistency point and a fresh baseline, since cycles in flight were in memory).
+/// (a first consistency point and a fresh baseline, since cycles in flight and the blocks
+/// written while paused were in memory).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct ReplicationRecord {
     lv: u32,
@@ -41,6 +52,9 @@ pub(super) struct ReplicationRecord {
     /// Being stopped: a restart ends it at once.
     #[serde(default)]
     stopping: bool,
+    /// Paused by the management API: a restart keeps it paused.
+    #[serde(default)]
+    paused: bool,
 }
 
 fn task_key(lv: LvId) -> Vec<u8> {
@@ -56,8 +70,13 @@ pub struct ReplicationProgress {
     pub lv: LvId,
     /// Where the replica image starts.
     pub replica: Placement,
-    /// Blocks of the baseline copy done (the volume's size once it is complete).
+    /// Blocks of the current copy done: the baseline, or after a pause the catch-up.
     pub baseline_blocks: u64,
+    /// Blocks of the current copy in all, as far as they are known (a catch-up's grow while
+    /// the slots of the cycles it covers are read).
+    pub copy_blocks: u64,
+    /// Paused: nothing is applied, the replica keeps the image it shows.
+    pub paused: bool,
     /// The last cycle applied to the replica, if any.
     pub applied_cycle: Option<u64>,
     /// Cycles applied that the replica shows as a consistency point's image (those applied
@@ -94,6 +113,13 @@ struct Shipping {
     slot: ClosedSlot,
 }
 
+/// A transfer of the baseline or catch-up copy in flight.
+#[derive(Clone, Debug)]
+struct Transfer {
+    copy: u64,
+    blocks: Range<u64>,
+}
+
 /// The applier writing one cycle.
 #[derive(Clone, Copy, Debug)]
 struct Applying {
@@ -119,13 +145,22 @@ pub(super) struct Replication {
     interval_ns: u64,
     next_cut_at: u64,
     cut: Option<Cut>,
-    /// The cycle closed by the consistency point replication started behind: it and older
-    /// cycles are covered by the baseline copy.
+    /// The cycle closed by the consistency point the current copy (baseline or catch-up)
+    /// started behind: it and older cycles are covered by the copy.
     base_cycle: Option<u64>,
-    /// The baseline copy in flight (its progress is `progress.baseline_blocks`).
-    baseline_copy: Option<u64>,
-    /// The cycle open when the baseline finished: the first whose image the replica can show
-    /// (the baseline read blocks as they were after earlier consistency points).
+    /// The next consistency point becomes the base (at the start, and after a resume).
+    rebase: bool,
+    /// Slots of cycles up to this one are freed unread: a copy of the whole volume, begun
+    /// behind it, covers what they wrote.
+    unread_through: Option<u64>,
+    /// Blocks still to copy from the primary.
+    to_copy: CopyRanges,
+    /// The copy's transfer in flight.
+    transfer: Option<Transfer>,
+    /// The copy is complete: cycles after the base may be applied.
+    copied: bool,
+    /// The cycle open when the copy finished: the first whose image the replica can show
+    /// (the copy read blocks as they were after earlier consistency points).
     first_consistent: Option<u64>,
     /// Consistency point instants of closed cycles not yet applied.
     cut_at: BTreeMap<u64, u64>,
@@ -133,6 +168,26 @@ pub(super) struct Replication {
     received: BTreeMap<u64, Vec<ShippedEntry>>,
     applying: Option<Applying>,
     progress: ReplicationProgress,
+}
+
+impl Replication {
+    /// Its task record, stopping and paused as given.
+    fn record(&self, stopping: bool, paused: bool) -> ReplicationRecord {
+        ReplicationRecord {
+            lv: self.progress.lv.0,
+            replica_device: self.progress.replica.device.0,
+            replica_lba: self.progress.replica.lba,
+            interval_ns: self.interval_ns,
+            stopping,
+            paused,
+        }
+    }
+
+    /// The current copy's size as known now: done, in flight and still to copy.
+    fn count_copy(&mut self) {
+        let in_flight = self.transfer.as_ref().map_or(0, |t| t.blocks.end - t.blocks.start);
+        self.progress.copy_blocks = self.progress.baseline_blocks + in_flight + self.to_copy.blocks();
+    }
 }
 
 /// Replications by volume.
@@ -188,13 +243,14 @@ impl ControlPath {
             replica_lba: lba,
             interval_ns,
             stopping: false,
+            paused: false,
         };
         if let Err(e) = self.persist_task(&[replica], &task_key(lv), &record) {
             self.devices = before;
             self.counters.failed_commits += 1;
             return Err(e);
         }
-        self.begin_replication(lv, Placement { device: replica, lba }, interval_ns, false);
+        self.begin_replication(lv, record);
         Ok(())
     }
 
@@ -207,21 +263,26 @@ impl ControlPath {
         if !self.volumes.contains_key(&lv) {
             return Err(Error::Store(format!("replication task of {lv}, which does not exist")));
         }
-        let placement = Placement { device: DeviceId(record.replica_device), lba: record.replica_lba };
-        self.begin_replication(lv, placement, record.interval_ns, record.stopping);
+        self.begin_replication(lv, record);
         Ok(())
     }
 
-    fn begin_replication(&mut self, lv: LvId, placement: Placement, interval_ns: u64, stopping: bool) {
+    fn begin_replication(&mut self, lv: LvId, record: ReplicationRecord) {
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        let placement = Placement { device: DeviceId(record.replica_device), lba: record.replica_lba };
         self.keep_closed_slots(lv);
         self.replications.active.insert(
             lv,
             Replication {
-                interval_ns,
+                interval_ns: record.interval_ns,
                 next_cut_at: self.now,
                 cut: None,
                 base_cycle: None,
-                baseline_copy: None,
+                rebase: true,
+                unread_through: None,
+                to_copy: CopyRanges::whole(blocks),
+                transfer: None,
+                copied: false,
                 first_consistent: None,
                 cut_at: BTreeMap::new(),
                 shipping: None,
@@ -231,12 +292,14 @@ impl ControlPath {
                     lv,
                     replica: placement,
                     baseline_blocks: 0,
+                    copy_blocks: blocks,
+                    paused: record.paused,
                     applied_cycle: None,
                     cycles_applied: 0,
                     blocks_applied: 0,
                     last_lag_ns: 0,
                     max_lag_ns: 0,
-                    stopping,
+                    stopping: record.stopping,
                 },
             },
         );
@@ -272,7 +335,21 @@ impl ControlPath {
     /// replica's claim is freed and the task ends. The replica keeps the image of the last
     /// cycle applied. The stop is committed first, so a restart ends it at once.
     pub fn stop_replication(&mut self, lv: LvId) -> Result<(), Error> {
-        let name = self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?.record.name.clone();
+        let r = self.running_replication(lv)?;
+        let record = r.record(true, r.progress.paused);
+        if let Err(e) = self.persist_task(&[], &task_key(lv), &record) {
+            self.counters.failed_commits += 1;
+            return Err(e);
+        }
+        if let Some(r) = self.replications.active.get_mut(&lv) {
+            r.progress.stopping = true;
+        }
+        Ok(())
+    }
+
+    /// The replication of `lv`, unless there is none or it is stopping.
+    fn running_replication(&self, lv: LvId) -> Result<&Replication, Error> {
+        let name = &self.volumes.get(&lv).ok_or(Error::UnknownVolume(lv))?.record.name;
         let r = self
             .replications
             .active
@@ -281,20 +358,45 @@ impl ControlPath {
         if r.progress.stopping {
             return Err(Error::FailedPrecondition(format!("the replication of {name} is already stopping")));
         }
-        let record = ReplicationRecord {
-            lv: lv.0,
-            replica_device: r.progress.replica.device.0,
-            replica_lba: r.progress.replica.lba,
-            interval_ns: r.interval_ns,
-            stopping: true,
-        };
+        Ok(r)
+    }
+
+    /// Pause (`paused`) or resume replicating `lv` (management API); the state is committed
+    /// first, so a restart keeps it. Paused, nothing more is applied: the replica keeps the
+    /// image of the last cycle it showed (a cycle being written finishes), consistency points
+    /// go on, and the slots of their cycles are read only for the blocks they wrote. Resumed,
+    /// those blocks are copied from the primary behind a consistency point, then cycles are
+    /// applied again; the replica shows a consistency point's image from the first cycle that
+    /// closes after that copy. Asking for the state it is in changes nothing.
+    pub fn pause_replication(&mut self, lv: LvId, paused: bool) -> Result<(), Error> {
+        let r = self.running_replication(lv)?;
+        if r.progress.paused == paused {
+            return Ok(());
+        }
+        let record = r.record(false, paused);
         if let Err(e) = self.persist_task(&[], &task_key(lv), &record) {
             self.counters.failed_commits += 1;
             return Err(e);
         }
-        if let Some(r) = self.replications.active.get_mut(&lv) {
-            r.progress.stopping = true;
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        let now = self.now;
+        let Some(r) = self.replications.active.get_mut(&lv) else { return Ok(()) };
+        r.progress.paused = paused;
+        if paused {
+            // Cycles received but not applied are not kept: what they wrote is copied instead.
+            for entries in std::mem::take(&mut r.received).into_values() {
+                for e in entries {
+                    r.to_copy.add(e.lba.min(blocks)..(e.lba + e.blocks).min(blocks));
+                }
+            }
+        } else {
+            r.rebase = true;
+            r.copied = false;
+            r.first_consistent = None;
+            r.next_cut_at = now;
+            r.progress.baseline_blocks = 0;
         }
+        r.count_copy();
         Ok(())
     }
 
@@ -306,7 +408,7 @@ impl ControlPath {
             self.cut_step(lv);
             return;
         }
-        if r.baseline_copy.is_some() || r.shipping.is_some() || r.applying.is_some() {
+        if r.transfer.is_some() || r.shipping.is_some() || r.applying.is_some() {
             return;
         }
         let replica = r.progress.replica;
@@ -379,9 +481,15 @@ impl ControlPath {
         let locks = r.cut.take().map(|c| c.locks).unwrap_or_default();
         r.next_cut_at = now + r.interval_ns;
         let first = r.base_cycle.is_none();
-        if first {
+        if r.rebase && !r.progress.paused {
+            r.rebase = false;
             r.base_cycle = Some(cycle);
-        } else {
+            let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+            if r.progress.baseline_blocks == 0 && r.to_copy.covers_all(blocks) {
+                r.unread_through = Some(cycle);
+            }
+        }
+        if !first {
             r.cut_at.insert(cycle, now);
         }
         for lock in locks {
@@ -392,25 +500,40 @@ impl ControlPath {
         }
     }
 
-    /// Copy the primary to the replica, a transfer at a time, once replication's first
-    /// consistency point is behind it (writes after it are in the journals).
+    /// Copy the primary to the replica, a transfer at a time, once the copy's base
+    /// consistency point is behind it (writes after it are in the journals); the copy is
+    /// complete once nothing is left to copy and every slot of the cycles it covers has been
+    /// read (or freed unread).
     fn baseline_step(&mut self, lv: LvId) {
         let Some(r) = self.replications.active.get(&lv) else { return };
-        if r.base_cycle.is_none() || r.baseline_copy.is_some() {
+        let Some(base) = r.base_cycle else { return };
+        // A cycle still being written could land older data over what the copy writes.
+        if r.progress.paused || r.rebase || r.copied || r.transfer.is_some() || r.applying.is_some() {
+            return;
+        }
+        let Some(journal) = self.journals.get(&lv) else { return };
+        if r.to_copy.is_empty() {
+            let unread = journal.closed().iter().any(|c| c.cycle <= base)
+                || r.shipping.is_some_and(|s| s.slot.cycle <= base);
+            if !unread {
+                let cycle = journal.cycle();
+                if let Some(r) = self.replications.active.get_mut(&lv) {
+                    r.copied = true;
+                    r.first_consistent = Some(cycle);
+                }
+            }
             return;
         }
         let Some(v) = self.volumes.get(&lv) else { return };
-        let blocks = v.record.blocks;
-        let start = r.progress.baseline_blocks;
-        if start >= blocks {
-            return;
-        }
-        let n = TRANSFER_BLOCKS.min(blocks - start);
+        let replica = r.progress.replica;
+        let mut to_copy = r.to_copy.clone();
+        let Some(range) = to_copy.take_front(TRANSFER_BLOCKS) else { return };
+        let n = range.end - range.start;
         let mut side = 0;
-        let Ok(reads) = v.legs(start, n, false, &mut side) else { return };
+        let Ok(reads) = v.legs(range.start, n, false, &mut side) else { return };
         let writes = vec![DeviceLeg {
-            device: r.progress.replica.device,
-            lba: r.progress.replica.lba + start,
+            device: replica.device,
+            lba: replica.lba + range.start,
             blocks: n,
             offset: 0,
             side: None,
@@ -418,38 +541,44 @@ impl ControlPath {
         let block_size = v.record.block_size as usize;
         let copy = self.start_block_copy(CopyOwner::Baseline { lv }, reads, writes, n, block_size);
         if let Some(r) = self.replications.active.get_mut(&lv) {
-            r.baseline_copy = Some(copy);
+            r.to_copy = to_copy;
+            r.transfer = Some(Transfer { copy, blocks: range });
         }
     }
 
-    /// A baseline transfer ended; a failed one is tried again at the next tick.
+    /// A transfer of the copy ended; a failed one is copied again.
     pub(super) fn baseline_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
         let Some(r) = self.replications.active.get_mut(&lv) else { return };
-        if r.baseline_copy != Some(copy) {
-            return;
-        }
-        r.baseline_copy = None;
+        let Some(t) = r.transfer.take_if(|t| t.copy == copy) else { return };
         if copied {
-            let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
-            r.progress.baseline_blocks = (r.progress.baseline_blocks + TRANSFER_BLOCKS).min(blocks);
-            if r.progress.baseline_blocks >= blocks {
-                r.first_consistent = self.journals.get(&lv).map(|j| j.cycle());
-            }
+            r.progress.baseline_blocks += t.blocks.end - t.blocks.start;
+        } else {
+            r.to_copy.add(t.blocks);
         }
+        r.count_copy();
     }
 
-    /// The copy agent: read the oldest closed slot of a finished cycle (slots of cycles the
-    /// baseline covers are freed unread).
+    /// Whether the entries of `slot` are left to the copy rather than shipped: a paused
+    /// replication's, one waiting for its base, and those of cycles the copy covers.
+    fn copy_covers(r: &Replication, slot: &ClosedSlot) -> bool {
+        r.progress.paused || r.rebase || r.base_cycle.is_none_or(|b| slot.cycle <= b)
+    }
+
+    /// The copy agent: read the oldest closed slot of a finished cycle, to ship it, or only
+    /// for the blocks it wrote when the copy covers it (freed unread when the copy will take
+    /// those blocks anyway).
     fn ship_step(&mut self, lv: LvId) {
         let Some(r) = self.replications.active.get(&lv) else { return };
         if r.shipping.is_some() {
             return;
         }
-        let Some(base) = r.base_cycle else { return };
         let Some(journal) = self.journals.get(&lv) else { return };
         let current = journal.cycle();
         let Some(slot) = journal.closed().iter().find(|c| c.cycle < current).copied() else { return };
-        if slot.cycle <= base {
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        if r.unread_through.is_some_and(|u| slot.cycle <= u)
+            || (Self::copy_covers(r, &slot) && r.to_copy.covers_all(blocks))
+        {
             self.slot_shipped(lv, slot.slot);
             return;
         }
@@ -485,7 +614,15 @@ impl ControlPath {
         r.shipping = None;
         let Some(buf) = data else { return };
         let entries = parse_slot(&buf, block_size, s.slot);
-        r.received.entry(s.slot.cycle).or_default().extend(entries);
+        if Self::copy_covers(r, &s.slot) {
+            let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+            for e in entries {
+                r.to_copy.add(e.lba.min(blocks)..(e.lba + e.blocks).min(blocks));
+            }
+            r.count_copy();
+        } else {
+            r.received.entry(s.slot.cycle).or_default().extend(entries);
+        }
         self.slot_shipped(lv, s.slot.slot);
     }
 
@@ -495,10 +632,11 @@ impl ControlPath {
         let Some(r) = self.replications.active.get(&lv) else { return };
         let Some(base) = r.base_cycle else { return };
         let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
-        if r.applying.is_some() || r.progress.baseline_blocks < blocks || r.baseline_copy.is_some() {
+        if r.applying.is_some() || !r.copied || r.progress.paused || r.rebase {
             return;
         }
-        let cycle = r.progress.applied_cycle.map_or(base + 1, |c| c + 1);
+        // After a catch-up, cycles before its base were copied, not applied.
+        let cycle = r.progress.applied_cycle.map_or(base + 1, |c| (c + 1).max(base + 1));
         let Some(journal) = self.journals.get(&lv) else { return };
         let closed = cycle < journal.cycle();
         let all_received = !journal.closed().iter().any(|c| c.cycle <= cycle)
@@ -632,6 +770,7 @@ fn parse_slot(buf: &[u8], block_size: usize, slot: ClosedSlot) -> Vec<ShippedEnt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RedbStore;
     use dve_fp_api::ids::VsegId;
 
     fn entry(sequence: u64, position: u64, lba: u64, blocks: u32, fill: u8) -> Vec<u8> {
@@ -667,39 +806,70 @@ mod tests {
         assert!(entries.iter().all(|e| e.data.len() == e.blocks as usize * 512));
     }
 
-    #[test]
-    fn a_replication_survives_a_restart_of_its_engine_and_a_refused_one_leaves_nothing() {
-        use crate::control_path::ControlPathConfig;
+    /// A redb file named after `test` with three discovered devices, and an engine on it with
+    /// a 4,096-block journaled volume on devices 1 (journal on 2); device 3 is left for replicas.
+    fn engine_with_a_journaled_volume(test: &str) -> (std::path::PathBuf, ControlPath, LvId) {
         use crate::control_path::persist::discovered_devices;
-        use crate::store::{MetadataStore, RedbStore};
+        use crate::store::MetadataStore;
 
-        let path = std::env::temp_dir().join(format!("dve-replication-restart-{}.redb", std::process::id()));
+        let path = std::env::temp_dir().join(format!("dve-replication-{test}-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         {
             let mut store = RedbStore::open(&path).unwrap();
             store.commit(discovered_devices(3, 100_000)).unwrap();
         }
-        let (lv, replica) = {
-            let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
-            cp.attach_store(Box::new(RedbStore::open(&path).unwrap())).unwrap();
-            let layout =
-                LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(2), journal_blocks: 768 };
-            let lv = cp.create_volume("j", 4096, layout).unwrap();
+        let mut cp = restarted(&path);
+        let layout = LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(2), journal_blocks: 768 };
+        let lv = cp.create_volume("j", 4096, layout).unwrap();
+        (path, cp, lv)
+    }
+
+    /// An engine started from the redb file at `path`.
+    fn restarted(path: &std::path::Path) -> ControlPath {
+        let mut cp = ControlPath::new(crate::control_path::ControlPathConfig::new(1, 2, 2));
+        cp.attach_store(Box::new(RedbStore::open(path).unwrap())).unwrap();
+        cp
+    }
+
+    #[test]
+    fn a_replication_survives_a_restart_of_its_engine_and_a_refused_one_leaves_nothing() {
+        let (path, mut cp, lv) = engine_with_a_journaled_volume("restart");
+        let replica = {
             let before: Vec<u64> = cp.devices().iter().map(|d| d.allocated).collect();
             assert!(cp.start_replication(lv, DeviceId(3), 0).is_err());
             assert_eq!(cp.devices().iter().map(|d| d.allocated).collect::<Vec<_>>(), before);
             cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
-            (lv, cp.replications()[0].replica)
+            cp.replications()[0].replica
         };
+        drop(cp);
         // The engine restarts from its redb file: the replication is back, at the same place,
         // and starts over from a consistency point and a baseline.
-        let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
-        cp.attach_store(Box::new(RedbStore::open(&path).unwrap())).unwrap();
+        let cp = restarted(&path);
         let progress = cp.replications();
         assert_eq!(progress.len(), 1);
         assert_eq!((progress[0].lv, progress[0].replica), (lv, replica));
         assert_eq!((progress[0].baseline_blocks, progress[0].applied_cycle), (0, None));
         assert_eq!(cp.devices().get(DeviceId(3)).map(|d| d.allocated), Some(4096), "the claim is kept");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_paused_replication_stays_paused_across_a_restart() {
+        let (path, mut cp, lv) = engine_with_a_journaled_volume("paused");
+        assert!(cp.pause_replication(lv, true).is_err(), "not replicated yet");
+        cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
+        cp.pause_replication(lv, true).unwrap();
+        cp.pause_replication(lv, true).unwrap();
+        assert!(cp.replications()[0].paused);
+        drop(cp);
+        let mut cp = restarted(&path);
+        let p = cp.replications()[0];
+        assert!(p.paused, "the pause was committed: {p:?}");
+        assert_eq!((p.baseline_blocks, p.copy_blocks), (0, 4096), "the whole volume is copied on resuming");
+        cp.pause_replication(lv, false).unwrap();
+        assert!(!cp.replications()[0].paused);
+        cp.stop_replication(lv).unwrap();
+        assert!(cp.pause_replication(lv, true).is_err(), "a stopping replication is not paused");
         let _ = std::fs::remove_file(&path);
     }
 
