@@ -195,8 +195,23 @@ struct ReplicaWatch {
     deltas: BTreeMap<u64, Vec<(u64, Vec<u8>)>>,
     /// Whether the whole replica has been compared once.
     compared_whole: bool,
+    /// The replica has shown an image since the watch (re)started: the end compares it.
+    shown: bool,
     consistency_points: u64,
     cycles_verified: u64,
+}
+
+impl ReplicaWatch {
+    /// The engine restarted: its replication begins again with a baseline and numbers its
+    /// cycles afresh, so what was expected of cycles before is void (the first consistency
+    /// point after the restart is taken whole, as at the start).
+    fn restart(&mut self) {
+        self.dirty.clear();
+        self.expected = None;
+        self.deltas.clear();
+        self.compared_whole = false;
+        self.shown = false;
+    }
 }
 
 /// What closes a flow's window.
@@ -309,8 +324,12 @@ pub fn run_with_faults(
     let total = SimTime(world.end);
     let mut events = 0u64;
     while let Some(at) = world.queue.peek_time() {
-        // Past the end only I/O already in flight is finished, so mirrors can be compared.
-        if at.as_ns() > world.end && (world.in_flight.is_empty() || at.as_ns() > world.end + DRAIN_NS) {
+        // Past the end only I/O already in flight is finished, so mirrors can be compared, and
+        // a replication cycle being written, so its replica shows a whole consistency point.
+        if at.as_ns() > world.end
+            && ((world.in_flight.is_empty() && !world.replica_being_written())
+                || at.as_ns() > world.end + DRAIN_NS)
+        {
             break;
         }
         let Some((at, event)) = world.queue.pop() else { break };
@@ -1412,6 +1431,7 @@ impl<'a> World<'a> {
                         expected: None,
                         deltas: BTreeMap::new(),
                         compared_whole: false,
+                        shown: false,
                         consistency_points: 0,
                         cycles_verified: 0,
                     },
@@ -1559,6 +1579,7 @@ impl<'a> World<'a> {
             }
         }
         watch.deltas.retain(|c, _| *c > cycle);
+        watch.shown = true;
         if !watch.compared_whole {
             watch.compared_whole = true;
             compare = std::iter::once(0..(expected.len() / BLOCK as usize) as u64).collect();
@@ -1599,6 +1620,15 @@ impl<'a> World<'a> {
         ))
     }
 
+    /// Whether a running engine is writing a replication cycle to its replica.
+    fn replica_being_written(&self) -> bool {
+        self.engines.iter().any(|node| {
+            node.switch.running
+                && !node.replicas.is_empty()
+                && node.switch.control().replications().iter().any(|r| r.applying_cycle.is_some())
+        })
+    }
+
     /// At the end, every replica as a whole must equal the image of its last applied cycle.
     fn check_replicas(&mut self) {
         let scenario = self.scenario;
@@ -1610,7 +1640,7 @@ impl<'a> World<'a> {
                 else {
                     continue;
                 };
-                if watch.cycles_verified == 0 {
+                if !watch.shown {
                     continue;
                 }
                 if let Some(i) = self.disks[watch.disk].unit().first_difference(p.replica.lba, expected) {
@@ -1692,6 +1722,9 @@ impl<'a> World<'a> {
         };
         if let Err(error) = self.engines[e].switch.restart(store) {
             return format!("not run: the engine cannot load its metadata: {error}");
+        }
+        for watch in self.engines[e].replicas.values_mut() {
+            watch.restart();
         }
         // Set-up runs again once the disks are back: what it had not committed is redone.
         self.engines[e].restarted = true;

@@ -79,6 +79,8 @@ pub struct ReplicationProgress {
     pub paused: bool,
     /// The last cycle applied to the replica, if any.
     pub applied_cycle: Option<u64>,
+    /// The cycle being written to the replica now, if any.
+    pub applying_cycle: Option<u64>,
     /// Cycles applied that the replica shows as a consistency point's image (those applied
     /// while catching up behind the baseline copy are not).
     pub cycles_applied: u64,
@@ -295,6 +297,7 @@ impl ControlPath {
                     copy_blocks: blocks,
                     paused: record.paused,
                     applied_cycle: None,
+                    applying_cycle: None,
                     cycles_applied: 0,
                     blocks_applied: 0,
                     last_lag_ns: 0,
@@ -307,7 +310,11 @@ impl ControlPath {
 
     /// Progress of every replication.
     pub fn replications(&self) -> Vec<ReplicationProgress> {
-        self.replications.active.values().map(|r| r.progress).collect()
+        let progress = |r: &Replication| ReplicationProgress {
+            applying_cycle: r.applying.map(|a| a.cycle),
+            ..r.progress
+        };
+        self.replications.active.values().map(progress).collect()
     }
 
     fn replication_id(&mut self) -> u64 {
