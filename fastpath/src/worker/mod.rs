@@ -15,6 +15,7 @@ mod expiry;
 pub mod run;
 pub mod state;
 pub mod translate;
+mod tx;
 
 use dve_wire::fcp_frame::{emit_fcp_cmnd_frame, emit_fcp_rsp_frame};
 use std::collections::VecDeque;
@@ -51,9 +52,9 @@ pub struct Worker {
     pool: FramePool,
     crc: CrcPatcher,
     stats: FpStatistics,
-    /// Frames to transmit, with their port. They are not in the port statistics yet: they
-    /// are counted together when they leave (see [`Worker::count_transmits`]).
-    tx: Vec<(PortId, TxFrame)>,
+    /// Frames to transmit, per port. They are not in the port statistics yet: they are
+    /// counted together when they leave (see [`Worker::count_transmits`]).
+    tx: tx::Transmits,
     /// Reused buffer for one port's burst.
     tx_batch: Vec<TxFrame>,
     /// Frames a full port refused, per port slot, oldest first: sent before anything newer
@@ -123,7 +124,7 @@ impl Worker {
             pool,
             crc: CrcPatcher::new(),
             stats,
-            tx: Vec::with_capacity(256),
+            tx: tx::Transmits::new(&config.ports),
             tx_batch: Vec::with_capacity(64),
             tx_held: config.ports.iter().map(|_| Vec::new()).collect(),
             upcalls: VecDeque::with_capacity(64),
@@ -170,20 +171,20 @@ impl Worker {
         stats.evicted_extents = self.cache.evicted;
         stats.pending_upstream = self.up.len() as u64;
         stats.pending_downstream = self.down.len() as u64;
-        count_transmits(&self.config.ports, &mut stats, &self.tx);
+        self.tx.count_into(&self.config.ports, &mut stats);
         stats
     }
 
-    /// Frames to transmit, drained by the caller.
+    /// Frames to transmit, in the order they were queued, drained by the caller.
     pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (PortId, TxFrame)> {
         self.count_transmits();
-        self.tx.drain(..)
+        self.tx.take_in_order(&self.config.ports)
     }
 
     /// Count the frames waiting to be transmitted into the port statistics, once, just before
     /// they leave: one pass over the burst instead of a port lookup as each is queued.
     pub(super) fn count_transmits(&mut self) {
-        count_transmits(&self.config.ports, &mut self.stats, &self.tx);
+        self.tx.count_into(&self.config.ports, &mut self.stats);
     }
 
     /// Count a burst of frames received on `port` (see [`Worker::receive`]).
@@ -232,8 +233,9 @@ impl Worker {
         self.stats.ports.get_mut(at).filter(|s| s.port == port)
     }
 
+    #[inline(always)]
     fn send(&mut self, port: PortId, frame: TxFrame) {
-        self.tx.push((port, frame));
+        self.tx.push(&self.config.ports, port, frame);
     }
 
     /// Keep the buffer of a received frame the worker is done with for the next frame it
@@ -624,9 +626,7 @@ impl Worker {
                     }
                     // The commands already queued are dropped; they were counted as sent
                     // when queued before, and still are.
-                    let kept = self.tx.len().saturating_sub(i);
-                    count_transmits(&self.config.ports, &mut self.stats, &self.tx[kept..]);
-                    self.tx.truncate(kept);
+                    self.tx.drop_last(i, &self.config.ports, &mut self.stats);
                     self.queue_to_cp(xid, FaultCause::Capacity, None);
                     return;
                 }
@@ -990,25 +990,6 @@ fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
     ports.iter().position(|p| p.id == port)
 }
 
-/// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
-/// `ports` in their order, one per port).
-fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
-    // Frames for one port usually come in runs: a run's frames and bytes are added up on
-    // their own, and its port's statistics found and updated once.
-    let mut rest = tx;
-    while let Some(((port, _), _)) = rest.split_first() {
-        let run = rest.iter().take_while(|(p, _)| p == port).count();
-        let (this, next) = rest.split_at(run);
-        let bytes: usize = this.iter().map(|(_, frame)| frame.len()).sum();
-        let at = port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
-        if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
-            s.frames_out += run as u64;
-            s.bytes_out += bytes as u64;
-        }
-        rest = next;
-    }
-}
-
 /// Classify a CDB: reads and writes with their extent, anything else as other. Task
 /// management functions are never reads or writes.
 fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
@@ -1133,62 +1114,6 @@ mod tests {
                 payload[11] = status;
             }
             prop_assert_eq!(device_status(&payload), device_status_by_parser(&payload));
-        }
-    }
-
-    /// What `count_transmits` counted before it added up runs: each frame on its own.
-    fn count_transmits_per_frame(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
-        for (port, frame) in tx {
-            let at =
-                port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
-            if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
-                s.frames_out += 1;
-                s.bytes_out += frame.len() as u64;
-            }
-        }
-    }
-
-    proptest! {
-        /// Transmit statistics counted by runs of one port are the ones counted frame by
-        /// frame: runs long and short, ports numbered by position or not, ports with no
-        /// statistics and ports the worker does not have.
-        #[test]
-        fn transmits_counted_by_runs_match_counted_by_frame(
-            numbering in prop::sample::select(vec![vec![0u16, 1, 2], vec![2, 0, 1], vec![0, 5]]),
-            statistics_for in prop::sample::select(vec![0usize, 1, 3]),
-            frames in prop::collection::vec((0u16..7, 0usize..80, prop::option::of(0usize..40), 0usize..12), 0..24),
-        ) {
-            let ports: Vec<PortConfig> = numbering
-                .iter()
-                .map(|&p| PortConfig {
-                    id: PortId(p),
-                    mac: dve_wire::ethernet::MacAddr([2, 0, 0, 0, 0, p as u8]),
-                    initiator_fc_id: FcId::new(0x01_0000 + u32::from(p)).unwrap_or_default(),
-                })
-                .collect();
-            let stats = FpStatistics {
-                ports: ports
-                    .iter()
-                    .take(statistics_for)
-                    .map(|p| PortStatistics { port: p.id, frames_out: 3, bytes_out: 100, ..PortStatistics::default() })
-                    .collect(),
-                ..FpStatistics::default()
-            };
-            let tx: Vec<(PortId, TxFrame)> = frames
-                .iter()
-                .map(|&(port, head, body, tail)| {
-                    let frame = TxFrame {
-                        head: Frame::copy_from(&vec![1; head]).unwrap_or(Frame::empty()),
-                        body: body.and_then(|len| Frame::copy_from(&vec![2; len])),
-                        tail: dve_fp_api::frame::Trailer::new(&[3; 12][..tail]).unwrap_or_default(),
-                    };
-                    (PortId(port % 4), frame)
-                })
-                .collect();
-            let (mut by_runs, mut by_frame) = (stats.clone(), stats);
-            count_transmits(&ports, &mut by_runs, &tx);
-            count_transmits_per_frame(&ports, &mut by_frame, &tx);
-            prop_assert_eq!(by_runs, by_frame);
         }
     }
 
