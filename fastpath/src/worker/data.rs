@@ -40,7 +40,7 @@ impl Worker {
         if !up.data_out || !in_range || !matches!(up.state, UpState::Active | UpState::Queued) {
             return;
         }
-        let fc_end = rx.fc_start + rx.fc_len;
+        let fc_end = rx.fc_end;
         let payload_end = rx.fc_start + FC_HEADER + rx.payload_len;
         let Some(trailer) = frame.as_slice().get(payload_end..fc_end + 4) else { return };
         let (fill_bytes, stored) = trailer.split_at(trailer.len() - 4);
@@ -53,7 +53,7 @@ impl Worker {
             crc: u32::from_le_bytes(*stored),
             frame,
             fc_start: rx.fc_start as u32,
-            fc_len: rx.fc_len as u32,
+            fc_len: (rx.fc_end - rx.fc_start) as u32,
             fill,
             patchable,
         };

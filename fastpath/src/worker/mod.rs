@@ -33,7 +33,7 @@ use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_ty
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, lun_index};
 use dve_wire::scsi::{self, sense::SenseRepr};
-use dve_wire::stack::locate_fcoe_frame;
+use dve_wire::stack::{FcoeFrameInfo, locate_fcoe_frame};
 
 use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
@@ -97,15 +97,10 @@ const SPARE_BUFFERS: usize = 16;
 /// frames arrive).
 const COLLECTED_RESERVE_MAX: usize = 4 << 20;
 
-/// Owned facts about a received FCoE frame, so the frame itself can move on.
-#[derive(Clone, Copy, Debug)]
-struct Received {
-    header: FcHeaderRepr,
-    fc_start: usize,
-    payload_start: usize,
-    payload_len: usize,
-    fc_len: usize,
-}
+/// Owned facts about a received FCoE frame, so the frame itself can move on: wire's own
+/// record of it, kept as it comes (rebuilt in another layout, its fields were moved one by
+/// one for every frame).
+type Received = FcoeFrameInfo;
 
 impl Worker {
     /// A worker with an empty cache.
@@ -341,13 +336,7 @@ impl Worker {
         if !(self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) {
             info.verify(bytes).ok()?;
         }
-        Some(Received {
-            header: info.header,
-            fc_start: info.fc_start,
-            payload_start: info.payload_start(),
-            payload_len: info.payload_len,
-            fc_len: info.fc_end - info.fc_start,
-        })
+        Some(info)
     }
 
     /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet
@@ -420,7 +409,7 @@ impl Worker {
         down.target_rx_id = h.rx_id;
         match (h.r_ctl, h.fc_type) {
             (r_ctl::DATA_DESCRIPTOR, fc_type::FCP) => {
-                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                 let Ok(ready) = FcpXferRdyRepr::parse(payload) else {
                     self.control_frame(port, frame);
                     return;
@@ -440,7 +429,7 @@ impl Worker {
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
                 DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
                 DownOwner::ControlPath(_) => {
-                    let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                    let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                     let at = h.parameter as usize;
                     if at == down.collected.len() {
                         // In order, as devices send: appended, nothing zeroed first.
@@ -455,7 +444,7 @@ impl Worker {
                 }
             },
             (r_ctl::COMMAND_STATUS, fc_type::FCP) => {
-                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                 let status = device_status(payload);
                 self.recycle(frame);
                 self.leg_complete(now, xid, status);
@@ -475,7 +464,7 @@ impl Worker {
     /// A new host command to a virtual target.
     fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
         let h = rx.header;
-        let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+        let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
         let Ok(cmnd) = FcpCmndRepr::parse(payload) else {
             if let Some(stats) = self.port_stats(port) {
                 stats.malformed += 1;
