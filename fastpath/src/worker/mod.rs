@@ -843,6 +843,10 @@ impl Worker {
         }
         if pieces.capacity() > 0 {
             self.recycle_pieces(pieces);
+        } else {
+            // A list without storage holds nothing: forgetting it spares the call that
+            // would drop it.
+            std::mem::forget(pieces);
         }
         self.up.discard(xid);
     }
