@@ -98,9 +98,9 @@ impl Worker {
         let mut keep_from = u32::MAX;
         // Serving a leg changes only that leg's state, so each leg's part of the marks can be
         // taken right after serving it, in one pass over the legs.
-        for down in legs[..leg_count.min(MAX_LEGS)].iter().flatten() {
-            self.serve_leg(up_xid, *down);
-            let Some(d) = self.down.get(*down) else { continue };
+        for down in legs.first(leg_count) {
+            self.serve_leg(up_xid, down);
+            let Some(d) = self.down.get(down) else { continue };
             let leg_start = d.leg.data_offset;
             let leg_end = leg_start + d.leg.blocks * block_size;
             if let Some((_, want_end)) = d.wanted {

@@ -39,7 +39,9 @@ use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
 use crate::exchange::ExchangeTable;
 use crate::worker::config::{PortConfig, WorkerConfig};
-use crate::worker::state::{DownOwner, DownState, Downstream, HostPiece, LegFrames, UpState, Upstream};
+use crate::worker::state::{
+    DownOwner, DownState, Downstream, HostPiece, LegExchanges, LegFrames, UpState, Upstream,
+};
 use crate::worker::translate::{Command, Leg, Plan, Resolution};
 
 /// A fast-path worker.
@@ -603,15 +605,15 @@ impl Worker {
             None => return,
         };
         let write = self.up.get(xid).is_some_and(|u| u.request.kind == IoKind::Write);
-        let mut started = [None; translate::MAX_LEGS];
+        let mut started = LegExchanges::NONE;
         for i in 0..self.plan.legs.len() {
             let leg = self.plan.legs.as_slice()[i];
             match self.start_leg(DownOwner::Host { up: xid, leg: i as u8 }, leg, write, timestamp, None) {
-                Some(down) => started[i] = Some(down),
+                Some(down) => started.set(i, Some(down)),
                 None => {
                     // Out of downstream slots (or no path): undo, and let the control path cope.
-                    for down in started.iter().flatten() {
-                        self.down.remove(*down);
+                    for down in started.iter() {
+                        self.down.remove(down);
                     }
                     // The commands already queued are dropped; they were counted as sent
                     // when queued before, and still are.
@@ -772,7 +774,7 @@ impl Worker {
             }
             DownOwner::Host { up: up_xid, leg } => {
                 let Some(up) = self.up.get_mut(up_xid) else { return };
-                up.legs[usize::from(leg)] = None;
+                up.legs.set(usize::from(leg), None);
                 up.outstanding = up.outstanding.saturating_sub(1);
                 if !status.is_good() && up.failure.is_none() {
                     up.failure = Some(DownstreamFailure { device, status: Some(status), leg });
@@ -932,8 +934,8 @@ impl Worker {
         if let (Some(req), Some(io)) = (up.get_data, tag) {
             self.upcalls.push_back(ToCp::Data { req, io, result: Err(dve_fp_api::Error::UnknownIo(io)) });
         }
-        for down in up.legs.iter().flatten() {
-            self.abort_downstream(*down);
+        for down in up.legs.iter() {
+            self.abort_downstream(down);
         }
         self.held.retain(|&x| x != xid);
         self.unserialize(xid);
