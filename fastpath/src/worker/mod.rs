@@ -514,7 +514,7 @@ impl Worker {
                 if data_out && let Some(up) = self.up.get_mut(tag.xid) {
                     up.pieces = self.spare_pieces.pop().unwrap_or_default();
                 }
-                self.start_with(tag.xid, Some(front))
+                self.start_with(tag.xid, Some(&front))
             }
             None => {
                 // No slot: the host retries after TASK SET FULL.
@@ -531,7 +531,7 @@ impl Worker {
 
     /// [`Worker::start`], with the front half of the chain if the command's arrival just looked
     /// it up (the cache has not changed since).
-    fn start_with(&mut self, xid: ExchangeId, front: Option<crate::cache::Front>) {
+    fn start_with(&mut self, xid: ExchangeId, front: Option<&crate::cache::Front>) {
         let Some(up) = self.up.get(xid) else { return };
         // The chain's fields only: the whole request is a hundred bytes.
         let req = &up.request;
@@ -547,7 +547,14 @@ impl Worker {
         let overlaps = |vseg: VsegId, start: u64, end: u64| {
             serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
         };
-        let front = front.unwrap_or_else(|| self.cache.front(cmd.target, cmd.lun, cmd.initiator));
+        let looked_up;
+        let front = match front {
+            Some(front) => front,
+            None => {
+                looked_up = self.cache.front(cmd.target, cmd.lun, cmd.initiator);
+                &looked_up
+            }
+        };
         let (resolution, resolved) = translate::resolve_with_front(
             &mut self.cache,
             &self.config,
