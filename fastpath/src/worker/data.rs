@@ -362,7 +362,7 @@ impl Worker {
         loop {
             let Some(down) = self.down.get_mut(down_xid) else { return };
             let Some((_, want_end)) = down.wanted else { return };
-            let Some(data) = down.data_out.clone() else { return };
+            let Some(data) = down.control.as_ref().and_then(|c| c.data_out.clone()) else { return };
             let sent = down.sent_upto;
             let end = want_end.min(data.len() as u32);
             if sent >= end {

@@ -431,18 +431,19 @@ impl Worker {
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
                 DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
                 DownOwner::ControlPath(_) => {
+                    let Some(control) = down.control.as_deref_mut() else { return };
                     let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                     let at = h.parameter as usize;
-                    if at == down.collected.len() {
+                    if at == control.collected.len() {
                         // In order, as devices send: appended, nothing zeroed first.
-                        down.collected.extend_from_slice(payload);
+                        control.collected.extend_from_slice(payload);
                     } else {
-                        if down.collected.len() < at + payload.len() {
-                            down.collected.resize(at + payload.len(), 0);
+                        if control.collected.len() < at + payload.len() {
+                            control.collected.resize(at + payload.len(), 0);
                         }
-                        down.collected[at..at + payload.len()].copy_from_slice(payload);
+                        control.collected[at..at + payload.len()].copy_from_slice(payload);
                     }
-                    down.collected_bytes += payload.len();
+                    control.collected_bytes += payload.len();
                 }
             },
             (r_ctl::COMMAND_STATUS, fc_type::FCP) => {
@@ -666,15 +667,15 @@ impl Worker {
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
         // A control-path read collects its data: room for all of it at once rather than
         // growing (and copying) as frames arrive.
-        let collected = match (owner, &cdb) {
-            (DownOwner::ControlPath(_), _) if write => Vec::new(),
-            (DownOwner::ControlPath(_), Some((_, data_len))) => {
-                Vec::with_capacity((*data_len as usize).min(COLLECTED_RESERVE_MAX))
-            }
-            (DownOwner::ControlPath(_), None) => {
-                Vec::with_capacity((data_bytes as usize).min(COLLECTED_RESERVE_MAX))
-            }
-            (DownOwner::Host { .. }, _) => Vec::new(),
+        let collected = |reserve: usize| {
+            let collected = Vec::with_capacity(reserve.min(COLLECTED_RESERVE_MAX));
+            Some(Box::new(state::ControlData { collected, ..state::ControlData::default() }))
+        };
+        let control = match (owner, &cdb) {
+            (DownOwner::ControlPath(_), _) if write => collected(0),
+            (DownOwner::ControlPath(_), Some((_, data_len))) => collected(*data_len as usize),
+            (DownOwner::ControlPath(_), None) => collected(data_bytes as usize),
+            (DownOwner::Host { .. }, _) => None,
         };
         let fc_map = self.config.fc_map;
         let frames = match owner {
@@ -703,9 +704,7 @@ impl Worker {
             seq_cnt: 0,
             timestamp,
             state: DownState::Active,
-            collected,
-            collected_bytes: 0,
-            data_out: None,
+            control,
             frames,
         })?;
         let key = emit::PathKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
@@ -769,14 +768,16 @@ impl Worker {
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
         let Some(down) = self.down.get_mut(down_xid) else { return };
         let (owner, device) = (down.owner, down.device);
-        let collected = std::mem::take(&mut down.collected);
-        let whole = down.collected_bytes >= collected.len();
+        let control = down.control.take();
         self.down.discard(down_xid);
         match owner {
             DownOwner::ControlPath(tag) => {
                 // Data with a hole (a frame lost on the way) is not handed over: the control
                 // path sees a GOOD read without its data, which it treats as a retryable failure.
-                let data = (!collected.is_empty() && whole).then(|| bytes::Bytes::from(collected));
+                let data = control
+                    .map(|c| *c)
+                    .filter(|c| !c.collected.is_empty() && c.collected_bytes >= c.collected.len())
+                    .map(|c| bytes::Bytes::from(c.collected));
                 self.upcalls.push_back(ToCp::DispatchIoComplete { tag, status, data });
             }
             DownOwner::Host { up: up_xid, leg } => {

@@ -248,6 +248,16 @@ pub struct Downstream {
     pub timestamp: Timestamp,
     /// Where it is.
     pub state: DownState,
+    /// The data of a control-path I/O; `None` for a host I/O's leg. Boxed: a host leg's
+    /// state, built for every leg, is then 56 bytes smaller and drops no lists.
+    pub control: Option<Box<ControlData>>,
+    /// How a host I/O leg's data frames are made (when the leg starts).
+    pub frames: LegFrames,
+}
+
+/// The data of a control-path downstream I/O.
+#[derive(Debug, Default)]
+pub struct ControlData {
     /// Data a control-path read collects.
     pub collected: Vec<u8>,
     /// Payload bytes that arrived for `collected`: fewer than its length means a data frame
@@ -255,8 +265,6 @@ pub struct Downstream {
     pub collected_bytes: usize,
     /// Data a control-path write sends.
     pub data_out: Option<bytes::Bytes>,
-    /// How a host I/O leg's data frames are made (when the leg starts).
-    pub frames: LegFrames,
 }
 
 /// What a downstream I/O keeps to make or rewrite its data frames quickly.
