@@ -799,7 +799,10 @@ impl Worker {
         }
     }
 
-    /// Every leg is done: answer the host, or give the I/O to the control path.
+    /// Every leg is done: answer the host, or give the I/O to the control path. Inlined, as
+    /// is `finish_upstream`: every I/O ends through both, and as calls they cost about 30
+    /// instructions more per I/O.
+    #[inline(always)]
     fn complete_upstream(&mut self, _now: Timestamp, xid: ExchangeId) {
         let Some(up) = self.up.get(xid) else { return };
         // Every leg may say GOOD while a read data frame was lost on a device's link: the host
@@ -831,6 +834,7 @@ impl Worker {
 
     /// Send the host its FCP_RSP and free the exchange.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn finish_upstream(
         &mut self,
         xid: ExchangeId,
