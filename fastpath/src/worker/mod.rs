@@ -237,6 +237,8 @@ impl Worker {
 
     /// Keep the buffer of a received frame the worker is done with for the next frame it
     /// builds; a frame still shared (a payload kept elsewhere) just drops its reference.
+    /// Inlined: two frames of every read come here, and `#[inline]` alone left it a call.
+    #[inline(always)]
     fn recycle(&mut self, frame: Frame) {
         if self.spare_buffers.len() < SPARE_BUFFERS
             && let Ok(buffer) = frame.try_into_mut()
