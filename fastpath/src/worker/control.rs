@@ -290,8 +290,8 @@ impl Worker {
         };
         match self.start_leg(DownOwner::ControlPath(tag), leg, write, now, cdb) {
             Some(xid) => {
-                if let Some(down) = self.down.get_mut(xid) {
-                    down.data_out = data;
+                if let Some(control) = self.down.get_mut(xid).and_then(|d| d.control.as_deref_mut()) {
+                    control.data_out = data;
                 }
             }
             None => self.upcalls.push_back(ToCp::DispatchIoComplete {

@@ -40,7 +40,7 @@ impl Worker {
         if !up.data_out || !in_range || !matches!(up.state, UpState::Active | UpState::Queued) {
             return;
         }
-        let fc_end = rx.fc_start + rx.fc_len;
+        let fc_end = rx.fc_end;
         let payload_end = rx.fc_start + FC_HEADER + rx.payload_len;
         let Some(trailer) = frame.as_slice().get(payload_end..fc_end + 4) else { return };
         let (fill_bytes, stored) = trailer.split_at(trailer.len() - 4);
@@ -53,7 +53,7 @@ impl Worker {
             crc: u32::from_le_bytes(*stored),
             frame,
             fc_start: rx.fc_start as u32,
-            fc_len: rx.fc_len as u32,
+            fc_len: (rx.fc_end - rx.fc_start) as u32,
             fill,
             patchable,
         };
@@ -98,9 +98,9 @@ impl Worker {
         let mut keep_from = u32::MAX;
         // Serving a leg changes only that leg's state, so each leg's part of the marks can be
         // taken right after serving it, in one pass over the legs.
-        for down in legs[..leg_count.min(MAX_LEGS)].iter().flatten() {
-            self.serve_leg(up_xid, *down);
-            let Some(d) = self.down.get(*down) else { continue };
+        for down in legs.first(leg_count) {
+            self.serve_leg(up_xid, down);
+            let Some(d) = self.down.get(down) else { continue };
             let leg_start = d.leg.data_offset;
             let leg_end = leg_start + d.leg.blocks * block_size;
             if let Some((_, want_end)) = d.wanted {
@@ -362,7 +362,7 @@ impl Worker {
         loop {
             let Some(down) = self.down.get_mut(down_xid) else { return };
             let Some((_, want_end)) = down.wanted else { return };
-            let Some(data) = down.data_out.clone() else { return };
+            let Some(data) = down.control.as_ref().and_then(|c| c.data_out.clone()) else { return };
             let sent = down.sent_upto;
             let end = want_end.min(data.len() as u32);
             if sent >= end {

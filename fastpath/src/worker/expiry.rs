@@ -50,7 +50,7 @@ impl Worker {
                 }
                 DownOwner::Host { up: up_xid, leg } => {
                     let Some(up) = self.up.get_mut(up_xid) else { continue };
-                    up.legs[usize::from(leg)] = None;
+                    up.legs.set(usize::from(leg), None);
                     up.outstanding = up.outstanding.saturating_sub(1);
                     if up.failure.is_none() {
                         up.failure = Some(DownstreamFailure { device, status: None, leg });

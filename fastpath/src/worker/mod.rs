@@ -15,6 +15,7 @@ mod expiry;
 pub mod run;
 pub mod state;
 pub mod translate;
+mod tx;
 
 use dve_wire::fcp_frame::{emit_fcp_cmnd_frame, emit_fcp_rsp_frame};
 use std::collections::VecDeque;
@@ -32,13 +33,15 @@ use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_ty
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, lun_index};
 use dve_wire::scsi::{self, sense::SenseRepr};
-use dve_wire::stack::locate_fcoe_frame;
+use dve_wire::stack::{FcoeFrameInfo, locate_fcoe_frame};
 
 use crate::cache::MappingCache;
 use crate::crc_patch::CrcPatcher;
 use crate::exchange::ExchangeTable;
 use crate::worker::config::{PortConfig, WorkerConfig};
-use crate::worker::state::{DownOwner, DownState, Downstream, HostPiece, LegFrames, UpState, Upstream};
+use crate::worker::state::{
+    DownOwner, DownState, Downstream, HostPiece, LegExchanges, LegFrames, UpState, Upstream,
+};
 use crate::worker::translate::{Command, Leg, Plan, Resolution};
 
 /// A fast-path worker.
@@ -51,9 +54,9 @@ pub struct Worker {
     pool: FramePool,
     crc: CrcPatcher,
     stats: FpStatistics,
-    /// Frames to transmit, with their port. They are not in the port statistics yet: they
-    /// are counted together when they leave (see [`Worker::count_transmits`]).
-    tx: Vec<(PortId, TxFrame)>,
+    /// Frames to transmit, per port. They are not in the port statistics yet: they are
+    /// counted together when they leave (see [`Worker::count_transmits`]).
+    tx: tx::Transmits,
     /// Reused buffer for one port's burst.
     tx_batch: Vec<TxFrame>,
     /// Frames a full port refused, per port slot, oldest first: sent before anything newer
@@ -96,15 +99,10 @@ const SPARE_BUFFERS: usize = 16;
 /// frames arrive).
 const COLLECTED_RESERVE_MAX: usize = 4 << 20;
 
-/// Owned facts about a received FCoE frame, so the frame itself can move on.
-#[derive(Clone, Copy, Debug)]
-struct Received {
-    header: FcHeaderRepr,
-    fc_start: usize,
-    payload_start: usize,
-    payload_len: usize,
-    fc_len: usize,
-}
+/// Owned facts about a received FCoE frame, so the frame itself can move on: wire's own
+/// record of it, kept as it comes (rebuilt in another layout, its fields were moved one by
+/// one for every frame).
+type Received = FcoeFrameInfo;
 
 impl Worker {
     /// A worker with an empty cache.
@@ -123,7 +121,7 @@ impl Worker {
             pool,
             crc: CrcPatcher::new(),
             stats,
-            tx: Vec::with_capacity(256),
+            tx: tx::Transmits::new(&config.ports),
             tx_batch: Vec::with_capacity(64),
             tx_held: config.ports.iter().map(|_| Vec::new()).collect(),
             upcalls: VecDeque::with_capacity(64),
@@ -170,20 +168,20 @@ impl Worker {
         stats.evicted_extents = self.cache.evicted;
         stats.pending_upstream = self.up.len() as u64;
         stats.pending_downstream = self.down.len() as u64;
-        count_transmits(&self.config.ports, &mut stats, &self.tx);
+        self.tx.count_into(&self.config.ports, &mut stats);
         stats
     }
 
-    /// Frames to transmit, drained by the caller.
+    /// Frames to transmit, in the order they were queued, drained by the caller.
     pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (PortId, TxFrame)> {
         self.count_transmits();
-        self.tx.drain(..)
+        self.tx.take_in_order(&self.config.ports)
     }
 
     /// Count the frames waiting to be transmitted into the port statistics, once, just before
     /// they leave: one pass over the burst instead of a port lookup as each is queued.
     pub(super) fn count_transmits(&mut self) {
-        count_transmits(&self.config.ports, &mut self.stats, &self.tx);
+        self.tx.count_into(&self.config.ports, &mut self.stats);
     }
 
     /// Count a burst of frames received on `port` (see [`Worker::receive`]).
@@ -232,12 +230,15 @@ impl Worker {
         self.stats.ports.get_mut(at).filter(|s| s.port == port)
     }
 
+    #[inline(always)]
     fn send(&mut self, port: PortId, frame: TxFrame) {
-        self.tx.push((port, frame));
+        self.tx.push(&self.config.ports, port, frame);
     }
 
     /// Keep the buffer of a received frame the worker is done with for the next frame it
     /// builds; a frame still shared (a payload kept elsewhere) just drops its reference.
+    /// Inlined: two frames of every read come here, and `#[inline]` alone left it a call.
+    #[inline(always)]
     fn recycle(&mut self, frame: Frame) {
         if self.spare_buffers.len() < SPARE_BUFFERS
             && let Ok(buffer) = frame.try_into_mut()
@@ -339,13 +340,7 @@ impl Worker {
         if !(self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) {
             info.verify(bytes).ok()?;
         }
-        Some(Received {
-            header: info.header,
-            fc_start: info.fc_start,
-            payload_start: info.payload_start(),
-            payload_len: info.payload_len,
-            fc_len: info.fc_end - info.fc_start,
-        })
+        Some(info)
     }
 
     /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet
@@ -418,7 +413,7 @@ impl Worker {
         down.target_rx_id = h.rx_id;
         match (h.r_ctl, h.fc_type) {
             (r_ctl::DATA_DESCRIPTOR, fc_type::FCP) => {
-                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                 let Ok(ready) = FcpXferRdyRepr::parse(payload) else {
                     self.control_frame(port, frame);
                     return;
@@ -438,22 +433,23 @@ impl Worker {
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
                 DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
                 DownOwner::ControlPath(_) => {
-                    let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                    let Some(control) = down.control.as_deref_mut() else { return };
+                    let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                     let at = h.parameter as usize;
-                    if at == down.collected.len() {
+                    if at == control.collected.len() {
                         // In order, as devices send: appended, nothing zeroed first.
-                        down.collected.extend_from_slice(payload);
+                        control.collected.extend_from_slice(payload);
                     } else {
-                        if down.collected.len() < at + payload.len() {
-                            down.collected.resize(at + payload.len(), 0);
+                        if control.collected.len() < at + payload.len() {
+                            control.collected.resize(at + payload.len(), 0);
                         }
-                        down.collected[at..at + payload.len()].copy_from_slice(payload);
+                        control.collected[at..at + payload.len()].copy_from_slice(payload);
                     }
-                    down.collected_bytes += payload.len();
+                    control.collected_bytes += payload.len();
                 }
             },
             (r_ctl::COMMAND_STATUS, fc_type::FCP) => {
-                let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+                let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                 let status = device_status(payload);
                 self.recycle(frame);
                 self.leg_complete(now, xid, status);
@@ -473,7 +469,7 @@ impl Worker {
     /// A new host command to a virtual target.
     fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
         let h = rx.header;
-        let payload = &frame.as_slice()[rx.payload_start..rx.payload_start + rx.payload_len];
+        let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
         let Ok(cmnd) = FcpCmndRepr::parse(payload) else {
             if let Some(stats) = self.port_stats(port) {
                 stats.malformed += 1;
@@ -521,7 +517,7 @@ impl Worker {
                 if data_out && let Some(up) = self.up.get_mut(tag.xid) {
                     up.pieces = self.spare_pieces.pop().unwrap_or_default();
                 }
-                self.start_with(tag.xid, Some(front))
+                self.start_with(tag.xid, Some(&front))
             }
             None => {
                 // No slot: the host retries after TASK SET FULL.
@@ -538,7 +534,7 @@ impl Worker {
 
     /// [`Worker::start`], with the front half of the chain if the command's arrival just looked
     /// it up (the cache has not changed since).
-    fn start_with(&mut self, xid: ExchangeId, front: Option<crate::cache::Front>) {
+    fn start_with(&mut self, xid: ExchangeId, front: Option<&crate::cache::Front>) {
         let Some(up) = self.up.get(xid) else { return };
         // The chain's fields only: the whole request is a hundred bytes.
         let req = &up.request;
@@ -554,7 +550,14 @@ impl Worker {
         let overlaps = |vseg: VsegId, start: u64, end: u64| {
             serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
         };
-        let front = front.unwrap_or_else(|| self.cache.front(cmd.target, cmd.lun, cmd.initiator));
+        let looked_up;
+        let front = match front {
+            Some(front) => front,
+            None => {
+                looked_up = self.cache.front(cmd.target, cmd.lun, cmd.initiator);
+                &looked_up
+            }
+        };
         let (resolution, resolved) = translate::resolve_with_front(
             &mut self.cache,
             &self.config,
@@ -612,21 +615,19 @@ impl Worker {
             None => return,
         };
         let write = self.up.get(xid).is_some_and(|u| u.request.kind == IoKind::Write);
-        let mut started = [None; translate::MAX_LEGS];
+        let mut started = LegExchanges::NONE;
         for i in 0..self.plan.legs.len() {
             let leg = self.plan.legs.as_slice()[i];
             match self.start_leg(DownOwner::Host { up: xid, leg: i as u8 }, leg, write, timestamp, None) {
-                Some(down) => started[i] = Some(down),
+                Some(down) => started.set(i, Some(down)),
                 None => {
                     // Out of downstream slots (or no path): undo, and let the control path cope.
-                    for down in started.iter().flatten() {
-                        self.down.remove(*down);
+                    for down in started.iter() {
+                        self.down.remove(down);
                     }
                     // The commands already queued are dropped; they were counted as sent
                     // when queued before, and still are.
-                    let kept = self.tx.len().saturating_sub(i);
-                    count_transmits(&self.config.ports, &mut self.stats, &self.tx[kept..]);
-                    self.tx.truncate(kept);
+                    self.tx.drop_last(i, &self.config.ports, &mut self.stats);
                     self.queue_to_cp(xid, FaultCause::Capacity, None);
                     return;
                 }
@@ -668,15 +669,15 @@ impl Worker {
         let data_bytes = leg.blocks * path.block_size + leg.header_bytes;
         // A control-path read collects its data: room for all of it at once rather than
         // growing (and copying) as frames arrive.
-        let collected = match (owner, &cdb) {
-            (DownOwner::ControlPath(_), _) if write => Vec::new(),
-            (DownOwner::ControlPath(_), Some((_, data_len))) => {
-                Vec::with_capacity((*data_len as usize).min(COLLECTED_RESERVE_MAX))
-            }
-            (DownOwner::ControlPath(_), None) => {
-                Vec::with_capacity((data_bytes as usize).min(COLLECTED_RESERVE_MAX))
-            }
-            (DownOwner::Host { .. }, _) => Vec::new(),
+        let collected = |reserve: usize| {
+            let collected = Vec::with_capacity(reserve.min(COLLECTED_RESERVE_MAX));
+            Some(Box::new(state::ControlData { collected, ..state::ControlData::default() }))
+        };
+        let control = match (owner, &cdb) {
+            (DownOwner::ControlPath(_), _) if write => collected(0),
+            (DownOwner::ControlPath(_), Some((_, data_len))) => collected(*data_len as usize),
+            (DownOwner::ControlPath(_), None) => collected(data_bytes as usize),
+            (DownOwner::Host { .. }, _) => None,
         };
         let fc_map = self.config.fc_map;
         let frames = match owner {
@@ -705,9 +706,7 @@ impl Worker {
             seq_cnt: 0,
             timestamp,
             state: DownState::Active,
-            collected,
-            collected_bytes: 0,
-            data_out: None,
+            control,
             frames,
         })?;
         let key = emit::PathKey { path, src: port.mac, initiator: port.initiator_fc_id.get() };
@@ -771,19 +770,21 @@ impl Worker {
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
         let Some(down) = self.down.get_mut(down_xid) else { return };
         let (owner, device) = (down.owner, down.device);
-        let collected = std::mem::take(&mut down.collected);
-        let whole = down.collected_bytes >= collected.len();
+        let control = down.control.take();
         self.down.discard(down_xid);
         match owner {
             DownOwner::ControlPath(tag) => {
                 // Data with a hole (a frame lost on the way) is not handed over: the control
                 // path sees a GOOD read without its data, which it treats as a retryable failure.
-                let data = (!collected.is_empty() && whole).then(|| bytes::Bytes::from(collected));
+                let data = control
+                    .map(|c| *c)
+                    .filter(|c| !c.collected.is_empty() && c.collected_bytes >= c.collected.len())
+                    .map(|c| bytes::Bytes::from(c.collected));
                 self.upcalls.push_back(ToCp::DispatchIoComplete { tag, status, data });
             }
             DownOwner::Host { up: up_xid, leg } => {
                 let Some(up) = self.up.get_mut(up_xid) else { return };
-                up.legs[usize::from(leg)] = None;
+                up.legs.set(usize::from(leg), None);
                 up.outstanding = up.outstanding.saturating_sub(1);
                 if !status.is_good() && up.failure.is_none() {
                     up.failure = Some(DownstreamFailure { device, status: Some(status), leg });
@@ -800,7 +801,10 @@ impl Worker {
         }
     }
 
-    /// Every leg is done: answer the host, or give the I/O to the control path.
+    /// Every leg is done: answer the host, or give the I/O to the control path. Inlined, as
+    /// is `finish_upstream`: every I/O ends through both, and as calls they cost about 30
+    /// instructions more per I/O.
+    #[inline(always)]
     fn complete_upstream(&mut self, _now: Timestamp, xid: ExchangeId) {
         let Some(up) = self.up.get(xid) else { return };
         // Every leg may say GOOD while a read data frame was lost on a device's link: the host
@@ -832,6 +836,7 @@ impl Worker {
 
     /// Send the host its FCP_RSP and free the exchange.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn finish_upstream(
         &mut self,
         xid: ExchangeId,
@@ -854,6 +859,10 @@ impl Worker {
         }
         if pieces.capacity() > 0 {
             self.recycle_pieces(pieces);
+        } else {
+            // A list without storage holds nothing: forgetting it spares the call that
+            // would drop it.
+            std::mem::forget(pieces);
         }
         self.up.discard(xid);
     }
@@ -939,8 +948,8 @@ impl Worker {
         if let (Some(req), Some(io)) = (up.get_data, tag) {
             self.upcalls.push_back(ToCp::Data { req, io, result: Err(dve_fp_api::Error::UnknownIo(io)) });
         }
-        for down in up.legs.iter().flatten() {
-            self.abort_downstream(*down);
+        for down in up.legs.iter() {
+            self.abort_downstream(down);
         }
         self.held.retain(|&x| x != xid);
         self.unserialize(xid);
@@ -988,25 +997,6 @@ fn port_slot(ports: &[PortConfig], port: PortId) -> Option<usize> {
         return Some(at);
     }
     ports.iter().position(|p| p.id == port)
-}
-
-/// Add `tx`, frames queued for their ports, to the port statistics of `stats` (made from
-/// `ports` in their order, one per port).
-fn count_transmits(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
-    // Frames for one port usually come in runs: a run's frames and bytes are added up on
-    // their own, and its port's statistics found and updated once.
-    let mut rest = tx;
-    while let Some(((port, _), _)) = rest.split_first() {
-        let run = rest.iter().take_while(|(p, _)| p == port).count();
-        let (this, next) = rest.split_at(run);
-        let bytes: usize = this.iter().map(|(_, frame)| frame.len()).sum();
-        let at = port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
-        if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
-            s.frames_out += run as u64;
-            s.bytes_out += bytes as u64;
-        }
-        rest = next;
-    }
 }
 
 /// Classify a CDB: reads and writes with their extent, anything else as other. Task
@@ -1133,62 +1123,6 @@ mod tests {
                 payload[11] = status;
             }
             prop_assert_eq!(device_status(&payload), device_status_by_parser(&payload));
-        }
-    }
-
-    /// What `count_transmits` counted before it added up runs: each frame on its own.
-    fn count_transmits_per_frame(ports: &[PortConfig], stats: &mut FpStatistics, tx: &[(PortId, TxFrame)]) {
-        for (port, frame) in tx {
-            let at =
-                port_slot(ports, *port).filter(|&at| stats.ports.get(at).is_some_and(|s| s.port == *port));
-            if let Some(s) = at.and_then(|at| stats.ports.get_mut(at)) {
-                s.frames_out += 1;
-                s.bytes_out += frame.len() as u64;
-            }
-        }
-    }
-
-    proptest! {
-        /// Transmit statistics counted by runs of one port are the ones counted frame by
-        /// frame: runs long and short, ports numbered by position or not, ports with no
-        /// statistics and ports the worker does not have.
-        #[test]
-        fn transmits_counted_by_runs_match_counted_by_frame(
-            numbering in prop::sample::select(vec![vec![0u16, 1, 2], vec![2, 0, 1], vec![0, 5]]),
-            statistics_for in prop::sample::select(vec![0usize, 1, 3]),
-            frames in prop::collection::vec((0u16..7, 0usize..80, prop::option::of(0usize..40), 0usize..12), 0..24),
-        ) {
-            let ports: Vec<PortConfig> = numbering
-                .iter()
-                .map(|&p| PortConfig {
-                    id: PortId(p),
-                    mac: dve_wire::ethernet::MacAddr([2, 0, 0, 0, 0, p as u8]),
-                    initiator_fc_id: FcId::new(0x01_0000 + u32::from(p)).unwrap_or_default(),
-                })
-                .collect();
-            let stats = FpStatistics {
-                ports: ports
-                    .iter()
-                    .take(statistics_for)
-                    .map(|p| PortStatistics { port: p.id, frames_out: 3, bytes_out: 100, ..PortStatistics::default() })
-                    .collect(),
-                ..FpStatistics::default()
-            };
-            let tx: Vec<(PortId, TxFrame)> = frames
-                .iter()
-                .map(|&(port, head, body, tail)| {
-                    let frame = TxFrame {
-                        head: Frame::copy_from(&vec![1; head]).unwrap_or(Frame::empty()),
-                        body: body.and_then(|len| Frame::copy_from(&vec![2; len])),
-                        tail: dve_fp_api::frame::Trailer::new(&[3; 12][..tail]).unwrap_or_default(),
-                    };
-                    (PortId(port % 4), frame)
-                })
-                .collect();
-            let (mut by_runs, mut by_frame) = (stats.clone(), stats);
-            count_transmits(&ports, &mut by_runs, &tx);
-            count_transmits_per_frame(&ports, &mut by_frame, &tx);
-            prop_assert_eq!(by_runs, by_frame);
         }
     }
 

@@ -108,7 +108,6 @@ impl Worker {
     /// frames are dropped and counted as `tx_dropped`.
     pub fn flush<P: PacketIo>(&mut self, ports: &mut [P]) -> usize {
         let mut sent = 0;
-        let mut pending = std::mem::take(&mut self.tx);
         let mut batch = std::mem::take(&mut self.tx_batch);
         for port in ports.iter_mut() {
             let id = port.id();
@@ -117,7 +116,16 @@ impl Worker {
             if let Some(held) = slot.and_then(|at| self.tx_held.get_mut(at)) {
                 batch.append(held);
             }
-            batch.extend(pending.extract_if(.., |(p, _)| *p == id).map(|(_, f)| f));
+            if let Some(list) = slot.and_then(|at| self.tx.port_list(at)) {
+                // Nothing held, as nearly always: the port's list is the batch, its vector
+                // swapped rather than its frames moved.
+                if batch.is_empty() {
+                    std::mem::swap(list, &mut batch);
+                } else {
+                    batch.append(list);
+                }
+            }
+            self.tx.take_other(id, &mut batch);
             if batch.is_empty() {
                 continue;
             }
@@ -140,8 +148,7 @@ impl Worker {
                 stats.tx_dropped += dropped;
             }
         }
-        pending.clear();
-        self.tx = pending;
+        self.tx.clear();
         self.tx_batch = batch;
         sent
     }
@@ -197,7 +204,7 @@ mod tests {
     /// Queue frames numbered `from..to` (their first byte, modulo 256) for port 0.
     fn queue(worker: &mut Worker, numbers: std::ops::Range<usize>) {
         for n in numbers {
-            worker.tx.push((PortId(0), TxFrame::whole(Frame::copy_from(&[n as u8; 64]).unwrap())));
+            worker.send(PortId(0), TxFrame::whole(Frame::copy_from(&[n as u8; 64]).unwrap()));
         }
     }
 
