@@ -52,6 +52,8 @@ struct BlockCopy {
     outstanding: usize,
     /// Some leg failed or came back short: nothing is written (or the copy is not whole).
     failed: bool,
+    /// The device of the first leg that failed (none for a copy that failed otherwise).
+    failed_device: Option<DeviceId>,
     /// The read phase is over; the write legs are out.
     writing: bool,
 }
@@ -120,6 +122,7 @@ impl ControlPath {
             // after the other, and the first one's data is often the whole range.
             buf: Vec::new(),
             failed: false,
+            failed_device: None,
             writing: false,
         };
         self.copies.active.insert(id, copy);
@@ -152,8 +155,10 @@ impl ControlPath {
     /// A leg of copy `id` completed.
     pub(super) fn copy_leg_done(&mut self, id: u64, leg: usize, status: IoStatus, data: Option<Bytes>) {
         let Some(copy) = self.copies.active.get_mut(&id) else { return };
+        let device = if copy.writing { copy.writes.get(leg) } else { copy.reads.get(leg) }.map(|l| l.device);
         if !status.is_good() {
             copy.failed = true;
+            copy.failed_device = copy.failed_device.or(device);
         } else if !copy.writing {
             let bs = copy.block_size;
             match (data, copy.reads.get(leg)) {
@@ -166,7 +171,10 @@ impl ControlPath {
                         copy.failed = true;
                     }
                 }
-                _ => copy.failed = true,
+                _ => {
+                    copy.failed = true;
+                    copy.failed_device = copy.failed_device.or(device);
+                }
             }
         }
         copy.outstanding = copy.outstanding.saturating_sub(1);
@@ -212,7 +220,9 @@ impl ControlPath {
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
             CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
             CopyOwner::JournalSlot { lv } => self.slot_read(lv, id, copied.then_some(copy.buf)),
-            CopyOwner::Reconcile { id: reconcile } => self.reconcile_copied(reconcile, id, copied),
+            CopyOwner::Reconcile { id: reconcile } => {
+                self.reconcile_copied(reconcile, id, copied, copy.failed_device)
+            }
         }
     }
 }
@@ -280,6 +290,7 @@ mod tests {
             buf: Vec::new(),
             outstanding: 0,
             failed: false,
+            failed_device: None,
             writing: false,
         }
     }

@@ -265,8 +265,15 @@ impl ControlPath {
         }
     }
 
-    /// The reconciling copy `copy` ended.
-    pub(super) fn reconcile_copied(&mut self, id: u64, copy: u64, copied: bool) {
+    /// The reconciling copy `copy` ended; if it failed, `failed_device` is its first leg's
+    /// device that failed.
+    pub(super) fn reconcile_copied(
+        &mut self,
+        id: u64,
+        copy: u64,
+        copied: bool,
+        failed_device: Option<DeviceId>,
+    ) {
         let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
         let (lv, suspect) = (r.lv, r.suspect);
         let Some(step) = r.step.as_ref().filter(|s| s.copy == Some(copy)) else { return };
@@ -281,9 +288,14 @@ impl ControlPath {
             self.reconcile_revoked(id);
             return;
         }
-        // The sides cannot be made the same: the suspect side goes, before the host's
-        // status (the death procedure fences the volume first, as for a failed write).
-        self.side_failed(lv, suspect);
+        // The sides cannot be made the same: the side that keeps failing goes, before the
+        // host's status (the death procedure fences the volume first, as for a failed write).
+        // That is the side of the leg that failed, the source or another side written:
+        // blaming the suspect for them would declare a good side dead for a side that is gone
+        // (and, at the next timeout on another good side, that one too, leaving the volume
+        // on the side that cannot be read).
+        let blamed = failed_device.and_then(|d| self.side_of(lv, d)).unwrap_or(suspect);
+        self.side_failed(lv, blamed);
         self.end_reconcile_step(id);
     }
 

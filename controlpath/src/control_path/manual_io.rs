@@ -16,6 +16,8 @@ use super::journal::ControlAppend;
 use super::multipath::PathWaiter;
 use super::revocation::AfterRevocation;
 use super::{ControlPath, DispatchPurpose, RequestPurpose};
+use dve_fp_api::mapping::SideState;
+
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Sense of a command the host should simply retry (ABORTED COMMAND, no additional sense).
@@ -476,7 +478,7 @@ impl ControlPath {
         }
         let sides: Vec<usize> = failed.iter().filter_map(|(leg, _)| leg.side).collect();
         if sides.len() == failed.len() {
-            let covered = !write || self.every_piece_written(id);
+            let covered = !write || self.every_piece_on_a_current_side(id, lv, &sides);
             let mut attempts = 0;
             if let Some(op) = self.manual.get_mut(&id) {
                 op.stage = Stage::WaitingSideDeath;
@@ -497,13 +499,26 @@ impl ControlPath {
         self.finish_manual(id, status);
     }
 
-    /// For a write whose mirror legs partly failed: whether every block reached some side.
-    fn every_piece_written(&self, id: u64) -> bool {
+    /// For a write whose mirror legs partly failed: whether every block reached a side that
+    /// stays current, an alive one that did not fail. A side being resynchronized does not
+    /// count: when the only alive side fails, that side cannot be declared dead (the volume
+    /// keeps one), and the resync's next copy fails and declares the resynchronizing side
+    /// dead instead, so a write acknowledged on that side alone would be lost.
+    fn every_piece_on_a_current_side(&self, id: u64, lv: LvId, failing: &[usize]) -> bool {
         let Some(op) = self.manual.get(&id) else { return false };
+        let Some(v) = self.volumes.get(&lv) else { return false };
+        let current = |leg: &DeviceLeg| match leg.side {
+            // The side found by its device: a removal since the dispatch renumbers sides, and a
+            // removed side's copy no longer counts.
+            Some(_) => self.side_of(lv, leg.device).is_some_and(|s| {
+                !failing.contains(&s) && v.record.side_states.get(s) == Some(&SideState::Alive)
+            }),
+            None => true,
+        };
         let blocks = u64::from(op.request.blocks);
         let mut covered = vec![false; blocks as usize];
         for (leg, result) in op.legs.iter().zip(&op.results) {
-            if matches!(result, Some(Ok(()))) {
+            if matches!(result, Some(Ok(()))) && current(leg) {
                 for b in leg.offset..(leg.offset + leg.blocks).min(blocks) {
                     covered[b as usize] = true;
                 }

@@ -307,8 +307,13 @@ enum RequestPurpose {
 /// What a control-path dispatch is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum DispatchPurpose {
-    /// READ CAPACITY(16) of a newly discovered device.
-    Capacity(DeviceId),
+    /// READ CAPACITY(16) of a newly discovered device, sent to a path's probe id.
+    Capacity {
+        /// The device.
+        device: DeviceId,
+        /// The probe id of the path it was asked on.
+        probe: DeviceId,
+    },
     /// INQUIRY VPD 0x83 of a target port's LUN 0, sent to the path's probe id.
     Identify(DeviceId),
     /// The periodic TEST UNIT READY on a failed path.
@@ -598,7 +603,9 @@ impl ControlPath {
                 self.queued_io(io, request, reason);
             }
             ToCp::DispatchIoComplete { tag, status, data } => match self.dispatches.remove(&tag) {
-                Some(DispatchPurpose::Capacity(device)) => self.capacity_answered(device, &status, data),
+                Some(DispatchPurpose::Capacity { device, probe }) => {
+                    self.capacity_answered(device, probe, &status, data)
+                }
                 Some(DispatchPurpose::Identify(probe)) => self.identified(probe, &status, data),
                 Some(DispatchPurpose::PathTest { device, probe, test }) => {
                     self.path_tested(device, probe, test, &status)
@@ -709,16 +716,22 @@ impl ControlPath {
     fn capacity_answered(
         &mut self,
         device: DeviceId,
+        probe: DeviceId,
         status: &dve_fp_api::io::IoStatus,
         data: Option<bytes::Bytes>,
     ) {
+        if self.discovery_answer_lost(probe, status, data.as_ref()) {
+            self.ask_capacity(device, probe);
+            return;
+        }
         let parsed = data.filter(|_| status.is_good()).filter(|d| d.len() >= 12).map(|d| {
             let last = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
             let block = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
             (last + 1, block)
         });
         let Some((blocks, block_size)) = parsed else {
-            // The device answered badly or not at all: try again at its next login.
+            // The device answered badly (or its answers were lost more than once in a row): try
+            // again at its next login.
             return;
         };
         let Some(d) = self.devices.get_mut(device) else { return };

@@ -38,6 +38,9 @@ const FIRST_PROBE: u32 = 0x8000_0000;
 /// lost frame; sent together, they cost no more time than one when the path is dead.
 const TEST_UNIT_READY_COPIES: u32 = 2;
 
+/// How many times a discovery command is sent before a lost answer is taken as no answer.
+const DISCOVERY_TRIES: u32 = 3;
+
 /// Bytes asked for in the identification INQUIRY.
 const VPD_ALLOCATION: u16 = 252;
 
@@ -104,6 +107,8 @@ pub struct MultipathCounters {
     pub ios_redriven: u64,
     /// Failed paths that answered a later test.
     pub paths_restored: u64,
+    /// Discovery commands sent again after their answer was lost on the way.
+    pub discovery_retries: u64,
 }
 
 /// The multipath state of an engine.
@@ -118,6 +123,9 @@ pub(super) struct Multipath {
     /// path, so its failure says nothing about the new one.
     switched_at: BTreeMap<DeviceId, u64>,
     next_recheck: u64,
+    /// Discovery commands (the identification INQUIRY, READ CAPACITY) whose answer was lost
+    /// on the way, by the probe id of the path they were sent on: how many times in a row.
+    lost_answers: BTreeMap<DeviceId, u32>,
     pub(super) counters: MultipathCounters,
 }
 
@@ -189,11 +197,53 @@ impl ControlPath {
         };
         self.grant_all(MappingEntry::DevicePath(path));
         self.multipath.identifying.insert(probe, node);
+        self.send_identify(probe, node);
+    }
+
+    /// INQUIRY, EVPD, the device identification page, through the path's probe id.
+    fn send_identify(&mut self, probe: DeviceId, node: NodeLogin) {
         let [high, low] = VPD_ALLOCATION.to_be_bytes();
-        // INQUIRY, EVPD, the device identification page.
         let inquiry = [0x12, 0x01, vpd_page::DEVICE_IDENTIFICATION, high, low, 0];
         let Some(op) = command(&inquiry, u32::from(VPD_ALLOCATION)) else { return };
         self.dispatch_on_path(probe, node.port, DispatchPurpose::Identify(probe), op);
+    }
+
+    /// Whether a discovery command sent through `probe` should be sent again: nothing came
+    /// back, or GOOD without its data (a data frame lost on the link), fewer than
+    /// [`DISCOVERY_TRIES`] times in a row. Nobody else asks again: the target logs in once,
+    /// and a device left half discovered is never used (a restarted engine's volumes on it
+    /// wait for it for ever). A device's own error is its answer, taken at once.
+    pub(super) fn discovery_answer_lost(
+        &mut self,
+        probe: DeviceId,
+        status: &IoStatus,
+        data: Option<&Bytes>,
+    ) -> bool {
+        let lost = !path_answered(status) || (status.is_good() && data.is_none());
+        let tries = self.multipath.lost_answers.entry(probe).or_insert(0);
+        if lost && *tries + 1 < DISCOVERY_TRIES {
+            *tries += 1;
+            self.multipath.counters.discovery_retries += 1;
+            return true;
+        }
+        self.multipath.lost_answers.remove(&probe);
+        false
+    }
+
+    /// READ CAPACITY(16) of `device` through the path of probe id `probe`.
+    pub(super) fn ask_capacity(&mut self, device: DeviceId, probe: DeviceId) {
+        let Some(port) =
+            self.devices.get(device).and_then(|d| d.paths.iter().find(|p| p.probe == probe)).map(|p| p.port)
+        else {
+            return;
+        };
+        // SERVICE ACTION IN (16), service action 0x10, 32 bytes.
+        let mut read_capacity = [0u8; 16];
+        read_capacity[0] = 0x9E;
+        read_capacity[1] = 0x10;
+        read_capacity[13] = 32;
+        let Some(op) = command(&read_capacity, 32) else { return };
+        self.dispatch_on_path(probe, port, DispatchPurpose::Capacity { device, probe }, op);
     }
 
     fn dispatch_on_path(
@@ -211,6 +261,14 @@ impl ControlPath {
     /// The identification INQUIRY answered (or failed: the unit is then known by its port
     /// name and LUN only, as a single-path device).
     pub(super) fn identified(&mut self, probe: DeviceId, status: &IoStatus, data: Option<Bytes>) {
+        if let Some(node) = self.multipath.identifying.get(&probe).copied()
+            && self.discovery_answer_lost(probe, status, data.as_ref())
+        {
+            // Not the device's answer: known by its port name instead, a second port of a
+            // known unit would become a device of its own (and a restored device never return).
+            self.send_identify(probe, node);
+            return;
+        }
         let Some(node) = self.multipath.identifying.remove(&probe) else { return };
         let identity = data.filter(|_| status.is_good()).and_then(|d| unit_identity(&d));
         let (device, recorded_changed) =
@@ -254,18 +312,16 @@ impl ControlPath {
             }
             return;
         }
-        if self.dispatches.values().any(|p| *p == DispatchPurpose::Capacity(id)) {
+        if self
+            .dispatches
+            .values()
+            .any(|p| matches!(p, DispatchPurpose::Capacity { device, .. } if *device == id))
+        {
             // Another path's READ CAPACITY is on its way.
             return;
         }
         // A new or returning device: its capacity, asked on the path just found.
-        // READ CAPACITY(16): SERVICE ACTION IN (16), service action 0x10, 32 bytes.
-        let mut read_capacity = [0u8; 16];
-        read_capacity[0] = 0x9E;
-        read_capacity[1] = 0x10;
-        read_capacity[13] = 32;
-        let Some(op) = command(&read_capacity, 32) else { return };
-        self.dispatch_on_path(probe, node.port, DispatchPurpose::Capacity(id), op);
+        self.ask_capacity(id, probe);
     }
 
     fn commit_device(&mut self, device: DeviceId) {

@@ -168,6 +168,14 @@ impl ControlPath {
             || self.migrations_of(lv)
             || self.incremental_involves(lv)
             || self.mirror_busy(lv);
+        if !busy && self.stamps_writes(lv) {
+            // Refused as before (its tables hold the written twins, its age lists are kept per
+            // segment), but saying what to do: "being reconfigured" named nothing to wait for.
+            return Err(Error::FailedPrecondition(format!(
+                "{} has a dead mirror side: resynchronize or remove it before splitting or merging segments",
+                v.record.name
+            )));
+        }
         if busy || v.segments.iter().any(|s| s.redirects().len() != 1) {
             return Err(Error::FailedPrecondition(format!(
                 "{} is being reconfigured (a snapshot, a migration, a resync or another split): try again when it ends",
