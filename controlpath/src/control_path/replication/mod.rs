@@ -159,10 +159,9 @@ pub(super) struct Replication {
     to_copy: CopyRanges,
     /// The copy's transfer in flight.
     transfer: Option<Transfer>,
-    /// The copy is complete: cycles after the base may be applied.
-    copied: bool,
-    /// The cycle open when the copy finished: the first whose image the replica can show
-    /// (the copy read blocks as they were after earlier consistency points).
+    /// Set when the copy is complete (cycles after the base may then be applied): the cycle
+    /// open then, the first whose image the replica can show (the copy read blocks as they
+    /// were after earlier consistency points).
     first_consistent: Option<u64>,
     /// Consistency point instants of closed cycles not yet applied.
     cut_at: BTreeMap<u64, u64>,
@@ -284,7 +283,6 @@ impl ControlPath {
                 unread_through: None,
                 to_copy: CopyRanges::whole(blocks),
                 transfer: None,
-                copied: false,
                 first_consistent: None,
                 cut_at: BTreeMap::new(),
                 shipping: None,
@@ -398,7 +396,6 @@ impl ControlPath {
             }
         } else {
             r.rebase = true;
-            r.copied = false;
             r.first_consistent = None;
             r.next_cut_at = now;
             r.progress.baseline_blocks = 0;
@@ -515,7 +512,12 @@ impl ControlPath {
         let Some(r) = self.replications.active.get(&lv) else { return };
         let Some(base) = r.base_cycle else { return };
         // A cycle still being written could land older data over what the copy writes.
-        if r.progress.paused || r.rebase || r.copied || r.transfer.is_some() || r.applying.is_some() {
+        if r.progress.paused
+            || r.rebase
+            || r.first_consistent.is_some()
+            || r.transfer.is_some()
+            || r.applying.is_some()
+        {
             return;
         }
         let Some(journal) = self.journals.get(&lv) else { return };
@@ -525,7 +527,6 @@ impl ControlPath {
             if !unread {
                 let cycle = journal.cycle();
                 if let Some(r) = self.replications.active.get_mut(&lv) {
-                    r.copied = true;
                     r.first_consistent = Some(cycle);
                 }
             }
@@ -639,7 +640,7 @@ impl ControlPath {
         let Some(r) = self.replications.active.get(&lv) else { return };
         let Some(base) = r.base_cycle else { return };
         let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
-        if r.applying.is_some() || !r.copied || r.progress.paused || r.rebase {
+        if r.applying.is_some() || r.first_consistent.is_none() || r.progress.paused || r.rebase {
             return;
         }
         // After a catch-up, cycles before its base were copied, not applied.
