@@ -18,6 +18,18 @@ use crate::volume::{DeviceLeg, LayoutSpec};
 /// Slots per writer: one open, one to swap in while the closed one waits to be shipped.
 const SLOTS_PER_WRITER: u64 = 2;
 
+/// Journal sequences are the engine's boot number above this many bits and a count of the
+/// slots opened in the boot below them. A slot's entries are told from those left in it by
+/// an earlier use only by their sequence, and a restarted engine finds the journal devices
+/// as the last boot left them: so no two boots may hand out the same sequence.
+const SEQUENCE_COUNT_BITS: u32 = 40;
+
+/// The sequence before the first of boot `boot` (the first slot opened gets the next one).
+pub(super) fn first_sequence(boot: u64) -> u64 {
+    // 2^24 boots and 2^40 slots opened in one boot before a sequence repeats.
+    boot << SEQUENCE_COUNT_BITS
+}
+
 /// A writer's open slot.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct OpenSlot {
@@ -51,7 +63,6 @@ pub(super) struct VolumeJournal {
     free: VecDeque<usize>,
     open: BTreeMap<WorkerId, OpenSlot>,
     closed: Vec<ClosedSlot>,
-    next_sequence: u64,
     /// The cycle entries appended now belong to (advanced at every consistency point).
     cycle: u64,
     /// Closed slots are kept until shipped (the volume is replicated).
@@ -106,7 +117,6 @@ impl ControlPath {
             free: (0..slots as usize).collect(),
             open: BTreeMap::new(),
             closed: Vec::new(),
-            next_sequence: 0,
             cycle: 0,
             keep_closed: false,
         };
@@ -147,8 +157,10 @@ impl ControlPath {
         let control = self.control_worker();
         let Some(journal) = self.journals.get_mut(&lv) else { return false };
         let Some(slot) = journal.free.pop_front() else { return false };
-        journal.next_sequence += 1;
-        let sequence = journal.next_sequence;
+        // One count for every journal: a region freed by a deleted volume and claimed by a
+        // new one keeps the old entries, which must not pass for the new volume's.
+        self.journal_sequence = self.journal_sequence.wrapping_add(1);
+        let sequence = self.journal_sequence;
         journal.open.insert(writer, OpenSlot { slot, sequence, next: 0, opened_at: now });
         if writer != control {
             let region = JournalRegion {
@@ -340,5 +352,75 @@ impl ControlPath {
             done += n;
         }
         ControlAppend::Entries(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::control_path::ControlPathConfig;
+    use crate::control_path::persist::discovered_devices;
+    use crate::store::{MemoryStore, MetadataStore, RedbStore, Table};
+
+    /// Every sequence `cp` opens for the journal of `lv` while each writer swaps its slot
+    /// three times round the journal.
+    fn sequences_of_a_boot(cp: &mut ControlPath, lv: LvId) -> BTreeSet<u64> {
+        let mut seen: BTreeSet<u64> = cp.journals[&lv].open.values().map(|o| o.sequence).collect();
+        let slots = cp.journals[&lv].free.len() + cp.journals[&lv].open.len();
+        for _ in 0..3 * slots {
+            for writer in cp.journal_writers() {
+                cp.swap_slot(lv, writer);
+                seen.insert(cp.journals[&lv].open[&writer].sequence);
+            }
+        }
+        seen
+    }
+
+    fn booted(store: Box<dyn MetadataStore>) -> ControlPath {
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+        cp.attach_store(store).unwrap();
+        cp
+    }
+
+    #[test]
+    fn no_two_boots_hand_out_the_same_journal_sequence() {
+        let mut store = MemoryStore::new();
+        store.commit(discovered_devices(3, 100_000)).unwrap();
+        let mut cp = booted(Box::new(store));
+        let layout = LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(2), journal_blocks: 768 };
+        let lv = cp.create_volume("j", 4096, layout).unwrap();
+        let first = sequences_of_a_boot(&mut cp, lv);
+        // The second boot reloads the volume and cuts its journal into the same slots, in the
+        // same order: only the sequences can tell its entries from the first boot's.
+        let mut cp = booted(cp.take_store().unwrap());
+        let second = sequences_of_a_boot(&mut cp, lv);
+        assert!(first.len() > 10, "{first:?}");
+        assert!(first.last() < second.first(), "{first:?} then {second:?}");
+        // A second journaled volume does not reuse the first's sequences either.
+        let other = LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(3), journal_blocks: 768 };
+        let lv2 = cp.create_volume("k", 4096, other).unwrap();
+        let third = sequences_of_a_boot(&mut cp, lv2);
+        assert!(second.last() < third.first(), "{second:?} then {third:?}");
+    }
+
+    #[test]
+    fn a_boot_counter_that_does_not_decode_is_refused_and_changes_nothing() {
+        let path = std::env::temp_dir().join(format!("dve-journal-boots-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            let mut batch = discovered_devices(1, 1000);
+            batch.put(Table::Counters, b"boots".to_vec(), vec![1, 2, 3]);
+            store.commit(batch).unwrap();
+        }
+        let mut cp = ControlPath::new(ControlPathConfig::new(1, 2, 2));
+        let err = cp.attach_store(Box::new(RedbStore::open(&path).unwrap())).unwrap_err().to_string();
+        assert!(err.contains("boot counter") && err.contains("3 bytes"), "{err}");
+        assert!(cp.take_store().is_none() && cp.devices().iter().next().is_none());
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.get(Table::Counters, b"boots").unwrap(), Some(vec![1, 2, 3]));
+        let _ = std::fs::remove_file(&path);
     }
 }

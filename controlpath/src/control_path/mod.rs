@@ -409,6 +409,9 @@ pub struct ControlPath {
     store: Option<Box<dyn crate::store::MetadataStore>>,
     /// The journal of each journaled volume.
     journals: BTreeMap<LvId, journal::VolumeJournal>,
+    /// The last journal sequence handed out (to a slot of any journal): unique in the
+    /// engine's store, see `journal::first_sequence`.
+    journal_sequence: u64,
     /// Claims of deleted volumes, held until every worker has dropped the volume.
     deleting: BTreeMap<LvId, Vec<crate::volume::Allocation>>,
     /// Claims of removed mirror sides, held until nothing uses them.
@@ -461,6 +464,7 @@ impl ControlPath {
             counters: ControlCounters::default(),
             store: None,
             journals: BTreeMap::new(),
+            journal_sequence: 0,
             deleting: BTreeMap::new(),
             side_removals: side_removal::SideRemovals::default(),
             now: 0,

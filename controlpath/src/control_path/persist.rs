@@ -22,7 +22,10 @@ fn volume_key(id: LvId) -> [u8; 4] {
 impl ControlPath {
     /// Attach a metadata store and load what it holds (devices and volumes). Devices come
     /// back offline until they log in again.
-    pub fn attach_store(&mut self, store: Box<dyn MetadataStore>) -> Result<(), Error> {
+    pub fn attach_store(&mut self, mut store: Box<dyn MetadataStore>) -> Result<(), Error> {
+        // Before any journal is cut into slots: this boot's journal sequences must differ
+        // from every earlier boot's, whose entries are still on the journal devices.
+        self.journal_sequence = super::journal::first_sequence(next_boot(store.as_mut())?);
         let devices: Vec<(Vec<u8>, Device)> = scan_json(store.as_ref(), Table::Devices)?;
         let volumes: Vec<(Vec<u8>, VolumeRecord)> = scan_json(store.as_ref(), Table::Volumes)?;
         let tasks: Vec<(Vec<u8>, serde_json::Value)> = scan_json(store.as_ref(), Table::Tasks)?;
@@ -189,6 +192,32 @@ impl ControlPath {
     }
 }
 
+/// The key under [`Table::Counters`] of the number of times an engine attached the store.
+const BOOTS_KEY: &[u8] = b"boots";
+
+/// Count one more boot of the engine in `store` and return its number (1 for the first),
+/// committed before anything of this boot is written anywhere.
+fn next_boot(store: &mut dyn MetadataStore) -> Result<u64, Error> {
+    let boots = match store.get(Table::Counters, BOOTS_KEY)? {
+        None => 0,
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                Error::Store(format!(
+                    "the boot counter (table {}, key \"boots\") holds {} bytes, not 8",
+                    Table::Counters,
+                    bytes.len()
+                ))
+            })?;
+            u64::from_be_bytes(bytes)
+        }
+    };
+    let boot = boots.wrapping_add(1);
+    let mut batch = Batch::new();
+    batch.put(Table::Counters, BOOTS_KEY.to_vec(), boot.to_be_bytes().to_vec());
+    store.commit(batch)?;
+    Ok(boot)
+}
+
 /// A batch holding `count` discovered devices of `blocks` blocks each (ids from 1, targets
 /// `0x2200 + id`), as an engine's store holds them: what tests load an engine from.
 #[cfg(test)]
@@ -294,7 +323,8 @@ mod tests {
         assert_eq!(steps, 9);
         for crash_at in 0..steps as u64 {
             let mut store = store_with_disks();
-            store.fail_after(crash_at);
+            // Attaching the store commits the boot counter first.
+            store.fail_after(crash_at + 1);
             let shared = SharedStore::new(store);
             let handle = shared.clone();
             let mut cp = ControlPath::new(ControlPathConfig::new(1, 4, 2));
