@@ -96,7 +96,7 @@ fn expose_to_host_0(volume: &str) -> pb::ExposeVolumeRequest {
     pb::ExposeVolumeRequest {
         volume: volume.into(),
         target_wwpn: String::new(),
-        lun: 0,
+        lun: None,
         host_wwpns: vec![wwpn(host_wwpn(0))],
     }
 }
@@ -661,7 +661,7 @@ fn bad_management_requests_get_the_code_that_says_why_and_change_nothing() {
             .expose_volume(pb::ExposeVolumeRequest {
                 volume: "v0".into(),
                 target_wwpn: String::new(),
-                lun: 0,
+                lun: None,
                 host_wwpns: vec!["not-a-wwpn".into()],
             })
             .await
@@ -1058,5 +1058,47 @@ fn mirror_sides_are_removed_online_and_bad_removals_say_why_and_change_nothing()
         // The whole of disks 0 and 1 is free again once the workers let go.
         engine.lock().run_until(100_000_000, |_| false);
         client.create_volume(create("again", 65_536, mirror(&[disk(0), disk(1)]))).await.expect("room again");
+    });
+}
+
+#[test]
+fn a_volume_is_exposed_as_the_lun_asked_for_and_a_taken_lun_is_refused() {
+    let (runtime, _engine, mut client) = start(2);
+    runtime.block_on(async {
+        for name in ["a", "b"] {
+            client.create_volume(create(name, 4096, linear(&disk(0)))).await.expect(name);
+        }
+        let at = |volume: &str, lun: Option<u32>| pb::ExposeVolumeRequest { lun, ..expose_to_host_0(volume) };
+        let a = client.expose_volume(at("a", Some(7))).await.expect("a as LUN 7").into_inner();
+        assert_eq!((a.lun, a.volume.as_str()), (7, "a"));
+        let lister = client.clone();
+        let listed = || {
+            let mut lister = lister.clone();
+            async move { lister.list_exposures(pb::Empty {}).await.expect("exposures").into_inner().exposures }
+        };
+        let before = listed().await;
+
+        // Refused, naming what is wrong, and nothing changes.
+        let cases = [
+            ("a LUN another volume holds", at("b", Some(7)), Code::FailedPrecondition, "holds volume \"a\""),
+            ("moving an exposed volume", at("a", Some(3)), Code::FailedPrecondition, "exposed as LUN 7"),
+            ("past the last LUN", at("b", Some(16_384)), Code::InvalidArgument, "16383"),
+            ("not a LUN at all", at("b", Some(1 << 20)), Code::InvalidArgument, "lun"),
+        ];
+        for (what, request, code, named) in cases {
+            let status = client.expose_volume(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(status.message().contains(named), "{what}: {}", status.message());
+            assert_eq!(listed().await, before, "{what} changed the exposures");
+        }
+
+        // Asking again for the LUN it has, or for none, keeps it; unset picks the lowest free.
+        assert_eq!(client.expose_volume(at("a", Some(7))).await.expect("again").into_inner().lun, 7);
+        assert_eq!(client.expose_volume(at("a", None)).await.expect("unset").into_inner().lun, 7);
+        assert_eq!(client.expose_volume(at("b", None)).await.expect("b").into_inner().lun, 0);
+        // Hidden, LUN 7 is free for another volume.
+        client.hide_volume(pb::HideVolumeRequest { target_wwpn: String::new(), lun: 7 }).await.expect("hidden");
+        client.hide_volume(pb::HideVolumeRequest { target_wwpn: String::new(), lun: 0 }).await.expect("hidden");
+        assert_eq!(client.expose_volume(at("b", Some(7))).await.expect("b as 7").into_inner().lun, 7);
     });
 }

@@ -150,6 +150,9 @@ enum VolumeCommand {
         /// A host by WWPN (repeat for several).
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
+        /// The LUN to expose it as (by default the one it has, else the lowest free one).
+        #[arg(long)]
+        lun: Option<u32>,
     },
     /// List exposures.
     Exposures,
@@ -530,13 +533,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "{name}: merge at block {at_lba} accepted; `dvectl volume show {name}` shows the segments"
             );
         }
-        Command::Volume(VolumeCommand::Expose { name, hosts }) => {
-            let request = pb::ExposeVolumeRequest {
-                volume: name,
-                target_wwpn: String::new(),
-                lun: 0,
-                host_wwpns: hosts,
-            };
+        Command::Volume(VolumeCommand::Expose { name, hosts, lun }) => {
+            let request =
+                pb::ExposeVolumeRequest { volume: name, target_wwpn: String::new(), lun, host_wwpns: hosts };
             let e = client.expose_volume(request).await?.into_inner();
             print_exposures(&[e]);
         }

@@ -55,6 +55,9 @@ use mirror::MirrorWork;
 use revocation::Revocation;
 use scsi_queue::ScsiQueue;
 
+/// LUNs of the virtual target: SAM's flat space addressing (14 bits).
+const LUNS: u16 = 16_384;
+
 /// How an engine's control path is set up.
 #[derive(Clone, Debug)]
 pub struct ControlPathConfig {
@@ -806,6 +809,31 @@ impl ControlPath {
         self.expose_as(lv, hosts, None)
     }
 
+    /// [`ControlPath::expose`] as LUN `lun`, which must be free or already the volume's:
+    /// hosts that share a volume often must see it at one agreed LUN. A refusal names the
+    /// volume holding the LUN, or the volume's own LUN when it is exposed as another one.
+    pub fn expose_at(&mut self, lv: LvId, hosts: &[Wwn], lun: u16) -> Result<u16, Error> {
+        if lun >= LUNS {
+            return Err(Error::invalid("lun", format!("{lun} is past the last LUN, {}", LUNS - 1)));
+        }
+        let name = |c: &ControlPath, lv: LvId| c.volumes.get(&lv).map(|v| v.record.name.clone());
+        let own = name(self, lv).ok_or(Error::UnknownVolume(lv))?;
+        if let Some(held) = self.exposure.luns.iter().find(|m| m.lun.0 == lun && m.lv != lv) {
+            let holder = name(self, held.lv).unwrap_or_else(|| format!("{:?}", held.lv));
+            return Err(Error::FailedPrecondition(format!(
+                "LUN {lun} holds volume {holder:?}: hide it first or choose another LUN for {own:?}"
+            )));
+        }
+        if let Some(mine) = self.exposure.luns.iter().find(|m| m.lv == lv && m.lun.0 != lun) {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {own:?} is exposed as LUN {}: a volume has one LUN for every host; hide it \
+                 first to move it to LUN {lun}",
+                mine.lun.0
+            )));
+        }
+        self.expose_as(lv, hosts, Some(lun))
+    }
+
     /// [`ControlPath::expose`], as LUN `wanted` if it is free (a restart keeps every
     /// volume's LUN, even with a lower one hidden since it was given).
     fn expose_as(&mut self, lv: LvId, hosts: &[Wwn], wanted: Option<u16>) -> Result<u16, Error> {
@@ -815,9 +843,9 @@ impl ControlPath {
         let lun = match self.exposure.luns.iter().find(|m| m.lv == lv) {
             Some(m) => m.lun.0,
             None => wanted
-                .filter(|l| *l < 16_384 && !used.contains(l))
+                .filter(|l| *l < LUNS && !used.contains(l))
                 .into_iter()
-                .chain(0..16_384u16)
+                .chain(0..LUNS)
                 .find(|l| !used.contains(l))
                 .ok_or_else(|| Error::invalid("LUN", "no free LUN"))?,
         };

@@ -261,11 +261,13 @@ impl<E: EngineAccess> Management for ManagementService<E> {
         } else {
             Some(wwpn_field("target_wwpn", &r.target_wwpn)?)
         };
-        if r.lun != 0 {
-            return Err(not_supported(
-                "choosing the LUN (lun): the control path assigns the next free one; leave it 0",
-            ));
-        }
+        let lun = r
+            .lun
+            .map(|l| {
+                u16::try_from(l)
+                    .map_err(|_| Status::invalid_argument(format!("invalid lun: {l} is not a LUN")))
+            })
+            .transpose()?;
         if r.host_wwpns.is_empty() {
             return Err(not_supported("exposing to every host (empty host_wwpns): name the hosts"));
         }
@@ -285,7 +287,11 @@ impl<E: EngineAccess> Management for ManagementService<E> {
                 )));
             }
             let lv = volume_named(c, name).map_err(|e| status_of(&e))?;
-            c.expose(lv, &hosts).map_err(|e| status_of(&e))?;
+            match lun {
+                Some(lun) => c.expose_at(lv, &hosts, lun),
+                None => c.expose(lv, &hosts),
+            }
+            .map_err(|e| status_of(&e))?;
             reply::exposure_reply(c, lv).ok_or_else(|| Status::internal("the exposure just made is missing"))
         })?;
         Ok(Response::new(exposure))

@@ -258,7 +258,7 @@ pub async fn create_and_expose(client: &mut ManagementClient<Channel>, target: u
         .expose_volume(pb::ExposeVolumeRequest {
             volume: "v0".into(),
             target_wwpn: String::new(),
-            lun: 0,
+            lun: None,
             host_wwpns: vec![wwpn(HOST_WWPN)],
         })
         .await
