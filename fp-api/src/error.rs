@@ -61,6 +61,9 @@ pub enum Error {
     /// A request about a volume the worker does not have.
     #[error("no volume {0}")]
     UnknownLv(LvId),
+    /// The host's data of an I/O arrived with a bad CRC: the I/O cannot be completed with it.
+    #[error("the data of I/O {0:?} arrived corrupted (bad FC CRC)")]
+    CorruptData(IoTag),
     /// Data access outside an I/O's buffer.
     #[error("bytes {offset}..{end} are outside the I/O's {data_len} bytes", end = offset + len)]
     DataOutOfRange {

@@ -171,6 +171,14 @@ impl Worker {
                 let Some(piece) = up.pieces.get(at).filter(|p| p.offset <= u) else { return };
                 let take_end = piece.end().min(u + (want_end - sent));
                 match leg_payload(piece, u, take_end) {
+                    // As in `serve_leg_frame`: only a patched CRC carries a corruption along.
+                    Some(payload)
+                        if payload.patch_from.is_none()
+                            && self.config.cut_through
+                            && !piece.arrived_intact() =>
+                    {
+                        return;
+                    }
                     Some(payload) => payload,
                     None => return,
                 }
@@ -277,6 +285,10 @@ impl Worker {
             let trailing = piece.fc_len as usize - FC_HEADER;
             head.header_change(&mut self.address_changes, &self.crc, old, &hb, trailing)
                 .map(|c| piece.crc ^ c)
+        } else if self.config.cut_through && !piece.arrived_intact() {
+            // A fresh CRC would make a corrupted payload look good: the frame counts as lost
+            // (the leg waits, and times out as it would for a lost one).
+            return None;
         } else {
             None
         };
@@ -340,6 +352,18 @@ impl Worker {
         let Some(req) = up.get_data else { return };
         let total = up.request.data_len;
         if up.received_upto >= total {
+            // The data leaves the frames it came in for a buffer with no CRC: verify what was
+            // cut through. A corrupted frame fails the I/O (the host retries it) rather than
+            // being asked for again, which FCP allows only where the host agreed to it.
+            if self.config.cut_through && !up.pieces.iter().all(|p| p.arrived_intact()) {
+                up.get_data = None;
+                self.upcalls.push_back(ToCp::Data {
+                    req,
+                    io: tag,
+                    result: Err(dve_fp_api::Error::CorruptData(tag)),
+                });
+                return;
+            }
             let mut data = Vec::with_capacity(total as usize);
             for piece in &up.pieces {
                 let start = piece.fc_start as usize + FC_HEADER;

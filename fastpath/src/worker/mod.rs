@@ -433,6 +433,16 @@ impl Worker {
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
                 DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
                 DownOwner::ControlPath(_) => {
+                    // The data ends here, in the control path's buffer, not at an end port
+                    // that checks it: a frame cut through unverified is verified now, and a
+                    // corrupted one is dropped like a lost one (the leg then falls short).
+                    if self.config.cut_through && rx.verify(frame.as_slice()).is_err() {
+                        if let Some(stats) = self.port_stats(port) {
+                            stats.malformed += 1;
+                        }
+                        return;
+                    }
+                    let Some(down) = self.down.get_mut(xid) else { return };
                     let Some(control) = down.control.as_deref_mut() else { return };
                     let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
                     let at = h.parameter as usize;

@@ -37,6 +37,15 @@ impl HostPiece {
     pub fn end(&self) -> u32 {
         self.offset + self.len
     }
+
+    /// Whether the frame's CRC checks. A data frame cut through is not verified when it
+    /// arrives; whoever takes its payload out of it (a leg sent part of it, whose CRC is
+    /// computed afresh, or the control path) must verify it first, or a corruption on the
+    /// host's link would leave with a good CRC.
+    pub fn arrived_intact(&self) -> bool {
+        let bytes = self.frame.as_slice();
+        dve_wire::stack::locate_fcoe_frame(bytes).and_then(|info| info.verify(bytes)).is_ok()
+    }
 }
 
 /// Where an upstream I/O is.
