@@ -31,7 +31,7 @@ struct LegPayload {
 
 impl Worker {
     /// Host write data for exchange `rx.header.rx_id`.
-    pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: Received) {
+    pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: &Received) {
         let xid = ExchangeId(rx.header.rx_id);
         let Some(up) = self.up.get_mut(xid) else { return };
         let offset = rx.header.parameter;

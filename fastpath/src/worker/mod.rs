@@ -305,17 +305,23 @@ impl Worker {
     /// Handle one received frame already counted in the port statistics (the poll loop
     /// counts a whole burst at once).
     pub(super) fn receive(&mut self, now: Timestamp, port: PortId, frame: Frame) {
-        let Some(received) = self.parse(frame.as_slice()) else {
-            // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
-            // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
-            let is_fcoe =
-                EthernetFrame::new_checked(frame.as_slice()).is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
-            if !is_fcoe {
-                self.control_frame(port, frame);
-            } else if let Some(stats) = self.port_stats(port) {
-                stats.malformed += 1;
+        // The facts stay where wire returned them and go on by reference: moved out of the
+        // `Result` and on through the calls, they were copied field by field for every frame.
+        let located = locate_fcoe_frame(frame.as_slice());
+        let received = match &located {
+            Ok(info) if self.accepted(info, frame.as_slice()) => info,
+            _ => {
+                // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
+                // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
+                let is_fcoe = EthernetFrame::new_checked(frame.as_slice())
+                    .is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
+                if !is_fcoe {
+                    self.control_frame(port, frame);
+                } else if let Some(stats) = self.port_stats(port) {
+                    stats.malformed += 1;
+                }
+                return;
             }
-            return;
         };
         let d_id = FcId::new(received.header.d_id.0).unwrap_or_default();
         // The switch's own initiator addresses are checked first: most frames are devices'
@@ -331,21 +337,18 @@ impl Worker {
         }
     }
 
-    /// Check and decode a received FCoE frame. Data frames are forwarded cut-through: their
-    /// CRC is not verified here but patched, so a corrupted payload still carries a bad CRC
-    /// and the receiving end port discards it, as FC cut-through switches do. Every frame
-    /// the worker acts on (commands, transfer-ready, status, link services) is verified.
-    fn parse(&self, bytes: &[u8]) -> Option<Received> {
-        let info = locate_fcoe_frame(bytes).ok()?;
-        if !(self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) {
-            info.verify(bytes).ok()?;
-        }
-        Some(info)
+    /// Whether a located FCoE frame passes the checks the worker makes. Data frames are
+    /// forwarded cut-through: their CRC is not verified here but patched, so a corrupted
+    /// payload still carries a bad CRC and the receiving end port discards it, as FC
+    /// cut-through switches do. Every frame the worker acts on (commands, transfer-ready,
+    /// status, link services) is verified.
+    fn accepted(&self, info: &Received, bytes: &[u8]) -> bool {
+        (self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) || info.verify(bytes).is_ok()
     }
 
     /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet
     /// addresses change, which the FC CRC does not cover.
-    fn forward(&mut self, out: PortId, frame: Frame, received: Received) {
+    fn forward(&mut self, out: PortId, frame: Frame, received: &Received) {
         let Some(src) = self.port_config(out).map(|p| p.mac) else { return };
         let dst = emit::fpma(self.config.fc_map, received.header.d_id.0);
         let mut buf = match frame.try_into_mut() {
@@ -366,7 +369,7 @@ impl Worker {
         self.config.layout.worker(ExchangeId(xid))
     }
 
-    fn frame_to_virtual(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn frame_to_virtual(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         match (h.r_ctl, h.fc_type) {
             (r_ctl::UNSOLICITED_COMMAND, fc_type::FCP) => self.host_command(now, port, frame, rx),
@@ -388,7 +391,7 @@ impl Worker {
         }
     }
 
-    fn frame_from_device(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn frame_from_device(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let owner = self.owner_of(h.ox_id);
         if owner == self.cp_worker {
@@ -467,7 +470,7 @@ impl Worker {
     }
 
     /// A new host command to a virtual target.
-    fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
         let Ok(cmnd) = FcpCmndRepr::parse(payload) else {
@@ -756,7 +759,7 @@ impl Worker {
 
     /// Read data from leg `down_xid` of host I/O `up_xid`: rewrite it as the virtual target's
     /// and cut it through to the host.
-    fn read_data(&mut self, down_xid: ExchangeId, up_xid: ExchangeId, frame: Frame, rx: Received) {
+    fn read_data(&mut self, down_xid: ExchangeId, up_xid: ExchangeId, frame: Frame, rx: &Received) {
         let Some(up) = self.up.get_mut(up_xid) else { return };
         up.read_bytes += rx.payload_len as u32;
         let port = up.port;
@@ -924,7 +927,7 @@ impl Worker {
 
     /// The host aborted an exchange: drop the worker's state (aborting its legs) and let the
     /// control path answer the ABTS.
-    fn host_abort(&mut self, port: PortId, frame: Frame, rx: Received) {
+    fn host_abort(&mut self, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let host = FcId::new(h.s_id.0).unwrap_or_default();
         let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some() {
