@@ -763,7 +763,9 @@ impl Worker {
         let Some(up) = self.up.get_mut(up_xid) else { return };
         up.read_bytes += rx.payload_len as u32;
         let port = up.port;
-        let Some(LegFrames::Read(rewrite)) = self.down.get(down_xid).map(|d| &d.frames) else { return };
+        let Some(LegFrames::Read(rewrite)) = self.down.get_mut(down_xid).map(|d| &mut d.frames) else {
+            return;
+        };
         if let Some(frame) = rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes) {
             self.send(port, TxFrame::whole(frame));
         }
