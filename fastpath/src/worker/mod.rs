@@ -434,7 +434,20 @@ impl Worker {
                 }
             }
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
-                DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
+                // Read data for the host: rewritten as the virtual target's and cut through,
+                // with the leg's state already at hand (a call that looked it up again cost
+                // about 20 instructions per frame).
+                DownOwner::Host { up, .. } => {
+                    let Some(upstream) = self.up.get_mut(up) else { return };
+                    upstream.read_bytes += rx.payload_len as u32;
+                    let host_port = upstream.port;
+                    let LegFrames::Read(rewrite) = &mut down.frames else { return };
+                    if let Some(frame) =
+                        rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes)
+                    {
+                        self.send(host_port, TxFrame::whole(frame));
+                    }
+                }
                 DownOwner::ControlPath(_) => {
                     let Some(control) = down.control.as_deref_mut() else { return };
                     let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
@@ -755,20 +768,6 @@ impl Worker {
             offset_add: leg_offset,
         };
         Some(emit::DataRewrite::new(dst, src, header))
-    }
-
-    /// Read data from leg `down_xid` of host I/O `up_xid`: rewrite it as the virtual target's
-    /// and cut it through to the host.
-    fn read_data(&mut self, down_xid: ExchangeId, up_xid: ExchangeId, frame: Frame, rx: &Received) {
-        let Some(up) = self.up.get_mut(up_xid) else { return };
-        up.read_bytes += rx.payload_len as u32;
-        let port = up.port;
-        let Some(LegFrames::Read(rewrite)) = self.down.get_mut(down_xid).map(|d| &mut d.frames) else {
-            return;
-        };
-        if let Some(frame) = rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes) {
-            self.send(port, TxFrame::whole(frame));
-        }
     }
 
     /// A leg's FCP_RSP arrived.
