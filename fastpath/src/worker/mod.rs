@@ -307,9 +307,10 @@ impl Worker {
     pub(super) fn receive(&mut self, now: Timestamp, port: PortId, frame: Frame) {
         // The facts stay where wire returned them and go on by reference: moved out of the
         // `Result` and on through the calls, they were copied field by field for every frame.
-        let located = locate_fcoe_frame(frame.as_slice());
+        let bytes = frame.as_slice();
+        let located = locate_fcoe_frame(bytes);
         let received = match &located {
-            Ok(info) if self.accepted(info, frame.as_slice()) => info,
+            Ok(info) if self.accepted(info, bytes) => info,
             _ => {
                 // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
                 // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
