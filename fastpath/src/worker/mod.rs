@@ -81,7 +81,7 @@ pub struct Worker {
     /// Buffers of received frames the worker consumed (commands, responses, transfer-ready),
     /// used for the next frames it builds: they are warm in cache, and reusing them spares a
     /// pool allocation and a release per frame the worker terminates.
-    spare_buffers: Vec<FrameMut>,
+    spare_buffers: SpareBuffers,
     /// The plan the decision chain writes for the I/O being started, before it is dispatched.
     plan: Plan,
     /// The bytes the frames the worker builds for one device path, or one host and virtual
@@ -94,6 +94,41 @@ pub struct Worker {
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
 const SPARE_BUFFERS: usize = 16;
+
+/// The consumed frame buffers a worker keeps (see [`Worker::recycle`]), as a stack of fixed
+/// size: a `Vec`'s push was an out-of-line call (`Vec::push_mut`) for every buffer kept, two
+/// or three an I/O.
+#[derive(Debug, Default)]
+struct SpareBuffers {
+    /// The first `len` hold buffers, the rest none.
+    slots: [Option<FrameMut>; SPARE_BUFFERS],
+    len: usize,
+}
+
+impl SpareBuffers {
+    #[inline]
+    fn is_full(&self) -> bool {
+        self.len >= SPARE_BUFFERS
+    }
+
+    /// Keep `buffer`; a full stack drops it. (`#[inline]` alone left it a call.)
+    #[inline(always)]
+    fn push(&mut self, buffer: FrameMut) {
+        if let Some(slot) = self.slots.get_mut(self.len) {
+            // The slot past the top holds none: forgetting what was there drops nothing.
+            std::mem::forget(slot.replace(buffer));
+            self.len += 1;
+        }
+    }
+
+    /// The buffer kept last.
+    #[inline]
+    fn pop(&mut self) -> Option<FrameMut> {
+        let at = self.len.checked_sub(1)?;
+        self.len = at;
+        self.slots.get_mut(at)?.take()
+    }
+}
 
 /// Most bytes reserved up front for a control-path read's data (a longer one grows as its
 /// frames arrive).
@@ -132,7 +167,7 @@ impl Worker {
             cp_worker,
             next_expiry_scan: 0,
             expired: Vec::with_capacity(64),
-            spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
+            spare_buffers: SpareBuffers::default(),
             plan: Plan::default(),
             templates: emit::FrameTemplates::default(),
             address_changes: emit::AddressChanges::default(),
@@ -240,7 +275,7 @@ impl Worker {
     /// Inlined: two frames of every read come here, and `#[inline]` alone left it a call.
     #[inline(always)]
     fn recycle(&mut self, frame: Frame) {
-        if self.spare_buffers.len() < SPARE_BUFFERS
+        if !self.spare_buffers.is_full()
             && let Ok(buffer) = frame.try_into_mut()
         {
             self.spare_buffers.push(buffer);
@@ -1129,6 +1164,24 @@ mod tests {
             }
             prop_assert_eq!(device_status(&payload), device_status_by_parser(&payload));
         }
+    }
+
+    #[test]
+    fn spare_buffers_keep_the_first_sixteen_and_give_the_last_back_first() {
+        let mut spare = SpareBuffers::default();
+        for n in 0..SPARE_BUFFERS + 4 {
+            assert_eq!(spare.is_full(), n >= SPARE_BUFFERS);
+            spare.push(FrameMut::from_slice(&[n as u8; 64]).unwrap());
+        }
+        let mut popped = Vec::new();
+        while let Some(buffer) = spare.pop() {
+            popped.push(buffer.as_slice()[0]);
+        }
+        let expected: Vec<u8> = (0..SPARE_BUFFERS as u8).rev().collect();
+        assert_eq!(popped, expected, "the first sixteen kept, handed back last first");
+        spare.push(FrameMut::from_slice(&[99; 64]).unwrap());
+        assert_eq!(spare.pop().map(|b| b.as_slice()[0]), Some(99), "emptied, it keeps again");
+        assert!(spare.pop().is_none());
     }
 
     proptest! {
