@@ -326,6 +326,7 @@ impl TxFrame {
     }
 
     /// Total length on the wire.
+    #[inline]
     pub fn len(&self) -> usize {
         self.head.len() + self.body.as_ref().map_or(0, Frame::len) + self.tail.len()
     }

@@ -20,6 +20,7 @@ impl Cdb {
     pub const MAX: usize = 32;
 
     /// A CDB from its bytes; `None` if empty or longer than [`Cdb::MAX`].
+    #[inline]
     pub fn new(bytes: &[u8]) -> Option<Cdb> {
         if bytes.is_empty() || bytes.len() > Cdb::MAX {
             return None;

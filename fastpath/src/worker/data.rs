@@ -31,7 +31,7 @@ struct LegPayload {
 
 impl Worker {
     /// Host write data for exchange `rx.header.rx_id`.
-    pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: Received) {
+    pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: &Received) {
         let xid = ExchangeId(rx.header.rx_id);
         let Some(up) = self.up.get_mut(xid) else { return };
         let offset = rx.header.parameter;
@@ -118,7 +118,15 @@ impl Worker {
         let Some(up) = self.up.get_mut(up_xid) else { return };
         up.needed_upto = needed;
         let drop = up.pieces.iter().take_while(|p| p.end() <= keep_from).count();
-        up.pieces.drain(..drop);
+        // Most calls drop nothing, and the last drops everything: neither needs a `Drain`
+        // (about 35 instructions even when empty).
+        match drop {
+            0 => {}
+            n if n == up.pieces.len() => up.pieces.clear(),
+            n => {
+                up.pieces.drain(..n);
+            }
+        }
         if let Some((ro, len)) = solicit {
             self.solicit(up_xid, ro, len);
         }

@@ -774,7 +774,7 @@ pub fn rewrite_frame(
 /// a frame needs no look-up of the host's port, no computation of its MAC, and its header is
 /// rewritten and its CRC patched a word at a time. The result is byte for byte what
 /// [`rewrite_frame`] writes with the same [`HeaderRewrite`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct DataRewrite {
     /// Destination then source MAC.
     macs: [u8; 12],
@@ -784,6 +784,10 @@ pub struct DataRewrite {
     ids: u32,
     /// Added to the relative offset (header bytes 20..24), wrapping.
     offset_add: u32,
+    /// The CRC change of the leg's last frame (see [`LastChange`]): a device sends a leg's
+    /// frames with the same addresses and exchange ids, and a leg whose data starts where the
+    /// host's does keeps their offsets, so its frames of one length change alike.
+    last: LastChange,
 }
 
 /// The bits of header bytes 0..8 (as a big-endian word) a rewrite keeps: R_CTL and CS_CTL.
@@ -801,14 +805,16 @@ impl DataRewrite {
             addresses: address(header.d_id) << 32 | address(header.s_id),
             ids: u32::from(header.ox_id) << 16 | u32::from(header.rx_id),
             offset_add: header.offset_add,
+            last: LastChange::NONE,
         }
     }
 
     /// Rewrite `frame` (its FC header at `fc_start`) in place, or in a copy if its buffer is
-    /// shared, as [`rewrite_frame`] does; the CRC change of the addresses comes from
+    /// shared, as [`rewrite_frame`] does; the CRC change is the last frame's when the header
+    /// changes as it did (see [`LastChange`]), else the addresses' part comes from
     /// `addresses` (see [`AddressChanges`]).
     pub fn rewrite(
-        &self,
+        &mut self,
         frame: Frame,
         fc_start: usize,
         crc: &CrcPatcher,
@@ -833,9 +839,20 @@ impl DataRewrite {
         let new_addresses = old_addresses & KEPT_BY_ADDRESSES | self.addresses;
         let offset = (old_ids as u32).wrapping_add(self.offset_add);
         let new_ids = u64::from(self.ids) << 32 | u64::from(offset);
-        // The CRC is linear: the two words' changes add.
-        let change = addresses.change(crc, old_addresses ^ new_addresses, trailing)?
-            ^ crc.word_change(old_ids ^ new_ids, trailing)?;
+        // Bytes 8..16 do not change.
+        let deltas = [old_addresses ^ new_addresses, 0, old_ids ^ new_ids];
+        // The sentinel never matches: a trailing that long has no change to give.
+        let change =
+            if trailing == self.last.trailing as usize && deltas == self.last.deltas && trailing <= MAX_SHIFT
+            {
+                self.last.change
+            } else {
+                // The CRC is linear: the two words' changes add.
+                let change =
+                    addresses.change(crc, deltas[0], trailing)? ^ crc.word_change(deltas[2], trailing)?;
+                self.last = LastChange { deltas, trailing: u32::try_from(trailing).ok()?, change };
+                change
+            };
         header[..8].copy_from_slice(&new_addresses.to_be_bytes());
         header[16..].copy_from_slice(&new_ids.to_be_bytes());
         let stored = u32::from_le_bytes(*bytes[fc_end..].first_chunk()?);
@@ -1118,6 +1135,52 @@ mod tests {
                 let frame = data_frame(fc_start, &header, payload_len, seed);
                 let theirs = rewrite_frame(frame.clone(), fc_start, dst, src, &crc, &rewrite);
                 let ours = DataRewrite::new(dst, src, rewrite).rewrite(frame, fc_start, &crc, &mut addresses);
+                proptest::prop_assert_eq!(
+                    ours.as_ref().map(Frame::as_slice),
+                    theirs.as_ref().map(Frame::as_slice)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// A read leg's rewrite kept from frame to frame, as the leg keeps it (remembering its
+        /// last frame's CRC change), writes what `rewrite_frame` writes for every frame: frames
+        /// that change alike (the remembered answer), and frames of another length, offset,
+        /// address or exchange id (a new one), in any order and with the address memo shared.
+        #[test]
+        fn a_kept_data_rewrite_matches_rewrite_frame(
+            (d_id, s_id, ox_id, rx_id) in proptest::prelude::any::<(u32, u32, u16, u16)>(),
+            offset_add in proptest::prop_oneof![proptest::strategy::Just(0u32), proptest::prelude::any::<u32>()],
+            first in proptest::prelude::any::<[u8; FC_HEADER]>(),
+            frames in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![proptest::strategy::Just(2048usize), 0usize..=FRAME_CAPACITY - FC_OFFSET - 4 - FC_HEADER - FCOE_TRAILER],
+                    0u8..4,
+                    proptest::prelude::any::<(u32, bool, u8)>(),
+                ),
+                1..16,
+            ),
+        ) {
+            let crc = CrcPatcher::new();
+            let mut addresses = AddressChanges::default();
+            let dst = MacAddr([0x0E, 0xFC, 0, 1, 2, 3]);
+            let src = MacAddr([2, 0, 0, 0, 0, 7]);
+            let rewrite = HeaderRewrite { d_id, s_id, ox_id, rx_id, offset_add };
+            let mut kept = DataRewrite::new(dst, src, rewrite);
+            for (payload_len, change, (other, tagged, seed)) in frames {
+                let mut header = first;
+                match change {
+                    // The leg's usual frame: only the payload (and perhaps the length) differs.
+                    0 => {}
+                    1 => header[20..24].copy_from_slice(&other.to_be_bytes()),
+                    2 => header[16..20].copy_from_slice(&other.to_be_bytes()),
+                    _ => header[4..8].copy_from_slice(&other.to_be_bytes()),
+                }
+                let fc_start = if tagged { FC_OFFSET + 4 } else { FC_OFFSET };
+                let frame = data_frame(fc_start, &header, payload_len, seed);
+                let theirs = rewrite_frame(frame.clone(), fc_start, dst, src, &crc, &rewrite);
+                let ours = kept.rewrite(frame, fc_start, &crc, &mut addresses);
                 proptest::prop_assert_eq!(
                     ours.as_ref().map(Frame::as_slice),
                     theirs.as_ref().map(Frame::as_slice)

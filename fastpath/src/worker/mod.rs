@@ -81,7 +81,7 @@ pub struct Worker {
     /// Buffers of received frames the worker consumed (commands, responses, transfer-ready),
     /// used for the next frames it builds: they are warm in cache, and reusing them spares a
     /// pool allocation and a release per frame the worker terminates.
-    spare_buffers: Vec<FrameMut>,
+    spare_buffers: SpareBuffers,
     /// The plan the decision chain writes for the I/O being started, before it is dispatched.
     plan: Plan,
     /// The bytes the frames the worker builds for one device path, or one host and virtual
@@ -94,6 +94,41 @@ pub struct Worker {
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
 const SPARE_BUFFERS: usize = 16;
+
+/// The consumed frame buffers a worker keeps (see [`Worker::recycle`]), as a stack of fixed
+/// size: a `Vec`'s push was an out-of-line call (`Vec::push_mut`) for every buffer kept, two
+/// or three an I/O.
+#[derive(Debug, Default)]
+struct SpareBuffers {
+    /// The first `len` hold buffers, the rest none.
+    slots: [Option<FrameMut>; SPARE_BUFFERS],
+    len: usize,
+}
+
+impl SpareBuffers {
+    #[inline]
+    fn is_full(&self) -> bool {
+        self.len >= SPARE_BUFFERS
+    }
+
+    /// Keep `buffer`; a full stack drops it. (`#[inline]` alone left it a call.)
+    #[inline(always)]
+    fn push(&mut self, buffer: FrameMut) {
+        if let Some(slot) = self.slots.get_mut(self.len) {
+            // The slot past the top holds none: forgetting what was there drops nothing.
+            std::mem::forget(slot.replace(buffer));
+            self.len += 1;
+        }
+    }
+
+    /// The buffer kept last.
+    #[inline]
+    fn pop(&mut self) -> Option<FrameMut> {
+        let at = self.len.checked_sub(1)?;
+        self.len = at;
+        self.slots.get_mut(at)?.take()
+    }
+}
 
 /// Most bytes reserved up front for a control-path read's data (a longer one grows as its
 /// frames arrive).
@@ -132,7 +167,7 @@ impl Worker {
             cp_worker,
             next_expiry_scan: 0,
             expired: Vec::with_capacity(64),
-            spare_buffers: Vec::with_capacity(SPARE_BUFFERS),
+            spare_buffers: SpareBuffers::default(),
             plan: Plan::default(),
             templates: emit::FrameTemplates::default(),
             address_changes: emit::AddressChanges::default(),
@@ -240,7 +275,7 @@ impl Worker {
     /// Inlined: two frames of every read come here, and `#[inline]` alone left it a call.
     #[inline(always)]
     fn recycle(&mut self, frame: Frame) {
-        if self.spare_buffers.len() < SPARE_BUFFERS
+        if !self.spare_buffers.is_full()
             && let Ok(buffer) = frame.try_into_mut()
         {
             self.spare_buffers.push(buffer);
@@ -305,17 +340,24 @@ impl Worker {
     /// Handle one received frame already counted in the port statistics (the poll loop
     /// counts a whole burst at once).
     pub(super) fn receive(&mut self, now: Timestamp, port: PortId, frame: Frame) {
-        let Some(received) = self.parse(frame.as_slice()) else {
-            // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
-            // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
-            let is_fcoe =
-                EthernetFrame::new_checked(frame.as_slice()).is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
-            if !is_fcoe {
-                self.control_frame(port, frame);
-            } else if let Some(stats) = self.port_stats(port) {
-                stats.malformed += 1;
+        // The facts stay where wire returned them and go on by reference: moved out of the
+        // `Result` and on through the calls, they were copied field by field for every frame.
+        let bytes = frame.as_slice();
+        let located = locate_fcoe_frame(bytes);
+        let received = match &located {
+            Ok(info) if self.accepted(info, bytes) => info,
+            _ => {
+                // Told apart only on this rare path: a frame that is not FCoE at all (FIP and
+                // anything else) belongs to the fabric services; a broken FCoE frame is dropped.
+                let is_fcoe = EthernetFrame::new_checked(frame.as_slice())
+                    .is_ok_and(|e| e.ethertype() == ETHERTYPE_FCOE);
+                if !is_fcoe {
+                    self.control_frame(port, frame);
+                } else if let Some(stats) = self.port_stats(port) {
+                    stats.malformed += 1;
+                }
+                return;
             }
-            return;
         };
         let d_id = FcId::new(received.header.d_id.0).unwrap_or_default();
         // The switch's own initiator addresses are checked first: most frames are devices'
@@ -331,21 +373,18 @@ impl Worker {
         }
     }
 
-    /// Check and decode a received FCoE frame. Data frames are forwarded cut-through: their
-    /// CRC is not verified here but patched, so a corrupted payload still carries a bad CRC
-    /// and the receiving end port discards it, as FC cut-through switches do. Every frame
-    /// the worker acts on (commands, transfer-ready, status, link services) is verified.
-    fn parse(&self, bytes: &[u8]) -> Option<Received> {
-        let info = locate_fcoe_frame(bytes).ok()?;
-        if !(self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) {
-            info.verify(bytes).ok()?;
-        }
-        Some(info)
+    /// Whether a located FCoE frame passes the checks the worker makes. Data frames are
+    /// forwarded cut-through: their CRC is not verified here but patched, so a corrupted
+    /// payload still carries a bad CRC and the receiving end port discards it, as FC
+    /// cut-through switches do. Every frame the worker acts on (commands, transfer-ready,
+    /// status, link services) is verified.
+    fn accepted(&self, info: &Received, bytes: &[u8]) -> bool {
+        (self.config.cut_through && info.header.r_ctl == r_ctl::SOLICITED_DATA) || info.verify(bytes).is_ok()
     }
 
     /// Fig. 7 step 86: a physical D_ID is forwarded transparently; only the Ethernet
     /// addresses change, which the FC CRC does not cover.
-    fn forward(&mut self, out: PortId, frame: Frame, received: Received) {
+    fn forward(&mut self, out: PortId, frame: Frame, received: &Received) {
         let Some(src) = self.port_config(out).map(|p| p.mac) else { return };
         let dst = emit::fpma(self.config.fc_map, received.header.d_id.0);
         let mut buf = match frame.try_into_mut() {
@@ -366,7 +405,7 @@ impl Worker {
         self.config.layout.worker(ExchangeId(xid))
     }
 
-    fn frame_to_virtual(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn frame_to_virtual(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         match (h.r_ctl, h.fc_type) {
             (r_ctl::UNSOLICITED_COMMAND, fc_type::FCP) => self.host_command(now, port, frame, rx),
@@ -388,7 +427,7 @@ impl Worker {
         }
     }
 
-    fn frame_from_device(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn frame_from_device(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let owner = self.owner_of(h.ox_id);
         if owner == self.cp_worker {
@@ -431,7 +470,20 @@ impl Worker {
                 }
             }
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
-                DownOwner::Host { up, .. } => self.read_data(xid, up, frame, rx),
+                // Read data for the host: rewritten as the virtual target's and cut through,
+                // with the leg's state already at hand (a call that looked it up again cost
+                // about 20 instructions per frame).
+                DownOwner::Host { up, .. } => {
+                    let Some(upstream) = self.up.get_mut(up) else { return };
+                    upstream.read_bytes += rx.payload_len as u32;
+                    let host_port = upstream.port;
+                    let LegFrames::Read(rewrite) = &mut down.frames else { return };
+                    if let Some(frame) =
+                        rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes)
+                    {
+                        self.send(host_port, TxFrame::whole(frame));
+                    }
+                }
                 DownOwner::ControlPath(_) => {
                     // The data ends here, in the control path's buffer, not at an end port
                     // that checks it: a frame cut through unverified is verified now, and a
@@ -477,7 +529,7 @@ impl Worker {
     }
 
     /// A new host command to a virtual target.
-    fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: Received) {
+    fn host_command(&mut self, now: Timestamp, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let payload = &frame.as_slice()[rx.payload_start()..rx.payload_start() + rx.payload_len];
         let Ok(cmnd) = FcpCmndRepr::parse(payload) else {
@@ -764,18 +816,6 @@ impl Worker {
         Some(emit::DataRewrite::new(dst, src, header))
     }
 
-    /// Read data from leg `down_xid` of host I/O `up_xid`: rewrite it as the virtual target's
-    /// and cut it through to the host.
-    fn read_data(&mut self, down_xid: ExchangeId, up_xid: ExchangeId, frame: Frame, rx: Received) {
-        let Some(up) = self.up.get_mut(up_xid) else { return };
-        up.read_bytes += rx.payload_len as u32;
-        let port = up.port;
-        let Some(LegFrames::Read(rewrite)) = self.down.get(down_xid).map(|d| &d.frames) else { return };
-        if let Some(frame) = rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes) {
-            self.send(port, TxFrame::whole(frame));
-        }
-    }
-
     /// A leg's FCP_RSP arrived.
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
         let Some(down) = self.down.get_mut(down_xid) else { return };
@@ -934,7 +974,7 @@ impl Worker {
 
     /// The host aborted an exchange: drop the worker's state (aborting its legs) and let the
     /// control path answer the ABTS.
-    fn host_abort(&mut self, port: PortId, frame: Frame, rx: Received) {
+    fn host_abort(&mut self, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let host = FcId::new(h.s_id.0).unwrap_or_default();
         let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some() {
@@ -1134,6 +1174,24 @@ mod tests {
             }
             prop_assert_eq!(device_status(&payload), device_status_by_parser(&payload));
         }
+    }
+
+    #[test]
+    fn spare_buffers_keep_the_first_sixteen_and_give_the_last_back_first() {
+        let mut spare = SpareBuffers::default();
+        for n in 0..SPARE_BUFFERS + 4 {
+            assert_eq!(spare.is_full(), n >= SPARE_BUFFERS);
+            spare.push(FrameMut::from_slice(&[n as u8; 64]).unwrap());
+        }
+        let mut popped = Vec::new();
+        while let Some(buffer) = spare.pop() {
+            popped.push(buffer.as_slice()[0]);
+        }
+        let expected: Vec<u8> = (0..SPARE_BUFFERS as u8).rev().collect();
+        assert_eq!(popped, expected, "the first sixteen kept, handed back last first");
+        spare.push(FrameMut::from_slice(&[99; 64]).unwrap());
+        assert_eq!(spare.pop().map(|b| b.as_slice()[0]), Some(99), "emptied, it keeps again");
+        assert!(spare.pop().is_none());
     }
 
     proptest! {
