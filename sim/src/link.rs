@@ -37,6 +37,11 @@ pub const ETHERNET_OVERHEAD_BYTES: u64 = 20;
 /// Picoseconds per nanosecond.
 const PS_PER_NS: u64 = 1_000;
 
+/// Frames up to this many bits take [`LinkParams::whole_ps_per_bit`]'s exact path: `bits *
+/// 1000` is below 2^53, so every floating-point step of [`LinkParams::serialization_ps`] is
+/// exact.
+const EXACT_BITS: u64 = 1 << 42;
+
 /// The physical parameters of one link direction.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LinkParams {
@@ -68,6 +73,20 @@ impl Default for LinkParams {
 }
 
 impl LinkParams {
+    /// Picoseconds per bit when that is a whole number, as for the usual rates (10, 25, 40,
+    /// 100 Gb/s: a whole number of gigabits dividing 1000). Then a frame's serialization time
+    /// is `bits * ps_per_bit` exactly: [`LinkParams::serialization_ps`]'s quotient
+    /// `bits * 1000 / gbps` is that integer, computed exactly in floating point while
+    /// `bits * 1000` stays below 2^53 (see [`EXACT_BITS`]).
+    pub fn whole_ps_per_bit(&self) -> Option<u64> {
+        let gbps = self.gbps;
+        if !((1.0..=PS_PER_NS as f64).contains(&gbps) && gbps.fract() == 0.0) {
+            return None;
+        }
+        let whole = gbps as u64;
+        PS_PER_NS.is_multiple_of(whole).then(|| PS_PER_NS / whole)
+    }
+
     /// Picoseconds the wire is busy with a frame of `frame_len` bytes (overhead included).
     pub fn serialization_ps(&self, frame_len: usize) -> u64 {
         if !(self.gbps.is_finite() && self.gbps > 0.0) {
@@ -195,11 +214,17 @@ pub struct LinkDirection {
     queued_bytes: u64,
     /// Arrival times (ps) of accepted, not lost frames that have not arrived yet, in order.
     in_flight: VecDeque<u64>,
+    /// The latest arrival time (ps) ever put in `in_flight`: once it has passed, every frame
+    /// has arrived and `in_flight` empties at once.
+    last_arrival_ps: u64,
     counters: LinkCounters,
     /// Serialization times already computed, by frame length modulo its size: (length,
     /// picoseconds). A run has few distinct frame lengths, and the computation (a float
     /// division and a rounding) costs more than the lookup.
     serialization_cache: [Option<(usize, u64)>; SERIALIZATION_CACHE],
+    /// [`LinkParams::whole_ps_per_bit`] of the parameters in force: most links' rates need
+    /// neither the floating-point computation nor the cache.
+    ps_per_bit: Option<u64>,
 }
 
 /// Entries of [`LinkDirection`]'s serialization cache.
@@ -209,6 +234,7 @@ impl LinkDirection {
     /// An idle direction, up, in epoch 0.
     pub fn new(params: LinkParams) -> LinkDirection {
         LinkDirection {
+            ps_per_bit: params.whole_ps_per_bit(),
             params,
             up: true,
             epoch: 0,
@@ -216,6 +242,7 @@ impl LinkDirection {
             transmit_queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight: VecDeque::new(),
+            last_arrival_ps: 0,
             counters: LinkCounters::default(),
             serialization_cache: [None; SERIALIZATION_CACHE],
         }
@@ -223,6 +250,12 @@ impl LinkDirection {
 
     /// [`LinkParams::serialization_ps`] of the parameters in force, cached.
     fn serialization_ps(&mut self, frame_len: usize) -> u64 {
+        if let Some(ps_per_bit) = self.ps_per_bit {
+            let bits = (frame_len as u64).saturating_add(ETHERNET_OVERHEAD_BYTES).saturating_mul(8);
+            if bits < EXACT_BITS {
+                return bits * ps_per_bit;
+            }
+        }
         let entry = &mut self.serialization_cache[frame_len % SERIALIZATION_CACHE];
         match *entry {
             Some((len, ps)) if len == frame_len => ps,
@@ -242,6 +275,7 @@ impl LinkDirection {
     /// Replaces the parameters (e.g. to raise the loss rate mid-run). Frames already accepted
     /// keep the timing they were given.
     pub fn set_params(&mut self, params: LinkParams) {
+        self.ps_per_bit = params.whole_ps_per_bit();
         self.params = params;
         self.serialization_cache = [None; SERIALIZATION_CACHE];
     }
@@ -269,6 +303,16 @@ impl LinkDirection {
 
     /// Forgets frames that finished serializing or arrived by `now_ps`.
     fn retire(&mut self, now_ps: u64) {
+        // Most frames find their direction idle, every earlier frame serialized and arrived:
+        // both lists empty at once instead of entry by entry.
+        if self.busy_until_ps <= now_ps {
+            self.transmit_queue.clear();
+            self.queued_bytes = 0;
+            if self.last_arrival_ps <= now_ps {
+                self.in_flight.clear();
+                return;
+            }
+        }
         while let Some(&(finish_ps, bytes)) = self.transmit_queue.front() {
             if finish_ps > now_ps {
                 break;
@@ -316,6 +360,7 @@ impl LinkDirection {
         }
         let arrival_ps = finish_ps.saturating_add(self.params.latency_ns.saturating_mul(PS_PER_NS));
         self.in_flight.push_back(arrival_ps);
+        self.last_arrival_ps = self.last_arrival_ps.max(arrival_ps);
         let at = SimTime(arrival_ps.div_ceil(PS_PER_NS));
         let epoch = self.epoch;
         if frame_len > 0 && rng.chance(self.params.corrupt) {
@@ -440,6 +485,27 @@ mod tests {
         assert_eq!(clean(0, 25.0, 0).serialization_ps(64), 26_880);
         assert_eq!(clean(0, 0.0, 0).serialization_ps(64), 0);
         assert_eq!(clean(0, f64::NAN, 0).serialization_ps(64), 0);
+    }
+
+    #[test]
+    fn whole_picoseconds_per_bit_time_frames_as_the_division_does() {
+        for gbps in
+            [1.0, 2.0, 4.0, 5.0, 8.0, 10.0, 20.0, 25.0, 40.0, 50.0, 100.0, 125.0, 200.0, 250.0, 500.0, 1000.0]
+        {
+            let params = clean(0, gbps, 1 << 20);
+            assert!(params.whole_ps_per_bit().is_some(), "{gbps}");
+            let mut dir = LinkDirection::new(params.clone());
+            for len in (0..20_000).chain([1 << 30, (1 << 39) - 21, 1 << 39, usize::MAX]) {
+                assert_eq!(
+                    dir.serialization_ps(len),
+                    params.serialization_ps(len),
+                    "{gbps} Gb/s, {len} bytes"
+                );
+            }
+        }
+        for gbps in [0.0, -10.0, 0.5, 3.0, 7.0, 12.5, 400.0, 2000.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(clean(0, gbps, 0).whole_ps_per_bit(), None, "{gbps}");
+        }
     }
 
     #[test]

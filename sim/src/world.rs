@@ -941,6 +941,18 @@ impl<'a> World<'a> {
             return Ok(());
         }
         let events = self.engines[e].switch.control_mut().take_events();
+        // Most calls (one per frame the engine receives) find no event: nothing to walk or drop.
+        if !events.is_empty() {
+            self.note_control_events(e, events);
+        }
+        if self.engines[e].setup == Setup::Discovering {
+            self.try_setup(e)?;
+        }
+        Ok(())
+    }
+
+    /// Notes what the control path of engine `e` reported on the timeline and in the checks.
+    fn note_control_events(&mut self, e: usize, events: Vec<ControlEvent>) {
         for event in events {
             let text = match event {
                 ControlEvent::SideDead { lv, side } => {
@@ -1041,10 +1053,6 @@ impl<'a> World<'a> {
                 });
             }
         }
-        if self.engines[e].setup == Setup::Discovering {
-            self.try_setup(e)?;
-        }
-        Ok(())
     }
 
     /// A disk port as scenarios name it (`d1:1`), or its WWPN if no disk has it.
