@@ -317,7 +317,7 @@ pub(super) mod tests {
     use bytes::Bytes;
     use dve_fp_api::fault::FaultCause;
     use dve_fp_api::ids::{ExchangeId, ExposureId, FcId, Lun, PortId, Timestamp, WorkerId, Wwn};
-    use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, VDevice};
+    use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, Sense, VDevice};
     use dve_fp_api::message::ToCp;
 
     use super::*;
@@ -333,12 +333,26 @@ pub(super) mod tests {
 
     /// How a simulated device treats the control path's commands.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    enum Health {
+    pub(in crate::control_path) enum Health {
         Healthy,
         /// Answers TEST UNIT READY, never a read or a write.
         HungOnIo,
         /// Answers nothing.
         Dead,
+        /// Answers every read GOOD with only its first half of the data (the rest lost on the
+        /// way), everything else as a healthy device.
+        LosesReadData,
+    }
+
+    /// What happens to one read or write of a device, injected for the next one.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(in crate::control_path) enum Mishap {
+        /// A read answered GOOD with half its data (a data frame lost on the way).
+        LostData,
+        /// Nobody answers (a lost frame): the worker reports TASK ABORTED.
+        NoAnswer,
+        /// The device answers CHECK CONDITION, MEDIUM ERROR.
+        MediumError,
     }
 
     /// A control path with two single-path devices mirrored as one volume, and stand-ins for
@@ -348,11 +362,13 @@ pub(super) mod tests {
         pub(in crate::control_path) lv: LvId,
         now: u64,
         blocks: BTreeMap<(DeviceId, u64), Vec<u8>>,
-        health: BTreeMap<DeviceId, Health>,
+        pub(in crate::control_path) health: BTreeMap<DeviceId, Health>,
+        /// Per device and kind (`true` for writes): what happens to its next reads or writes.
+        mishaps: BTreeMap<(DeviceId, bool), VecDeque<Mishap>>,
         /// Host I/O statuses the control path sent, by exchange.
         pub(in crate::control_path) completed: BTreeMap<u16, IoStatus>,
         /// Devices a TEST UNIT READY was sent to.
-        tested: BTreeSet<DeviceId>,
+        pub(in crate::control_path) tested: BTreeSet<DeviceId>,
         /// Engine ports whose cable loses every frame (a dead path).
         dead_ports: BTreeSet<PortId>,
         /// The VPD 0x83 page the next identification INQUIRY is answered with, if any.
@@ -380,6 +396,7 @@ pub(super) mod tests {
                 now: 1,
                 blocks: BTreeMap::new(),
                 health: BTreeMap::new(),
+                mishaps: BTreeMap::new(),
                 completed: BTreeMap::new(),
                 tested: BTreeSet::new(),
                 dead_ports: BTreeSet::new(),
@@ -432,6 +449,11 @@ pub(super) mod tests {
 
         fn device_of(&self, id: DeviceId) -> DeviceId {
             self.cp.devices().by_probe(id).map_or(id, |(device, _)| device)
+        }
+
+        /// The next read (`write` false) or write of `device` meets `mishap`.
+        pub(in crate::control_path) fn mishap(&mut self, device: DeviceId, write: bool, mishap: Mishap) {
+            self.mishaps.entry((device, write)).or_default().push_back(mishap);
         }
 
         fn health(&self, device: DeviceId) -> Health {
@@ -531,11 +553,36 @@ pub(super) mod tests {
                         },
                     }
                 }
-                _ if health != Health::Healthy => (NO_ANSWER, None),
+                _ if matches!(health, Health::HungOnIo | Health::Dead) => (NO_ANSWER, None),
+                op => {
+                    let write = matches!(op, DownstreamOp::Write { .. });
+                    match self.mishaps.get_mut(&(device, write)).and_then(VecDeque::pop_front) {
+                        Some(Mishap::NoAnswer) => (NO_ANSWER, None),
+                        Some(Mishap::MediumError) => {
+                            (IoStatus::check_condition(Sense { key: 0x03, asc: 0x11, ascq: 0x00 }), None)
+                        }
+                        Some(Mishap::LostData) => self.device_rw(device, op, true),
+                        None => self.device_rw(device, op, health == Health::LosesReadData),
+                    }
+                }
+            }
+        }
+
+        /// A read or write that reaches `device`; a read's data cut in half with `lose_data`.
+        fn device_rw(
+            &mut self,
+            device: DeviceId,
+            op: &DownstreamOp,
+            lose_data: bool,
+        ) -> (IoStatus, Option<Bytes>) {
+            match op {
                 DownstreamOp::Read { lba, blocks } => {
-                    let data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
+                    let mut data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
                         .flat_map(|b| self.blocks.get(&(device, b)).cloned().unwrap_or(vec![0; BLOCK]))
                         .collect();
+                    if lose_data {
+                        data.truncate(data.len() / 2);
+                    }
                     (IoStatus::GOOD, Some(Bytes::from(data)))
                 }
                 DownstreamOp::Write { lba, data, .. } => {
@@ -544,6 +591,7 @@ pub(super) mod tests {
                     }
                     (IoStatus::GOOD, None)
                 }
+                DownstreamOp::Command { .. } => (IoStatus::GOOD, None),
             }
         }
 
