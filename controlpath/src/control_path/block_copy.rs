@@ -288,7 +288,7 @@ impl ControlPath {
             CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
             CopyOwner::JournalSlot { lv } => self.slot_read(lv, id, copied.then_some(copy.buf)),
             CopyOwner::Reconcile { id: reconcile } => {
-                self.reconcile_copied(reconcile, id, copied, copy.failed_device)
+                self.reconcile_copied(reconcile, id, copied, copy.failed_device, copy.failure)
             }
         }
     }

@@ -58,6 +58,13 @@ pub(super) enum PathWaiter {
     },
     /// A manual I/O with a leg no path answered.
     Manual(u64),
+    /// A reconciliation whose copy had a leg nobody answered on `device`.
+    Reconcile {
+        /// The reconciliation.
+        id: u64,
+        /// The device tested.
+        device: DeviceId,
+    },
     /// A resync step (known by its range lock) whose piece's copy had a leg nobody answered.
     ResyncStep {
         /// The mirror.
@@ -515,6 +522,9 @@ impl ControlPath {
             }
             (PathWaiter::Manual(op), PathVerdict::DeviceFault) => self.manual_path_checked(op),
             (PathWaiter::ResyncStep { lv, lock }, verdict) => self.resync_path_checked(lv, lock, verdict),
+            (PathWaiter::Reconcile { id, device }, verdict) => {
+                self.reconcile_path_checked(id, device, verdict)
+            }
         }
     }
 
