@@ -10,9 +10,11 @@
 //! runs, a progress line is shown on stderr if stderr is a terminal; afterwards the summary is
 //! printed on stdout (`--quiet` suppresses both). `check` only parses and validates.
 //!
-//! Exit status: 0 when the oracle found nothing wrong (or `check` passed), 1 when it found a
+//! Exit status: 0 when the run is clean (or `check` passed), 1 when the oracle found a
 //! violation, 2 for a bad scenario or bad usage (`error: FILE:LINE:COL: reason`), 3 when the run
-//! itself failed (e.g. a report file could not be written).
+//! itself failed (e.g. a report file could not be written), 4 when the run's set-up never
+//! finished (disks not discovered, volumes not created, hosts not logged in: the report's
+//! verdict is `incomplete` and says what).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use dve_sim::report::{PcapRequest, Report, RunOptions};
+use dve_sim::report::{OracleVerdict, PcapRequest, Report, RunOptions};
 use dve_sim::scenario::Scenario;
 
 /// Exit status: the oracle found a violation.
@@ -29,6 +31,8 @@ const EXIT_VIOLATION: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit status: the run failed.
 const EXIT_RUN_FAILED: u8 = 3;
+/// Exit status: the run's set-up never finished, so what the scenario asks did not all run.
+const EXIT_INCOMPLETE: u8 = 4;
 
 /// The deterministic DVE fabric simulator.
 #[derive(Debug, Parser)]
@@ -40,7 +44,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a scenario and report (exit 1 if the integrity oracle finds a violation).
+    /// Run a scenario and report (exit 1 if the integrity oracle finds a violation, 4 if the
+    /// set-up never finished).
     Run(RunArgs),
     /// Parse and validate a scenario without running it.
     Check(CheckArgs),
@@ -167,13 +172,48 @@ fn run(args: RunArgs) -> ExitCode {
     if !args.quiet {
         print!("{}", report.summary_text(wall));
     }
-    if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VIOLATION) }
+    ExitCode::from(exit_status(&report))
+}
+
+/// The exit status a finished run's report calls for.
+fn exit_status(report: &Report) -> u8 {
+    match report.oracle {
+        OracleVerdict::Clean { .. } => 0,
+        OracleVerdict::Incomplete { .. } => EXIT_INCOMPLETE,
+        OracleVerdict::Violations { .. } => EXIT_VIOLATION,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_exit_status_follows_the_verdict() {
+        let report = |oracle| Report {
+            scenario: "s".into(),
+            seed: 1,
+            simulated_ns: 1,
+            sample_interval_ns: 1,
+            frames_simulated: 0,
+            volumes: Vec::new(),
+            engines: Vec::new(),
+            links: Vec::new(),
+            timeline: Vec::new(),
+            replicas: Vec::new(),
+            flows: Vec::new(),
+            oracle,
+        };
+        let clean = OracleVerdict::Clean { reads_checked: 1, blocks_checked: 8 };
+        let unfinished = vec!["engine dve1: set-up never finished".to_string()];
+        let incomplete = OracleVerdict::Incomplete { reads_checked: 0, blocks_checked: 0, unfinished };
+        let violated =
+            OracleVerdict::Violations { reads_checked: 1, blocks_checked: 8, total: 1, first: Vec::new() };
+        assert_eq!(exit_status(&report(clean)), 0);
+        assert_eq!(exit_status(&report(incomplete)), EXIT_INCOMPLETE);
+        assert_eq!(exit_status(&report(violated)), EXIT_VIOLATION);
+    }
 
     #[test]
     fn the_cli_is_well_formed() {

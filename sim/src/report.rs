@@ -56,7 +56,7 @@ pub struct Report {
     /// Per data-service flow on the timeline (snapshot, migration, degraded mirror and its
     /// resync, replication): the share of host I/O the fast path served while it ran.
     pub flows: Vec<FlowReport>,
-    /// The integrity oracle's verdict.
+    /// The verdict: the integrity oracle's, or that the set-up never finished.
     pub oracle: OracleVerdict,
 }
 
@@ -73,9 +73,17 @@ impl Report {
         }
     }
 
-    /// Whether the oracle found nothing wrong.
+    /// Whether the run is clean: its set-up finished and the oracle found nothing wrong.
     pub fn is_clean(&self) -> bool {
         matches!(self.oracle, OracleVerdict::Clean { .. })
+    }
+
+    /// What of the set-up did not finish (nothing for a clean run or one with violations).
+    pub fn unfinished(&self) -> &[String] {
+        match &self.oracle {
+            OracleVerdict::Incomplete { unfinished, .. } => unfinished,
+            _ => &[],
+        }
     }
 
     /// Virtual time simulated.
@@ -359,24 +367,28 @@ pub struct LinkReport {
 }
 
 /// One asynchronously replicated volume: how far its replica got and how far behind it was.
+/// The counts and lags are over the whole run: an engine killed and restarted counts afresh,
+/// and the simulator adds up its lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReplicaReport {
     /// The replicated volume.
     pub volume: String,
     /// The replica's disk.
     pub disk: String,
-    /// Consistency points taken.
+    /// Consistency points taken, over the whole run.
     pub consistency_points: u64,
-    /// Cycles applied to the replica.
+    /// Cycles applied to the replica as a consistency point's image, over the whole run
+    /// (every life of the engine; catch-up cycles behind a baseline copy are not counted).
     pub cycles_applied: u64,
-    /// Applied cycles whose replica image was compared with the primary's image at their
-    /// consistency point (every one, when the run is clean).
+    /// Of `cycles_applied`, those whose replica image was compared with the primary's image
+    /// at their consistency point, over the whole run (every one, when the run is clean).
     pub cycles_verified: u64,
-    /// Blocks the applier wrote.
+    /// Blocks the applier wrote over the whole run, catch-up cycles included.
     pub blocks_applied: u64,
-    /// Lag when the last cycle was applied (consistency point to replica), ns.
+    /// Lag when the last cycle of the run was applied (consistency point to replica), ns; 0
+    /// if none was.
     pub last_lag_ns: u64,
-    /// The largest lag.
+    /// The largest lag of the run.
     pub max_lag_ns: u64,
     /// Blocks of the replica's last copy from the primary: its baseline, or the catch-up
     /// after its last resume.
@@ -434,7 +446,7 @@ pub struct Violation {
     pub found: String,
 }
 
-/// The integrity oracle's verdict.
+/// The run's verdict: the integrity oracle's, unless the set-up never finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum OracleVerdict {
@@ -444,6 +456,17 @@ pub enum OracleVerdict {
         reads_checked: u64,
         /// Blocks checked.
         blocks_checked: u64,
+    },
+    /// The set-up did not finish (disks not discovered, volumes not created, hosts not
+    /// logged in), so the I/O the scenario asks for did not all run: not a clean run, whatever
+    /// the reads that did run returned (they found nothing wrong; violations win over this).
+    Incomplete {
+        /// Reads checked.
+        reads_checked: u64,
+        /// Blocks checked.
+        blocks_checked: u64,
+        /// What did not finish, one line each, naming the engine or host and what it lacked.
+        unfinished: Vec<String>,
     },
     /// Some reads returned wrong data.
     Violations {
@@ -666,6 +689,27 @@ mod tests {
         assert!(!report.is_clean());
         assert!(sample_report(0).is_clean());
         assert_eq!(sample_report(0).to_json().matches("\"verdict\": \"clean\"").count(), 1);
+    }
+
+    #[test]
+    fn a_run_whose_set_up_never_finished_is_incomplete_and_says_what() {
+        let unfinished = vec!["engine dve1: set-up never finished: its volumes were not created".to_string()];
+        let report = Report {
+            oracle: OracleVerdict::Incomplete {
+                reads_checked: 0,
+                blocks_checked: 0,
+                unfinished: unfinished.clone(),
+            },
+            ..sample_report(0)
+        };
+        assert!(!report.is_clean());
+        assert_eq!(report.unfinished(), unfinished.as_slice());
+        assert!(sample_report(0).unfinished().is_empty());
+        let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap_or_default();
+        assert_eq!(value["oracle"]["verdict"], "incomplete");
+        assert_eq!(value["oracle"]["unfinished"][0], unfinished[0].as_str());
+        let summary = report.summary_text(Duration::from_secs(1));
+        assert!(summary.contains("INCOMPLETE: the set-up never finished (engine dve1"), "{summary}");
     }
 
     #[test]

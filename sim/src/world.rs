@@ -10,7 +10,7 @@ use std::io::BufWriter;
 use std::ops::Range;
 
 use dve_controlpath::ControlEvent;
-use dve_controlpath::control_path::SnapshotOptions;
+use dve_controlpath::control_path::{ReplicationProgress, SnapshotOptions};
 use dve_controlpath::store::{MemoryStore, MetadataStore};
 use dve_controlpath::volume::LayoutSpec;
 use dve_fp_api::fault::FaultCause;
@@ -199,6 +199,31 @@ struct ReplicaWatch {
     shown: bool,
     consistency_points: u64,
     cycles_verified: u64,
+    /// What the engine's earlier lives applied: a restarted control path counts afresh, and
+    /// the report counts the whole run, as it does the cycles verified.
+    earlier_lives: AppliedTotals,
+}
+
+/// What an engine's replication applied to one replica in its earlier lives.
+#[derive(Debug, Clone, Copy, Default)]
+struct AppliedTotals {
+    cycles: u64,
+    blocks: u64,
+    /// The lag of the last cycle applied, if one was.
+    last_lag_ns: Option<u64>,
+    max_lag_ns: u64,
+}
+
+impl AppliedTotals {
+    /// Add what one life applied.
+    fn add(&mut self, life: &ReplicationProgress) {
+        self.cycles += life.cycles_applied;
+        self.blocks += life.blocks_applied;
+        if life.cycles_applied > 0 {
+            self.last_lag_ns = Some(life.last_lag_ns);
+        }
+        self.max_lag_ns = self.max_lag_ns.max(life.max_lag_ns);
+    }
 }
 
 impl ReplicaWatch {
@@ -1442,6 +1467,7 @@ impl<'a> World<'a> {
                         shown: false,
                         consistency_points: 0,
                         cycles_verified: 0,
+                        earlier_lives: AppliedTotals::default(),
                     },
                 );
                 self.replicated.insert(volume, (e, lv));
@@ -1714,6 +1740,12 @@ impl<'a> World<'a> {
         let stats = self.engines[e].switch.statistics(self.now);
         self.engines[e].earlier_lives.extend(stats);
         self.engines[e].earlier_commits += self.engines[e].switch.control().counters().commits;
+        let progress = self.engines[e].switch.control().replications();
+        for (lv, watch) in &mut self.engines[e].replicas {
+            if let Some(p) = progress.iter().find(|p| p.lv == *lv) {
+                watch.earlier_lives.add(p);
+            }
+        }
         self.engines[e].saved_store = self.engines[e].switch.kill();
         self.engine_cables(e, false, |_| true);
         "the engine stops: every port loses signal, only committed metadata survives".to_string()
@@ -1968,6 +2000,53 @@ impl<'a> World<'a> {
         }
     }
 
+    /// What of the set-up had not finished when the run ended: an engine (running then) that
+    /// never created its volumes because its disks were not all discovered, and hosts whose
+    /// login and discovery never finished, so their workloads never started. A run with any
+    /// is not clean: the I/O its scenario asks for did not all run.
+    fn unfinished_setup(&self) -> Vec<String> {
+        let scenario = self.scenario;
+        let mut unfinished = Vec::new();
+        for (e, node) in self.engines.iter().enumerate() {
+            if !node.switch.running || node.setup == Setup::Running {
+                continue;
+            }
+            let control = node.switch.control();
+            let missing: Vec<&str> = (0..scenario.disks.len())
+                .filter(|d| scenario.disks[*d].engine == e)
+                .filter(|d| {
+                    !control
+                        .device_of(Wwn(scenario.disks[*d].port_wwpn(0)))
+                        .is_ok_and(|id| control.devices().get(id).is_some_and(|dev| dev.online))
+                })
+                .map(|d| scenario.disks[d].name.as_str())
+                .collect();
+            unfinished.push(format!(
+                "engine {}: set-up{} never finished: its volumes were not {}, disks not discovered: {}",
+                scenario.engines[e].name,
+                if node.restarted { " after its restart" } else { "" },
+                if node.restarted { "all exposed again" } else { "created" },
+                if missing.is_empty() { "none".to_string() } else { missing.join(", ") }
+            ));
+        }
+        for (h, host) in scenario.hosts.iter().enumerate() {
+            let volumes: Vec<&str> = self
+                .workloads
+                .iter()
+                .filter(|w| w.host == h && !w.started)
+                .map(|w| scenario.volumes[w.volume].name.as_str())
+                .collect();
+            if !volumes.is_empty() {
+                unfinished.push(format!(
+                    "host {}: login and discovery never finished: its workloads on {} never started",
+                    host.name,
+                    volumes.join(", ")
+                ));
+            }
+        }
+        unfinished
+    }
+
     fn report(&self) -> Report {
         let simulated = self.end;
         let volumes = self.recorders.iter().map(|r| r.finish(simulated)).collect();
@@ -2009,8 +2088,11 @@ impl<'a> World<'a> {
             })
             .collect();
         let (reads_checked, blocks_checked) = (self.oracle.reads_checked(), self.oracle.blocks_checked());
-        let oracle = if self.oracle.violation_count() == 0 {
+        let unfinished = self.unfinished_setup();
+        let oracle = if self.oracle.violation_count() == 0 && unfinished.is_empty() {
             OracleVerdict::Clean { reads_checked, blocks_checked }
+        } else if self.oracle.violation_count() == 0 {
+            OracleVerdict::Incomplete { reads_checked, blocks_checked, unfinished }
         } else {
             OracleVerdict::Violations {
                 reads_checked,
@@ -2024,15 +2106,17 @@ impl<'a> World<'a> {
             let progress = node.switch.control().replications();
             for (lv, watch) in &node.replicas {
                 let Some(p) = progress.iter().find(|p| p.lv == *lv) else { continue };
+                let mut applied = watch.earlier_lives;
+                applied.add(p);
                 replicas.push(ReplicaReport {
                     volume: self.scenario.volumes[watch.volume].name.clone(),
                     disk: self.scenario.disks[watch.disk].name.clone(),
                     consistency_points: watch.consistency_points,
-                    cycles_applied: p.cycles_applied,
+                    cycles_applied: applied.cycles,
                     cycles_verified: watch.cycles_verified,
-                    blocks_applied: p.blocks_applied,
-                    last_lag_ns: p.last_lag_ns,
-                    max_lag_ns: p.max_lag_ns,
+                    blocks_applied: applied.blocks,
+                    last_lag_ns: applied.last_lag_ns.unwrap_or(0),
+                    max_lag_ns: applied.max_lag_ns,
                     copied_blocks: p.baseline_blocks,
                     paused: p.paused,
                 });

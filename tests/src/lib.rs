@@ -62,10 +62,15 @@ pub fn run_killed_after_each(
     }
 }
 
-/// Panic with the first violations unless the oracle found nothing.
+/// Panic with the first violations, or with what of the set-up never finished, unless the
+/// run is clean.
 pub fn assert_clean(report: &Report) {
-    if let OracleVerdict::Violations { total, first, .. } = &report.oracle {
-        panic!("{total} integrity violations, first: {first:#?}");
+    match &report.oracle {
+        OracleVerdict::Clean { .. } => {}
+        OracleVerdict::Incomplete { unfinished, .. } => panic!("the set-up never finished: {unfinished:#?}"),
+        OracleVerdict::Violations { total, first, .. } => {
+            panic!("{total} integrity violations, first: {first:#?}")
+        }
     }
 }
 

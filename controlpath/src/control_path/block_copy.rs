@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use dve_fp_api::ids::{DeviceId, LvId, WorkerId};
-use dve_fp_api::io::{DownstreamOp, DownstreamRequest, IoStatus};
+use dve_fp_api::io::{DownstreamOp, DownstreamRequest, IoStatus, ScsiStatus};
 use dve_fp_api::mapping::{RedirectIndex, VsegMap};
 use dve_fp_api::message::ToFp;
 
+use super::multipath::path_answered;
 use super::{ControlPath, DispatchPurpose};
 use crate::volume::{DeviceLeg, Volume, descriptor_legs};
 
@@ -36,6 +37,53 @@ pub(super) enum CopyOwner {
     Reconcile { id: u64 },
 }
 
+/// Why a copy failed, as its legs tell it. A device's own error status is a report of the
+/// device; a leg nobody answered, read data that did not all arrive, or a status asking for
+/// the command again may come from a frame lost on a link or a passing condition, which
+/// copying again can get past.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum CopyFailure {
+    /// A device answered a leg with an error status.
+    DeviceError(DeviceId),
+    /// Nobody answered a leg on this device (the worker's TASK ABORTED after its timeout): a
+    /// lost frame, a dead path or a dead device, which a path test tells apart.
+    Unanswered(DeviceId),
+    /// A read came back without all its data (a data frame lost on the way), or a device
+    /// asked for the command again (BUSY, TASK SET FULL, UNIT ATTENTION, ABORTED COMMAND).
+    Transient,
+    /// The legs did not make up the range (the mapping they were made from changed).
+    Malformed,
+}
+
+impl CopyFailure {
+    /// How much a failure says about a device: a copy keeps its most telling one.
+    fn weight(self) -> u8 {
+        match self {
+            CopyFailure::DeviceError(_) => 3,
+            CopyFailure::Malformed => 2,
+            CopyFailure::Unanswered(_) => 1,
+            CopyFailure::Transient => 0,
+        }
+    }
+
+    /// A leg's failure from its status (not GOOD) on `device`.
+    fn of_status(device: DeviceId, status: &IoStatus) -> CopyFailure {
+        /// Sense keys that ask for the command again: UNIT ATTENTION, ABORTED COMMAND.
+        const RETRY_KEYS: [u8; 2] = [0x06, 0x0B];
+        if !path_answered(status) {
+            CopyFailure::Unanswered(device)
+        } else if status.status == ScsiStatus::BUSY
+            || status.status == ScsiStatus::TASK_SET_FULL
+            || (status.status == ScsiStatus::CHECK_CONDITION
+                && status.sense.is_some_and(|s| RETRY_KEYS.contains(&(s.key & 0x0F))))
+        {
+            CopyFailure::Transient
+        } else {
+            CopyFailure::DeviceError(device)
+        }
+    }
+}
+
 /// One copy in flight.
 #[derive(Clone, Debug)]
 struct BlockCopy {
@@ -54,11 +102,21 @@ struct BlockCopy {
     failed: bool,
     /// The device of the first leg that failed (none for a copy that failed otherwise).
     failed_device: Option<DeviceId>,
+    /// The most telling failure of a leg, once one failed.
+    failure: Option<CopyFailure>,
     /// The read phase is over; the write legs are out.
     writing: bool,
 }
 
 impl BlockCopy {
+    /// Note a leg's failure, keeping the most telling one.
+    fn failed_with(&mut self, failure: CopyFailure) {
+        self.failure = match self.failure {
+            Some(f) if f.weight() >= failure.weight() => Some(f),
+            _ => Some(failure),
+        };
+    }
+
     /// Puts a read leg's `data` at byte `at` of the range; `false` if it does not fit. The
     /// first data at the start of the range becomes the buffer (not copied when nothing else
     /// holds it: a read leg's data is the worker's own buffer); data that follows what is
@@ -123,6 +181,7 @@ impl ControlPath {
             buf: Vec::new(),
             failed: false,
             failed_device: None,
+            failure: None,
             writing: false,
         };
         self.copies.active.insert(id, copy);
@@ -159,6 +218,7 @@ impl ControlPath {
         if !status.is_good() {
             copy.failed = true;
             copy.failed_device = copy.failed_device.or(device);
+            copy.failed_with(device.map_or(CopyFailure::Malformed, |d| CopyFailure::of_status(d, &status)));
         } else if !copy.writing {
             let bs = copy.block_size;
             match (data, copy.reads.get(leg)) {
@@ -169,11 +229,13 @@ impl ControlPath {
                     data.truncate(info.blocks as usize * bs);
                     if !copy.fill(at, data) {
                         copy.failed = true;
+                        copy.failed_with(CopyFailure::Malformed);
                     }
                 }
                 _ => {
                     copy.failed = true;
                     copy.failed_device = copy.failed_device.or(device);
+                    copy.failed_with(CopyFailure::Transient);
                 }
             }
         }
@@ -194,6 +256,7 @@ impl ControlPath {
         if copy.writes.iter().any(|l| (l.offset + l.blocks) as usize * bs > copy.buf.len()) {
             let Some(mut copy) = self.copies.active.remove(&id) else { return };
             copy.failed = true;
+            copy.failed_with(CopyFailure::Malformed);
             self.block_copy_ended(id, copy);
             return;
         }
@@ -214,14 +277,18 @@ impl ControlPath {
     fn block_copy_ended(&mut self, id: u64, copy: BlockCopy) {
         let copied = !copy.failed;
         match copy.owner {
-            CopyOwner::Resync { lv } => self.resync_copied(lv, id, copied),
+            CopyOwner::Resync { lv } => {
+                let outcome =
+                    if copied { Ok(()) } else { Err(copy.failure.unwrap_or(CopyFailure::Malformed)) };
+                self.resync_copied(lv, id, outcome)
+            }
             CopyOwner::Push { source, push } => self.push_copied(source, push, copied),
             CopyOwner::Migration { lv } => self.migration_copied(lv, id, copied),
             CopyOwner::Granule { lv, granule } => self.granule_copied(lv, granule, copied),
             CopyOwner::Baseline { lv } => self.baseline_copied(lv, id, copied),
             CopyOwner::JournalSlot { lv } => self.slot_read(lv, id, copied.then_some(copy.buf)),
             CopyOwner::Reconcile { id: reconcile } => {
-                self.reconcile_copied(reconcile, id, copied, copy.failed_device)
+                self.reconcile_copied(reconcile, id, copied, copy.failed_device, copy.failure)
             }
         }
     }
@@ -291,6 +358,7 @@ mod tests {
             outstanding: 0,
             failed: false,
             failed_device: None,
+            failure: None,
             writing: false,
         }
     }

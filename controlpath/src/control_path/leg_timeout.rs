@@ -12,7 +12,10 @@
 //! range lock (the same revocation, drain of fast-path writes and QUEUE of misses that the
 //! control path's own mirror writes and resync steps take), a block copy reads the range
 //! from a live side other than the suspect one and writes it to every other writable side.
-//! A copy that fails is tried again; one that keeps failing declares the suspect side dead.
+//! A copy that fails is tried again (after a path test of the device when a leg went
+//! unanswered: a device gone is then found at once, and a copy sent while it was gone does
+//! not count against it once it is back); one that keeps failing declares dead the side of
+//! the leg that failed.
 //! A write whose leg met a dead path is reconciled the same way once the device's path is
 //! switched (`multipath`), since its leg may or may not have landed either.
 //!
@@ -28,10 +31,10 @@ use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, 
 use dve_fp_api::mapping::{RedirectIndex, SideState, StorageDescriptor};
 use dve_fp_api::message::ToFp;
 
-use super::block_copy::CopyOwner;
+use super::block_copy::{CopyFailure, CopyOwner};
 use super::manual_io::RETRY;
 use super::mirror::side_legs;
-use super::multipath::{PathVerdict, path_answered};
+use super::multipath::{PathVerdict, PathWaiter, path_answered};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath, DispatchPurpose};
 
@@ -64,8 +67,11 @@ struct ReconcileStep {
     lock: u64,
     vseg: VsegId,
     blocks: Range<u64>,
-    /// The block copy, once the range is fenced.
+    /// The block copy, once the range is fenced (none while a path test decides what a copy
+    /// with an unanswered leg means).
     copy: Option<u64>,
+    /// When the current copy was sent (a path switched since needs no test).
+    sent_at: u64,
     /// Copies tried so far.
     attempts: u32,
 }
@@ -199,7 +205,7 @@ impl ControlPath {
         }
         let lock = self.revoke_writes_in(vseg, blocks.clone(), true, AfterRevocation::Reconcile(id));
         if let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) {
-            r.step = Some(ReconcileStep { lock, vseg, blocks, copy: None, attempts: 0 });
+            r.step = Some(ReconcileStep { lock, vseg, blocks, copy: None, sent_at: 0, attempts: 0 });
         }
     }
 
@@ -259,24 +265,27 @@ impl ControlPath {
             blocks.end - blocks.start,
             block_size,
         );
+        let now = self.now;
         if let Some(step) = self.leg_timeouts.reconciles.get_mut(&id).and_then(|r| r.step.as_mut()) {
             step.copy = Some(copy);
+            step.sent_at = now;
             step.attempts += 1;
         }
     }
 
     /// The reconciling copy `copy` ended; if it failed, `failed_device` is its first leg's
-    /// device that failed.
+    /// device that failed and `failure` the most telling of its legs' failures.
     pub(super) fn reconcile_copied(
         &mut self,
         id: u64,
         copy: u64,
         copied: bool,
         failed_device: Option<DeviceId>,
+        failure: Option<CopyFailure>,
     ) {
-        let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
+        let Some(r) = self.leg_timeouts.reconciles.get_mut(&id) else { return };
         let (lv, suspect) = (r.lv, r.suspect);
-        let Some(step) = r.step.as_ref().filter(|s| s.copy == Some(copy)) else { return };
+        let Some(step) = r.step.as_mut().filter(|s| s.copy == Some(copy)) else { return };
         if copied {
             self.counters.leg_timeouts.ranges_reconciled += 1;
             self.end_reconcile_step(id);
@@ -284,17 +293,46 @@ impl ControlPath {
         }
         self.counters.leg_timeouts.reconcile_failures += 1;
         if step.attempts < RECONCILE_ATTEMPTS {
-            // Still under the lock: nothing was written to the range meanwhile.
-            self.reconcile_revoked(id);
+            // Still under the lock: nothing was written to the range meanwhile. A leg nobody
+            // answered has its device's path tested first: a copy sent to a device that was
+            // gone says nothing about it once it is back, and a gone one is found at once.
+            if let Some(CopyFailure::Unanswered(device)) = failure {
+                step.copy = None;
+                let sent_at = step.sent_at;
+                self.path_suspect(device, sent_at, PathWaiter::Reconcile { id, device });
+            } else {
+                self.reconcile_revoked(id);
+            }
             return;
         }
+        self.reconcile_failed(id, lv, failed_device.and_then(|d| self.side_of(lv, d)).unwrap_or(suspect));
+    }
+
+    /// The path test after a reconciling copy's leg to `device` went unanswered is settled:
+    /// the copy is tried again, unless no path reaches the device.
+    pub(super) fn reconcile_path_checked(&mut self, id: u64, device: DeviceId, verdict: PathVerdict) {
+        let Some(r) = self.leg_timeouts.reconciles.get(&id) else { return };
+        let (lv, suspect) = (r.lv, r.suspect);
+        if r.step.as_ref().is_none_or(|s| s.copy.is_some()) {
+            return;
+        }
+        match verdict {
+            PathVerdict::Transient | PathVerdict::Switched => self.reconcile_revoked(id),
+            PathVerdict::DeviceFault => {
+                let side = self.side_of(lv, device).unwrap_or(suspect);
+                self.reconcile_failed(id, lv, side);
+            }
+        }
+    }
+
+    /// The range cannot be made the same on every side: `blamed` goes.
+    fn reconcile_failed(&mut self, id: u64, lv: LvId, blamed: usize) {
         // The sides cannot be made the same: the side that keeps failing goes, before the
         // host's status (the death procedure fences the volume first, as for a failed write).
         // That is the side of the leg that failed, the source or another side written:
         // blaming the suspect for them would declare a good side dead for a side that is gone
         // (and, at the next timeout on another good side, that one too, leaving the volume
         // on the side that cannot be read).
-        let blamed = failed_device.and_then(|d| self.side_of(lv, d)).unwrap_or(suspect);
         self.side_failed(lv, blamed);
         self.end_reconcile_step(id);
     }
@@ -317,7 +355,7 @@ pub(super) mod tests {
     use bytes::Bytes;
     use dve_fp_api::fault::FaultCause;
     use dve_fp_api::ids::{ExchangeId, ExposureId, FcId, Lun, PortId, Timestamp, WorkerId, Wwn};
-    use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, VDevice};
+    use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, Sense, VDevice};
     use dve_fp_api::message::ToCp;
 
     use super::*;
@@ -333,12 +371,26 @@ pub(super) mod tests {
 
     /// How a simulated device treats the control path's commands.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    enum Health {
+    pub(in crate::control_path) enum Health {
         Healthy,
         /// Answers TEST UNIT READY, never a read or a write.
         HungOnIo,
         /// Answers nothing.
         Dead,
+        /// Answers every read GOOD with only its first half of the data (the rest lost on the
+        /// way), everything else as a healthy device.
+        LosesReadData,
+    }
+
+    /// What happens to one read or write of a device, injected for the next one.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(in crate::control_path) enum Mishap {
+        /// A read answered GOOD with half its data (a data frame lost on the way).
+        LostData,
+        /// Nobody answers (a lost frame): the worker reports TASK ABORTED.
+        NoAnswer,
+        /// The device answers CHECK CONDITION, MEDIUM ERROR.
+        MediumError,
     }
 
     /// A control path with two single-path devices mirrored as one volume, and stand-ins for
@@ -348,11 +400,13 @@ pub(super) mod tests {
         pub(in crate::control_path) lv: LvId,
         now: u64,
         blocks: BTreeMap<(DeviceId, u64), Vec<u8>>,
-        health: BTreeMap<DeviceId, Health>,
+        pub(in crate::control_path) health: BTreeMap<DeviceId, Health>,
+        /// Per device and kind (`true` for writes): what happens to its next reads or writes.
+        mishaps: BTreeMap<(DeviceId, bool), VecDeque<Mishap>>,
         /// Host I/O statuses the control path sent, by exchange.
         pub(in crate::control_path) completed: BTreeMap<u16, IoStatus>,
         /// Devices a TEST UNIT READY was sent to.
-        tested: BTreeSet<DeviceId>,
+        pub(in crate::control_path) tested: BTreeSet<DeviceId>,
         /// Engine ports whose cable loses every frame (a dead path).
         dead_ports: BTreeSet<PortId>,
         /// The VPD 0x83 page the next identification INQUIRY is answered with, if any.
@@ -380,6 +434,7 @@ pub(super) mod tests {
                 now: 1,
                 blocks: BTreeMap::new(),
                 health: BTreeMap::new(),
+                mishaps: BTreeMap::new(),
                 completed: BTreeMap::new(),
                 tested: BTreeSet::new(),
                 dead_ports: BTreeSet::new(),
@@ -432,6 +487,11 @@ pub(super) mod tests {
 
         fn device_of(&self, id: DeviceId) -> DeviceId {
             self.cp.devices().by_probe(id).map_or(id, |(device, _)| device)
+        }
+
+        /// The next read (`write` false) or write of `device` meets `mishap`.
+        pub(in crate::control_path) fn mishap(&mut self, device: DeviceId, write: bool, mishap: Mishap) {
+            self.mishaps.entry((device, write)).or_default().push_back(mishap);
         }
 
         fn health(&self, device: DeviceId) -> Health {
@@ -531,11 +591,36 @@ pub(super) mod tests {
                         },
                     }
                 }
-                _ if health != Health::Healthy => (NO_ANSWER, None),
+                _ if matches!(health, Health::HungOnIo | Health::Dead) => (NO_ANSWER, None),
+                op => {
+                    let write = matches!(op, DownstreamOp::Write { .. });
+                    match self.mishaps.get_mut(&(device, write)).and_then(VecDeque::pop_front) {
+                        Some(Mishap::NoAnswer) => (NO_ANSWER, None),
+                        Some(Mishap::MediumError) => {
+                            (IoStatus::check_condition(Sense { key: 0x03, asc: 0x11, ascq: 0x00 }), None)
+                        }
+                        Some(Mishap::LostData) => self.device_rw(device, op, true),
+                        None => self.device_rw(device, op, health == Health::LosesReadData),
+                    }
+                }
+            }
+        }
+
+        /// A read or write that reaches `device`; a read's data cut in half with `lose_data`.
+        fn device_rw(
+            &mut self,
+            device: DeviceId,
+            op: &DownstreamOp,
+            lose_data: bool,
+        ) -> (IoStatus, Option<Bytes>) {
+            match op {
                 DownstreamOp::Read { lba, blocks } => {
-                    let data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
+                    let mut data: Vec<u8> = (*lba..*lba + u64::from(*blocks))
                         .flat_map(|b| self.blocks.get(&(device, b)).cloned().unwrap_or(vec![0; BLOCK]))
                         .collect();
+                    if lose_data {
+                        data.truncate(data.len() / 2);
+                    }
                     (IoStatus::GOOD, Some(Bytes::from(data)))
                 }
                 DownstreamOp::Write { lba, data, .. } => {
@@ -544,6 +629,7 @@ pub(super) mod tests {
                     }
                     (IoStatus::GOOD, None)
                 }
+                DownstreamOp::Command { .. } => (IoStatus::GOOD, None),
             }
         }
 
@@ -728,8 +814,41 @@ pub(super) mod tests {
         bench.leg_timed_out(1, IoKind::Write, 0, 8, DeviceId(2));
         assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Dead], "{:?}", bench.events);
         assert_eq!(bench.completed.get(&1), Some(&IoStatus::check_condition(RETRY)));
+        // Each copy's unanswered leg has the device tested: its read probes go unanswered too,
+        // and `leg_timeout_limit` of them in a row (the host's leg, then two copies) fail it
+        // before the copies' tries run out.
         let counters = bench.cp.counters().leg_timeouts;
-        assert_eq!(counters.reconcile_failures, u64::from(RECONCILE_ATTEMPTS), "{counters:?}");
+        let limit = u64::from(bench.cp.config().leg_timeout_limit);
+        assert_eq!(
+            (counters.reconcile_failures, counters.io_probes_unanswered, counters.unresponsive_devices),
+            (limit - 1, limit, 1),
+            "{counters:?}"
+        );
+        assert!(limit - 1 < u64::from(RECONCILE_ATTEMPTS));
+    }
+
+    #[test]
+    fn a_reconciling_copy_nobody_answered_is_tried_again_once_the_resyncing_side_answers() {
+        let mut bench = Bench::new();
+        bench.cp.side_failed(bench.lv, 1);
+        bench.settle();
+        bench.side_1_returns();
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Resync], "{:?}", bench.events);
+        // A write leg to the resynchronizing side times out; the reconciling copy's write to
+        // it loses a frame too: its device's path is tested, answers, and the copy is tried
+        // again instead of the side being blamed.
+        bench.tested.clear();
+        bench.mishap(DeviceId(2), true, Mishap::NoAnswer);
+        bench.put_side_blocks(0, 64, 0xA1, 8);
+        bench.leg_timed_out(2, IoKind::Write, 64, 8, DeviceId(2));
+        assert_eq!(bench.completed.get(&2), Some(&IoStatus::check_condition(RETRY)));
+        assert!(bench.tested.contains(&DeviceId(2)));
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Resync], "{:?}", bench.events);
+        assert_eq!(bench.side_blocks(1, 64, 8), vec![0xA1; 8 * BLOCK], "the range was reconciled");
+        let counters = bench.cp.counters().leg_timeouts;
+        assert_eq!((counters.reconcile_failures, counters.ranges_reconciled), (1, 1), "{counters:?}");
+        // Two path tests answered: the host leg's and the copy's.
+        assert_eq!(counters.io_probes, 2, "{counters:?}");
     }
 
     #[test]

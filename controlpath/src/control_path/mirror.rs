@@ -3,7 +3,10 @@
 //! returns. The first write to each age extent afterwards stamps the live sides' age lists
 //! and re-enables fast-path writes there. Fast resync: the returning side is written (not
 //! read) in RESYNC while only the age extents whose age differs are copied, one range lock
-//! at a time; then it is ALIVE again.
+//! at a time; then it is ALIVE again. A step whose copy lost a frame (a lossy link loses one
+//! of a 1 MiB step's thousand frames often) is copied again in smaller pieces under the same
+//! lock, after a path test when a leg went unanswered; only a device's error, a failed path
+//! test or pieces failing `RESYNC_PIECE_ATTEMPTS` times in a row declare the side dead again.
 //!
 //! While a snapshot of the volume completes, its tables hold the snapshot's unpushed and
 //! pushed states (see `snapshot`): these procedures then change only the side states (and
@@ -27,7 +30,8 @@ use dve_fp_api::mapping::{
 };
 
 use super::age_records;
-use super::block_copy::CopyOwner;
+use super::block_copy::{CopyFailure, CopyOwner};
+use super::multipath::{PathVerdict, PathWaiter};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath};
 use crate::error::Error;
@@ -84,15 +88,43 @@ pub struct ResyncProgress {
 }
 
 /// A copy step of a resync: one age extent, read from a live side, written to the
-/// returning side.
+/// returning side, under one range lock. It is copied in one piece unless copies lost
+/// frames lately; a piece that fails for a lost frame is copied again, smaller.
 #[derive(Clone, Debug)]
 struct CopyStep {
     /// The revocation holding the range lock.
     lock: u64,
     vseg: VsegId,
     blocks: Range<u64>,
-    /// The block copy, once the range is fenced.
-    copy: Option<u64>,
+    /// Blocks from the start of `blocks` copied so far.
+    done: u64,
+    /// The block copy of the current piece, once the range is fenced (none while a path
+    /// test decides whether a piece that timed out is copied again).
+    copy: Option<(u64, Range<u64>)>,
+    /// When the current piece's copy was sent (a path switched since needs no test).
+    sent_at: u64,
+    /// Pieces that failed in a row, none copied since.
+    failures: u32,
+}
+
+/// Pieces of one step that may fail in a row (each for a lost frame or a passing condition,
+/// with the path tested after a timeout) before the returning side is declared dead again.
+const RESYNC_PIECE_ATTEMPTS: u32 = 8;
+
+/// The smallest piece a failed copy is cut to, in blocks (64 KiB of 512-byte blocks: about
+/// seventy frames read and written).
+const RESYNC_MIN_PIECE_BLOCKS: u64 = 128;
+
+/// Counters of resync copies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResyncCounters {
+    /// Pieces copied (a step copied whole is one).
+    pub pieces_copied: u64,
+    /// Pieces that failed for a lost frame or a passing condition and were copied again.
+    pub pieces_retried: u64,
+    /// Steps that kept failing, or met a device's error or a failed device: the returning
+    /// side was declared dead again.
+    pub steps_failed: u64,
 }
 
 /// A resync in progress.
@@ -106,6 +138,10 @@ struct Resync {
     finishing: bool,
     /// Paused by the management API: no new copy step (the one in hand finishes).
     paused: bool,
+    /// Blocks a piece is copied in: a whole step (`u64::MAX`) until a copy fails, then a
+    /// quarter after each failure (down to `RESYNC_MIN_PIECE_BLOCKS`) and twice as much after
+    /// each piece copied, so a lossy link gets pieces it can carry and a clean one whole steps.
+    piece_blocks: u64,
 }
 
 /// Mirror bookkeeping of the control path.
@@ -620,6 +656,7 @@ impl ControlPath {
                 step: None,
                 finishing: false,
                 paused: false,
+                piece_blocks: u64::MAX,
             },
         );
         let segments = self.segments_of(lv);
@@ -774,6 +811,7 @@ impl ControlPath {
                     step: None,
                     finishing: false,
                     paused: false,
+                    piece_blocks: u64::MAX,
                 },
             );
         }
@@ -808,7 +846,7 @@ impl ControlPath {
             let lock =
                 self.revoke_writes_in(vseg, blocks.clone(), true, AfterRevocation::ResyncCopy { lv, step });
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
-                r.step = Some(CopyStep { lock, vseg, blocks, copy: None });
+                r.step = Some(CopyStep { lock, vseg, blocks, done: 0, copy: None, sent_at: 0, failures: 0 });
             }
         }
     }
@@ -840,10 +878,17 @@ impl ControlPath {
             self.release_lock(revocation);
             return;
         }
+        self.copy_resync_piece(lv);
+    }
+
+    /// Copy the current step's next piece, from a live side to the returning one.
+    fn copy_resync_piece(&mut self, lv: LvId) {
         let Some(r) = self.mirror.resyncs.get(&lv) else { return };
-        let side = r.side;
+        let (side, piece_blocks) = (r.side, r.piece_blocks);
         let Some(step) = r.step.as_ref() else { return };
-        let (vseg, blocks) = (step.vseg, step.blocks.clone());
+        let vseg = step.vseg;
+        let start = step.blocks.start + step.done;
+        let blocks = start..step.blocks.end.min(start.saturating_add(piece_blocks));
         let Some(v) = self.volumes.get(&lv) else { return };
         let Some(map) = v.segment(vseg) else { return };
         let Some(StorageDescriptor::Mirror(m)) = map.redirects().get(RedirectIndex(0)).map(|e| &e.descriptor)
@@ -863,39 +908,103 @@ impl ControlPath {
             blocks.end - blocks.start,
             block_size,
         );
+        let now = self.now;
         if let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) {
-            step.copy = Some(copy);
+            step.copy = Some((copy, blocks));
+            step.sent_at = now;
         }
     }
 
-    /// The copy of the current resync step ended.
-    pub(super) fn resync_copied(&mut self, lv: LvId, copy: u64, copied: bool) {
+    /// The copy of a piece of the current resync step ended.
+    pub(super) fn resync_copied(&mut self, lv: LvId, copy: u64, outcome: Result<(), CopyFailure>) {
         // The copy of a step whose side was removed: only its range lock is left to release.
-        if let Some(i) = self.mirror.abandoned.iter().position(|(l, s)| *l == lv && s.copy == Some(copy)) {
+        if let Some(i) = self
+            .mirror
+            .abandoned
+            .iter()
+            .position(|(l, s)| *l == lv && s.copy.as_ref().is_some_and(|c| c.0 == copy))
+        {
             let (_, step) = self.mirror.abandoned.remove(i);
             self.release_lock(step.lock);
             return;
         }
-        let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) else { return };
-        if step.copy != Some(copy) {
-            return;
-        }
-        if !copied {
-            let lock = step.lock;
-            let side = self.mirror.resyncs.get(&lv).map_or(0, |r| r.side);
-            if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
-                r.step = None;
+        let Some(r) = self.mirror.resyncs.get_mut(&lv) else { return };
+        let Some(step) = r.step.as_mut() else { return };
+        let Some((_, piece)) = step.copy.take_if(|c| c.0 == copy) else { return };
+        let failure = match outcome {
+            Ok(()) => {
+                self.counters.resync.pieces_copied += 1;
+                step.done += piece.end - piece.start;
+                step.failures = 0;
+                r.piece_blocks = r.piece_blocks.saturating_mul(2);
+                if step.blocks.start + step.done < step.blocks.end {
+                    self.copy_resync_piece(lv);
+                } else {
+                    self.resync_step_copied(lv);
+                }
+                return;
             }
-            self.release_lock(lock);
-            // The returning side (or the source) failed again: it is declared dead anew.
-            self.mirror.resyncs.remove(&lv);
-            self.side_failed(lv, side);
+            Err(failure) => failure,
+        };
+        step.failures += 1;
+        let given_up = step.failures >= RESYNC_PIECE_ATTEMPTS;
+        let (lock, sent_at) = (step.lock, step.sent_at);
+        // Smaller pieces lose a frame less often.
+        r.piece_blocks = ((piece.end - piece.start) / 4).max(RESYNC_MIN_PIECE_BLOCKS);
+        match failure {
+            CopyFailure::Transient if !given_up => {
+                self.counters.resync.pieces_retried += 1;
+                self.copy_resync_piece(lv);
+            }
+            // A leg nobody answered: the path and the device are tested, as after a fast-path
+            // leg's timeout, before the piece is copied again or the side declared dead.
+            CopyFailure::Unanswered(device) if !given_up => {
+                self.path_suspect(device, sent_at, PathWaiter::ResyncStep { lv, lock });
+            }
+            _ => self.resync_step_failed(lv),
+        }
+    }
+
+    /// The path test after a resync piece's leg timed out is settled.
+    pub(super) fn resync_path_checked(&mut self, lv: LvId, lock: u64, verdict: PathVerdict) {
+        // The step's side died or was removed meanwhile: only its range lock is left.
+        if let Some(i) = self.mirror.abandoned.iter().position(|(l, s)| *l == lv && s.lock == lock) {
+            let (_, step) = self.mirror.abandoned.remove(i);
+            self.release_lock(step.lock);
             return;
         }
+        let Some(step) = self.mirror.resyncs.get(&lv).and_then(|r| r.step.as_ref()) else { return };
+        if step.lock != lock || step.copy.is_some() {
+            return;
+        }
+        match verdict {
+            PathVerdict::Transient | PathVerdict::Switched => {
+                self.counters.resync.pieces_retried += 1;
+                self.copy_resync_piece(lv);
+            }
+            PathVerdict::DeviceFault => self.resync_step_failed(lv),
+        }
+    }
+
+    /// The current step cannot be copied (a device's error, a failed device, or pieces that
+    /// kept failing): the returning side (or the source) failed again, and the side is
+    /// declared dead anew.
+    fn resync_step_failed(&mut self, lv: LvId) {
+        self.counters.resync.steps_failed += 1;
+        let Some(r) = self.mirror.resyncs.remove(&lv) else { return };
+        if let Some(step) = r.step {
+            self.release_lock(step.lock);
+        }
+        self.side_failed(lv, r.side);
+    }
+
+    /// Every piece of the current step is copied: its extent is current on the returning
+    /// side.
+    fn resync_step_copied(&mut self, lv: LvId) {
+        let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.take()) else { return };
         let lock = step.lock;
-        let (vseg, blocks) = (step.vseg, step.blocks.clone());
+        let (vseg, blocks) = (step.vseg, step.blocks);
         if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
-            r.step = None;
             r.copied += 1;
             let progress = ResyncCopied { copied: r.copied };
             // Lost progress only means copying an extent again after a restart.
@@ -1065,5 +1174,137 @@ pub(super) fn side_legs(
             side: None,
         });
         block += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dve_fp_api::io::IoStatus;
+
+    use super::*;
+    use crate::control_path::leg_timeout::tests::{Bench, Health, Mishap};
+
+    const BLOCK: usize = 512;
+
+    /// Mirror `m` (4096 blocks: two age extents) on the leg-timeout bench with side 1 (device
+    /// 2) dead while both extents are written, then back: its resync has two steps to copy.
+    fn side_1_away_and_back() -> Bench {
+        let mut bench = Bench::new();
+        let lv = bench.lv;
+        bench.cp.side_failed(lv, 1);
+        bench.settle();
+        bench.host_write(lv, 1, 0, 8, 0xA1);
+        bench.host_write(lv, 2, 3000, 8, 0xB2);
+        assert_eq!(
+            (bench.completed.get(&1), bench.completed.get(&2)),
+            (Some(&IoStatus::GOOD), Some(&IoStatus::GOOD))
+        );
+        bench.events.clear();
+        bench
+    }
+
+    /// Side 1 returns and ticks pass until its resync is over, one way or the other.
+    fn resync(bench: &mut Bench) {
+        bench.side_1_returns();
+        run_resync(bench);
+    }
+
+    /// Ticks pass until the resync of side 1 is over, one way or the other.
+    fn run_resync(bench: &mut Bench) {
+        assert_eq!(bench.side_states(), [SideState::Alive, SideState::Resync], "{:?}", bench.events);
+        for _ in 0..100 {
+            if bench.cp.resyncs().is_empty() {
+                return;
+            }
+            bench.tick();
+        }
+        panic!("the resync never ended: {:?}", bench.events);
+    }
+
+    /// Side 1's state after its resync, the pieces copied again and the steps given up.
+    fn outcome(bench: &Bench) -> (SideState, u64, u64) {
+        let counters = bench.cp.counters().resync;
+        (bench.side_states()[1], counters.pieces_retried, counters.steps_failed)
+    }
+
+    fn side_1_dead_again(bench: &Bench) -> bool {
+        bench.events.iter().any(|e| matches!(e, ControlEvent::SideDead { side: 1, .. }))
+    }
+
+    #[test]
+    fn a_clean_resync_copies_each_stale_extent_in_one_piece() {
+        let mut bench = side_1_away_and_back();
+        resync(&mut bench);
+        assert_eq!(bench.side_states(), [SideState::Alive; 2], "{:?}", bench.events);
+        assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+        assert_eq!(
+            bench.cp.counters().resync,
+            ResyncCounters { pieces_copied: 2, ..ResyncCounters::default() }
+        );
+    }
+
+    #[test]
+    fn a_step_whose_read_lost_a_data_frame_is_copied_again_in_smaller_pieces() {
+        let mut bench = side_1_away_and_back();
+        bench.mishap(DeviceId(1), false, Mishap::LostData);
+        resync(&mut bench);
+        assert_eq!(bench.side_states(), [SideState::Alive; 2], "{:?}", bench.events);
+        assert!(!side_1_dead_again(&bench), "{:?}", bench.events);
+        assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+        assert_eq!(bench.side_blocks(1, 3000, 8), vec![0xB2; 8 * BLOCK]);
+        let counters = bench.cp.counters().resync;
+        assert_eq!((counters.pieces_retried, counters.steps_failed), (1, 0), "{counters:?}");
+        // The first extent in quarters (512, 1024, then 512 blocks as the piece grows back);
+        // the second one whole again.
+        assert_eq!(counters.pieces_copied, 4, "{counters:?}");
+        assert!(
+            bench
+                .events
+                .iter()
+                .any(|e| matches!(e, ControlEvent::ResyncDone { side: 1, extents_copied: 2, .. }))
+        );
+    }
+
+    #[test]
+    fn a_piece_nobody_answered_is_copied_again_once_the_path_and_device_answer() {
+        let mut bench = side_1_away_and_back();
+        bench.tested.clear();
+        bench.mishap(DeviceId(2), true, Mishap::NoAnswer);
+        resync(&mut bench);
+        assert!(bench.tested.contains(&DeviceId(2)), "the returning device's path was tested");
+        assert_eq!(outcome(&bench), (SideState::Alive, 1, 0), "{:?}", bench.events);
+        assert!(!side_1_dead_again(&bench), "{:?}", bench.events);
+        assert_eq!(bench.side_blocks(1, 0, 4096), bench.side_blocks(0, 0, 4096));
+    }
+
+    #[test]
+    fn a_device_that_reports_an_error_is_declared_dead_at_once() {
+        let mut bench = side_1_away_and_back();
+        bench.mishap(DeviceId(2), true, Mishap::MediumError);
+        resync(&mut bench);
+        assert_eq!(outcome(&bench), (SideState::Dead, 0, 1), "{:?}", bench.events);
+    }
+
+    #[test]
+    fn a_returning_device_that_stops_answering_is_declared_dead_after_its_path_test() {
+        let mut bench = side_1_away_and_back();
+        bench.side_1_returns();
+        bench.health.insert(DeviceId(2), Health::Dead);
+        run_resync(&mut bench);
+        assert_eq!(outcome(&bench), (SideState::Dead, 0, 1), "{:?}", bench.events);
+    }
+
+    #[test]
+    fn pieces_that_keep_failing_give_the_side_up_after_a_bounded_number_of_copies() {
+        let mut bench = side_1_away_and_back();
+        bench.health.insert(DeviceId(1), Health::LosesReadData);
+        resync(&mut bench);
+        assert_eq!(bench.side_states(), [SideState::Alive, SideState::Dead], "{:?}", bench.events);
+        let counters = bench.cp.counters().resync;
+        assert_eq!(
+            (counters.pieces_copied, counters.pieces_retried, counters.steps_failed),
+            (0, u64::from(RESYNC_PIECE_ATTEMPTS - 1), 1),
+            "{counters:?}"
+        );
     }
 }

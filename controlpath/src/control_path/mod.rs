@@ -45,7 +45,7 @@ use crate::volume::{LayoutSpec, Volume};
 pub use leg_timeout::LegTimeoutCounters;
 pub use manual_io::ManualIoCounters;
 pub use migration::MigrationProgress;
-pub use mirror::ResyncProgress;
+pub use mirror::{ResyncCounters, ResyncProgress};
 pub use multipath::MultipathCounters;
 pub use replication::ReplicationProgress;
 pub use snapshot::{COPY_GRANULARITY_BLOCKS, SnapshotOptions, SnapshotProgress, copy_granularity_refusal};
@@ -373,6 +373,8 @@ pub struct ControlCounters {
     pub commits: u64,
     /// Leg timeouts of devices that answered their path test, and what was done about them.
     pub leg_timeouts: LegTimeoutCounters,
+    /// Mirror resync copies: pieces copied, copied again, steps given up.
+    pub resync: ResyncCounters,
 }
 
 /// The control path of one engine.

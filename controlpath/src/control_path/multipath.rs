@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use dve_fp_api::ids::{DeviceId, IoTag, Lun, WorkerId};
+use dve_fp_api::ids::{DeviceId, IoTag, Lun, LvId, WorkerId};
 use dve_fp_api::io::{
     Cdb, DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason, ScsiStatus,
 };
@@ -58,6 +58,20 @@ pub(super) enum PathWaiter {
     },
     /// A manual I/O with a leg no path answered.
     Manual(u64),
+    /// A reconciliation whose copy had a leg nobody answered on `device`.
+    Reconcile {
+        /// The reconciliation.
+        id: u64,
+        /// The device tested.
+        device: DeviceId,
+    },
+    /// A resync step (known by its range lock) whose piece's copy had a leg nobody answered.
+    ResyncStep {
+        /// The mirror.
+        lv: LvId,
+        /// The step's range lock.
+        lock: u64,
+    },
 }
 
 /// How a path test ended for the I/O waiting on it.
@@ -507,6 +521,10 @@ impl ControlPath {
                 self.manual_leg_timeout_transient(op);
             }
             (PathWaiter::Manual(op), PathVerdict::DeviceFault) => self.manual_path_checked(op),
+            (PathWaiter::ResyncStep { lv, lock }, verdict) => self.resync_path_checked(lv, lock, verdict),
+            (PathWaiter::Reconcile { id, device }, verdict) => {
+                self.reconcile_path_checked(id, device, verdict)
+            }
         }
     }
 

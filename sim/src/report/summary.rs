@@ -284,6 +284,12 @@ pub(super) fn oracle_line(report: &Report) -> String {
             thousands(*reads_checked),
             thousands(*blocks_checked)
         ),
+        OracleVerdict::Incomplete { reads_checked, blocks_checked, unfinished } => format!(
+            "INCOMPLETE: the set-up never finished ({}); {} reads and {} blocks checked, no violation",
+            unfinished.join("; "),
+            thousands(*reads_checked),
+            thousands(*blocks_checked)
+        ),
         OracleVerdict::Violations { reads_checked, blocks_checked, total, first } => format!(
             "VIOLATED: {} violation(s) in {} reads ({} blocks) checked; the first {} follow",
             thousands(*total),
@@ -297,7 +303,7 @@ pub(super) fn oracle_line(report: &Report) -> String {
 /// The violations kept, one row each.
 pub(super) fn violation_table(report: &Report) -> Table {
     let rows = match &report.oracle {
-        OracleVerdict::Clean { .. } => Vec::new(),
+        OracleVerdict::Clean { .. } | OracleVerdict::Incomplete { .. } => Vec::new(),
         OracleVerdict::Violations { first, .. } => first
             .iter()
             .map(|violation| {
