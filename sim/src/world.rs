@@ -227,9 +227,10 @@ impl AppliedTotals {
 }
 
 impl ReplicaWatch {
-    /// The engine restarted: its replication begins again with a baseline and numbers its
-    /// cycles afresh, so what was expected of cycles before is void (the first consistency
-    /// point after the restart is taken whole, as at the start).
+    /// The replication begins again with a whole copy (its engine restarted, which also
+    /// numbers the cycles afresh, or the volume's journal came back into service), so what
+    /// was expected of cycles before is void (the first consistency point after it is
+    /// taken whole, as at the start).
     fn restart(&mut self) {
         self.dirty.clear();
         self.expected = None;
@@ -1051,6 +1052,21 @@ impl<'a> World<'a> {
                 ControlEvent::ConsistencyPoint { lv, cycle } => {
                     self.consistency_point(e, lv, cycle);
                     None
+                }
+                ControlEvent::JournalFailed { lv } => Some(format!(
+                    "{} journal out of service: writes go to the primary alone",
+                    self.lv_name(e, lv)
+                )),
+                ControlEvent::JournalRestored { lv } => {
+                    // The replication starts over with a whole copy: the replica shows no
+                    // consistency point's image until that copy is done.
+                    if let Some(watch) = self.engines[e].replicas.get_mut(&lv) {
+                        watch.restart();
+                    }
+                    Some(format!(
+                        "{} journal back in service: its replica is copied whole again",
+                        self.lv_name(e, lv)
+                    ))
                 }
                 ControlEvent::ReplicaApplied { lv, cycle, blocks, lag_ns } => {
                     self.replica_applied(e, lv, cycle, blocks, lag_ns)

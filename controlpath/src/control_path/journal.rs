@@ -1,7 +1,9 @@
 //! Journals of journaled volumes. The journal device is cut into equal slots; every writer
 //! (each worker, and the control path for the writes it runs itself) appends into one open
 //! slot at a time. A full slot is closed and its writer opens a free one; closed slots wait
-//! for replication's copy agent, or are free again at once when nothing ships them.
+//! for replication's copy agent, or are free again at once when nothing ships them. A journal
+//! whose device fails a write is out of service until the device answers again: the volume's
+//! writes go to the primary alone and a replication starts over with a whole copy.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,11 +14,16 @@ use dve_fp_api::journal::JournalEntryHeader;
 use dve_fp_api::mapping::{JournalRegion, Placement};
 use dve_fp_api::message::{MappingEntry, MappingKey, ToFp};
 
-use super::{ControlPath, RequestPurpose};
+use super::{ControlEvent, ControlPath, RequestPurpose};
 use crate::volume::{DeviceLeg, LayoutSpec};
 
 /// Slots per writer: one open, one to swap in while the closed one waits to be shipped.
 const SLOTS_PER_WRITER: u64 = 2;
+
+/// How long a journal whose device still answers (it failed writes with an error) stays out
+/// of service before it is tried again. A device that stopped answering is tried as soon
+/// as it is back.
+const JOURNAL_RETRY_NS: u64 = 1_000_000_000;
 
 /// Journal sequences are the engine's boot number above this many bits and a count of the
 /// slots opened in the boot below them. A slot's entries are told from those left in it by
@@ -67,6 +74,8 @@ pub(super) struct VolumeJournal {
     cycle: u64,
     /// Closed slots are kept until shipped (the volume is replicated).
     keep_closed: bool,
+    /// Out of service since this instant: a write to the journal device failed.
+    failed_at: Option<u64>,
 }
 
 impl VolumeJournal {
@@ -88,6 +97,11 @@ impl VolumeJournal {
     /// Closed slots, oldest first.
     pub(super) fn closed(&self) -> &[ClosedSlot] {
         &self.closed
+    }
+
+    /// Whether the journal is out of service.
+    pub(super) fn failed(&self) -> bool {
+        self.failed_at.is_some()
     }
 }
 
@@ -119,6 +133,7 @@ impl ControlPath {
             closed: Vec::new(),
             cycle: 0,
             keep_closed: false,
+            failed_at: None,
         };
         self.journals.insert(lv, journal);
         for writer in writers {
@@ -151,11 +166,11 @@ impl ControlPath {
     }
 
     /// Open a free slot for `writer` (a worker is granted it as its region). Returns
-    /// whether there was one.
+    /// whether there was one (none is opened in a journal out of service).
     pub(super) fn open_slot(&mut self, lv: LvId, writer: WorkerId) -> bool {
         let now = self.now;
         let control = self.control_worker();
-        let Some(journal) = self.journals.get_mut(&lv) else { return false };
+        let Some(journal) = self.journals.get_mut(&lv).filter(|j| !j.failed()) else { return false };
         let Some(slot) = journal.free.pop_front() else { return false };
         // One count for every journal: a region freed by a deleted volume and claimed by a
         // new one keeps the old entries, which must not pass for the new volume's.
@@ -277,6 +292,66 @@ impl ControlPath {
         Some(cycle)
     }
 
+    /// Whether `device` holds the journal of `lv` and not its primary (a device holding both
+    /// fails the volume, not only its journal).
+    pub(super) fn journal_device_of(&self, lv: LvId, device: DeviceId) -> bool {
+        let Some(volume) = self.volumes.get(&lv) else { return false };
+        let primary = volume.record.allocations.first().map(|a| a.device);
+        self.journals.get(&lv).is_some_and(|j| j.device == device) && primary != Some(device)
+    }
+
+    /// A write to the journal of `lv` failed: the journal goes out of service. Every
+    /// writer's region is taken back (the fast path's journaled writes then come to the
+    /// control path, which writes the primary alone), the slots' contents are given up and
+    /// a replication of the volume starts over with a whole copy once the journal is back:
+    /// the writes it missed are known only to the primary. Failing again changes nothing.
+    pub(super) fn journal_failed(&mut self, lv: LvId) {
+        let now = self.now;
+        let control = self.control_worker();
+        // A slot the copy agent is reading stays closed until that read ends (it frees it).
+        let reading = self.replication_reading_slot(lv);
+        let Some(journal) = self.journals.get_mut(&lv).filter(|j| !j.failed()) else { return };
+        journal.failed_at = Some(now);
+        let writers: Vec<WorkerId> = std::mem::take(&mut journal.open).into_keys().collect();
+        let slots = journal.free.len() + writers.len() + journal.closed.len();
+        journal.closed.retain(|c| Some(c.slot) == reading);
+        journal.free = (0..slots).filter(|s| Some(*s) != reading).collect();
+        for writer in writers.into_iter().filter(|w| *w != control) {
+            let key = MappingKey::Journal { group: JournalGroupId(lv.0), worker: writer };
+            let req = self.request(RequestPurpose::Grant);
+            self.send(writer, ToFp::RemoveMapping { req, key });
+        }
+        self.replication_journal_lost(lv);
+        self.events.push(ControlEvent::JournalFailed { lv });
+    }
+
+    /// Put failed journals back in service where their device may take writes again: at
+    /// once when `returned` is their device (it answers again), otherwise a while after
+    /// they failed while the device kept answering. A journal that fails again goes out of
+    /// service again.
+    pub(super) fn retry_failed_journals(&mut self, returned: Option<DeviceId>) {
+        let now = self.now;
+        let due: Vec<LvId> = self
+            .journals
+            .iter()
+            .filter(|(_, j)| {
+                j.failed_at.is_some_and(|at| Some(j.device) == returned || now >= at + JOURNAL_RETRY_NS)
+                    && self.devices.get(j.device).is_some_and(|d| d.online)
+            })
+            .map(|(lv, _)| *lv)
+            .collect();
+        for lv in due {
+            if let Some(journal) = self.journals.get_mut(&lv) {
+                journal.failed_at = None;
+            }
+            for writer in self.journal_writers() {
+                self.open_slot(lv, writer);
+            }
+            self.replication_journal_back(lv);
+            self.events.push(ControlEvent::JournalRestored { lv });
+        }
+    }
+
     /// The journal legs of a write the control path runs on `lv`: entries in its own slot
     /// (header block, then data), in pieces when the write is larger than a slot. Stamped
     /// with the time of the append, which orders it after every write that completed before.
@@ -291,7 +366,10 @@ impl ControlPath {
         };
         let writer = self.control_worker();
         let timestamp = self.now;
-        let Some(saved) = self.journals.get(&lv).cloned() else { return ControlAppend::NotJournaled };
+        // Out of service, the journal takes nothing: the write goes to the primary alone.
+        let Some(saved) = self.journals.get(&lv).filter(|j| !j.failed()).cloned() else {
+            return ControlAppend::NotJournaled;
+        };
         let piece_blocks = saved.slot_blocks.saturating_sub(1);
         if piece_blocks == 0 {
             return ControlAppend::NotJournaled;
@@ -403,6 +481,63 @@ mod tests {
         let lv2 = cp.create_volume("k", 4096, other).unwrap();
         let third = sequences_of_a_boot(&mut cp, lv2);
         assert!(second.last() < third.first(), "{second:?} then {third:?}");
+    }
+
+    #[test]
+    fn a_failed_journal_takes_no_writes_until_its_device_may_take_them_again() {
+        let mut store = MemoryStore::new();
+        store.commit(discovered_devices(3, 100_000)).unwrap();
+        let mut cp = booted(Box::new(store));
+        let layout = LayoutSpec::Journal { primary: DeviceId(1), journal: DeviceId(2), journal_blocks: 768 };
+        let lv = cp.create_volume("j", 4096, layout).unwrap();
+        cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
+        assert!(cp.journal_device_of(lv, DeviceId(2)) && !cp.journal_device_of(lv, DeviceId(1)));
+        let data = Bytes::from(vec![7u8; 8 * 512]);
+        assert!(matches!(cp.journal_append(lv, 0, 8, &data), ControlAppend::Entries(_)));
+        let slots = |cp: &ControlPath| {
+            let j = &cp.journals[&lv];
+            (j.free.len(), j.open.len(), j.closed.len())
+        };
+        let (free, open, closed) = slots(&cp);
+        let all = free + open + closed;
+        let before: BTreeSet<u64> = cp.journals[&lv].open.values().map(|o| o.sequence).collect();
+        cp.out.clear();
+        cp.events.clear();
+
+        cp.now = 5_000;
+        cp.journal_failed(lv);
+        cp.journal_failed(lv);
+        let failed = cp.events.iter().filter(|e| matches!(e, ControlEvent::JournalFailed { .. })).count();
+        assert_eq!(failed, 1, "failing twice is one failure: {:?}", cp.events);
+        // Every worker's region is taken back; every slot is free; nothing is appended.
+        let removed = cp.out.iter().filter(|(_, m)| matches!(m, ToFp::RemoveMapping { .. })).count();
+        assert_eq!(removed, cp.plan.workers().len());
+        assert_eq!(slots(&cp), (all, 0, 0));
+        assert_eq!(cp.journal_append(lv, 0, 8, &data), ControlAppend::NotJournaled);
+        assert!(!cp.open_slot(lv, WorkerId(0)));
+        let p = cp.replications()[0];
+        assert!(p.journal_failed && p.baseline_blocks == 0 && p.copy_blocks == 4096, "{p:?}");
+
+        // The device still answers (it failed writes with an error): tried again after a while.
+        cp.now = 5_000 + JOURNAL_RETRY_NS - 1;
+        cp.retry_failed_journals(None);
+        assert!(cp.journals[&lv].failed());
+        // One that stopped answering is tried only once it is back, and then at once.
+        cp.devices.get_mut(DeviceId(2)).unwrap().online = false;
+        cp.now = 5_000 + JOURNAL_RETRY_NS;
+        cp.retry_failed_journals(None);
+        assert!(cp.journals[&lv].failed());
+        cp.devices.get_mut(DeviceId(2)).unwrap().online = true;
+        cp.now += 1;
+        cp.retry_failed_journals(Some(DeviceId(2)));
+        assert!(!cp.journals[&lv].failed());
+        assert!(cp.events.iter().any(|e| matches!(e, ControlEvent::JournalRestored { .. })));
+        let (free, open, closed) = slots(&cp);
+        assert_eq!((free + open + closed, open, closed), (all, cp.journal_writers().len(), 0));
+        let after: BTreeSet<u64> = cp.journals[&lv].open.values().map(|o| o.sequence).collect();
+        assert!(before.last() < after.first(), "{before:?} then {after:?}");
+        assert!(!cp.replications()[0].journal_failed);
+        assert!(matches!(cp.journal_append(lv, 0, 8, &data), ControlAppend::Entries(_)));
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub(super) struct ManualIo {
     data: Option<Bytes>,
     data_pending: bool,
     legs: Vec<DeviceLeg>,
+    /// Legs from this index on append to the volume's journal.
+    journal_legs_from: usize,
     results: Vec<Option<Result<(), Option<IoStatus>>>>,
     read_buf: Vec<u8>,
     read_side: usize,
@@ -177,6 +179,7 @@ impl ControlPath {
             data,
             data_pending: false,
             legs: Vec::new(),
+            journal_legs_from: 0,
             results: Vec::new(),
             read_buf: Vec::new(),
             read_side: 0,
@@ -373,6 +376,7 @@ impl ControlPath {
             op.results = vec![None; legs.len()];
             op.read_buf = vec![0; buf_len];
             op.legs = legs;
+            op.journal_legs_from = first_journal_leg;
             for i in &immediate_failures {
                 op.results[*i] = Some(Err(None));
             }
@@ -417,16 +421,22 @@ impl ControlPath {
         if op.stage != Stage::Dispatched || op.results.iter().any(Option::is_none) {
             return;
         }
-        let failed: Vec<(DeviceLeg, Option<IoStatus>)> = op
+        // Failed legs, and which of them append to the journal.
+        let journal_from = op.journal_legs_from;
+        let (journal_failures, failed): (Vec<_>, Vec<_>) = op
             .legs
             .iter()
             .zip(&op.results)
-            .filter_map(|(leg, r)| match r {
-                Some(Err(status)) => Some((*leg, *status)),
+            .enumerate()
+            .filter_map(|(i, (leg, r))| match r {
+                Some(Err(status)) => Some((i >= journal_from && op.write, (*leg, *status))),
                 _ => None,
             })
-            .collect();
-        if failed.is_empty() {
+            .partition(|(journal, _)| *journal);
+        let journal_failures: Vec<(DeviceLeg, Option<IoStatus>)> =
+            journal_failures.into_iter().map(|(_, f)| f).collect();
+        let failed: Vec<(DeviceLeg, Option<IoStatus>)> = failed.into_iter().map(|(_, f)| f).collect();
+        if failed.is_empty() && journal_failures.is_empty() {
             let op = op.clone();
             if !op.write && !op.read_buf.is_empty() {
                 let len = (op.request.data_len as usize).min(op.read_buf.len());
@@ -438,7 +448,8 @@ impl ControlPath {
             return;
         }
         // A leg nobody answered may have met a dead path: test it before blaming the device.
-        let unanswered = failed.iter().find(|(_, s)| s.is_none()).map(|(leg, _)| leg.device);
+        let unanswered =
+            failed.iter().chain(&journal_failures).find(|(_, s)| s.is_none()).map(|(leg, _)| leg.device);
         if let Some(device) = unanswered.filter(|_| !op.path_checked) {
             let issued_at = op.dispatched_at;
             if let Some(op) = self.manual.get_mut(&id) {
@@ -450,6 +461,15 @@ impl ControlPath {
         let Some(op) = self.manual.get(&id) else { return };
         let lv = op.lv;
         let write = op.write;
+        // A journal leg that failed takes the journal out of service; the write stands on
+        // the primary (replication copies the whole volume again once the journal is back).
+        if !journal_failures.is_empty() {
+            self.journal_failed(lv);
+            if failed.is_empty() {
+                self.finish_manual(id, IoStatus::GOOD);
+                return;
+            }
+        }
         // Legs on a side removed since they were dispatched: that side's copy no longer
         // matters, so a write counts on the sides left; a read runs again on them.
         let (gone, mut failed): (Vec<_>, Vec<_>) = failed
@@ -626,6 +646,15 @@ impl ControlPath {
             self.removed_side_failed(io, request);
             return;
         }
+        // The journal leg of a journaled write: the journal goes out of service and the host
+        // retries, its write then running on the primary alone. A device error of the
+        // journal is no error of the volume's.
+        if let Some(lv) = request.lv.filter(|lv| self.journal_device_of(*lv, failure.device)) {
+            self.journal_failed(lv);
+            self.device_unanswered(failure);
+            self.complete_io(io, IoStatus::check_condition(RETRY));
+            return;
+        }
         let side = owner.and_then(|lv| self.side_of(lv, failure.device).map(|s| (lv, s)));
         if let Some((lv, side)) = side {
             self.side_failed(lv, side);
@@ -636,6 +665,13 @@ impl ControlPath {
             }
             return;
         }
+        self.device_unanswered(failure);
+        let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
+        self.complete_io(io, status);
+    }
+
+    /// A leg's device gave no answer even on a path that answers its test: it has failed.
+    fn device_unanswered(&mut self, failure: dve_fp_api::io::DownstreamFailure) {
         if failure.status.is_none()
             && let Some(d) = self.devices.get_mut(failure.device)
             && d.online
@@ -643,7 +679,5 @@ impl ControlPath {
             d.online = false;
             self.events.push(super::ControlEvent::DeviceFailed { device: failure.device });
         }
-        let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
-        self.complete_io(io, status);
     }
 }

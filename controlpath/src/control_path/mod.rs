@@ -268,6 +268,18 @@ pub enum ControlEvent {
         /// The cycle closed.
         cycle: u64,
     },
+    /// A write to a journaled volume's journal failed: the journal is out of service, the
+    /// volume's writes go to its primary alone and its replication waits for the journal.
+    JournalFailed {
+        /// The volume.
+        lv: LvId,
+    },
+    /// A journal out of service takes writes again; a replication of its volume starts over
+    /// with a whole copy.
+    JournalRestored {
+        /// The volume.
+        lv: LvId,
+    },
     /// The replica of a volume moved to the image of consistency point `cycle`.
     ReplicaApplied {
         /// The volume.
@@ -682,6 +694,7 @@ impl ControlPath {
         self.resync_tick();
         self.snapshot_tick();
         self.migration_tick();
+        self.retry_failed_journals(None);
         self.replication_tick();
         self.path_recheck_tick();
         self.awaiting_tick();
@@ -760,6 +773,7 @@ impl ControlPath {
         self.awaited_device_online(device);
         if !was_online {
             self.device_returned(device);
+            self.retry_failed_journals(Some(device));
         }
     }
 

@@ -260,7 +260,8 @@ fn snapshot_progress_task(control: &ControlPath, p: &SnapshotProgress) -> pb::Ta
 }
 
 /// A replication as a task: it never ends; its blocks are the progress of its copy from the
-/// primary (the baseline, or the catch-up after a pause).
+/// primary (the baseline, or the catch-up after a pause); its error says why it waits when
+/// its journal is out of service.
 pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::Task {
     pb::Task {
         id: TaskId::Replication(r.lv).to_wire(),
@@ -269,7 +270,13 @@ pub fn replication_task(control: &ControlPath, r: &ReplicationProgress) -> pb::T
         state: running_or_paused(r.paused).into(),
         done_blocks: r.baseline_blocks,
         total_blocks: r.copy_blocks,
-        error: String::new(),
+        // Still running: the journal is tried again and the replica copied whole once back.
+        error: if r.journal_failed {
+            "the volume's journal failed a write and is out of service: nothing is applied until it is back"
+                .into()
+        } else {
+            String::new()
+        },
         cancelling: r.stopping,
     }
 }

@@ -93,6 +93,9 @@ pub struct ReplicationProgress {
     pub max_lag_ns: u64,
     /// Being stopped: what is in flight finishes, nothing new starts.
     pub stopping: bool,
+    /// The volume's journal is out of service: no consistency point is taken and nothing is
+    /// applied (the replica keeps its last image) until it is back, when a whole copy starts.
+    pub journal_failed: bool,
 }
 
 /// One journal entry received by the replica side.
@@ -301,6 +304,7 @@ impl ControlPath {
                     last_lag_ns: 0,
                     max_lag_ns: 0,
                     stopping: record.stopping,
+                    journal_failed: self.journals.get(&lv).is_some_and(|j| j.failed()),
                 },
             },
         );
@@ -436,6 +440,8 @@ impl ControlPath {
     fn cut_step(&mut self, lv: LvId) {
         let Some(r) = self.replications.active.get(&lv) else { return };
         match &r.cut {
+            // Writes after a consistency point taken now would be in no journal.
+            None if r.progress.journal_failed => {}
             None => {
                 // A writer without a slot waits for the copy agent; only when it has nothing
                 // left to ship does an early consistency point close slots for it to ship.
@@ -485,7 +491,7 @@ impl ControlPath {
         let locks = r.cut.take().map(|c| c.locks).unwrap_or_default();
         r.next_cut_at = now + r.interval_ns;
         let first = r.base_cycle.is_none();
-        if r.rebase && !r.progress.paused {
+        if r.rebase && !r.progress.paused && !r.progress.journal_failed {
             r.rebase = false;
             r.base_cycle = Some(cycle);
             let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
@@ -552,6 +558,40 @@ impl ControlPath {
             r.to_copy = to_copy;
             r.transfer = Some(Transfer { copy, blocks: range });
         }
+    }
+
+    /// The slot of `lv`'s journal the copy agent is reading, if any.
+    pub(super) fn replication_reading_slot(&self, lv: LvId) -> Option<usize> {
+        self.replications.active.get(&lv).and_then(|r| r.shipping).map(|s| s.slot.slot)
+    }
+
+    /// The journal of `lv` went out of service: the writes it missed are known only to the
+    /// primary, so nothing received is applied and, once the journal is back, the whole
+    /// volume is copied behind a consistency point as after a restart. The replica keeps
+    /// its last image until that copy starts.
+    pub(super) fn replication_journal_lost(&mut self, lv: LvId) {
+        let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        r.progress.journal_failed = true;
+        r.received.clear();
+        r.cut_at.clear();
+        // A transfer in flight finishes uncounted: the whole volume is copied again.
+        r.transfer = None;
+        r.to_copy = CopyRanges::whole(blocks);
+        r.rebase = true;
+        r.unread_through = None;
+        r.first_consistent = None;
+        r.progress.baseline_blocks = 0;
+        r.count_copy();
+    }
+
+    /// The journal of `lv` is back in service: the copy's base consistency point is taken
+    /// at once.
+    pub(super) fn replication_journal_back(&mut self, lv: LvId) {
+        let now = self.now;
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        r.progress.journal_failed = false;
+        r.next_cut_at = now;
     }
 
     /// A transfer of the copy ended; a failed one is copied again.
