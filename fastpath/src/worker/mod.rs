@@ -577,7 +577,10 @@ impl Worker {
                 // Only a command with data from the host keeps frames of it: a read needs no
                 // list (the slot was just filled, so it is there).
                 if data_out && let Some(up) = self.up.get_mut(tag.xid) {
-                    up.pieces = self.spare_pieces.pop().unwrap_or_default();
+                    let pieces = self.spare_pieces.pop().unwrap_or_default();
+                    // The list it replaces is the `Vec::new()` just made, which owns nothing:
+                    // forgetting it spares the out-of-line drop an assignment calls.
+                    std::mem::forget(std::mem::replace(&mut up.pieces, pieces));
                 }
                 self.start_with(tag.xid, Some(&front))
             }
