@@ -1844,16 +1844,18 @@ impl<'a> World<'a> {
             Ok(found) => found,
             Err(why) => return why,
         };
-        let sides: Vec<usize> = match (&scenario.volumes[volume].layout, disk) {
-            (Layout::Mirror { disks }, Some(d)) => disks.iter().position(|x| *x == d).into_iter().collect(),
-            (Layout::Mirror { disks }, None) => (0..disks.len()).collect(),
-            (Layout::Raid10 { disks, .. }, Some(d)) => {
-                disks.iter().position(|x| *x == d).map(|i| i % 2).into_iter().collect()
-            }
-            (Layout::Raid10 { .. }, None) => vec![0, 1],
-            _ => Vec::new(),
-        };
         let control = self.engines[e].switch.control_mut();
+        // The sides as the engine numbers them now: sides added or removed earlier in the
+        // timeline renumber them, and a linear volume that took a side is a mirror.
+        let sides: Vec<usize> = match disk {
+            Some(d) => control
+                .device_of(Wwn(scenario.disks[d].port_wwpn(0)))
+                .ok()
+                .and_then(|device| control.side_of_device(lv, device))
+                .into_iter()
+                .collect(),
+            None => (0..control.volume(lv).map_or(0, |v| v.record.side_states.len())).collect(),
+        };
         for side in sides {
             control.start_resync(lv, side);
         }
