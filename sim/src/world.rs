@@ -522,10 +522,11 @@ impl<'a> World<'a> {
             })
             .collect();
         let interval = scenario.sample_interval_ns();
+        let end = scenario.duration().as_ns();
         let recorders = scenario
             .volumes
             .iter()
-            .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval))
+            .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval, end))
             .collect();
         let mut port_cables: Vec<Vec<usize>> = vec![Vec::new(); engines.len()];
         for (i, cable) in cables.iter().enumerate() {
@@ -543,7 +544,7 @@ impl<'a> World<'a> {
         let mut world = World {
             scenario,
             now: 0,
-            end: scenario.duration().as_ns(),
+            end,
             queue: EventQueue::new(),
             cables,
             port_cables,
@@ -2051,7 +2052,7 @@ impl<'a> World<'a> {
 
     fn report(&self) -> Report {
         let simulated = self.end;
-        let volumes = self.recorders.iter().map(|r| r.finish(simulated)).collect();
+        let volumes = self.recorders.iter().map(VolumeRecorder::finish).collect();
         let engines = self
             .engines
             .iter()
