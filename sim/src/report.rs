@@ -131,7 +131,9 @@ pub struct VolumeReport {
     pub retries: u64,
     /// The most times one I/O was retried before it completed.
     pub max_retries_per_io: u64,
-    /// One point per sample interval.
+    /// One point per sample interval of the run, the last one cut short by the run's end
+    /// if the interval does not divide it. I/Os the end-of-run drain completed are in the
+    /// totals above, not in the series.
     pub series: Vec<SeriesPoint>,
 }
 
@@ -146,16 +148,17 @@ pub struct LatencyBreakdown {
     pub all: LatencyStats,
 }
 
-/// A volume's figures over one sample interval.
+/// A volume's figures over one sample interval: from `start_ns` to the next point's, or to
+/// the run's end for the last.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct SeriesPoint {
     /// Start of the interval, nanoseconds.
     pub start_ns: u64,
     /// I/Os completed in it.
     pub ios: u64,
-    /// I/Os per second.
+    /// I/Os per second over the interval's length.
     pub iops: f64,
-    /// Megabytes per second.
+    /// Megabytes per second over the interval's length.
     pub mb_per_s: f64,
     /// Mean completion latency, nanoseconds (0 when nothing completed).
     pub mean_latency_ns: u64,
@@ -188,6 +191,8 @@ pub struct VolumeRecorder {
     name: String,
     layout: String,
     sample_interval_ns: u64,
+    /// The run's end: the series stops there.
+    run_ns: u64,
     reads: u64,
     writes: u64,
     bytes_read: u64,
@@ -201,16 +206,19 @@ pub struct VolumeRecorder {
 }
 
 impl VolumeRecorder {
-    /// A recorder for volume `name` of layout `layout`, sampling every `sample_interval_ns`.
+    /// A recorder for volume `name` of layout `layout` in a run of `run_ns`, sampling every
+    /// `sample_interval_ns`.
     pub fn new(
         name: impl Into<String>,
         layout: impl Into<String>,
         sample_interval_ns: u64,
+        run_ns: u64,
     ) -> VolumeRecorder {
         VolumeRecorder {
             name: name.into(),
             layout: layout.into(),
             sample_interval_ns: sample_interval_ns.max(1),
+            run_ns,
             reads: 0,
             writes: 0,
             bytes_read: 0,
@@ -238,6 +246,11 @@ impl VolumeRecorder {
                 self.write_latency.record(latency_ns);
             }
         }
+        // The drain after the end finishes I/O in flight for the comparisons; its
+        // completions have no interval of the run to be a rate over.
+        if completed_at.as_ns() >= self.run_ns {
+            return;
+        }
         let interval = self.intervals.entry(completed_at.as_ns() / self.sample_interval_ns).or_default();
         interval.latency.record(latency_ns);
         interval.bytes += bytes;
@@ -254,8 +267,9 @@ impl VolumeRecorder {
         self.max_retries_per_io = self.max_retries_per_io.max(retries);
     }
 
-    /// The report for a run of `simulated_ns`.
-    pub fn finish(&self, simulated_ns: u64) -> VolumeReport {
+    /// The report at the end of the run.
+    pub fn finish(&self) -> VolumeReport {
+        let simulated_ns = self.run_ns;
         let seconds = simulated_ns as f64 / NS_PER_SEC as f64;
         let per_second = |value: f64| if seconds > 0.0 { value / seconds } else { 0.0 };
         let mut all = self.read_latency.clone();
@@ -264,14 +278,12 @@ impl VolumeRecorder {
         let bytes = self.bytes_read + self.bytes_written;
 
         let interval = self.sample_interval_ns;
-        let last_recorded = self.intervals.keys().next_back().map_or(0, |&index| index + 1);
-        let samples = simulated_ns.div_ceil(interval).max(last_recorded);
         let empty = Interval::default();
-        let series = (0..samples)
+        let series = (0..simulated_ns.div_ceil(interval))
             .map(|index| {
                 let start_ns = index * interval;
-                // The last interval may be cut short by the end of the run.
-                let length_ns = interval.min(simulated_ns.saturating_sub(start_ns)).max(1);
+                // Never empty (`start_ns` is before the end); the last may be cut short.
+                let length_ns = interval.min(simulated_ns - start_ns);
                 let length_s = length_ns as f64 / NS_PER_SEC as f64;
                 let sample = self.intervals.get(&index).unwrap_or(&empty);
                 SeriesPoint {
@@ -538,7 +550,7 @@ pub(crate) fn sample_report(violations: usize) -> Report {
     let simulated_ns = 2_000 * NS_PER_MS;
     let mut volumes = Vec::new();
     for (index, (name, layout)) in [("linear0", "linear"), ("mirror0", "mirror")].into_iter().enumerate() {
-        let mut recorder = VolumeRecorder::new(name, layout, interval);
+        let mut recorder = VolumeRecorder::new(name, layout, interval, simulated_ns);
         for i in 0..4_000u64 {
             let at = SimTime(i * 500_000 + index as u64);
             let kind = if i % 3 == 0 { IoKind::Write } else { IoKind::Read };
@@ -547,7 +559,7 @@ pub(crate) fn sample_report(violations: usize) -> Report {
         }
         recorder.record_error();
         recorder.record_retries(1);
-        volumes.push(recorder.finish(simulated_ns));
+        volumes.push(recorder.finish());
     }
     let mut faults = BTreeMap::new();
     faults.insert("MappingMiss".to_string(), 12);
@@ -621,11 +633,14 @@ mod tests {
 
     #[test]
     fn recorder_counts_and_series() {
-        let mut recorder = VolumeRecorder::new("v", "linear", 100 * NS_PER_MS);
-        recorder.record(SimTime::from_ms(10), IoKind::Read, 4096, 100_000);
-        recorder.record(SimTime::from_ms(20), IoKind::Write, 8192, 300_000);
-        recorder.record(SimTime::from_ms(250), IoKind::Read, 4096, 200_000);
-        let report = recorder.finish(300 * NS_PER_MS);
+        let record = |recorder: &mut VolumeRecorder| {
+            recorder.record(SimTime::from_ms(10), IoKind::Read, 4096, 100_000);
+            recorder.record(SimTime::from_ms(20), IoKind::Write, 8192, 300_000);
+            recorder.record(SimTime::from_ms(250), IoKind::Read, 4096, 200_000);
+        };
+        let mut recorder = VolumeRecorder::new("v", "linear", 100 * NS_PER_MS, 300 * NS_PER_MS);
+        record(&mut recorder);
+        let report = recorder.finish();
         assert_eq!((report.reads, report.writes), (2, 1));
         assert_eq!((report.bytes_read, report.bytes_written), (8192, 8192));
         assert!((report.iops - 10.0).abs() < 1e-9);
@@ -637,12 +652,42 @@ mod tests {
         assert_eq!(report.series[0].mean_latency_ns, 200_000);
         assert_eq!(report.series[1].ios, 0);
         assert_eq!(report.series[2].start_ns, 200 * NS_PER_MS);
-        // A partial last interval: 50 ms long.
-        let short = recorder.finish(250 * NS_PER_MS + 1);
+        // A partial last interval: 50 ms and 1 ns long, its rate over that length.
+        let mut short = VolumeRecorder::new("v", "linear", 100 * NS_PER_MS, 250 * NS_PER_MS + 1);
+        record(&mut short);
+        let short = short.finish();
         assert_eq!(short.series.len(), 3);
+        assert_eq!(short.series[2].ios, 1);
+        assert!((short.series[2].iops - 1e9 / (50 * NS_PER_MS + 1) as f64).abs() < 1e-9);
         // Nothing simulated: no division by zero.
-        let empty = VolumeRecorder::new("e", "mirror", 0).finish(0);
+        let empty = VolumeRecorder::new("e", "mirror", 0, 0).finish();
         assert_eq!((empty.iops, empty.mb_per_s, empty.series.len()), (0.0, 0.0, 0));
+    }
+
+    #[test]
+    fn the_series_ends_with_the_run_and_its_rates_are_over_each_intervals_length() {
+        let interval = 100 * NS_PER_MS;
+        let run = 250 * NS_PER_MS;
+        let mut recorder = VolumeRecorder::new("v", "linear", interval, run);
+        for at_ms in [10, 120, 249, 250, 260, 400, 3_350] {
+            recorder.record(SimTime::from_ms(at_ms), IoKind::Read, 4096, 1_000);
+        }
+        let report = recorder.finish();
+        // Every completion counts in the totals; the drain's (at or after the end) in no point.
+        assert_eq!(report.reads, 7);
+        let ios: Vec<u64> = report.series.iter().map(|p| p.ios).collect();
+        assert_eq!(ios, [1, 1, 1]);
+        for (index, point) in report.series.iter().enumerate() {
+            assert!(point.start_ns < run, "point {index} starts at {} ns, after the end", point.start_ns);
+            let next = report.series.get(index + 1).map_or(run, |p| p.start_ns);
+            let length_ns = next - point.start_ns;
+            assert!(length_ns > 0 && length_ns <= interval, "point {index}: {length_ns} ns long");
+            let bound = report.reads as f64 * 1e9 / length_ns as f64;
+            assert!(point.iops <= bound + 1e-6, "point {index}: {} IOPS above {bound}", point.iops);
+            assert!((point.iops - point.ios as f64 * 1e9 / length_ns as f64).abs() < 1e-6, "{point:?}");
+        }
+        // The last interval is 50 ms: one I/O in it is 20 IOPS.
+        assert!((report.series[2].iops - 20.0).abs() < 1e-9, "{:?}", report.series[2]);
     }
 
     #[test]

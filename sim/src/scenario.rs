@@ -98,11 +98,17 @@
 //! | `fail-link`, `restore-link`, `fail-path`, `restore-path` | `host` or `disk`, `path` (optional, 0-based, default 0) |
 //! | `snapshot` | `volume`, `name` (the snapshot's name), `copy_granularity_blocks` (optional, blocks a write to the source pushes at least: a power of two up to 2048, default 128) |
 //! | `group-snapshot` | `volumes` (two or more), `name` (each member's snapshot is `name.volume`), `copy_granularity_blocks` (optional, for every member) |
-//! | `migrate` | `volume`, `to` (as many disks as the volume has data disks), `rate_mib_per_s` (optional, the copy's rate limit, 1..=100000; default unlimited) |
-//! | `cancel-migration` | `volume` (migrated earlier in the timeline: what was moved goes back, the volume stays on its disks) |
-//! | `resync` | `volume` (mirror or raid10), `disk` (optional, one of its disks) |
-//! | `add-mirror-side` | `volume` (a mirror of fewer than 8 sides, or linear on one disk), `disk` (not one of its disks) |
-//! | `remove-mirror-side` | `volume` (a mirror of two or more sides at that time, a linear volume that took a side counting), `disk` (one of its sides) |
+//! | `migrate` | `volume` (linear, stripe or journal at that time, not the base of an incremental), `to` (as many disks as the volume has data disks), `rate_mib_per_s` (optional, the copy's rate limit, 1..=100000; default unlimited) |
+//! | `cancel-migration` | `volume` (migrated earlier in the timeline, with no mirror side added or removed since: what was moved goes back, the volume stays on its disks) |
+//! | `resync` | `volume` (mirror or raid10 at that time), `disk` (optional, one of its disks) |
+//! | `add-mirror-side` | `volume` (a mirror of fewer than 8 sides, or linear on one disk, at that time; not the base of an incremental), `disk` (not one of its disks) |
+//! | `remove-mirror-side` | `volume` (a mirror or raid10 at that time; not the base of an incremental), `disk` (one of its sides; for raid10, any disk of the stripe set that goes) |
+//!
+//! A volume's layout follows the timeline as the control path changes it: a side added to a
+//! linear volume on one disk makes it a mirror (so it takes more sides, can lose one and is
+//! resynchronized), a mirror left with one side is linear on it again (so it can be migrated
+//! and take a side again, but has none to remove), a raid10 that loses a side is a stripe over
+//! the other, and a migration moves the data disks.
 //! | `replicate` | `volume` (journal), `disk` (the replica's, not one of the volume's), `interval_ms` (optional, between consistency points, 1..=60000, default 500) |
 //! | `pause-replication`, `resume-replication` | `volume` (replicated earlier in the timeline; paused, its replica keeps the last consistency point it shows, and resuming copies what was written meanwhile) |
 //! | `kill-engine`, `restart-engine` | `engine` |
@@ -167,6 +173,11 @@ pub const MAX_PATHS: u64 = 8;
 pub const MAX_WORKERS: u64 = 15;
 /// Most time-series samples per run.
 pub const MAX_SAMPLES: u64 = 100_000;
+/// Most sides a mirror may have (the engine's own limit, so a scenario it refuses is
+/// rejected before the run).
+pub const MAX_MIRROR_SIDES: usize = dve_fp_api::mapping::MirrorSet::MAX_SIDES;
+// The volume rule's message names the number.
+const _: () = assert!(MAX_MIRROR_SIDES == 8);
 /// Smallest journal region, MiB.
 pub const MIN_JOURNAL_MIB: u64 = 4;
 /// Longest name.
@@ -669,6 +680,79 @@ impl Layout {
         }
         disks
     }
+
+    /// The layout once a mirror side on `disk` is added, as the control path makes it: a
+    /// mirror of fewer than [`MAX_MIRROR_SIDES`] sides gains one, a linear volume on one
+    /// disk becomes a two-sided mirror; `None` when the control path refuses a side, or
+    /// `disk` already holds the volume.
+    fn with_side(&self, disk: usize) -> Option<Layout> {
+        if !self.takes_a_side() || self.data_disks().contains(&disk) {
+            return None;
+        }
+        let mut disks = self.data_disks();
+        disks.push(disk);
+        Some(Layout::Mirror { disks })
+    }
+
+    /// Whether the control path adds a mirror side to this layout.
+    fn takes_a_side(&self) -> bool {
+        match self {
+            Layout::Mirror { disks } => disks.len() < MAX_MIRROR_SIDES,
+            Layout::Linear { disks } => disks.len() == 1,
+            _ => false,
+        }
+    }
+
+    /// The layout once the mirror side holding `disk` is removed, as the control path leaves
+    /// it: a mirror left with one side is linear on it, a raid10 loses the whole stripe set
+    /// `disk` is in and is a stripe over the other; `None` when `disk` is no side of a
+    /// mirror or raid10.
+    fn without_side(&self, disk: usize) -> Option<Layout> {
+        match self {
+            Layout::Mirror { disks } if disks.contains(&disk) => {
+                let left: Vec<usize> = disks.iter().copied().filter(|d| *d != disk).collect();
+                Some(if left.len() == 1 {
+                    Layout::Linear { disks: left }
+                } else {
+                    Layout::Mirror { disks: left }
+                })
+            }
+            Layout::Raid10 { disks, stripe_kib } => {
+                let position = disks.iter().position(|d| *d == disk)?;
+                let other = disks.iter().enumerate().filter(|(i, _)| i % 2 != position % 2);
+                Some(Layout::Stripe { disks: other.map(|(_, d)| *d).collect(), stripe_kib: *stripe_kib })
+            }
+            _ => None,
+        }
+    }
+
+    /// The layout once migrated to `to` (its data disks replaced one for one); `None` for
+    /// the layouts the control path does not migrate (mirrors, raid10, incrementals).
+    fn migrated(&self, to: &[usize]) -> Option<Layout> {
+        match self {
+            Layout::Linear { .. } => Some(Layout::Linear { disks: to.to_vec() }),
+            Layout::Stripe { stripe_kib, .. } => {
+                Some(Layout::Stripe { disks: to.to_vec(), stripe_kib: *stripe_kib })
+            }
+            Layout::Journal { journal_disk, .. } => {
+                to.first().map(|&primary| Layout::Journal { primary, journal_disk: *journal_disk })
+            }
+            Layout::Mirror { .. } | Layout::Raid10 { .. } | Layout::Incremental { .. } => None,
+        }
+    }
+
+    /// How a timeline's rejection names the layout: its kind and disk count.
+    fn shape(&self) -> String {
+        let count = self.data_disks().len();
+        match self {
+            Layout::Mirror { .. } => format!("a mirror of {count} sides"),
+            Layout::Raid10 { .. } => format!("raid10 on {count} disks"),
+            Layout::Linear { .. } | Layout::Stripe { .. } => {
+                format!("{} on {count} disk(s)", self.kind().name())
+            }
+            Layout::Journal { .. } | Layout::Incremental { .. } => self.kind().name().to_string(),
+        }
+    }
 }
 
 /// A host's view of a volume.
@@ -1170,8 +1254,9 @@ struct Builder<'a> {
     volumes: BTreeMap<String, usize>,
     /// Next free block on each disk.
     disk_fill: Vec<u64>,
-    /// The data disks each volume had before its last migration in the timeline so far.
-    migrated_from: BTreeMap<usize, Vec<usize>>,
+    /// The layout each volume had before its migration, for a migration the timeline so far
+    /// could still cancel.
+    migrated_from: BTreeMap<usize, Layout>,
     /// Volumes replicated earlier in the timeline.
     replicated: BTreeSet<usize>,
 }
@@ -1266,11 +1351,12 @@ impl<'a> Builder<'a> {
 
         let mut raw_events: Vec<&Spanned<RawEvent>> = raw.event.iter().collect();
         raw_events.sort_by_key(|event| *event.get_ref().at_ms.get_ref());
-        let mut current_disks: Vec<Vec<usize>> =
-            volumes.iter().map(|volume| volume.layout.data_disks()).collect();
+        // Each volume's layout as the control path will have it once the events so far ran:
+        // adding and removing sides and migrating change more than the disks.
+        let mut layouts: Vec<Layout> = volumes.iter().map(|volume| volume.layout.clone()).collect();
         let mut events = Vec::with_capacity(raw_events.len());
         for event in raw_events {
-            events.push(self.event(event, duration_ms, &hosts, &disks, &volumes, &mut current_disks)?);
+            events.push(self.event(event, duration_ms, &hosts, &disks, &volumes, &mut layouts)?);
         }
 
         Ok(Scenario {
@@ -1616,6 +1702,9 @@ impl<'a> Builder<'a> {
             LayoutKind::Linear if count < 1 => Some("a linear volume needs at least 1 disk"),
             LayoutKind::Stripe if count < 2 => Some("a stripe volume needs at least 2 disks"),
             LayoutKind::Mirror if count < 2 => Some("a mirror volume needs at least 2 disks (sides)"),
+            LayoutKind::Mirror if count > MAX_MIRROR_SIDES => {
+                Some("a mirror volume has at most 8 disks (sides)")
+            }
             LayoutKind::Raid10 if count < 4 || count % 2 != 0 => {
                 Some("a raid10 volume needs an even number of disks, at least 4 (mirrored pairs)")
             }
@@ -1883,7 +1972,7 @@ impl<'a> Builder<'a> {
         hosts: &[HostSpec],
         disks: &[DiskSpec],
         volumes: &[VolumeSpec],
-        current_disks: &mut [Vec<usize>],
+        layouts: &mut [Layout],
     ) -> Checked<TimelineEvent> {
         let event = raw.get_ref();
         let at_ms = *event.at_ms.get_ref();
@@ -1930,6 +2019,16 @@ impl<'a> Builder<'a> {
         let volume_of = |this: &Self| -> Checked<usize> {
             let reference = event.volume.as_ref().ok_or_else(|| missing("volume"))?;
             this.lookup(&this.volumes, "volume", reference)
+        };
+        let volume_span =
+            || event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+        // The control path refuses to change a base's layout for as long as an incremental
+        // reads through it, which is the whole run.
+        let incremental_of = |volume: usize| {
+            volumes
+                .iter()
+                .find(|v| matches!(v.layout, Layout::Incremental { base, .. } if base == volume))
+                .map(|v| v.name.as_str())
         };
         let engine_of = |this: &Self| -> Checked<usize> {
             let reference = event.engine.as_ref().ok_or_else(|| missing("engine"))?;
@@ -1996,7 +2095,30 @@ impl<'a> Builder<'a> {
                 let to = event.to.as_ref().ok_or_else(|| missing("to"))?;
                 let destinations = self.disk_list(to.get_ref())?;
                 let spec = &volumes[volume];
-                let current = &current_disks[volume];
+                let layout = &layouts[volume];
+                let Some(moved) = layout.migrated(&destinations) else {
+                    return Err(self.source.error_at(
+                        volume_span(),
+                        format!(
+                            "migrate needs a linear, stripe or journal volume (a mirror's disk is replaced \
+                             by adding a side on the new disk, then removing the old one); `{}` is {} at \
+                             that time",
+                            spec.name,
+                            layout.shape()
+                        ),
+                    ));
+                };
+                if let Some(incremental) = incremental_of(volume) {
+                    return Err(self.source.error_at(
+                        volume_span(),
+                        format!(
+                            "`{}` is the base of incremental `{incremental}`: the control path does not \
+                             migrate it",
+                            spec.name
+                        ),
+                    ));
+                }
+                let current = layout.data_disks();
                 if destinations.len() != current.len() {
                     return Err(self.source.error(
                         to,
@@ -2019,12 +2141,12 @@ impl<'a> Builder<'a> {
                     }
                 }
                 let what = format!("the migration of `{}`", spec.name);
-                let shares = Self::shares(spec.layout.kind(), spec.size_blocks(), destinations.len());
+                let shares = Self::shares(layout.kind(), spec.size_blocks(), destinations.len());
                 let mut regions = Vec::with_capacity(destinations.len());
                 for ((&disk, share), reference) in destinations.iter().zip(shares).zip(to.get_ref()) {
                     regions.push(self.allocate(disks, disk, share, &what, reference)?);
                 }
-                let from = std::mem::replace(&mut current_disks[volume], destinations.clone());
+                let from = std::mem::replace(&mut layouts[volume], moved);
                 self.migrated_from.insert(volume, from);
                 let rate_mib_per_s = match &event.rate_mib_per_s {
                     None => None,
@@ -2041,99 +2163,119 @@ impl<'a> Builder<'a> {
             ActionKind::CancelMigration => {
                 let volume = volume_of(self)?;
                 let Some(from) = self.migrated_from.remove(&volume) else {
-                    let at =
-                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
                     return Err(self.source.error_at(
-                        at,
+                        volume_span(),
                         format!(
-                            "`{}` has no migration earlier in the timeline to cancel",
+                            "`{}` has no migration earlier in the timeline to cancel (a mirror side \
+                             added or removed since means the migration had ended)",
                             volumes[volume].name
                         ),
                     ));
                 };
                 // Its destinations' regions stay reserved: space is never freed.
-                current_disks[volume] = from;
+                layouts[volume] = from;
                 EventAction::CancelMigration { volume }
             }
             ActionKind::Resync => {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
-                if !matches!(spec.layout.kind(), LayoutKind::Mirror | LayoutKind::Raid10) {
-                    let at =
-                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                let layout = &layouts[volume];
+                if !matches!(layout, Layout::Mirror { .. } | Layout::Raid10 { .. }) {
                     return Err(self.source.error_at(
-                        at,
+                        volume_span(),
                         format!(
-                            "resync needs a mirror or raid10 volume; `{}` is {}",
+                            "resync needs a mirror or raid10 volume; `{}` is {} at that time",
                             spec.name,
-                            spec.layout.kind().name()
+                            layout.shape()
                         ),
                     ));
                 }
                 let disk = match &event.disk {
                     None => None,
-                    Some(reference) => Some(self.side_disk(reference, &current_disks[volume], &spec.name)?),
+                    Some(reference) => Some(self.side_disk(reference, &layout.data_disks(), &spec.name)?),
                 };
                 EventAction::Resync { volume, disk }
             }
             ActionKind::AddMirrorSide => {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
-                let current = &current_disks[volume];
-                let takes_a_side = match spec.layout.kind() {
-                    LayoutKind::Mirror => current.len() < 8,
-                    LayoutKind::Linear => current.len() == 1,
-                    _ => false,
-                };
-                if !takes_a_side {
-                    let at =
-                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                let layout = &layouts[volume];
+                if !layout.takes_a_side() {
                     return Err(self.source.error_at(
-                        at,
+                        volume_span(),
                         format!(
-                            "add-mirror-side needs a mirror of fewer than 8 sides or a linear volume on \
-                             one disk; `{}` is {} on {} disk(s)",
+                            "add-mirror-side needs a mirror of fewer than {MAX_MIRROR_SIDES} sides or a \
+                             linear volume on one disk; `{}` is {} at that time",
                             spec.name,
-                            spec.layout.kind().name(),
-                            current.len()
+                            layout.shape()
+                        ),
+                    ));
+                }
+                if let Some(incremental) = incremental_of(volume) {
+                    return Err(self.source.error_at(
+                        volume_span(),
+                        format!(
+                            "`{}` is the base of incremental `{incremental}`: the control path adds no \
+                             side to it",
+                            spec.name
                         ),
                     ));
                 }
                 let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
                 let disk = self.lookup(&self.disks, "disk", reference)?;
-                if current.contains(&disk) {
+                let Some(grown) = layout.with_side(disk) else {
                     return Err(self.source.error(
                         reference,
                         format!("disk `{}` already holds volume `{}`", reference.get_ref(), spec.name),
                     ));
-                }
+                };
                 let what = format!("the new mirror side of `{}`", spec.name);
                 self.allocate(disks, disk, spec.size_blocks(), &what, reference)?;
-                current_disks[volume].push(disk);
+                layouts[volume] = grown;
+                // A migration that let a side be added had ended: there is nothing to cancel.
+                self.migrated_from.remove(&volume);
                 EventAction::AddMirrorSide { volume, disk }
             }
             ActionKind::RemoveMirrorSide => {
                 let volume = volume_of(self)?;
                 let spec = &volumes[volume];
-                let current = &current_disks[volume];
-                let mirrored = matches!(spec.layout.kind(), LayoutKind::Mirror | LayoutKind::Linear);
-                if !mirrored || current.len() < 2 {
-                    let at =
-                        event.volume.as_ref().map_or_else(|| event.action.span(), |volume| volume.span());
+                let layout = &layouts[volume];
+                if !matches!(layout, Layout::Mirror { .. } | Layout::Raid10 { .. }) {
                     return Err(self.source.error_at(
-                        at,
+                        volume_span(),
                         format!(
-                            "remove-mirror-side needs a mirror of two or more sides (a linear volume \
-                             counts once a side was added); `{}` is {} on {} disk(s) at that time",
+                            "remove-mirror-side needs a mirror or raid10 volume (a linear volume counts once \
+                             a side was added, and is linear again when one side is left); `{}` is {} at \
+                             that time",
                             spec.name,
-                            spec.layout.kind().name(),
-                            current.len()
+                            layout.shape()
+                        ),
+                    ));
+                }
+                if let Some(incremental) = incremental_of(volume) {
+                    return Err(self.source.error_at(
+                        volume_span(),
+                        format!(
+                            "`{}` is the base of incremental `{incremental}`: the control path removes no \
+                             side from it",
+                            spec.name
                         ),
                     ));
                 }
                 let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
-                let disk = self.side_disk(reference, current, &spec.name)?;
-                current_disks[volume].retain(|d| *d != disk);
+                let disk = self.lookup(&self.disks, "disk", reference)?;
+                let Some(shrunk) = layout.without_side(disk) else {
+                    return Err(self.source.error(
+                        reference,
+                        format!(
+                            "disk `{}` is not a side of `{}` at that time",
+                            reference.get_ref(),
+                            spec.name
+                        ),
+                    ));
+                };
+                layouts[volume] = shrunk;
+                self.migrated_from.remove(&volume);
                 EventAction::RemoveMirrorSide { volume, disk }
             }
             ActionKind::Replicate => {
@@ -2153,7 +2295,7 @@ impl<'a> Builder<'a> {
                 }
                 let reference = event.disk.as_ref().ok_or_else(|| missing("disk"))?;
                 let disk = self.lookup(&self.disks, "disk", reference)?;
-                let clash = current_disks[volume].contains(&disk)
+                let clash = layouts[volume].data_disks().contains(&disk)
                     || matches!(spec.layout, Layout::Journal { journal_disk, .. } if journal_disk == disk);
                 if clash {
                     return Err(self.source.error(
@@ -3019,6 +3161,16 @@ disk = "d2"
         with(&format!("\n[[event]]\n{fields}\n"))
     }
 
+    /// BASE with `v1` striped over its two disks instead of mirrored, for migrations.
+    fn striped() -> String {
+        replaced("layout = \"mirror\"", "layout = \"stripe\"")
+    }
+
+    /// [`striped`] with one event.
+    fn striped_event(fields: &str) -> String {
+        format!("{}\n[[event]]\n{fields}\n", striped())
+    }
+
     #[test]
     fn rejects_events_outside_the_run() {
         rejects(&event("at_ms = 1000 # <-\naction = \"fail-disk\"\ndisk = \"d1\""), "not before the end");
@@ -3107,29 +3259,32 @@ disk = "d2"
     #[test]
     fn cancels_only_a_migration_made_earlier_and_rates_are_bounded() {
         rejects(
-            &event("at_ms = 1\naction = \"cancel-migration\"\nvolume = \"v1\" # <-"),
+            &striped_event("at_ms = 1\naction = \"cancel-migration\"\nvolume = \"v1\" # <-"),
             "`v1` has no migration earlier in the timeline to cancel",
         );
         let migrate = "at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"]";
-        rejects(&event(&format!("{migrate}\nrate_mib_per_s = 0 # <-")), "rate_mib_per_s 0 is not from 1");
         rejects(
-            &event(
+            &striped_event(&format!("{migrate}\nrate_mib_per_s = 0 # <-")),
+            "rate_mib_per_s 0 is not from 1",
+        );
+        rejects(
+            &striped_event(
                 "at_ms = 1\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\nrate_mib_per_s = 5 # <-",
             ),
             "`rate_mib_per_s` does not apply",
         );
         let cancel = "\n[[event]]\nat_ms = 2\naction = \"cancel-migration\"\nvolume = \"v1\"";
-        let ok = parse(&event(&format!("{migrate}\nrate_mib_per_s = 5\n{cancel}")));
+        let ok = parse(&striped_event(&format!("{migrate}\nrate_mib_per_s = 5\n{cancel}")));
         let ok = ok.unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(ok.events[0].description, "migrate v1 to d3,d4 at 5 MiB/s");
         assert_eq!(ok.events[1].action, EventAction::CancelMigration { volume: 0 });
         // Cancelled, the volume is on d1 and d2 again: a migration to d2 is refused.
         let back =
             "\n[[event]]\nat_ms = 3\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-";
-        rejects(&event(&format!("{migrate}\n{cancel}{back}")), "disk `d2` already holds volume `v1`");
+        rejects(&striped_event(&format!("{migrate}\n{cancel}{back}")), "disk `d2` already holds volume `v1`");
         // A second cancel has no migration left to cancel.
         let again = "\n[[event]]\nat_ms = 3\naction = \"cancel-migration\" # <-\nvolume = \"v1\"";
-        assert!(parse(&event(&format!("{migrate}\n{cancel}{again}"))).is_err());
+        assert!(parse(&striped_event(&format!("{migrate}\n{cancel}{again}"))).is_err());
     }
 
     #[test]
@@ -3144,13 +3299,14 @@ disk = "d2"
             &event("at_ms = 1\naction = \"remove-mirror-side\"\nvolume = \"v1\"\ndisk = \"d3\" # <-"),
             "disk `d3` is not a side of `v1`",
         );
-        // The first removal leaves one side: a second is refused, naming the volume's line.
+        // The first removal leaves one side, linear on it: a second is refused, naming the
+        // volume's line.
         let twice = with(&format!(
             "{}{}",
             remove("d1", 1),
             remove("d2", 2).replace("volume = \"v1\"", "volume = \"v1\" # <-")
         ));
-        rejects(&twice, "needs a mirror of two or more sides");
+        rejects(&twice, "needs a mirror or raid10 volume");
         // Once a side is added, one can be removed again (the disk replaced), and the
         // removed disk is no side any more.
         let add = "\n[[event]]\nat_ms = 1\naction = \"add-mirror-side\"\nvolume = \"v1\"\ndisk = \"d3\"";
@@ -3208,27 +3364,33 @@ disk = "d2"
 
     #[test]
     fn rejects_bad_migrations() {
+        // The control path migrates no mirror (nor raid10, nor an incremental's base).
         rejects(
-            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\"] # <-"),
+            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\" # <-\nto = [\"d3\", \"d4\"]"),
+            "migrate needs a linear, stripe or journal volume",
+        );
+        rejects(
+            &striped_event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\"] # <-"),
             "must list 2 disk(s)",
         );
         rejects(
-            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-"),
+            &striped_event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d2\"] # <-"),
             "already holds volume `v1`",
         );
         rejects(
-            &event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d3\"] # <-"),
+            &striped_event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d3\"] # <-"),
             "listed twice",
         );
         // The destination must have room: fill d4 first.
-        let full = with(
-            "\n[[volume]]\nname = \"filler\"\nlayout = \"linear\"\nsize_mib = 60\ndisks = [\"d4\"]\n\n[[event]]\nat_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"] # <-\n",
+        let full = format!(
+            "{}\n[[volume]]\nname = \"filler\"\nlayout = \"linear\"\nsize_mib = 60\ndisks = [\"d4\"]\n\n[[event]]\nat_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"] # <-\n",
+            striped()
         );
-        rejects(&full, "the migration of `v1` needs 16 MiB");
+        rejects(&full, "the migration of `v1` needs 8 MiB");
         // After a migration, the volume's disks are the new ones.
         let chained = format!(
             "{}\n[[event]]\nat_ms = 2\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d1\", \"d3\"] # <-\n",
-            event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"]")
+            striped_event("at_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d3\", \"d4\"]")
         );
         rejects(&chained, "disk `d3` already holds volume `v1`");
     }
@@ -3335,5 +3497,185 @@ disk = "d2"
         );
         let ok = parse(&event("at_ms = 1\naction = \"resync\"\nvolume = \"v1\"\ndisk = \"d2\""));
         assert!(ok.is_ok());
+    }
+
+    // --- A volume's layout along the timeline ------------------------------------------------
+
+    /// BASE with `v1` linear on d1 alone (it is a mirror there) and the given events.
+    fn linear_with(events: &str) -> String {
+        let linear = replaced(
+            "layout = \"mirror\"\nsize_mib = 16\ndisks = [\"d1\", \"d2\"]",
+            "layout = \"linear\"\nsize_mib = 16\ndisks = [\"d1\"]",
+        );
+        format!("{linear}{events}")
+    }
+
+    /// A side event on `v1` at `at_ms`: `action` is `add` or `remove`; `mark` is appended to
+    /// the volume's line (`# <-` to expect the rejection there).
+    fn side(at_ms: u64, action: &str, disk: &str, mark: &str) -> String {
+        format!(
+            "\n[[event]]\nat_ms = {at_ms}\naction = \"{action}-mirror-side\"\nvolume = \"v1\"{mark}\ndisk = \"{disk}\"\n"
+        )
+    }
+
+    #[track_caller]
+    fn accepts(text: &str) -> Scenario {
+        parse(text).unwrap_or_else(|err| panic!("{err}\n{text}"))
+    }
+
+    #[test]
+    fn a_linear_volume_takes_a_side_loses_it_and_takes_one_again() {
+        let snapshot = "\n[[event]]\nat_ms = 2\naction = \"snapshot\"\nvolume = \"v1\"\nname = \"s\"\n";
+        let text = linear_with(&format!(
+            "{}{snapshot}{}{}",
+            side(1, "add", "d2", ""),
+            side(3, "remove", "d2", ""),
+            side(4, "add", "d3", "")
+        ));
+        let ok = accepts(&text);
+        let actions: Vec<_> = ok.events.iter().map(|e| e.action.clone()).collect();
+        assert_eq!(actions[0], EventAction::AddMirrorSide { volume: 0, disk: 1 });
+        assert_eq!(actions[2], EventAction::RemoveMirrorSide { volume: 0, disk: 1 });
+        assert_eq!(actions[3], EventAction::AddMirrorSide { volume: 0, disk: 2 });
+        // The disk it started on may go instead, and come back as a new side (its first
+        // place stays reserved: space is never freed).
+        accepts(&linear_with(&format!(
+            "{}{}{}",
+            side(1, "add", "d2", ""),
+            side(2, "remove", "d1", ""),
+            side(3, "add", "d1", "")
+        )));
+    }
+
+    #[test]
+    fn mirrors_grow_and_shrink_side_by_side_as_the_control_path_allows() {
+        // Two sides added make a three-way mirror; a resync names any of them, and the sides
+        // go in any order until one is left, which is linear again and takes another.
+        let resync = "\n[[event]]\nat_ms = 3\naction = \"resync\"\nvolume = \"v1\"\ndisk = \"d3\"\n";
+        accepts(&linear_with(&format!(
+            "{}{}{resync}{}{}{}",
+            side(1, "add", "d2", ""),
+            side(2, "add", "d3", ""),
+            side(4, "remove", "d1", ""),
+            side(5, "remove", "d3", ""),
+            side(6, "add", "d4", "")
+        )));
+        // BASE's two-way mirror: one side removed leaves it linear, and it takes one again.
+        let ok = accepts(&with(&format!(
+            "{}{}{}",
+            side(1, "remove", "d2", ""),
+            side(2, "add", "d3", ""),
+            side(3, "remove", "d1", "")
+        )));
+        assert_eq!(ok.events[2].action, EventAction::RemoveMirrorSide { volume: 0, disk: 0 });
+        // Linear again, it migrates; a mirror never does (the hint says how to move a side).
+        let migrate = |at: u64, to: &str, mark: &str| {
+            format!(
+                "\n[[event]]\nat_ms = {at}\naction = \"migrate\"\nvolume = \"v1\"{mark}\nto = [\"{to}\"]\n"
+            )
+        };
+        accepts(&with(&format!("{}{}", side(1, "remove", "d2", ""), migrate(2, "d3", ""))));
+        rejects(
+            &linear_with(&format!("{}{}", side(1, "add", "d2", ""), migrate(2, "d3", " # <-"))),
+            "`v1` is a mirror of 2 sides at that time",
+        );
+        // A mirror goes up to 8 sides.
+        let more_disks: String = (5..=9)
+            .map(|n| format!("\n[[disk]]\nname = \"d{n}\"\nengine = \"e1\"\ncapacity_mib = 64\n"))
+            .collect();
+        let grow = |mark_last: &str| -> String {
+            (2..=8).map(|n| side(n, "add", &format!("d{n}"), if n == 8 { mark_last } else { "" })).collect()
+        };
+        accepts(&linear_with(&format!("{more_disks}{}", grow(""))));
+        rejects(
+            &linear_with(&format!("{more_disks}{}{}", side(1, "add", "d9", ""), grow(" # <-"))),
+            "needs a mirror of fewer than 8 sides or a linear volume on one disk; `v1` is a mirror of 8 sides",
+        );
+    }
+
+    #[test]
+    fn a_raid10_loses_a_whole_stripe_set_and_is_striped_over_the_other() {
+        let raid10 = replaced(
+            "layout = \"mirror\"\nsize_mib = 16\ndisks = [\"d1\", \"d2\"]",
+            "layout = \"raid10\"\nsize_mib = 16\ndisks = [\"d1\", \"d2\", \"d3\", \"d4\"]",
+        );
+        // d3 is in the first stripe set (d1, d3): d2 and d4 are left, striped, and migrate.
+        let migrate =
+            "\n[[event]]\nat_ms = 2\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d1\", \"d3\"]\n";
+        let ok = accepts(&format!("{raid10}{}{migrate}", side(1, "remove", "d3", "")));
+        assert_eq!(ok.events[0].action, EventAction::RemoveMirrorSide { volume: 0, disk: 2 });
+        rejects(
+            &format!("{raid10}{}{}", side(1, "remove", "d3", ""), side(2, "remove", "d2", " # <-")),
+            "`v1` is stripe on 2 disk(s) at that time",
+        );
+        rejects(&format!("{raid10}{}", side(1, "add", "d1", " # <-")), "`v1` is raid10 on 4 disks");
+    }
+
+    #[test]
+    fn side_changes_the_control_path_refuses_are_rejected_where_they_are() {
+        // A linear volume that never took a side has none to remove.
+        rejects(
+            &linear_with(&side(1, "remove", "d1", " # <-")),
+            "needs a mirror or raid10 volume (a linear volume counts once a side was added, and is \
+             linear again when one side is left); `v1` is linear on 1 disk(s) at that time",
+        );
+        // Added and removed, it is linear again: the disk it is left on is no side.
+        rejects(
+            &linear_with(&format!(
+                "{}{}{}",
+                side(1, "add", "d2", ""),
+                side(2, "remove", "d2", ""),
+                side(3, "remove", "d1", " # <-")
+            )),
+            "`v1` is linear on 1 disk(s) at that time",
+        );
+        // A linear volume concatenated over two disks is no mirror: no side goes or comes.
+        let concatenated = replaced("layout = \"mirror\"", "layout = \"linear\"");
+        rejects(
+            &format!("{concatenated}{}", side(1, "remove", "d2", " # <-")),
+            "`v1` is linear on 2 disk(s)",
+        );
+        rejects(&format!("{concatenated}{}", side(1, "add", "d3", " # <-")), "`v1` is linear on 2 disk(s)");
+        // A side's disk is named once; a side to remove is one of the volume's at that time.
+        let again =
+            "\n[[event]]\nat_ms = 2\naction = \"add-mirror-side\"\nvolume = \"v1\"\ndisk = \"d2\" # <-\n";
+        rejects(
+            &linear_with(&format!("{}{again}", side(1, "add", "d2", ""))),
+            "disk `d2` already holds volume `v1`",
+        );
+        let gone = again.replace("add-mirror-side", "remove-mirror-side").replace("d2", "d3");
+        rejects(
+            &linear_with(&format!("{}{gone}", side(1, "add", "d2", ""))),
+            "disk `d3` is not a side of `v1` at that time",
+        );
+        // A migration ended before a side could be added: there is none to cancel after it.
+        let migrate = "\n[[event]]\nat_ms = 1\naction = \"migrate\"\nvolume = \"v1\"\nto = [\"d4\"]\n";
+        let cancel = "\n[[event]]\nat_ms = 3\naction = \"cancel-migration\"\nvolume = \"v1\" # <-\n";
+        rejects(
+            &linear_with(&format!("{migrate}{}{cancel}", side(2, "add", "d2", ""))),
+            "`v1` has no migration earlier in the timeline to cancel",
+        );
+        // An incremental's base keeps its layout for good.
+        let incremental = "\n[[volume]]\nname = \"i\"\nlayout = \"incremental\"\nbase = \"v1\"\nsize_mib = 16\ndisks = [\"d4\"]\n";
+        rejects(
+            &linear_with(&format!("{incremental}{}", side(1, "add", "d2", " # <-"))),
+            "`v1` is the base of incremental `i`",
+        );
+        rejects(
+            &with(&format!("{incremental}{}", side(1, "remove", "d2", " # <-"))),
+            "base of incremental `i`",
+        );
+        // A mirror is created with at most 8 sides, as the engine makes them.
+        let nine: Vec<String> = (1..=9).map(|n| format!("\"d{n}\"")).collect();
+        let more_disks: String = (5..=9)
+            .map(|n| format!("\n[[disk]]\nname = \"d{n}\"\nengine = \"e1\"\ncapacity_mib = 64\n"))
+            .collect();
+        rejects(
+            &format!(
+                "{}{more_disks}",
+                replaced("disks = [\"d1\", \"d2\"]", &format!("disks = [{}] # <-", nine.join(", ")))
+            ),
+            "at most 8 disks",
+        );
     }
 }

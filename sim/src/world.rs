@@ -523,10 +523,11 @@ impl<'a> World<'a> {
             })
             .collect();
         let interval = scenario.sample_interval_ns();
+        let end = scenario.duration().as_ns();
         let recorders = scenario
             .volumes
             .iter()
-            .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval))
+            .map(|v| VolumeRecorder::new(v.name.clone(), v.layout.kind().name(), interval, end))
             .collect();
         let mut port_cables: Vec<Vec<usize>> = vec![Vec::new(); engines.len()];
         for (i, cable) in cables.iter().enumerate() {
@@ -544,7 +545,7 @@ impl<'a> World<'a> {
         let mut world = World {
             scenario,
             now: 0,
-            end: scenario.duration().as_ns(),
+            end,
             queue: EventQueue::new(),
             cables,
             port_cables,
@@ -1860,16 +1861,18 @@ impl<'a> World<'a> {
             Ok(found) => found,
             Err(why) => return why,
         };
-        let sides: Vec<usize> = match (&scenario.volumes[volume].layout, disk) {
-            (Layout::Mirror { disks }, Some(d)) => disks.iter().position(|x| *x == d).into_iter().collect(),
-            (Layout::Mirror { disks }, None) => (0..disks.len()).collect(),
-            (Layout::Raid10 { disks, .. }, Some(d)) => {
-                disks.iter().position(|x| *x == d).map(|i| i % 2).into_iter().collect()
-            }
-            (Layout::Raid10 { .. }, None) => vec![0, 1],
-            _ => Vec::new(),
-        };
         let control = self.engines[e].switch.control_mut();
+        // The sides as the engine numbers them now: sides added or removed earlier in the
+        // timeline renumber them, and a linear volume that took a side is a mirror.
+        let sides: Vec<usize> = match disk {
+            Some(d) => control
+                .device_of(Wwn(scenario.disks[d].port_wwpn(0)))
+                .ok()
+                .and_then(|device| control.side_of_device(lv, device))
+                .into_iter()
+                .collect(),
+            None => (0..control.volume(lv).map_or(0, |v| v.record.side_states.len())).collect(),
+        };
         for side in sides {
             control.start_resync(lv, side);
         }
@@ -2065,7 +2068,7 @@ impl<'a> World<'a> {
 
     fn report(&self) -> Report {
         let simulated = self.end;
-        let volumes = self.recorders.iter().map(|r| r.finish(simulated)).collect();
+        let volumes = self.recorders.iter().map(VolumeRecorder::finish).collect();
         let engines = self
             .engines
             .iter()

@@ -125,3 +125,37 @@ pub fn assert_snapshot_windows_brief(report: &Report, max_ns: u64) {
 }
 
 pub mod bench;
+
+/// Every volume's time series covers the run and no more: each point starts before the end,
+/// lasts at most the sample interval (the last one up to the end), and its rate is its I/Os
+/// over that length, so no point shows more I/Os per second than the volume completed in all
+/// over the point's length.
+pub fn assert_series_within_the_run(report: &Report) {
+    let end = report.simulated_ns;
+    for volume in &report.volumes {
+        let completed = (volume.reads + volume.writes) as f64;
+        for (index, point) in volume.series.iter().enumerate() {
+            let next = volume.series.get(index + 1).map_or(end, |p| p.start_ns);
+            assert!(
+                point.start_ns < end,
+                "{} point {index} starts at or after the end: {point:?}",
+                volume.name
+            );
+            let length_ns = next.saturating_sub(point.start_ns);
+            assert!(
+                length_ns > 0 && length_ns <= report.sample_interval_ns,
+                "{} point {index} is {length_ns} ns long",
+                volume.name
+            );
+            let length_s = length_ns as f64 / 1e9;
+            assert!(
+                point.iops <= completed / length_s * (1.0 + 1e-9),
+                "{} point {index}: {} IOPS, more than all {completed} I/Os over {length_ns} ns",
+                volume.name,
+                point.iops
+            );
+            let rate = point.ios as f64 / length_s;
+            assert!((point.iops - rate).abs() <= rate * 1e-9, "{} point {index}: {point:?}", volume.name);
+        }
+    }
+}

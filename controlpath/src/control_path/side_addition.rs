@@ -130,7 +130,14 @@ fn same_segments(live: &Volume, rebuilt: &Volume) -> bool {
     live.segments.len() == rebuilt.segments.len()
         && live.segments.iter().zip(&rebuilt.segments).all(|(a, b)| {
             let sides = |m: &dve_fp_api::mapping::VsegMap| -> Option<Vec<StorageDescriptor>> {
-                let entry = m.redirects().get(dve_fp_api::mapping::RedirectIndex(0))?;
+                // The segment's only entry, wherever it is: a completed snapshot or migration
+                // of a linear volume keeps the entry of the state it ended on, which need not
+                // be at index 0 (a rebuilt map's is).
+                let mut entries = m.redirects().iter();
+                let (_, entry) = entries.next()?;
+                if entries.next().is_some() {
+                    return None;
+                }
                 Some(match &entry.descriptor {
                     StorageDescriptor::Mirror(set) => set
                         .sides()
@@ -159,5 +166,50 @@ pub(super) fn layout_name(layout: &LayoutSpec) -> &'static str {
         LayoutSpec::Snapshot { .. } => "a snapshot",
         LayoutSpec::Incremental { .. } => "an incremental",
         LayoutSpec::Journal { .. } => "journaled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceRegistry;
+    use dve_fp_api::ids::{Lun, Wwn};
+    use dve_fp_api::mapping::RedirectIndex;
+
+    /// A linear volume on device 1 and the volume it becomes with a side on device 2.
+    fn linear_and_mirrored() -> (Volume, Volume) {
+        let mut devices = DeviceRegistry::default();
+        for i in 1..=2 {
+            let (d, _) = devices.find_or_add_identified(None, Wwn(i), Lun(0));
+            d.blocks = 10_000;
+        }
+        let layout = LayoutSpec::Linear { devices: vec![DeviceId(1)] };
+        let live = Volume::create(LvId(1), "v".into(), 1000, 512, layout, &mut devices).unwrap();
+        let mut record = live.record.clone();
+        let lba = devices.allocate(DeviceId(2), record.blocks).unwrap();
+        record.layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2)] };
+        record.side_states = vec![SideState::Alive, SideState::Dead];
+        record.allocations.push(Allocation { device: DeviceId(2), lba, blocks: record.blocks });
+        (live, Volume::from_record(record).unwrap())
+    }
+
+    #[test]
+    fn a_side_is_added_whatever_index_the_single_entry_has() {
+        let (mut live, rebuilt) = linear_and_mirrored();
+        assert!(same_segments(&live, &rebuilt));
+        // As a completed snapshot leaves it: the twin kept, at index 1, and index 0 freed.
+        for map in &mut live.segments {
+            let entry = map.redirects().get(RedirectIndex(0)).unwrap().clone();
+            let twin = map.add_redirect(entry).unwrap();
+            map.set_range(0..map.descriptor().blocks, twin).unwrap();
+            assert_eq!(map.remove_unreferenced(), vec![RedirectIndex(0)]);
+        }
+        assert!(same_segments(&live, &rebuilt));
+        // Two entries mean a data service still holds the table.
+        for map in &mut live.segments {
+            let (_, entry) = map.redirects().iter().next().map(|(i, e)| (i, e.clone())).unwrap();
+            map.add_redirect(entry).unwrap();
+        }
+        assert!(!same_segments(&live, &rebuilt));
     }
 }
