@@ -951,6 +951,11 @@ impl<'a> World<'a> {
             && self.engines[0].switch.control().counters().commits >= n
         {
             self.faults.kill_after_commit = None;
+            // What the engine reported up to its death happened (it was committed).
+            let events = self.engines[0].switch.control_mut().take_events();
+            if !events.is_empty() {
+                self.note_control_events(0, events);
+            }
             let outcome = self.kill_engine(0);
             // The engine died right after that transaction: later ones of the same instant
             // never reached the disk.
@@ -965,6 +970,11 @@ impl<'a> World<'a> {
                 outcome,
             });
             self.queue.push(SimTime(self.now + restart_after), Event::InjectedRestart(0));
+            return Ok(());
+        }
+        // A frame still reaching a killed engine finds nothing to report: its events were
+        // taken when it died.
+        if !self.engines[e].switch.running {
             return Ok(());
         }
         let events = self.engines[e].switch.control_mut().take_events();

@@ -158,6 +158,7 @@ impl ControlPath {
     /// or its path was switched): the host is told to retry, after the range is reconciled
     /// when the leg was a mirror side's (it may or may not have landed there).
     pub(super) fn retry_timed_out_write(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        self.journaled_write_failed(&request);
         let suspect = reason
             .failure
             .zip(request.lv)

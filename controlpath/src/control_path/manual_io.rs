@@ -515,6 +515,12 @@ impl ControlPath {
             return;
         }
         // No redundancy: the host gets the device's own error, or a retry if it said nothing.
+        if write {
+            let request = self.manual.get(&id).map(|op| op.request);
+            if let Some(request) = request {
+                self.journaled_write_failed(&request);
+            }
+        }
         let status = failed.iter().find_map(|(_, s)| *s).unwrap_or(IoStatus::check_condition(RETRY));
         self.finish_manual(id, status);
     }
@@ -636,6 +642,7 @@ impl ControlPath {
     /// retried on the live sides (a read by the control path; a write by the host, since its
     /// data has already left the switch); anything else returns the device's error.
     pub(super) fn device_error(&mut self, io: IoTag, request: HostIo, reason: QueueReason) {
+        self.journaled_write_failed(&request);
         let Some(failure) = reason.failure else {
             self.complete_io(io, IoStatus::check_condition(RETRY));
             return;
@@ -668,6 +675,17 @@ impl ControlPath {
         self.device_unanswered(failure);
         let status = failure.status.filter(|s| !s.is_good()).unwrap_or(IoStatus::check_condition(RETRY));
         self.complete_io(io, status);
+    }
+
+    /// A fast-path write to a journaled volume failed: its primary leg may have landed and
+    /// its journal leg not, or the other way round, so replication copies its blocks from
+    /// the primary instead of trusting the journal there.
+    pub(super) fn journaled_write_failed(&mut self, request: &HostIo) {
+        if let Some(lv) =
+            request.lv.filter(|lv| request.kind == IoKind::Write && self.journals.contains_key(lv))
+        {
+            self.replication_range_unjournaled(lv, request.lba..request.lba + u64::from(request.blocks));
+        }
     }
 
     /// A leg's device gave no answer even on a path that answers its test: it has failed.

@@ -26,6 +26,9 @@ impl ControlPath {
         // Before any journal is cut into slots: this boot's journal sequences must differ
         // from every earlier boot's, whose entries are still on the journal devices.
         self.journal_sequence = super::journal::first_sequence(next_boot(store.as_mut())?);
+        // A transaction like any other: whoever counts the store's transactions (a crash
+        // after the n-th) counts this one too.
+        self.counters.commits += 1;
         let devices: Vec<(Vec<u8>, Device)> = scan_json(store.as_ref(), Table::Devices)?;
         let volumes: Vec<(Vec<u8>, VolumeRecord)> = scan_json(store.as_ref(), Table::Volumes)?;
         let tasks: Vec<(Vec<u8>, serde_json::Value)> = scan_json(store.as_ref(), Table::Tasks)?;

@@ -565,6 +565,35 @@ impl ControlPath {
         self.replications.active.get(&lv).and_then(|r| r.shipping).map(|s| s.slot.slot)
     }
 
+    /// A journaled write to `blocks` of `lv` failed after some of its legs may have landed:
+    /// the primary and the journal may disagree there. The blocks are copied from the
+    /// primary behind a consistency point of their own, as on resuming after a pause (cycles
+    /// up to it are read only for the blocks they wrote), so no image the replica shows
+    /// holds the journal's version where the primary's differs.
+    pub(super) fn replication_range_unjournaled(&mut self, lv: LvId, blocks: Range<u64>) {
+        let size = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
+        let now = self.now;
+        let Some(r) = self.replications.active.get_mut(&lv) else { return };
+        r.to_copy.add(blocks.start.min(size)..blocks.end.min(size));
+        if r.progress.paused || r.progress.journal_failed || r.rebase || r.first_consistent.is_none() {
+            // A copy under way, or behind a consistency point still to come, takes these
+            // blocks with it (copied again if it had copied them before the write).
+            r.count_copy();
+            return;
+        }
+        // Cycles received but not applied belong to the copy now.
+        for entries in std::mem::take(&mut r.received).into_values() {
+            for e in entries {
+                r.to_copy.add(e.lba.min(size)..(e.lba + e.blocks).min(size));
+            }
+        }
+        r.rebase = true;
+        r.first_consistent = None;
+        r.next_cut_at = now;
+        r.progress.baseline_blocks = 0;
+        r.count_copy();
+    }
+
     /// The journal of `lv` went out of service: the writes it missed are known only to the
     /// primary, so nothing received is applied and, once the journal is back, the whole
     /// volume is copied behind a consistency point as after a restart. The replica keeps
@@ -918,6 +947,40 @@ mod tests {
         assert!(!cp.replications()[0].paused);
         cp.stop_replication(lv).unwrap();
         assert!(cp.pause_replication(lv, true).is_err(), "a stopping replication is not paused");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_failed_journaled_write_has_its_blocks_copied_behind_a_consistency_point_of_their_own() {
+        let (path, mut cp, lv) = engine_with_a_journaled_volume("unjournaled");
+        cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
+        // As once the baseline is done and cycles are applied: one received, not yet applied.
+        let received = ShippedEntry {
+            timestamp: 1,
+            writer: WorkerId(0),
+            sequence: 1,
+            position: 0,
+            lba: 900,
+            blocks: 4,
+            data: Bytes::from(vec![0u8; 4 * 512]),
+        };
+        {
+            let r = cp.replications.active.get_mut(&lv).unwrap();
+            r.rebase = false;
+            r.base_cycle = Some(0);
+            r.first_consistent = Some(1);
+            r.to_copy = CopyRanges::whole(0);
+            r.received.insert(2, vec![received]);
+            r.count_copy();
+        }
+        cp.now = 77;
+        cp.replication_range_unjournaled(lv, 100..108);
+        let r = &cp.replications.active[&lv];
+        assert!(r.rebase && r.first_consistent.is_none() && r.received.is_empty());
+        assert_eq!((r.next_cut_at, r.to_copy.blocks(), r.progress.copy_blocks), (77, 12, 12));
+        // While that copy is under way, another failed write only adds its blocks.
+        cp.replication_range_unjournaled(lv, 4000..5000);
+        assert_eq!(cp.replications.active[&lv].to_copy.blocks(), 12 + 96, "clipped at the volume's end");
         let _ = std::fs::remove_file(&path);
     }
 
