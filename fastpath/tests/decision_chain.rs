@@ -14,6 +14,8 @@ use dve_fp_api::mapping::{
     RedirectIndex, SideLayout, SideState, StorageDescriptor, TargetExposure, VsegDescriptor,
 };
 use dve_fp_api::message::{AbortTarget, MappingEntry, MappingKey, MissVerdict, ToCp, ToFp};
+use dve_wire::fc::{UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
+use dve_wire::fcoe::{Eof, Sof};
 use support::*;
 
 fn bed() -> Testbed {
@@ -282,4 +284,34 @@ fn statistics_count_faults_by_cause_and_frames_by_port() {
     assert_eq!(host_port.frames_in, 2);
     assert!(host_port.frames_out >= 2);
     assert!((stats.hit_ratio() - 1.0).abs() < 1e-9, "a non-read/write command does not count as a miss");
+}
+
+/// The host's ABTS of a write whose legs were sent: it may have landed on some legs and not
+/// others, so the control path hears of it with the write's range; a read's abort is not
+/// reported.
+#[test]
+fn a_host_abort_of_a_write_in_flight_is_reported_with_its_range() {
+    let mut bed = bed();
+    bed.hold_disks = true;
+    let abts = |ox: u16| {
+        let f = f_ctl::END_SEQUENCE | f_ctl::LAST_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        let hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, ox, UNASSIGNED_X_ID, 0);
+        fcoe(&hd, Sof::I3, Eof::T, &[][..])
+    };
+    let write = bed.write(6, pattern(3, 2));
+    let read = bed.read(40, 1);
+    bed.deliver(HOST_PORT, abts(read));
+    bed.deliver(HOST_PORT, abts(write));
+    bed.settle();
+    let aborted: Vec<(u64, u32)> = bed
+        .upcalls
+        .iter()
+        .filter_map(|u| match u {
+            ToCp::WriteAborted { request } => Some((request.lba, request.blocks)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborted, vec![(6, 2)]);
+    bed.release_disks();
+    assert_eq!(bed.worker.statistics(Timestamp(0)).pending_upstream, 0);
 }

@@ -186,6 +186,12 @@ pub enum ToCp {
         /// Dispatched downstream I/Os aborted.
         dispatches: Vec<DispatchTag>,
     },
+    /// The host aborted a write whose legs had been sent: some may have landed and others
+    /// not, so the copies its layout keeps (a journal, mirror sides) may disagree there.
+    WriteAborted {
+        /// What the host asked.
+        request: HostIo,
+    },
     /// Reply to `FPQueryStatistics`.
     Statistics {
         /// The request.
@@ -409,6 +415,7 @@ pub const API_CALLS: &[ApiCall] = &[
     call("pause LV", "ToFp::PauseLv", Direction::CpToFp),
     call("resume LV", "ToFp::ResumeLv", Direction::CpToFp),
     call("(completion of requests without data)", "ToCp::Done", Direction::FpToCp),
+    call("(a host aborted a write in flight)", "ToCp::WriteAborted", Direction::FpToCp),
     call("(CP reaches hosts through the FP: frame to CP)", "ToCp::ControlFrame", Direction::FpToCp),
     call("(CP reaches hosts through the FP: frame from CP)", "ToFp::SendFrame", Direction::CpToFp),
 ];
@@ -424,6 +431,7 @@ impl ToCp {
             ToCp::Discovered { .. } => "ToCp::Discovered",
             ToCp::PendingIos { .. } => "ToCp::PendingIos",
             ToCp::Aborted { .. } => "ToCp::Aborted",
+            ToCp::WriteAborted { .. } => "ToCp::WriteAborted",
             ToCp::Statistics { .. } => "ToCp::Statistics",
             ToCp::Data { .. } => "ToCp::Data",
             ToCp::ControlFrame { .. } => "ToCp::ControlFrame",
@@ -499,6 +507,7 @@ mod tests {
             ToCp::Discovered { req, devices: vec![] },
             ToCp::PendingIos { req, worker: WorkerId(0), ios: vec![] },
             ToCp::Aborted { req, ios: vec![], dispatches: vec![] },
+            ToCp::WriteAborted { request: host_io() },
             ToCp::Statistics { req, stats: Box::default() },
             ToCp::Data { req, io: tag(), result: Ok(Bytes::new()) },
             ToCp::Done { req, result: Ok(()) },

@@ -679,6 +679,8 @@ impl ControlPath {
                 }
                 self.fabric_events();
             }
+            // Its copies may disagree where the write landed on some legs only.
+            ToCp::WriteAborted { request } => self.journaled_write_failed(&request),
             ToCp::Discovered { .. } | ToCp::Aborted { .. } | ToCp::Statistics { .. } => {}
         }
         let _ = worker;

@@ -986,6 +986,15 @@ impl Worker {
             self.up.iter().find(|(_, u)| u.host == host && u.host_ox_id == h.ox_id).map(|(t, _)| t.xid)
         };
         if let Some(xid) = xid {
+            // A write with legs sent may have landed on some and not others: the control
+            // path makes its copies agree again.
+            let landing = self
+                .up
+                .get(xid)
+                .filter(|u| u.request.kind == IoKind::Write && u.legs.iter().next().is_some());
+            if let Some(up) = landing {
+                self.upcalls.push_back(ToCp::WriteAborted { request: up.request });
+            }
             self.abort_upstream(xid);
             self.stats.faults.record(FaultCause::Aborted);
         }

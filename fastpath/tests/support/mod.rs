@@ -560,7 +560,7 @@ impl Testbed {
         }
     }
 
-    fn deliver(&mut self, port: PortId, bytes: Vec<u8>) {
+    pub fn deliver(&mut self, port: PortId, bytes: Vec<u8>) {
         self.now += 1;
         self.worker.handle_frame(Timestamp(self.now), port, Frame::copy_from(&bytes).expect("frame fits"));
     }

@@ -981,6 +981,26 @@ mod tests {
         // While that copy is under way, another failed write only adds its blocks.
         cp.replication_range_unjournaled(lv, 4000..5000);
         assert_eq!(cp.replications.active[&lv].to_copy.blocks(), 12 + 96, "clipped at the volume's end");
+        // A write the host aborted on the fast path is one too.
+        let request = dve_fp_api::io::HostIo {
+            initiator: dve_fp_api::ids::Wwn(1),
+            initiator_fc_id: dve_fp_api::ids::FcId::new(0x01_0001).unwrap(),
+            vdevice: dve_fp_api::io::VDevice {
+                exposure: dve_fp_api::ids::ExposureId(1),
+                lun: dve_fp_api::ids::Lun(0),
+            },
+            lv: Some(lv),
+            vseg: None,
+            kind: dve_fp_api::io::IoKind::Write,
+            lba: 2000,
+            blocks: 16,
+            data_len: 16 * 512,
+            cdb: dve_fp_api::io::Cdb::new(&[0x2A, 0, 0, 0, 0x07, 0xD0, 0, 0, 16, 0]).unwrap(),
+            received: dve_fp_api::ids::Timestamp(70),
+        };
+        let message = dve_fp_api::message::ToCp::WriteAborted { request };
+        cp.handle_upcall(dve_fp_api::ids::Timestamp(80), WorkerId(0), message);
+        assert_eq!(cp.replications.active[&lv].to_copy.blocks(), 12 + 96 + 16);
         let _ = std::fs::remove_file(&path);
     }
 
