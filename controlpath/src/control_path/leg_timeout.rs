@@ -17,7 +17,9 @@
 //! not count against it once it is back); one that keeps failing declares dead the side of
 //! the leg that failed.
 //! A write whose leg met a dead path is reconciled the same way once the device's path is
-//! switched (`multipath`), since its leg may or may not have landed either.
+//! switched (`multipath`), since its leg may or may not have landed either, and so is a write
+//! the host aborted after its legs were sent (`ToCp::WriteAborted`): no side is suspect then,
+//! and no host I/O waits for the copy.
 //!
 //! A disk that hangs on I/O only answers TEST UNIT READY but not the probe: the timeouts of
 //! a device count until a probe is answered, and `leg_timeout_limit` of them in a row
@@ -37,6 +39,7 @@ use super::mirror::side_legs;
 use super::multipath::{PathVerdict, PathWaiter, path_answered};
 use super::revocation::AfterRevocation;
 use super::{ControlEvent, ControlPath, DispatchPurpose};
+use crate::volume::LayoutSpec;
 
 /// How many times a reconciling copy of one range is tried before the suspect side is
 /// declared dead (a copy read can itself lose a data frame on a lossy link).
@@ -54,8 +57,12 @@ pub struct LegTimeoutCounters {
     pub io_probes_unanswered: u64,
     /// Devices treated as failed after `leg_timeout_limit` timeouts in a row.
     pub unresponsive_devices: u64,
-    /// Mirror ranges copied from a live side onto the others after a write leg timed out.
+    /// Mirror ranges copied from a live side onto the others after a write leg timed out or
+    /// a host aborted a write.
     pub ranges_reconciled: u64,
+    /// Mirror writes aborted by their host after their legs were sent, whose ranges were
+    /// reconciled.
+    pub aborted_writes_reconciled: u64,
     /// Reconciling copies that failed (tried again, then the suspect side declared dead).
     pub reconcile_failures: u64,
 }
@@ -76,15 +83,15 @@ struct ReconcileStep {
     attempts: u32,
 }
 
-/// A fast-path write whose leg on a mirror side timed out: its range is made the same on
-/// every side before the host hears RETRY.
+/// A fast-path write whose leg on a mirror side timed out, or that its host aborted: its
+/// range is made the same on every side (before the host hears RETRY, for a timeout).
 #[derive(Clone, Debug)]
 struct Reconcile {
     lv: LvId,
-    /// The side whose leg timed out.
-    suspect: usize,
-    /// The host I/O answered once every piece is copied.
-    io: IoTag,
+    /// The side whose leg timed out (none for an aborted write: any leg may have landed).
+    suspect: Option<usize>,
+    /// The host I/O answered once every piece is copied (none for an aborted write).
+    io: Option<IoTag>,
     /// Pieces (segment, segment blocks) not started yet.
     pieces: VecDeque<(VsegId, Range<u64>)>,
     step: Option<ReconcileStep>,
@@ -164,14 +171,33 @@ impl ControlPath {
             .zip(request.lv)
             .and_then(|(failure, lv)| self.side_of(lv, failure.device).map(|side| (lv, side)));
         match suspect {
-            Some((lv, side)) => self.start_reconcile(lv, side, io, &request),
+            Some((lv, side)) => self.start_reconcile(lv, Some(side), Some(io), &request),
             None => self.complete_io(io, IoStatus::check_condition(RETRY)),
         }
     }
 
-    fn start_reconcile(&mut self, lv: LvId, suspect: usize, io: IoTag, request: &HostIo) {
+    /// A host aborted a fast-path write after its legs were sent (`ToCp::WriteAborted`):
+    /// some legs may have landed and others not. A journaled volume's replica takes those
+    /// blocks from the primary; a mirror's range is reconciled, so balanced reads cannot
+    /// return the new data from one side and the old from another.
+    pub(super) fn write_aborted(&mut self, request: &HostIo) {
+        self.journaled_write_failed(request);
+        let mirrored = request.lv.filter(|lv| {
+            self.volumes.get(lv).is_some_and(|v| {
+                matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. })
+            })
+        });
+        if let Some(lv) = mirrored.filter(|_| request.kind == IoKind::Write) {
+            self.counters.leg_timeouts.aborted_writes_reconciled += 1;
+            self.start_reconcile(lv, None, None, request);
+        }
+    }
+
+    fn start_reconcile(&mut self, lv: LvId, suspect: Option<usize>, io: Option<IoTag>, request: &HostIo) {
         let Some(v) = self.volumes.get(&lv) else {
-            self.complete_io(io, IoStatus::check_condition(RETRY));
+            if let Some(io) = io {
+                self.complete_io(io, IoStatus::check_condition(RETRY));
+            }
             return;
         };
         let pieces = v
@@ -191,8 +217,8 @@ impl ControlPath {
             return;
         }
         let Some((vseg, blocks)) = r.pieces.front().cloned() else {
-            if let Some(r) = self.leg_timeouts.reconciles.remove(&id) {
-                self.complete_io(r.io, IoStatus::check_condition(RETRY));
+            if let Some(io) = self.leg_timeouts.reconciles.remove(&id).and_then(|r| r.io) {
+                self.complete_io(io, IoStatus::check_condition(RETRY));
             }
             return;
         };
@@ -244,7 +270,8 @@ impl ControlPath {
         // The source is a live side other than the suspect one; every other side that takes
         // writes gets its copy, so all of them hold the same blocks whichever legs landed.
         let state = |i: usize| states.get(i).copied().unwrap_or(SideState::Dead);
-        let Some(source) = (0..sides.len()).find(|i| *i != suspect && state(*i) == SideState::Alive) else {
+        let Some(source) = (0..sides.len()).find(|i| Some(*i) != suspect && state(*i) == SideState::Alive)
+        else {
             // No other copy to agree with (the mirror is degraded to the suspect side).
             return self.end_reconcile_step(id);
         };
@@ -306,7 +333,7 @@ impl ControlPath {
             }
             return;
         }
-        self.reconcile_failed(id, lv, failed_device.and_then(|d| self.side_of(lv, d)).unwrap_or(suspect));
+        self.reconcile_failed(id, lv, failed_device.and_then(|d| self.side_of(lv, d)).or(suspect));
     }
 
     /// The path test after a reconciling copy's leg to `device` went unanswered is settled:
@@ -320,21 +347,24 @@ impl ControlPath {
         match verdict {
             PathVerdict::Transient | PathVerdict::Switched => self.reconcile_revoked(id),
             PathVerdict::DeviceFault => {
-                let side = self.side_of(lv, device).unwrap_or(suspect);
+                let side = self.side_of(lv, device).or(suspect);
                 self.reconcile_failed(id, lv, side);
             }
         }
     }
 
-    /// The range cannot be made the same on every side: `blamed` goes.
-    fn reconcile_failed(&mut self, id: u64, lv: LvId, blamed: usize) {
+    /// The range cannot be made the same on every side: `blamed` goes (if no side can be
+    /// blamed, the range is left as it is and counted in `reconcile_failures`).
+    fn reconcile_failed(&mut self, id: u64, lv: LvId, blamed: Option<usize>) {
         // The sides cannot be made the same: the side that keeps failing goes, before the
         // host's status (the death procedure fences the volume first, as for a failed write).
         // That is the side of the leg that failed, the source or another side written:
         // blaming the suspect for them would declare a good side dead for a side that is gone
         // (and, at the next timeout on another good side, that one too, leaving the volume
         // on the side that cannot be read).
-        self.side_failed(lv, blamed);
+        if let Some(side) = blamed {
+            self.side_failed(lv, side);
+        }
         self.end_reconcile_step(id);
     }
 
@@ -661,10 +691,25 @@ pub(super) mod tests {
         /// A fast-path host I/O of `lv` that reaches the control path with `reason`.
         fn host_io(&mut self, lv: LvId, xid: u16, kind: IoKind, lba: u64, blocks: u32, reason: QueueReason) {
             let io = IoTag { worker: WorkerId(0), xid: ExchangeId(xid), incarnation: 0 };
+            let request = self.request(lv, kind, lba, blocks);
+            self.upcall(WorkerId(0), ToCp::QueueIo { io, request, reason });
+            self.settle();
+        }
+
+        /// The host's write of `blocks` blocks at `lba` of the mirror, whose legs the fast path
+        /// had sent, was aborted by the host.
+        fn write_aborted(&mut self, lba: u64, blocks: u32) {
+            let request = self.request(self.lv, IoKind::Write, lba, blocks);
+            self.upcall(WorkerId(0), ToCp::WriteAborted { request });
+            self.settle();
+        }
+
+        /// A host's I/O request as the fast path reports it.
+        fn request(&self, lv: LvId, kind: IoKind, lba: u64, blocks: u32) -> HostIo {
             let opcode = if kind == IoKind::Write { 0x2A } else { 0x28 };
             let [_, _, _, _, l0, l1, l2, l3] = lba.to_be_bytes();
             let [n0, n1] = (blocks as u16).to_be_bytes();
-            let request = HostIo {
+            HostIo {
                 initiator: Wwn(1),
                 initiator_fc_id: FcId::new(0x01_0001).unwrap(),
                 vdevice: VDevice { exposure: ExposureId(1), lun: Lun(0) },
@@ -676,9 +721,7 @@ pub(super) mod tests {
                 data_len: blocks * BLOCK as u32,
                 cdb: Cdb::new(&[opcode, 0, l0, l1, l2, l3, 0, n0, n1, 0]).unwrap(),
                 received: Timestamp(self.now),
-            };
-            self.upcall(WorkerId(0), ToCp::QueueIo { io, request, reason });
-            self.settle();
+            }
         }
 
         /// One millisecond passes: the control path's tick, then every downcall answered.
@@ -750,6 +793,34 @@ pub(super) mod tests {
         assert_eq!(active(&bench), Some(PortId(1)), "the path that answered stays in use");
         assert_eq!(bench.cp.multipath_counters().failovers, 0);
         assert_eq!(bench.cp.counters().leg_timeouts.transient, 1);
+    }
+
+    #[test]
+    fn a_mirror_write_its_host_aborted_leaves_every_side_the_same() {
+        let mut bench = Bench::new();
+        // The aborted write landed on side 1 only.
+        bench.put_side_blocks(1, 40, 0xD4, 8);
+        bench.write_aborted(40, 8);
+        assert_eq!(bench.side_blocks(1, 40, 8), bench.side_blocks(0, 40, 8), "{:?}", bench.events);
+        assert_eq!(bench.side_states(), vec![SideState::Alive; 2]);
+        assert!(bench.completed.is_empty(), "no host I/O waits for the copy: {:?}", bench.completed);
+        let counters = bench.cp.counters().leg_timeouts;
+        assert_eq!((counters.aborted_writes_reconciled, counters.ranges_reconciled), (1, 1));
+        assert!(bench.cp.leg_timeouts.reconciles.is_empty(), "the range lock is released");
+    }
+
+    #[test]
+    fn an_aborted_write_whose_range_cannot_be_copied_to_a_side_fails_that_side() {
+        let mut bench = Bench::new();
+        bench.put_side_blocks(0, 8, 0xE5, 4);
+        for _ in 0..RECONCILE_ATTEMPTS {
+            bench.mishap(DeviceId(2), true, Mishap::MediumError);
+        }
+        bench.write_aborted(8, 4);
+        assert_eq!(bench.side_states(), vec![SideState::Alive, SideState::Dead], "{:?}", bench.events);
+        let counters = bench.cp.counters().leg_timeouts;
+        assert_eq!((counters.reconcile_failures, counters.ranges_reconciled), (3, 0));
+        assert!(bench.completed.is_empty());
     }
 
     #[test]

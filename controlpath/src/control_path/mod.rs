@@ -680,7 +680,7 @@ impl ControlPath {
                 self.fabric_events();
             }
             // Its copies may disagree where the write landed on some legs only.
-            ToCp::WriteAborted { request } => self.journaled_write_failed(&request),
+            ToCp::WriteAborted { request } => self.write_aborted(&request),
             ToCp::Discovered { .. } | ToCp::Aborted { .. } | ToCp::Statistics { .. } => {}
         }
         let _ = worker;
