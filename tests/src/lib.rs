@@ -1,4 +1,5 @@
-//! `dve-tests`: cross-crate integration and system tests, one file per scenario under `tests/`.
+//! `dve-tests`: cross-crate integration and system tests, one module per scenario in the
+//! `system` test binary (`tests/system/`), the DPDK one in a binary of its own.
 //! The library part holds the scaffolding those scenarios share: loading the scenario files
 //! under `tests/scenarios/` and running them in the simulator.
 

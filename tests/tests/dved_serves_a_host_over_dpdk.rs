@@ -15,6 +15,7 @@
 
 #![cfg(feature = "dpdk")]
 
+#[path = "system/real_time/mod.rs"]
 mod real_time;
 
 use std::path::Path;

@@ -11,16 +11,14 @@
 //!
 //! Nothing here asserts on time; the deadlines only turn a hang into a failure.
 
-mod real_time;
-
 use std::path::Path;
 
+use crate::real_time::{FabricDriver, HOST_WWPN, connect, wait_for_disk, wwpn};
 use dve_controlpath::daemon::{DaemonConfig, EngineRuntime, SoftwarePortSet};
 use dve_controlpath::management::EngineAccess;
 use dve_fastpath::port::SoftwarePort;
 use dve_proto::management as pb;
 use dve_sim::host::HostOp;
-use real_time::{FabricDriver, HOST_WWPN, connect, wait_for_disk, wwpn};
 
 fn config(dir: &Path) -> DaemonConfig {
     let text = r#"
@@ -62,11 +60,11 @@ fn dved_serves_a_host_through_real_threads() {
     let target = engine.access().with_control(|c| c.exposure().port_name.0);
     let mut client = runtime.block_on(connect(&engine));
     fabric.start_disk();
-    let lun = runtime.block_on(real_time::create_and_expose(&mut client, target));
+    let lun = runtime.block_on(crate::real_time::create_and_expose(&mut client, target));
     fabric.start_host(target, lun);
     let data = fabric.write_and_read_back(target, lun);
     // Host exchanges belong to worker 0, which serves the host's port.
-    runtime.block_on(real_time::wait_for_worker_statistics(
+    runtime.block_on(crate::real_time::wait_for_worker_statistics(
         &mut client,
         data.len() as u64,
         data.len() as u64 + 8 * 512,

@@ -1,0 +1,58 @@
+//! The system tests of DVE, one module per scenario (named for what it shows), in one test
+//! binary: a binary per scenario linked the whole switch and simulator ~50 times over. Most
+//! run a scenario of `tests/scenarios/` in the simulator and check its report; the `dved_*`
+//! modules run the daemon on real threads. nextest still runs each test in a process of
+//! its own.
+
+mod real_time;
+
+mod a_cancelled_migration_stays_cancelled_across_restarts;
+mod a_deleted_source_leaves_its_completed_snapshot_whole;
+mod a_paused_replica_keeps_its_image_and_catches_up;
+mod async_replica_equals_primary_at_consistency_points;
+mod capture_decodes_in_tshark;
+mod corrupted_frames_never_reach_a_disk;
+mod dved_pins_each_worker_to_its_cpu;
+mod dved_serves_a_host_through_real_threads;
+mod engine_restart_keeps_incrementals;
+mod engine_restart_mid_snapshot_of_a_degraded_mirror;
+mod engine_restart_mid_snapshot_of_a_migrating_volume;
+mod engine_restart_resumes_a_migration;
+mod engine_restart_resumes_a_snapshot_completion;
+mod engine_restarts_between_any_two_transactions;
+mod example_scenario_runs_clean;
+mod group_snapshot_is_mutually_consistent;
+mod hosts_see_only_their_luns;
+mod incremental_and_journaled_volumes_are_deleted;
+mod incrementals_diverge_from_one_base;
+mod incrementals_diverge_under_load;
+mod journal_disks_fail_under_replication;
+mod journal_keeps_every_write;
+mod lossy_links_blame_the_side_that_failed;
+mod lossy_links_during_discovery;
+mod lossy_links_let_a_returning_mirror_side_resync;
+mod lossy_links_never_hand_a_host_a_hole;
+mod lossy_links_under_replication;
+mod management_grpc;
+mod migration_cancelled_copies_back_every_write;
+mod migration_moves_a_volume_online;
+mod mirror_segments_split_after_a_resync;
+mod mirror_side_added_removed_and_added_again;
+mod mirror_side_fails_and_resyncs;
+mod mirror_side_removed_under_load;
+mod mirror_side_removed_while_another_is_dead;
+mod mirror_sides_added_online_hold_every_write;
+mod mirror_sides_return_with_every_write_they_missed;
+mod mirror_state_changes_are_durable_before_writes_are_acknowledged;
+mod oracle_catches_a_misdirected_write;
+mod path_failure_is_survived;
+mod raid10_current_side_fails_while_the_other_resyncs;
+mod replication_requests_and_journal_starvation;
+mod reservations_block_other_hosts;
+mod segments_split_and_merge_under_load;
+mod setup_never_finishing_is_an_incomplete_run;
+mod simulator_is_deterministic;
+mod snapshot_during_migration_is_exact;
+mod snapshot_equals_the_source_at_its_instant;
+mod snapshots_of_a_mirror_survive_side_failures_and_resyncs;
+mod volume_grows_online;
