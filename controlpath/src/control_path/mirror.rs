@@ -161,6 +161,11 @@ pub(super) struct MirrorWork {
     /// Copy steps of resyncs ended by their side's removal or death: each still holds its
     /// range lock (and may have a copy out) until it ends.
     abandoned: Vec<(LvId, CopyStep)>,
+    /// Devices of a volume's sides that answered discovery again while their side was dying
+    /// or the volume was busy with another side's death or resync: their sides are
+    /// resynchronized when that ends (by device, since a side's index moves when another
+    /// side is removed).
+    returned: BTreeSet<(LvId, DeviceId)>,
 }
 
 impl MirrorWork {
@@ -180,6 +185,11 @@ impl MirrorWork {
     pub(super) fn forget_segments(&mut self, segments: &[VsegId]) {
         self.ages.retain(|(seg, _), _| !segments.contains(seg));
         self.written.retain(|seg, _| !segments.contains(seg));
+    }
+
+    /// Forget the devices of a deleted volume's sides that came back while it was busy.
+    pub(super) fn forget_returns(&mut self, lv: LvId) {
+        self.returned.retain(|(l, _)| *l != lv);
     }
 
     /// Delete the stored age lists of `segments` (in the batch that deletes their volume).
@@ -483,9 +493,11 @@ impl ControlPath {
     fn side_death_recorded(&mut self, lv: LvId, side: usize) {
         self.snapshot_follow_sides(lv);
         self.grant_tables(lv);
-        // The side's devices failed: they are used again only once they answer discovery.
+        // The side's devices failed: they are used again only once they answer discovery,
+        // unless they answered it again while the side was dying.
         for device in self.side_devices(lv, side) {
-            if let Some(d) = self.devices.get_mut(device)
+            if !self.mirror.returned.contains(&(lv, device))
+                && let Some(d) = self.devices.get_mut(device)
                 && d.online
             {
                 d.online = false;
@@ -494,6 +506,7 @@ impl ControlPath {
         }
         self.events.push(ControlEvent::SideDead { lv, side });
         self.resume_after_side_death(lv);
+        self.resync_returned_sides(lv);
     }
 
     /// A write met fault-on-write: on a degraded mirror, stamp the live sides' ages for the
@@ -606,19 +619,43 @@ impl ControlPath {
         Ok(stamped)
     }
 
-    /// A device answered again: resynchronize every mirror side it holds that is dead.
-    pub(super) fn device_returned(&mut self, device: DeviceId) {
-        let returning: Vec<(LvId, usize)> = self
-            .volumes
-            .keys()
-            .filter_map(|lv| self.side_of(*lv, device).map(|s| (*lv, s)))
-            .filter(|(lv, s)| {
-                self.volumes.get(lv).and_then(|v| v.record.side_states.get(*s)).copied()
-                    == Some(SideState::Dead)
-            })
-            .collect();
-        for (lv, side) in returning {
-            self.start_resync(lv, side);
+    /// A device answered discovery (`was_online`: it was not known to have failed). Every
+    /// dead mirror side it holds is resynchronized; a side still dying, or one on a volume
+    /// busy with another side's death or resync, once that ends. Otherwise a side whose
+    /// device came back before its death was recorded would stay dead with its device
+    /// marked failed, and nothing would ever look at that device again.
+    pub(super) fn device_returned(&mut self, device: DeviceId, was_online: bool) {
+        let sides: Vec<(LvId, usize)> =
+            self.volumes.keys().filter_map(|lv| self.side_of(*lv, device).map(|s| (*lv, s))).collect();
+        for (lv, side) in sides {
+            let dying = self.mirror.dying.contains(&(lv, side))
+                || self.mirror.unrecorded_deaths.contains(&(lv, side));
+            let dead = self.volumes.get(&lv).and_then(|v| v.record.side_states.get(side)).copied()
+                == Some(SideState::Dead);
+            if dying || (dead && !was_online && self.mirror_busy(lv)) {
+                self.mirror.returned.insert((lv, device));
+            } else if dead && !was_online {
+                self.start_resync(lv, side);
+            }
+        }
+    }
+
+    /// `lv` is no longer busy with a side's death or resync: resynchronize the dead sides
+    /// whose devices came back meanwhile, one at a time (the next when this one ends).
+    fn resync_returned_sides(&mut self, lv: LvId) {
+        let devices: Vec<DeviceId> =
+            self.mirror.returned.iter().filter(|(l, _)| *l == lv).map(|(_, d)| *d).collect();
+        for device in devices {
+            if self.mirror_busy(lv) {
+                return;
+            }
+            self.mirror.returned.remove(&(lv, device));
+            let side = self.side_of(lv, device);
+            let dead = side.and_then(|s| self.volumes.get(&lv).and_then(|v| v.record.side_states.get(s)))
+                == Some(&SideState::Dead);
+            if let (Some(side), true) = (side, dead) {
+                self.start_resync(lv, side);
+            }
         }
     }
 
@@ -1097,6 +1134,7 @@ impl ControlPath {
         self.snapshot_follow_sides(lv);
         self.grant_tables(lv);
         self.events.push(ControlEvent::ResyncDone { lv, side, extents_copied: r.copied });
+        self.resync_returned_sides(lv);
     }
 }
 

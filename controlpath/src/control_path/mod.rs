@@ -773,8 +773,8 @@ impl ControlPath {
         }
         self.events.push(ControlEvent::DeviceOnline { device, target, blocks });
         self.awaited_device_online(device);
+        self.device_returned(device, was_online);
         if !was_online {
-            self.device_returned(device);
             self.retry_failed_journals(Some(device));
         }
     }

@@ -117,6 +117,7 @@ impl ControlPath {
             return Err(e);
         }
         self.mirror.forget_segments(&segments);
+        self.mirror.forget_returns(lv);
         self.incremental_deleted(lv);
         self.journal_deleted(lv);
         self.snapshots.forget(lv);

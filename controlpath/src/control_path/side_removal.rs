@@ -591,6 +591,55 @@ mod tests {
     }
 
     #[test]
+    fn a_device_that_answers_again_while_its_side_dies_has_the_side_resynchronized() {
+        let mut b = Bench::new();
+        b.hold = hold_invalidations;
+        // A leg to device 3 went unanswered: the device is taken as failed, its side dies.
+        b.cp.devices.get_mut(DeviceId(3)).unwrap().online = false;
+        b.cp.side_failed(b.lv, 2);
+        b.settle();
+        assert!(!b.held.is_empty(), "the death waits for the workers");
+        // Device 3 logs in again before the death is recorded.
+        b.log_in(2);
+        assert!(b.events.iter().any(|e| matches!(e, ControlEvent::DeviceOnline { device: DeviceId(3), .. })));
+        b.release();
+        b.host_write(1, 0, 8, 0x44);
+        for _ in 0..5 {
+            b.tick();
+        }
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.side_states, vec![SideState::Alive; 3], "{:?}", b.events);
+        assert!(b.cp.devices().get(DeviceId(3)).is_some_and(|d| d.online), "{:?}", b.events);
+        assert_eq!(b.sides_at(0, 8), vec![vec![0x44; 8]; 3]);
+        let resynced = b.events.iter().filter(|e| matches!(e, ControlEvent::ResyncDone { side: 2, .. }));
+        assert_eq!(resynced.count(), 1);
+    }
+
+    #[test]
+    fn a_side_whose_device_returns_during_another_sides_resync_is_resynchronized_after_it() {
+        let mut b = Bench::new();
+        b.cp.side_failed(b.lv, 1);
+        b.settle();
+        b.cp.side_failed(b.lv, 2);
+        b.settle();
+        b.host_write(1, 0, 8, 0x55);
+        assert_eq!(b.sides_at(0, 8)[0], vec![0x55; 8]);
+        // Device 2 returns: side 1's resync starts and its first copy is out when device 3
+        // returns too.
+        b.hold = hold_device_writes;
+        b.log_in(1);
+        assert_eq!(b.cp.resyncs().len(), 1);
+        b.log_in(2);
+        b.release();
+        for _ in 0..10 {
+            b.tick();
+        }
+        let record = b.cp.volume(b.lv).unwrap().record.clone();
+        assert_eq!(record.side_states, vec![SideState::Alive; 3], "{:?}", b.events);
+        assert_eq!(b.sides_at(0, 8), vec![vec![0x55; 8]; 3]);
+    }
+
+    #[test]
     fn a_removed_sides_claim_is_freed_only_after_every_worker_acknowledged() {
         let mut b = Bench::new();
         b.hold = hold_invalidations;
