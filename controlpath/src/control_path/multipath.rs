@@ -565,9 +565,17 @@ impl ControlPath {
             return;
         };
         path.state = PathState::Standby;
-        let target = path.target;
+        let (target, fc_id) = (path.target, path.fc_id);
+        let failed_device = !d.online;
         self.multipath.counters.paths_restored += 1;
         self.events.push(ControlEvent::PathRestored { device, target });
+        if failed_device {
+            // A device taken as failed (a mirror side's death) whose target never left the
+            // fabric would never log in again by itself: log in to it, so that it is
+            // identified, comes online and has its dead sides resynchronized.
+            self.fabric.relogin(fc_id, self.now);
+            self.fabric_events();
+        }
     }
 
     /// Multipath counters.
