@@ -82,6 +82,13 @@ pub struct ControlPathConfig {
     pub copy_chunk_blocks: u64,
     /// How often failed paths are tested again (TEST UNIT READY).
     pub path_check_interval_ns: u64,
+    /// How long after a device is taken as failed while a path to it is up (a mirror side
+    /// declared dead for its I/O errors or lost frames) it is first logged in to again; the
+    /// wait doubles after each try, up to `device_recheck_max_ns`, so a disk that keeps
+    /// failing its writes is not resynchronized in a loop.
+    pub device_recheck_ns: u64,
+    /// The longest wait between two tries of a failed device.
+    pub device_recheck_max_ns: u64,
     /// Leg timeouts in a row a device may have while it answers TEST UNIT READY before it
     /// is treated as failed (a disk that hangs on I/O only): a timeout counts until a
     /// one-block read probe that follows the path test is answered, which clears the count,
@@ -106,6 +113,8 @@ impl ControlPathConfig {
             resync_extents_per_tick: 4,
             copy_chunk_blocks: 128,
             path_check_interval_ns: 1_000_000_000,
+            device_recheck_ns: 5_000_000_000,
+            device_recheck_max_ns: 80_000_000_000,
             leg_timeout_limit: 3,
             leg_timeout_window_ns: 60_000_000_000,
         }
@@ -699,6 +708,7 @@ impl ControlPath {
         self.retry_failed_journals(None);
         self.replication_tick();
         self.path_recheck_tick();
+        self.device_recheck_tick();
         self.awaiting_tick();
         self.free_removed_sides();
     }

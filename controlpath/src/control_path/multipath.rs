@@ -6,7 +6,9 @@
 //! that met the dead path is redone on the new one (reads) or returned with a retryable
 //! status (fast-path writes, whose data has left the switch), so the host sees at most one
 //! retry. Failed paths are tested again every `path_check_interval_ns` and return to
-//! standby once they answer.
+//! standby once they answer. A device taken as failed whose path answers again, or stays up
+//! (it failed for its I/O errors or lost frames), is logged in to again (after
+//! `device_recheck_ns`, doubled at each try), so that it comes back without an operator.
 //!
 //! A device with a single path is tested the same way (it just has no standby): a leg
 //! timeout alone says nothing about the device, since a frame lost on a link looks the
@@ -123,6 +125,16 @@ pub struct MultipathCounters {
     pub paths_restored: u64,
     /// Discovery commands sent again after their answer was lost on the way.
     pub discovery_retries: u64,
+    /// Logins to a device taken as failed while a path to it was up.
+    pub device_rechecks: u64,
+}
+
+/// When a device taken as failed while a path to it is up is next logged in to, and the
+/// wait after that.
+#[derive(Clone, Copy, Debug)]
+struct DeviceRecheck {
+    next_at: u64,
+    wait: u64,
 }
 
 /// The multipath state of an engine.
@@ -140,6 +152,9 @@ pub(super) struct Multipath {
     /// Discovery commands (the identification INQUIRY, READ CAPACITY) whose answer was lost
     /// on the way, by the probe id of the path they were sent on: how many times in a row.
     lost_answers: BTreeMap<DeviceId, u32>,
+    /// Devices taken as failed with a path up, and devices back from that for less than the
+    /// longest wait (a new failure then waits longer than the last).
+    device_rechecks: BTreeMap<DeviceId, DeviceRecheck>,
     pub(super) counters: MultipathCounters,
 }
 
@@ -552,6 +567,45 @@ impl ControlPath {
             let Some(op) = test_unit_ready() else { return };
             let purpose = DispatchPurpose::PathRecheck { device, probe: path.probe };
             self.dispatch_on_path(path.probe, path.port, purpose, op);
+        }
+    }
+
+    /// Log in again to the devices taken as failed while a path to them is up, each when its
+    /// wait is over. A device that is back for the longest wait starts again from the
+    /// shortest one when it next fails.
+    pub(super) fn device_recheck_tick(&mut self) {
+        let now = self.now;
+        let (first, longest) = (self.config.device_recheck_ns.max(1), self.config.device_recheck_max_ns);
+        let failed: Vec<(DeviceId, dve_fp_api::ids::FcId)> = self
+            .devices
+            .iter()
+            .filter(|d| !d.online)
+            .filter_map(|d| d.paths.iter().find(|p| p.state != PathState::Failed).map(|p| (d.id, p.fc_id)))
+            .collect();
+        // A device online again keeps its wait if it was logged in to (the next failure
+        // waits longer), otherwise not (a device being discovered is offline for a while).
+        self.multipath.device_rechecks.retain(|device, r| {
+            failed.iter().any(|(d, _)| d == device)
+                || (r.wait > first && now < r.next_at.saturating_add(longest))
+        });
+        let mut sent = false;
+        for (device, fc_id) in failed {
+            let r = self
+                .multipath
+                .device_rechecks
+                .entry(device)
+                .or_insert(DeviceRecheck { next_at: now.saturating_add(first), wait: first });
+            if r.next_at > now {
+                continue;
+            }
+            r.wait = r.wait.saturating_mul(2).min(longest.max(first));
+            r.next_at = now.saturating_add(r.wait);
+            self.multipath.counters.device_rechecks += 1;
+            self.fabric.relogin(fc_id, now);
+            sent = true;
+        }
+        if sent {
+            self.fabric_events();
         }
     }
 

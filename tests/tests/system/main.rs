@@ -8,6 +8,7 @@ mod real_time;
 
 mod a_cancelled_migration_stays_cancelled_across_restarts;
 mod a_deleted_source_leaves_its_completed_snapshot_whole;
+mod a_mirror_side_failed_for_write_errors_returns_when_they_stop;
 mod a_mirror_side_lost_to_a_path_returns_when_the_path_answers;
 mod a_paused_replica_keeps_its_image_and_catches_up;
 mod async_replica_equals_primary_at_consistency_points;
