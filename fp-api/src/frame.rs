@@ -192,6 +192,20 @@ impl Frame {
         })
     }
 
+    /// This frame narrowed to a sub-range, as [`Frame::slice`] gives it, for a caller done
+    /// with the whole: the reference moves with it, so the storage's count is neither raised
+    /// for the slice nor lowered again when the whole drops. `None` (the frame dropped) if
+    /// out of bounds.
+    #[inline]
+    pub fn into_slice(mut self, range: Range<usize>) -> Option<Frame> {
+        if range.start > range.end || range.end > self.len() {
+            return None;
+        }
+        self.end = self.start + range.end as u32;
+        self.start += range.start as u32;
+        Some(self)
+    }
+
     /// The frame as a writable buffer, if nothing else references its storage and it starts
     /// at the storage's start (a frame fresh from a port): headers can then be rewritten in
     /// place. Otherwise the frame comes back unchanged.
@@ -378,6 +392,9 @@ mod tests {
         let payload = frame.slice(1..3).unwrap();
         assert_eq!(payload.as_slice(), b"bc");
         assert!(payload.shares_storage_with(&frame));
+        assert_eq!(frame.clone().into_slice(1..3).map(|f| f.as_slice().to_vec()), Some(b"bc".to_vec()));
+        assert!(frame.clone().into_slice(2..101).is_none());
+        assert_eq!(frame.clone().into_slice(0..3).unwrap().into_slice(1..2).unwrap().as_slice(), b"b");
         assert_eq!(pool.available(), 1);
         drop(frame);
         assert_eq!(pool.available(), 1, "the payload slice still holds the storage");

@@ -294,7 +294,7 @@ impl WriteHead {
     /// with `trailing` bytes after it: what [`AddressChanges::header_change`] gives, the
     /// leg's last answer when the header changes as it did for the leg's last frame (see
     /// [`LastChange`]). `None` if `trailing` exceeds [`crate::crc_patch::MAX_SHIFT`].
-    #[inline]
+    #[inline(always)]
     pub fn header_change(
         &mut self,
         addresses: &mut AddressChanges,
@@ -339,7 +339,7 @@ impl WriteHead {
     /// `body` (shared, not copied) and `fill` zero bytes behind it: what
     /// [`gathered_data_frame_encoded`] builds for the same header.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn data_frame(
         &self,
         mut head: FrameMut,
