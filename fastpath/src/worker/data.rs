@@ -142,6 +142,7 @@ impl Worker {
         }
         let old = *old;
         let trailing = piece.fc_len as usize - FC_HEADER;
+        let fc_len = piece.fc_len as usize;
         let fill = usize::from(piece.fill);
         let mut needed = 0;
         let mut frame = Some(piece.frame);
@@ -169,12 +170,38 @@ impl Worker {
             let crc = head
                 .header_change(&mut self.address_changes, &self.crc, &old, &hb, trailing)
                 .map(|c| piece.crc ^ c);
-            // Every leg but the last shares the host frame; the last takes it.
-            let whole = if i + 1 == leg_count { frame.take() } else { frame.clone() };
-            let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let port = down.port;
+            // Every leg but the last shares the host frame; the last takes it. A single leg
+            // writes its headers and trailer over the host's when the frame is its alone: no
+            // head buffer, nothing to gather. (A mirror's last side never can: the other sides'
+            // frames, sharing the payload, wait in the transmit lists until the poll ends.)
+            let whole = if i + 1 == leg_count { frame.take() } else { frame.clone() };
+            let whole = match (whole, crc) {
+                (Some(w), Some(crc)) if leg_count == 1 => {
+                    match head.data_frame_in_place(w, &hb, sof, eof, fc_len, crc) {
+                        Ok(out) => {
+                            down.seq_cnt = seq_cnt.wrapping_add(1);
+                            down.sent_upto = sent + len;
+                            if last {
+                                down.wanted = None;
+                            } else {
+                                let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+                                needed = needed.max(
+                                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes))
+                                        .min(leg_end),
+                                );
+                            }
+                            self.send(port, out);
+                            continue;
+                        }
+                        Err(w) => Some(w),
+                    }
+                }
+                (w, _) => w,
+            };
+            let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
             let buf = self.spare_buffers.pop().or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
             let out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
             down.seq_cnt = seq_cnt.wrapping_add(1);
