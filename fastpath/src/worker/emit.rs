@@ -396,13 +396,13 @@ impl WriteHead {
         if frame.len() != fc_end + 8 || fc_len < FC_HEADER {
             return Err(frame);
         }
-        let rewritten = frame.rewrite_in_place(|bytes| {
-            let Some((head, rest)) = bytes.split_first_chunk_mut::<PAYLOAD>() else { return };
-            let Some((trailer, _)) =
+        let mut frame = frame;
+        let Some(bytes) = frame.exclusive_bytes() else { return Err(frame) };
+        // The length was checked above: neither split fails.
+        if let Some((head, rest)) = bytes.split_first_chunk_mut::<PAYLOAD>()
+            && let Some((trailer, _)) =
                 rest.get_mut(fc_end - PAYLOAD..).and_then(|t| t.split_first_chunk_mut::<8>())
-            else {
-                return;
-            };
+        {
             let (macs, rest) = head.split_at_mut(12);
             macs.copy_from_slice(&self.macs);
             let (fcoe, fc) = rest.split_at_mut(16);
@@ -410,8 +410,8 @@ impl WriteHead {
             fcoe[15] = sof.code();
             fc.copy_from_slice(hb);
             *trailer = (u64::from(crc) | u64::from(eof.code()) << 32).to_le_bytes();
-        });
-        rewritten.map(TxFrame::whole)
+        }
+        Ok(TxFrame::whole(frame))
     }
 }
 
