@@ -254,8 +254,18 @@ impl Worker {
         let mut keep_from = u32::MAX;
         // Serving a leg changes only that leg's state, so each leg's part of the marks can be
         // taken right after serving it, in one pass over the legs.
+        // With no host data held (a device's XFER_RDY before the data came), a leg past its
+        // journal header block has nothing to send and serving it only finds that out; one
+        // whose request is already met must still have it cleared, as serving does.
+        let idle = up.pieces.is_empty();
         for down in legs.first(leg_count) {
-            self.serve_leg(up_xid, down);
+            let busy = |d: &super::state::Downstream| {
+                d.sent_upto < d.leg.header_bytes
+                    || d.wanted.is_some_and(|(_, want_end)| d.sent_upto >= want_end)
+            };
+            if !idle || self.down.get(down).is_some_and(busy) {
+                self.serve_leg(up_xid, down);
+            }
             let Some(d) = self.down.get(down) else { continue };
             let leg_start = d.leg.data_offset;
             let leg_end = leg_start + d.leg.blocks * block_size;
