@@ -131,7 +131,9 @@ impl Worker {
                 && sent >= d.leg.header_bytes
                 && sent < want_end
                 && d.leg.data_offset + (sent - d.leg.header_bytes) == offset
-                && len <= want_end - sent;
+                // The request takes the whole piece, which is not empty (`serve_leg_frame`
+                // finds no piece for an empty frame): 1 <= len <= want_end - sent.
+                && len.wrapping_sub(1) < want_end - sent;
             if !ready {
                 return Err(piece);
             }
