@@ -57,6 +57,16 @@ impl Worker {
             fill,
             patchable,
         };
+        // The usual case, a frame every leg is waiting for, goes straight to them.
+        let piece = if up.pieces.is_empty() && offset == up.received_upto && up.state == UpState::Active {
+            match self.forward_in_order(xid, piece) {
+                Ok(()) => return,
+                Err(piece) => piece,
+            }
+        } else {
+            piece
+        };
+        let Some(up) = self.up.get_mut(xid) else { return };
         // Frames nearly always arrive in order: the new piece then goes last, with no search.
         let at = if up.pieces.last().is_none_or(|p| p.offset < offset) {
             up.pieces.push(piece);
@@ -83,6 +93,154 @@ impl Worker {
         }
     }
 
+    /// Host write data `piece` of an active write that holds no other piece and whose data
+    /// it continues, sent straight to the legs when every leg of the plan waits for exactly
+    /// it (its sent data ends at the piece's offset, its request takes the whole piece, the
+    /// leg has a [`emit::WriteHead`]) and the piece's CRC can be patched: what
+    /// [`Worker::host_data`] and [`Worker::pump`] do with it then, frame for frame and state
+    /// for state (the piece would be served to each leg in order and dropped at once), without
+    /// the piece list, the search for the piece, the second look for more that finds none, or
+    /// the marks over legs that have just been served. The last leg's payload takes the host
+    /// frame itself rather than sharing it. The piece comes back if any leg is not waiting
+    /// for it; nothing has changed then.
+    fn forward_in_order(&mut self, up_xid: ExchangeId, piece: HostPiece) -> Result<(), HostPiece> {
+        let Some(up) = self.up.get(up_xid) else { return Err(piece) };
+        let Some(plan) = up.plan.as_ref() else { return Err(piece) };
+        if up.request.kind != IoKind::Write || !piece.patchable || piece.fill > 3 {
+            return Err(piece);
+        }
+        let (leg_count, block_size) = (usize::from(plan.leg_count), plan.block_size);
+        let legs = up.legs;
+        let (offset, len) = (piece.offset, piece.len);
+        let fc_start = piece.fc_start as usize;
+        let start = fc_start + FC_HEADER;
+        let range = start..start + len as usize;
+        let Some(old) = piece.frame.as_slice().get(fc_start..).and_then(|b| b.first_chunk::<FC_HEADER>())
+        else {
+            return Err(piece);
+        };
+        if range.end > piece.frame.len() {
+            return Err(piece);
+        }
+        let mut waiting = 0;
+        for down in legs.first(leg_count) {
+            let Some(d) = self.down.get(down) else { return Err(piece) };
+            let Some((_, want_end)) = d.wanted else { return Err(piece) };
+            let sent = d.sent_upto;
+            let ready = matches!(d.frames, LegFrames::Write(_))
+                && sent >= d.leg.header_bytes
+                && sent < want_end
+                && d.leg.data_offset + (sent - d.leg.header_bytes) == offset
+                // The request takes the whole piece, which is not empty (`serve_leg_frame`
+                // finds no piece for an empty frame): 1 <= len <= want_end - sent.
+                && len.wrapping_sub(1) < want_end - sent;
+            if !ready {
+                return Err(piece);
+            }
+            waiting += 1;
+        }
+        if waiting != leg_count {
+            return Err(piece);
+        }
+        let old = *old;
+        let trailing = piece.fc_len as usize - FC_HEADER;
+        let fc_len = piece.fc_len as usize;
+        let fill = usize::from(piece.fill);
+        let mut needed = 0;
+        let mut frame = Some(piece.frame);
+        for (i, down_xid) in legs.first(leg_count).enumerate() {
+            let Some(down) = self.down.get_mut(down_xid) else { continue };
+            let LegFrames::Write(head) = &mut down.frames else { continue };
+            let Some((_, want_end)) = down.wanted else { continue };
+            let sent = down.sent_upto;
+            let last = sent + len >= want_end;
+            let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
+            if last {
+                f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+            }
+            let seq_cnt = down.seq_cnt;
+            let fields = emit::WriteFields {
+                f_ctl: f,
+                seq_id: down.seq_id,
+                seq_cnt,
+                ox_id: down_xid.0,
+                rx_id: down.target_rx_id,
+                parameter: sent,
+            };
+            // Fill is at most 3: F_CTL is in range.
+            let Some(hb) = head.header(fields) else { continue };
+            let crc = head
+                .header_change(&mut self.address_changes, &self.crc, &old, &hb, trailing)
+                .map(|c| piece.crc ^ c);
+            let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
+            let eof = if last { Eof::T } else { Eof::N };
+            let port = down.port;
+            // Every leg but the last shares the host frame; the last takes it. A single leg
+            // writes its headers and trailer over the host's when the frame is its alone: no
+            // head buffer, nothing to gather. (A mirror's last side never can: the other sides'
+            // frames, sharing the payload, wait in the transmit lists until the poll ends.)
+            let whole = if i + 1 == leg_count { frame.take() } else { frame.clone() };
+            let whole = match (whole, crc) {
+                (Some(w), Some(crc)) if leg_count == 1 => {
+                    match head.data_frame_in_place(w, &hb, sof, eof, fc_len, crc) {
+                        Ok(out) => {
+                            down.seq_cnt = seq_cnt.wrapping_add(1);
+                            down.sent_upto = sent + len;
+                            if last {
+                                down.wanted = None;
+                            } else {
+                                let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+                                needed = needed.max(
+                                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes))
+                                        .min(leg_end),
+                                );
+                            }
+                            self.send(port, out);
+                            continue;
+                        }
+                        Err(w) => Some(w),
+                    }
+                }
+                (w, _) => w,
+            };
+            let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
+            let buf = self.spare_buffers.pop().or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
+            let out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
+            down.seq_cnt = seq_cnt.wrapping_add(1);
+            down.sent_upto = sent + len;
+            let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+            // As `serve_leg_frame`: with no buffer the leg's state has moved on but its
+            // request stays.
+            let Some(out) = out else {
+                needed = needed.max(
+                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end),
+                );
+                continue;
+            };
+            if last {
+                down.wanted = None;
+            } else {
+                needed = needed.max(
+                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end),
+                );
+            }
+            if let Some(out) = out {
+                self.send(port, out);
+            }
+        }
+        // The rest of `pump` for the legs as they are now: the piece is behind every one.
+        let Some(up) = self.up.get_mut(up_xid) else { return Ok(()) };
+        up.received_upto = up.received_upto.max(offset + len);
+        let needed = needed.max(up.needed_upto);
+        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
+            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
+        up.needed_upto = needed;
+        if let Some((ro, len)) = solicit {
+            self.solicit(up_xid, ro, len);
+        }
+        Ok(())
+    }
+
     /// Send every leg of host write `up_xid` what it asked for and has arrived, ask the host
     /// for more if a leg waits for it, and drop data no leg needs any more.
     pub(super) fn pump(&mut self, up_xid: ExchangeId) {
@@ -98,8 +256,18 @@ impl Worker {
         let mut keep_from = u32::MAX;
         // Serving a leg changes only that leg's state, so each leg's part of the marks can be
         // taken right after serving it, in one pass over the legs.
+        // With no host data held (a device's XFER_RDY before the data came), a leg past its
+        // journal header block has nothing to send and serving it only finds that out; one
+        // whose request is already met must still have it cleared, as serving does.
+        let idle = up.pieces.is_empty();
         for down in legs.first(leg_count) {
-            self.serve_leg(up_xid, down);
+            let busy = |d: &super::state::Downstream| {
+                d.sent_upto < d.leg.header_bytes
+                    || d.wanted.is_some_and(|(_, want_end)| d.sent_upto >= want_end)
+            };
+            if !idle || self.down.get(down).is_some_and(busy) {
+                self.serve_leg(up_xid, down);
+            }
             let Some(d) = self.down.get(down) else { continue };
             let leg_start = d.leg.data_offset;
             let leg_end = leg_start + d.leg.blocks * block_size;

@@ -294,7 +294,7 @@ impl WriteHead {
     /// with `trailing` bytes after it: what [`AddressChanges::header_change`] gives, the
     /// leg's last answer when the header changes as it did for the leg's last frame (see
     /// [`LastChange`]). `None` if `trailing` exceeds [`crate::crc_patch::MAX_SHIFT`].
-    #[inline]
+    #[inline(always)]
     pub fn header_change(
         &mut self,
         addresses: &mut AddressChanges,
@@ -339,7 +339,7 @@ impl WriteHead {
     /// `body` (shared, not copied) and `fill` zero bytes behind it: what
     /// [`gathered_data_frame_encoded`] builds for the same header.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn data_frame(
         &self,
         mut head: FrameMut,
@@ -371,6 +371,47 @@ impl WriteHead {
         });
         let tail = Trailer::fcoe(fill, crc, eof.code())?;
         Some(TxFrame { head: head.freeze(), body: Some(body), tail })
+    }
+}
+
+impl WriteHead {
+    /// The data frame [`WriteHead::data_frame`] builds for FC header `hb`, SOF, EOF and CRC
+    /// `crc`, written over the host's data frame `frame` it forwards whole: an untagged FCoE
+    /// frame holding an FC frame of `fc_len` bytes (header, payload, zero fill) followed by
+    /// nothing but its CRC and EOF with their reserved bytes, so the two frames have the same
+    /// length and payload and differ only in the headers and trailer written here. The frame
+    /// comes back unchanged if its storage is shared or it is longer or shorter than that (a
+    /// tagged frame is 4 bytes longer).
+    #[inline(always)]
+    pub fn data_frame_in_place(
+        &self,
+        frame: Frame,
+        hb: &[u8; FC_HEADER],
+        sof: Sof,
+        eof: Eof,
+        fc_len: usize,
+        crc: u32,
+    ) -> Result<TxFrame, Frame> {
+        let fc_end = FC_OFFSET + fc_len;
+        if frame.len() != fc_end + 8 || fc_len < FC_HEADER {
+            return Err(frame);
+        }
+        let mut frame = frame;
+        let Some(bytes) = frame.exclusive_bytes() else { return Err(frame) };
+        // The length was checked above: neither split fails.
+        if let Some((head, rest)) = bytes.split_first_chunk_mut::<PAYLOAD>()
+            && let Some((trailer, _)) =
+                rest.get_mut(fc_end - PAYLOAD..).and_then(|t| t.split_first_chunk_mut::<8>())
+        {
+            let (macs, rest) = head.split_at_mut(12);
+            macs.copy_from_slice(&self.macs);
+            let (fcoe, fc) = rest.split_at_mut(16);
+            fcoe.copy_from_slice(&FCOE_AFTER_MACS);
+            fcoe[15] = sof.code();
+            fc.copy_from_slice(hb);
+            *trailer = (u64::from(crc) | u64::from(eof.code()) << 32).to_le_bytes();
+        }
+        Ok(TxFrame::whole(frame))
     }
 }
 
@@ -1245,6 +1286,27 @@ mod tests {
             proptest::prop_assert_eq!(ours.head.as_slice(), theirs.head.as_slice());
             proptest::prop_assert_eq!(ours.body.as_ref().map(Frame::as_slice), theirs.body.as_ref().map(Frame::as_slice));
             proptest::prop_assert_eq!(ours.tail.as_slice(), theirs.tail.as_slice());
+            // The same frame written over a host frame of that layout, its headers and trailer
+            // full of other bytes, its fill zero.
+            if let Some(crc) = crc {
+                let fc_end = PAYLOAD + body.len() + fill;
+                let mut host = dirty(stale);
+                proptest::prop_assert!(host.set_len(fc_end + 8));
+                let bytes = host.as_mut_slice();
+                bytes[PAYLOAD..PAYLOAD + body.len()].copy_from_slice(&body);
+                bytes[PAYLOAD + body.len()..fc_end].fill(0);
+                let fc_len = fc_end - FC_OFFSET;
+                let in_place = head.data_frame_in_place(host.freeze(), &hb, sof, eof, fc_len, crc);
+                let Ok(in_place) = in_place else { return Err(proptest::test_runner::TestCaseError::fail("not rewritten")) };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                in_place.write_to(&mut a);
+                ours.write_to(&mut b);
+                proptest::prop_assert_eq!(a, b);
+                let short = dirty(stale).freeze().slice(0..fc_end + 7).unwrap_or_else(Frame::empty);
+                proptest::prop_assert!(head.data_frame_in_place(short, &hb, sof, eof, fc_len, crc).is_err());
+                let tagged = dirty(stale).freeze().slice(0..fc_end + 12).unwrap_or_else(Frame::empty);
+                proptest::prop_assert!(head.data_frame_in_place(tagged, &hb, sof, eof, fc_len, crc).is_err());
+            }
         }
     }
 
