@@ -31,6 +31,7 @@ mod incrementals_diverge_under_load;
 mod journal_disks_fail_under_replication;
 mod journal_keeps_every_write;
 mod lossy_links_blame_the_side_that_failed;
+mod lossy_links_during_a_replica_copy;
 mod lossy_links_during_discovery;
 mod lossy_links_let_a_returning_mirror_side_resync;
 mod lossy_links_never_hand_a_host_a_hole;

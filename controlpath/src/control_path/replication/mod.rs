@@ -96,6 +96,11 @@ pub struct ReplicationProgress {
     /// The volume's journal is out of service: no consistency point is taken and nothing is
     /// applied (the replica keeps its last image) until it is back, when a whole copy starts.
     pub journal_failed: bool,
+    /// A copy from the primary (a baseline, a catch-up after a resume or a failed journaled
+    /// write) or the cycles behind it are being written to the replica, which shows no
+    /// consistency point's image until the first cycle after them is applied. Not while
+    /// paused or while the journal is out of service, when nothing is written to it.
+    pub catching_up: bool,
 }
 
 /// One journal entry received by the replica side.
@@ -160,6 +165,13 @@ pub(super) struct Replication {
     unread_through: Option<u64>,
     /// Blocks still to copy from the primary.
     to_copy: CopyRanges,
+    /// Blocks of journaled writes that failed while the copy was under way, with the cycle
+    /// open then: copied once that cycle has closed.
+    unjournaled: Vec<(u64, Range<u64>)>,
+    /// The same blocks, skipped by the cycles up to the one given when they are applied:
+    /// their entries may hold what never reached the primary, and the copy holds every
+    /// write to them up to that cycle's consistency point.
+    skip: Vec<(u64, Range<u64>)>,
     /// The copy's transfer in flight.
     transfer: Option<Transfer>,
     /// Set when the copy is complete (cycles after the base may then be applied): the cycle
@@ -190,7 +202,9 @@ impl Replication {
     /// The current copy's size as known now: done, in flight and still to copy.
     fn count_copy(&mut self) {
         let in_flight = self.transfer.as_ref().map_or(0, |t| t.blocks.end - t.blocks.start);
-        self.progress.copy_blocks = self.progress.baseline_blocks + in_flight + self.to_copy.blocks();
+        let waiting: u64 = self.unjournaled.iter().map(|(_, b)| b.end - b.start).sum();
+        self.progress.copy_blocks =
+            self.progress.baseline_blocks + in_flight + self.to_copy.blocks() + waiting;
     }
 }
 
@@ -285,6 +299,8 @@ impl ControlPath {
                 rebase: true,
                 unread_through: None,
                 to_copy: CopyRanges::whole(blocks),
+                unjournaled: Vec::new(),
+                skip: Vec::new(),
                 transfer: None,
                 first_consistent: None,
                 cut_at: BTreeMap::new(),
@@ -305,6 +321,7 @@ impl ControlPath {
                     max_lag_ns: 0,
                     stopping: record.stopping,
                     journal_failed: self.journals.get(&lv).is_some_and(|j| j.failed()),
+                    catching_up: false,
                 },
             },
         );
@@ -314,6 +331,9 @@ impl ControlPath {
     pub fn replications(&self) -> Vec<ReplicationProgress> {
         let progress = |r: &Replication| ReplicationProgress {
             applying_cycle: r.applying.map(|a| a.cycle),
+            catching_up: !r.progress.paused
+                && !r.progress.journal_failed
+                && r.first_consistent.is_none_or(|first| r.progress.applied_cycle.is_none_or(|a| a < first)),
             ..r.progress
         };
         self.replications.active.values().map(progress).collect()
@@ -494,6 +514,12 @@ impl ControlPath {
         if r.rebase && !r.progress.paused && !r.progress.journal_failed {
             r.rebase = false;
             r.base_cycle = Some(cycle);
+            // Every cycle up to the new base is read only for the blocks it wrote, so blocks
+            // waiting for their cycle to close are copied like the rest.
+            for (_, b) in std::mem::take(&mut r.unjournaled) {
+                r.to_copy.add(b);
+            }
+            r.skip.clear();
             let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
             if r.progress.baseline_blocks == 0 && r.to_copy.covers_all(blocks) {
                 r.unread_through = Some(cycle);
@@ -527,7 +553,16 @@ impl ControlPath {
             return;
         }
         let Some(journal) = self.journals.get(&lv) else { return };
-        if r.to_copy.is_empty() {
+        let current = journal.cycle();
+        if r.unjournaled.iter().any(|(c, _)| *c < current)
+            && let Some(r) = self.replications.active.get_mut(&lv)
+        {
+            for (_, b) in r.unjournaled.extract_if(.., |(c, _)| *c < current) {
+                r.to_copy.add(b);
+            }
+        }
+        let Some(r) = self.replications.active.get(&lv) else { return };
+        if r.to_copy.is_empty() && r.unjournaled.is_empty() {
             let unread = journal.closed().iter().any(|c| c.cycle <= base)
                 || r.shipping.is_some_and(|s| s.slot.cycle <= base);
             if !unread {
@@ -573,11 +608,25 @@ impl ControlPath {
     pub(super) fn replication_range_unjournaled(&mut self, lv: LvId, blocks: Range<u64>) {
         let size = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
         let now = self.now;
+        let Some(cycle) = self.journals.get(&lv).map(|j| j.cycle()) else { return };
         let Some(r) = self.replications.active.get_mut(&lv) else { return };
-        r.to_copy.add(blocks.start.min(size)..blocks.end.min(size));
+        let clipped = blocks.start.min(size)..blocks.end.min(size);
+        if !r.progress.paused && !r.progress.journal_failed && !r.rebase && r.first_consistent.is_none() {
+            // A copy under way behind an earlier consistency point: the cycles after its base
+            // are applied over what it copies, and one of them may hold the journal's version
+            // of these blocks where the primary never took it. Those cycles skip the blocks,
+            // which are copied once the cycle open now has closed (so the copy also holds
+            // every write to them in it, the host's retry of this one included), much as
+            // behind a consistency point of their own but without starting the copy over.
+            r.unjournaled.push((cycle, clipped.clone()));
+            r.skip.push((cycle, clipped));
+            r.count_copy();
+            return;
+        }
+        r.to_copy.add(clipped);
         if r.progress.paused || r.progress.journal_failed || r.rebase || r.first_consistent.is_none() {
-            // A copy under way, or behind a consistency point still to come, takes these
-            // blocks with it (copied again if it had copied them before the write).
+            // Behind a consistency point still to come, the copy takes these blocks with it
+            // (copied again if it had copied them before the write).
             r.count_copy();
             return;
         }
@@ -607,6 +656,8 @@ impl ControlPath {
         // A transfer in flight finishes uncounted: the whole volume is copied again.
         r.transfer = None;
         r.to_copy = CopyRanges::whole(blocks);
+        r.unjournaled.clear();
+        r.skip.clear();
         r.rebase = true;
         r.unread_through = None;
         r.first_consistent = None;
@@ -727,9 +778,12 @@ impl ControlPath {
         // Last write wins: entries in the order they were written.
         entries.sort_by_key(|e| (e.timestamp, e.writer, e.sequence, e.position));
         let mut merged: BTreeMap<u64, Bytes> = BTreeMap::new();
+        // Blocks of a write that failed in this cycle or a later one were copied from the
+        // primary once that cycle closed: the journal's version is not theirs.
+        let skipped: Vec<&Range<u64>> = r.skip.iter().filter(|(c, _)| *c >= cycle).map(|(_, b)| b).collect();
         for e in &entries {
             for i in 0..e.blocks {
-                if e.lba + i < blocks {
+                if e.lba + i < blocks && !skipped.iter().any(|b| b.contains(&(e.lba + i))) {
                     let at = i as usize * block_size;
                     merged.insert(e.lba + i, e.data.slice(at..at + block_size));
                 }
@@ -792,6 +846,7 @@ impl ControlPath {
         let Some(r) = self.replications.active.get_mut(&lv) else { return };
         let Some(a) = r.applying.take() else { return };
         r.received.remove(&a.cycle);
+        r.skip.retain(|(c, _)| *c > a.cycle);
         let cut_at = r.cut_at.remove(&a.cycle).unwrap_or(now);
         if r.first_consistent.is_none_or(|first| a.cycle < first) {
             // Catching up behind the baseline: not an image of any consistency point yet.
@@ -1001,6 +1056,79 @@ mod tests {
         let message = dve_fp_api::message::ToCp::WriteAborted { request };
         cp.handle_upcall(dve_fp_api::ids::Timestamp(80), WorkerId(0), message);
         assert_eq!(cp.replications.active[&lv].to_copy.blocks(), 12 + 96 + 16);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_journaled_write_failing_during_a_copy_is_copied_after_its_cycle_and_not_applied_from_the_journal() {
+        let (path, mut cp, lv) = engine_with_a_journaled_volume("failed-during-copy");
+        cp.start_replication(lv, DeviceId(3), 1_000_000).unwrap();
+        // A copy under way behind consistency point 0; cycle 1 is open.
+        {
+            let r = cp.replications.active.get_mut(&lv).unwrap();
+            r.rebase = false;
+            r.base_cycle = Some(0);
+            r.to_copy = CopyRanges::whole(0);
+            r.count_copy();
+        }
+        cp.journal_cut(lv);
+        let entry = |lba: u64, fill: u8| ShippedEntry {
+            timestamp: lba,
+            writer: WorkerId(0),
+            sequence: 1,
+            position: 0,
+            lba,
+            blocks: 8,
+            data: Bytes::from(vec![fill; 8 * 512]),
+        };
+        // Cycle 1 holds a write that landed, and the journal's version of one that failed,
+        // having reached the journal but not the primary.
+        let received = vec![entry(200, 0xB2), entry(100, 0xA1)];
+        cp.replications.active.get_mut(&lv).unwrap().received.insert(1, received);
+        cp.replication_range_unjournaled(lv, 100..108);
+        {
+            let r = &cp.replications.active[&lv];
+            assert!(!r.rebase && r.base_cycle == Some(0), "the copy is not started over");
+            assert!(r.to_copy.is_empty(), "not copied before its cycle closes (the host's retry is in it)");
+            assert_eq!(r.progress.copy_blocks, 8);
+        }
+        cp.baseline_step(lv);
+        assert!(cp.replications.active[&lv].transfer.is_none());
+        // Cycle 1 closes and its slots are shipped: the blocks are copied from the primary.
+        cp.journal_cut(lv);
+        let closed: Vec<usize> = cp.journals[&lv].closed().iter().map(|c| c.slot).collect();
+        for slot in closed {
+            cp.slot_shipped(lv, slot);
+        }
+        cp.baseline_step(lv);
+        let copy = {
+            let t = cp.replications.active[&lv].transfer.clone().expect("a transfer");
+            assert_eq!(t.blocks, 100..108);
+            t.copy
+        };
+        cp.baseline_copied(lv, copy, true);
+        cp.baseline_step(lv);
+        assert_eq!(cp.replications.active[&lv].first_consistent, Some(2));
+        assert!(cp.replications()[0].catching_up);
+        // Cycle 1 is applied without the failed write's blocks: the replica keeps the copy's.
+        let replica = cp.replications()[0].replica;
+        cp.out.clear();
+        cp.apply_step(lv);
+        let written: Vec<Range<u64>> = cp
+            .out
+            .iter()
+            .filter_map(|(_, m)| match m {
+                ToFp::DispatchIo(DownstreamRequest {
+                    device,
+                    op: DownstreamOp::Write { lba, blocks, .. },
+                    ..
+                }) if *device == replica.device => {
+                    Some(lba - replica.lba..lba - replica.lba + u64::from(*blocks))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(written, vec![200..208]);
         let _ = std::fs::remove_file(&path);
     }
 
