@@ -1681,12 +1681,18 @@ impl<'a> World<'a> {
         ))
     }
 
-    /// Whether a running engine is writing a replication cycle to its replica.
+    /// Whether a running engine is writing a replication cycle, or a catch-up copy and the
+    /// cycles behind it, to a replica that showed an image.
     fn replica_being_written(&self) -> bool {
         self.engines.iter().any(|node| {
             node.switch.running
                 && !node.replicas.is_empty()
-                && node.switch.control().replications().iter().any(|r| r.applying_cycle.is_some())
+                && node.switch.control().replications().iter().any(|r| {
+                    // A catch-up copy writes over the image the replica showed: it shows one
+                    // again only once the cycles behind the copy are applied.
+                    let shown = node.replicas.get(&r.lv).is_some_and(|w| w.shown);
+                    r.applying_cycle.is_some() || (shown && r.catching_up)
+                })
         })
     }
 
