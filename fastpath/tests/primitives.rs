@@ -165,15 +165,7 @@ fn write_arranged(bed: &mut Testbed, lba: u64, data: Vec<u8>, arrange: Arrangeme
     let (ox, command) = bed.host.command(&write10(lba as u32, blocks), Some(data), len);
     bed.deliver(HOST_PORT, command);
     loop {
-        let frames: Vec<_> = bed
-            .worker
-            .take_transmits()
-            .map(|(port, tx)| {
-                let mut bytes = Vec::new();
-                tx.write_to(&mut bytes);
-                (port, bytes)
-            })
-            .collect();
+        let frames = bed.transmits();
         if frames.is_empty() {
             return ox;
         }

@@ -500,6 +500,18 @@ impl Testbed {
         self.settle();
     }
 
+    /// The frames the worker sent since the last call, as bytes, with their ports.
+    pub fn transmits(&mut self) -> Vec<(PortId, Vec<u8>)> {
+        self.worker
+            .take_transmits()
+            .map(|(port, tx)| {
+                let mut bytes = Vec::new();
+                tx.write_to(&mut bytes);
+                (port, bytes)
+            })
+            .collect()
+    }
+
     /// Deliver frames until nothing moves.
     pub fn settle(&mut self) {
         loop {
@@ -507,16 +519,7 @@ impl Testbed {
             while let Some(up) = self.worker.poll_upcall() {
                 self.upcalls.push(up);
             }
-            let frames: Vec<(PortId, Vec<u8>)> = self
-                .worker
-                .take_transmits()
-                .map(|(port, tx)| {
-                    let mut bytes = Vec::new();
-                    tx.write_to(&mut bytes);
-                    (port, bytes)
-                })
-                .collect();
-            for (port, bytes) in frames {
+            for (port, bytes) in self.transmits() {
                 moved = true;
                 if port == HOST_PORT {
                     for reply in self.host.receive(&bytes) {
