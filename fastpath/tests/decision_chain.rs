@@ -8,7 +8,7 @@ mod support;
 use bytes::Bytes;
 use dve_fp_api::FaultCause;
 use dve_fp_api::ids::{DeviceId, FcId, Lun, LvId, PortId, Timestamp, VsegId, Wwn};
-use dve_fp_api::io::{IoStatus, PendingFilter, PendingSide, ScsiStatus, Sense};
+use dve_fp_api::io::{IoStatus, PendingFilter, PendingSide, PendingState, ScsiStatus, Sense};
 use dve_fp_api::mapping::{
     Extent, HostSet, LunMapping, LunMask, MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry,
     RedirectIndex, SideLayout, SideState, StorageDescriptor, TargetExposure, VsegDescriptor,
@@ -286,32 +286,107 @@ fn statistics_count_faults_by_cause_and_frames_by_port() {
     assert!((stats.hit_ratio() - 1.0).abs() < 1e-9, "a non-read/write command does not count as a miss");
 }
 
+/// A host's ABTS, with the RX_ID unassigned.
+fn abts(ox: u16) -> Vec<u8> {
+    let f = f_ctl::END_SEQUENCE | f_ctl::LAST_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+    let hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, ox, UNASSIGNED_X_ID, 0);
+    fcoe(&hd, Sof::I3, Eof::T, &[][..])
+}
+
+/// The ranges of the `WriteAborted` upcalls so far, with the OX_ID of the ABTS each carries.
+fn aborted_writes(bed: &Testbed) -> Vec<(u64, u32, u16)> {
+    bed.upcalls
+        .iter()
+        .filter_map(|u| match u {
+            ToCp::WriteAborted { request, abts, .. } => {
+                let ox = u16::from_be_bytes([abts.as_slice()[FC_OX_ID], abts.as_slice()[FC_OX_ID + 1]]);
+                Some((request.lba, request.blocks, ox))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ABTS frames passed up as they came (those of I/O with nothing that may still land).
+fn abts_passed_up(bed: &Testbed) -> usize {
+    bed.upcalls.iter().filter(|u| matches!(u, ToCp::ControlFrame { .. })).count()
+}
+
+/// Where the OX_ID sits in an untagged FCoE frame.
+const FC_OX_ID: usize = 28 + 16;
+
 /// The host's ABTS of a write whose legs were sent: it may have landed on some legs and not
-/// others, so the control path hears of it with the write's range; a read's abort is not
-/// reported.
+/// others, so the control path hears of it with the write's range and the ABTS to answer,
+/// but only once each leg's own abort is answered, when no leg can land any more. Until
+/// then drains see the write. A read's abort goes up at once.
 #[test]
-fn a_host_abort_of_a_write_in_flight_is_reported_with_its_range() {
+fn a_host_abort_of_a_write_in_flight_is_reported_with_its_range_once_its_legs_are_aborted() {
     let mut bed = bed();
     bed.hold_disks = true;
-    let abts = |ox: u16| {
-        let f = f_ctl::END_SEQUENCE | f_ctl::LAST_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-        let hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, ox, UNASSIGNED_X_ID, 0);
-        fcoe(&hd, Sof::I3, Eof::T, &[][..])
-    };
     let write = bed.write(6, pattern(3, 2));
     let read = bed.read(40, 1);
     bed.deliver(HOST_PORT, abts(read));
     bed.deliver(HOST_PORT, abts(write));
     bed.settle();
-    let aborted: Vec<(u64, u32)> = bed
-        .upcalls
-        .iter()
-        .filter_map(|u| match u {
-            ToCp::WriteAborted { request } => Some((request.lba, request.blocks)),
-            _ => None,
-        })
+    assert_eq!(abts_passed_up(&bed), 1, "the read's ABTS, at once");
+    assert_eq!(aborted_writes(&bed), vec![], "the write's leg may still land");
+    let req = bed.req();
+    bed.message(ToFp::QueryPendingIos {
+        req,
+        filter: PendingFilter { writes_only: true, ..Default::default() },
+    });
+    let pending = bed.upcalls.iter().find_map(|u| match u {
+        ToCp::PendingIos { req: r, ios, .. } if *r == req => Some(ios.clone()),
+        _ => None,
+    });
+    let aborting: Vec<_> = pending
+        .unwrap()
+        .into_iter()
+        .filter(|io| io.side == PendingSide::Upstream)
+        .map(|io| (io.state, io.vseg, io.first_block, io.blocks))
         .collect();
-    assert_eq!(aborted, vec![(6, 2)]);
+    assert_eq!(aborting, vec![(PendingState::Aborting, Some(VsegId(1)), 6, 2)], "a drain waits for it");
     bed.release_disks();
+    assert_eq!(aborted_writes(&bed), vec![(6, 2, write)], "once the disk answered the leg's ABTS");
+    assert_eq!(abts_passed_up(&bed), 1);
     assert_eq!(bed.worker.statistics(Timestamp(0)).pending_upstream, 0);
+    let req = bed.req();
+    bed.message(ToFp::QueryPendingIos { req, filter: PendingFilter::default() });
+    assert!(
+        bed.upcalls
+            .iter()
+            .any(|u| matches!(u, ToCp::PendingIos { req: r, ios, .. } if *r == req && ios.is_empty()))
+    );
+}
+
+/// A mirror write its host aborted stays serialized while a leg's abort is unanswered: an
+/// overlapping write goes to the control path, as it would were the write still running. A
+/// device that never answers the abort is given up on after a second timeout.
+#[test]
+fn an_aborted_mirror_write_blocks_overlapping_writes_until_its_legs_are_settled() {
+    let mut bed = mirrored();
+    bed.hold_disks = true;
+    let first = bed.write(0, pattern(1, 8));
+    bed.deliver(HOST_PORT, abts(first));
+    bed.settle();
+    let second = bed.write(4, pattern(2, 8));
+    assert_eq!(bed.queued_causes(), vec![FaultCause::SerializationConflict]);
+    assert_eq!(bed.result(second).status, None);
+    assert_eq!(aborted_writes(&bed), vec![]);
+    // Neither disk ever answers: the legs' slots are reclaimed after two timeouts.
+    bed.held_disk_frames.clear();
+    let timeout = bed.worker.config().downstream_timeout_ns;
+    for step in 1..=4 {
+        bed.now += timeout;
+        bed.worker.expire(Timestamp(bed.now));
+        bed.settle();
+        bed.held_disk_frames.clear();
+        if step < 2 {
+            assert_eq!(aborted_writes(&bed), vec![], "still waiting after {step} timeouts");
+        }
+    }
+    assert_eq!(aborted_writes(&bed), vec![(0, 8, first)]);
+    bed.release_disks();
+    let third = bed.write(4, pattern(3, 8));
+    assert_eq!(bed.result(third).status, Some(0), "the range is free once the write is settled");
 }

@@ -243,6 +243,9 @@ pub enum PendingState {
     Completed,
     /// Failed, waiting for the control path.
     Failed,
+    /// A write its host aborted: the aborts of its downstream legs are not answered yet, so
+    /// a leg may still land. Drains wait for it.
+    Aborting,
 }
 
 /// One entry of a worker's upstream or downstream pending list, as `FPQueryPendingIOs`

@@ -188,9 +188,15 @@ pub enum ToCp {
     },
     /// The host aborted a write whose legs had been sent: some may have landed and others
     /// not, so the copies its layout keeps (a journal, mirror sides) may disagree there.
+    /// Sent once every leg's abort is answered (or given up), so no leg can land after it;
+    /// the host's ABTS comes with it, for the control path to answer once the copies agree.
     WriteAborted {
         /// What the host asked.
         request: HostIo,
+        /// The port the ABTS arrived on.
+        port: PortId,
+        /// The host's ABTS, the whole Ethernet frame.
+        abts: Frame,
     },
     /// Reply to `FPQueryStatistics`.
     Statistics {
@@ -507,7 +513,7 @@ mod tests {
             ToCp::Discovered { req, devices: vec![] },
             ToCp::PendingIos { req, worker: WorkerId(0), ios: vec![] },
             ToCp::Aborted { req, ios: vec![], dispatches: vec![] },
-            ToCp::WriteAborted { request: host_io() },
+            ToCp::WriteAborted { request: host_io(), port: PortId(0), abts: Frame::empty() },
             ToCp::Statistics { req, stats: Box::default() },
             ToCp::Data { req, io: tag(), result: Ok(Bytes::new()) },
             ToCp::Done { req, result: Ok(()) },

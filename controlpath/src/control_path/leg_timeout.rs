@@ -28,7 +28,8 @@
 use core::ops::Range;
 use std::collections::{BTreeMap, VecDeque};
 
-use dve_fp_api::ids::{DeviceId, IoTag, LvId, VsegId};
+use dve_fp_api::frame::Frame;
+use dve_fp_api::ids::{DeviceId, IoTag, LvId, PortId, VsegId};
 use dve_fp_api::io::{DownstreamOp, DownstreamRequest, HostIo, IoKind, IoStatus, QueueReason};
 use dve_fp_api::mapping::{RedirectIndex, SideState, StorageDescriptor};
 use dve_fp_api::message::ToFp;
@@ -92,6 +93,9 @@ struct Reconcile {
     suspect: Option<usize>,
     /// The host I/O answered once every piece is copied (none for an aborted write).
     io: Option<IoTag>,
+    /// An aborted write's ABTS and the port it came in on, answered once every piece is
+    /// copied: a host that has its BA_ACC may read the range and must find one value there.
+    abts: Option<(PortId, Frame)>,
     /// Pieces (segment, segment blocks) not started yet.
     pieces: VecDeque<(VsegId, Range<u64>)>,
     step: Option<ReconcileStep>,
@@ -171,7 +175,7 @@ impl ControlPath {
             .zip(request.lv)
             .and_then(|(failure, lv)| self.side_of(lv, failure.device).map(|side| (lv, side)));
         match suspect {
-            Some((lv, side)) => self.start_reconcile(lv, Some(side), Some(io), &request),
+            Some((lv, side)) => self.start_reconcile(lv, Some(side), Some(io), None, &request),
             None => self.complete_io(io, IoStatus::check_condition(RETRY)),
         }
     }
@@ -180,23 +184,36 @@ impl ControlPath {
     /// some legs may have landed and others not. A journaled volume's replica takes those
     /// blocks from the primary; a mirror's range is reconciled, so balanced reads cannot
     /// return the new data from one side and the old from another.
-    pub(super) fn write_aborted(&mut self, request: &HostIo) {
+    pub(super) fn write_aborted(&mut self, request: &HostIo, port: PortId, abts: Frame) {
         self.journaled_write_failed(request);
         let mirrored = request.lv.filter(|lv| {
             self.volumes.get(lv).is_some_and(|v| {
                 matches!(v.record.layout, LayoutSpec::Mirror { .. } | LayoutSpec::Raid10 { .. })
             })
         });
-        if let Some(lv) = mirrored.filter(|_| request.kind == IoKind::Write) {
-            self.counters.leg_timeouts.aborted_writes_reconciled += 1;
-            self.start_reconcile(lv, None, None, request);
+        match mirrored.filter(|_| request.kind == IoKind::Write) {
+            Some(lv) => {
+                self.counters.leg_timeouts.aborted_writes_reconciled += 1;
+                self.start_reconcile(lv, None, None, Some((port, abts)), request);
+            }
+            None => self.control_frame(port, &abts),
         }
     }
 
-    fn start_reconcile(&mut self, lv: LvId, suspect: Option<usize>, io: Option<IoTag>, request: &HostIo) {
+    fn start_reconcile(
+        &mut self,
+        lv: LvId,
+        suspect: Option<usize>,
+        io: Option<IoTag>,
+        abts: Option<(PortId, Frame)>,
+        request: &HostIo,
+    ) {
         let Some(v) = self.volumes.get(&lv) else {
             if let Some(io) = io {
                 self.complete_io(io, IoStatus::check_condition(RETRY));
+            }
+            if let Some((port, abts)) = abts {
+                self.control_frame(port, &abts);
             }
             return;
         };
@@ -206,7 +223,7 @@ impl ControlPath {
             .map(|(vseg, blocks, _)| (vseg, blocks))
             .collect();
         let id = self.op_id();
-        self.leg_timeouts.reconciles.insert(id, Reconcile { lv, suspect, io, pieces, step: None });
+        self.leg_timeouts.reconciles.insert(id, Reconcile { lv, suspect, io, abts, pieces, step: None });
         self.next_reconcile_step(id);
     }
 
@@ -217,8 +234,12 @@ impl ControlPath {
             return;
         }
         let Some((vseg, blocks)) = r.pieces.front().cloned() else {
-            if let Some(io) = self.leg_timeouts.reconciles.remove(&id).and_then(|r| r.io) {
+            let Some(done) = self.leg_timeouts.reconciles.remove(&id) else { return };
+            if let Some(io) = done.io {
                 self.complete_io(io, IoStatus::check_condition(RETRY));
+            }
+            if let Some((port, abts)) = done.abts {
+                self.control_frame(port, &abts);
             }
             return;
         };
@@ -388,6 +409,8 @@ pub(super) mod tests {
     use dve_fp_api::ids::{ExchangeId, ExposureId, FcId, Lun, PortId, Timestamp, WorkerId, Wwn};
     use dve_fp_api::io::{Cdb, DownstreamFailure, ScsiStatus, Sense, VDevice};
     use dve_fp_api::message::ToCp;
+    use dve_wire::bls::BlsRepr;
+    use dve_wire::fc::{fc_type, r_ctl};
 
     use super::*;
     use crate::control_path::ControlPathConfig;
@@ -445,6 +468,11 @@ pub(super) mod tests {
         /// The byte every block of a host write's data holds, once asked for (`GetData`).
         write_fill: u8,
         pub(in crate::control_path) events: Vec<ControlEvent>,
+        /// Writes the devices carried out so far.
+        device_writes: usize,
+        /// Frames the control path sent through a worker, each with the number of device
+        /// writes carried out before it.
+        sent: Vec<(usize, Vec<u8>)>,
     }
 
     impl Bench {
@@ -472,6 +500,8 @@ pub(super) mod tests {
                 identity: None,
                 write_fill: 0,
                 events: Vec::new(),
+                device_writes: 0,
+                sent: Vec::new(),
             };
             // Each target port logs in on its own engine port: identified, then (for a new
             // device) its capacity.
@@ -586,6 +616,11 @@ pub(super) mod tests {
                     | ToFp::SetLunMask { req, .. }
                     | ToFp::Expose { req, .. }
                     | ToFp::PutData { req, .. } => self.upcall(worker, ToCp::Done { req, result: Ok(()) }),
+                    ToFp::SendFrame { frame, .. } => {
+                        let mut bytes = Vec::new();
+                        frame.write_to(&mut bytes);
+                        self.sent.push((self.device_writes, bytes));
+                    }
                     _ => {}
                 }
             }
@@ -655,6 +690,7 @@ pub(super) mod tests {
                     (IoStatus::GOOD, Some(Bytes::from(data)))
                 }
                 DownstreamOp::Write { lba, data, .. } => {
+                    self.device_writes += 1;
                     for (i, block) in data.chunks(BLOCK).enumerate() {
                         self.blocks.insert((device, lba + i as u64), block.to_vec());
                     }
@@ -696,12 +732,42 @@ pub(super) mod tests {
             self.settle();
         }
 
-        /// The host's write of `blocks` blocks at `lba` of the mirror, whose legs the fast path
-        /// had sent, was aborted by the host.
-        fn write_aborted(&mut self, lba: u64, blocks: u32) {
-            let request = self.request(self.lv, IoKind::Write, lba, blocks);
-            self.upcall(WorkerId(0), ToCp::WriteAborted { request });
+        /// The host's write of `blocks` blocks at `lba` of `lv`, whose legs the fast path had
+        /// sent, was aborted by the host with an ABTS of OX_ID `ox`.
+        fn write_aborted_in(&mut self, lv: LvId, lba: u64, blocks: u32, ox: u16) {
+            let request = self.request(lv, IoKind::Write, lba, blocks);
+            let target = self.cp.exposure().fc_id.get();
+            let builder = crate::frames::FrameBuilder { fc_map: crate::frames::DEFAULT_FC_MAP };
+            let host = request.initiator_fc_id.get();
+            let src = crate::frames::fpma(builder.fc_map, host);
+            let abts = builder
+                .request(src, host, target, r_ctl::BLS_ABTS, fc_type::BLS, ox, &BlsRepr::Abts)
+                .and_then(|tx| Frame::copy_from(&tx.pieces().flatten().copied().collect::<Vec<u8>>()))
+                .unwrap();
+            self.upcall(WorkerId(0), ToCp::WriteAborted { request, port: PortId(0), abts });
             self.settle();
+        }
+
+        /// As `write_aborted_in`, for the mirror.
+        fn write_aborted(&mut self, lba: u64, blocks: u32) {
+            self.write_aborted_in(self.lv, lba, blocks, 0x0A0A);
+        }
+
+        /// The BLS answers (BA_ACC, BA_RJT) the control path sent: R_CTL, OX_ID, and the
+        /// number of device writes carried out before each.
+        fn bls_answers(&self) -> Vec<(u8, u16, usize)> {
+            self.sent
+                .iter()
+                .filter_map(|(writes, bytes)| {
+                    let Ok(dve_wire::stack::Packet::Fcoe { frame, .. }) =
+                        dve_wire::stack::parse_packet(bytes)
+                    else {
+                        return None;
+                    };
+                    let h = frame.header;
+                    (h.fc_type == fc_type::BLS).then_some((h.r_ctl, h.ox_id, *writes))
+                })
+                .collect()
         }
 
         /// A host's I/O request as the fast path reports it.
@@ -807,6 +873,28 @@ pub(super) mod tests {
         let counters = bench.cp.counters().leg_timeouts;
         assert_eq!((counters.aborted_writes_reconciled, counters.ranges_reconciled), (1, 1));
         assert!(bench.cp.leg_timeouts.reconciles.is_empty(), "the range lock is released");
+    }
+
+    #[test]
+    fn a_host_aborting_a_mirror_write_has_its_ba_acc_only_once_the_sides_agree() {
+        let mut bench = Bench::new();
+        bench.put_side_blocks(0, 40, 0xD4, 8);
+        bench.write_aborted(40, 8);
+        assert_eq!(bench.side_blocks(1, 40, 8), bench.side_blocks(0, 40, 8), "{:?}", bench.events);
+        assert!(bench.device_writes > 0, "the reconcile copied the range");
+        assert_eq!(
+            bench.bls_answers(),
+            vec![(r_ctl::BLS_BA_ACC, 0x0A0A, bench.device_writes)],
+            "answered after the copy's last write, so a read after it finds one value"
+        );
+    }
+
+    #[test]
+    fn a_host_aborting_a_write_of_an_unmirrored_volume_has_its_ba_acc_at_once() {
+        let mut bench = Bench::new();
+        bench.write_aborted_in(LvId(99), 40, 8, 0x0B0B);
+        assert_eq!(bench.bls_answers(), vec![(r_ctl::BLS_BA_ACC, 0x0B0B, 0)]);
+        assert_eq!(bench.cp.counters().leg_timeouts.aborted_writes_reconciled, 0);
     }
 
     #[test]

@@ -682,17 +682,19 @@ impl ControlPath {
                     _ => {}
                 }
             }
-            ToCp::ControlFrame { port, frame } => {
-                if !self.fabric.handle_frame(self.now, port, frame.as_slice()) {
-                    // Frames of the control path's exchanges the fabric does not track.
-                }
-                self.fabric_events();
-            }
+            ToCp::ControlFrame { port, frame } => self.control_frame(port, &frame),
             // Its copies may disagree where the write landed on some legs only.
-            ToCp::WriteAborted { request } => self.write_aborted(&request),
+            ToCp::WriteAborted { request, port, abts } => self.write_aborted(&request, port, abts),
             ToCp::Discovered { .. } | ToCp::Aborted { .. } | ToCp::Statistics { .. } => {}
         }
         let _ = worker;
+    }
+
+    /// A frame a worker passed up: the fabric's, a link service's, an abort's. Frames of the
+    /// control path's own exchanges that the fabric does not track are dropped.
+    pub(super) fn control_frame(&mut self, port: PortId, frame: &dve_fp_api::frame::Frame) {
+        let _ = self.fabric.handle_frame(self.now, port, frame.as_slice());
+        self.fabric_events();
     }
 
     /// Advance timers: login retries, drains, resync steps.

@@ -181,6 +181,7 @@ impl Worker {
                 ios.push(io);
             }
         }
+        ios.extend(self.aborted_writes.iter().map(|w| w.pending()).filter(|io| filter.matches(io)));
         ios
     }
 

@@ -36,7 +36,10 @@ impl Worker {
         for &xid in &expired {
             let Some(down) = self.down.get_mut(xid) else { continue };
             if down.state == DownState::Aborting {
+                // The device answered neither the leg nor its abort in two timeouts: the
+                // slot is reclaimed, and an aborted write waiting on it goes on without.
                 self.down.remove(xid);
+                self.leg_abort_settled(xid);
                 continue;
             }
             down.timestamp = now;

@@ -12,6 +12,7 @@ mod control;
 mod data;
 pub mod emit;
 mod expiry;
+mod host_abort;
 pub mod run;
 pub mod state;
 pub mod translate;
@@ -68,8 +69,11 @@ pub struct Worker {
     handoffs: Vec<(WorkerId, PortId, Frame)>,
     /// Host I/Os held while their volume is paused, in arrival order.
     held: VecDeque<ExchangeId>,
-    /// Mirror and journal writes in flight: segment, block range, exchange.
+    /// Mirror and journal writes in flight: segment, block range, exchange
+    /// ([`host_abort::ABORTED`] for a write its host aborted whose legs may still land).
     serialized: Vec<(VsegId, u64, u64, ExchangeId)>,
+    /// Writes their hosts aborted, waiting for their legs' aborts to be answered.
+    aborted_writes: Vec<host_abort::AbortedWrite>,
     /// Recycled write-data lists, so host writes do not allocate in steady state.
     spare_pieces: Vec<Vec<HostPiece>>,
     /// The worker number the control path uses for its own exchanges' OX_IDs.
@@ -163,6 +167,7 @@ impl Worker {
             handoffs: Vec::new(),
             held: VecDeque::new(),
             serialized: Vec::with_capacity(64),
+            aborted_writes: Vec::new(),
             spare_pieces: Vec::new(),
             cp_worker,
             next_expiry_scan: 0,
@@ -446,6 +451,7 @@ impl Worker {
         if down.state == DownState::Aborting {
             if matches!(h.r_ctl, r_ctl::BLS_BA_ACC | r_ctl::BLS_BA_RJT) {
                 self.down.remove(xid);
+                self.leg_abort_settled(xid);
             }
             return;
         }
@@ -973,32 +979,6 @@ impl Worker {
         if let Some(frame) = frame {
             self.send(port, TxFrame::whole(frame));
         }
-    }
-
-    /// The host aborted an exchange: drop the worker's state (aborting its legs) and let the
-    /// control path answer the ABTS.
-    fn host_abort(&mut self, port: PortId, frame: Frame, rx: &Received) {
-        let h = rx.header;
-        let host = FcId::new(h.s_id.0).unwrap_or_default();
-        let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some() {
-            Some(ExchangeId(h.rx_id))
-        } else {
-            self.up.iter().find(|(_, u)| u.host == host && u.host_ox_id == h.ox_id).map(|(t, _)| t.xid)
-        };
-        if let Some(xid) = xid {
-            // A write with legs sent may have landed on some and not others: the control
-            // path makes its copies agree again.
-            let landing = self
-                .up
-                .get(xid)
-                .filter(|u| u.request.kind == IoKind::Write && u.legs.iter().next().is_some());
-            if let Some(up) = landing {
-                self.upcalls.push_back(ToCp::WriteAborted { request: up.request });
-            }
-            self.abort_upstream(xid);
-            self.stats.faults.record(FaultCause::Aborted);
-        }
-        self.control_frame(port, frame);
     }
 
     /// Abort host I/O `xid`: abort its legs downstream and free it.

@@ -1053,7 +1053,8 @@ mod tests {
             cdb: dve_fp_api::io::Cdb::new(&[0x2A, 0, 0, 0, 0x07, 0xD0, 0, 0, 16, 0]).unwrap(),
             received: dve_fp_api::ids::Timestamp(70),
         };
-        let message = dve_fp_api::message::ToCp::WriteAborted { request };
+        let (port, abts) = (dve_fp_api::ids::PortId(0), dve_fp_api::frame::Frame::empty());
+        let message = dve_fp_api::message::ToCp::WriteAborted { request, port, abts };
         cp.handle_upcall(dve_fp_api::ids::Timestamp(80), WorkerId(0), message);
         assert_eq!(cp.replications.active[&lv].to_copy.blocks(), 12 + 96 + 16);
         let _ = std::fs::remove_file(&path);
