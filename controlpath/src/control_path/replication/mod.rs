@@ -413,7 +413,8 @@ impl ControlPath {
         r.progress.paused = paused;
         if paused {
             // Cycles received but not applied are not kept: what they wrote is copied instead.
-            for entries in std::mem::take(&mut r.received).into_values() {
+            for (cycle, entries) in std::mem::take(&mut r.received) {
+                r.cut_at.remove(&cycle);
                 for e in entries {
                     r.to_copy.add(e.lba.min(blocks)..(e.lba + e.blocks).min(blocks));
                 }
@@ -520,12 +521,15 @@ impl ControlPath {
                 r.to_copy.add(b);
             }
             r.skip.clear();
+            // Cycles up to the base are no image the replica will show: their instants,
+            // kept only to measure an image's lag, would never be taken back.
+            r.cut_at.retain(|c, _| *c > cycle);
             let blocks = self.volumes.get(&lv).map_or(0, |v| v.record.blocks);
             if r.progress.baseline_blocks == 0 && r.to_copy.covers_all(blocks) {
                 r.unread_through = Some(cycle);
             }
         }
-        if !first {
+        if r.base_cycle.is_some_and(|base| cycle > base) {
             r.cut_at.insert(cycle, now);
         }
         for lock in locks {
@@ -630,8 +634,9 @@ impl ControlPath {
             r.count_copy();
             return;
         }
-        // Cycles received but not applied belong to the copy now.
-        for entries in std::mem::take(&mut r.received).into_values() {
+        // Cycles received but not applied belong to the copy now, and are never applied.
+        for (cycle, entries) in std::mem::take(&mut r.received) {
+            r.cut_at.remove(&cycle);
             for e in entries {
                 r.to_copy.add(e.lba.min(size)..(e.lba + e.blocks).min(size));
             }
@@ -1026,12 +1031,14 @@ mod tests {
             r.first_consistent = Some(1);
             r.to_copy = CopyRanges::whole(0);
             r.received.insert(2, vec![received]);
+            r.cut_at.insert(2, 50);
             r.count_copy();
         }
         cp.now = 77;
         cp.replication_range_unjournaled(lv, 100..108);
         let r = &cp.replications.active[&lv];
         assert!(r.rebase && r.first_consistent.is_none() && r.received.is_empty());
+        assert!(r.cut_at.is_empty(), "cycle 2 is never applied now: its instant is not kept");
         assert_eq!((r.next_cut_at, r.to_copy.blocks(), r.progress.copy_blocks), (77, 12, 12));
         // While that copy is under way, another failed write only adds its blocks.
         cp.replication_range_unjournaled(lv, 4000..5000);
