@@ -483,8 +483,20 @@ pub(super) mod tests {
         /// As `new`, with `paths` paths to device 2 (side 1), on ports 1 onwards: its ports
         /// show one unit designator, so they become paths of one device.
         fn with_paths_to_side_1(paths: u16) -> Bench {
+            Bench::build(2, paths, true)
+        }
+
+        /// A three-way mirror of devices 1, 2 and 3, each with one path (ports 0, 1, 2).
+        pub(in crate::control_path) fn three_way() -> Bench {
+            Bench::build(3, 2, false)
+        }
+
+        /// A mirror of `devices` devices over ports 0 to `paths`: port 0 is device 1's; with
+        /// `shared` the other ports are paths to device 2 (one unit designator), else port k
+        /// is device k + 1's.
+        fn build(devices: u32, paths: u16, shared: bool) -> Bench {
             let mut store = MemoryStore::new();
-            store.commit(discovered_devices(2, 100_000)).unwrap();
+            store.commit(discovered_devices(devices, 100_000)).unwrap();
             let mut cp = ControlPath::new(ControlPathConfig::new(1, 1 + paths, 2));
             cp.attach_store(Box::new(store)).unwrap();
             let mut bench = Bench {
@@ -506,13 +518,14 @@ pub(super) mod tests {
             // Each target port logs in on its own engine port: identified, then (for a new
             // device) its capacity.
             for port in 0..=paths {
-                bench.identity =
-                    (port > 0 && paths > 1).then(|| unit_page(&0x6000_0000_0000_0002u64.to_be_bytes()));
+                bench.identity = (shared && port > 0 && paths > 1)
+                    .then(|| unit_page(&0x6000_0000_0000_0002u64.to_be_bytes()));
                 bench.log_in(port);
             }
             let paths_of = |d: u32| bench.cp.devices().get(DeviceId(d)).map(|d| (d.online, d.paths.len()));
-            assert_eq!((paths_of(1), paths_of(2)), (Some((true, 1)), Some((true, usize::from(paths)))));
-            let layout = LayoutSpec::Mirror { sides: vec![DeviceId(1), DeviceId(2)] };
+            let side_1_paths = if shared { usize::from(paths) } else { 1 };
+            assert_eq!((paths_of(1), paths_of(2)), (Some((true, 1)), Some((true, side_1_paths))));
+            let layout = LayoutSpec::Mirror { sides: (1..=devices).map(DeviceId).collect() };
             bench.lv = bench.cp.create_volume("m", 4096, layout).unwrap();
             bench.cp.expose(bench.lv, &[Wwn(1)]).unwrap();
             bench.settle();
@@ -536,6 +549,12 @@ pub(super) mod tests {
         /// Device 2 (side 1) answers again and logs in: a dead side 1 is resynchronized.
         pub(in crate::control_path) fn side_1_returns(&mut self) {
             self.log_in(1);
+        }
+
+        /// The device on engine port `port` answers again and logs in (on the three-way
+        /// mirror, side `port` returns).
+        pub(in crate::control_path) fn device_returns(&mut self, port: u16) {
+            self.log_in(port);
         }
 
         /// The engine port a dispatch to `id` (a device, or a path's probe id) leaves by.

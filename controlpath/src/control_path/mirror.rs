@@ -105,6 +105,8 @@ struct CopyStep {
     sent_at: u64,
     /// Pieces that failed in a row, none copied since.
     failures: u32,
+    /// The device a leg nobody answered went to, while its path is tested.
+    suspect: Option<DeviceId>,
 }
 
 /// Pieces of one step that may fail in a row (each for a lost frame or a passing condition,
@@ -125,6 +127,9 @@ pub struct ResyncCounters {
     /// Steps that kept failing, or met a device's error or a failed device: the returning
     /// side was declared dead again.
     pub steps_failed: u64,
+    /// Source sides that failed a copy's read while another live side could take over: the
+    /// source was declared dead and the resync went on from the other side.
+    pub sources_failed: u64,
 }
 
 /// A resync in progress.
@@ -883,7 +888,16 @@ impl ControlPath {
             let lock =
                 self.revoke_writes_in(vseg, blocks.clone(), true, AfterRevocation::ResyncCopy { lv, step });
             if let Some(r) = self.mirror.resyncs.get_mut(&lv) {
-                r.step = Some(CopyStep { lock, vseg, blocks, done: 0, copy: None, sent_at: 0, failures: 0 });
+                r.step = Some(CopyStep {
+                    lock,
+                    vseg,
+                    blocks,
+                    done: 0,
+                    copy: None,
+                    sent_at: 0,
+                    failures: 0,
+                    suspect: None,
+                });
             }
         }
     }
@@ -932,7 +946,16 @@ impl ControlPath {
         else {
             return;
         };
-        let Some(live) = m.sides().iter().position(|s| s.state == SideState::Alive) else { return };
+        // Not a side being declared dead: its copy failed, or it would not be dying.
+        let dying = &self.mirror.dying;
+        let Some(live) = m
+            .sides()
+            .iter()
+            .enumerate()
+            .position(|(i, s)| s.state == SideState::Alive && !dying.contains(&(lv, i)))
+        else {
+            return;
+        };
         let mut reads = Vec::new();
         let mut writes = Vec::new();
         side_legs(&m.sides()[live].layout, blocks.clone(), &mut reads);
@@ -996,10 +1019,41 @@ impl ControlPath {
             // A leg nobody answered: the path and the device are tested, as after a fast-path
             // leg's timeout, before the piece is copied again or the side declared dead.
             CopyFailure::Unanswered(device) if !given_up => {
+                step.suspect = Some(device);
                 self.path_suspect(device, sent_at, PathWaiter::ResyncStep { lv, lock });
             }
+            CopyFailure::DeviceError(device) if self.resync_source_failed(lv, device) => {}
             _ => self.resync_step_failed(lv),
         }
+    }
+
+    /// A resync's source side failed (its device answered the copy's read with an error, or
+    /// stopped answering): with another live side to copy from, the source is declared dead
+    /// and the piece copied again from that side; false (nothing done) otherwise, when the
+    /// returning side takes the blame as before.
+    fn resync_source_failed(&mut self, lv: LvId, device: DeviceId) -> bool {
+        let Some(returning) = self.mirror.resyncs.get(&lv).map(|r| r.side) else { return false };
+        let Some(source) = self.side_of(lv, device).filter(|s| *s != returning) else { return false };
+        let Some(v) = self.volumes.get(&lv) else { return false };
+        let others = v
+            .record
+            .side_states
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                *i != source && **s == SideState::Alive && !self.mirror.dying.contains(&(lv, *i))
+            })
+            .count();
+        if v.record.side_states.get(source) != Some(&SideState::Alive) || others == 0 {
+            return false;
+        }
+        self.counters.resync.sources_failed += 1;
+        self.side_failed(lv, source);
+        if let Some(step) = self.mirror.resyncs.get_mut(&lv).and_then(|r| r.step.as_mut()) {
+            step.failures = 0;
+        }
+        self.copy_resync_piece(lv);
+        true
     }
 
     /// The path test after a resync piece's leg timed out is settled.
@@ -1014,11 +1068,13 @@ impl ControlPath {
         if step.lock != lock || step.copy.is_some() {
             return;
         }
+        let suspect = step.suspect;
         match verdict {
             PathVerdict::Transient | PathVerdict::Switched => {
                 self.counters.resync.pieces_retried += 1;
                 self.copy_resync_piece(lv);
             }
+            PathVerdict::DeviceFault if suspect.is_some_and(|d| self.resync_source_failed(lv, d)) => {}
             PathVerdict::DeviceFault => self.resync_step_failed(lv),
         }
     }
@@ -1330,6 +1386,63 @@ mod tests {
         bench.health.insert(DeviceId(2), Health::Dead);
         run_resync(&mut bench);
         assert_eq!(outcome(&bench), (SideState::Dead, 0, 1), "{:?}", bench.events);
+    }
+
+    /// A three-way mirror whose side 2 (device 3) was away while both extents were written
+    /// and is back, resynchronizing from side 0.
+    fn three_way_side_2_back() -> Bench {
+        let mut bench = Bench::three_way();
+        let lv = bench.lv;
+        bench.cp.side_failed(lv, 2);
+        bench.settle();
+        bench.host_write(lv, 1, 0, 8, 0xA1);
+        bench.host_write(lv, 2, 3000, 8, 0xB2);
+        bench.events.clear();
+        bench.device_returns(2);
+        assert_eq!(bench.side_states()[2], SideState::Resync, "{:?}", bench.events);
+        bench
+    }
+
+    fn run_to_end(bench: &mut Bench) {
+        for _ in 0..100 {
+            if bench.cp.resyncs().is_empty() {
+                return;
+            }
+            bench.tick();
+        }
+        panic!("the resync never ended: {:?}", bench.events);
+    }
+
+    #[test]
+    fn a_resync_source_that_fails_is_declared_dead_and_another_live_side_takes_over() {
+        let mut bench = three_way_side_2_back();
+        bench.mishap(DeviceId(1), false, Mishap::MediumError);
+        run_to_end(&mut bench);
+        assert_eq!(
+            bench.side_states(),
+            [SideState::Dead, SideState::Alive, SideState::Alive],
+            "the source is blamed, not the returning side: {:?}",
+            bench.events
+        );
+        assert_eq!(bench.side_blocks(2, 0, 4096), bench.side_blocks(1, 0, 4096));
+        assert_eq!(bench.side_blocks(2, 3000, 8), vec![0xB2; 8 * BLOCK]);
+        let counters = bench.cp.counters().resync;
+        assert_eq!((counters.sources_failed, counters.steps_failed), (1, 0), "{counters:?}");
+    }
+
+    #[test]
+    fn a_resync_source_that_stops_answering_is_declared_dead_after_its_path_test() {
+        let mut bench = three_way_side_2_back();
+        bench.health.insert(DeviceId(1), Health::Dead);
+        run_to_end(&mut bench);
+        assert_eq!(
+            bench.side_states(),
+            [SideState::Dead, SideState::Alive, SideState::Alive],
+            "{:?}",
+            bench.events
+        );
+        assert_eq!(bench.side_blocks(2, 0, 4096), bench.side_blocks(1, 0, 4096));
+        assert_eq!(bench.cp.counters().resync.sources_failed, 1);
     }
 
     #[test]
