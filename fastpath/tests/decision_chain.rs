@@ -288,9 +288,45 @@ fn statistics_count_faults_by_cause_and_frames_by_port() {
 
 /// A host's ABTS, with the RX_ID unassigned.
 fn abts(ox: u16) -> Vec<u8> {
+    abts_with_rx(ox, UNASSIGNED_X_ID)
+}
+
+/// A host's ABTS naming the exchange `ox`, `rx`.
+fn abts_with_rx(ox: u16, rx: u16) -> Vec<u8> {
     let f = f_ctl::END_SEQUENCE | f_ctl::LAST_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-    let hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, ox, UNASSIGNED_X_ID, 0);
+    let hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, ox, rx, 0);
     fcoe(&hd, Sof::I3, Eof::T, &[][..])
+}
+
+/// A host whose answer to a finished exchange was lost aborts it, naming the RX_ID the
+/// worker gave it; the worker has since given that slot to a new exchange of the same host,
+/// which the ABTS must not touch (it goes to the control path, which answers it). Likewise a
+/// late data frame of the old exchange is not taken as the new write's data.
+#[test]
+fn a_late_abts_or_data_frame_of_a_finished_exchange_leaves_the_exchange_in_its_slot_alone() {
+    let mut bed = bed();
+    let old = bed.write(6, pattern(1, 2));
+    assert_eq!(bed.result(old).status, Some(0));
+    let old_rx = bed.result(old).rx_id.unwrap();
+    bed.hold_disks = true;
+    let new = bed.write(6, pattern(2, 2));
+    // A stale data frame of the old exchange over the new write's range.
+    let f = f_ctl::RELATIVE_OFFSET | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+    let hd = header(r_ctl::SOLICITED_DATA, TARGET_FC, HOST_FC, fc_type::FCP, f, old, old_rx, 0);
+    bed.deliver(HOST_PORT, fcoe(&hd, Sof::I3, Eof::T, &pattern(9, 1)[..]));
+    bed.deliver(HOST_PORT, abts_with_rx(old, old_rx));
+    bed.settle();
+    assert_eq!(abts_passed_up(&bed), 1, "the control path answers the ABTS of the old exchange");
+    assert_eq!(aborted_writes(&bed), vec![]);
+    bed.release_disks();
+    assert_eq!(bed.result(new).status, Some(0), "the new write was not aborted");
+    assert_eq!(
+        bed.result(new).rx_id,
+        Some(old_rx),
+        "it had the old one's slot (else the test shows nothing)"
+    );
+    let stored = [bed.disks.read_block(1, 6), bed.disks.read_block(1, 7)].concat();
+    assert_eq!(stored, pattern(2, 2), "and its data is its own");
 }
 
 /// The ranges of the `WriteAborted` upcalls so far, with the OX_ID of the ABTS each carries.

@@ -34,6 +34,11 @@ impl Worker {
     pub(super) fn host_data(&mut self, frame: dve_fp_api::frame::Frame, rx: &Received) {
         let xid = ExchangeId(rx.header.rx_id);
         let Some(up) = self.up.get_mut(xid) else { return };
+        // Only the exchange's own host, in that exchange: a late frame of an exchange whose
+        // slot was taken since (or another host's frame) must not land in this write.
+        if up.host_ox_id != rx.header.ox_id || up.host.get() != rx.header.s_id.0 {
+            return;
+        }
         let offset = rx.header.parameter;
         let len = rx.payload_len as u32;
         let in_range = offset.checked_add(len).is_some_and(|end| end <= up.request.data_len);

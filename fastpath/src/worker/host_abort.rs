@@ -59,10 +59,14 @@ impl Worker {
     pub(super) fn host_abort(&mut self, port: PortId, frame: Frame, rx: &Received) {
         let h = rx.header;
         let host = FcId::new(h.s_id.0).unwrap_or_default();
-        let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some() {
+        // The RX_ID names a slot, which a new exchange may have taken since the host last heard
+        // of it: an ABTS of an exchange the worker finished (its answer lost) must not abort
+        // whatever holds that slot now, so the slot's host and OX_ID must be the ABTS's.
+        let ours = |u: &crate::worker::state::Upstream| u.host == host && u.host_ox_id == h.ox_id;
+        let xid = if h.rx_id != UNASSIGNED_X_ID && self.up.get(ExchangeId(h.rx_id)).is_some_and(ours) {
             Some(ExchangeId(h.rx_id))
         } else {
-            self.up.iter().find(|(_, u)| u.host == host && u.host_ox_id == h.ox_id).map(|(t, _)| t.xid)
+            self.up.iter().find(|(_, u)| ours(u)).map(|(t, _)| t.xid)
         };
         let Some(xid) = xid else { return self.control_frame(port, frame) };
         // A write with legs sent may have landed on some and not others.

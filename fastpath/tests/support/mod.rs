@@ -275,6 +275,8 @@ pub struct HostIoResult {
     pub data: Vec<u8>,
     pub status: Option<u8>,
     pub xfer_rdys: u32,
+    /// The RX_ID the worker gave the exchange, once it sent a frame of it.
+    pub rx_id: Option<u16>,
 }
 
 /// The FCP initiator.
@@ -292,6 +294,7 @@ impl Host {
         assert_eq!(h.d_id.0, HOST_FC);
         assert_eq!(h.s_id.0, TARGET_FC, "frames to the host come from the virtual target");
         let result = self.results.entry(h.ox_id).or_default();
+        result.rx_id = Some(h.rx_id);
         let mut out = Vec::new();
         match h.r_ctl {
             r_ctl::SOLICITED_DATA => {
