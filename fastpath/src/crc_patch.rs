@@ -72,7 +72,22 @@ pub struct CrcPatcher {
     /// full 2 KiB data frame (nearly every forwarded frame) takes four lookups instead of a
     /// product.
     hot_shift: Box<[[u32; 256]; 4]>,
+    /// Per byte of an FC header's SEQ_ID and exchange ids ([`ID_BYTES`]), the CRC change of
+    /// that byte changing by each value ahead of a [`HOT_SHIFT`] payload: a write leg's first
+    /// frame differs from its last frame's change in those bytes only, and the change of five
+    /// bytes is five lookups where the header's is three slicing steps and a shift.
+    hot_ids: Box<[[u32; 256]; ID_BYTES.len()]>,
 }
+
+/// The FC header bytes [`CrcPatcher::ids_change`] covers: SEQ_ID (12), OX_ID (16, 17) and
+/// RX_ID (18, 19).
+const ID_BYTES: [usize; 5] = [12, 16, 17, 18, 19];
+
+/// The bits of an FC header's second big-endian word (bytes 8..16) that hold SEQ_ID.
+pub const SEQ_ID_BITS: u64 = 0xFF << 24;
+
+/// The bits of an FC header's third big-endian word (bytes 16..24) that hold OX_ID and RX_ID.
+pub const EXCHANGE_ID_BITS: u64 = 0xFFFF_FFFF << 32;
 
 /// The trailing length the byte tables serve: a 2048-byte FCP data payload, the size the
 /// worker and FCP targets cut data into.
@@ -120,13 +135,24 @@ impl CrcPatcher {
             zero_shift.push(power);
             power = mul_mod_p(power, one_byte);
         }
-        let mut patcher =
-            CrcPatcher { zero_shift: zero_shift.into_boxed_slice(), hot_shift: Box::new([[0; 256]; 4]) };
+        let mut patcher = CrcPatcher {
+            zero_shift: zero_shift.into_boxed_slice(),
+            hot_shift: Box::new([[0; 256]; 4]),
+            hot_ids: Box::new([[0; 256]; ID_BYTES.len()]),
+        };
         // The tables come from the product, which needs the patcher's own tables.
         let shift = patcher.zero_shift[HOT_SHIFT];
         for k in 0..4 {
             for byte in 0..256 {
                 patcher.hot_shift[k][byte] = patcher.multiply(shift, (byte as u32) << (8 * k));
+            }
+        }
+        let zeros = [0u8; 24];
+        for (k, &at) in ID_BYTES.iter().enumerate() {
+            for byte in 0..256 {
+                let mut header = zeros;
+                header[at] = byte as u8;
+                patcher.hot_ids[k][byte] = patcher.patch(0, &zeros, &header, HOT_SHIFT).unwrap_or_default();
             }
         }
         patcher
@@ -246,6 +272,19 @@ impl CrcPatcher {
         Some(self.shift(self.step(self.step(0, first), second), trailing))
     }
 
+    /// The CRC change of an FC header followed by [`HOT_SHIFT`] bytes whose second and third
+    /// big-endian words change by `second` and `third` within [`SEQ_ID_BITS`] and
+    /// [`EXCHANGE_ID_BITS`] (other bits are ignored): one table lookup per byte.
+    #[inline(always)]
+    pub fn ids_change(&self, second: u64, third: u64) -> u32 {
+        let t = &*self.hot_ids;
+        t[0][(second >> 24) as u8 as usize]
+            ^ t[1][(third >> 56) as u8 as usize]
+            ^ t[2][(third >> 48) as u8 as usize]
+            ^ t[3][(third >> 40) as u8 as usize]
+            ^ t[4][(third >> 32) as u8 as usize]
+    }
+
     /// The raw CRC `crc` advanced over the 8 bytes of `word` (the first byte its top byte).
     #[inline]
     fn step(&self, crc: u32, word: u64) -> u32 {
@@ -323,6 +362,27 @@ mod tests {
             assert_eq!(p.shift(x, HOT_SHIFT), p.multiply(p.zero_shift[HOT_SHIFT], x), "{x:#x}");
         }
         assert_eq!(p.shift(0, HOT_SHIFT), 0);
+    }
+
+    #[test]
+    fn id_changes_match_the_patch() {
+        let p = CrcPatcher::new();
+        for x in words() {
+            let (second, third) = (x.rotate_left(17), x);
+            let mut old = [0u8; 24];
+            for (i, b) in old.iter_mut().enumerate() {
+                *b = (x >> (i % 8 * 8)) as u8 ^ i as u8;
+            }
+            let mut new = old;
+            new[8..16].copy_from_slice(
+                &(u64::from_be_bytes(old[8..16].try_into().unwrap()) ^ (second & SEQ_ID_BITS)).to_be_bytes(),
+            );
+            new[16..24].copy_from_slice(
+                &(u64::from_be_bytes(old[16..24].try_into().unwrap()) ^ (third & EXCHANGE_ID_BITS))
+                    .to_be_bytes(),
+            );
+            assert_eq!(Some(p.ids_change(second, third)), p.patch(0, &old, &new, HOT_SHIFT), "{x:#x}");
+        }
     }
 
     #[test]

@@ -175,7 +175,13 @@ impl Worker {
             // Fill is at most 3: F_CTL is in range.
             let Some(hb) = head.header(fields) else { continue };
             let crc = head
-                .header_change(&mut self.address_changes, &self.crc, &old, &hb, trailing)
+                .header_change(
+                    (&mut self.address_changes, &mut self.write_changes),
+                    &self.crc,
+                    &old,
+                    &hb,
+                    trailing,
+                )
                 .map(|c| piece.crc ^ c);
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
@@ -464,8 +470,14 @@ impl Worker {
         let crc = if whole && piece.patchable {
             let old = piece.frame.as_slice().get(fc_start..)?.first_chunk::<FC_HEADER>()?;
             let trailing = piece.fc_len as usize - FC_HEADER;
-            head.header_change(&mut self.address_changes, &self.crc, old, &hb, trailing)
-                .map(|c| piece.crc ^ c)
+            head.header_change(
+                (&mut self.address_changes, &mut self.write_changes),
+                &self.crc,
+                old,
+                &hb,
+                trailing,
+            )
+            .map(|c| piece.crc ^ c)
         } else if self.config.cut_through && !piece.arrived_intact() {
             // A fresh CRC would make a corrupted payload look good: the frame counts as lost
             // (the leg waits, and times out as it would for a lost one).

@@ -16,7 +16,7 @@ use dve_wire::fcp_frame::{
 };
 use dve_wire::stack::emit_fcoe_frame;
 
-use crate::crc_patch::{CrcPatcher, MAX_SHIFT};
+use crate::crc_patch::{CrcPatcher, EXCHANGE_ID_BITS, HOT_SHIFT, MAX_SHIFT, SEQ_ID_BITS};
 
 /// Bytes before the FC header in an untagged FCoE frame: Ethernet (14) and FCoE (14).
 pub const FC_OFFSET: usize = 28;
@@ -245,6 +245,24 @@ impl LastChange {
     const NONE: LastChange = LastChange { deltas: [0; 3], trailing: u32::MAX, change: 0 };
 }
 
+/// Slots of [`WriteChanges`]: a worker's write legs go between few (host, device) pairs at a
+/// time.
+const WRITE_SLOTS: usize = 16;
+
+/// The last CRC change a write leg remembered (see [`LastChange`]), per change of the
+/// addresses (header bytes 0..8), direct-mapped: a new leg's first frame starts from it
+/// ([`WriteHead::header_change`]).
+#[derive(Clone, Debug)]
+pub struct WriteChanges {
+    slots: [LastChange; WRITE_SLOTS],
+}
+
+impl Default for WriteChanges {
+    fn default() -> Self {
+        WriteChanges { slots: [LastChange::NONE; WRITE_SLOTS] }
+    }
+}
+
 /// Bytes 12..28 of every untagged FCoE frame before its SOF: the EtherType, then the FCoE
 /// version and reserved bytes (zero).
 const FCOE_AFTER_MACS: [u8; 16] = {
@@ -297,7 +315,7 @@ impl WriteHead {
     #[inline(always)]
     pub fn header_change(
         &mut self,
-        addresses: &mut AddressChanges,
+        (addresses, earlier): (&mut AddressChanges, &mut WriteChanges),
         crc: &CrcPatcher,
         old: &[u8; FC_HEADER],
         new: &[u8; FC_HEADER],
@@ -308,8 +326,24 @@ impl WriteHead {
         if trailing == self.last.trailing as usize && deltas == self.last.deltas && trailing <= MAX_SHIFT {
             return Some(self.last.change);
         }
-        let change = addresses.deltas_change(crc, deltas, (old, new), trailing)?;
+        let seed =
+            &mut earlier.slots[(deltas[0].wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % WRITE_SLOTS];
+        let (d1, d2) = (deltas[1] ^ seed.deltas[1], deltas[2] ^ seed.deltas[2]);
+        // A leg's first frame usually changes as the last one of an earlier leg with the same
+        // addresses did but for the SEQ_IDs and exchange ids: the CRC is linear, so that
+        // change is corrected by theirs.
+        let change = if trailing == HOT_SHIFT
+            && seed.trailing as usize == HOT_SHIFT
+            && deltas[0] == seed.deltas[0]
+            && d1 & !SEQ_ID_BITS == 0
+            && d2 & !EXCHANGE_ID_BITS == 0
+        {
+            seed.change ^ crc.ids_change(d1, d2)
+        } else {
+            addresses.deltas_change(crc, deltas, (old, new), trailing)?
+        };
         self.last = LastChange { deltas, trailing: u32::try_from(trailing).ok()?, change };
+        *seed = self.last;
         Some(change)
     }
 
@@ -1368,36 +1402,54 @@ mod tests {
         /// A write leg's CRC change, its last one remembered, is the patch of the whole
         /// header for every frame of the leg: frames whose header changes as the last one's
         /// did (other bytes, the same change), frames that change otherwise, other lengths
-        /// (too long ones included), and a memo of addresses shared with other legs.
+        /// (too long ones included), and a memo of addresses shared with other legs. New legs
+        /// (the same addresses or others) start from the earlier legs' last changes: their
+        /// frames change as the last frame did but for SEQ_ID and the exchange ids, or
+        /// otherwise.
         #[test]
         fn write_head_changes_match_the_patch(
-            (d_id, s_id) in (0u32..=0xFF_FFFF, 0u32..=0xFF_FFFF),
+            addresses_of in proptest::collection::vec((0u32..=0xFF_FFFF, 0u32..=0xFF_FFFF), 1..3),
             frames in proptest::collection::vec(
                 (
                     proptest::prelude::any::<([u8; FC_HEADER], [u8; FC_HEADER], [u8; FC_HEADER])>(),
                     proptest::prop_oneof![proptest::strategy::Just(2048usize), 0usize..=crate::crc_patch::MAX_SHIFT + 8],
-                    proptest::prelude::any::<(bool, bool)>(),
+                    proptest::prelude::any::<(bool, bool, bool, bool)>(),
+                    proptest::prelude::any::<(usize, [u8; 5])>(),
                 ),
-                1..12,
+                1..16,
             ),
         ) {
             let crc = CrcPatcher::new();
             let mut addresses = AddressChanges::default();
-            let mut head = WriteHead::new(MacAddr([2, 0, 0, 0, 0, 1]), d_id, s_id, 0x0E_FC00).unwrap();
+            let mut earlier = WriteChanges::default();
+            let new_head = |which: usize| {
+                let (d_id, s_id) = addresses_of[which % addresses_of.len()];
+                WriteHead::new(MacAddr([2, 0, 0, 0, 0, 1]), d_id, s_id, 0x0E_FC00).unwrap()
+            };
+            let mut head = new_head(0);
             let mut previous: Option<([u8; FC_HEADER], [u8; FC_HEADER], usize)> = None;
-            for ((mut old, mut new, other), mut trailing, (same_change, same_length)) in frames {
+            for ((mut old, mut new, other), mut trailing, (same_change, same_length, new_leg, ids_only), (which, ids)) in frames {
+                if new_leg {
+                    head = new_head(which);
+                }
                 if let Some((last_old, last_new, last_trailing)) = previous.filter(|_| same_change) {
-                    // Other bytes on both sides, changing as the last frame's did.
+                    // Other bytes on both sides, changing as the last frame's did, or but for
+                    // SEQ_ID and the exchange ids.
                     for i in 0..FC_HEADER {
                         old[i] = other[i];
                         new[i] = other[i] ^ last_old[i] ^ last_new[i];
+                    }
+                    if ids_only {
+                        for (at, byte) in [12, 16, 17, 18, 19].into_iter().zip(ids) {
+                            new[at] ^= byte;
+                        }
                     }
                     if same_length {
                         trailing = last_trailing;
                     }
                 }
                 proptest::prop_assert_eq!(
-                    head.header_change(&mut addresses, &crc, &old, &new, trailing),
+                    head.header_change((&mut addresses, &mut earlier), &crc, &old, &new, trailing),
                     crc.patch(0, &old, &new, trailing)
                 );
                 previous = Some((old, new, trailing));

@@ -94,6 +94,8 @@ pub struct Worker {
     /// The CRC changes of data frames' address rewrites (read data to hosts, write data to
     /// devices).
     address_changes: emit::AddressChanges,
+    /// Write legs' last CRC changes, for the next legs' first frames.
+    write_changes: emit::WriteChanges,
 }
 
 /// Consumed frame buffers kept for reuse; more would only hold storage the pool could lend.
@@ -176,6 +178,7 @@ impl Worker {
             plan: Plan::default(),
             templates: emit::FrameTemplates::default(),
             address_changes: emit::AddressChanges::default(),
+            write_changes: emit::WriteChanges::default(),
             config,
         }
     }
