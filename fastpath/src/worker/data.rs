@@ -52,24 +52,25 @@ impl Worker {
         let Ok(fill) = u8::try_from(fill_bytes.len()) else { return };
         let patchable = fill_bytes.iter().all(|&b| b == 0);
         let Some(stored) = stored.first_chunk::<4>() else { return };
-        let piece = HostPiece {
-            offset,
-            len,
-            crc: u32::from_le_bytes(*stored),
-            frame,
-            fc_start: rx.fc_start as u32,
-            fc_len: (rx.fc_end - rx.fc_start) as u32,
-            fill,
-            patchable,
-        };
-        // The usual case, a frame every leg is waiting for, goes straight to them.
+        let crc = u32::from_le_bytes(*stored);
+        let (fc_start, fc_len) = (rx.fc_start as u32, (rx.fc_end - rx.fc_start) as u32);
+        let piece = |frame| HostPiece { offset, len, crc, frame, fc_start, fc_len, fill, patchable };
+        // The usual case, a frame every leg is waiting for, goes straight to them. Refused
+        // (with nothing changed), it is kept as a piece.
         let piece = if up.pieces.is_empty() && offset == up.received_upto && up.state == UpState::Active {
-            match self.forward_in_order(xid, piece) {
-                Ok(()) => return,
-                Err(piece) => piece,
+            if patchable && fill <= 3 && up.plan.as_ref().is_some_and(|p| p.leg_count == 1) {
+                match self.forward_to_one_leg(xid, frame, rx, crc) {
+                    Ok(()) => return,
+                    Err(frame) => piece(frame),
+                }
+            } else {
+                match self.forward_in_order(xid, piece(frame)) {
+                    Ok(()) => return,
+                    Err(piece) => piece,
+                }
             }
         } else {
-            piece
+            piece(frame)
         };
         let Some(up) = self.up.get_mut(xid) else { return };
         // Frames nearly always arrive in order: the new piece then goes last, with no search.
@@ -107,7 +108,9 @@ impl Worker {
     /// the piece list, the search for the piece, the second look for more that finds none, or
     /// the marks over legs that have just been served. The last leg's payload takes the host
     /// frame itself rather than sharing it. The piece comes back if any leg is not waiting
-    /// for it; nothing has changed then.
+    /// for it; nothing has changed then. A plan of one leg goes to
+    /// [`Worker::forward_to_one_leg`] instead, which also writes the leg's frame over the
+    /// host's.
     fn forward_in_order(&mut self, up_xid: ExchangeId, piece: HostPiece) -> Result<(), HostPiece> {
         let Some(up) = self.up.get(up_xid) else { return Err(piece) };
         let Some(plan) = up.plan.as_ref() else { return Err(piece) };
@@ -149,7 +152,6 @@ impl Worker {
         }
         let old = *old;
         let trailing = piece.fc_len as usize - FC_HEADER;
-        let fc_len = piece.fc_len as usize;
         let fill = usize::from(piece.fill);
         let mut needed = 0;
         let mut frame = Some(piece.frame);
@@ -186,34 +188,11 @@ impl Worker {
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let port = down.port;
-            // Every leg but the last shares the host frame; the last takes it. A single leg
-            // writes its headers and trailer over the host's when the frame is its alone: no
-            // head buffer, nothing to gather. (A mirror's last side never can: the other sides'
-            // frames, sharing the payload, wait in the transmit lists until the poll ends.)
+            // Every leg but the last shares the host frame; the last takes it. (No side writes
+            // over the host's frame, as a single leg does in `forward_to_one_leg`: the other
+            // sides' frames, sharing the payload, wait in the transmit lists until the poll
+            // ends.)
             let whole = if i + 1 == leg_count { frame.take() } else { frame.clone() };
-            let whole = match (whole, crc) {
-                (Some(w), Some(crc)) if leg_count == 1 => {
-                    match head.data_frame_in_place(w, &hb, sof, eof, fc_len, crc) {
-                        Ok(out) => {
-                            down.seq_cnt = seq_cnt.wrapping_add(1);
-                            down.sent_upto = sent + len;
-                            if last {
-                                down.wanted = None;
-                            } else {
-                                let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
-                                needed = needed.max(
-                                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes))
-                                        .min(leg_end),
-                                );
-                            }
-                            self.send(port, out);
-                            continue;
-                        }
-                        Err(w) => Some(w),
-                    }
-                }
-                (w, _) => w,
-            };
             let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
             let buf = self.spare_buffers.pop().or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
             let out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
@@ -240,6 +219,148 @@ impl Worker {
             }
         }
         // The rest of `pump` for the legs as they are now: the piece is behind every one.
+        let Some(up) = self.up.get_mut(up_xid) else { return Ok(()) };
+        up.received_upto = up.received_upto.max(offset + len);
+        let needed = needed.max(up.needed_upto);
+        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
+            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
+        up.needed_upto = needed;
+        if let Some((ro, len)) = solicit {
+            self.solicit(up_xid, ro, len);
+        }
+        Ok(())
+    }
+
+    /// [`Worker::forward_in_order`] for a plan of one leg, a host frame `frame` (located as
+    /// `rx` says, its CRC `host_crc`) with zero fill of at most 3 bytes: the same frame sent and
+    /// the same state left, or the frame back with nothing changed. The leg is looked up once,
+    /// and the host frame goes on as it is rather than as a piece.
+    fn forward_to_one_leg(
+        &mut self,
+        up_xid: ExchangeId,
+        frame: dve_fp_api::frame::Frame,
+        rx: &Received,
+        host_crc: u32,
+    ) -> Result<(), dve_fp_api::frame::Frame> {
+        let Some(up) = self.up.get(up_xid) else { return Err(frame) };
+        let Some(plan) = up.plan.as_ref() else { return Err(frame) };
+        if up.request.kind != IoKind::Write {
+            return Err(frame);
+        }
+        let block_size = plan.block_size;
+        let Some(down_xid) = up.legs.get(0) else { return Err(frame) };
+        let (offset, len) = (rx.header.parameter, rx.payload_len as u32);
+        let fc_start = rx.fc_start;
+        let start = fc_start + FC_HEADER;
+        let range = start..start + len as usize;
+        let Some(&old) = frame.as_slice().get(fc_start..).and_then(|b| b.first_chunk::<FC_HEADER>()) else {
+            return Err(frame);
+        };
+        if range.end > frame.len() {
+            return Err(frame);
+        }
+        let Some(down) = self.down.get_mut(down_xid) else { return Err(frame) };
+        let Some((_, want_end)) = down.wanted else { return Err(frame) };
+        let sent = down.sent_upto;
+        let LegFrames::Write(head) = &mut down.frames else { return Err(frame) };
+        // As `forward_in_order` asks of each leg: 1 <= len <= want_end - sent.
+        let ready = sent >= down.leg.header_bytes
+            && sent < want_end
+            && down.leg.data_offset + (sent - down.leg.header_bytes) == offset
+            && len.wrapping_sub(1) < want_end - sent;
+        if !ready {
+            return Err(frame);
+        }
+        let fc_len = rx.fc_end - fc_start;
+        let trailing = fc_len - FC_HEADER;
+        let fill = fc_len - FC_HEADER - len as usize;
+        let last = sent + len >= want_end;
+        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
+        if last {
+            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        }
+        let seq_cnt = down.seq_cnt;
+        let fields = emit::WriteFields {
+            f_ctl: f,
+            seq_id: down.seq_id,
+            seq_cnt,
+            ox_id: down_xid.0,
+            rx_id: down.target_rx_id,
+            parameter: sent,
+        };
+        let mut needed = 0;
+        let port = down.port;
+        // Fill is at most 3: F_CTL is in range, and a header is always made.
+        let out = if let Some(hb) = head.header(fields) {
+            let crc = head
+                .header_change(
+                    (&mut self.address_changes, &mut self.write_changes),
+                    &self.crc,
+                    &old,
+                    &hb,
+                    trailing,
+                )
+                .map(|c| host_crc ^ c);
+            let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
+            let eof = if last { Eof::T } else { Eof::N };
+            let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+            let wanted_upto =
+                (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end);
+            // Written over the host's frame when it is the leg's alone; else gathered.
+            let whole = match crc {
+                Some(crc) => match head.data_frame_in_place(frame, &hb, sof, eof, fc_len, crc) {
+                    Ok(out) => Ok(out),
+                    Err(frame) => Err(frame),
+                },
+                None => Err(frame),
+            };
+            match whole {
+                Ok(out) => {
+                    down.seq_cnt = seq_cnt.wrapping_add(1);
+                    down.sent_upto = sent + len;
+                    if last {
+                        down.wanted = None;
+                    } else {
+                        needed = wanted_upto;
+                    }
+                    Some(out)
+                }
+                Err(frame) => match frame.into_slice(range) {
+                    Some(body) => {
+                        let buf = self
+                            .spare_buffers
+                            .pop()
+                            .or_else(|| self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY));
+                        let out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
+                        down.seq_cnt = seq_cnt.wrapping_add(1);
+                        down.sent_upto = sent + len;
+                        // As `serve_leg_frame`: with no buffer the leg's state has moved on but
+                        // its request stays.
+                        match out {
+                            None => {
+                                needed = wanted_upto;
+                                None
+                            }
+                            Some(out) => {
+                                if last {
+                                    down.wanted = None;
+                                } else {
+                                    needed = wanted_upto;
+                                }
+                                out
+                            }
+                        }
+                    }
+                    None => None,
+                },
+            }
+        } else {
+            None
+        };
+        if let Some(out) = out {
+            self.send(port, out);
+        }
+        // The rest of `pump` for the leg as it is now: the frame is behind it.
         let Some(up) = self.up.get_mut(up_xid) else { return Ok(()) };
         up.received_upto = up.received_upto.max(offset + len);
         let needed = needed.max(up.needed_upto);
