@@ -549,6 +549,9 @@ impl<K: Copy + PartialEq, const LEN: usize> Templates<K, LEN> {
     }
 }
 
+/// Bytes of an FCP_CMND frame's FC frame, counted back from its end, from its flags byte on.
+const COMMAND_WINDOW: usize = 24;
+
 /// Bytes of a template frame's FC frame, counted back from its end, that hold every field a
 /// frame writes: the window whose change patches the template's CRC (a whole number of words).
 const RESEALED: usize = 40;
@@ -725,13 +728,20 @@ impl CommandTemplates {
             let (ethernet, fcoe) = envelope(key.src, &header, fc_map);
             emit_fcp_cmnd_frame(bytes, &ethernet, &fcoe, &header, &cmnd).ok().map(drop)
         })?;
-        // OX_ID to the end of the FCP_CMND: 40 bytes.
-        edit_sealed(out, RESEALED, |out| {
-            out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&ox_id.to_be_bytes());
+        // The FCP_CMND's flags to its end: 24 bytes, patched a slicing step per word; OX_ID
+        // (zero in the template) by its bytes' table entries, where a window from it took
+        // two more steps.
+        edit_sealed(out, COMMAND_WINDOW, |out| {
             out[PAYLOAD + 11] = u8::from(rddata) << 1 | u8::from(wrdata);
             out[PAYLOAD + 12..PAYLOAD + 28].copy_from_slice(cdb);
             out[PAYLOAD + 28..PAYLOAD + 32].copy_from_slice(&fcp_dl.to_be_bytes());
         });
+        let [high, low] = ox_id.to_be_bytes();
+        out[OX_ID_AT..OX_ID_AT + 2].copy_from_slice(&[high, low]);
+        let change = self.ids[1][usize::from(high)] ^ self.ids[2][usize::from(low)];
+        let fc_end = CMND_FRAME_LEN - FCOE_TRAILER;
+        let stored = out[fc_end..].first_chunk().map_or(0, |b| u32::from_le_bytes(*b));
+        out[fc_end..fc_end + 4].copy_from_slice(&(stored ^ change).to_le_bytes());
         Some(CMND_FRAME_LEN)
     }
 }
