@@ -930,7 +930,18 @@ impl Worker {
     }
 
     fn unserialize(&mut self, xid: ExchangeId) {
-        self.serialized.retain(|&(_, _, _, x)| x != xid);
+        // The list is only ever searched for an overlap, so its order does not matter: one
+        // pass swapping the last entry into each removed one's place, where `retain` moved
+        // every entry after it (about 90 instructions more a mirror-2 write with the bench's
+        // writes in flight).
+        let mut at = 0;
+        while let Some(&(_, _, _, x)) = self.serialized.get(at) {
+            if x == xid {
+                self.serialized.swap_remove(at);
+            } else {
+                at += 1;
+            }
+        }
     }
 
     /// Build and send an FCP_RSP.
