@@ -388,7 +388,7 @@ impl WriteHead {
             return None;
         }
         {
-            let bytes = head.as_mut_slice();
+            let bytes = head.bytes_mut();
             let (macs, rest) = bytes.split_first_chunk_mut::<12>()?;
             *macs = self.macs;
             let (fcoe, rest) = rest.split_first_chunk_mut::<16>()?;
@@ -1000,7 +1000,7 @@ impl DataRewrite {
             Ok(buf) => buf,
             Err(shared) => dve_fp_api::frame::FrameMut::from_slice(shared.as_slice())?,
         };
-        let bytes = buf.as_mut_slice();
+        let bytes = buf.bytes_mut();
         let len = bytes.len();
         if len < fc_start + FC_HEADER + FCOE_TRAILER {
             return None;

@@ -330,7 +330,7 @@ impl Worker {
         if !buf.set_len(FRAME_CAPACITY) {
             return None;
         }
-        let len = build(&mut self.templates, buf.as_mut_slice())?;
+        let len = build(&mut self.templates, buf.bytes_mut())?;
         buf.set_len(len);
         Some(buf.freeze())
     }
