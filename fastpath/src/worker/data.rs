@@ -63,11 +63,13 @@ impl Worker {
                     Ok(()) => return,
                     Err(frame) => piece(frame),
                 }
-            } else {
-                match self.forward_in_order(xid, piece(frame)) {
+            } else if patchable && fill <= 3 {
+                match self.forward_in_order(xid, frame, rx, crc) {
                     Ok(()) => return,
-                    Err(piece) => piece,
+                    Err(frame) => piece(frame),
                 }
+            } else {
+                piece(frame)
             }
         } else {
             piece(frame)
@@ -99,41 +101,47 @@ impl Worker {
         }
     }
 
-    /// Host write data `piece` of an active write that holds no other piece and whose data
-    /// it continues, sent straight to the legs when every leg of the plan waits for exactly
-    /// it (its sent data ends at the piece's offset, its request takes the whole piece, the
-    /// leg has a [`emit::WriteHead`]) and the piece's CRC can be patched: what
-    /// [`Worker::host_data`] and [`Worker::pump`] do with it then, frame for frame and state
-    /// for state (the piece would be served to each leg in order and dropped at once), without
-    /// the piece list, the search for the piece, the second look for more that finds none, or
-    /// the marks over legs that have just been served. The last leg's payload takes the host
-    /// frame itself rather than sharing it. The piece comes back if any leg is not waiting
-    /// for it; nothing has changed then. A plan of one leg goes to
+    /// Host write data `frame` (located as `rx` says, its CRC `host_crc`, with zero fill of at
+    /// most 3 bytes, so its CRC can be patched) of an active write that holds no piece and
+    /// whose data it continues, sent straight to the legs when every leg of the plan waits for
+    /// exactly it (its sent data ends at the frame's offset, its request takes the whole
+    /// payload, the leg has a [`emit::WriteHead`]): what [`Worker::host_data`] and
+    /// [`Worker::pump`] do with it then, frame for frame and state for state (as a piece it
+    /// would be served to each leg in order and dropped at once), without the piece list, the
+    /// search for the piece, the second look for more that finds none, or the marks over legs
+    /// that have just been served. The last leg's payload takes the host frame itself rather
+    /// than sharing it. The frame comes back if any leg is not waiting for it, and becomes a
+    /// piece; nothing has changed then. A plan of one leg goes to
     /// [`Worker::forward_to_one_leg`] instead, which also writes the leg's frame over the
     /// host's.
-    fn forward_in_order(&mut self, up_xid: ExchangeId, piece: HostPiece) -> Result<(), HostPiece> {
-        let Some(up) = self.up.get(up_xid) else { return Err(piece) };
-        let Some(plan) = up.plan.as_ref() else { return Err(piece) };
-        if up.request.kind != IoKind::Write || !piece.patchable || piece.fill > 3 {
-            return Err(piece);
+    fn forward_in_order(
+        &mut self,
+        up_xid: ExchangeId,
+        frame: dve_fp_api::frame::Frame,
+        rx: &Received,
+        host_crc: u32,
+    ) -> Result<(), dve_fp_api::frame::Frame> {
+        let Some(up) = self.up.get(up_xid) else { return Err(frame) };
+        let Some(plan) = up.plan.as_ref() else { return Err(frame) };
+        if up.request.kind != IoKind::Write {
+            return Err(frame);
         }
         let (leg_count, block_size) = (usize::from(plan.leg_count), plan.block_size);
         let legs = up.legs;
-        let (offset, len) = (piece.offset, piece.len);
-        let fc_start = piece.fc_start as usize;
+        let (offset, len) = (rx.header.parameter, rx.payload_len as u32);
+        let fc_start = rx.fc_start;
         let start = fc_start + FC_HEADER;
         let range = start..start + len as usize;
-        let Some(old) = piece.frame.as_slice().get(fc_start..).and_then(|b| b.first_chunk::<FC_HEADER>())
-        else {
-            return Err(piece);
+        let Some(old) = frame.as_slice().get(fc_start..).and_then(|b| b.first_chunk::<FC_HEADER>()) else {
+            return Err(frame);
         };
-        if range.end > piece.frame.len() {
-            return Err(piece);
+        if range.end > frame.len() {
+            return Err(frame);
         }
         let mut waiting = 0;
         for down in legs.first(leg_count) {
-            let Some(d) = self.down.get(down) else { return Err(piece) };
-            let Some((_, want_end)) = d.wanted else { return Err(piece) };
+            let Some(d) = self.down.get(down) else { return Err(frame) };
+            let Some((_, want_end)) = d.wanted else { return Err(frame) };
             let sent = d.sent_upto;
             let ready = matches!(d.frames, LegFrames::Write(_))
                 && sent >= d.leg.header_bytes
@@ -143,18 +151,18 @@ impl Worker {
                 // finds no piece for an empty frame): 1 <= len <= want_end - sent.
                 && len.wrapping_sub(1) < want_end - sent;
             if !ready {
-                return Err(piece);
+                return Err(frame);
             }
             waiting += 1;
         }
         if waiting != leg_count {
-            return Err(piece);
+            return Err(frame);
         }
         let old = *old;
-        let trailing = piece.fc_len as usize - FC_HEADER;
-        let fill = usize::from(piece.fill);
+        let trailing = rx.fc_end - fc_start - FC_HEADER;
+        let fill = rx.fc_end - fc_start - FC_HEADER - len as usize;
         let mut needed = 0;
-        let mut frame = Some(piece.frame);
+        let mut frame = Some(frame);
         for (i, down_xid) in legs.first(leg_count).enumerate() {
             let Some(down) = self.down.get_mut(down_xid) else { continue };
             let LegFrames::Write(head) = &mut down.frames else { continue };
@@ -184,7 +192,7 @@ impl Worker {
                     &hb,
                     trailing,
                 )
-                .map(|c| piece.crc ^ c);
+                .map(|c| host_crc ^ c);
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let port = down.port;
