@@ -292,7 +292,11 @@ impl Worker {
 
     /// An exclusive buffer to build a frame in: a recycled one, else one from the pool.
     fn buffer(&mut self) -> Option<FrameMut> {
-        self.spare_buffers.pop().or_else(|| self.pool.alloc(FRAME_CAPACITY))
+        // A match, not `or_else`, which stayed a call (about 6 a frame).
+        match self.spare_buffers.pop() {
+            Some(buf) => Some(buf),
+            None => self.pool.alloc(FRAME_CAPACITY),
+        }
     }
 
     /// Emit a whole FCoE frame (see [`emit::whole_frame`]) into a recycled or pool buffer.
