@@ -74,8 +74,9 @@ pub struct CrcPatcher {
     hot_shift: Box<[[u32; 256]; 4]>,
     /// Per byte of an FC header's SEQ_ID and exchange ids ([`ID_BYTES`]), the CRC change of
     /// that byte changing by each value ahead of a [`HOT_SHIFT`] payload: a write leg's first
-    /// frame differs from its last frame's change in those bytes only, and the change of five
-    /// bytes is five lookups where the header's is three slicing steps and a shift.
+    /// frame changes its header as the last frame of an earlier leg with the same addresses
+    /// did but in those bytes, and the change of five bytes is five lookups where the
+    /// header's is the address memo's look-up, two slicing steps and a shift.
     hot_ids: Box<[[u32; 256]; ID_BYTES.len()]>,
 }
 

@@ -249,7 +249,7 @@ impl LastChange {
 /// time.
 const WRITE_SLOTS: usize = 16;
 
-/// The last CRC change a write leg remembered (see [`LastChange`]), per change of the
+/// The last CRC change a write leg computed (see [`LastChange`]), per change of the
 /// addresses (header bytes 0..8), direct-mapped: a new leg's first frame starts from it
 /// ([`WriteHead::header_change`]).
 #[derive(Clone, Debug)]
@@ -329,9 +329,9 @@ impl WriteHead {
         let seed =
             &mut earlier.slots[(deltas[0].wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % WRITE_SLOTS];
         let (d1, d2) = (deltas[1] ^ seed.deltas[1], deltas[2] ^ seed.deltas[2]);
-        // A leg's first frame usually changes as the last one of an earlier leg with the same
-        // addresses did but for the SEQ_IDs and exchange ids: the CRC is linear, so that
-        // change is corrected by theirs.
+        // A leg's first frame usually changes its header as the frames of an earlier leg with
+        // the same addresses did but for the SEQ_IDs and exchange ids: the CRC is linear, so
+        // the change that leg computed is corrected by theirs.
         let change = if trailing == HOT_SHIFT
             && seed.trailing as usize == HOT_SHIFT
             && deltas[0] == seed.deltas[0]
