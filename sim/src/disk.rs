@@ -48,7 +48,7 @@ use dve_wire::scsi::status;
 
 use crate::engine::IntMap;
 use crate::host::nport::{self, FabricLogin, FabricStep, Inbound, NPort, Registration, fc_header};
-use crate::workload::{intact_stamp, is_zero, stamp_block};
+use crate::workload::{BlockContent, CorruptReason, decode_blocks, intact_stamp, is_zero, stamp_block};
 
 /// The usual block size.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -277,6 +277,46 @@ impl Stored {
             Stored::Stamp { write_id, lba } => stamp_block(*write_id, *lba, out),
             Stored::Bytes(bytes) => out.copy_from_slice(bytes),
         }
+    }
+}
+
+/// A block as a disk keeps it (by content: zero, an intact stamp, or its bytes), for the
+/// simulator's checks over whole volume images: an image of kept blocks is 16 to 24 bytes a
+/// block where its bytes would be 512, is read out of the store without making the bytes,
+/// and is told from another by its entries (one form per content, so at one block size equal
+/// entries are equal bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeptBlock(Stored);
+
+impl KeptBlock {
+    /// The block of these bytes.
+    pub fn of(bytes: &[u8]) -> KeptBlock {
+        KeptBlock(Stored::of(bytes, Stored::Zero))
+    }
+
+    /// What [`decode_blocks`] finds in the block's bytes read as LBA `lba` of its volume,
+    /// without making them: an intact stamp is its write's data where it was stamped for and a
+    /// misplaced block anywhere else (the decoder reads the header's LBA before the rest).
+    pub fn content(&self, lba: u64) -> BlockContent {
+        match &self.0 {
+            Stored::Zero => BlockContent::Zero,
+            Stored::Stamp { write_id, lba: stamped } if *stamped == lba => {
+                BlockContent::Stamped { write_id: *write_id }
+            }
+            Stored::Stamp { lba: found, .. } => {
+                BlockContent::Corrupt(CorruptReason::WrongLba { found: *found })
+            }
+            Stored::Bytes(bytes) => {
+                let mut decoded = Vec::with_capacity(1);
+                decode_blocks(bytes, bytes.len(), lba, &mut decoded);
+                decoded.pop().unwrap_or(BlockContent::Zero)
+            }
+        }
+    }
+
+    /// Writes the block's bytes into `out` (a block long).
+    pub fn read_into(&self, out: &mut [u8]) {
+        self.0.read_into(out);
     }
 }
 
@@ -803,6 +843,29 @@ impl DiskTarget {
         let len = (blocks as usize).saturating_mul(store.block_size);
         store.read_into(lba, &mut out[..len]);
         len
+    }
+
+    /// The disk's block size in bytes.
+    pub fn block_size(&self) -> usize {
+        self.blocks().block_size
+    }
+
+    /// Blocks `lba..lba + out.len()` as kept ([`KeptBlock`]), written over `out`.
+    pub fn kept_blocks_into(&self, lba: u64, out: &mut [KeptBlock]) {
+        let store = self.blocks();
+        for (i, kept) in out.iter_mut().enumerate() {
+            *kept = KeptBlock(store.get(lba.wrapping_add(i as u64)).clone());
+        }
+    }
+
+    /// The first of `kept` (blocks of this disk's size) that block `lba + i` does not hold,
+    /// as `i`: entries compared, no bytes made.
+    pub fn first_difference_kept(&self, lba: u64, kept: &[KeptBlock]) -> Option<u64> {
+        let store = self.blocks();
+        kept.iter()
+            .enumerate()
+            .position(|(i, k)| *store.get(lba.wrapping_add(i as u64)) != k.0)
+            .map(|i| i as u64)
     }
 
     /// The first of the whole blocks of `data` that block `lba + i` does not hold, as `i`
@@ -1922,6 +1985,41 @@ mod tests {
         assert_eq!(b.first_difference_with(20, &b_port, 19, 3), Some(0));
         assert_eq!(a.first_difference(13, &data[3 * 512..]), None);
         assert_eq!(a.first_difference(12, &data[3 * 512..]), Some(0));
+    }
+
+    #[test]
+    fn kept_images_decode_and_compare_as_their_bytes() {
+        let config = DiskConfig::new("a", 1, 2, [2, 0, 0, 0, 0, 3], 64);
+        let mut a = DiskTarget::new(config);
+        let mut data = vec![0u8; 8 * 512];
+        for (i, block) in data.chunks_exact_mut(512).enumerate() {
+            stamp_block(7, 100 + i as u64, block);
+        }
+        data[2 * 512 + 300] ^= 1; // a damaged stamp, kept as bytes
+        data[3 * 512..4 * 512].fill(0);
+        data[4 * 512..5 * 512].fill(0x5a); // foreign bytes
+        let stamp_of_101 = data[512..1024].to_vec();
+        data[5 * 512..6 * 512].copy_from_slice(&stamp_of_101); // misdirected
+        a.write_blocks(10, &data);
+        let mut kept = vec![KeptBlock::default(); 9];
+        a.kept_blocks_into(10, &mut kept);
+        let mut decoded = Vec::new();
+        for (i, block) in kept.iter().enumerate() {
+            let bytes = data.get(i * 512..(i + 1) * 512).unwrap_or(&[0; 512]);
+            assert_eq!(*block, KeptBlock::of(bytes), "block {i} kept as its bytes are");
+            let mut made = [0u8; 512];
+            block.read_into(&mut made);
+            assert_eq!(made, bytes, "block {i} reads back");
+            for lba in [100 + i as u64, 101, 7] {
+                decode_blocks(bytes, 512, lba, &mut decoded);
+                assert_eq!(decoded, [block.content(lba)], "block {i} read as LBA {lba}");
+            }
+        }
+        assert_eq!(a.first_difference_kept(10, &kept), None);
+        assert_eq!(a.first_difference_kept(11, &kept), Some(0));
+        let mut other = kept.clone();
+        other[6] = KeptBlock::of(&data[512..1024]);
+        assert_eq!(a.first_difference_kept(10, &other), Some(6));
     }
 
     proptest! {

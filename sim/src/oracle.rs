@@ -254,14 +254,30 @@ impl Oracle {
         now: u64,
         data: &[u8],
     ) {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decode_blocks(data, block_size, lba, &mut decoded);
+        self.read_contents_completed(host, volume, lba, submitted, now, &decoded);
+        self.decoded = decoded;
+    }
+
+    /// [`Oracle::read_completed`] of blocks already decoded (`contents[i]` is block `lba + i`
+    /// as [`decode_blocks`] finds it): the simulator's own reads of volume images, kept by
+    /// content, need no bytes made to be checked.
+    pub fn read_contents_completed(
+        &mut self,
+        host: &str,
+        volume: &str,
+        lba: u64,
+        submitted: u64,
+        now: u64,
+        contents: &[BlockContent],
+    ) {
         self.read_finished(submitted);
         self.reads_checked += 1;
         let empty = Shadow::default();
         let shadow = ShadowCursor::new(self.volumes.get(volume).unwrap_or(&empty));
         let mut found_violations = Vec::new();
-        let mut decoded = std::mem::take(&mut self.decoded);
-        decode_blocks(data, block_size, lba, &mut decoded);
-        for (i, content) in decoded.iter().enumerate() {
+        for (i, content) in contents.iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
             let history = shadow.get(b);
@@ -287,7 +303,6 @@ impl Oracle {
                 });
             }
         }
-        self.decoded = decoded;
         for v in found_violations {
             self.record_violation(v);
         }

@@ -20,7 +20,7 @@ use dve_fp_api::stats::FpStatistics;
 use dve_wire::pcap::PcapWriter;
 
 use crate::crash_store::{CrashImage, CrashableStore};
-use crate::disk::{DiskConfig, DiskMode, DiskTarget, LatencyModel};
+use crate::disk::{DiskConfig, DiskMode, DiskTarget, KeptBlock, LatencyModel};
 use crate::engine::{EventQueue, IntMap, NS_PER_MS, SimRng, SimTime};
 use crate::host::{Completion, HostOp, HostRequest, Initiator, InitiatorConfig, IoFailure, RequestId};
 use crate::link::{Link, LinkVerdict};
@@ -189,10 +189,11 @@ struct ReplicaWatch {
     /// written, overlapping and repeated, merged only at the consistency point
     /// ([`block_runs`]). A write costs a push, not a tree insertion per block.
     dirty: Vec<Range<u64>>,
-    /// The image the replica must show once the last cycle folded in is applied.
-    expected: Option<Vec<u8>>,
-    /// Per consistency point not yet applied: the blocks written in its cycle and their bytes.
-    deltas: BTreeMap<u64, Vec<(u64, Vec<u8>)>>,
+    /// The image the replica must show once the last cycle folded in is applied, as the
+    /// disks keep blocks (by content: no bytes made, 16-24 bytes a block).
+    expected: Option<Vec<KeptBlock>>,
+    /// Per consistency point not yet applied: the blocks written in its cycle, as kept.
+    deltas: BTreeMap<u64, Vec<(u64, Vec<KeptBlock>)>>,
     /// Whether the whole replica has been compared once.
     compared_whole: bool,
     /// The replica has shown an image since the watch (re)started: the end compares it.
@@ -1553,6 +1554,41 @@ impl<'a> World<'a> {
         Some(image)
     }
 
+    /// [`World::volume_blocks`] as the disks keep the blocks ([`KeptBlock`]), never-translated
+    /// blocks (and a volume unknown) as zeros: a consistency point's image with no bytes made.
+    fn volume_kept(&self, e: usize, lv: LvId, range: Range<u64>) -> Vec<KeptBlock> {
+        let n = range.end - range.start;
+        let mut image = vec![KeptBlock::default(); n as usize];
+        let scenario = self.scenario;
+        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
+        let control = self.engines[e].switch.control();
+        let mut side = 0;
+        let Some(legs) = control.volume(lv).and_then(|v| v.legs(range.start, n, false, &mut side).ok())
+        else {
+            return image;
+        };
+        let mut bytes = Vec::new();
+        for leg in legs {
+            let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
+                continue;
+            };
+            let unit = self.disks[d].unit();
+            let at = leg.offset as usize;
+            let Some(out) = image.get_mut(at..at + leg.blocks as usize) else { continue };
+            if unit.block_size() == BLOCK as usize {
+                unit.kept_blocks_into(leg.lba, out);
+            } else {
+                // Another block size: the bytes, cut into the volume's blocks.
+                bytes.resize(leg.blocks as usize * unit.block_size(), 0);
+                unit.read_blocks_into(leg.lba, leg.blocks, &mut bytes);
+                for (kept, block) in out.iter_mut().zip(bytes.chunks_exact(BLOCK as usize)) {
+                    *kept = KeptBlock::of(block);
+                }
+            }
+        }
+        image
+    }
+
     /// An engine's host I/Os so far and, of those, the ones its fast path completed alone.
     /// The statistics of every worker of engine `e`, in this life and the earlier ones.
     fn engine_statistics(&self, e: usize) -> Vec<FpStatistics> {
@@ -1601,10 +1637,12 @@ impl<'a> World<'a> {
             if first { std::iter::once(0..blocks).collect() } else { block_runs(dirty, blocks) };
         let name = &self.scenario.volumes[volume].name;
         let mut delta = Vec::with_capacity(ranges.len());
+        let mut contents = Vec::new();
         for range in ranges {
-            let len = ((range.end - range.start) * u64::from(BLOCK)) as usize;
-            let data = self.volume_blocks(e, lv, range.clone()).unwrap_or_else(|| vec![0; len]);
-            self.oracle.read_completed("-", name, range.start, BLOCK as usize, self.now, self.now, &data);
+            let data = self.volume_kept(e, lv, range.clone());
+            contents.clear();
+            contents.extend(data.iter().zip(range.start..).map(|(kept, lba)| kept.content(lba)));
+            self.oracle.read_contents_completed("-", name, range.start, self.now, self.now, &contents);
             delta.push((range.start, data));
         }
         let Some(watch) = self.engines[e].replicas.get_mut(&lv) else { return };
@@ -1634,21 +1672,21 @@ impl<'a> World<'a> {
         let mut compare = Vec::new();
         for (_, delta) in watch.deltas.range(..=cycle) {
             for (lba, data) in delta {
-                let at = *lba as usize * BLOCK as usize;
-                expected[at..at + data.len()].copy_from_slice(data);
-                compare.push(*lba..*lba + (data.len() / BLOCK as usize) as u64);
+                let at = *lba as usize;
+                expected[at..at + data.len()].clone_from_slice(data);
+                compare.push(*lba..*lba + data.len() as u64);
             }
         }
         watch.deltas.retain(|c, _| *c > cycle);
         watch.shown = true;
         if !watch.compared_whole {
             watch.compared_whole = true;
-            compare = std::iter::once(0..(expected.len() / BLOCK as usize) as u64).collect();
+            compare = std::iter::once(0..expected.len() as u64).collect();
         }
         let mut differs = None;
         for range in compare {
-            let want = &expected[range.start as usize * BLOCK as usize..range.end as usize * BLOCK as usize];
-            if let Some(i) = self.disks[disk].unit().first_difference(replica.lba + range.start, want) {
+            let want = &expected[range.start as usize..range.end as usize];
+            if let Some(i) = first_kept_difference(self.disks[disk].unit(), replica.lba + range.start, want) {
                 differs = Some(range.start + i);
                 break;
             }
@@ -1710,7 +1748,8 @@ impl<'a> World<'a> {
                 if !watch.shown {
                     continue;
                 }
-                if let Some(i) = self.disks[watch.disk].unit().first_difference(p.replica.lba, expected) {
+                if let Some(i) = first_kept_difference(self.disks[watch.disk].unit(), p.replica.lba, expected)
+                {
                     differences.push((watch.volume, i));
                 }
             }
@@ -2191,6 +2230,19 @@ impl<'a> World<'a> {
             oracle,
         }
     }
+}
+
+/// The first of `kept` that `disk`'s block `lba + i` does not hold, as `i`: entries compared
+/// where the disk's blocks are the volume's size, bytes otherwise.
+fn first_kept_difference(disk: &DiskTarget, lba: u64, kept: &[KeptBlock]) -> Option<u64> {
+    if disk.block_size() == BLOCK as usize {
+        return disk.first_difference_kept(lba, kept);
+    }
+    let mut bytes = vec![0; kept.len() * BLOCK as usize];
+    for (block, out) in kept.iter().zip(bytes.chunks_exact_mut(BLOCK as usize)) {
+        block.read_into(out);
+    }
+    disk.first_difference(lba, &bytes)
 }
 
 /// The runs of consecutive blocks below `end` in the union of `written`, in order: each run
