@@ -349,12 +349,18 @@ impl Oracle {
     /// Check blocks of a snapshot's image, read at `now` from where the snapshot keeps them:
     /// each must be what its source held at the snapshot instant.
     pub fn check_snapshot(&mut self, snapshot: &str, lba: u64, block_size: usize, data: &[u8], now: u64) {
+        let mut decoded = Vec::new();
+        decode_blocks(data, block_size, lba, &mut decoded);
+        self.check_snapshot_contents(snapshot, lba, &decoded, now);
+    }
+
+    /// [`Oracle::check_snapshot`] of blocks already decoded (`contents[i]` is block `lba + i`
+    /// as [`decode_blocks`] finds it), as the simulator reads images kept by content.
+    pub fn check_snapshot_contents(&mut self, snapshot: &str, lba: u64, contents: &[BlockContent], now: u64) {
         let Some(PointInTime { at, histories, .. }) = self.snapshots.get(snapshot) else { return };
         let at = *at;
         let mut found_violations = Vec::new();
-        let mut decoded = Vec::new();
-        decode_blocks(data, block_size, lba, &mut decoded);
-        for (i, content) in decoded.into_iter().enumerate() {
+        for (i, &content) in contents.iter().enumerate() {
             let b = lba + i as u64;
             self.blocks_checked += 1;
             let history = histories.get(b);

@@ -1535,38 +1535,17 @@ impl<'a> World<'a> {
     }
 
     /// Blocks `range` of a volume as its devices hold them now, read through the control
-    /// path's map; `None` if the volume is unknown or the range has no translation.
-    fn volume_blocks(&self, e: usize, lv: LvId, range: Range<u64>) -> Option<Vec<u8>> {
+    /// path's map, as the disks keep them ([`KeptBlock`]): an image with no bytes made (the
+    /// blocks of a leg on no known disk read as zeros); `None` if the volume is unknown or
+    /// the range has no translation.
+    fn volume_kept(&self, e: usize, lv: LvId, range: Range<u64>) -> Option<Vec<KeptBlock>> {
+        let n = range.end - range.start;
         let scenario = self.scenario;
         let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
         let control = self.engines[e].switch.control();
-        let n = range.end - range.start;
         let mut side = 0;
         let legs = control.volume(lv)?.legs(range.start, n, false, &mut side).ok()?;
-        let mut image = vec![0u8; (n * u64::from(BLOCK)) as usize];
-        for leg in legs {
-            let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
-                continue;
-            };
-            let at = (leg.offset * u64::from(BLOCK)) as usize;
-            self.disks[d].unit().read_blocks_into(leg.lba, leg.blocks, &mut image[at..]);
-        }
-        Some(image)
-    }
-
-    /// [`World::volume_blocks`] as the disks keep the blocks ([`KeptBlock`]), never-translated
-    /// blocks (and a volume unknown) as zeros: a consistency point's image with no bytes made.
-    fn volume_kept(&self, e: usize, lv: LvId, range: Range<u64>) -> Vec<KeptBlock> {
-        let n = range.end - range.start;
         let mut image = vec![KeptBlock::default(); n as usize];
-        let scenario = self.scenario;
-        let disk_of = |target: Wwn| scenario.disks.iter().position(|d| d.has_port(target.0));
-        let control = self.engines[e].switch.control();
-        let mut side = 0;
-        let Some(legs) = control.volume(lv).and_then(|v| v.legs(range.start, n, false, &mut side).ok())
-        else {
-            return image;
-        };
         let mut bytes = Vec::new();
         for leg in legs {
             let Some(d) = control.devices().get(leg.device).map(|d| d.target).and_then(disk_of) else {
@@ -1586,7 +1565,7 @@ impl<'a> World<'a> {
                 }
             }
         }
-        image
+        Some(image)
     }
 
     /// An engine's host I/Os so far and, of those, the ones its fast path completed alone.
@@ -1639,7 +1618,9 @@ impl<'a> World<'a> {
         let mut delta = Vec::with_capacity(ranges.len());
         let mut contents = Vec::new();
         for range in ranges {
-            let data = self.volume_kept(e, lv, range.clone());
+            let n = (range.end - range.start) as usize;
+            let data =
+                self.volume_kept(e, lv, range.clone()).unwrap_or_else(|| vec![KeptBlock::default(); n]);
             contents.clear();
             contents.extend(data.iter().zip(range.start..).map(|(kept, lba)| kept.content(lba)));
             self.oracle.read_contents_completed("-", name, range.start, self.now, self.now, &contents);
@@ -2054,7 +2035,7 @@ impl<'a> World<'a> {
     /// be its source's image at the snapshot instant.
     fn check_snapshots(&mut self) {
         const CHUNK: u64 = 2048;
-        let mut images: Vec<(String, u64, Vec<u8>)> = Vec::new();
+        let mut images: Vec<(String, u64, Vec<KeptBlock>)> = Vec::new();
         for (e, engine) in self.engines.iter().enumerate() {
             for (snap, (_, name)) in &engine.snapshots {
                 let Some(blocks) = engine.switch.control().volume(*snap).map(|v| v.record.blocks) else {
@@ -2063,14 +2044,17 @@ impl<'a> World<'a> {
                 let mut lba = 0;
                 while lba < blocks {
                     let n = CHUNK.min(blocks - lba);
-                    let Some(data) = self.volume_blocks(e, *snap, lba..lba + n) else { break };
+                    let Some(data) = self.volume_kept(e, *snap, lba..lba + n) else { break };
                     images.push((name.clone(), lba, data));
                     lba += n;
                 }
             }
         }
+        let mut contents = Vec::new();
         for (name, lba, data) in images {
-            self.oracle.check_snapshot(&name, lba, BLOCK as usize, &data, self.now);
+            contents.clear();
+            contents.extend(data.iter().zip(lba..).map(|(kept, b)| kept.content(b)));
+            self.oracle.check_snapshot_contents(&name, lba, &contents, self.now);
         }
     }
 
