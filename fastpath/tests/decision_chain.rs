@@ -16,6 +16,7 @@ use dve_fp_api::mapping::{
 use dve_fp_api::message::{AbortTarget, MappingEntry, MappingKey, MissVerdict, ToCp, ToFp};
 use dve_wire::fc::{UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
+use dve_wire::fcp::FcpRspRepr;
 use support::*;
 
 fn bed() -> Testbed {
@@ -393,6 +394,29 @@ fn a_host_abort_of_a_write_in_flight_is_reported_with_its_range_once_its_legs_ar
             .iter()
             .any(|u| matches!(u, ToCp::PendingIos { req: r, ios, .. } if *r == req && ios.is_empty()))
     );
+}
+
+/// A device's frame is taken only from the target the exchange went to: a status naming a
+/// leg's OX_ID from another device's address does not end the leg, whose own device then
+/// answers as usual.
+#[test]
+fn a_frame_naming_a_legs_exchange_from_another_device_is_not_taken() {
+    let mut bed = bed();
+    bed.disks.blocks.insert((1, 40), vec![0x6C; BLOCK]);
+    bed.hold_disks = true;
+    let read = bed.read(40, 1);
+    let (port, command) = bed.held_disk_frames.front().cloned().expect("the leg's command");
+    let leg = u16::from_be_bytes([command[FC_OX_ID], command[FC_OX_ID + 1]]);
+    let f = f_ctl::EXCHANGE_CONTEXT | f_ctl::LAST_SEQUENCE | f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+    let hd = header(r_ctl::COMMAND_STATUS, initiator_fc(port.0), disk_fc(2), fc_type::FCP, f, leg, 0x77, 0);
+    let rsp = FcpRspRepr { scsi_status: 0x02, ..FcpRspRepr::good() };
+    bed.deliver(port, fcoe(&hd, Sof::I3, Eof::T, &rsp));
+    bed.settle();
+    assert_eq!(bed.result(read).status, None, "the stray status ended nothing");
+    assert!(bed.queued_causes().is_empty(), "{:?}", bed.queued_causes());
+    bed.release_disks();
+    assert_eq!(bed.result(read).status, Some(0));
+    assert_eq!(bed.result(read).data, vec![0x6C; BLOCK]);
 }
 
 /// A mirror write its host aborted stays serialized while a leg's abort is unanswered: an

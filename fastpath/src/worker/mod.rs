@@ -455,6 +455,11 @@ impl Worker {
             self.control_frame(port, frame);
             return;
         };
+        // Only the target the exchange went to: another port's frame that names this OX_ID
+        // (a stray, or a device misbehaving) must not reach the exchange.
+        if down.target.get() != h.s_id.0 {
+            return;
+        }
         if down.state == DownState::Aborting {
             if matches!(h.r_ctl, r_ctl::BLS_BA_ACC | r_ctl::BLS_BA_RJT) {
                 self.down.remove(xid);
