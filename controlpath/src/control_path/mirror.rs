@@ -1306,13 +1306,7 @@ mod tests {
     /// Ticks pass until the resync of side 1 is over, one way or the other.
     fn run_resync(bench: &mut Bench) {
         assert_eq!(bench.side_states(), [SideState::Alive, SideState::Resync], "{:?}", bench.events);
-        for _ in 0..100 {
-            if bench.cp.resyncs().is_empty() {
-                return;
-            }
-            bench.tick();
-        }
-        panic!("the resync never ended: {:?}", bench.events);
+        run_to_end(bench);
     }
 
     /// Side 1's state after its resync, the pieces copied again and the steps given up.
@@ -1403,6 +1397,7 @@ mod tests {
         bench
     }
 
+    /// Ticks pass until every resync is over, one way or the other.
     fn run_to_end(bench: &mut Bench) {
         for _ in 0..100 {
             if bench.cp.resyncs().is_empty() {

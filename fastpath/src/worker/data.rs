@@ -13,7 +13,7 @@ use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 
 use super::emit::{self, FC_HEADER};
-use super::state::{DownOwner, HostPiece, LegFrames, UpState};
+use super::state::{DownOwner, HostPiece, LegFrames, UpState, Upstream};
 use super::translate::MAX_LEGS;
 use super::{Received, Worker};
 
@@ -231,15 +231,7 @@ impl Worker {
             }
         }
         // The rest of `pump` for the legs as they are now: the piece is behind every one.
-        let Some(up) = self.up.get_mut(up_xid) else { return Ok(()) };
-        up.received_upto = up.received_upto.max(offset + len);
-        let needed = needed.max(up.needed_upto);
-        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
-            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
-        up.needed_upto = needed;
-        if let Some((ro, len)) = solicit {
-            self.solicit(up_xid, ro, len);
-        }
+        self.after_forwarding(up_xid, offset + len, needed);
         Ok(())
     }
 
@@ -373,16 +365,23 @@ impl Worker {
             self.send(port, out);
         }
         // The rest of `pump` for the leg as it is now: the frame is behind it.
-        let Some(up) = self.up.get_mut(up_xid) else { return Ok(()) };
-        up.received_upto = up.received_upto.max(offset + len);
+        self.after_forwarding(up_xid, offset + len, needed);
+        Ok(())
+    }
+
+    /// What `pump` does after a host frame went straight to the legs: the data received up to
+    /// `received_end`, the legs needing it up to `needed`, and the host asked for more when
+    /// a leg waits for data not yet solicited. Always inlined: both callers are per frame.
+    #[inline(always)]
+    fn after_forwarding(&mut self, up_xid: ExchangeId, received_end: u32, needed: u32) {
+        let Some(up) = self.up.get_mut(up_xid) else { return };
+        up.received_upto = up.received_upto.max(received_end);
         let needed = needed.max(up.needed_upto);
-        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
-            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
+        let solicit = next_solicit(up, needed, self.config.max_burst);
         up.needed_upto = needed;
         if let Some((ro, len)) = solicit {
             self.solicit(up_xid, ro, len);
         }
-        Ok(())
     }
 
     /// Send every leg of host write `up_xid` what it asked for and has arrived, ask the host
@@ -425,8 +424,7 @@ impl Worker {
         }
         let Some(up) = self.up.get(up_xid) else { return };
         let needed = needed.max(up.needed_upto);
-        let solicit = (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
-            .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(self.config.max_burst)));
+        let solicit = next_solicit(up, needed, self.config.max_burst);
         let Some(up) = self.up.get_mut(up_xid) else { return };
         up.needed_upto = needed;
         let drop = up.pieces.iter().take_while(|p| p.end() <= keep_from).count();
@@ -856,4 +854,12 @@ fn leg_payload(piece: &HostPiece, from: u32, to: u32) -> Option<LegPayload> {
     let len = to - from;
     let body = piece.frame.slice(start..start + len as usize)?;
     Some(LegPayload { body, len, fill: ((4 - len % 4) % 4) as usize, patch_from: None })
+}
+
+/// The burst to ask the host for (offset, length), if a leg needs data up to `needed` past what
+/// was solicited and everything solicited has arrived: one burst outstanding at a time.
+#[inline(always)]
+fn next_solicit(up: &Upstream, needed: u32, max_burst: u32) -> Option<(u32, u32)> {
+    (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
+        .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(max_burst)))
 }

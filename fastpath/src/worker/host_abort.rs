@@ -78,9 +78,7 @@ impl Worker {
         if let Some((_, _, Some((vseg, start, end)), true)) = landing {
             // Still serialized once the host exchange is gone: no overlapping mirror or
             // journal write may start while one of this write's legs could still land.
-            if let Some(entry) =
-                self.serialized.iter_mut().find(|e| (e.0, e.1, e.2, e.3) == (vseg, start, end, xid))
-            {
+            if let Some(entry) = self.serialized.iter_mut().find(|e| **e == (vseg, start, end, xid)) {
                 entry.3 = ABORTED;
             }
         }
