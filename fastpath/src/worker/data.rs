@@ -109,11 +109,10 @@ impl Worker {
     /// [`Worker::pump`] do with it then, frame for frame and state for state (as a piece it
     /// would be served to each leg in order and dropped at once), without the piece list, the
     /// search for the piece, the second look for more that finds none, or the marks over legs
-    /// that have just been served. The last leg's payload takes the host frame itself rather
-    /// than sharing it. The frame comes back if any leg is not waiting for it, and becomes a
-    /// piece; nothing has changed then. A plan of one leg goes to
-    /// [`Worker::forward_to_one_leg`] instead, which also writes the leg's frame over the
-    /// host's.
+    /// that have just been served. The first leg's frame is written over the host's (as
+    /// [`Worker::forward_to_one_leg`] does for a plan of one leg); the others share its
+    /// payload, the last taking the reference. The frame comes back if any leg is not waiting
+    /// for it, and becomes a piece; nothing has changed then.
     fn forward_in_order(
         &mut self,
         up_xid: ExchangeId,
@@ -159,10 +158,14 @@ impl Worker {
             return Err(frame);
         }
         let old = *old;
-        let trailing = rx.fc_end - fc_start - FC_HEADER;
-        let fill = rx.fc_end - fc_start - FC_HEADER - len as usize;
+        let fc_len = rx.fc_end - fc_start;
+        let trailing = fc_len - FC_HEADER;
+        let fill = fc_len - FC_HEADER - len as usize;
         let mut needed = 0;
-        let mut frame = Some(frame);
+        // The frame the legs' payloads are sliced from: the host's, until the first leg's frame
+        // is written over it; then that frame, whose payload is the same bytes in the same
+        // place (only headers and trailer were written).
+        let mut source = Some(frame);
         for (i, down_xid) in legs.first(leg_count).enumerate() {
             let Some(down) = self.down.get_mut(down_xid) else { continue };
             let LegFrames::Write(head) = &mut down.frames else { continue };
@@ -196,35 +199,47 @@ impl Worker {
             let sof = if seq_cnt == 0 { Sof::I3 } else { Sof::N3 };
             let eof = if last { Eof::T } else { Eof::N };
             let port = down.port;
-            // Every leg but the last shares the host frame; the last takes it. (No side writes
-            // over the host's frame, as a single leg does in `forward_to_one_leg`: the other
-            // sides' frames, sharing the payload, wait in the transmit lists until the poll
-            // ends.)
-            let whole = if i + 1 == leg_count { frame.take() } else { frame.clone() };
-            let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
-            // A match, not `or_else`: the call it stayed cost about 13 a frame.
-            let buf = match self.spare_buffers.pop() {
-                Some(buf) => Some(buf),
-                None => self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY),
-            };
-            let out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
+            let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+            let wanted_upto =
+                (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end);
+            // The first leg's frame is written over the host's while the host frame is the
+            // worker's alone (no pool buffer, nothing to gather); every other leg sends its own
+            // header with the payload shared from that frame, the last taking it.
+            // `None`: no buffer for the header; `Some(None)`: no frame could be made.
+            let mut out: Option<Option<TxFrame>> = None;
+            if i == 0
+                && let (Some(crc), Some(whole)) = (crc, source.take())
+            {
+                match head.data_frame_in_place(whole, &hb, sof, eof, fc_len, crc) {
+                    Ok(frame) => {
+                        source = Some(frame.head.clone());
+                        out = Some(Some(frame));
+                    }
+                    Err(whole) => source = Some(whole),
+                }
+            }
+            if out.is_none() {
+                let whole = if i + 1 == leg_count { source.take() } else { source.clone() };
+                let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
+                // A match, not `or_else`: the call it stayed cost about 13 a frame.
+                let buf = match self.spare_buffers.pop() {
+                    Some(buf) => Some(buf),
+                    None => self.pool.alloc(dve_fp_api::frame::FRAME_CAPACITY),
+                };
+                out = buf.map(|buf| head.data_frame(buf, &hb, sof, eof, body, fill, crc));
+            }
             down.seq_cnt = seq_cnt.wrapping_add(1);
             down.sent_upto = sent + len;
-            let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
             // As `serve_leg_frame`: with no buffer the leg's state has moved on but its
             // request stays.
             let Some(out) = out else {
-                needed = needed.max(
-                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end),
-                );
+                needed = needed.max(wanted_upto);
                 continue;
             };
             if last {
                 down.wanted = None;
             } else {
-                needed = needed.max(
-                    (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end),
-                );
+                needed = needed.max(wanted_upto);
             }
             if let Some(out) = out {
                 self.send(port, out);
@@ -379,6 +394,35 @@ impl Worker {
         let needed = needed.max(up.needed_upto);
         let solicit = next_solicit(up, needed, self.config.max_burst);
         up.needed_upto = needed;
+        if let Some((ro, len)) = solicit {
+            self.solicit(up_xid, ro, len);
+        }
+    }
+
+    /// [`Worker::pump`] after leg `down_xid` of host write `up_xid` asked for data (its
+    /// XFER_RDY) when no host data is held and the leg is past its journal header block: then
+    /// nothing can be sent and nothing dropped, and since every other leg's request was taken
+    /// into `needed_upto` when it came (an XFER_RDY is the one place a request is made), only
+    /// this leg's adds to what the host is asked for. Anything else goes to `pump`.
+    pub(super) fn leg_ready(&mut self, up_xid: ExchangeId, down_xid: ExchangeId) {
+        let Some(up) = self.up.get(up_xid) else { return };
+        let (Some(plan), true, true) =
+            (up.plan.as_ref(), up.pieces.is_empty(), up.request.kind == IoKind::Write)
+        else {
+            return self.pump(up_xid);
+        };
+        let Some(d) = self.down.get(down_xid) else { return self.pump(up_xid) };
+        let Some((_, want_end)) = d.wanted else { return self.pump(up_xid) };
+        if d.sent_upto < d.leg.header_bytes || d.sent_upto >= want_end {
+            return self.pump(up_xid);
+        }
+        let leg_end = d.leg.data_offset + d.leg.blocks * plan.block_size;
+        let leg_needs = (d.leg.data_offset + (want_end - d.leg.header_bytes)).min(leg_end);
+        let needed = leg_needs.max(up.needed_upto);
+        let solicit = next_solicit(up, needed, self.config.max_burst);
+        if let Some(up) = self.up.get_mut(up_xid) {
+            up.needed_upto = needed;
+        }
         if let Some((ro, len)) = solicit {
             self.solicit(up_xid, ro, len);
         }

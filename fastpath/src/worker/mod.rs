@@ -483,7 +483,7 @@ impl Worker {
                 let owner = down.owner;
                 self.recycle(frame);
                 match owner {
-                    DownOwner::Host { up, .. } => self.pump(up),
+                    DownOwner::Host { up, .. } => self.leg_ready(up, xid),
                     DownOwner::ControlPath(_) => self.send_dispatch_data(xid),
                 }
             }
