@@ -183,6 +183,46 @@ fn write_arranged(bed: &mut Testbed, lba: u64, data: Vec<u8>, arrange: Arrangeme
 }
 
 #[test]
+fn a_mirror_write_sends_each_host_data_frame_to_both_sides_without_copying_its_payload() {
+    // One side's data frame is the host's frame with its headers rewritten; the other side's
+    // carries its own headers and the same payload bytes, by reference.
+    let mut bed =
+        Testbed::single(|_| {}, 4096, table(vec![mirror(&[(1, SideState::Alive), (2, SideState::Alive)])]));
+    bed.sent_to_disks = Some(Vec::new());
+    let data = pattern(4, 24);
+    let ox = bed.write(8, data.clone());
+    assert_eq!(bed.result(ox).status, Some(0), "upcalls {:?}", bed.upcalls);
+    let sent = bed.sent_to_disks.take().unwrap_or_default();
+    let data_frames = |port| -> Vec<dve_fp_api::frame::TxFrame> {
+        sent.iter()
+            .filter(|(p, f)| {
+                *p == port && f.head.as_slice().get(28) == Some(&dve_wire::fc::r_ctl::SOLICITED_DATA)
+            })
+            .map(|(_, f)| f.clone())
+            .collect()
+    };
+    let (one, two) = (data_frames(disk_port(1)), data_frames(disk_port(2)));
+    assert_eq!(one.len(), two.len());
+    assert!(one.len() >= 6, "12 KiB in frames of at most 2 KiB: {} frames", one.len());
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        let (whole, shared) = match (&a.body, &b.body) {
+            (None, Some(body)) => (&a.head, body),
+            (Some(body), None) => (&b.head, body),
+            _ => panic!("frame {i}: one side's frame is the host's, the other shares it"),
+        };
+        assert!(shared.shares_storage_with(whole), "frame {i}: the payload is shared, not copied");
+    }
+    for device in [1, 2] {
+        for b in 0..24u64 {
+            assert_eq!(
+                bed.disks.read_block(device, 108 + b),
+                data[b as usize * BLOCK..(b as usize + 1) * BLOCK]
+            );
+        }
+    }
+}
+
+#[test]
 fn write_data_out_of_order_lands_as_in_order_on_one_leg_and_on_a_mirror() {
     // In order, every host frame goes straight to the waiting legs; out of order, frames are
     // held as pieces and served as the gaps fill. Both must land the same data.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use dve_fastpath::{PortConfig, Worker, WorkerConfig};
-use dve_fp_api::frame::Frame;
+use dve_fp_api::frame::{Frame, TxFrame};
 use dve_fp_api::ids::{
     DeviceId, ExposureId, FcId, Lun, LvId, PortId, RequestId, Timestamp, VsegId, WorkerId, Wwn,
 };
@@ -406,6 +406,8 @@ pub struct Testbed {
     pub hold_disks: bool,
     /// Lose the n-th data frame (1-based) disks send from now on, as a lossy link would.
     pub lose_disk_data_frame: Option<u32>,
+    /// Every frame the worker sent a disk, as it was sent (pieces and all), when set.
+    pub sent_to_disks: Option<Vec<(PortId, TxFrame)>>,
     pub now: u64,
     next_req: u64,
 }
@@ -451,6 +453,7 @@ impl Testbed {
             held_disk_frames: VecDeque::new(),
             hold_disks: false,
             lose_disk_data_frame: None,
+            sent_to_disks: None,
             now: 1,
             next_req: 0,
         };
@@ -505,9 +508,13 @@ impl Testbed {
 
     /// The frames the worker sent since the last call, as bytes, with their ports.
     pub fn transmits(&mut self) -> Vec<(PortId, Vec<u8>)> {
+        let kept = &mut self.sent_to_disks;
         self.worker
             .take_transmits()
             .map(|(port, tx)| {
+                if let Some(kept) = kept.as_mut().filter(|_| port != HOST_PORT) {
+                    kept.push((port, tx.clone()));
+                }
                 let mut bytes = Vec::new();
                 tx.write_to(&mut bytes);
                 (port, bytes)
