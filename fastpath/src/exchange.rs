@@ -91,6 +91,13 @@ impl<T> ExchangeTable<T> {
         Some((tag, &mut slot.value))
     }
 
+    /// The slot exchange id `xid` names (whether or not it is in use): side tables kept per
+    /// slot index by it.
+    #[inline]
+    pub fn slot_of(&self, xid: ExchangeId) -> Option<usize> {
+        self.index(xid)
+    }
+
     #[inline]
     fn index(&self, xid: ExchangeId) -> Option<usize> {
         let index = usize::from(xid.0 ^ self.base);

@@ -13,10 +13,6 @@ use dve_wire::fc::UNASSIGNED_X_ID;
 use crate::worker::state::DownState;
 use crate::worker::{Received, Worker};
 
-/// Stands for an aborted write in the serialization list: its host exchange's slot is free
-/// for new I/O at once, and a new I/O's own entry must not be taken for it, nor it for one.
-pub(super) const ABORTED: ExchangeId = ExchangeId(UNASSIGNED_X_ID);
-
 /// A write its host aborted while some of its legs' aborts are unanswered.
 #[derive(Debug)]
 pub(super) struct AbortedWrite {
@@ -75,11 +71,11 @@ impl Worker {
             let range = u.plan.map(|p| (p.vseg, p.seg_block, p.seg_block + u64::from(p.blocks)));
             Some((u.request, u.legs, range, u.serialized && range.is_some()))
         });
-        if let Some((_, _, Some((vseg, start, end)), true)) = landing {
+        if let Some((_, _, Some(_), true)) = landing {
             // Still serialized once the host exchange is gone: no overlapping mirror or
             // journal write may start while one of this write's legs could still land.
-            if let Some(entry) = self.serialized.iter_mut().find(|e| **e == (vseg, start, end, xid)) {
-                entry.3 = ABORTED;
+            if let Some(slot) = self.up.slot_of(xid) {
+                self.serialized.detach(slot);
             }
         }
         self.abort_upstream(xid);
@@ -110,10 +106,8 @@ impl Worker {
     fn settle_aborted_writes(&mut self) {
         while let Some(at) = self.aborted_writes.iter().position(|w| w.legs.is_empty()) {
             let write = self.aborted_writes.remove(at);
-            if let (Some((vseg, start, end)), true) = (write.range, write.serialized)
-                && let Some(entry) = self.serialized.iter().position(|&e| e == (vseg, start, end, ABORTED))
-            {
-                self.serialized.swap_remove(entry);
+            if let (Some((vseg, start, end)), true) = (write.range, write.serialized) {
+                self.serialized.remove_aborted(vseg, start, end);
             }
             self.upcalls.push_back(ToCp::WriteAborted {
                 request: write.request,

@@ -14,6 +14,7 @@ pub mod emit;
 mod expiry;
 mod host_abort;
 pub mod run;
+mod serialized;
 pub mod state;
 pub mod translate;
 mod tx;
@@ -69,9 +70,9 @@ pub struct Worker {
     handoffs: Vec<(WorkerId, PortId, Frame)>,
     /// Host I/Os held while their volume is paused, in arrival order.
     held: VecDeque<ExchangeId>,
-    /// Mirror and journal writes in flight: segment, block range, exchange
-    /// ([`host_abort::ABORTED`] for a write its host aborted whose legs may still land).
-    serialized: Vec<(VsegId, u64, u64, ExchangeId)>,
+    /// Mirror and journal writes in flight (with those their hosts aborted whose legs may
+    /// still land), by upstream slot.
+    serialized: serialized::SerializedWrites,
     /// Writes their hosts aborted, waiting for their legs' aborts to be answered.
     aborted_writes: Vec<host_abort::AbortedWrite>,
     /// Recycled write-data lists, so host writes do not allocate in steady state.
@@ -149,6 +150,7 @@ impl Worker {
     /// A worker with an empty cache.
     pub fn new(config: WorkerConfig) -> Worker {
         let up = ExchangeTable::new(config.layout, config.id, config.upstream_slots);
+        let serialized = serialized::SerializedWrites::new(up.capacity());
         let down = ExchangeTable::new(config.layout, config.id, config.downstream_slots);
         let pool = FramePool::new(config.pool_frames, config.pool_frames / 4);
         let cp_worker = WorkerId((config.layout.max_workers() - 1) as u8);
@@ -168,7 +170,7 @@ impl Worker {
             upcalls: VecDeque::with_capacity(64),
             handoffs: Vec::new(),
             held: VecDeque::new(),
-            serialized: Vec::with_capacity(64),
+            serialized,
             aborted_writes: Vec::new(),
             spare_pieces: Vec::new(),
             cp_worker,
@@ -630,9 +632,7 @@ impl Worker {
             blocks: req.blocks,
         };
         let serialized = &self.serialized;
-        let overlaps = |vseg: VsegId, start: u64, end: u64| {
-            serialized.iter().any(|&(v, s, e, _)| v == vseg && s < end && start < e)
-        };
+        let overlaps = |vseg: VsegId, start: u64, end: u64| serialized.overlaps(vseg, start, end);
         let looked_up;
         let front = match front {
             Some(front) => front,
@@ -719,7 +719,9 @@ impl Worker {
         let plan = &self.plan;
         if plan.serialized {
             let end = plan.seg_block + u64::from(plan.blocks);
-            self.serialized.push((plan.vseg, plan.seg_block, end, xid));
+            if let Some(slot) = self.up.slot_of(xid) {
+                self.serialized.insert(slot, plan.vseg, plan.seg_block, end);
+            }
         }
         let Some(up) = self.up.get_mut(xid) else { return };
         up.state = UpState::Active;
@@ -939,17 +941,8 @@ impl Worker {
     }
 
     fn unserialize(&mut self, xid: ExchangeId) {
-        // The list is only ever searched for an overlap, so its order does not matter: one
-        // pass swapping the last entry into each removed one's place, where `retain` moved
-        // every entry after it (about 90 instructions more a mirror-2 write with the bench's
-        // writes in flight).
-        let mut at = 0;
-        while let Some(&(_, _, _, x)) = self.serialized.get(at) {
-            if x == xid {
-                self.serialized.swap_remove(at);
-            } else {
-                at += 1;
-            }
+        if let Some(slot) = self.up.slot_of(xid) {
+            self.serialized.remove(slot);
         }
     }
 
