@@ -122,7 +122,8 @@ impl FrameMut {
     /// [`FrameMut::as_mut_slice`], inlined where it is called: the worker writes every frame
     /// it builds through it, and the call cost about 6 instructions a frame. Separate, so
     /// code that calls `as_mut_slice` (the benchmark's forwarder reference) compiles as it did.
-    #[inline]
+    /// Always inlined: `#[inline]` alone left it a call in the mirror's data path.
+    #[inline(always)]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let len = self.len;
         match self.slot.as_mut().and_then(Arc::get_mut) {
@@ -232,6 +233,32 @@ impl Frame {
         }
         let end = self.end as usize;
         self.slot.as_mut().and_then(Arc::get_mut).map(|slot| &mut slot.bytes[..end])
+    }
+
+    /// The frame's whole storage, writable, past the frame's end too, under the same
+    /// conditions as [`Frame::exclusive_bytes`]: a frame sent on to several places can carry
+    /// the other copies' headers in the room after it (taken with [`Frame::storage_slice`])
+    /// rather than a buffer each.
+    #[inline(always)]
+    pub fn exclusive_storage(&mut self) -> Option<&mut [u8]> {
+        if self.start != 0 {
+            return None;
+        }
+        self.slot.as_mut().and_then(Arc::get_mut).map(|slot| &mut slot.bytes[..])
+    }
+
+    /// Bytes `range` of this frame's storage, counted from the frame's start, sharing it: as
+    /// [`Frame::slice`], but the range may reach past the frame's end into the storage's room
+    /// after it (what [`Frame::exclusive_storage`] wrote there). `None` past the storage.
+    #[inline]
+    pub fn storage_slice(&self, range: Range<usize>) -> Option<Frame> {
+        let slot = self.slot.as_ref()?;
+        let start = self.start as usize + range.start;
+        let end = self.start as usize + range.end;
+        if range.start > range.end || end > slot.bytes.len() {
+            return None;
+        }
+        Some(Frame { slot: Some(slot.clone()), start: start as u32, end: end as u32 })
     }
 
     /// The frame as a writable buffer, if nothing else references its storage and it starts
@@ -443,6 +470,24 @@ mod tests {
         writable.as_mut_slice()[0] = 1;
         assert_eq!(writable.freeze().as_slice()[0], 1);
         assert!(pool.alloc(FRAME_CAPACITY + 1).is_none());
+    }
+
+    #[test]
+    fn the_room_after_a_frame_is_written_only_while_the_frame_is_alone() {
+        let mut frame = Frame::copy_from(b"frame").unwrap();
+        let storage = frame.exclusive_storage().unwrap();
+        assert_eq!(storage.len(), FRAME_CAPACITY);
+        storage[5..9].copy_from_slice(b"head");
+        assert_eq!(frame.as_slice(), b"frame", "the frame keeps its length");
+        let head = frame.storage_slice(5..9).unwrap();
+        assert_eq!(head.as_slice(), b"head");
+        assert!(head.shares_storage_with(&frame));
+        assert!(frame.exclusive_storage().is_none(), "shared now");
+        assert!(frame.storage_slice(0..FRAME_CAPACITY + 1).is_none());
+        assert!(head.slice(1..3).unwrap().exclusive_storage().is_none(), "a slice is not the whole");
+        drop(head);
+        assert!(frame.exclusive_storage().is_some());
+        assert!(Frame::empty().storage_slice(0..1).is_none());
     }
 
     #[test]

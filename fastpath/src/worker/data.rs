@@ -20,6 +20,16 @@ use super::{Received, Worker};
 /// Most payload bytes the worker puts in a data frame it builds.
 const DATA_FRAME_BYTES: usize = 2048;
 
+/// A leg's next data frame, made before the leg's state moves on ([`Worker::leg_sent`]).
+struct LegStep {
+    frame: emit::LegDataFrame,
+    port: dve_fp_api::ids::PortId,
+    /// The frame ends the leg's request.
+    last: bool,
+    /// How far into the host's data the leg's request reaches.
+    wanted_upto: u32,
+}
+
 /// A slice of leg data ready to send.
 struct LegPayload {
     body: dve_fp_api::frame::Frame,
@@ -58,13 +68,14 @@ impl Worker {
         // The usual case, a frame every leg is waiting for, goes straight to them. Refused
         // (with nothing changed), it is kept as a piece.
         let piece = if up.pieces.is_empty() && offset == up.received_upto && up.state == UpState::Active {
-            if patchable && fill <= 3 && up.plan.as_ref().is_some_and(|p| p.leg_count == 1) {
-                match self.forward_to_one_leg(xid, frame, rx, crc) {
-                    Ok(()) => return,
-                    Err(frame) => piece(frame),
-                }
-            } else if patchable && fill <= 3 {
-                match self.forward_in_order(xid, frame, rx, crc) {
+            let legs = up.plan.as_ref().map_or(0, |p| p.leg_count);
+            if patchable && fill <= 3 && legs > 0 {
+                let sent = match legs {
+                    1 => self.forward_to_one_leg(xid, frame, rx, crc),
+                    2 => self.forward_to_two_legs(xid, frame, rx, crc),
+                    _ => self.forward_in_order(xid, frame, rx, crc),
+                };
+                match sent {
                     Ok(()) => return,
                     Err(frame) => piece(frame),
                 }
@@ -139,17 +150,7 @@ impl Worker {
         }
         let mut waiting = 0;
         for down in legs.first(leg_count) {
-            let Some(d) = self.down.get(down) else { return Err(frame) };
-            let Some((_, want_end)) = d.wanted else { return Err(frame) };
-            let sent = d.sent_upto;
-            let ready = matches!(d.frames, LegFrames::Write(_))
-                && sent >= d.leg.header_bytes
-                && sent < want_end
-                && d.leg.data_offset + (sent - d.leg.header_bytes) == offset
-                // The request takes the whole piece, which is not empty (`serve_leg_frame`
-                // finds no piece for an empty frame): 1 <= len <= want_end - sent.
-                && len.wrapping_sub(1) < want_end - sent;
-            if !ready {
+            if !self.leg_waits_for(down, offset, len) {
                 return Err(frame);
             }
             waiting += 1;
@@ -220,7 +221,12 @@ impl Worker {
             }
             if out.is_none() {
                 let whole = if i + 1 == leg_count { source.take() } else { source.clone() };
-                let Some(body) = whole.and_then(|w| w.into_slice(range.clone())) else { continue };
+                // A match: the closure of `and_then` stayed a call (about 25 a frame).
+                let body = match whole {
+                    Some(w) => w.into_slice(range.clone()),
+                    None => None,
+                };
+                let Some(body) = body else { continue };
                 // A match, not `or_else`: the call it stayed cost about 13 a frame.
                 let buf = match self.spare_buffers.pop() {
                     Some(buf) => Some(buf),
@@ -248,6 +254,142 @@ impl Worker {
         // The rest of `pump` for the legs as they are now: the piece is behind every one.
         self.after_forwarding(up_xid, offset + len, needed);
         Ok(())
+    }
+
+    /// [`Worker::forward_in_order`] for a plan of two legs (a two-way mirror, a journaled
+    /// write) and a host frame the worker holds alone with room after it: the first leg's frame
+    /// written over the host's, the second's headers in the room after it and its payload the
+    /// same bytes by reference (no buffer taken, see [`emit::two_data_frames`]). The same
+    /// frames sent and the same state left as `forward_in_order`, which takes any frame this
+    /// cannot; the frame comes back with nothing changed if a leg is not waiting for it.
+    fn forward_to_two_legs(
+        &mut self,
+        up_xid: ExchangeId,
+        frame: dve_fp_api::frame::Frame,
+        rx: &Received,
+        host_crc: u32,
+    ) -> Result<(), dve_fp_api::frame::Frame> {
+        let Some(up) = self.up.get(up_xid) else { return Err(frame) };
+        let Some(plan) = up.plan.as_ref() else { return Err(frame) };
+        if up.request.kind != IoKind::Write {
+            return Err(frame);
+        }
+        let block_size = plan.block_size;
+        let (Some(a), Some(b)) = (up.legs.get(0), up.legs.get(1)) else { return Err(frame) };
+        let (offset, len) = (rx.header.parameter, rx.payload_len as u32);
+        let fc_start = rx.fc_start;
+        let start = fc_start + FC_HEADER;
+        let range = start..start + len as usize;
+        let Some(&old) = frame.as_slice().get(fc_start..).and_then(|b| b.first_chunk::<FC_HEADER>()) else {
+            return Err(frame);
+        };
+        if range.end > frame.len()
+            || !self.leg_waits_for(a, offset, len)
+            || !self.leg_waits_for(b, offset, len)
+        {
+            return Err(frame);
+        }
+        let fc_len = rx.fc_end - fc_start;
+        let trailing = fc_len - FC_HEADER;
+        let fill = trailing - len as usize;
+        let changes = (host_crc, &old, len, fill, trailing, block_size);
+        let (Some(sa), Some(sb)) = (self.leg_step(a, changes), self.leg_step(b, changes)) else {
+            return self.forward_in_order(up_xid, frame, rx, host_crc);
+        };
+        match emit::two_data_frames(frame, fc_len, range, fill, [&sa.frame, &sb.frame]) {
+            Ok([fa, fb]) => {
+                let needed = self.leg_sent(a, len, &sa).max(self.leg_sent(b, len, &sb));
+                self.send(sa.port, fa);
+                self.send(sb.port, fb);
+                self.after_forwarding(up_xid, offset + len, needed);
+                Ok(())
+            }
+            Err(frame) => self.forward_in_order(up_xid, frame, rx, host_crc),
+        }
+    }
+
+    /// Whether leg `down_xid` waits for exactly the host data at `offset`, `len` bytes: its
+    /// sent data ends there, its request takes the whole payload (which is not empty:
+    /// `serve_leg_frame` finds no piece for an empty frame, so 1 <= len <= want_end - sent),
+    /// and it has a [`emit::WriteHead`].
+    #[inline(always)]
+    fn leg_waits_for(&self, down_xid: ExchangeId, offset: u32, len: u32) -> bool {
+        self.down.get(down_xid).is_some_and(|d| {
+            let sent = d.sent_upto;
+            matches!(d.frames, LegFrames::Write(_))
+                && d.wanted.is_some_and(|(_, want_end)| {
+                    sent >= d.leg.header_bytes
+                        && sent < want_end
+                        && d.leg.data_offset + (sent - d.leg.header_bytes) == offset
+                        && len.wrapping_sub(1) < want_end - sent
+                })
+        })
+    }
+
+    /// Leg `down_xid`'s next data frame for a host frame with CRC `host_crc`, FC header `old`,
+    /// `len` payload bytes, `fill` and `trailing` bytes after its header, in a write of
+    /// `block_size` blocks; the leg's state is left as it was (see [`Worker::leg_sent`]).
+    /// `None` if the leg has no request or head, or the CRC change cannot be had.
+    #[inline(always)]
+    fn leg_step(
+        &mut self,
+        down_xid: ExchangeId,
+        (host_crc, old, len, fill, trailing, block_size): (u32, &[u8; FC_HEADER], u32, usize, usize, u32),
+    ) -> Option<LegStep> {
+        let down = self.down.get_mut(down_xid)?;
+        let LegFrames::Write(head) = &mut down.frames else { return None };
+        let (_, want_end) = down.wanted?;
+        let sent = down.sent_upto;
+        let last = sent + len >= want_end;
+        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
+        if last {
+            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+        }
+        let seq_cnt = down.seq_cnt;
+        let fields = emit::WriteFields {
+            f_ctl: f,
+            seq_id: down.seq_id,
+            seq_cnt,
+            ox_id: down_xid.0,
+            rx_id: down.target_rx_id,
+            parameter: sent,
+        };
+        let hb = head.header(fields)?;
+        let change = head.header_change(
+            (&mut self.address_changes, &mut self.write_changes),
+            &self.crc,
+            old,
+            &hb,
+            trailing,
+        )?;
+        let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
+        Some(LegStep {
+            frame: emit::LegDataFrame {
+                head: *head,
+                hb,
+                sof: if seq_cnt == 0 { Sof::I3 } else { Sof::N3 },
+                eof: if last { Eof::T } else { Eof::N },
+                crc: host_crc ^ change,
+            },
+            port: down.port,
+            last,
+            wanted_upto: (down.leg.data_offset + want_end.saturating_sub(down.leg.header_bytes)).min(leg_end),
+        })
+    }
+
+    /// Leg `down_xid` sent the `len` bytes of `step`: its state moves on. Returns how far into
+    /// the host's data the leg still needs data (0 once its request is met).
+    #[inline(always)]
+    fn leg_sent(&mut self, down_xid: ExchangeId, len: u32, step: &LegStep) -> u32 {
+        let Some(down) = self.down.get_mut(down_xid) else { return 0 };
+        down.seq_cnt = down.seq_cnt.wrapping_add(1);
+        down.sent_upto += len;
+        if step.last {
+            down.wanted = None;
+            0
+        } else {
+            step.wanted_upto
+        }
     }
 
     /// [`Worker::forward_in_order`] for a plan of one leg, a host frame `frame` (located as

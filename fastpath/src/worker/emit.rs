@@ -387,15 +387,7 @@ impl WriteHead {
         if fill > 3 || !head.set_len(PAYLOAD) {
             return None;
         }
-        {
-            let bytes = head.bytes_mut();
-            let (macs, rest) = bytes.split_first_chunk_mut::<12>()?;
-            *macs = self.macs;
-            let (fcoe, rest) = rest.split_first_chunk_mut::<16>()?;
-            *fcoe = FCOE_AFTER_MACS;
-            fcoe[15] = sof.code();
-            *rest.first_chunk_mut::<FC_HEADER>()? = *hb;
-        }
+        self.write_head(head.bytes_mut().first_chunk_mut::<PAYLOAD>()?, hb, sof);
         let crc = crc.unwrap_or_else(|| {
             let mut hasher = crc32fast::Hasher::new();
             hasher.update(hb);
@@ -437,16 +429,88 @@ impl WriteHead {
             && let Some((trailer, _)) =
                 rest.get_mut(fc_end - PAYLOAD..).and_then(|t| t.split_first_chunk_mut::<8>())
         {
-            let (macs, rest) = head.split_at_mut(12);
-            macs.copy_from_slice(&self.macs);
-            let (fcoe, fc) = rest.split_at_mut(16);
-            fcoe.copy_from_slice(&FCOE_AFTER_MACS);
-            fcoe[15] = sof.code();
-            fc.copy_from_slice(hb);
+            self.write_head(head, hb, sof);
             *trailer = (u64::from(crc) | u64::from(eof.code()) << 32).to_le_bytes();
         }
         Ok(TxFrame::whole(frame))
     }
+
+    /// The Ethernet, FCoE and FC headers of a data frame with FC header `hb` and `sof`: the
+    /// bytes before its payload.
+    #[inline(always)]
+    fn write_head(&self, out: &mut [u8; PAYLOAD], hb: &[u8; FC_HEADER], sof: Sof) {
+        out[..12].copy_from_slice(&self.macs);
+        out[12..28].copy_from_slice(&FCOE_AFTER_MACS);
+        out[27] = sof.code();
+        out[28..].copy_from_slice(hb);
+    }
+}
+
+/// One leg's data frame as [`two_data_frames`] makes it: its head, FC header, SOF, EOF and
+/// CRC.
+#[derive(Clone, Copy, Debug)]
+pub struct LegDataFrame {
+    /// The leg's head.
+    pub head: WriteHead,
+    /// The FC header.
+    pub hb: [u8; FC_HEADER],
+    /// Start of frame.
+    pub sof: Sof,
+    /// End of frame.
+    pub eof: Eof,
+    /// The frame's CRC.
+    pub crc: u32,
+}
+
+/// The data frames of two legs for the host's data frame `frame` (an untagged FCoE frame
+/// holding an FC frame of `fc_len` bytes whose payload is `payload` followed by `fill` zero
+/// bytes, as [`WriteHead::data_frame_in_place`] asks): `first`'s written over the host's, as
+/// that function writes it, and `second`'s headers written in the frame storage's room after
+/// it, sent with the same payload by reference and its own trailer. No buffer is taken and
+/// nothing is copied but headers. The frame comes back unchanged if its storage is shared,
+/// the room is too small or the frame is not as described.
+#[inline(always)]
+pub fn two_data_frames(
+    frame: Frame,
+    fc_len: usize,
+    payload: core::ops::Range<usize>,
+    fill: usize,
+    [first, second]: [&LegDataFrame; 2],
+) -> Result<[TxFrame; 2], Frame> {
+    let fc_end = FC_OFFSET + fc_len;
+    let len = fc_end + 8;
+    if frame.len() != len
+        || fc_len < FC_HEADER
+        || fill > 3
+        || payload.start != PAYLOAD
+        || payload.end < payload.start
+        || payload.end > fc_end
+    {
+        return Err(frame);
+    }
+    let mut frame = frame;
+    let Some(storage) = frame.exclusive_storage() else { return Err(frame) };
+    let Some(room) = storage.get_mut(..len + PAYLOAD) else { return Err(frame) };
+    let (bytes, after) = room.split_at_mut(len);
+    // The lengths were checked above: none of these lookups fails.
+    if let Some(head) = bytes.first_chunk_mut::<PAYLOAD>() {
+        first.head.write_head(head, &first.hb, first.sof);
+    }
+    if let Some(trailer) = bytes.get_mut(fc_end..).and_then(|t| t.first_chunk_mut::<8>()) {
+        *trailer = (u64::from(first.crc) | u64::from(first.eof.code()) << 32).to_le_bytes();
+    }
+    if let Some(head) = after.first_chunk_mut::<PAYLOAD>() {
+        second.head.write_head(head, &second.hb, second.sof);
+    }
+    // Nor do these, after the same checks (the frame would come back written otherwise).
+    let (Some(head), Some(body), Some(tail)) = (
+        frame.storage_slice(len..len + PAYLOAD),
+        frame.slice(payload),
+        Trailer::fcoe(fill, second.crc, second.eof.code()),
+    ) else {
+        return Err(frame);
+    };
+    Ok([TxFrame::whole(frame), TxFrame { head, body: Some(body), tail }])
 }
 
 /// Offsets in an untagged frame of the FC header fields a template leaves to each frame.
