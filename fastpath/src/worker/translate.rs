@@ -317,10 +317,15 @@ fn chain(
             }
             StorageDescriptor::Mirror(mirror) if cmd.kind == IoKind::Write => {
                 plan.serialized = true;
-                let mut result = Ok(mirror.writable().next().is_some());
-                for side in mirror.writable() {
-                    let layout = &mirror.sides()[side].layout;
-                    let pushed = layout_legs(
+                // No writable side is a full list (`Ok(false)`); a side that cannot be laid out
+                // ends the plan, which then faults.
+                let mut pushed = Ok(false);
+                for (side, s) in mirror.sides().iter().enumerate() {
+                    if !s.state.writable() {
+                        continue;
+                    }
+                    let layout = &s.layout;
+                    pushed = layout_legs(
                         |b| layout.locate(b),
                         block,
                         piece,
@@ -330,12 +335,11 @@ fn chain(
                         config,
                         legs,
                     );
-                    result = match (result, pushed) {
-                        (Ok(a), Ok(b)) => Ok(a && b),
-                        (Err(e), _) | (_, Err(e)) => Err(e),
-                    };
+                    if pushed != Ok(true) {
+                        break;
+                    }
                 }
-                result
+                pushed
             }
             StorageDescriptor::Mirror(mirror) => {
                 let Some(side) = mirror.pick_read_side(found.read_cursors.get(seg.id, redirect)) else {
