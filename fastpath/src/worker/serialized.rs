@@ -164,7 +164,10 @@ impl SerializedWrites {
     }
 
     fn count(&mut self, vseg: VsegId, start: u64, end: u64, up: bool) {
-        let step = |n: &mut u32| *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        // Wrapping: a count that went wrong can only be too high, which makes the filter send
+        // questions to the writes, never answer "no" for a write in flight.
+        let delta = if up { 1 } else { u32::MAX };
+        let step = |n: &mut u32| *n = n.wrapping_add(delta);
         if let Some(chunks) = chunks(start, end, FINE_SHIFT) {
             step(&mut self.short);
             for c in chunks {
