@@ -365,7 +365,7 @@ impl Worker {
         let leg_end = down.leg.data_offset + down.leg.blocks * block_size;
         Some(LegStep {
             frame: emit::LegDataFrame {
-                head: *head,
+                macs: head.macs(),
                 hb,
                 sof: if seq_cnt == 0 { Sof::I3 } else { Sof::N3 },
                 eof: if last { Eof::T } else { Eof::N },

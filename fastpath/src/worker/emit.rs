@@ -439,19 +439,32 @@ impl WriteHead {
     /// bytes before its payload.
     #[inline(always)]
     fn write_head(&self, out: &mut [u8; PAYLOAD], hb: &[u8; FC_HEADER], sof: Sof) {
-        out[..12].copy_from_slice(&self.macs);
-        out[12..28].copy_from_slice(&FCOE_AFTER_MACS);
-        out[27] = sof.code();
-        out[28..].copy_from_slice(hb);
+        write_data_head(out, &self.macs, hb, sof);
+    }
+
+    /// The Ethernet addresses of the head's frames, destination first.
+    #[inline(always)]
+    pub fn macs(&self) -> [u8; 12] {
+        self.macs
     }
 }
 
-/// One leg's data frame as [`two_data_frames`] makes it: its head, FC header, SOF, EOF and
-/// CRC.
+/// The bytes before a data frame's payload: Ethernet addresses `macs`, the FCoE header with
+/// `sof`, FC header `hb`.
+#[inline(always)]
+fn write_data_head(out: &mut [u8; PAYLOAD], macs: &[u8; 12], hb: &[u8; FC_HEADER], sof: Sof) {
+    out[..12].copy_from_slice(macs);
+    out[12..28].copy_from_slice(&FCOE_AFTER_MACS);
+    out[27] = sof.code();
+    out[28..].copy_from_slice(hb);
+}
+
+/// One leg's data frame as [`two_data_frames`] makes it: its Ethernet addresses, FC header,
+/// SOF, EOF and CRC.
 #[derive(Clone, Copy, Debug)]
 pub struct LegDataFrame {
-    /// The leg's head.
-    pub head: WriteHead,
+    /// The Ethernet addresses (see [`WriteHead::macs`]).
+    pub macs: [u8; 12],
     /// The FC header.
     pub hb: [u8; FC_HEADER],
     /// Start of frame.
@@ -494,13 +507,13 @@ pub fn two_data_frames(
     let (bytes, after) = room.split_at_mut(len);
     // The lengths were checked above: none of these lookups fails.
     if let Some(head) = bytes.first_chunk_mut::<PAYLOAD>() {
-        first.head.write_head(head, &first.hb, first.sof);
+        write_data_head(head, &first.macs, &first.hb, first.sof);
     }
     if let Some(trailer) = bytes.get_mut(fc_end..).and_then(|t| t.first_chunk_mut::<8>()) {
         *trailer = (u64::from(first.crc) | u64::from(first.eof.code()) << 32).to_le_bytes();
     }
     if let Some(head) = after.first_chunk_mut::<PAYLOAD>() {
-        second.head.write_head(head, &second.hb, second.sof);
+        write_data_head(head, &second.macs, &second.hb, second.sof);
     }
     // Nor do these, after the same checks (the frame would come back written otherwise).
     let (Some(head), Some(body), Some(tail)) = (
