@@ -224,6 +224,13 @@ pub struct FcpXferRdyRepr {
 impl FcpXferRdyRepr {
     /// Parses an FCP_XFER_RDY payload.
     pub fn parse(payload: &[u8]) -> Result<FcpXferRdyRepr> {
+        // Every transfer-ready a switch forwards: read at fixed places, without the checks'
+        // general forms (the other paths below name what is wrong).
+        if let Ok(p) = <&[u8; XFER_RDY_LEN]>::try_from(payload)
+            && p[8..] == [0; 4]
+        {
+            return Ok(FcpXferRdyRepr { data_ro: be32(payload, 0), burst_len: be32(payload, 4) });
+        }
         check_len("FCP_XFER_RDY", payload, XFER_RDY_LEN)?;
         if payload.len() != XFER_RDY_LEN {
             return Err(Error::BadLength {
