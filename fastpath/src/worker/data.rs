@@ -547,24 +547,23 @@ impl Worker {
     /// into `needed_upto` when it came (an XFER_RDY is the one place a request is made), only
     /// this leg's adds to what the host is asked for. Anything else goes to `pump`.
     pub(super) fn leg_ready(&mut self, up_xid: ExchangeId, down_xid: ExchangeId) {
-        let Some(up) = self.up.get(up_xid) else { return };
-        let (Some(plan), true, true) =
-            (up.plan.as_ref(), up.pieces.is_empty(), up.request.kind == IoKind::Write)
-        else {
-            return self.pump(up_xid);
-        };
         let Some(d) = self.down.get(down_xid) else { return self.pump(up_xid) };
         let Some((_, want_end)) = d.wanted else { return self.pump(up_xid) };
         if d.sent_upto < d.leg.header_bytes || d.sent_upto >= want_end {
             return self.pump(up_xid);
         }
-        let leg_end = d.leg.data_offset + d.leg.blocks * plan.block_size;
-        let leg_needs = (d.leg.data_offset + (want_end - d.leg.header_bytes)).min(leg_end);
+        let (leg, max_burst) = (d.leg, self.config.max_burst);
+        let Some(up) = self.up.get_mut(up_xid) else { return };
+        let (Some(plan), true, true) =
+            (up.plan.as_ref(), up.pieces.is_empty(), up.request.kind == IoKind::Write)
+        else {
+            return self.pump(up_xid);
+        };
+        let leg_end = leg.data_offset + leg.blocks * plan.block_size;
+        let leg_needs = (leg.data_offset + (want_end - leg.header_bytes)).min(leg_end);
         let needed = leg_needs.max(up.needed_upto);
-        let solicit = next_solicit(up, needed, self.config.max_burst);
-        if let Some(up) = self.up.get_mut(up_xid) {
-            up.needed_upto = needed;
-        }
+        let solicit = next_solicit(up, needed, max_burst);
+        up.needed_upto = needed;
         if let Some((ro, len)) = solicit {
             self.solicit(up_xid, ro, len);
         }
