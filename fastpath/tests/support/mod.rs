@@ -408,8 +408,24 @@ pub struct Testbed {
     pub lose_disk_data_frame: Option<u32>,
     /// Every frame the worker sent a disk, as it was sent (pieces and all), when set.
     pub sent_to_disks: Option<Vec<(PortId, TxFrame)>>,
+    /// The process's allocations so far, when a test counts them: every call into the worker
+    /// then adds what it allocated to `worker_allocations` (the harness's own are not counted).
+    pub meter: Option<fn() -> usize>,
+    pub worker_allocations: usize,
+    /// Reused for the frames taken from the worker, so taking them allocates nothing.
+    tx_scratch: Vec<(PortId, TxFrame)>,
     pub now: u64,
     next_req: u64,
+}
+
+/// Run `call`, adding to `count` the allocations `meter` sees it make (nothing without a meter).
+fn metered<R>(meter: Option<fn() -> usize>, count: &mut usize, call: impl FnOnce() -> R) -> R {
+    let before = meter.map(|m| m());
+    let result = call();
+    if let (Some(meter), Some(before)) = (meter, before) {
+        *count += meter() - before;
+    }
+    result
 }
 
 /// Where the FC header starts in an untagged FCoE frame.
@@ -454,6 +470,9 @@ impl Testbed {
             hold_disks: false,
             lose_disk_data_frame: None,
             sent_to_disks: None,
+            meter: None,
+            worker_allocations: 0,
+            tx_scratch: Vec::new(),
             now: 1,
             next_req: 0,
         };
@@ -502,15 +521,19 @@ impl Testbed {
 
     pub fn message(&mut self, message: ToFp) {
         self.now += 1;
-        self.worker.handle_message(Timestamp(self.now), message);
+        let (now, worker) = (Timestamp(self.now), &mut self.worker);
+        metered(self.meter, &mut self.worker_allocations, || worker.handle_message(now, message));
         self.settle();
     }
 
     /// The frames the worker sent since the last call, as bytes, with their ports.
     pub fn transmits(&mut self) -> Vec<(PortId, Vec<u8>)> {
+        let mut taken = std::mem::take(&mut self.tx_scratch);
+        let worker = &mut self.worker;
+        metered(self.meter, &mut self.worker_allocations, || taken.extend(worker.take_transmits()));
         let kept = &mut self.sent_to_disks;
-        self.worker
-            .take_transmits()
+        let bytes = taken
+            .drain(..)
             .map(|(port, tx)| {
                 if let Some(kept) = kept.as_mut().filter(|_| port != HOST_PORT) {
                     kept.push((port, tx.clone()));
@@ -519,14 +542,21 @@ impl Testbed {
                 tx.write_to(&mut bytes);
                 (port, bytes)
             })
-            .collect()
+            .collect();
+        self.tx_scratch = taken;
+        bytes
     }
 
     /// Deliver frames until nothing moves.
     pub fn settle(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(up) = self.worker.poll_upcall() {
+            loop {
+                let worker = &mut self.worker;
+                let Some(up) = metered(self.meter, &mut self.worker_allocations, || worker.poll_upcall())
+                else {
+                    break;
+                };
                 self.upcalls.push(up);
             }
             for (port, bytes) in self.transmits() {
@@ -575,7 +605,9 @@ impl Testbed {
 
     pub fn deliver(&mut self, port: PortId, bytes: Vec<u8>) {
         self.now += 1;
-        self.worker.handle_frame(Timestamp(self.now), port, Frame::copy_from(&bytes).expect("frame fits"));
+        let frame = Frame::copy_from(&bytes).expect("frame fits");
+        let (now, worker) = (Timestamp(self.now), &mut self.worker);
+        metered(self.meter, &mut self.worker_allocations, || worker.handle_frame(now, port, frame));
     }
 
     /// Send a host command; returns its OX_ID.
