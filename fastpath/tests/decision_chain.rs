@@ -396,6 +396,38 @@ fn a_host_abort_of_a_write_in_flight_is_reported_with_its_range_once_its_legs_ar
     );
 }
 
+/// A host that repeats its ABTS of a write still held (its first unanswered, as it stays
+/// until the legs' aborts are answered) is not answered early: the repeat waits with the write
+/// and goes up with it, once; another host's ABTS naming the same OX_ID is not taken for it.
+#[test]
+fn a_repeated_abts_of_a_held_write_waits_for_the_write_and_goes_up_once() {
+    let mut bed = bed();
+    bed.hold_disks = true;
+    let write = bed.write(6, pattern(3, 2));
+    bed.deliver(HOST_PORT, abts(write));
+    bed.settle();
+    // A different SEQ_ID, as a retransmitted ABTS's may be.
+    let f = f_ctl::END_SEQUENCE | f_ctl::LAST_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+    let mut hd = header(r_ctl::BLS_ABTS, TARGET_FC, HOST_FC, fc_type::BLS, f, write, UNASSIGNED_X_ID, 0);
+    hd.seq_id ^= 0x5A;
+    let repeat = fcoe(&hd, Sof::I3, Eof::T, &[][..]);
+    bed.deliver(HOST_PORT, repeat.clone());
+    bed.settle();
+    assert_eq!(abts_passed_up(&bed), 0, "the repeat is not answered before the write settles");
+    assert_eq!(aborted_writes(&bed), vec![]);
+    bed.release_disks();
+    assert_eq!(aborted_writes(&bed), vec![(6, 2, write)], "one upcall, once the leg's abort is answered");
+    let carried = bed.upcalls.iter().find_map(|u| match u {
+        ToCp::WriteAborted { abts, .. } => Some(abts.as_slice().to_vec()),
+        _ => None,
+    });
+    assert_eq!(carried, Some(repeat), "the latest ABTS is the one to answer");
+    // Another ABTS of the same exchange now finds nothing held: it goes up as it came.
+    bed.deliver(HOST_PORT, abts(write));
+    bed.settle();
+    assert_eq!(abts_passed_up(&bed), 1);
+}
+
 /// A device's frame is taken only from the target the exchange went to: a status naming a
 /// leg's OX_ID from another device's address does not end the leg, whose own device then
 /// answers as usual.

@@ -17,7 +17,10 @@ use crate::worker::{Received, Worker};
 #[derive(Debug)]
 pub(super) struct AbortedWrite {
     request: HostIo,
-    /// Where the ABTS came in, and the ABTS itself, for the control path to answer.
+    /// The host's OX_ID for the write: a repeated ABTS is known by it and the host.
+    host_ox_id: u16,
+    /// Where the ABTS came in, and the ABTS itself (the latest, if the host repeated it), for
+    /// the control path to answer.
     port: PortId,
     abts: Frame,
     /// The legs whose device has not answered their ABTS yet.
@@ -64,7 +67,21 @@ impl Worker {
         } else {
             self.up.iter().find(|(_, u)| ours(u)).map(|(t, _)| t.xid)
         };
-        let Some(xid) = xid else { return self.control_frame(port, frame) };
+        let Some(xid) = xid else {
+            // The host repeated the ABTS of a write still held (its first went unanswered, as it
+            // will be until the legs settle): the repeat waits with the write in the first's
+            // place and is answered as the first would have been, after the sides agree.
+            if let Some(held) = self
+                .aborted_writes
+                .iter_mut()
+                .find(|w| w.request.initiator_fc_id == host && w.host_ox_id == h.ox_id)
+            {
+                held.port = port;
+                held.abts = frame;
+                return;
+            }
+            return self.control_frame(port, frame);
+        };
         // A write with legs sent may have landed on some and not others.
         let landing = self.up.get(xid).filter(|u| u.request.kind == IoKind::Write).and_then(|u| {
             u.legs.iter().next()?;
@@ -87,7 +104,15 @@ impl Worker {
             .iter()
             .filter(|&leg| self.down.get(leg).is_some_and(|d| d.state == DownState::Aborting))
             .collect();
-        self.aborted_writes.push(AbortedWrite { request, port, abts: frame, legs, range, serialized });
+        self.aborted_writes.push(AbortedWrite {
+            request,
+            host_ox_id: h.ox_id,
+            port,
+            abts: frame,
+            legs,
+            range,
+            serialized,
+        });
         self.settle_aborted_writes();
     }
 
