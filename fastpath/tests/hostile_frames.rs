@@ -3,6 +3,7 @@
 //! exchange, from the host's or a disk's address or any other, with any offset, length and
 //! payload; aborts and their answers; unknown kinds. The worker must not panic, and once
 //! their exchanges have timed out it must still carry a host's reads and writes correctly.
+//! Frames from anyone but an exchange's own host and devices, naming it, change nothing in it.
 
 mod support;
 
@@ -303,5 +304,70 @@ proptest! {
                 );
             }
         }
+    }
+}
+
+/// Frames from addresses that are neither the host's nor a disk's, to the virtual target or
+/// the switch's initiator addresses, naming any exchange id (the live write's among them).
+fn stranger() -> impl Strategy<Value = Hostile> {
+    let stranger =
+        address().prop_filter("not the host or a disk", |a| ![HOST_FC, disk_fc(1), disk_fc(2)].contains(a));
+    (hostile(), stranger, prop_oneof![Just(TARGET_FC), (0u16..=4).prop_map(initiator_fc)], 0u16..=4).prop_map(
+        |(mut h, s_id, d_id, port)| {
+            (h.s_id, h.d_id, h.port) = (s_id, d_id, port);
+            h
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A mirror write in flight (its commands sent, the disks not yet answering) is not
+    /// touched by frames from strangers naming its exchanges, or any other: once the disks
+    /// answer, it completes GOOD with its data on both sides, and reads back.
+    #[test]
+    fn frames_from_strangers_change_nothing_in_a_write_in_flight(
+        frames in proptest::collection::vec(stranger(), 1..40),
+    ) {
+        let mut bed = mirrored();
+        bed.hold_disks = true;
+        let data = pattern(9, 24);
+        let ox = bed.write(100, data.clone());
+        // A third of the strangers name the host's exchange as the host would: its OX_ID and
+        // the RX_ID the worker gave it (a fresh worker's first exchange is slot 0), at offset 0
+        // half the time.
+        let frames: Vec<Hostile> = frames
+            .into_iter()
+            .map(|mut f| {
+                if f.seq_cnt % 3 == 0 {
+                    (f.ox, f.rx) = (ox, (f.seq_cnt / 3) % 2);
+                    if f.seq_cnt % 2 == 0 {
+                        f.parameter = 0;
+                    }
+                }
+                f
+            })
+            .collect();
+        for hostile in &frames {
+            bed.now += 1;
+            let frame = Frame::copy_from(&hostile.bytes()).expect("fits a frame");
+            bed.worker.handle_frame(Timestamp(bed.now), PortId(hostile.port), frame);
+            let sent: Vec<_> = bed.worker.take_transmits().map(|(port, _)| port).collect();
+            prop_assert!(sent.iter().all(|&p| p != HOST_PORT), "nothing goes to the host for a stranger's frame");
+            while bed.worker.poll_upcall().is_some() {}
+        }
+        bed.release_disks();
+        prop_assert_eq!(bed.result(ox).status, Some(0), "upcalls {:?}", bed.upcalls);
+        for device in [1, 2] {
+            for b in 0..24u64 {
+                prop_assert_eq!(
+                    bed.disks.read_block(device, 100 + b),
+                    data[b as usize * BLOCK..(b as usize + 1) * BLOCK].to_vec()
+                );
+            }
+        }
+        let ox = bed.read(100, 24);
+        prop_assert!(bed.result(ox).data == data);
     }
 }
