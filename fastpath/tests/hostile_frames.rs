@@ -9,9 +9,9 @@ mod support;
 
 use dve_fp_api::frame::Frame;
 use dve_fp_api::ids::{DeviceId, PortId, Timestamp};
-use dve_fp_api::mapping::StorageDescriptor;
 use dve_fp_api::mapping::{
-    MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry, SideLayout, SideState,
+    MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry, SideLayout, SideState, StorageDescriptor,
+    StripeSet,
 };
 use dve_wire::fc::{UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
@@ -207,6 +207,27 @@ fn mirrored() -> Testbed {
     Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(StorageDescriptor::Mirror(mirror))]))
 }
 
+/// Devices 1 and 2 mirrored, each side a stripe over its device and device 3 (8-block
+/// units): a command's legs start at many offsets into the host's data.
+fn striped_mirror() -> Testbed {
+    let side = |d| MirrorSide {
+        layout: SideLayout::Stripe(
+            StripeSet::new(
+                3,
+                vec![
+                    Placement { device: DeviceId(d), lba: 0 },
+                    Placement { device: DeviceId(3), lba: 10_000 * u64::from(d) },
+                ],
+            )
+            .unwrap(),
+        ),
+        state: SideState::Alive,
+        read_cost: 1,
+    };
+    let mirror = MirrorSet::new(vec![side(1), side(2)], ReadPolicy::RoundRobin).unwrap();
+    Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(StorageDescriptor::Mirror(mirror))]))
+}
+
 /// Run the worker over `frames` with nobody answering what it sends, then let every exchange
 /// they opened time out. Half the frames claiming to be a disk's are made to answer a command
 /// the worker sent a disk (its OX_ID, from the disk it went to, on that port), so they reach
@@ -282,21 +303,29 @@ fn following(mut frames: Vec<Hostile>) -> Vec<Hostile> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Whatever arrives, the worker does not panic; afterwards a host's write and read of a
-    /// range the frames could not have touched complete with the data written, on both sides.
+    /// Whatever arrives, the worker does not panic; afterwards a host's write and reads of a
+    /// range the frames could not have touched complete with the data written, on both sides
+    /// (of a plain mirror, and of one whose sides are stripes, whose legs start at offsets
+    /// into the host's data).
     #[test]
-    fn hostile_frames_neither_panic_the_worker_nor_stop_it(frames in proptest::collection::vec(hostile(), 1..48)) {
+    fn hostile_frames_neither_panic_the_worker_nor_stop_it(
+        frames in proptest::collection::vec(hostile(), 1..48),
+        striped in any::<bool>(),
+    ) {
         let frames = following(frames);
-        let mut bed = mirrored();
+        let mut bed = if striped { striped_mirror() } else { mirrored() };
         assault(&mut bed, &frames);
         bed.upcalls.clear();
         let data = pattern(7, 16);
         let ox = bed.write(3000, data.clone());
         prop_assert_eq!(bed.result(ox).status, Some(0), "upcalls {:?}", bed.upcalls);
-        let ox = bed.read(3000, 16);
-        prop_assert_eq!(bed.result(ox).status, Some(0));
-        prop_assert!(bed.result(ox).data == data);
-        for device in [1, 2] {
+        // Both sides: a read goes to one, round robin.
+        for _ in 0..2 {
+            let ox = bed.read(3000, 16);
+            prop_assert_eq!(bed.result(ox).status, Some(0));
+            prop_assert!(bed.result(ox).data == data);
+        }
+        for device in [1, 2].into_iter().filter(|_| !striped) {
             for b in 0..16u64 {
                 prop_assert_eq!(
                     bed.disks.read_block(device, 3000 + b),

@@ -264,3 +264,55 @@ fn write_data_out_of_order_lands_as_in_order_on_one_leg_and_on_a_mirror() {
         }
     }
 }
+
+/// A device that asks for data beyond what its command moves (an FCP_XFER_RDY whose offset
+/// and length reach past the leg's FCP_DL) is not followed: the frame is counted malformed and
+/// dropped, and the write completes once the device asks properly. (A leg that starts well
+/// into the host's data, as a stripe's second unit does, once overflowed the worker's offset
+/// arithmetic on such a frame.)
+#[test]
+fn a_transfer_ready_beyond_the_legs_length_is_dropped_and_counted() {
+    let members: Vec<Placement> = (1..=2).map(|d| placement(d, 0)).collect();
+    let sd = StorageDescriptor::Stripe(StripeSet::new(3, members).unwrap());
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    bed.hold_disks = true;
+    let data = pattern(5, 16);
+    let ox = bed.write(0, data.clone());
+    // The second leg: device 2, from byte 4,096 of the host's data.
+    let (port, command) = bed
+        .held_disk_frames
+        .iter()
+        .find(|(_, f)| f[28 + 1..28 + 4] == disk_fc(2).to_be_bytes()[1..])
+        .cloned()
+        .expect("device 2's command");
+    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    for (ro, len) in [(0xFFFF_FF00, 0x10), (4096, 1), (0, 0x1_0000), (u32::MAX, u32::MAX)] {
+        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::SEQUENCE_INITIATIVE;
+        let hd = header(
+            dve_wire::fc::r_ctl::DATA_DESCRIPTOR,
+            initiator_fc(port.0),
+            disk_fc(2),
+            dve_wire::fc::fc_type::FCP,
+            f,
+            leg,
+            0x55,
+            0,
+        );
+        let frame = fcoe(
+            &hd,
+            dve_wire::fcoe::Sof::I3,
+            dve_wire::fcoe::Eof::T,
+            &dve_wire::fcp::FcpXferRdyRepr { data_ro: ro, burst_len: len },
+        );
+        bed.deliver(port, frame);
+        bed.settle();
+    }
+    let malformed: u64 =
+        bed.worker.statistics(dve_fp_api::ids::Timestamp(0)).ports.iter().map(|p| p.malformed).sum();
+    assert_eq!(malformed, 4, "each is counted");
+    assert_eq!(bed.result(ox).xfer_rdys, 0, "the host was asked for nothing");
+    bed.release_disks();
+    good(&bed, ox);
+    let ox = bed.read(0, 16);
+    assert_eq!(bed.result(ox).data, data);
+}

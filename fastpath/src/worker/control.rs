@@ -174,7 +174,7 @@ impl Worker {
                 first_block: down.leg.lba,
                 blocks: down.leg.blocks,
                 write: down.write,
-                device: Some(down.device),
+                device: Some(down.leg.device),
                 timestamp: down.timestamp,
             };
             if filter.matches(&io) {

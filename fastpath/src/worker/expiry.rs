@@ -43,7 +43,7 @@ impl Worker {
                 continue;
             }
             down.timestamp = now;
-            let (owner, device) = (down.owner, down.device);
+            let (owner, device) = (down.owner, down.leg.device);
             self.abort_downstream(xid);
             self.stats.downstream_timeouts += 1;
             match owner {

@@ -477,7 +477,17 @@ impl Worker {
                     self.control_frame(port, frame);
                     return;
                 };
-                let end = ready.data_ro.saturating_add(ready.burst_len);
+                // A device asking for data its command does not move is not followed (the
+                // leg then times out, and its device's path is tested, as for silence).
+                let Some(end) =
+                    ready.data_ro.checked_add(ready.burst_len).filter(|&e| e <= down.transfer_len)
+                else {
+                    self.recycle(frame);
+                    if let Some(stats) = self.port_stats(port) {
+                        stats.malformed += 1;
+                    }
+                    return;
+                };
                 down.wanted = Some((ready.data_ro, end));
                 down.sent_upto = ready.data_ro;
                 down.seq_cnt = 0;
@@ -764,6 +774,9 @@ impl Worker {
             (DownOwner::ControlPath(_), None) => collected(data_bytes as usize),
             (DownOwner::Host { .. }, _) => None,
         };
+        // What the command moves: a host leg's own blocks and header, a control-path
+        // command's data as it says.
+        let transfer_len = cdb.as_ref().map_or(data_bytes, |c| c.1);
         let fc_map = self.config.fc_map;
         let frames = match owner {
             DownOwner::Host { up, .. } if !write => {
@@ -782,9 +795,9 @@ impl Worker {
             target: path.target_fc_id,
             target_rx_id: UNASSIGNED_X_ID,
             initiator: port.initiator_fc_id,
-            device: leg.device,
             leg,
             write,
+            transfer_len,
             wanted: None,
             sent_upto: 0,
             seq_id: 0,
@@ -842,7 +855,7 @@ impl Worker {
     /// A leg's FCP_RSP arrived.
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
         let Some(down) = self.down.get_mut(down_xid) else { return };
-        let (owner, device) = (down.owner, down.device);
+        let (owner, device) = (down.owner, down.leg.device);
         let control = down.control.take();
         self.down.discard(down_xid);
         match owner {

@@ -3,7 +3,7 @@
 //! entries of the upstream and downstream pending lists of seed 003 Fig. 13.
 
 use dve_fp_api::frame::Frame;
-use dve_fp_api::ids::{DeviceId, DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
+use dve_fp_api::ids::{DispatchTag, ExchangeId, FcId, PortId, RequestId, Timestamp};
 use dve_fp_api::io::{DownstreamFailure, HostIo, IoKind, PendingState};
 
 use crate::worker::emit::{DataRewrite, WriteHead};
@@ -239,12 +239,13 @@ pub struct Downstream {
     pub target_rx_id: u16,
     /// The switch's address as initiator on that port.
     pub initiator: FcId,
-    /// The device.
-    pub device: DeviceId,
-    /// The leg geometry (for control-path I/O: its device range, no offset).
+    /// The leg geometry and its device (for control-path I/O: its device range, no offset).
     pub leg: Leg,
     /// Whether it writes.
     pub write: bool,
+    /// Bytes the command moves (its FCP_DL): a device's request (XFER_RDY) beyond them is
+    /// not followed.
+    pub transfer_len: u32,
     /// The range of leg data the device asked for (XFER_RDY) and not yet fully sent.
     pub wanted: Option<(u32, u32)>,
     /// How far into `wanted` the worker has sent.
