@@ -8,11 +8,12 @@
 mod support;
 
 use dve_fp_api::frame::Frame;
-use dve_fp_api::ids::{DeviceId, PortId, Timestamp};
+use dve_fp_api::ids::{DeviceId, JournalGroupId, PortId, Timestamp, WorkerId};
 use dve_fp_api::mapping::{
-    MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry, SideLayout, SideState, StorageDescriptor,
-    StripeSet,
+    JournalRegion, JournaledLayout, MirrorSet, MirrorSide, Placement, ReadPolicy, RedirectEntry, SideLayout,
+    SideState, StorageDescriptor, StripeSet,
 };
+use dve_fp_api::message::MappingEntry;
 use dve_wire::fc::{UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 use dve_wire::fcp::{FcpCmndRepr, TaskAttribute, lun_from_index};
@@ -207,6 +208,23 @@ fn mirrored() -> Testbed {
     Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(StorageDescriptor::Mirror(mirror))]))
 }
 
+/// Writes to device 1 journaled on device 2: each write's second leg carries a header block
+/// before the host's data.
+fn journaled() -> Testbed {
+    let group = JournalGroupId(1);
+    let primary = SideLayout::Single(Placement { device: DeviceId(1), lba: 0 });
+    let sd = StorageDescriptor::Journaled(JournaledLayout { primary, group });
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    bed.grant(MappingEntry::Journal(JournalRegion {
+        group,
+        worker: WorkerId(0),
+        placement: Placement { device: DeviceId(2), lba: 100_000 },
+        blocks: 1 << 20,
+        sequence: 1,
+    }));
+    bed
+}
+
 /// Devices 1 and 2 mirrored, each side a stripe over its device and device 3 (8-block
 /// units): a command's legs start at many offsets into the host's data.
 fn striped_mirror() -> Testbed {
@@ -305,15 +323,19 @@ proptest! {
 
     /// Whatever arrives, the worker does not panic; afterwards a host's write and reads of a
     /// range the frames could not have touched complete with the data written, on both sides
-    /// (of a plain mirror, and of one whose sides are stripes, whose legs start at offsets
-    /// into the host's data).
+    /// (of a plain mirror; of one whose sides are stripes, whose legs start at offsets into
+    /// the host's data; of a journaled volume, whose journal leg sends a header block first).
     #[test]
     fn hostile_frames_neither_panic_the_worker_nor_stop_it(
         frames in proptest::collection::vec(hostile(), 1..48),
-        striped in any::<bool>(),
+        layout in 0..3,
     ) {
         let frames = following(frames);
-        let mut bed = if striped { striped_mirror() } else { mirrored() };
+        let mut bed = match layout {
+            0 => mirrored(),
+            1 => striped_mirror(),
+            _ => journaled(),
+        };
         assault(&mut bed, &frames);
         bed.upcalls.clear();
         let data = pattern(7, 16);
@@ -325,7 +347,12 @@ proptest! {
             prop_assert_eq!(bed.result(ox).status, Some(0));
             prop_assert!(bed.result(ox).data == data);
         }
-        for device in [1, 2].into_iter().filter(|_| !striped) {
+        let sides: &[u32] = match layout {
+            0 => &[1, 2],
+            1 => &[],
+            _ => &[1],
+        };
+        for &device in sides {
             for b in 0..16u64 {
                 prop_assert_eq!(
                     bed.disks.read_block(device, 3000 + b),
