@@ -316,3 +316,40 @@ fn a_transfer_ready_beyond_the_legs_length_is_dropped_and_counted() {
     let ox = bed.read(0, 16);
     assert_eq!(bed.result(ox).data, data);
 }
+
+/// A read or write whose FCP_DL or data direction does not agree with its CDB is refused at
+/// once with CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (as
+/// Linux's target refuses it): the worker never asks the host for data beyond FCP_DL, sends
+/// no read data beyond it, and starts nothing. A read whose FCP_DL is larger than its CDB's
+/// transfer is an underrun: it completes, with the residual reported.
+#[test]
+fn a_command_whose_length_or_direction_disagrees_with_its_cdb_is_refused() {
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![single(1, 0)]));
+    // Name, CDB, the host's data (a write), FCP_DL.
+    type Case = (&'static str, Vec<u8>, Option<Vec<u8>>, u32);
+    let cases: [Case; 4] = [
+        ("write, FCP_DL short", write10(8, 8).to_vec(), Some(pattern(1, 4)), 2048),
+        ("write, FCP_DL long", write10(8, 8).to_vec(), Some(pattern(1, 16)), 8192),
+        ("write without WRDATA", write10(8, 8).to_vec(), None, 4096),
+        ("read, FCP_DL short", read16(8, 8).to_vec(), None, 2048),
+    ];
+    for (name, cdb, data, fcp_dl) in cases {
+        let ox = bed.command(&cdb, data, fcp_dl);
+        let result = bed.result(ox);
+        assert_eq!(result.status, Some(0x02), "{name}: CHECK CONDITION");
+        assert_eq!(result.xfer_rdys, 0, "{name}: the host is asked for nothing");
+        assert!(result.data.is_empty(), "{name}: no data sent");
+        let sense = result.sense.as_ref().expect("sense data");
+        assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x05, 0x0E, 0x03), "{name}: the reason");
+    }
+    assert!(bed.disks.commands.is_empty(), "no device was asked anything");
+    assert!(bed.upcalls.is_empty(), "nothing for the control path: {:?}", bed.upcalls);
+    // A larger FCP_DL on a read: the data, and an underrun.
+    let data = pattern(2, 8);
+    let ox = bed.write(8, data.clone());
+    assert_eq!(bed.result(ox).status, Some(0));
+    let ox = bed.command(&read16(8, 8), None, 8192);
+    assert_eq!(bed.result(ox).status, Some(0));
+    assert_eq!(bed.result(ox).data, data);
+    assert_eq!(bed.result(ox).residual_under, Some(4096));
+}

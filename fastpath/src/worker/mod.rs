@@ -581,6 +581,16 @@ impl Worker {
         // sees such commands, and it re-reads nothing but the opcode and standard fields.
         let cdb = Cdb::new(&cmnd.cdb[..cmnd.cdb.len().min(Cdb::MAX)]).unwrap_or(Cdb::from_opcode(0));
         let (kind, lba, blocks) = classify(cmnd.cdb, cmnd.task_management);
+        if !transfer_agrees(kind, blocks, front.block_size, &cmnd) {
+            // Refused as Linux's target refuses it: the host would otherwise be asked for data
+            // past FCP_DL, or sent some.
+            let sense = Sense { key: 0x05, asc: 0x0E, ascq: 0x03 };
+            let fcp_dl = cmnd.fcp_dl;
+            self.recycle(frame);
+            let status = IoStatus::check_condition(sense);
+            self.send_response(port, host, target, h.ox_id, UNASSIGNED_X_ID, 1, &status, fcp_dl);
+            return;
+        }
         let request = HostIo {
             initiator: front.login.unwrap_or_default(),
             initiator_fc_id: host,
@@ -1099,6 +1109,22 @@ fn classify(cdb: &[u8], task_management: u8) -> (IoKind, u64, u32) {
     match scsi::cdb::Cdb::parse(cdb).ok().and_then(|c| c.read_write_extent()) {
         Some((lba, blocks)) => (kind, lba, blocks),
         None => (IoKind::Other, 0, 0),
+    }
+}
+
+/// Whether a read's or write's FCP_DL and data direction agree with its CDB's `blocks` of
+/// `block_size` bytes: a write takes exactly FCP_DL bytes from the host (WRDATA alone), a read
+/// sends it at most FCP_DL (RDDATA alone; a larger FCP_DL is an underrun its response
+/// reports). Commands moving nothing, other commands, and those of a volume not known yet
+/// (`block_size` 0: the chain sends them to the control path) are not judged here.
+fn transfer_agrees(kind: IoKind, blocks: u32, block_size: u32, cmnd: &FcpCmndRepr<'_>) -> bool {
+    let bytes = u64::from(blocks) * u64::from(block_size);
+    let fcp_dl = u64::from(cmnd.fcp_dl);
+    match kind {
+        _ if bytes == 0 => true,
+        IoKind::Write => cmnd.wrdata && !cmnd.rddata && fcp_dl == bytes,
+        IoKind::Read => cmnd.rddata && !cmnd.wrdata && fcp_dl >= bytes,
+        IoKind::Other => true,
     }
 }
 

@@ -277,6 +277,10 @@ pub struct HostIoResult {
     pub xfer_rdys: u32,
     /// The RX_ID the worker gave the exchange, once it sent a frame of it.
     pub rx_id: Option<u16>,
+    /// The sense data of the response, if it had any.
+    pub sense: Option<Vec<u8>>,
+    /// The underrun the response reported, if any.
+    pub residual_under: Option<u32>,
 }
 
 /// The FCP initiator.
@@ -336,6 +340,10 @@ impl Host {
             r_ctl::COMMAND_STATUS => {
                 let rsp = FcpRspRepr::parse(view.payload).expect("FCP_RSP");
                 result.status = Some(rsp.scsi_status);
+                result.sense = rsp.sense.map(<[u8]>::to_vec);
+                if let dve_wire::fcp::Residual::Under(n) = rsp.residual {
+                    result.residual_under = Some(n);
+                }
             }
             other => panic!("host got R_CTL {other:#x}"),
         }
