@@ -353,3 +353,51 @@ fn a_command_whose_length_or_direction_disagrees_with_its_cdb_is_refused() {
     assert_eq!(bed.result(ox).data, data);
     assert_eq!(bed.result(ox).residual_under, Some(4096));
 }
+
+/// A device's read data outside what its command asked for (past the leg's length, where the
+/// host's buffer holds another device's data, or overflowing) is not passed on: the frame is
+/// counted malformed and dropped, and the read's data is each device's own.
+#[test]
+fn read_data_past_a_legs_length_is_dropped_and_counted() {
+    let members: Vec<Placement> = (1..=2).map(|d| placement(d, 0)).collect();
+    let sd = StorageDescriptor::Stripe(StripeSet::new(3, members).unwrap());
+    let mut bed = Testbed::single(|_| {}, 4096, table(vec![RedirectEntry::read_write(sd)]));
+    let data = pattern(6, 16);
+    let ox = bed.write(0, data.clone());
+    good(&bed, ox);
+    bed.hold_disks = true;
+    let ox = bed.read(0, 16);
+    // Device 1's leg moves the host's bytes 0..4096; 4096.. are device 2's.
+    let (port, command) = bed
+        .held_disk_frames
+        .iter()
+        .find(|(_, f)| f[28 + 1..28 + 4] == disk_fc(1).to_be_bytes()[1..])
+        .cloned()
+        .expect("device 1's command");
+    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    for (offset, len) in [(4096u32, 512usize), (3584, 1024), (u32::MAX - 100, 512)] {
+        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::RELATIVE_OFFSET;
+        let hd = header(
+            dve_wire::fc::r_ctl::SOLICITED_DATA,
+            initiator_fc(port.0),
+            disk_fc(1),
+            dve_wire::fc::fc_type::FCP,
+            f,
+            leg,
+            0x66,
+            offset,
+        );
+        let frame = fcoe(&hd, dve_wire::fcoe::Sof::I3, dve_wire::fcoe::Eof::N, &vec![0xEE; len][..]);
+        bed.now += 1;
+        let frame = dve_fp_api::frame::Frame::copy_from(&frame).unwrap();
+        bed.worker.handle_frame(dve_fp_api::ids::Timestamp(bed.now), port, frame);
+        let to_host = bed.worker.take_transmits().filter(|(p, _)| *p == HOST_PORT).count();
+        assert_eq!(to_host, 0, "offset {offset}: nothing reaches the host");
+    }
+    let malformed: u64 =
+        bed.worker.statistics(dve_fp_api::ids::Timestamp(0)).ports.iter().map(|p| p.malformed).sum();
+    assert_eq!(malformed, 3, "each is counted");
+    bed.release_disks();
+    good(&bed, ox);
+    assert_eq!(bed.result(ox).data, data, "each device's own data");
+}

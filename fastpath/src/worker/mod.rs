@@ -499,15 +499,27 @@ impl Worker {
                     DownOwner::ControlPath(_) => self.send_dispatch_data(xid),
                 }
             }
+            // Only data the leg's command asked for: past its length it would land where the
+            // host's buffer takes another device's data, or past the buffer (or grow a control
+            // path buffer without bound).
+            (r_ctl::SOLICITED_DATA, fc_type::FCP)
+                if h.parameter
+                    .checked_add(rx.payload_len as u32)
+                    .is_none_or(|end| end > down.transfer_len) =>
+            {
+                if let Some(stats) = self.port_stats(port) {
+                    stats.malformed += 1;
+                }
+            }
             (r_ctl::SOLICITED_DATA, fc_type::FCP) => match down.owner {
                 // Read data for the host: rewritten as the virtual target's and cut through,
                 // with the leg's state already at hand (a call that looked it up again cost
                 // about 20 instructions per frame).
                 DownOwner::Host { up, .. } => {
+                    let LegFrames::Read(rewrite) = &mut down.frames else { return };
                     let Some(upstream) = self.up.get_mut(up) else { return };
                     upstream.read_bytes += rx.payload_len as u32;
                     let host_port = upstream.port;
-                    let LegFrames::Read(rewrite) = &mut down.frames else { return };
                     if let Some(frame) =
                         rewrite.rewrite(frame, rx.fc_start, &self.crc, &mut self.address_changes)
                     {
