@@ -401,3 +401,49 @@ fn read_data_past_a_legs_length_is_dropped_and_counted() {
     good(&bed, ox);
     assert_eq!(bed.result(ox).data, data, "each device's own data");
 }
+
+/// The same for a control-path read (`FPDispatchIO`): data past what it asked for does not
+/// grow its buffer; it completes with the device's own data, at its length.
+#[test]
+fn control_path_read_data_past_its_length_is_dropped_and_counted() {
+    use dve_fp_api::ids::DispatchTag;
+    use dve_fp_api::io::{DownstreamOp, DownstreamRequest};
+    use dve_fp_api::message::{ToCp, ToFp};
+    let mut bed = Testbed::single(|_| {}, 10_000, table(vec![single(3, 0)]));
+    bed.disks.blocks.insert((3, 100), vec![0x3C; BLOCK]);
+    bed.hold_disks = true;
+    bed.message(ToFp::DispatchIo(DownstreamRequest {
+        tag: DispatchTag(9),
+        device: DeviceId(3),
+        op: DownstreamOp::Read { lba: 100, blocks: 1 },
+    }));
+    let (port, command) = bed.held_disk_frames.front().cloned().expect("the command");
+    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    for offset in [512u32, 1 << 20, u32::MAX - 100] {
+        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::RELATIVE_OFFSET;
+        let hd = header(
+            dve_wire::fc::r_ctl::SOLICITED_DATA,
+            initiator_fc(port.0),
+            disk_fc(3),
+            dve_wire::fc::fc_type::FCP,
+            f,
+            leg,
+            0x66,
+            offset,
+        );
+        bed.deliver(port, fcoe(&hd, dve_wire::fcoe::Sof::I3, dve_wire::fcoe::Eof::N, &[0xEE; 512][..]));
+    }
+    let malformed: u64 =
+        bed.worker.statistics(dve_fp_api::ids::Timestamp(0)).ports.iter().map(|p| p.malformed).sum();
+    assert_eq!(malformed, 3, "each is counted");
+    bed.release_disks();
+    let data = bed.upcalls.iter().find_map(|u| match u {
+        ToCp::DispatchIoComplete { tag: DispatchTag(9), data, .. } => Some(data.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        data.flatten().map(|d| d.to_vec()),
+        Some(vec![0x3C; BLOCK]),
+        "the device's block, at its length"
+    );
+}
