@@ -447,3 +447,33 @@ fn control_path_read_data_past_its_length_is_dropped_and_counted() {
         "the device's block, at its length"
     );
 }
+
+/// A write leg whose device says GOOD with an underrun (it stored less than FCP_DL) did not
+/// store the write: the host is not told GOOD; the write goes to the control path as a
+/// failure of that device, and nothing of it is acknowledged. On a mirror the other side's
+/// GOOD does not stand for it either.
+#[test]
+fn a_write_leg_good_with_an_underrun_is_a_failed_leg() {
+    for layout in ["single", "mirror"] {
+        let entry = if layout == "single" {
+            single(1, 0)
+        } else {
+            mirror(&[(1, SideState::Alive), (2, SideState::Alive)])
+        };
+        let mut bed = Testbed::single(|_| {}, 4096, table(vec![entry]));
+        bed.disks.short_writes = vec![1];
+        let ox = bed.write(8, pattern(3, 8));
+        assert_eq!(bed.result(ox).status, None, "{layout}: no status from the fast path");
+        let failures: Vec<_> = bed
+            .upcalls
+            .iter()
+            .filter_map(|u| match u {
+                dve_fp_api::message::ToCp::QueueIo { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures.len(), 1, "{layout}: {:?}", bed.upcalls);
+        assert_eq!(failures[0].cause, dve_fp_api::FaultCause::DownstreamError);
+        assert_eq!(failures[0].failure.map(|f| f.device), Some(DeviceId(1)), "{layout}: device 1's");
+    }
+}

@@ -877,7 +877,7 @@ impl Worker {
     /// A leg's FCP_RSP arrived.
     fn leg_complete(&mut self, now: Timestamp, down_xid: ExchangeId, status: IoStatus) {
         let Some(down) = self.down.get_mut(down_xid) else { return };
-        let (owner, device) = (down.owner, down.leg.device);
+        let (owner, device, write) = (down.owner, down.leg.device, down.write);
         let control = down.control.take();
         self.down.discard(down_xid);
         match owner {
@@ -894,7 +894,10 @@ impl Worker {
                 let Some(up) = self.up.get_mut(up_xid) else { return };
                 up.legs.set(usize::from(leg), None);
                 up.outstanding = up.outstanding.saturating_sub(1);
-                if !status.is_good() && up.failure.is_none() {
+                // A write leg GOOD with a residual stored less than it was sent (an underrun:
+                // data lost on the way): the write is not done on that device.
+                let failed = !status.is_good() || (write && status.residual != 0);
+                if failed && up.failure.is_none() {
                     up.failure = Some(DownstreamFailure { device, status: Some(status), leg });
                 }
                 if up.outstanding == 0 {

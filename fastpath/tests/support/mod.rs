@@ -112,6 +112,9 @@ pub struct Disks {
     pub commands: Vec<DeviceCommand>,
     /// Devices whose writes fail with CHECK CONDITION.
     pub failing_writes: Vec<u32>,
+    /// Devices that store all but a write's last block and say GOOD with an underrun of it (as
+    /// a device that lost the data says so only in the residual).
+    pub short_writes: Vec<u32>,
     /// Largest XFER_RDY burst a disk asks for.
     pub burst: u32,
     exchanges: HashMap<u16, DiskExchange>,
@@ -204,16 +207,33 @@ impl Disks {
                         data.extend(chunk);
                     }
                     let failing = self.failing_writes.contains(&ex.device);
+                    let short = self.short_writes.contains(&ex.device);
+                    let stored = if short { data.len().saturating_sub(BLOCK) } else { data.len() };
                     if !failing {
-                        for (i, block) in data.chunks(BLOCK).enumerate() {
+                        for (i, block) in data[..stored].chunks(BLOCK).enumerate() {
                             self.blocks.insert((ex.device, ex.lba + i as u64), block.to_vec());
                         }
                     }
-                    out.push(self.response(
-                        &ex,
-                        rx,
-                        if failing { status::CHECK_CONDITION } else { status::GOOD },
-                    ));
+                    let mut response =
+                        self.response(&ex, rx, if failing { status::CHECK_CONDITION } else { status::GOOD });
+                    if short && !failing {
+                        let hd = header(
+                            r_ctl::COMMAND_STATUS,
+                            ex.initiator,
+                            disk_fc(ex.device),
+                            fc_type::FCP,
+                            f_ctl::EXCHANGE_CONTEXT
+                                | f_ctl::LAST_SEQUENCE
+                                | f_ctl::END_SEQUENCE
+                                | f_ctl::SEQUENCE_INITIATIVE,
+                            ex.ox,
+                            rx,
+                            0,
+                        );
+                        let residual = dve_wire::fcp::Residual::Under((data.len() - stored) as u32);
+                        response = fcoe(&hd, Sof::I3, Eof::T, &FcpRspRepr { residual, ..FcpRspRepr::good() });
+                    }
+                    out.push(response);
                 } else if h.f_ctl & f_ctl::SEQUENCE_INITIATIVE != 0 {
                     let burst = if self.burst == 0 { ex.expected } else { self.burst };
                     let len = burst.min(ex.expected - burst_end);
