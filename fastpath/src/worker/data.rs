@@ -13,7 +13,7 @@ use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, Sof};
 
 use super::emit::{self, FC_HEADER};
-use super::state::{DownOwner, HostPiece, LegFrames, UpState, Upstream};
+use super::state::{DownOwner, Downstream, HostPiece, LegFrames, UpState, Upstream};
 use super::translate::MAX_LEGS;
 use super::{Received, Worker};
 
@@ -169,23 +169,11 @@ impl Worker {
         let mut source = Some(frame);
         for (i, down_xid) in legs.first(leg_count).enumerate() {
             let Some(down) = self.down.get_mut(down_xid) else { continue };
-            let LegFrames::Write(head) = &mut down.frames else { continue };
             let Some((_, want_end)) = down.wanted else { continue };
             let sent = down.sent_upto;
-            let last = sent + len >= want_end;
-            let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
-            if last {
-                f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-            }
-            let seq_cnt = down.seq_cnt;
-            let fields = emit::WriteFields {
-                f_ctl: f,
-                seq_id: down.seq_id,
-                seq_cnt,
-                ox_id: down_xid.0,
-                rx_id: down.target_rx_id,
-                parameter: sent,
-            };
+            let (fields, last) = next_fields(down, down_xid, sent, len, fill, want_end);
+            let seq_cnt = fields.seq_cnt;
+            let LegFrames::Write(head) = &mut down.frames else { continue };
             // Fill is at most 3: F_CTL is in range.
             let Some(hb) = head.header(fields) else { continue };
             let crc = head
@@ -308,22 +296,11 @@ impl Worker {
         }
     }
 
-    /// Whether leg `down_xid` waits for exactly the host data at `offset`, `len` bytes: its
-    /// sent data ends there, its request takes the whole payload (which is not empty:
-    /// `serve_leg_frame` finds no piece for an empty frame, so 1 <= len <= want_end - sent),
-    /// and it has a [`emit::WriteHead`].
+    /// Whether leg `down_xid` waits for exactly the host data at `offset`, `len` bytes (see
+    /// [`waits_for`]).
     #[inline(always)]
     fn leg_waits_for(&self, down_xid: ExchangeId, offset: u32, len: u32) -> bool {
-        self.down.get(down_xid).is_some_and(|d| {
-            let sent = d.sent_upto;
-            matches!(d.frames, LegFrames::Write(_))
-                && d.wanted.is_some_and(|(_, want_end)| {
-                    sent >= d.leg.header_bytes
-                        && sent < want_end
-                        && d.leg.data_offset + (sent - d.leg.header_bytes) == offset
-                        && len.wrapping_sub(1) < want_end - sent
-                })
-        })
+        self.down.get(down_xid).is_some_and(|d| waits_for(d, offset, len))
     }
 
     /// Leg `down_xid`'s next data frame for a host frame with CRC `host_crc`, FC header `old`,
@@ -337,23 +314,11 @@ impl Worker {
         (host_crc, old, len, fill, trailing, block_size): (u32, &[u8; FC_HEADER], u32, usize, usize, u32),
     ) -> Option<LegStep> {
         let down = self.down.get_mut(down_xid)?;
-        let LegFrames::Write(head) = &mut down.frames else { return None };
         let (_, want_end) = down.wanted?;
         let sent = down.sent_upto;
-        let last = sent + len >= want_end;
-        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
-        if last {
-            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-        }
-        let seq_cnt = down.seq_cnt;
-        let fields = emit::WriteFields {
-            f_ctl: f,
-            seq_id: down.seq_id,
-            seq_cnt,
-            ox_id: down_xid.0,
-            rx_id: down.target_rx_id,
-            parameter: sent,
-        };
+        let (fields, last) = next_fields(down, down_xid, sent, len, fill, want_end);
+        let seq_cnt = fields.seq_cnt;
+        let LegFrames::Write(head) = &mut down.frames else { return None };
         let hb = head.header(fields)?;
         let change = head.header_change(
             (&mut self.address_changes, &mut self.write_changes),
@@ -421,34 +386,17 @@ impl Worker {
             return Err(frame);
         }
         let Some(down) = self.down.get_mut(down_xid) else { return Err(frame) };
-        let Some((_, want_end)) = down.wanted else { return Err(frame) };
-        let sent = down.sent_upto;
-        let LegFrames::Write(head) = &mut down.frames else { return Err(frame) };
-        // As `forward_in_order` asks of each leg: 1 <= len <= want_end - sent.
-        let ready = sent >= down.leg.header_bytes
-            && sent < want_end
-            && down.leg.data_offset + (sent - down.leg.header_bytes) == offset
-            && len.wrapping_sub(1) < want_end - sent;
-        if !ready {
+        if !waits_for(down, offset, len) {
             return Err(frame);
         }
+        let Some((_, want_end)) = down.wanted else { return Err(frame) };
+        let sent = down.sent_upto;
         let fc_len = rx.fc_end - fc_start;
         let trailing = fc_len - FC_HEADER;
         let fill = fc_len - FC_HEADER - len as usize;
-        let last = sent + len >= want_end;
-        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
-        if last {
-            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-        }
-        let seq_cnt = down.seq_cnt;
-        let fields = emit::WriteFields {
-            f_ctl: f,
-            seq_id: down.seq_id,
-            seq_cnt,
-            ox_id: down_xid.0,
-            rx_id: down.target_rx_id,
-            parameter: sent,
-        };
+        let (fields, last) = next_fields(down, down_xid, sent, len, fill, want_end);
+        let seq_cnt = fields.seq_cnt;
+        let LegFrames::Write(head) = &mut down.frames else { return Err(frame) };
         let mut needed = 0;
         let port = down.port;
         // Fill is at most 3: F_CTL is in range, and a header is always made.
@@ -758,7 +706,6 @@ impl Worker {
         want_end: u32,
     ) -> Option<bool> {
         let down = self.down.get_mut(down_xid)?;
-        let LegFrames::Write(head) = &mut down.frames else { return None };
         let up = self.up.get(up_xid)?;
         let leg = down.leg;
         let u = leg.data_offset + (sent - leg.header_bytes);
@@ -768,20 +715,9 @@ impl Worker {
         let len = take_end - u;
         let whole = u == piece.offset && take_end == piece.end();
         let fill = if whole { usize::from(piece.fill) } else { ((4 - len % 4) % 4) as usize };
-        let last = sent + len >= want_end;
-        let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
-        if last {
-            f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
-        }
-        let seq_cnt = down.seq_cnt;
-        let fields = emit::WriteFields {
-            f_ctl: f,
-            seq_id: down.seq_id,
-            seq_cnt,
-            ox_id: down_xid.0,
-            rx_id: down.target_rx_id,
-            parameter: sent,
-        };
+        let (fields, last) = next_fields(down, down_xid, sent, len, fill, want_end);
+        let seq_cnt = fields.seq_cnt;
+        let LegFrames::Write(head) = &mut down.frames else { return None };
         let hb = head.header(fields)?;
         let fc_start = piece.fc_start as usize;
         let start = fc_start + FC_HEADER + (u - piece.offset) as usize;
@@ -1047,4 +983,48 @@ fn leg_payload(piece: &HostPiece, from: u32, to: u32) -> Option<LegPayload> {
 fn next_solicit(up: &Upstream, needed: u32, max_burst: u32) -> Option<(u32, u32)> {
     (up.received_upto >= up.solicited_upto && needed > up.solicited_upto)
         .then(|| (up.solicited_upto, (needed - up.solicited_upto).min(max_burst)))
+}
+
+/// Whether leg `down` waits for exactly the host data at `offset`, `len` bytes: its sent data
+/// ends there, its request takes the whole payload (which is not empty: `serve_leg_frame`
+/// finds no piece for an empty frame, so 1 <= len <= want_end - sent), and it has a
+/// [`emit::WriteHead`].
+#[inline(always)]
+fn waits_for(down: &Downstream, offset: u32, len: u32) -> bool {
+    let sent = down.sent_upto;
+    matches!(down.frames, LegFrames::Write(_))
+        && down.wanted.is_some_and(|(_, want_end)| {
+            sent >= down.leg.header_bytes
+                && sent < want_end
+                && down.leg.data_offset + (sent - down.leg.header_bytes) == offset
+                && len.wrapping_sub(1) < want_end - sent
+        })
+}
+
+/// The header fields of leg `down` (exchange `down_xid`)'s next data frame: `len` payload
+/// bytes and `fill` from `sent` of a request ending at `want_end`; and whether the frame ends
+/// the request (it then ends the sequence and passes the initiative).
+#[inline(always)]
+fn next_fields(
+    down: &Downstream,
+    down_xid: ExchangeId,
+    sent: u32,
+    len: u32,
+    fill: usize,
+    want_end: u32,
+) -> (emit::WriteFields, bool) {
+    let last = sent + len >= want_end;
+    let mut f = f_ctl::RELATIVE_OFFSET | fill as u32;
+    if last {
+        f |= f_ctl::END_SEQUENCE | f_ctl::SEQUENCE_INITIATIVE;
+    }
+    let fields = emit::WriteFields {
+        f_ctl: f,
+        seq_id: down.seq_id,
+        seq_cnt: down.seq_cnt,
+        ox_id: down_xid.0,
+        rx_id: down.target_rx_id,
+        parameter: sent,
+    };
+    (fields, last)
 }

@@ -479,9 +479,7 @@ impl Worker {
                 };
                 // A device asking for data its command does not move is not followed (the
                 // leg then times out, and its device's path is tested, as for silence).
-                let Some(end) =
-                    ready.data_ro.checked_add(ready.burst_len).filter(|&e| e <= down.transfer_len)
-                else {
+                let Some(end) = down.transfer_end(ready.data_ro, ready.burst_len) else {
                     self.recycle(frame);
                     if let Some(stats) = self.port_stats(port) {
                         stats.malformed += 1;
@@ -503,9 +501,7 @@ impl Worker {
             // host's buffer takes another device's data, or past the buffer (or grow a control
             // path buffer without bound).
             (r_ctl::SOLICITED_DATA, fc_type::FCP)
-                if h.parameter
-                    .checked_add(rx.payload_len as u32)
-                    .is_none_or(|end| end > down.transfer_len) =>
+                if down.transfer_end(h.parameter, rx.payload_len as u32).is_none() =>
             {
                 if let Some(stats) = self.port_stats(port) {
                     stats.malformed += 1;

@@ -265,6 +265,15 @@ pub struct Downstream {
     pub frames: LegFrames,
 }
 
+impl Downstream {
+    /// The end of `len` bytes at `offset` of the leg's data, if its command moves them (the
+    /// device may neither ask for nor send bytes past its FCP_DL).
+    #[inline(always)]
+    pub fn transfer_end(&self, offset: u32, len: u32) -> Option<u32> {
+        offset.checked_add(len).filter(|&end| end <= self.transfer_len)
+    }
+}
+
 /// The data of a control-path downstream I/O.
 #[derive(Debug, Default)]
 pub struct ControlData {
