@@ -265,6 +265,41 @@ fn write_data_out_of_order_lands_as_in_order_on_one_leg_and_on_a_mirror() {
     }
 }
 
+/// The port and OX_ID of the command the worker sent device `device` (held by the testbed).
+fn held_leg(bed: &Testbed, device: u32) -> (dve_fp_api::ids::PortId, u16) {
+    let (port, command) = bed
+        .held_disk_frames
+        .iter()
+        .find(|(_, f)| f[28 + 1..28 + 4] == disk_fc(device).to_be_bytes()[1..])
+        .cloned()
+        .expect("the device's command");
+    (port, u16::from_be_bytes([command[28 + 16], command[28 + 17]]))
+}
+
+/// A frame device `device` sends on `port` in the worker's exchange `leg`: FCP `r_ctl` with
+/// relative offset `parameter` and `payload`.
+fn device_frame(
+    (port, leg): (dve_fp_api::ids::PortId, u16),
+    device: u32,
+    r_ctl: u8,
+    parameter: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    use dve_wire::fc::f_ctl;
+    let f = f_ctl::EXCHANGE_CONTEXT | f_ctl::RELATIVE_OFFSET | f_ctl::SEQUENCE_INITIATIVE;
+    let hd = header(
+        r_ctl,
+        initiator_fc(port.0),
+        disk_fc(device),
+        dve_wire::fc::fc_type::FCP,
+        f,
+        leg,
+        0x55,
+        parameter,
+    );
+    fcoe(&hd, dve_wire::fcoe::Sof::I3, dve_wire::fcoe::Eof::T, payload)
+}
+
 /// A device that asks for data beyond what its command moves (an FCP_XFER_RDY whose offset
 /// and length reach past the leg's FCP_DL) is not followed: the frame is counted malformed and
 /// dropped, and the write completes once the device asks properly. (A leg that starts well
@@ -279,32 +314,12 @@ fn a_transfer_ready_beyond_the_legs_length_is_dropped_and_counted() {
     let data = pattern(5, 16);
     let ox = bed.write(0, data.clone());
     // The second leg: device 2, from byte 4,096 of the host's data.
-    let (port, command) = bed
-        .held_disk_frames
-        .iter()
-        .find(|(_, f)| f[28 + 1..28 + 4] == disk_fc(2).to_be_bytes()[1..])
-        .cloned()
-        .expect("device 2's command");
-    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    let leg = held_leg(&bed, 2);
     for (ro, len) in [(0xFFFF_FF00, 0x10), (4096, 1), (0, 0x1_0000), (u32::MAX, u32::MAX)] {
-        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::SEQUENCE_INITIATIVE;
-        let hd = header(
-            dve_wire::fc::r_ctl::DATA_DESCRIPTOR,
-            initiator_fc(port.0),
-            disk_fc(2),
-            dve_wire::fc::fc_type::FCP,
-            f,
-            leg,
-            0x55,
-            0,
-        );
-        let frame = fcoe(
-            &hd,
-            dve_wire::fcoe::Sof::I3,
-            dve_wire::fcoe::Eof::T,
-            &dve_wire::fcp::FcpXferRdyRepr { data_ro: ro, burst_len: len },
-        );
-        bed.deliver(port, frame);
+        let mut ready = ro.to_be_bytes().to_vec();
+        ready.extend_from_slice(&len.to_be_bytes());
+        ready.extend_from_slice(&[0; 4]);
+        bed.deliver(leg.0, device_frame(leg, 2, dve_wire::fc::r_ctl::DATA_DESCRIPTOR, 0, &ready));
         bed.settle();
     }
     let malformed: u64 =
@@ -368,29 +383,12 @@ fn read_data_past_a_legs_length_is_dropped_and_counted() {
     bed.hold_disks = true;
     let ox = bed.read(0, 16);
     // Device 1's leg moves the host's bytes 0..4096; 4096.. are device 2's.
-    let (port, command) = bed
-        .held_disk_frames
-        .iter()
-        .find(|(_, f)| f[28 + 1..28 + 4] == disk_fc(1).to_be_bytes()[1..])
-        .cloned()
-        .expect("device 1's command");
-    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    let leg = held_leg(&bed, 1);
     for (offset, len) in [(4096u32, 512usize), (3584, 1024), (u32::MAX - 100, 512)] {
-        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::RELATIVE_OFFSET;
-        let hd = header(
-            dve_wire::fc::r_ctl::SOLICITED_DATA,
-            initiator_fc(port.0),
-            disk_fc(1),
-            dve_wire::fc::fc_type::FCP,
-            f,
-            leg,
-            0x66,
-            offset,
-        );
-        let frame = fcoe(&hd, dve_wire::fcoe::Sof::I3, dve_wire::fcoe::Eof::N, &vec![0xEE; len][..]);
+        let frame = device_frame(leg, 1, dve_wire::fc::r_ctl::SOLICITED_DATA, offset, &vec![0xEE; len]);
         bed.now += 1;
         let frame = dve_fp_api::frame::Frame::copy_from(&frame).unwrap();
-        bed.worker.handle_frame(dve_fp_api::ids::Timestamp(bed.now), port, frame);
+        bed.worker.handle_frame(dve_fp_api::ids::Timestamp(bed.now), leg.0, frame);
         let to_host = bed.worker.take_transmits().filter(|(p, _)| *p == HOST_PORT).count();
         assert_eq!(to_host, 0, "offset {offset}: nothing reaches the host");
     }
@@ -417,21 +415,9 @@ fn control_path_read_data_past_its_length_is_dropped_and_counted() {
         device: DeviceId(3),
         op: DownstreamOp::Read { lba: 100, blocks: 1 },
     }));
-    let (port, command) = bed.held_disk_frames.front().cloned().expect("the command");
-    let leg = u16::from_be_bytes([command[28 + 16], command[28 + 17]]);
+    let leg = held_leg(&bed, 3);
     for offset in [512u32, 1 << 20, u32::MAX - 100] {
-        let f = dve_wire::fc::f_ctl::EXCHANGE_CONTEXT | dve_wire::fc::f_ctl::RELATIVE_OFFSET;
-        let hd = header(
-            dve_wire::fc::r_ctl::SOLICITED_DATA,
-            initiator_fc(port.0),
-            disk_fc(3),
-            dve_wire::fc::fc_type::FCP,
-            f,
-            leg,
-            0x66,
-            offset,
-        );
-        bed.deliver(port, fcoe(&hd, dve_wire::fcoe::Sof::I3, dve_wire::fcoe::Eof::N, &[0xEE; 512][..]));
+        bed.deliver(leg.0, device_frame(leg, 3, dve_wire::fc::r_ctl::SOLICITED_DATA, offset, &[0xEE; 512]));
     }
     let malformed: u64 =
         bed.worker.statistics(dve_fp_api::ids::Timestamp(0)).ports.iter().map(|p| p.malformed).sum();

@@ -21,7 +21,7 @@ use dve_wire::emit::WireEmit;
 use dve_wire::ethernet::{ETHERTYPE_FCOE, EthernetRepr, MacAddr};
 use dve_wire::fc::{FcHeaderRepr, FcId as WireFcId, UNASSIGNED_X_ID, f_ctl, fc_type, r_ctl};
 use dve_wire::fcoe::{Eof, FcoeRepr, Sof};
-use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, TaskAttribute, lun_from_index};
+use dve_wire::fcp::{FcpCmndRepr, FcpRspRepr, FcpXferRdyRepr, Residual, TaskAttribute, lun_from_index};
 use dve_wire::scsi::{opcode, status};
 use dve_wire::stack::{emit_fcoe_frame, parse_fcoe_frame};
 
@@ -214,26 +214,12 @@ impl Disks {
                             self.blocks.insert((ex.device, ex.lba + i as u64), block.to_vec());
                         }
                     }
-                    let mut response =
-                        self.response(&ex, rx, if failing { status::CHECK_CONDITION } else { status::GOOD });
-                    if short && !failing {
-                        let hd = header(
-                            r_ctl::COMMAND_STATUS,
-                            ex.initiator,
-                            disk_fc(ex.device),
-                            fc_type::FCP,
-                            f_ctl::EXCHANGE_CONTEXT
-                                | f_ctl::LAST_SEQUENCE
-                                | f_ctl::END_SEQUENCE
-                                | f_ctl::SEQUENCE_INITIATIVE,
-                            ex.ox,
-                            rx,
-                            0,
-                        );
-                        let residual = dve_wire::fcp::Residual::Under((data.len() - stored) as u32);
-                        response = fcoe(&hd, Sof::I3, Eof::T, &FcpRspRepr { residual, ..FcpRspRepr::good() });
-                    }
-                    out.push(response);
+                    let (scsi_status, residual) = match (failing, short) {
+                        (true, _) => (status::CHECK_CONDITION, Residual::None),
+                        (false, true) => (status::GOOD, Residual::Under((data.len() - stored) as u32)),
+                        (false, false) => (status::GOOD, Residual::None),
+                    };
+                    out.push(self.response_with(&ex, rx, scsi_status, residual));
                 } else if h.f_ctl & f_ctl::SEQUENCE_INITIATIVE != 0 {
                     let burst = if self.burst == 0 { ex.expected } else { self.burst };
                     let len = burst.min(ex.expected - burst_end);
@@ -274,6 +260,10 @@ impl Disks {
     }
 
     fn response(&self, ex: &DiskExchange, rx: u16, scsi_status: u8) -> Vec<u8> {
+        self.response_with(ex, rx, scsi_status, Residual::None)
+    }
+
+    fn response_with(&self, ex: &DiskExchange, rx: u16, scsi_status: u8, residual: Residual) -> Vec<u8> {
         let hd = header(
             r_ctl::COMMAND_STATUS,
             ex.initiator,
@@ -284,7 +274,7 @@ impl Disks {
             rx,
             0,
         );
-        let rsp = FcpRspRepr { scsi_status, ..FcpRspRepr::good() };
+        let rsp = FcpRspRepr { scsi_status, residual, ..FcpRspRepr::good() };
         fcoe(&hd, Sof::I3, Eof::T, &rsp)
     }
 }
@@ -361,7 +351,7 @@ impl Host {
                 let rsp = FcpRspRepr::parse(view.payload).expect("FCP_RSP");
                 result.status = Some(rsp.scsi_status);
                 result.sense = rsp.sense.map(<[u8]>::to_vec);
-                if let dve_wire::fcp::Residual::Under(n) = rsp.residual {
+                if let Residual::Under(n) = rsp.residual {
                     result.residual_under = Some(n);
                 }
             }
